@@ -1,0 +1,106 @@
+/*
+ * span: helpers for ids and kinds; see span.h.
+ */
+#include "span.h"
+
+#include <string.h>
+
+static const char *const kind_names[] = {NULL, "CLIENT", "SERVER", "PRODUCER", "CONSUMER"};
+
+const char *span_kind_name(enum span_kind kind)
+{
+    if ((unsigned)kind > SPAN_KIND_CONSUMER)
+        return NULL;
+    return kind_names[kind];
+}
+
+int span_kind_parse(const char *s, size_t len)
+{
+    for (int k = SPAN_KIND_CLIENT; k <= SPAN_KIND_CONSUMER; k++)
+        if (strlen(kind_names[k]) == len && memcmp(kind_names[k], s, len) == 0)
+            return k;
+    return -1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int parse_hex64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        int h = hexval(s[i]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | (uint64_t)h;
+    }
+    *out = v;
+    return 0;
+}
+
+int span_parse_id(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 16 || parse_hex64(s, len, out) != 0 || *out == 0)
+        return -1;
+    return 0;
+}
+
+int span_parse_trace_id(const char *s, size_t len, uint64_t *high, uint64_t *low)
+{
+    if (len == 0 || len > 32)
+        return -1;
+    size_t lo_len = len > 16 ? 16 : len;
+    *high = 0;
+    if (len > 16 && parse_hex64(s, len - 16, high) != 0)
+        return -1;
+    if (parse_hex64(s + len - lo_len, lo_len, low) != 0)
+        return -1;
+    if (*high == 0 && *low == 0)
+        return -1;
+    return 0;
+}
+
+void span_format_id(uint64_t id, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[id & 15];
+        id >>= 4;
+    }
+    out[16] = '\0';
+}
+
+size_t span_format_trace_id(uint64_t high, uint64_t low, char out[33])
+{
+    if (high == 0) {
+        span_format_id(low, out);
+        return 16;
+    }
+    span_format_id(high, out);
+    span_format_id(low, out + 16);
+    return 32;
+}
+
+uint64_t span_id_from_bytes(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+void span_id_to_bytes(uint64_t id, uint8_t out[8])
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)(id & 0xff);
+        id >>= 8;
+    }
+}
