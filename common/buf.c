@@ -30,6 +30,18 @@ void buf_reserve(buf_t *b, size_t extra)
     b->cap = cap;
 }
 
+void buf_reserve_exact(buf_t *b, size_t extra)
+{
+    if (b->cap - b->len > extra)
+        return;
+    size_t cap = b->len + extra + 1;
+    char *p = realloc(b->data, cap);
+    if (p == NULL)
+        log_fatal("out of memory growing a buffer to %zu bytes", cap);
+    b->data = p;
+    b->cap = cap;
+}
+
 void buf_append(buf_t *b, const void *data, size_t len)
 {
     buf_reserve(b, len);

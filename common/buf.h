@@ -25,6 +25,9 @@ void buf_dispose(buf_t *b);
 /* Make room for at least extra more bytes. */
 void buf_reserve(buf_t *b, size_t extra);
 
+/* Make room for exactly extra more bytes (plus the NUL), no geometric slack: for bounded decoders. */
+void buf_reserve_exact(buf_t *b, size_t extra);
+
 void buf_append(buf_t *b, const void *data, size_t len);
 void buf_append_str(buf_t *b, const char *s);
 void buf_append_char(buf_t *b, char c);

@@ -1,0 +1,184 @@
+/*
+ * collector: shared state, clocks, the memory guard and /metrics; see
+ * collector.h.
+ */
+#include "collector.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metric_store.h"
+#include "span_store.h"
+
+static const char *const transport_names[TRANSPORT_COUNT] = {"http", "otlp_http"};
+
+uint64_t collector_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t collector_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t read_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    unsigned long long size = 0, resident = 0;
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    if (n != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int collector_over_memory(collector_t *c)
+{
+    uint64_t now = collector_now_ms();
+    uint64_t last = atomic_load_explicit(&c->rss_read_ms, memory_order_relaxed);
+    if (now - last >= 100 &&
+        atomic_compare_exchange_strong(&c->rss_read_ms, &last, now))
+        atomic_store_explicit(&c->rss_bytes, read_rss(), memory_order_relaxed);
+    return atomic_load_explicit(&c->rss_bytes, memory_order_relaxed) > c->cfg.memory_limit_bytes;
+}
+
+int collector_init(collector_t *c)
+{
+    span_store_config_t scfg;
+    span_store_config_default(&scfg);
+    scfg.max_spans = c->cfg.max_spans;
+    scfg.max_bytes = c->cfg.max_store_bytes;
+    scfg.strict_trace_id = c->cfg.strict_trace_id;
+    scfg.autocomplete_keys = (const char *const *)c->cfg.autocomplete_keys.items;
+    scfg.n_autocomplete_keys = c->cfg.autocomplete_keys.n;
+    c->store = span_store_create(&scfg);
+    if (c->store == NULL) {
+        log_error("cannot create the trace store");
+        return -1;
+    }
+    /* names the collector renders itself: an OTLP family with one would duplicate it and fail the scrape */
+    static const char *const reserved[] = {"zipkin_collector_", "outrider_store_", "outrider_metric_",
+                                           "outrider_collector_", "outrider_memory_", "process_resident_memory_bytes",
+                                           "process_start_time_seconds", "http_server_requests_seconds"};
+    metric_store_config_t mcfg = {0};
+    mcfg.reserved_prefixes = reserved;
+    mcfg.n_reserved_prefixes = sizeof(reserved) / sizeof(reserved[0]);
+    mcfg.series_ttl_ms = c->cfg.metric_series_ttl_ms;
+    mcfg.max_series = (uint32_t)(c->cfg.max_metric_series > UINT32_MAX ? UINT32_MAX : c->cfg.max_metric_series);
+    c->metrics = metric_store_create(&mcfg);
+    if (c->metrics == NULL) {
+        log_error("cannot create the metric store");
+        return -1;
+    }
+    static const char *const latency_labels[] = {"method", "uri", "status"};
+    c->http_latency = prom_histogram_vec_create("http_server_requests_seconds",
+                                                "Latency of the collector's HTTP requests", latency_labels, 3,
+                                                prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N, 1024);
+    c->started_ms = collector_now_ms();
+    return 0;
+}
+
+void collector_dispose(collector_t *c)
+{
+    span_store_destroy(c->store);
+    metric_store_destroy(c->metrics);
+    prom_histogram_vec_destroy(c->http_latency);
+    c->store = NULL;
+    c->metrics = NULL;
+    c->http_latency = NULL;
+}
+
+/* One counter family with a transport label, from the field at offset in each transport's stats. */
+static void write_transport_counter(collector_t *c, buf_t *b, const char *name, const char *help, size_t offset,
+                                    int om)
+{
+    prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
+    for (int t = 0; t < TRANSPORT_COUNT; t++) {
+        metric_label_t l = {STR_LIT("transport"), {transport_names[t], (uint32_t)strlen(transport_names[t])}};
+        const prom_counter_t *ctr = (const prom_counter_t *)((const char *)&c->transport[t] + offset);
+        prom_write_counter(b, name, &l, 1, ctr, om);
+    }
+}
+
+static void write_gauge_value(buf_t *b, const char *name, const char *help, double v, int om)
+{
+    prom_write_family_header(b, name, PROM_GAUGE, help, strlen(help), NULL, om);
+    prom_write_sample(b, name, "", NULL, 0, NULL, NULL, v, NULL, om);
+}
+
+static void write_counter_value(buf_t *b, const char *name, const char *help, double v, int om)
+{
+    prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
+    prom_write_sample(b, name, "_total", NULL, 0, NULL, NULL, v, NULL, om);
+}
+
+void collector_render_metrics(collector_t *c, buf_t *b, int om)
+{
+#define TS(field) offsetof(collector_transport_stats_t, field)
+    write_transport_counter(c, b, "zipkin_collector_messages", "Messages (requests) received", TS(messages), om);
+    write_transport_counter(c, b, "zipkin_collector_messages_dropped",
+                            "Messages refused whole (undecodable, too large, over the memory limit)",
+                            TS(messages_dropped), om);
+    write_transport_counter(c, b, "zipkin_collector_bytes", "Request body bytes received, as sent", TS(bytes), om);
+    write_transport_counter(c, b, "zipkin_collector_spans", "Spans accepted", TS(spans), om);
+    write_transport_counter(c, b, "zipkin_collector_spans_dropped", "Spans refused or rejected",
+                            TS(spans_dropped), om);
+    write_transport_counter(c, b, "outrider_collector_metric_points", "OTLP metric data points accepted",
+                            TS(metric_points), om);
+    write_transport_counter(c, b, "outrider_collector_metric_points_dropped", "OTLP metric data points rejected",
+                            TS(metric_points_dropped), om);
+    write_transport_counter(c, b, "outrider_collector_log_records", "OTLP log records accepted", TS(log_records),
+                            om);
+    write_transport_counter(c, b, "outrider_collector_log_records_dropped", "OTLP log records rejected",
+                            TS(log_records_dropped), om);
+#undef TS
+    span_store_stats_t ss;
+    span_store_stats(c->store, &ss);
+    write_gauge_value(b, "outrider_store_spans", "Spans held by the trace store", (double)ss.spans, om);
+    write_gauge_value(b, "outrider_store_traces", "Traces held by the trace store", (double)ss.traces, om);
+    write_gauge_value(b, "outrider_store_bytes", "Bytes used by the trace store", (double)ss.bytes, om);
+    write_gauge_value(b, "outrider_store_max_spans", "Span bound of the trace store", (double)c->cfg.max_spans, om);
+    write_gauge_value(b, "outrider_store_max_bytes", "Byte bound of the trace store",
+                      (double)c->cfg.max_store_bytes, om);
+    write_counter_value(b, "outrider_store_evicted_spans", "Spans evicted to stay within the store's bounds",
+                        (double)ss.evicted_spans, om);
+    write_counter_value(b, "outrider_store_evicted_traces", "Traces evicted to stay within the store's bounds",
+                        (double)ss.evicted_traces, om);
+
+    metric_store_stats_t ms;
+    metric_store_stats(c->metrics, &ms);
+    write_gauge_value(b, "outrider_metric_series", "OTLP metric series held", (double)ms.series, om);
+    write_counter_value(b, "outrider_metric_series_expired", "OTLP metric series expired after metrics.seriesTtl",
+                        (double)ms.series_expired, om);
+    const char *help = "OTLP metric data points the metric store rejected, by reason";
+    prom_write_family_header(b, "outrider_metric_points_rejected", PROM_COUNTER, help, strlen(help), NULL, om);
+    for (int r = 0; r < METRIC_REJECT_COUNT_; r++) {
+        const char *name = metric_store_reject_name((enum metric_reject)r);
+        metric_label_t l = {STR_LIT("reason"), {name, (uint32_t)strlen(name)}};
+        prom_write_sample(b, "outrider_metric_points_rejected", "_total", &l, 1, NULL, NULL, (double)ms.rejected[r],
+                          NULL, om);
+    }
+    write_counter_value(b, "outrider_memory_refusals", "Ingest requests refused with 503 above limits.memoryLimit",
+                        (double)prom_counter_get(&c->memory_refusals), om);
+    collector_over_memory(c);
+    write_gauge_value(b, "process_resident_memory_bytes", "Resident memory size in bytes",
+                      (double)atomic_load(&c->rss_bytes), om);
+    write_gauge_value(b, "process_start_time_seconds", "Start time of the process since unix epoch in seconds",
+                      (double)c->started_ms / 1000.0, om);
+    prom_histogram_vec_render(c->http_latency, b, om);
+
+    uint64_t now = collector_now_ms();
+    metric_store_expire(c->metrics, now);
+    metric_store_render(c->metrics, b, om, now);
+    prom_write_eof(b, om);
+}

@@ -1,0 +1,88 @@
+/*
+ * collector: the state one outrider-collector process shares between its
+ * HTTP threads: configuration, the trace store, the metric store and the
+ * collector's own health counters. Created by main, read by every handler.
+ *
+ * The stores lock themselves; the counters are atomics, so handlers need
+ * no lock of their own here.
+ */
+#ifndef OUTRIDER_COLLECTOR_H
+#define OUTRIDER_COLLECTOR_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "prom_text.h"
+#include "server.h"
+
+/* the Zipkin server version whose API semantics we follow, reported by /info */
+#define OUTRIDER_ZIPKIN_API_VERSION "2.24.0"
+
+struct span_store;
+struct metric_store;
+
+enum collector_transport {
+    TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
+    TRANSPORT_OTLP_HTTP,       /* POST /v1/...; transport="otlp_http" */
+    TRANSPORT_COUNT,
+};
+
+/* Counters per transport, with the names Zipkin's collector metrics use. */
+typedef struct collector_transport_stats {
+    prom_counter_t messages;         /* requests received */
+    prom_counter_t messages_dropped; /* requests refused whole (4xx, 5xx) */
+    prom_counter_t bytes;            /* body bytes as received */
+    prom_counter_t spans;            /* spans accepted */
+    prom_counter_t spans_dropped;    /* spans refused or rejected */
+    prom_counter_t metric_points;    /* OTLP data points accepted */
+    prom_counter_t metric_points_dropped;
+    prom_counter_t log_records;      /* OTLP log records accepted */
+    prom_counter_t log_records_dropped;
+} collector_transport_stats_t;
+
+typedef struct collector {
+    collector_config_t cfg;
+    struct span_store *store;
+    struct metric_store *metrics;
+    collector_transport_stats_t transport[TRANSPORT_COUNT];
+    prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
+    prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */
+    _Atomic uint64_t rss_bytes;         /* last reading of resident memory */
+    _Atomic uint64_t rss_read_ms;       /* when it was read */
+    uint64_t started_ms;
+} collector_t;
+
+/* Create the stores from c->cfg (already loaded). Returns 0 or -1 (logged). */
+int collector_init(collector_t *c);
+
+/* Free what collector_init made (not the config). */
+void collector_dispose(collector_t *c);
+
+/* Milliseconds and microseconds since the epoch (CLOCK_REALTIME). */
+uint64_t collector_now_ms(void);
+uint64_t collector_now_us(void);
+
+/*
+ * 1 when resident memory is above limits.memoryLimit, reading
+ * /proc/self/statm at most every 100 ms. Ingest answers 503 then.
+ */
+int collector_over_memory(collector_t *c);
+
+/* GET /metrics: the collector's own series followed by the OTLP ones. */
+void collector_render_metrics(collector_t *c, buf_t *out, int openmetrics);
+
+/* Handlers (ingest.c): POST /api/v2/spans and POST /v1/{traces,metrics,logs}. */
+void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp);
+void ingest_otlp_traces(collector_t *c, const http_request_t *req, http_response_t *resp);
+void ingest_otlp_metrics(collector_t *c, const http_request_t *req, http_response_t *resp);
+void ingest_otlp_logs(collector_t *c, const http_request_t *req, http_response_t *resp);
+
+/*
+ * Zipkin query API and UI paths (zipkin_api.c): path is relative to the
+ * API root ("/services", "/trace/abc"...). Returns 1 when it answered,
+ * 0 when the path is not an API path.
+ */
+int zipkin_api_handle(collector_t *c, const http_request_t *req, const char *path, http_response_t *resp);
+
+#endif

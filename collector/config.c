@@ -1,0 +1,61 @@
+/*
+ * config: the collector's settings table; see config.h.
+ */
+#include "config.h"
+
+#include <stddef.h>
+
+#define F(field) offsetof(collector_config_t, field)
+
+const setting_t collector_settings[] = {
+    {"zipkin.listen", SETTING_HOSTPORT, F(zipkin_listen), "0.0.0.0:9411", 0, 0,
+     "Zipkin API (/api/v2), Zipkin UI paths (/zipkin), /metrics, /health; port 0 picks a free port"},
+    {"otlp.listen", SETTING_HOSTPORT, F(otlp_listen), "0.0.0.0:4318", 0, 0,
+     "OTLP/HTTP ingest (/v1/traces, /v1/metrics, /v1/logs); port 0 picks a free port"},
+    {"server.threads", SETTING_UINT, F(threads), "2", 1, 256, "HTTP worker threads per listener"},
+    {"server.maxConcurrentRequests", SETTING_UINT, F(max_concurrent_requests), "1024", 1, 1000000,
+     "connections served at once per listener"},
+    {"log.level", SETTING_STRING, F(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"store.maxSpans", SETTING_UINT, F(max_spans), "1000000", 1, 0,
+     "spans kept in memory; past it the oldest traces are evicted"},
+    {"store.maxBytes", SETTING_BYTES, F(max_store_bytes), "512MiB", 1024 * 1024, 0,
+     "memory the trace store may use; past it the oldest traces are evicted"},
+    {"store.strictTraceId", SETTING_BOOL, F(strict_trace_id), "true", 0, 0,
+     "a 128-bit trace id matches only itself (false: also its lower 64 bits), as Zipkin's STRICT_TRACE_ID"},
+    {"store.autocompleteKeys", SETTING_LIST, F(autocomplete_keys),
+     "http.method,http.status_code,response_flags,error", 0, 0,
+     "span tag keys whose values /api/v2/autocompleteValues serves, as Zipkin's AUTOCOMPLETE_KEYS"},
+    {"query.lookback", SETTING_DURATION, F(default_lookback_ms), "1d", 1, 0,
+     "default lookback of /api/v2/traces and /dependencies, as Zipkin's QUERY_LOOKBACK"},
+    {"limits.maxBodyBytes", SETTING_BYTES, F(max_body_bytes), "16MiB", 1024, 0,
+     "largest request body as sent (compressed); more gets 413"},
+    {"limits.maxDecodedBytes", SETTING_BYTES, F(max_decoded_bytes), "64MiB", 1024, 0,
+     "largest request body after decompression; more gets 413 without allocating it"},
+    {"limits.maxSpansPerRequest", SETTING_UINT, F(max_spans_per_request), "100000", 1, 0,
+     "spans in one request; more are rejected (OTLP: partial success, Zipkin: 400)"},
+    {"limits.maxTagsPerSpan", SETTING_UINT, F(max_tags_per_span), "256", 1, 65535, "tags (attributes) per span"},
+    {"limits.maxTagValueBytes", SETTING_BYTES, F(max_tag_value_bytes), "64KiB", 16, 16 * 1024 * 1024,
+     "longest tag value; longer values are truncated"},
+    {"limits.maxJsonDepth", SETTING_UINT, F(max_json_depth), "32", 4, 1024, "deepest JSON nesting accepted"},
+    {"limits.memoryLimit", SETTING_BYTES, F(memory_limit_bytes), "2GiB", 16 * 1024 * 1024, 0,
+     "resident memory above which ingest answers 503 with Retry-After"},
+    {"limits.retryAfter", SETTING_DURATION, F(retry_after_ms), "5s", 1000, 3600000,
+     "Retry-After sent with 503 and 429 (rounded to seconds)"},
+    {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,
+     "OTLP metric series not updated for this long stop being exported"},
+    {"metrics.maxSeries", SETTING_UINT, F(max_metric_series), "200000", 1, 0,
+     "most metric series kept; points of new series past it are rejected"},
+};
+
+const size_t collector_settings_count = sizeof(collector_settings) / sizeof(collector_settings[0]);
+
+void collector_config_init(collector_config_t *cfg)
+{
+    *cfg = (collector_config_t){0};
+    settings_defaults(collector_settings, collector_settings_count, cfg);
+}
+
+void collector_config_dispose(collector_config_t *cfg)
+{
+    settings_dispose(collector_settings, collector_settings_count, cfg);
+}

@@ -1,0 +1,44 @@
+/*
+ * config: every setting of outrider-collector, as one table (see
+ * common/settings.h). The same names work in the YAML file (nested by dots)
+ * and, for the common ones, as command-line flags.
+ */
+#ifndef OUTRIDER_COLLECTOR_CONFIG_H
+#define OUTRIDER_COLLECTOR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "settings.h"
+
+typedef struct collector_config {
+    char *zipkin_listen;          /* host:port of the Zipkin API, UI paths and /metrics */
+    char *otlp_listen;            /* host:port of OTLP/HTTP */
+    uint64_t threads;             /* HTTP worker threads per listener */
+    char *log_level;
+    uint64_t max_spans;           /* store bound, spans */
+    uint64_t max_store_bytes;     /* store bound, bytes */
+    int strict_trace_id;
+    setting_list_t autocomplete_keys;
+    uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
+    uint64_t max_body_bytes;      /* compressed request body */
+    uint64_t max_decoded_bytes;   /* after decompression */
+    uint64_t max_spans_per_request;
+    uint64_t max_tags_per_span;
+    uint64_t max_tag_value_bytes;
+    uint64_t max_json_depth;
+    uint64_t memory_limit_bytes;  /* above this, ingest answers 503 + Retry-After */
+    uint64_t retry_after_ms;
+    uint64_t metric_series_ttl_ms;
+    uint64_t max_metric_series;
+    uint64_t max_concurrent_requests;
+} collector_config_t;
+
+extern const setting_t collector_settings[];
+extern const size_t collector_settings_count;
+
+/* Fill cfg with defaults. Free with collector_config_dispose. */
+void collector_config_init(collector_config_t *cfg);
+void collector_config_dispose(collector_config_t *cfg);
+
+#endif

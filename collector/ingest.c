@@ -1,0 +1,370 @@
+/*
+ * ingest: the write side of the collector. One function per endpoint:
+ * POST /api/v2/spans (Zipkin v2 JSON or proto3) and POST /v1/{traces,
+ * metrics,logs} (OTLP/HTTP protobuf or JSON).
+ *
+ * Every request goes through the same steps: memory guard (503 +
+ * Retry-After), content type (415), Content-Encoding and bounded
+ * decompression (413/400), decoding into a per-thread arena, then one
+ * store insert for the whole batch. The arena is kept per thread and reset
+ * after each request so steady traffic allocates nothing per request.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "arena.h"
+#include "collector.h"
+#include "compress.h"
+#include "log.h"
+#include "metric_store.h"
+#include "otlp.h"
+#include "span_store.h"
+#include "zipkin_json.h"
+#include "zipkin_proto.h"
+
+/* arenas bigger than this are freed after a request instead of being kept */
+#define ARENA_KEEP_BYTES (8u << 20)
+
+typedef struct span_vec {
+    span_t *items;
+    size_t n, cap;
+    size_t max;
+} span_vec_t;
+
+static _Thread_local span_vec_t tl_spans;
+static _Thread_local arena_t tl_arena;
+static _Thread_local int tl_arena_ready;
+
+static int span_vec_sink(void *ctx, const span_t *s)
+{
+    span_vec_t *v = ctx;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 1024;
+        span_t *items = realloc(v->items, cap * sizeof(span_t));
+        if (items == NULL)
+            log_fatal("out of memory");
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->n++] = *s;
+    return 0;
+}
+
+static arena_t *request_arena(collector_t *c)
+{
+    if (!tl_arena_ready) {
+        arena_init(&tl_arena, 0);
+        tl_arena_ready = 1;
+    }
+    /* decoded structures are a few times the decoded body at most */
+    tl_arena.limit = c->cfg.max_decoded_bytes * 4 + (1u << 20);
+    return &tl_arena;
+}
+
+static void request_done(void)
+{
+    if (tl_arena.total > ARENA_KEEP_BYTES)
+        arena_dispose(&tl_arena);
+    else
+        arena_reset(&tl_arena);
+    tl_spans.n = 0;
+    if (tl_spans.cap > 65536) {
+        free(tl_spans.items);
+        tl_spans = (span_vec_t){0};
+    }
+}
+
+static void set_retry_after(collector_t *c, http_response_t *resp)
+{
+    snprintf(resp->retry_after, sizeof(resp->retry_after), "%llu",
+             (unsigned long long)((c->cfg.retry_after_ms + 999) / 1000));
+}
+
+/* Media type without parameters, lowercased, into out. */
+static void media_type(const char *ct, char *out, size_t outlen)
+{
+    size_t n = 0;
+    if (ct != NULL) {
+        while (*ct == ' ')
+            ct++;
+        while (ct[n] && ct[n] != ';' && ct[n] != ' ' && n + 1 < outlen) {
+            out[n] = (char)(ct[n] >= 'A' && ct[n] <= 'Z' ? ct[n] + 32 : ct[n]);
+            n++;
+        }
+    }
+    out[n] = '\0';
+}
+
+/*
+ * Steps shared by every ingest endpoint up to a decoded body. Returns 0 and
+ * sets *body and *len (pointing into decoded or the request), or -1 with resp set.
+ */
+static int prepare_body(collector_t *c, collector_transport_stats_t *ts, const http_request_t *req,
+                        http_response_t *resp, buf_t *decoded, const char **body, size_t *len)
+{
+    prom_counter_add(&ts->messages, 1);
+    prom_counter_add(&ts->bytes, req->body_len);
+    if (collector_over_memory(c)) {
+        prom_counter_add(&c->memory_refusals, 1);
+        prom_counter_add(&ts->messages_dropped, 1);
+        set_retry_after(c, resp);
+        http_respond_text(resp, 503, "collector is over its memory limit (limits.memoryLimit); retry later");
+        return -1;
+    }
+    int codec = compress_codec_parse(req->content_encoding);
+    if (codec < 0) {
+        prom_counter_add(&ts->messages_dropped, 1);
+        http_respond_text(resp, 415, "unsupported Content-Encoding \"%s\"; use gzip, deflate, zstd or none",
+                          req->content_encoding);
+        return -1;
+    }
+    if (codec == COMPRESS_NONE) {
+        if (req->body_len > c->cfg.max_decoded_bytes) {
+            prom_counter_add(&ts->messages_dropped, 1);
+            http_respond_text(resp, 413, "body exceeds limits.maxDecodedBytes (%llu)",
+                              (unsigned long long)c->cfg.max_decoded_bytes);
+            return -1;
+        }
+        *body = req->body ? req->body : "";
+        *len = req->body_len;
+        return 0;
+    }
+    char err[128];
+    int rc = compress_decode((enum compress_codec)codec, req->body, req->body_len, c->cfg.max_decoded_bytes, decoded,
+                             err, sizeof(err));
+    if (rc != COMPRESS_OK) {
+        prom_counter_add(&ts->messages_dropped, 1);
+        if (rc == COMPRESS_TOO_LARGE)
+            http_respond_text(resp, 413, "%s body: decompressed size exceeds limits.maxDecodedBytes (%llu)",
+                              compress_codec_name((enum compress_codec)codec),
+                              (unsigned long long)c->cfg.max_decoded_bytes);
+        else
+            http_respond_text(resp, 400, "cannot decompress %s body: %s",
+                              compress_codec_name((enum compress_codec)codec), err);
+        return -1;
+    }
+    *body = decoded->data ? decoded->data : "";
+    *len = decoded->len;
+    return 0;
+}
+
+void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_ZIPKIN_HTTP];
+    buf_t decoded = BUF_INIT;
+    const char *body;
+    size_t len;
+    if (prepare_body(c, ts, req, resp, &decoded, &body, &len) != 0)
+        goto done;
+
+    char mt[64];
+    media_type(req->content_type, mt, sizeof(mt));
+    int proto;
+    if (strcmp(mt, "application/x-protobuf") == 0 || strcmp(mt, "application/protobuf") == 0)
+        proto = 1;
+    else if (strcmp(mt, "application/json") == 0)
+        proto = 0;
+    else
+        proto = zipkin_sniff_proto((const uint8_t *)body, len); /* as Zipkin does for other types */
+
+    zipkin_limits_t lim = {
+        .max_spans = (uint32_t)c->cfg.max_spans_per_request,
+        .max_tags = (uint32_t)c->cfg.max_tags_per_span,
+        .max_tag_value_len = (uint32_t)c->cfg.max_tag_value_bytes,
+        .max_depth = (uint32_t)c->cfg.max_json_depth,
+    };
+    arena_t *a = request_arena(c);
+    zipkin_result_t res;
+    memset(&res, 0, sizeof(res));
+    int rc = proto ? zipkin_proto_decode((const uint8_t *)body, len, a, &lim, span_vec_sink, &tl_spans, &res)
+                   : zipkin_json_decode(body, len, a, &lim, span_vec_sink, &tl_spans, &res);
+    if (rc != 0) {
+        prom_counter_add(&ts->messages_dropped, 1);
+        prom_counter_add(&ts->spans_dropped, tl_spans.n + res.rejected);
+        http_respond_text(resp, 400, "%s", res.error[0] ? res.error : "cannot decode spans");
+        goto done;
+    }
+    span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+    prom_counter_add(&ts->spans, tl_spans.n);
+    prom_counter_add(&ts->spans_dropped, res.rejected);
+    resp->status = 202;
+    resp->content_type = NULL;
+done:
+    request_done();
+    buf_dispose(&decoded);
+}
+
+/* OTLP/HTTP: content type picks protobuf or JSON; answers in the same encoding. */
+static int otlp_content_type(const http_request_t *req, http_response_t *resp, int *json)
+{
+    char mt[64];
+    media_type(req->content_type, mt, sizeof(mt));
+    if (strcmp(mt, "application/x-protobuf") == 0 || strcmp(mt, "application/protobuf") == 0) {
+        *json = 0;
+        return 0;
+    }
+    if (strcmp(mt, "application/json") == 0) {
+        *json = 1;
+        return 0;
+    }
+    http_respond_text(resp, 415, "unsupported Content-Type \"%s\"; OTLP/HTTP takes application/x-protobuf or "
+                                 "application/json", req->content_type ? req->content_type : "");
+    return -1;
+}
+
+static void otlp_fail(http_response_t *resp, int json, int status, const char *message)
+{
+    resp->status = status;
+    resp->content_type = json ? "application/json" : "application/x-protobuf";
+    resp->body.len = 0;
+    /* google.rpc.Code: INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 8, UNAVAILABLE 14 */
+    int code = status == 400 ? 3 : status == 413 ? 8 : status == 503 || status == 429 ? 14 : 2;
+    otlp_encode_status(json, code, message, &resp->body);
+}
+
+static void otlp_limits_from(const collector_t *c, otlp_limits_t *lim)
+{
+    otlp_limits_default(lim);
+    lim->max_items = (uint32_t)c->cfg.max_spans_per_request;
+    lim->max_attributes = (uint32_t)c->cfg.max_tags_per_span;
+    lim->max_attribute_value_len = (uint32_t)c->cfg.max_tag_value_bytes;
+    lim->max_depth = (uint32_t)c->cfg.max_json_depth;
+}
+
+/*
+ * The common OTLP flow; decode() runs the signal's decoder and its store
+ * work, returning the decoder's result. Counters are updated by the caller.
+ */
+typedef int (*otlp_decode_fn)(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
+                              arena_t *a, otlp_result_t *res);
+
+static int otlp_handle(collector_t *c, const http_request_t *req, http_response_t *resp, enum otlp_signal sig,
+                       otlp_decode_fn decode, otlp_result_t *res)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_OTLP_HTTP];
+    int json;
+    if (otlp_content_type(req, resp, &json) != 0) {
+        prom_counter_add(&ts->messages, 1);
+        prom_counter_add(&ts->messages_dropped, 1);
+        return -1;
+    }
+    buf_t decoded = BUF_INIT;
+    const char *body;
+    size_t len;
+    int rc = -1;
+    if (prepare_body(c, ts, req, resp, &decoded, &body, &len) != 0) {
+        /* keep the status and reason, but in OTLP's Status encoding */
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%.*s", (int)(resp->body.len ? resp->body.len - 1 : 0),
+                 resp->body.data ? resp->body.data : "");
+        if (resp->status != 415)
+            otlp_fail(resp, json, resp->status, msg);
+        goto done;
+    }
+    otlp_limits_t lim;
+    otlp_limits_from(c, &lim);
+    memset(res, 0, sizeof(*res));
+    if (decode(c, (const uint8_t *)body, len, json, &lim, request_arena(c), res) != 0) {
+        prom_counter_add(&ts->messages_dropped, 1);
+        otlp_fail(resp, json, 400, res->error[0] ? res->error : "cannot decode the request");
+        goto done;
+    }
+    resp->status = 200;
+    resp->content_type = json ? "application/json" : "application/x-protobuf";
+    otlp_encode_response(sig, json, res, &resp->body);
+    rc = 0;
+done:
+    request_done();
+    buf_dispose(&decoded);
+    return rc;
+}
+
+static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
+                         arena_t *a, otlp_result_t *res)
+{
+    int rc = json ? otlp_traces_decode_json(body, len, lim, a, span_vec_sink, &tl_spans, res)
+                  : otlp_traces_decode_proto(body, len, lim, a, span_vec_sink, &tl_spans, res);
+    if (rc == 0)
+        span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+    return rc;
+}
+
+void ingest_otlp_traces(collector_t *c, const http_request_t *req, http_response_t *resp)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_OTLP_HTTP];
+    otlp_result_t res = {0};
+    if (otlp_handle(c, req, resp, OTLP_SIGNAL_TRACES, decode_traces, &res) == 0)
+        prom_counter_add(&ts->spans, res.accepted);
+    prom_counter_add(&ts->spans_dropped, res.rejected);
+}
+
+typedef struct metric_ctx {
+    collector_t *c;
+    uint64_t now_ms;
+    uint64_t rejected;
+    char reason[128];
+} metric_ctx_t;
+
+static int metric_sink(void *ctx, const metric_point_t *p)
+{
+    metric_ctx_t *m = ctx;
+    const char *why = NULL;
+    if (metric_store_add(m->c->metrics, p, m->now_ms, &why) != 0) {
+        if (m->rejected++ == 0)
+            snprintf(m->reason, sizeof(m->reason), "%.*s: %s", (int)p->name.len, p->name.ptr,
+                     why ? why : "rejected");
+    }
+    return 0;
+}
+
+static _Thread_local metric_ctx_t tl_metric_ctx;
+
+static int decode_metrics(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
+                          arena_t *a, otlp_result_t *res)
+{
+    tl_metric_ctx = (metric_ctx_t){c, collector_now_ms(), 0, ""};
+    int rc = json ? otlp_metrics_decode_json(body, len, lim, a, metric_sink, &tl_metric_ctx, res)
+                  : otlp_metrics_decode_proto(body, len, lim, a, metric_sink, &tl_metric_ctx, res);
+    if (rc == 0 && tl_metric_ctx.rejected > 0) {
+        /* points the store refused are part of the partial success */
+        if (res->error[0] == '\0')
+            snprintf(res->error, sizeof(res->error), "%s", tl_metric_ctx.reason);
+        res->accepted -= tl_metric_ctx.rejected < res->accepted ? tl_metric_ctx.rejected : res->accepted;
+        res->rejected += tl_metric_ctx.rejected;
+    }
+    return rc;
+}
+
+void ingest_otlp_metrics(collector_t *c, const http_request_t *req, http_response_t *resp)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_OTLP_HTTP];
+    otlp_result_t res = {0};
+    if (otlp_handle(c, req, resp, OTLP_SIGNAL_METRICS, decode_metrics, &res) == 0)
+        prom_counter_add(&ts->metric_points, res.accepted);
+    prom_counter_add(&ts->metric_points_dropped, res.rejected);
+}
+
+static int log_sink(void *ctx, const otlp_log_t *log)
+{
+    (void)ctx;
+    (void)log;
+    return 0;
+}
+
+static int decode_logs(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
+                       arena_t *a, otlp_result_t *res)
+{
+    (void)c;
+    return json ? otlp_logs_decode_json(body, len, lim, a, log_sink, NULL, res)
+                : otlp_logs_decode_proto(body, len, lim, a, log_sink, NULL, res);
+}
+
+void ingest_otlp_logs(collector_t *c, const http_request_t *req, http_response_t *resp)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_OTLP_HTTP];
+    otlp_result_t res = {0};
+    if (otlp_handle(c, req, resp, OTLP_SIGNAL_LOGS, decode_logs, &res) == 0)
+        prom_counter_add(&ts->log_records, res.accepted);
+    prom_counter_add(&ts->log_records_dropped, res.rejected);
+}

@@ -1,0 +1,420 @@
+/*
+ * server: libmicrohttpd listeners and routing; see server.h.
+ *
+ * Request life cycle (MHD calls on_request several times per request):
+ *   1st call   allocate a request_t, check Content-Length against the limit
+ *              (413 at once when it is too large: no body is read)
+ *   body calls append to the body buffer; past the limit, drain and mark
+ *   last call  route, run the handler, queue the response
+ * on_completed records the latency and frees the request_t.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "collector.h"
+#include "log.h"
+
+typedef enum listener_kind { LISTENER_ZIPKIN, LISTENER_OTLP } listener_kind_t;
+
+typedef struct listener {
+    collector_t *c;
+    listener_kind_t kind;
+    struct MHD_Daemon *daemon;
+} listener_t;
+
+struct server {
+    listener_t zipkin;
+    listener_t otlp;
+};
+
+typedef struct request {
+    buf_t body;
+    int too_large;
+    struct timespec start;
+    const char *route;
+    int status;
+    char method[16];
+} request_t;
+
+const char *http_query(const http_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(const http_request_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_respond_text(http_response_t *resp, int status, const char *fmt, ...)
+{
+    resp->status = status;
+    resp->content_type = "text/plain; charset=utf-8";
+    resp->body.len = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&resp->body, fmt, ap);
+    va_end(ap);
+    buf_append_char(&resp->body, '\n');
+}
+
+buf_t *http_respond_json(http_response_t *resp, int status)
+{
+    resp->status = status;
+    resp->content_type = "application/json";
+    resp->body.len = 0;
+    return &resp->body;
+}
+
+static void redirect(http_response_t *resp, const char *to)
+{
+    resp->status = 302;
+    resp->content_type = "text/plain; charset=utf-8";
+    snprintf(resp->location, sizeof(resp->location), "%s", to);
+    buf_printf(&resp->body, "see %s\n", to);
+}
+
+static const char index_html[] =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>Outrider collector</title></head><body>"
+    "<h1>Outrider collector</h1>"
+    "<p>This is the Zipkin-compatible API of the Outrider collector. Point the Zipkin UI (zipkin-lens) "
+    "or Grafana's Zipkin data source at this address.</p><ul>"
+    "<li><a href=\"/zipkin/api/v2/services\">/zipkin/api/v2/services</a></li>"
+    "<li><a href=\"/zipkin/api/v2/traces\">/zipkin/api/v2/traces</a></li>"
+    "<li><a href=\"/zipkin/api/v2/dependencies\">/zipkin/api/v2/dependencies</a></li>"
+    "<li><a href=\"/zipkin/config.json\">/zipkin/config.json</a></li>"
+    "<li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>"
+    "<li><a href=\"/health\">/health</a></li></ul></body></html>\n";
+
+static void route_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp)
+{
+    const char *p = req->path;
+    int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    int post = strcmp(req->method, "POST") == 0;
+
+    if (strcmp(p, "/api/v2/spans") == 0 && post) {
+        resp->route = "/api/v2/spans";
+        ingest_zipkin(c, req, resp);
+        return;
+    }
+    const char *api = NULL;
+    if (strncmp(p, "/api/v2/", 8) == 0)
+        api = p + 7;
+    else if (strncmp(p, "/zipkin/api/v2/", 15) == 0)
+        api = p + 14;
+    if (api != NULL) {
+        if (!get) {
+            resp->route = "/api/v2/**";
+            http_respond_text(resp, 405, "method %s not allowed on %s", req->method, p);
+            return;
+        }
+        if (zipkin_api_handle(c, req, api, resp))
+            return;
+    }
+    if (!get) {
+        resp->route = "NOT_FOUND";
+        http_respond_text(resp, strcmp(p, "/api/v2/spans") == 0 ? 405 : 404, "no route for %s %s", req->method, p);
+        return;
+    }
+    if (strcmp(p, "/metrics") == 0 || strcmp(p, "/prometheus") == 0) {
+        resp->route = "/metrics";
+        int om = req->accept != NULL && prom_accepts_openmetrics(req->accept);
+        resp->status = 200;
+        resp->content_type = prom_content_type(om);
+        collector_render_metrics(c, &resp->body, om);
+        return;
+    }
+    if (strcmp(p, "/health") == 0) {
+        resp->route = "/health";
+        buf_t *b = http_respond_json(resp, 200);
+        buf_append_str(b, "{\"status\":\"UP\",\"zipkin\":{\"status\":\"UP\",\"details\":"
+                          "{\"InMemoryStorage{}\":{\"status\":\"UP\"}}}}");
+        return;
+    }
+    if (strcmp(p, "/info") == 0) {
+        resp->route = "/info";
+        buf_t *b = http_respond_json(resp, 200);
+        buf_printf(b, "{\"zipkin\":{\"version\":\"%s\",\"commit\":\"outrider\"},\"outrider\":{\"version\":\"%s\"}}",
+                   OUTRIDER_ZIPKIN_API_VERSION, OUTRIDER_VERSION);
+        return;
+    }
+    if (strcmp(p, "/zipkin/config.json") == 0) {
+        resp->route = "/zipkin/config.json";
+        buf_t *b = http_respond_json(resp, 200);
+        buf_printf(b,
+                   "{\"environment\":\"\",\"queryLimit\":10,\"defaultLookback\":%llu,\"searchEnabled\":true,"
+                   "\"logsUrl\":null,\"supportUrl\":null,\"archivePostUrl\":null,\"archiveUrl\":null,"
+                   "\"dependency\":{\"enabled\":true,\"lowErrorRate\":0.5,\"highErrorRate\":0.75}}",
+                   (unsigned long long)(c->cfg.default_lookback_ms < 900000 ? c->cfg.default_lookback_ms : 900000));
+        return;
+    }
+    if (strcmp(p, "/") == 0 || strcmp(p, "/zipkin") == 0) {
+        resp->route = "/";
+        redirect(resp, "/zipkin/");
+        return;
+    }
+    if (strncmp(p, "/zipkin/", 8) == 0 && api == NULL) {
+        /* Zipkin serves its UI's index for every client-side route under /zipkin/ */
+        resp->route = "/zipkin/**";
+        resp->status = 200;
+        resp->content_type = "text/html; charset=utf-8";
+        buf_append(&resp->body, index_html, sizeof(index_html) - 1);
+        return;
+    }
+    resp->route = "NOT_FOUND";
+    http_respond_text(resp, 404, "no route for %s %s", req->method, p);
+}
+
+static void route_otlp(collector_t *c, const http_request_t *req, http_response_t *resp)
+{
+    static const struct {
+        const char *path;
+        void (*fn)(collector_t *, const http_request_t *, http_response_t *);
+    } routes[] = {{"/v1/traces", ingest_otlp_traces},
+                  {"/v1/metrics", ingest_otlp_metrics},
+                  {"/v1/logs", ingest_otlp_logs}};
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(req->path, routes[i].path) != 0)
+            continue;
+        resp->route = routes[i].path;
+        if (strcmp(req->method, "POST") != 0) {
+            http_respond_text(resp, 405, "method %s not allowed on %s; OTLP/HTTP takes POST", req->method,
+                              req->path);
+            return;
+        }
+        routes[i].fn(c, req, resp);
+        return;
+    }
+    resp->route = "NOT_FOUND";
+    http_respond_text(resp, 404, "no route for %s %s; OTLP/HTTP paths are /v1/traces, /v1/metrics, /v1/logs",
+                      req->method, req->path);
+}
+
+/* A body refused for its size before any handler ran still counts as a dropped message of its transport. */
+static void count_too_large(listener_t *l)
+{
+    collector_transport_stats_t *ts =
+        &l->c->transport[l->kind == LISTENER_ZIPKIN ? TRANSPORT_ZIPKIN_HTTP : TRANSPORT_OTLP_HTTP];
+    prom_counter_add(&ts->messages, 1);
+    prom_counter_add(&ts->messages_dropped, 1);
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, request_t *r, http_response_t *resp)
+{
+    size_t len;
+    char *body = buf_steal(&resp->body, &len);
+    struct MHD_Response *mr = MHD_create_response_from_buffer(len, body ? body : (char *)"",
+                                                              body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (mr == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    if (resp->content_type != NULL)
+        MHD_add_response_header(mr, "Content-Type", resp->content_type);
+    if (resp->location[0])
+        MHD_add_response_header(mr, "Location", resp->location);
+    if (resp->retry_after[0])
+        MHD_add_response_header(mr, "Retry-After", resp->retry_after);
+    r->status = resp->status;
+    r->route = resp->route;
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)resp->status, mr);
+    MHD_destroy_response(mr);
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    listener_t *l = cls;
+    collector_t *c = l->c;
+    request_t *r = *con_cls;
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &r->start);
+        snprintf(r->method, sizeof(r->method), "%s", method);
+        r->route = "NOT_FOUND";
+        *con_cls = r;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno == 0 && *end == '\0' && n > c->cfg.max_body_bytes) {
+                http_response_t resp = {.route = "TOO_LARGE"};
+                count_too_large(l);
+                http_respond_text(&resp, 413, "request body of %llu bytes exceeds limits.maxBodyBytes (%llu)", n,
+                                  (unsigned long long)c->cfg.max_body_bytes);
+                return send_response(conn, r, &resp);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!r->too_large) {
+            if (r->body.len + *upload_data_size > c->cfg.max_body_bytes) {
+                r->too_large = 1;
+                buf_dispose(&r->body);
+            } else {
+                buf_append(&r->body, upload_data, *upload_data_size);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    http_response_t resp = {.status = 500, .route = "NOT_FOUND"};
+    if (r->too_large) {
+        resp.route = "TOO_LARGE";
+        count_too_large(l);
+        http_respond_text(&resp, 413, "request body exceeds limits.maxBodyBytes (%llu)",
+                          (unsigned long long)c->cfg.max_body_bytes);
+        return send_response(conn, r, &resp);
+    }
+    char path[1024];
+    size_t plen = strcspn(url, "?");
+    if (plen >= sizeof(path)) {
+        http_respond_text(&resp, 414, "request path longer than %zu bytes", sizeof(path) - 1);
+        return send_response(conn, r, &resp);
+    }
+    memcpy(path, url, plen);
+    path[plen] = '\0';
+    http_request_t req = {
+        .conn = conn,
+        .method = method,
+        .path = path,
+        .body = r->body.data,
+        .body_len = r->body.len,
+        .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .content_encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING),
+        .accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+    };
+    if (l->kind == LISTENER_ZIPKIN)
+        route_zipkin(c, &req, &resp);
+    else
+        route_otlp(c, &req, &resp);
+    enum MHD_Result rc = send_response(conn, r, &resp);
+    buf_dispose(&resp.body);
+    return rc;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    listener_t *l = cls;
+    request_t *r = *con_cls;
+    if (r == NULL)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs = (double)(now.tv_sec - r->start.tv_sec) + (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    char status[8];
+    snprintf(status, sizeof(status), "%d", r->status ? r->status : 499);
+    const char *labels[] = {r->method, r->route, status};
+    prom_histogram_vec_observe(l->c->http_latency, labels, secs);
+    buf_dispose(&r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    log_warn("http: %s", msg);
+}
+
+static int listener_start(listener_t *l, const char *name, const char *hostport, uint16_t *bound)
+{
+    char host[256];
+    uint16_t port;
+    if (settings_split_hostport(hostport, host, sizeof(host), &port) != 0) {
+        log_error("%s listen address \"%s\" is not HOST:PORT", name, hostport);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        flags |= MHD_USE_IPv6;
+    } else if (strcmp(host, "localhost") == 0) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+        log_error("%s listen address \"%s\": host must be an IPv4 or IPv6 address", name, hostport);
+        return -1;
+    }
+    collector_t *c = l->c;
+    l->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, l,
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)c->cfg.max_concurrent_requests,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
+                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+                                 MHD_OPTION_END);
+    if (l->daemon == NULL) {
+        log_error("cannot listen on %s for %s: %s", hostport, name, errno ? strerror(errno) : "bind failed");
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    *bound = info ? info->port : port;
+    if (strchr(host, ':') != NULL)
+        log_info("listening %s http://[%s]:%u", name, host, *bound);
+    else
+        log_info("listening %s http://%s:%u", name, host, *bound);
+    return 0;
+}
+
+server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_port)
+{
+    server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        log_fatal("out of memory");
+    s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL};
+    s->otlp = (listener_t){c, LISTENER_OTLP, NULL};
+    if (listener_start(&s->zipkin, "zipkin", c->cfg.zipkin_listen, zipkin_port) != 0 ||
+        listener_start(&s->otlp, "otlp", c->cfg.otlp_listen, otlp_port) != 0) {
+        server_stop(s);
+        return NULL;
+    }
+    return s;
+}
+
+void server_stop(server_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->zipkin.daemon != NULL)
+        MHD_stop_daemon(s->zipkin.daemon);
+    if (s->otlp.daemon != NULL)
+        MHD_stop_daemon(s->otlp.daemon);
+    free(s);
+}

@@ -1,0 +1,68 @@
+/*
+ * server: the collector's two HTTP listeners (Zipkin port and OTLP port)
+ * on libmicrohttpd, and the request/response shapes its handlers use.
+ *
+ * Each listener runs an MHD thread pool (server.threads threads, epoll).
+ * A request is read whole into memory, bounded by limits.maxBodyBytes
+ * (a larger Content-Length is refused with 413 before any body is read; a
+ * chunked body that grows past the limit is drained and refused), then
+ * handed to the route's handler on the same thread. Handlers fill an
+ * http_response_t; the server sends it and records the request's latency.
+ */
+#ifndef OUTRIDER_COLLECTOR_SERVER_H
+#define OUTRIDER_COLLECTOR_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct MHD_Connection;
+struct collector;
+
+typedef struct http_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;             /* without query string */
+    const char *body;             /* may be NULL when empty */
+    size_t body_len;
+    const char *content_type;     /* NULL when absent */
+    const char *content_encoding; /* NULL when absent */
+    const char *accept;           /* NULL when absent */
+} http_request_t;
+
+typedef struct http_response {
+    int status;
+    const char *content_type;     /* static string */
+    buf_t body;
+    char location[256];           /* for redirects; "" = none */
+    char retry_after[24];         /* seconds; "" = none */
+    const char *route;            /* template for the latency metric's uri label */
+} http_response_t;
+
+/* Value of a query parameter, or NULL. */
+const char *http_query(const http_request_t *req, const char *name);
+
+/* Value of a request header (case-insensitive name), or NULL. */
+const char *http_header(const http_request_t *req, const char *name);
+
+/* Set a plain-text response: status and the message plus a newline. */
+void http_respond_text(http_response_t *resp, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Set an empty-bodied JSON response with the buffer to fill: status, content type application/json. */
+buf_t *http_respond_json(http_response_t *resp, int status);
+
+typedef struct server server_t;
+
+/*
+ * Start both listeners. On success the bound addresses are logged
+ * ("listening zipkin http://HOST:PORT", "listening otlp http://HOST:PORT")
+ * and returned through zipkin_port/otlp_port. Returns NULL (logged) when a
+ * listener cannot bind.
+ */
+server_t *server_start(struct collector *c, uint16_t *zipkin_port, uint16_t *otlp_port);
+
+/* Stop accepting, finish in-flight requests, free the server. NULL is a no-op. */
+void server_stop(server_t *s);
+
+#endif

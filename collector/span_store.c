@@ -1,0 +1,690 @@
+/*
+ * span_store: creation, insertion (normalise, merge, encode, index) and
+ * eviction; see span_store.h for the semantics and span_store_internal.h
+ * for the layout. Queries live in span_store_query.c, dependency links in
+ * span_store_deps.c.
+ *
+ * Index invariants, kept by every insert, merge and eviction:
+ *  - a service exists while some stored span has it as local service, and
+ *    counts its span names and remote service names per span;
+ *  - a trace is in a service's time list iff it has a timestamp and a span
+ *    of that service, and in the global list iff it has a timestamp; lists
+ *    are sorted by the trace timestamp, so a timestamp change removes the
+ *    trace under its old value and re-inserts it;
+ *  - every intern id in a blob holds one reference.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "log.h"
+#include "span_store_internal.h"
+
+void span_store_config_default(span_store_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_spans = 500000;
+    cfg->strict_trace_id = 1;
+    cfg->dep_bucket_ms = 60000;
+    cfg->dep_settle_ms = 1000;
+}
+
+/* ---- trace hash ---- */
+
+static uint64_t trace_hash(uint64_t hi, uint64_t lo)
+{
+    uint64_t k[2] = {hi, lo};
+    return XXH3_64bits(k, sizeof(k));
+}
+
+static uint64_t key_hi(const span_store_t *st, uint64_t hi)
+{
+    return st->strict ? hi : 0;
+}
+
+trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo)
+{
+    hi = key_hi(st, hi);
+    for (uint32_t i = (uint32_t)trace_hash(hi, lo) & st->tab_mask;; i = (i + 1) & st->tab_mask) {
+        trace_t *t = st->tab[i];
+        if (t == NULL)
+            return NULL;
+        if (t->id_lo == lo && key_hi(st, t->id_hi) == hi)
+            return t;
+    }
+}
+
+static void tab_place(trace_t **tab, uint32_t mask, trace_t *t, uint64_t hi)
+{
+    uint32_t i = (uint32_t)trace_hash(hi, t->id_lo) & mask;
+    while (tab[i] != NULL)
+        i = (i + 1) & mask;
+    tab[i] = t;
+}
+
+static void tab_resize(span_store_t *st, uint32_t ncap)
+{
+    trace_t **nt = store_alloc((size_t)ncap * sizeof(*nt), &st->bytes);
+    memset(nt, 0, (size_t)ncap * sizeof(*nt));
+    for (uint32_t i = 0; i <= st->tab_mask; i++)
+        if (st->tab[i] != NULL)
+            tab_place(nt, ncap - 1, st->tab[i], key_hi(st, st->tab[i]->id_hi));
+    store_free(st->tab, (size_t)(st->tab_mask + 1) * sizeof(*nt), &st->bytes);
+    st->tab = nt;
+    st->tab_mask = ncap - 1;
+}
+
+static void tab_remove(span_store_t *st, trace_t *t)
+{
+    uint32_t mask = st->tab_mask;
+    uint32_t i = (uint32_t)trace_hash(key_hi(st, t->id_hi), t->id_lo) & mask;
+    while (st->tab[i] != t)
+        i = (i + 1) & mask;
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        trace_t *o = st->tab[j];
+        if (o == NULL)
+            break;
+        uint32_t home = (uint32_t)trace_hash(key_hi(st, o->id_hi), o->id_lo) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            st->tab[i] = o;
+            i = j;
+        }
+    }
+    st->tab[i] = NULL;
+}
+
+/* ---- services ---- */
+
+static service_t *service_get(const span_store_t *st, uint32_t sid)
+{
+    uint64_t *v = u64map_get(&st->services, sid);
+    return v ? (service_t *)(uintptr_t)*v : NULL;
+}
+
+static service_t *service_make(span_store_t *st, uint32_t sid)
+{
+    uint64_t *v = u64map_put(&st->services, sid, &st->bytes);
+    if (*v == 0) {
+        service_t *s = store_alloc(sizeof(*s), &st->bytes);
+        memset(s, 0, sizeof(*s));
+        s->sid = sid;
+        *v = (uint64_t)(uintptr_t)s;
+    }
+    return (service_t *)(uintptr_t)*v;
+}
+
+static void service_free(span_store_t *st, service_t *s)
+{
+    u64map_del(&st->services, s->sid, &st->bytes);
+    tlist_dispose(&s->traces, &st->bytes);
+    u64map_dispose(&s->names, &st->bytes);
+    u64map_dispose(&s->remotes, &st->bytes);
+    store_free(s, sizeof(*s), &st->bytes);
+}
+
+static void count_add(span_store_t *st, u64map_t *m, uint32_t key, int delta)
+{
+    uint64_t *c = u64map_put(m, key, &st->bytes);
+    *c += (uint64_t)(int64_t)delta;
+    if (*c == 0)
+        u64map_del(m, key, &st->bytes);
+}
+
+static void index_autocomplete(span_store_t *st, const srec_t *r, int delta)
+{
+    const uint8_t *p = r->tags;
+    for (uint32_t i = 0; i < r->n_tags; i++) {
+        uint32_t key;
+        str_t val;
+        p = srec_tag(p, &key, &val);
+        for (size_t k = 0; k < st->n_ac; k++) {
+            ac_key_t *ac = &st->ac[k];
+            if (ac->sid != key)
+                continue;
+            uint32_t vid = intern_find(st->strs, val.ptr, val.len);
+            uint64_t *c = vid == SID_NONE ? NULL : u64map_get(&ac->values, vid);
+            if (delta > 0) {
+                if (c != NULL) {
+                    (*c)++;
+                } else {
+                    vid = intern_acquire(st->strs, val.ptr, val.len);
+                    *u64map_put(&ac->values, vid, &st->bytes) = 1;
+                }
+            } else if (c != NULL && --*c == 0) {
+                u64map_del(&ac->values, vid, &st->bytes);
+                intern_release(st->strs, vid);
+            }
+            break;
+        }
+    }
+}
+
+/* Add (delta 1) or withdraw (-1) one span's entries in the name indexes. */
+static void index_rec(span_store_t *st, const srec_t *r, int delta)
+{
+    uint32_t svc = r->local.svc;
+    if (svc != SID_NONE) {
+        service_t *s = delta > 0 ? service_make(st, svc) : service_get(st, svc);
+        if (s != NULL) {
+            s->n_spans += (uint32_t)delta;
+            if (r->name != SID_NONE)
+                count_add(st, &s->names, r->name, delta);
+            if (r->remote.svc != SID_NONE)
+                count_add(st, &s->remotes, r->remote.svc, delta);
+            if (s->n_spans == 0)
+                service_free(st, s);
+        }
+    }
+    if (st->n_ac)
+        index_autocomplete(st, r, delta);
+}
+
+/* ---- time lists ---- */
+
+/* QueryRequest.test's trace timestamp: the first root's, else the earliest. */
+static uint64_t trace_timestamp(const trace_t *t, uint8_t *from_root)
+{
+    uint64_t min = 0;
+    const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
+    *from_root = 0;
+    while (p < end) {
+        srec_t r;
+        srec_decode(t, p, &r);
+        p = r.next;
+        if (r.ts == 0)
+            continue;
+        if (r.parent == 0) {
+            *from_root = 1;
+            return r.ts;
+        }
+        if (min == 0 || r.ts < min)
+            min = r.ts;
+    }
+    return min;
+}
+
+/*
+ * Distinct local services of t into out (at most cap; *more set when
+ * there are more, in which case callers fall back to per-span calls).
+ */
+static size_t trace_services(const trace_t *t, uint32_t *out, size_t cap, int *more)
+{
+    size_t n = 0;
+    *more = 0;
+    const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
+    while (p < end) {
+        srec_t r;
+        srec_head(p, &r);
+        p = r.next;
+        uint32_t svc = r.local.svc;
+        if (svc == SID_NONE)
+            continue;
+        size_t k = 0;
+        while (k < n && out[k] != svc)
+            k++;
+        if (k < n)
+            continue;
+        if (n == cap) {
+            *more = 1;
+            continue;
+        }
+        out[n++] = svc;
+    }
+    return n;
+}
+
+/* Slow path for traces with many services: visit every span's service (duplicates included). */
+static void relist_each_span(span_store_t *st, trace_t *t, int insert)
+{
+    const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
+    while (p < end) {
+        srec_t r;
+        srec_head(p, &r);
+        p = r.next;
+        service_t *s = r.local.svc == SID_NONE ? NULL : service_get(st, r.local.svc);
+        if (s == NULL)
+            continue;
+        tlist_remove(&s->traces, t, &st->bytes);
+        if (insert)
+            tlist_insert(&s->traces, t, &st->bytes);
+    }
+}
+
+/* Move t from timestamp t->ts to new_ts in every list (0 = not listed). */
+static void relist(span_store_t *st, trace_t *t, uint64_t new_ts)
+{
+    uint32_t svcs[32];
+    int more;
+    size_t n = trace_services(t, svcs, 32, &more);
+    if (t->ts != 0) {
+        for (size_t i = 0; i < n; i++)
+            tlist_remove(&service_get(st, svcs[i])->traces, t, &st->bytes);
+        if (more)
+            relist_each_span(st, t, 0);
+        tlist_remove(&st->all, t, &st->bytes);
+    }
+    t->ts = new_ts;
+    if (new_ts != 0) {
+        for (size_t i = 0; i < n; i++)
+            tlist_insert(&service_get(st, svcs[i])->traces, t, &st->bytes);
+        if (more)
+            relist_each_span(st, t, 1);
+        tlist_insert(&st->all, t, &st->bytes);
+    }
+}
+
+/* ---- create / destroy ---- */
+
+span_store_t *span_store_create(const span_store_config_t *cfg)
+{
+    span_store_config_t def;
+    if (cfg == NULL) {
+        span_store_config_default(&def);
+        cfg = &def;
+    }
+    span_store_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        log_fatal("out of memory");
+    if (pthread_rwlock_init(&st->lock, NULL) != 0) {
+        free(st);
+        return NULL;
+    }
+    st->max_spans = cfg->max_spans;
+    st->max_bytes = cfg->max_bytes;
+    st->strict = cfg->strict_trace_id != 0;
+    st->bucket_ms = cfg->dep_bucket_ms ? cfg->dep_bucket_ms : 60000;
+    st->settle_us = (uint64_t)(cfg->dep_settle_ms ? cfg->dep_settle_ms : 1000) * 1000;
+    st->strs = intern_create();
+    arena_init(&st->scratch, 0);
+    st->bytes += (int64_t)store_chunk(sizeof(*st));
+    st->tab_mask = 1023;
+    st->tab = store_alloc(1024 * sizeof(*st->tab), &st->bytes);
+    memset(st->tab, 0, 1024 * sizeof(*st->tab));
+    st->fifo_cap = 1024;
+    st->fifo = store_alloc(st->fifo_cap * sizeof(*st->fifo), &st->bytes);
+    st->dirty_cap = 1024;
+    st->dirty = store_alloc(st->dirty_cap * sizeof(*st->dirty), &st->bytes);
+    if (cfg->n_autocomplete_keys) {
+        st->ac = store_alloc(cfg->n_autocomplete_keys * sizeof(*st->ac), &st->bytes);
+        for (size_t i = 0; i < cfg->n_autocomplete_keys; i++) {
+            const char *k = cfg->autocomplete_keys[i];
+            if (k == NULL || *k == '\0')
+                continue;
+            uint32_t sid = intern_acquire(st->strs, k, strlen(k));
+            size_t j = 0;
+            while (j < st->n_ac && st->ac[j].sid != sid)
+                j++;
+            if (j < st->n_ac) {
+                intern_release(st->strs, sid);
+                continue;
+            }
+            memset(&st->ac[st->n_ac], 0, sizeof(*st->ac));
+            st->ac[st->n_ac++].sid = sid;
+        }
+    }
+    return st;
+}
+
+static void trace_free(span_store_t *st, trace_t *t)
+{
+    store_free(t->blob, t->blob_len, &st->bytes);
+    store_free(t->links, (size_t)t->n_links * sizeof(*t->links), &st->bytes);
+    store_free(t, sizeof(*t), &st->bytes);
+}
+
+void span_store_destroy(span_store_t *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->fifo_len; i++)
+        trace_free(st, st->fifo[(st->fifo_head + i) % st->fifo_cap]);
+    if (st->services.slots != NULL) {
+        for (uint32_t i = 0; i <= st->services.mask; i++) {
+            if (st->services.slots[i].key == U64MAP_EMPTY)
+                continue;
+            service_t *s = (service_t *)(uintptr_t)st->services.slots[i].val;
+            tlist_dispose(&s->traces, &st->bytes);
+            u64map_dispose(&s->names, &st->bytes);
+            u64map_dispose(&s->remotes, &st->bytes);
+            store_free(s, sizeof(*s), &st->bytes);
+        }
+    }
+    u64map_dispose(&st->services, &st->bytes);
+    for (size_t i = 0; i < st->n_ac; i++)
+        u64map_dispose(&st->ac[i].values, &st->bytes);
+    deps_dispose(st);
+    tlist_dispose(&st->all, &st->bytes);
+    free(st->ac);
+    free(st->tab);
+    free(st->fifo);
+    free(st->dirty);
+    free(st->enc);
+    arena_dispose(&st->scratch);
+    intern_destroy(st->strs);
+    pthread_rwlock_destroy(&st->lock);
+    free(st);
+}
+
+/* ---- insert ---- */
+
+static trace_t *trace_new(span_store_t *st, const span_t *s, uint64_t now_us)
+{
+    if ((uint64_t)(st->n_traces + 1) * 2 > (uint64_t)st->tab_mask + 1)
+        tab_resize(st, (st->tab_mask + 1) * 2);
+    trace_t *t = store_alloc(sizeof(*t), &st->bytes);
+    memset(t, 0, sizeof(*t));
+    t->id_hi = s->trace_id_high;
+    t->id_lo = s->trace_id_low;
+    t->base_ts = s->timestamp_us ? s->timestamp_us : now_us;
+    tab_place(st->tab, st->tab_mask, t, key_hi(st, t->id_hi));
+    if (st->fifo_len == st->fifo_cap) {
+        size_t ncap = st->fifo_cap * 2;
+        trace_t **nf = store_alloc(ncap * sizeof(*nf), &st->bytes);
+        for (size_t i = 0; i < st->fifo_len; i++)
+            nf[i] = st->fifo[(st->fifo_head + i) % st->fifo_cap];
+        store_free(st->fifo, st->fifo_cap * sizeof(*nf), &st->bytes);
+        st->fifo = nf;
+        st->fifo_cap = ncap;
+        st->fifo_head = 0;
+    }
+    st->fifo[(st->fifo_head + st->fifo_len++) % st->fifo_cap] = t;
+    st->n_traces++;
+    return t;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static void insert_one(span_store_t *st, const span_t *in, uint64_t now_us)
+{
+    arena_reset(&st->scratch);
+    span_t s;
+    if (span_normalize(&st->scratch, in, &s) < 0)
+        return;
+    trace_t *t = store_find_trace(st, s.trace_id_high, s.trace_id_low);
+    if (t == NULL)
+        t = trace_new(st, &s, now_us);
+    uint32_t lsvc = SID_NONE;
+    if (s.has_local && s.local.service_name.len)
+        lsvc = intern_acquire(st->strs, s.local.service_name.ptr, s.local.service_name.len);
+
+    srec_t old;
+    int have = 0, svc_seen = 0;
+    const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
+    while (p < end) {
+        srec_t r;
+        srec_head(p, &r);
+        if (!have && r.id == s.id && r.shared == s.shared &&
+            ep_rec_compatible(&r.local, s.has_local, &s.local, lsvc)) {
+            srec_decode(t, p, &old);
+            have = 1;
+        }
+        if (lsvc != SID_NONE && r.local.svc == lsvc)
+            svc_seen = 1;
+        p = r.next;
+    }
+
+    const span_t *fin = &s;
+    span_t merged;
+    if (have) {
+        span_t prev;
+        if (srec_to_span(st, t, &old, &st->scratch, 0, &prev) < 0 || span_merge(&st->scratch, &prev, &s, &merged) < 0)
+            log_fatal("span store scratch memory exhausted");
+        fin = &merged;
+    }
+    size_t body = span_encode(st, t, fin);
+    uint8_t hdr[10];
+    size_t hl = put_varint(hdr, body);
+    size_t rec_len = hl + body;
+    uint64_t old_ts = t->ts;
+
+    if (have) {
+        /* index the new version before withdrawing the old one, so nothing shared drops to zero */
+        uint8_t *tmp = arena_alloc(&st->scratch, rec_len);
+        if (tmp == NULL)
+            log_fatal("span store scratch memory exhausted");
+        memcpy(tmp, hdr, hl);
+        memcpy(tmp + hl, st->enc, body);
+        srec_t nr;
+        srec_decode(t, tmp, &nr);
+        index_rec(st, &nr, 1);
+        index_rec(st, &old, -1);
+        srec_release(st, &old);
+        size_t off = (size_t)(old.start - t->blob);
+        size_t old_len = (size_t)(old.next - old.start);
+        size_t tail = t->blob_len - off - old_len;
+        size_t nlen = t->blob_len - old_len + rec_len;
+        if (rec_len > old_len)
+            t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
+        memmove(t->blob + off + rec_len, t->blob + off + old_len, tail);
+        memcpy(t->blob + off, tmp, rec_len);
+        if (rec_len < old_len)
+            t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
+        t->blob_len = (uint32_t)nlen;
+    } else {
+        t->blob = store_realloc(t->blob, t->blob_len, t->blob_len + rec_len, &st->bytes);
+        memcpy(t->blob + t->blob_len, hdr, hl);
+        memcpy(t->blob + t->blob_len + hl, st->enc, body);
+        srec_t nr;
+        srec_decode(t, t->blob + t->blob_len, &nr);
+        t->blob_len += (uint32_t)rec_len;
+        t->n_spans++;
+        st->n_spans++;
+        index_rec(st, &nr, 1);
+    }
+
+    uint64_t new_ts = old_ts;
+    if (have) {
+        new_ts = trace_timestamp(t, &t->ts_root);
+    } else if (!t->ts_root && s.timestamp_us != 0) {
+        /* appended last, so it only matters as the first root or as a new minimum */
+        if (s.parent_id == 0) {
+            new_ts = s.timestamp_us;
+            t->ts_root = 1;
+        } else if (old_ts == 0 || s.timestamp_us < old_ts) {
+            new_ts = s.timestamp_us;
+        }
+    }
+    if (new_ts != old_ts) {
+        relist(st, t, new_ts);
+    } else if (!svc_seen && lsvc != SID_NONE && t->ts != 0) {
+        tlist_insert(&service_get(st, lsvc)->traces, t, &st->bytes);
+    }
+    if (lsvc != SID_NONE)
+        intern_release(st->strs, lsvc);
+    deps_mark_dirty(st, t, now_us);
+}
+
+static uint64_t store_bytes(const span_store_t *st)
+{
+    return (uint64_t)st->bytes + intern_bytes(st->strs);
+}
+
+static void evict_oldest(span_store_t *st)
+{
+    trace_t *t = st->fifo[st->fifo_head];
+    st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
+    st->fifo_len--;
+    relist(st, t, 0);
+    deps_forget(st, t);
+    const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
+    while (p < end) {
+        srec_t r;
+        srec_decode(t, p, &r);
+        index_rec(st, &r, -1);
+        srec_release(st, &r);
+        p = r.next;
+    }
+    tab_remove(st, t);
+    st->n_spans -= t->n_spans;
+    st->evicted_spans += t->n_spans;
+    st->evicted_traces++;
+    st->n_traces--;
+    trace_free(st, t);
+    if (st->tab_mask > 1023 && st->n_traces * 8 < (uint64_t)st->tab_mask + 1)
+        tab_resize(st, (st->tab_mask + 1) / 2);
+}
+
+int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us)
+{
+    int accepted = 0;
+    pthread_rwlock_wrlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        const span_t *s = &spans[i];
+        if ((s->trace_id_high == 0 && s->trace_id_low == 0) || s->id == 0)
+            continue;
+        insert_one(st, s, now_us);
+        accepted++;
+    }
+    while (st->fifo_len > 0 && ((st->max_spans && st->n_spans > st->max_spans) ||
+                                (st->max_bytes && store_bytes(st) > st->max_bytes)))
+        evict_oldest(st);
+    deps_settle(st, now_us);
+    arena_reset(&st->scratch);
+    pthread_rwlock_unlock(&st->lock);
+    return accepted;
+}
+
+void span_store_stats(span_store_t *st, span_store_stats_t *out)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    out->spans = st->n_spans;
+    out->traces = st->n_traces;
+    out->bytes = store_bytes(st);
+    out->evicted_spans = st->evicted_spans;
+    out->evicted_traces = st->evicted_traces;
+    out->services = st->services.len;
+    pthread_rwlock_unlock(&st->lock);
+}
+
+/* ---- name listings ---- */
+
+static int str_sort_cmp(const void *a, const void *b)
+{
+    const str_t *x = a, *y = b;
+    uint32_t n = x->len < y->len ? x->len : y->len;
+    int c = n ? memcmp(x->ptr, y->ptr, n) : 0;
+    if (c != 0)
+        return c;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+/* Copy the intern strings of the keys of m into arena, sorted. */
+static int list_keys(const span_store_t *st, const u64map_t *m, arena_t *arena, str_t **names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    if (m == NULL || m->len == 0)
+        return 0;
+    str_t *v = arena_alloc(arena, (size_t)m->len * sizeof(*v));
+    if (v == NULL)
+        return -1;
+    size_t k = 0;
+    for (uint32_t i = 0; i <= m->mask; i++) {
+        if (m->slots[i].key == U64MAP_EMPTY)
+            continue;
+        str_t s = intern_str(st->strs, (uint32_t)m->slots[i].key);
+        char *p = arena_alloc(arena, s.len ? s.len : 1);
+        if (p == NULL)
+            return -1;
+        memcpy(p, s.ptr, s.len);
+        v[k++] = (str_t){p, s.len};
+    }
+    qsort(v, k, sizeof(*v), str_sort_cmp);
+    *names = v;
+    *n = k;
+    return 0;
+}
+
+int span_store_service_names(span_store_t *st, arena_t *arena, str_t **names, size_t *n)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = list_keys(st, &st->services, arena, names, n);
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+static int service_list(span_store_t *st, str_t service, int remote, arena_t *arena, str_t **names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    str_t svc = store_lower(arena, service);
+    if (svc.len == 0)
+        return svc.ptr == NULL && service.len ? -1 : 0;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = 0;
+    uint32_t sid = intern_find(st->strs, svc.ptr, svc.len);
+    service_t *s = sid == SID_NONE ? NULL : service_get(st, sid);
+    if (s != NULL)
+        rc = list_keys(st, remote ? &s->remotes : &s->names, arena, names, n);
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+int span_store_span_names(span_store_t *st, str_t service, arena_t *arena, str_t **names, size_t *n)
+{
+    return service_list(st, service, 0, arena, names, n);
+}
+
+int span_store_remote_service_names(span_store_t *st, str_t service, arena_t *arena, str_t **names, size_t *n)
+{
+    return service_list(st, service, 1, arena, names, n);
+}
+
+int span_store_autocomplete_keys(span_store_t *st, arena_t *arena, str_t **keys, size_t *n)
+{
+    *keys = NULL;
+    *n = 0;
+    if (st->n_ac == 0)
+        return 0;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = -1;
+    str_t *v = arena_alloc(arena, st->n_ac * sizeof(*v));
+    if (v != NULL) {
+        size_t i;
+        for (i = 0; i < st->n_ac; i++) {
+            str_t s = intern_str(st->strs, st->ac[i].sid);
+            char *p = arena_strndup(arena, s.ptr, s.len);
+            if (p == NULL)
+                break;
+            v[i] = (str_t){p, s.len};
+        }
+        if (i == st->n_ac) {
+            qsort(v, st->n_ac, sizeof(*v), str_sort_cmp);
+            *keys = v;
+            *n = st->n_ac;
+            rc = 0;
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+int span_store_autocomplete_values(span_store_t *st, str_t key, arena_t *arena, str_t **values, size_t *n)
+{
+    *values = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&st->lock);
+    int rc = 0;
+    uint32_t sid = key.len ? intern_find(st->strs, key.ptr, key.len) : SID_NONE;
+    for (size_t i = 0; sid != SID_NONE && i < st->n_ac; i++) {
+        if (st->ac[i].sid == sid) {
+            rc = list_keys(st, &st->ac[i].values, arena, values, n);
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}

@@ -1,0 +1,674 @@
+/*
+ * span_store_deps: dependency links, maintained incrementally.
+ *
+ * Each trace remembers the links it currently contributes and the time
+ * bucket (trace timestamp / dep_bucket_ms) they were added to. A changed
+ * trace is queued as dirty; once it has been quiet for dep_settle_ms (or
+ * before a dependency query) its links are recomputed from its spans with
+ * Zipkin's DependencyLinker rules and the difference is applied to the
+ * buckets. Eviction withdraws a trace's links. No operation walks the whole
+ * store: settling costs the size of the changed trace, a query the number
+ * of buckets in its window.
+ *
+ * The linker follows zipkin2.internal.DependencyLinker over the tree that
+ * SpanNode.Builder builds after Trace.merge's clean-ups (spans sorted by id
+ * with clients first; a SERVER after a CLIENT of the same id is marked
+ * shared; a shared server without a parent inherits the client's parent).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "log.h"
+#include "span_store_internal.h"
+
+#define NO_BUCKET UINT32_MAX
+
+typedef struct bucket_link {
+    uint32_t parent, child;
+    uint64_t calls, errors;
+} bucket_link_t;
+
+typedef struct dep_bucket {
+    bucket_link_t *v;
+    uint32_t n, cap;
+} dep_bucket_t;
+
+/* ---- dirty queue ---- */
+
+void deps_mark_dirty(span_store_t *st, trace_t *t, uint64_t now_us)
+{
+    if (t->dirty)
+        return;
+    if (st->dirty_tail - st->dirty_head == st->dirty_cap) {
+        uint32_t ncap = st->dirty_cap * 2;
+        dirty_ent_t *nd = store_alloc((size_t)ncap * sizeof(*nd), &st->bytes);
+        for (uint32_t pos = st->dirty_head; pos != st->dirty_tail; pos++)
+            nd[pos & (ncap - 1)] = st->dirty[pos & (st->dirty_cap - 1)];
+        store_free(st->dirty, (size_t)st->dirty_cap * sizeof(*nd), &st->bytes);
+        st->dirty = nd;
+        st->dirty_cap = ncap;
+    }
+    uint32_t pos = st->dirty_tail++;
+    st->dirty[pos & (st->dirty_cap - 1)] = (dirty_ent_t){t, now_us};
+    t->dirty_pos = pos;
+    t->dirty = 1;
+}
+
+/* ---- buckets ---- */
+
+static void bucket_apply(span_store_t *st, uint32_t bno, const dep_rec_t *links, uint32_t n, int sign)
+{
+    if (bno == NO_BUCKET || n == 0)
+        return;
+    uint64_t *slot = sign > 0 ? u64map_put(&st->buckets, bno, &st->bytes) : u64map_get(&st->buckets, bno);
+    if (slot == NULL)
+        return;
+    dep_bucket_t *b = (dep_bucket_t *)(uintptr_t)*slot;
+    if (b == NULL) {
+        b = store_alloc(sizeof(*b), &st->bytes);
+        memset(b, 0, sizeof(*b));
+        *slot = (uint64_t)(uintptr_t)b;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const dep_rec_t *l = &links[i];
+        uint32_t k = 0;
+        while (k < b->n && !(b->v[k].parent == l->parent && b->v[k].child == l->child))
+            k++;
+        if (sign > 0) {
+            if (k == b->n) {
+                if (b->n == b->cap) {
+                    uint32_t ncap = b->cap ? b->cap * 2 : 4;
+                    b->v = store_realloc(b->v, (size_t)b->cap * sizeof(*b->v), (size_t)ncap * sizeof(*b->v),
+                                         &st->bytes);
+                    b->cap = ncap;
+                }
+                b->v[b->n++] = (bucket_link_t){l->parent, l->child, 0, 0};
+                intern_ref(st->strs, l->parent);
+                intern_ref(st->strs, l->child);
+            }
+            b->v[k].calls += l->calls;
+            b->v[k].errors += l->errors;
+        } else if (k < b->n) {
+            b->v[k].calls -= l->calls;
+            b->v[k].errors -= l->errors;
+            if (b->v[k].calls == 0) {
+                intern_release(st->strs, b->v[k].parent);
+                intern_release(st->strs, b->v[k].child);
+                b->v[k] = b->v[--b->n];
+            }
+        }
+    }
+    if (b->n == 0) {
+        store_free(b->v, (size_t)b->cap * sizeof(*b->v), &st->bytes);
+        store_free(b, sizeof(*b), &st->bytes);
+        u64map_del(&st->buckets, bno, &st->bytes);
+    }
+}
+
+void deps_forget(span_store_t *st, trace_t *t)
+{
+    bucket_apply(st, t->link_bucket, t->links, t->n_links, -1);
+    store_free(t->links, (size_t)t->n_links * sizeof(*t->links), &st->bytes);
+    t->links = NULL;
+    t->n_links = 0;
+    if (t->dirty) {
+        st->dirty[t->dirty_pos & (st->dirty_cap - 1)].t = NULL;
+        t->dirty = 0;
+    }
+}
+
+void deps_dispose(span_store_t *st)
+{
+    if (st->buckets.slots != NULL) {
+        for (uint32_t i = 0; i <= st->buckets.mask; i++) {
+            if (st->buckets.slots[i].key == U64MAP_EMPTY)
+                continue;
+            dep_bucket_t *b = (dep_bucket_t *)(uintptr_t)st->buckets.slots[i].val;
+            free(b->v);
+            free(b);
+        }
+    }
+    u64map_dispose(&st->buckets, &st->bytes);
+}
+
+/* ---- the linker ---- */
+
+typedef struct lnode {
+    srec_t r;
+    uint64_t parent; /* after clean-up */
+    uint32_t pos;    /* arrival position, for a stable sort */
+    uint8_t shared;
+    int32_t up;      /* tree parent: node index, VROOT, or UNSET */
+    int32_t n_children;
+} lnode_t;
+
+#define VROOT (-1)
+#define UNSET (-2)
+
+typedef struct linker {
+    const span_store_t *st;
+    lnode_t *nodes;
+    uint32_t n;
+    uint32_t error_sid;
+    dep_rec_t *out;
+    uint32_t n_out, cap_out;
+} linker_t;
+
+static int ep_cmp(const span_store_t *st, const ep_rec_t *a, const ep_rec_t *b)
+{
+    if (!a->present)
+        return b->present ? -1 : 0;
+    if (!b->present)
+        return 1;
+    if (a->svc != b->svc) {
+        if (a->svc == SID_NONE)
+            return 1;
+        if (b->svc == SID_NONE)
+            return -1;
+        str_t x = intern_str(st->strs, a->svc), y = intern_str(st->strs, b->svc);
+        uint32_t m = x.len < y.len ? x.len : y.len;
+        int c = m ? memcmp(x.ptr, y.ptr, m) : 0;
+        if (c != 0)
+            return c;
+        return (x.len > y.len) - (x.len < y.len);
+    }
+    if (a->has_ipv4 != b->has_ipv4)
+        return a->has_ipv4 ? -1 : 1;
+    if (a->has_ipv4) {
+        int c = memcmp(a->ipv4, b->ipv4, 4);
+        if (c != 0)
+            return c;
+    }
+    if (a->has_ipv6 != b->has_ipv6)
+        return a->has_ipv6 ? -1 : 1;
+    return a->has_ipv6 ? memcmp(a->ipv6, b->ipv6, 16) : 0;
+}
+
+/* Trace.merge's order: id, then clients before servers before shared, then endpoint. */
+static int node_cmp(const void *x, const void *y, void *arg)
+{
+    const span_store_t *sort_st = arg;
+    const lnode_t *a = x, *b = y;
+    if (a->r.id != b->r.id)
+        return a->r.id < b->r.id ? -1 : 1;
+    if (a->shared != b->shared)
+        return a->shared ? 1 : -1;
+    if (!a->shared) {
+        int ac = a->r.kind == SPAN_KIND_CLIENT, bc = b->r.kind == SPAN_KIND_CLIENT;
+        if (ac != bc)
+            return ac ? -1 : 1;
+    }
+    int c = ep_cmp(sort_st, &a->r.local, &b->r.local);
+    if (c != 0)
+        return c;
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+typedef struct lkey {
+    uint64_t id;
+    uint32_t svc;
+    uint16_t port;
+    uint8_t shared, ep, has4, has6;
+    uint8_t ip4[4];
+    uint8_t ip6[16];
+    uint8_t pad[2]; /* keys are hashed and compared as bytes: no implicit padding */
+} lkey_t;
+
+static lkey_t key_plain(uint64_t id)
+{
+    lkey_t k;
+    memset(&k, 0, sizeof(k));
+    k.id = id;
+    return k;
+}
+
+static lkey_t key_shared(uint64_t id, const ep_rec_t *ep)
+{
+    lkey_t k = key_plain(id);
+    k.shared = 1;
+    if (ep != NULL && ep->present) {
+        k.ep = 1;
+        k.svc = ep->svc;
+        k.port = ep->port;
+        k.has4 = ep->has_ipv4;
+        k.has6 = ep->has_ipv6;
+        if (ep->has_ipv4)
+            memcpy(k.ip4, ep->ipv4, 4);
+        if (ep->has_ipv6)
+            memcpy(k.ip6, ep->ipv6, 16);
+    }
+    return k;
+}
+
+/* A tiny key -> int map with tombstones, sized for one trace. */
+typedef struct kslot {
+    lkey_t key;
+    int32_t val;
+    uint8_t state; /* 0 free, 1 used, 2 deleted */
+} kslot_t;
+
+typedef struct kmap {
+    kslot_t *s;
+    uint32_t mask;
+} kmap_t;
+
+static int kmap_init(kmap_t *m, arena_t *a, uint32_t n)
+{
+    uint32_t cap = 8;
+    while (cap < n * 4)
+        cap *= 2;
+    m->s = arena_calloc(a, cap, sizeof(kslot_t));
+    m->mask = cap - 1;
+    return m->s ? 0 : -1;
+}
+
+static kslot_t *kmap_find(const kmap_t *m, const lkey_t *k)
+{
+    for (uint32_t i = (uint32_t)XXH3_64bits(k, sizeof(*k)) & m->mask;; i = (i + 1) & m->mask) {
+        kslot_t *s = &m->s[i];
+        if (s->state == 0)
+            return NULL;
+        if (s->state == 1 && memcmp(&s->key, k, sizeof(*k)) == 0)
+            return s;
+    }
+}
+
+static void kmap_put(kmap_t *m, const lkey_t *k, int32_t val)
+{
+    kslot_t *f = kmap_find(m, k);
+    if (f != NULL) {
+        f->val = val;
+        return;
+    }
+    uint32_t i = (uint32_t)XXH3_64bits(k, sizeof(*k)) & m->mask;
+    while (m->s[i].state == 1)
+        i = (i + 1) & m->mask;
+    m->s[i].key = *k;
+    m->s[i].val = val;
+    m->s[i].state = 1;
+}
+
+static int has_tag(const srec_t *r, uint32_t key)
+{
+    if (key == SID_NONE)
+        return 0;
+    const uint8_t *p = r->tags;
+    for (uint32_t i = 0; i < r->n_tags; i++) {
+        uint32_t k;
+        str_t v;
+        p = srec_tag(p, &k, &v);
+        if (k == key)
+            return 1;
+    }
+    return 0;
+}
+
+static void add_link(linker_t *lk, arena_t *a, uint32_t parent, uint32_t child, int error)
+{
+    for (uint32_t i = 0; i < lk->n_out; i++) {
+        if (lk->out[i].parent == parent && lk->out[i].child == child) {
+            lk->out[i].calls++;
+            lk->out[i].errors += error ? 1 : 0;
+            return;
+        }
+    }
+    if (lk->n_out == lk->cap_out) {
+        uint32_t ncap = lk->cap_out ? lk->cap_out * 2 : 8;
+        dep_rec_t *n = arena_alloc(a, (size_t)ncap * sizeof(*n));
+        if (n == NULL)
+            log_fatal("span store scratch memory exhausted");
+        if (lk->n_out)
+            memcpy(n, lk->out, (size_t)lk->n_out * sizeof(*n));
+        lk->out = n;
+        lk->cap_out = ncap;
+    }
+    lk->out[lk->n_out++] = (dep_rec_t){parent, child, 1, error ? 1 : 0};
+}
+
+/* DependencyLinker.putTrace for one node of the tree. */
+static void link_node(linker_t *lk, arena_t *a, int32_t idx, int32_t root)
+{
+    lnode_t *nd = &lk->nodes[idx];
+    const srec_t *r = &nd->r;
+    int kind = r->kind;
+    if (kind == SPAN_KIND_CLIENT && nd->n_children > 0)
+        return;
+    uint32_t svc = r->local.svc, rsvc = r->remote.svc;
+    if (kind == SPAN_KIND_UNSPECIFIED) {
+        if (svc == SID_NONE || rsvc == SID_NONE)
+            return;
+        kind = SPAN_KIND_CLIENT;
+    }
+    uint32_t parent, child;
+    if (kind == SPAN_KIND_SERVER || kind == SPAN_KIND_CONSUMER) {
+        child = svc;
+        parent = rsvc;
+        if (idx == root && parent == SID_NONE)
+            return;
+    } else {
+        parent = svc;
+        child = rsvc;
+    }
+    int error = has_tag(r, lk->error_sid);
+    if (kind == SPAN_KIND_PRODUCER || kind == SPAN_KIND_CONSUMER) {
+        if (parent != SID_NONE && child != SID_NONE)
+            add_link(lk, a, parent, child, error);
+        return;
+    }
+    const lnode_t *anc = NULL;
+    for (int32_t up = nd->up; up >= 0; up = lk->nodes[up].up) {
+        if (lk->nodes[up].r.kind != SPAN_KIND_UNSPECIFIED) {
+            anc = &lk->nodes[up];
+            break;
+        }
+    }
+    if (anc != NULL && anc->r.local.svc != SID_NONE) {
+        uint32_t aname = anc->r.local.svc;
+        if (kind == SPAN_KIND_CLIENT && svc != SID_NONE && aname != svc)
+            add_link(lk, a, aname, svc, 0);
+        if (kind == SPAN_KIND_SERVER || parent == SID_NONE)
+            parent = aname;
+        if (!error && anc->r.kind == SPAN_KIND_CLIENT && nd->parent != 0 && nd->parent == anc->r.id)
+            error = has_tag(&anc->r, lk->error_sid);
+    }
+    if (parent == SID_NONE || child == SID_NONE)
+        return;
+    add_link(lk, a, parent, child, error);
+}
+
+typedef struct pentry {
+    lkey_t child;
+    lkey_t parent;
+    uint8_t has_parent;
+    uint8_t valid;
+} pentry_t;
+
+/* Links of t into lk->out (scratch memory). */
+static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
+{
+    arena_t *a = &st->scratch;
+    memset(lk, 0, sizeof(*lk));
+    lk->st = st;
+    lk->error_sid = intern_find(st->strs, "error", 5);
+    uint32_t n = t->n_spans;
+    if (n == 0)
+        return;
+    lnode_t *nodes = arena_alloc(a, (size_t)n * sizeof(*nodes));
+    pentry_t *ents = arena_alloc(a, (size_t)n * 2 * sizeof(*ents));
+    kmap_t to_parent, to_node;
+    if (nodes == NULL || ents == NULL || kmap_init(&to_parent, a, n * 2) < 0 || kmap_init(&to_node, a, n * 2) < 0)
+        log_fatal("span store scratch memory exhausted");
+    const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
+    uint32_t k = 0;
+    while (p < end && k < n) {
+        srec_decode(t, p, &nodes[k].r);
+        p = nodes[k].r.next;
+        nodes[k].parent = nodes[k].r.parent;
+        nodes[k].shared = nodes[k].r.shared;
+        nodes[k].pos = k;
+        nodes[k].up = UNSET;
+        nodes[k].n_children = 0;
+        k++;
+    }
+    n = k;
+    qsort_r(nodes, n, sizeof(*nodes), node_cmp, st);
+    for (uint32_t i = 1; i < n; i++) {
+        lnode_t *prev = &nodes[i - 1], *cur = &nodes[i];
+        if (prev->r.id != cur->r.id)
+            continue;
+        if (prev->r.kind == SPAN_KIND_CLIENT && cur->r.kind == SPAN_KIND_SERVER && !cur->shared)
+            cur->shared = 1;
+        if (cur->shared && cur->parent == 0 && prev->parent != 0)
+            cur->parent = prev->parent;
+    }
+    lk->nodes = nodes;
+    lk->n = n;
+
+    /* SpanNode.Builder.index: child key -> parent key */
+    uint32_t n_ents = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        lkey_t ck, pk;
+        int has_parent = 1;
+        if (nodes[i].shared) {
+            ck = key_shared(nodes[i].r.id, &nodes[i].r.local);
+            pk = key_plain(nodes[i].r.id);
+        } else {
+            ck = key_plain(nodes[i].r.id);
+            pk = key_plain(nodes[i].parent);
+            has_parent = nodes[i].parent != 0;
+        }
+        kslot_t *s = kmap_find(&to_parent, &ck);
+        uint32_t e = s ? (uint32_t)s->val : n_ents++;
+        ents[e] = (pentry_t){ck, pk, (uint8_t)has_parent, 1};
+        if (s == NULL)
+            kmap_put(&to_parent, &ck, (int32_t)e);
+    }
+    /* SpanNode.Builder.process */
+    int32_t root = VROOT;
+    for (uint32_t i = 0; i < n; i++) {
+        lnode_t *nd = &nodes[i];
+        int shared = nd->shared;
+        lkey_t key = shared ? key_shared(nd->r.id, &nd->r.local) : key_plain(nd->r.id);
+        lkey_t noep = shared ? key_shared(nd->r.id, NULL) : key;
+        int has_parent = 0;
+        if (shared) {
+            has_parent = 1;
+        } else if (nd->parent != 0) {
+            has_parent = 1;
+            lkey_t pk = key_shared(nd->parent, &nd->r.local);
+            if (kmap_find(&to_parent, &pk) != NULL) {
+                kslot_t *s = kmap_find(&to_parent, &noep);
+                uint32_t e = s ? (uint32_t)s->val : n_ents++;
+                ents[e] = (pentry_t){noep, pk, 1, 1};
+                if (s == NULL)
+                    kmap_put(&to_parent, &noep, (int32_t)e);
+            }
+        }
+        if (!has_parent && root == VROOT) {
+            root = (int32_t)i;
+            kslot_t *s = kmap_find(&to_parent, &noep);
+            if (s != NULL) {
+                ents[s->val].valid = 0;
+                s->state = 2;
+            }
+        } else if (shared) {
+            kmap_put(&to_node, &key, (int32_t)i);
+            kmap_put(&to_node, &noep, (int32_t)i);
+        } else {
+            kmap_put(&to_node, &noep, (int32_t)i);
+        }
+    }
+    for (uint32_t e = 0; e < n_ents; e++) {
+        if (!ents[e].valid)
+            continue;
+        kslot_t *c = kmap_find(&to_node, &ents[e].child);
+        if (c == NULL)
+            continue;
+        kslot_t *pn = ents[e].has_parent ? kmap_find(&to_node, &ents[e].parent) : NULL;
+        int32_t up = pn ? pn->val : root;
+        if (up == c->val)
+            continue;
+        nodes[c->val].up = up;
+    }
+    if (root != VROOT)
+        nodes[root].up = VROOT;
+
+    /* breadth-first from the root; nodes in cycles or shadowed by duplicates are never reached */
+    int32_t *queue = arena_alloc(a, (size_t)(n + 1) * sizeof(*queue));
+    int32_t *first = arena_alloc(a, (size_t)(n + 1) * sizeof(*first));
+    int32_t *order = arena_alloc(a, (size_t)n * sizeof(*order));
+    if (queue == NULL || first == NULL || order == NULL)
+        log_fatal("span store scratch memory exhausted");
+    /* children grouped by parent (index n stands for the virtual root) */
+    memset(first, 0, (size_t)(n + 1) * sizeof(*first));
+    for (uint32_t i = 0; i < n; i++) {
+        if ((int32_t)i == root || nodes[i].up == UNSET)
+            continue;
+        int32_t up = nodes[i].up == VROOT ? (int32_t)n : nodes[i].up;
+        first[up]++;
+        if (up != (int32_t)n)
+            nodes[up].n_children++;
+    }
+    int32_t sum = 0;
+    for (uint32_t i = 0; i <= n; i++) {
+        int32_t c = first[i];
+        first[i] = sum;
+        sum += c;
+    }
+    int32_t *fill = arena_alloc(a, (size_t)(n + 1) * sizeof(*fill));
+    if (fill == NULL)
+        log_fatal("span store scratch memory exhausted");
+    memcpy(fill, first, (size_t)(n + 1) * sizeof(*fill));
+    for (uint32_t i = 0; i < n; i++) {
+        if ((int32_t)i == root || nodes[i].up == UNSET)
+            continue;
+        int32_t up = nodes[i].up == VROOT ? (int32_t)n : nodes[i].up;
+        order[fill[up]++] = (int32_t)i;
+    }
+    uint32_t qh = 0, qt = 0;
+    if (root != VROOT)
+        queue[qt++] = root;
+    else
+        for (int32_t j = first[n]; j < fill[n]; j++)
+            queue[qt++] = order[j];
+    while (qh < qt && qt <= n) {
+        int32_t cur = queue[qh++];
+        link_node(lk, a, cur, root);
+        for (int32_t j = first[cur]; j < fill[cur] && qt < n; j++)
+            queue[qt++] = order[j];
+    }
+}
+
+static void settle_trace(span_store_t *st, trace_t *t)
+{
+    arena_reset(&st->scratch);
+    linker_t lk;
+    compute_links(st, t, &lk);
+    uint32_t bno = t->ts ? (uint32_t)((t->ts / 1000) / st->bucket_ms) : NO_BUCKET;
+    if (bno == t->link_bucket && lk.n_out == t->n_links &&
+        (lk.n_out == 0 || memcmp(lk.out, t->links, (size_t)lk.n_out * sizeof(*lk.out)) == 0))
+        return;
+    bucket_apply(st, t->link_bucket, t->links, t->n_links, -1);
+    bucket_apply(st, bno, lk.out, lk.n_out, 1);
+    if (lk.n_out != t->n_links) {
+        store_free(t->links, (size_t)t->n_links * sizeof(*t->links), &st->bytes);
+        t->links = lk.n_out ? store_alloc((size_t)lk.n_out * sizeof(*t->links), &st->bytes) : NULL;
+    }
+    if (lk.n_out)
+        memcpy(t->links, lk.out, (size_t)lk.n_out * sizeof(*t->links));
+    t->n_links = lk.n_out;
+    t->link_bucket = lk.n_out ? bno : NO_BUCKET;
+}
+
+#define DIRTY_MAX 65536
+
+void deps_settle(span_store_t *st, uint64_t now_us)
+{
+    while (st->dirty_head != st->dirty_tail) {
+        dirty_ent_t *e = &st->dirty[st->dirty_head & (st->dirty_cap - 1)];
+        if (e->t != NULL) {
+            if (now_us != 0 && e->since_us + st->settle_us > now_us && st->dirty_tail - st->dirty_head <= DIRTY_MAX)
+                break;
+            e->t->dirty = 0;
+            settle_trace(st, e->t);
+        }
+        st->dirty_head++;
+    }
+}
+
+/* ---- query ---- */
+
+static int link_cmp(const void *x, const void *y)
+{
+    const span_dep_link_t *a = x, *b = y;
+    uint32_t n = a->parent.len < b->parent.len ? a->parent.len : b->parent.len;
+    int c = n ? memcmp(a->parent.ptr, b->parent.ptr, n) : 0;
+    if (c == 0)
+        c = (a->parent.len > b->parent.len) - (a->parent.len < b->parent.len);
+    if (c != 0)
+        return c;
+    n = a->child.len < b->child.len ? a->child.len : b->child.len;
+    c = n ? memcmp(a->child.ptr, b->child.ptr, n) : 0;
+    if (c == 0)
+        c = (a->child.len > b->child.len) - (a->child.len < b->child.len);
+    return c;
+}
+
+static void sum_bucket(const dep_bucket_t *b, u64map_t *agg, bucket_link_t **acc, uint32_t *n, uint32_t *cap,
+                       int64_t *acct)
+{
+    for (uint32_t i = 0; i < b->n; i++) {
+        const bucket_link_t *l = &b->v[i];
+        uint64_t *slot = u64map_put(agg, ((uint64_t)l->parent << 32) | l->child, acct);
+        if (*slot == 0) {
+            if (*n == *cap) {
+                *cap = *cap ? *cap * 2 : 16;
+                *acc = realloc(*acc, (size_t)*cap * sizeof(**acc));
+                if (*acc == NULL)
+                    log_fatal("out of memory");
+            }
+            (*acc)[*n] = (bucket_link_t){l->parent, l->child, 0, 0};
+            *slot = ++*n;
+        }
+        (*acc)[*slot - 1].calls += l->calls;
+        (*acc)[*slot - 1].errors += l->errors;
+    }
+}
+
+int span_store_dependencies(span_store_t *st, uint64_t end_ts_ms, uint64_t lookback_ms, arena_t *arena,
+                            span_dep_link_t **links, size_t *n)
+{
+    *links = NULL;
+    *n = 0;
+    pthread_rwlock_wrlock(&st->lock);
+    deps_settle(st, 0);
+    arena_reset(&st->scratch);
+    uint64_t begin_ms = lookback_ms > end_ts_ms ? 0 : end_ts_ms - lookback_ms;
+    uint64_t b0 = begin_ms / st->bucket_ms, b1 = end_ts_ms / st->bucket_ms;
+    u64map_t agg = {0};
+    int64_t acct = 0;
+    bucket_link_t *acc = NULL;
+    uint32_t n_acc = 0, cap_acc = 0;
+    if (st->buckets.len != 0) {
+        if (b1 - b0 + 1 > st->buckets.len) {
+            for (uint32_t i = 0; i <= st->buckets.mask; i++) {
+                uint64_t key = st->buckets.slots[i].key;
+                if (key == U64MAP_EMPTY || key < b0 || key > b1)
+                    continue;
+                sum_bucket((const dep_bucket_t *)(uintptr_t)st->buckets.slots[i].val, &agg, &acc, &n_acc,
+                           &cap_acc, &acct);
+            }
+        } else {
+            for (uint64_t b = b0; b <= b1; b++) {
+                uint64_t *v = u64map_get(&st->buckets, b);
+                if (v != NULL)
+                    sum_bucket((const dep_bucket_t *)(uintptr_t)*v, &agg, &acc, &n_acc, &cap_acc, &acct);
+            }
+        }
+    }
+    int rc = 0;
+    span_dep_link_t *out = n_acc ? arena_alloc(arena, (size_t)n_acc * sizeof(*out)) : NULL;
+    if (n_acc && out == NULL)
+        rc = -1;
+    for (uint32_t i = 0; rc == 0 && i < n_acc; i++) {
+        str_t ps = intern_str(st->strs, acc[i].parent), cs = intern_str(st->strs, acc[i].child);
+        char *pp = arena_strndup(arena, ps.ptr, ps.len), *cp = arena_strndup(arena, cs.ptr, cs.len);
+        if (pp == NULL || cp == NULL) {
+            rc = -1;
+            break;
+        }
+        out[i] = (span_dep_link_t){{pp, ps.len}, {cp, cs.len}, acc[i].calls, acc[i].errors};
+    }
+    pthread_rwlock_unlock(&st->lock);
+    u64map_dispose(&agg, &acct);
+    free(acc);
+    if (rc == 0 && n_acc) {
+        qsort(out, n_acc, sizeof(*out), link_cmp);
+        *links = out;
+        *n = n_acc;
+    }
+    return rc;
+}

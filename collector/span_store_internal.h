@@ -1,0 +1,280 @@
+/*
+ * span_store_internal: types and helpers shared by the span_store_*.c files
+ * (not a public API; include span_store.h instead).
+ *
+ * Layout. Each trace is one trace_t plus one malloc'd blob holding its
+ * spans back to back, each encoded as
+ *
+ *   varint body_len
+ *   u64    span id (little endian)
+ *   u8     f1: kind (bits 0-2), debug, shared, has_parent, has_ts, has_duration
+ *   u8     f2: has_local, has_remote, has_name, has_hi
+ *   [endpoint local]  u8 flags (svc, ipv4, ipv6, port), varint svc id, 4, 16, u16
+ *   [u64 parent] [u64 trace id high when it differs from the trace's]
+ *   [varint name id] [zigzag varint ts - trace base_ts] [varint duration]
+ *   [endpoint remote]
+ *   varint n_annotations, each: zigzag varint ts - base_ts, varint len, bytes
+ *   varint n_tags, each: varint key id, varint len, bytes
+ *
+ * Names, service names and tag keys are intern ids; tag and annotation
+ * values are inline. Traces are found through an open-addressing hash on
+ * the trace id, evicted in arrival order from a FIFO ring, and listed in
+ * time order per service (and globally) in sorted arrays of trace pointers.
+ */
+#ifndef OUTRIDER_SPAN_STORE_INTERNAL_H
+#define OUTRIDER_SPAN_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "intern.h"
+#include "span.h"
+#include "span_store.h"
+
+#define SID_NONE INTERN_NONE
+
+/* ---- u64 -> u64 map (open addressing, backward-shift delete) ---- */
+
+typedef struct u64map_slot {
+    uint64_t key; /* U64MAP_EMPTY when free */
+    uint64_t val;
+} u64map_slot_t;
+
+#define U64MAP_EMPTY UINT64_MAX
+
+typedef struct u64map {
+    u64map_slot_t *slots;
+    uint32_t mask; /* capacity - 1; slots NULL when empty */
+    uint32_t len;
+} u64map_t;
+
+/* Value slot of key, or NULL. */
+uint64_t *u64map_get(const u64map_t *m, uint64_t key);
+/* Value slot of key, created as 0 when absent. acct tracks allocated bytes. */
+uint64_t *u64map_put(u64map_t *m, uint64_t key, int64_t *acct);
+/* Remove key when present. */
+void u64map_del(u64map_t *m, uint64_t key, int64_t *acct);
+void u64map_dispose(u64map_t *m, int64_t *acct);
+
+/* ---- time-ordered list of traces (sorted by (ts, pointer)) ---- */
+
+struct trace;
+
+typedef struct tlist {
+    struct trace **v;
+    uint32_t head; /* first used index */
+    uint32_t len;
+    uint32_t cap;
+} tlist_t;
+
+/* Insert t at its position by t->ts. */
+void tlist_insert(tlist_t *l, struct trace *t, int64_t *acct);
+/* Remove t, which must be listed with its current t->ts; no-op when absent. */
+void tlist_remove(tlist_t *l, struct trace *t, int64_t *acct);
+void tlist_dispose(tlist_t *l, int64_t *acct);
+/* Number of entries with ts <= ts_us (index one past the last such entry). */
+uint32_t tlist_upper(const tlist_t *l, uint64_t ts_us);
+static inline struct trace *tlist_at(const tlist_t *l, uint32_t i)
+{
+    return l->v[l->head + i];
+}
+
+/* ---- stored objects ---- */
+
+typedef struct dep_rec {
+    uint32_t parent; /* intern ids */
+    uint32_t child;
+    uint32_t calls;
+    uint32_t errors;
+} dep_rec_t;
+
+typedef struct trace {
+    uint64_t id_hi; /* of the first span; the hash key uses 0 when ids are not strict */
+    uint64_t id_lo;
+    uint64_t ts;      /* trace timestamp in µs (QueryRequest.test); 0 = none */
+    uint64_t base_ts; /* span timestamps are stored relative to this */
+    uint8_t *blob;
+    uint32_t blob_len;
+    uint32_t n_spans;
+    dep_rec_t *links;   /* links currently applied to the dependency buckets */
+    uint32_t n_links;
+    uint32_t link_bucket;
+    uint32_t dirty_pos; /* position in the dirty ring when dirty */
+    uint8_t dirty;
+    uint8_t ts_root;    /* ts is a root span's, so later spans cannot change it */
+} trace_t;
+
+typedef struct service {
+    uint32_t sid;
+    uint32_t n_spans;  /* stored spans with this local service */
+    tlist_t traces;    /* traces with a timestamp holding such spans */
+    u64map_t names;    /* span name id -> span count */
+    u64map_t remotes;  /* remote service id -> span count */
+} service_t;
+
+typedef struct ac_key {
+    uint32_t sid;
+    u64map_t values; /* value id -> span count; each entry holds one reference on the value */
+} ac_key_t;
+
+typedef struct dirty_ent {
+    trace_t *t; /* NULL when the trace was evicted */
+    uint64_t since_us;
+} dirty_ent_t;
+
+struct span_store {
+    pthread_rwlock_t lock;
+    size_t max_spans;
+    size_t max_bytes;
+    int strict;
+    uint32_t bucket_ms;
+    uint64_t settle_us;
+
+    intern_t *strs;
+    int64_t bytes; /* own allocations, intern table excluded */
+
+    trace_t **tab; /* trace hash */
+    uint32_t tab_mask;
+    uint64_t n_traces;
+
+    trace_t **fifo; /* arrival order ring */
+    size_t fifo_cap, fifo_head, fifo_len;
+
+    tlist_t all;       /* every trace with a timestamp */
+    u64map_t services; /* service id -> service_t* */
+
+    ac_key_t *ac;
+    size_t n_ac;
+
+    u64map_t buckets; /* bucket number -> dep_bucket_t* */
+    dirty_ent_t *dirty;
+    uint32_t dirty_cap; /* power of two */
+    uint32_t dirty_head, dirty_tail; /* free-running positions */
+
+    uint64_t n_spans, evicted_spans, evicted_traces;
+
+    arena_t scratch; /* write-locked work memory, reset per operation */
+    uint8_t *enc;
+    size_t enc_cap;
+};
+
+/* ---- decoded span record (ids, pointers into the blob) ---- */
+
+typedef struct ep_rec {
+    uint8_t present;
+    uint8_t has_ipv4, has_ipv6;
+    uint32_t svc; /* SID_NONE when absent */
+    uint8_t ipv4[4];
+    uint8_t ipv6[16];
+    uint16_t port;
+} ep_rec_t;
+
+typedef struct srec {
+    const uint8_t *start; /* first byte of the length varint */
+    const uint8_t *next;  /* first byte after this span */
+    uint64_t id, parent, hi;
+    uint64_t ts, duration; /* absolute; 0 = absent */
+    uint8_t kind, debug, shared;
+    uint32_t name;
+    ep_rec_t local, remote;
+    uint32_t n_ann, n_tags;
+    const uint8_t *ann; /* first annotation */
+    const uint8_t *tags; /* first tag */
+} srec_t;
+
+/* Varint and record helpers. */
+static inline const uint8_t *rd_varint(const uint8_t *p, uint64_t *v)
+{
+    uint64_t r = 0;
+    int s = 0;
+    while (*p & 0x80) {
+        r |= (uint64_t)(*p++ & 0x7f) << s;
+        s += 7;
+    }
+    *v = r | ((uint64_t)*p++ << s);
+    return p;
+}
+
+/* Decode the span at p in t's blob. */
+void srec_decode(const trace_t *t, const uint8_t *p, srec_t *r);
+
+/* Decode only start, next, id, kind, debug, shared and local of the span at p. */
+void srec_head(const uint8_t *p, srec_t *r);
+
+/* Read one tag at p: key id and value slice; returns the next position. */
+const uint8_t *srec_tag(const uint8_t *p, uint32_t *key, str_t *value);
+/* Read one annotation at p; returns the next position. */
+const uint8_t *srec_ann(const trace_t *t, const uint8_t *p, uint64_t *ts, str_t *value);
+
+/*
+ * Decode r into out; arrays come from arena. With copy, every string
+ * (interned or inline) is copied into arena too; without, strings point
+ * into the intern table and the blob. Returns 0, or -1 when the arena is
+ * exhausted.
+ */
+int srec_to_span(const span_store_t *st, const trace_t *t, const srec_t *r, arena_t *arena, int copy,
+                 span_t *out);
+
+/*
+ * Encode s (already normalised) for trace t into st->enc, taking intern
+ * references for its names; returns the body length (without the length
+ * prefix).
+ */
+size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s);
+
+/* Drop the intern references the encoded span r holds. */
+void srec_release(span_store_t *st, const srec_t *r);
+
+/*
+ * Normalise in as Zipkin's span builder does (lower-case names, drop a
+ * self-parent, shared only on non-CLIENT, empty endpoints absent, tags
+ * sorted by key with the last duplicate winning, annotations sorted and
+ * de-duplicated) into out, using arena for copies. 0, or -1 on exhaustion.
+ */
+int span_normalize(arena_t *arena, const span_t *in, span_t *out);
+
+/* Merge source into base like zipkin2.Span.Builder.merge; out uses arena. 0 or -1. */
+int span_merge(arena_t *arena, const span_t *base, const span_t *source, span_t *out);
+
+/*
+ * Whether a stored local endpoint and an incoming one (b, absent when
+ * !b_present, service id b_svc) may be the same host: no field set on both
+ * sides differs (Trace.merge's EndpointTracker).
+ */
+int ep_rec_compatible(const ep_rec_t *a, int b_present, const span_endpoint_t *b, uint32_t b_svc);
+
+/* Decode all spans of t into arena. 0, or -1 on arena exhaustion. */
+int trace_to_spans(const span_store_t *st, const trace_t *t, arena_t *arena, span_trace_t *out);
+
+/* Find a trace by id (hi ignored when ids are not strict). */
+trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo);
+
+/* Glibc chunk cost of malloc(n). */
+static inline size_t store_chunk(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+/* Allocation helpers that abort on out of memory and keep *acct. */
+void *store_alloc(size_t n, int64_t *acct);
+void *store_realloc(void *p, size_t old_n, size_t n, int64_t *acct);
+void store_free(void *p, size_t n, int64_t *acct);
+
+/* Lowercase s into arena when it has upper-case ASCII; NULL ptr on exhaustion. */
+str_t store_lower(arena_t *arena, str_t s);
+
+/* ---- dependency links (span_store_deps.c) ---- */
+
+/* Mark t changed: its links are recomputed later. */
+void deps_mark_dirty(span_store_t *st, trace_t *t, uint64_t now_us);
+/* Recompute the links of traces dirty since before now_us - settle (all when now_us == 0). */
+void deps_settle(span_store_t *st, uint64_t now_us);
+/* Withdraw t's links before it is evicted. */
+void deps_forget(span_store_t *st, trace_t *t);
+/* Free every bucket. */
+void deps_dispose(span_store_t *st);
+
+#endif

@@ -1,0 +1,266 @@
+/*
+ * span_store_map: the small containers behind the span store's indexes: a
+ * u64 -> u64 hash map and the time-ordered trace lists; see
+ * span_store_internal.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "span_store_internal.h"
+
+void *store_alloc(size_t n, int64_t *acct)
+{
+    void *p = malloc(n);
+    if (p == NULL)
+        log_fatal("out of memory allocating %zu bytes", n);
+    *acct += (int64_t)store_chunk(n);
+    return p;
+}
+
+void *store_realloc(void *p, size_t old_n, size_t n, int64_t *acct)
+{
+    void *q = realloc(p, n);
+    if (q == NULL)
+        log_fatal("out of memory allocating %zu bytes", n);
+    if (p != NULL)
+        *acct -= (int64_t)store_chunk(old_n);
+    *acct += (int64_t)store_chunk(n);
+    return q;
+}
+
+void store_free(void *p, size_t n, int64_t *acct)
+{
+    if (p == NULL)
+        return;
+    *acct -= (int64_t)store_chunk(n);
+    free(p);
+}
+
+str_t store_lower(arena_t *arena, str_t s)
+{
+    uint32_t i = 0;
+    while (i < s.len && !(s.ptr[i] >= 'A' && s.ptr[i] <= 'Z'))
+        i++;
+    if (i == s.len)
+        return s;
+    char *p = arena_alloc(arena, s.len ? s.len : 1);
+    if (p == NULL)
+        return (str_t){NULL, 0};
+    for (uint32_t k = 0; k < s.len; k++) {
+        char c = s.ptr[k];
+        p[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return (str_t){p, s.len};
+}
+
+/* ---- u64map ---- */
+
+static uint32_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return (uint32_t)k;
+}
+
+uint64_t *u64map_get(const u64map_t *m, uint64_t key)
+{
+    if (m->slots == NULL)
+        return NULL;
+    for (uint32_t i = mix(key) & m->mask;; i = (i + 1) & m->mask) {
+        if (m->slots[i].key == key)
+            return &m->slots[i].val;
+        if (m->slots[i].key == U64MAP_EMPTY)
+            return NULL;
+    }
+}
+
+static void rehash(u64map_t *m, uint32_t ncap, int64_t *acct)
+{
+    u64map_slot_t *ns = store_alloc((size_t)ncap * sizeof(*ns), acct);
+    for (uint32_t i = 0; i < ncap; i++)
+        ns[i].key = U64MAP_EMPTY;
+    if (m->slots != NULL) {
+        for (uint32_t i = 0; i <= m->mask; i++) {
+            if (m->slots[i].key == U64MAP_EMPTY)
+                continue;
+            uint32_t j = mix(m->slots[i].key) & (ncap - 1);
+            while (ns[j].key != U64MAP_EMPTY)
+                j = (j + 1) & (ncap - 1);
+            ns[j] = m->slots[i];
+        }
+        store_free(m->slots, (size_t)(m->mask + 1) * sizeof(*ns), acct);
+    }
+    m->slots = ns;
+    m->mask = ncap - 1;
+}
+
+uint64_t *u64map_put(u64map_t *m, uint64_t key, int64_t *acct)
+{
+    uint64_t *v = u64map_get(m, key);
+    if (v != NULL)
+        return v;
+    if (m->slots == NULL)
+        rehash(m, 4, acct);
+    else if ((uint64_t)(m->len + 1) * 4 > (uint64_t)(m->mask + 1) * 3)
+        rehash(m, (m->mask + 1) * 2, acct);
+    uint32_t i = mix(key) & m->mask;
+    while (m->slots[i].key != U64MAP_EMPTY)
+        i = (i + 1) & m->mask;
+    m->slots[i].key = key;
+    m->slots[i].val = 0;
+    m->len++;
+    return &m->slots[i].val;
+}
+
+void u64map_del(u64map_t *m, uint64_t key, int64_t *acct)
+{
+    if (m->slots == NULL)
+        return;
+    uint32_t i = mix(key) & m->mask;
+    while (m->slots[i].key != key) {
+        if (m->slots[i].key == U64MAP_EMPTY)
+            return;
+        i = (i + 1) & m->mask;
+    }
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & m->mask;
+        if (m->slots[j].key == U64MAP_EMPTY)
+            break;
+        uint32_t home = mix(m->slots[j].key) & m->mask;
+        if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+            m->slots[i] = m->slots[j];
+            i = j;
+        }
+    }
+    m->slots[i].key = U64MAP_EMPTY;
+    m->len--;
+    if (m->len == 0) {
+        u64map_dispose(m, acct);
+    } else if (m->mask + 1 > 16 && (uint64_t)m->len * 8 < (uint64_t)(m->mask + 1)) {
+        rehash(m, (m->mask + 1) / 2, acct);
+    }
+}
+
+void u64map_dispose(u64map_t *m, int64_t *acct)
+{
+    if (m->slots != NULL)
+        store_free(m->slots, (size_t)(m->mask + 1) * sizeof(u64map_slot_t), acct);
+    m->slots = NULL;
+    m->mask = 0;
+    m->len = 0;
+}
+
+/* ---- tlist ---- */
+
+static int before(const trace_t *a, const trace_t *b)
+{
+    if (a->ts != b->ts)
+        return a->ts < b->ts;
+    return (uintptr_t)a < (uintptr_t)b;
+}
+
+/*
+ * First index whose entry is not before t. Gallops from the newest end:
+ * inserts and removals are nearly always for recent traces, so this touches
+ * a few entries instead of log2(len) scattered ones.
+ */
+static uint32_t lower_bound(const tlist_t *l, const trace_t *t)
+{
+    trace_t *const *v = l->v + l->head;
+    uint32_t lo = 0, hi = l->len, step = 1;
+    while (hi > 0) {
+        uint32_t probe = hi > step ? hi - step : 0;
+        if (before(v[probe], t)) {
+            lo = probe + 1;
+            break;
+        }
+        hi = probe;
+        step *= 2;
+    }
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (before(v[mid], t))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint32_t tlist_upper(const tlist_t *l, uint64_t ts_us)
+{
+    uint32_t lo = 0, hi = l->len;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (l->v[l->head + mid]->ts <= ts_us)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void relayout(tlist_t *l, uint32_t ncap, int64_t *acct)
+{
+    /* leave a quarter of the slack before head: deletions happen at the old end */
+    uint32_t nhead = (ncap - l->len) / 4;
+    trace_t **nv = store_alloc((size_t)ncap * sizeof(*nv), acct);
+    if (l->len)
+        memcpy(nv + nhead, l->v + l->head, (size_t)l->len * sizeof(*nv));
+    store_free(l->v, (size_t)l->cap * sizeof(*nv), acct);
+    l->v = nv;
+    l->cap = ncap;
+    l->head = nhead;
+}
+
+void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
+{
+    uint32_t pos = lower_bound(l, t);
+    /* shift the shorter side; re-lay the array out when that side has no room */
+    int front = pos < l->len / 2;
+    if (front ? l->head == 0 : l->head + l->len == l->cap) {
+        uint32_t ncap = l->cap == 0 ? 4 : ((uint64_t)(l->len + 1) * 4 > (uint64_t)l->cap * 3 ? l->cap * 2 : l->cap);
+        relayout(l, ncap, acct);
+        front = front && l->head > 0;
+        if (!front && l->head + l->len == l->cap)
+            front = 1;
+    }
+    if (front) {
+        memmove(l->v + l->head - 1, l->v + l->head, (size_t)pos * sizeof(*l->v));
+        l->head--;
+    } else {
+        memmove(l->v + l->head + pos + 1, l->v + l->head + pos, (size_t)(l->len - pos) * sizeof(*l->v));
+    }
+    l->v[l->head + pos] = t;
+    l->len++;
+}
+
+void tlist_remove(tlist_t *l, trace_t *t, int64_t *acct)
+{
+    uint32_t pos = lower_bound(l, t);
+    if (pos >= l->len || l->v[l->head + pos] != t)
+        return;
+    if (pos < l->len / 2) {
+        memmove(l->v + l->head + 1, l->v + l->head, (size_t)pos * sizeof(*l->v));
+        l->head++;
+    } else {
+        memmove(l->v + l->head + pos, l->v + l->head + pos + 1, (size_t)(l->len - pos - 1) * sizeof(*l->v));
+    }
+    l->len--;
+    if (l->len == 0) {
+        tlist_dispose(l, acct);
+    } else if (l->cap > 16 && l->len * 4 < l->cap) {
+        relayout(l, l->cap / 2, acct);
+    }
+}
+
+void tlist_dispose(tlist_t *l, int64_t *acct)
+{
+    store_free(l->v, (size_t)l->cap * sizeof(*l->v), acct);
+    memset(l, 0, sizeof(*l));
+}

@@ -1,0 +1,225 @@
+/*
+ * compress: see compress.h. zlib for gzip/deflate, libzstd's streaming API
+ * for zstd; both decode into a buf_t that grows only as output appears.
+ */
+#include "compress.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#define STEP_MIN 16384
+
+int compress_codec_parse(const char *ce)
+{
+    if (ce == NULL || *ce == '\0' || strcasecmp(ce, "identity") == 0)
+        return COMPRESS_NONE;
+    if (strcasecmp(ce, "gzip") == 0 || strcasecmp(ce, "x-gzip") == 0)
+        return COMPRESS_GZIP;
+    if (strcasecmp(ce, "deflate") == 0)
+        return COMPRESS_DEFLATE;
+    if (strcasecmp(ce, "zstd") == 0)
+        return COMPRESS_ZSTD;
+    return -1;
+}
+
+const char *compress_codec_name(enum compress_codec codec)
+{
+    switch (codec) {
+    case COMPRESS_GZIP: return "gzip";
+    case COMPRESS_DEFLATE: return "deflate";
+    case COMPRESS_ZSTD: return "zstd";
+    default: return "identity";
+    }
+}
+
+static void set_err(char *err, size_t errlen, const char *what)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", what);
+}
+
+/* Room for the next chunk: grow geometrically but never past the output limit. */
+static size_t grow(buf_t *out, size_t base, size_t max_out)
+{
+    size_t produced = out->len - base;
+    if (produced >= max_out)
+        return 0;
+    size_t step = produced < STEP_MIN ? STEP_MIN : produced;
+    if (step > max_out - produced)
+        step = max_out - produced;
+    buf_reserve_exact(out, step);
+    return step;
+}
+
+static int decode_zlib(int window_bits, const void *in, size_t in_len, size_t max_out, buf_t *out, char *err,
+                       size_t errlen)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (inflateInit2(&zs, window_bits) != Z_OK) {
+        set_err(err, errlen, "inflateInit failed");
+        return COMPRESS_MALFORMED;
+    }
+    size_t base = out->len;
+    int rc = COMPRESS_OK;
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)in_len;
+    if (in_len > UINT32_MAX) {
+        set_err(err, errlen, "compressed body too large");
+        rc = COMPRESS_TOO_LARGE;
+        goto done;
+    }
+    for (;;) {
+        size_t room = grow(out, base, max_out);
+        if (room == 0) {
+            /* output limit reached: fine only if the stream has ended exactly here */
+            set_err(err, errlen, "decompressed body exceeds the size limit");
+            rc = COMPRESS_TOO_LARGE;
+            goto done;
+        }
+        zs.next_out = (Bytef *)out->data + out->len;
+        zs.avail_out = (uInt)room;
+        int z = inflate(&zs, Z_NO_FLUSH);
+        out->len += room - zs.avail_out;
+        if (z == Z_STREAM_END) {
+            if (zs.avail_in == 0)
+                break;
+            /* concatenated gzip members (RFC 1952 2.2) */
+            if (inflateReset(&zs) != Z_OK) {
+                set_err(err, errlen, "invalid compressed data");
+                rc = COMPRESS_MALFORMED;
+                goto done;
+            }
+            continue;
+        }
+        if (z == Z_BUF_ERROR && zs.avail_in == 0) {
+            set_err(err, errlen, "truncated compressed data");
+            rc = COMPRESS_MALFORMED;
+            goto done;
+        }
+        if (z != Z_OK && z != Z_BUF_ERROR) {
+            set_err(err, errlen, zs.msg ? zs.msg : "invalid compressed data");
+            rc = COMPRESS_MALFORMED;
+            goto done;
+        }
+    }
+done:
+    inflateEnd(&zs);
+    if (out->data != NULL)
+        out->data[out->len] = '\0';
+    return rc;
+}
+
+static int decode_zstd(const void *in, size_t in_len, size_t max_out, buf_t *out, char *err, size_t errlen)
+{
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    if (dctx == NULL) {
+        set_err(err, errlen, "out of memory");
+        return COMPRESS_MALFORMED;
+    }
+    /* refuse frames that want a huge window: memory the peer does not get to pick */
+    ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 24);
+    ZSTD_inBuffer ib = {in, in_len, 0};
+    size_t base = out->len;
+    size_t last = 1;
+    int rc = COMPRESS_OK;
+    while (ib.pos < ib.size) {
+        size_t room = grow(out, base, max_out);
+        if (room == 0) {
+            set_err(err, errlen, "decompressed body exceeds the size limit");
+            rc = COMPRESS_TOO_LARGE;
+            goto done;
+        }
+        ZSTD_outBuffer ob = {out->data + out->len, room, 0};
+        last = ZSTD_decompressStream(dctx, &ob, &ib);
+        out->len += ob.pos;
+        if (ZSTD_isError(last)) {
+            set_err(err, errlen, ZSTD_getErrorName(last));
+            rc = COMPRESS_MALFORMED;
+            goto done;
+        }
+        if (ob.pos == 0 && ib.pos == ib.size)
+            break;
+    }
+    /* flush what the decoder still holds */
+    while (last != 0) {
+        size_t room = grow(out, base, max_out);
+        if (room == 0) {
+            set_err(err, errlen, "decompressed body exceeds the size limit");
+            rc = COMPRESS_TOO_LARGE;
+            goto done;
+        }
+        ZSTD_outBuffer ob = {out->data + out->len, room, 0};
+        last = ZSTD_decompressStream(dctx, &ob, &ib);
+        out->len += ob.pos;
+        if (ZSTD_isError(last)) {
+            set_err(err, errlen, ZSTD_getErrorName(last));
+            rc = COMPRESS_MALFORMED;
+            goto done;
+        }
+        if (ob.pos == 0 && last != 0) {
+            set_err(err, errlen, "truncated zstd frame");
+            rc = COMPRESS_MALFORMED;
+            goto done;
+        }
+    }
+done:
+    ZSTD_freeDCtx(dctx);
+    if (out->data != NULL)
+        out->data[out->len] = '\0';
+    return rc;
+}
+
+int compress_decode(enum compress_codec codec, const void *in, size_t in_len, size_t max_out, buf_t *out,
+                    char *err, size_t errlen)
+{
+    switch (codec) {
+    case COMPRESS_NONE:
+        if (in_len > max_out) {
+            set_err(err, errlen, "body exceeds the size limit");
+            return COMPRESS_TOO_LARGE;
+        }
+        buf_append(out, in, in_len);
+        return COMPRESS_OK;
+    case COMPRESS_GZIP: return decode_zlib(16 + MAX_WBITS, in, in_len, max_out, out, err, errlen);
+    case COMPRESS_DEFLATE: return decode_zlib(MAX_WBITS, in, in_len, max_out, out, err, errlen);
+    case COMPRESS_ZSTD: return decode_zstd(in, in_len, max_out, out, err, errlen);
+    }
+    set_err(err, errlen, "unknown content encoding");
+    return COMPRESS_MALFORMED;
+}
+
+int compress_encode(enum compress_codec codec, const void *in, size_t in_len, int level, buf_t *out)
+{
+    if (codec == COMPRESS_NONE) {
+        buf_append(out, in, in_len);
+        return 0;
+    }
+    if (codec == COMPRESS_ZSTD) {
+        size_t bound = ZSTD_compressBound(in_len);
+        buf_reserve(out, bound);
+        size_t n = ZSTD_compress(out->data + out->len, bound, in, in_len, level);
+        if (ZSTD_isError(n))
+            return -1;
+        out->len += n;
+        return 0;
+    }
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    int wb = codec == COMPRESS_GZIP ? 16 + MAX_WBITS : MAX_WBITS;
+    if (deflateInit2(&zs, level, Z_DEFLATED, wb, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    size_t bound = deflateBound(&zs, (uLong)in_len) + 32;
+    buf_reserve(out, bound);
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)in_len;
+    zs.next_out = (Bytef *)out->data + out->len;
+    zs.avail_out = (uInt)bound;
+    int z = deflate(&zs, Z_FINISH);
+    out->len += bound - zs.avail_out;
+    deflateEnd(&zs);
+    return z == Z_STREAM_END ? 0 : -1;
+}

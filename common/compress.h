@@ -1,0 +1,50 @@
+/*
+ * compress: bounded decoding of request bodies (Content-Encoding gzip,
+ * deflate, zstd) and zstd/gzip encoding for our own exporters.
+ *
+ * Decoding never trusts sizes declared by the peer: output grows in steps
+ * as data is actually produced and stops with COMPRESS_TOO_LARGE the moment
+ * it would pass max_out, so a small bomb costs at most max_out bytes.
+ */
+#ifndef OUTRIDER_COMPRESS_H
+#define OUTRIDER_COMPRESS_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+enum compress_codec {
+    COMPRESS_NONE = 0,
+    COMPRESS_GZIP,
+    COMPRESS_DEFLATE, /* zlib-wrapped, as HTTP's "deflate" */
+    COMPRESS_ZSTD,
+};
+
+enum {
+    COMPRESS_OK = 0,
+    COMPRESS_MALFORMED = -1, /* not valid data for the codec */
+    COMPRESS_TOO_LARGE = -2, /* output would pass max_out */
+};
+
+/*
+ * Map a Content-Encoding header value (case-insensitive; NULL, "" and
+ * "identity" mean none) to a codec. Returns -1 for anything else.
+ */
+int compress_codec_parse(const char *content_encoding);
+
+/* Name of a codec as it appears in Content-Encoding. */
+const char *compress_codec_name(enum compress_codec codec);
+
+/*
+ * Decode in[0..in_len) into out (appended; out may hold earlier data). At
+ * most max_out bytes are produced. Returns COMPRESS_OK, COMPRESS_MALFORMED
+ * or COMPRESS_TOO_LARGE; on error err (if not NULL) gets a short reason and
+ * out may hold partial output, which the caller discards.
+ */
+int compress_decode(enum compress_codec codec, const void *in, size_t in_len, size_t max_out, buf_t *out,
+                    char *err, size_t errlen);
+
+/* Encode in into out with the codec at the given level (zstd 1..19, gzip 1..9). Returns 0 or -1. */
+int compress_encode(enum compress_codec codec, const void *in, size_t in_len, int level, buf_t *out);
+
+#endif

@@ -1,0 +1,487 @@
+/*
+ * settings: table-driven configuration; see settings.h.
+ *
+ * YAML is read with libfyaml into a document tree so that every node keeps
+ * its line and column. The loader walks mappings, joins keys with dots and
+ * looks the path up in the table; a mapping whose path is a prefix of some
+ * setting is descended into, anything else is an unknown key.
+ */
+#include "settings.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libfyaml.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+
+typedef struct loader {
+    const setting_t *table;
+    size_t n;
+    void *cfg;
+    const char *file;
+    settings_error_fn err;
+    void *ctx;
+    int errors;
+} loader_t;
+
+static void report(loader_t *l, int line, int col, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void report(loader_t *l, int line, int col, const char *path, const char *fmt, ...)
+{
+    buf_t b = BUF_INIT;
+    if (l->file != NULL)
+        buf_printf(&b, "%s:%d:%d: ", l->file, line, col);
+    if (path != NULL && *path)
+        buf_printf(&b, "%s: ", path);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    l->err(l->ctx, b.data);
+    buf_dispose(&b);
+    l->errors++;
+}
+
+static const setting_t *find(const setting_t *table, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(table[i].name, name) == 0)
+            return &table[i];
+    return NULL;
+}
+
+static int is_prefix_of_any(const setting_t *table, size_t n, const char *prefix)
+{
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(table[i].name, prefix, len) == 0 && table[i].name[len] == '.')
+            return 1;
+    return 0;
+}
+
+static int parse_uint(const char *s, uint64_t *out, const char **rest)
+{
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    *out = v;
+    *rest = end;
+    return 0;
+}
+
+static int mul_check(uint64_t v, uint64_t m, uint64_t *out)
+{
+    if (m != 0 && v > UINT64_MAX / m)
+        return -1;
+    *out = v * m;
+    return 0;
+}
+
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    const char *rest;
+    uint64_t v;
+    if (parse_uint(s, &v, &rest) != 0)
+        return -1;
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {{"", 1},         {"B", 1},           {"KiB", 1024},    {"MiB", 1024 * 1024},
+                 {"GiB", 1 << 30}, {"KB", 1000},      {"MB", 1000000}, {"GB", 1000000000},
+                 {"Ki", 1024},    {"Mi", 1024 * 1024}, {"Gi", 1 << 30}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(rest, units[i].suffix) == 0)
+            return mul_check(v, units[i].mult, out);
+    return -1;
+}
+
+static int parse_duration(const char *s, uint64_t *out)
+{
+    const char *rest;
+    uint64_t v;
+    if (parse_uint(s, &v, &rest) != 0)
+        return -1;
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(rest, units[i].suffix) == 0)
+            return mul_check(v, units[i].mult, out);
+    return -1;
+}
+
+int settings_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        hl = (size_t)(colon - s);
+        if (memchr(s, ':', hl) != NULL)
+            return -1; /* bare IPv6 needs brackets */
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    const char *rest;
+    uint64_t p;
+    if (parse_uint(colon + 1, &p, &rest) != 0 || *rest != '\0' || p > 65535)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static void list_free(setting_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static void list_add(setting_list_t *l, const char *s, size_t len)
+{
+    char **items = realloc(l->items, (l->n + 1) * sizeof(char *));
+    if (items == NULL)
+        log_fatal("out of memory");
+    l->items = items;
+    l->items[l->n] = strndup(s, len);
+    if (l->items[l->n] == NULL)
+        log_fatal("out of memory");
+    l->n++;
+}
+
+/* Apply a scalar value; returns NULL on success or a static reason. */
+static const char *apply(const setting_t *s, void *cfg, const char *value)
+{
+    char *field = (char *)cfg + s->offset;
+    uint64_t v = 0;
+    switch (s->type) {
+    case SETTING_HOSTPORT: {
+        char host[256];
+        uint16_t port;
+        if (settings_split_hostport(value, host, sizeof(host), &port) != 0)
+            return "expected HOST:PORT (port 0-65535; IPv6 in brackets)";
+    }
+        /* fall through */
+    case SETTING_STRING: {
+        char **p = (char **)field;
+        free(*p);
+        *p = strdup(value);
+        if (*p == NULL)
+            log_fatal("out of memory");
+        return NULL;
+    }
+    case SETTING_UINT: {
+        const char *rest;
+        if (parse_uint(value, &v, &rest) != 0 || *rest != '\0')
+            return "expected a non-negative integer";
+        break;
+    }
+    case SETTING_BYTES:
+        if (parse_bytes(value, &v) != 0)
+            return "expected a size such as 1048576, 64KiB, 16MiB or 2GiB";
+        break;
+    case SETTING_DURATION:
+        if (parse_duration(value, &v) != 0)
+            return "expected a duration such as 500ms, 30s, 5m, 1h or 1d";
+        break;
+    case SETTING_BOOL: {
+        int *b = (int *)field;
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0)
+            *b = 1;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 || strcmp(value, "off") == 0)
+            *b = 0;
+        else
+            return "expected true or false";
+        return NULL;
+    }
+    case SETTING_LIST: {
+        setting_list_t *l = (setting_list_t *)field;
+        list_free(l);
+        /* from text (defaults, flags): comma-separated */
+        const char *p = value;
+        while (*p) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            if (len > 0)
+                list_add(l, p, len);
+            p += len + (comma ? 1 : 0);
+        }
+        return NULL;
+    }
+    }
+    if (v < s->min || (s->max != 0 && v > s->max))
+        return "value out of range";
+    *(uint64_t *)field = v;
+    return NULL;
+}
+
+void settings_defaults(const setting_t *table, size_t n, void *cfg)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *why = apply(&table[i], cfg, table[i].def ? table[i].def : "");
+        if (why != NULL && table[i].def != NULL)
+            log_fatal("default of setting %s does not parse: %s", table[i].name, why);
+    }
+}
+
+void settings_dispose(const setting_t *table, size_t n, void *cfg)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *field = (char *)cfg + table[i].offset;
+        if (table[i].type == SETTING_STRING || table[i].type == SETTING_HOSTPORT) {
+            free(*(char **)field);
+            *(char **)field = NULL;
+        } else if (table[i].type == SETTING_LIST) {
+            list_free((setting_list_t *)field);
+        }
+    }
+}
+
+int settings_set(const setting_t *table, size_t n, void *cfg, const char *name, const char *value,
+                 settings_error_fn err, void *ctx)
+{
+    loader_t l = {table, n, cfg, NULL, err, ctx, 0};
+    const setting_t *s = find(table, n, name);
+    if (s == NULL) {
+        report(&l, 0, 0, name, "unknown setting");
+        return -1;
+    }
+    const char *why = apply(s, cfg, value);
+    if (why != NULL) {
+        report(&l, 0, 0, name, "%s (got \"%s\")", why, value);
+        return -1;
+    }
+    return 0;
+}
+
+static void node_pos(struct fy_node *node, int *line, int *col)
+{
+    *line = 0;
+    *col = 0;
+    while (node != NULL) {
+        enum fy_node_type t = fy_node_get_type(node);
+        if (t == FYNT_SCALAR) {
+            struct fy_token *tok = fy_node_get_scalar_token(node);
+            const struct fy_mark *m = tok ? fy_token_start_mark(tok) : NULL;
+            if (m != NULL) {
+                *line = m->line + 1;
+                *col = m->column + 1;
+            }
+            return;
+        }
+        void *it = NULL;
+        if (t == FYNT_MAPPING) {
+            struct fy_node_pair *p = fy_node_mapping_iterate(node, &it);
+            node = p ? fy_node_pair_key(p) : NULL;
+        } else {
+            node = fy_node_sequence_iterate(node, &it);
+        }
+    }
+}
+
+static const char *scalar(struct fy_node *node, size_t *len)
+{
+    if (node == NULL || fy_node_get_type(node) != FYNT_SCALAR)
+        return NULL;
+    return fy_node_get_scalar(node, len);
+}
+
+static void load_value(loader_t *l, const setting_t *s, struct fy_node *key, struct fy_node *value)
+{
+    int line, col;
+    node_pos(value ? value : key, &line, &col);
+    if (value == NULL) {
+        report(l, line, col, s->name, "missing value");
+        return;
+    }
+    char *field = (char *)l->cfg + s->offset;
+    if (s->type == SETTING_LIST) {
+        if (fy_node_get_type(value) != FYNT_SEQUENCE) {
+            report(l, line, col, s->name, "expected a list");
+            return;
+        }
+        setting_list_t *lst = (setting_list_t *)field;
+        list_free(lst);
+        void *it = NULL;
+        struct fy_node *item;
+        size_t idx = 0;
+        while ((item = fy_node_sequence_iterate(value, &it)) != NULL) {
+            size_t len;
+            const char *v = scalar(item, &len);
+            if (v == NULL) {
+                int il, ic;
+                node_pos(item, &il, &ic);
+                report(l, il, ic, s->name, "item %zu: expected a string", idx);
+            } else {
+                list_add(lst, v, len);
+            }
+            idx++;
+        }
+        return;
+    }
+    size_t len;
+    const char *v = scalar(value, &len);
+    if (v == NULL) {
+        report(l, line, col, s->name, "expected a scalar value");
+        return;
+    }
+    char *text = strndup(v, len);
+    if (text == NULL)
+        log_fatal("out of memory");
+    const char *why = apply(s, l->cfg, text);
+    if (why != NULL)
+        report(l, line, col, s->name, "%s (got \"%s\")", why, text);
+    free(text);
+}
+
+static void load_mapping(loader_t *l, struct fy_node *map, const char *prefix)
+{
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    while ((pair = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *key = fy_node_pair_key(pair);
+        struct fy_node *value = fy_node_pair_value(pair);
+        size_t klen;
+        const char *k = scalar(key, &klen);
+        int line, col;
+        node_pos(key, &line, &col);
+        if (k == NULL) {
+            report(l, line, col, prefix, "keys must be strings");
+            continue;
+        }
+        buf_t path = BUF_INIT;
+        if (*prefix)
+            buf_printf(&path, "%s.", prefix);
+        buf_append(&path, k, klen);
+        const setting_t *s = find(l->table, l->n, path.data);
+        if (s != NULL) {
+            load_value(l, s, key, value);
+        } else if (is_prefix_of_any(l->table, l->n, path.data)) {
+            if (value != NULL && fy_node_get_type(value) == FYNT_MAPPING)
+                load_mapping(l, value, path.data);
+            else if (value != NULL && !fy_node_is_null(value))
+                report(l, line, col, path.data, "expected a mapping");
+        } else {
+            report(l, line, col, path.data, "unknown setting");
+        }
+        buf_dispose(&path);
+    }
+}
+
+static int load_doc(loader_t *l, struct fy_document *doc, struct fy_diag *diag)
+{
+    if (doc == NULL) {
+        void *it = NULL;
+        struct fy_diag_error *e;
+        int any = 0;
+        while ((e = fy_diag_errors_iterate(diag, &it)) != NULL) {
+            report(l, e->line + 1, e->column + 1, NULL, "%s", e->msg);
+            any = 1;
+        }
+        if (!any)
+            report(l, 0, 0, NULL, "cannot read or parse the file");
+        return -1;
+    }
+    struct fy_node *root = fy_document_root(doc);
+    if (root == NULL || fy_node_is_null(root))
+        return 0; /* empty file: all defaults */
+    if (fy_node_get_type(root) != FYNT_MAPPING) {
+        int line, col;
+        node_pos(root, &line, &col);
+        report(l, line, col, NULL, "the top level must be a mapping of settings");
+        return l->errors;
+    }
+    load_mapping(l, root, "");
+    return l->errors;
+}
+
+static struct fy_diag *diag_create(void)
+{
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = NULL;
+    struct fy_diag *diag = fy_diag_create(&dcfg);
+    if (diag != NULL)
+        fy_diag_set_collect_errors(diag, true);
+    return diag;
+}
+
+int settings_load_yaml(const setting_t *table, size_t n, void *cfg, const char *path, settings_error_fn err,
+                       void *ctx)
+{
+    loader_t l = {table, n, cfg, path, err, ctx, 0};
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        report(&l, 0, 0, NULL, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    buf_t text = BUF_INIT;
+    char chunk[8192];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(&text, chunk, got);
+    fclose(f);
+    int rc = settings_load_yaml_string(table, n, cfg, path, text.data ? text.data : "", text.len, err, ctx);
+    buf_dispose(&text);
+    return rc;
+}
+
+int settings_load_yaml_string(const setting_t *table, size_t n, void *cfg, const char *name, const char *text,
+                              size_t len, settings_error_fn err, void *ctx)
+{
+    loader_t l = {table, n, cfg, name, err, ctx, 0};
+    struct fy_diag *diag = diag_create();
+    struct fy_parse_cfg pcfg = {.search_path = "", .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG, .diag = diag};
+    struct fy_document *doc = fy_document_build_from_string(&pcfg, text, len);
+    int rc = load_doc(&l, doc, diag);
+    fy_document_destroy(doc);
+    fy_diag_destroy(diag);
+    return rc;
+}
+
+static const char *type_name(enum setting_type t)
+{
+    switch (t) {
+    case SETTING_STRING: return "string";
+    case SETTING_UINT: return "integer";
+    case SETTING_BYTES: return "size";
+    case SETTING_DURATION: return "duration";
+    case SETTING_BOOL: return "bool";
+    case SETTING_LIST: return "list";
+    case SETTING_HOSTPORT: return "host:port";
+    }
+    return "?";
+}
+
+void settings_print_reference(const setting_t *table, size_t n, FILE *out)
+{
+    fprintf(out, "| setting | type | default | meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "| `%s` | %s | `%s` | %s |\n", table[i].name, type_name(table[i].type),
+                table[i].def ? table[i].def : "", table[i].help);
+}

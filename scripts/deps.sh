@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Outrider builds, tests and runs with, when any is missing.
+# Runs `apt-get update` once, then `apt-get install -y` only for what is absent.
+set -euo pipefail
+PKGS=(
+  # build
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  # libraries (DESIGN.md, Dependencies)
+  libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev zlib1g-dev libfyaml-dev
+  libyajl-dev libjansson-dev libxxhash-dev libcmocka-dev librdkafka-dev libhiredis-dev libuv1-dev
+  libhttp-parser-dev libssl-dev
+  # tests: real peers and tools
+  curl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node.js (for the third-party client tests) may come from another apt source; install Debian's only if absent
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

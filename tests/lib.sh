@@ -1,0 +1,259 @@
+# shellcheck shell=bash
+# tests/lib.sh: shared helpers for the integration and compat test scripts.
+#
+# Source it first thing:  . "$(dirname "$0")/../lib.sh"
+# It turns on `set -euo pipefail`, makes a temp dir ($T) removed on exit, and
+# owns the processes the script starts: every PID started through
+# start_collector or registered with track_pid is killed (by PID, never by
+# name) when the script exits, however it exits.
+#
+# Environment (CTest sets both): OUTRIDER_BIN, the folder with the built
+# binaries; OUTRIDER_SRC, the source tree. Without them the script falls back
+# to build/release/bin of the tree this file lives in.
+#
+# Waits are readiness waits with a bounded number of tries, never timing
+# assertions: a slow machine makes a test slower, not red.
+
+set -euo pipefail
+
+OUTRIDER_SRC=${OUTRIDER_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+OUTRIDER_BIN=${OUTRIDER_BIN:-$OUTRIDER_SRC/build/release/bin}
+export OUTRIDER_SRC OUTRIDER_BIN
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/outrider-test.XXXXXX")
+export T
+COLLECTOR_LOG=$T/collector.log
+COLLECTOR_PID=
+LAST_BODY=$T/last_body
+_TRACKED_PIDS=()
+
+_lib_cleanup() {
+    local rc=$?
+    local pid
+    for pid in "${_TRACKED_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${_TRACKED_PIDS[@]}"; do
+        # bounded: a process ignoring SIGTERM gets SIGKILL after ~5 s
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n ${KEEP_TMP:-} ]]; then
+        echo "lib.sh: kept $T" >&2
+    else
+        rm -rf "$T"
+    fi
+    exit "$rc"
+}
+trap _lib_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# track_pid PID: kill PID when the script exits.
+track_pid() {
+    _TRACKED_PIDS+=("$1")
+}
+
+# log_tail [N]: the last N (40) lines of the collector log, indented.
+log_tail() {
+    local n=${1:-40}
+    if [[ -s $COLLECTOR_LOG ]]; then
+        echo "--- collector log (last $n lines of $COLLECTOR_LOG) ---" >&2
+        tail -n "$n" "$COLLECTOR_LOG" | sed 's/^/  | /' >&2
+        echo "--- end of collector log ---" >&2
+    else
+        echo "--- collector log is empty or missing ---" >&2
+    fi
+}
+
+# fail MESSAGE...: print the message and the collector log tail, exit 1.
+fail() {
+    echo "FAIL: $*" >&2
+    log_tail 40
+    exit 1
+}
+
+# note MESSAGE...: progress line on stderr (CTest shows it on failure).
+note() {
+    echo "# $*" >&2
+}
+
+# assert_eq EXPECTED ACTUAL WHAT: fail unless the two strings are equal.
+assert_eq() {
+    local expected=$1 actual=$2 what=$3
+    if [[ "$expected" != "$actual" ]]; then
+        fail "$what: expected '$expected', got '$actual'"
+    fi
+}
+
+# assert_json_eq EXPECTED_JSON ACTUAL_JSON WHAT: compare two JSON documents
+# (key order ignored, array order kept); on a mismatch print a unified diff.
+assert_json_eq() {
+    local what=$3
+    printf '%s' "$1" | jq -S . >"$T/want.json" || fail "$what: expected side is not JSON"
+    printf '%s' "$2" | jq -S . >"$T/got.json" || fail "$what: actual side is not JSON: $2"
+    if ! diff -u --label expected --label actual "$T/want.json" "$T/got.json" >"$T/json.diff"; then
+        cat "$T/json.diff" >&2
+        fail "$what: JSON differs (diff above, - expected + actual)"
+    fi
+}
+
+# http_status METHOD URL [curl args...]: print the HTTP status code; the body
+# is left in $LAST_BODY. Prints 000 when nothing answered.
+http_status() {
+    local method=$1 url=$2
+    shift 2
+    local code
+    local mflag=(-X "$method")
+    [[ $method == HEAD ]] && mflag=(--head)
+    code=$(curl -sS -o "$LAST_BODY" -w '%{http_code}' --max-time 20 "${mflag[@]}" "$url" "$@" 2>"$T/curl.err") || true
+    [[ -n $code ]] || code=000
+    printf '%s\n' "$code"
+}
+
+# http_get_json URL WHAT [curl args...]: GET URL (extra args such as
+# -G --data-urlencode 'q=a b' go to curl), require 200 and a JSON body; print
+# the body.
+http_get_json() {
+    local url=$1 what=$2 code
+    shift 2
+    code=$(http_status GET "$url" "$@")
+    [[ $code == 200 ]] || fail "$what: GET $url -> HTTP $code: $(head -c 2000 "$LAST_BODY" 2>/dev/null)"
+    jq -e . "$LAST_BODY" >/dev/null 2>&1 || fail "$what: GET $url -> body is not JSON: $(head -c 2000 "$LAST_BODY")"
+    cat "$LAST_BODY"
+}
+
+# wait_until [-n TRIES] [-i SECONDS] CMD...: run CMD until it succeeds, at
+# most TRIES times (default 200) SECONDS apart (default 0.05). Returns 1 if it
+# never succeeded; the caller decides what that means (usually fail).
+wait_until() {
+    local tries=200 interval=0.05
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            -n) tries=$2; shift 2 ;;
+            -i) interval=$2; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    local i
+    for ((i = 0; i < tries; i++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep "$interval"
+    done
+    return 1
+}
+
+# free_port: print a loopback TCP port that was free a moment ago (for
+# programs that cannot bind port 0 themselves).
+free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# start_collector [args...]: start outrider-collector on ephemeral loopback
+# ports with the extra args, wait until it logs both listening lines and
+# export ZIPKIN_URL and OTLP_URL (http://127.0.0.1:PORT, no trailing slash).
+# shellcheck disable=SC2120 # args are optional
+start_collector() {
+    local bin=$OUTRIDER_BIN/outrider-collector
+    [[ -x $bin ]] || fail "no collector binary at $bin (set OUTRIDER_BIN)"
+    : >"$COLLECTOR_LOG"
+    "$bin" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 "$@" >>"$COLLECTOR_LOG" 2>&1 &
+    COLLECTOR_PID=$!
+    track_pid "$COLLECTOR_PID"
+    local i zipkin='' otlp=''
+    for ((i = 0; i < 200; i++)); do
+        zipkin=$(grep -o 'listening zipkin http://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening zipkin //') || true
+        otlp=$(grep -o 'listening otlp http://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening otlp //') || true
+        [[ -n $zipkin && -n $otlp ]] && break
+        kill -0 "$COLLECTOR_PID" 2>/dev/null || fail "collector exited during startup ($bin $*)"
+        sleep 0.05
+    done
+    [[ -n $zipkin && -n $otlp ]] || fail "collector did not log both 'listening zipkin' and 'listening otlp' lines within 200 tries"
+    ZIPKIN_URL=$zipkin
+    OTLP_URL=$otlp
+    export ZIPKIN_URL OTLP_URL COLLECTOR_PID
+    note "collector pid $COLLECTOR_PID: zipkin $ZIPKIN_URL, otlp $OTLP_URL"
+}
+
+# collector_alive: fail unless the collector we started still runs.
+collector_alive() {
+    if [[ -z $COLLECTOR_PID ]] || ! kill -0 "$COLLECTOR_PID" 2>/dev/null; then
+        fail "collector (pid ${COLLECTOR_PID:-none}) is not running"
+    fi
+}
+
+# npm_ready DIR: make DIR/node_modules match DIR/package-lock.json, running
+# `npm ci` only when node_modules is missing or older than the lock (a stamp
+# file holds the lock's checksum). Serialised with flock so parallel CTest
+# jobs do not install into the same folder at once.
+npm_ready() {
+    local dir=$1
+    command -v node >/dev/null || fail "node is not installed"
+    command -v npm >/dev/null || fail "npm is not installed"
+    local sum stamp=$dir/node_modules/.outrider-lock.sha256
+    sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    local lock
+    lock=${TMPDIR:-/tmp}/outrider-npm-$(printf '%s' "$dir" | sha256sum | cut -c1-16).lock
+    (
+        flock -w 600 9 || { echo "npm_ready: could not lock $lock" >&2; exit 1; }
+        if [[ -f $stamp && $(cat "$stamp") == "$sum" ]]; then
+            exit 0
+        fi
+        echo "# npm ci in $dir" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        printf '%s\n' "$sum" >"$stamp"
+    ) 9>"$lock" || fail "npm ci failed in $dir"
+}
+
+# assert_num_eq EXPECTED ACTUAL WHAT: numeric equality (7 == 7.0 == 7e+00).
+assert_num_eq() {
+    local expected=$1 actual=$2 what=$3
+    if ! awk -v a="$expected" -v b="$actual" 'BEGIN { exit !(b ~ /^[-+0-9.eE]+$/ && a + 0 == b + 0) }'; then
+        fail "$what: expected $expected, got '${actual}'"
+    fi
+}
+
+# metric_values FILE NAME [LABEL=VALUE...]: print the values of the samples
+# in Prometheus/OpenMetrics text FILE named NAME that carry every given label
+# pair (other labels may be there too), one a line.
+metric_values() {
+    local file=$1 name=$2
+    shift 2
+    awk -v name="$name" -v want="$(printf '%s\n' "$@")" '
+        BEGIN { n = split(want, pairs, "\n"); }
+        /^#/ || NF == 0 { next }
+        {
+            line = $0
+            brace = index(line, "{")
+            if (brace > 0) {
+                metric = substr(line, 1, brace - 1)
+                close_at = index(line, "} ")
+                labels = "," substr(line, brace + 1, close_at - brace - 1)
+                rest = substr(line, close_at + 2)
+            } else {
+                metric = $1
+                labels = ","
+                rest = substr(line, length($1) + 2)
+            }
+            if (metric != name) next
+            for (i = 1; i <= n; i++) {
+                if (pairs[i] == "") continue
+                eq = index(pairs[i], "=")
+                pat = "," substr(pairs[i], 1, eq - 1) "=\"" substr(pairs[i], eq + 1) "\""
+                if (index(labels, pat) == 0) next
+            }
+            split(rest, f, " ")
+            print f[1]
+        }' "$file"
+}

@@ -1,0 +1,509 @@
+/*
+ * span_load: load generator and query prober for outrider-collector
+ * benchmarks (tests/bench/collector_bench.sh drives it).
+ *
+ *   span_load send  --url URL --format F [--batch N] [--requests N] [--connections N]
+ *                   [--services N] [--pid PID] [--seed N]
+ *       Pre-builds every request body (so generation does not compete with
+ *       the collector for CPU while measuring), then posts them over keep-alive
+ *       connections, one thread each. Formats: otlp-proto-zstd, otlp-proto,
+ *       zipkin-json, zipkin-json-gzip. Every span has fresh ids. With --pid, the
+ *       collector's CPU time (utime+stime) is read before and after, and
+ *       spans per CPU-second ("per core") is printed.
+ *   span_load query --url BASE --ids-from N --count N [--services N] [--seed N]
+ *       Measures GET /api/v2/trace/{id} for trace ids that `send` produced with
+ *       the same seed, and GET /api/v2/traces?serviceName=&limit=10, printing
+ *       p50/p99/max in microseconds.
+ *
+ * Output: one "key=value ..." line per measurement, for scripts to parse.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compress.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "span.h"
+
+#define SPANS_PER_TRACE 10
+
+typedef struct opts {
+    const char *mode, *url, *format;
+    int batch, requests, connections, services, count, pid;
+    uint64_t seed;
+} opts_t;
+
+typedef struct target {
+    char host[64];
+    int port;
+    char path[512];
+} target_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Trace number t of the run with this seed: its 128-bit id. */
+static void trace_id(uint64_t seed, uint64_t t, uint64_t *hi, uint64_t *lo)
+{
+    *hi = mix(seed * 1000003 + t * 2 + 1) | 1;
+    *lo = mix(seed * 1000033 + t * 2 + 2) | 1;
+}
+
+static int parse_url(const char *url, target_t *t)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    const char *h = url + 7;
+    const char *colon = strchr(h, ':');
+    const char *slash = strchr(h, '/');
+    if (colon == NULL || (slash != NULL && slash < colon) || (size_t)(colon - h) >= sizeof(t->host))
+        return -1;
+    memcpy(t->host, h, (size_t)(colon - h));
+    t->host[colon - h] = '\0';
+    t->port = atoi(colon + 1);
+    snprintf(t->path, sizeof(t->path), "%s", slash ? slash : "/");
+    return 0;
+}
+
+static int connect_to(const target_t *t)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
+    inet_pton(AF_INET, t->host, &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        perror("connect");
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            perror("write");
+            exit(1);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Read one response; returns its status. The connection stays usable (Content-Length framing). */
+static int read_response(int fd, buf_t *in, buf_t *body)
+{
+    for (;;) {
+        char *end = in->data ? strstr(in->data, "\r\n\r\n") : NULL;
+        if (end != NULL) {
+            size_t head = (size_t)(end - in->data) + 4;
+            int status = atoi(in->data + 9);
+            size_t clen = 0;
+            char *cl = strcasestr(in->data, "\r\ncontent-length:");
+            if (cl != NULL && cl < end)
+                clen = strtoul(cl + 17, NULL, 10);
+            while (in->len < head + clen) {
+                buf_reserve(in, 65536);
+                ssize_t r = read(fd, in->data + in->len, 65536);
+                if (r <= 0) {
+                    fprintf(stderr, "connection closed mid-response\n");
+                    exit(1);
+                }
+                in->len += (size_t)r;
+                in->data[in->len] = '\0';
+            }
+            if (body != NULL) {
+                body->len = 0;
+                buf_append(body, in->data + head, clen);
+            }
+            memmove(in->data, in->data + head + clen, in->len - head - clen);
+            in->len -= head + clen;
+            in->data[in->len] = '\0';
+            return status;
+        }
+        buf_reserve(in, 65536);
+        ssize_t r = read(fd, in->data + in->len, 65536);
+        if (r <= 0) {
+            fprintf(stderr, "connection closed before a response\n");
+            exit(1);
+        }
+        in->len += (size_t)r;
+        in->data[in->len] = '\0';
+    }
+}
+
+/* ---- body generation ---- */
+
+static const char *const methods[] = {"GET", "POST", "GET", "GET"};
+
+static void otlp_kv(Opentelemetry__Proto__Common__V1__KeyValue *kv, Opentelemetry__Proto__Common__V1__AnyValue *v,
+                    const char *key, const char *s, int64_t i, int is_int)
+{
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(v);
+    kv->key = (char *)key;
+    kv->value = v;
+    if (is_int) {
+        v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+        v->int_value = i;
+    } else {
+        v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+        v->string_value = (char *)s;
+    }
+}
+
+/* One batch of `batch` spans as an ExportTraceServiceRequest, spans of trace t0.. onward. */
+static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out)
+{
+    int n = o->batch;
+    Opentelemetry__Proto__Trace__V1__Span *spans = calloc((size_t)n, sizeof(*spans));
+    Opentelemetry__Proto__Trace__V1__Span **sp = calloc((size_t)n, sizeof(*sp));
+    Opentelemetry__Proto__Common__V1__KeyValue *kvs = calloc((size_t)n * 6, sizeof(*kvs));
+    Opentelemetry__Proto__Common__V1__KeyValue **kvp = calloc((size_t)n * 6, sizeof(*kvp));
+    Opentelemetry__Proto__Common__V1__AnyValue *vals = calloc((size_t)n * 6, sizeof(*vals));
+    uint8_t *ids = calloc((size_t)n, 32);
+    char *urls = calloc((size_t)n, 64);
+    for (int i = 0; i < n; i++) {
+        Opentelemetry__Proto__Trace__V1__Span *s = &spans[i];
+        opentelemetry__proto__trace__v1__span__init(s);
+        sp[i] = s;
+        uint64_t t = t0 + (uint64_t)i / SPANS_PER_TRACE;
+        int k = i % SPANS_PER_TRACE;
+        uint64_t hi, lo;
+        trace_id(o->seed, t, &hi, &lo);
+        uint8_t *id = ids + (size_t)i * 32;
+        span_id_to_bytes(hi, id);
+        span_id_to_bytes(lo, id + 8);
+        span_id_to_bytes(mix(lo + (uint64_t)k) | 1, id + 16);
+        span_id_to_bytes(k == 0 ? 0 : (mix(lo + (uint64_t)(k - 1) / 2 * 2) | 1), id + 24);
+        s->trace_id = (ProtobufCBinaryData){16, id};
+        s->span_id = (ProtobufCBinaryData){8, id + 16};
+        if (k > 0)
+            s->parent_span_id = (ProtobufCBinaryData){8, id + 24};
+        s->name = (char *)(k % 2 ? "get /api/items" : "post /api/orders");
+        s->kind = k % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+                        : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
+        s->start_time_unix_nano = now_ns + (uint64_t)k * 1000;
+        s->end_time_unix_nano = s->start_time_unix_nano + 150000 + (uint64_t)(mix(t + (uint64_t)k) % 5000000);
+        char *url = urls + (size_t)i * 64;
+        snprintf(url, 64, "http://reviews:9080/api/items/%llu", (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000));
+        Opentelemetry__Proto__Common__V1__KeyValue *kv = kvs + (size_t)i * 6;
+        Opentelemetry__Proto__Common__V1__AnyValue *v = vals + (size_t)i * 6;
+        otlp_kv(&kv[0], &v[0], "http.method", methods[k % 4], 0, 0);
+        otlp_kv(&kv[1], &v[1], "http.url", url, 0, 0);
+        otlp_kv(&kv[2], &v[2], "http.status_code", NULL, k == 7 ? 503 : 200, 1);
+        otlp_kv(&kv[3], &v[3], "upstream_cluster", "outbound|9080||reviews.default.svc.cluster.local", 0, 0);
+        otlp_kv(&kv[4], &v[4], "response_flags", "-", 0, 0);
+        otlp_kv(&kv[5], &v[5], "peer.service", "reviews", 0, 0);
+        for (int j = 0; j < 6; j++)
+            kvp[(size_t)i * 6 + (size_t)j] = &kv[j];
+        s->attributes = kvp + (size_t)i * 6;
+        s->n_attributes = 6;
+    }
+    /* one ResourceSpans per service, spans spread over them */
+    int ns = o->services < 1 ? 1 : o->services;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = calloc((size_t)ns, sizeof(*rs));
+    Opentelemetry__Proto__Trace__V1__ResourceSpans **rsp = calloc((size_t)ns, sizeof(*rsp));
+    Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = calloc((size_t)ns, sizeof(*ss));
+    Opentelemetry__Proto__Trace__V1__ScopeSpans **ssp = calloc((size_t)ns, sizeof(*ssp));
+    Opentelemetry__Proto__Resource__V1__Resource *res = calloc((size_t)ns, sizeof(*res));
+    Opentelemetry__Proto__Common__V1__KeyValue *rkv = calloc((size_t)ns, sizeof(*rkv));
+    Opentelemetry__Proto__Common__V1__KeyValue **rkvp = calloc((size_t)ns, sizeof(*rkvp));
+    Opentelemetry__Proto__Common__V1__AnyValue *rv = calloc((size_t)ns, sizeof(*rv));
+    char *names = calloc((size_t)ns, 32);
+    int per = (n + ns - 1) / ns;
+    int used = 0;
+    for (int j = 0; j < ns; j++) {
+        opentelemetry__proto__trace__v1__resource_spans__init(&rs[j]);
+        opentelemetry__proto__trace__v1__scope_spans__init(&ss[j]);
+        opentelemetry__proto__resource__v1__resource__init(&res[j]);
+        snprintf(names + j * 32, 32, "service-%d", j);
+        otlp_kv(&rkv[j], &rv[j], "service.name", names + j * 32, 0, 0);
+        rkvp[j] = &rkv[j];
+        res[j].attributes = &rkvp[j];
+        res[j].n_attributes = 1;
+        rs[j].resource = &res[j];
+        int cnt = n - used < per ? n - used : per;
+        ss[j].spans = sp + used;
+        ss[j].n_spans = (size_t)(cnt < 0 ? 0 : cnt);
+        used += ss[j].n_spans;
+        ssp[j] = &ss[j];
+        rs[j].scope_spans = &ssp[j];
+        rs[j].n_scope_spans = 1;
+        rsp[j] = &rs[j];
+    }
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req;
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__init(&req);
+    req.resource_spans = rsp;
+    req.n_resource_spans = (size_t)ns;
+    size_t len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
+    uint8_t *packed = malloc(len);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, packed);
+    if (strcmp(o->format, "otlp-proto-zstd") == 0)
+        compress_encode(COMPRESS_ZSTD, packed, len, 1, out);
+    else
+        buf_append(out, packed, len);
+    free(packed);
+    free(spans); free(sp); free(kvs); free(kvp); free(vals); free(ids); free(urls);
+    free(rs); free(rsp); free(ss); free(ssp); free(res); free(rkv); free(rkvp); free(rv); free(names);
+}
+
+static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf_t *out)
+{
+    buf_t json = BUF_INIT;
+    buf_append_char(&json, '[');
+    for (int i = 0; i < o->batch; i++) {
+        uint64_t t = t0 + (uint64_t)i / SPANS_PER_TRACE;
+        int k = i % SPANS_PER_TRACE;
+        uint64_t hi, lo;
+        trace_id(o->seed, t, &hi, &lo);
+        char tid[33], id[17], pid[17];
+        span_format_trace_id(hi, lo, tid);
+        span_format_id(mix(lo + (uint64_t)k) | 1, id);
+        span_format_id(mix(lo + (uint64_t)(k - 1) / 2 * 2) | 1, pid);
+        int svc = (int)(((uint64_t)i * (uint64_t)o->services) / (uint64_t)o->batch);
+        if (i)
+            buf_append_char(&json, ',');
+        buf_printf(&json, "{\"traceId\":\"%s\",\"id\":\"%s\",", tid, id);
+        if (k > 0)
+            buf_printf(&json, "\"parentId\":\"%s\",", pid);
+        buf_printf(&json,
+                   "\"kind\":\"%s\",\"name\":\"%s\",\"timestamp\":%llu,\"duration\":%llu,"
+                   "\"localEndpoint\":{\"serviceName\":\"service-%d\",\"ipv4\":\"10.1.2.%d\"},"
+                   "\"remoteEndpoint\":{\"serviceName\":\"reviews\",\"ipv4\":\"10.1.3.4\",\"port\":9080},"
+                   "\"tags\":{\"http.method\":\"%s\",\"http.url\":\"http://reviews:9080/api/items/%llu\","
+                   "\"http.status_code\":\"%d\",\"upstream_cluster\":\"outbound|9080||reviews.default.svc.cluster.local\","
+                   "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.1.2.%d~service-%d\"}}",
+                   k % 2 ? "CLIENT" : "SERVER", k % 2 ? "get /api/items" : "post /api/orders",
+                   (unsigned long long)(now_us + (uint64_t)k), (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000),
+                   svc, svc, methods[k % 4], (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000),
+                   k == 7 ? 503 : 200, svc, svc);
+    }
+    buf_append_char(&json, ']');
+    if (strcmp(o->format, "zipkin-json-gzip") == 0)
+        compress_encode(COMPRESS_GZIP, json.data, json.len, 6, out);
+    else
+        buf_append(out, json.data, json.len);
+    buf_dispose(&json);
+}
+
+/* ---- send ---- */
+
+typedef struct worker {
+    const opts_t *o;
+    const target_t *t;
+    buf_t *bodies;
+    int first, step, count;
+    int failures;
+    pthread_t th;
+} worker_t;
+
+static void *send_worker(void *arg)
+{
+    worker_t *w = arg;
+    const opts_t *o = w->o;
+    int fd = connect_to(w->t);
+    buf_t in = BUF_INIT, body = BUF_INIT, head = BUF_INIT;
+    int otlp = strncmp(o->format, "otlp", 4) == 0;
+    const char *ctype = otlp ? "application/x-protobuf" : "application/json";
+    const char *enc = strcmp(o->format, "otlp-proto-zstd") == 0 ? "Content-Encoding: zstd\r\n"
+                      : strcmp(o->format, "zipkin-json-gzip") == 0 ? "Content-Encoding: gzip\r\n" : "";
+    for (int i = w->first; i < w->count; i += w->step) {
+        buf_t *b = &w->bodies[i];
+        head.len = 0;
+        buf_printf(&head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\n\r\n",
+                   w->t->path, w->t->host, w->t->port, ctype, enc, b->len);
+        write_all(fd, head.data, head.len);
+        write_all(fd, b->data, b->len);
+        int status = read_response(fd, &in, &body);
+        if (status != 200 && status != 202) {
+            if (w->failures++ < 3)
+                fprintf(stderr, "status %d: %.*s\n", status, (int)(body.len > 200 ? 200 : body.len),
+                        body.data ? body.data : "");
+        }
+    }
+    close(fd);
+    buf_dispose(&in);
+    buf_dispose(&body);
+    buf_dispose(&head);
+    return NULL;
+}
+
+static double cpu_seconds(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[2048];
+    double s = 0;
+    if (fgets(line, sizeof(line), f) != NULL) {
+        char *p = strrchr(line, ')');
+        unsigned long long ut = 0, st = 0;
+        /* fields after the command: state(3) ... utime(14) stime(15) */
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    fclose(f);
+    return s;
+}
+
+static int cmd_send(const opts_t *o)
+{
+    target_t t;
+    if (parse_url(o->url, &t) != 0) {
+        fprintf(stderr, "bad --url\n");
+        return 2;
+    }
+    buf_t *bodies = calloc((size_t)o->requests, sizeof(buf_t));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    size_t total_bytes = 0;
+    int otlp = strncmp(o->format, "otlp", 4) == 0;
+    for (int r = 0; r < o->requests; r++) {
+        uint64_t t0 = (uint64_t)r * (uint64_t)(o->batch / SPANS_PER_TRACE);
+        if (otlp)
+            build_otlp(o, t0, now_us * 1000 + (uint64_t)r * 1000, &bodies[r]);
+        else
+            build_zipkin_json(o, t0, now_us + (uint64_t)r, &bodies[r]);
+        total_bytes += bodies[r].len;
+    }
+    worker_t *ws = calloc((size_t)o->connections, sizeof(worker_t));
+    double cpu0 = o->pid ? cpu_seconds(o->pid) : 0;
+    double t0 = now_s();
+    for (int i = 0; i < o->connections; i++) {
+        ws[i] = (worker_t){o, &t, bodies, i, o->connections, o->requests, 0, 0};
+        pthread_create(&ws[i].th, NULL, send_worker, &ws[i]);
+    }
+    int failures = 0;
+    for (int i = 0; i < o->connections; i++) {
+        pthread_join(ws[i].th, NULL);
+        failures += ws[i].failures;
+    }
+    double el = now_s() - t0;
+    double cpu = o->pid ? cpu_seconds(o->pid) - cpu0 : 0;
+    double spans = (double)o->requests * o->batch;
+    printf("format=%s requests=%d batch=%d spans=%.0f failures=%d bytes_per_span=%.1f seconds=%.3f "
+           "spans_per_s=%.0f collector_cpu_s=%.3f spans_per_cpu_s=%.0f\n",
+           o->format, o->requests, o->batch, spans, failures, (double)total_bytes / spans, el, spans / el, cpu,
+           cpu > 0 ? spans / cpu : 0);
+    for (int r = 0; r < o->requests; r++)
+        buf_dispose(&bodies[r]);
+    free(bodies);
+    free(ws);
+    return failures ? 1 : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *what, double *lat, int n)
+{
+    qsort(lat, (size_t)n, sizeof(double), cmp_double);
+    printf("query=%s count=%d p50_us=%.0f p99_us=%.0f max_us=%.0f\n", what, n, lat[n / 2] * 1e6,
+           lat[(int)(n * 0.99)] * 1e6, lat[n - 1] * 1e6);
+}
+
+static int cmd_query(const opts_t *o)
+{
+    target_t t;
+    if (parse_url(o->url, &t) != 0) {
+        fprintf(stderr, "bad --url\n");
+        return 2;
+    }
+    int fd = connect_to(&t);
+    buf_t in = BUF_INIT, body = BUF_INIT, req = BUF_INIT;
+    double *lat = calloc((size_t)o->count, sizeof(double));
+    uint64_t traces = (uint64_t)o->requests * (uint64_t)(o->batch / SPANS_PER_TRACE);
+    int bad = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < o->count; i++) {
+            req.len = 0;
+            if (pass == 0) {
+                uint64_t hi, lo;
+                /* the newest traces: older ones may have been evicted */
+                trace_id(o->seed, traces - 1 - mix((uint64_t)i) % (traces / 2 ? traces / 2 : 1), &hi, &lo);
+                char tid[33];
+                span_format_trace_id(hi, lo, tid);
+                buf_printf(&req, "GET /api/v2/trace/%s HTTP/1.1\r\nHost: x\r\n\r\n", tid);
+            } else {
+                buf_printf(&req, "GET /api/v2/traces?serviceName=service-%d&limit=10 HTTP/1.1\r\nHost: x\r\n\r\n",
+                           (int)(mix((uint64_t)i) % (uint64_t)o->services));
+            }
+            double t0 = now_s();
+            write_all(fd, req.data, req.len);
+            int status = read_response(fd, &in, &body);
+            lat[i] = now_s() - t0;
+            if (status != 200 && bad++ < 3)
+                fprintf(stderr, "status %d for %s", status, req.data);
+        }
+        report(pass == 0 ? "trace_by_id" : "traces_by_service", lat, o->count);
+    }
+    close(fd);
+    free(lat);
+    return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = {.format = "otlp-proto-zstd", .batch = 1000, .requests = 100, .connections = 2, .services = 20,
+                .count = 1000, .seed = 1};
+    if (argc < 2) {
+        fprintf(stderr, "usage: span_load send|query --url URL [options]; see the top of span_load.c\n");
+        return 2;
+    }
+    o.mode = argv[1];
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--url")) o.url = v;
+        else if (!strcmp(k, "--format")) o.format = v;
+        else if (!strcmp(k, "--batch")) o.batch = atoi(v);
+        else if (!strcmp(k, "--requests")) o.requests = atoi(v);
+        else if (!strcmp(k, "--connections")) o.connections = atoi(v);
+        else if (!strcmp(k, "--services")) o.services = atoi(v);
+        else if (!strcmp(k, "--count")) o.count = atoi(v);
+        else if (!strcmp(k, "--pid")) o.pid = atoi(v);
+        else if (!strcmp(k, "--seed")) o.seed = strtoull(v, NULL, 10);
+        else { fprintf(stderr, "unknown option %s\n", k); return 2; }
+    }
+    if (o.url == NULL || o.batch < SPANS_PER_TRACE || o.requests < 1 || o.connections < 1 || o.services < 1) {
+        fprintf(stderr, "need --url, --batch >= %d, --requests, --connections, --services >= 1\n", SPANS_PER_TRACE);
+        return 2;
+    }
+    if (!strcmp(o.mode, "send"))
+        return cmd_send(&o);
+    if (!strcmp(o.mode, "query"))
+        return cmd_query(&o);
+    fprintf(stderr, "unknown mode %s\n", o.mode);
+    return 2;
+}

@@ -1,0 +1,132 @@
+/* Unit tests for common/compress: round trips, limits, bombs, malformed input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress.h"
+
+static void fill(buf_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        buf_append_char(b, (char)('a' + (i * 7 + i / 13) % 26));
+}
+
+static void round_trip(enum compress_codec codec)
+{
+    buf_t in = BUF_INIT, enc = BUF_INIT, out = BUF_INIT;
+    fill(&in, 100000);
+    assert_int_equal(compress_encode(codec, in.data, in.len, 3, &enc), 0);
+    assert_true(enc.len < in.len);
+    char err[128];
+    assert_int_equal(compress_decode(codec, enc.data, enc.len, in.len, &out, err, sizeof(err)), COMPRESS_OK);
+    assert_int_equal(out.len, in.len);
+    assert_memory_equal(out.data, in.data, in.len);
+    buf_dispose(&in);
+    buf_dispose(&enc);
+    buf_dispose(&out);
+}
+
+static void test_round_trips(void **state)
+{
+    (void)state;
+    round_trip(COMPRESS_GZIP);
+    round_trip(COMPRESS_DEFLATE);
+    round_trip(COMPRESS_ZSTD);
+}
+
+/* A 64 MiB run of zeros compresses to a few KiB: decoding must stop at the limit, not inflate it. */
+static void bomb(enum compress_codec codec)
+{
+    size_t big = 64u << 20;
+    char *zeros = calloc(1, big);
+    buf_t enc = BUF_INIT, out = BUF_INIT;
+    assert_int_equal(compress_encode(codec, zeros, big, 9, &enc), 0);
+    free(zeros);
+    assert_true(enc.len < big / 100);
+    char err[128] = "";
+    assert_int_equal(compress_decode(codec, enc.data, enc.len, 1 << 20, &out, err, sizeof(err)), COMPRESS_TOO_LARGE);
+    assert_true(out.len <= 1 << 20);
+    assert_true(out.cap <= (1 << 20) + 1);
+    assert_non_null(strstr(err, "limit"));
+    buf_dispose(&enc);
+    buf_dispose(&out);
+}
+
+static void test_bombs_stop_at_limit(void **state)
+{
+    (void)state;
+    bomb(COMPRESS_GZIP);
+    bomb(COMPRESS_ZSTD);
+}
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    buf_t out = BUF_INIT, enc = BUF_INIT;
+    char err[128];
+    const char junk[] = "this is not compressed at all";
+    assert_int_equal(compress_decode(COMPRESS_GZIP, junk, sizeof(junk), 1 << 20, &out, err, sizeof(err)),
+                     COMPRESS_MALFORMED);
+    out.len = 0;
+    assert_int_equal(compress_decode(COMPRESS_ZSTD, junk, sizeof(junk), 1 << 20, &out, err, sizeof(err)),
+                     COMPRESS_MALFORMED);
+    /* truncated streams */
+    buf_t in = BUF_INIT;
+    fill(&in, 50000);
+    assert_int_equal(compress_encode(COMPRESS_GZIP, in.data, in.len, 6, &enc), 0);
+    out.len = 0;
+    assert_int_equal(compress_decode(COMPRESS_GZIP, enc.data, enc.len / 2, 1 << 20, &out, err, sizeof(err)),
+                     COMPRESS_MALFORMED);
+    enc.len = 0;
+    assert_int_equal(compress_encode(COMPRESS_ZSTD, in.data, in.len, 3, &enc), 0);
+    out.len = 0;
+    assert_int_equal(compress_decode(COMPRESS_ZSTD, enc.data, enc.len - 3, 1 << 20, &out, err, sizeof(err)),
+                     COMPRESS_MALFORMED);
+    buf_dispose(&in);
+    buf_dispose(&enc);
+    buf_dispose(&out);
+}
+
+static void test_identity_limit_and_names(void **state)
+{
+    (void)state;
+    buf_t out = BUF_INIT;
+    char err[64];
+    assert_int_equal(compress_decode(COMPRESS_NONE, "abcdef", 6, 5, &out, err, sizeof(err)), COMPRESS_TOO_LARGE);
+    assert_int_equal(compress_decode(COMPRESS_NONE, "abcdef", 6, 6, &out, err, sizeof(err)), COMPRESS_OK);
+    assert_int_equal(compress_codec_parse(NULL), COMPRESS_NONE);
+    assert_int_equal(compress_codec_parse("identity"), COMPRESS_NONE);
+    assert_int_equal(compress_codec_parse("GZIP"), COMPRESS_GZIP);
+    assert_int_equal(compress_codec_parse("zstd"), COMPRESS_ZSTD);
+    assert_int_equal(compress_codec_parse("br"), -1);
+    buf_dispose(&out);
+}
+
+static void test_concatenated_gzip_members(void **state)
+{
+    (void)state;
+    buf_t enc = BUF_INIT, out = BUF_INIT;
+    assert_int_equal(compress_encode(COMPRESS_GZIP, "hello ", 6, 6, &enc), 0);
+    assert_int_equal(compress_encode(COMPRESS_GZIP, "world", 5, 6, &enc), 0);
+    assert_int_equal(compress_decode(COMPRESS_GZIP, enc.data, enc.len, 100, &out, NULL, 0), COMPRESS_OK);
+    assert_int_equal(out.len, 11);
+    assert_memory_equal(out.data, "hello world", 11);
+    buf_dispose(&enc);
+    buf_dispose(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_bombs_stop_at_limit),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_identity_limit_and_names),
+        cmocka_unit_test(test_concatenated_gzip_members),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,144 @@
+/* Unit tests for common/settings: defaults, YAML loading, file:line:col errors, flags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "settings.h"
+
+typedef struct cfg {
+    char *listen;
+    uint64_t count;
+    uint64_t size;
+    uint64_t timeout_ms;
+    int flag;
+    setting_list_t keys;
+} cfg_t;
+
+static const setting_t table[] = {
+    {"server.listen", SETTING_HOSTPORT, offsetof(cfg_t, listen), "0.0.0.0:9411", 0, 0, "listen"},
+    {"store.count", SETTING_UINT, offsetof(cfg_t, count), "10", 1, 1000, "count"},
+    {"store.size", SETTING_BYTES, offsetof(cfg_t, size), "1MiB", 0, 0, "size"},
+    {"timeout", SETTING_DURATION, offsetof(cfg_t, timeout_ms), "5s", 0, 0, "timeout"},
+    {"flag", SETTING_BOOL, offsetof(cfg_t, flag), "false", 0, 0, "flag"},
+    {"keys", SETTING_LIST, offsetof(cfg_t, keys), "a,b", 0, 0, "keys"},
+};
+#define N (sizeof(table) / sizeof(table[0]))
+
+typedef struct errs {
+    int n;
+    char msgs[8][256];
+} errs_t;
+
+static void collect(void *ctx, const char *msg)
+{
+    errs_t *e = ctx;
+    if (e->n < 8)
+        snprintf(e->msgs[e->n], sizeof(e->msgs[0]), "%s", msg);
+    e->n++;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    assert_string_equal(c.listen, "0.0.0.0:9411");
+    assert_int_equal(c.count, 10);
+    assert_int_equal(c.size, 1024 * 1024);
+    assert_int_equal(c.timeout_ms, 5000);
+    assert_int_equal(c.flag, 0);
+    assert_int_equal(c.keys.n, 2);
+    assert_string_equal(c.keys.items[1], "b");
+    settings_dispose(table, N, &c);
+}
+
+static void test_yaml_ok(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    const char *y = "server:\n  listen: 127.0.0.1:0\nstore: {count: 42, size: 2GiB}\ntimeout: 250ms\nflag: true\n"
+                    "keys: [x, y, z]\n";
+    errs_t e = {0};
+    assert_int_equal(settings_load_yaml_string(table, N, &c, "c.yaml", y, strlen(y), collect, &e), 0);
+    assert_int_equal(e.n, 0);
+    assert_string_equal(c.listen, "127.0.0.1:0");
+    assert_int_equal(c.count, 42);
+    assert_int_equal(c.size, 2ull << 30);
+    assert_int_equal(c.timeout_ms, 250);
+    assert_int_equal(c.flag, 1);
+    assert_int_equal(c.keys.n, 3);
+    assert_string_equal(c.keys.items[2], "z");
+    settings_dispose(table, N, &c);
+}
+
+static void test_yaml_errors_have_positions(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    const char *y = "server:\n  listen: nope\n  bogus: 1\nstore:\n  count: 5000\n  size: lots\ntimeout: [1]\n";
+    errs_t e = {0};
+    assert_int_equal(settings_load_yaml_string(table, N, &c, "c.yaml", y, strlen(y), collect, &e), 5);
+    assert_int_equal(e.n, 5);
+    assert_non_null(strstr(e.msgs[0], "c.yaml:2:11: server.listen: expected HOST:PORT"));
+    assert_non_null(strstr(e.msgs[1], "c.yaml:3:3: server.bogus: unknown setting"));
+    assert_non_null(strstr(e.msgs[2], "c.yaml:5:10: store.count: value out of range"));
+    assert_non_null(strstr(e.msgs[3], "c.yaml:6:9: store.size: expected a size"));
+    assert_non_null(strstr(e.msgs[4], "c.yaml:7:"));
+    assert_non_null(strstr(e.msgs[4], "timeout: expected a scalar"));
+    settings_dispose(table, N, &c);
+}
+
+static void test_yaml_syntax_error(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    const char *y = "store:\n  count: [1, 2\nflag: true\n";
+    errs_t e = {0};
+    assert_int_equal(settings_load_yaml_string(table, N, &c, "bad.yaml", y, strlen(y), collect, &e), -1);
+    assert_true(e.n >= 1);
+    assert_non_null(strstr(e.msgs[0], "bad.yaml:"));
+    settings_dispose(table, N, &c);
+}
+
+static void test_flags_and_hostport(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    errs_t e = {0};
+    assert_int_equal(settings_set(table, N, &c, "store.count", "7", collect, &e), 0);
+    assert_int_equal(c.count, 7);
+    assert_int_equal(settings_set(table, N, &c, "store.count", "-1", collect, &e), -1);
+    assert_int_equal(settings_set(table, N, &c, "nope", "1", collect, &e), -1);
+    assert_int_equal(e.n, 2);
+    assert_non_null(strstr(e.msgs[1], "nope: unknown setting"));
+    char host[64];
+    uint16_t port;
+    assert_int_equal(settings_split_hostport("[::1]:4318", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 4318);
+    assert_int_equal(settings_split_hostport("::1:4318", host, sizeof(host), &port), -1);
+    assert_int_equal(settings_split_hostport("h:70000", host, sizeof(host), &port), -1);
+    assert_int_equal(settings_split_hostport(":80", host, sizeof(host), &port), -1);
+    settings_dispose(table, N, &c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_yaml_ok),
+        cmocka_unit_test(test_yaml_errors_have_positions),
+        cmocka_unit_test(test_yaml_syntax_error),
+        cmocka_unit_test(test_flags_and_hostport),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
