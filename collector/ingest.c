@@ -9,6 +9,7 @@
  * store insert for the whole batch. The arena is kept per thread and reset
  * after each request so steady traffic allocates nothing per request.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +34,7 @@ typedef struct span_vec {
 } span_vec_t;
 
 static _Thread_local span_vec_t tl_spans;
+static _Thread_local buf_t tl_decoded; /* decompressed body, reused across requests */
 static _Thread_local arena_t tl_arena;
 static _Thread_local int tl_arena_ready;
 
@@ -51,11 +53,33 @@ static int span_vec_sink(void *ctx, const span_t *s)
     return 0;
 }
 
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+
+/* Runs when an HTTP thread exits: free what the thread kept for reuse. */
+static void thread_buffers_free(void *unused)
+{
+    (void)unused;
+    arena_dispose(&tl_arena);
+    buf_dispose(&tl_decoded);
+    free(tl_spans.items);
+    tl_spans = (span_vec_t){0};
+    tl_arena_ready = 0;
+}
+
+static void tl_key_create(void)
+{
+    if (pthread_key_create(&tl_key, thread_buffers_free) != 0)
+        log_fatal("pthread_key_create failed");
+}
+
 static arena_t *request_arena(collector_t *c)
 {
     if (!tl_arena_ready) {
         arena_init(&tl_arena, 0);
         tl_arena_ready = 1;
+        pthread_once(&tl_once, tl_key_create);
+        pthread_setspecific(tl_key, &tl_arena);
     }
     /* decoded structures are a few times the decoded body at most */
     tl_arena.limit = c->cfg.max_decoded_bytes * 4 + (1u << 20);
@@ -64,6 +88,9 @@ static arena_t *request_arena(collector_t *c)
 
 static void request_done(void)
 {
+    if (tl_decoded.cap > ARENA_KEEP_BYTES)
+        buf_dispose(&tl_decoded);
+    tl_decoded.len = 0;
     if (tl_arena.total > ARENA_KEEP_BYTES)
         arena_dispose(&tl_arena);
     else
@@ -103,6 +130,7 @@ static void media_type(const char *ct, char *out, size_t outlen)
 static int prepare_body(collector_t *c, collector_transport_stats_t *ts, const http_request_t *req,
                         http_response_t *resp, buf_t *decoded, const char **body, size_t *len)
 {
+    request_arena(c); /* registers this thread's buffers for freeing at thread exit */
     prom_counter_add(&ts->messages, 1);
     prom_counter_add(&ts->bytes, req->body_len);
     if (collector_over_memory(c)) {
@@ -152,10 +180,9 @@ static int prepare_body(collector_t *c, collector_transport_stats_t *ts, const h
 void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp)
 {
     collector_transport_stats_t *ts = &c->transport[TRANSPORT_ZIPKIN_HTTP];
-    buf_t decoded = BUF_INIT;
     const char *body;
     size_t len;
-    if (prepare_body(c, ts, req, resp, &decoded, &body, &len) != 0)
+    if (prepare_body(c, ts, req, resp, &tl_decoded, &body, &len) != 0)
         goto done;
 
     char mt[64];
@@ -192,7 +219,6 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
     resp->content_type = NULL;
 done:
     request_done();
-    buf_dispose(&decoded);
 }
 
 /* OTLP/HTTP: content type picks protobuf or JSON; answers in the same encoding. */
@@ -249,11 +275,10 @@ static int otlp_handle(collector_t *c, const http_request_t *req, http_response_
         prom_counter_add(&ts->messages_dropped, 1);
         return -1;
     }
-    buf_t decoded = BUF_INIT;
     const char *body;
     size_t len;
     int rc = -1;
-    if (prepare_body(c, ts, req, resp, &decoded, &body, &len) != 0) {
+    if (prepare_body(c, ts, req, resp, &tl_decoded, &body, &len) != 0) {
         /* keep the status and reason, but in OTLP's Status encoding */
         char msg[256];
         snprintf(msg, sizeof(msg), "%.*s", (int)(resp->body.len ? resp->body.len - 1 : 0),
@@ -276,7 +301,6 @@ static int otlp_handle(collector_t *c, const http_request_t *req, http_response_
     rc = 0;
 done:
     request_done();
-    buf_dispose(&decoded);
     return rc;
 }
 

@@ -68,13 +68,26 @@ int main(int argc, char **argv)
         case 'm': name = "store.maxSpans"; break;
         case 's': name = ""; break;
         case 'k': check = 1; continue;
-        case 'p': settings_print_reference(collector_settings, collector_settings_count, stdout); return 0;
-        case 'h': usage(stdout); return 0;
-        case 'v': printf("outrider-collector %s\n", OUTRIDER_VERSION); return 0;
-        default: usage(stderr); return 2;
+        case 'p':
+            settings_print_reference(collector_settings, collector_settings_count, stdout);
+            collector_config_dispose(&c.cfg);
+            return 0;
+        case 'h':
+            usage(stdout);
+            collector_config_dispose(&c.cfg);
+            return 0;
+        case 'v':
+            printf("outrider-collector %s\n", OUTRIDER_VERSION);
+            collector_config_dispose(&c.cfg);
+            return 0;
+        default:
+            usage(stderr);
+            collector_config_dispose(&c.cfg);
+            return 2;
         }
         if (n_overrides == (int)(sizeof(overrides) / sizeof(overrides[0]))) {
             fprintf(stderr, "too many settings on the command line\n");
+            collector_config_dispose(&c.cfg);
             return 2;
         }
         overrides[n_overrides].name = name;
@@ -84,6 +97,7 @@ int main(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
+        collector_config_dispose(&c.cfg);
         return 2;
     }
     if (config_path != NULL) {
@@ -136,8 +150,11 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (collector_init(&c) != 0)
+    if (collector_init(&c) != 0) {
+        collector_dispose(&c);
+        collector_config_dispose(&c.cfg);
         return 1;
+    }
     uint16_t zport = 0, oport = 0;
     server_t *srv = server_start(&c, &zport, &oport);
     if (srv == NULL) {

@@ -260,6 +260,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   (unsigned long long)c->cfg.max_body_bytes);
                 return send_response(conn, r, &resp);
             }
+            /* one allocation for the whole body instead of regrowing per chunk */
+            if (errno == 0 && *end == '\0' && n > 0)
+                buf_reserve_exact(&r->body, (size_t)n);
         }
         return MHD_YES;
     }
@@ -331,7 +334,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];

@@ -26,7 +26,7 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-static void vlog(enum log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
     char line[2048];
     struct timespec ts;

@@ -432,6 +432,8 @@ static double media_range_q(const char *p, const char *end)
     const char *semi = memchr(p, ';', (size_t)(end - p));
     while (semi != NULL) {
         const char *param = skip_ws(semi + 1, end);
+        if (param >= end)
+            break;
         const char *next = memchr(param, ';', (size_t)(end - param));
         const char *pend = trim_end(param, next ? next : end);
         if (pend - param >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
@@ -462,7 +464,7 @@ int prom_accepts_openmetrics(const char *accept)
         const char *comma = memchr(p, ',', (size_t)(all_end - p));
         const char *end = comma ? comma : all_end;
         const char *s = skip_ws(p, end);
-        const char *semi = memchr(s, ';', (size_t)(end - s));
+        const char *semi = s < end ? memchr(s, ';', (size_t)(end - s)) : NULL;
         const char *type_end = trim_end(s, semi ? semi : end);
         size_t tl = (size_t)(type_end - s);
         double q = media_range_q(s, end);

@@ -736,14 +736,14 @@ static const yajl_callbacks callbacks = {
     .yajl_end_array = cb_end_array,
 };
 
-static void yajl_reason(dec_t *d, yajl_handle h)
+static void yajl_reason(dec_t *d, yajl_handle h, size_t at)
 {
     unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)d->data, d->len);
     const char *m = msg ? (const char *)msg : "parse error";
     size_t n = strlen(m);
     while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
         n--;
-    zipkin_span_fail(d->res, LIST_PREFIX "%.*s at byte %zu", (int)n, m, yajl_get_bytes_consumed(h));
+    zipkin_span_fail(d->res, LIST_PREFIX "%.*s at byte %zu", (int)n, m, at);
     if (msg)
         yajl_free_error(h, msg);
 }
@@ -771,15 +771,21 @@ int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipki
         return -1;
     }
     yajl_status st = yajl_parse(h, (const unsigned char *)data, len);
-    if (st == yajl_status_ok)
+    size_t at = yajl_get_bytes_consumed(h);
+    if (st == yajl_status_ok) {
         st = yajl_complete_parse(h);
+        at = len; /* an error now means the input ended early */
+    }
     if (st == yajl_status_client_canceled || d.failed) {
         if (!d.failed)
             zipkin_span_fail(res, LIST_PREFIX "parse cancelled");
         goto out;
     }
     if (st != yajl_status_ok) {
-        yajl_reason(&d, h);
+        if (len == 0)
+            zipkin_span_fail(res, LIST_PREFIX "empty body");
+        else
+            yajl_reason(&d, h, at);
         goto out;
     }
     if (!d.list_done) {

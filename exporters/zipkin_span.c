@@ -67,14 +67,27 @@ int zipkin_span_lower(arena_t *arena, const char *s, size_t len, int copy, str_t
     return 0;
 }
 
+/* Strict dotted quad as inet_pton(AF_INET) takes it: four decimal octets, no leading zeros. */
 static int ipv4_text(const char *s, size_t len, uint8_t out[4])
 {
-    char tmp[16];
+    size_t i = 0;
     if (len < 7 || len > 15)
         return -1;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    return inet_pton(AF_INET, tmp, out) == 1 ? 0 : -1;
+    for (int part = 0; part < 4; part++) {
+        if (part > 0) {
+            if (i >= len || s[i] != '.')
+                return -1;
+            i++;
+        }
+        size_t start = i;
+        unsigned v = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9' && i - start < 3)
+            v = v * 10 + (unsigned)(s[i++] - '0');
+        if (i == start || v > 255 || (i - start > 1 && s[start] == '0'))
+            return -1;
+        out[part] = (uint8_t)v;
+    }
+    return i == len ? 0 : -1;
 }
 
 static int is_hex(char c)
@@ -111,8 +124,10 @@ int zipkin_span_ip_text(span_endpoint_t *ep, const char *s, size_t len)
                 if (s[i] != 'f' && s[i] != 'F' && s[i] != '0')
                     return -1;
         }
-        if (ipv4_text(s + last_colon + 1, len - last_colon - 1, ep->ipv4) != 0)
+        uint8_t b[4];
+        if (ipv4_text(s + last_colon + 1, len - last_colon - 1, b) != 0)
             return -1;
+        memcpy(ep->ipv4, b, 4);
         ep->has_ipv4 = 1;
         return 0;
     }

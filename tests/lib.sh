@@ -43,6 +43,12 @@ _lib_cleanup() {
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    # sanitizer builds: a leak or error report at the collector's exit fails the test
+    if [[ -s $COLLECTOR_LOG ]] && grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$COLLECTOR_LOG"; then
+        echo "FAIL: sanitizer report in the collector log:" >&2
+        grep -A20 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$COLLECTOR_LOG" | head -60 >&2
+        rc=1
+    fi
     if [[ -n ${KEEP_TMP:-} ]]; then
         echo "lib.sh: kept $T" >&2
     else
@@ -167,6 +173,9 @@ s.close()'
 start_collector() {
     local bin=$OUTRIDER_BIN/outrider-collector
     [[ -x $bin ]] || fail "no collector binary at $bin (set OUTRIDER_BIN)"
+    if [[ -s $COLLECTOR_LOG ]] && grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$COLLECTOR_LOG"; then
+        fail "sanitizer report from the previous collector"
+    fi
     : >"$COLLECTOR_LOG"
     "$bin" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 "$@" >>"$COLLECTOR_LOG" 2>&1 &
     COLLECTOR_PID=$!

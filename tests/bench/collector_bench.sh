@@ -14,17 +14,16 @@ W=$(mktemp -d); PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"' EXIT
 
 start() { # name, extra args → sets ZP OP CPID
-  "$BIN/outrider-collector" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 --set log.level=warn "$@" \
-    2>"$W/$1.log" &
+  local name=$1; shift
+  "$BIN/outrider-collector" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 "$@" 2>"$W/$name.log" &
   CPID=$!; PIDS+=("$CPID")
-  # the listening lines are logged at info; ask the kernel instead
   for _ in $(seq 200); do
-    ports=$(ss -ltnpH 2>/dev/null | awk -v p="pid=$CPID," '$0 ~ p {split($4,a,":"); print a[length(a)]}' | sort -n | tr '\n' ' ')
-    [ "$(echo $ports | wc -w)" -ge 2 ] && break; sleep 0.05
+    ZP=$(sed -n 's/.*listening zipkin http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$W/$name.log")
+    OP=$(sed -n 's/.*listening otlp http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$W/$name.log")
+    [ -n "$ZP" ] && [ -n "$OP" ] && return 0
+    sleep 0.05
   done
-  read -r a b <<<"$ports"
-  # the OTLP listener is the one that answers 404 on /health
-  if curl -fs "http://127.0.0.1:$a/health" >/dev/null; then ZP=$a; OP=$b; else ZP=$b; OP=$a; fi
+  echo "collector did not start: $(cat "$W/$name.log")"; exit 1
 }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 

@@ -1,4 +1,10 @@
-/* libFuzzer target: the collector's YAML settings loader (file:line:col errors, never a crash). */
+/*
+ * libFuzzer target: the collector's YAML settings loader. The YAML parse
+ * runs in a child process (common/yaml.c), so libFuzzer sees coverage of
+ * our side only, and each input costs a fork: tests/fuzz/fuzz_settings.runs
+ * keeps the CTest run short. What it checks: no input crashes or hangs the
+ * loader, whatever libfyaml does with it.
+ */
 #include <stddef.h>
 #include <stdint.h>
 

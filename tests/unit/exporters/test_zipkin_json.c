@@ -469,6 +469,38 @@ static void test_ipv6_format(void **state)
     assert_string_equal(out, "fe80:1:2:3:4:5:6:7");
 }
 
+static void test_ip_text(void **state)
+{
+    (void)state;
+    const char *ok4[] = {"0.0.0.0", "255.255.255.255", "10.0.1.7", "::ffff:1.2.3.4", "::1.2.3.4", "::0000:1.2.3.4"};
+    const char *bad[] = {"01.2.3.4", "1.2.3", "1.2.3.4.5", "256.0.0.1", "1.2.3.4 ", "", "host", "1:2:3::4:5:6:7:8:9",
+                         "::ffff:1.2.3", "1::2.3.4.5", "::fffe:1.2.3.4", "1.2.3.4:80"};
+    for (size_t i = 0; i < sizeof(ok4) / sizeof(ok4[0]); i++) {
+        span_endpoint_t ep = {0};
+        assert_int_equal(zipkin_span_ip_text(&ep, ok4[i], strlen(ok4[i])), 0);
+        assert_true(ep.has_ipv4);
+        assert_false(ep.has_ipv6);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        span_endpoint_t ep = {.ipv4 = {9, 9, 9, 9}, .has_ipv4 = 1};
+        if (zipkin_span_ip_text(&ep, bad[i], strlen(bad[i])) != -1)
+            fail_msg("%s parsed", bad[i]);
+        assert_memory_equal(ep.ipv4, ((uint8_t[]){9, 9, 9, 9}), 4);
+        assert_false(ep.has_ipv6);
+    }
+    span_endpoint_t ep = {0};
+    assert_int_equal(zipkin_span_ip_text(&ep, "::1", 3), 0);
+    assert_true(ep.has_ipv6);
+    assert_int_equal(ep.ipv6[15], 1);
+    /* proto byte forms: 16 bytes of IPv4-compatible become IPv4, ::1 stays IPv6 */
+    span_endpoint_t e2 = {0};
+    uint8_t compat[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1};
+    assert_int_equal(zipkin_span_ip_bytes(&e2, compat, 16), 0);
+    assert_true(e2.has_ipv4);
+    assert_false(e2.has_ipv6);
+    assert_int_equal(zipkin_span_ip_bytes(&e2, compat, 5), -1);
+}
+
 static void test_arena_limit(void **state)
 {
     (void)state;
@@ -544,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_span_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
         cmocka_unit_test(test_ipv6_format),
+        cmocka_unit_test(test_ip_text),
         cmocka_unit_test(test_arena_limit),
         cmocka_unit_test_setup_teardown(test_sink_stop, setup, teardown),
         cmocka_unit_test(test_encode_lists),
