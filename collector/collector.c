@@ -72,6 +72,7 @@ int collector_init(collector_t *c)
                                            "process_start_time_seconds", "http_server_requests_seconds"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
+    mcfg.help_fallback = 1;
     mcfg.n_reserved_prefixes = sizeof(reserved) / sizeof(reserved[0]);
     mcfg.series_ttl_ms = c->cfg.metric_series_ttl_ms;
     mcfg.max_series = (uint32_t)(c->cfg.max_metric_series > UINT32_MAX ? UINT32_MAX : c->cfg.max_metric_series);

@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -776,7 +777,15 @@ void metric_store_render(metric_store_t *ms, buf_t *out, int openmetrics, uint64
     expire_locked(ms, now_ms);
     for (size_t i = 0; i < ms->n_fams; i++) {
         const family_t *f = ms->fams[i];
-        prom_write_family_header(out, f->name, f->type, f->help, f->help_len, f->unit, openmetrics);
+        if (f->help != NULL || !ms->cfg.help_fallback) {
+            prom_write_family_header(out, f->name, f->type, f->help, f->help_len, f->unit, openmetrics);
+        } else {
+            /* Prometheus linters want a HELP line; the sender gave no description */
+            char help[96];
+            int n = snprintf(help, sizeof(help), "OTLP metric %s (no description sent)", f->name);
+            size_t hl = n < 0 ? 0 : (size_t)n >= sizeof(help) ? sizeof(help) - 1 : (size_t)n;
+            prom_write_family_header(out, f->name, f->type, help, hl, f->unit, openmetrics);
+        }
         for (const series_t *s = f->head; s; s = s->next) {
             switch (f->type) {
             case PROM_COUNTER:

@@ -62,6 +62,7 @@ typedef struct metric_store_config {
     uint32_t max_label_value_len; /* label value bytes [1024] */
     uint32_t max_buckets;        /* explicit bounds per histogram [128] */
     uint32_t max_help_len;       /* description bytes kept; longer ones are cut [1024] */
+    int help_fallback;           /* families without a description get a generated HELP line (linters want one) [0] */
     const char *const *reserved_prefixes; /* family names the owner renders itself: new families
                                              starting with one are rejected (not copied; must outlive the store) */
     size_t n_reserved_prefixes;

@@ -116,6 +116,8 @@ curl -fsS "$ZIPKIN_URL/metrics" >"$T/metrics.txt"
 assert_num_eq 3 "$(metric_values "$T/metrics.txt" zipkin_collector_spans_total transport=http)" "zipkin spans counted"
 assert_num_eq 1 "$(metric_values "$T/metrics.txt" zipkin_collector_spans_total transport=otlp_http)" "otlp spans counted"
 assert_num_eq 1 "$(metric_values "$T/metrics.txt" zipkin_collector_spans_dropped_total transport=otlp_http)" "otlp rejected span counted"
+promtool check metrics <"$T/metrics.txt" >"$T/promtool.out" 2>&1 || true
+[[ ! -s $T/promtool.out ]] || fail "promtool check metrics on the collector's own series: $(cat "$T/promtool.out")"
 dropped=$(metric_values "$T/metrics.txt" zipkin_collector_messages_dropped_total transport=http)
 (( ${dropped%.*} >= 6 )) || fail "zipkin dropped messages: $dropped"
 collector_alive

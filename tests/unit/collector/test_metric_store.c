@@ -465,6 +465,25 @@ static void test_reserved_prefixes(void **state)
     metric_store_destroy(ms);
 }
 
+static void test_help_fallback(void **state)
+{
+    (void)state;
+    metric_store_config_t cfg = {0};
+    cfg.help_fallback = 1;
+    metric_store_t *ms = metric_store_create(&cfg);
+    metric_point_t a = counter("requests_total", NULL, 0, 2);
+    metric_point_t b = counter("described_total", NULL, 0, 1);
+    b.description = (str_t){"Described here", 14};
+    assert_int_equal(metric_store_add(ms, &a, 1000, NULL), 0);
+    assert_int_equal(metric_store_add(ms, &b, 1000, NULL), 0);
+    buf_t out = BUF_INIT;
+    char *text = render(ms, 0, 1000, &out);
+    assert_non_null(strstr(text, "# HELP requests_total OTLP metric requests (no description sent)\n"));
+    assert_non_null(strstr(text, "# HELP described_total Described here\n"));
+    buf_dispose(&out);
+    metric_store_destroy(ms);
+}
+
 static void *add_thread(void *arg)
 {
     metric_store_t *ms = arg;
@@ -511,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_many_series),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_reserved_prefixes),
+        cmocka_unit_test(test_help_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
