@@ -59,6 +59,7 @@ int collector_init(collector_t *c)
     scfg.max_spans = c->cfg.max_spans;
     scfg.max_bytes = c->cfg.max_store_bytes;
     scfg.strict_trace_id = c->cfg.strict_trace_id;
+    scfg.max_trace_spans = (uint32_t)c->cfg.max_trace_spans;
     scfg.autocomplete_keys = (const char *const *)c->cfg.autocomplete_keys.items;
     scfg.n_autocomplete_keys = c->cfg.autocomplete_keys.n;
     c->store = span_store_create(&scfg);

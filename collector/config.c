@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define F(field) offsetof(collector_config_t, field)
 
@@ -20,6 +21,8 @@ const setting_t collector_settings[] = {
      "spans kept in memory; past it the oldest traces are evicted"},
     {"store.maxBytes", SETTING_BYTES, F(max_store_bytes), "512MiB", 1024 * 1024, 0,
      "memory the trace store may use; past it the oldest traces are evicted"},
+    {"store.maxSpansPerTrace", SETTING_UINT, F(max_trace_spans), "100000", 0, UINT32_MAX,
+     "spans kept in one trace; later spans of a bigger trace are dropped and counted (0 = no cap)"},
     {"store.strictTraceId", SETTING_BOOL, F(strict_trace_id), "true", 0, 0,
      "a 128-bit trace id matches only itself (false: also its lower 64 bits), as Zipkin's STRICT_TRACE_ID"},
     {"store.autocompleteKeys", SETTING_LIST, F(autocomplete_keys),

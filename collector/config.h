@@ -18,6 +18,7 @@ typedef struct collector_config {
     char *log_level;
     uint64_t max_spans;           /* store bound, spans */
     uint64_t max_store_bytes;     /* store bound, bytes */
+    uint64_t max_trace_spans;     /* spans kept per trace */
     int strict_trace_id;
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */

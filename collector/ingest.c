@@ -212,9 +212,10 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
         http_respond_text(resp, 400, "%s", res.error[0] ? res.error : "cannot decode spans");
         goto done;
     }
-    span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
-    prom_counter_add(&ts->spans, tl_spans.n);
-    prom_counter_add(&ts->spans_dropped, res.rejected);
+    int kept = span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+    kept = kept < 0 ? 0 : kept;
+    prom_counter_add(&ts->spans, (uint64_t)kept);
+    prom_counter_add(&ts->spans_dropped, res.rejected + (tl_spans.n - (size_t)kept));
     resp->status = 202;
     resp->content_type = NULL;
 done:
@@ -309,8 +310,18 @@ static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int js
 {
     int rc = json ? otlp_traces_decode_json(body, len, lim, a, span_vec_sink, &tl_spans, res)
                   : otlp_traces_decode_proto(body, len, lim, a, span_vec_sink, &tl_spans, res);
-    if (rc == 0)
-        span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+    if (rc == 0) {
+        int kept = span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+        size_t dropped = tl_spans.n - (size_t)(kept < 0 ? 0 : kept);
+        if (dropped > 0) {
+            /* spans past store.maxSpansPerTrace: part of the partial success */
+            res->accepted -= dropped < res->accepted ? dropped : res->accepted;
+            res->rejected += dropped;
+            if (res->error[0] == '\0')
+                snprintf(res->error, sizeof(res->error), "%zu spans dropped: their trace is over store.maxSpansPerTrace",
+                         dropped);
+        }
+    }
     return rc;
 }
 

@@ -74,9 +74,54 @@ void intern_destroy(intern_t *t)
     free(t);
 }
 
+static uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/*
+ * Names and keys are short: up to 32 bytes they are hashed a word at a
+ * time with a multiply-xorshift mix, longer ones with XXH3.
+ */
 static uint32_t hash32(const char *s, size_t len)
 {
-    return (uint32_t)XXH3_64bits(s, len);
+    if (len > 32)
+        return (uint32_t)XXH3_64bits(s, len);
+    const uint64_t m = 0xff51afd7ed558ccdULL;
+    uint64_t h = (uint64_t)len * 0x9E3779B97F4A7C15ULL;
+    if (len >= 8) {
+        size_t i = 0;
+        for (; i + 8 < len; i += 8) {
+            h = (h ^ load64(s + i)) * m;
+            h ^= h >> 29;
+        }
+        h = (h ^ load64(s + len - 8)) * m;
+    } else if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + len - 4, 4);
+        h = (h ^ ((uint64_t)a << 32 | b)) * m;
+    } else if (len > 0) {
+        uint64_t v = (uint64_t)(uint8_t)s[0] << 16 | (uint64_t)(uint8_t)s[len / 2] << 8 | (uint8_t)s[len - 1];
+        h = (h ^ v) * m;
+    }
+    h ^= h >> 32;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+/* a == b for len bytes; short strings compared a word at a time. */
+static int bytes_eq(const char *a, const char *b, size_t len)
+{
+    if (len < 8 || len > 32)
+        return memcmp(a, b, len) == 0;
+    for (size_t i = 0; i + 8 < len; i += 8)
+        if (load64(a + i) != load64(b + i))
+            return 0;
+    return load64(a + len - 8) == load64(b + len - 8);
 }
 
 static uint32_t lookup(const intern_t *t, const char *s, size_t len, uint32_t h)
@@ -87,7 +132,7 @@ static uint32_t lookup(const intern_t *t, const char *s, size_t len, uint32_t h)
             return INTERN_NONE;
         if (sl->h == h) {
             const entry_t *e = &t->entries[sl->id1 - 1];
-            if (e->len == len && memcmp(e->s, s, len) == 0)
+            if (e->len == len && bytes_eq(e->s, s, len))
                 return sl->id1 - 1;
         }
     }
@@ -154,6 +199,18 @@ uint32_t intern_acquire(intern_t *t, const char *s, size_t len)
     t->slots[i].id1 = id + 1;
     t->slots[i].h = h;
     return id;
+}
+
+uint32_t intern_acquire_hint(intern_t *t, uint32_t hint, const char *s, size_t len)
+{
+    if (hint < t->n_entries) {
+        entry_t *e = &t->entries[hint];
+        if (e->s != NULL && e->len == len && bytes_eq(e->s, s, len)) {
+            e->refs++;
+            return hint;
+        }
+    }
+    return intern_acquire(t, s, len);
 }
 
 void intern_ref(intern_t *t, uint32_t id)

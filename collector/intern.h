@@ -32,6 +32,13 @@ void intern_destroy(intern_t *t);
 /* Id of s (created when new) with one more reference held by the caller. */
 uint32_t intern_acquire(intern_t *t, const char *s, size_t len);
 
+/*
+ * Like intern_acquire, but first tries hint (any value, e.g. the id this
+ * caller got for the same kind of string last time): when hint is a live id
+ * whose bytes equal s, it is taken without hashing.
+ */
+uint32_t intern_acquire_hint(intern_t *t, uint32_t hint, const char *s, size_t len);
+
 /* Id of s without taking a reference, or INTERN_NONE. */
 uint32_t intern_find(const intern_t *t, const char *s, size_t len);
 

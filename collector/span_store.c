@@ -12,6 +12,14 @@
  *    are sorted by the trace timestamp, so a timestamp change removes the
  *    trace under its old value and re-inserts it;
  *  - every intern id in a blob holds one reference.
+ *
+ * Inserts work a batch at a time: the batch is grouped by trace id (in
+ * order of first appearance, each trace's spans in arrival order), and each
+ * trace is looked up once, its new records staged and appended to its blob
+ * with one reallocation, and its timestamp, time-list entries and dirty
+ * mark brought up to date once. A stored span is only looked for (a scan of
+ * the trace) when the trace's span id filter says a merge is possible. The
+ * observable result is the same as inserting the spans one by one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -296,10 +304,15 @@ span_store_t *span_store_create(const span_store_config_t *cfg)
     st->max_spans = cfg->max_spans;
     st->max_bytes = cfg->max_bytes;
     st->strict = cfg->strict_trace_id != 0;
+    st->max_trace_spans = cfg->max_trace_spans;
     st->bucket_ms = cfg->dep_bucket_ms ? cfg->dep_bucket_ms : 60000;
     st->settle_us = (uint64_t)(cfg->dep_settle_ms ? cfg->dep_settle_ms : 1000) * 1000;
     st->strs = intern_create();
     arena_init(&st->scratch, 0);
+    arena_init(&st->batch, 0);
+    st->hint_lsvc = st->hint_rsvc = st->hint_name = SID_NONE;
+    for (size_t i = 0; i < 16; i++)
+        st->hint_tag[i] = SID_NONE;
     st->bytes += (int64_t)store_chunk(sizeof(*st));
     st->tab_mask = 1023;
     st->tab = store_alloc(1024 * sizeof(*st->tab), &st->bytes);
@@ -329,10 +342,14 @@ span_store_t *span_store_create(const span_store_config_t *cfg)
     return st;
 }
 
+static void ids_free(span_store_t *st, trace_t *t);
+
 static void trace_free(span_store_t *st, trace_t *t)
 {
     store_free(t->blob, t->blob_len, &st->bytes);
-    store_free(t->links, (size_t)t->n_links * sizeof(*t->links), &st->bytes);
+    if (t->links != NULL)
+        store_free(t->links, trace_links_size(t->links->n), &st->bytes);
+    ids_free(st, t);
     store_free(t, sizeof(*t), &st->bytes);
 }
 
@@ -363,10 +380,140 @@ void span_store_destroy(span_store_t *st)
     free(st->fifo);
     free(st->dirty);
     free(st->enc);
+    free(st->stage);
     arena_dispose(&st->scratch);
+    arena_dispose(&st->batch);
     intern_destroy(st->strs);
     pthread_rwlock_destroy(&st->lock);
     free(st);
+}
+
+/* ---- span id filter ---- */
+
+/*
+ * Each trace keeps a filter of its span ids so an insert only scans the
+ * trace for a merge candidate when one may exist: a 2-bit-per-id bloom in
+ * the trace itself while the trace is small, then a table of 32-bit
+ * fingerprints (a lookup costs O(1), memory ~4-7 bytes per span).
+ */
+#define BLOOM_MAX 32
+#define SID_UNSEEN (SID_NONE - 1) /* a service name the intern table has never seen */
+
+typedef struct span_idset {
+    uint32_t mask; /* capacity - 1 */
+    uint32_t len;
+    uint32_t fp[]; /* 0 = free */
+} span_idset_t;
+
+static uint64_t id_mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static uint64_t bloom_bits(uint64_t h)
+{
+    return (1ULL << (h & 63)) | (1ULL << ((h >> 6) & 63));
+}
+
+static uint32_t fp_of(uint64_t h)
+{
+    return (uint32_t)(h >> 32) | 1;
+}
+
+static uint32_t fp_home(uint32_t fp)
+{
+    return (fp * 0x9E3779B1u) >> 7;
+}
+
+static size_t idset_size(uint32_t cap)
+{
+    return sizeof(span_idset_t) + (size_t)cap * sizeof(uint32_t);
+}
+
+static void idset_place(span_idset_t *s, uint32_t fp)
+{
+    uint32_t i = fp_home(fp) & s->mask;
+    while (s->fp[i] != 0) {
+        if (s->fp[i] == fp)
+            return;
+        i = (i + 1) & s->mask;
+    }
+    s->fp[i] = fp;
+    s->len++;
+}
+
+static span_idset_t *idset_new(span_store_t *st, uint32_t cap)
+{
+    span_idset_t *s = store_alloc(idset_size(cap), &st->bytes);
+    memset(s, 0, idset_size(cap));
+    s->mask = cap - 1;
+    return s;
+}
+
+static void ids_free(span_store_t *st, trace_t *t)
+{
+    if (t->big_ids) {
+        span_idset_t *s = (span_idset_t *)(uintptr_t)t->ids;
+        store_free(s, idset_size(s->mask + 1), &st->bytes);
+    }
+    t->ids = 0;
+    t->big_ids = 0;
+}
+
+/* Whether t may hold a span with this id. */
+static int ids_maybe(const trace_t *t, uint64_t id)
+{
+    uint64_t h = id_mix(id);
+    if (!t->big_ids)
+        return (t->ids & bloom_bits(h)) == bloom_bits(h);
+    const span_idset_t *s = (const span_idset_t *)(uintptr_t)t->ids;
+    uint32_t fp = fp_of(h);
+    for (uint32_t i = fp_home(fp) & s->mask;; i = (i + 1) & s->mask) {
+        if (s->fp[i] == fp)
+            return 1;
+        if (s->fp[i] == 0)
+            return 0;
+    }
+}
+
+static void idset_add_records(span_idset_t *s, const uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+        srec_t r;
+        srec_head(p, &r);
+        idset_place(s, fp_of(id_mix(r.id)));
+        p = r.next;
+    }
+}
+
+/* Record id in t's filter; t->n_spans already counts the span, which is in the blob or the stage. */
+static void ids_add(span_store_t *st, trace_t *t, uint64_t id)
+{
+    uint64_t h = id_mix(id);
+    if (!t->big_ids && t->n_spans <= BLOOM_MAX) {
+        t->ids |= bloom_bits(h);
+        return;
+    }
+    span_idset_t *s = t->big_ids ? (span_idset_t *)(uintptr_t)t->ids : NULL;
+    if (s != NULL && (uint64_t)(s->len + 1) * 5 <= (uint64_t)(s->mask + 1) * 4) {
+        idset_place(s, fp_of(h));
+        return;
+    }
+    /* (re)build from the stored records: the fingerprints alone cannot be rehashed by position */
+    uint32_t cap = 64;
+    while ((uint64_t)cap * 2 < (uint64_t)t->n_spans * 3)
+        cap *= 2;
+    span_idset_t *ns = idset_new(st, cap);
+    idset_add_records(ns, t->blob, t->blob + t->blob_len);
+    idset_add_records(ns, st->stage, st->stage + st->stage_len);
+    ids_free(st, t);
+    t->ids = (uint64_t)(uintptr_t)ns;
+    t->big_ids = 1;
 }
 
 /* ---- insert ---- */
@@ -407,104 +554,203 @@ static size_t put_varint(uint8_t *p, uint64_t v)
     return n;
 }
 
-static void insert_one(span_store_t *st, const span_t *in, uint64_t now_us)
-{
-    arena_reset(&st->scratch);
-    span_t s;
-    if (span_normalize(&st->scratch, in, &s) < 0)
-        return;
-    trace_t *t = store_find_trace(st, s.trace_id_high, s.trace_id_low);
-    if (t == NULL)
-        t = trace_new(st, &s, now_us);
-    uint32_t lsvc = SID_NONE;
-    if (s.has_local && s.local.service_name.len)
-        lsvc = intern_acquire(st->strs, s.local.service_name.ptr, s.local.service_name.len);
+/*
+ * What one batch changed in one trace; the trace's timestamp and list
+ * entries are brought up to date once, when its spans of the batch are in.
+ */
+#define TOUCH_SVCS 16
 
+typedef struct touch {
+    uint64_t ts;      /* trace timestamp after the spans so far */
+    uint8_t root;     /* ts is a root span's */
+    uint8_t recompute; /* a merge happened: recompute ts from the blob */
+    uint8_t svc_overflow;
+    uint32_t n_svcs;
+    uint32_t svcs[TOUCH_SVCS]; /* distinct local services of the new or merged spans */
+} touch_t;
+
+static void touch_svc(touch_t *b, uint32_t svc)
+{
+    if (svc == SID_NONE)
+        return;
+    for (uint32_t i = 0; i < b->n_svcs; i++)
+        if (b->svcs[i] == svc)
+            return;
+    if (b->n_svcs == TOUCH_SVCS)
+        b->svc_overflow = 1;
+    else
+        b->svcs[b->n_svcs++] = svc;
+}
+
+/* Move the staged records to the end of t's blob (one reallocation per trace and batch). */
+static void stage_flush(span_store_t *st, trace_t *t)
+{
+    if (st->stage_len == 0)
+        return;
+    t->blob = store_realloc(t->blob, t->blob_len, t->blob_len + st->stage_len, &st->bytes);
+    memcpy(t->blob + t->blob_len, st->stage, st->stage_len);
+    t->blob_len += (uint32_t)st->stage_len;
+    st->stage_len = 0;
+}
+
+/* Append the normalised span s to t (through the stage). */
+static void append_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b)
+{
+    size_t body = span_encode(st, t, s);
+    uint8_t hdr[10];
+    size_t hl = put_varint(hdr, body);
+    size_t rec_len = hl + body;
+    if (st->stage_len + rec_len > st->stage_cap) {
+        size_t cap = st->stage_cap ? st->stage_cap : 4096;
+        while (cap < st->stage_len + rec_len)
+            cap *= 2;
+        st->stage = realloc(st->stage, cap);
+        if (st->stage == NULL)
+            log_fatal("out of memory allocating %zu bytes", cap);
+        st->stage_cap = cap;
+    }
+    uint8_t *rec = st->stage + st->stage_len;
+    memcpy(rec, hdr, hl);
+    memcpy(rec + hl, st->enc, body);
+    st->stage_len += rec_len;
+    srec_t nr;
+    srec_decode(t, rec, &nr);
+    index_rec(st, &nr, 1);
+    t->n_spans++;
+    st->n_spans++;
+    ids_add(st, t, s->id);
+    touch_svc(b, nr.local.svc);
+    /* appended last, so it only matters as the first root or as a new minimum */
+    if (!b->root && s->timestamp_us != 0) {
+        if (s->parent_id == 0) {
+            b->ts = s->timestamp_us;
+            b->root = 1;
+        } else if (b->ts == 0 || s->timestamp_us < b->ts) {
+            b->ts = s->timestamp_us;
+        }
+    }
+}
+
+/*
+ * Merge s into the stored span it duplicates, when there is one (the
+ * caller checked the id filter). Returns 1 when merged, 0 when s is new.
+ */
+static int merge_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b)
+{
+    stage_flush(st, t);
+    uint32_t lsvc = SID_NONE;
+    if (s->has_local && s->local.service_name.len) {
+        lsvc = intern_find(st->strs, s->local.service_name.ptr, s->local.service_name.len);
+        if (lsvc == SID_NONE)
+            lsvc = SID_UNSEEN;
+    }
     srec_t old;
-    int have = 0, svc_seen = 0;
+    int have = 0;
     const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
     while (p < end) {
         srec_t r;
         srec_head(p, &r);
-        if (!have && r.id == s.id && r.shared == s.shared &&
-            ep_rec_compatible(&r.local, s.has_local, &s.local, lsvc)) {
+        if (r.id == s->id && r.shared == s->shared && ep_rec_compatible(&r.local, s->has_local, &s->local, lsvc)) {
             srec_decode(t, p, &old);
             have = 1;
+            break;
         }
-        if (lsvc != SID_NONE && r.local.svc == lsvc)
-            svc_seen = 1;
         p = r.next;
     }
+    if (!have)
+        return 0;
 
-    const span_t *fin = &s;
-    span_t merged;
-    if (have) {
-        span_t prev;
-        if (srec_to_span(st, t, &old, &st->scratch, 0, &prev) < 0 || span_merge(&st->scratch, &prev, &s, &merged) < 0)
-            log_fatal("span store scratch memory exhausted");
-        fin = &merged;
-    }
-    size_t body = span_encode(st, t, fin);
+    span_t prev, merged;
+    if (srec_to_span(st, t, &old, &st->scratch, 0, &prev) < 0 || span_merge(&st->scratch, &prev, s, &merged) < 0)
+        log_fatal("span store scratch memory exhausted");
+    size_t body = span_encode(st, t, &merged);
     uint8_t hdr[10];
     size_t hl = put_varint(hdr, body);
     size_t rec_len = hl + body;
-    uint64_t old_ts = t->ts;
+    /* index the new version before withdrawing the old one, so nothing shared drops to zero */
+    uint8_t *tmp = arena_alloc(&st->scratch, rec_len);
+    if (tmp == NULL)
+        log_fatal("span store scratch memory exhausted");
+    memcpy(tmp, hdr, hl);
+    memcpy(tmp + hl, st->enc, body);
+    srec_t nr;
+    srec_decode(t, tmp, &nr);
+    index_rec(st, &nr, 1);
+    index_rec(st, &old, -1);
+    srec_release(st, &old);
+    touch_svc(b, nr.local.svc);
+    size_t off = (size_t)(old.start - t->blob);
+    size_t old_len = (size_t)(old.next - old.start);
+    size_t tail = t->blob_len - off - old_len;
+    size_t nlen = t->blob_len - old_len + rec_len;
+    if (rec_len > old_len)
+        t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
+    memmove(t->blob + off + rec_len, t->blob + off + old_len, tail);
+    memcpy(t->blob + off, tmp, rec_len);
+    if (rec_len < old_len)
+        t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
+    t->blob_len = (uint32_t)nlen;
+    b->recompute = 1;
+    return 1;
+}
 
-    if (have) {
-        /* index the new version before withdrawing the old one, so nothing shared drops to zero */
-        uint8_t *tmp = arena_alloc(&st->scratch, rec_len);
-        if (tmp == NULL)
-            log_fatal("span store scratch memory exhausted");
-        memcpy(tmp, hdr, hl);
-        memcpy(tmp + hl, st->enc, body);
-        srec_t nr;
-        srec_decode(t, tmp, &nr);
-        index_rec(st, &nr, 1);
-        index_rec(st, &old, -1);
-        srec_release(st, &old);
-        size_t off = (size_t)(old.start - t->blob);
-        size_t old_len = (size_t)(old.next - old.start);
-        size_t tail = t->blob_len - off - old_len;
-        size_t nlen = t->blob_len - old_len + rec_len;
-        if (rec_len > old_len)
-            t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
-        memmove(t->blob + off + rec_len, t->blob + off + old_len, tail);
-        memcpy(t->blob + off, tmp, rec_len);
-        if (rec_len < old_len)
-            t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
-        t->blob_len = (uint32_t)nlen;
-    } else {
-        t->blob = store_realloc(t->blob, t->blob_len, t->blob_len + rec_len, &st->bytes);
-        memcpy(t->blob + t->blob_len, hdr, hl);
-        memcpy(t->blob + t->blob_len + hl, st->enc, body);
-        srec_t nr;
-        srec_decode(t, t->blob + t->blob_len, &nr);
-        t->blob_len += (uint32_t)rec_len;
-        t->n_spans++;
-        st->n_spans++;
-        index_rec(st, &nr, 1);
-    }
-
-    uint64_t new_ts = old_ts;
-    if (have) {
-        new_ts = trace_timestamp(t, &t->ts_root);
-    } else if (!t->ts_root && s.timestamp_us != 0) {
-        /* appended last, so it only matters as the first root or as a new minimum */
-        if (s.parent_id == 0) {
-            new_ts = s.timestamp_us;
-            t->ts_root = 1;
-        } else if (old_ts == 0 || s.timestamp_us < old_ts) {
-            new_ts = s.timestamp_us;
+/* Bring t's timestamp and list entries up to date after its spans of one batch. */
+static void touch_finish(span_store_t *st, trace_t *t, const touch_t *b)
+{
+    uint64_t new_ts = b->ts;
+    uint8_t root = b->root;
+    if (b->recompute)
+        new_ts = trace_timestamp(t, &root);
+    t->ts_root = root;
+    if (new_ts != t->ts) {
+        relist(st, t, new_ts);
+    } else if (t->ts != 0) {
+        if (b->svc_overflow) {
+            relist(st, t, t->ts);
+        } else {
+            for (uint32_t i = 0; i < b->n_svcs; i++) {
+                service_t *s = service_get(st, b->svcs[i]);
+                if (s != NULL && !tlist_contains(&s->traces, t))
+                    tlist_insert(&s->traces, t, &st->bytes);
+            }
         }
     }
-    if (new_ts != old_ts) {
-        relist(st, t, new_ts);
-    } else if (!svc_seen && lsvc != SID_NONE && t->ts != 0) {
-        tlist_insert(&service_get(st, lsvc)->traces, t, &st->bytes);
+}
+
+/*
+ * Store the spans of one trace (first, then next[] links, in arrival
+ * order); returns how many were accepted.
+ */
+static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *next, uint32_t first,
+                        uint64_t now_us)
+{
+    trace_t *t = store_find_trace(st, spans[first].trace_id_high, spans[first].trace_id_low);
+    touch_t b;
+    b.ts = t ? t->ts : 0;
+    b.root = t ? t->ts_root : 0;
+    b.recompute = 0;
+    b.svc_overflow = 0;
+    b.n_svcs = 0;
+    int accepted = 0;
+    for (uint32_t i = first; i != UINT32_MAX; i = next[i]) {
+        arena_reset(&st->scratch);
+        span_t s;
+        if (span_normalize(&st->scratch, &spans[i], &s) < 0)
+            continue;
+        if (t == NULL)
+            t = trace_new(st, &s, now_us);
+        else if (st->max_trace_spans && t->n_spans >= st->max_trace_spans)
+            continue;
+        if (!ids_maybe(t, s.id) || !merge_one(st, t, &s, &b))
+            append_one(st, t, &s, &b);
+        accepted++;
     }
-    if (lsvc != SID_NONE)
-        intern_release(st->strs, lsvc);
+    if (accepted == 0)
+        return 0;
+    stage_flush(st, t);
+    touch_finish(st, t, &b);
     deps_mark_dirty(st, t, now_us);
+    return accepted;
 }
 
 static uint64_t store_bytes(const span_store_t *st)
@@ -537,22 +783,79 @@ static void evict_oldest(span_store_t *st)
         tab_resize(st, (st->tab_mask + 1) / 2);
 }
 
+/*
+ * Group the batch by trace: *first gets each trace's first span in order of
+ * first appearance, next[] chains the rest in arrival order (UINT32_MAX
+ * ends a chain). Spans without ids are left out. Returns the number of
+ * groups. Memory comes from st->batch.
+ */
+static size_t batch_group(span_store_t *st, const span_t *spans, uint32_t n, uint32_t **first_out,
+                          uint32_t **next_out)
+{
+    uint32_t cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    uint32_t *tab = arena_alloc(&st->batch, (size_t)cap * sizeof(*tab));   /* group index */
+    uint32_t *first = arena_alloc(&st->batch, (size_t)n * sizeof(*first)); /* group -> first span */
+    uint32_t *last = arena_alloc(&st->batch, (size_t)n * sizeof(*last));   /* group -> last span */
+    uint32_t *next = arena_alloc(&st->batch, (size_t)n * sizeof(*next));
+    if (tab == NULL || first == NULL || last == NULL || next == NULL)
+        log_fatal("span store batch memory exhausted");
+    memset(tab, 0xff, (size_t)cap * sizeof(*tab));
+    size_t n_groups = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const span_t *s = &spans[i];
+        if ((s->trace_id_high == 0 && s->trace_id_low == 0) || s->id == 0)
+            continue;
+        next[i] = UINT32_MAX;
+        uint64_t hi = key_hi(st, s->trace_id_high), lo = s->trace_id_low;
+        uint32_t j = (uint32_t)id_mix(lo ^ (hi * 0x9E3779B97F4A7C15ULL)) & (cap - 1);
+        for (;; j = (j + 1) & (cap - 1)) {
+            uint32_t g = tab[j];
+            if (g == UINT32_MAX) {
+                tab[j] = (uint32_t)n_groups;
+                first[n_groups] = last[n_groups] = i;
+                n_groups++;
+                break;
+            }
+            const span_t *f = &spans[first[g]];
+            if (f->trace_id_low == lo && key_hi(st, f->trace_id_high) == hi) {
+                next[last[g]] = i;
+                last[g] = i;
+                break;
+            }
+        }
+    }
+    *first_out = first;
+    *next_out = next;
+    return n_groups;
+}
+
 int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us)
 {
     int accepted = 0;
     pthread_rwlock_wrlock(&st->lock);
-    for (size_t i = 0; i < n; i++) {
-        const span_t *s = &spans[i];
-        if ((s->trace_id_high == 0 && s->trace_id_low == 0) || s->id == 0)
-            continue;
-        insert_one(st, s, now_us);
-        accepted++;
+    for (size_t off = 0; off < n;) {
+        /* chunks keep the grouping arrays' indexes in 32 bits */
+        uint32_t chunk = n - off > 1u << 20 ? 1u << 20 : (uint32_t)(n - off);
+        arena_reset(&st->batch);
+        uint32_t *first, *next;
+        size_t n_groups = batch_group(st, spans + off, chunk, &first, &next);
+        for (size_t g = 0; g < n_groups; g++)
+            accepted += insert_trace(st, spans + off, next, first[g], now_us);
+        off += chunk;
     }
     while (st->fifo_len > 0 && ((st->max_spans && st->n_spans > st->max_spans) ||
                                 (st->max_bytes && store_bytes(st) > st->max_bytes)))
         evict_oldest(st);
     deps_settle(st, now_us);
     arena_reset(&st->scratch);
+    arena_reset(&st->batch);
+    if (st->stage_cap > 65536) {
+        free(st->stage);
+        st->stage = NULL;
+        st->stage_cap = 0;
+    }
     pthread_rwlock_unlock(&st->lock);
     return accepted;
 }

@@ -50,6 +50,9 @@ typedef struct span_store_config {
     size_t n_autocomplete_keys;
     uint32_t dep_bucket_ms;               /* dependency link time grain (default 60000) */
     uint32_t dep_settle_ms;               /* a changed trace's links are recomputed after this (default 1000) */
+    uint32_t max_trace_spans;             /* spans beyond this many in one trace are dropped; 0 = no cap.
+                                             Dependency links are recomputed per changed trace, so a cap
+                                             bounds what one hostile trace can cost. */
 } span_store_config_t;
 
 /* Fill cfg with the defaults: 500000 spans, no byte bound, strict ids, no autocomplete keys. */
@@ -118,8 +121,9 @@ void span_store_destroy(span_store_t *st);
  * Copy n spans in (the caller's memory may die afterwards), merge duplicates,
  * update the indexes and evict to stay within bounds. now_us is the arrival
  * time (used for spans without timestamps and for settling dependency
- * links). Spans without a trace id or span id are skipped. Returns the
- * number of spans accepted (>= 0).
+ * links). Spans without a trace id or span id, and any span for a trace
+ * already at max_trace_spans, are skipped. Returns the number of spans
+ * accepted (>= 0).
  */
 int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us);
 

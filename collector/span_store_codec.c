@@ -68,13 +68,15 @@ static int ep_present(const span_endpoint_t *e)
     return e->service_name.len != 0 || e->has_ipv4 || e->has_ipv6 || e->port != 0;
 }
 
-static uint8_t *wr_ep(span_store_t *st, uint8_t *p, const span_endpoint_t *e)
+static uint8_t *wr_ep(span_store_t *st, uint8_t *p, const span_endpoint_t *e, uint32_t *hint)
 {
     uint8_t f = (uint8_t)((e->service_name.len ? EP_SVC : 0) | (e->has_ipv4 ? EP_IPV4 : 0) |
                           (e->has_ipv6 ? EP_IPV6 : 0) | (e->port ? EP_PORT : 0));
     *p++ = f;
-    if (f & EP_SVC)
-        p = wr_varint(p, intern_acquire(st->strs, e->service_name.ptr, e->service_name.len));
+    if (f & EP_SVC) {
+        *hint = intern_acquire_hint(st->strs, *hint, e->service_name.ptr, e->service_name.len);
+        p = wr_varint(p, *hint);
+    }
     if (f & EP_IPV4) {
         memcpy(p, e->ipv4, 4);
         p += 4;
@@ -117,19 +119,21 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s)
     *p++ = f1;
     *p++ = f2;
     if (f2 & F2_LOCAL)
-        p = wr_ep(st, p, &s->local);
+        p = wr_ep(st, p, &s->local, &st->hint_lsvc);
     if (f1 & F1_PARENT)
         p = wr_u64(p, s->parent_id);
     if (f2 & F2_HI)
         p = wr_u64(p, s->trace_id_high);
-    if (f2 & F2_NAME)
-        p = wr_varint(p, intern_acquire(st->strs, s->name.ptr, s->name.len));
+    if (f2 & F2_NAME) {
+        st->hint_name = intern_acquire_hint(st->strs, st->hint_name, s->name.ptr, s->name.len);
+        p = wr_varint(p, st->hint_name);
+    }
     if (f1 & F1_TS)
         p = wr_varint(p, zigzag(s->timestamp_us - t->base_ts));
     if (f1 & F1_DUR)
         p = wr_varint(p, s->duration_us);
     if (f2 & F2_REMOTE)
-        p = wr_ep(st, p, &s->remote);
+        p = wr_ep(st, p, &s->remote, &st->hint_rsvc);
     p = wr_varint(p, s->n_annotations);
     for (uint32_t i = 0; i < s->n_annotations; i++) {
         const span_annotation_t *a = &s->annotations[i];
@@ -141,7 +145,12 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s)
     p = wr_varint(p, s->n_tags);
     for (uint32_t i = 0; i < s->n_tags; i++) {
         const span_tag_t *tg = &s->tags[i];
-        p = wr_varint(p, intern_acquire(st->strs, tg->key.ptr, tg->key.len));
+        uint32_t key;
+        if (i < 16)
+            key = st->hint_tag[i] = intern_acquire_hint(st->strs, st->hint_tag[i], tg->key.ptr, tg->key.len);
+        else
+            key = intern_acquire(st->strs, tg->key.ptr, tg->key.len);
+        p = wr_varint(p, key);
         p = wr_varint(p, tg->value.len);
         memcpy(p, tg->value.ptr, tg->value.len);
         p += tg->value.len;
@@ -445,10 +454,71 @@ static int ann_cmp(const void *x, const void *y)
     return str_cmp(a->value, b->value);
 }
 
+/* The first 8 bytes of s, big-endian, zero-padded: orders like str_cmp except on ties. */
+static uint64_t key_prefix(str_t s)
+{
+    uint64_t v = 0;
+    if (s.len >= 8) {
+        memcpy(&v, s.ptr, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        v = __builtin_bswap64(v);
+#endif
+        return v;
+    }
+    for (uint32_t i = 0; i < s.len; i++)
+        v |= (uint64_t)(uint8_t)s.ptr[i] << (56 - 8 * i);
+    return v;
+}
+
+static int tag_cmp_pre(uint64_t pa, str_t a, uint64_t pb, str_t b)
+{
+    if (pa != pb)
+        return pa < pb ? -1 : 1;
+    return str_cmp(a, b);
+}
+
 /* Sort tags by key, keeping the last of equal keys (a map put in order). */
 static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const span_tag_t **out, uint32_t *n_out)
 {
-    uint32_t i = 1;
+    uint32_t i;
+    if (n <= 16) {
+        /* the common handful of tags: compare 8-byte key prefixes, stable insertion sort of indexes */
+        uint64_t pk[16];
+        for (i = 0; i < n; i++)
+            pk[i] = key_prefix(in[i].key);
+        i = 1;
+        while (i < n && tag_cmp_pre(pk[i - 1], in[i - 1].key, pk[i], in[i].key) < 0)
+            i++;
+        if (i >= n) {
+            *out = in;
+            *n_out = n;
+            return 0;
+        }
+        uint8_t ord[16];
+        for (i = 0; i < n; i++) {
+            uint32_t j = i;
+            while (j > 0 && tag_cmp_pre(pk[ord[j - 1]], in[ord[j - 1]].key, pk[i], in[i].key) > 0) {
+                ord[j] = ord[j - 1];
+                j--;
+            }
+            ord[j] = (uint8_t)i;
+        }
+        span_tag_t *res = arena_alloc(arena, (size_t)n * sizeof(*res));
+        if (res == NULL)
+            return -1;
+        uint32_t k = 0;
+        for (i = 0; i < n; i++) {
+            const span_tag_t *tg = &in[ord[i]];
+            if (k > 0 && pk[ord[i - 1]] == pk[ord[i]] && str_eq(res[k - 1].key, tg->key))
+                res[k - 1] = *tg;
+            else
+                res[k++] = *tg;
+        }
+        *out = res;
+        *n_out = k;
+        return 0;
+    }
+    i = 1;
     while (i < n && str_cmp(in[i - 1].key, in[i].key) < 0)
         i++;
     if (i >= n) {
@@ -456,9 +526,9 @@ static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const s
         *n_out = n;
         return 0;
     }
-    tag_pos_t *tp = arena_alloc(arena, (size_t)n * sizeof(*tp));
     span_tag_t *res = arena_alloc(arena, (size_t)n * sizeof(*res));
-    if (tp == NULL || res == NULL)
+    tag_pos_t *tp = arena_alloc(arena, (size_t)n * sizeof(*tp));
+    if (res == NULL || tp == NULL)
         return -1;
     for (i = 0; i < n; i++)
         tp[i] = (tag_pos_t){in[i], i};

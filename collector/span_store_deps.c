@@ -18,9 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "log.h"
 #include "span_store_internal.h"
 
@@ -110,10 +107,11 @@ static void bucket_apply(span_store_t *st, uint32_t bno, const dep_rec_t *links,
 
 void deps_forget(span_store_t *st, trace_t *t)
 {
-    bucket_apply(st, t->link_bucket, t->links, t->n_links, -1);
-    store_free(t->links, (size_t)t->n_links * sizeof(*t->links), &st->bytes);
-    t->links = NULL;
-    t->n_links = 0;
+    if (t->links != NULL) {
+        bucket_apply(st, t->links->bucket, t->links->v, t->links->n, -1);
+        store_free(t->links, trace_links_size(t->links->n), &st->bytes);
+        t->links = NULL;
+    }
     if (t->dirty) {
         st->dirty[t->dirty_pos & (st->dirty_cap - 1)].t = NULL;
         t->dirty = 0;
@@ -215,19 +213,36 @@ typedef struct lkey {
     uint8_t ip4[4];
     uint8_t ip6[16];
     uint8_t pad[2]; /* keys are hashed and compared as bytes: no implicit padding */
+    uint32_t h;     /* hash of the bytes above, set by key_seal */
+    uint32_t pad2;
 } lkey_t;
+
+static lkey_t key_seal(lkey_t k)
+{
+    uint64_t w[5];
+    memcpy(w, &k, sizeof(w));
+    uint64_t x = w[0] * 0x9E3779B97F4A7C15ULL ^ w[1] * 0xC2B2AE3D27D4EB4FULL ^ w[2] * 0x165667B19E3779F9ULL ^
+                 w[3] * 0xff51afd7ed558ccdULL ^ w[4];
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    k.h = (uint32_t)x;
+    return k;
+}
 
 static lkey_t key_plain(uint64_t id)
 {
     lkey_t k;
     memset(&k, 0, sizeof(k));
     k.id = id;
-    return k;
+    return key_seal(k);
 }
 
 static lkey_t key_shared(uint64_t id, const ep_rec_t *ep)
 {
-    lkey_t k = key_plain(id);
+    lkey_t k;
+    memset(&k, 0, sizeof(k));
+    k.id = id;
     k.shared = 1;
     if (ep != NULL && ep->present) {
         k.ep = 1;
@@ -240,55 +255,72 @@ static lkey_t key_shared(uint64_t id, const ep_rec_t *ep)
         if (ep->has_ipv6)
             memcpy(k.ip6, ep->ipv6, 16);
     }
-    return k;
+    return key_seal(k);
 }
 
-/* A tiny key -> int map with tombstones, sized for one trace. */
-typedef struct kslot {
-    lkey_t key;
-    int32_t val;
-    uint8_t state; /* 0 free, 1 used, 2 deleted */
-} kslot_t;
-
+/*
+ * A tiny key -> int map sized for one trace: a table of entry numbers over
+ * entry arrays, so clearing it costs 4 bytes a slot. Deleted entries stay
+ * as tombstones.
+ */
 typedef struct kmap {
-    kslot_t *s;
+    uint32_t *slot; /* entry + 1; 0 = free */
+    lkey_t *keys;
+    int32_t *vals;
+    uint8_t *dead;
     uint32_t mask;
+    uint32_t n, cap; /* entries used / allocated */
 } kmap_t;
 
 static int kmap_init(kmap_t *m, arena_t *a, uint32_t n)
 {
     uint32_t cap = 8;
-    while (cap < n * 4)
+    while (cap < n * 2)
         cap *= 2;
-    m->s = arena_calloc(a, cap, sizeof(kslot_t));
+    m->slot = arena_calloc(a, cap, sizeof(*m->slot));
+    m->keys = arena_alloc(a, (size_t)n * sizeof(*m->keys));
+    m->vals = arena_alloc(a, (size_t)n * sizeof(*m->vals));
+    m->dead = arena_alloc(a, n ? n : 1);
     m->mask = cap - 1;
-    return m->s ? 0 : -1;
+    m->n = 0;
+    m->cap = n;
+    return m->slot && m->keys && m->vals && m->dead ? 0 : -1;
 }
 
-static kslot_t *kmap_find(const kmap_t *m, const lkey_t *k)
+static int lkey_eq(const lkey_t *a, const lkey_t *b)
 {
-    for (uint32_t i = (uint32_t)XXH3_64bits(k, sizeof(*k)) & m->mask;; i = (i + 1) & m->mask) {
-        kslot_t *s = &m->s[i];
-        if (s->state == 0)
-            return NULL;
-        if (s->state == 1 && memcmp(&s->key, k, sizeof(*k)) == 0)
-            return s;
+    return a->h == b->h && a->id == b->id && memcmp(a, b, sizeof(*a)) == 0;
+}
+
+/* Entry number of k (not deleted), or -1. */
+static int32_t kmap_find(const kmap_t *m, const lkey_t *k)
+{
+    for (uint32_t i = k->h & m->mask;; i = (i + 1) & m->mask) {
+        uint32_t e = m->slot[i];
+        if (e == 0)
+            return -1;
+        if (!m->dead[e - 1] && lkey_eq(&m->keys[e - 1], k))
+            return (int32_t)(e - 1);
     }
 }
 
 static void kmap_put(kmap_t *m, const lkey_t *k, int32_t val)
 {
-    kslot_t *f = kmap_find(m, k);
-    if (f != NULL) {
-        f->val = val;
+    int32_t f = kmap_find(m, k);
+    if (f >= 0) {
+        m->vals[f] = val;
         return;
     }
-    uint32_t i = (uint32_t)XXH3_64bits(k, sizeof(*k)) & m->mask;
-    while (m->s[i].state == 1)
+    if (m->n == m->cap)
+        log_fatal("span store link map overflow");
+    uint32_t e = m->n++;
+    m->keys[e] = *k;
+    m->vals[e] = val;
+    m->dead[e] = 0;
+    uint32_t i = k->h & m->mask;
+    while (m->slot[i] != 0)
         i = (i + 1) & m->mask;
-    m->s[i].key = *k;
-    m->s[i].val = val;
-    m->s[i].state = 1;
+    m->slot[i] = e + 1;
 }
 
 static int has_tag(const srec_t *r, uint32_t key)
@@ -399,7 +431,7 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
     lnode_t *nodes = arena_alloc(a, (size_t)n * sizeof(*nodes));
     pentry_t *ents = arena_alloc(a, (size_t)n * 2 * sizeof(*ents));
     kmap_t to_parent, to_node;
-    if (nodes == NULL || ents == NULL || kmap_init(&to_parent, a, n * 2) < 0 || kmap_init(&to_node, a, n * 2) < 0)
+    if (nodes == NULL || ents == NULL || kmap_init(&to_parent, a, n * 3) < 0 || kmap_init(&to_node, a, n * 3) < 0)
         log_fatal("span store scratch memory exhausted");
     const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
     uint32_t k = 0;
@@ -414,7 +446,26 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
         k++;
     }
     n = k;
-    qsort_r(nodes, n, sizeof(*nodes), node_cmp, st);
+    if (n <= 32) {
+        /* insertion sort of pointers, then one permuting copy: nodes are large */
+        const lnode_t *ord[32];
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t j = i;
+            while (j > 0 && node_cmp(ord[j - 1], &nodes[i], st) > 0) {
+                ord[j] = ord[j - 1];
+                j--;
+            }
+            ord[j] = &nodes[i];
+        }
+        lnode_t *sorted = arena_alloc(a, (size_t)n * sizeof(*sorted));
+        if (sorted == NULL)
+            log_fatal("span store scratch memory exhausted");
+        for (uint32_t i = 0; i < n; i++)
+            sorted[i] = *ord[i];
+        nodes = sorted;
+    } else {
+        qsort_r(nodes, n, sizeof(*nodes), node_cmp, st);
+    }
     for (uint32_t i = 1; i < n; i++) {
         lnode_t *prev = &nodes[i - 1], *cur = &nodes[i];
         if (prev->r.id != cur->r.id)
@@ -440,10 +491,10 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
             pk = key_plain(nodes[i].parent);
             has_parent = nodes[i].parent != 0;
         }
-        kslot_t *s = kmap_find(&to_parent, &ck);
-        uint32_t e = s ? (uint32_t)s->val : n_ents++;
+        int32_t s = kmap_find(&to_parent, &ck);
+        uint32_t e = s >= 0 ? (uint32_t)to_parent.vals[s] : n_ents++;
         ents[e] = (pentry_t){ck, pk, (uint8_t)has_parent, 1};
-        if (s == NULL)
+        if (s < 0)
             kmap_put(&to_parent, &ck, (int32_t)e);
     }
     /* SpanNode.Builder.process */
@@ -459,20 +510,20 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
         } else if (nd->parent != 0) {
             has_parent = 1;
             lkey_t pk = key_shared(nd->parent, &nd->r.local);
-            if (kmap_find(&to_parent, &pk) != NULL) {
-                kslot_t *s = kmap_find(&to_parent, &noep);
-                uint32_t e = s ? (uint32_t)s->val : n_ents++;
+            if (kmap_find(&to_parent, &pk) >= 0) {
+                int32_t s = kmap_find(&to_parent, &noep);
+                uint32_t e = s >= 0 ? (uint32_t)to_parent.vals[s] : n_ents++;
                 ents[e] = (pentry_t){noep, pk, 1, 1};
-                if (s == NULL)
+                if (s < 0)
                     kmap_put(&to_parent, &noep, (int32_t)e);
             }
         }
         if (!has_parent && root == VROOT) {
             root = (int32_t)i;
-            kslot_t *s = kmap_find(&to_parent, &noep);
-            if (s != NULL) {
-                ents[s->val].valid = 0;
-                s->state = 2;
+            int32_t s = kmap_find(&to_parent, &noep);
+            if (s >= 0) {
+                ents[to_parent.vals[s]].valid = 0;
+                to_parent.dead[s] = 1;
             }
         } else if (shared) {
             kmap_put(&to_node, &key, (int32_t)i);
@@ -484,14 +535,14 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
     for (uint32_t e = 0; e < n_ents; e++) {
         if (!ents[e].valid)
             continue;
-        kslot_t *c = kmap_find(&to_node, &ents[e].child);
-        if (c == NULL)
+        int32_t c = kmap_find(&to_node, &ents[e].child);
+        if (c < 0)
             continue;
-        kslot_t *pn = ents[e].has_parent ? kmap_find(&to_node, &ents[e].parent) : NULL;
-        int32_t up = pn ? pn->val : root;
-        if (up == c->val)
+        int32_t pn = ents[e].has_parent ? kmap_find(&to_node, &ents[e].parent) : -1;
+        int32_t up = pn >= 0 ? to_node.vals[pn] : root;
+        if (up == to_node.vals[c])
             continue;
-        nodes[c->val].up = up;
+        nodes[to_node.vals[c]].up = up;
     }
     if (root != VROOT)
         nodes[root].up = VROOT;
@@ -548,19 +599,25 @@ static void settle_trace(span_store_t *st, trace_t *t)
     linker_t lk;
     compute_links(st, t, &lk);
     uint32_t bno = t->ts ? (uint32_t)((t->ts / 1000) / st->bucket_ms) : NO_BUCKET;
-    if (bno == t->link_bucket && lk.n_out == t->n_links &&
-        (lk.n_out == 0 || memcmp(lk.out, t->links, (size_t)lk.n_out * sizeof(*lk.out)) == 0))
+    trace_links_t *cur = t->links;
+    uint32_t cur_n = cur ? cur->n : 0;
+    if (lk.n_out == cur_n && (lk.n_out == 0 || (bno == cur->bucket &&
+                                                memcmp(lk.out, cur->v, (size_t)lk.n_out * sizeof(*lk.out)) == 0)))
         return;
-    bucket_apply(st, t->link_bucket, t->links, t->n_links, -1);
+    if (cur != NULL)
+        bucket_apply(st, cur->bucket, cur->v, cur_n, -1);
     bucket_apply(st, bno, lk.out, lk.n_out, 1);
-    if (lk.n_out != t->n_links) {
-        store_free(t->links, (size_t)t->n_links * sizeof(*t->links), &st->bytes);
-        t->links = lk.n_out ? store_alloc((size_t)lk.n_out * sizeof(*t->links), &st->bytes) : NULL;
+    if (lk.n_out != cur_n) {
+        if (cur != NULL)
+            store_free(cur, trace_links_size(cur_n), &st->bytes);
+        cur = lk.n_out ? store_alloc(trace_links_size(lk.n_out), &st->bytes) : NULL;
+        t->links = cur;
     }
-    if (lk.n_out)
-        memcpy(t->links, lk.out, (size_t)lk.n_out * sizeof(*t->links));
-    t->n_links = lk.n_out;
-    t->link_bucket = lk.n_out ? bno : NO_BUCKET;
+    if (lk.n_out) {
+        memcpy(cur->v, lk.out, (size_t)lk.n_out * sizeof(*lk.out));
+        cur->n = lk.n_out;
+        cur->bucket = bno;
+    }
 }
 
 #define DIRTY_MAX 65536

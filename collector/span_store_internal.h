@@ -17,7 +17,9 @@
  *   varint n_tags, each: varint key id, varint len, bytes
  *
  * Names, service names and tag keys are intern ids; tag and annotation
- * values are inline. Traces are found through an open-addressing hash on
+ * values are inline. Each trace also keeps a filter of its span ids (a
+ * 64-bit bloom in the trace, a fingerprint table once the trace is big) so
+ * an insert scans the blob for a merge candidate only when one may exist. Traces are found through an open-addressing hash on
  * the trace id, evicted in arrival order from a FIFO ring, and listed in
  * time order per service (and globally) in sorted arrays of trace pointers.
  */
@@ -71,6 +73,8 @@ typedef struct tlist {
 
 /* Insert t at its position by t->ts. */
 void tlist_insert(tlist_t *l, struct trace *t, int64_t *acct);
+/* Whether t is listed (under its current t->ts). */
+int tlist_contains(const tlist_t *l, const struct trace *t);
 /* Remove t, which must be listed with its current t->ts; no-op when absent. */
 void tlist_remove(tlist_t *l, struct trace *t, int64_t *acct);
 void tlist_dispose(tlist_t *l, int64_t *acct);
@@ -90,20 +94,32 @@ typedef struct dep_rec {
     uint32_t errors;
 } dep_rec_t;
 
+/* The links a trace currently contributes, and the bucket they were added to. */
+typedef struct trace_links {
+    uint32_t n;
+    uint32_t bucket;
+    dep_rec_t v[];
+} trace_links_t;
+
+static inline size_t trace_links_size(uint32_t n)
+{
+    return sizeof(trace_links_t) + (size_t)n * sizeof(dep_rec_t);
+}
+
 typedef struct trace {
     uint64_t id_hi; /* of the first span; the hash key uses 0 when ids are not strict */
     uint64_t id_lo;
     uint64_t ts;      /* trace timestamp in µs (QueryRequest.test); 0 = none */
     uint64_t base_ts; /* span timestamps are stored relative to this */
     uint8_t *blob;
+    uint64_t ids;       /* span id filter: a 64-bit bloom, or with big_ids a span_idset pointer */
+    trace_links_t *links; /* links currently applied to the dependency buckets; NULL = none */
     uint32_t blob_len;
     uint32_t n_spans;
-    dep_rec_t *links;   /* links currently applied to the dependency buckets */
-    uint32_t n_links;
-    uint32_t link_bucket;
     uint32_t dirty_pos; /* position in the dirty ring when dirty */
     uint8_t dirty;
     uint8_t ts_root;    /* ts is a root span's, so later spans cannot change it */
+    uint8_t big_ids;    /* ids is a span_idset pointer (traces past a few dozen spans) */
 } trace_t;
 
 typedef struct service {
@@ -128,6 +144,7 @@ struct span_store {
     pthread_rwlock_t lock;
     size_t max_spans;
     size_t max_bytes;
+    uint32_t max_trace_spans;
     int strict;
     uint32_t bucket_ms;
     uint64_t settle_us;
@@ -156,8 +173,14 @@ struct span_store {
     uint64_t n_spans, evicted_spans, evicted_traces;
 
     arena_t scratch; /* write-locked work memory, reset per operation */
+    arena_t batch;   /* write-locked work memory of one insert call */
     uint8_t *enc;
     size_t enc_cap;
+    /* intern ids of the previous span's strings, tried first (intern_acquire_hint) */
+    uint32_t hint_lsvc, hint_rsvc, hint_name;
+    uint32_t hint_tag[16]; /* by tag position */
+    uint8_t *stage;  /* records of one trace appended by the current batch, not yet in its blob */
+    size_t stage_len, stage_cap;
 };
 
 /* ---- decoded span record (ids, pointers into the blob) ---- */

@@ -37,9 +37,25 @@ void store_free(void *p, size_t n, int64_t *acct)
     free(p);
 }
 
+/* Whether any of the 8 bytes of x is an ASCII upper-case letter. */
+static int has_upper8(uint64_t x)
+{
+    uint64_t low = x & 0x7f7f7f7f7f7f7f7fULL;
+    uint64_t ge_a = low + 0x3f3f3f3f3f3f3f3fULL; /* high bit set where byte >= 'A' */
+    uint64_t gt_z = low + 0x2525252525252525ULL; /* high bit set where byte > 'Z' */
+    return (ge_a & ~gt_z & ~x & 0x8080808080808080ULL) != 0;
+}
+
 str_t store_lower(arena_t *arena, str_t s)
 {
     uint32_t i = 0;
+    /* names are usually lower-case already (decoders lowercase): check 8 bytes at a time */
+    for (; i + 8 <= s.len; i += 8) {
+        uint64_t x;
+        memcpy(&x, s.ptr + i, 8);
+        if (has_upper8(x))
+            break;
+    }
     while (i < s.len && !(s.ptr[i] >= 'A' && s.ptr[i] <= 'Z'))
         i++;
     if (i == s.len)
@@ -240,6 +256,12 @@ void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
     l->len++;
 }
 
+int tlist_contains(const tlist_t *l, const trace_t *t)
+{
+    uint32_t pos = lower_bound(l, t);
+    return pos < l->len && l->v[l->head + pos] == t;
+}
+
 void tlist_remove(tlist_t *l, trace_t *t, int64_t *acct)
 {
     uint32_t pos = lower_bound(l, t);
@@ -264,3 +286,4 @@ void tlist_dispose(tlist_t *l, int64_t *acct)
     store_free(l->v, (size_t)l->cap * sizeof(*l->v), acct);
     memset(l, 0, sizeof(*l));
 }
+

@@ -265,6 +265,26 @@ static void test_merge(void **state)
     span_store_destroy(st);
 }
 
+static void test_max_trace_spans(void **state)
+{
+    (void)state;
+    span_store_config_t cfg;
+    span_store_config_default(&cfg);
+    cfg.max_trace_spans = 3;
+    span_store_t *st = span_store_create(&cfg);
+    span_t s[5];
+    for (int i = 0; i < 5; i++)
+        s[i] = mk(9, (uint64_t)i + 1, 0, SPAN_KIND_SERVER, "svc", NULL, "n", MS(i), 1);
+    assert_int_equal(span_store_insert(st, s, 5, 1), 3);
+    span_t no_ids = s[0];
+    no_ids.id = 0;
+    assert_int_equal(span_store_insert(st, &no_ids, 1, 1), 0);
+    span_store_stats_t ss;
+    span_store_stats(st, &ss);
+    assert_int_equal(ss.spans, 3);
+    span_store_destroy(st);
+}
+
 static void test_shared_kept_apart(void **state)
 {
     (void)state;
@@ -836,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_trace_id_128),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_shared_kept_apart),
+        cmocka_unit_test(test_max_trace_spans),
         cmocka_unit_test(test_evict_max_spans),
         cmocka_unit_test(test_evict_max_bytes),
         cmocka_unit_test(test_query_params),
