@@ -2,7 +2,8 @@
  * otlp: OTLP protobuf/JSON decoding and response encoding; see otlp.h for
  * the mapping rules and the memory contract.
  *
- * Flow of a decode: (proto) wire_check walks the wire format once against
+ * Flow of a decode: (trace proto) otlp_wire decodes the request in one
+ * pass into the protobuf-c structs; (other proto) wire_check walks the wire format once against
  * the generated descriptors to bound nesting and name the offset of a
  * malformed field, then protobuf-c unpacks into the arena; (JSON) yajl
  * builds a jnode tree in the arena, json_msg fills the protobuf-c structs
@@ -31,6 +32,7 @@
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "otlp_wire.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue any_value_t;
 typedef Opentelemetry__Proto__Common__V1__KeyValue key_value_t;
@@ -1326,6 +1328,22 @@ static ProtobufCMessage *proto_unpack(dctx_t *c, const ProtobufCMessageDescripto
 
 int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
                              span_sink_fn sink, void *ctx, otlp_result_t *res)
+{
+    dctx_t c;
+    dctx_init(&c, limits, arena, res);
+    trace_req_t *req = NULL;
+    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    if (rc == OTLP_WIRE_NOMEM)
+        return fail_oom(&c);
+    if (rc != 0) {
+        c.failed = 1;
+        return -1;
+    }
+    return map_traces(&c, req, sink, ctx);
+}
+
+int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits,
+                                       arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res)
 {
     dctx_t c;
     dctx_init(&c, limits, arena, res);

@@ -3,8 +3,10 @@
  * OTLP/HTTP encodings, protobuf and JSON, into Outrider's models, and
  * encoding of the export responses.
  *
- * Design: protobuf bodies are unpacked by protobuf-c with an allocator that
- * takes every byte from the caller's arena (free is a no-op); JSON bodies are
+ * Design: trace protobuf bodies, the hot path, are decoded by otlp_wire (a
+ * specialised single-pass decoder); metrics and logs protobuf bodies are
+ * unpacked by protobuf-c with an allocator that takes every byte from the
+ * caller's arena (free is a no-op). Both fill the protobuf-c structs. JSON bodies are
  * parsed by yajl into a small tree in the same arena and then filled into the
  * very same protobuf-c message structs, driven by the generated descriptors.
  * One mapping function per signal then turns the messages into span_t,
@@ -142,6 +144,16 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
                              arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
 int otlp_traces_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits,
                             arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
+
+/*
+ * The same contract as otlp_traces_decode_proto, decoded by protobuf-c's
+ * generic unpack (after a depth pre-check) instead of otlp_wire's
+ * specialised decoder. Slower; kept as the reference the differential
+ * tests and the fuzz target compare otlp_wire against. Error messages may
+ * differ; accepted bodies and the spans produced must not.
+ */
+int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits,
+                                       arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
  * Metrics: one metric_point_t per Gauge, Sum or Histogram data point.

@@ -1,0 +1,186 @@
+/*
+ * otlp_decode_bench: decode-only throughput of an OTLP trace request shaped
+ * like span_load's (1000 spans, 6 attributes each, one resource and scope),
+ * protobuf-c's generic unpack against otlp_wire, alone and with the mapping
+ * to span_t (sink does nothing). Not built by CMake; from a release build:
+ *   cc -O2 -I collector -I common -I <build>/gen tests/bench/otlp_decode_bench.c \
+ *      <build>/liboutrider_collector.a <build>/liboutrider_exporters.a <build>/liboutrider_common.a \
+ *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lmicrohttpd -lm -o /tmp/otlp_decode_bench
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "otlp.h"
+#include "otlp_wire.h"
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
+typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
+
+#define N_SPANS 1000
+
+static void kv_set(kv_t *kv, any_t *v, const char *k, const char *s, int64_t i)
+{
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(v);
+    kv->key = (char *)k;
+    kv->value = v;
+    if (s != NULL) {
+        v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+        v->string_value = (char *)s;
+    } else {
+        v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+        v->int_value = i;
+    }
+}
+
+static uint8_t *build(size_t *len)
+{
+    static Opentelemetry__Proto__Trace__V1__Span spans[N_SPANS];
+    static Opentelemetry__Proto__Trace__V1__Span *sp[N_SPANS];
+    static kv_t kvs[N_SPANS][6];
+    static any_t vals[N_SPANS][6];
+    static kv_t *kvp[N_SPANS][6];
+    static uint8_t ids[N_SPANS][32];
+    static char urls[N_SPANS][48];
+    static Opentelemetry__Proto__Trace__V1__Status st = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__INIT;
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+    for (int i = 0; i < N_SPANS; i++) {
+        Opentelemetry__Proto__Trace__V1__Span *s = &spans[i];
+        opentelemetry__proto__trace__v1__span__init(s);
+        for (int b = 0; b < 32; b++)
+            ids[i][b] = (uint8_t)(i * 31 + b + 1);
+        s->trace_id = (ProtobufCBinaryData){16, ids[i]};
+        s->span_id = (ProtobufCBinaryData){8, ids[i] + 16};
+        if (i % 2)
+            s->parent_span_id = (ProtobufCBinaryData){8, ids[i] + 24};
+        s->name = "ingress /productpage";
+        s->kind = i % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+                        : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
+        s->start_time_unix_nano = 1700000000000000000ull + (uint64_t)i * 1000000;
+        s->end_time_unix_nano = s->start_time_unix_nano + 2500000;
+        snprintf(urls[i], sizeof(urls[i]), "http://reviews:9080/reviews/%d", i);
+        kv_set(&kvs[i][0], &vals[i][0], "http.method", methods[i % 4], 0);
+        kv_set(&kvs[i][1], &vals[i][1], "http.url", urls[i], 0);
+        kv_set(&kvs[i][2], &vals[i][2], "http.status_code", NULL, i % 10 == 7 ? 503 : 200);
+        kv_set(&kvs[i][3], &vals[i][3], "upstream_cluster", "outbound|9080||reviews.default.svc.cluster.local", 0);
+        kv_set(&kvs[i][4], &vals[i][4], "response_flags", "-", 0);
+        kv_set(&kvs[i][5], &vals[i][5], "peer.service", "reviews", 0);
+        for (int k = 0; k < 6; k++)
+            kvp[i][k] = &kvs[i][k];
+        s->attributes = kvp[i];
+        s->n_attributes = 6;
+        s->status = &st;
+        sp[i] = s;
+    }
+    static kv_t rkv;
+    static any_t rv;
+    static kv_t *rkvp[1] = {&rkv};
+    kv_set(&rkv, &rv, "service.name", "productpage", 0);
+    Opentelemetry__Proto__Resource__V1__Resource res = OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
+    res.attributes = rkvp;
+    res.n_attributes = 1;
+    Opentelemetry__Proto__Common__V1__InstrumentationScope scope =
+        OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT;
+    scope.name = "outrider-proxy";
+    Opentelemetry__Proto__Trace__V1__ScopeSpans ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT;
+    ss.scope = &scope;
+    ss.spans = sp;
+    ss.n_spans = N_SPANS;
+    Opentelemetry__Proto__Trace__V1__ScopeSpans *ssp = &ss;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT;
+    rs.resource = &res;
+    rs.scope_spans = &ssp;
+    rs.n_scope_spans = 1;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans *rsp = &rs;
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    req.resource_spans = &rsp;
+    req.n_resource_spans = 1;
+    *len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
+    uint8_t *out = malloc(*len);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, out);
+    return out;
+}
+
+static int null_sink(void *ctx, const span_t *s)
+{
+    (void)s;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *pb_alloc(void *data, size_t size)
+{
+    return arena_alloc(data, size);
+}
+
+static void pb_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+enum { PBC_UNPACK, WIRE_DECODE, PBC_FULL, WIRE_FULL };
+
+static void run(const char *label, int which, const uint8_t *body, size_t len, int iters)
+{
+    arena_t arena;
+    arena_init(&arena, 0);
+    uint64_t n = 0;
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++) {
+        otlp_result_t res;
+        char err[128];
+        Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+        ProtobufCAllocator alloc = {pb_alloc, pb_free, &arena};
+        switch (which) {
+        case PBC_UNPACK:
+            if (protobuf_c_message_unpack(&opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+                                          &alloc, len, body) == NULL)
+                abort();
+            n += N_SPANS;
+            break;
+        case WIRE_DECODE:
+            if (otlp_wire_decode_traces(body, len, 32, &arena, &req, err, sizeof(err)) != 0)
+                abort();
+            n += req->resource_spans[0]->scope_spans[0]->n_spans;
+            break;
+        case PBC_FULL:
+            if (otlp_traces_decode_proto_reference(body, len, NULL, &arena, null_sink, &n, &res) != 0)
+                abort();
+            break;
+        default:
+            if (otlp_traces_decode_proto(body, len, NULL, &arena, null_sink, &n, &res) != 0)
+                abort();
+            break;
+        }
+        arena_reset(&arena);
+    }
+    double dt = now_s() - t0;
+    printf("%-34s %10.0f spans/s  (%.0f ns/span)\n", label, (double)n / dt, dt * 1e9 / (double)n);
+    arena_dispose(&arena);
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 2000;
+    size_t len;
+    uint8_t *body = build(&len);
+    printf("request: %d spans, %zu bytes (%.1f bytes/span)\n", N_SPANS, len, (double)len / N_SPANS);
+    run("protobuf-c unpack (no mapping)", PBC_UNPACK, body, len, iters);
+    run("otlp_wire decode (no mapping)", WIRE_DECODE, body, len, iters);
+    run("reference: depth check+unpack+map", PBC_FULL, body, len, iters);
+    run("otlp_traces_decode_proto (wire+map)", WIRE_FULL, body, len, iters);
+    free(body);
+    return 0;
+}

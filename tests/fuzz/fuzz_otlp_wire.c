@@ -1,0 +1,97 @@
+/*
+ * Differential fuzz target for collector/otlp_wire: the body is decoded as
+ * an ExportTraceServiceRequest by otlp_traces_decode_proto (the specialised
+ * decoder) and by otlp_traces_decode_proto_reference (protobuf-c); the two
+ * must both fail or accept the same spans with the same result. The first
+ * byte picks a small max_depth now and then so the depth bound is compared
+ * too; the rest is the body.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "otlp.h"
+
+#define KEEP 4096
+
+typedef struct kept {
+    span_t s[KEEP];
+    size_t n;
+} kept_t;
+
+static kept_t k1, k2;
+
+static int span_sink(void *ctx, const span_t *s)
+{
+    kept_t *k = ctx;
+    if (k->n < KEEP)
+        k->s[k->n++] = *s;
+    return 0;
+}
+
+static int str_eq(str_t a, str_t b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static int ep_eq(const span_endpoint_t *a, const span_endpoint_t *b)
+{
+    return str_eq(a->service_name, b->service_name) && memcmp(a->ipv4, b->ipv4, 4) == 0 &&
+           memcmp(a->ipv6, b->ipv6, 16) == 0 && a->port == b->port && a->has_ipv4 == b->has_ipv4 &&
+           a->has_ipv6 == b->has_ipv6;
+}
+
+static int span_eq(const span_t *a, const span_t *b)
+{
+    if (a->trace_id_high != b->trace_id_high || a->trace_id_low != b->trace_id_low || a->parent_id != b->parent_id ||
+        a->id != b->id || a->kind != b->kind || !str_eq(a->name, b->name) || a->timestamp_us != b->timestamp_us ||
+        a->duration_us != b->duration_us || a->has_local != b->has_local || a->has_remote != b->has_remote ||
+        a->debug != b->debug || a->shared != b->shared || !ep_eq(&a->local, &b->local) ||
+        !ep_eq(&a->remote, &b->remote) || a->n_tags != b->n_tags || a->n_annotations != b->n_annotations)
+        return 0;
+    for (uint32_t i = 0; i < a->n_tags; i++)
+        if (!str_eq(a->tags[i].key, b->tags[i].key) || !str_eq(a->tags[i].value, b->tags[i].value))
+            return 0;
+    for (uint32_t i = 0; i < a->n_annotations; i++)
+        if (a->annotations[i].timestamp_us != b->annotations[i].timestamp_us ||
+            !str_eq(a->annotations[i].value, b->annotations[i].value))
+            return 0;
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    otlp_limits_t lim;
+    otlp_limits_default(&lim);
+    lim.max_attribute_value_len = 256;
+    if (data[0] < 64)
+        lim.max_depth = data[0] % 12;
+    const uint8_t *body = data + 1;
+    size_t len = size - 1;
+    arena_t a1, a2;
+    arena_init(&a1, 64u << 20);
+    arena_init(&a2, 64u << 20);
+    k1.n = k2.n = 0;
+    otlp_result_t r1, r2;
+    int rc1 = otlp_traces_decode_proto(body, len, &lim, &a1, span_sink, &k1, &r1);
+    int rc2 = otlp_traces_decode_proto_reference(body, len, &lim, &a2, span_sink, &k2, &r2);
+    /* an arena limit hit by only one side is not a disagreement about the format */
+    int oom = strstr(r1.error, "memory limit") != NULL || strstr(r2.error, "memory limit") != NULL;
+    if (!oom) {
+        if (rc1 != rc2 || k1.n != k2.n)
+            abort();
+        if (rc1 == 0 && (r1.accepted != r2.accepted || r1.rejected != r2.rejected || strcmp(r1.error, r2.error) != 0))
+            abort();
+        for (size_t i = 0; i < k1.n; i++)
+            if (!span_eq(&k1.s[i], &k2.s[i]))
+                abort();
+    }
+    if (memchr(r1.error, '\0', sizeof(r1.error)) == NULL)
+        abort();
+    arena_dispose(&a1);
+    arena_dispose(&a2);
+    return 0;
+}
