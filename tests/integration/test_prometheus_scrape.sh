@@ -170,6 +170,15 @@ exemplar_stored() {
 wait_until -n 600 -i 0.05 exemplar_stored ||
     prom_fail "Prometheus has no exemplar with trace_id $EXEMPLAR_TRACE: $(cat "$LAST_BODY")"
 
+# every query of the Grafana dashboards is valid PromQL and finds the collector's series
+for dash in "$OUTRIDER_SRC"/dashboards/*.json; do
+    while IFS= read -r expr; do
+        code=$(http_status GET "$PROM_URL/api/v1/query" -G --data-urlencode "query=$expr")
+        [[ $code == 200 ]] || prom_fail "dashboard $(basename "$dash"): query '$expr' -> HTTP $code $(cat "$LAST_BODY")"
+    done < <(jq -r '.panels[].targets[].expr' "$dash")
+done
+has_result 'outrider_store_spans' || prom_fail "dashboard series outrider_store_spans missing"
+
 kill "$PROM_PID" 2>/dev/null || true
 collector_alive
 echo "PASS: Prometheus scraped the collector: DELTA sums accumulated, labels kept, span counter right, promtool clean"
