@@ -102,6 +102,13 @@ static void route_zipkin(collector_t *c, const http_request_t *req, http_respons
     int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     int post = strcmp(req->method, "POST") == 0;
 
+    if (strcmp(req->method, "OPTIONS") == 0) {
+        /* CORS preflight: the Zipkin server allows any origin by default, and so do we */
+        resp->route = "OPTIONS";
+        resp->status = 204;
+        resp->content_type = NULL;
+        return;
+    }
     if (strcmp(p, "/api/v2/spans") == 0 && post) {
         resp->route = "/api/v2/spans";
         ingest_zipkin(c, req, resp);
@@ -225,6 +232,14 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, request_t *r, 
         MHD_add_response_header(mr, "Location", resp->location);
     if (resp->retry_after[0])
         MHD_add_response_header(mr, "Retry-After", resp->retry_after);
+    if (resp->cors) {
+        MHD_add_response_header(mr, "Access-Control-Allow-Origin", "*");
+        if (resp->status == 204) {
+            MHD_add_response_header(mr, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            MHD_add_response_header(mr, "Access-Control-Allow-Headers", "Content-Type, Content-Encoding");
+            MHD_add_response_header(mr, "Access-Control-Max-Age", "3600");
+        }
+    }
     r->status = resp->status;
     r->route = resp->route;
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)resp->status, mr);
@@ -305,8 +320,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .content_encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING),
         .accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
     };
-    if (l->kind == LISTENER_ZIPKIN)
+    if (l->kind == LISTENER_ZIPKIN) {
+        resp.cors = 1;
         route_zipkin(c, &req, &resp);
+    }
     else
         route_otlp(c, &req, &resp);
     enum MHD_Result rc = send_response(conn, r, &resp);

@@ -38,6 +38,7 @@ typedef struct http_response {
     char location[256];           /* for redirects; "" = none */
     char retry_after[24];         /* seconds; "" = none */
     const char *route;            /* template for the latency metric's uri label */
+    int cors;                     /* add Access-Control-Allow-Origin (the Zipkin port, as Zipkin does) */
 } http_response_t;
 
 /* Value of a query parameter, or NULL. */

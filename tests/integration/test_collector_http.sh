@@ -111,6 +111,13 @@ http_get_json "$ZIPKIN_URL/zipkin/config.json" "config.json" | jq -e '.searchEna
 http_get_json "$ZIPKIN_URL/health" "health" | jq -e '.status == "UP"' >/dev/null || fail "health"
 http_get_json "$ZIPKIN_URL/info" "info" | jq -e '.zipkin.version' >/dev/null || fail "info"
 
+# --- CORS, as the Zipkin server allows any origin by default ---
+curl -sS -D "$T/cors" -o /dev/null -X OPTIONS -H 'Origin: http://ui.example' -H 'Access-Control-Request-Method: POST' "$ZIPKIN_URL/api/v2/spans"
+grep -qi '^access-control-allow-origin: \*' "$T/cors" || fail "no CORS on preflight: $(cat "$T/cors")"
+grep -qi '^access-control-allow-methods: .*POST' "$T/cors" || fail "preflight without methods: $(cat "$T/cors")"
+curl -sS -D "$T/cors" -o /dev/null -H 'Origin: http://ui.example' "$ZIPKIN_URL/api/v2/services"
+grep -qi '^access-control-allow-origin: \*' "$T/cors" || fail "no CORS on GET: $(cat "$T/cors")"
+
 # --- counters reflect what happened ---
 curl -fsS "$ZIPKIN_URL/metrics" >"$T/metrics.txt"
 assert_num_eq 3 "$(metric_values "$T/metrics.txt" zipkin_collector_spans_total transport=http)" "zipkin spans counted"
