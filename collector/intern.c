@@ -16,6 +16,7 @@ typedef struct entry {
     char *s;       /* NULL when free */
     uint32_t len;
     uint32_t refs; /* next free id when free */
+    uint8_t upper; /* s has an ASCII upper-case letter */
 } entry_t;
 
 typedef struct slot {
@@ -163,14 +164,18 @@ static void grow_slots(intern_t *t)
     t->mask = ncap - 1;
 }
 
-uint32_t intern_acquire(intern_t *t, const char *s, size_t len)
+static int has_upper(const char *s, size_t len)
 {
-    uint32_t h = hash32(s, len);
-    uint32_t id = lookup(t, s, len, h);
-    if (id != INTERN_NONE) {
-        t->entries[id].refs++;
-        return id;
-    }
+    for (size_t i = 0; i < len; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            return 1;
+    return 0;
+}
+
+/* Create s (not present, hash h) with one reference. */
+static uint32_t insert(intern_t *t, const char *s, size_t len, uint32_t h, int upper)
+{
+    uint32_t id;
     if ((uint64_t)(t->live + 1) * 10 > (uint64_t)(t->mask + 1) * 7)
         grow_slots(t);
     if (t->free_head != INTERN_NONE) {
@@ -191,6 +196,7 @@ uint32_t intern_acquire(intern_t *t, const char *s, size_t len)
     e->s[len] = '\0';
     e->len = (uint32_t)len;
     e->refs = 1;
+    e->upper = (uint8_t)upper;
     t->live++;
     t->str_bytes += chunk(len + 1);
     uint32_t i = h & t->mask;
@@ -198,6 +204,44 @@ uint32_t intern_acquire(intern_t *t, const char *s, size_t len)
         i = (i + 1) & t->mask;
     t->slots[i].id1 = id + 1;
     t->slots[i].h = h;
+    return id;
+}
+
+uint32_t intern_acquire(intern_t *t, const char *s, size_t len)
+{
+    uint32_t h = hash32(s, len);
+    uint32_t id = lookup(t, s, len, h);
+    if (id != INTERN_NONE) {
+        t->entries[id].refs++;
+        return id;
+    }
+    return insert(t, s, len, h, has_upper(s, len));
+}
+
+uint32_t intern_acquire_lower(intern_t *t, uint32_t hint, const char *s, size_t len)
+{
+    if (hint < t->n_entries) {
+        entry_t *e = &t->entries[hint];
+        if (e->s != NULL && !e->upper && e->len == len && bytes_eq(e->s, s, len)) {
+            e->refs++;
+            return hint;
+        }
+    }
+    uint32_t h = hash32(s, len);
+    uint32_t id = lookup(t, s, len, h);
+    if (id != INTERN_NONE && !t->entries[id].upper) {
+        t->entries[id].refs++;
+        return id;
+    }
+    if (id == INTERN_NONE && !has_upper(s, len))
+        return insert(t, s, len, h, 0);
+    char buf[256] = {0};
+    char *low = len <= sizeof(buf) ? buf : xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+    id = intern_acquire(t, low, len);
+    if (low != buf)
+        free(low);
     return id;
 }
 

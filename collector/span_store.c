@@ -346,7 +346,7 @@ static void ids_free(span_store_t *st, trace_t *t);
 
 static void trace_free(span_store_t *st, trace_t *t)
 {
-    store_free(t->blob, t->blob_len, &st->bytes);
+    blob_free(&st->blobs, t->blob, t->blob_len, &st->bytes);
     if (t->links != NULL)
         store_free(t->links, trace_links_size(t->links->n), &st->bytes);
     ids_free(st, t);
@@ -381,6 +381,7 @@ void span_store_destroy(span_store_t *st)
     free(st->dirty);
     free(st->enc);
     free(st->stage);
+    blob_heap_dispose(&st->blobs);
     arena_dispose(&st->scratch);
     arena_dispose(&st->batch);
     intern_destroy(st->strs);
@@ -587,7 +588,7 @@ static void stage_flush(span_store_t *st, trace_t *t)
 {
     if (st->stage_len == 0)
         return;
-    t->blob = store_realloc(t->blob, t->blob_len, t->blob_len + st->stage_len, &st->bytes);
+    t->blob = blob_realloc(&st->blobs, t->blob, t->blob_len, t->blob_len + st->stage_len, &st->bytes);
     memcpy(t->blob + t->blob_len, st->stage, st->stage_len);
     t->blob_len += (uint32_t)st->stage_len;
     st->stage_len = 0;
@@ -596,7 +597,8 @@ static void stage_flush(span_store_t *st, trace_t *t)
 /* Append the normalised span s to t (through the stage). */
 static void append_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b)
 {
-    size_t body = span_encode(st, t, s);
+    enc_info_t info;
+    size_t body = span_encode(st, t, s, &info);
     uint8_t hdr[10];
     size_t hl = put_varint(hdr, body);
     size_t rec_len = hl + body;
@@ -613,8 +615,14 @@ static void append_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b
     memcpy(rec, hdr, hl);
     memcpy(rec + hl, st->enc, body);
     st->stage_len += rec_len;
+    /* what index_rec reads, from the encoder rather than by decoding the record again */
     srec_t nr;
-    srec_decode(t, rec, &nr);
+    nr.local.svc = info.lsvc;
+    nr.remote.svc = info.rsvc;
+    nr.name = info.name;
+    nr.n_tags = info.n_tags;
+    uint64_t n_tags;
+    nr.tags = rd_varint(rec + hl + info.tags_off, &n_tags); /* first tag, after the count */
     index_rec(st, &nr, 1);
     t->n_spans++;
     st->n_spans++;
@@ -663,7 +671,7 @@ static int merge_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b)
     span_t prev, merged;
     if (srec_to_span(st, t, &old, &st->scratch, 0, &prev) < 0 || span_merge(&st->scratch, &prev, s, &merged) < 0)
         log_fatal("span store scratch memory exhausted");
-    size_t body = span_encode(st, t, &merged);
+    size_t body = span_encode(st, t, &merged, NULL);
     uint8_t hdr[10];
     size_t hl = put_varint(hdr, body);
     size_t rec_len = hl + body;
@@ -684,11 +692,11 @@ static int merge_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b)
     size_t tail = t->blob_len - off - old_len;
     size_t nlen = t->blob_len - old_len + rec_len;
     if (rec_len > old_len)
-        t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
+        t->blob = blob_realloc(&st->blobs, t->blob, t->blob_len, nlen, &st->bytes);
     memmove(t->blob + off + rec_len, t->blob + off + old_len, tail);
     memcpy(t->blob + off, tmp, rec_len);
     if (rec_len < old_len)
-        t->blob = store_realloc(t->blob, t->blob_len, nlen, &st->bytes);
+        t->blob = blob_realloc(&st->blobs, t->blob, t->blob_len, nlen, &st->bytes);
     t->blob_len = (uint32_t)nlen;
     b->recompute = 1;
     return 1;
@@ -734,22 +742,28 @@ static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *n
     int accepted = 0;
     for (uint32_t i = first; i != UINT32_MAX; i = next[i]) {
         arena_reset(&st->scratch);
+        /* names are lower-cased and tags sorted by span_encode, or here before a merge */
         span_t s;
-        if (span_normalize(&st->scratch, &spans[i], &s) < 0)
+        if (span_normalize_head(&st->scratch, &spans[i], &s) < 0)
             continue;
         if (t == NULL)
             t = trace_new(st, &s, now_us);
         else if (st->max_trace_spans && t->n_spans >= st->max_trace_spans)
             continue;
-        if (!ids_maybe(t, s.id) || !merge_one(st, t, &s, &b))
-            append_one(st, t, &s, &b);
         accepted++;
+        if (ids_maybe(t, s.id)) {
+            if (span_normalize(&st->scratch, &spans[i], &s) < 0)
+                log_fatal("span store scratch memory exhausted");
+            if (merge_one(st, t, &s, &b))
+                continue;
+        }
+        append_one(st, t, &s, &b);
     }
     if (accepted == 0)
         return 0;
     stage_flush(st, t);
     touch_finish(st, t, &b);
-    deps_mark_dirty(st, t, now_us);
+    deps_batch_done(st, t, now_us);
     return accepted;
 }
 

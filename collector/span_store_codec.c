@@ -68,14 +68,24 @@ static int ep_present(const span_endpoint_t *e)
     return e->service_name.len != 0 || e->has_ipv4 || e->has_ipv6 || e->port != 0;
 }
 
-static uint8_t *wr_ep(span_store_t *st, uint8_t *p, const span_endpoint_t *e, uint32_t *hint)
+static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const span_tag_t **out, uint32_t *n_out);
+static const tag_order_t *tag_order(span_store_t *st, const span_tag_t *tags, const uint32_t *ids, uint32_t n);
+
+/* Intern a span or service name lower-cased; *hint is tried first and becomes the id. */
+static uint32_t intern_name(span_store_t *st, uint32_t *hint, str_t s)
+{
+    *hint = intern_acquire_lower(st->strs, *hint, s.ptr, s.len);
+    return *hint;
+}
+
+static uint8_t *wr_ep(span_store_t *st, uint8_t *p, const span_endpoint_t *e, uint32_t *hint, uint32_t *sid)
 {
     uint8_t f = (uint8_t)((e->service_name.len ? EP_SVC : 0) | (e->has_ipv4 ? EP_IPV4 : 0) |
                           (e->has_ipv6 ? EP_IPV6 : 0) | (e->port ? EP_PORT : 0));
     *p++ = f;
     if (f & EP_SVC) {
-        *hint = intern_acquire_hint(st->strs, *hint, e->service_name.ptr, e->service_name.len);
-        p = wr_varint(p, *hint);
+        *sid = intern_name(st, hint, e->service_name);
+        p = wr_varint(p, *sid);
     }
     if (f & EP_IPV4) {
         memcpy(p, e->ipv4, 4);
@@ -92,8 +102,12 @@ static uint8_t *wr_ep(span_store_t *st, uint8_t *p, const span_endpoint_t *e, ui
     return p;
 }
 
-size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s)
+size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info_t *info)
 {
+    enc_info_t dummy;
+    if (info == NULL)
+        info = &dummy;
+    info->lsvc = info->rsvc = info->name = SID_NONE;
     size_t bound = 128;
     for (uint32_t i = 0; i < s->n_tags; i++)
         bound += 20 + s->tags[i].value.len;
@@ -119,21 +133,21 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s)
     *p++ = f1;
     *p++ = f2;
     if (f2 & F2_LOCAL)
-        p = wr_ep(st, p, &s->local, &st->hint_lsvc);
+        p = wr_ep(st, p, &s->local, &st->hint_lsvc, &info->lsvc);
     if (f1 & F1_PARENT)
         p = wr_u64(p, s->parent_id);
     if (f2 & F2_HI)
         p = wr_u64(p, s->trace_id_high);
     if (f2 & F2_NAME) {
-        st->hint_name = intern_acquire_hint(st->strs, st->hint_name, s->name.ptr, s->name.len);
-        p = wr_varint(p, st->hint_name);
+        info->name = intern_name(st, &st->hint_name, s->name);
+        p = wr_varint(p, info->name);
     }
     if (f1 & F1_TS)
         p = wr_varint(p, zigzag(s->timestamp_us - t->base_ts));
     if (f1 & F1_DUR)
         p = wr_varint(p, s->duration_us);
     if (f2 & F2_REMOTE)
-        p = wr_ep(st, p, &s->remote, &st->hint_rsvc);
+        p = wr_ep(st, p, &s->remote, &st->hint_rsvc, &info->rsvc);
     p = wr_varint(p, s->n_annotations);
     for (uint32_t i = 0; i < s->n_annotations; i++) {
         const span_annotation_t *a = &s->annotations[i];
@@ -142,19 +156,45 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s)
         memcpy(p, a->value.ptr, a->value.len);
         p += a->value.len;
     }
-    p = wr_varint(p, s->n_tags);
-    for (uint32_t i = 0; i < s->n_tags; i++) {
-        const span_tag_t *tg = &s->tags[i];
-        uint32_t key;
-        if (i < 16)
-            key = st->hint_tag[i] = intern_acquire_hint(st->strs, st->hint_tag[i], tg->key.ptr, tg->key.len);
-        else
-            key = intern_acquire(st->strs, tg->key.ptr, tg->key.len);
-        p = wr_varint(p, key);
-        p = wr_varint(p, tg->value.len);
-        memcpy(p, tg->value.ptr, tg->value.len);
-        p += tg->value.len;
+    uint32_t nt = s->n_tags;
+    if (nt > TAG_ORDER_MAX) {
+        const span_tag_t *tags;
+        if (tags_sorted(&st->scratch, s->tags, s->n_tags, &tags, &nt) < 0)
+            log_fatal("span store scratch memory exhausted");
+        info->tags_off = (size_t)(p - st->enc);
+        p = wr_varint(p, nt);
+        for (uint32_t i = 0; i < nt; i++) {
+            const span_tag_t *tg = &tags[i];
+            p = wr_varint(p, intern_acquire(st->strs, tg->key.ptr, tg->key.len));
+            p = wr_varint(p, tg->value.len);
+            memcpy(p, tg->value.ptr, tg->value.len);
+            p += tg->value.len;
+        }
+    } else {
+        uint32_t ids[TAG_ORDER_MAX];
+        for (uint32_t i = 0; i < nt; i++) {
+            const span_tag_t *tg = &s->tags[i];
+            ids[i] = st->hint_tag[i] = intern_acquire_hint(st->strs, st->hint_tag[i], tg->key.ptr, tg->key.len);
+        }
+        const tag_order_t *o = nt ? tag_order(st, s->tags, ids, nt) : NULL;
+        if (o != NULL && o->n_out != nt) {
+            for (uint32_t i = 0; i < nt; i++)
+                if (!(o->kept >> i & 1))
+                    intern_release(st->strs, ids[i]);
+            nt = o->n_out;
+        }
+        info->tags_off = (size_t)(p - st->enc);
+        p = wr_varint(p, nt);
+        for (uint32_t k = 0; k < nt; k++) {
+            uint32_t i = o->perm[k];
+            const span_tag_t *tg = &s->tags[i];
+            p = wr_varint(p, ids[i]);
+            p = wr_varint(p, tg->value.len);
+            memcpy(p, tg->value.ptr, tg->value.len);
+            p += tg->value.len;
+        }
     }
+    info->n_tags = nt;
     return (size_t)(p - st->enc);
 }
 
@@ -545,6 +585,49 @@ static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const s
     return 0;
 }
 
+/* Order of n (1..TAG_ORDER_MAX) tags with key ids ids: from the cache, or sorted by key and cached. */
+static const tag_order_t *tag_order(span_store_t *st, const span_tag_t *tags, const uint32_t *ids, uint32_t n)
+{
+    for (uint32_t c = 0; c < TAG_ORDERS; c++) {
+        const tag_order_t *o = &st->tag_orders[c];
+        if (o->n == n && memcmp(o->ids, ids, (size_t)n * sizeof(*ids)) == 0)
+            return o;
+    }
+    tag_order_t *o = &st->tag_orders[st->tag_order_next++ % TAG_ORDERS];
+    for (uint32_t i = 0; i < o->n; i++)
+        intern_release(st->strs, o->ids[i]);
+    /* stable insertion sort of positions by key, then keep the last of equal keys (equal keys = equal ids) */
+    uint64_t pk[TAG_ORDER_MAX];
+    uint8_t ord[TAG_ORDER_MAX];
+    for (uint32_t i = 0; i < n; i++)
+        pk[i] = key_prefix(tags[i].key);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t j = i;
+        while (j > 0 && tag_cmp_pre(pk[ord[j - 1]], tags[ord[j - 1]].key, pk[i], tags[i].key) > 0) {
+            ord[j] = ord[j - 1];
+            j--;
+        }
+        ord[j] = (uint8_t)i;
+    }
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (k > 0 && ids[o->perm[k - 1]] == ids[ord[i]])
+            o->perm[k - 1] = ord[i];
+        else
+            o->perm[k++] = ord[i];
+    }
+    o->n_out = k;
+    o->kept = 0;
+    for (uint32_t i = 0; i < k; i++)
+        o->kept |= 1u << o->perm[i];
+    for (uint32_t i = 0; i < n; i++) {
+        o->ids[i] = ids[i];
+        intern_ref(st->strs, ids[i]);
+    }
+    o->n = n;
+    return o;
+}
+
 static int anns_sorted(arena_t *arena, const span_annotation_t *in, uint32_t n, const span_annotation_t **out,
                        uint32_t *n_out)
 {
@@ -572,6 +655,20 @@ static int anns_sorted(arena_t *arena, const span_annotation_t *in, uint32_t n, 
 
 int span_normalize(arena_t *arena, const span_t *in, span_t *out)
 {
+    if (span_normalize_head(arena, in, out) < 0)
+        return -1;
+    out->name = store_lower(arena, out->name);
+    out->local.service_name = store_lower(arena, out->local.service_name);
+    out->remote.service_name = store_lower(arena, out->remote.service_name);
+    if ((in->name.len && out->name.ptr == NULL) ||
+        (in->local.service_name.len && out->local.service_name.ptr == NULL && out->has_local) ||
+        (in->remote.service_name.len && out->remote.service_name.ptr == NULL && out->has_remote))
+        return -1;
+    return tags_sorted(arena, in->tags, in->n_tags, &out->tags, &out->n_tags);
+}
+
+int span_normalize_head(arena_t *arena, const span_t *in, span_t *out)
+{
     *out = *in;
     if (out->parent_id == out->id)
         out->parent_id = 0;
@@ -587,15 +684,6 @@ int span_normalize(arena_t *arena, const span_t *in, span_t *out)
         memset(&out->local, 0, sizeof(out->local));
     if (!out->has_remote)
         memset(&out->remote, 0, sizeof(out->remote));
-    out->name = store_lower(arena, out->name);
-    out->local.service_name = store_lower(arena, out->local.service_name);
-    out->remote.service_name = store_lower(arena, out->remote.service_name);
-    if ((in->name.len && out->name.ptr == NULL) ||
-        (in->local.service_name.len && out->local.service_name.ptr == NULL && out->has_local) ||
-        (in->remote.service_name.len && out->remote.service_name.ptr == NULL && out->has_remote))
-        return -1;
-    if (tags_sorted(arena, in->tags, in->n_tags, &out->tags, &out->n_tags) < 0)
-        return -1;
     if (anns_sorted(arena, in->annotations, in->n_annotations, &out->annotations, &out->n_annotations) < 0)
         return -1;
     return 0;

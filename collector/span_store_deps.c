@@ -2,15 +2,20 @@
  * span_store_deps: dependency links, maintained incrementally.
  *
  * Each trace remembers the links it currently contributes and the time
- * bucket (trace timestamp / dep_bucket_ms) they were added to. A changed
- * trace is queued as dirty; once it has been quiet for dep_settle_ms (or
+ * bucket (trace timestamp / dep_bucket_ms) they were added to. A trace
+ * whose root span is in gets its links computed at the end of the insert
+ * batch, while its spans are in cache (once per trace). Any other change
+ * queues the trace as dirty; once it has been quiet for dep_settle_ms (or
  * before a dependency query) its links are recomputed from its spans with
  * Zipkin's DependencyLinker rules and the difference is applied to the
  * buckets. Eviction withdraws a trace's links. No operation walks the whole
  * store: settling costs the size of the changed trace, a query the number
  * of buckets in its window.
  *
- * The linker follows zipkin2.internal.DependencyLinker over the tree that
+ * Traces without a repeated span id or a shared span (the common case)
+ * get their tree from the ids alone; others go through the general
+ * SpanNode.Builder emulation below. The linker follows
+ * zipkin2.internal.DependencyLinker over the tree that
  * SpanNode.Builder builds after Trace.merge's clean-ups (spans sorted by id
  * with clients first; a SERVER after a CLIENT of the same id is marked
  * shared; a shared server without a parent inherits the client's parent).
@@ -418,6 +423,51 @@ typedef struct pentry {
     uint8_t valid;
 } pentry_t;
 
+static void link_tree(linker_t *lk, arena_t *a, int32_t root);
+
+/*
+ * The common case, without the key maps: nodes sorted by id with no id
+ * twice and nothing shared. Every span is then keyed by its id alone, so
+ * SpanNode.Builder reduces to: the first span without a parent is the
+ * root, a span's tree parent is the span whose id is its parent id, and
+ * spans whose parent is missing (or absent) hang off the root. Returns 0,
+ * leaving nodes untouched, when the trace needs the general builder.
+ */
+static int tree_by_ids(lnode_t *nodes, uint32_t n, int32_t *root_out)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (nodes[i].shared || (i > 0 && nodes[i - 1].r.id == nodes[i].r.id))
+            return 0;
+    int32_t root = VROOT;
+    for (uint32_t i = 0; i < n && root == VROOT; i++)
+        if (nodes[i].parent == 0)
+            root = (int32_t)i;
+    for (uint32_t i = 0; i < n; i++) {
+        if ((int32_t)i == root)
+            continue;
+        int32_t up = root;
+        uint64_t pid = nodes[i].parent;
+        if (pid != 0) {
+            uint32_t lo = 0, hi = n;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (nodes[mid].r.id < pid)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < n && nodes[lo].r.id == pid)
+                up = (int32_t)lo;
+        }
+        if (up != (int32_t)i)
+            nodes[i].up = up;
+    }
+    if (root != VROOT)
+        nodes[root].up = VROOT;
+    *root_out = root;
+    return 1;
+}
+
 /* Links of t into lk->out (scratch memory). */
 static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
 {
@@ -429,9 +479,7 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
     if (n == 0)
         return;
     lnode_t *nodes = arena_alloc(a, (size_t)n * sizeof(*nodes));
-    pentry_t *ents = arena_alloc(a, (size_t)n * 2 * sizeof(*ents));
-    kmap_t to_parent, to_node;
-    if (nodes == NULL || ents == NULL || kmap_init(&to_parent, a, n * 3) < 0 || kmap_init(&to_node, a, n * 3) < 0)
+    if (nodes == NULL)
         log_fatal("span store scratch memory exhausted");
     const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
     uint32_t k = 0;
@@ -478,6 +526,16 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
     lk->nodes = nodes;
     lk->n = n;
 
+    int32_t root = VROOT;
+    if (!st->deps_generic && tree_by_ids(nodes, n, &root)) {
+        link_tree(lk, a, root);
+        return;
+    }
+    kmap_t to_parent, to_node;
+    pentry_t *ents = arena_alloc(a, (size_t)n * 2 * sizeof(*ents));
+    if (ents == NULL || kmap_init(&to_parent, a, n * 3) < 0 || kmap_init(&to_node, a, n * 3) < 0)
+        log_fatal("span store scratch memory exhausted");
+
     /* SpanNode.Builder.index: child key -> parent key */
     uint32_t n_ents = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -498,7 +556,6 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
             kmap_put(&to_parent, &ck, (int32_t)e);
     }
     /* SpanNode.Builder.process */
-    int32_t root = VROOT;
     for (uint32_t i = 0; i < n; i++) {
         lnode_t *nd = &nodes[i];
         int shared = nd->shared;
@@ -546,7 +603,14 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
     }
     if (root != VROOT)
         nodes[root].up = VROOT;
+    link_tree(lk, a, root);
+}
 
+/* Visit the tree set up in lk->nodes[].up breadth-first from root, linking each node. */
+static void link_tree(linker_t *lk, arena_t *a, int32_t root)
+{
+    lnode_t *nodes = lk->nodes;
+    uint32_t n = lk->n;
     /* breadth-first from the root; nodes in cycles or shadowed by duplicates are never reached */
     int32_t *queue = arena_alloc(a, (size_t)(n + 1) * sizeof(*queue));
     int32_t *first = arena_alloc(a, (size_t)(n + 1) * sizeof(*first));
@@ -618,6 +682,21 @@ static void settle_trace(span_store_t *st, trace_t *t)
         cur->n = lk.n_out;
         cur->bucket = bno;
     }
+}
+
+void deps_batch_done(span_store_t *st, trace_t *t, uint64_t now_us)
+{
+    if (!t->ts_root || t->linked_now) {
+        deps_mark_dirty(st, t, now_us);
+        return;
+    }
+    /* once per trace, so a hostile trace growing one span per batch still costs one settle per quiet period */
+    t->linked_now = 1;
+    if (t->dirty) {
+        st->dirty[t->dirty_pos & (st->dirty_cap - 1)].t = NULL;
+        t->dirty = 0;
+    }
+    settle_trace(st, t);
 }
 
 #define DIRTY_MAX 65536

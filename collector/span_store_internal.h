@@ -2,8 +2,8 @@
  * span_store_internal: types and helpers shared by the span_store_*.c files
  * (not a public API; include span_store.h instead).
  *
- * Layout. Each trace is one trace_t plus one malloc'd blob holding its
- * spans back to back, each encoded as
+ * Layout. Each trace is one trace_t plus one blob (from the store's blob
+ * heap, see below) holding its spans back to back, each encoded as
  *
  *   varint body_len
  *   u64    span id (little endian)
@@ -85,6 +85,25 @@ static inline struct trace *tlist_at(const tlist_t *l, uint32_t i)
     return l->v[l->head + i];
 }
 
+/*
+ * Trace blobs come from size classes carved out of 2 MiB chunks (asked to
+ * be backed by transparent huge pages: one page fault per chunk instead of
+ * one per 4 KiB as the store grows), with a free list per class so memory
+ * freed by eviction is reused by later blobs. Blobs above BLOB_MAX use
+ * malloc. Accounting: a blob counts its class size; a chunk's unusable
+ * tail counts once the chunk is full; free-listed blocks are not counted
+ * (as glibc's free chunks were not), so eviction always lowers the total.
+ */
+#define BLOB_MAX 32768
+#define BLOB_CLASSES 192
+
+typedef struct blob_heap {
+    void *free[BLOB_CLASSES]; /* free blocks per class, linked through their first bytes */
+    uint8_t *cur, *end;       /* unused part of the current chunk */
+    void **chunks;
+    size_t n_chunks, cap_chunks;
+} blob_heap_t;
+
 /* ---- stored objects ---- */
 
 typedef struct dep_rec {
@@ -120,6 +139,7 @@ typedef struct trace {
     uint8_t dirty;
     uint8_t ts_root;    /* ts is a root span's, so later spans cannot change it */
     uint8_t big_ids;    /* ids is a span_idset pointer (traces past a few dozen spans) */
+    uint8_t linked_now; /* links were computed at the end of a batch (done at most once per trace) */
 } trace_t;
 
 typedef struct service {
@@ -134,6 +154,22 @@ typedef struct ac_key {
     uint32_t sid;
     u64map_t values; /* value id -> span count; each entry holds one reference on the value */
 } ac_key_t;
+
+/*
+ * Output order of a tag list, by its key ids in arrival order: spans of one
+ * source carry the same keys in the same order, so the sort by key (and
+ * the drop of duplicate keys) is done once per distinct key sequence.
+ */
+#define TAG_ORDER_MAX 16 /* longer tag lists are sorted by string each time */
+#define TAG_ORDERS 4
+
+typedef struct tag_order {
+    uint32_t n;                    /* tags in; 0 = unused slot */
+    uint32_t n_out;                /* after dropping earlier duplicates of a key */
+    uint32_t ids[TAG_ORDER_MAX];   /* key ids in arrival order, each holding one reference */
+    uint8_t perm[TAG_ORDER_MAX];   /* arrival positions in output (key) order */
+    uint32_t kept;                 /* bit i: position i is in perm */
+} tag_order_t;
 
 typedef struct dirty_ent {
     trace_t *t; /* NULL when the trace was evicted */
@@ -176,11 +212,15 @@ struct span_store {
     arena_t batch;   /* write-locked work memory of one insert call */
     uint8_t *enc;
     size_t enc_cap;
-    /* intern ids of the previous span's strings, tried first (intern_acquire_hint) */
+    /* intern ids of the previous span's strings, tried first (intern_acquire_hint, _lower) */
     uint32_t hint_lsvc, hint_rsvc, hint_name;
-    uint32_t hint_tag[16]; /* by tag position */
+    uint32_t hint_tag[TAG_ORDER_MAX]; /* by tag position */
+    tag_order_t tag_orders[TAG_ORDERS];
+    uint32_t tag_order_next; /* slot replaced next */
     uint8_t *stage;  /* records of one trace appended by the current batch, not yet in its blob */
     size_t stage_len, stage_cap;
+    blob_heap_t blobs;
+    uint8_t deps_generic; /* tests: always use the general tree builder for dependency links */
 };
 
 /* ---- decoded span record (ids, pointers into the blob) ---- */
@@ -240,12 +280,21 @@ const uint8_t *srec_ann(const trace_t *t, const uint8_t *p, uint64_t *ts, str_t 
 int srec_to_span(const span_store_t *st, const trace_t *t, const srec_t *r, arena_t *arena, int copy,
                  span_t *out);
 
+/* What span_encode interned, and where the tags start in st->enc. */
+typedef struct enc_info {
+    uint32_t lsvc, rsvc, name; /* SID_NONE when absent */
+    uint32_t n_tags;
+    size_t tags_off;
+} enc_info_t;
+
 /*
- * Encode s (already normalised) for trace t into st->enc, taking intern
- * references for its names; returns the body length (without the length
- * prefix).
+ * Encode s for trace t into st->enc, taking intern references for its
+ * names; returns the body length (without the length prefix). s must be
+ * normalised at least by span_normalize_head: names are lower-cased and
+ * tags sorted by key (the last of a duplicate key winning) here. Uses
+ * st->scratch. info may be NULL.
  */
-size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s);
+size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info_t *info);
 
 /* Drop the intern references the encoded span r holds. */
 void srec_release(span_store_t *st, const srec_t *r);
@@ -257,6 +306,12 @@ void srec_release(span_store_t *st, const srec_t *r);
  * de-duplicated) into out, using arena for copies. 0, or -1 on exhaustion.
  */
 int span_normalize(arena_t *arena, const span_t *in, span_t *out);
+
+/*
+ * The part of span_normalize that span_encode does not redo: everything
+ * but lower-casing names and sorting tags. 0, or -1 on exhaustion.
+ */
+int span_normalize_head(arena_t *arena, const span_t *in, span_t *out);
 
 /* Merge source into base like zipkin2.Span.Builder.merge; out uses arena. 0 or -1. */
 int span_merge(arena_t *arena, const span_t *base, const span_t *source, span_t *out);
@@ -286,6 +341,15 @@ void *store_alloc(size_t n, int64_t *acct);
 void *store_realloc(void *p, size_t old_n, size_t n, int64_t *acct);
 void store_free(void *p, size_t n, int64_t *acct);
 
+/* Memory for a blob of n bytes (n > 0). Aborts on out of memory. */
+void *blob_alloc(blob_heap_t *h, size_t n, int64_t *acct);
+/* Resize p (NULL = new) from old_n to n bytes, keeping the first min(old_n, n) bytes; may return p. */
+void *blob_realloc(blob_heap_t *h, void *p, size_t old_n, size_t n, int64_t *acct);
+/* Free p, a blob of n bytes; NULL is a no-op. */
+void blob_free(blob_heap_t *h, void *p, size_t n, int64_t *acct);
+/* Release every chunk (blobs above BLOB_MAX must be freed first). */
+void blob_heap_dispose(blob_heap_t *h);
+
 /* Lowercase s into arena when it has upper-case ASCII; NULL ptr on exhaustion. */
 str_t store_lower(arena_t *arena, str_t s);
 
@@ -293,6 +357,13 @@ str_t store_lower(arena_t *arena, str_t s);
 
 /* Mark t changed: its links are recomputed later. */
 void deps_mark_dirty(span_store_t *st, trace_t *t, uint64_t now_us);
+/*
+ * t changed in the batch being inserted. A trace that has its root span is
+ * probably complete: its links are computed now, while its spans are in
+ * cache, the first time this happens; otherwise (and for later changes) t
+ * is marked dirty.
+ */
+void deps_batch_done(span_store_t *st, trace_t *t, uint64_t now_us);
 /* Recompute the links of traces dirty since before now_us - settle (all when now_us == 0). */
 void deps_settle(span_store_t *st, uint64_t now_us);
 /* Withdraw t's links before it is evicted. */

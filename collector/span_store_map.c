@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "log.h"
 #include "span_store_internal.h"
@@ -35,6 +36,109 @@ void store_free(void *p, size_t n, int64_t *acct)
         return;
     *acct -= (int64_t)store_chunk(n);
     free(p);
+}
+
+/* ---- blob heap ---- */
+
+#define BLOB_CHUNK ((size_t)2 << 20)
+
+/* Class of n (1..BLOB_MAX): 16-byte steps to 1 KiB, 32 to 2 KiB, 128 to 8 KiB, 512 to 32 KiB. */
+static uint32_t blob_class(size_t n)
+{
+    if (n <= 1024)
+        return (uint32_t)((n + 15) / 16) - 1 + (n == 0);
+    if (n <= 2048)
+        return 64 + (uint32_t)((n - 1024 + 31) / 32) - 1;
+    if (n <= 8192)
+        return 96 + (uint32_t)((n - 2048 + 127) / 128) - 1;
+    return 144 + (uint32_t)((n - 8192 + 511) / 512) - 1;
+}
+
+static size_t class_size(uint32_t c)
+{
+    if (c < 64)
+        return (size_t)(c + 1) * 16;
+    if (c < 96)
+        return 1024 + (size_t)(c - 63) * 32;
+    if (c < 144)
+        return 2048 + (size_t)(c - 95) * 128;
+    return 8192 + (size_t)(c - 143) * 512;
+}
+
+static void chunk_new(blob_heap_t *h, int64_t *acct)
+{
+    if (h->n_chunks == h->cap_chunks) {
+        h->cap_chunks = h->cap_chunks ? h->cap_chunks * 2 : 16;
+        h->chunks = realloc(h->chunks, h->cap_chunks * sizeof(*h->chunks));
+        if (h->chunks == NULL)
+            log_fatal("out of memory");
+    }
+    if (h->cur != NULL)
+        *acct += (int64_t)(h->end - h->cur); /* the old chunk's tail is lost to blobs for good */
+    void *c = NULL;
+    if (posix_memalign(&c, BLOB_CHUNK, BLOB_CHUNK) != 0)
+        log_fatal("out of memory allocating %zu bytes", BLOB_CHUNK);
+#ifdef MADV_HUGEPAGE
+    madvise(c, BLOB_CHUNK, MADV_HUGEPAGE); /* a hint: without huge pages this is plain memory */
+#endif
+    h->chunks[h->n_chunks++] = c;
+    h->cur = c;
+    h->end = h->cur + BLOB_CHUNK;
+}
+
+void *blob_alloc(blob_heap_t *h, size_t n, int64_t *acct)
+{
+    if (n > BLOB_MAX)
+        return store_alloc(n, acct);
+    uint32_t c = blob_class(n);
+    size_t sz = class_size(c);
+    *acct += (int64_t)sz;
+    void *p = h->free[c];
+    if (p != NULL) {
+        memcpy(&h->free[c], p, sizeof(void *));
+        return p;
+    }
+    if ((size_t)(h->end - h->cur) < sz)
+        chunk_new(h, acct);
+    p = h->cur;
+    h->cur += sz;
+    return p;
+}
+
+void blob_free(blob_heap_t *h, void *p, size_t n, int64_t *acct)
+{
+    if (p == NULL)
+        return;
+    if (n > BLOB_MAX) {
+        store_free(p, n, acct);
+        return;
+    }
+    uint32_t c = blob_class(n);
+    *acct -= (int64_t)class_size(c);
+    memcpy(p, &h->free[c], sizeof(void *));
+    h->free[c] = p;
+}
+
+void *blob_realloc(blob_heap_t *h, void *p, size_t old_n, size_t n, int64_t *acct)
+{
+    if (p == NULL)
+        return blob_alloc(h, n, acct);
+    if (old_n > BLOB_MAX && n > BLOB_MAX)
+        return store_realloc(p, old_n, n, acct);
+    if (old_n <= BLOB_MAX && n <= BLOB_MAX && blob_class(old_n) == blob_class(n))
+        return p;
+    void *q = blob_alloc(h, n, acct);
+    memcpy(q, p, old_n < n ? old_n : n);
+    blob_free(h, p, old_n, acct);
+    return q;
+}
+
+void blob_heap_dispose(blob_heap_t *h)
+{
+    for (size_t i = 0; i < h->n_chunks; i++)
+        free(h->chunks[i]);
+    free(h->chunks);
+    memset(h, 0, sizeof(*h));
 }
 
 /* Whether any of the 8 bytes of x is an ASCII upper-case letter. */
