@@ -70,6 +70,9 @@ typedef struct dctx {
     int oom;    /* the arena refused an allocation */
     int failed; /* res->error holds a fatal reason */
     char reason[sizeof(((otlp_result_t *)0)->error)]; /* copy of the first rejection reason */
+    int wire;       /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
+    span_t *batch;  /* traces without a sink: accepted spans, in the arena */
+    size_t n_batch;
 } dctx_t;
 
 static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_result_t *res)
@@ -85,6 +88,9 @@ static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_
     c->oom = 0;
     c->failed = 0;
     c->reason[0] = '\0';
+    c->wire = 0;
+    c->batch = NULL;
+    c->n_batch = 0;
     res->accepted = 0;
     res->rejected = 0;
     res->error[0] = '\0';
@@ -143,7 +149,7 @@ static int sink_stopped(dctx_t *c)
 /* ------------------------------------------------------------------ */
 /* strings                                                             */
 
-static str_t mkstr(const dctx_t *c, const char *p, size_t len)
+static inline str_t mkstr(const dctx_t *c, const char *p, size_t len)
 {
     size_t max = c->lim.max_attribute_value_len;
     if (max != 0 && len > max) {
@@ -157,17 +163,33 @@ static str_t mkstr(const dctx_t *c, const char *p, size_t len)
     return (str_t){p, (uint32_t)len};
 }
 
-static str_t cstr(const dctx_t *c, const char *s)
+/* Length of a string of the decoded message (s not NULL). */
+static inline size_t rawlen(const dctx_t *c, const char *s)
+{
+    return c->wire ? otlp_wire_strlen(s) : strlen(s);
+}
+
+static inline str_t cstr(const dctx_t *c, const char *s)
 {
     if (s == NULL)
         return (str_t){"", 0};
-    return mkstr(c, s, strlen(s));
+    return mkstr(c, s, rawlen(c, s));
 }
 
 /* Lowercase ASCII; copies into the arena only when an uppercase byte is present. */
 static int lower(dctx_t *c, str_t *s)
 {
     uint32_t i = 0;
+    /* eight bytes at a time: a byte's high bit is set in m & ~x exactly when it is in 'A'..'Z' */
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    for (; i + 8 <= s->len; i += 8) {
+        uint64_t x;
+        memcpy(&x, s->ptr + i, 8);
+        uint64_t y = x & ~high; /* 7-bit bytes: the sums below cannot carry into a neighbour */
+        uint64_t m = (y + ones * (0x80 - 'A')) ^ (y + ones * (0x80 - 'Z' - 1));
+        if ((m & ~x & high) != 0)
+            break;
+    }
     while (i < s->len && !(s->ptr[i] >= 'A' && s->ptr[i] <= 'Z'))
         i++;
     if (i == s->len)
@@ -715,8 +737,8 @@ static int resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc)
     int have_service = 0;
     for (size_t i = 0; i < n; i++) {
         const key_value_t *kv = r->attributes[i];
-        const char *k = kv->key ? kv->key : "";
-        if (!have_service && strcmp(k, "service.name") == 0 && str_value(kv->value) != NULL) {
+        if (!have_service && kv->key != NULL && rawlen(c, kv->key) == 12 && memcmp(kv->key, "service.name", 12) == 0 &&
+            str_value(kv->value) != NULL) {
             rc->service = cstr(c, kv->value->string_value);
             have_service = 1;
             continue;
@@ -724,7 +746,7 @@ static int resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc)
         if (rc->n_rtags >= c->lim.max_attributes)
             continue;
         span_tag_t *t = &rc->rtags[rc->n_rtags];
-        t->key = cstr(c, k);
+        t->key = cstr(c, kv->key);
         if (render_text(c, kv->value, &t->value) != 0)
             return -1;
         rc->rvals[rc->n_rtags++] = kv->value;
@@ -752,15 +774,15 @@ static void scope_prepare(const dctx_t *c, const scope_t *sc, rctx_t *rc)
 static int event_annotation(dctx_t *c, const pevent_t *e, span_annotation_t *a)
 {
     a->timestamp_us = e->time_unix_nano / 1000;
-    const char *name = e->name ? e->name : "";
     if (e->n_attributes == 0) {
-        a->value = cstr(c, name);
+        a->value = cstr(c, e->name);
         return 0;
     }
+    const char *name = e->name ? e->name : "";
+    size_t nlen = e->name ? rawlen(c, e->name) : 0;
     size_t n = e->n_attributes;
     if (n > c->lim.max_attributes)
         n = c->lim.max_attributes;
-    size_t nlen = strlen(name);
     RENDER_TWICE(c, &a->value, {
         wr_json_str(w, name, nlen);
         wr_ch(w, ':');
@@ -769,53 +791,55 @@ static int event_annotation(dctx_t *c, const pevent_t *e, span_annotation_t *a)
     return 0;
 }
 
-/* Map one span and hand it to the sink. 0 (also when rejected), -1 fatal. */
-static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_sink_fn sink, void *ctx)
+/*
+ * Map one span into *s and hand it to the sink, or, without a sink, keep it
+ * in c->batch. 0 (also when rejected), -1 fatal.
+ */
+static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, span_sink_fn sink, void *ctx)
 {
     otlp_result_t *res = c->res;
     if (res->accepted + res->rejected >= c->lim.max_items) {
         reject(c, 1, "too many spans in one request (limit %u)", c->lim.max_items);
         return 0;
     }
-    span_t s;
-    memset(&s, 0, sizeof(s));
-    if (trace_id_get(&ps->trace_id, &s.trace_id_high, &s.trace_id_low) != 0) {
+    memset(s, 0, sizeof(*s));
+    if (trace_id_get(&ps->trace_id, &s->trace_id_high, &s->trace_id_low) != 0) {
         reject(c, 1, "span with invalid trace_id (must be 16 bytes, not all zero)");
         return 0;
     }
-    if (span_id_get(&ps->span_id, &s.id) != 0) {
+    if (span_id_get(&ps->span_id, &s->id) != 0) {
         reject(c, 1, "span with invalid span_id (must be 8 bytes, not all zero)");
         return 0;
     }
     if (ps->parent_span_id.len == 8 && ps->parent_span_id.data != NULL) {
-        s.parent_id = span_id_from_bytes(ps->parent_span_id.data);
+        s->parent_id = span_id_from_bytes(ps->parent_span_id.data);
     } else if (ps->parent_span_id.len != 0) {
         reject(c, 1, "span with invalid parent_span_id (must be empty or 8 bytes)");
         return 0;
     }
 
     switch ((int)ps->kind) {
-    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER: s.kind = SPAN_KIND_SERVER; break;
-    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT: s.kind = SPAN_KIND_CLIENT; break;
-    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_PRODUCER: s.kind = SPAN_KIND_PRODUCER; break;
-    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CONSUMER: s.kind = SPAN_KIND_CONSUMER; break;
-    default: s.kind = SPAN_KIND_UNSPECIFIED; break;
+    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER: s->kind = SPAN_KIND_SERVER; break;
+    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT: s->kind = SPAN_KIND_CLIENT; break;
+    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_PRODUCER: s->kind = SPAN_KIND_PRODUCER; break;
+    case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CONSUMER: s->kind = SPAN_KIND_CONSUMER; break;
+    default: s->kind = SPAN_KIND_UNSPECIFIED; break;
     }
     int internal = ps->kind == OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL;
 
-    s.name = cstr(c, ps->name);
-    if (lower(c, &s.name) != 0)
+    s->name = cstr(c, ps->name);
+    if (lower(c, &s->name) != 0)
         return fail_oom(c);
     if (ps->start_time_unix_nano != 0) {
-        s.timestamp_us = ps->start_time_unix_nano / 1000;
+        s->timestamp_us = ps->start_time_unix_nano / 1000;
         if (ps->end_time_unix_nano > ps->start_time_unix_nano) {
-            s.duration_us = (ps->end_time_unix_nano - ps->start_time_unix_nano) / 1000;
-            if (s.duration_us == 0)
-                s.duration_us = 1;
+            s->duration_us = (ps->end_time_unix_nano - ps->start_time_unix_nano) / 1000;
+            if (s->duration_us == 0)
+                s->duration_us = 1;
         }
     }
-    s.local.service_name = rc->service;
-    s.has_local = 1;
+    s->local.service_name = rc->service;
+    s->has_local = 1;
 
     int code = ps->status ? (int)ps->status->code : 0;
     int is_error = code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
@@ -869,10 +893,10 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_sink_fn
         if (is_error)
             tags[nt++] = (span_tag_t){STR_LIT("error"), status_msg};
     }
-    s.tags = tags;
-    s.n_tags = nt;
+    s->tags = tags;
+    s->n_tags = nt;
 
-    if (remote_endpoint(c, pk, s.kind, &s) != 0)
+    if (remote_endpoint(c, pk, s->kind, s) != 0)
         return fail_oom(c);
 
     size_t n_ev = ps->n_events;
@@ -885,11 +909,13 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_sink_fn
         for (size_t i = 0; i < n_ev; i++)
             if (event_annotation(c, ps->events[i], &ann[i]) != 0)
                 return fail_oom(c);
-        s.annotations = ann;
-        s.n_annotations = (uint32_t)n_ev;
+        s->annotations = ann;
+        s->n_annotations = (uint32_t)n_ev;
     }
 
-    if (sink(ctx, &s) != 0)
+    if (sink == NULL)
+        c->n_batch++;
+    else if (sink(ctx, s) != 0)
         return sink_stopped(c);
     res->accepted++;
     return 0;
@@ -897,6 +923,20 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_sink_fn
 
 static int map_traces(dctx_t *c, const trace_req_t *req, span_sink_fn sink, void *ctx)
 {
+    span_t one;
+    if (sink == NULL) {
+        /* batch: one array for every span that can be accepted */
+        size_t total = 0;
+        for (size_t i = 0; i < req->n_resource_spans; i++)
+            for (size_t j = 0; j < req->resource_spans[i]->n_scope_spans; j++)
+                total += req->resource_spans[i]->scope_spans[j]->n_spans;
+        if (total > c->lim.max_items)
+            total = c->lim.max_items;
+        c->batch = dalloc(c, (total > 0 ? total : 1) * sizeof(span_t));
+        c->n_batch = 0;
+        if (c->batch == NULL)
+            return fail_oom(c);
+    }
     for (size_t i = 0; i < req->n_resource_spans; i++) {
         const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[i];
         rctx_t rc;
@@ -905,9 +945,11 @@ static int map_traces(dctx_t *c, const trace_req_t *req, span_sink_fn sink, void
         for (size_t j = 0; j < rs->n_scope_spans; j++) {
             const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
             scope_prepare(c, ss->scope, &rc);
-            for (size_t k = 0; k < ss->n_spans; k++)
-                if (map_span(c, &rc, ss->spans[k], sink, ctx) != 0)
+            for (size_t k = 0; k < ss->n_spans; k++) {
+                span_t *dst = sink == NULL ? &c->batch[c->n_batch] : &one;
+                if (map_span(c, &rc, ss->spans[k], dst, sink, ctx) != 0)
                     return -1;
+            }
         }
     }
     return 0;
@@ -1332,6 +1374,7 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
     dctx_t c;
     dctx_init(&c, limits, arena, res);
     trace_req_t *req = NULL;
+    c.wire = 1;
     int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
@@ -1340,6 +1383,30 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
         return -1;
     }
     return map_traces(&c, req, sink, ctx);
+}
+
+int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                   const span_t **spans, size_t *n_spans, otlp_result_t *res)
+{
+    dctx_t c;
+    dctx_init(&c, limits, arena, res);
+    *spans = NULL;
+    *n_spans = 0;
+    trace_req_t *req = NULL;
+    c.wire = 1;
+    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error,
+                                             sizeof(res->error));
+    if (rc == OTLP_WIRE_NOMEM)
+        return fail_oom(&c);
+    if (rc != 0) {
+        c.failed = 1;
+        return -1;
+    }
+    if (map_traces(&c, req, NULL, NULL) != 0)
+        return -1;
+    *spans = c.batch;
+    *n_spans = c.n_batch;
+    return 0;
 }
 
 int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits,

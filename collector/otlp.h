@@ -146,6 +146,18 @@ int otlp_traces_decode_json(const uint8_t *data, size_t len, const otlp_limits_t
                             arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
+ * otlp_traces_decode_proto for a caller that owns a scratch copy of the
+ * body (a decompressed one) and wants the spans as one array: data is
+ * decoded in place and overwritten, and instead of a sink the accepted
+ * spans are returned in *spans (an array of *n_spans in the arena; NULL/0
+ * on -1). The spans' strings point into data and the arena, so both must
+ * outlive every use of the spans. Otherwise the same contract (results,
+ * limits, errors), and the same spans in the same order.
+ */
+int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                   const span_t **spans, size_t *n_spans, otlp_result_t *res);
+
+/*
  * The same contract as otlp_traces_decode_proto, decoded by protobuf-c's
  * generic unpack (after a depth pre-check) instead of otlp_wire's
  * specialised decoder. Slower; kept as the reference the differential

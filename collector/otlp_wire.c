@@ -3,14 +3,17 @@
  * for the contract and the acceptance rules it shares with protobuf-c.
  *
  * Every message has one dec_* function over its payload [p, end) inside
- * the mutable arena copy of the body. Offsets in errors are relative to the
- * start of the body. A field's start (its tag byte) is kept while it is
- * decoded: strings are slid down to it and NUL-terminated in place, which
- * only ever writes over bytes of that same field that were already read.
+ * the mutable copy of the body (the arena's, or the caller's buffer for
+ * the in-place entry). Offsets in errors are relative to the start of the
+ * body. A field's start (its tag byte) is kept while it is decoded:
+ * strings are slid down to just after their re-encoded length and
+ * NUL-terminated in place, which only ever writes over bytes of that same
+ * field that were already read.
  */
 #include "otlp_wire.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -251,7 +254,28 @@ static inline int rd_u32(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, un
     return 0;
 }
 
-/* A string field: slide it over its own tag and prefix and NUL-terminate it there. */
+static inline int has_zero(uint64_t w)
+{
+    return ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull) != 0;
+}
+
+/* Index, in memory order, of the first zero byte of a word that has one. */
+static inline size_t first_zero(uint64_t w)
+{
+    uint8_t b[8];
+    memcpy(b, &w, 8);
+    size_t j = 0;
+    while (b[j] != 0)
+        j++;
+    return j;
+}
+
+/*
+ * A string field: slide it down over its own tag, write its length just
+ * before it (see otlp_wire_strlen) and NUL-terminate it. With V bytes of
+ * length prefix and T >= 1 of tag, the length takes V bytes (7 bits each)
+ * and the string moves T bytes down, so the NUL lands inside the field.
+ */
 static inline int rd_str(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, unsigned wt, uint8_t *fs,
                          char **out)
 {
@@ -259,17 +283,50 @@ static inline int rd_str(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, un
     size_t n;
     if (rd_len(c, pp, end, num, wt, fs, &s, &n) != 0)
         return -1;
-    /* forward copy in words is safe: fs < s, so a word is loaded before any store reaches it */
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        memcpy(fs + i, &w, 8);
+    /*
+     * Readers see C strings (as protobuf-c gives them), so the length kept
+     * is that up to the first NUL byte, found while copying. The copy goes
+     * forward in words, which is safe: dst < s, so a word is loaded before
+     * any store reaches it. dst is fs + 5 at most (5 groups of 7 bits hold
+     * the largest length rd_len allows), never past s, since the varint
+     * prefix has at least as many bytes as groups and the tag at least one.
+     */
+    unsigned groups = n < (1u << 7) ? 1 : n < (1u << 14) ? 2 : n < (1u << 21) ? 3 : n < (1u << 28) ? 4 : 5;
+    uint8_t *dst = fs + groups;
+    size_t eff = n;
+    if (n >= 8) {
+        /* the last word is loaded before any store can reach it and stored last, over the loop's tail */
+        uint64_t last;
+        memcpy(&last, s + n - 8, 8);
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            memcpy(dst + i, &w, 8);
+            if (has_zero(w) && eff == n)
+                eff = i + first_zero(w);
+        }
+        memcpy(dst + n - 8, &last, 8);
+        if (eff == n && has_zero(last))
+            eff = n - 8 + first_zero(last);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint8_t b = s[i];
+            dst[i] = b;
+            if (b == 0 && eff == n)
+                eff = i;
+        }
     }
-    for (; i < n; i++)
-        fs[i] = s[i];
-    fs[n] = '\0';
-    *out = (char *)fs;
+    dst[n] = '\0';
+    /*
+     * eff as 7-bit groups laid out backwards from the string: the byte d
+     * before it holds group d-1 and has its high bit set when another
+     * group precedes it. eff <= n, so it needs no more than groups bytes;
+     * unused leading bytes hold a zero group with the flag set.
+     */
+    for (unsigned d = 1; d <= groups; d++)
+        dst[-(ptrdiff_t)d] = (uint8_t)(((eff >> (7 * (d - 1))) & 0x7f) | (d < groups ? 0x80 : 0));
+    *out = (char *)dst;
     return 0;
 }
 
@@ -380,39 +437,68 @@ static int string_present(const char *s)
 static int dec_kv(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, kvslot_t *slot);
 static int dec_any(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, any_t *v);
 
-/* The elements of one repeated KeyValue field, allocated once for the counted n. */
-typedef struct kvarr {
-    kvslot_t *slots;
-    size_t cap;
-} kvarr_t;
+/*
+ * Growth of a repeated message field without a counting pass: the pointer
+ * array doubles (starting at `first`), and each growth allocates, in the
+ * same arena block, exactly the elements the new pointer slots can take,
+ * so elements never move and only old pointer arrays are left behind
+ * (less than the final array's size in total).
+ */
+typedef struct grow {
+    size_t cap;   /* pointer slots of the current array */
+    size_t first; /* capacity of the first array */
+    size_t esz;   /* element size, a multiple of 8 */
+    char *elems;  /* next free element of the current block */
+} grow_t;
 
-static int kvarr_init(wctx_t *c, kvarr_t *a, size_t n, kv_t ***field)
+static void grow_init(grow_t *g, size_t first, size_t esz)
 {
-    a->slots = NULL;
-    a->cap = n;
-    if (n == 0)
-        return 0;
-    void **ptrs = alloc_block(c, n, sizeof(kvslot_t), (void **)&a->slots);
-    if (ptrs == NULL)
-        return -1;
-    *field = (kv_t **)ptrs;
-    return 0;
+    g->cap = 0;
+    g->first = first;
+    g->esz = esz;
+    g->elems = NULL;
 }
 
-/* Decode the KeyValue field at *pp (tag already read) as element *count of arr. */
-static int kvarr_add(wctx_t *c, kvarr_t *a, kv_t **arr, size_t *count, uint8_t **pp, uint8_t *end, uint32_t num,
+/* Storage for element `count` of the field whose pointer array is *field; NULL when the arena is full. */
+static inline void *grow_next(wctx_t *c, grow_t *g, void ***field, size_t count)
+{
+    if (count == g->cap) {
+        size_t cap = count ? count * 2 : g->first;
+        size_t ptr_bytes = (cap * sizeof(void *) + 7) & ~(size_t)7;
+        char *m = walloc(c, ptr_bytes + (cap - count) * g->esz);
+        if (m == NULL)
+            return NULL;
+        if (count > 0)
+            memcpy(m, *field, count * sizeof(void *));
+        *field = (void **)m;
+        g->cap = cap;
+        g->elems = m + ptr_bytes;
+    }
+    void *e = g->elems;
+    g->elems += g->esz;
+    return e;
+}
+
+/* The elements of one repeated KeyValue field. */
+typedef grow_t kvarr_t;
+
+static void kvarr_init(kvarr_t *a, size_t first)
+{
+    grow_init(a, first, sizeof(kvslot_t));
+}
+
+/* Decode the KeyValue field at *pp (tag already read) as element *count of *arr. */
+static int kvarr_add(wctx_t *c, kvarr_t *a, kv_t ***arr, size_t *count, uint8_t **pp, uint8_t *end, uint32_t num,
                      unsigned wt, uint8_t *fs, unsigned depth)
 {
     uint8_t *s;
     size_t len;
     if (rd_len(c, pp, end, num, wt, fs, &s, &len) != 0)
         return -1;
-    if (*count >= a->cap)
-        return werr(c, "inconsistent field count at offset %zu", off(c, fs));
-    kvslot_t *slot = &a->slots[*count];
-    if (dec_kv(c, s, s + len, depth, slot) != 0)
+    kvslot_t *slot = grow_next(c, a, (void ***)arr, *count);
+    if (slot == NULL || dec_kv(c, s, s + len, depth, slot) != 0)
         return -1;
-    arr[(*count)++] = &slot->kv;
+    (*arr)[(*count)++] = &slot->kv;
     return 0;
 }
 
@@ -464,18 +550,15 @@ static int dec_kvlist(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, kvlis
     if (depth_ok(c, depth, p) != 0)
         return -1;
     *l = (kvlist_t)OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE_LIST__INIT;
-    static const uint32_t f[3] = {1, 0, 0};
-    size_t n[3];
     kvarr_t kva;
-    if (count_fields(c, p, end, f, n) != 0 || kvarr_init(c, &kva, n[0], &l->values) != 0)
-        return -1;
+    kvarr_init(&kva, 4);
     while (p < end) {
         uint8_t *fs = p;
         uint32_t num;
         unsigned wt;
         if (rd_tag(c, &p, end, &num, &wt) != 0)
             return -1;
-        int rc = num == 1 ? kvarr_add(c, &kva, l->values, &l->n_values, &p, end, num, wt, fs, depth + 1)
+        int rc = num == 1 ? kvarr_add(c, &kva, &l->values, &l->n_values, &p, end, num, wt, fs, depth + 1)
                           : skip_field(c, &p, end, num, wt, fs);
         if (rc != 0)
             return -1;
@@ -639,11 +722,8 @@ static int dec_scope(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, scope_
     if (depth_ok(c, depth, p) != 0)
         return -1;
     *sc = (scope_t)OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT;
-    static const uint32_t f[3] = {3, 0, 0};
-    size_t n[3];
     kvarr_t kva;
-    if (count_fields(c, p, end, f, n) != 0 || kvarr_init(c, &kva, n[0], &sc->attributes) != 0)
-        return -1;
+    kvarr_init(&kva, 4);
     while (p < end) {
         uint8_t *fs = p;
         uint32_t num;
@@ -654,7 +734,7 @@ static int dec_scope(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, scope_
         switch (num) {
         case 1: rc = rd_str(c, &p, end, num, wt, fs, &sc->name); break;
         case 2: rc = rd_str(c, &p, end, num, wt, fs, &sc->version); break;
-        case 3: rc = kvarr_add(c, &kva, sc->attributes, &sc->n_attributes, &p, end, num, wt, fs, depth + 1); break;
+        case 3: rc = kvarr_add(c, &kva, &sc->attributes, &sc->n_attributes, &p, end, num, wt, fs, depth + 1); break;
         case 4: rc = rd_u32(c, &p, end, num, wt, fs, &sc->dropped_attributes_count); break;
         default: rc = skip_field(c, &p, end, num, wt, fs); break;
         }
@@ -672,11 +752,8 @@ static int dec_resource(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, res
     if (depth_ok(c, depth, p) != 0)
         return -1;
     *r = (resource_t)OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
-    static const uint32_t f[3] = {1, 0, 0};
-    size_t n[3];
     kvarr_t kva;
-    if (count_fields(c, p, end, f, n) != 0 || kvarr_init(c, &kva, n[0], &r->attributes) != 0)
-        return -1;
+    kvarr_init(&kva, 4);
     while (p < end) {
         uint8_t *fs = p;
         uint32_t num;
@@ -685,7 +762,7 @@ static int dec_resource(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, res
             return -1;
         int rc;
         if (num == 1)
-            rc = kvarr_add(c, &kva, r->attributes, &r->n_attributes, &p, end, num, wt, fs, depth + 1);
+            rc = kvarr_add(c, &kva, &r->attributes, &r->n_attributes, &p, end, num, wt, fs, depth + 1);
         else if (num == 2)
             rc = rd_u32(c, &p, end, num, wt, fs, &r->dropped_attributes_count);
         else
@@ -728,11 +805,8 @@ static int dec_event(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, pevent
     if (depth_ok(c, depth, p) != 0)
         return -1;
     *e = (pevent_t)OPENTELEMETRY__PROTO__TRACE__V1__SPAN__EVENT__INIT;
-    static const uint32_t f[3] = {3, 0, 0};
-    size_t n[3];
     kvarr_t kva;
-    if (count_fields(c, p, end, f, n) != 0 || kvarr_init(c, &kva, n[0], &e->attributes) != 0)
-        return -1;
+    kvarr_init(&kva, 4);
     while (p < end) {
         uint8_t *fs = p;
         uint32_t num;
@@ -743,7 +817,7 @@ static int dec_event(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, pevent
         switch (num) {
         case 1: rc = rd_fixed64(c, &p, end, num, wt, fs, &e->time_unix_nano); break;
         case 2: rc = rd_str(c, &p, end, num, wt, fs, &e->name); break;
-        case 3: rc = kvarr_add(c, &kva, e->attributes, &e->n_attributes, &p, end, num, wt, fs, depth + 1); break;
+        case 3: rc = kvarr_add(c, &kva, &e->attributes, &e->n_attributes, &p, end, num, wt, fs, depth + 1); break;
         case 4: rc = rd_u32(c, &p, end, num, wt, fs, &e->dropped_attributes_count); break;
         default: rc = skip_field(c, &p, end, num, wt, fs); break;
         }
@@ -758,11 +832,8 @@ static int dec_link(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, plink_t
     if (depth_ok(c, depth, p) != 0)
         return -1;
     *l = (plink_t)OPENTELEMETRY__PROTO__TRACE__V1__SPAN__LINK__INIT;
-    static const uint32_t f[3] = {4, 0, 0};
-    size_t n[3];
     kvarr_t kva;
-    if (count_fields(c, p, end, f, n) != 0 || kvarr_init(c, &kva, n[0], &l->attributes) != 0)
-        return -1;
+    kvarr_init(&kva, 4);
     while (p < end) {
         uint8_t *fs = p;
         uint32_t num;
@@ -774,7 +845,7 @@ static int dec_link(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, plink_t
         case 1: rc = rd_bytes(c, &p, end, num, wt, fs, &l->trace_id); break;
         case 2: rc = rd_bytes(c, &p, end, num, wt, fs, &l->span_id); break;
         case 3: rc = rd_str(c, &p, end, num, wt, fs, &l->trace_state); break;
-        case 4: rc = kvarr_add(c, &kva, l->attributes, &l->n_attributes, &p, end, num, wt, fs, depth + 1); break;
+        case 4: rc = kvarr_add(c, &kva, &l->attributes, &l->n_attributes, &p, end, num, wt, fs, depth + 1); break;
         case 5: rc = rd_u32(c, &p, end, num, wt, fs, &l->dropped_attributes_count); break;
         case 6: rc = rd_fixed32(c, &p, end, num, wt, fs, &l->flags); break;
         default: rc = skip_field(c, &p, end, num, wt, fs); break;
@@ -790,23 +861,11 @@ static int dec_span(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, pspan_t
     if (depth_ok(c, depth, p) != 0)
         return -1;
     *sp = (pspan_t)OPENTELEMETRY__PROTO__TRACE__V1__SPAN__INIT;
-    static const uint32_t f[3] = {9, 11, 13};
-    size_t n[3];
-    if (count_fields(c, p, end, f, n) != 0)
-        return -1;
     kvarr_t kva;
-    if (kvarr_init(c, &kva, n[0], &sp->attributes) != 0)
-        return -1;
-    pevent_t *evs = NULL;
-    void **evp = NULL;
-    plink_t *lks = NULL;
-    void **lkp = NULL;
-    if (n[1] > 0 && (evp = alloc_block(c, n[1], sizeof(pevent_t), (void **)&evs)) == NULL)
-        return -1;
-    if (n[2] > 0 && (lkp = alloc_block(c, n[2], sizeof(plink_t), (void **)&lks)) == NULL)
-        return -1;
-    sp->events = (pevent_t **)evp;
-    sp->links = (plink_t **)lkp;
+    grow_t evg, lkg;
+    kvarr_init(&kva, 8);
+    grow_init(&evg, 2, sizeof(pevent_t));
+    grow_init(&lkg, 2, sizeof(plink_t));
     while (p < end) {
         uint8_t *fs = p;
         uint32_t num;
@@ -830,25 +889,25 @@ static int dec_span(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, pspan_t
         }
         case 7: rc = rd_fixed64(c, &p, end, num, wt, fs, &sp->start_time_unix_nano); break;
         case 8: rc = rd_fixed64(c, &p, end, num, wt, fs, &sp->end_time_unix_nano); break;
-        case 9: rc = kvarr_add(c, &kva, sp->attributes, &sp->n_attributes, &p, end, num, wt, fs, depth + 1); break;
+        case 9: rc = kvarr_add(c, &kva, &sp->attributes, &sp->n_attributes, &p, end, num, wt, fs, depth + 1); break;
         case 10: rc = rd_u32(c, &p, end, num, wt, fs, &sp->dropped_attributes_count); break;
         case 11:
             rc = rd_len(c, &p, end, num, wt, fs, &s, &len);
-            if (rc == 0 && sp->n_events >= n[1])
-                return werr(c, "inconsistent field count at offset %zu", off(c, fs));
-            if (rc == 0 && (rc = dec_event(c, s, s + len, depth + 1, &evs[sp->n_events])) == 0) {
-                sp->events[sp->n_events] = &evs[sp->n_events];
-                sp->n_events++;
+            if (rc == 0) {
+                pevent_t *ev = grow_next(c, &evg, (void ***)&sp->events, sp->n_events);
+                if (ev == NULL || dec_event(c, s, s + len, depth + 1, ev) != 0)
+                    return -1;
+                sp->events[sp->n_events++] = ev;
             }
             break;
         case 12: rc = rd_u32(c, &p, end, num, wt, fs, &sp->dropped_events_count); break;
         case 13:
             rc = rd_len(c, &p, end, num, wt, fs, &s, &len);
-            if (rc == 0 && sp->n_links >= n[2])
-                return werr(c, "inconsistent field count at offset %zu", off(c, fs));
-            if (rc == 0 && (rc = dec_link(c, s, s + len, depth + 1, &lks[sp->n_links])) == 0) {
-                sp->links[sp->n_links] = &lks[sp->n_links];
-                sp->n_links++;
+            if (rc == 0) {
+                plink_t *lk = grow_next(c, &lkg, (void ***)&sp->links, sp->n_links);
+                if (lk == NULL || dec_link(c, s, s + len, depth + 1, lk) != 0)
+                    return -1;
+                sp->links[sp->n_links++] = lk;
             }
             break;
         case 14: rc = rd_u32(c, &p, end, num, wt, fs, &sp->dropped_links_count); break;
@@ -1038,22 +1097,38 @@ static int dec_request(wctx_t *c, uint8_t *p, uint8_t *end, req_t *req)
     return 0;
 }
 
-int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out,
-                            char *err, size_t err_size)
+static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *arena, req_t **out, char *err,
+                      size_t err_size)
 {
-    wctx_t c = {arena, NULL, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size};
+    wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size};
     if (err_size > 0)
         err[0] = '\0';
     req_t *req = walloc(&c, sizeof(*req));
-    uint8_t *buf = walloc(&c, len + 1);
-    if (req == NULL || buf == NULL)
+    if (req == NULL)
         return OTLP_WIRE_NOMEM;
-    if (len > 0)
-        memcpy(buf, data, len);
-    buf[len] = '\0';
-    c.buf = buf;
     if (dec_request(&c, buf, buf + len, req) != 0)
         return c.oom ? OTLP_WIRE_NOMEM : OTLP_WIRE_INVALID;
     *out = req;
     return 0;
+}
+
+int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out,
+                            char *err, size_t err_size)
+{
+    if (err_size > 0)
+        err[0] = '\0';
+    uint8_t *buf = arena_alloc(arena, len + 1);
+    if (buf == NULL)
+        return OTLP_WIRE_NOMEM;
+    if (len > 0)
+        memcpy(buf, data, len);
+    buf[len] = '\0';
+    return decode_buf(buf, len, max_depth, arena, out, err, err_size);
+}
+
+int otlp_wire_decode_traces_inplace(uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out,
+                                    char *err, size_t err_size)
+{
+    static uint8_t empty[1];
+    return decode_buf(len > 0 ? data : empty, len, max_depth, arena, out, err, err_size);
 }

@@ -4,12 +4,17 @@
  * path. It fills the very same protobuf-c generated structs that
  * protobuf_c_message_unpack would, so otlp.c keeps one mapping to span_t.
  *
- * Design: the body is copied once into the arena and decoded in place.
- * bytes fields point into that copy; a string is moved back over its own
- * tag and length prefix (always at least 2 bytes, already consumed) and
- * NUL-terminated there, so no string costs an allocation. Repeated fields
+ * Design: the body is copied once into the arena (or taken as is, see
+ * otlp_wire_decode_traces_inplace) and decoded in place. bytes fields
+ * point into that copy; a string is moved back over its own tag (at least
+ * 1 byte, already consumed), its length is re-encoded just before it
+ * (otlp_wire_strlen reads it back, so nobody needs strlen) and it is
+ * NUL-terminated, so no string costs an allocation. Repeated fields
+ * of the outer messages (request, ResourceSpans, ScopeSpans, ArrayValue)
  * are counted by a cheap scan of their parent message first, then element
- * structs and pointer arrays come from one arena allocation per field.
+ * structs and pointer arrays come from one arena allocation per field;
+ * the others (attributes, events, links), where a counting pass would
+ * cost as much as the decode, grow by doubling in the arena instead.
  * Nesting is bounded during the pass itself (AnyValue <-> ArrayValue /
  * KeyValueList is the only recursion).
  *
@@ -52,5 +57,38 @@
 int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
                             Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
                             char *err, size_t err_size);
+
+/*
+ * Length of a string field of a decoded request, without scanning it:
+ * every string the decoder produces (any char * in *out, or the shared
+ * protobuf_c_empty_string of absent fields, or NULL, both 0) carries its
+ * length in the bytes just before it. Only for strings of otlp_wire's
+ * output; anything else is undefined.
+ */
+static inline size_t otlp_wire_strlen(const char *str)
+{
+    if (str == NULL || str == protobuf_c_empty_string)
+        return 0;
+    const uint8_t *p = (const uint8_t *)str - 1;
+    size_t v = *p & 0x7f;
+    unsigned shift = 7;
+    while ((*p & 0x80) && shift < 35) {
+        p--;
+        v |= (size_t)(*p & 0x7f) << shift;
+        shift += 7;
+    }
+    return v;
+}
+
+/*
+ * The same, decoding data/len in place instead of a copy: data is
+ * overwritten (strings are moved within it), and the bytes and strings of
+ * *out point into it, so data must outlive every use of *out and not be
+ * changed meanwhile. Saves copying the body when the caller owns a
+ * scratch copy anyway (a decompressed body). data may be NULL when len is 0.
+ */
+int otlp_wire_decode_traces_inplace(uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
+                                    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
+                                    char *err, size_t err_size);
 
 #endif

@@ -1,9 +1,13 @@
 /*
- * compress: see compress.h. zlib for gzip/deflate, libzstd's streaming API
- * for zstd; both decode into a buf_t that grows only as output appears.
+ * compress: see compress.h. zlib for gzip/deflate, libzstd for zstd; both
+ * decode into a buf_t that grows only as output appears. A zstd body that
+ * is one frame declaring its size (within the limit) is decoded in one
+ * call into an output reserved at exactly that size; anything else is
+ * streamed. zstd contexts are kept per thread.
  */
 #include "compress.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -113,19 +117,87 @@ done:
     return rc;
 }
 
+/*
+ * One decompression context per thread, reused: creating one per request
+ * costs its allocation and, worse, fresh pages for its window buffers.
+ * Freed by a thread-exit destructor.
+ */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static int dctx_key_ok;
+static _Thread_local ZSTD_DCtx *tl_dctx;
+
+static void dctx_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void dctx_key_create(void)
+{
+    dctx_key_ok = pthread_key_create(&dctx_key, dctx_free) == 0;
+}
+
+/* This thread's context, reset for a new frame; NULL when out of memory. */
+static ZSTD_DCtx *dctx_get(void)
+{
+    if (tl_dctx == NULL) {
+        pthread_once(&dctx_once, dctx_key_create);
+        ZSTD_DCtx *d = ZSTD_createDCtx();
+        if (d == NULL)
+            return NULL;
+        /* refuse frames that want a huge window: memory the peer does not get to pick */
+        ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 24);
+        if (dctx_key_ok)
+            pthread_setspecific(dctx_key, d);
+        tl_dctx = d;
+    }
+    ZSTD_DCtx_reset(tl_dctx, ZSTD_reset_session_only);
+    return tl_dctx;
+}
+
+/*
+ * Fast path: exactly one frame whose header declares a content size within
+ * max_out. The output is reserved at that size and decoded in one call,
+ * straight into it (no window buffer, no copy). zstd itself fails a frame
+ * whose content does not match the declared size, as streaming would.
+ * Returns 1 when the frame is not eligible (the caller streams).
+ */
+static int decode_zstd_sized(ZSTD_DCtx *dctx, const void *in, size_t in_len, size_t max_out, buf_t *out,
+                             char *err, size_t errlen)
+{
+    unsigned long long size = ZSTD_getFrameContentSize(in, in_len);
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > max_out)
+        return 1;
+    size_t frame = ZSTD_findFrameCompressedSize(in, in_len);
+    if (ZSTD_isError(frame) || frame != in_len)
+        return 1;
+    buf_reserve_exact(out, (size_t)size);
+    size_t n = ZSTD_decompressDCtx(dctx, out->data + out->len, (size_t)size, in, in_len);
+    if (ZSTD_isError(n)) {
+        set_err(err, errlen, ZSTD_getErrorName(n));
+        out->data[out->len] = '\0';
+        return COMPRESS_MALFORMED;
+    }
+    out->len += n;
+    out->data[out->len] = '\0';
+    return COMPRESS_OK;
+}
+
 static int decode_zstd(const void *in, size_t in_len, size_t max_out, buf_t *out, char *err, size_t errlen)
 {
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    ZSTD_DCtx *dctx = dctx_get();
     if (dctx == NULL) {
         set_err(err, errlen, "out of memory");
         return COMPRESS_MALFORMED;
     }
-    /* refuse frames that want a huge window: memory the peer does not get to pick */
-    ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 24);
+    int rc = decode_zstd_sized(dctx, in, in_len, max_out, out, err, errlen);
+    if (rc != 1)
+        return rc;
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
     ZSTD_inBuffer ib = {in, in_len, 0};
     size_t base = out->len;
     size_t last = 1;
-    int rc = COMPRESS_OK;
+    rc = COMPRESS_OK;
     while (ib.pos < ib.size) {
         size_t room = grow(out, base, max_out);
         if (room == 0) {
@@ -167,7 +239,7 @@ static int decode_zstd(const void *in, size_t in_len, size_t max_out, buf_t *out
         }
     }
 done:
-    ZSTD_freeDCtx(dctx);
+    /* a failed frame may leave the context mid-stream; the next use resets it */
     if (out->data != NULL)
         out->data[out->len] = '\0';
     return rc;

@@ -2,9 +2,15 @@
  * compress: bounded decoding of request bodies (Content-Encoding gzip,
  * deflate, zstd) and zstd/gzip encoding for our own exporters.
  *
- * Decoding never trusts sizes declared by the peer: output grows in steps
- * as data is actually produced and stops with COMPRESS_TOO_LARGE the moment
- * it would pass max_out, so a small bomb costs at most max_out bytes.
+ * Decoding never trusts sizes declared by the peer beyond the limit: output
+ * grows in steps as data is actually produced and stops with
+ * COMPRESS_TOO_LARGE the moment it would pass max_out, so a small bomb
+ * costs at most max_out bytes. (A single zstd frame that declares a size
+ * of at most max_out gets that much reserved up front and is decoded in
+ * one call; the frame fails if its content does not match the size.)
+ *
+ * Threading: reentrant; zstd decoding keeps one context per thread, freed
+ * when the thread exits.
  */
 #ifndef OUTRIDER_COMPRESS_H
 #define OUTRIDER_COMPRESS_H

@@ -479,6 +479,32 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
         same = r1.accepted == r2.accepted && r1.rejected == r2.rejected && strcmp(r1.error, r2.error) == 0;
     for (size_t i = 0; same && i < o1.n; i++)
         same = span_eq(&o1.s[i], &o2.s[i]);
+    {
+        /* the in-place, array-returning variant must agree with the sink one */
+        arena_t a3;
+        arena_init(&a3, 0);
+        uint8_t *copy = malloc(len + 1);
+        assert_non_null(copy);
+        if (len > 0)
+            memcpy(copy, body, len);
+        const span_t *arr = NULL;
+        size_t n3 = 0;
+        otlp_result_t r3;
+        int rc3 = otlp_traces_decode_proto_spans(copy, len, lim, &a3, &arr, &n3, &r3);
+        int same3 = rc3 == rc1 && (rc3 != 0 || n3 == o1.n);
+        if (same3 && rc3 == 0)
+            same3 = r3.accepted == r1.accepted && r3.rejected == r1.rejected && strcmp(r3.error, r1.error) == 0;
+        for (size_t i = 0; same3 && rc3 == 0 && i < n3; i++)
+            same3 = span_eq(&arr[i], &o1.s[i]);
+        if (rc3 != 0)
+            same3 = same3 && arr == NULL && n3 == 0;
+        if (!same3)
+            fprintf(stderr, "in-place rc=%d n=%zu err=\"%s\" / wire rc=%d n=%zu err=\"%s\"\n", rc3, n3, r3.error, rc1,
+                    o1.n, r1.error);
+        assert_true(same3);
+        free(copy);
+        arena_dispose(&a3);
+    }
     for (size_t i = 0; !same && i < o1.n && i < o2.n; i++) {
         if (span_eq(&o1.s[i], &o2.s[i]))
             continue;
@@ -707,11 +733,91 @@ static void test_wire_api(void **state)
     buf_dispose(&b);
 }
 
+/*
+ * Strings whose lengths otlp_wire re-encodes before them: every size class
+ * of the length (1..3 groups), embedded NULs (the length is the C string's),
+ * non-minimal length prefixes and multi-byte tags; both decoders must
+ * agree, and otlp_wire_strlen must equal strlen on the decoded structs.
+ */
+static void put_str_odd(buf_t *b, uint32_t num, const char *s, size_t n, unsigned variant)
+{
+    if (variant & 1) { /* tag in 3 bytes */
+        uint64_t t = (uint64_t)num << 3 | 2;
+        uint8_t tb[3] = {(uint8_t)(0x80 | (t & 0x7f)), (uint8_t)(0x80 | ((t >> 7) & 0x7f)), (uint8_t)(t >> 14)};
+        buf_append(b, tb, 3);
+    } else {
+        put_tag(b, num, 2);
+    }
+    if (variant & 2) { /* length in 4 bytes */
+        uint8_t lb[4] = {(uint8_t)(0x80 | (n & 0x7f)), (uint8_t)(0x80 | ((n >> 7) & 0x7f)),
+                         (uint8_t)(0x80 | ((n >> 14) & 0x7f)), (uint8_t)(n >> 21)};
+        buf_append(b, lb, 4);
+    } else {
+        put_varint(b, n);
+    }
+    buf_append(b, s, n);
+}
+
+static void test_wire_string_lengths(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 7, 8, 9, 15, 16, 17, 126, 127, 128, 129, 200, 16383, 16384, 20000};
+    char *text = malloc(20001);
+    assert_non_null(text);
+    otlp_limits_t lim;
+    otlp_limits_default(&lim);
+    lim.max_attribute_value_len = 0; /* no truncation: the whole length must come through */
+    for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        size_t n = sizes[si];
+        for (unsigned variant = 0; variant < 4; variant++) {
+            for (int nul = -1; nul < 20; nul += 3) {
+                for (size_t i = 0; i < n; i++)
+                    text[i] = (char)('a' + (i * 7 + si) % 26 - (i % 5 == 0 ? 32 : 0));
+                if (nul >= 0 && (size_t)nul < n)
+                    text[nul] = '\0';
+                buf_t kv = BUF_INIT, any = BUF_INIT, span = BUF_INIT, ss = BUF_INIT, rs = BUF_INIT, req = BUF_INIT;
+                put_str_odd(&any, 1, text, n, variant);
+                put_str_odd(&kv, 1, text, n, variant ^ 1);
+                put_sub(&kv, 2, &any);
+                uint8_t id[16];
+                for (int i = 0; i < 16; i++)
+                    id[i] = (uint8_t)(i + 1);
+                put_len(&span, 1, id, 16);
+                put_len(&span, 2, id, 8);
+                put_str_odd(&span, 5, text, n, variant ^ 2);
+                put_sub(&span, 9, &kv);
+                put_sub(&ss, 2, &span);
+                put_sub(&rs, 2, &ss);
+                put_sub(&req, 1, &rs);
+                diff_one((const uint8_t *)req.data, req.len, &lim);
+
+                arena_t arena;
+                arena_init(&arena, 0);
+                char err[128];
+                Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *r = NULL;
+                assert_int_equal(
+                    otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, err, sizeof(err)), 0);
+                const Opentelemetry__Proto__Trace__V1__Span *sp = r->resource_spans[0]->scope_spans[0]->spans[0];
+                assert_int_equal(otlp_wire_strlen(sp->name), strlen(sp->name));
+                assert_int_equal(otlp_wire_strlen(sp->attributes[0]->key), strlen(sp->attributes[0]->key));
+                assert_int_equal(otlp_wire_strlen(sp->attributes[0]->value->string_value),
+                                 strlen(sp->attributes[0]->value->string_value));
+                assert_int_equal(otlp_wire_strlen(sp->trace_state), 0);
+                assert_int_equal(otlp_wire_strlen(sp->name), nul >= 0 && (size_t)nul < n ? (size_t)nul : n);
+                arena_dispose(&arena);
+                buf_dispose(&req);
+            }
+        }
+    }
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_api),
         cmocka_unit_test(test_wire_corner_cases),
+        cmocka_unit_test(test_wire_string_lengths),
         cmocka_unit_test(test_wire_differential_valid),
         cmocka_unit_test(test_wire_differential_mutated),
         cmocka_unit_test(test_wire_differential_limits),

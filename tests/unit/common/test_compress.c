@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "compress.h"
 
 static void fill(buf_t *b, size_t n)
@@ -119,6 +121,94 @@ static void test_concatenated_gzip_members(void **state)
     buf_dispose(&out);
 }
 
+/* zstd without a declared content size (streaming encoders): the streamed path. */
+static void zstd_unsized(const buf_t *in, buf_t *enc)
+{
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    assert_non_null(cc);
+    ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0);
+    buf_reserve(enc, ZSTD_compressBound(in->len));
+    ZSTD_inBuffer ib = {in->data, in->len, 0};
+    ZSTD_outBuffer ob = {enc->data + enc->len, enc->cap - enc->len - 1, 0};
+    size_t left;
+    do {
+        left = ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_end);
+        assert_false(ZSTD_isError(left));
+    } while (left != 0);
+    enc->len += ob.pos;
+    ZSTD_freeCCtx(cc);
+    assert_true(ZSTD_getFrameContentSize(enc->data, enc->len) == ZSTD_CONTENTSIZE_UNKNOWN);
+}
+
+/* Sized single frames (one-shot path), unsized and multi-frame bodies (streamed), limits on each, reuse. */
+static void test_zstd_paths(void **state)
+{
+    (void)state;
+    buf_t in = BUF_INIT, enc = BUF_INIT, unsized = BUF_INIT, two = BUF_INIT, out = BUF_INIT;
+    fill(&in, 70000);
+    char err[128];
+    assert_int_equal(compress_encode(COMPRESS_ZSTD, in.data, in.len, 3, &enc), 0);
+    zstd_unsized(&in, &unsized);
+    buf_append(&two, enc.data, enc.len);
+    buf_append(&two, enc.data, enc.len);
+    for (int round = 0; round < 3; round++) { /* the per-thread context is reused across calls */
+        /* exactly at the limit, appended after earlier data */
+        out.len = 0;
+        buf_append(&out, "xy", 2);
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, enc.data, enc.len, in.len, &out, err, sizeof(err)),
+                         COMPRESS_OK);
+        assert_int_equal(out.len, in.len + 2);
+        assert_memory_equal(out.data, "xy", 2);
+        assert_memory_equal(out.data + 2, in.data, in.len);
+        assert_int_equal(out.data[out.len], '\0');
+        /* one byte over the limit: refused, no more than the limit allocated */
+        buf_dispose(&out);
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, enc.data, enc.len, in.len - 1, &out, err, sizeof(err)),
+                         COMPRESS_TOO_LARGE);
+        assert_true(out.cap <= in.len);
+        /* unsized frame: same output and limits */
+        out.len = 0;
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, unsized.data, unsized.len, in.len, &out, err, sizeof(err)),
+                         COMPRESS_OK);
+        assert_int_equal(out.len, in.len);
+        assert_memory_equal(out.data, in.data, in.len);
+        out.len = 0;
+        assert_int_equal(
+            compress_decode(COMPRESS_ZSTD, unsized.data, unsized.len, in.len - 1, &out, err, sizeof(err)),
+            COMPRESS_TOO_LARGE);
+        /* two concatenated frames */
+        out.len = 0;
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, two.data, two.len, 2 * in.len, &out, err, sizeof(err)),
+                         COMPRESS_OK);
+        assert_int_equal(out.len, 2 * in.len);
+        assert_memory_equal(out.data + in.len, in.data, in.len);
+        out.len = 0;
+        assert_int_equal(
+            compress_decode(COMPRESS_ZSTD, two.data, two.len, 2 * in.len - 1, &out, err, sizeof(err)),
+            COMPRESS_TOO_LARGE);
+        /* trailing garbage after a sized frame, and a corrupted sized frame */
+        buf_t bad = BUF_INIT;
+        buf_append(&bad, enc.data, enc.len);
+        buf_append(&bad, "junk", 4);
+        out.len = 0;
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, bad.data, bad.len, 1 << 20, &out, err, sizeof(err)),
+                         COMPRESS_MALFORMED);
+        bad.len = 0;
+        buf_append(&bad, enc.data, enc.len);
+        for (size_t i = enc.len / 2; i < enc.len / 2 + 16; i++)
+            bad.data[i] ^= 0x5a;
+        out.len = 0;
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, bad.data, bad.len, 1 << 20, &out, err, sizeof(err)),
+                         COMPRESS_MALFORMED);
+        buf_dispose(&bad);
+    }
+    buf_dispose(&in);
+    buf_dispose(&enc);
+    buf_dispose(&unsized);
+    buf_dispose(&two);
+    buf_dispose(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_identity_limit_and_names),
         cmocka_unit_test(test_concatenated_gzip_members),
+        cmocka_unit_test(test_zstd_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
