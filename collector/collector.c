@@ -46,8 +46,7 @@ int collector_over_memory(collector_t *c)
 {
     uint64_t now = collector_now_ms();
     uint64_t last = atomic_load_explicit(&c->rss_read_ms, memory_order_relaxed);
-    if (now - last >= 100 &&
-        atomic_compare_exchange_strong(&c->rss_read_ms, &last, now))
+    if (now - last >= 100 && atomic_compare_exchange_strong(&c->rss_read_ms, &last, now))
         atomic_store_explicit(&c->rss_bytes, read_rss(), memory_order_relaxed);
     return atomic_load_explicit(&c->rss_bytes, memory_order_relaxed) > c->cfg.memory_limit_bytes;
 }
@@ -68,8 +67,9 @@ int collector_init(collector_t *c)
         return -1;
     }
     /* names the collector renders itself: an OTLP family with one would duplicate it and fail the scrape */
-    static const char *const reserved[] = {"zipkin_collector_", "outrider_store_", "outrider_metric_",
-                                           "outrider_collector_", "outrider_memory_", "process_resident_memory_bytes",
+    static const char *const reserved[] = {"zipkin_collector_",          "outrider_store_",
+                                           "outrider_metric_",           "outrider_collector_",
+                                           "outrider_memory_",           "process_resident_memory_bytes",
                                            "process_start_time_seconds", "http_server_requests_seconds"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
@@ -83,9 +83,9 @@ int collector_init(collector_t *c)
         return -1;
     }
     static const char *const latency_labels[] = {"method", "uri", "status"};
-    c->http_latency = prom_histogram_vec_create("http_server_requests_seconds",
-                                                "Latency of the collector's HTTP requests", latency_labels, 3,
-                                                prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N, 1024);
+    c->http_latency =
+        prom_histogram_vec_create("http_server_requests_seconds", "Latency of the collector's HTTP requests",
+                                  latency_labels, 3, prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N, 1024);
     c->started_ms = collector_now_ms();
     return 0;
 }
@@ -101,8 +101,7 @@ void collector_dispose(collector_t *c)
 }
 
 /* One counter family with a transport label, from the field at offset in each transport's stats. */
-static void write_transport_counter(collector_t *c, buf_t *b, const char *name, const char *help, size_t offset,
-                                    int om)
+static void write_transport_counter(collector_t *c, buf_t *b, const char *name, const char *help, size_t offset, int om)
 {
     prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
     for (int t = 0; t < TRANSPORT_COUNT; t++) {
@@ -133,14 +132,12 @@ void collector_render_metrics(collector_t *c, buf_t *b, int om)
                             TS(messages_dropped), om);
     write_transport_counter(c, b, "zipkin_collector_bytes", "Request body bytes received, as sent", TS(bytes), om);
     write_transport_counter(c, b, "zipkin_collector_spans", "Spans accepted", TS(spans), om);
-    write_transport_counter(c, b, "zipkin_collector_spans_dropped", "Spans refused or rejected",
-                            TS(spans_dropped), om);
+    write_transport_counter(c, b, "zipkin_collector_spans_dropped", "Spans refused or rejected", TS(spans_dropped), om);
     write_transport_counter(c, b, "outrider_collector_metric_points", "OTLP metric data points accepted",
                             TS(metric_points), om);
     write_transport_counter(c, b, "outrider_collector_metric_points_dropped", "OTLP metric data points rejected",
                             TS(metric_points_dropped), om);
-    write_transport_counter(c, b, "outrider_collector_log_records", "OTLP log records accepted", TS(log_records),
-                            om);
+    write_transport_counter(c, b, "outrider_collector_log_records", "OTLP log records accepted", TS(log_records), om);
     write_transport_counter(c, b, "outrider_collector_log_records_dropped", "OTLP log records rejected",
                             TS(log_records_dropped), om);
 #undef TS
@@ -150,8 +147,8 @@ void collector_render_metrics(collector_t *c, buf_t *b, int om)
     write_gauge_value(b, "outrider_store_traces", "Traces held by the trace store", (double)ss.traces, om);
     write_gauge_value(b, "outrider_store_bytes", "Bytes used by the trace store", (double)ss.bytes, om);
     write_gauge_value(b, "outrider_store_max_spans", "Span bound of the trace store", (double)c->cfg.max_spans, om);
-    write_gauge_value(b, "outrider_store_max_bytes", "Byte bound of the trace store",
-                      (double)c->cfg.max_store_bytes, om);
+    write_gauge_value(b, "outrider_store_max_bytes", "Byte bound of the trace store", (double)c->cfg.max_store_bytes,
+                      om);
     write_counter_value(b, "outrider_store_evicted_spans", "Spans evicted to stay within the store's bounds",
                         (double)ss.evicted_spans, om);
     write_counter_value(b, "outrider_store_evicted_traces", "Traces evicted to stay within the store's bounds",

@@ -37,7 +37,7 @@ typedef struct collector_transport_stats {
     prom_counter_t spans_dropped;    /* spans refused or rejected */
     prom_counter_t metric_points;    /* OTLP data points accepted */
     prom_counter_t metric_points_dropped;
-    prom_counter_t log_records;      /* OTLP log records accepted */
+    prom_counter_t log_records; /* OTLP log records accepted */
     prom_counter_t log_records_dropped;
 } collector_transport_stats_t;
 

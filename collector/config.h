@@ -12,13 +12,13 @@
 #include "settings.h"
 
 typedef struct collector_config {
-    char *zipkin_listen;          /* host:port of the Zipkin API, UI paths and /metrics */
-    char *otlp_listen;            /* host:port of OTLP/HTTP */
-    uint64_t threads;             /* HTTP worker threads per listener */
+    char *zipkin_listen; /* host:port of the Zipkin API, UI paths and /metrics */
+    char *otlp_listen;   /* host:port of OTLP/HTTP */
+    uint64_t threads;    /* HTTP worker threads per listener */
     char *log_level;
-    uint64_t max_spans;           /* store bound, spans */
-    uint64_t max_store_bytes;     /* store bound, bytes */
-    uint64_t max_trace_spans;     /* spans kept per trace */
+    uint64_t max_spans;       /* store bound, spans */
+    uint64_t max_store_bytes; /* store bound, bytes */
+    uint64_t max_trace_spans; /* spans kept per trace */
     int strict_trace_id;
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
@@ -28,7 +28,7 @@ typedef struct collector_config {
     uint64_t max_tags_per_span;
     uint64_t max_tag_value_bytes;
     uint64_t max_json_depth;
-    uint64_t memory_limit_bytes;  /* above this, ingest answers 503 + Retry-After */
+    uint64_t memory_limit_bytes; /* above this, ingest answers 503 + Retry-After */
     uint64_t retry_after_ms;
     uint64_t metric_series_ttl_ms;
     uint64_t max_metric_series;

@@ -13,7 +13,7 @@
 #include "log.h"
 
 typedef struct entry {
-    char *s;       /* NULL when free */
+    char *s; /* NULL when free */
     uint32_t len;
     uint32_t refs; /* next free id when free */
     uint8_t upper; /* s has an ASCII upper-case letter */

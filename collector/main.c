@@ -18,17 +18,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: outrider-collector [--config FILE] [--zipkin-listen HOST:PORT] [--otlp-listen HOST:PORT]\n"
-            "                          [--max-spans N] [--set NAME=VALUE]... [--check] [--print-settings]\n"
-            "\n"
-            "  --config FILE           YAML settings file (see --print-settings for every setting)\n"
-            "  --zipkin-listen H:P     Zipkin API, UI paths, /metrics (default 0.0.0.0:9411; port 0 = any free)\n"
-            "  --otlp-listen H:P       OTLP/HTTP ingest (default 0.0.0.0:4318; port 0 = any free)\n"
-            "  --max-spans N           spans kept in the trace store (default 1000000)\n"
-            "  --set NAME=VALUE        any setting by its dotted name, e.g. --set store.maxBytes=1GiB\n"
-            "  --check                 validate the configuration and exit (0 = valid)\n"
-            "  --print-settings        print the settings reference (Markdown) and exit\n");
+    fprintf(out, "usage: outrider-collector [--config FILE] [--zipkin-listen HOST:PORT] [--otlp-listen HOST:PORT]\n"
+                 "                          [--max-spans N] [--set NAME=VALUE]... [--check] [--print-settings]\n"
+                 "\n"
+                 "  --config FILE           YAML settings file (see --print-settings for every setting)\n"
+                 "  --zipkin-listen H:P     Zipkin API, UI paths, /metrics (default 0.0.0.0:9411; port 0 = any free)\n"
+                 "  --otlp-listen H:P       OTLP/HTTP ingest (default 0.0.0.0:4318; port 0 = any free)\n"
+                 "  --max-spans N           spans kept in the trace store (default 1000000)\n"
+                 "  --set NAME=VALUE        any setting by its dotted name, e.g. --set store.maxBytes=1GiB\n"
+                 "  --check                 validate the configuration and exit (0 = valid)\n"
+                 "  --print-settings        print the settings reference (Markdown) and exit\n");
 }
 
 static void print_error(void *ctx, const char *message)
@@ -41,7 +40,7 @@ static void print_error(void *ctx, const char *message)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},     {"zipkin-listen", required_argument, NULL, 'z'},
+        {"config", required_argument, NULL, 'c'},      {"zipkin-listen", required_argument, NULL, 'z'},
         {"otlp-listen", required_argument, NULL, 'o'}, {"max-spans", required_argument, NULL, 'm'},
         {"set", required_argument, NULL, 's'},         {"check", no_argument, NULL, 'k'},
         {"print-settings", no_argument, NULL, 'p'},    {"help", no_argument, NULL, 'h'},
@@ -101,8 +100,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (config_path != NULL) {
-        int rc = settings_load_yaml(collector_settings, collector_settings_count, &c.cfg, config_path, print_error,
-                                    &errors);
+        int rc =
+            settings_load_yaml(collector_settings, collector_settings_count, &c.cfg, config_path, print_error, &errors);
         if (rc < 0 && errors == 0)
             errors = 1;
     }

@@ -67,10 +67,10 @@ struct series {
 };
 
 typedef struct label_ref {
-    uint32_t name_off, name_len;   /* sanitised name in scratch */
-    const char *orig;              /* original name, for tie-breaks */
+    uint32_t name_off, name_len; /* sanitised name in scratch */
+    const char *orig;            /* original name, for tie-breaks */
     uint32_t orig_len;
-    const char *value;             /* as sent, or in scratch when value_off != UINT32_MAX */
+    const char *value; /* as sent, or in scratch when value_off != UINT32_MAX */
     uint32_t value_off, value_len;
 } label_ref_t;
 
@@ -383,8 +383,7 @@ static long family_find(const metric_store_t *ms, const char *name, uint32_t len
     return -1 - (long)lo;
 }
 
-static int family_exists(const metric_store_t *ms, const char *name, uint32_t len, const char *suffix,
-                         int want_type)
+static int family_exists(const metric_store_t *ms, const char *name, uint32_t len, const char *suffix, int want_type)
 {
     char tmp[1024];
     size_t sl = strlen(suffix);
@@ -586,8 +585,8 @@ static void series_hist_shape(series_t *s, uint32_t n_bounds, const double *boun
         if (d == s || (d != NULL && !bounds_equal(d, n_bounds, bounds)))
             d = NULL;
         size_t le_len = d ? d->le_len : prom_format_le_packed(NULL, bounds, n_bounds);
-        size_t size = n_bounds * sizeof(double) + (n_bounds + 1) * (sizeof(uint64_t) + sizeof(metric_exemplar_t)) +
-                      le_len;
+        size_t size =
+            n_bounds * sizeof(double) + (n_bounds + 1) * (sizeof(uint64_t) + sizeof(metric_exemplar_t)) + le_len;
         s->bounds = xmalloc(size);
         s->buckets = (uint64_t *)(s->bounds + n_bounds);
         s->exemplars = (metric_exemplar_t *)(s->buckets + n_bounds + 1);
@@ -789,16 +788,15 @@ void metric_store_render(metric_store_t *ms, buf_t *out, int openmetrics, uint64
         for (const series_t *s = f->head; s; s = s->next) {
             switch (f->type) {
             case PROM_COUNTER:
-                prom_write_sample(out, f->name, "_total", s->labels, s->n_labels, NULL, NULL, s->value,
-                                  &s->counter_ex, openmetrics);
+                prom_write_sample(out, f->name, "_total", s->labels, s->n_labels, NULL, NULL, s->value, &s->counter_ex,
+                                  openmetrics);
                 break;
             case PROM_HISTOGRAM:
-                prom_write_histogram_le(out, f->name, s->labels, s->n_labels, s->n_bounds, s->le, s->buckets,
-                                     s->sum, s->has_sum, s->exemplars, openmetrics);
+                prom_write_histogram_le(out, f->name, s->labels, s->n_labels, s->n_bounds, s->le, s->buckets, s->sum,
+                                        s->has_sum, s->exemplars, openmetrics);
                 break;
             default:
-                prom_write_sample(out, f->name, "", s->labels, s->n_labels, NULL, NULL, s->value, NULL,
-                                  openmetrics);
+                prom_write_sample(out, f->name, "", s->labels, s->n_labels, NULL, NULL, s->value, NULL, openmetrics);
                 break;
             }
         }

@@ -55,14 +55,14 @@ typedef struct metric_store metric_store_t;
 
 /* Fields left 0 take the default in brackets. */
 typedef struct metric_store_config {
-    uint64_t series_ttl_ms;      /* series not updated for this long expire [300000] */
-    uint32_t max_series;         /* new series past this are rejected [100000] */
-    uint32_t max_label_count;    /* labels per point, at most 128 [32] */
-    uint32_t max_name_len;       /* metric and label name bytes [256] */
+    uint64_t series_ttl_ms;       /* series not updated for this long expire [300000] */
+    uint32_t max_series;          /* new series past this are rejected [100000] */
+    uint32_t max_label_count;     /* labels per point, at most 128 [32] */
+    uint32_t max_name_len;        /* metric and label name bytes [256] */
     uint32_t max_label_value_len; /* label value bytes [1024] */
-    uint32_t max_buckets;        /* explicit bounds per histogram [128] */
-    uint32_t max_help_len;       /* description bytes kept; longer ones are cut [1024] */
-    int help_fallback;           /* families without a description get a generated HELP line (linters want one) [0] */
+    uint32_t max_buckets;         /* explicit bounds per histogram [128] */
+    uint32_t max_help_len;        /* description bytes kept; longer ones are cut [1024] */
+    int help_fallback;            /* families without a description get a generated HELP line (linters want one) [0] */
     const char *const *reserved_prefixes; /* family names the owner renders itself: new families
                                              starting with one are rejected (not copied; must outlive the store) */
     size_t n_reserved_prefixes;
@@ -70,11 +70,11 @@ typedef struct metric_store_config {
 
 /* Why a point was rejected; also the index into metric_store_stats_t.rejected. */
 enum metric_reject {
-    METRIC_REJECT_INVALID = 0,      /* bad name, NaN/negative counter delta, bad bounds, bad temporality */
-    METRIC_REJECT_LIMIT,            /* a per-point limit (labels, lengths, buckets) */
-    METRIC_REJECT_MAX_SERIES,       /* the store is full */
-    METRIC_REJECT_TYPE_CONFLICT,    /* family already has another type */
-    METRIC_REJECT_BOUNDS_MISMATCH,  /* DELTA histogram with other bounds than its series */
+    METRIC_REJECT_INVALID = 0,     /* bad name, NaN/negative counter delta, bad bounds, bad temporality */
+    METRIC_REJECT_LIMIT,           /* a per-point limit (labels, lengths, buckets) */
+    METRIC_REJECT_MAX_SERIES,      /* the store is full */
+    METRIC_REJECT_TYPE_CONFLICT,   /* family already has another type */
+    METRIC_REJECT_BOUNDS_MISMATCH, /* DELTA histogram with other bounds than its series */
     METRIC_REJECT_COUNT_
 };
 

@@ -187,16 +187,14 @@ static void route_otlp(collector_t *c, const http_request_t *req, http_response_
     static const struct {
         const char *path;
         void (*fn)(collector_t *, const http_request_t *, http_response_t *);
-    } routes[] = {{"/v1/traces", ingest_otlp_traces},
-                  {"/v1/metrics", ingest_otlp_metrics},
-                  {"/v1/logs", ingest_otlp_logs}};
+    } routes[] = {
+        {"/v1/traces", ingest_otlp_traces}, {"/v1/metrics", ingest_otlp_metrics}, {"/v1/logs", ingest_otlp_logs}};
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(req->path, routes[i].path) != 0)
             continue;
         resp->route = routes[i].path;
         if (strcmp(req->method, "POST") != 0) {
-            http_respond_text(resp, 405, "method %s not allowed on %s; OTLP/HTTP takes POST", req->method,
-                              req->path);
+            http_respond_text(resp, 405, "method %s not allowed on %s; OTLP/HTTP takes POST", req->method, req->path);
             return;
         }
         routes[i].fn(c, req, resp);
@@ -323,8 +321,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (l->kind == LISTENER_ZIPKIN) {
         resp.cors = 1;
         route_zipkin(c, &req, &resp);
-    }
-    else
+    } else
         route_otlp(c, &req, &resp);
     enum MHD_Result rc = send_response(conn, r, &resp);
     buf_dispose(&resp.body);
@@ -391,15 +388,12 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
         return -1;
     }
     collector_t *c = l->c;
-    l->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, l,
-                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)c->cfg.max_concurrent_requests,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
-                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-                                 MHD_OPTION_END);
+    l->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+                                 (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned int)60, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_END);
     if (l->daemon == NULL) {
         log_error("cannot listen on %s for %s: %s", hostport, name, errno ? strerror(errno) : "bind failed");
         return -1;

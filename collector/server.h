@@ -23,8 +23,8 @@ struct collector;
 typedef struct http_request {
     struct MHD_Connection *conn;
     const char *method;
-    const char *path;             /* without query string */
-    const char *body;             /* may be NULL when empty */
+    const char *path; /* without query string */
+    const char *body; /* may be NULL when empty */
     size_t body_len;
     const char *content_type;     /* NULL when absent */
     const char *content_encoding; /* NULL when absent */
@@ -33,12 +33,12 @@ typedef struct http_request {
 
 typedef struct http_response {
     int status;
-    const char *content_type;     /* static string */
+    const char *content_type; /* static string */
     buf_t body;
-    char location[256];           /* for redirects; "" = none */
-    char retry_after[24];         /* seconds; "" = none */
-    const char *route;            /* template for the latency metric's uri label */
-    int cors;                     /* add Access-Control-Allow-Origin (the Zipkin port, as Zipkin does) */
+    char location[256];   /* for redirects; "" = none */
+    char retry_after[24]; /* seconds; "" = none */
+    const char *route;    /* template for the latency metric's uri label */
+    int cors;             /* add Access-Control-Allow-Origin (the Zipkin port, as Zipkin does) */
 } http_response_t;
 
 /* Value of a query parameter, or NULL. */

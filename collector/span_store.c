@@ -562,8 +562,8 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 #define TOUCH_SVCS 16
 
 typedef struct touch {
-    uint64_t ts;      /* trace timestamp after the spans so far */
-    uint8_t root;     /* ts is a root span's */
+    uint64_t ts;       /* trace timestamp after the spans so far */
+    uint8_t root;      /* ts is a root span's */
     uint8_t recompute; /* a merge happened: recompute ts from the blob */
     uint8_t svc_overflow;
     uint32_t n_svcs;
@@ -729,8 +729,7 @@ static void touch_finish(span_store_t *st, trace_t *t, const touch_t *b)
  * Store the spans of one trace (first, then next[] links, in arrival
  * order); returns how many were accepted.
  */
-static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *next, uint32_t first,
-                        uint64_t now_us)
+static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *next, uint32_t first, uint64_t now_us)
 {
     trace_t *t = store_find_trace(st, spans[first].trace_id_high, spans[first].trace_id_low);
     touch_t b;
@@ -803,8 +802,7 @@ static void evict_oldest(span_store_t *st)
  * ends a chain). Spans without ids are left out. Returns the number of
  * groups. Memory comes from st->batch.
  */
-static size_t batch_group(span_store_t *st, const span_t *spans, uint32_t n, uint32_t **first_out,
-                          uint32_t **next_out)
+static size_t batch_group(span_store_t *st, const span_t *spans, uint32_t n, uint32_t **first_out, uint32_t **next_out)
 {
     uint32_t cap = 16;
     while (cap < n * 2)
@@ -859,8 +857,8 @@ int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t 
             accepted += insert_trace(st, spans + off, next, first[g], now_us);
         off += chunk;
     }
-    while (st->fifo_len > 0 && ((st->max_spans && st->n_spans > st->max_spans) ||
-                                (st->max_bytes && store_bytes(st) > st->max_bytes)))
+    while (st->fifo_len > 0 &&
+           ((st->max_spans && st->n_spans > st->max_spans) || (st->max_bytes && store_bytes(st) > st->max_bytes)))
         evict_oldest(st);
     deps_settle(st, now_us);
     arena_reset(&st->scratch);

@@ -48,11 +48,11 @@ typedef struct span_store_config {
     int strict_trace_id;                  /* 1 (default): 128-bit ids match exactly; 0: low 64 bits */
     const char *const *autocomplete_keys; /* tag keys whose values are indexed; copied */
     size_t n_autocomplete_keys;
-    uint32_t dep_bucket_ms;               /* dependency link time grain (default 60000) */
-    uint32_t dep_settle_ms;               /* a changed trace's links are recomputed after this (default 1000) */
-    uint32_t max_trace_spans;             /* spans beyond this many in one trace are dropped; 0 = no cap.
-                                             Dependency links are recomputed per changed trace, so a cap
-                                             bounds what one hostile trace can cost. */
+    uint32_t dep_bucket_ms;   /* dependency link time grain (default 60000) */
+    uint32_t dep_settle_ms;   /* a changed trace's links are recomputed after this (default 1000) */
+    uint32_t max_trace_spans; /* spans beyond this many in one trace are dropped; 0 = no cap.
+                                 Dependency links are recomputed per changed trace, so a cap
+                                 bounds what one hostile trace can cost. */
 } span_store_config_t;
 
 /* Fill cfg with the defaults: 500000 spans, no byte bound, strict ids, no autocomplete keys. */
@@ -61,7 +61,7 @@ void span_store_config_default(span_store_config_t *cfg);
 typedef struct span_store_stats {
     uint64_t spans;
     uint64_t traces;
-    uint64_t bytes;          /* store's own accounting: blobs, indexes, interned strings */
+    uint64_t bytes; /* store's own accounting: blobs, indexes, interned strings */
     uint64_t evicted_spans;
     uint64_t evicted_traces;
     uint64_t services;
@@ -94,14 +94,14 @@ typedef struct span_query_term {
 typedef struct span_query {
     str_t service_name;
     str_t remote_service_name;
-    str_t span_name;                 /* "all" means unset, as in Zipkin */
-    const span_query_term_t *terms;  /* from span_query_parse_annotation_query */
+    str_t span_name;                /* "all" means unset, as in Zipkin */
+    const span_query_term_t *terms; /* from span_query_parse_annotation_query */
     size_t n_terms;
-    uint64_t min_duration_us;        /* 0 = unset */
-    uint64_t max_duration_us;        /* 0 = unset; only valid with min_duration_us */
-    uint64_t end_ts_ms;              /* required, > 0 */
-    uint64_t lookback_ms;            /* required, > 0 */
-    uint32_t limit;                  /* required, > 0 */
+    uint64_t min_duration_us; /* 0 = unset */
+    uint64_t max_duration_us; /* 0 = unset; only valid with min_duration_us */
+    uint64_t end_ts_ms;       /* required, > 0 */
+    uint64_t lookback_ms;     /* required, > 0 */
+    uint32_t limit;           /* required, > 0 */
 } span_query_t;
 
 typedef struct span_dep_link {
@@ -149,8 +149,8 @@ int span_query_validate(const span_query_t *q, const char **reason);
  * allocated from arena and point into it. Returns 0, or -1 with *reason for
  * an empty term or key, more than 100 terms, or arena exhaustion.
  */
-int span_query_parse_annotation_query(const char *s, size_t len, arena_t *arena, span_query_term_t **terms,
-                                      size_t *n, const char **reason);
+int span_query_parse_annotation_query(const char *s, size_t len, arena_t *arena, span_query_term_t **terms, size_t *n,
+                                      const char **reason);
 
 /*
  * Traces matching q (QueryRequest.test semantics), most recent first, at

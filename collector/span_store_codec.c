@@ -125,9 +125,9 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
     }
     uint8_t *p = st->enc;
     p = wr_u64(p, s->id);
-    uint8_t f1 = (uint8_t)((s->kind & F1_KIND) | (s->debug ? F1_DEBUG : 0) | (s->shared ? F1_SHARED : 0) |
-                           (s->parent_id ? F1_PARENT : 0) | (s->timestamp_us ? F1_TS : 0) |
-                           (s->duration_us ? F1_DUR : 0));
+    uint8_t f1 =
+        (uint8_t)((s->kind & F1_KIND) | (s->debug ? F1_DEBUG : 0) | (s->shared ? F1_SHARED : 0) |
+                  (s->parent_id ? F1_PARENT : 0) | (s->timestamp_us ? F1_TS : 0) | (s->duration_us ? F1_DUR : 0));
     uint8_t f2 = (uint8_t)((s->has_local ? F2_LOCAL : 0) | (s->has_remote ? F2_REMOTE : 0) |
                            (s->name.len ? F2_NAME : 0) | (s->trace_id_high != t->id_hi ? F2_HI : 0));
     *p++ = f1;
@@ -368,8 +368,7 @@ static int ep_out(const span_store_t *st, const ep_rec_t *e, arena_t *arena, int
     return 0;
 }
 
-int srec_to_span(const span_store_t *st, const trace_t *t, const srec_t *r, arena_t *arena, int copy,
-                 span_t *out)
+int srec_to_span(const span_store_t *st, const trace_t *t, const srec_t *r, arena_t *arena, int copy, span_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->trace_id_high = r->hi;

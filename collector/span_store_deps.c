@@ -83,8 +83,8 @@ static void bucket_apply(span_store_t *st, uint32_t bno, const dep_rec_t *links,
             if (k == b->n) {
                 if (b->n == b->cap) {
                     uint32_t ncap = b->cap ? b->cap * 2 : 4;
-                    b->v = store_realloc(b->v, (size_t)b->cap * sizeof(*b->v), (size_t)ncap * sizeof(*b->v),
-                                         &st->bytes);
+                    b->v =
+                        store_realloc(b->v, (size_t)b->cap * sizeof(*b->v), (size_t)ncap * sizeof(*b->v), &st->bytes);
                     b->cap = ncap;
                 }
                 b->v[b->n++] = (bucket_link_t){l->parent, l->child, 0, 0};
@@ -144,7 +144,7 @@ typedef struct lnode {
     uint64_t parent; /* after clean-up */
     uint32_t pos;    /* arrival position, for a stable sort */
     uint8_t shared;
-    int32_t up;      /* tree parent: node index, VROOT, or UNSET */
+    int32_t up; /* tree parent: node index, VROOT, or UNSET */
     int32_t n_children;
 } lnode_t;
 
@@ -665,8 +665,8 @@ static void settle_trace(span_store_t *st, trace_t *t)
     uint32_t bno = t->ts ? (uint32_t)((t->ts / 1000) / st->bucket_ms) : NO_BUCKET;
     trace_links_t *cur = t->links;
     uint32_t cur_n = cur ? cur->n : 0;
-    if (lk.n_out == cur_n && (lk.n_out == 0 || (bno == cur->bucket &&
-                                                memcmp(lk.out, cur->v, (size_t)lk.n_out * sizeof(*lk.out)) == 0)))
+    if (lk.n_out == cur_n &&
+        (lk.n_out == 0 || (bno == cur->bucket && memcmp(lk.out, cur->v, (size_t)lk.n_out * sizeof(*lk.out)) == 0)))
         return;
     if (cur != NULL)
         bucket_apply(st, cur->bucket, cur->v, cur_n, -1);
@@ -774,8 +774,8 @@ int span_store_dependencies(span_store_t *st, uint64_t end_ts_ms, uint64_t lookb
                 uint64_t key = st->buckets.slots[i].key;
                 if (key == U64MAP_EMPTY || key < b0 || key > b1)
                     continue;
-                sum_bucket((const dep_bucket_t *)(uintptr_t)st->buckets.slots[i].val, &agg, &acc, &n_acc,
-                           &cap_acc, &acct);
+                sum_bucket((const dep_bucket_t *)(uintptr_t)st->buckets.slots[i].val, &agg, &acc, &n_acc, &cap_acc,
+                           &acct);
             }
         } else {
             for (uint64_t b = b0; b <= b1; b++) {

@@ -19,9 +19,9 @@
  * Names, service names and tag keys are intern ids; tag and annotation
  * values are inline. Each trace also keeps a filter of its span ids (a
  * 64-bit bloom in the trace, a fingerprint table once the trace is big) so
- * an insert scans the blob for a merge candidate only when one may exist. Traces are found through an open-addressing hash on
- * the trace id, evicted in arrival order from a FIFO ring, and listed in
- * time order per service (and globally) in sorted arrays of trace pointers.
+ * an insert scans the blob for a merge candidate only when one may exist. Traces are found through an open-addressing
+ * hash on the trace id, evicted in arrival order from a FIFO ring, and listed in time order per service (and globally)
+ * in sorted arrays of trace pointers.
  */
 #ifndef OUTRIDER_SPAN_STORE_INTERNAL_H
 #define OUTRIDER_SPAN_STORE_INTERNAL_H
@@ -131,7 +131,7 @@ typedef struct trace {
     uint64_t ts;      /* trace timestamp in µs (QueryRequest.test); 0 = none */
     uint64_t base_ts; /* span timestamps are stored relative to this */
     uint8_t *blob;
-    uint64_t ids;       /* span id filter: a 64-bit bloom, or with big_ids a span_idset pointer */
+    uint64_t ids;         /* span id filter: a 64-bit bloom, or with big_ids a span_idset pointer */
     trace_links_t *links; /* links currently applied to the dependency buckets; NULL = none */
     uint32_t blob_len;
     uint32_t n_spans;
@@ -144,10 +144,10 @@ typedef struct trace {
 
 typedef struct service {
     uint32_t sid;
-    uint32_t n_spans;  /* stored spans with this local service */
-    tlist_t traces;    /* traces with a timestamp holding such spans */
-    u64map_t names;    /* span name id -> span count */
-    u64map_t remotes;  /* remote service id -> span count */
+    uint32_t n_spans; /* stored spans with this local service */
+    tlist_t traces;   /* traces with a timestamp holding such spans */
+    u64map_t names;   /* span name id -> span count */
+    u64map_t remotes; /* remote service id -> span count */
 } service_t;
 
 typedef struct ac_key {
@@ -164,11 +164,11 @@ typedef struct ac_key {
 #define TAG_ORDERS 4
 
 typedef struct tag_order {
-    uint32_t n;                    /* tags in; 0 = unused slot */
-    uint32_t n_out;                /* after dropping earlier duplicates of a key */
-    uint32_t ids[TAG_ORDER_MAX];   /* key ids in arrival order, each holding one reference */
-    uint8_t perm[TAG_ORDER_MAX];   /* arrival positions in output (key) order */
-    uint32_t kept;                 /* bit i: position i is in perm */
+    uint32_t n;                  /* tags in; 0 = unused slot */
+    uint32_t n_out;              /* after dropping earlier duplicates of a key */
+    uint32_t ids[TAG_ORDER_MAX]; /* key ids in arrival order, each holding one reference */
+    uint8_t perm[TAG_ORDER_MAX]; /* arrival positions in output (key) order */
+    uint32_t kept;               /* bit i: position i is in perm */
 } tag_order_t;
 
 typedef struct dirty_ent {
@@ -203,7 +203,7 @@ struct span_store {
 
     u64map_t buckets; /* bucket number -> dep_bucket_t* */
     dirty_ent_t *dirty;
-    uint32_t dirty_cap; /* power of two */
+    uint32_t dirty_cap;              /* power of two */
     uint32_t dirty_head, dirty_tail; /* free-running positions */
 
     uint64_t n_spans, evicted_spans, evicted_traces;
@@ -217,7 +217,7 @@ struct span_store {
     uint32_t hint_tag[TAG_ORDER_MAX]; /* by tag position */
     tag_order_t tag_orders[TAG_ORDERS];
     uint32_t tag_order_next; /* slot replaced next */
-    uint8_t *stage;  /* records of one trace appended by the current batch, not yet in its blob */
+    uint8_t *stage;          /* records of one trace appended by the current batch, not yet in its blob */
     size_t stage_len, stage_cap;
     blob_heap_t blobs;
     uint8_t deps_generic; /* tests: always use the general tree builder for dependency links */
@@ -243,7 +243,7 @@ typedef struct srec {
     uint32_t name;
     ep_rec_t local, remote;
     uint32_t n_ann, n_tags;
-    const uint8_t *ann; /* first annotation */
+    const uint8_t *ann;  /* first annotation */
     const uint8_t *tags; /* first tag */
 } srec_t;
 
@@ -277,8 +277,7 @@ const uint8_t *srec_ann(const trace_t *t, const uint8_t *p, uint64_t *ts, str_t 
  * into the intern table and the blob. Returns 0, or -1 when the arena is
  * exhausted.
  */
-int srec_to_span(const span_store_t *st, const trace_t *t, const srec_t *r, arena_t *arena, int copy,
-                 span_t *out);
+int srec_to_span(const span_store_t *st, const trace_t *t, const srec_t *r, arena_t *arena, int copy, span_t *out);
 
 /* What span_encode interned, and where the tags start in st->enc. */
 typedef struct enc_info {

@@ -390,4 +390,3 @@ void tlist_dispose(tlist_t *l, int64_t *acct)
     store_free(l->v, (size_t)l->cap * sizeof(*l->v), acct);
     memset(l, 0, sizeof(*l));
 }
-

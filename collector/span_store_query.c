@@ -79,8 +79,8 @@ static const char *find_and(const char *p, const char *end)
     return NULL;
 }
 
-int span_query_parse_annotation_query(const char *s, size_t len, arena_t *arena, span_query_term_t **terms,
-                                      size_t *n, const char **reason)
+int span_query_parse_annotation_query(const char *s, size_t len, arena_t *arena, span_query_term_t **terms, size_t *n,
+                                      const char **reason)
 {
     *terms = NULL;
     *n = 0;
@@ -150,8 +150,7 @@ int span_store_get_trace(span_store_t *st, uint64_t trace_id_high, uint64_t trac
     return rc;
 }
 
-int span_store_get_many(span_store_t *st, const span_trace_id_t *ids, size_t n_ids, arena_t *arena,
-                        trace_result_t *out)
+int span_store_get_many(span_store_t *st, const span_trace_id_t *ids, size_t n_ids, arena_t *arena, trace_result_t *out)
 {
     out->traces = NULL;
     out->n_traces = 0;

@@ -38,8 +38,7 @@ static str_t param_lower(const http_request_t *req, const char *name, arena_t *a
 }
 
 /* Parse an optional non-negative integer parameter. 0 ok (present or not), -1 bad (resp set). */
-static int param_u64(const http_request_t *req, const char *name, uint64_t *out, int *present,
-                     http_response_t *resp)
+static int param_u64(const http_request_t *req, const char *name, uint64_t *out, int *present, http_response_t *resp)
 {
     const char *v = http_query(req, name);
     *present = 0;
@@ -174,8 +173,7 @@ static void get_trace_many(collector_t *c, const http_request_t *req, http_respo
                 return;
             }
             if (span_parse_trace_id(p, len, &ids[n].high, &ids[n].low) != 0) {
-                http_respond_text(resp, 400, "traceIds: \"%.*s\" is not a 1 to 32 character hex trace id",
-                                  (int)len, p);
+                http_respond_text(resp, 400, "traceIds: \"%.*s\" is not a 1 to 32 character hex trace id", (int)len, p);
                 return;
             }
             n++;
@@ -240,8 +238,7 @@ int zipkin_api_handle(collector_t *c, const http_request_t *req, const char *pat
             respond_names(resp, names, n);
     } else if (strcmp(path, "/spans") == 0) {
         resp->route = "/api/v2/spans";
-        if (require_service(req, &a, &svc, resp) == 0 &&
-            span_store_span_names(c->store, svc, &a, &names, &n) == 0)
+        if (require_service(req, &a, &svc, resp) == 0 && span_store_span_names(c->store, svc, &a, &names, &n) == 0)
             respond_names(resp, names, n);
     } else if (strcmp(path, "/remoteServices") == 0) {
         resp->route = "/api/v2/remoteServices";

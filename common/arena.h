@@ -15,10 +15,10 @@
 typedef struct arena_block arena_block_t;
 
 typedef struct arena {
-    arena_block_t *head;   /* current block, newest first */
-    size_t used;           /* bytes handed out from head */
-    size_t total;          /* bytes of all blocks */
-    size_t limit;          /* 0 = unlimited; else total never exceeds it */
+    arena_block_t *head; /* current block, newest first */
+    size_t used;         /* bytes handed out from head */
+    size_t total;        /* bytes of all blocks */
+    size_t limit;        /* 0 = unlimited; else total never exceeds it */
 } arena_t;
 
 /* Initialise an empty arena; limit is the most bytes it may hold (0 = no limit). */

@@ -17,7 +17,10 @@ typedef struct buf {
     size_t cap; /* bytes allocated */
 } buf_t;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                                       \
+    {                                                                                                                  \
+        NULL, 0, 0                                                                                                     \
+    }
 
 /* Free the storage; the buf is empty afterwards and can be reused. */
 void buf_dispose(buf_t *b);

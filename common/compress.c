@@ -162,8 +162,8 @@ static ZSTD_DCtx *dctx_get(void)
  * whose content does not match the declared size, as streaming would.
  * Returns 1 when the frame is not eligible (the caller streams).
  */
-static int decode_zstd_sized(ZSTD_DCtx *dctx, const void *in, size_t in_len, size_t max_out, buf_t *out,
-                             char *err, size_t errlen)
+static int decode_zstd_sized(ZSTD_DCtx *dctx, const void *in, size_t in_len, size_t max_out, buf_t *out, char *err,
+                             size_t errlen)
 {
     unsigned long long size = ZSTD_getFrameContentSize(in, in_len);
     if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > max_out)
@@ -245,8 +245,8 @@ done:
     return rc;
 }
 
-int compress_decode(enum compress_codec codec, const void *in, size_t in_len, size_t max_out, buf_t *out,
-                    char *err, size_t errlen)
+int compress_decode(enum compress_codec codec, const void *in, size_t in_len, size_t max_out, buf_t *out, char *err,
+                    size_t errlen)
 {
     switch (codec) {
     case COMPRESS_NONE:

@@ -47,8 +47,8 @@ const char *compress_codec_name(enum compress_codec codec);
  * or COMPRESS_TOO_LARGE; on error err (if not NULL) gets a short reason and
  * out may hold partial output, which the caller discards.
  */
-int compress_decode(enum compress_codec codec, const void *in, size_t in_len, size_t max_out, buf_t *out,
-                    char *err, size_t errlen);
+int compress_decode(enum compress_codec codec, const void *in, size_t in_len, size_t max_out, buf_t *out, char *err,
+                    size_t errlen);
 
 /* Encode in into out with the codec at the given level (zstd 1..19, gzip 1..9). Returns 0 or -1. */
 int compress_encode(enum compress_codec codec, const void *in, size_t in_len, int level, buf_t *out);

@@ -47,15 +47,15 @@ typedef struct metric_point {
     uint8_t monotonic;                   /* sums: is_monotonic */
     uint8_t has_sum;                     /* histograms: sum present */
     uint32_t n_labels;
-    const metric_label_t *labels;        /* data point attributes, in sent order */
+    const metric_label_t *labels; /* data point attributes, in sent order */
     uint64_t start_time_unix_nano;
     uint64_t time_unix_nano;
-    double value;                        /* gauge and sum value (ints converted) */
-    uint64_t count;                      /* histogram */
-    double sum;                          /* histogram */
-    uint32_t n_bounds;                   /* explicit bounds; buckets = n_bounds + 1 */
+    double value;      /* gauge and sum value (ints converted) */
+    uint64_t count;    /* histogram */
+    double sum;        /* histogram */
+    uint32_t n_bounds; /* explicit bounds; buckets = n_bounds + 1 */
     const double *bounds;
-    const uint64_t *bucket_counts;       /* n_bounds + 1 entries */
+    const uint64_t *bucket_counts; /* n_bounds + 1 entries */
     uint32_t n_exemplars;
     const metric_exemplar_t *exemplars;
 } metric_point_t;

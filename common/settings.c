@@ -95,9 +95,9 @@ static int parse_bytes(const char *s, uint64_t *out)
     static const struct {
         const char *suffix;
         uint64_t mult;
-    } units[] = {{"", 1},         {"B", 1},           {"KiB", 1024},    {"MiB", 1024 * 1024},
-                 {"GiB", 1 << 30}, {"KB", 1000},      {"MB", 1000000}, {"GB", 1000000000},
-                 {"Ki", 1024},    {"Mi", 1024 * 1024}, {"Gi", 1 << 30}};
+    } units[] = {{"", 1},        {"B", 1},        {"KiB", 1024},      {"MiB", 1024 * 1024}, {"GiB", 1 << 30},
+                 {"KB", 1000},   {"MB", 1000000}, {"GB", 1000000000}, {"Ki", 1024},         {"Mi", 1024 * 1024},
+                 {"Gi", 1 << 30}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strcmp(rest, units[i].suffix) == 0)
             return mul_check(v, units[i].mult, out);
@@ -345,8 +345,7 @@ static void forward_error(void *ctx, const char *message)
     l->errors++;
 }
 
-int settings_load_yaml(const setting_t *table, size_t n, void *cfg, const char *path, settings_error_fn err,
-                       void *ctx)
+int settings_load_yaml(const setting_t *table, size_t n, void *cfg, const char *path, settings_error_fn err, void *ctx)
 {
     loader_t l = {table, n, cfg, path, err, ctx, 0};
     FILE *f = fopen(path, "r");
@@ -388,8 +387,8 @@ static int check_directives(loader_t *l, const char *text, size_t len)
         size_t end = i;
         while (end < len && text[end] != '\n' && text[end] != '\r')
             end++;
-        int ok = (end - i >= 6 && memcmp(text + i, "%YAML ", 6) == 0) ||
-                 (end - i >= 5 && memcmp(text + i, "%TAG ", 5) == 0);
+        int ok =
+            (end - i >= 6 && memcmp(text + i, "%YAML ", 6) == 0) || (end - i >= 5 && memcmp(text + i, "%TAG ", 5) == 0);
         for (size_t j = i; ok && j < end; j++)
             ok = ((unsigned char)text[j] >= 0x20 && (unsigned char)text[j] <= 0x7e) || text[j] == '\t';
         if (!ok) {

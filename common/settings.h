@@ -32,7 +32,7 @@ typedef struct setting_list {
 } setting_list_t;
 
 typedef struct setting {
-    const char *name;  /* dotted YAML path, e.g. "store.maxSpans" */
+    const char *name; /* dotted YAML path, e.g. "store.maxSpans" */
     enum setting_type type;
     size_t offset;     /* offsetof(config struct, field) */
     const char *def;   /* default as text, parsed like user input; NULL = empty */
@@ -52,8 +52,7 @@ void settings_defaults(const setting_t *table, size_t n, void *cfg);
  * each reported; returns the number of errors (0 = success), or -1 if the
  * file cannot be read or is not YAML (also reported).
  */
-int settings_load_yaml(const setting_t *table, size_t n, void *cfg, const char *path, settings_error_fn err,
-                       void *ctx);
+int settings_load_yaml(const setting_t *table, size_t n, void *cfg, const char *path, settings_error_fn err, void *ctx);
 
 /* Same as settings_load_yaml but from a string (the name is used in messages). */
 int settings_load_yaml_string(const setting_t *table, size_t n, void *cfg, const char *name, const char *text,

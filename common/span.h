@@ -36,7 +36,7 @@ typedef struct span_endpoint {
     str_t service_name; /* stored and queried lowercased, as Zipkin does */
     uint8_t ipv4[4];
     uint8_t ipv6[16];
-    uint16_t port;   /* 0 = absent */
+    uint16_t port; /* 0 = absent */
     uint8_t has_ipv4;
     uint8_t has_ipv6;
 } span_endpoint_t;
@@ -54,13 +54,13 @@ typedef struct span_tag {
 typedef struct span {
     uint64_t trace_id_high; /* 0 for a 64-bit trace id */
     uint64_t trace_id_low;
-    uint64_t parent_id;     /* 0 = root */
+    uint64_t parent_id; /* 0 = root */
     uint64_t id;
     enum span_kind kind;
-    str_t name;             /* lowercased, as Zipkin does */
-    uint64_t timestamp_us;  /* epoch microseconds; 0 = absent */
-    uint64_t duration_us;   /* 0 = absent */
-    span_endpoint_t local;  /* has_local = 0: absent */
+    str_t name;            /* lowercased, as Zipkin does */
+    uint64_t timestamp_us; /* epoch microseconds; 0 = absent */
+    uint64_t duration_us;  /* 0 = absent */
+    span_endpoint_t local; /* has_local = 0: absent */
     span_endpoint_t remote;
     uint8_t has_local;
     uint8_t has_remote;
@@ -98,7 +98,7 @@ void span_format_id(uint64_t id, char out[17]);
 size_t span_format_trace_id(uint64_t high, uint64_t low, char out[33]);
 
 /* Big-endian byte form of ids as used by protobuf: 8 or 16 bytes. */
-uint64_t span_id_from_bytes(const uint8_t *b);     /* reads 8 bytes */
+uint64_t span_id_from_bytes(const uint8_t *b); /* reads 8 bytes */
 void span_id_to_bytes(uint64_t id, uint8_t out[8]);
 
 /*

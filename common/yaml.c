@@ -111,9 +111,10 @@ static int walk(buf_t *b, struct fy_node *node, int depth, int line, int col)
         if (s == NULL)
             len = 0;
         int quoted = fy_node_get_style(node) != FYNS_PLAIN;
-        int is_null = !quoted && (len == 0 || (len == 1 && s[0] == '~') ||
-                                  (len == 4 && (memcmp(s, "null", 4) == 0 || memcmp(s, "Null", 4) == 0 ||
-                                                memcmp(s, "NULL", 4) == 0)));
+        int is_null =
+            !quoted &&
+            (len == 0 || (len == 1 && s[0] == '~') ||
+             (len == 4 && (memcmp(s, "null", 4) == 0 || memcmp(s, "Null", 4) == 0 || memcmp(s, "NULL", 4) == 0)));
         buf_append_char(b, 's');
         put_pos(b, line, col);
         put_u32(b, (uint32_t)(is_null | (quoted << 1)));
@@ -407,8 +408,10 @@ int yaml_parse(const char *name, const char *text, size_t len, unsigned timeout_
     }
     int rc = -1;
     if (timed_out) {
-        report(&r, 0, 0, "the YAML parser did not finish within %u ms on this file (a libfyaml defect); "
-                         "simplify the syntax near anchors, complex keys or directives", timeout_ms);
+        report(&r, 0, 0,
+               "the YAML parser did not finish within %u ms on this file (a libfyaml defect); "
+               "simplify the syntax near anchors, complex keys or directives",
+               timeout_ms);
     } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         report(&r, 0, 0, "the YAML parser failed on this file (%s %d, a libfyaml defect); check its syntax",
                WIFSIGNALED(status) ? "signal" : "exit", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));

@@ -27,19 +27,19 @@ enum yaml_kind {
 typedef struct yaml_node yaml_node_t;
 struct yaml_node {
     enum yaml_kind kind;
-    int line, col;        /* 1-based position of the node's first character */
-    const char *str;      /* scalar text, NUL-terminated (also for null: "") */
+    int line, col;   /* 1-based position of the node's first character */
+    const char *str; /* scalar text, NUL-terminated (also for null: "") */
     size_t len;
-    uint8_t is_null;      /* an empty value, ~ or null, unquoted */
-    uint8_t quoted;       /* the scalar was quoted (so "true" is a string) */
-    size_t n;             /* map: pairs; seq: items */
-    yaml_node_t **items;  /* map: 2n entries, key then value; seq: n entries */
+    uint8_t is_null;     /* an empty value, ~ or null, unquoted */
+    uint8_t quoted;      /* the scalar was quoted (so "true" is a string) */
+    size_t n;            /* map: pairs; seq: items */
+    yaml_node_t **items; /* map: 2n entries, key then value; seq: n entries */
 };
 
 typedef struct yaml_stream {
-    arena_t arena;        /* owns every node and string */
+    arena_t arena; /* owns every node and string */
     size_t n_docs;
-    yaml_node_t **docs;   /* root of each document (NULL entries never appear) */
+    yaml_node_t **docs; /* root of each document (NULL entries never appear) */
 } yaml_stream_t;
 
 /* Receives one error "name:line:col: reason". */

@@ -206,8 +206,8 @@ static void append_header_name(buf_t *b, const char *name, enum prom_type type, 
         buf_append(b, "_total", 6);
 }
 
-void prom_write_family_header(buf_t *b, const char *name, enum prom_type type, const char *help,
-                              size_t help_len, const char *unit, int openmetrics)
+void prom_write_family_header(buf_t *b, const char *name, enum prom_type type, const char *help, size_t help_len,
+                              const char *unit, int openmetrics)
 {
     if (help != NULL && help_len > 0) {
         buf_append(b, "# HELP ", 7);
@@ -303,9 +303,9 @@ static void append_self(buf_t *b, size_t off, size_t len)
     b->data[b->len] = '\0';
 }
 
-void prom_write_sample(buf_t *b, const char *name, const char *suffix, const metric_label_t *labels,
-                       uint32_t n_labels, const char *extra_name, const char *extra_value, double value,
-                       const metric_exemplar_t *ex, int openmetrics)
+void prom_write_sample(buf_t *b, const char *name, const char *suffix, const metric_label_t *labels, uint32_t n_labels,
+                       const char *extra_name, const char *extra_value, double value, const metric_exemplar_t *ex,
+                       int openmetrics)
 {
     buf_append_str(b, name);
     if (suffix != NULL)
@@ -329,8 +329,8 @@ void prom_write_sample(buf_t *b, const char *name, const char *suffix, const met
  */
 static void write_histogram(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
                             uint32_t n_bounds, const double *bounds, const char *le_packed,
-                            const uint64_t *bucket_counts, double sum, int has_sum,
-                            const metric_exemplar_t *exemplars, int openmetrics)
+                            const uint64_t *bucket_counts, double sum, int has_sum, const metric_exemplar_t *exemplars,
+                            int openmetrics)
 {
     size_t name_len = strlen(name);
     size_t name_off = b->len;
@@ -375,16 +375,16 @@ static void write_histogram(buf_t *b, const char *name, const metric_label_t *la
 }
 
 void prom_write_histogram(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
-                          uint32_t n_bounds, const double *bounds, const uint64_t *bucket_counts,
-                          double sum, int has_sum, const metric_exemplar_t *exemplars, int openmetrics)
+                          uint32_t n_bounds, const double *bounds, const uint64_t *bucket_counts, double sum,
+                          int has_sum, const metric_exemplar_t *exemplars, int openmetrics)
 {
     write_histogram(b, name, labels, n_labels, n_bounds, bounds, NULL, bucket_counts, sum, has_sum, exemplars,
                     openmetrics);
 }
 
 void prom_write_histogram_le(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
-                             uint32_t n_bounds, const char *le_packed, const uint64_t *bucket_counts,
-                             double sum, int has_sum, const metric_exemplar_t *exemplars, int openmetrics)
+                             uint32_t n_bounds, const char *le_packed, const uint64_t *bucket_counts, double sum,
+                             int has_sum, const metric_exemplar_t *exemplars, int openmetrics)
 {
     write_histogram(b, name, labels, n_labels, n_bounds, NULL, le_packed, bucket_counts, sum, has_sum, exemplars,
                     openmetrics);
@@ -561,8 +561,7 @@ void prom_histogram_observe(prom_histogram_t *h, double v)
 void prom_write_counter(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
                         const prom_counter_t *c, int openmetrics)
 {
-    prom_write_sample(b, name, "_total", labels, n_labels, NULL, NULL, (double)prom_counter_get(c), NULL,
-                      openmetrics);
+    prom_write_sample(b, name, "_total", labels, n_labels, NULL, NULL, (double)prom_counter_get(c), NULL, openmetrics);
 }
 
 void prom_write_gauge(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
@@ -612,9 +611,9 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-prom_histogram_vec_t *prom_histogram_vec_create(const char *name, const char *help,
-                                                const char *const *label_names, uint32_t n_label_names,
-                                                const double *bounds, uint32_t n_bounds, uint32_t max_cells)
+prom_histogram_vec_t *prom_histogram_vec_create(const char *name, const char *help, const char *const *label_names,
+                                                uint32_t n_label_names, const double *bounds, uint32_t n_bounds,
+                                                uint32_t max_cells)
 {
     if (name == NULL || !prom_name_valid(name, strlen(name), 0) || n_label_names > VEC_MAX_LABELS ||
         n_bounds > PROM_HISTOGRAM_MAX_BOUNDS || max_cells == 0)
@@ -715,6 +714,5 @@ void prom_histogram_vec_render(prom_histogram_vec_t *v, buf_t *b, int openmetric
     /* cells are only appended and never freed before destroy, so the first n are stable */
     prom_write_family_header(b, v->name, PROM_HISTOGRAM, v->help, strlen(v->help), NULL, openmetrics);
     for (uint32_t i = 0; i < n; i++)
-        prom_write_histogram_cell(b, v->name, v->cells[i]->labels, v->n_label_names, &v->cells[i]->h,
-                                  openmetrics);
+        prom_write_histogram_cell(b, v->name, v->cells[i]->labels, v->n_label_names, &v->cells[i]->h, openmetrics);
 }

@@ -95,8 +95,8 @@ int prom_name_valid(const char *s, size_t len, int label);
  * is written only when openmetrics and name ends with "_<unit>" (as
  * OpenMetrics requires); otherwise it is omitted.
  */
-void prom_write_family_header(buf_t *b, const char *name, enum prom_type type, const char *help,
-                              size_t help_len, const char *unit, int openmetrics);
+void prom_write_family_header(buf_t *b, const char *name, enum prom_type type, const char *help, size_t help_len,
+                              const char *unit, int openmetrics);
 
 /*
  * Write one sample line: name+suffix, the label set (labels, then the extra
@@ -108,9 +108,9 @@ void prom_write_family_header(buf_t *b, const char *name, enum prom_type type, c
  * (16 hex, if not 0); its timestamp (seconds, millisecond precision) is
  * written when time_unix_nano is not 0.
  */
-void prom_write_sample(buf_t *b, const char *name, const char *suffix, const metric_label_t *labels,
-                       uint32_t n_labels, const char *extra_name, const char *extra_value, double value,
-                       const metric_exemplar_t *ex, int openmetrics);
+void prom_write_sample(buf_t *b, const char *name, const char *suffix, const metric_label_t *labels, uint32_t n_labels,
+                       const char *extra_name, const char *extra_value, double value, const metric_exemplar_t *ex,
+                       int openmetrics);
 
 /*
  * Write the samples of one histogram: `_bucket{le}` for each bound and
@@ -120,8 +120,8 @@ void prom_write_sample(buf_t *b, const char *name, const char *suffix, const met
  * n_bounds + 1 entries (entries without a trace id are skipped).
  */
 void prom_write_histogram(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
-                          uint32_t n_bounds, const double *bounds, const uint64_t *bucket_counts,
-                          double sum, int has_sum, const metric_exemplar_t *exemplars, int openmetrics);
+                          uint32_t n_bounds, const double *bounds, const uint64_t *bucket_counts, double sum,
+                          int has_sum, const metric_exemplar_t *exemplars, int openmetrics);
 
 /*
  * Same as prom_write_histogram with the `le` values already formatted:
@@ -129,8 +129,8 @@ void prom_write_histogram(buf_t *b, const char *name, const metric_label_t *labe
  * by prom_format_le_packed. Lets a store format bounds once, not per scrape.
  */
 void prom_write_histogram_le(buf_t *b, const char *name, const metric_label_t *labels, uint32_t n_labels,
-                             uint32_t n_bounds, const char *le_packed, const uint64_t *bucket_counts,
-                             double sum, int has_sum, const metric_exemplar_t *exemplars, int openmetrics);
+                             uint32_t n_bounds, const char *le_packed, const uint64_t *bucket_counts, double sum,
+                             int has_sum, const metric_exemplar_t *exemplars, int openmetrics);
 
 /*
  * Format bounds as packed `le` strings into out (when not NULL); returns the
@@ -213,9 +213,9 @@ typedef struct prom_histogram_vec prom_histogram_vec_t;
  * name, help and label_names are copied. n_label_names ≤ 8; returns NULL on
  * bad arguments. Free with prom_histogram_vec_destroy (NULL is a no-op).
  */
-prom_histogram_vec_t *prom_histogram_vec_create(const char *name, const char *help,
-                                                const char *const *label_names, uint32_t n_label_names,
-                                                const double *bounds, uint32_t n_bounds, uint32_t max_cells);
+prom_histogram_vec_t *prom_histogram_vec_create(const char *name, const char *help, const char *const *label_names,
+                                                uint32_t n_label_names, const double *bounds, uint32_t n_bounds,
+                                                uint32_t max_cells);
 void prom_histogram_vec_destroy(prom_histogram_vec_t *v);
 
 /* Observe value for the label set label_values[n_label_names] (copied on first use). */

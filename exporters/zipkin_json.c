@@ -57,15 +57,14 @@ enum field {
 };
 
 static const char *const field_names[] = {
-    "?",        "traceId",       "parentId",       "id",          "kind", "name",  "timestamp",
-    "duration", "localEndpoint", "remoteEndpoint", "annotations", "tags", "debug", "shared",
-    "serviceName", "ipv4",       "ipv6",           "port",        "value",
+    "?",           "traceId",       "parentId",       "id",          "kind",  "name",  "timestamp",
+    "duration",    "localEndpoint", "remoteEndpoint", "annotations", "tags",  "debug", "shared",
+    "serviceName", "ipv4",          "ipv6",           "port",        "value",
 };
 
 enum vtype { V_NULL, V_BOOL, V_NUMBER, V_STRING, V_OBJECT, V_ARRAY };
 
-static const char *const vtype_names[] = {"NULL", "BOOLEAN", "NUMBER", "STRING", "BEGIN_OBJECT",
-                                          "BEGIN_ARRAY"};
+static const char *const vtype_names[] = {"NULL", "BOOLEAN", "NUMBER", "STRING", "BEGIN_OBJECT", "BEGIN_ARRAY"};
 
 typedef struct dec {
     const char *data;
@@ -99,9 +98,8 @@ typedef struct dec {
 /* ---- small parsers ---- */
 
 static const uint8_t hex_plus1[256] = {
-    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
-    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
-    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
 
 /* Lowercase hex only, as Zipkin requires. */
@@ -252,14 +250,14 @@ static int expect_text(dec_t *d, enum vtype t, const char *where)
 {
     if (t == V_STRING || t == V_NUMBER)
         return 1;
-    return dfail(d, "$[%u]%s.%s: Expected a string but was %s", span_index(d), where,
-                 field_names[d->field], vtype_names[t]);
+    return dfail(d, "$[%u]%s.%s: Expected a string but was %s", span_index(d), where, field_names[d->field],
+                 vtype_names[t]);
 }
 
 static int wrong_type(dec_t *d, const char *where, const char *expected, enum vtype t)
 {
-    return dfail(d, "$[%u]%s.%s: Expected %s but was %s", span_index(d), where, field_names[d->field],
-                 expected, vtype_names[t]);
+    return dfail(d, "$[%u]%s.%s: Expected %s but was %s", span_index(d), where, field_names[d->field], expected,
+                 vtype_names[t]);
 }
 
 static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
@@ -281,8 +279,8 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
         sp->trace_id_high = 0;
         if ((len > 16 && hex_u64(str, len - 16, &sp->trace_id_high) != 0) ||
             hex_u64(str + (len > 16 ? len - 16 : 0), len > 16 ? 16 : len, &sp->trace_id_low) != 0)
-            return dfail(d, "$[%u].traceId: %.*s should be lower-hex encoded with no prefix",
-                         span_index(d), (int)(len > 32 ? 32 : len), str);
+            return dfail(d, "$[%u].traceId: %.*s should be lower-hex encoded with no prefix", span_index(d),
+                         (int)(len > 32 ? 32 : len), str);
         if (sp->trace_id_high == 0 && sp->trace_id_low == 0)
             return dfail(d, "$[%u].traceId is all zeros", span_index(d));
         d->has_trace_id = 1;
@@ -293,8 +291,7 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
         if (len == 0 || len > 16)
             return dfail(d, "$[%u].id: length must be 1-16 hex characters", span_index(d));
         if (hex_u64(str, len, &sp->id) != 0)
-            return dfail(d, "$[%u].id: %.*s should be lower-hex encoded with no prefix", span_index(d),
-                         (int)len, str);
+            return dfail(d, "$[%u].id: %.*s should be lower-hex encoded with no prefix", span_index(d), (int)len, str);
         if (sp->id == 0)
             return dfail(d, "$[%u].id is all zeros", span_index(d));
         d->has_id = 1;
@@ -305,16 +302,16 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
         if (len == 0 || len > 16)
             return dfail(d, "$[%u].parentId: length must be 1-16 hex characters", span_index(d));
         if (hex_u64(str, len, &sp->parent_id) != 0)
-            return dfail(d, "$[%u].parentId: %.*s should be lower-hex encoded with no prefix",
-                         span_index(d), (int)len, str);
+            return dfail(d, "$[%u].parentId: %.*s should be lower-hex encoded with no prefix", span_index(d), (int)len,
+                         str);
         return 1;
     case F_KIND: {
         if (!expect_text(d, t, ""))
             return 0;
         int k = span_kind_parse(str, len);
         if (k < 0)
-            return dfail(d, "$[%u].kind: No enum constant Span.Kind.%.*s", span_index(d),
-                         (int)(len > 32 ? 32 : len), str);
+            return dfail(d, "$[%u].kind: No enum constant Span.Kind.%.*s", span_index(d), (int)(len > 32 ? 32 : len),
+                         str);
         sp->kind = (enum span_kind)k;
         return 1;
     }
@@ -340,12 +337,9 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
         return 1;
     case F_LOCAL:
     case F_REMOTE:
-    case F_TAGS:
-        return wrong_type(d, "", "BEGIN_OBJECT", t);
-    case F_ANNOTATIONS:
-        return wrong_type(d, "", "BEGIN_ARRAY", t);
-    default:
-        return 1;
+    case F_TAGS: return wrong_type(d, "", "BEGIN_OBJECT", t);
+    case F_ANNOTATIONS: return wrong_type(d, "", "BEGIN_ARRAY", t);
+    default: return 1;
     }
 }
 
@@ -370,14 +364,13 @@ static int endpoint_value(dec_t *d, enum vtype t, const unsigned char *s, size_t
         if (t != V_STRING && t != V_NUMBER)
             return wrong_type(d, ".endpoint", "an int", t);
         if (parse_i64((const char *)s, len, &n) != 0 || n > INT32_MAX || n < INT32_MIN)
-            return dfail(d, "$[%u].endpoint.port: %.*s is not an int", span_index(d),
-                         (int)(len > 32 ? 32 : len), (const char *)s);
+            return dfail(d, "$[%u].endpoint.port: %.*s is not an int", span_index(d), (int)(len > 32 ? 32 : len),
+                         (const char *)s);
         if (n > 0xffff)
             return dfail(d, "$[%u].endpoint.port: invalid port %lld", span_index(d), (long long)n);
         ep->port = n < 0 ? 0 : (uint16_t)n;
         return 1;
-    default:
-        return 1;
+    default: return 1;
     }
 }
 
@@ -401,8 +394,7 @@ static int annotation_value(dec_t *d, enum vtype t, const unsigned char *s, size
             return 0;
         d->ann_has_value = 1;
         return 1;
-    default:
-        return 1;
+    default: return 1;
     }
 }
 
@@ -422,8 +414,8 @@ static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t limit)
 static int tag_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
 {
     if (t == V_NULL)
-        return dfail(d, "$[%u].tags: No value at %.*s", span_index(d),
-                     (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len), d->tag_key.ptr);
+        return dfail(d, "$[%u].tags: No value at %.*s", span_index(d), (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len),
+                     d->tag_key.ptr);
     if (t != V_STRING && t != V_NUMBER)
         return dfail(d, "$[%u].tags.%.*s: Expected a string but was %s", span_index(d),
                      (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len), d->tag_key.ptr, vtype_names[t]);
@@ -431,16 +423,14 @@ static int tag_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
         return 1;
     if (len > d->lim.max_tag_value_len) {
         reject_span(d, "span $[%u] rejected: tag %.*s value longer than %u bytes", span_index(d),
-                    (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len), d->tag_key.ptr,
-                    d->lim.max_tag_value_len);
+                    (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len), d->tag_key.ptr, d->lim.max_tag_value_len);
         return 1;
     }
     if (d->n_tags >= d->lim.max_tags) {
         reject_span(d, "span $[%u] rejected: more than %u tags", span_index(d), d->lim.max_tags);
         return 1;
     }
-    if (d->n_tags == d->cap_tags &&
-        grow((void **)&d->tags, &d->cap_tags, sizeof(*d->tags), d->lim.max_tags) != 0)
+    if (d->n_tags == d->cap_tags && grow((void **)&d->tags, &d->cap_tags, sizeof(*d->tags), d->lim.max_tags) != 0)
         return too_large(d);
     span_tag_t *tag = &d->tags[d->n_tags];
     tag->key = d->tag_key;
@@ -453,24 +443,16 @@ static int tag_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
 static int on_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
 {
     switch ((enum ctx_kind)d->stack[d->depth - 1]) {
-    case X_ROOT:
-        return dfail(d, "Expected BEGIN_ARRAY but was %s", vtype_names[t]);
-    case X_LIST:
-        return dfail(d, "$[%u]: Expected BEGIN_OBJECT but was %s", d->n_spans, vtype_names[t]);
+    case X_ROOT: return dfail(d, "Expected BEGIN_ARRAY but was %s", vtype_names[t]);
+    case X_LIST: return dfail(d, "$[%u]: Expected BEGIN_OBJECT but was %s", d->n_spans, vtype_names[t]);
     case X_ANNOTATIONS:
-        return dfail(d, "$[%u].annotations[]: Expected BEGIN_OBJECT but was %s", span_index(d),
-                     vtype_names[t]);
-    case X_SPAN:
-        return span_value(d, t, s, len);
-    case X_ENDPOINT:
-        return endpoint_value(d, t, s, len);
-    case X_ANNOTATION:
-        return annotation_value(d, t, s, len);
-    case X_TAGS:
-        return tag_value(d, t, s, len);
+        return dfail(d, "$[%u].annotations[]: Expected BEGIN_OBJECT but was %s", span_index(d), vtype_names[t]);
+    case X_SPAN: return span_value(d, t, s, len);
+    case X_ENDPOINT: return endpoint_value(d, t, s, len);
+    case X_ANNOTATION: return annotation_value(d, t, s, len);
+    case X_TAGS: return tag_value(d, t, s, len);
     case X_SKIP:
-    default:
-        return 1;
+    default: return 1;
     }
 }
 
@@ -521,10 +503,8 @@ static int cb_start_map(void *ctx)
     dec_t *d = ctx;
     enum ctx_kind top = (enum ctx_kind)d->stack[d->depth - 1];
     switch (top) {
-    case X_ROOT:
-        return dfail(d, "Expected BEGIN_ARRAY but was BEGIN_OBJECT");
-    case X_LIST:
-        return start_span(d);
+    case X_ROOT: return dfail(d, "Expected BEGIN_ARRAY but was BEGIN_OBJECT");
+    case X_LIST: return start_span(d);
     case X_SPAN:
         if (d->field == F_LOCAL || d->field == F_REMOTE) {
             d->ep = d->field == F_LOCAL ? &d->span.local : &d->span.remote;
@@ -536,19 +516,15 @@ static int cb_start_map(void *ctx)
         if (d->field == F_UNKNOWN)
             return push(d, X_SKIP);
         return on_value(d, V_OBJECT, NULL, 0);
-    case X_ANNOTATIONS:
-        d->ann_has_ts = d->ann_has_value = 0;
-        return push(d, X_ANNOTATION);
+    case X_ANNOTATIONS: d->ann_has_ts = d->ann_has_value = 0; return push(d, X_ANNOTATION);
     case X_ENDPOINT:
     case X_ANNOTATION:
         if (d->field == F_UNKNOWN)
             return push(d, X_SKIP);
         return on_value(d, V_OBJECT, NULL, 0);
-    case X_TAGS:
-        return on_value(d, V_OBJECT, NULL, 0);
+    case X_TAGS: return on_value(d, V_OBJECT, NULL, 0);
     case X_SKIP:
-    default:
-        return push(d, X_SKIP);
+    default: return push(d, X_SKIP);
     }
 }
 
@@ -557,8 +533,7 @@ static int cb_start_array(void *ctx)
     dec_t *d = ctx;
     enum ctx_kind top = (enum ctx_kind)d->stack[d->depth - 1];
     switch (top) {
-    case X_ROOT:
-        return push(d, X_LIST);
+    case X_ROOT: return push(d, X_LIST);
     case X_SPAN:
         if (d->field == F_ANNOTATIONS)
             return push(d, X_ANNOTATIONS);
@@ -572,11 +547,9 @@ static int cb_start_array(void *ctx)
         return on_value(d, V_ARRAY, NULL, 0);
     case X_LIST:
     case X_ANNOTATIONS:
-    case X_TAGS:
-        return on_value(d, V_ARRAY, NULL, 0);
+    case X_TAGS: return on_value(d, V_ARRAY, NULL, 0);
     case X_SKIP:
-    default:
-        return push(d, X_SKIP);
+    default: return push(d, X_SKIP);
     }
 }
 
@@ -623,31 +596,22 @@ static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
 {
     dec_t *d = ctx;
     switch ((enum ctx_kind)d->stack[d->depth - 1]) {
-    case X_SPAN:
-        d->field = span_field(k, len);
-        return 1;
-    case X_ENDPOINT:
-        d->field = endpoint_field(k, len);
-        return 1;
-    case X_ANNOTATION:
-        d->field = KEY_IS("timestamp") ? F_TIMESTAMP : KEY_IS("value") ? F_VALUE : F_UNKNOWN;
-        return 1;
+    case X_SPAN: d->field = span_field(k, len); return 1;
+    case X_ENDPOINT: d->field = endpoint_field(k, len); return 1;
+    case X_ANNOTATION: d->field = KEY_IS("timestamp") ? F_TIMESTAMP : KEY_IS("value") ? F_VALUE : F_UNKNOWN; return 1;
     case X_TAGS:
         d->skip_tag = 0;
         if (d->over_limit)
             return 1;
         if (len > d->lim.max_tag_key_len) {
-            reject_span(d, "span $[%u] rejected: tag key longer than %u bytes", span_index(d),
-                        d->lim.max_tag_key_len);
+            reject_span(d, "span $[%u] rejected: tag key longer than %u bytes", span_index(d), d->lim.max_tag_key_len);
             d->skip_tag = 1;
             d->tag_key = (str_t){"", 0};
             return 1;
         }
         /* copy now: an escaped key lives in yajl's buffer, which the value reuses */
         return keep(d, k, len, &d->tag_key);
-    default:
-        d->field = F_UNKNOWN;
-        return 1;
+    default: d->field = F_UNKNOWN; return 1;
     }
 }
 
@@ -683,8 +647,7 @@ static int finish_annotation(dec_t *d)
     if (d->over_limit)
         return 1;
     if (d->n_anns >= d->lim.max_annotations) {
-        reject_span(d, "span $[%u] rejected: more than %u annotations", span_index(d),
-                    d->lim.max_annotations);
+        reject_span(d, "span $[%u] rejected: more than %u annotations", span_index(d), d->lim.max_annotations);
         return 1;
     }
     if (d->n_anns == d->cap_anns &&
@@ -700,18 +663,15 @@ static int cb_end_map(void *ctx)
     enum ctx_kind k = (enum ctx_kind)d->stack[--d->depth];
     d->field = F_UNKNOWN;
     switch (k) {
-    case X_SPAN:
-        return finish_span(d);
+    case X_SPAN: return finish_span(d);
     case X_ENDPOINT:
         if (d->ep == &d->span.local)
             d->span.has_local = 1;
         else
             d->span.has_remote = 1;
         return 1;
-    case X_ANNOTATION:
-        return finish_annotation(d);
-    default:
-        return 1;
+    case X_ANNOTATION: return finish_annotation(d);
+    default: return 1;
     }
 }
 
@@ -748,8 +708,8 @@ static void yajl_reason(dec_t *d, yajl_handle h, size_t at)
         yajl_free_error(h, msg);
 }
 
-int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim,
-                       span_sink_fn sink, void *ctx, zipkin_result_t *res)
+int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim, span_sink_fn sink,
+                       void *ctx, zipkin_result_t *res)
 {
     dec_t d;
     memset(&d, 0, sizeof(d));
@@ -951,8 +911,7 @@ void zipkin_json_encode_spans(const span_t *spans, size_t n, buf_t *out)
     buf_append_char(out, ']');
 }
 
-void zipkin_json_encode_traces(const span_t *const *traces, const size_t *counts, size_t n_traces,
-                               buf_t *out)
+void zipkin_json_encode_traces(const span_t *const *traces, const size_t *counts, size_t n_traces, buf_t *out)
 {
     buf_append_char(out, '[');
     for (size_t i = 0; i < n_traces; i++) {

@@ -55,8 +55,8 @@ typedef struct zipkin_dep_link {
  * sink returns -1 decoding stops and -1 is returned; the sink may write its
  * own reason into res->error first, otherwise a generic one is set.
  */
-int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim,
-                       span_sink_fn sink, void *ctx, zipkin_result_t *res);
+int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim, span_sink_fn sink,
+                       void *ctx, zipkin_result_t *res);
 
 /* Append one span as a Zipkin v2 JSON object. */
 void zipkin_json_encode_span(const span_t *s, buf_t *out);
@@ -68,8 +68,7 @@ void zipkin_json_encode_spans(const span_t *spans, size_t n, buf_t *out);
  * Append a JSON array of traces, each an array of spans: trace i is
  * traces[i][0..counts[i]). This is the body of GET /api/v2/traces.
  */
-void zipkin_json_encode_traces(const span_t *const *traces, const size_t *counts, size_t n_traces,
-                               buf_t *out);
+void zipkin_json_encode_traces(const span_t *const *traces, const size_t *counts, size_t n_traces, buf_t *out);
 
 /* Append v[0..n) as a JSON array of strings (service, span and remote service names). */
 void zipkin_json_encode_strings(const str_t *v, size_t n, buf_t *out);

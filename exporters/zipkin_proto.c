@@ -80,8 +80,7 @@ static int count_spans(const uint8_t *p, size_t len, uint64_t *count)
                 return -1;
             pos += 4;
             break;
-        default:
-            return -1;
+        default: return -1;
         }
     }
     return 0;
@@ -108,8 +107,7 @@ static str_t lower_in_place(char *s)
     return (str_t){s, (uint32_t)n};
 }
 
-static int convert_endpoint(const Zipkin__Proto3__Endpoint *in, span_endpoint_t *ep, uint32_t idx,
-                            zipkin_result_t *res)
+static int convert_endpoint(const Zipkin__Proto3__Endpoint *in, span_endpoint_t *ep, uint32_t idx, zipkin_result_t *res)
 {
     memset(ep, 0, sizeof(*ep));
     if (in == NULL)
@@ -131,13 +129,13 @@ typedef struct scratch {
 } scratch_t;
 
 /* 1: span ready; 0: dropped by a per-span limit; -1: the request fails. */
-static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipkin_limits_t *lim,
-                        arena_t *arena, scratch_t *sc, span_t *s, zipkin_result_t *res)
+static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipkin_limits_t *lim, arena_t *arena,
+                        scratch_t *sc, span_t *s, zipkin_result_t *res)
 {
     memset(s, 0, sizeof(*s));
     if (in->trace_id.len == 0 || in->id.len == 0)
-        return zipkin_span_fail(res, LIST_PREFIX "spans[%u]: Missing :%s%s", idx,
-                                in->trace_id.len ? "" : " traceId", in->id.len ? "" : " id");
+        return zipkin_span_fail(res, LIST_PREFIX "spans[%u]: Missing :%s%s", idx, in->trace_id.len ? "" : " traceId",
+                                in->id.len ? "" : " id");
     if (in->trace_id.len > 16)
         return zipkin_span_fail(res, LIST_PREFIX "spans[%u]: traceId longer than 16 bytes", idx);
     if (in->id.len > 8)
@@ -179,8 +177,7 @@ static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipk
     if (in->n_annotations > lim->max_annotations) {
         reject = 1;
         if (res->error[0] == '\0')
-            zipkin_span_fail(res, "span spans[%u] rejected: more than %u annotations", idx,
-                             lim->max_annotations);
+            zipkin_span_fail(res, "span spans[%u] rejected: more than %u annotations", idx, lim->max_annotations);
     }
     uint32_t nt = 0, na = 0;
     for (size_t i = 0; !reject && i < in->n_tags; i++) {

@@ -34,8 +34,8 @@
  * "Malformed reading List<Span> from proto3: ..."). An empty body decodes
  * to zero spans.
  */
-int zipkin_proto_decode(const uint8_t *data, size_t len, arena_t *arena, const zipkin_limits_t *lim,
-                        span_sink_fn sink, void *ctx, zipkin_result_t *res);
+int zipkin_proto_decode(const uint8_t *data, size_t len, arena_t *arena, const zipkin_limits_t *lim, span_sink_fn sink,
+                        void *ctx, zipkin_result_t *res);
 
 /* Append spans[0..n) as a serialized ListOfSpans (nothing when n is 0). */
 void zipkin_proto_encode_spans(const span_t *spans, size_t n, buf_t *out);

@@ -326,8 +326,8 @@ static int endpoint_empty(const span_endpoint_t *e)
     return e->service_name.len == 0 && !e->has_ipv4 && !e->has_ipv6 && e->port == 0;
 }
 
-int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annotation_t *anns,
-                       uint32_t n_anns, arena_t *arena)
+int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annotation_t *anns, uint32_t n_anns,
+                       arena_t *arena)
 {
     if (s->parent_id == s->id)
         s->parent_id = 0;

@@ -95,7 +95,7 @@ size_t zipkin_span_format_ipv6(const uint8_t ip[16], char out[40]);
  * s->annotations point at the copies. Returns 0, or -1 when the arena
  * limit is reached.
  */
-int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annotation_t *anns,
-                       uint32_t n_anns, arena_t *arena);
+int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annotation_t *anns, uint32_t n_anns,
+                       arena_t *arena);
 
 #endif

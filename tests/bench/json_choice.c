@@ -73,9 +73,8 @@ static void build_input(buf_t *b)
                    "{\"traceId\":\"%016llx%016llx\",\"parentId\":\"%016llx\",\"id\":\"%016llx\","
                    "\"kind\":\"%s\",\"name\":\"%s /api/v1/%s/items\",\"timestamp\":%llu,"
                    "\"duration\":%u,",
-                   (unsigned long long)(x * 3), (unsigned long long)x,
-                   (unsigned long long)(x >> 3), (unsigned long long)(x * 7),
-                   i % 2 ? "CLIENT" : "SERVER", methods[i % 3], peer,
+                   (unsigned long long)(x * 3), (unsigned long long)x, (unsigned long long)(x >> 3),
+                   (unsigned long long)(x * 7), i % 2 ? "CLIENT" : "SERVER", methods[i % 3], peer,
                    1700000000000000ull + (unsigned long long)i * 1000, 100u + (unsigned)(x % 50000));
         buf_printf(b,
                    "\"localEndpoint\":{\"serviceName\":\"%s\",\"ipv4\":\"10.0.%d.%d\"},"
@@ -86,8 +85,8 @@ static void build_input(buf_t *b)
                    "\"tags\":{\"http.method\":\"%s\",\"http.url\":\"http://%s:8080/api/v1/%s/items?id=%d\","
                    "\"http.status_code\":\"%d\",\"upstream_cluster\":\"outbound|8080||%s.default.svc.cluster.local\","
                    "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.0.%d.%d~%s-7d9f8c6b5-x2x9k.default\"}}",
-                   1700000000000000ull + (unsigned long long)i * 1000 + 50, methods[i % 3], peer, peer,
-                   i, i % 17 ? 200 : 503, peer, i % 200, (i * 7) % 250 + 1, svc);
+                   1700000000000000ull + (unsigned long long)i * 1000 + 50, methods[i % 3], peer, peer, i,
+                   i % 17 ? 200 : 503, peer, i % 200, (i * 7) % 250 + 1, svc);
     }
     buf_append_char(b, ']');
 }
@@ -245,8 +244,7 @@ static int decode_yajl(const char *data, size_t len, bspan_t *out)
 {
     ydec_t d = {.spans = out};
     yajl_handle h = yajl_alloc(&ycb, NULL, &d);
-    if (yajl_parse(h, (const unsigned char *)data, len) != yajl_status_ok ||
-        yajl_complete_parse(h) != yajl_status_ok) {
+    if (yajl_parse(h, (const unsigned char *)data, len) != yajl_status_ok || yajl_complete_parse(h) != yajl_status_ok) {
         yajl_free(h);
         return -1;
     }
@@ -501,8 +499,8 @@ int main(int argc, char **argv)
     bspan_t *spans = calloc(N_SPANS, sizeof(*spans));
     if (spans == NULL)
         return 1;
-    printf("input: %d spans, %zu bytes (%.0f bytes/span), %d iterations\n", N_SPANS, in.len,
-           (double)in.len / N_SPANS, iters);
+    printf("input: %d spans, %zu bytes (%.0f bytes/span), %d iterations\n", N_SPANS, in.len, (double)in.len / N_SPANS,
+           iters);
 
     if (decode_yajl(in.data, in.len, spans) != N_SPANS || decode_jansson(in.data, in.len, spans) != N_SPANS) {
         fprintf(stderr, "decode check failed\n");

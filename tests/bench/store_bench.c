@@ -63,7 +63,7 @@ static str_t str_of(const char *s)
 static char svc_names[SERVICES][16];
 static char cluster_names[SERVICES][64];
 static const char *span_names[] = {"get /api/v1/items", "post /api/v1/items", "get /api/v1/users/{id}",
-                                   "get /health", "put /api/v1/cart", "get /api/v1/catalog"};
+                                   "get /health",       "put /api/v1/cart",   "get /api/v1/catalog"};
 
 typedef struct gen_span {
     span_t s;
@@ -112,8 +112,7 @@ static void gen(gen_span_t *g, uint64_t t, int i, uint64_t base_us)
     s->remote.ipv4[0] = 10;
     s->remote.ipv4[3] = (uint8_t)peer;
     s->remote.port = (i & 1) ? 8080 : (uint16_t)(30000 + rnd() % 30000);
-    snprintf(g->url, sizeof(g->url), "http://%.15s:8080/api/v1/items/%u", svc_names[svc],
-             (unsigned)(rnd() % 10000000));
+    snprintf(g->url, sizeof(g->url), "http://%.15s:8080/api/v1/items/%u", svc_names[svc], (unsigned)(rnd() % 10000000));
     snprintf(g->peer, sizeof(g->peer), "10.0.0.%d:%u", peer, (unsigned)s->remote.port);
     g->tags[0] = (span_tag_t){str_of("http.method"), str_of((t & 3) ? "GET" : "POST")};
     g->tags[1] = (span_tag_t){str_of("http.url"), str_of(g->url)};
@@ -253,8 +252,8 @@ int main(int argc, char **argv)
     uint64_t first = now_ns() - a;
     a = now_ns();
     span_store_dependencies(st, base_ms + n_traces * 10, 86400000, &arena, &links, &n_links);
-    printf("dependencies: %zu links, first call %.1f ms (settles pending traces), next %.1f ms\n", n_links,
-           first / 1e6, (now_ns() - a) / 1e6);
+    printf("dependencies: %zu links, first call %.1f ms (settles pending traces), next %.1f ms\n", n_links, first / 1e6,
+           (now_ns() - a) / 1e6);
 
     arena_dispose(&arena);
     span_store_destroy(st);

@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     collector_config_t cfg;
     collector_config_init(&cfg);
-    settings_load_yaml_string(collector_settings, collector_settings_count, &cfg, "fuzz.yaml", (const char *)data,
-                              size, ignore, NULL);
+    settings_load_yaml_string(collector_settings, collector_settings_count, &cfg, "fuzz.yaml", (const char *)data, size,
+                              ignore, NULL);
     collector_config_dispose(&cfg);
     return 0;
 }

@@ -26,8 +26,7 @@ static void must_add(metric_store_t *ms, const metric_point_t *p)
 static void fill_store(metric_store_t *ms)
 {
     static const char *const codes[] = {"200", "404", "503"};
-    static const char *const services[] = {"reviews.default.svc.cluster.local", "ratings",
-                                           "we\"ird\\svc\nname"};
+    static const char *const services[] = {"reviews.default.svc.cluster.local", "ratings", "we\"ird\\svc\nname"};
     for (int proxy = 0; proxy < 3; proxy++)
         for (int c = 0; c < 3; c++) {
             metric_label_t l[4] = {
@@ -142,8 +141,8 @@ static void render_self(buf_t *b, int om)
     prom_write_counter(b, "zipkin_collector_messages", &t, 1, &messages, om);
     prom_write_family_header(b, "zipkin_collector_spans", PROM_COUNTER, "Spans received", 14, NULL, om);
     prom_write_counter(b, "zipkin_collector_spans", &t, 1, &spans, om);
-    prom_write_family_header(b, "zipkin_collector_message_spans", PROM_GAUGE, "Spans in the last message", 25,
-                             NULL, om);
+    prom_write_family_header(b, "zipkin_collector_message_spans", PROM_GAUGE, "Spans in the last message", 25, NULL,
+                             om);
     prom_write_gauge(b, "zipkin_collector_message_spans", &t, 1, &message_spans, om);
     prom_histogram_vec_render(http, b, om);
     if (om) {

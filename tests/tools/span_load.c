@@ -211,7 +211,8 @@ static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out
         s->start_time_unix_nano = now_ns + (uint64_t)k * 1000;
         s->end_time_unix_nano = s->start_time_unix_nano + 150000 + (uint64_t)(mix(t + (uint64_t)k) % 5000000);
         char *url = urls + (size_t)i * 64;
-        snprintf(url, 64, "http://reviews:9080/api/items/%llu", (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000));
+        snprintf(url, 64, "http://reviews:9080/api/items/%llu",
+                 (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000));
         Opentelemetry__Proto__Common__V1__KeyValue *kv = kvs + (size_t)i * 6;
         Opentelemetry__Proto__Common__V1__AnyValue *v = vals + (size_t)i * 6;
         otlp_kv(&kv[0], &v[0], "http.method", methods[k % 4], 0, 0);
@@ -269,8 +270,22 @@ static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out
     else
         buf_append(out, packed, len);
     free(packed);
-    free(spans); free(sp); free(kvs); free(kvp); free(vals); free(ids); free(urls);
-    free(rs); free(rsp); free(ss); free(ssp); free(res); free(rkv); free(rkvp); free(rv); free(names);
+    free(spans);
+    free(sp);
+    free(kvs);
+    free(kvp);
+    free(vals);
+    free(ids);
+    free(urls);
+    free(rs);
+    free(rsp);
+    free(ss);
+    free(ssp);
+    free(res);
+    free(rkv);
+    free(rkvp);
+    free(rv);
+    free(names);
 }
 
 static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf_t *out)
@@ -292,17 +307,18 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
         buf_printf(&json, "{\"traceId\":\"%s\",\"id\":\"%s\",", tid, id);
         if (k > 0)
             buf_printf(&json, "\"parentId\":\"%s\",", pid);
-        buf_printf(&json,
-                   "\"kind\":\"%s\",\"name\":\"%s\",\"timestamp\":%llu,\"duration\":%llu,"
-                   "\"localEndpoint\":{\"serviceName\":\"service-%d\",\"ipv4\":\"10.1.2.%d\"},"
-                   "\"remoteEndpoint\":{\"serviceName\":\"reviews\",\"ipv4\":\"10.1.3.4\",\"port\":9080},"
-                   "\"tags\":{\"http.method\":\"%s\",\"http.url\":\"http://reviews:9080/api/items/%llu\","
-                   "\"http.status_code\":\"%d\",\"upstream_cluster\":\"outbound|9080||reviews.default.svc.cluster.local\","
-                   "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.1.2.%d~service-%d\"}}",
-                   k % 2 ? "CLIENT" : "SERVER", k % 2 ? "get /api/items" : "post /api/orders",
-                   (unsigned long long)(now_us + (uint64_t)k), (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000),
-                   svc, svc, methods[k % 4], (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000),
-                   k == 7 ? 503 : 200, svc, svc);
+        buf_printf(
+            &json,
+            "\"kind\":\"%s\",\"name\":\"%s\",\"timestamp\":%llu,\"duration\":%llu,"
+            "\"localEndpoint\":{\"serviceName\":\"service-%d\",\"ipv4\":\"10.1.2.%d\"},"
+            "\"remoteEndpoint\":{\"serviceName\":\"reviews\",\"ipv4\":\"10.1.3.4\",\"port\":9080},"
+            "\"tags\":{\"http.method\":\"%s\",\"http.url\":\"http://reviews:9080/api/items/%llu\","
+            "\"http.status_code\":\"%d\",\"upstream_cluster\":\"outbound|9080||reviews.default.svc.cluster.local\","
+            "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.1.2.%d~service-%d\"}}",
+            k % 2 ? "CLIENT" : "SERVER", k % 2 ? "get /api/items" : "post /api/orders",
+            (unsigned long long)(now_us + (uint64_t)k), (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000), svc,
+            svc, methods[k % 4], (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000), k == 7 ? 503 : 200, svc,
+            svc);
     }
     buf_append_char(&json, ']');
     if (strcmp(o->format, "zipkin-json-gzip") == 0)
@@ -331,8 +347,9 @@ static void *send_worker(void *arg)
     buf_t in = BUF_INIT, body = BUF_INIT, head = BUF_INIT;
     int otlp = strncmp(o->format, "otlp", 4) == 0;
     const char *ctype = otlp ? "application/x-protobuf" : "application/json";
-    const char *enc = strcmp(o->format, "otlp-proto-zstd") == 0 ? "Content-Encoding: zstd\r\n"
-                      : strcmp(o->format, "zipkin-json-gzip") == 0 ? "Content-Encoding: gzip\r\n" : "";
+    const char *enc = strcmp(o->format, "otlp-proto-zstd") == 0    ? "Content-Encoding: zstd\r\n"
+                      : strcmp(o->format, "zipkin-json-gzip") == 0 ? "Content-Encoding: gzip\r\n"
+                                                                   : "";
     for (int i = w->first; i < w->count; i += w->step) {
         buf_t *b = &w->bodies[i];
         head.len = 0;
@@ -476,8 +493,13 @@ static int cmd_query(const opts_t *o)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.format = "otlp-proto-zstd", .batch = 1000, .requests = 100, .connections = 2, .services = 20,
-                .count = 1000, .seed = 1};
+    opts_t o = {.format = "otlp-proto-zstd",
+                .batch = 1000,
+                .requests = 100,
+                .connections = 2,
+                .services = 20,
+                .count = 1000,
+                .seed = 1};
     if (argc < 2) {
         fprintf(stderr, "usage: span_load send|query --url URL [options]; see the top of span_load.c\n");
         return 2;
@@ -485,16 +507,28 @@ int main(int argc, char **argv)
     o.mode = argv[1];
     for (int i = 2; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--url")) o.url = v;
-        else if (!strcmp(k, "--format")) o.format = v;
-        else if (!strcmp(k, "--batch")) o.batch = atoi(v);
-        else if (!strcmp(k, "--requests")) o.requests = atoi(v);
-        else if (!strcmp(k, "--connections")) o.connections = atoi(v);
-        else if (!strcmp(k, "--services")) o.services = atoi(v);
-        else if (!strcmp(k, "--count")) o.count = atoi(v);
-        else if (!strcmp(k, "--pid")) o.pid = atoi(v);
-        else if (!strcmp(k, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else { fprintf(stderr, "unknown option %s\n", k); return 2; }
+        if (!strcmp(k, "--url"))
+            o.url = v;
+        else if (!strcmp(k, "--format"))
+            o.format = v;
+        else if (!strcmp(k, "--batch"))
+            o.batch = atoi(v);
+        else if (!strcmp(k, "--requests"))
+            o.requests = atoi(v);
+        else if (!strcmp(k, "--connections"))
+            o.connections = atoi(v);
+        else if (!strcmp(k, "--services"))
+            o.services = atoi(v);
+        else if (!strcmp(k, "--count"))
+            o.count = atoi(v);
+        else if (!strcmp(k, "--pid"))
+            o.pid = atoi(v);
+        else if (!strcmp(k, "--seed"))
+            o.seed = strtoull(v, NULL, 10);
+        else {
+            fprintf(stderr, "unknown option %s\n", k);
+            return 2;
+        }
     }
     if (o.url == NULL || o.batch < SPANS_PER_TRACE || o.requests < 1 || o.connections < 1 || o.services < 1) {
         fprintf(stderr, "need --url, --batch >= %d, --requests, --connections, --services >= 1\n", SPANS_PER_TRACE);

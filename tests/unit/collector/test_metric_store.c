@@ -207,7 +207,7 @@ static void test_exemplars(void **state)
     uint64_t c[3] = {1, 1, 0};
     metric_exemplar_t ex[3] = {
         {.value = 0.5, .time_unix_nano = 2000000000ull, .trace_id_high = 0xa, .trace_id_low = 0xb, .span_id = 0xc},
-        {.value = 0.05, .time_unix_nano = 1000000000ull}, /* no trace: ignored */
+        {.value = 0.05, .time_unix_nano = 1000000000ull},                     /* no trace: ignored */
         {.value = 0.7, .time_unix_nano = 1000000000ull, .trace_id_low = 0x5}, /* older, same bucket */
     };
     metric_point_t p = histogram("latency_seconds", NULL, 0, 2, bounds, c, 0.55);
@@ -282,7 +282,8 @@ static void test_shared_bounds_after_expiry(void **state)
     buf_t b = BUF_INIT;
     double bounds[2] = {0.25, 2};
     uint64_t c[3] = {1, 1, 1};
-    metric_label_t la = {STR_LIT("k"), STR_LIT("a")}, lb = {STR_LIT("k"), STR_LIT("b")}, lc = {STR_LIT("k"), STR_LIT("c")};
+    metric_label_t la = {STR_LIT("k"), STR_LIT("a")}, lb = {STR_LIT("k"), STR_LIT("b")},
+                   lc = {STR_LIT("k"), STR_LIT("c")};
     metric_point_t p = histogram("h_seconds", &la, 1, 2, bounds, c, 1);
     assert_int_equal(metric_store_add(ms, &p, 0, NULL), 0);
     p = histogram("h_seconds", &lb, 1, 2, bounds, c, 1);
@@ -304,8 +305,7 @@ static void test_shared_bounds_after_expiry(void **state)
 static void test_limits(void **state)
 {
     (void)state;
-    metric_store_config_t cfg = {.max_series = 3, .max_label_count = 2, .max_name_len = 16,
-                                 .max_label_value_len = 4};
+    metric_store_config_t cfg = {.max_series = 3, .max_label_count = 2, .max_name_len = 16, .max_label_value_len = 4};
     metric_store_t *ms = metric_store_create(&cfg);
     char v[8];
     const char *why = NULL;
@@ -319,7 +319,8 @@ static void test_limits(void **state)
     metric_label_t l0 = {STR_LIT("n"), STR_LIT("0")};
     metric_point_t p = counter("c", &l0, 1, 1);
     assert_int_equal(metric_store_add(ms, &p, 1, NULL), 0);
-    metric_label_t three[3] = {{STR_LIT("a"), STR_LIT("1")}, {STR_LIT("b"), STR_LIT("1")}, {STR_LIT("c"), STR_LIT("1")}};
+    metric_label_t three[3] = {
+        {STR_LIT("a"), STR_LIT("1")}, {STR_LIT("b"), STR_LIT("1")}, {STR_LIT("c"), STR_LIT("1")}};
     p = counter("c", three, 3, 1);
     assert_int_equal(metric_store_add(ms, &p, 1, NULL), -1);
     metric_label_t longv = {STR_LIT("n"), STR_LIT("12345")};

@@ -28,8 +28,8 @@ static int streq(str_t a, const char *b)
     return a.len == strlen(b) && memcmp(a.ptr, b, a.len) == 0;
 }
 
-static span_t mk(uint64_t lo, uint64_t id, uint64_t parent, enum span_kind kind, const char *svc,
-                 const char *remote, const char *name, uint64_t ts, uint64_t dur)
+static span_t mk(uint64_t lo, uint64_t id, uint64_t parent, enum span_kind kind, const char *svc, const char *remote,
+                 const char *name, uint64_t ts, uint64_t dur)
 {
     span_t s;
     memset(&s, 0, sizeof(s));
@@ -320,8 +320,7 @@ static int has_name(str_t *names, size_t n, const char *s)
     return 0;
 }
 
-static void insert_trace(span_store_t *st, uint64_t lo, const char *svc, const char *name, int n_spans,
-                         uint64_t ts)
+static void insert_trace(span_store_t *st, uint64_t lo, const char *svc, const char *name, int n_spans, uint64_t ts)
 {
     span_t s[16];
     for (int i = 0; i < n_spans; i++)
@@ -506,8 +505,7 @@ static void test_query_params(void **state)
     assert_string_equal(run(st, (span_query_t){.remote_service_name = S("backend")}), "A");
     assert_string_equal(run(st, (span_query_t){.service_name = S("frontend"), .remote_service_name = S("backend")}),
                         "A");
-    assert_string_equal(run(st, (span_query_t){.service_name = S("backend"), .remote_service_name = S("backend")}),
-                        "");
+    assert_string_equal(run(st, (span_query_t){.service_name = S("backend"), .remote_service_name = S("backend")}), "");
     /* spanName, constrained by the service */
     assert_string_equal(run(st, (span_query_t){.span_name = S("post /")}), "B");
     assert_string_equal(run(st, (span_query_t){.span_name = S("all")}), "CBA");
@@ -524,9 +522,8 @@ static void test_query_params(void **state)
     assert_string_equal(run_aq(st, (span_query_t){0}, "http.method=GET and http.status_code=500"), "A");
     assert_string_equal(run_aq(st, (span_query_t){0}, "http.method=POST and retry"), "");
     assert_string_equal(run_aq(st, (span_query_t){0}, "nokey=1"), "");
-    assert_string_equal(run_aq(st, (span_query_t){.service_name = S("frontend")},
-                               "http.method=GET and http.status_code=500"),
-                        "");
+    assert_string_equal(
+        run_aq(st, (span_query_t){.service_name = S("frontend")}, "http.method=GET and http.status_code=500"), "");
     /* durations: any span of the service within [min, max] */
     assert_string_equal(run(st, (span_query_t){.min_duration_us = 1000}), "A");
     assert_string_equal(run(st, (span_query_t){.min_duration_us = 50, .max_duration_us = 200}), "B");
@@ -774,8 +771,8 @@ static void *reader(void *p)
     arena_init(&a, 0);
     while (!*ta->stop) {
         arena_reset(&a);
-        span_query_t q = {.service_name = S("writer-a"), .end_ts_ms = T0_MS + 1000000, .lookback_ms = 10000000,
-                          .limit = 10};
+        span_query_t q = {
+            .service_name = S("writer-a"), .end_ts_ms = T0_MS + 1000000, .lookback_ms = 10000000, .limit = 10};
         trace_result_t res;
         span_store_get_traces(ta->st, &q, &a, &res);
         str_t *names;
@@ -822,8 +819,8 @@ static void test_many_spans(void **state)
         snprintf(svc, sizeof(svc), "svc-%d", (int)(t % 20));
         snprintf(name, sizeof(name), "op-%d", (int)(t % 50));
         for (int i = 0; i < PER; i++)
-            batch[i] = mk(t * 0x9E3779B97F4A7C15ULL, (uint64_t)i + 1, (uint64_t)i, SPAN_KIND_SERVER, svc, NULL,
-                          name, MS(t) + (uint64_t)i, 10);
+            batch[i] = mk(t * 0x9E3779B97F4A7C15ULL, (uint64_t)i + 1, (uint64_t)i, SPAN_KIND_SERVER, svc, NULL, name,
+                          MS(t) + (uint64_t)i, 10);
         span_store_insert(st, batch, PER, 1);
     }
     span_store_stats_t ss;

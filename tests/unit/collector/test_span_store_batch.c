@@ -225,8 +225,7 @@ static void check_batches_equal_singles(uint64_t seed, size_t n, uint64_t n_trac
         while (d1[k] == d2[k])
             k++;
         size_t from = k > 200 ? k - 200 : 0;
-        print_error("stores differ at byte %zu:\n--- singles\n%.400s\n--- batches\n%.400s\n", k, d1 + from,
-                    d2 + from);
+        print_error("stores differ at byte %zu:\n--- singles\n%.400s\n--- batches\n%.400s\n", k, d1 + from, d2 + from);
         fail();
     }
     free(d1);

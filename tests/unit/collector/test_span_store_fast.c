@@ -41,7 +41,7 @@ static str_t cstr(const char *s)
 
 static const char *svcs[] = {"frontend", "Backend", "db", "cache", "auth", "Zone"};
 static const char *names[] = {"get /", "POST /x", "query", "lookup"};
-static const char *keys[] = {"http.method", "error", "http.url", "component", "peer.address",
+static const char *keys[] = {"http.method", "error", "http.url", "component",        "peer.address",
                              "zone",        "Zone",  "a",        "http.status_code", "b"};
 
 typedef struct gspan {
@@ -140,10 +140,10 @@ static void check_deps(uint64_t seed, size_t n, uint64_t n_traces, int clean, si
 static void test_deps_fast_equals_general(void **state)
 {
     (void)state;
-    check_deps(0x1111ULL, 4000, 300, 1, 50);   /* id-only trees, links computed at batch end */
-    check_deps(0x2222ULL, 4000, 300, 1, 1);    /* one span per batch: later spans re-dirty linked traces */
-    check_deps(0x3333ULL, 4000, 300, 0, 64);   /* duplicates and shared halves: the general builder */
-    check_deps(0x4444ULL, 3000, 40, 1, 3000);  /* one batch, bigger traces (sorted with qsort) */
+    check_deps(0x1111ULL, 4000, 300, 1, 50);  /* id-only trees, links computed at batch end */
+    check_deps(0x2222ULL, 4000, 300, 1, 1);   /* one span per batch: later spans re-dirty linked traces */
+    check_deps(0x3333ULL, 4000, 300, 0, 64);  /* duplicates and shared halves: the general builder */
+    check_deps(0x4444ULL, 3000, 40, 1, 3000); /* one batch, bigger traces (sorted with qsort) */
 }
 
 /* A trace linked at the end of its batch is recomputed when a span comes later. */

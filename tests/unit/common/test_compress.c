@@ -173,9 +173,8 @@ static void test_zstd_paths(void **state)
         assert_int_equal(out.len, in.len);
         assert_memory_equal(out.data, in.data, in.len);
         out.len = 0;
-        assert_int_equal(
-            compress_decode(COMPRESS_ZSTD, unsized.data, unsized.len, in.len - 1, &out, err, sizeof(err)),
-            COMPRESS_TOO_LARGE);
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, unsized.data, unsized.len, in.len - 1, &out, err, sizeof(err)),
+                         COMPRESS_TOO_LARGE);
         /* two concatenated frames */
         out.len = 0;
         assert_int_equal(compress_decode(COMPRESS_ZSTD, two.data, two.len, 2 * in.len, &out, err, sizeof(err)),
@@ -183,9 +182,8 @@ static void test_zstd_paths(void **state)
         assert_int_equal(out.len, 2 * in.len);
         assert_memory_equal(out.data + in.len, in.data, in.len);
         out.len = 0;
-        assert_int_equal(
-            compress_decode(COMPRESS_ZSTD, two.data, two.len, 2 * in.len - 1, &out, err, sizeof(err)),
-            COMPRESS_TOO_LARGE);
+        assert_int_equal(compress_decode(COMPRESS_ZSTD, two.data, two.len, 2 * in.len - 1, &out, err, sizeof(err)),
+                         COMPRESS_TOO_LARGE);
         /* trailing garbage after a sized frame, and a corrupted sized frame */
         buf_t bad = BUF_INIT;
         buf_append(&bad, enc.data, enc.len);

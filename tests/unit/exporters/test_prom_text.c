@@ -256,10 +256,14 @@ static void test_histogram_vec(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_format_double),   cmocka_unit_test(test_escaping),
-        cmocka_unit_test(test_sanitize),        cmocka_unit_test(test_family_header),
-        cmocka_unit_test(test_sample_and_exemplar), cmocka_unit_test(test_histogram_writer),
-        cmocka_unit_test(test_accept),          cmocka_unit_test(test_self_metrics),
+        cmocka_unit_test(test_format_double),
+        cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_family_header),
+        cmocka_unit_test(test_sample_and_exemplar),
+        cmocka_unit_test(test_histogram_writer),
+        cmocka_unit_test(test_accept),
+        cmocka_unit_test(test_self_metrics),
         cmocka_unit_test(test_histogram_vec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -149,8 +149,8 @@ static void test_decode_sidecar_spans(void **state)
     assert_false(s->debug);
     assert_true(s->local.has_ipv6);
     assert_false(s->local.has_ipv4);
-    assert_memory_equal(s->local.ipv6,
-                        ((uint8_t[]){0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 0x01}), 16);
+    assert_memory_equal(s->local.ipv6, ((uint8_t[]){0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 0x01}),
+                        16);
     assert_int_equal(s->local.port, 8080);
     assert_false(s->has_remote);
     assert_int_equal(s->n_tags, 0);
@@ -259,9 +259,10 @@ static void test_ids(void **state)
     assert_true(f->c.spans[0].trace_id_high == 0x1234);
     assert_true(f->c.spans[0].trace_id_low == 1);
     /* all-zero parent means root; parent == id is dropped */
-    assert_int_equal(decode(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"parentId\":\"0000000000000000\"},"
-                               "{\"traceId\":\"1\",\"id\":\"3\",\"parentId\":\"3\"},"
-                               "{\"traceId\":\"1\",\"id\":\"4\",\"parentId\":null}]",
+    assert_int_equal(decode(f,
+                            "[{\"traceId\":\"1\",\"id\":\"2\",\"parentId\":\"0000000000000000\"},"
+                            "{\"traceId\":\"1\",\"id\":\"3\",\"parentId\":\"3\"},"
+                            "{\"traceId\":\"1\",\"id\":\"4\",\"parentId\":null}]",
                             NULL),
                      0);
     assert_int_equal(f->c.n, 3);
@@ -316,8 +317,7 @@ static void test_malformed(void **state)
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"tags\":{\"a\":null}}]", "No value at a");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"tags\":[]}]", "Expected BEGIN_OBJECT but was BEGIN_ARRAY");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"annotations\":{}}]", "Expected BEGIN_ARRAY");
-    expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"annotations\":[{\"value\":\"x\"}]}]",
-                "Incomplete annotation");
+    expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"annotations\":[{\"value\":\"x\"}]}]", "Incomplete annotation");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"localEndpoint\":\"x\"}]", "Expected BEGIN_OBJECT");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"localEndpoint\":{\"port\":70000}}]", "invalid port");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"localEndpoint\":{\"port\":99999999999}}]", "not an int");
@@ -347,7 +347,8 @@ static void test_depth_limit(void **state)
 
     zipkin_limits_t lim = {.max_depth = 3};
     assert_int_equal(decode(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"tags\":{\"a\":\"b\"}}]", &lim), 0);
-    assert_int_equal(decode(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"annotations\":[{\"timestamp\":1,\"value\":\"v\"}]}]", &lim), -1);
+    assert_int_equal(
+        decode(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"annotations\":[{\"timestamp\":1,\"value\":\"v\"}]}]", &lim), -1);
     assert_non_null(strstr(f->res.error, "nesting deeper than 3 levels"));
 }
 
@@ -356,7 +357,8 @@ static void test_span_count_limit(void **state)
     fixture_t *f = *state;
     zipkin_limits_t lim = {.max_spans = 2};
     const char *two = "[{\"traceId\":\"1\",\"id\":\"1\"},{\"traceId\":\"1\",\"id\":\"2\"}]";
-    const char *three = "[{\"traceId\":\"1\",\"id\":\"1\"},{\"traceId\":\"1\",\"id\":\"2\"},{\"traceId\":\"1\",\"id\":\"3\"}]";
+    const char *three =
+        "[{\"traceId\":\"1\",\"id\":\"1\"},{\"traceId\":\"1\",\"id\":\"2\"},{\"traceId\":\"1\",\"id\":\"3\"}]";
     assert_int_equal(decode(f, two, &lim), 0);
     assert_int_equal(f->res.accepted, 2);
     assert_int_equal(decode(f, three, &lim), -1);
@@ -387,14 +389,13 @@ static void test_per_span_limits(void **state)
 static void test_span_rules(void **state)
 {
     fixture_t *f = *state;
-    const char *json =
-        "[{\"traceId\":\"1\",\"id\":\"2\",\"kind\":\"CLIENT\",\"shared\":true,\"debug\":false,"
-        "\"timestamp\":-5,\"duration\":\"7\",\"name\":\"\","
-        "\"annotations\":[{\"timestamp\":3,\"value\":\"b\"},{\"timestamp\":1,\"value\":\"z\"},"
-        "{\"timestamp\":3,\"value\":\"a\"},{\"timestamp\":1,\"value\":\"z\"}],"
-        "\"tags\":{\"b\":\"1\",\"a\":\"2\",\"b\":\"3\"},"
-        "\"localEndpoint\":{\"serviceName\":\"\"},"
-        "\"remoteEndpoint\":{\"ipv4\":\"not an ip\",\"port\":-3,\"serviceName\":null}}]";
+    const char *json = "[{\"traceId\":\"1\",\"id\":\"2\",\"kind\":\"CLIENT\",\"shared\":true,\"debug\":false,"
+                       "\"timestamp\":-5,\"duration\":\"7\",\"name\":\"\","
+                       "\"annotations\":[{\"timestamp\":3,\"value\":\"b\"},{\"timestamp\":1,\"value\":\"z\"},"
+                       "{\"timestamp\":3,\"value\":\"a\"},{\"timestamp\":1,\"value\":\"z\"}],"
+                       "\"tags\":{\"b\":\"1\",\"a\":\"2\",\"b\":\"3\"},"
+                       "\"localEndpoint\":{\"serviceName\":\"\"},"
+                       "\"remoteEndpoint\":{\"ipv4\":\"not an ip\",\"port\":-3,\"serviceName\":null}}]";
     assert_int_equal(decode(f, json, NULL), 0);
     const span_t *s = &f->c.spans[0];
     assert_false(s->shared); /* cleared on CLIENT */
@@ -411,7 +412,7 @@ static void test_span_rules(void **state)
     assert_str(s->tags[0].key, "a");
     assert_str(s->tags[1].key, "b");
     assert_str(s->tags[1].value, "3"); /* last duplicate wins */
-    assert_false(s->has_local);         /* empty endpoints are absent */
+    assert_false(s->has_local);        /* empty endpoints are absent */
     assert_false(s->has_remote);
     buf_t b = BUF_INIT;
     zipkin_json_encode_span(s, &b);
@@ -434,10 +435,8 @@ static void test_addresses(void **state)
     assert_int_equal(decode(f, json, NULL), 0);
     assert_int_equal(f->c.n, 5);
     const char *want[] = {
-        "{\"ipv4\":\"192.168.1.2\"}",
-        "{\"ipv6\":\"::1\"}",
-        "{\"ipv6\":\"2001:0:0:4::8\"}",
-        "{\"ipv4\":\"1.2.3.4\",\"ipv6\":\"fe80::1:2\"}",
+        "{\"ipv4\":\"192.168.1.2\"}",   "{\"ipv6\":\"::1\"}",
+        "{\"ipv6\":\"2001:0:0:4::8\"}", "{\"ipv4\":\"1.2.3.4\",\"ipv6\":\"fe80::1:2\"}",
         "{\"serviceName\":\"s\"}",
     };
     for (int i = 0; i < 5; i++) {
@@ -473,8 +472,8 @@ static void test_ip_text(void **state)
 {
     (void)state;
     const char *ok4[] = {"0.0.0.0", "255.255.255.255", "10.0.1.7", "::ffff:1.2.3.4", "::1.2.3.4", "::0000:1.2.3.4"};
-    const char *bad[] = {"01.2.3.4", "1.2.3", "1.2.3.4.5", "256.0.0.1", "1.2.3.4 ", "", "host", "1:2:3::4:5:6:7:8:9",
-                         "::ffff:1.2.3", "1::2.3.4.5", "::fffe:1.2.3.4", "1.2.3.4:80"};
+    const char *bad[] = {"01.2.3.4",           "1.2.3",        "1.2.3.4.5",  "256.0.0.1",      "1.2.3.4 ",  "", "host",
+                         "1:2:3::4:5:6:7:8:9", "::ffff:1.2.3", "1::2.3.4.5", "::fffe:1.2.3.4", "1.2.3.4:80"};
     for (size_t i = 0; i < sizeof(ok4) / sizeof(ok4[0]); i++) {
         span_endpoint_t ep = {0};
         assert_int_equal(zipkin_span_ip_text(&ep, ok4[i], strlen(ok4[i])), 0);

@@ -152,7 +152,8 @@ static const char *JSON_SPANS =
     "\"id\":\"5b4185666d50f68b\",\"kind\":\"SERVER\",\"name\":\"post /pay\",\"timestamp\":1700000000123456,"
     "\"duration\":2345,\"localEndpoint\":{\"serviceName\":\"payments\",\"ipv4\":\"10.0.1.7\",\"port\":9000},"
     "\"remoteEndpoint\":{\"ipv6\":\"2001:db8::c001\"},"
-    "\"annotations\":[{\"timestamp\":1700000000123500,\"value\":\"wr\"},{\"timestamp\":1700000000123600,\"value\":\"ws\"}],"
+    "\"annotations\":[{\"timestamp\":1700000000123500,\"value\":\"wr\"},{\"timestamp\":1700000000123600,\"value\":"
+    "\"ws\"}],"
     "\"tags\":{\"empty\":\"\",\"http.method\":\"POST\"},\"shared\":true},"
     "{\"traceId\":\"00000000000000ab\",\"id\":\"00000000000000cd\",\"kind\":\"PRODUCER\"},"
     "{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000002\",\"debug\":true}]";
@@ -177,8 +178,7 @@ static void test_round_trip_via_json(void **state)
     assert_string_equal(js.data, JSON_SPANS);
 
     /* protobuf-c reads our encoding too */
-    Zipkin__Proto3__ListOfSpans *l =
-        zipkin__proto3__list_of_spans__unpack(NULL, pb.len, (const uint8_t *)pb.data);
+    Zipkin__Proto3__ListOfSpans *l = zipkin__proto3__list_of_spans__unpack(NULL, pb.len, (const uint8_t *)pb.data);
     assert_non_null(l);
     assert_int_equal(l->n_spans, 3);
     assert_int_equal(l->spans[0]->trace_id.len, 16);
@@ -220,8 +220,7 @@ static void test_ids(void **state)
     zipkin_result_t r;
     collect_t c = {0};
     /* 8-byte trace, 4-byte id (left-padded as Zipkin does), zero parent = root */
-    const uint8_t ok[] = {0x0a, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0x12, 8, 0, 0, 0, 0, 0, 0, 0, 0,
-                          0x1a, 4, 0, 0, 0, 9};
+    const uint8_t ok[] = {0x0a, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0x12, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0x1a, 4, 0, 0, 0, 9};
     assert_int_equal(decode_raw(ok, sizeof(ok), &r, &c), 0);
     assert_int_equal(c.n, 1);
     assert_true(c.spans[0].trace_id_low == 1);
@@ -248,11 +247,11 @@ static void test_ids(void **state)
     assert_true(strncmp(r.error, "Malformed reading List<Span> from proto3", 40) == 0);
 
     /* unknown kind ignored, incomplete annotation and keyless tag dropped, empty endpoint absent */
-    const uint8_t odd[] = {0x0a, 1, 1, 0x1a, 1, 2, 0x20, 9,
-                           0x52, 3, 0x12, 1, 'x',          /* annotation without timestamp */
-                           0x5a, 3, 0x12, 1, 'v',          /* tag without key */
-                           0x42, 0,                        /* empty local endpoint */
-                           0x4a, 4, 0x12, 2, 1, 2};        /* remote with a 2-byte ip: ignored */
+    const uint8_t odd[] = {0x0a, 1,    1,    0x1a, 1,   2,   0x20,
+                           9,    0x52, 3,    0x12, 1,   'x', /* annotation without timestamp */
+                           0x5a, 3,    0x12, 1,    'v',      /* tag without key */
+                           0x42, 0,                          /* empty local endpoint */
+                           0x4a, 4,    0x12, 2,    1,   2};  /* remote with a 2-byte ip: ignored */
     assert_int_equal(decode_raw(odd, sizeof(odd), &r, &c), 0);
     assert_int_equal(c.n, 1);
     assert_int_equal(c.spans[0].kind, SPAN_KIND_UNSPECIFIED);
@@ -328,10 +327,8 @@ static void test_sniff(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decode_fields),
-        cmocka_unit_test(test_round_trip_via_json),
-        cmocka_unit_test(test_ids),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_decode_fields), cmocka_unit_test(test_round_trip_via_json),
+        cmocka_unit_test(test_ids),           cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_sniff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
