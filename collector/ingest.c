@@ -30,31 +30,10 @@
 /* arenas bigger than this are freed after a request instead of being kept */
 #define ARENA_KEEP_BYTES (8u << 20)
 
-typedef struct span_vec {
-    span_t *items;
-    size_t n, cap;
-    size_t max;
-} span_vec_t;
-
 static _Thread_local span_vec_t tl_spans;
 static _Thread_local buf_t tl_decoded; /* decompressed body, reused across requests */
 static _Thread_local arena_t tl_arena;
 static _Thread_local int tl_arena_ready;
-
-static int span_vec_sink(void *ctx, const span_t *s)
-{
-    span_vec_t *v = ctx;
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 1024;
-        span_t *items = realloc(v->items, cap * sizeof(span_t));
-        if (items == NULL)
-            log_fatal("out of memory");
-        v->items = items;
-        v->cap = cap;
-    }
-    v->items[v->n++] = *s;
-    return 0;
-}
 
 static pthread_key_t tl_key;
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
@@ -65,8 +44,7 @@ static void thread_buffers_free(void *unused)
     (void)unused;
     arena_dispose(&tl_arena);
     buf_dispose(&tl_decoded);
-    free(tl_spans.items);
-    tl_spans = (span_vec_t){0};
+    span_vec_dispose(&tl_spans);
     tl_arena_ready = 0;
 }
 
@@ -99,10 +77,8 @@ static void request_done(void)
     else
         arena_reset(&tl_arena);
     tl_spans.n = 0;
-    if (tl_spans.cap > 65536) {
-        free(tl_spans.items);
-        tl_spans = (span_vec_t){0};
-    }
+    if (tl_spans.cap > 65536)
+        span_vec_dispose(&tl_spans);
 }
 
 static void set_retry_after(collector_t *c, http_response_t *resp)

@@ -3,7 +3,10 @@
  */
 #include "span.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "log.h"
 
 static const char *const kind_names[] = {NULL, "CLIENT", "SERVER", "PRODUCER", "CONSUMER"};
 
@@ -103,4 +106,33 @@ void span_id_to_bytes(uint64_t id, uint8_t out[8])
         out[i] = (uint8_t)(id & 0xff);
         id >>= 8;
     }
+}
+
+int span_vec_sink(void *ctx, const span_t *span)
+{
+    span_vec_t *v = ctx;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        span_t *items = realloc(v->items, cap * sizeof(*items));
+        if (items == NULL)
+            log_fatal("out of memory growing a span array to %zu", cap);
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->n++] = *span;
+    return 0;
+}
+
+int span_count_sink(void *ctx, const span_t *span)
+{
+    (void)span;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+void span_vec_dispose(span_vec_t *v)
+{
+    free(v->items);
+    v->items = NULL;
+    v->n = v->cap = 0;
 }

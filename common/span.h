@@ -108,4 +108,18 @@ void span_id_to_bytes(uint64_t id, uint8_t out[8]);
  */
 typedef int (*span_sink_fn)(void *ctx, const span_t *span);
 
+/* A growable array of span_t views, the usual sink target. Zero-initialise; free with span_vec_dispose. */
+typedef struct span_vec {
+    span_t *items; /* heap, owned */
+    size_t n, cap;
+} span_vec_t;
+
+/* span_sink_fn that appends a copy of *span (the struct, not what it points to) to ctx, a span_vec_t. */
+int span_vec_sink(void *ctx, const span_t *span);
+
+/* span_sink_fn that only counts: ctx is a size_t. */
+int span_count_sink(void *ctx, const span_t *span);
+
+void span_vec_dispose(span_vec_t *v);
+
 #endif

@@ -11,54 +11,29 @@
 #include "zipkin_json.h"
 #include "zipkin_proto.h"
 
-typedef struct spans {
-    span_t *v;
-    size_t n, cap;
-} spans_t;
-
-static int keep_span(void *ctx, const span_t *s)
-{
-    spans_t *c = ctx;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 16;
-        c->v = realloc(c->v, c->cap * sizeof(*c->v));
-        if (c->v == NULL)
-            abort();
-    }
-    c->v[c->n++] = *s;
-    return 0;
-}
-
-static int count_span(void *ctx, const span_t *s)
-{
-    (void)s;
-    (*(size_t *)ctx)++;
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     arena_t arena;
     arena_init(&arena, 8u << 20);
-    spans_t got = {0};
+    span_vec_t got = {0};
     zipkin_result_t res;
     zipkin_limits_t lim = {.max_spans = 1000, .max_tags = 16, .max_tag_value_len = 1024, .max_annotations = 16};
-    if (zipkin_json_decode((const char *)data, size, &arena, &lim, keep_span, &got, &res) == 0) {
+    if (zipkin_json_decode((const char *)data, size, &arena, &lim, span_vec_sink, &got, &res) == 0) {
         if (res.accepted != got.n)
             abort();
         buf_t js = BUF_INIT, pb = BUF_INIT;
-        zipkin_json_encode_spans(got.v, got.n, &js);
+        zipkin_json_encode_spans(got.items, got.n, &js);
         arena_t a2;
         arena_init(&a2, 0);
         size_t again = 0;
         zipkin_result_t r2;
-        if (zipkin_json_decode(js.data, js.len, &a2, &lim, count_span, &again, &r2) != 0 || again != got.n) {
+        if (zipkin_json_decode(js.data, js.len, &a2, &lim, span_count_sink, &again, &r2) != 0 || again != got.n) {
             fprintf(stderr, "json re-decode: %s (%zu of %zu)\n%s\n", r2.error, again, got.n, js.data);
             abort();
         }
-        zipkin_proto_encode_spans(got.v, got.n, &pb);
+        zipkin_proto_encode_spans(got.items, got.n, &pb);
         again = 0;
-        if (zipkin_proto_decode((const uint8_t *)pb.data, pb.len, &a2, &lim, count_span, &again, &r2) != 0 ||
+        if (zipkin_proto_decode((const uint8_t *)pb.data, pb.len, &a2, &lim, span_count_sink, &again, &r2) != 0 ||
             again != got.n) {
             fprintf(stderr, "proto re-decode: %s (%zu of %zu)\n", r2.error, again, got.n);
             abort();
@@ -67,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         buf_dispose(&js);
         buf_dispose(&pb);
     }
-    free(got.v);
+    span_vec_dispose(&got);
     arena_dispose(&arena);
     return 0;
 }

@@ -10,49 +10,24 @@
 
 #include "zipkin_proto.h"
 
-typedef struct spans {
-    span_t *v;
-    size_t n, cap;
-} spans_t;
-
-static int keep_span(void *ctx, const span_t *s)
-{
-    spans_t *c = ctx;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 16;
-        c->v = realloc(c->v, c->cap * sizeof(*c->v));
-        if (c->v == NULL)
-            abort();
-    }
-    c->v[c->n++] = *s;
-    return 0;
-}
-
-static int count_span(void *ctx, const span_t *s)
-{
-    (void)s;
-    (*(size_t *)ctx)++;
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     (void)zipkin_sniff_proto(data, size);
     arena_t arena;
     arena_init(&arena, 8u << 20);
-    spans_t got = {0};
+    span_vec_t got = {0};
     zipkin_result_t res;
     zipkin_limits_t lim = {.max_spans = 1000, .max_tags = 16, .max_tag_value_len = 1024, .max_annotations = 16};
-    if (zipkin_proto_decode(data, size, &arena, &lim, keep_span, &got, &res) == 0) {
+    if (zipkin_proto_decode(data, size, &arena, &lim, span_vec_sink, &got, &res) == 0) {
         if (res.accepted != got.n)
             abort();
         buf_t pb = BUF_INIT;
-        zipkin_proto_encode_spans(got.v, got.n, &pb);
+        zipkin_proto_encode_spans(got.items, got.n, &pb);
         arena_t a2;
         arena_init(&a2, 0);
         size_t again = 0;
         zipkin_result_t r2;
-        if (zipkin_proto_decode((const uint8_t *)pb.data, pb.len, &a2, &lim, count_span, &again, &r2) != 0 ||
+        if (zipkin_proto_decode((const uint8_t *)pb.data, pb.len, &a2, &lim, span_count_sink, &again, &r2) != 0 ||
             again != got.n) {
             fprintf(stderr, "proto re-decode: %s (%zu of %zu)\n", r2.error, again, got.n);
             abort();
@@ -60,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         arena_dispose(&a2);
         buf_dispose(&pb);
     }
-    free(got.v);
+    span_vec_dispose(&got);
     arena_dispose(&arena);
     return 0;
 }
