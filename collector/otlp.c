@@ -16,6 +16,7 @@
  * reallocated. Strings from the messages are used in place (they already
  * live in the arena).
  */
+#include "varint.h"
 #include "otlp.h"
 
 #include <arpa/inet.h>
@@ -1280,22 +1281,6 @@ static void pb_free(void *data, void *p)
     (void)p;
 }
 
-static int wire_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned shift = 0; shift < 70; shift += 7) {
-        if (*pos >= len)
-            return -1;
-        uint8_t b = p[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /*
  * Walk the wire format of a message of type d: every field well-formed,
  * messages nested no deeper than max_depth. protobuf-c recurses once per
@@ -1311,7 +1296,7 @@ static int wire_check(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint
     while (pos < len) {
         size_t at = pos;
         uint64_t tag, v;
-        if (wire_varint(p, len, &pos, &tag) != 0)
+        if (varint_read(p, len, &pos, &tag) != 0)
             return fail(c, "invalid protobuf: truncated field tag at offset %zu", base + at);
         uint64_t num = tag >> 3;
         unsigned wt = (unsigned)(tag & 7);
@@ -1322,7 +1307,7 @@ static int wire_check(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint
             wt == 2 && d != NULL ? protobuf_c_message_descriptor_get_field(d, (unsigned)num) : NULL;
         switch (wt) {
         case 0:
-            if (wire_varint(p, len, &pos, &v) != 0)
+            if (varint_read(p, len, &pos, &v) != 0)
                 return fail(c, "invalid protobuf: truncated varint in field %llu at offset %zu",
                             (unsigned long long)num, base + at);
             break;
@@ -1336,7 +1321,7 @@ static int wire_check(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint
             break;
         }
         case 2:
-            if (wire_varint(p, len, &pos, &v) != 0 || v > len - pos)
+            if (varint_read(p, len, &pos, &v) != 0 || v > len - pos)
                 return fail(c, "invalid protobuf: truncated length-delimited field %llu at offset %zu",
                             (unsigned long long)num, base + at);
             if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&

@@ -27,6 +27,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "varint.h"
 #include "log.h"
 #include "span_store_internal.h"
 
@@ -544,17 +545,6 @@ static trace_t *trace_new(span_store_t *st, const span_t *s, uint64_t now_us)
     return t;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 /*
  * What one batch changed in one trace; the trace's timestamp and list
  * entries are brought up to date once, when its spans of the batch are in.
@@ -600,7 +590,7 @@ static void append_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b
     enc_info_t info;
     size_t body = span_encode(st, t, s, &info);
     uint8_t hdr[10];
-    size_t hl = put_varint(hdr, body);
+    size_t hl = (size_t)(varint_write(hdr, body) - hdr);
     size_t rec_len = hl + body;
     if (st->stage_len + rec_len > st->stage_cap) {
         size_t cap = st->stage_cap ? st->stage_cap : 4096;
@@ -673,7 +663,7 @@ static int merge_one(span_store_t *st, trace_t *t, const span_t *s, touch_t *b)
         log_fatal("span store scratch memory exhausted");
     size_t body = span_encode(st, t, &merged, NULL);
     uint8_t hdr[10];
-    size_t hl = put_varint(hdr, body);
+    size_t hl = (size_t)(varint_write(hdr, body) - hdr);
     size_t rec_len = hl + body;
     /* index the new version before withdrawing the old one, so nothing shared drops to zero */
     uint8_t *tmp = arena_alloc(&st->scratch, rec_len);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "varint.h"
 #include "log.h"
 #include "span_store_internal.h"
 
@@ -28,16 +29,6 @@ enum {
     EP_IPV6 = 0x04,
     EP_PORT = 0x08,
 };
-
-static uint8_t *wr_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
 
 static uint8_t *wr_u64(uint8_t *p, uint64_t v)
 {
@@ -85,7 +76,7 @@ static uint8_t *wr_ep(span_store_t *st, uint8_t *p, const span_endpoint_t *e, ui
     *p++ = f;
     if (f & EP_SVC) {
         *sid = intern_name(st, hint, e->service_name);
-        p = wr_varint(p, *sid);
+        p = varint_write(p, *sid);
     }
     if (f & EP_IPV4) {
         memcpy(p, e->ipv4, 4);
@@ -140,19 +131,19 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
         p = wr_u64(p, s->trace_id_high);
     if (f2 & F2_NAME) {
         info->name = intern_name(st, &st->hint_name, s->name);
-        p = wr_varint(p, info->name);
+        p = varint_write(p, info->name);
     }
     if (f1 & F1_TS)
-        p = wr_varint(p, zigzag(s->timestamp_us - t->base_ts));
+        p = varint_write(p, zigzag(s->timestamp_us - t->base_ts));
     if (f1 & F1_DUR)
-        p = wr_varint(p, s->duration_us);
+        p = varint_write(p, s->duration_us);
     if (f2 & F2_REMOTE)
         p = wr_ep(st, p, &s->remote, &st->hint_rsvc, &info->rsvc);
-    p = wr_varint(p, s->n_annotations);
+    p = varint_write(p, s->n_annotations);
     for (uint32_t i = 0; i < s->n_annotations; i++) {
         const span_annotation_t *a = &s->annotations[i];
-        p = wr_varint(p, zigzag(a->timestamp_us - t->base_ts));
-        p = wr_varint(p, a->value.len);
+        p = varint_write(p, zigzag(a->timestamp_us - t->base_ts));
+        p = varint_write(p, a->value.len);
         memcpy(p, a->value.ptr, a->value.len);
         p += a->value.len;
     }
@@ -162,11 +153,11 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
         if (tags_sorted(&st->scratch, s->tags, s->n_tags, &tags, &nt) < 0)
             log_fatal("span store scratch memory exhausted");
         info->tags_off = (size_t)(p - st->enc);
-        p = wr_varint(p, nt);
+        p = varint_write(p, nt);
         for (uint32_t i = 0; i < nt; i++) {
             const span_tag_t *tg = &tags[i];
-            p = wr_varint(p, intern_acquire(st->strs, tg->key.ptr, tg->key.len));
-            p = wr_varint(p, tg->value.len);
+            p = varint_write(p, intern_acquire(st->strs, tg->key.ptr, tg->key.len));
+            p = varint_write(p, tg->value.len);
             memcpy(p, tg->value.ptr, tg->value.len);
             p += tg->value.len;
         }
@@ -184,12 +175,12 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
             nt = o->n_out;
         }
         info->tags_off = (size_t)(p - st->enc);
-        p = wr_varint(p, nt);
+        p = varint_write(p, nt);
         for (uint32_t k = 0; k < nt; k++) {
             uint32_t i = o->perm[k];
             const span_tag_t *tg = &s->tags[i];
-            p = wr_varint(p, ids[i]);
-            p = wr_varint(p, tg->value.len);
+            p = varint_write(p, ids[i]);
+            p = varint_write(p, tg->value.len);
             memcpy(p, tg->value.ptr, tg->value.len);
             p += tg->value.len;
         }

@@ -2,6 +2,7 @@
  * zipkin_proto: Zipkin proto3 ListOfSpans decoding (protobuf-c into the
  * request arena) and encoding (by hand); see zipkin_proto.h.
  */
+#include "varint.h"
 #include "zipkin_proto.h"
 
 #include <stdlib.h>
@@ -33,22 +34,6 @@ static void pb_free(void *data, void *ptr)
 
 /* ---- top-level scan ---- */
 
-static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*pos >= len)
-            return -1;
-        uint8_t b = p[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Count the spans (field 1) of a ListOfSpans without allocating; -1 when truncated or malformed. */
 static int count_spans(const uint8_t *p, size_t len, uint64_t *count)
 {
@@ -56,11 +41,11 @@ static int count_spans(const uint8_t *p, size_t len, uint64_t *count)
     *count = 0;
     while (pos < len) {
         uint64_t key, v;
-        if (read_varint(p, len, &pos, &key) != 0)
+        if (varint_read(p, len, &pos, &key) != 0)
             return -1;
         switch (key & 7) {
         case 0:
-            if (read_varint(p, len, &pos, &v) != 0)
+            if (varint_read(p, len, &pos, &v) != 0)
                 return -1;
             break;
         case 1:
@@ -69,7 +54,7 @@ static int count_spans(const uint8_t *p, size_t len, uint64_t *count)
             pos += 8;
             break;
         case 2:
-            if (read_varint(p, len, &pos, &v) != 0 || v > len - pos)
+            if (varint_read(p, len, &pos, &v) != 0 || v > len - pos)
                 return -1;
             pos += (size_t)v;
             if ((key >> 3) == 1)
@@ -281,16 +266,6 @@ out:
 
 /* ---- encoding ---- */
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 static size_t ld_size(size_t n)
 {
     return 1 + varint_size(n) + n;
@@ -370,11 +345,7 @@ static void w_byte(wr_t *w, uint8_t b)
 
 static void w_varint(wr_t *w, uint64_t v)
 {
-    while (v >= 0x80) {
-        *w->p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *w->p++ = (uint8_t)v;
+    w->p = varint_write(w->p, v);
 }
 
 static void w_bytes(wr_t *w, uint8_t key, const void *data, size_t n)
