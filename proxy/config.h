@@ -1,0 +1,390 @@
+/*
+ * config: the sidecar's configuration model and its loader.
+ *
+ * One YAML file holds several documents: exactly one `kind: Proxy`
+ * (apiVersion outrider.io/v1alpha1: listeners, admin, telemetry, workers)
+ * and any number of Istio `ServiceEntry`, `VirtualService` and
+ * `DestinationRule` documents (networking.istio.io v1, v1beta1, v1alpha3),
+ * with Istio's field names and shapes.
+ *
+ * Loading is two passes, as HAProxy does it. Pass one walks every document
+ * into the model below, checking kinds, field names, types and ranges.
+ * Pass two checks the references between documents: hosts, subsets and
+ * ports. Every problem is reported as
+ *     file:line:col: Kind name: path.to.field: reason
+ * and loading goes on, so the user sees all of them at once; the result is
+ * NULL when there was at least one error. Fields that the proxy parses but
+ * does not act on yet (issue 4: most of connectionPool, outlierDetection,
+ * fault, mirroring) are reported once each through a separate warning
+ * callback, which does not fail the load.
+ *
+ * The model is plain, immutable after load, and owned by one allocation
+ * arena inside proxy_config_t: every pointer below lives until
+ * proxy_config_destroy. A reload builds a new model and swaps it whole.
+ *
+ * Optional numbers use PROXY_UNSET (-1) for "not given"; durations are
+ * milliseconds. Header names in matches and header operations are stored
+ * lowercased. Host names are kept as written (`host`) and as the FQDN they
+ * stand for (`fqdn`): a short name `reviews` in namespace `default` means
+ * `reviews.default.svc.cluster.local`, as in Istio.
+ *
+ * Regular expressions: Istio uses RE2 and matches the whole string. We use
+ * POSIX extended regular expressions (regcomp, REG_EXTENDED), anchored at
+ * both ends so the whole string must match as in Istio. RE2-only syntax
+ * (`\d`, `(?i)`, `(?:`, lazy quantifiers `*?`, `\pL`...) is rejected with an
+ * error that names it, rather than silently meaning something else; RE2's
+ * linear-time guarantee does not hold for POSIX, so repetition bounds are
+ * limited (their product at most 1000) and a pattern at most 1024 bytes.
+ */
+#ifndef OUTRIDER_PROXY_CONFIG_H
+#define OUTRIDER_PROXY_CONFIG_H
+
+#include <regex.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+
+#define PROXY_UNSET (-1)
+
+/* Largest configuration file accepted (bytes); checked before reading it all. */
+#define PROXY_CONFIG_MAX_BYTES (16u << 20)
+
+/* Receives one message "file:line:col: Kind name: path: reason" (an error or a warning). */
+typedef void (*config_error_fn)(void *ctx, const char *message);
+
+/* A YAML string map (labels, header operations), in file order. */
+typedef struct proxy_kv {
+    const char *key;
+    const char *value;
+} proxy_kv_t;
+
+typedef struct proxy_kv_list {
+    proxy_kv_t *items;
+    size_t n;
+} proxy_kv_list_t;
+
+typedef struct proxy_str_list {
+    const char **items;
+    size_t n;
+} proxy_str_list_t;
+
+/* Where a document or a field came from: for messages of later stages (router, reload). */
+typedef struct proxy_pos {
+    int line, col;
+} proxy_pos_t;
+
+typedef struct proxy_meta {
+    const char *name;      /* required */
+    const char *namespace; /* "default" when absent */
+    proxy_kv_list_t labels;
+    proxy_pos_t pos; /* of the document */
+} proxy_meta_t;
+
+/* A HOST:PORT as written, and split. host is an IP literal for listeners. */
+typedef struct proxy_hostport {
+    const char *text; /* NULL when not configured */
+    const char *host;
+    uint16_t port;
+} proxy_hostport_t;
+
+/* ---- kind: Proxy ---- */
+
+typedef struct proxy_spec {
+    proxy_meta_t meta;
+    proxy_hostport_t inbound_listen;     /* default 127.0.0.1:15006 when inbound is given */
+    proxy_hostport_t inbound_forward_to; /* required when inbound is given; text NULL = no inbound */
+    proxy_hostport_t outbound_listen;    /* default 127.0.0.1:15001 */
+    proxy_hostport_t admin_listen;       /* default 127.0.0.1:15000 */
+    const char *otlp_endpoint;           /* "http://host:port" or NULL (telemetry off) */
+    proxy_hostport_t otlp_hostport;      /* split otlp_endpoint */
+    double sampling_percent;             /* 0..100, default 1 */
+    uint64_t flush_interval_ms;          /* default 1000 */
+    int workers;                         /* 1..64, default 1 */
+} proxy_spec_t;
+
+/* ---- ServiceEntry ---- */
+
+enum proxy_resolution { PROXY_RESOLUTION_NONE = 0, PROXY_RESOLUTION_STATIC, PROXY_RESOLUTION_DNS };
+enum proxy_location { PROXY_LOCATION_MESH_EXTERNAL = 0, PROXY_LOCATION_MESH_INTERNAL };
+
+typedef struct proxy_host {
+    const char *host; /* as written */
+    const char *fqdn; /* short names expanded with the document's namespace; lowercase */
+    proxy_pos_t pos;
+} proxy_host_t;
+
+typedef struct proxy_port {
+    uint32_t number;      /* 1..65535 */
+    const char *name;     /* required, unique in the entry */
+    const char *protocol; /* uppercase: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS, MONGO; NULL = not given */
+    int64_t target_port;  /* PROXY_UNSET or 1..65535 */
+} proxy_port_t;
+
+typedef struct proxy_endpoint {
+    const char *address;
+    proxy_kv_list_t ports;  /* port name -> number as text; see port_numbers */
+    uint32_t *port_numbers; /* parallel to ports.items */
+    proxy_kv_list_t labels;
+    int64_t weight; /* PROXY_UNSET or 1..2^32-1 */
+    proxy_pos_t pos;
+} proxy_endpoint_t;
+
+typedef struct proxy_service_entry {
+    proxy_meta_t meta;
+    proxy_host_t *hosts; /* n_hosts >= 1 */
+    size_t n_hosts;
+    proxy_port_t *ports;
+    size_t n_ports;
+    enum proxy_resolution resolution;
+    enum proxy_location location;
+    proxy_endpoint_t *endpoints;
+    size_t n_endpoints;
+} proxy_service_entry_t;
+
+/* ---- VirtualService ---- */
+
+enum proxy_match_kind { PROXY_MATCH_NONE = 0, PROXY_MATCH_EXACT, PROXY_MATCH_PREFIX, PROXY_MATCH_REGEX };
+
+/* Istio StringMatch: exactly one of exact, prefix, regex. */
+typedef struct proxy_string_match {
+    enum proxy_match_kind kind;
+    const char *value;
+    regex_t *regex; /* PROXY_MATCH_REGEX: compiled, anchored (whole string); freed by destroy */
+} proxy_string_match_t;
+
+typedef struct proxy_named_match {
+    const char *name; /* header names lowercased */
+    proxy_string_match_t match;
+} proxy_named_match_t;
+
+typedef struct proxy_http_match {
+    const char *name;
+    proxy_string_match_t uri, method, authority; /* kind NONE = not given */
+    proxy_named_match_t *headers;
+    size_t n_headers;
+    proxy_named_match_t *without_headers;
+    size_t n_without_headers;
+    proxy_named_match_t *query_params; /* exact or regex only, as in Istio */
+    size_t n_query_params;
+    int ignore_uri_case; /* applies to exact and prefix uri matches, as in Istio */
+} proxy_http_match_t;
+
+typedef struct proxy_header_ops {
+    proxy_kv_list_t set, add;
+    proxy_str_list_t remove;
+} proxy_header_ops_t;
+
+typedef struct proxy_headers {
+    proxy_header_ops_t request, response;
+} proxy_headers_t;
+
+typedef struct proxy_destination {
+    const char *host; /* required */
+    const char *fqdn;
+    const char *subset; /* NULL = all endpoints */
+    int64_t port;       /* PROXY_UNSET or 1..65535 */
+    const char *path;   /* field path, e.g. "spec.http[1].route[0].destination", for later messages */
+    proxy_pos_t pos, host_pos, subset_pos, port_pos;
+    /* filled by pass two: the ServiceEntry the host names */
+    const proxy_service_entry_t *service;
+} proxy_destination_t;
+
+typedef struct proxy_route_destination {
+    proxy_destination_t destination;
+    int weight;       /* effective, 0..100: 100 for a single destination without weight */
+    int weight_given; /* the weight was written */
+    proxy_headers_t headers;
+} proxy_route_destination_t;
+
+enum proxy_retry_on {
+    PROXY_RETRY_5XX = 1 << 0,
+    PROXY_RETRY_GATEWAY_ERROR = 1 << 1,
+    PROXY_RETRY_RESET = 1 << 2,
+    PROXY_RETRY_CONNECT_FAILURE = 1 << 3,
+    PROXY_RETRY_RETRIABLE_4XX = 1 << 4,
+    PROXY_RETRY_RETRIABLE_STATUS_CODES = 1 << 5,
+};
+
+#define PROXY_MAX_RETRY_CODES 16
+
+/*
+ * Always filled: without a retries block (given = 0) Istio's defaults apply,
+ * 2 attempts on connect-failure and 503 (Istio's default retryOn is
+ * "connect-failure,refused-stream,unavailable,cancelled,503"; the gRPC and
+ * HTTP/2 conditions do not arise on HTTP/1.1). A block overrides what it sets.
+ */
+typedef struct proxy_retries {
+    int given;
+    int attempts;                          /* 0..100; 0 disables retries */
+    int64_t per_try_timeout_ms;            /* PROXY_UNSET = the route timeout */
+    unsigned retry_on;                     /* PROXY_RETRY_* bits */
+    uint16_t codes[PROXY_MAX_RETRY_CODES]; /* status codes listed in retryOn */
+    size_t n_codes;
+} proxy_retries_t;
+
+typedef struct proxy_fault {
+    int has_delay;
+    uint64_t delay_ms;
+    double delay_percent; /* 0..100; 100 when not given */
+    int has_abort;
+    int abort_status;     /* 200..599 */
+    double abort_percent; /* 0..100; 100 when not given */
+} proxy_fault_t;
+
+typedef struct proxy_mirror {
+    proxy_destination_t destination;
+    double percent; /* 0..100; 100 when not given */
+} proxy_mirror_t;
+
+typedef struct proxy_http_route {
+    const char *name; /* NULL when not given */
+    proxy_pos_t pos;
+    proxy_http_match_t *matches; /* n_matches 0 = matches every request */
+    size_t n_matches;
+    proxy_route_destination_t *routes;
+    size_t n_routes;
+    proxy_headers_t headers;
+    const char *rewrite_uri;       /* NULL = none */
+    const char *rewrite_authority; /* NULL = none */
+    int has_redirect;
+    const char *redirect_uri, *redirect_authority, *redirect_scheme;
+    int64_t redirect_port; /* PROXY_UNSET or 1..65535 */
+    int redirect_code;     /* 301 default; 301, 302, 303, 307, 308 */
+    int has_direct_response;
+    int direct_status;       /* 200..599 */
+    const char *direct_body; /* NULL = empty */
+    int64_t timeout_ms;      /* PROXY_UNSET = none (0 also means none, as in Istio) */
+    proxy_retries_t retries;
+    proxy_fault_t fault;     /* not enforced yet (issue 4) */
+    proxy_mirror_t *mirrors; /* `mirror` (with mirrorPercentage) or `mirrors`; not enforced yet */
+    size_t n_mirrors;
+} proxy_http_route_t;
+
+typedef struct proxy_virtual_service {
+    proxy_meta_t meta;
+    proxy_host_t *hosts;
+    size_t n_hosts;
+    proxy_str_list_t gateways; /* parsed, ignored */
+    proxy_http_route_t *http;
+    size_t n_http;
+} proxy_virtual_service_t;
+
+/* ---- DestinationRule ---- */
+
+enum proxy_lb {
+    PROXY_LB_UNSET = 0, /* ROUND_ROBIN */
+    PROXY_LB_ROUND_ROBIN,
+    PROXY_LB_LEAST_REQUEST,
+    PROXY_LB_RANDOM,
+    PROXY_LB_PASSTHROUGH,
+    PROXY_LB_CONSISTENT_HASH,
+};
+
+enum proxy_hash_on {
+    PROXY_HASH_NONE = 0,
+    PROXY_HASH_HEADER,
+    PROXY_HASH_COOKIE,
+    PROXY_HASH_SOURCE_IP,
+    PROXY_HASH_QUERY
+};
+
+typedef struct proxy_traffic_policy {
+    int given;
+    enum proxy_lb lb;
+    enum proxy_hash_on hash_on;   /* PROXY_LB_CONSISTENT_HASH */
+    const char *hash_key;         /* header, cookie or query parameter name */
+    const char *hash_cookie_path; /* NULL = none */
+    int64_t hash_cookie_ttl_ms;   /* PROXY_UNSET = session cookie */
+    int has_pool;                 /* connectionPool was given */
+    /* connectionPool; PROXY_UNSET = not given */
+    int64_t max_connections; /* not enforced yet */
+    int64_t connect_timeout_ms;
+    int64_t http1_max_pending_requests; /* not enforced yet */
+    int64_t max_requests_per_connection;
+    int64_t max_retries; /* not enforced yet */
+    int64_t idle_timeout_ms;
+    /* outlierDetection; not enforced yet */
+    int has_outlier;
+    int64_t consecutive_5xx_errors, consecutive_gateway_errors;
+    int64_t interval_ms, base_ejection_time_ms;
+    int64_t max_ejection_percent, min_health_percent;
+} proxy_traffic_policy_t;
+
+typedef struct proxy_subset {
+    const char *name;
+    proxy_kv_list_t labels;
+    /* effective: merged as Istio does, each of loadBalancer, connectionPool and
+     * outlierDetection from the subset when it sets it, else from the rule */
+    proxy_traffic_policy_t policy;
+    proxy_pos_t pos;
+} proxy_subset_t;
+
+typedef struct proxy_destination_rule {
+    proxy_meta_t meta;
+    proxy_host_t host;
+    proxy_traffic_policy_t policy;
+    proxy_subset_t *subsets;
+    size_t n_subsets;
+    const proxy_service_entry_t *service; /* filled by pass two */
+} proxy_destination_rule_t;
+
+/* ---- the whole file ---- */
+
+typedef struct proxy_config {
+    arena_t arena; /* owns everything below */
+    const char *file;
+    proxy_spec_t proxy;
+    proxy_service_entry_t *services;
+    size_t n_services;
+    proxy_virtual_service_t *virtual_services;
+    size_t n_virtual_services;
+    proxy_destination_rule_t *destination_rules;
+    size_t n_destination_rules;
+    regex_t **regexes; /* every compiled regex, for destroy */
+    size_t n_regexes, cap_regexes;
+} proxy_config_t;
+
+/*
+ * Load and check the file at path. Every error goes to err and every
+ * warning to warn (may be NULL), both with the caller's ctx. Returns the
+ * model, owned by the caller (proxy_config_destroy), or NULL when there was
+ * any error, including a file that cannot be read or is larger than
+ * PROXY_CONFIG_MAX_BYTES.
+ */
+proxy_config_t *proxy_config_load(const char *path, config_error_fn err, config_error_fn warn, void *ctx);
+
+/* Same from len bytes of text; name stands for the file in messages. */
+proxy_config_t *proxy_config_load_string(const char *name, const char *text, size_t len, config_error_fn err,
+                                         config_error_fn warn, void *ctx);
+
+/* Free a model; NULL is a no-op. */
+void proxy_config_destroy(proxy_config_t *cfg);
+
+/*
+ * Does the host name `name`, written in namespace ns, stand for host h?
+ * Short names are expanded as in Istio; comparison ignores case; an entry
+ * host "*.example.com" matches any name ending in ".example.com".
+ */
+int proxy_host_matches(const proxy_host_t *h, const char *name, const char *ns);
+
+/* The ServiceEntry that serves name (written in namespace ns), or NULL. */
+const proxy_service_entry_t *proxy_config_find_service(const proxy_config_t *cfg, const char *name, const char *ns);
+
+/* The DestinationRule for the entry's hosts, or NULL. */
+const proxy_destination_rule_t *proxy_config_find_rule(const proxy_config_t *cfg, const proxy_service_entry_t *se);
+
+/* The subset called name in rule, or NULL. */
+const proxy_subset_t *proxy_rule_find_subset(const proxy_destination_rule_t *rule, const char *name);
+
+/* Does the endpoint carry every label of the subset? */
+int proxy_subset_selects(const proxy_subset_t *subset, const proxy_endpoint_t *ep);
+
+/*
+ * Parse an Istio duration ("1s", "0.5s", "250ms", "1m", "1h", "1h30m"; units
+ * h, m, s, ms, us, ns) into milliseconds. Returns 0, or -1 for bad syntax,
+ * overflow, or a non-zero duration under 1 ms.
+ */
+int proxy_duration_parse(const char *s, uint64_t *ms);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * config_json: encode the configuration model as JSON; see config_json.h.
+ *
+ * A tiny writer keeps track of whether a comma is due, so each field is one
+ * call. Output is deterministic (model order), which the tests rely on.
+ */
+#include "config_json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct jw {
+    buf_t *b;
+    int need_comma;
+} jw_t;
+
+static void sep(jw_t *w)
+{
+    if (w->need_comma)
+        buf_append_char(w->b, ',');
+    w->need_comma = 0;
+}
+
+static void key(jw_t *w, const char *k)
+{
+    sep(w);
+    if (k != NULL) {
+        buf_append_char(w->b, '"');
+        buf_append_json_escaped(w->b, k, strlen(k));
+        buf_append_str(w->b, "\":");
+    }
+}
+
+static void open_(jw_t *w, const char *k, char c)
+{
+    key(w, k);
+    buf_append_char(w->b, c);
+    w->need_comma = 0;
+}
+
+static void close_(jw_t *w, char c)
+{
+    buf_append_char(w->b, c);
+    w->need_comma = 1;
+}
+
+static void str(jw_t *w, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    key(w, k);
+    buf_append_char(w->b, '"');
+    buf_append_json_escaped(w->b, v, strlen(v));
+    buf_append_char(w->b, '"');
+    w->need_comma = 1;
+}
+
+static void num(jw_t *w, const char *k, int64_t v)
+{
+    key(w, k);
+    buf_append_i64(w->b, v);
+    w->need_comma = 1;
+}
+
+static void opt_num(jw_t *w, const char *k, int64_t v)
+{
+    if (v != PROXY_UNSET)
+        num(w, k, v);
+}
+
+static void dbl(jw_t *w, const char *k, double v)
+{
+    key(w, k);
+    buf_printf(w->b, "%.17g", v);
+    w->need_comma = 1;
+}
+
+static void boolean(jw_t *w, const char *k, int v)
+{
+    key(w, k);
+    buf_append_str(w->b, v ? "true" : "false");
+    w->need_comma = 1;
+}
+
+static void duration(jw_t *w, const char *k, int64_t ms)
+{
+    if (ms == PROXY_UNSET)
+        return;
+    char text[32];
+    if (ms % 1000 == 0)
+        snprintf(text, sizeof(text), "%llds", (long long)(ms / 1000));
+    else
+        snprintf(text, sizeof(text), "%lldms", (long long)ms);
+    str(w, k, text);
+}
+
+static void kv_map(jw_t *w, const char *k, const proxy_kv_list_t *l)
+{
+    if (l->n == 0)
+        return;
+    open_(w, k, '{');
+    for (size_t i = 0; i < l->n; i++)
+        str(w, l->items[i].key, l->items[i].value);
+    close_(w, '}');
+}
+
+static void str_list(jw_t *w, const char *k, const proxy_str_list_t *l)
+{
+    if (l->n == 0)
+        return;
+    open_(w, k, '[');
+    for (size_t i = 0; i < l->n; i++)
+        str(w, NULL, l->items[i]);
+    close_(w, ']');
+}
+
+static void hosts(jw_t *w, const char *k, const proxy_host_t *h, size_t n)
+{
+    open_(w, k, '[');
+    for (size_t i = 0; i < n; i++)
+        str(w, NULL, h[i].host);
+    close_(w, ']');
+}
+
+static void metadata(jw_t *w, const proxy_meta_t *m)
+{
+    open_(w, "metadata", '{');
+    str(w, "name", m->name);
+    str(w, "namespace", m->namespace);
+    kv_map(w, "labels", &m->labels);
+    close_(w, '}');
+}
+
+static void document(jw_t *w, const char *api, const char *kind, const proxy_meta_t *m)
+{
+    open_(w, NULL, '{');
+    str(w, "apiVersion", api);
+    str(w, "kind", kind);
+    metadata(w, m);
+}
+
+/* ---- Proxy ---- */
+
+static void listener(jw_t *w, const char *k, const proxy_hostport_t *hp, const char *k2, const proxy_hostport_t *hp2)
+{
+    if (hp->text == NULL && (hp2 == NULL || hp2->text == NULL))
+        return;
+    open_(w, k, '{');
+    str(w, "listen", hp->text);
+    if (hp2 != NULL)
+        str(w, k2, hp2->text);
+    close_(w, '}');
+}
+
+static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
+{
+    open_(w, "proxy", '{');
+    str(w, "apiVersion", "outrider.io/v1alpha1");
+    str(w, "kind", "Proxy");
+    metadata(w, &ps->meta);
+    open_(w, "spec", '{');
+    listener(w, "inbound", &ps->inbound_listen, "forwardTo", &ps->inbound_forward_to);
+    listener(w, "outbound", &ps->outbound_listen, NULL, NULL);
+    listener(w, "admin", &ps->admin_listen, NULL, NULL);
+    open_(w, "telemetry", '{');
+    str(w, "otlpEndpoint", ps->otlp_endpoint);
+    dbl(w, "samplingPercent", ps->sampling_percent);
+    duration(w, "flushInterval", (int64_t)ps->flush_interval_ms);
+    close_(w, '}');
+    num(w, "workers", ps->workers);
+    close_(w, '}');
+    close_(w, '}');
+}
+
+/* ---- ServiceEntry ---- */
+
+static const char *const resolution_names[] = {"NONE", "STATIC", "DNS"};
+static const char *const location_names[] = {"MESH_EXTERNAL", "MESH_INTERNAL"};
+
+static void service_entry(jw_t *w, const proxy_service_entry_t *se)
+{
+    document(w, "networking.istio.io/v1", "ServiceEntry", &se->meta);
+    open_(w, "spec", '{');
+    hosts(w, "hosts", se->hosts, se->n_hosts);
+    open_(w, "ports", '[');
+    for (size_t i = 0; i < se->n_ports; i++) {
+        const proxy_port_t *p = &se->ports[i];
+        open_(w, NULL, '{');
+        num(w, "number", p->number);
+        str(w, "name", p->name);
+        str(w, "protocol", p->protocol);
+        opt_num(w, "targetPort", p->target_port);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    str(w, "resolution", resolution_names[se->resolution]);
+    str(w, "location", location_names[se->location]);
+    open_(w, "endpoints", '[');
+    for (size_t i = 0; i < se->n_endpoints; i++) {
+        const proxy_endpoint_t *ep = &se->endpoints[i];
+        open_(w, NULL, '{');
+        str(w, "address", ep->address);
+        if (ep->ports.n > 0) {
+            open_(w, "ports", '{');
+            for (size_t k = 0; k < ep->ports.n; k++)
+                num(w, ep->ports.items[k].key, ep->port_numbers[k]);
+            close_(w, '}');
+        }
+        kv_map(w, "labels", &ep->labels);
+        opt_num(w, "weight", ep->weight);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+    close_(w, '}');
+}
+
+/* ---- VirtualService ---- */
+
+static const char *const match_names[] = {NULL, "exact", "prefix", "regex"};
+
+static void string_match(jw_t *w, const char *k, const proxy_string_match_t *m)
+{
+    if (m->kind == PROXY_MATCH_NONE)
+        return;
+    open_(w, k, '{');
+    str(w, match_names[m->kind], m->value);
+    close_(w, '}');
+}
+
+static void named_matches(jw_t *w, const char *k, const proxy_named_match_t *m, size_t n)
+{
+    if (n == 0)
+        return;
+    open_(w, k, '{');
+    for (size_t i = 0; i < n; i++)
+        string_match(w, m[i].name, &m[i].match);
+    close_(w, '}');
+}
+
+static void header_ops(jw_t *w, const char *k, const proxy_header_ops_t *o)
+{
+    if (o->set.n == 0 && o->add.n == 0 && o->remove.n == 0)
+        return;
+    open_(w, k, '{');
+    kv_map(w, "set", &o->set);
+    kv_map(w, "add", &o->add);
+    str_list(w, "remove", &o->remove);
+    close_(w, '}');
+}
+
+static void headers(jw_t *w, const proxy_headers_t *h)
+{
+    if (h->request.set.n + h->request.add.n + h->request.remove.n + h->response.set.n + h->response.add.n +
+            h->response.remove.n ==
+        0)
+        return;
+    open_(w, "headers", '{');
+    header_ops(w, "request", &h->request);
+    header_ops(w, "response", &h->response);
+    close_(w, '}');
+}
+
+static void destination(jw_t *w, const char *k, const proxy_destination_t *d)
+{
+    open_(w, k, '{');
+    str(w, "host", d->host);
+    str(w, "subset", d->subset);
+    if (d->port != PROXY_UNSET) {
+        open_(w, "port", '{');
+        num(w, "number", d->port);
+        close_(w, '}');
+    }
+    close_(w, '}');
+}
+
+static void percent(jw_t *w, const char *k, double v)
+{
+    open_(w, k, '{');
+    dbl(w, "value", v);
+    close_(w, '}');
+}
+
+static const char *const retry_on_names[] = {"5xx",           "gateway-error",         "reset", "connect-failure",
+                                             "retriable-4xx", "retriable-status-codes"};
+
+static void http_route(jw_t *w, const proxy_http_route_t *r)
+{
+    open_(w, NULL, '{');
+    str(w, "name", r->name);
+    if (r->n_matches > 0) {
+        open_(w, "match", '[');
+        for (size_t i = 0; i < r->n_matches; i++) {
+            const proxy_http_match_t *m = &r->matches[i];
+            open_(w, NULL, '{');
+            str(w, "name", m->name);
+            string_match(w, "uri", &m->uri);
+            string_match(w, "method", &m->method);
+            string_match(w, "authority", &m->authority);
+            named_matches(w, "headers", m->headers, m->n_headers);
+            named_matches(w, "withoutHeaders", m->without_headers, m->n_without_headers);
+            named_matches(w, "queryParams", m->query_params, m->n_query_params);
+            if (m->ignore_uri_case)
+                boolean(w, "ignoreUriCase", 1);
+            close_(w, '}');
+        }
+        close_(w, ']');
+    }
+    if (r->n_routes > 0) {
+        open_(w, "route", '[');
+        for (size_t i = 0; i < r->n_routes; i++) {
+            open_(w, NULL, '{');
+            destination(w, "destination", &r->routes[i].destination);
+            num(w, "weight", r->routes[i].weight);
+            headers(w, &r->routes[i].headers);
+            close_(w, '}');
+        }
+        close_(w, ']');
+    }
+    if (r->has_redirect) {
+        open_(w, "redirect", '{');
+        str(w, "uri", r->redirect_uri);
+        str(w, "authority", r->redirect_authority);
+        str(w, "scheme", r->redirect_scheme);
+        opt_num(w, "port", r->redirect_port);
+        num(w, "redirectCode", r->redirect_code);
+        close_(w, '}');
+    }
+    if (r->has_direct_response) {
+        open_(w, "directResponse", '{');
+        num(w, "status", r->direct_status);
+        if (r->direct_body != NULL) {
+            open_(w, "body", '{');
+            str(w, "string", r->direct_body);
+            close_(w, '}');
+        }
+        close_(w, '}');
+    }
+    if (r->rewrite_uri != NULL || r->rewrite_authority != NULL) {
+        open_(w, "rewrite", '{');
+        str(w, "uri", r->rewrite_uri);
+        str(w, "authority", r->rewrite_authority);
+        close_(w, '}');
+    }
+    headers(w, &r->headers);
+    duration(w, "timeout", r->timeout_ms);
+    if (r->retries.given) {
+        open_(w, "retries", '{');
+        num(w, "attempts", r->retries.attempts);
+        duration(w, "perTryTimeout", r->retries.per_try_timeout_ms);
+        buf_t on = BUF_INIT;
+        for (size_t i = 0; i < sizeof(retry_on_names) / sizeof(retry_on_names[0]); i++)
+            if (r->retries.retry_on & (1u << i))
+                buf_printf(&on, "%s%s", on.len ? "," : "", retry_on_names[i]);
+        for (size_t i = 0; i < r->retries.n_codes; i++)
+            buf_printf(&on, "%s%u", on.len ? "," : "", r->retries.codes[i]);
+        if (on.len > 0)
+            str(w, "retryOn", on.data);
+        buf_dispose(&on);
+        close_(w, '}');
+    }
+    if (r->fault.has_delay || r->fault.has_abort) {
+        open_(w, "fault", '{');
+        if (r->fault.has_delay) {
+            open_(w, "delay", '{');
+            duration(w, "fixedDelay", (int64_t)r->fault.delay_ms);
+            percent(w, "percentage", r->fault.delay_percent);
+            close_(w, '}');
+        }
+        if (r->fault.has_abort) {
+            open_(w, "abort", '{');
+            num(w, "httpStatus", r->fault.abort_status);
+            percent(w, "percentage", r->fault.abort_percent);
+            close_(w, '}');
+        }
+        close_(w, '}');
+    }
+    if (r->n_mirrors > 0) {
+        open_(w, "mirrors", '[');
+        for (size_t i = 0; i < r->n_mirrors; i++) {
+            open_(w, NULL, '{');
+            destination(w, "destination", &r->mirrors[i].destination);
+            percent(w, "percentage", r->mirrors[i].percent);
+            close_(w, '}');
+        }
+        close_(w, ']');
+    }
+    close_(w, '}');
+}
+
+static void virtual_service(jw_t *w, const proxy_virtual_service_t *vs)
+{
+    document(w, "networking.istio.io/v1", "VirtualService", &vs->meta);
+    open_(w, "spec", '{');
+    hosts(w, "hosts", vs->hosts, vs->n_hosts);
+    str_list(w, "gateways", &vs->gateways);
+    open_(w, "http", '[');
+    for (size_t i = 0; i < vs->n_http; i++)
+        http_route(w, &vs->http[i]);
+    close_(w, ']');
+    close_(w, '}');
+    close_(w, '}');
+}
+
+/* ---- DestinationRule ---- */
+
+static const char *const lb_names[] = {"ROUND_ROBIN", "ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "PASSTHROUGH", NULL};
+
+static void traffic_policy(jw_t *w, const proxy_traffic_policy_t *tp)
+{
+    open_(w, "trafficPolicy", '{');
+    open_(w, "loadBalancer", '{');
+    if (tp->lb != PROXY_LB_CONSISTENT_HASH) {
+        str(w, "simple", lb_names[tp->lb]);
+    } else {
+        open_(w, "consistentHash", '{');
+        switch (tp->hash_on) {
+        case PROXY_HASH_HEADER: str(w, "httpHeaderName", tp->hash_key); break;
+        case PROXY_HASH_QUERY: str(w, "httpQueryParameterName", tp->hash_key); break;
+        case PROXY_HASH_SOURCE_IP: boolean(w, "useSourceIp", 1); break;
+        case PROXY_HASH_COOKIE:
+            open_(w, "httpCookie", '{');
+            str(w, "name", tp->hash_key);
+            str(w, "path", tp->hash_cookie_path);
+            duration(w, "ttl", tp->hash_cookie_ttl_ms);
+            close_(w, '}');
+            break;
+        case PROXY_HASH_NONE: break;
+        }
+        close_(w, '}');
+    }
+    close_(w, '}');
+    if (tp->max_connections != PROXY_UNSET || tp->connect_timeout_ms != PROXY_UNSET ||
+        tp->http1_max_pending_requests != PROXY_UNSET || tp->max_requests_per_connection != PROXY_UNSET ||
+        tp->max_retries != PROXY_UNSET || tp->idle_timeout_ms != PROXY_UNSET) {
+        open_(w, "connectionPool", '{');
+        open_(w, "tcp", '{');
+        opt_num(w, "maxConnections", tp->max_connections);
+        duration(w, "connectTimeout", tp->connect_timeout_ms);
+        close_(w, '}');
+        open_(w, "http", '{');
+        opt_num(w, "http1MaxPendingRequests", tp->http1_max_pending_requests);
+        opt_num(w, "maxRequestsPerConnection", tp->max_requests_per_connection);
+        opt_num(w, "maxRetries", tp->max_retries);
+        duration(w, "idleTimeout", tp->idle_timeout_ms);
+        close_(w, '}');
+        close_(w, '}');
+    }
+    if (tp->has_outlier) {
+        open_(w, "outlierDetection", '{');
+        opt_num(w, "consecutive5xxErrors", tp->consecutive_5xx_errors);
+        opt_num(w, "consecutiveGatewayErrors", tp->consecutive_gateway_errors);
+        duration(w, "interval", tp->interval_ms);
+        duration(w, "baseEjectionTime", tp->base_ejection_time_ms);
+        opt_num(w, "maxEjectionPercent", tp->max_ejection_percent);
+        opt_num(w, "minHealthPercent", tp->min_health_percent);
+        close_(w, '}');
+    }
+    close_(w, '}');
+}
+
+static void destination_rule(jw_t *w, const proxy_destination_rule_t *dr)
+{
+    document(w, "networking.istio.io/v1", "DestinationRule", &dr->meta);
+    open_(w, "spec", '{');
+    str(w, "host", dr->host.host);
+    if (dr->policy.given)
+        traffic_policy(w, &dr->policy);
+    open_(w, "subsets", '[');
+    for (size_t i = 0; i < dr->n_subsets; i++) {
+        const proxy_subset_t *s = &dr->subsets[i];
+        open_(w, NULL, '{');
+        str(w, "name", s->name);
+        kv_map(w, "labels", &s->labels);
+        if (s->policy.given)
+            traffic_policy(w, &s->policy);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+    close_(w, '}');
+}
+
+void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
+{
+    jw_t w = {out, 0};
+    open_(&w, NULL, '{');
+    proxy_doc(&w, &cfg->proxy);
+    open_(&w, "serviceEntries", '[');
+    for (size_t i = 0; i < cfg->n_services; i++)
+        service_entry(&w, &cfg->services[i]);
+    close_(&w, ']');
+    open_(&w, "virtualServices", '[');
+    for (size_t i = 0; i < cfg->n_virtual_services; i++)
+        virtual_service(&w, &cfg->virtual_services[i]);
+    close_(&w, ']');
+    open_(&w, "destinationRules", '[');
+    for (size_t i = 0; i < cfg->n_destination_rules; i++)
+        destination_rule(&w, &cfg->destination_rules[i]);
+    close_(&w, ']');
+    close_(&w, '}');
+}

@@ -1,0 +1,96 @@
+/*
+ * config_parse: the loader's shared machinery, internal to proxy/config*.c.
+ *
+ * A pctx_t carries the field path being parsed ("spec.http[1].route[0]"),
+ * the label of the current document ("VirtualService reviews") and the
+ * error and warning counts. The pc_* helpers read one YAML node each,
+ * check its type and range, report problems at the node's line:col with
+ * the current path, and return -1 (or NULL) when the value is unusable;
+ * the caller then leaves its default in place and carries on.
+ */
+#ifndef OUTRIDER_PROXY_CONFIG_PARSE_H
+#define OUTRIDER_PROXY_CONFIG_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "yaml.h"
+
+typedef struct pctx {
+    proxy_config_t *cfg;
+    const char *file;
+    config_error_fn err, warn;
+    void *ctx;
+    int errors, warnings;
+    buf_t path;
+    char label[160]; /* "VirtualService reviews", or empty between documents */
+    const char *ns;  /* namespace of the current document */
+} pctx_t;
+
+/* Report an error (or a warning) at a node, or at line:col, with the current path. */
+void pc_error(pctx_t *p, const yaml_node_t *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void pc_error_at(pctx_t *p, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void pc_warn(pctx_t *p, const yaml_node_t *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void pc_warn_at(pctx_t *p, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Append ".key" (or "[i]") to the path; returns the mark to restore with pc_pop. */
+size_t pc_push(pctx_t *p, const char *key);
+size_t pc_push_index(pctx_t *p, size_t i);
+void pc_pop(pctx_t *p, size_t mark);
+
+/* Iterating the fields of a mapping: the path holds the current key while the body runs. */
+typedef struct pc_iter {
+    const yaml_node_t *map;
+    size_t i;
+    size_t mark;
+    const yaml_node_t *key, *val;
+    const char *k;
+} pc_iter_t;
+
+/* Begin: a map, or a null value (no fields); anything else is reported and yields no fields. */
+pc_iter_t pc_map_begin(pctx_t *p, const yaml_node_t *node);
+int pc_map_next(pctx_t *p, pc_iter_t *it);
+#define PC_FIELDS(p, node, it) for (pc_iter_t it = pc_map_begin((p), (node)); pc_map_next((p), &it);)
+#define PC_KEY(it, name) (strcmp((it).k, (name)) == 0)
+
+/* The current key is not a field of this object; the second form for Istio fields we do not support. */
+void pc_unknown(pctx_t *p, const pc_iter_t *it);
+void pc_unsupported(pctx_t *p, const pc_iter_t *it);
+
+/* Report "path.field: missing required field" at node (the object that lacks it). */
+void pc_missing(pctx_t *p, const yaml_node_t *node, const char *field);
+
+/* Arena allocation that aborts on out of memory. */
+void *pc_alloc(pctx_t *p, size_t n, size_t size);
+const char *pc_strdup(pctx_t *p, const char *s);
+
+/* Scalars. Each reports its own errors and returns -1 (or NULL) on them. */
+const char *pc_string(pctx_t *p, const yaml_node_t *v);
+int pc_int(pctx_t *p, const yaml_node_t *v, int64_t min, int64_t max, int64_t *out);
+int pc_double(pctx_t *p, const yaml_node_t *v, double min, double max, double *out);
+int pc_bool(pctx_t *p, const yaml_node_t *v, int *out);
+int pc_duration(pctx_t *p, const yaml_node_t *v, int64_t *out_ms);
+/* One of names (NULL-terminated); returns its index or -1. */
+int pc_enum(pctx_t *p, const yaml_node_t *v, const char *const *names);
+/* A sequence's length, or -1 (reported) when v is not a list; null is an empty list. */
+long pc_seq(pctx_t *p, const yaml_node_t *v);
+void pc_str_list(pctx_t *p, const yaml_node_t *v, proxy_str_list_t *out);
+/* A map of strings to strings; lower: lowercase the keys (header names). */
+void pc_kv_map(pctx_t *p, const yaml_node_t *v, proxy_kv_list_t *out, int lower);
+/* Istio Percent {value: 0..100}. */
+int pc_percent(pctx_t *p, const yaml_node_t *v, double *out);
+/* A HOST:PORT; ip_only: the host must be an IP literal (listeners). */
+int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *out);
+/* Lowercased FQDN of a host name written in namespace ns (arena). */
+const char *pc_fqdn(pctx_t *p, const char *host, const char *ns);
+
+/* Istio documents (config_istio.c). */
+void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service_entry_t *se);
+void istio_parse_virtual_service(pctx_t *p, const yaml_node_t *spec, proxy_virtual_service_t *vs);
+void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_destination_rule_t *dr);
+/* Pass two (config_check.c): hosts, subsets, ports across documents. */
+void istio_check_references(pctx_t *p);
+
+#endif
