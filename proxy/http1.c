@@ -188,6 +188,8 @@ static void fields_dispose(fields_t *f)
 /* Append text to f->buf; -1 when the text would pass limit (nothing allocated past it). */
 static int fields_append(fields_t *f, const char *at, size_t len, size_t limit)
 {
+    if (len == 0)
+        return 0;
     if (len > limit || f->len > limit - len)
         return -1;
     if (f->cap - f->len < len) {
@@ -225,6 +227,12 @@ static int fields_new(fields_t *f, uint32_t max)
     return 0;
 }
 
+/* The text base; "" while nothing was stored, so empty slices never sit on NULL. */
+static const char *fields_base(const fields_t *f)
+{
+    return f->buf ? f->buf : "";
+}
+
 static void fields_build(fields_t *f)
 {
     if (f->count > f->list_cap) {
@@ -236,13 +244,13 @@ static void fields_build(fields_t *f)
     }
     for (uint32_t i = 0; i < f->count; i++) {
         const field_off_t *o = &f->offs[i];
-        const char *v = f->buf + o->value_off;
+        const char *v = fields_base(f) + o->value_off;
         uint32_t vl = o->value_len;
         while (vl && (v[0] == ' ' || v[0] == '\t'))
             v++, vl--;
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
             vl--;
-        f->list[i].name = (str_t){f->buf + o->name_off, o->name_len};
+        f->list[i].name = (str_t){fields_base(f) + o->name_off, o->name_len};
         f->list[i].value = (str_t){v, vl};
     }
 }
@@ -328,10 +336,10 @@ static int cb_header_value(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-static const char *check_names(const fields_t *f)
+static const char *check_fields(const fields_t *f)
 {
     for (uint32_t i = 0; i < f->count; i++) {
-        const char *n = f->buf + f->offs[i].name_off;
+        const char *n = fields_base(f) + f->offs[i].name_off;
         uint32_t nl = f->offs[i].name_len;
         if (nl == 0)
             return "empty header field name";
@@ -341,6 +349,13 @@ static const char *check_names(const fields_t *f)
             if (n[j] == ' ' || n[j] == '\t')
                 return "whitespace before the colon of a header field";
             return "invalid character in a header field name";
+        }
+        /* RFC 9110 5.5: no CTLs in values but HTAB (http-parser lets NUL through in some states) */
+        const char *v = fields_base(f) + f->offs[i].value_off;
+        for (uint32_t j = 0; j < f->offs[i].value_len; j++) {
+            unsigned char c = (unsigned char)v[j];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return "invalid character in a header field value";
         }
     }
     return NULL;
@@ -367,7 +382,7 @@ static const char *check_head(http1_parser_t *p)
 {
     http1_head_t *h = &p->head;
     const http1_header_t *l = h->headers;
-    const char *why = check_names(&p->hdr);
+    const char *why = check_fields(&p->hdr);
     if (why)
         return why;
     int n_cl = 0, n_te_fields = 0, n_host = 0;
@@ -420,7 +435,7 @@ static int cb_headers_complete(http_parser *hp)
         h->method = hp->method;
         const char *m = http_method_str((enum http_method)hp->method);
         h->method_name = (str_t){m, (uint32_t)strlen(m)};
-        h->target = (str_t){p->hdr.buf + p->url_off, p->url_len};
+        h->target = (str_t){fields_base(&p->hdr) + p->url_off, p->url_len};
         h->upgrade = hp->upgrade;
         if (h->version_minor >= 1) {
             const http1_header_t *e = http1_header_find(h->headers, h->header_count, "expect");
@@ -429,8 +444,10 @@ static int cb_headers_complete(http_parser *hp)
     } else {
         h->method = p->req_method;
         h->status = hp->status_code;
-        h->reason = (str_t){p->reason_len ? p->hdr.buf + p->reason_off : "", p->reason_len};
+        h->reason = (str_t){fields_base(&p->hdr) + p->reason_off, p->reason_len};
         int st = h->status;
+        if (st < 100 || st > 599) /* RFC 9110 15: values outside 100..599 are invalid */
+            return fail(p, 502, "invalid status code");
         h->upgrade = hp->upgrade && st == 101;
         if (p->req_method == HTTP_CONNECT && st >= 200 && st < 300) {
             skip = 2;
@@ -502,7 +519,7 @@ static int cb_message_complete(http_parser *hp)
 {
     http1_parser_t *p = hp->data;
     if (p->phase == PH_TRAILER && p->trl.count) {
-        const char *why = check_names(&p->trl);
+        const char *why = check_fields(&p->trl);
         if (why)
             return fail(p, 400, why);
         fields_build(&p->trl);
@@ -834,8 +851,8 @@ static bool is_hop_by_hop(str_t name, const http1_header_t *headers, uint32_t co
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (http1_name_eq(name, fixed[i]))
             return true;
-    if (!tunnel && http1_name_eq(name, "upgrade"))
-        return true;
+    if (http1_name_eq(name, "upgrade"))
+        return !tunnel;
     named_t w = {name.ptr, name.len};
     for (uint32_t i = 0; i < count; i++)
         if (http1_name_eq(headers[i].name, "connection") && list_each(headers[i].value, element_is_named, &w))
@@ -912,8 +929,8 @@ static int write_status_line(buf_t *out, int status, const char *reason)
     return 0;
 }
 
-int http1_write_response_head(buf_t *out, int status, const char *reason, const http1_header_t *headers,
-                              uint32_t count, const http1_head_opts_t *opts)
+int http1_write_response_head(buf_t *out, int status, const char *reason, const http1_header_t *headers, uint32_t count,
+                              const http1_head_opts_t *opts)
 {
     size_t mark = out->len;
     if (write_status_line(out, status, reason) < 0 || write_fields(out, headers, count, opts && opts->tunnel) < 0) {
@@ -963,8 +980,7 @@ int http1_write_last_chunk(buf_t *out, const http1_header_t *trailers, uint32_t 
 }
 
 int http1_write_simple_response(buf_t *out, int status, const char *reason, const http1_header_t *headers,
-                                uint32_t count, const char *content_type, const char *body, size_t body_len,
-                                bool close)
+                                uint32_t count, const char *content_type, const char *body, size_t body_len, bool close)
 {
     size_t mark = out->len;
     if (write_status_line(out, status, reason) < 0 || write_fields(out, headers, count, false) < 0 ||

@@ -11,11 +11,14 @@
  * on_body (zero or more slices of the caller's input: bodies are streamed,
  * never buffered, and chunk framing is already removed), on_trailers
  * (chunked only), on_complete. Several pipelined messages in one read are
- * reported in order. A callback may return HTTP1_CB_PAUSE: http1_parse then
- * stops right after that event and says how many bytes it consumed; the
- * caller keeps the rest and feeds it again after http1_parser_resume().
- * This is how the proxy answers pipelined requests in order and applies
- * back-pressure.
+ * reported in order. on_head and on_complete may return HTTP1_CB_PAUSE:
+ * http1_parse then stops right after that event and says how many bytes it
+ * consumed; the caller keeps the rest and feeds it again after
+ * http1_parser_resume(). This is how the proxy answers pipelined requests in
+ * order (pause in on_complete) and holds a request while it picks an
+ * upstream (pause in on_head). on_body cannot pause (http-parser cannot
+ * stop exactly after a body's last byte): for back-pressure the loop stops
+ * reading and writes the slices it was given.
  *
  * Memory. Start line and header fields are copied into a header buffer the
  * parser owns (bounded by max_header_bytes), because the caller's read
@@ -40,6 +43,8 @@
  *        `chunked, identity`, `xchunked`, `gzip, chunked`, two TE fields);
  *        Transfer-Encoding in an HTTP/1.0 message
  *   400  HTTP/1.1 request without Host or with several Host fields
+ *   400  control characters (other than HTAB) in a field value
+ *   502  (responses) status code outside 100..599
  * A Content-Length above limits.max_body_bytes is not an error (bodies
  * stream); it is reported in http1_head_t.body_over_limit.
  *
@@ -85,7 +90,7 @@ typedef struct http1_limits {
 #define HTTP1_LIMITS_DEFAULT ((http1_limits_t){60 * 1024, 100, 8 * 1024, 0})
 
 typedef struct http1_header {
-    str_t name; /* as received (case kept); compare with http1_name_eq */
+    str_t name;  /* as received (case kept); compare with http1_name_eq */
     str_t value; /* leading and trailing whitespace removed */
 } http1_header_t;
 
@@ -121,7 +126,7 @@ typedef struct http1_head {
 
 /* What a callback returns. */
 #define HTTP1_CB_OK 0
-#define HTTP1_CB_PAUSE 1  /* stop http1_parse right after this event */
+#define HTTP1_CB_PAUSE 1  /* on_head, on_complete: stop http1_parse right after this event (else same as OK) */
 #define HTTP1_CB_ABORT -1 /* stop with an error (status 500 for requests, 502 for responses) */
 
 /*
@@ -142,9 +147,9 @@ typedef struct http1_callbacks {
 } http1_callbacks_t;
 
 /* http1_parse / http1_finish results. */
-#define HTTP1_OK 0        /* all input consumed, ready for more */
-#define HTTP1_PAUSED 1    /* a callback paused; *consumed bytes used; call http1_parser_resume() */
-#define HTTP1_UPGRADED 2  /* head of an upgrade/CONNECT done; bytes after *consumed are the tunnel's */
+#define HTTP1_OK 0       /* all input consumed, ready for more */
+#define HTTP1_PAUSED 1   /* a callback paused; *consumed bytes used; call http1_parser_resume() */
+#define HTTP1_UPGRADED 2 /* head of an upgrade/CONNECT done; bytes after *consumed are the tunnel's */
 #define HTTP1_ERROR (-1) /* see http1_parser_error_status / _reason; the connection must close */
 
 typedef struct http1_parser http1_parser_t;
@@ -161,11 +166,11 @@ http1_parser_t *http1_parser_create(enum http1_kind kind, const http1_limits_t *
 void http1_parser_destroy(http1_parser_t *p);
 
 /*
- * Feed len bytes (len 0 is a no-op returning HTTP1_OK). Returns HTTP1_OK,
- * HTTP1_PAUSED, HTTP1_UPGRADED or HTTP1_ERROR; *consumed (never NULL) is
- * how many bytes were used (all of them for HTTP1_OK). Must not be called
- * from inside a callback, nor while paused (returns HTTP1_PAUSED, consuming
- * nothing).
+ * Feed len bytes. Returns HTTP1_OK, HTTP1_PAUSED, HTTP1_UPGRADED or
+ * HTTP1_ERROR; *consumed (never NULL) is how many bytes were used (all of
+ * them for HTTP1_OK). While paused, tunnelled or dead it consumes nothing
+ * and returns HTTP1_PAUSED, HTTP1_UPGRADED or HTTP1_ERROR. Must not be
+ * called from inside a callback.
  */
 int http1_parse(http1_parser_t *p, const char *data, size_t len, size_t *consumed);
 
@@ -203,7 +208,7 @@ int http1_parser_error_status(const http1_parser_t *p);
 /* After HTTP1_ERROR: a short static reason ("header section too large"...); "" before any error. */
 const char *http1_parser_error_reason(const http1_parser_t *p);
 
-/* Case-insensitive field-name comparison with a NUL-terminated lowercase-or-not name. */
+/* Whether a field name equals lit (NUL-terminated), ignoring ASCII case. */
 bool http1_name_eq(str_t name, const char *lit);
 
 /* The value of the first field called name, or NULL. */
@@ -244,8 +249,8 @@ int http1_write_request_head(buf_t *out, str_t method, str_t target, const http1
                              const http1_head_opts_t *opts);
 
 /* The same for "HTTP/1.1 status reason\r\n"; reason NULL or empty means the standard phrase. */
-int http1_write_response_head(buf_t *out, int status, const char *reason, const http1_header_t *headers,
-                              uint32_t count, const http1_head_opts_t *opts);
+int http1_write_response_head(buf_t *out, int status, const char *reason, const http1_header_t *headers, uint32_t count,
+                              const http1_head_opts_t *opts);
 
 /* Append one chunk (hex size, CRLF, data, CRLF); len 0 appends nothing (0 would end the body). */
 void http1_write_chunk(buf_t *out, const void *data, size_t len);
