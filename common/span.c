@@ -136,3 +136,33 @@ void span_vec_dispose(span_vec_t *v)
     v->items = NULL;
     v->n = v->cap = 0;
 }
+
+int str_equal(str_t a, str_t b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static int endpoint_equal(const span_endpoint_t *a, const span_endpoint_t *b)
+{
+    return str_equal(a->service_name, b->service_name) && memcmp(a->ipv4, b->ipv4, 4) == 0 &&
+           memcmp(a->ipv6, b->ipv6, 16) == 0 && a->port == b->port && a->has_ipv4 == b->has_ipv4 &&
+           a->has_ipv6 == b->has_ipv6;
+}
+
+int span_equal(const span_t *a, const span_t *b)
+{
+    if (a->trace_id_high != b->trace_id_high || a->trace_id_low != b->trace_id_low || a->parent_id != b->parent_id ||
+        a->id != b->id || a->kind != b->kind || !str_equal(a->name, b->name) || a->timestamp_us != b->timestamp_us ||
+        a->duration_us != b->duration_us || a->has_local != b->has_local || a->has_remote != b->has_remote ||
+        a->debug != b->debug || a->shared != b->shared || !endpoint_equal(&a->local, &b->local) ||
+        !endpoint_equal(&a->remote, &b->remote) || a->n_tags != b->n_tags || a->n_annotations != b->n_annotations)
+        return 0;
+    for (uint32_t i = 0; i < a->n_tags; i++)
+        if (!str_equal(a->tags[i].key, b->tags[i].key) || !str_equal(a->tags[i].value, b->tags[i].value))
+            return 0;
+    for (uint32_t i = 0; i < a->n_annotations; i++)
+        if (a->annotations[i].timestamp_us != b->annotations[i].timestamp_us ||
+            !str_equal(a->annotations[i].value, b->annotations[i].value))
+            return 0;
+    return 1;
+}

@@ -108,6 +108,12 @@ void span_id_to_bytes(uint64_t id, uint8_t out[8]);
  */
 typedef int (*span_sink_fn)(void *ctx, const span_t *span);
 
+/* 1 when a and b have the same bytes (both may be empty with any pointer). */
+int str_equal(str_t a, str_t b);
+
+/* 1 when two spans are equal field by field: ids, names, times, endpoints, tags and annotations in order. */
+int span_equal(const span_t *a, const span_t *b);
+
 /* A growable array of span_t views, the usual sink target. Zero-initialise; free with span_vec_dispose. */
 typedef struct span_vec {
     span_t *items; /* heap, owned */

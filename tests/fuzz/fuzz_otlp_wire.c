@@ -30,36 +30,6 @@ static int span_sink(void *ctx, const span_t *s)
     return 0;
 }
 
-static int str_eq(str_t a, str_t b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-static int ep_eq(const span_endpoint_t *a, const span_endpoint_t *b)
-{
-    return str_eq(a->service_name, b->service_name) && memcmp(a->ipv4, b->ipv4, 4) == 0 &&
-           memcmp(a->ipv6, b->ipv6, 16) == 0 && a->port == b->port && a->has_ipv4 == b->has_ipv4 &&
-           a->has_ipv6 == b->has_ipv6;
-}
-
-static int span_eq(const span_t *a, const span_t *b)
-{
-    if (a->trace_id_high != b->trace_id_high || a->trace_id_low != b->trace_id_low || a->parent_id != b->parent_id ||
-        a->id != b->id || a->kind != b->kind || !str_eq(a->name, b->name) || a->timestamp_us != b->timestamp_us ||
-        a->duration_us != b->duration_us || a->has_local != b->has_local || a->has_remote != b->has_remote ||
-        a->debug != b->debug || a->shared != b->shared || !ep_eq(&a->local, &b->local) ||
-        !ep_eq(&a->remote, &b->remote) || a->n_tags != b->n_tags || a->n_annotations != b->n_annotations)
-        return 0;
-    for (uint32_t i = 0; i < a->n_tags; i++)
-        if (!str_eq(a->tags[i].key, b->tags[i].key) || !str_eq(a->tags[i].value, b->tags[i].value))
-            return 0;
-    for (uint32_t i = 0; i < a->n_annotations; i++)
-        if (a->annotations[i].timestamp_us != b->annotations[i].timestamp_us ||
-            !str_eq(a->annotations[i].value, b->annotations[i].value))
-            return 0;
-    return 1;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -86,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc1 == 0 && (r1.accepted != r2.accepted || r1.rejected != r2.rejected || strcmp(r1.error, r2.error) != 0))
             abort();
         for (size_t i = 0; i < k1.n; i++)
-            if (!span_eq(&k1.s[i], &k2.s[i]))
+            if (!span_equal(&k1.s[i], &k2.s[i]))
                 abort();
     }
     if (memchr(r1.error, '\0', sizeof(r1.error)) == NULL)
@@ -108,10 +78,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!oom3) {
             if (rc3 != rc1 || (rc3 == 0 && n3 != k1.n))
                 abort();
-            if (rc3 == 0 && (r3.accepted != r1.accepted || r3.rejected != r1.rejected || strcmp(r3.error, r1.error) != 0))
+            if (rc3 == 0 &&
+                (r3.accepted != r1.accepted || r3.rejected != r1.rejected || strcmp(r3.error, r1.error) != 0))
                 abort();
             for (size_t i = 0; rc3 == 0 && i < n3; i++)
-                if (!span_eq(&arr[i], &k1.s[i]))
+                if (!span_equal(&arr[i], &k1.s[i]))
                     abort();
         }
         free(copy);

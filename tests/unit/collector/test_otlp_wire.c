@@ -135,14 +135,44 @@ static void maybe_unknown(buf_t *b, uint32_t lo)
 /* ---- random OTLP messages ---- */
 
 static const char *const KEYS[] = {
-    "http.method", "http.url", "service.name", "error", "peer.service", "server.address", "net.peer.name",
-    "network.peer.address", "network.peer.port", "server.port", "net.peer.ip", "net.sock.peer.addr",
-    "server.socket.address", "peer.address", "db.name", "Mixed.Case", "", "k\xc3\xa9y", "otel.scope.name",
+    "http.method",
+    "http.url",
+    "service.name",
+    "error",
+    "peer.service",
+    "server.address",
+    "net.peer.name",
+    "network.peer.address",
+    "network.peer.port",
+    "server.port",
+    "net.peer.ip",
+    "net.sock.peer.addr",
+    "server.socket.address",
+    "peer.address",
+    "db.name",
+    "Mixed.Case",
+    "",
+    "k\xc3\xa9y",
+    "otel.scope.name",
     "a.very.long.attribute.key.that.is.longer.than.thirty.two.bytes",
 };
 static const char *const STRS[] = {
-    "GET", "10.1.2.3", "::1", "fe80::1", "reviews", "Frontend", "", "false", "true", "8080", "99999", "x\"y\\z\n",
-    "outbound|9080||reviews.default.svc.cluster.local", "\xe2\x82\xac\xe2\x82\xac", "a\0b", "host-1",
+    "GET",
+    "10.1.2.3",
+    "::1",
+    "fe80::1",
+    "reviews",
+    "Frontend",
+    "",
+    "false",
+    "true",
+    "8080",
+    "99999",
+    "x\"y\\z\n",
+    "outbound|9080||reviews.default.svc.cluster.local",
+    "\xe2\x82\xac\xe2\x82\xac",
+    "a\0b",
+    "host-1",
 };
 
 static const char *pick(const char *const *arr, size_t n)
@@ -191,7 +221,7 @@ static void gen_any(buf_t *b, unsigned depth)
             default: put_uint(b, 2, rn(3) == 0 ? rnd() : rn(2)); break;
             }
             break;
-        case 3: put_uint(b, 3, chance(30) ? (uint64_t)-(int64_t)rn(100000) : rnd() >> rn(64)); break;
+        case 3: put_uint(b, 3, chance(30) ? (uint64_t) - (int64_t)rn(100000) : rnd() >> rn(64)); break;
         case 4: {
             double d;
             switch (rn(5)) {
@@ -424,36 +454,6 @@ static int collect(void *ctx, const span_t *s)
     return 0;
 }
 
-static int str_eq(str_t a, str_t b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-static int ep_eq(const span_endpoint_t *a, const span_endpoint_t *b)
-{
-    return str_eq(a->service_name, b->service_name) && memcmp(a->ipv4, b->ipv4, 4) == 0 &&
-           memcmp(a->ipv6, b->ipv6, 16) == 0 && a->port == b->port && a->has_ipv4 == b->has_ipv4 &&
-           a->has_ipv6 == b->has_ipv6;
-}
-
-static int span_eq(const span_t *a, const span_t *b)
-{
-    if (a->trace_id_high != b->trace_id_high || a->trace_id_low != b->trace_id_low || a->parent_id != b->parent_id ||
-        a->id != b->id || a->kind != b->kind || !str_eq(a->name, b->name) || a->timestamp_us != b->timestamp_us ||
-        a->duration_us != b->duration_us || a->has_local != b->has_local || a->has_remote != b->has_remote ||
-        a->debug != b->debug || a->shared != b->shared || !ep_eq(&a->local, &b->local) ||
-        !ep_eq(&a->remote, &b->remote) || a->n_tags != b->n_tags || a->n_annotations != b->n_annotations)
-        return 0;
-    for (uint32_t i = 0; i < a->n_tags; i++)
-        if (!str_eq(a->tags[i].key, b->tags[i].key) || !str_eq(a->tags[i].value, b->tags[i].value))
-            return 0;
-    for (uint32_t i = 0; i < a->n_annotations; i++)
-        if (a->annotations[i].timestamp_us != b->annotations[i].timestamp_us ||
-            !str_eq(a->annotations[i].value, b->annotations[i].value))
-            return 0;
-    return 1;
-}
-
 static void dump(const char *what, const uint8_t *body, size_t len)
 {
     fprintf(stderr, "%s, body of %zu bytes:", what, len);
@@ -478,7 +478,7 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
     if (same && rc1 == 0)
         same = r1.accepted == r2.accepted && r1.rejected == r2.rejected && strcmp(r1.error, r2.error) == 0;
     for (size_t i = 0; same && i < o1.n; i++)
-        same = span_eq(&o1.s[i], &o2.s[i]);
+        same = span_equal(&o1.s[i], &o2.s[i]);
     {
         /* the in-place, array-returning variant must agree with the sink one */
         arena_t a3;
@@ -495,7 +495,7 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
         if (same3 && rc3 == 0)
             same3 = r3.accepted == r1.accepted && r3.rejected == r1.rejected && strcmp(r3.error, r1.error) == 0;
         for (size_t i = 0; same3 && rc3 == 0 && i < n3; i++)
-            same3 = span_eq(&arr[i], &o1.s[i]);
+            same3 = span_equal(&arr[i], &o1.s[i]);
         if (rc3 != 0)
             same3 = same3 && arr == NULL && n3 == 0;
         if (!same3)
@@ -506,7 +506,7 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
         arena_dispose(&a3);
     }
     for (size_t i = 0; !same && i < o1.n && i < o2.n; i++) {
-        if (span_eq(&o1.s[i], &o2.s[i]))
+        if (span_equal(&o1.s[i], &o2.s[i]))
             continue;
         for (int w = 0; w < 2; w++) {
             const span_t *s = w ? &o2.s[i] : &o1.s[i];
@@ -650,7 +650,8 @@ static void test_wire_corner_cases(void **state)
         {"span: status code as fixed64", "7a 09 19 02 00 00 00 00 00 00 00"},
         {"span: bool as length-delimited",
          "4a 0c 0a 01 62 12 07 12 05 80 00 00 00 00 4a 0a 0a 01 63 12 05 12 03 00 80 00"},
-        {"span: bool as fixed64 and fixed32", "4a 0e 0a 01 62 12 09 11 00 00 00 00 00 01 00 00 4a 0a 0a 01 63 12 05 15 00 00 00 00"},
+        {"span: bool as fixed64 and fixed32",
+         "4a 0e 0a 01 62 12 09 11 00 00 00 00 00 01 00 00 4a 0a 0a 01 63 12 05 15 00 00 00 00"},
         {"span: value twice, second empty", "4a 0a 0a 01 62 12 03 0a 01 7a 12 00"},
         {"span: value twice, both empty", "4a 07 0a 01 62 12 00 12 00"},
         {"span: int value twice, second empty", "4a 09 0a 01 62 12 02 18 05 12 00"},
