@@ -449,8 +449,10 @@ int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *
         return -1;
     char host[256];
     uint16_t port;
-    if (settings_split_hostport(v->str, host, sizeof(host), &port) != 0 || port == 0) {
-        pc_error(p, v, "expected HOST:PORT with a port 1-65535 (IPv6 in brackets), got \"%s\"", v->str);
+    /* a listener may ask for any free port (0), as the collector's can; a destination may not */
+    if (settings_split_hostport(v->str, host, sizeof(host), &port) != 0 || (port == 0 && !ip_only)) {
+        pc_error(p, v, "expected HOST:PORT with a port %s (IPv6 in brackets), got \"%s\"",
+                 ip_only ? "0-65535" : "1-65535", v->str);
         return -1;
     }
     if (ip_only && !is_ip(host)) {

@@ -81,7 +81,7 @@ void pc_str_list(pctx_t *p, const yaml_node_t *v, proxy_str_list_t *out);
 void pc_kv_map(pctx_t *p, const yaml_node_t *v, proxy_kv_list_t *out, int lower);
 /* Istio Percent {value: 0..100}. */
 int pc_percent(pctx_t *p, const yaml_node_t *v, double *out);
-/* A HOST:PORT; ip_only: the host must be an IP literal (listeners). */
+/* A HOST:PORT; ip_only: a listener, whose host must be an IP literal and whose port may be 0 (any free one). */
 int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *out);
 /* Lowercased FQDN of a host name written in namespace ns (arena). */
 const char *pc_fqdn(pctx_t *p, const char *host, const char *ns);

@@ -2,7 +2,7 @@
 # outrider-proxy --check: the example meshes pass; a broken file gives every
 # error with file:line:col and exit 1; warnings do not fail the check;
 # --print-config prints the effective configuration as JSON; without
-# --check the proxy exits 3 until the data path exists.
+# --check and without spec.inbound the proxy exits 3 (nothing to serve yet).
 . "$(dirname "$0")/../lib.sh"
 
 BIN=$OUTRIDER_BIN/outrider-proxy
@@ -109,8 +109,10 @@ assert_eq '"jason"' "$(jq '.virtualServices[0].spec.http[0].match[0].headers["en
 assert_eq '"127.0.0.1:15001"' "$(jq '.proxy.spec.outbound.listen' "$T/out")" "outbound listener"
 passed=$((passed + 1))
 
-run_proxy --config "$OUTRIDER_SRC/deploy/mesh-example.yaml"
-assert_eq 3 "$RC" "exit code without --check (no data path yet)"
+# without spec.inbound there is nothing the data path can serve yet (the outbound side comes next)
+grep -v '^  inbound:' "$OUTRIDER_SRC/deploy/mesh-example.yaml" >"$T/no-inbound.yaml"
+run_proxy --config "$T/no-inbound.yaml"
+assert_eq 3 "$RC" "exit code without --check and without spec.inbound"
 grep -q "outbound listener 127.0.0.1:15001" "$T/out" || fail "no summary: $(cat "$T/out")"
 grep -q "data path is not built yet" "$T/err" || fail "no 'not built yet' message: $(cat "$T/err")"
 passed=$((passed + 1))

@@ -1,0 +1,332 @@
+/*
+ * upstream: connection pool per worker and per upstream address; see upstream.h.
+ *
+ * A connection is in one of three states: LEASED (events go to the
+ * leaser), IDLE (on the pool's idle list, idle timer running, reading to
+ * notice a close) or CLOSING (handles being closed; freed in the last close
+ * callback). Every write copies its bytes into one heap block with the
+ * uv_write_t, so callers may reuse their buffers at once.
+ */
+#include "upstream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum ustate { U_LEASED, U_IDLE, U_CLOSING };
+
+struct upstream {
+    uv_tcp_t tcp;
+    uv_timer_t idle_timer;
+    uv_connect_t connect_req;
+    upstream_pool_t *pool;
+    const upstream_handler_t *h;
+    void *ctx;
+    enum ustate state;
+    bool connected;
+    bool reused;
+    bool reading;
+    bool dead;
+    int open_handles;
+    size_t queued; /* bytes in flight in uv_write requests plus pending */
+    char *pending; /* bytes written before the connect completed */
+    size_t pending_len;
+    upstream_t *idle_next;
+    char rbuf[64 * 1024];
+};
+
+struct upstream_pool {
+    uv_loop_t *loop;
+    struct sockaddr_storage addr;
+    uint64_t idle_timeout_ms;
+    size_t max_idle;
+    upstream_t *idle; /* most recently used first */
+    size_t n_idle;
+    size_t live; /* connections not yet freed */
+    bool destroyed;
+};
+
+typedef struct wreq {
+    uv_write_t req;
+    upstream_t *u;
+    size_t len;
+    char data[];
+} wreq_t;
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (p == NULL)
+        log_fatal("upstream: out of memory (%zu bytes)", n);
+    return p;
+}
+
+static void pool_maybe_free(upstream_pool_t *pool)
+{
+    if (pool->destroyed && pool->live == 0)
+        free(pool);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    upstream_t *u = h->data;
+    if (--u->open_handles > 0)
+        return;
+    upstream_pool_t *pool = u->pool;
+    free(u->pending);
+    free(u);
+    pool->live--;
+    pool_maybe_free(pool);
+}
+
+static void idle_unlink(upstream_t *u)
+{
+    upstream_t **pp = &u->pool->idle;
+    while (*pp != NULL && *pp != u)
+        pp = &(*pp)->idle_next;
+    if (*pp == u) {
+        *pp = u->idle_next;
+        u->pool->n_idle--;
+    }
+    u->idle_next = NULL;
+}
+
+static void conn_close(upstream_t *u)
+{
+    if (u->state == U_CLOSING)
+        return;
+    if (u->state == U_IDLE)
+        idle_unlink(u);
+    u->state = U_CLOSING;
+    u->dead = true;
+    uv_close((uv_handle_t *)&u->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&u->idle_timer, on_handle_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)suggested;
+    upstream_t *u = h->data;
+    b->base = u->rbuf;
+    b->len = sizeof u->rbuf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    upstream_t *u = s->data;
+    if (n == 0)
+        return;
+    if (u->state == U_IDLE) {
+        /* an idle connection has nothing to say: data or EOF both end it */
+        conn_close(u);
+        return;
+    }
+    if (u->state != U_LEASED)
+        return;
+    if (n < 0) {
+        u->dead = true;
+        uv_read_stop(s);
+        u->reading = false;
+        if (u->h->on_close != NULL)
+            u->h->on_close(u->ctx, (int)n);
+        return;
+    }
+    if (u->h->on_read != NULL)
+        u->h->on_read(u->ctx, b->base, (size_t)n);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    upstream_t *u = w->u;
+    size_t before = u->queued;
+    u->queued -= w->len;
+    free(w);
+    if (status < 0 || u->state != U_LEASED)
+        return; /* a failed write also shows up as a read error */
+    if (before >= UPSTREAM_WRITE_LOW && u->queued < UPSTREAM_WRITE_LOW && u->h->on_drain != NULL)
+        u->h->on_drain(u->ctx);
+}
+
+static int send_now(upstream_t *u, const void *data, size_t len)
+{
+    wreq_t *w = xmalloc(sizeof *w + len);
+    w->u = u;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    u->queued += len;
+    int rc = uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        u->queued -= len;
+        free(w);
+        u->dead = true;
+        return -1;
+    }
+    return 0;
+}
+
+static void start_reading(upstream_t *u)
+{
+    if (!u->reading && !u->dead && uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) == 0)
+        u->reading = true;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    upstream_t *u = req->data;
+    if (u->state != U_LEASED)
+        return;
+    if (status == 0) {
+        u->connected = true;
+        if (u->pending_len > 0) {
+            char *p = u->pending;
+            size_t n = u->pending_len;
+            u->pending = NULL;
+            u->pending_len = 0;
+            u->queued -= n;
+            if (send_now(u, p, n) < 0)
+                status = UV_ECONNRESET;
+            free(p);
+        }
+        if (status == 0)
+            start_reading(u);
+    }
+    if (status < 0)
+        u->dead = true;
+    if (u->h->on_connect != NULL)
+        u->h->on_connect(u->ctx, status);
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    upstream_t *u = t->data;
+    if (u->state == U_IDLE)
+        conn_close(u);
+}
+
+upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *addr, uint64_t idle_timeout_ms,
+                                      size_t max_idle)
+{
+    upstream_pool_t *pool = xmalloc(sizeof *pool);
+    memset(pool, 0, sizeof *pool);
+    pool->loop = loop;
+    memcpy(&pool->addr, addr, addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    pool->idle_timeout_ms = idle_timeout_ms ? idle_timeout_ms : 60000;
+    pool->max_idle = max_idle ? max_idle : 64;
+    return pool;
+}
+
+void upstream_pool_destroy(upstream_pool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    pool->destroyed = true;
+    while (pool->idle != NULL)
+        conn_close(pool->idle);
+    pool_maybe_free(pool);
+}
+
+upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h, void *ctx)
+{
+    if (pool->destroyed)
+        return NULL;
+    upstream_t *u = pool->idle;
+    if (u != NULL) {
+        idle_unlink(u);
+        uv_timer_stop(&u->idle_timer);
+        u->state = U_LEASED;
+        u->h = h;
+        u->ctx = ctx;
+        u->reused = true;
+        return u;
+    }
+    u = xmalloc(sizeof *u);
+    memset(u, 0, offsetof(upstream_t, rbuf));
+    u->pool = pool;
+    u->h = h;
+    u->ctx = ctx;
+    u->state = U_LEASED;
+    if (uv_tcp_init(pool->loop, &u->tcp) < 0) {
+        free(u);
+        return NULL;
+    }
+    u->tcp.data = u;
+    uv_timer_init(pool->loop, &u->idle_timer);
+    u->idle_timer.data = u;
+    u->open_handles = 2;
+    pool->live++;
+    uv_tcp_nodelay(&u->tcp, 1);
+    u->connect_req.data = u;
+    if (uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&pool->addr, on_connect) < 0) {
+        conn_close(u);
+        return NULL;
+    }
+    return u;
+}
+
+bool upstream_connected(const upstream_t *u)
+{
+    return u->connected;
+}
+
+bool upstream_reused(const upstream_t *u)
+{
+    return u->reused;
+}
+
+int upstream_write(upstream_t *u, const void *data, size_t len)
+{
+    if (u->dead)
+        return -1;
+    if (len == 0)
+        return 0;
+    if (!u->connected) {
+        char *p = realloc(u->pending, u->pending_len + len);
+        if (p == NULL)
+            log_fatal("upstream: out of memory");
+        memcpy(p + u->pending_len, data, len);
+        u->pending = p;
+        u->pending_len += len;
+        u->queued += len;
+        return 0;
+    }
+    return send_now(u, data, len);
+}
+
+size_t upstream_write_queued(const upstream_t *u)
+{
+    return u->queued;
+}
+
+void upstream_read_stop(upstream_t *u)
+{
+    if (u->reading) {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        u->reading = false;
+    }
+}
+
+void upstream_read_start(upstream_t *u)
+{
+    if (u->connected)
+        start_reading(u);
+}
+
+void upstream_release(upstream_t *u, bool reusable)
+{
+    upstream_pool_t *pool = u->pool;
+    u->h = NULL;
+    u->ctx = NULL;
+    if (!reusable || u->dead || !u->connected || u->queued > 0 || pool->destroyed || pool->n_idle >= pool->max_idle) {
+        conn_close(u);
+        return;
+    }
+    u->state = U_IDLE;
+    u->idle_next = pool->idle;
+    pool->idle = u;
+    pool->n_idle++;
+    start_reading(u);
+    uv_timer_start(&u->idle_timer, on_idle_timeout, pool->idle_timeout_ms, 0);
+}
