@@ -569,7 +569,7 @@ static void parse_http_match(pctx_t *p, const yaml_node_t *v, proxy_http_match_t
 
 static const char *const retry_names[] = {"5xx",           "gateway-error",          "reset", "connect-failure",
                                           "retriable-4xx", "retriable-status-codes", NULL};
-/* accepted by Istio (Envoy retry policies), not implemented here */
+/* retryOn values Istio accepts (Envoy retry policies) that outrider-proxy refuses as unsupported */
 static const char *const retry_unsupported[] = {"envoy-ratelimited",
                                                 "refused-stream",
                                                 "retriable-headers",
