@@ -135,6 +135,11 @@ static int serve(const proxy_config_t *cfg)
         log_fatal("out of memory");
     int rc = 0, started = 0;
     char err[256];
+    if (worker_check_port_free(&o, err, sizeof err) != 0) {
+        log_error("inbound listener %s: %s", ps->inbound_listen.text, err);
+        rc = 4;
+        n = 0;
+    }
     for (int i = 0; i < n; i++) {
         workers[i] = worker_create(&o, err, sizeof err);
         if (workers[i] == NULL) {

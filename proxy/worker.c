@@ -99,6 +99,38 @@ static int make_socket(const worker_opts_t *o, struct sockaddr_storage *ss, char
     return fd;
 }
 
+int worker_check_port_free(const worker_opts_t *o, char *err, size_t errlen)
+{
+    if (o->listen_port == 0)
+        return 0;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t sl = sizeof(struct sockaddr_in);
+    if (uv_ip4_addr(o->listen_host, o->listen_port, (struct sockaddr_in *)&ss) != 0) {
+        if (uv_ip6_addr(o->listen_host, o->listen_port, (struct sockaddr_in6 *)&ss) != 0) {
+            snprintf(err, errlen, "%s is not an IP address", o->listen_host);
+            return -1;
+        }
+        sl = sizeof(struct sockaddr_in6);
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    /* SO_REUSEADDR only: TIME_WAIT does not count, a live listener (even with SO_REUSEPORT) does */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int rc = 0;
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+        snprintf(err, errlen, "bind %s:%u: %s%s", o->listen_host, (unsigned)o->listen_port, strerror(errno),
+                 errno == EADDRINUSE ? " (another process listens there)" : "");
+        rc = -1;
+    }
+    close(fd);
+    return rc;
+}
+
 worker_t *worker_create(const worker_opts_t *o, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;

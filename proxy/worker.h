@@ -55,4 +55,11 @@ void worker_join(worker_t *w);
 /* Free a worker that was never started or has been joined; NULL is a no-op. */
 void worker_destroy(worker_t *w);
 
+/*
+ * Fail (-1, reason in err) when something already listens on the listener's
+ * address. SO_REUSEPORT would otherwise let a second proxy share the port
+ * silently; call this once before creating the workers. Port 0 always passes.
+ */
+int worker_check_port_free(const worker_opts_t *o, char *err, size_t errlen);
+
 #endif

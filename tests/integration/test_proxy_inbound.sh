@@ -82,8 +82,8 @@ track_pid "$BACKEND_PID"
 wait_until test -s "$T/backend.port" || fail "backend did not start"
 BPORT=$(cat "$T/backend.port")
 
-# ---- proxy: inbound on a free port -> backend, two workers (the config
-# loader refuses port 0, so the port comes from free_port) ----
+# ---- proxy: inbound on a free port -> backend, two workers (a fixed port,
+# so that a second proxy on the same port can be tried below) ----
 LPORT=$(free_port)
 cat >"$T/proxy.yaml" <<YAML
 apiVersion: outrider.io/v1alpha1
@@ -100,6 +100,12 @@ track_pid "$PROXY_PID"
 wait_until grep -q 'listening inbound http://' "$PLOG" || { cat "$PLOG" >&2; fail "proxy did not start"; }
 PPORT=$(grep -o 'listening inbound http://127\.0\.0\.1:[0-9]*' "$PLOG" | head -1 | sed 's/.*://')
 assert_eq "$LPORT" "$PPORT" "port in the 'listening inbound' line"
+
+# a second proxy on the same port is refused, not silently sharing it through SO_REUSEPORT
+rc=0
+"$BIN" --config "$T/proxy.yaml" >"$T/second.log" 2>&1 || rc=$?
+assert_eq 4 "$rc" "exit code of a second proxy on the same port (log: $(cat "$T/second.log"))"
+grep -q "another process listens there" "$T/second.log" || fail "second proxy's reason: $(cat "$T/second.log")"
 P=http://127.0.0.1:$PPORT
 note "backend :$BPORT, proxy :$PPORT"
 
