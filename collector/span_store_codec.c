@@ -217,7 +217,8 @@ static const uint8_t *rd_ep(const uint8_t *p, ep_rec_t *e)
     return p;
 }
 
-void srec_head(const uint8_t *p, srec_t *r)
+/* The fixed head every reader needs: length, id, flags, local endpoint. Returns the pointer past it. */
+static const uint8_t *read_head(const uint8_t *p, srec_t *r, uint8_t *f1, uint8_t *f2)
 {
     uint64_t len;
     r->start = p;
@@ -225,34 +226,31 @@ void srec_head(const uint8_t *p, srec_t *r)
     r->next = p + len;
     r->id = rd_u64(p);
     p += 8;
-    uint8_t f1 = *p++, f2 = *p++;
-    r->kind = f1 & F1_KIND;
-    r->debug = (f1 & F1_DEBUG) != 0;
-    r->shared = (f1 & F1_SHARED) != 0;
+    *f1 = *p++;
+    *f2 = *p++;
+    r->kind = *f1 & F1_KIND;
+    r->debug = (*f1 & F1_DEBUG) != 0;
+    r->shared = (*f1 & F1_SHARED) != 0;
     r->local.present = 0;
     r->local.svc = SID_NONE;
-    if (f2 & F2_LOCAL)
-        rd_ep(p, &r->local);
+    if (*f2 & F2_LOCAL)
+        p = rd_ep(p, &r->local);
+    return p;
+}
+
+void srec_head(const uint8_t *p, srec_t *r)
+{
+    uint8_t f1, f2;
+    read_head(p, r, &f1, &f2);
 }
 
 void srec_decode(const trace_t *t, const uint8_t *p, srec_t *r)
 {
-    uint64_t len, v;
-    r->start = p;
-    p = rd_varint(p, &len);
-    r->next = p + len;
-    r->id = rd_u64(p);
-    p += 8;
-    uint8_t f1 = *p++, f2 = *p++;
-    r->kind = f1 & F1_KIND;
-    r->debug = (f1 & F1_DEBUG) != 0;
-    r->shared = (f1 & F1_SHARED) != 0;
-    r->local.present = 0;
-    r->local.svc = SID_NONE;
+    uint64_t v;
+    uint8_t f1, f2;
+    p = read_head(p, r, &f1, &f2);
     r->remote.present = 0;
     r->remote.svc = SID_NONE;
-    if (f2 & F2_LOCAL)
-        p = rd_ep(p, &r->local);
     r->parent = 0;
     if (f1 & F1_PARENT) {
         r->parent = rd_u64(p);
