@@ -590,6 +590,45 @@ static void parse_otlp_endpoint(pctx_t *p, const yaml_node_t *v, proxy_spec_t *p
     ps->otlp_hostport.port = port;
 }
 
+/* A positive duration of at least 1 ms. */
+static void positive_duration(pctx_t *p, const yaml_node_t *v, uint64_t *out)
+{
+    int64_t ms;
+    if (pc_duration(p, v, &ms) != 0)
+        return;
+    if (ms == 0)
+        pc_error(p, v, "must be at least 1ms");
+    else
+        *out = (uint64_t)ms;
+}
+
+static void parse_limits(pctx_t *p, const yaml_node_t *v, proxy_spec_t *ps)
+{
+    PC_FIELDS(p, v, it)
+    {
+        int64_t n;
+        if (PC_KEY(it, "maxHeaderBytes")) {
+            if (pc_int(p, it.val, 1024, 1 << 20, &n) == 0)
+                ps->max_header_bytes = (uint32_t)n;
+        } else if (PC_KEY(it, "maxHeaders")) {
+            if (pc_int(p, it.val, 1, 10000, &n) == 0)
+                ps->max_headers = (uint32_t)n;
+        } else if (PC_KEY(it, "maxUriBytes")) {
+            if (pc_int(p, it.val, 64, 1 << 20, &n) == 0)
+                ps->max_uri_bytes = (uint32_t)n;
+        } else if (PC_KEY(it, "retryBufferBytes")) {
+            if (pc_int(p, it.val, 0, 64 << 20, &n) == 0)
+                ps->retry_buffer_bytes = (uint64_t)n;
+        } else if (PC_KEY(it, "headerTimeout")) {
+            positive_duration(p, it.val, &ps->header_timeout_ms);
+        } else if (PC_KEY(it, "idleTimeout")) {
+            positive_duration(p, it.val, &ps->idle_timeout_ms);
+        } else {
+            pc_unknown(p, &it);
+        }
+    }
+}
+
 static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *ps)
 {
     PC_FIELDS(p, spec, it)
@@ -628,9 +667,17 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
                         else
                             ps->flush_interval_ms = (uint64_t)ms;
                     }
+                } else if (PC_KEY(t, "accessLog")) {
+                    pc_bool(p, t.val, &ps->access_log);
                 } else
                     pc_unknown(p, &t);
             }
+        } else if (PC_KEY(it, "limits")) {
+            parse_limits(p, it.val, ps);
+        } else if (PC_KEY(it, "drainTimeout")) {
+            int64_t ms;
+            if (pc_duration(p, it.val, &ms) == 0)
+                ps->drain_timeout_ms = (uint64_t)ms;
         } else if (PC_KEY(it, "workers")) {
             int64_t w;
             if (pc_int(p, it.val, 1, 64, &w) == 0)
@@ -948,7 +995,15 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     proxy_spec_t *ps = &cfg->proxy;
     ps->sampling_percent = 1;
     ps->flush_interval_ms = 1000;
+    ps->access_log = 1;
     ps->workers = 1;
+    ps->max_header_bytes = 60 * 1024;
+    ps->max_headers = 100;
+    ps->max_uri_bytes = 8 * 1024;
+    ps->header_timeout_ms = 10000;
+    ps->idle_timeout_ms = 60000;
+    ps->retry_buffer_bytes = 64 * 1024;
+    ps->drain_timeout_ms = 5000;
     const yaml_node_t *first_proxy = NULL;
     for (size_t i = 0; i < ys.n_docs; i++)
         parse_document(&p, ys.docs[i], i, seen, &n_seen, &first_proxy);

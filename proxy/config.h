@@ -100,7 +100,16 @@ typedef struct proxy_spec {
     proxy_hostport_t otlp_hostport;      /* split otlp_endpoint */
     double sampling_percent;             /* 0..100, default 1 */
     uint64_t flush_interval_ms;          /* default 1000 */
+    int access_log;                      /* telemetry.accessLog: OTLP log record per request, default 1 */
     int workers;                         /* 1..64, default 1 */
+    /* spec.limits (downstream side) */
+    uint32_t max_header_bytes;   /* default 60 KiB (431 above) */
+    uint32_t max_headers;        /* default 100 (431 above) */
+    uint32_t max_uri_bytes;      /* default 8 KiB (414 above) */
+    uint64_t header_timeout_ms;  /* default 10 s: a request head must arrive within this (408) */
+    uint64_t idle_timeout_ms;    /* default 60 s: keep-alive client connection without a request */
+    uint64_t retry_buffer_bytes; /* default 64 KiB: request body kept to replay on retries */
+    uint64_t drain_timeout_ms;   /* spec.drainTimeout, default 5 s */
 } proxy_spec_t;
 
 /* ---- ServiceEntry ---- */

@@ -166,7 +166,17 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     str(w, "otlpEndpoint", ps->otlp_endpoint);
     dbl(w, "samplingPercent", ps->sampling_percent);
     duration(w, "flushInterval", (int64_t)ps->flush_interval_ms);
+    boolean(w, "accessLog", ps->access_log);
     close_(w, '}');
+    open_(w, "limits", '{');
+    num(w, "maxHeaderBytes", (int64_t)ps->max_header_bytes);
+    num(w, "maxHeaders", (int64_t)ps->max_headers);
+    num(w, "maxUriBytes", (int64_t)ps->max_uri_bytes);
+    duration(w, "headerTimeout", (int64_t)ps->header_timeout_ms);
+    duration(w, "idleTimeout", (int64_t)ps->idle_timeout_ms);
+    num(w, "retryBufferBytes", (int64_t)ps->retry_buffer_bytes);
+    close_(w, '}');
+    duration(w, "drainTimeout", (int64_t)ps->drain_timeout_ms);
     num(w, "workers", ps->workers);
     close_(w, '}');
     close_(w, '}');

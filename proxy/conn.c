@@ -1,34 +1,60 @@
 /*
- * conn: downstream connection and request forwarding; see conn.h.
+ * conn: downstream connection, routing, attempts and retries; see conn.h.
  *
- * Memory and lifetime. The conn owns its two handles (socket, timer), a
- * request parser, a response parser reused for every exchange, and the
- * input buffer `in` that holds bytes the request parser has not consumed
- * (the rest of a pipelined burst while a request is in flight). Closing is
- * deferred: conn_close() only starts uv_close, and the memory goes in the
- * last close callback, so code further up the stack may still look at the
- * conn (and must check `closing`).
+ * Memory and lifetime. The conn owns four handles (socket, wait timer,
+ * route timer, try timer), a request parser, a response parser reused for
+ * every attempt, the input buffer `in` with bytes the request parser has
+ * not consumed, the upstream request head of the current exchange (kept
+ * for retries) and the replay buffer of its body. Closing is deferred:
+ * conn_close() only starts uv_close, and the memory goes in the last close
+ * callback, so code further up the stack may still look at the conn (and
+ * must check `closing`).
  *
  * An exchange ends when its response is complete and either its request
  * is complete too or the connection will close (an early response, a
- * reset). Local replies (errors, 503) count as the response; the rest of
- * the request body is then read and dropped.
+ * reset). Local replies (errors, 404, 503) count as the response; the rest
+ * of the request body is then read and dropped.
  */
 #include "conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "log.h"
+#include "router.h"
+#include "tracectx.h"
 
 #define DOWN_WRITE_HIGH (256 * 1024) /* bytes queued to the client above which the upstream is not read */
 #define DOWN_WRITE_LOW (64 * 1024)
 #define READ_CHUNK (16 * 1024)
+#define MAX_EXTRA_FIELDS 48 /* fields an exchange may add to a request or response head */
+#define BACKOFF_BASE_MS 25
+#define BACKOFF_MAX_MS 250
+
+/* Envoy's response flags, in the order they are printed. */
+enum {
+    RF_NR = 1 << 0,  /* no route */
+    RF_UH = 1 << 1,  /* no healthy upstream */
+    RF_UF = 1 << 2,  /* upstream connection failure */
+    RF_UC = 1 << 3,  /* upstream connection termination */
+    RF_UT = 1 << 4,  /* upstream request timeout */
+    RF_URX = 1 << 5, /* upstream retry limit exceeded */
+    RF_DC = 1 << 6,  /* downstream connection termination */
+    RF_UPE = 1 << 7, /* upstream protocol error */
+};
+static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE"};
+
+/* Why an attempt failed (retry conditions). */
+enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TRY_TIMEOUT, FAIL_STATUS };
 
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    uv_timer_t timer;       /* header read / keep-alive idle */
+    uv_timer_t route_timer; /* route timeout */
+    uv_timer_t try_timer;   /* per-try timeout, retry back-off */
     conn_env_t *env;
     conn_t *next, *prev;
     http1_parser_t *req;
@@ -51,9 +77,8 @@ struct conn {
     bool resp_done;
     bool resp_head_sent;
     bool resp_interim;
-    bool close_after; /* close once the exchange ends and writes drain */
-    bool req_chunked; /* request body re-chunked upstream */
-    bool req_trailers_sent;
+    bool close_after;  /* close once the exchange ends and writes drain */
+    bool req_chunked;  /* request body re-chunked upstream */
     bool resp_chunked; /* response body re-chunked downstream */
     bool resp_no_body;
     bool resp_trailers_sent;
@@ -61,6 +86,39 @@ struct conn {
     bool up_read_paused;
     bool req_keep_alive;
     bool req_http11;
+    bool in_parse; /* inside http1_parse of the request parser */
+
+    /* ---- the current exchange ---- */
+    const http1_head_t *head; /* valid while the request parser is paused at the exchange's end */
+    runtime_view_t *view;     /* held for the exchange */
+    router_request_t rreq;
+    router_decision_t d;
+    const router_cluster_t *cl;
+    int ep;         /* endpoint of the current attempt, -1 none */
+    bool lb_active; /* router_lb_begin was called for ep */
+    uint32_t flags; /* RF_* */
+    int attempts;   /* attempts started */
+    int retries_left;
+    const proxy_retries_t *retry;
+    bool stale_retry_used; /* the free retry after a stale pooled connection */
+    bool retry_pending;    /* resp_on_head asked for a retry on a retriable status */
+    bool upgrade;          /* the request asks for a protocol upgrade */
+    bool tunnel;           /* 101 forwarded: bytes are copied both ways */
+    bool recorded;         /* telemetry recorded */
+    bool have_peer;
+    int status;               /* final status sent to the client, 0 none */
+    buf_t up_head;            /* the upstream request head */
+    buf_t body;               /* the request body as framed upstream, for replays */
+    bool body_over;           /* the body outgrew the buffer: no more retries */
+    uint64_t req_body_bytes;  /* request body bytes received */
+    uint64_t resp_body_bytes; /* response body bytes sent */
+    uint64_t tunnel_up, tunnel_down;
+    uint64_t start_ns;      /* uv_hrtime at the request head */
+    uint64_t start_unix_ns; /* wall clock at the request head */
+    trace_ctx_t trace;
+    peer_info_t peer_info; /* the other side's metadata, when have_peer */
+    buf_t meta;            /* copies for telemetry: span name, destination strings */
+    uint64_t excluded[ROUTER_MAX_ENDPOINTS / 64];
 };
 
 typedef struct dwreq {
@@ -70,8 +128,12 @@ typedef struct dwreq {
     char data[];
 } dwreq_t;
 
+static const proxy_retries_t no_retries = {0, 0, PROXY_UNSET, 0, {0}, 0};
+
 static void process(conn_t *c);
 static void update_reading(conn_t *c);
+static void start_attempt(conn_t *c);
+static void record(conn_t *c);
 
 static void *xmalloc(size_t n)
 {
@@ -79,6 +141,18 @@ static void *xmalloc(size_t n)
     if (p == NULL)
         log_fatal("conn: out of memory (%zu bytes)", n);
     return p;
+}
+
+static uint64_t now_unix_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static const runtime_t *rt_of(const conn_t *c)
+{
+    return c->view != NULL ? c->view->rt : c->env->w->view->rt;
 }
 
 /* ---- closing ---- */
@@ -101,23 +175,21 @@ static void on_closed(uv_handle_t *h)
     buf_dispose(&c->in);
     buf_dispose(&c->out);
     buf_dispose(&c->xff);
+    buf_dispose(&c->up_head);
+    buf_dispose(&c->body);
+    buf_dispose(&c->meta);
     free(c->hdrs);
     free(c);
     if (env->draining && env->n_conns == 0 && env->on_empty != NULL)
         env->on_empty(env->owner);
 }
 
-static void conn_close(conn_t *c)
+static void lb_done(conn_t *c)
 {
-    if (c->closing)
-        return;
-    c->closing = true;
-    if (c->up != NULL) {
-        upstream_release(c->up, false);
-        c->up = NULL;
+    if (c->lb_active) {
+        router_lb_end(&c->view->lbs[c->cl->index], c->ep);
+        c->lb_active = false;
     }
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
-    uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
 static void release_upstream(conn_t *c, bool reusable)
@@ -126,6 +198,46 @@ static void release_upstream(conn_t *c, bool reusable)
         upstream_release(c->up, reusable);
         c->up = NULL;
     }
+    lb_done(c);
+}
+
+/* The exchange's resources: timers, upstream, the view. */
+static void exchange_dispose(conn_t *c)
+{
+    uv_timer_stop(&c->route_timer);
+    uv_timer_stop(&c->try_timer);
+    release_upstream(c, false);
+    if (c->view != NULL) {
+        runtime_view_drop(c->view);
+        c->view = NULL;
+    }
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    if (c->in_exchange && !c->recorded) {
+        if (!c->resp_done && !c->tunnel)
+            c->flags |= RF_DC;
+        record(c);
+    }
+    if (c->tunnel && c->env->w->tele != NULL) {
+        tele_tcp_t t;
+        memset(&t, 0, sizeof t);
+        t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
+        t.peer = c->have_peer ? &c->peer_info : NULL;
+        t.closed = true;
+        t.sent_bytes = c->tunnel_down;
+        t.received_bytes = c->tunnel_up;
+        tele_record_tcp(c->env->w->tele, &t);
+    }
+    c->closing = true;
+    exchange_dispose(c);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    uv_close((uv_handle_t *)&c->route_timer, on_closed);
+    uv_close((uv_handle_t *)&c->try_timer, on_closed);
 }
 
 /* ---- writing to the client ---- */
@@ -167,8 +279,17 @@ static void down_write(conn_t *c, const void *data, size_t len)
     }
 }
 
-/* A complete response made here (errors, 503); ends the response side of the exchange. */
-static void local_reply(conn_t *c, int status, const char *text, bool close)
+static void pause_upstream_if_full(conn_t *c)
+{
+    if (c->down_queued >= DOWN_WRITE_HIGH && c->up != NULL && !c->up_read_paused) {
+        c->up_read_paused = true;
+        upstream_read_stop(c->up);
+    }
+}
+
+/* A complete response made here (errors, 404, 503, redirects); ends the response side of the exchange. */
+static void local_reply_h(conn_t *c, int status, const char *text, bool close, const http1_header_t *extra,
+                          uint32_t n_extra)
 {
     if (c->closing)
         return;
@@ -176,20 +297,29 @@ static void local_reply(conn_t *c, int status, const char *text, bool close)
         conn_close(c);
         return;
     }
+    uv_timer_stop(&c->route_timer);
+    uv_timer_stop(&c->try_timer);
     release_upstream(c, false);
-    if (close || c->env->draining || !c->req_keep_alive || !c->in_exchange)
+    if (close || c->env->draining || !c->req_keep_alive || !c->in_exchange || c->upgrade)
         c->close_after = true;
     c->out.len = 0;
     size_t n = strlen(text);
-    if (http1_write_simple_response(&c->out, status, NULL, NULL, 0, "text/plain", text, n, c->close_after) < 0) {
+    if (http1_write_simple_response(&c->out, status, NULL, extra, n_extra, "text/plain", text, n, c->close_after) < 0) {
         conn_close(c);
         return;
     }
+    c->status = status;
     c->resp_head_sent = true;
     c->resp_done = true;
+    c->resp_body_bytes += n;
     down_write(c, c->out.data, c->out.len);
     if (!c->in_exchange && c->down_queued == 0)
         conn_close(c);
+}
+
+static void local_reply(conn_t *c, int status, const char *text, bool close)
+{
+    local_reply_h(c, status, text, close, NULL, 0);
 }
 
 /* ---- timers ---- */
@@ -207,8 +337,125 @@ static void on_timer(uv_timer_t *t)
 
 static void arm_wait_timer(conn_t *c)
 {
-    uint64_t ms = c->bytes_seen > 0 ? c->env->header_timeout_ms : c->env->idle_timeout_ms;
+    uint64_t ms = c->bytes_seen > 0 ? c->env->w->header_timeout_ms : c->env->w->idle_timeout_ms;
     uv_timer_start(&c->timer, on_timer, ms ? ms : 1, 0);
+}
+
+/* ---- attempts ---- */
+
+static bool retriable_status(const proxy_retries_t *r, int status)
+{
+    if ((r->retry_on & PROXY_RETRY_5XX) && status >= 500 && status <= 599)
+        return true;
+    if ((r->retry_on & PROXY_RETRY_GATEWAY_ERROR) && (status == 502 || status == 503 || status == 504))
+        return true;
+    if ((r->retry_on & PROXY_RETRY_RETRIABLE_4XX) && status == 409)
+        return true;
+    if (r->retry_on & PROXY_RETRY_RETRIABLE_STATUS_CODES)
+        for (size_t i = 0; i < r->n_codes; i++)
+            if (r->codes[i] == status)
+                return true;
+    return false;
+}
+
+static bool retriable_failure(const proxy_retries_t *r, enum fail_kind k)
+{
+    switch (k) {
+    case FAIL_CONNECT: return (r->retry_on & (PROXY_RETRY_CONNECT_FAILURE | PROXY_RETRY_5XX)) != 0;
+    case FAIL_RESET: return (r->retry_on & (PROXY_RETRY_RESET | PROXY_RETRY_5XX)) != 0;
+    case FAIL_TRY_TIMEOUT:
+        return (r->retry_on & (PROXY_RETRY_5XX | PROXY_RETRY_GATEWAY_ERROR | PROXY_RETRY_RESET)) != 0;
+    case FAIL_STATUS: return true;
+    }
+    return false;
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->closing || !c->in_exchange || c->resp_done)
+        return;
+    start_attempt(c);
+}
+
+/*
+ * The current attempt failed before any response byte reached the client:
+ * retry it when the policy allows, else answer with the failure.
+ */
+static void attempt_failed(conn_t *c, enum fail_kind kind)
+{
+    if (c->closing || c->resp_done)
+        return;
+    bool stale = kind == FAIL_RESET && c->up != NULL && upstream_reused(c->up);
+    uv_timer_stop(&c->try_timer);
+    if (c->ep >= 0 && c->cl->n_endpoints > 1)
+        c->excluded[c->ep / 64] |= 1ull << (c->ep % 64);
+    release_upstream(c, false);
+    if (stale && !c->stale_retry_used && !c->body_over) {
+        /* a pooled connection the upstream had closed: once more on a fresh one, not counted */
+        c->stale_retry_used = true;
+        c->attempts--;
+        start_attempt(c);
+        return;
+    }
+    if (c->retries_left > 0 && !c->body_over && retriable_failure(c->retry, kind)) {
+        c->retries_left--;
+        int n = c->attempts; /* retries so far + 1 */
+        uint64_t cap = (uint64_t)BACKOFF_BASE_MS << (n < 4 ? n : 4);
+        if (cap > BACKOFF_MAX_MS)
+            cap = BACKOFF_MAX_MS;
+        uint64_t ms = tracectx_rand(&c->env->w->rng) % (cap + 1);
+        uv_timer_start(&c->try_timer, on_backoff, ms ? ms : 1, 0);
+        return;
+    }
+    if (c->attempts > 1)
+        c->flags |= RF_URX;
+    switch (kind) {
+    case FAIL_CONNECT:
+        c->flags |= RF_UF;
+        local_reply(c, 503,
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n",
+                    false);
+        break;
+    case FAIL_TRY_TIMEOUT:
+        c->flags |= RF_UT;
+        local_reply(c, 504, "upstream request timeout\n", false);
+        break;
+    default:
+        c->flags |= RF_UC;
+        local_reply(c, 503,
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection termination\n",
+                    !c->req_done);
+        break;
+    }
+    process(c);
+}
+
+static void on_try_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->closing || !c->in_exchange || c->resp_done)
+        return;
+    if (c->resp_head_sent) {
+        c->flags |= RF_UT;
+        conn_close(c);
+        return;
+    }
+    attempt_failed(c, FAIL_TRY_TIMEOUT);
+}
+
+static void on_route_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->closing || !c->in_exchange || c->resp_done)
+        return;
+    c->flags |= RF_UT;
+    if (c->resp_head_sent) {
+        conn_close(c);
+        return;
+    }
+    local_reply(c, 504, "upstream request timeout\n", !c->req_done);
+    process(c);
 }
 
 /* ---- upstream events ---- */
@@ -218,9 +465,8 @@ static void up_on_connect(void *ctx, int status)
     conn_t *c = ctx;
     if (status == 0 || c->closing)
         return;
-    log_debug("inbound: upstream connect failed: %s", uv_strerror(status));
-    local_reply(c, 503, "upstream connect error\n", false);
-    process(c);
+    log_debug("upstream connect to %s failed: %s", c->cl->endpoints[c->ep].name, uv_strerror(status));
+    attempt_failed(c, FAIL_CONNECT);
 }
 
 static void after_response_progress(conn_t *c)
@@ -237,11 +483,45 @@ static void after_response_progress(conn_t *c)
     process(c);
 }
 
+static void tunnel_from_upstream(conn_t *c, const char *data, size_t len)
+{
+    c->tunnel_down += len;
+    down_write(c, data, len);
+    pause_upstream_if_full(c);
+}
+
+static void enter_tunnel(conn_t *c)
+{
+    c->tunnel = true;
+    c->resp_done = true;
+    if (c->env->w->tele != NULL) {
+        tele_tcp_t t;
+        memset(&t, 0, sizeof t);
+        t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
+        t.peer = c->have_peer ? &c->peer_info : NULL;
+        t.opened = true;
+        tele_record_tcp(c->env->w->tele, &t);
+    }
+    record(c);
+    /* client bytes that came after the request head belong to the tunnel */
+    if (c->in.len > 0 && c->up != NULL) {
+        c->tunnel_up += c->in.len;
+        upstream_write(c->up, c->in.data, c->in.len);
+        c->in.len = 0;
+    }
+    c->paused = false;
+    update_reading(c);
+}
+
 static void up_on_read(void *ctx, const char *data, size_t len)
 {
     conn_t *c = ctx;
     if (c->closing)
         return;
+    if (c->tunnel) {
+        tunnel_from_upstream(c, data, len);
+        return;
+    }
     if (c->resp_done) {
         c->up_reusable = false; /* bytes after the response: the connection is not clean */
         release_upstream(c, false);
@@ -251,15 +531,28 @@ static void up_on_read(void *ctx, const char *data, size_t len)
     int rc = http1_parse(c->resp, data, len, &used);
     if (c->closing)
         return;
+    if (rc == HTTP1_PAUSED && c->retry_pending) {
+        c->retry_pending = false;
+        attempt_failed(c, FAIL_STATUS);
+        return;
+    }
+    if (rc == HTTP1_UPGRADED && c->upgrade && c->resp_head_sent) {
+        enter_tunnel(c);
+        if (used < len && !c->closing)
+            tunnel_from_upstream(c, data + used, len - used);
+        return;
+    }
     if (rc == HTTP1_ERROR || rc == HTTP1_UPGRADED) {
         if (rc == HTTP1_ERROR)
-            log_debug("inbound: bad upstream response: %s", http1_parser_error_reason(c->resp));
+            log_debug("bad upstream response: %s", http1_parser_error_reason(c->resp));
         if (c->resp_head_sent && !c->resp_done) {
             conn_close(c);
             return;
         }
-        if (!c->resp_done)
+        if (!c->resp_done) {
+            c->flags |= RF_UPE;
             local_reply(c, 502, "upstream sent an invalid response\n", !c->req_done);
+        }
         release_upstream(c, false);
         process(c);
         return;
@@ -274,6 +567,10 @@ static void up_on_close(void *ctx, int status)
     conn_t *c = ctx;
     if (c->closing)
         return;
+    if (c->tunnel) {
+        conn_close(c);
+        return;
+    }
     c->up_reusable = false;
     if (!c->resp_done && c->resp_head_sent) {
         if (http1_finish(c->resp) == HTTP1_OK && c->resp_done) {
@@ -281,13 +578,15 @@ static void up_on_close(void *ctx, int status)
             return;
         }
         /* reset mid-response: the client cannot be told, only cut off */
-        log_debug("inbound: upstream closed mid-response: %s", uv_strerror(status));
+        log_debug("upstream closed mid-response: %s", uv_strerror(status));
+        c->flags |= RF_UC;
         conn_close(c);
         return;
     }
     if (!c->resp_done) {
-        log_debug("inbound: upstream closed before a response: %s", uv_strerror(status));
-        local_reply(c, 502, "upstream connection closed before a response\n", !c->req_done);
+        log_debug("upstream closed before a response: %s", uv_strerror(status));
+        attempt_failed(c, FAIL_RESET);
+        return;
     }
     release_upstream(c, false);
     process(c);
@@ -302,26 +601,73 @@ static const upstream_handler_t up_handler = {up_on_connect, up_on_read, up_on_c
 
 /* ---- response parser callbacks ---- */
 
+/* The response's fields as the client gets them: peer metadata taken out (and read), route header operations. */
+static uint32_t response_headers(conn_t *c, const http1_head_t *h)
+{
+    uint32_t cap = h->header_count + MAX_EXTRA_FIELDS;
+    if (c->hdrs_cap < 2 * cap) {
+        free(c->hdrs);
+        c->hdrs_cap = 2 * cap;
+        c->hdrs = xmalloc(c->hdrs_cap * sizeof *c->hdrs);
+    }
+    http1_header_t *tmp = c->hdrs + cap;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->header_count; i++) {
+        const http1_header_t *f = &h->headers[i];
+        if (peer_is_header(f->name)) {
+            if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER) &&
+                peer_decode(f->value, &c->peer_info) == 0)
+                c->have_peer = true;
+            continue;
+        }
+        tmp[n++] = *f;
+    }
+    if (c->env->mode == CONN_INBOUND) {
+        const runtime_t *rt = rt_of(c);
+        tmp[n].name = (str_t){PEER_HEADER, sizeof PEER_HEADER - 1};
+        tmp[n].value = (str_t){rt->peer_b64, strlen(rt->peer_b64)};
+        n++;
+        tmp[n].name = (str_t){PEER_ID_HEADER, sizeof PEER_ID_HEADER - 1};
+        tmp[n].value = (str_t){rt->peer_id, strlen(rt->peer_id)};
+        n++;
+    }
+    if (c->d.route != NULL)
+        return router_response_headers(&c->d, tmp, n, c->hdrs, cap);
+    memcpy(c->hdrs, tmp, n * sizeof *tmp);
+    return n;
+}
+
 static int resp_on_head(void *ctx, const http1_head_t *h)
 {
     conn_t *c = ctx;
     http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, false};
     c->out.len = 0;
-    if (h->status / 100 == 1) {
-        if (h->status == 101)
-            return HTTP1_CB_ABORT;
+    if (h->status / 100 == 1 && h->status != 101) {
         c->resp_interim = true;
         if (http1_write_response_head(&c->out, h->status, NULL, h->headers, h->header_count, &o) == 0)
             down_write(c, c->out.data, c->out.len);
         return HTTP1_CB_OK;
     }
+    if (h->status == 101 && !c->upgrade)
+        return HTTP1_CB_ABORT;
+    if (h->status != 101 && c->retries_left > 0 && !c->body_over && c->req_done &&
+        retriable_status(c->retry, h->status)) {
+        c->retry_pending = true;
+        return HTTP1_CB_PAUSE;
+    }
+    uv_timer_stop(&c->try_timer);
+    if (c->attempts > 1 && c->retries_left == 0 && retriable_status(c->retry, h->status))
+        c->flags |= RF_URX;
     c->resp_chunked = false;
     c->resp_no_body = false;
     c->resp_trailers_sent = false;
     c->up_reusable = h->keep_alive;
-    if (c->env->draining || !c->req_keep_alive)
+    c->status = h->status;
+    if (c->env->draining || !c->req_keep_alive || c->upgrade)
         c->close_after = true;
-    if (h->method == HTTP1_METHOD_HEAD || h->status == 204 || h->status == 304) {
+    if (h->status == 101) {
+        o.tunnel = true;
+    } else if (h->method == HTTP1_METHOD_HEAD || h->status == 204 || h->status == 304) {
         c->resp_no_body = true;
         const http1_header_t *cl = http1_header_find(h->headers, h->header_count, "content-length");
         if (cl != NULL && h->status != 204 && cl->value.len > 0 && cl->value.len < 20) {
@@ -348,8 +694,9 @@ static int resp_on_head(void *ctx, const http1_head_t *h)
         o.framing = HTTP1_FRAME_CLOSE;
         c->close_after = true;
     }
-    o.close = c->close_after;
-    if (http1_write_response_head(&c->out, h->status, NULL, h->headers, h->header_count, &o) < 0)
+    o.close = c->close_after && h->status != 101;
+    uint32_t n = response_headers(c, h);
+    if (http1_write_response_head(&c->out, h->status, NULL, c->hdrs, n, &o) < 0)
         return HTTP1_CB_ABORT;
     c->resp_head_sent = true;
     down_write(c, c->out.data, c->out.len);
@@ -361,6 +708,7 @@ static int resp_on_body(void *ctx, const char *data, size_t len)
     conn_t *c = ctx;
     if (c->resp_no_body)
         return HTTP1_CB_OK;
+    c->resp_body_bytes += len;
     if (c->resp_chunked) {
         char hdr[19];
         size_t n = http1_chunk_header(hdr, len);
@@ -372,10 +720,7 @@ static int resp_on_body(void *ctx, const char *data, size_t len)
     } else {
         down_write(c, data, len);
     }
-    if (c->down_queued >= DOWN_WRITE_HIGH && c->up != NULL && !c->up_read_paused) {
-        c->up_read_paused = true;
-        upstream_read_stop(c->up);
-    }
+    pause_upstream_if_full(c);
     return HTTP1_CB_OK;
 }
 
@@ -399,27 +744,43 @@ static int resp_on_complete(void *ctx)
         c->resp_interim = false;
         return HTTP1_CB_OK;
     }
+    if (c->tunnel || (c->upgrade && c->status == 101))
+        return HTTP1_CB_OK;
     if (c->resp_chunked && !c->resp_trailers_sent) {
         c->out.len = 0;
         http1_write_last_chunk(&c->out, NULL, 0);
         down_write(c, c->out.data, c->out.len);
     }
     c->resp_done = true;
+    uv_timer_stop(&c->route_timer);
     return HTTP1_CB_OK;
 }
 
 static const http1_callbacks_t resp_cb = {resp_on_head, resp_on_body, resp_on_trailers, resp_on_complete};
 
-/* ---- request parser callbacks ---- */
+/* ---- the request head ---- */
 
-/* The request's fields plus x-forwarded-for (the client appended) and x-forwarded-proto. */
-static uint32_t build_headers(conn_t *c, const http1_head_t *h)
+static void ensure_hdrs(conn_t *c, uint32_t need)
 {
-    if (c->hdrs_cap < h->header_count + 2) {
+    if (c->hdrs_cap < need) {
         free(c->hdrs);
-        c->hdrs_cap = h->header_count + 2;
+        c->hdrs_cap = need;
         c->hdrs = xmalloc(c->hdrs_cap * sizeof *c->hdrs);
     }
+}
+
+/*
+ * The upstream request's fields: the request's, without the trace context,
+ * peer metadata and x-forwarded-*, through the route's header operations,
+ * then x-forwarded-for (the client appended), x-forwarded-proto, the trace
+ * context and (outbound) this proxy's peer metadata. Values point into
+ * the request head, the config, c->xff and tscratch.
+ */
+static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch)
+{
+    uint32_t cap = h->header_count + MAX_EXTRA_FIELDS;
+    ensure_hdrs(c, 2 * cap);
+    http1_header_t *tmp = c->hdrs + cap;
     c->xff.len = 0;
     uint32_t n = 0;
     for (uint32_t i = 0; i < h->header_count; i++) {
@@ -431,9 +792,16 @@ static uint32_t build_headers(conn_t *c, const http1_head_t *h)
             }
             continue;
         }
-        if (http1_name_eq(f->name, "x-forwarded-proto"))
+        if (http1_name_eq(f->name, "x-forwarded-proto") || tracectx_is_own_header(f->name) || peer_is_header(f->name))
             continue;
-        c->hdrs[n++] = *f;
+        tmp[n++] = *f;
+    }
+    if (c->d.route != NULL) {
+        n = router_request_headers(&c->d, tmp, n, c->hdrs, cap - 8 - TRACECTX_MAX_FIELDS);
+        if (n > cap - 8 - TRACECTX_MAX_FIELDS)
+            n = cap - 8 - TRACECTX_MAX_FIELDS;
+    } else {
+        memcpy(c->hdrs, tmp, n * sizeof *tmp);
     }
     buf_append_str(&c->xff, c->peer);
     c->hdrs[n].name = (str_t){"x-forwarded-for", 15};
@@ -442,58 +810,237 @@ static uint32_t build_headers(conn_t *c, const http1_head_t *h)
     const char *proto = c->env->proto ? c->env->proto : "http";
     c->hdrs[n].name = (str_t){"x-forwarded-proto", 17};
     c->hdrs[n].value = (str_t){proto, strlen(proto)};
-    return n + 1;
+    n++;
+    n += tracectx_inject(&c->trace, tscratch, c->hdrs + n);
+    if (c->env->mode == CONN_OUTBOUND) {
+        const runtime_t *rt = rt_of(c);
+        c->hdrs[n].name = (str_t){PEER_HEADER, sizeof PEER_HEADER - 1};
+        c->hdrs[n].value = (str_t){rt->peer_b64, strlen(rt->peer_b64)};
+        n++;
+        c->hdrs[n].name = (str_t){PEER_ID_HEADER, sizeof PEER_ID_HEADER - 1};
+        c->hdrs[n].value = (str_t){rt->peer_id, strlen(rt->peer_id)};
+        n++;
+    }
+    return n;
+}
+
+static const http1_header_t *find_header(const http1_head_t *h, const char *name)
+{
+    return http1_header_find(h->headers, h->header_count, name);
+}
+
+static void begin_exchange(conn_t *c, const http1_head_t *h)
+{
+    c->in_exchange = true;
+    c->req_done = false;
+    c->resp_done = false;
+    c->resp_head_sent = false;
+    c->resp_interim = false;
+    c->up_reusable = false;
+    c->up_read_paused = false;
+    c->req_keep_alive = h->keep_alive;
+    c->req_http11 = h->version_major == 1 && h->version_minor >= 1;
+    c->req_chunked = h->body == HTTP1_BODY_CHUNKED;
+    c->head = h;
+    c->d = (router_decision_t){ROUTER_NOT_FOUND, NULL, NULL, NULL, NULL, NULL};
+    c->cl = NULL;
+    c->ep = -1;
+    c->lb_active = false;
+    c->flags = 0;
+    c->attempts = 0;
+    c->retries_left = 0;
+    c->retry = &no_retries;
+    c->stale_retry_used = false;
+    c->retry_pending = false;
+    c->upgrade = h->upgrade;
+    c->tunnel = false;
+    c->recorded = false;
+    c->have_peer = false;
+    c->status = 0;
+    c->up_head.len = 0;
+    c->body.len = 0;
+    c->body_over = h->upgrade;
+    c->req_body_bytes = c->resp_body_bytes = 0;
+    c->tunnel_up = c->tunnel_down = 0;
+    c->start_ns = uv_hrtime();
+    c->start_unix_ns = now_unix_ns();
+    memset(c->excluded, 0, sizeof c->excluded);
+    c->view = c->env->w->view;
+    runtime_view_hold(c->view);
+    if (c->env->draining)
+        c->close_after = true;
 }
 
 static int req_on_head(void *ctx, const http1_head_t *h)
 {
     conn_t *c = ctx;
     uv_timer_stop(&c->timer);
-    c->in_exchange = true;
-    c->req_done = false;
-    c->resp_done = false;
-    c->resp_head_sent = false;
-    c->resp_interim = false;
-    c->req_trailers_sent = false;
-    c->up_reusable = false;
-    c->up_read_paused = false;
-    c->req_keep_alive = h->keep_alive;
-    c->req_http11 = h->version_major == 1 && h->version_minor >= 1;
-    c->req_chunked = h->body == HTTP1_BODY_CHUNKED;
-    if (c->env->draining)
-        c->close_after = true;
-    if (h->upgrade) {
-        local_reply(c, 501, "protocol upgrades are not supported yet\n", true);
+    begin_exchange(c, h);
+    const runtime_t *rt = c->view->rt;
+    const proxy_spec_t *ps = &rt->cfg->proxy;
+
+    tracectx_extract(h->headers, h->header_count, &c->trace);
+    tracectx_begin(&c->trace, c->env->w->tele != NULL ? ps->sampling_percent : 0, &c->env->w->rng);
+    if (c->env->mode == CONN_INBOUND) {
+        const http1_header_t *pm = find_header(h, PEER_HEADER);
+        if (pm != NULL && peer_decode(pm->value, &c->peer_info) == 0)
+            c->have_peer = true;
+    }
+
+    router_request_t *rq = &c->rreq;
+    memset(rq, 0, sizeof *rq);
+    rq->method = h->method_name;
+    rq->headers = h->headers;
+    rq->header_count = h->header_count;
+    rq->source_ip = c->peer;
+    if (h->method == HTTP1_METHOD_CONNECT ||
+        router_split_target(h->target, &rq->authority, &rq->path, &rq->query) < 0) {
+        local_reply(c, h->method == HTTP1_METHOD_CONNECT ? 501 : 400,
+                    h->method == HTTP1_METHOD_CONNECT ? "CONNECT is not supported\n"
+                                                      : "request-target form not supported\n",
+                    true);
         return HTTP1_CB_OK;
     }
-    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, false};
+    if (rq->authority.len == 0) {
+        const http1_header_t *host = find_header(h, "host");
+        if (host != NULL)
+            rq->authority = host->value;
+    }
+
+    if (c->env->mode == CONN_INBOUND) {
+        c->cl = router_inbound(rt->router);
+        c->d.action = ROUTER_FORWARD;
+        c->d.cluster = c->cl;
+    } else {
+        router_route(rt->router, rq, (uint32_t)tracectx_rand(&c->env->w->rng), &c->d);
+        c->cl = c->d.cluster;
+    }
+    switch (c->d.action) {
+    case ROUTER_NOT_FOUND:
+        c->flags |= RF_NR;
+        local_reply(c, 404, "no route for this host and path\n", false);
+        return HTTP1_CB_OK;
+    case ROUTER_DIRECT: {
+        const char *body = c->d.route->direct_body != NULL ? c->d.route->direct_body : "";
+        local_reply(c, c->d.route->direct_status, body, false);
+        return HTTP1_CB_OK;
+    }
+    case ROUTER_REDIRECT: {
+        c->out.len = 0;
+        buf_t loc = BUF_INIT;
+        router_redirect_location(&c->d, rq, &loc);
+        http1_header_t f = {{"location", 8}, {loc.data, loc.len}};
+        local_reply_h(c, c->d.route->redirect_code, "", false, &f, 1);
+        buf_dispose(&loc);
+        return HTTP1_CB_OK;
+    }
+    case ROUTER_FORWARD: break;
+    }
+    if (c->cl == NULL || c->cl->n_endpoints == 0) {
+        c->flags |= RF_UH;
+        local_reply(c, 503, "no healthy upstream\n", false);
+        return HTTP1_CB_OK;
+    }
+
+    /* the upstream request head, kept for retries */
+    char tscratch[TRACECTX_SCRATCH];
+    uint32_t n = request_headers(c, h, tscratch);
+    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, h->upgrade};
     if (h->body == HTTP1_BODY_LENGTH) {
         o.framing = HTTP1_FRAME_LENGTH;
         o.content_length = h->content_length;
     } else if (h->body == HTTP1_BODY_CHUNKED) {
         o.framing = HTTP1_FRAME_CHUNKED;
     }
-    uint32_t n = build_headers(c, h);
-    c->out.len = 0;
-    if (http1_write_request_head(&c->out, h->method_name, h->target, c->hdrs, n, &o) < 0) {
+    buf_t target = BUF_INIT;
+    if (c->env->mode == CONN_OUTBOUND) {
+        router_rewrite_target(&c->d, rq, &target);
+    } else {
+        buf_append(&target, rq->path.ptr, rq->path.len);
+        if (rq->query.len > 0) {
+            buf_append(&target, "?", 1);
+            buf_append(&target, rq->query.ptr, rq->query.len);
+        }
+    }
+    int rc = http1_write_request_head(&c->up_head, h->method_name, (str_t){target.data, target.len}, c->hdrs, n, &o);
+    buf_dispose(&target);
+    if (rc < 0) {
         local_reply(c, 400, "bad request\n", true);
         return HTTP1_CB_OK;
     }
-    c->up = upstream_acquire(c->env->pool, &up_handler, c);
+    if (c->env->mode == CONN_OUTBOUND && c->d.route != NULL) {
+        c->retry = &c->d.route->retries;
+    } else if (c->env->mode == CONN_OUTBOUND) {
+        /* the default route: Istio's default retry policy */
+        static const proxy_retries_t defaults = {
+            0, 2, PROXY_UNSET, PROXY_RETRY_CONNECT_FAILURE | PROXY_RETRY_RETRIABLE_STATUS_CODES, {503}, 1};
+        c->retry = &defaults;
+    }
+    c->retries_left = c->retry->attempts;
+    if (c->d.route != NULL && c->d.route->timeout_ms > 0)
+        uv_timer_start(&c->route_timer, on_route_timeout, (uint64_t)c->d.route->timeout_ms, 0);
+    start_attempt(c);
+    return HTTP1_CB_OK;
+}
+
+static void start_attempt(conn_t *c)
+{
+    router_lb_t *lb = &c->view->lbs[c->cl->index];
+    c->ep = router_lb_pick(lb, &c->rreq, tracectx_rand(&c->env->w->rng), c->excluded);
+    if (c->ep < 0) {
+        c->flags |= RF_UH;
+        local_reply(c, 503, "no healthy upstream\n", false);
+        process(c);
+        return;
+    }
+    router_lb_begin(lb, c->ep);
+    c->lb_active = true;
+    c->attempts++;
+    c->up = upstream_acquire(runtime_view_pool(c->view, c->cl, c->ep), &up_handler, c);
     if (c->up == NULL) {
-        local_reply(c, 503, "upstream connect error\n", false);
-        return HTTP1_CB_OK;
+        attempt_failed(c, FAIL_CONNECT);
+        return;
     }
     http1_parser_reset(c->resp);
-    http1_parser_set_method(c->resp, h->method);
-    upstream_write(c->up, c->out.data, c->out.len);
-    return HTTP1_CB_OK;
+    http1_parser_set_method(c->resp, c->head->method);
+    upstream_write(c->up, c->up_head.data, c->up_head.len);
+    if (c->body.len > 0)
+        upstream_write(c->up, c->body.data, c->body.len);
+    if (c->retry->per_try_timeout_ms > 0)
+        uv_timer_start(&c->try_timer, on_try_timeout, (uint64_t)c->retry->per_try_timeout_ms, 0);
+}
+
+/* ---- request body ---- */
+
+/* Send bytes of the framed request body upstream, and keep them for replays while they fit. */
+static void body_out(conn_t *c, const char *data, size_t len)
+{
+    if (!c->body_over) {
+        if (c->body.len + len <= c->env->w->retry_buffer_bytes) {
+            buf_append(&c->body, data, len);
+        } else {
+            c->body_over = true;
+            buf_dispose(&c->body);
+            c->body = (buf_t)BUF_INIT;
+            if (c->up == NULL && !c->resp_done) {
+                /* waiting to retry, and the body can no longer be replayed: give up now */
+                uv_timer_stop(&c->try_timer);
+                c->retries_left = 0;
+                c->flags |= RF_URX;
+                local_reply(c, 503, "upstream request failed and the request body is too large to retry\n", true);
+                return;
+            }
+        }
+    }
+    if (c->up != NULL && !c->resp_done)
+        upstream_write(c->up, data, len);
 }
 
 static int req_on_body(void *ctx, const char *data, size_t len)
 {
     conn_t *c = ctx;
-    if (c->up == NULL || c->resp_done)
+    c->req_body_bytes += len;
+    if (c->resp_done || c->cl == NULL)
         return HTTP1_CB_OK;
     if (c->req_chunked) {
         char hdr[19];
@@ -502,9 +1049,9 @@ static int req_on_body(void *ctx, const char *data, size_t len)
         buf_append(&c->out, hdr, n);
         buf_append(&c->out, data, len);
         buf_append(&c->out, "\r\n", 2);
-        upstream_write(c->up, c->out.data, c->out.len);
+        body_out(c, c->out.data, c->out.len);
     } else {
-        upstream_write(c->up, data, len);
+        body_out(c, data, len);
     }
     return HTTP1_CB_OK;
 }
@@ -512,12 +1059,11 @@ static int req_on_body(void *ctx, const char *data, size_t len)
 static int req_on_trailers(void *ctx, const http1_header_t *t, uint32_t n)
 {
     conn_t *c = ctx;
-    if (c->up != NULL && c->req_chunked && !c->resp_done) {
+    if (c->cl != NULL && c->req_chunked && !c->resp_done) {
         c->out.len = 0;
-        if (http1_write_last_chunk(&c->out, t, n) == 0) {
-            upstream_write(c->up, c->out.data, c->out.len);
-            c->req_trailers_sent = true;
-        }
+        if (http1_write_last_chunk(&c->out, t, n) == 0)
+            body_out(c, c->out.data, c->out.len);
+        c->req_chunked = false; /* the last chunk is out */
     }
     return HTTP1_CB_OK;
 }
@@ -525,26 +1071,130 @@ static int req_on_trailers(void *ctx, const http1_header_t *t, uint32_t n)
 static int req_on_complete(void *ctx)
 {
     conn_t *c = ctx;
-    if (c->up != NULL && c->req_chunked && !c->req_trailers_sent && !c->resp_done) {
+    if (c->cl != NULL && c->req_chunked && !c->resp_done) {
         c->out.len = 0;
         http1_write_last_chunk(&c->out, NULL, 0);
-        upstream_write(c->up, c->out.data, c->out.len);
+        body_out(c, c->out.data, c->out.len);
     }
+    c->req_chunked = false;
     c->req_done = true;
     return HTTP1_CB_PAUSE;
 }
 
 static const http1_callbacks_t req_cb = {req_on_head, req_on_body, req_on_trailers, req_on_complete};
 
+/* ---- telemetry ---- */
+
+static str_t s_of(const char *s)
+{
+    return (str_t){s, s != NULL ? strlen(s) : 0};
+}
+
+static str_t header_value(const conn_t *c, const char *name)
+{
+    const http1_header_t *f = c->head != NULL ? find_header(c->head, name) : NULL;
+    return f != NULL ? f->value : (str_t){"", 0};
+}
+
+static const char *endpoint_label(const conn_t *c, const char *key)
+{
+    if (c->cl == NULL || c->ep < 0 || c->cl->endpoints[c->ep].ep == NULL)
+        return NULL;
+    const proxy_kv_list_t *l = &c->cl->endpoints[c->ep].ep->labels;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].key, key) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
+static void record(conn_t *c)
+{
+    if (c->recorded || c->view == NULL)
+        return;
+    c->recorded = true;
+    tele_worker_t *tw = c->env->w->tele;
+    if (tw == NULL)
+        return;
+    const runtime_t *rt = c->view->rt;
+    char flags[64];
+    size_t fl = 0;
+    for (size_t i = 0; i < sizeof flag_names / sizeof flag_names[0]; i++)
+        if (c->flags & (1u << i))
+            fl += (size_t)snprintf(flags + fl, sizeof flags - fl, "%s%s", fl ? "," : "", flag_names[i]);
+    if (fl == 0)
+        flags[fl++] = '-';
+    flags[fl] = '\0';
+
+    tele_request_t r;
+    memset(&r, 0, sizeof r);
+    c->meta.len = 0;
+    buf_reserve(&c->meta, 512);
+    char span_name[300];
+    if (c->env->mode == CONN_OUTBOUND) {
+        r.reporter = TELE_SOURCE;
+        const char *host = c->cl != NULL ? c->cl->host : NULL;
+        str_t svc = host != NULL ? s_of(host) : c->rreq.authority;
+        r.destination_service = svc;
+        /* "reviews.default.svc.cluster.local": name and namespace are its first two labels */
+        const char *dot = memchr(svc.ptr, '.', svc.len);
+        r.destination_service_name = (str_t){svc.ptr, dot ? (size_t)(dot - svc.ptr) : svc.len};
+        if (dot != NULL) {
+            const char *ns = dot + 1;
+            const char *dot2 = memchr(ns, '.', svc.len - (size_t)(ns - svc.ptr));
+            r.destination_service_namespace =
+                (str_t){ns, dot2 ? (size_t)(dot2 - ns) : svc.len - (size_t)(ns - svc.ptr)};
+        } else {
+            r.destination_service_namespace = s_of(rt->self.namespace);
+        }
+        r.destination_version = s_of(endpoint_label(c, "version"));
+        r.destination_app = s_of(endpoint_label(c, "app"));
+        snprintf(span_name, sizeof span_name, "%.*s:%u/*", (int)svc.len, svc.ptr, c->cl != NULL ? c->cl->port : 0);
+    } else {
+        r.reporter = TELE_DESTINATION;
+        char fq[2 * PEER_FIELD_MAX + 32];
+        snprintf(fq, sizeof fq, "%s.%s.svc.cluster.local", rt->self.canonical_service, rt->self.namespace);
+        size_t off = c->meta.len;
+        buf_append_str(&c->meta, fq);
+        r.destination_service = (str_t){c->meta.data + off, strlen(fq)};
+        r.destination_service_name = s_of(rt->self.canonical_service);
+        r.destination_service_namespace = s_of(rt->self.namespace);
+        snprintf(span_name, sizeof span_name, "%s:%u/*", fq, c->cl != NULL ? c->cl->port : 0);
+    }
+    r.peer = c->have_peer ? &c->peer_info : NULL;
+    r.response_code = c->status;
+    r.response_flags = s_of(flags);
+    r.request_bytes = c->req_body_bytes;
+    r.response_bytes = c->resp_body_bytes;
+    r.start_unix_ns = c->start_unix_ns;
+    r.duration_ns = uv_hrtime() - c->start_ns;
+    r.method = c->rreq.method;
+    r.path = c->rreq.path;
+    r.authority = c->rreq.authority;
+    r.user_agent = header_value(c, "user-agent");
+    r.protocol = c->req_http11 ? (str_t){"HTTP/1.1", 8} : (str_t){"HTTP/1.0", 8};
+    if (c->cl != NULL && c->ep >= 0)
+        r.upstream_host = s_of(c->cl->endpoints[c->ep].name);
+    if (c->cl != NULL)
+        r.upstream_cluster = s_of(c->cl->name);
+    r.downstream_peer = s_of(c->peer);
+    if (c->d.route != NULL && c->d.route->name != NULL)
+        r.route_name = s_of(c->d.route->name);
+    r.attempts = (uint32_t)c->attempts;
+    r.trace = &c->trace;
+    r.span_name = s_of(span_name);
+    tele_record(tw, &r);
+}
+
 /* ---- the request side ---- */
 
 /* When the current exchange is over: end it. Returns true when the connection goes on with the next request. */
 static bool try_end_exchange(conn_t *c)
 {
-    if (!c->in_exchange || !c->resp_done || !(c->req_done || c->close_after))
+    if (!c->in_exchange || c->tunnel || !c->resp_done || !(c->req_done || c->close_after))
         return false;
+    record(c);
     c->in_exchange = false;
-    release_upstream(c, false);
+    exchange_dispose(c);
     if (c->close_after || c->env->draining) {
         c->close_after = true;
         if (c->down_queued == 0)
@@ -570,9 +1220,19 @@ static void consume(conn_t *c, size_t n)
 
 static void process(conn_t *c)
 {
+    if (c->in_parse)
+        return; /* called back from inside http1_parse: the loop below goes on when it returns */
     for (;;) {
         if (c->closing)
             return;
+        if (c->tunnel) {
+            if (c->in.len > 0 && c->up != NULL) {
+                c->tunnel_up += c->in.len;
+                upstream_write(c->up, c->in.data, c->in.len);
+            }
+            c->in.len = 0;
+            break;
+        }
         if (c->paused || (c->in_exchange && c->resp_done && c->close_after)) {
             if (!try_end_exchange(c))
                 break;
@@ -581,20 +1241,23 @@ static void process(conn_t *c)
         if (c->in.len == 0)
             break;
         size_t used = 0;
+        c->in_parse = true;
         int rc = http1_parse(c->req, c->in.data, c->in.len, &used);
+        c->in_parse = false;
         consume(c, used);
         if (c->closing)
             return;
         if (rc == HTTP1_ERROR) {
-            c->in_exchange = false;
             c->req_keep_alive = false;
+            c->in_exchange = false;
             local_reply(c, http1_parser_error_status(c->req), http1_parser_error_reason(c->req), true);
             return;
         }
         if (rc == HTTP1_UPGRADED) {
-            c->in.len = 0;
-            c->paused = true; /* the 501 closes the connection */
-            continue;
+            /* the bytes after the head wait in `in` for the tunnel; a refused upgrade closes */
+            c->req_done = true;
+            c->paused = true;
+            break;
         }
         if (rc == HTTP1_PAUSED) {
             c->paused = true;
@@ -621,7 +1284,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c->closing || n == 0)
         return;
     if (n < 0) {
-        if (c->in_exchange && c->req_done && n == UV_EOF) {
+        if (!c->tunnel && c->in_exchange && c->req_done && n == UV_EOF) {
             /* the client half-closed after its request: answer, then close */
             c->close_after = true;
             uv_read_stop(s);
@@ -643,8 +1306,13 @@ static void update_reading(conn_t *c)
 {
     if (c->closing)
         return;
-    bool want = !c->paused && !(c->close_after && !c->in_exchange && c->resp_done) &&
-                (c->up == NULL || upstream_write_queued(c->up) < UPSTREAM_WRITE_HIGH);
+    bool want;
+    if (c->tunnel)
+        want = c->up != NULL && upstream_write_queued(c->up) < UPSTREAM_WRITE_HIGH;
+    else
+        want = !c->paused && !(c->close_after && !c->in_exchange && c->resp_done) &&
+               (c->up == NULL || upstream_write_queued(c->up) < UPSTREAM_WRITE_HIGH) &&
+               (c->up != NULL || c->body_over || c->body.len < c->env->w->retry_buffer_bytes || !c->in_exchange);
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
@@ -656,12 +1324,22 @@ static void update_reading(conn_t *c)
 
 /* ---- public ---- */
 
+static void env_link(conn_env_t *env, conn_t *c)
+{
+    c->prev = NULL;
+    c->next = env->conns;
+    if (env->conns != NULL)
+        env->conns->prev = c;
+    env->conns = c;
+    env->n_conns++;
+}
+
 int conn_accept(conn_env_t *env, uv_stream_t *server)
 {
     conn_t *c = xmalloc(sizeof *c);
     memset(c, 0, sizeof *c);
     c->env = env;
-    if (uv_tcp_init(env->loop, &c->tcp) < 0) {
+    if (uv_tcp_init(env->w->loop, &c->tcp) < 0) {
         free(c);
         return -1;
     }
@@ -670,24 +1348,17 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
         /* nothing was accepted: close the fresh handle, then free */
         c->open_handles = 1;
         c->closing = true;
-        c->prev = NULL;
-        c->next = env->conns;
-        if (env->conns != NULL)
-            env->conns->prev = c;
-        env->conns = c;
-        env->n_conns++;
+        env_link(env, c);
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return -1;
     }
-    uv_timer_init(env->loop, &c->timer);
-    c->timer.data = c;
-    c->open_handles = 2;
-    c->next = env->conns;
-    if (env->conns != NULL)
-        env->conns->prev = c;
-    env->conns = c;
-    env->n_conns++;
-    c->req = http1_parser_create(HTTP1_REQUEST, &env->limits, &req_cb, c);
+    uv_timer_init(env->w->loop, &c->timer);
+    uv_timer_init(env->w->loop, &c->route_timer);
+    uv_timer_init(env->w->loop, &c->try_timer);
+    c->timer.data = c->route_timer.data = c->try_timer.data = c;
+    c->open_handles = 4;
+    env_link(env, c);
+    c->req = http1_parser_create(HTTP1_REQUEST, &env->w->limits, &req_cb, c);
     c->resp = http1_parser_create(HTTP1_RESPONSE, NULL, &resp_cb, c);
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
@@ -700,6 +1371,7 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     }
     c->req_keep_alive = true;
+    c->ep = -1;
     arm_wait_timer(c);
     update_reading(c);
     return 0;
@@ -720,9 +1392,21 @@ void conn_env_drain(conn_env_t *env)
                 conn_close(c);
             else
                 update_reading(c);
-        } else
+        } else if (c->tunnel) {
+            conn_close(c);
+        } else {
             update_reading(c);
+        }
     }
     if (env->n_conns == 0 && env->on_empty != NULL)
         env->on_empty(env->owner);
+}
+
+void conn_env_close_all(conn_env_t *env)
+{
+    conn_t *next;
+    for (conn_t *c = env->conns; c != NULL; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
 }

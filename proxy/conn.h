@@ -1,17 +1,39 @@
 /*
  * conn: one downstream (client) HTTP/1.1 connection of a listener, and the
- * exchange that forwards each of its requests to an upstream.
+ * exchange that routes each of its requests to an upstream endpoint.
  *
  * State machine per connection: WAIT (no request; header read timer or
- * idle timer running) -> EXCHANGE (request head parsed, upstream leased;
- * request body streamed up while the response streams down) -> back to
- * WAIT when both the request and the response are complete, or CLOSING.
- * The request parser is paused after each request's on_complete and
- * resumed only when its response is done, so pipelined requests are
- * answered one at a time, in order. Back-pressure: a side stops reading
- * while the other side's write queue is above its high mark and restarts
- * below the low mark. A connection lives on its env's list and touches
- * only its own loop.
+ * idle timer running) -> EXCHANGE (request head parsed and routed; attempts
+ * at an upstream endpoint; request body streamed up while the response
+ * streams down) -> back to WAIT when both the request and the response are
+ * complete, or CLOSING; or TUNNEL after a 101 to an Upgrade request (bytes
+ * copied both ways until either side closes). The request parser is
+ * paused after each request's on_complete and resumed only when its
+ * response is done, so pipelined requests are answered one at a time, in
+ * order; the paused parser keeps the request head valid for the whole
+ * exchange (retries re-read it). Back-pressure: a side stops reading while
+ * the other side's write queue is above its high mark and restarts below
+ * the low mark. A connection lives on its env's list and touches only its
+ * own loop.
+ *
+ * An exchange, outbound: the authority selects a route (router.h): local
+ * answers (404 NR, redirect, direct response, 503 UH) or a cluster, whose
+ * load balancer picks an endpoint per attempt. Attempts that fail before
+ * any response byte went to the client (connect failure or timeout,
+ * reset, per-try timeout, a retriable status) are retried as the route's
+ * retry policy says, on another endpoint where there is one, after a
+ * jittered back-off (25 ms base, doubling, capped at 250 ms, as Envoy
+ * does); the request body is replayed from a bounded buffer, and a body
+ * larger than the buffer ends retrying. A reused pooled connection that
+ * turns out closed is retried once on a new connection without counting.
+ * The route timeout (from the request head) gives 504 UT. Inbound: the
+ * same without routing, to the inbound cluster, without retries.
+ *
+ * Telemetry: each hop extracts the trace context, begins its span and
+ * propagates the context in all formats; outbound requests carry the
+ * proxy's peer metadata and inbound responses carry it back; peer headers
+ * never reach the app. Each exchange is recorded once (telemetry.h) when
+ * it ends, or when the client goes away first (flag DC).
  */
 #ifndef OUTRIDER_PROXY_CONN_H
 #define OUTRIDER_PROXY_CONN_H
@@ -22,20 +44,29 @@
 #include <uv.h>
 
 #include "http1.h"
-#include "upstream.h"
+#include "runtime.h"
+#include "telemetry.h"
 
 typedef struct conn conn_t;
 
-/*
- * What the connections of one listener share; owned by the worker, which
- * fills the first block and leaves the rest zeroed.
- */
-typedef struct conn_env {
+enum conn_mode { CONN_INBOUND, CONN_OUTBOUND };
+
+/* What a worker's listeners share; owned by the worker (one thread). */
+typedef struct conn_worker {
     uv_loop_t *loop;
-    upstream_pool_t *pool;         /* where requests go */
-    http1_limits_t limits;         /* request head limits */
-    uint64_t header_timeout_ms;    /* a request head must arrive within this (408 after) */
-    uint64_t idle_timeout_ms;      /* a keep-alive connection with no request is closed after this */
+    runtime_view_t *view; /* the current configuration; swapped by a reload */
+    tele_worker_t *tele;  /* NULL: telemetry off */
+    uint64_t rng;
+    http1_limits_t limits;      /* request head limits */
+    uint64_t header_timeout_ms; /* a request head must arrive within this (408 after) */
+    uint64_t idle_timeout_ms;   /* a keep-alive connection with no request is closed after this */
+    size_t retry_buffer_bytes;  /* request body kept for replays; larger bodies are not retried */
+} conn_worker_t;
+
+/* One listener's connections. */
+typedef struct conn_env {
+    conn_worker_t *w;
+    enum conn_mode mode;
     const char *proto;             /* x-forwarded-proto value ("http") */
     void (*on_empty)(void *owner); /* called when draining and the last connection is freed */
     void *owner;
@@ -59,5 +90,8 @@ int conn_accept(conn_env_t *env, uv_stream_t *server);
  * there are none).
  */
 void conn_env_drain(conn_env_t *env);
+
+/* Close every connection now (after the drain timeout). */
+void conn_env_close_all(conn_env_t *env);
 
 #endif

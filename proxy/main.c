@@ -1,26 +1,32 @@
 /*
  * outrider-proxy: the sidecar. It loads and checks its configuration, then
  * runs spec.workers worker threads (proxy/worker.h), each with its own
- * SO_REUSEPORT inbound listener forwarding to spec.inbound.forwardTo. The
- * main thread only waits for SIGTERM/SIGINT on a uv loop of its own, asks
- * every worker to drain, joins them and exits 0. The outbound listener,
- * router and admin endpoint come next.
+ * SO_REUSEPORT outbound listener (the app's calls, routed by the Istio
+ * documents) and inbound listener (calls to the app, forwarded to
+ * spec.inbound.forwardTo). The main thread runs the admin listener
+ * (proxy/admin.h) and the signals on a loop of its own: SIGHUP reloads the
+ * file (a bad file is refused and the running configuration stays),
+ * SIGTERM/SIGINT or POST /quitquitquit drain the workers, flush telemetry
+ * and exit 0. The telemetry exporter (proxy/telemetry.h) has a thread of
+ * its own.
  *
  *   outrider-proxy --config FILE [--check] [--print-config]
  *
- * Exit codes: 0 valid (--check, --print-config) or drained after SIGTERM,
- * 1 configuration errors, 2 usage, 3 valid configuration but nothing the
- * data path can serve yet (no inbound), 4 listeners could not start.
+ * Exit codes: 0 valid (--check, --print-config) or drained after a stop,
+ * 1 configuration errors, 2 usage, 4 listeners could not start.
  */
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "log.h"
+#include "runtime.h"
+#include "telemetry.h"
 #include "worker.h"
 
 #include "buf.h"
@@ -88,100 +94,303 @@ static void print_summary(const proxy_config_t *cfg)
     }
 }
 
-static int resolve(const proxy_hostport_t *hp, struct sockaddr_storage *out)
+/* The running proxy, owned by the main thread. */
+typedef struct proxy_main {
+    const char *path;
+    uv_loop_t loop;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    admin_t *admin;
+    worker_t **workers;
+    int n_workers;
+    runtime_t *rt; /* the current configuration (one reference) */
+    tele_t *tele;
+    bool draining;
+    uint64_t reloads_ok, reloads_failed;
+} proxy_main_t;
+
+static void shutdown_start(proxy_main_t *m, const char *why)
 {
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)hp->port);
-    int rc = getaddrinfo(hp->host, port, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        log_error("cannot resolve %s: %s", hp->text, rc ? gai_strerror(rc) : "no address");
-        return -1;
+    if (m->draining)
+        return;
+    m->draining = true;
+    log_info("%s: draining", why);
+    for (int i = 0; i < m->n_workers; i++)
+        worker_stop(m->workers[i]);
+    uv_close((uv_handle_t *)&m->sig_term, NULL);
+    uv_close((uv_handle_t *)&m->sig_int, NULL);
+    uv_close((uv_handle_t *)&m->sig_hup, NULL);
+    if (m->admin != NULL) {
+        admin_close(m->admin);
+        m->admin = NULL;
     }
-    memset(out, 0, sizeof *out);
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
+}
+
+static void reload_error(void *ctx, const char *message)
+{
+    counts_t *c = ctx;
+    c->errors++;
+    log_error("reload: %s", message);
+}
+
+static void reload_warning(void *ctx, const char *message)
+{
+    counts_t *c = ctx;
+    c->warnings++;
+    log_warn("reload: %s", message);
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* What a reload cannot change while running; NULL when nothing of it changed. */
+static const char *restart_needed(const proxy_spec_t *a, const proxy_spec_t *b)
+{
+    if (!same_text(a->outbound_listen.text, b->outbound_listen.text))
+        return "spec.outbound.listen";
+    if (!same_text(a->inbound_listen.text, b->inbound_listen.text) ||
+        !same_text(a->inbound_forward_to.text, b->inbound_forward_to.text))
+        return "spec.inbound";
+    if (!same_text(a->admin_listen.text, b->admin_listen.text))
+        return "spec.admin.listen";
+    if (a->workers != b->workers)
+        return "spec.workers";
+    if (a->max_header_bytes != b->max_header_bytes || a->max_headers != b->max_headers ||
+        a->max_uri_bytes != b->max_uri_bytes || a->header_timeout_ms != b->header_timeout_ms ||
+        a->idle_timeout_ms != b->idle_timeout_ms || a->retry_buffer_bytes != b->retry_buffer_bytes ||
+        a->drain_timeout_ms != b->drain_timeout_ms)
+        return "spec.limits or spec.drainTimeout";
+    if (!same_text(a->otlp_endpoint, b->otlp_endpoint) || a->flush_interval_ms != b->flush_interval_ms)
+        return "spec.telemetry (otlpEndpoint, flushInterval)";
+    return NULL;
+}
+
+/* SIGHUP: load the file again; the new configuration serves new requests, or the old one stays. */
+static void reload(proxy_main_t *m)
+{
+    counts_t counts = {0, 0};
+    proxy_config_t *cfg = proxy_config_load(m->path, reload_error, reload_warning, &counts);
+    if (cfg == NULL) {
+        m->reloads_failed++;
+        log_error("reload refused: %s has %d error%s; the running configuration stays", m->path, counts.errors,
+                  counts.errors == 1 ? "" : "s");
+        return;
+    }
+    const char *what = restart_needed(&m->rt->cfg->proxy, &cfg->proxy);
+    if (what != NULL) {
+        m->reloads_failed++;
+        log_error("reload refused: %s changed, which needs a restart; the running configuration stays", what);
+        proxy_config_destroy(cfg);
+        return;
+    }
+    char err[256];
+    runtime_t *rt = runtime_create(cfg, err, sizeof err);
+    if (rt == NULL) {
+        m->reloads_failed++;
+        log_error("reload refused: %s; the running configuration stays", err);
+        proxy_config_destroy(cfg);
+        return;
+    }
+    for (int i = 0; i < m->n_workers; i++)
+        worker_set_runtime(m->workers[i], rt);
+    runtime_unref(m->rt);
+    m->rt = rt;
+    m->reloads_ok++;
+    log_info("reloaded %s: %zu service%s, %zu virtual service%s, %zu destination rule%s", m->path, rt->cfg->n_services,
+             rt->cfg->n_services == 1 ? "" : "s", rt->cfg->n_virtual_services,
+             rt->cfg->n_virtual_services == 1 ? "" : "s", rt->cfg->n_destination_rules,
+             rt->cfg->n_destination_rules == 1 ? "" : "s");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-    worker_t **workers = s->data;
-    log_info("signal %d: draining", signum);
-    for (size_t i = 0; workers[i] != NULL; i++)
-        worker_stop(workers[i]);
-    uv_close((uv_handle_t *)&((uv_signal_t *)s->loop->data)[0], NULL);
-    uv_close((uv_handle_t *)&((uv_signal_t *)s->loop->data)[1], NULL);
+    proxy_main_t *m = s->data;
+    if (signum == SIGHUP)
+        reload(m);
+    else
+        shutdown_start(m, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* Run the inbound listener on spec.workers threads until SIGTERM/SIGINT; returns the exit code. */
-static int serve(const proxy_config_t *cfg)
+/* ---- admin pages ---- */
+
+static bool admin_ready(void *ctx)
+{
+    proxy_main_t *m = ctx;
+    return !m->draining;
+}
+
+static void admin_stats(void *ctx, buf_t *out)
+{
+    proxy_main_t *m = ctx;
+    tele_render_prometheus(m->tele, out);
+    buf_printf(out,
+               "# HELP outrider_proxy_config_reloads_total Configuration reloads (SIGHUP) by result.\n"
+               "# TYPE outrider_proxy_config_reloads_total counter\n"
+               "outrider_proxy_config_reloads_total{result=\"ok\"} %llu\n"
+               "outrider_proxy_config_reloads_total{result=\"refused\"} %llu\n"
+               "# HELP outrider_proxy_workers Worker event loops.\n"
+               "# TYPE outrider_proxy_workers gauge\n"
+               "outrider_proxy_workers %d\n",
+               (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed, m->n_workers);
+}
+
+static void admin_config_dump(void *ctx, buf_t *out)
+{
+    proxy_main_t *m = ctx;
+    proxy_config_to_json(m->rt->cfg, out);
+    buf_append_str(out, "\n");
+}
+
+static void admin_quit(void *ctx)
+{
+    shutdown_start(ctx, "POST /quitquitquit");
+}
+
+static void print_listen(const char *what, const char *host, uint16_t port, const char *extra)
+{
+    int v6 = strchr(host, ':') != NULL;
+    log_info("listening %s http://%s%s%s:%u%s", what, v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)port,
+             extra != NULL ? extra : "");
+}
+
+/* Run the listeners on spec.workers threads until SIGTERM/SIGINT or /quitquitquit; returns the exit code. */
+static int serve(proxy_config_t *cfg, const char *path)
 {
     const proxy_spec_t *ps = &cfg->proxy;
+    proxy_main_t m;
+    memset(&m, 0, sizeof m);
+    m.path = path;
+    char err[256];
+    m.rt = runtime_create(cfg, err, sizeof err);
+    if (m.rt == NULL) {
+        log_error("%s: %s", path, err);
+        proxy_config_destroy(cfg);
+        return 1;
+    }
+    ps = &m.rt->cfg->proxy;
+    signal(SIGPIPE, SIG_IGN);
+
     worker_opts_t o;
     memset(&o, 0, sizeof o);
-    o.listen_host = ps->inbound_listen.host;
-    o.listen_port = ps->inbound_listen.port;
+    o.outbound.host = ps->outbound_listen.host;
+    o.outbound.port = ps->outbound_listen.port;
+    if (ps->inbound_forward_to.text != NULL) {
+        o.inbound.host = ps->inbound_listen.host;
+        o.inbound.port = ps->inbound_listen.port;
+    }
     o.limits = HTTP1_LIMITS_DEFAULT;
-    if (resolve(&ps->inbound_forward_to, &o.forward_to) < 0)
-        return 4;
-    signal(SIGPIPE, SIG_IGN);
-    int n = ps->workers > 0 ? ps->workers : 1;
-    worker_t **workers = calloc((size_t)n + 1, sizeof *workers);
-    if (workers == NULL)
-        log_fatal("out of memory");
-    int rc = 0, started = 0;
-    char err[256];
-    if (worker_check_port_free(&o, err, sizeof err) != 0) {
+    o.limits.max_header_bytes = ps->max_header_bytes;
+    o.limits.max_headers = ps->max_headers;
+    o.limits.max_uri_bytes = ps->max_uri_bytes;
+    o.header_timeout_ms = ps->header_timeout_ms;
+    o.idle_timeout_ms = ps->idle_timeout_ms;
+    o.drain_timeout_ms = ps->drain_timeout_ms;
+    o.retry_buffer_bytes = ps->retry_buffer_bytes ? ps->retry_buffer_bytes : 1; /* 0: nothing kept, no replays */
+    o.rt = m.rt;
+    int rc = 0;
+    if (worker_check_port_free(o.outbound.host, o.outbound.port, err, sizeof err) != 0) {
+        log_error("outbound listener %s: %s", ps->outbound_listen.text, err);
+        rc = 4;
+    } else if (o.inbound.host != NULL && worker_check_port_free(o.inbound.host, o.inbound.port, err, sizeof err) != 0) {
         log_error("inbound listener %s: %s", ps->inbound_listen.text, err);
         rc = 4;
-        n = 0;
+    } else if (worker_check_port_free(ps->admin_listen.host, ps->admin_listen.port, err, sizeof err) != 0) {
+        log_error("admin listener %s: %s", ps->admin_listen.text, err);
+        rc = 4;
     }
-    for (int i = 0; i < n; i++) {
-        workers[i] = worker_create(&o, err, sizeof err);
-        if (workers[i] == NULL) {
-            log_error("inbound listener %s: %s", ps->inbound_listen.text, err);
+
+    tele_opts_t to;
+    memset(&to, 0, sizeof to);
+    if (ps->otlp_endpoint != NULL) {
+        to.otlp_host = ps->otlp_hostport.host;
+        to.otlp_port = ps->otlp_hostport.port;
+    }
+    to.flush_interval_ms = ps->flush_interval_ms ? ps->flush_interval_ms : 1000;
+    to.access_log = ps->access_log && ps->otlp_endpoint != NULL;
+    to.self = &m.rt->self;
+    to.service_name = m.rt->service_name;
+    to.instance_id = m.rt->self.name;
+    if (rc == 0) {
+        m.tele = tele_create(&to);
+        if (m.tele == NULL || tele_start(m.tele) != 0) {
+            log_error("cannot start the telemetry exporter");
+            rc = 4;
+        }
+        o.tele = m.tele;
+    }
+
+    int n = ps->workers > 0 ? ps->workers : 1;
+    m.workers = calloc((size_t)n, sizeof *m.workers);
+    if (m.workers == NULL)
+        log_fatal("out of memory");
+    for (int i = 0; rc == 0 && i < n; i++) {
+        m.workers[i] = worker_create(&o, err, sizeof err);
+        if (m.workers[i] == NULL) {
+            log_error("listener: %s", err);
             rc = 4;
             break;
         }
-        /* port 0: the first worker picks the port, the others share it through SO_REUSEPORT */
-        o.listen_port = worker_port(workers[i]);
+        m.n_workers++;
+        /* port 0: the first worker picks the ports, the others share them through SO_REUSEPORT */
+        o.outbound.port = worker_port(m.workers[i], WORKER_OUTBOUND);
+        if (o.inbound.host != NULL)
+            o.inbound.port = worker_port(m.workers[i], WORKER_INBOUND);
     }
+    uv_loop_init(&m.loop);
     if (rc == 0) {
-        int v6 = strchr(ps->inbound_listen.host, ':') != NULL;
-        log_info("listening inbound http://%s%s%s:%u -> %s (%d worker%s)", v6 ? "[" : "", ps->inbound_listen.host,
-                 v6 ? "]" : "", (unsigned)o.listen_port, ps->inbound_forward_to.text, n, n == 1 ? "" : "s");
-        for (; started < n; started++)
-            if (worker_start(workers[started]) < 0) {
+        admin_handlers_t h = {admin_ready, admin_stats, admin_config_dump, admin_quit, &m};
+        m.admin = admin_create(&m.loop, ps->admin_listen.host, ps->admin_listen.port, &h, err, sizeof err);
+        if (m.admin == NULL) {
+            log_error("admin listener %s: %s", ps->admin_listen.text, err);
+            rc = 4;
+        }
+    }
+    int started = 0;
+    if (rc == 0) {
+        print_listen("outbound", o.outbound.host, o.outbound.port, NULL);
+        if (o.inbound.host != NULL) {
+            char extra[300];
+            snprintf(extra, sizeof extra, " -> %s", ps->inbound_forward_to.text);
+            print_listen("inbound", o.inbound.host, o.inbound.port, extra);
+        }
+        print_listen("admin", ps->admin_listen.host, admin_port(m.admin), NULL);
+        log_info("%d worker%s; telemetry %s%s", n, n == 1 ? "" : "s", ps->otlp_endpoint ? "to " : "off",
+                 ps->otlp_endpoint ? ps->otlp_endpoint : "");
+        for (; started < m.n_workers; started++)
+            if (worker_start(m.workers[started]) < 0) {
                 log_error("cannot start worker thread %d", started);
                 rc = 4;
                 break;
             }
     }
     if (rc == 0) {
-        uv_loop_t loop;
-        uv_signal_t sig[2];
-        uv_loop_init(&loop);
-        loop.data = sig;
-        uv_signal_init(&loop, &sig[0]);
-        uv_signal_init(&loop, &sig[1]);
-        sig[0].data = sig[1].data = workers;
-        uv_signal_start(&sig[0], on_signal, SIGTERM);
-        uv_signal_start(&sig[1], on_signal, SIGINT);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
+        uv_signal_init(&m.loop, &m.sig_term);
+        uv_signal_init(&m.loop, &m.sig_int);
+        uv_signal_init(&m.loop, &m.sig_hup);
+        m.sig_term.data = m.sig_int.data = m.sig_hup.data = &m;
+        uv_signal_start(&m.sig_term, on_signal, SIGTERM);
+        uv_signal_start(&m.sig_int, on_signal, SIGINT);
+        uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+        uv_run(&m.loop, UV_RUN_DEFAULT);
     } else {
         for (int i = 0; i < started; i++)
-            worker_stop(workers[i]);
+            worker_stop(m.workers[i]);
+        if (m.admin != NULL)
+            admin_close(m.admin);
+        uv_run(&m.loop, UV_RUN_DEFAULT);
     }
+    uv_loop_close(&m.loop);
     for (int i = 0; i < started; i++)
-        worker_join(workers[i]);
-    for (int i = 0; i < n; i++)
-        worker_destroy(workers[i]);
-    free(workers);
+        worker_join(m.workers[i]);
+    for (int i = 0; i < m.n_workers; i++)
+        worker_destroy(m.workers[i]);
+    free(m.workers);
+    if (m.tele != NULL) {
+        tele_stop(m.tele, 2000);
+        tele_destroy(m.tele);
+    }
+    runtime_unref(m.rt);
     if (rc == 0)
         log_info("drained, exiting");
     return rc;
@@ -231,13 +440,9 @@ int main(int argc, char **argv)
         if (counts.warnings > 0)
             fprintf(stderr, "%s: %d warning%s\n", path, counts.warnings, counts.warnings == 1 ? "" : "s");
         printf("configuration is valid\n");
-    } else if (cfg->proxy.inbound_forward_to.text == NULL) {
-        print_summary(cfg);
-        fprintf(stderr, "outrider-proxy: the configuration is valid, but it has no spec.inbound, and the "
-                        "outbound data path is not built yet: nothing to serve, exiting\n");
-        rc = 3;
     } else {
-        rc = serve(cfg);
+        print_summary(cfg);
+        return serve(cfg, path); /* takes cfg */
     }
     proxy_config_destroy(cfg);
     return rc;

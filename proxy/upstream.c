@@ -29,8 +29,9 @@ struct upstream {
     bool reading;
     bool dead;
     int open_handles;
-    size_t queued; /* bytes in flight in uv_write requests plus pending */
-    char *pending; /* bytes written before the connect completed */
+    uint64_t requests; /* leases served */
+    size_t queued;     /* bytes in flight in uv_write requests plus pending */
+    char *pending;     /* bytes written before the connect completed */
     size_t pending_len;
     upstream_t *idle_next;
     char rbuf[64 * 1024];
@@ -40,6 +41,8 @@ struct upstream_pool {
     uv_loop_t *loop;
     struct sockaddr_storage addr;
     uint64_t idle_timeout_ms;
+    uint64_t connect_timeout_ms;
+    uint64_t max_requests;
     size_t max_idle;
     upstream_t *idle; /* most recently used first */
     size_t n_idle;
@@ -176,8 +179,9 @@ static void start_reading(upstream_t *u)
 static void on_connect(uv_connect_t *req, int status)
 {
     upstream_t *u = req->data;
-    if (u->state != U_LEASED)
+    if (u->state != U_LEASED || u->dead)
         return;
+    uv_timer_stop(&u->idle_timer);
     if (status == 0) {
         u->connected = true;
         if (u->pending_len > 0) {
@@ -206,15 +210,30 @@ static void on_idle_timeout(uv_timer_t *t)
         conn_close(u);
 }
 
-upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *addr, uint64_t idle_timeout_ms,
-                                      size_t max_idle)
+/* The connect took longer than the pool's connect timeout: fail it (the handle is closed on release). */
+static void on_connect_timeout(uv_timer_t *t)
 {
+    upstream_t *u = t->data;
+    if (u->state != U_LEASED || u->connected || u->dead)
+        return;
+    u->dead = true;
+    if (u->h->on_connect != NULL)
+        u->h->on_connect(u->ctx, UV_ETIMEDOUT);
+}
+
+upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *addr, const upstream_pool_opts_t *o)
+{
+    static const upstream_pool_opts_t defaults = {0, 0, 0, 0};
+    if (o == NULL)
+        o = &defaults;
     upstream_pool_t *pool = xmalloc(sizeof *pool);
     memset(pool, 0, sizeof *pool);
     pool->loop = loop;
     memcpy(&pool->addr, addr, addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-    pool->idle_timeout_ms = idle_timeout_ms ? idle_timeout_ms : 60000;
-    pool->max_idle = max_idle ? max_idle : 64;
+    pool->idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : 60000;
+    pool->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
+    pool->max_requests = o->max_requests_per_conn;
+    pool->max_idle = o->max_idle ? o->max_idle : 64;
     return pool;
 }
 
@@ -240,6 +259,7 @@ upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h,
         u->h = h;
         u->ctx = ctx;
         u->reused = true;
+        u->requests++;
         return u;
     }
     u = xmalloc(sizeof *u);
@@ -259,10 +279,12 @@ upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h,
     pool->live++;
     uv_tcp_nodelay(&u->tcp, 1);
     u->connect_req.data = u;
+    u->requests = 1;
     if (uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&pool->addr, on_connect) < 0) {
         conn_close(u);
         return NULL;
     }
+    uv_timer_start(&u->idle_timer, on_connect_timeout, pool->connect_timeout_ms, 0);
     return u;
 }
 
@@ -319,7 +341,8 @@ void upstream_release(upstream_t *u, bool reusable)
     upstream_pool_t *pool = u->pool;
     u->h = NULL;
     u->ctx = NULL;
-    if (!reusable || u->dead || !u->connected || u->queued > 0 || pool->destroyed || pool->n_idle >= pool->max_idle) {
+    if (!reusable || u->dead || !u->connected || u->queued > 0 || pool->destroyed || pool->n_idle >= pool->max_idle ||
+        (pool->max_requests > 0 && u->requests >= pool->max_requests)) {
         conn_close(u);
         return;
     }

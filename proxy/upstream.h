@@ -46,14 +46,19 @@ typedef struct upstream_handler {
 #define UPSTREAM_WRITE_HIGH (256 * 1024) /* bytes queued above which a reader should stop feeding */
 #define UPSTREAM_WRITE_LOW (64 * 1024)   /* bytes queued below which on_drain fires */
 
+/* A pool's connection policy (DestinationRule connectionPool); zero fields take the defaults. */
+typedef struct upstream_pool_opts {
+    uint64_t connect_timeout_ms;    /* 0 = 10 s (Istio's default): a connect taking longer fails with UV_ETIMEDOUT */
+    uint64_t idle_timeout_ms;       /* 0 = 60 s: an idle pooled connection is closed after this long */
+    uint64_t max_requests_per_conn; /* 0 = unlimited: a connection is closed after serving this many requests */
+    size_t max_idle;                /* 0 = 64: idle connections kept */
+} upstream_pool_opts_t;
+
 /*
- * Create a pool for addr (copied) on loop. idle_timeout_ms: an idle
- * connection is closed after this long (0 = 60 s); max_idle: idle
- * connections kept (0 = 64). Aborts on out of memory. Free with
- * upstream_pool_destroy.
+ * Create a pool for addr (copied) on loop with the policy o (NULL =
+ * defaults). Aborts on out of memory. Free with upstream_pool_destroy.
  */
-upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *addr, uint64_t idle_timeout_ms,
-                                      size_t max_idle);
+upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *addr, const upstream_pool_opts_t *o);
 
 /* Close the idle connections and free the pool once every connection is closed; NULL is a no-op. */
 void upstream_pool_destroy(upstream_pool_t *pool);

@@ -23,35 +23,92 @@
 
 struct worker {
     uv_loop_t loop;
-    uv_tcp_t listener;
+    uv_tcp_t listener[2]; /* WORKER_OUTBOUND, WORKER_INBOUND */
+    bool has_listener[2];
+    bool listener_closed[2];
+    uint16_t port[2];
     uv_async_t stop_async;
+    uv_async_t swap_async;
+    uv_timer_t drain_timer;
     uv_thread_t thread;
-    conn_env_t env;
-    uint16_t port;
+    conn_worker_t cw;
+    conn_env_t env[2];
+    tele_t *tele;
+    uint64_t drain_timeout_ms;
+    uv_mutex_t lock;
+    runtime_t *pending; /* worker_set_runtime's, taken by swap_async (under lock) */
     bool started;
     bool stopping;
-    bool listener_closed;
+    bool done;
 };
 
 static void on_connection(uv_stream_t *server, int status)
 {
-    worker_t *w = server->data;
+    conn_env_t *env = server->data;
+    worker_t *w = env->owner;
     if (status < 0 || w->stopping)
         return;
-    conn_accept(&w->env, server);
+    conn_accept(env, server);
 }
 
-static void on_async_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     (void)h;
 }
 
+static void close_listeners(worker_t *w)
+{
+    for (int i = 0; i < 2; i++)
+        if (w->has_listener[i] && !w->listener_closed[i]) {
+            w->listener_closed[i] = true;
+            uv_close((uv_handle_t *)&w->listener[i], on_handle_closed);
+        }
+}
+
+static void take_pending(worker_t *w)
+{
+    uv_mutex_lock(&w->lock);
+    runtime_t *rt = w->pending;
+    w->pending = NULL;
+    uv_mutex_unlock(&w->lock);
+    if (rt == NULL)
+        return;
+    runtime_view_t *old = w->cw.view;
+    w->cw.view = runtime_view_create(rt, &w->loop);
+    runtime_unref(rt); /* the view holds its own reference */
+    runtime_view_retire(old);
+}
+
+static void on_swap(uv_async_t *a)
+{
+    take_pending(a->data);
+}
+
+/* Both listeners' connections are gone: flush telemetry and let the loop end. */
 static void on_empty(void *owner)
 {
     worker_t *w = owner;
-    upstream_pool_destroy(w->env.pool);
-    w->env.pool = NULL;
-    uv_close((uv_handle_t *)&w->stop_async, on_async_closed);
+    if (w->done || w->env[0].n_conns > 0 || w->env[1].n_conns > 0)
+        return;
+    w->done = true;
+    uv_timer_stop(&w->drain_timer);
+    uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+    if (w->cw.tele != NULL) {
+        tele_worker_destroy(w->cw.tele);
+        w->cw.tele = NULL;
+    }
+    runtime_view_retire(w->cw.view);
+    w->cw.view = NULL;
+    uv_close((uv_handle_t *)&w->stop_async, on_handle_closed);
+    uv_close((uv_handle_t *)&w->swap_async, on_handle_closed);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    log_warn("drain timeout: closing %zu connection(s) still busy", w->env[0].n_conns + w->env[1].n_conns);
+    conn_env_close_all(&w->env[0]);
+    conn_env_close_all(&w->env[1]);
 }
 
 static void on_stop(uv_async_t *a)
@@ -60,23 +117,22 @@ static void on_stop(uv_async_t *a)
     if (w->stopping)
         return;
     w->stopping = true;
-    if (!w->listener_closed) {
-        w->listener_closed = true;
-        uv_close((uv_handle_t *)&w->listener, NULL);
-    }
-    conn_env_drain(&w->env);
+    close_listeners(w);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->drain_timeout_ms, 0);
+    conn_env_drain(&w->env[0]);
+    conn_env_drain(&w->env[1]);
 }
 
-static int make_socket(const worker_opts_t *o, struct sockaddr_storage *ss, char *err, size_t errlen)
+static int make_socket(const worker_listen_t *o, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
     memset(ss, 0, sizeof *ss);
     socklen_t sl;
-    if (uv_ip4_addr(o->listen_host, o->listen_port, (struct sockaddr_in *)ss) == 0) {
+    if (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)ss) == 0) {
         sl = sizeof(struct sockaddr_in);
-    } else if (uv_ip6_addr(o->listen_host, o->listen_port, (struct sockaddr_in6 *)ss) == 0) {
+    } else if (uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)ss) == 0) {
         sl = sizeof(struct sockaddr_in6);
     } else {
-        snprintf(err, errlen, "%s is not an IP address", o->listen_host);
+        snprintf(err, errlen, "%s is not an IP address", o->host);
         return -1;
     }
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -92,23 +148,23 @@ static int make_socket(const worker_opts_t *o, struct sockaddr_storage *ss, char
         return -1;
     }
     if (bind(fd, (struct sockaddr *)ss, sl) < 0) {
-        snprintf(err, errlen, "bind %s:%u: %s", o->listen_host, (unsigned)o->listen_port, strerror(errno));
+        snprintf(err, errlen, "bind %s:%u: %s", o->host, (unsigned)o->port, strerror(errno));
         close(fd);
         return -1;
     }
     return fd;
 }
 
-int worker_check_port_free(const worker_opts_t *o, char *err, size_t errlen)
+int worker_check_port_free(const char *host, uint16_t port, char *err, size_t errlen)
 {
-    if (o->listen_port == 0)
+    if (port == 0)
         return 0;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     socklen_t sl = sizeof(struct sockaddr_in);
-    if (uv_ip4_addr(o->listen_host, o->listen_port, (struct sockaddr_in *)&ss) != 0) {
-        if (uv_ip6_addr(o->listen_host, o->listen_port, (struct sockaddr_in6 *)&ss) != 0) {
-            snprintf(err, errlen, "%s is not an IP address", o->listen_host);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0) {
+        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+            snprintf(err, errlen, "%s is not an IP address", host);
             return -1;
         }
         sl = sizeof(struct sockaddr_in6);
@@ -123,7 +179,7 @@ int worker_check_port_free(const worker_opts_t *o, char *err, size_t errlen)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int rc = 0;
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-        snprintf(err, errlen, "bind %s:%u: %s%s", o->listen_host, (unsigned)o->listen_port, strerror(errno),
+        snprintf(err, errlen, "bind %s:%u: %s%s", host, (unsigned)port, strerror(errno),
                  errno == EADDRINUSE ? " (another process listens there)" : "");
         rc = -1;
     }
@@ -131,61 +187,89 @@ int worker_check_port_free(const worker_opts_t *o, char *err, size_t errlen)
     return rc;
 }
 
-worker_t *worker_create(const worker_opts_t *o, char *err, size_t errlen)
+static int open_listener(worker_t *w, int which, const worker_listen_t *l, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    int fd = make_socket(o, &ss, err, errlen);
+    int fd = make_socket(l, &ss, err, errlen);
     if (fd < 0)
-        return NULL;
+        return -1;
+    uv_tcp_init(&w->loop, &w->listener[which]);
+    w->has_listener[which] = true;
+    w->env[which].owner = w;
+    w->listener[which].data = &w->env[which];
+    int rc = uv_tcp_open(&w->listener[which], fd);
+    if (rc < 0)
+        close(fd); /* not adopted by the handle */
+    else
+        rc = uv_listen((uv_stream_t *)&w->listener[which], 1024, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "listen %s:%u: %s", l->host, (unsigned)l->port, uv_strerror(rc));
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    int bl = sizeof bound;
+    uv_tcp_getsockname(&w->listener[which], (struct sockaddr *)&bound, &bl);
+    w->port[which] = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                       : ((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+worker_t *worker_create(const worker_opts_t *o, char *err, size_t errlen)
+{
     worker_t *w = calloc(1, sizeof *w);
     if (w == NULL)
         log_fatal("worker: out of memory");
     int rc = uv_loop_init(&w->loop);
     if (rc < 0) {
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
-        close(fd);
         free(w);
         return NULL;
     }
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
+    uv_mutex_init(&w->lock);
     uv_async_init(&w->loop, &w->stop_async, on_stop);
     w->stop_async.data = w;
-    rc = uv_tcp_open(&w->listener, fd);
-    if (rc < 0)
-        close(fd); /* not adopted by the handle */
-    else
-        rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
-    if (rc < 0) {
-        snprintf(err, errlen, "listen %s:%u: %s", o->listen_host, (unsigned)o->listen_port, uv_strerror(rc));
+    uv_async_init(&w->loop, &w->swap_async, on_swap);
+    w->swap_async.data = w;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    uv_unref((uv_handle_t *)&w->drain_timer);
+    w->tele = o->tele;
+    w->drain_timeout_ms = o->drain_timeout_ms ? o->drain_timeout_ms : 5000;
+    conn_worker_t *cw = &w->cw;
+    cw->loop = &w->loop;
+    cw->view = runtime_view_create(o->rt, &w->loop);
+    cw->rng = ((uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15ull) ^ uv_hrtime();
+    if (cw->rng == 0)
+        cw->rng = 1;
+    cw->limits = o->limits;
+    cw->header_timeout_ms = o->header_timeout_ms ? o->header_timeout_ms : 10000;
+    cw->idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : 60000;
+    cw->retry_buffer_bytes = o->retry_buffer_bytes ? o->retry_buffer_bytes : 64 * 1024;
+    for (int i = 0; i < 2; i++) {
+        w->env[i].w = cw;
+        w->env[i].mode = i == WORKER_OUTBOUND ? CONN_OUTBOUND : CONN_INBOUND;
+        w->env[i].proto = "http";
+        w->env[i].on_empty = on_empty;
+        w->env[i].owner = w;
+    }
+    if (open_listener(w, WORKER_OUTBOUND, &o->outbound, err, errlen) < 0 ||
+        (o->inbound.host != NULL && open_listener(w, WORKER_INBOUND, &o->inbound, err, errlen) < 0)) {
         worker_destroy(w);
         return NULL;
     }
-    struct sockaddr_storage bound;
-    int bl = sizeof bound;
-    uv_tcp_getsockname(&w->listener, (struct sockaddr *)&bound, &bl);
-    w->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
-    w->env.loop = &w->loop;
-    w->env.pool =
-        upstream_pool_create(&w->loop, (const struct sockaddr *)&o->forward_to, o->upstream_idle_timeout_ms, 0);
-    w->env.limits = o->limits;
-    w->env.header_timeout_ms = o->header_timeout_ms ? o->header_timeout_ms : 10000;
-    w->env.idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : 60000;
-    w->env.proto = "http";
-    w->env.on_empty = on_empty;
-    w->env.owner = w;
     return w;
 }
 
-uint16_t worker_port(const worker_t *w)
+uint16_t worker_port(const worker_t *w, enum worker_listener which)
 {
-    return w->port;
+    return w->port[which];
 }
 
 static void run(void *arg)
 {
     worker_t *w = arg;
+    if (w->tele != NULL)
+        w->cw.tele = tele_worker_create(w->tele, &w->loop);
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -202,6 +286,18 @@ void worker_stop(worker_t *w)
     uv_async_send(&w->stop_async);
 }
 
+void worker_set_runtime(worker_t *w, runtime_t *rt)
+{
+    runtime_ref(rt);
+    uv_mutex_lock(&w->lock);
+    runtime_t *old = w->pending;
+    w->pending = rt;
+    uv_mutex_unlock(&w->lock);
+    if (old != NULL)
+        runtime_unref(old);
+    uv_async_send(&w->swap_async);
+}
+
 void worker_join(worker_t *w)
 {
     if (w->started) {
@@ -214,20 +310,17 @@ void worker_destroy(worker_t *w)
 {
     if (w == NULL)
         return;
-    if (!w->stopping) {
+    if (!w->done) {
         /* never started (or never stopped): close what the loop holds and let it settle */
         w->stopping = true;
-        if (!w->listener_closed) {
-            w->listener_closed = true;
-            uv_close((uv_handle_t *)&w->listener, NULL);
-        }
-        if (!uv_is_closing((uv_handle_t *)&w->stop_async))
-            uv_close((uv_handle_t *)&w->stop_async, NULL);
-        upstream_pool_destroy(w->env.pool);
-        w->env.pool = NULL;
+        close_listeners(w);
+        on_empty(w);
         uv_run(&w->loop, UV_RUN_DEFAULT);
     }
+    if (w->pending != NULL)
+        runtime_unref(w->pending);
     if (uv_loop_close(&w->loop) != 0)
         log_warn("worker: loop closed with handles still open");
+    uv_mutex_destroy(&w->lock);
     free(w);
 }

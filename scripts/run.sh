@@ -1,55 +1,80 @@
 #!/usr/bin/env bash
-# Builds Outrider and runs the collector with its embedded defaults (Zipkin API,
-# UI paths and /metrics on :9411, OTLP/HTTP on :4318), then sends it a small
-# demo trace through both ingest paths so there is something to look at.
-# Stays in the foreground; Ctrl-C stops it.
+# Builds Outrider and runs a small local mesh with embedded defaults (no Kafka,
+# no Redis): the collector (Zipkin API and /metrics on :9411, OTLP/HTTP on
+# :4318), two demo services, productpage and reviews (v1 and v2), each with an
+# outrider-proxy sidecar, a canary split of reviews (80% v1, 20% v2; the user
+# jason always gets v2), some traffic, and where to look. Stays in the
+# foreground; Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)"
 BIN=build/release/bin
-ZIPKIN=${OUTRIDER_ZIPKIN_LISTEN:-0.0.0.0:9411}
-OTLP=${OUTRIDER_OTLP_LISTEN:-0.0.0.0:4318}
-"$BIN/outrider-collector" --zipkin-listen "$ZIPKIN" --otlp-listen "$OTLP" "$@" &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null' EXIT INT TERM
-zport=${ZIPKIN##*:}; oport=${OTLP##*:}
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$zport/health" >/dev/null 2>&1 && break
-  kill -0 $PID 2>/dev/null || { echo "outrider-collector did not start (see above)"; exit 1; }
-  sleep 0.1
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/outrider-mesh.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+start() { # name command...
+    local name=$1
+    shift
+    "$@" >"$LOGS/$name.log" 2>&1 &
+    PIDS+=($!)
+}
+wait_http() { # name url
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "$2" && return 0
+        sleep 0.1
+    done
+    echo "$1 did not start; its log:" >&2
+    cat "$LOGS/$1.log" >&2
+    exit 1
+}
+
+for f in deploy/demo/*.yaml; do "$BIN/outrider-proxy" --config "$f" --check >/dev/null; done
+start collector "$BIN/outrider-collector" --zipkin-listen 127.0.0.1:9411 --otlp-listen 127.0.0.1:4318
+wait_http collector http://127.0.0.1:9411/health
+start reviews-v1-app python3 scripts/demo_app.py reviews 19081 v1
+start reviews-v2-app python3 scripts/demo_app.py reviews 19082 v2
+start productpage-app python3 scripts/demo_app.py productpage 9080 127.0.0.1:15001
+start reviews-v1-sidecar "$BIN/outrider-proxy" --config deploy/demo/reviews-v1.yaml
+start reviews-v2-sidecar "$BIN/outrider-proxy" --config deploy/demo/reviews-v2.yaml
+start productpage-sidecar "$BIN/outrider-proxy" --config deploy/demo/productpage.yaml
+wait_http reviews-v1-sidecar http://127.0.0.1:15100/ready
+wait_http reviews-v2-sidecar http://127.0.0.1:15200/ready
+wait_http productpage-sidecar http://127.0.0.1:15000/ready
+wait_http productpage-app http://127.0.0.1:15006/productpage
+
+echo "sending 200 requests to productpage (through its sidecar), 20 of them as the user jason..."
+v1=0 v2=0 other=0
+for i in $(seq 200); do
+    user=()
+    ((i % 10 == 0)) && user=(-H 'end-user: jason')
+    out=$(curl -s "${user[@]}" http://127.0.0.1:15006/productpage || true)
+    case $out in
+        *'"version": "v1"'*) v1=$((v1 + 1)) ;;
+        *'"version": "v2"'*) v2=$((v2 + 1)) ;;
+        *) other=$((other + 1)) ;;
+    esac
 done
-# a demo trace: the frontend calls reviews (Zipkin JSON), reviews calls ratings (OTLP JSON)
-now_us=$(( $(date +%s%N) / 1000 )); tid=$(printf '%016x%016x' $RANDOM$RANDOM $now_us)
-curl -fsS -X POST "http://127.0.0.1:$zport/api/v2/spans" -H 'Content-Type: application/json' -d "[
- {\"traceId\":\"$tid\",\"id\":\"000000000000000a\",\"kind\":\"SERVER\",\"name\":\"get /productpage\",
-  \"timestamp\":$now_us,\"duration\":42000,\"localEndpoint\":{\"serviceName\":\"productpage.default\"},
-  \"tags\":{\"http.method\":\"GET\",\"http.status_code\":\"200\"}},
- {\"traceId\":\"$tid\",\"parentId\":\"000000000000000a\",\"id\":\"000000000000000b\",\"kind\":\"CLIENT\",
-  \"name\":\"get /reviews/1\",\"timestamp\":$((now_us+1000)),\"duration\":30000,
-  \"localEndpoint\":{\"serviceName\":\"productpage.default\"},\"remoteEndpoint\":{\"serviceName\":\"reviews.default\"},
-  \"tags\":{\"http.method\":\"GET\",\"http.status_code\":\"200\"}},
- {\"traceId\":\"$tid\",\"parentId\":\"000000000000000a\",\"id\":\"000000000000000b\",\"kind\":\"SERVER\",\"shared\":true,
-  \"name\":\"get /reviews/1\",\"timestamp\":$((now_us+2000)),\"duration\":28000,
-  \"localEndpoint\":{\"serviceName\":\"reviews.default\"},\"tags\":{\"http.method\":\"GET\",\"http.status_code\":\"200\"}}]"
-curl -fsS -o /dev/null -X POST "http://127.0.0.1:$oport/v1/traces" -H 'Content-Type: application/json' -d "{
- \"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"reviews.default\"}}]},
- \"scopeSpans\":[{\"spans\":[{\"traceId\":\"$tid\",\"spanId\":\"000000000000000c\",\"parentSpanId\":\"000000000000000b\",
-  \"name\":\"GET /ratings/1\",\"kind\":3,\"startTimeUnixNano\":\"$(( (now_us+3000)*1000 ))\",\"endTimeUnixNano\":\"$(( (now_us+23000)*1000 ))\",
-  \"attributes\":[{\"key\":\"peer.service\",\"value\":{\"stringValue\":\"ratings.default\"}},
-                  {\"key\":\"http.status_code\",\"value\":{\"intValue\":\"503\"}}],
-  \"status\":{\"code\":2,\"message\":\"upstream reset\"}}]}]}]}"
+sleep 1.5 # one telemetry flush
 cat <<TXT
 
-Outrider collector is running (pid $PID). A demo trace $tid is stored.
-  traces (Zipkin API)   http://127.0.0.1:$zport/api/v2/trace/$tid
-  services              http://127.0.0.1:$zport/api/v2/services
-  dependencies          http://127.0.0.1:$zport/api/v2/dependencies?endTs=$(( now_us/1000 + 60000 ))
-  Prometheus metrics    http://127.0.0.1:$zport/metrics
-  send Zipkin spans     POST http://127.0.0.1:$zport/api/v2/spans
-  send OTLP             POST http://127.0.0.1:$oport/v1/traces|metrics|logs
-Point the Zipkin UI or Grafana's Zipkin data source at http://127.0.0.1:$zport (see README).
-Ctrl-C stops it.
+Outrider demo mesh is running (logs in $LOGS).
+  reviews answered: v1 $v1 times, v2 $v2 times (80/20 canary plus jason's 20 on v2), failed $other
+  try it            curl -H 'end-user: jason' http://127.0.0.1:15006/productpage
+  traces            http://127.0.0.1:9411/api/v2/traces?serviceName=productpage.default&limit=5
+  services          http://127.0.0.1:9411/api/v2/services
+  dependencies      http://127.0.0.1:9411/api/v2/dependencies?endTs=$(($(date +%s) * 1000 + 60000))
+  mesh metrics      http://127.0.0.1:9411/metrics   (istio_requests_total, istio_request_duration_milliseconds...)
+  sidecar admin     http://127.0.0.1:15000/stats/prometheus  /config_dump  /ready  (reviews: 15100, 15200)
+  change routing    edit deploy/demo/productpage.yaml, then: kill -HUP ${PIDS[6]}
+Point Prometheus (deploy/prometheus.yml), Grafana (dashboards/) or the Zipkin UI at http://127.0.0.1:9411.
+Ctrl-C stops everything.
 TXT
-wait $PID
+wait "${PIDS[0]}"

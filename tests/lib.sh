@@ -26,6 +26,7 @@ COLLECTOR_LOG=$T/collector.log
 COLLECTOR_PID=
 LAST_BODY=$T/last_body
 _TRACKED_PIDS=()
+_SCANNED_LOGS=()
 
 _lib_cleanup() {
     local rc=$?
@@ -43,12 +44,15 @@ _lib_cleanup() {
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    # sanitizer builds: a leak or error report at the collector's exit fails the test
-    if [[ -s $COLLECTOR_LOG ]] && grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$COLLECTOR_LOG"; then
-        echo "FAIL: sanitizer report in the collector log:" >&2
-        grep -A20 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$COLLECTOR_LOG" | head -60 >&2
-        rc=1
-    fi
+    # sanitizer builds: a leak or error report at a process's exit fails the test
+    local logf
+    for logf in "$COLLECTOR_LOG" "${_SCANNED_LOGS[@]}"; do
+        if [[ -s $logf ]] && grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$logf"; then
+            echo "FAIL: sanitizer report in $logf:" >&2
+            grep -A30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$logf" | head -80 >&2
+            rc=1
+        fi
+    done
     if [[ -n ${KEEP_TMP:-} ]]; then
         echo "lib.sh: kept $T" >&2
     else
@@ -265,4 +269,57 @@ metric_values() {
             split(rest, f, " ")
             print f[1]
         }' "$file"
+}
+
+# start_backend NAME [args...]: start tests/backend.py (see its usage) named
+# NAME on a free port; sets BACKEND_PORT (and BACKEND_PID) and tracks it.
+start_backend() {
+    local name=$1
+    shift
+    local pf=$T/backend-$name.port
+    rm -f "$pf"
+    python3 "$OUTRIDER_SRC/tests/backend.py" --port 0 --name "$name" --port-file "$pf" "$@" \
+        >>"$T/backend-$name.log" 2>&1 &
+    BACKEND_PID=$!
+    track_pid "$BACKEND_PID"
+    wait_until test -s "$pf" || fail "backend $name did not start: $(cat "$T/backend-$name.log")"
+    BACKEND_PORT=$(cat "$pf")
+}
+
+# start_proxy NAME FILE: start outrider-proxy --config FILE (its listeners
+# may use port 0), wait for its listening lines and set PROXY_PID,
+# PROXY_LOG, PROXY_OUT (outbound port), PROXY_IN (inbound, empty without)
+# and PROXY_ADMIN. Its log is checked for sanitizer reports at exit.
+start_proxy() {
+    local name=$1 file=$2 bin=$OUTRIDER_BIN/outrider-proxy
+    [[ -x $bin ]] || fail "no proxy binary at $bin (set OUTRIDER_BIN)"
+    PROXY_LOG=$T/proxy-$name.log
+    _SCANNED_LOGS+=("$PROXY_LOG")
+    "$bin" --config "$file" >>"$PROXY_LOG" 2>&1 &
+    PROXY_PID=$!
+    track_pid "$PROXY_PID"
+    local i
+    for ((i = 0; i < 400; i++)); do
+        grep -q 'listening admin http://' "$PROXY_LOG" && break
+        kill -0 "$PROXY_PID" 2>/dev/null || { cat "$PROXY_LOG" >&2; fail "proxy $name exited during startup"; }
+        sleep 0.05
+    done
+    grep -q 'listening admin http://' "$PROXY_LOG" || { cat "$PROXY_LOG" >&2; fail "proxy $name did not start"; }
+    PROXY_OUT=$(grep -o 'listening outbound http://[^ ]*' "$PROXY_LOG" | head -1 | sed 's/.*://')
+    PROXY_IN=$(grep -o 'listening inbound http://[^ ]*' "$PROXY_LOG" | head -1 | sed 's/.*://') || true
+    PROXY_ADMIN=$(grep -o 'listening admin http://[^ ]*' "$PROXY_LOG" | head -1 | sed 's/.*://')
+    note "proxy $name pid $PROXY_PID: outbound :$PROXY_OUT inbound :${PROXY_IN:-none} admin :$PROXY_ADMIN"
+}
+
+# stop_pid PID: SIGTERM and wait (bounded) for it to exit; sets STOP_RC to its
+# exit code (call it directly, not in $(...): only this shell can wait for it).
+stop_pid() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    STOP_RC=0
+    wait "$pid" 2>/dev/null || STOP_RC=$?
 }

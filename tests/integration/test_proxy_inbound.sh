@@ -91,6 +91,8 @@ kind: Proxy
 metadata: {name: inbound-test}
 spec:
   inbound: {listen: 127.0.0.1:$LPORT, forwardTo: 127.0.0.1:$BPORT}
+  outbound: {listen: 127.0.0.1:0}
+  admin: {listen: 127.0.0.1:0}
   workers: 2
 YAML
 PLOG=$T/proxy.log

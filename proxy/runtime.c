@@ -1,0 +1,153 @@
+/*
+ * runtime: shared configuration + router, and per-worker views; see runtime.h.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static const char *label(const proxy_kv_list_t *l, const char *key)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].key, key) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
+static void copy_field(char *dst, const char *src)
+{
+    snprintf(dst, PEER_FIELD_MAX, "%s", src != NULL ? src : "");
+}
+
+runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
+{
+    router_t *router = router_create(cfg, err, errlen);
+    if (router == NULL)
+        return NULL;
+    runtime_t *rt = calloc(1, sizeof *rt);
+    if (rt == NULL)
+        log_fatal("runtime: out of memory");
+    rt->cfg = cfg;
+    rt->router = router;
+    atomic_init(&rt->refs, 1);
+    const proxy_meta_t *m = &cfg->proxy.meta;
+    const char *app = label(&m->labels, "app");
+    const char *version = label(&m->labels, "version");
+    const char *name = m->name != NULL ? m->name : "outrider-proxy";
+    peer_info_t *p = &rt->self;
+    copy_field(p->name, name);
+    copy_field(p->namespace, m->namespace);
+    copy_field(p->workload, name);
+    copy_field(p->app, app);
+    copy_field(p->version, version);
+    copy_field(p->canonical_service, app != NULL ? app : name);
+    copy_field(p->canonical_revision, version != NULL ? version : "latest");
+    copy_field(p->cluster_id, "Kubernetes");
+    snprintf(rt->service_name, sizeof rt->service_name, "%s.%s", p->canonical_service, p->namespace);
+    buf_t b = BUF_INIT;
+    peer_encode(p, &b);
+    buf_append(&b, "", 1);
+    rt->peer_b64 = b.data;
+    b = (buf_t)BUF_INIT;
+    peer_encode_id(p, "127.0.0.1", &b);
+    buf_append(&b, "", 1);
+    rt->peer_id = b.data;
+    return rt;
+}
+
+void runtime_ref(runtime_t *rt)
+{
+    atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+}
+
+void runtime_unref(runtime_t *rt)
+{
+    if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    router_destroy(rt->router);
+    proxy_config_destroy(rt->cfg);
+    free(rt->peer_b64);
+    free(rt->peer_id);
+    free(rt);
+}
+
+runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
+{
+    runtime_view_t *v = calloc(1, sizeof *v);
+    size_t n = router_cluster_count(rt->router);
+    if (v == NULL ||
+        (n > 0 && ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL)))
+        log_fatal("runtime: out of memory");
+    runtime_ref(rt);
+    v->rt = rt;
+    v->loop = loop;
+    for (size_t i = 0; i < n; i++)
+        router_lb_init(&v->lbs[i], router_cluster(rt->router, i));
+    return v;
+}
+
+upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep)
+{
+    upstream_pool_t **row = v->pools[cl->index];
+    if (row == NULL) {
+        row = calloc(cl->n_endpoints ? cl->n_endpoints : 1, sizeof *row);
+        if (row == NULL)
+            log_fatal("runtime: out of memory");
+        v->pools[cl->index] = row;
+    }
+    if (row[ep] == NULL) {
+        upstream_pool_opts_t o = {0, 0, 0, 0};
+        const proxy_traffic_policy_t *p = cl->policy;
+        if (p != NULL) {
+            if (p->connect_timeout_ms > 0)
+                o.connect_timeout_ms = (uint64_t)p->connect_timeout_ms;
+            if (p->idle_timeout_ms > 0)
+                o.idle_timeout_ms = (uint64_t)p->idle_timeout_ms;
+            if (p->max_requests_per_connection > 0)
+                o.max_requests_per_conn = (uint64_t)p->max_requests_per_connection;
+        }
+        row[ep] = upstream_pool_create(v->loop, (const struct sockaddr *)&cl->endpoints[ep].addr, &o);
+    }
+    return row[ep];
+}
+
+static void view_free(runtime_view_t *v)
+{
+    size_t n = router_cluster_count(v->rt->router);
+    for (size_t i = 0; i < n; i++) {
+        const router_cluster_t *cl = router_cluster(v->rt->router, i);
+        if (v->pools[i] != NULL) {
+            for (size_t e = 0; e < cl->n_endpoints; e++)
+                upstream_pool_destroy(v->pools[i][e]);
+            free(v->pools[i]);
+        }
+        router_lb_dispose(&v->lbs[i]);
+    }
+    free(v->pools);
+    free(v->lbs);
+    runtime_unref(v->rt);
+    free(v);
+}
+
+void runtime_view_hold(runtime_view_t *v)
+{
+    v->users++;
+}
+
+void runtime_view_drop(runtime_view_t *v)
+{
+    if (--v->users == 0 && v->retired)
+        view_free(v);
+}
+
+void runtime_view_retire(runtime_view_t *v)
+{
+    if (v == NULL)
+        return;
+    v->retired = true;
+    if (v->users == 0)
+        view_free(v);
+}

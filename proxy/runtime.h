@@ -1,0 +1,64 @@
+/*
+ * runtime: one loaded configuration made ready to serve, and each
+ * worker's view of it.
+ *
+ * A runtime_t bundles a proxy_config_t with the router built from it and
+ * the proxy's own peer metadata. It is immutable and shared by every
+ * worker thread; its reference count (atomic) keeps it alive while any
+ * worker still uses it, so a reload (SIGHUP) can swap in a new one while
+ * requests routed by the old one finish.
+ *
+ * A runtime_view_t is a worker's mutable state for one runtime: a load
+ * balancer per cluster and upstream connection pools per (cluster,
+ * endpoint), created on first use with the cluster's connection policy.
+ * Views are touched only by their worker's thread. Exchanges in flight
+ * hold the view (runtime_view_hold/_drop); a view retired by a reload is
+ * freed, and its runtime reference dropped, when the last of them ends.
+ */
+#ifndef OUTRIDER_PROXY_RUNTIME_H
+#define OUTRIDER_PROXY_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "router.h"
+#include "tracectx.h"
+#include "upstream.h"
+
+typedef struct runtime {
+    proxy_config_t *cfg;
+    router_t *router;
+    peer_info_t self;
+    char service_name[2 * PEER_FIELD_MAX + 2]; /* "<app>.<namespace>", the span's local service */
+    char *peer_b64;                            /* x-envoy-peer-metadata value for self */
+    char *peer_id;                             /* x-envoy-peer-metadata-id value for self */
+    atomic_int refs;
+} runtime_t;
+
+/* Build the runtime for cfg; on success it owns cfg. NULL and a reason in err on failure (cfg untouched). */
+runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen);
+void runtime_ref(runtime_t *rt);
+/* Drop a reference; the last one frees the runtime and its configuration. */
+void runtime_unref(runtime_t *rt);
+
+typedef struct runtime_view {
+    runtime_t *rt; /* one reference held */
+    uv_loop_t *loop;
+    router_lb_t *lbs;         /* per cluster */
+    upstream_pool_t ***pools; /* [cluster][endpoint], NULL until first use */
+    uint32_t users;           /* exchanges holding the view */
+    bool retired;
+} runtime_view_t;
+
+runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);
+/* The pool of endpoint ep of cluster cl, created on first use with the cluster's connection policy. */
+upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep);
+void runtime_view_hold(runtime_view_t *v);
+void runtime_view_drop(runtime_view_t *v);
+/* No new exchange will use v: it is freed (pools closed, runtime unreferenced) once no exchange holds it. */
+void runtime_view_retire(runtime_view_t *v);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * telemetry: the proxy's Istio metrics, spans and access logs, and their
+ * export to an OTLP/HTTP endpoint (the collector) as protobuf + zstd.
+ *
+ * Threads. Each worker owns a tele_worker_t and records into it without
+ * locks: metric deltas in a hash table keyed by the label set, spans and
+ * log records in a local batch. Every flush interval (a timer on the
+ * worker's loop), and when a batch reaches its size limit, the worker
+ * hands its deltas and batch to the process-wide tele_t through a bounded
+ * queue (a mutex held only for the hand-over). Past the queue's byte limit
+ * the batch is dropped and counted, so the data path never blocks or
+ * grows without bound.
+ *
+ * The exporter thread (started by tele_start) takes batches off the
+ * queue, adds metric deltas into the cumulative table served by
+ * /stats/prometheus, encodes OTLP ExportTraceServiceRequest,
+ * ExportMetricsServiceRequest (sums and histograms with
+ * AGGREGATION_TEMPORALITY_DELTA, one data point per label set and flush
+ * interval) and ExportLogsServiceRequest, compresses with zstd and POSTs
+ * them to /v1/traces, /v1/metrics and /v1/logs on one keep-alive
+ * connection. A failed export is retried with exponential back-off
+ * (100 ms doubling to 10 s); while the endpoint is down the queue fills
+ * and further batches are dropped and counted.
+ *
+ * Metrics, with Istio's names and label sets (reporter "source" on the
+ * outbound side, "destination" on the inbound side):
+ *   istio_requests_total                      counter
+ *   istio_request_duration_milliseconds       histogram, Envoy's default buckets
+ *     0.5 1 5 10 25 50 100 250 500 1000 2500 5000 10000 30000 60000
+ *     300000 600000 1800000 3600000
+ *   istio_request_bytes, istio_response_bytes histograms, buckets
+ *     1 10 100 1000 10000 100000 1e6 1e7 1e8 1e9
+ *   istio_tcp_connections_opened_total, istio_tcp_connections_closed_total,
+ *   istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total (tunnels)
+ * Labels: reporter, source_workload, source_workload_namespace,
+ * source_principal, source_app, source_version, source_cluster,
+ * source_canonical_service, source_canonical_revision,
+ * destination_workload, destination_workload_namespace,
+ * destination_principal, destination_app, destination_version,
+ * destination_service, destination_service_name,
+ * destination_service_namespace, destination_cluster,
+ * destination_canonical_service, destination_canonical_revision,
+ * request_protocol, response_code, grpc_response_status, response_flags,
+ * connection_security_policy. Unknown values are "unknown", as in Istio.
+ * The resource of every export carries service.name (the proxy's
+ * "<app>.<namespace>"), service.namespace, service.instance.id and
+ * k8s-style workload attributes.
+ *
+ * Bounds: at most 10000 label sets per worker table and in the cumulative
+ * table (updates for further sets are counted in
+ * outrider_proxy_telemetry_series_dropped_total); a worker forgets a label
+ * set that has not changed for 10 flushes; label values are cut to 256
+ * bytes, paths and span names to 1 KiB, other record strings to 256 bytes,
+ * and invalid UTF-8 bytes become '?'. The encoders and the data model are
+ * in telemetry_otlp.h.
+ */
+#ifndef OUTRIDER_PROXY_TELEMETRY_H
+#define OUTRIDER_PROXY_TELEMETRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "span.h" /* str_t */
+#include "tracectx.h"
+
+typedef struct tele tele_t;
+typedef struct tele_worker tele_worker_t;
+
+typedef struct tele_opts {
+    const char *otlp_host; /* NULL: no export, no spans or logs (metrics still feed /stats/prometheus) */
+    uint16_t otlp_port;
+    uint64_t flush_interval_ms; /* > 0 */
+    size_t max_queue_bytes;     /* 0 = 16 MiB: batches waiting for the exporter */
+    size_t max_batch_records;   /* 0 = 4096: spans or logs per worker batch before an early hand-over */
+    bool access_log;            /* produce access log records */
+    const peer_info_t *self;    /* this proxy (copied) */
+    const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */
+    const char *instance_id;    /* resource service.instance.id (copied) */
+} tele_opts_t;
+
+enum tele_reporter { TELE_SOURCE, TELE_DESTINATION };
+
+/* One finished HTTP request as one proxy hop saw it. Slices are copied by tele_record. */
+typedef struct tele_request {
+    enum tele_reporter reporter;
+    const peer_info_t *peer;   /* the other side's metadata (source on inbound, destination on outbound), or NULL */
+    str_t destination_service; /* FQDN ("reviews.default.svc.cluster.local") */
+    str_t destination_service_name;      /* "reviews" */
+    str_t destination_service_namespace; /* "default" */
+    str_t destination_version;           /* from the chosen endpoint's labels when the peer did not say; may be empty */
+    str_t destination_app;               /* ditto */
+    int response_code;                   /* 0 when no response (downstream went away) */
+    str_t response_flags;                /* "-" when none, else Envoy's short flags comma-separated ("UT,URX") */
+    uint64_t request_bytes, response_bytes; /* bodies as received / sent */
+    uint64_t start_unix_ns;
+    uint64_t duration_ns; /* first request byte to last response byte */
+    /* access log and span */
+    str_t method, path, authority, user_agent, protocol; /* protocol "HTTP/1.1" */
+    str_t upstream_host;                                 /* endpoint "127.0.0.1:19081", empty when none */
+    str_t upstream_cluster;                              /* cluster name */
+    str_t downstream_peer;                               /* the client's address */
+    str_t route_name;                                    /* VirtualService route name, may be empty */
+    uint32_t attempts;                                   /* upstream tries (1 + retries) */
+    const trace_ctx_t *trace; /* the hop's context after tracectx_begin; a span is recorded when sampled == 1 */
+    str_t span_name;          /* Envoy's: the service FQDN, ":", the port and "/" plus a "*" */
+} tele_request_t;
+
+/* A tunnelled (Upgrade) connection: counted with the istio_tcp_* metrics. */
+typedef struct tele_tcp {
+    enum tele_reporter reporter;
+    const peer_info_t *peer;
+    str_t destination_service, destination_service_name, destination_service_namespace;
+    bool opened;                         /* counts a connection opened */
+    bool closed;                         /* counts a connection closed */
+    uint64_t sent_bytes, received_bytes; /* since the last report for this connection */
+} tele_tcp_t;
+
+/* Create the telemetry hub; NULL only when out of memory. */
+tele_t *tele_create(const tele_opts_t *opts);
+
+/* Start the exporter thread (also when there is no endpoint: it folds metrics into /stats/prometheus). */
+int tele_start(tele_t *t);
+
+/*
+ * Stop: the exporter sends what is queued (waiting at most timeout_ms for
+ * the endpoint), then its thread ends. Workers must have flushed
+ * (tele_worker_flush) and be gone first.
+ */
+void tele_stop(tele_t *t, uint64_t timeout_ms);
+void tele_destroy(tele_t *t);
+
+/* Per worker: create on the worker's thread (starts the flush timer on loop). */
+tele_worker_t *tele_worker_create(tele_t *t, uv_loop_t *loop);
+/* Hand everything recorded so far to the exporter now. */
+void tele_worker_flush(tele_worker_t *w);
+/*
+ * Flush, stop the timer and free once its handle is closed (call on the
+ * worker's thread; the loop must run again for the close callback, which
+ * frees w).
+ */
+void tele_worker_destroy(tele_worker_t *w);
+
+void tele_record(tele_worker_t *w, const tele_request_t *r);
+void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r);
+
+/*
+ * The /stats/prometheus page (text format 0.0.4), appended to out: the
+ * cumulative istio_* series the exporter has taken off the queue (families
+ * without series are left out), and the proxy's own counters
+ * (outrider_proxy_telemetry_dropped_total{signal="traces|metrics|logs"},
+ * outrider_proxy_telemetry_exported_total{signal},
+ * outrider_proxy_export_requests_total{signal,result="success|failure"},
+ * outrider_proxy_telemetry_series_dropped_total,
+ * outrider_proxy_telemetry_queue_bytes). Thread-safe.
+ */
+void tele_render_prometheus(tele_t *t, buf_t *out);
+
+/*
+ * Counters for tests and /stats: records dropped (and metric batches
+ * dropped) because the queue was full or because tele_stop's deadline
+ * passed before they were sent; export requests that failed (each retry
+ * counts); exported items count what the endpoint answered 2xx to.
+ */
+typedef struct tele_stats {
+    uint64_t spans_exported, logs_exported, metric_points_exported;
+    uint64_t spans_dropped, logs_dropped, metric_batches_dropped;
+    uint64_t export_failures;
+    size_t queue_bytes;
+} tele_stats_t;
+void tele_get_stats(tele_t *t, tele_stats_t *out);
+
+#endif

@@ -1,0 +1,982 @@
+/*
+ * telemetry_otlp: label sets, metric values, request records and their
+ * OTLP protobuf encoding (see telemetry_otlp.h). The protobuf-c message
+ * structs of one request are built in an arena and packed at once.
+ */
+#include "telemetry_otlp.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "arena.h"
+#include "log.h"
+
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
+typedef Opentelemetry__Proto__Common__V1__AnyValue av_t;
+typedef Opentelemetry__Proto__Resource__V1__Resource resource_t;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope scope_t;
+
+static const char *const label_names[TELE_NLABELS] = {
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_cluster",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_cluster",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "request_protocol",
+    "response_code",
+    "grpc_response_status",
+    "response_flags",
+    "connection_security_policy",
+};
+
+const double tele_duration_bounds_ms[TELE_DUR_BOUNDS] = {
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
+const double tele_bytes_bounds[TELE_BYTES_BOUNDS] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+
+const char *tele_label_name(enum tele_label l)
+{
+    return (unsigned)l < TELE_NLABELS ? label_names[l] : "";
+}
+
+bool tele_label_used(enum tele_series_kind kind, enum tele_label l)
+{
+    return kind == TELE_SERIES_HTTP || (l != TL_RESPONSE_CODE && l != TL_GRPC_RESPONSE_STATUS);
+}
+
+/* ------------------------------------------------------------------ */
+/* strings                                                             */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    uint32_t cp = c & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Copy n bytes of src to dst replacing each byte of an invalid UTF-8 sequence by '?'. */
+static void utf8_copy(char *dst, const char *src, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0;
+    while (i < n) {
+        size_t l = utf8_seq(s + i, n - i);
+        if (l == 0) {
+            dst[i++] = '?';
+            continue;
+        }
+        memcpy(dst + i, s + i, l);
+        i += l;
+    }
+}
+
+static bool all_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* label sets                                                          */
+
+static size_t cut_len(str_t s)
+{
+    return s.len > TELE_LABEL_MAX ? TELE_LABEL_MAX : s.len;
+}
+
+uint64_t tele_labels_hash(enum tele_series_kind kind, const str_t v[TELE_NLABELS])
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)kind;
+    char tmp[TELE_LABEL_MAX];
+    for (int i = 0; i < TELE_NLABELS; i++) {
+        size_t n = cut_len(v[i]);
+        const char *p = n ? v[i].ptr : "";
+        if (!all_ascii(p, n)) {
+            utf8_copy(tmp, p, n);
+            p = tmp;
+        }
+        h = XXH3_64bits_withSeed(p, n, h);
+    }
+    return h;
+}
+
+tele_labels_t *tele_labels_new(enum tele_series_kind kind, const str_t v[TELE_NLABELS], uint64_t hash)
+{
+    size_t total = 0;
+    for (int i = 0; i < TELE_NLABELS; i++)
+        total += cut_len(v[i]) + 1;
+    size_t size = offsetof(tele_labels_t, data) + total;
+    tele_labels_t *l = malloc(size < sizeof(tele_labels_t) ? sizeof(tele_labels_t) : size);
+    if (l == NULL)
+        log_fatal("out of memory allocating a label set");
+    l->hash = hash;
+    l->kind = (uint8_t)kind;
+    l->size = size;
+    char *p = l->data;
+    for (int i = 0; i < TELE_NLABELS; i++) {
+        size_t n = cut_len(v[i]);
+        if (n)
+            utf8_copy(p, v[i].ptr, n);
+        p[n] = '\0';
+        l->v[i] = p;
+        l->len[i] = (uint16_t)n;
+        p += n + 1;
+    }
+    return l;
+}
+
+tele_labels_t *tele_labels_dup(const tele_labels_t *l)
+{
+    tele_labels_t *c = malloc(l->size < sizeof(tele_labels_t) ? sizeof(tele_labels_t) : l->size);
+    if (c == NULL)
+        log_fatal("out of memory copying a label set");
+    memcpy(c, l, l->size);
+    for (int i = 0; i < TELE_NLABELS; i++)
+        c->v[i] = c->data + (l->v[i] - l->data);
+    return c;
+}
+
+bool tele_labels_equal(const tele_labels_t *l, enum tele_series_kind kind, const str_t v[TELE_NLABELS])
+{
+    if (l->kind != kind)
+        return false;
+    char tmp[TELE_LABEL_MAX];
+    for (int i = 0; i < TELE_NLABELS; i++) {
+        size_t n = cut_len(v[i]);
+        if (l->len[i] != n)
+            return false;
+        if (n == 0 || memcmp(l->v[i], v[i].ptr, n) == 0)
+            continue;
+        if (all_ascii(v[i].ptr, n))
+            return false;
+        utf8_copy(tmp, v[i].ptr, n);
+        if (memcmp(l->v[i], tmp, n) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* values                                                              */
+
+static size_t bucket_of(const double *bounds, size_t n, double v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v <= bounds[i])
+            return i;
+    return n;
+}
+
+void tele_values_observe(tele_values_t *v, uint64_t duration_ns, uint64_t request_bytes, uint64_t response_bytes)
+{
+    double ms = (double)duration_ns / 1e6;
+    v->requests++;
+    v->dur_buckets[bucket_of(tele_duration_bounds_ms, TELE_DUR_BOUNDS, ms)]++;
+    v->dur_sum_ms += ms;
+    v->req_buckets[bucket_of(tele_bytes_bounds, TELE_BYTES_BOUNDS, (double)request_bytes)]++;
+    v->req_sum += request_bytes;
+    v->resp_buckets[bucket_of(tele_bytes_bounds, TELE_BYTES_BOUNDS, (double)response_bytes)]++;
+    v->resp_sum += response_bytes;
+}
+
+void tele_values_add(tele_values_t *v, const tele_values_t *d)
+{
+    v->requests += d->requests;
+    for (int i = 0; i <= TELE_DUR_BOUNDS; i++)
+        v->dur_buckets[i] += d->dur_buckets[i];
+    v->dur_sum_ms += d->dur_sum_ms;
+    for (int i = 0; i <= TELE_BYTES_BOUNDS; i++) {
+        v->req_buckets[i] += d->req_buckets[i];
+        v->resp_buckets[i] += d->resp_buckets[i];
+    }
+    v->req_sum += d->req_sum;
+    v->resp_sum += d->resp_sum;
+    v->tcp_opened += d->tcp_opened;
+    v->tcp_closed += d->tcp_closed;
+    v->tcp_sent += d->tcp_sent;
+    v->tcp_received += d->tcp_received;
+}
+
+/* ------------------------------------------------------------------ */
+/* label values                                                        */
+
+static const str_t S_UNKNOWN = STR_LIT("unknown");
+
+static str_t field(const char *f)
+{
+    return (str_t){f, (uint32_t)strnlen(f, PEER_FIELD_MAX)};
+}
+
+static str_t either(str_t a, str_t b)
+{
+    return a.len ? a : b;
+}
+
+/* The workload labels of one side. p may be NULL (all unknown); app_hint/version_hint fill gaps. */
+static void side_labels(const peer_info_t *p, str_t app_hint, str_t version_hint, str_t ns_hint, str_t *out)
+{
+    /* out: workload, namespace, principal, app, version, cluster, canonical service, canonical revision */
+    str_t app = p ? either(field(p->app), app_hint) : app_hint;
+    str_t version = p ? either(field(p->version), version_hint) : version_hint;
+    str_t workload = p ? field(p->workload) : STR_NULL;
+    out[0] = either(workload, S_UNKNOWN);
+    out[1] = either(p ? either(field(p->namespace), ns_hint) : ns_hint, S_UNKNOWN);
+    out[2] = S_UNKNOWN;
+    out[3] = either(app, S_UNKNOWN);
+    out[4] = either(version, S_UNKNOWN);
+    out[5] = p ? either(field(p->cluster_id), S_UNKNOWN) : S_UNKNOWN;
+    str_t canon = p ? either(field(p->canonical_service), either(app, workload)) : app;
+    out[6] = either(canon, S_UNKNOWN);
+    str_t rev = p ? field(p->canonical_revision) : STR_NULL;
+    if (rev.len == 0)
+        rev = version;
+    if (rev.len == 0)
+        rev = canon.len ? STR_LIT("latest") : S_UNKNOWN;
+    out[7] = rev;
+}
+
+static void common_labels(enum tele_reporter reporter, const peer_info_t *peer, const peer_info_t *self, str_t dest_app,
+                          str_t dest_version, str_t svc, str_t svc_name, str_t svc_ns, str_t out[TELE_NLABELS])
+{
+    if (reporter == TELE_SOURCE) {
+        out[TL_REPORTER] = STR_LIT("source");
+        side_labels(self, STR_NULL, STR_NULL, STR_NULL, &out[TL_SOURCE_WORKLOAD]);
+        side_labels(peer, dest_app, dest_version, svc_ns, &out[TL_DESTINATION_WORKLOAD]);
+        out[TL_CONNECTION_SECURITY_POLICY] = S_UNKNOWN;
+    } else {
+        out[TL_REPORTER] = STR_LIT("destination");
+        side_labels(peer, STR_NULL, STR_NULL, STR_NULL, &out[TL_SOURCE_WORKLOAD]);
+        side_labels(self, STR_NULL, STR_NULL, STR_NULL, &out[TL_DESTINATION_WORKLOAD]);
+        out[TL_CONNECTION_SECURITY_POLICY] = STR_LIT("none");
+    }
+    /* side_labels wrote 8 values from TL_*_WORKLOAD; the destination block has 3 service labels in between */
+    str_t d[8];
+    memcpy(d, &out[TL_DESTINATION_WORKLOAD], sizeof(d));
+    out[TL_DESTINATION_WORKLOAD] = d[0];
+    out[TL_DESTINATION_WORKLOAD_NAMESPACE] = d[1];
+    out[TL_DESTINATION_PRINCIPAL] = d[2];
+    out[TL_DESTINATION_APP] = d[3];
+    out[TL_DESTINATION_VERSION] = d[4];
+    out[TL_DESTINATION_CLUSTER] = d[5];
+    out[TL_DESTINATION_CANONICAL_SERVICE] = d[6];
+    out[TL_DESTINATION_CANONICAL_REVISION] = d[7];
+    out[TL_DESTINATION_SERVICE] = either(svc, S_UNKNOWN);
+    out[TL_DESTINATION_SERVICE_NAME] = either(svc_name, S_UNKNOWN);
+    out[TL_DESTINATION_SERVICE_NAMESPACE] = either(svc_ns, S_UNKNOWN);
+}
+
+void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char code_buf[12], str_t out[TELE_NLABELS])
+{
+    common_labels(r->reporter, r->peer, self, r->destination_app, r->destination_version, r->destination_service,
+                  r->destination_service_name, r->destination_service_namespace, out);
+    int code = r->response_code < 0 ? 0 : r->response_code;
+    int n = snprintf(code_buf, 12, "%d", code);
+    out[TL_REQUEST_PROTOCOL] = STR_LIT("http");
+    out[TL_RESPONSE_CODE] = (str_t){code_buf, (uint32_t)n};
+    out[TL_GRPC_RESPONSE_STATUS] = STR_NULL;
+    out[TL_RESPONSE_FLAGS] = either(r->response_flags, STR_LIT("-"));
+}
+
+void tele_tcp_labels(const tele_tcp_t *r, const peer_info_t *self, str_t out[TELE_NLABELS])
+{
+    common_labels(r->reporter, r->peer, self, STR_NULL, STR_NULL, r->destination_service, r->destination_service_name,
+                  r->destination_service_namespace, out);
+    out[TL_REQUEST_PROTOCOL] = STR_LIT("tcp");
+    out[TL_RESPONSE_CODE] = STR_NULL;
+    out[TL_GRPC_RESPONSE_STATUS] = STR_NULL;
+    out[TL_RESPONSE_FLAGS] = STR_LIT("-");
+}
+
+/* ------------------------------------------------------------------ */
+/* records                                                             */
+
+static void put(tele_rec_t *rec, buf_t *strings, enum tele_rec_str i, str_t s, size_t max)
+{
+    size_t n = s.len > max ? max : s.len;
+    rec->off[i] = (uint32_t)strings->len;
+    rec->len[i] = (uint16_t)n;
+    buf_reserve(strings, n + 1);
+    if (n)
+        utf8_copy(strings->data + strings->len, s.ptr, n);
+    strings->len += n;
+    strings->data[strings->len++] = '\0';
+}
+
+void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r)
+{
+    memset(rec, 0, sizeof(*rec));
+    put(rec, strings, TS_METHOD, r->method, 32);
+    put(rec, strings, TS_PATH, r->path, TELE_PATH_MAX);
+    put(rec, strings, TS_AUTHORITY, r->authority, TELE_STR_MAX);
+    put(rec, strings, TS_USER_AGENT, r->user_agent, TELE_STR_MAX);
+    put(rec, strings, TS_PROTOCOL, r->protocol, 32);
+    put(rec, strings, TS_UPSTREAM_HOST, r->upstream_host, TELE_STR_MAX);
+    put(rec, strings, TS_UPSTREAM_CLUSTER, r->upstream_cluster, TELE_STR_MAX);
+    put(rec, strings, TS_DOWNSTREAM, r->downstream_peer, TELE_STR_MAX);
+    put(rec, strings, TS_ROUTE, r->route_name, TELE_STR_MAX);
+    put(rec, strings, TS_SPAN_NAME, r->span_name, TELE_PATH_MAX);
+    put(rec, strings, TS_FLAGS, either(r->response_flags, STR_LIT("-")), TELE_STR_MAX);
+    put(rec, strings, TS_DEST_SERVICE, r->destination_service, TELE_STR_MAX);
+    str_t peer_svc = STR_NULL;
+    if (r->peer != NULL)
+        peer_svc = either(field(r->peer->canonical_service), either(field(r->peer->app), field(r->peer->workload)));
+    if (peer_svc.len == 0 && r->reporter == TELE_SOURCE)
+        peer_svc = either(r->destination_service_name, r->destination_app);
+    put(rec, strings, TS_PEER_SERVICE, peer_svc, TELE_STR_MAX);
+    const trace_ctx_t *t = r->trace;
+    str_t rid = STR_NULL, ts = STR_NULL;
+    if (t != NULL) {
+        rid = (str_t){t->request_id, t->request_id_len > TRACECTX_REQUEST_ID_MAX ? 0 : t->request_id_len};
+        ts = (str_t){t->tracestate, t->tracestate_len > TRACECTX_STATE_MAX ? 0 : t->tracestate_len};
+        memcpy(rec->trace_id, t->trace_id, 16);
+        memcpy(rec->span_id, t->span_id, 8);
+        memcpy(rec->parent_id, t->parent_id, 8);
+        static const uint8_t zero[16];
+        rec->has_trace = memcmp(t->trace_id, zero, 16) != 0 && memcmp(t->span_id, zero, 8) != 0;
+        rec->has_parent = t->has_parent && memcmp(t->parent_id, zero, 8) != 0;
+    }
+    put(rec, strings, TS_REQUEST_ID, rid, TELE_STR_MAX);
+    put(rec, strings, TS_TRACESTATE, ts, TRACECTX_STATE_MAX);
+    rec->start_ns = r->start_unix_ns;
+    rec->duration_ns = r->duration_ns;
+    rec->request_bytes = r->request_bytes;
+    rec->response_bytes = r->response_bytes;
+    rec->response_code = r->response_code < 0 ? 0 : r->response_code;
+    rec->attempts = r->attempts;
+    rec->reporter = (uint8_t)r->reporter;
+}
+
+/* ------------------------------------------------------------------ */
+/* protobuf building blocks                                            */
+
+static void *alloc0(arena_t *a, size_t n)
+{
+    void *p = arena_calloc(a, 1, n);
+    if (p == NULL)
+        log_fatal("telemetry: out of memory encoding an export");
+    return p;
+}
+
+static char *sdup(arena_t *a, const char *s, size_t n)
+{
+    char *p = arena_strndup(a, s, n);
+    if (p == NULL)
+        log_fatal("telemetry: out of memory encoding an export");
+    return p;
+}
+
+static kv_t *kv_str(arena_t *a, const char *key, const char *val)
+{
+    kv_t *kv = alloc0(a, sizeof(*kv));
+    av_t *v = alloc0(a, sizeof(*v));
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(v);
+    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    v->string_value = (char *)val;
+    kv->key = (char *)key;
+    kv->value = v;
+    return kv;
+}
+
+static kv_t *kv_int(arena_t *a, const char *key, int64_t val)
+{
+    kv_t *kv = kv_str(a, key, "");
+    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    kv->value->int_value = val;
+    return kv;
+}
+
+/* A growing list of attributes (bounded by the caller's cap). */
+typedef struct kvlist {
+    kv_t **items;
+    size_t n, cap;
+} kvlist_t;
+
+static void kvl_init(arena_t *a, kvlist_t *l, size_t cap)
+{
+    l->items = alloc0(a, cap * sizeof(kv_t *));
+    l->n = 0;
+    l->cap = cap;
+}
+
+static void kvl_add(kvlist_t *l, kv_t *kv)
+{
+    if (l->n < l->cap)
+        l->items[l->n++] = kv;
+}
+
+static void kvl_str(arena_t *a, kvlist_t *l, const char *key, const char *val)
+{
+    if (val != NULL && val[0] != '\0')
+        kvl_add(l, kv_str(a, key, val));
+}
+
+static resource_t *make_resource(arena_t *a, const tele_resource_t *res)
+{
+    resource_t *r = alloc0(a, sizeof(*r));
+    opentelemetry__proto__resource__v1__resource__init(r);
+    kvlist_t l;
+    kvl_init(a, &l, 12);
+    const peer_info_t *s = res->self;
+    kvl_str(a, &l, "service.name", res->service_name);
+    if (s != NULL) {
+        kvl_str(a, &l, "service.namespace", sdup(a, s->namespace, strnlen(s->namespace, PEER_FIELD_MAX)));
+        kvl_str(a, &l, "service.version", sdup(a, s->version, strnlen(s->version, PEER_FIELD_MAX)));
+    }
+    kvl_str(a, &l, "service.instance.id", res->instance_id);
+    if (s != NULL) {
+        kvl_str(a, &l, "k8s.pod.name", sdup(a, s->name, strnlen(s->name, PEER_FIELD_MAX)));
+        kvl_str(a, &l, "k8s.namespace.name", sdup(a, s->namespace, strnlen(s->namespace, PEER_FIELD_MAX)));
+        kvl_str(a, &l, "k8s.deployment.name", sdup(a, s->workload, strnlen(s->workload, PEER_FIELD_MAX)));
+    }
+    kvl_str(a, &l, "telemetry.sdk.name", "outrider");
+    kvl_str(a, &l, "telemetry.sdk.language", "c");
+    kvl_str(a, &l, "telemetry.sdk.version", OUTRIDER_VERSION);
+    r->attributes = l.items;
+    r->n_attributes = l.n;
+    return r;
+}
+
+static scope_t *make_scope(arena_t *a)
+{
+    scope_t *s = alloc0(a, sizeof(*s));
+    opentelemetry__proto__common__v1__instrumentation_scope__init(s);
+    s->name = "outrider";
+    s->version = OUTRIDER_VERSION;
+    return s;
+}
+
+static void pack_into(const ProtobufCMessage *m, buf_t *out)
+{
+    size_t size = protobuf_c_message_get_packed_size(m);
+    buf_reserve(out, size + 1);
+    size_t n = protobuf_c_message_pack(m, (uint8_t *)out->data + out->len);
+    out->len += n;
+    out->data[out->len] = '\0';
+}
+
+#define RSTR(rec, strings, i) ((strings) + (rec)->off[i])
+
+/* Split "host:port" (or "[v6]:port") into host text and port; port 0 when there is none. */
+static void split_host_port(arena_t *a, const char *hp, size_t len, char **host, int64_t *port)
+{
+    *host = NULL;
+    *port = 0;
+    if (len == 0)
+        return;
+    const char *colon = NULL;
+    for (size_t i = len; i > 0; i--) {
+        if (hp[i - 1] == ':') {
+            colon = hp + i - 1;
+            break;
+        }
+        if (hp[i - 1] < '0' || hp[i - 1] > '9')
+            break;
+    }
+    size_t hl = colon ? (size_t)(colon - hp) : len;
+    const char *h = hp;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    *host = sdup(a, h, hl);
+    if (colon != NULL) {
+        int64_t p = 0;
+        for (const char *c = colon + 1; c < hp + len; c++)
+            p = p * 10 + (*c - '0');
+        if (p > 0 && p <= 65535)
+            *port = p;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* traces                                                              */
+
+typedef Opentelemetry__Proto__Trace__V1__Span pspan_t;
+
+static pspan_t *make_span(arena_t *a, const tele_resource_t *res, const tele_rec_t *r, const char *strings)
+{
+    pspan_t *s = alloc0(a, sizeof(*s));
+    opentelemetry__proto__trace__v1__span__init(s);
+    s->trace_id.data = (uint8_t *)r->trace_id;
+    s->trace_id.len = 16;
+    s->span_id.data = (uint8_t *)r->span_id;
+    s->span_id.len = 8;
+    if (r->has_parent) {
+        s->parent_span_id.data = (uint8_t *)r->parent_id;
+        s->parent_span_id.len = 8;
+    }
+    if (r->len[TS_TRACESTATE])
+        s->trace_state = (char *)RSTR(r, strings, TS_TRACESTATE);
+    s->flags = 1; /* sampled */
+    const char *method = RSTR(r, strings, TS_METHOD);
+    s->name = (char *)(r->len[TS_SPAN_NAME] ? RSTR(r, strings, TS_SPAN_NAME) : method);
+    bool client = r->reporter == TELE_SOURCE;
+    s->kind = client ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+                     : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
+    s->start_time_unix_nano = r->start_ns;
+    s->end_time_unix_nano = r->start_ns + r->duration_ns;
+
+    kvlist_t l;
+    kvl_init(a, &l, 40);
+    kvl_str(a, &l, "http.method", method);
+    kvl_str(a, &l, "http.request.method", method);
+    buf_t url = BUF_INIT;
+    buf_append_str(&url, "http://");
+    buf_append(&url, RSTR(r, strings, TS_AUTHORITY), r->len[TS_AUTHORITY]);
+    buf_append(&url, RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
+    char *u = sdup(a, url.data, url.len);
+    buf_dispose(&url);
+    kvl_str(a, &l, "http.url", u);
+    kvl_str(a, &l, "url.full", u);
+    kvl_str(a, &l, "url.path", RSTR(r, strings, TS_PATH));
+    kvl_str(a, &l, "http.protocol", RSTR(r, strings, TS_PROTOCOL));
+    kvl_add(&l, kv_int(a, "http.status_code", r->response_code));
+    kvl_add(&l, kv_int(a, "http.response.status_code", r->response_code));
+    kvl_str(a, &l, "user_agent", RSTR(r, strings, TS_USER_AGENT));
+    kvl_str(a, &l, "user_agent.original", RSTR(r, strings, TS_USER_AGENT));
+    kvl_str(a, &l, "guid:x-request-id", RSTR(r, strings, TS_REQUEST_ID));
+    kvl_add(&l, kv_int(a, "request_size", (int64_t)r->request_bytes));
+    kvl_add(&l, kv_int(a, "response_size", (int64_t)r->response_bytes));
+    kvl_str(a, &l, "response_flags", RSTR(r, strings, TS_FLAGS));
+    kvl_str(a, &l, "component", "proxy");
+    kvl_str(a, &l, "upstream_cluster", RSTR(r, strings, TS_UPSTREAM_CLUSTER));
+    kvl_str(a, &l, "upstream_cluster.name", RSTR(r, strings, TS_UPSTREAM_CLUSTER));
+    kvl_str(a, &l, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST));
+    kvl_str(a, &l, "route_name", RSTR(r, strings, TS_ROUTE));
+    if (r->attempts > 1)
+        kvl_add(&l, kv_int(a, "upstream_attempts", r->attempts));
+    /*
+     * The collector's Zipkin mapping takes the remote service from
+     * peer.service and the remote IP/port from network.peer.*; without
+     * peer.service a CLIENT span would get "ip:port" (net.peer.name) as a
+     * service name, so net.peer.name is only sent alongside it.
+     */
+    const char *peer_svc = RSTR(r, strings, TS_PEER_SERVICE);
+    kvl_str(a, &l, "peer.service", peer_svc);
+    char *host = NULL;
+    int64_t port = 0;
+    if (client) {
+        split_host_port(a, RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST], &host, &port);
+        if (peer_svc[0] != '\0')
+            kvl_str(a, &l, "net.peer.name", RSTR(r, strings, TS_UPSTREAM_HOST));
+    } else {
+        split_host_port(a, RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM], &host, &port);
+        kvl_str(a, &l, "peer.address", RSTR(r, strings, TS_DOWNSTREAM));
+    }
+    kvl_str(a, &l, "network.peer.address", host);
+    if (port > 0)
+        kvl_add(&l, kv_int(a, "network.peer.port", port));
+    const peer_info_t *self = res->self;
+    if (self != NULL) {
+        buf_t node = BUF_INIT;
+        buf_printf(&node, "sidecar~%.*s.%.*s", (int)strnlen(self->name, PEER_FIELD_MAX), self->name,
+                   (int)strnlen(self->namespace, PEER_FIELD_MAX), self->namespace);
+        kvl_str(a, &l, "node_id", sdup(a, node.data, node.len));
+        buf_dispose(&node);
+        const char *canon = self->canonical_service[0] ? self->canonical_service : self->app;
+        const char *rev = self->canonical_revision[0] ? self->canonical_revision
+                          : self->version[0]          ? self->version
+                                                      : "latest";
+        kvl_str(a, &l, "istio.canonical_service", sdup(a, canon, strnlen(canon, PEER_FIELD_MAX)));
+        kvl_str(a, &l, "istio.canonical_revision", sdup(a, rev, strnlen(rev, PEER_FIELD_MAX)));
+        kvl_str(a, &l, "istio.namespace", sdup(a, self->namespace, strnlen(self->namespace, PEER_FIELD_MAX)));
+        kvl_str(a, &l, "istio.cluster_id", sdup(a, self->cluster_id, strnlen(self->cluster_id, PEER_FIELD_MAX)));
+    }
+    s->attributes = l.items;
+    s->n_attributes = l.n;
+
+    Opentelemetry__Proto__Trace__V1__Status *st = alloc0(a, sizeof(*st));
+    opentelemetry__proto__trace__v1__status__init(st);
+    if (r->response_code >= 500 || r->response_code == 0)
+        st->code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
+    s->status = st;
+    return s;
+}
+
+int tele_otlp_traces(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
+                     size_t *n_items)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += recs[i].has_span && recs[i].has_trace;
+    if (n_items != NULL)
+        *n_items = count;
+    if (count == 0)
+        return -1;
+    arena_t a;
+    arena_init(&a, 0);
+    pspan_t **spans = alloc0(&a, count * sizeof(*spans));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].has_span && recs[i].has_trace)
+            spans[k++] = make_span(&a, res, &recs[i], strings);
+    Opentelemetry__Proto__Trace__V1__ScopeSpans ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT;
+    ss.scope = make_scope(&a);
+    ss.spans = spans;
+    ss.n_spans = k;
+    Opentelemetry__Proto__Trace__V1__ScopeSpans *ssp = &ss;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT;
+    rs.resource = make_resource(&a, res);
+    rs.scope_spans = &ssp;
+    rs.n_scope_spans = 1;
+    Opentelemetry__Proto__Trace__V1__ResourceSpans *rsp = &rs;
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    req.resource_spans = &rsp;
+    req.n_resource_spans = 1;
+    pack_into(&req.base, out);
+    arena_dispose(&a);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* logs                                                                */
+
+static void append_or_dash(buf_t *b, const char *s, size_t n)
+{
+    if (n == 0)
+        buf_append_char(b, '-');
+    else
+        buf_append(b, s, n);
+}
+
+void tele_access_line(const tele_rec_t *r, const char *strings, buf_t *out)
+{
+    time_t sec = (time_t)(r->start_ns / 1000000000u);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char ts[40];
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    buf_printf(out, "[%s.%03uZ] \"", ts, (unsigned)(r->start_ns / 1000000u % 1000u));
+    append_or_dash(out, RSTR(r, strings, TS_METHOD), r->len[TS_METHOD]);
+    buf_append_char(out, ' ');
+    append_or_dash(out, RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
+    buf_append_char(out, ' ');
+    append_or_dash(out, RSTR(r, strings, TS_PROTOCOL), r->len[TS_PROTOCOL]);
+    buf_printf(out, "\" %d ", (int)r->response_code);
+    append_or_dash(out, RSTR(r, strings, TS_FLAGS), r->len[TS_FLAGS]);
+    buf_printf(out, " %llu %llu %llu - \"-\" \"", (unsigned long long)r->request_bytes,
+               (unsigned long long)r->response_bytes, (unsigned long long)(r->duration_ns / 1000000u));
+    append_or_dash(out, RSTR(r, strings, TS_USER_AGENT), r->len[TS_USER_AGENT]);
+    buf_append_str(out, "\" \"");
+    append_or_dash(out, RSTR(r, strings, TS_REQUEST_ID), r->len[TS_REQUEST_ID]);
+    buf_append_str(out, "\" \"");
+    append_or_dash(out, RSTR(r, strings, TS_AUTHORITY), r->len[TS_AUTHORITY]);
+    buf_append_str(out, "\" \"");
+    append_or_dash(out, RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
+    buf_append_str(out, "\" ");
+    append_or_dash(out, RSTR(r, strings, TS_UPSTREAM_CLUSTER), r->len[TS_UPSTREAM_CLUSTER]);
+    buf_append_char(out, ' ');
+    append_or_dash(out, RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM]);
+    buf_append_char(out, ' ');
+    append_or_dash(out, RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
+}
+
+typedef Opentelemetry__Proto__Logs__V1__LogRecord plog_t;
+
+static plog_t *make_log(arena_t *a, const tele_rec_t *r, const char *strings)
+{
+    plog_t *lr = alloc0(a, sizeof(*lr));
+    opentelemetry__proto__logs__v1__log_record__init(lr);
+    lr->time_unix_nano = r->start_ns;
+    lr->observed_time_unix_nano = r->start_ns + r->duration_ns;
+    lr->severity_number = OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_INFO;
+    lr->severity_text = "INFO";
+    buf_t line = BUF_INIT;
+    tele_access_line(r, strings, &line);
+    av_t *body = alloc0(a, sizeof(*body));
+    opentelemetry__proto__common__v1__any_value__init(body);
+    body->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    body->string_value = sdup(a, line.data, line.len);
+    buf_dispose(&line);
+    lr->body = body;
+    kvlist_t l;
+    kvl_init(a, &l, 20);
+    kvl_add(&l, kv_str(a, "reporter", r->reporter == TELE_SOURCE ? "source" : "destination"));
+    kvl_str(a, &l, "method", RSTR(r, strings, TS_METHOD));
+    kvl_str(a, &l, "path", RSTR(r, strings, TS_PATH));
+    kvl_str(a, &l, "authority", RSTR(r, strings, TS_AUTHORITY));
+    kvl_str(a, &l, "protocol", RSTR(r, strings, TS_PROTOCOL));
+    kvl_add(&l, kv_int(a, "response_code", r->response_code));
+    kvl_str(a, &l, "response_flags", RSTR(r, strings, TS_FLAGS));
+    kvl_add(&l, kv_int(a, "duration", (int64_t)(r->duration_ns / 1000000u)));
+    kvl_add(&l, kv_int(a, "bytes_received", (int64_t)r->request_bytes));
+    kvl_add(&l, kv_int(a, "bytes_sent", (int64_t)r->response_bytes));
+    kvl_str(a, &l, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST));
+    kvl_str(a, &l, "upstream_cluster", RSTR(r, strings, TS_UPSTREAM_CLUSTER));
+    kvl_str(a, &l, "downstream_remote_address", RSTR(r, strings, TS_DOWNSTREAM));
+    kvl_str(a, &l, "user_agent", RSTR(r, strings, TS_USER_AGENT));
+    kvl_str(a, &l, "x_request_id", RSTR(r, strings, TS_REQUEST_ID));
+    kvl_str(a, &l, "route_name", RSTR(r, strings, TS_ROUTE));
+    kvl_str(a, &l, "destination_service", RSTR(r, strings, TS_DEST_SERVICE));
+    lr->attributes = l.items;
+    lr->n_attributes = l.n;
+    if (r->has_trace) {
+        lr->trace_id.data = (uint8_t *)r->trace_id;
+        lr->trace_id.len = 16;
+        lr->span_id.data = (uint8_t *)r->span_id;
+        lr->span_id.len = 8;
+        lr->flags = r->has_span ? 1 : 0;
+    }
+    return lr;
+}
+
+int tele_otlp_logs(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
+                   size_t *n_items)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += recs[i].has_log;
+    if (n_items != NULL)
+        *n_items = count;
+    if (count == 0)
+        return -1;
+    arena_t a;
+    arena_init(&a, 0);
+    plog_t **logs = alloc0(&a, count * sizeof(*logs));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].has_log)
+            logs[k++] = make_log(&a, &recs[i], strings);
+    Opentelemetry__Proto__Logs__V1__ScopeLogs sl = OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT;
+    sl.scope = make_scope(&a);
+    sl.log_records = logs;
+    sl.n_log_records = k;
+    Opentelemetry__Proto__Logs__V1__ScopeLogs *slp = &sl;
+    Opentelemetry__Proto__Logs__V1__ResourceLogs rl = OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT;
+    rl.resource = make_resource(&a, res);
+    rl.scope_logs = &slp;
+    rl.n_scope_logs = 1;
+    Opentelemetry__Proto__Logs__V1__ResourceLogs *rlp = &rl;
+    Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST__INIT;
+    req.resource_logs = &rlp;
+    req.n_resource_logs = 1;
+    pack_into(&req.base, out);
+    arena_dispose(&a);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* metrics                                                             */
+
+typedef Opentelemetry__Proto__Metrics__V1__Metric pmetric_t;
+typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint npoint_t;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint hpoint_t;
+
+enum { M_REQUESTS, M_DURATION, M_REQ_BYTES, M_RESP_BYTES, M_TCP_OPENED, M_TCP_CLOSED, M_TCP_SENT, M_TCP_RECEIVED, M_N };
+
+static const struct {
+    const char *name, *unit, *help;
+    bool histogram;
+} metric_defs[M_N] = {
+    {"istio_requests_total", "1", "Requests handled, by reporter, workload, service and response code.", false},
+    {"istio_request_duration_milliseconds", "ms", "Request duration, first request byte to last response byte.", true},
+    {"istio_request_bytes", "By", "Request body sizes.", true},
+    {"istio_response_bytes", "By", "Response body sizes.", true},
+    {"istio_tcp_connections_opened_total", "1", "Tunnelled connections opened.", false},
+    {"istio_tcp_connections_closed_total", "1", "Tunnelled connections closed.", false},
+    {"istio_tcp_sent_bytes_total", "By", "Bytes sent to the client on tunnelled connections.", false},
+    {"istio_tcp_received_bytes_total", "By", "Bytes received from the client on tunnelled connections.", false},
+};
+
+static uint64_t counter_value(const tele_values_t *v, int m)
+{
+    switch (m) {
+    case M_REQUESTS: return v->requests;
+    case M_TCP_OPENED: return v->tcp_opened;
+    case M_TCP_CLOSED: return v->tcp_closed;
+    case M_TCP_SENT: return v->tcp_sent;
+    case M_TCP_RECEIVED: return v->tcp_received;
+    default: return 0;
+    }
+}
+
+static hpoint_t *make_hist_point(arena_t *a, const tele_values_t *v, int m)
+{
+    hpoint_t *p = alloc0(a, sizeof(*p));
+    opentelemetry__proto__metrics__v1__histogram_data_point__init(p);
+    const uint64_t *buckets;
+    const double *bounds;
+    size_t nb;
+    if (m == M_DURATION) {
+        buckets = v->dur_buckets;
+        bounds = tele_duration_bounds_ms;
+        nb = TELE_DUR_BOUNDS;
+        p->sum = v->dur_sum_ms;
+    } else if (m == M_REQ_BYTES) {
+        buckets = v->req_buckets;
+        bounds = tele_bytes_bounds;
+        nb = TELE_BYTES_BOUNDS;
+        p->sum = (double)v->req_sum;
+    } else {
+        buckets = v->resp_buckets;
+        bounds = tele_bytes_bounds;
+        nb = TELE_BYTES_BOUNDS;
+        p->sum = (double)v->resp_sum;
+    }
+    p->_sum_case = OPENTELEMETRY__PROTO__METRICS__V1__HISTOGRAM_DATA_POINT___SUM_SUM;
+    p->count = v->requests;
+    p->n_explicit_bounds = nb;
+    p->explicit_bounds = (double *)bounds;
+    p->n_bucket_counts = nb + 1;
+    p->bucket_counts = (uint64_t *)buckets;
+    return p;
+}
+
+int tele_otlp_metrics(const tele_resource_t *res, const tele_series_t *series, size_t n, uint64_t start_ns,
+                      uint64_t end_ns, buf_t *out, size_t *n_items)
+{
+    if (n_items != NULL)
+        *n_items = 0;
+    if (n == 0)
+        return -1;
+    arena_t a;
+    arena_init(&a, 0);
+    /* the attributes of each series, shared by its points in every metric */
+    kv_t ***attrs = alloc0(&a, n * sizeof(*attrs));
+    size_t *n_attrs = alloc0(&a, n * sizeof(*n_attrs));
+    for (size_t i = 0; i < n; i++) {
+        const tele_labels_t *lb = series[i].labels;
+        attrs[i] = alloc0(&a, TELE_NLABELS * sizeof(kv_t *));
+        for (int k = 0; k < TELE_NLABELS; k++)
+            if (tele_label_used((enum tele_series_kind)lb->kind, (enum tele_label)k))
+                attrs[i][n_attrs[i]++] = kv_str(&a, label_names[k], lb->v[k]);
+    }
+    pmetric_t **metrics = alloc0(&a, M_N * sizeof(*metrics));
+    size_t nm = 0, points = 0;
+    for (int m = 0; m < M_N; m++) {
+        void **pts = alloc0(&a, n * sizeof(void *));
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++) {
+            const tele_values_t *v = &series[i].val;
+            bool is_http = series[i].labels->kind == TELE_SERIES_HTTP;
+            if (metric_defs[m].histogram) {
+                if (!is_http || v->requests == 0)
+                    continue;
+                hpoint_t *p = make_hist_point(&a, v, m);
+                p->attributes = attrs[i];
+                p->n_attributes = n_attrs[i];
+                p->start_time_unix_nano = start_ns;
+                p->time_unix_nano = end_ns;
+                pts[np++] = p;
+            } else {
+                uint64_t c = counter_value(v, m);
+                if (c == 0 || (m == M_REQUESTS) != is_http)
+                    continue;
+                npoint_t *p = alloc0(&a, sizeof(*p));
+                opentelemetry__proto__metrics__v1__number_data_point__init(p);
+                p->value_case = OPENTELEMETRY__PROTO__METRICS__V1__NUMBER_DATA_POINT__VALUE_AS_INT;
+                p->as_int = (int64_t)c;
+                p->attributes = attrs[i];
+                p->n_attributes = n_attrs[i];
+                p->start_time_unix_nano = start_ns;
+                p->time_unix_nano = end_ns;
+                pts[np++] = p;
+            }
+        }
+        if (np == 0)
+            continue;
+        pmetric_t *pm = alloc0(&a, sizeof(*pm));
+        opentelemetry__proto__metrics__v1__metric__init(pm);
+        pm->name = (char *)metric_defs[m].name;
+        pm->unit = (char *)metric_defs[m].unit;
+        pm->description = (char *)metric_defs[m].help;
+        if (metric_defs[m].histogram) {
+            Opentelemetry__Proto__Metrics__V1__Histogram *h = alloc0(&a, sizeof(*h));
+            opentelemetry__proto__metrics__v1__histogram__init(h);
+            h->aggregation_temporality =
+                OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA;
+            h->data_points = (hpoint_t **)pts;
+            h->n_data_points = np;
+            pm->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM;
+            pm->histogram = h;
+        } else {
+            Opentelemetry__Proto__Metrics__V1__Sum *s = alloc0(&a, sizeof(*s));
+            opentelemetry__proto__metrics__v1__sum__init(s);
+            s->aggregation_temporality =
+                OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA;
+            s->is_monotonic = 1;
+            s->data_points = (npoint_t **)pts;
+            s->n_data_points = np;
+            pm->data_case = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM;
+            pm->sum = s;
+        }
+        metrics[nm++] = pm;
+        points += np;
+    }
+    if (n_items != NULL)
+        *n_items = points;
+    if (nm == 0) {
+        arena_dispose(&a);
+        return -1;
+    }
+    Opentelemetry__Proto__Metrics__V1__ScopeMetrics sm = OPENTELEMETRY__PROTO__METRICS__V1__SCOPE_METRICS__INIT;
+    sm.scope = make_scope(&a);
+    sm.metrics = metrics;
+    sm.n_metrics = nm;
+    Opentelemetry__Proto__Metrics__V1__ScopeMetrics *smp = &sm;
+    Opentelemetry__Proto__Metrics__V1__ResourceMetrics rm = OPENTELEMETRY__PROTO__METRICS__V1__RESOURCE_METRICS__INIT;
+    rm.resource = make_resource(&a, res);
+    rm.scope_metrics = &smp;
+    rm.n_scope_metrics = 1;
+    Opentelemetry__Proto__Metrics__V1__ResourceMetrics *rmp = &rm;
+    Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__METRICS__V1__EXPORT_METRICS_SERVICE_REQUEST__INIT;
+    req.resource_metrics = &rmp;
+    req.n_resource_metrics = 1;
+    pack_into(&req.base, out);
+    arena_dispose(&a);
+    return 0;
+}

@@ -1,0 +1,186 @@
+/*
+ * telemetry_otlp: the data model telemetry hands from the workers to the
+ * exporter (label sets, metric values, request records) and the OTLP
+ * protobuf encoders for it. Split out of telemetry.c so that the encoders
+ * can be tested on their own; nothing here owns threads.
+ *
+ * Label sets are immutable once built (tele_labels_new) and hashed over
+ * their values. Records keep their strings in a byte buffer beside them
+ * (offsets, NUL-terminated, cut to TELE_STR_MAX / TELE_PATH_MAX bytes and
+ * made valid UTF-8), so a batch of records is two allocations.
+ */
+#ifndef OUTRIDER_PROXY_TELEMETRY_OTLP_H
+#define OUTRIDER_PROXY_TELEMETRY_OTLP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "span.h"
+#include "telemetry.h"
+#include "tracectx.h"
+
+/* Istio's standard labels, in the order they are written. */
+enum tele_label {
+    TL_REPORTER,
+    TL_SOURCE_WORKLOAD,
+    TL_SOURCE_WORKLOAD_NAMESPACE,
+    TL_SOURCE_PRINCIPAL,
+    TL_SOURCE_APP,
+    TL_SOURCE_VERSION,
+    TL_SOURCE_CLUSTER,
+    TL_SOURCE_CANONICAL_SERVICE,
+    TL_SOURCE_CANONICAL_REVISION,
+    TL_DESTINATION_WORKLOAD,
+    TL_DESTINATION_WORKLOAD_NAMESPACE,
+    TL_DESTINATION_PRINCIPAL,
+    TL_DESTINATION_APP,
+    TL_DESTINATION_VERSION,
+    TL_DESTINATION_SERVICE,
+    TL_DESTINATION_SERVICE_NAME,
+    TL_DESTINATION_SERVICE_NAMESPACE,
+    TL_DESTINATION_CLUSTER,
+    TL_DESTINATION_CANONICAL_SERVICE,
+    TL_DESTINATION_CANONICAL_REVISION,
+    TL_REQUEST_PROTOCOL,
+    TL_RESPONSE_CODE,
+    TL_GRPC_RESPONSE_STATUS,
+    TL_RESPONSE_FLAGS,
+    TL_CONNECTION_SECURITY_POLICY,
+    TELE_NLABELS
+};
+
+/* Label name of l ("source_workload"...). */
+const char *tele_label_name(enum tele_label l);
+
+enum tele_series_kind { TELE_SERIES_HTTP = 0, TELE_SERIES_TCP = 1 };
+
+/* Whether label l is part of a series of this kind (TCP series have no response_code, grpc_response_status). */
+bool tele_label_used(enum tele_series_kind kind, enum tele_label l);
+
+#define TELE_LABEL_MAX 256 /* bytes of one label value; longer values are cut */
+
+/* One label set: immutable, one heap block (free with free()). */
+typedef struct tele_labels {
+    uint64_t hash;
+    uint8_t kind; /* enum tele_series_kind */
+    uint16_t len[TELE_NLABELS];
+    const char *v[TELE_NLABELS]; /* NUL-terminated, into data */
+    size_t size;                 /* bytes used: offsetof(tele_labels_t, data) + the values with their NULs */
+    char data[];
+} tele_labels_t;
+
+/* Hash of a label set as tele_labels_new computes it (values already cut to TELE_LABEL_MAX). */
+uint64_t tele_labels_hash(enum tele_series_kind kind, const str_t v[TELE_NLABELS]);
+
+/* Build a label set (values cut to TELE_LABEL_MAX); aborts on out of memory. */
+tele_labels_t *tele_labels_new(enum tele_series_kind kind, const str_t v[TELE_NLABELS], uint64_t hash);
+tele_labels_t *tele_labels_dup(const tele_labels_t *l);
+
+/* Whether l holds exactly these values. */
+bool tele_labels_equal(const tele_labels_t *l, enum tele_series_kind kind, const str_t v[TELE_NLABELS]);
+
+#define TELE_DUR_BOUNDS 19
+#define TELE_BYTES_BOUNDS 10
+extern const double tele_duration_bounds_ms[TELE_DUR_BOUNDS];
+extern const double tele_bytes_bounds[TELE_BYTES_BOUNDS];
+
+/* The values of one series: deltas on a worker, totals in the cumulative table. Buckets are not cumulative. */
+typedef struct tele_values {
+    uint64_t requests;
+    uint64_t dur_buckets[TELE_DUR_BOUNDS + 1];
+    double dur_sum_ms;
+    uint64_t req_buckets[TELE_BYTES_BOUNDS + 1];
+    uint64_t req_sum;
+    uint64_t resp_buckets[TELE_BYTES_BOUNDS + 1];
+    uint64_t resp_sum;
+    uint64_t tcp_opened, tcp_closed, tcp_sent, tcp_received;
+} tele_values_t;
+
+/* Add one request (duration in ns, body bytes) to v. */
+void tele_values_observe(tele_values_t *v, uint64_t duration_ns, uint64_t request_bytes, uint64_t response_bytes);
+
+/* Add the deltas d into v. */
+void tele_values_add(tele_values_t *v, const tele_values_t *d);
+
+typedef struct tele_series {
+    tele_labels_t *labels; /* owned by whoever holds the series */
+    tele_values_t val;
+} tele_series_t;
+
+/*
+ * The label values of a request as Istio sets them (see telemetry.h), as
+ * slices into r, *self, *r->peer or static strings. code_buf receives the
+ * response code text.
+ */
+void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char code_buf[12], str_t out[TELE_NLABELS]);
+
+/* Same for a tunnelled connection (request_protocol "tcp"). */
+void tele_tcp_labels(const tele_tcp_t *r, const peer_info_t *self, str_t out[TELE_NLABELS]);
+
+/* ---- request records (spans and access log entries) ---- */
+
+enum tele_rec_str {
+    TS_METHOD,
+    TS_PATH,
+    TS_AUTHORITY,
+    TS_USER_AGENT,
+    TS_PROTOCOL,
+    TS_UPSTREAM_HOST,
+    TS_UPSTREAM_CLUSTER,
+    TS_DOWNSTREAM,
+    TS_ROUTE,
+    TS_SPAN_NAME,
+    TS_REQUEST_ID,
+    TS_FLAGS,
+    TS_DEST_SERVICE,
+    TS_PEER_SERVICE, /* the other side's canonical service, when known */
+    TS_TRACESTATE,
+    TS_COUNT
+};
+
+#define TELE_STR_MAX 256   /* bytes kept of most record strings */
+#define TELE_PATH_MAX 1024 /* bytes kept of the path and span name */
+
+typedef struct tele_rec {
+    uint32_t off[TS_COUNT]; /* into the strings buffer; each string is NUL-terminated there */
+    uint16_t len[TS_COUNT];
+    uint64_t start_ns, duration_ns;
+    uint64_t request_bytes, response_bytes;
+    int32_t response_code;
+    uint32_t attempts;
+    uint8_t trace_id[16], span_id[8], parent_id[8];
+    uint8_t reporter; /* enum tele_reporter */
+    bool has_span;    /* export as a span */
+    bool has_log;     /* export as a log record */
+    bool has_trace;   /* ids are set */
+    bool has_parent;
+} tele_rec_t;
+
+/* Copy r into *rec, its strings appended to strings (bounded, see above). has_span/has_log are left false. */
+void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r);
+
+/* Resource of every export. */
+typedef struct tele_resource {
+    const peer_info_t *self;
+    const char *service_name;
+    const char *instance_id;
+} tele_resource_t;
+
+/*
+ * Encoders: append one serialized Export*ServiceRequest to out (not
+ * compressed). *n_items (if not NULL) gets the spans, data points or log
+ * records written. Return 0, or -1 when there was nothing to encode.
+ */
+int tele_otlp_traces(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
+                     size_t *n_items);
+int tele_otlp_logs(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
+                   size_t *n_items);
+int tele_otlp_metrics(const tele_resource_t *res, const tele_series_t *series, size_t n, uint64_t start_ns,
+                      uint64_t end_ns, buf_t *out, size_t *n_items);
+
+/* Envoy-like one-line access log text of a record (appended to out, no newline). */
+void tele_access_line(const tele_rec_t *rec, const char *strings, buf_t *out);
+
+#endif

@@ -1,0 +1,847 @@
+/* Unit tests for proxy/telemetry: recording, the Prometheus page, the queue limit and the OTLP encoders. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "compress.h"
+
+#include "telemetry.h"
+#include "telemetry_otlp.h"
+
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
+#include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+
+static str_t S(const char *s)
+{
+    return (str_t){s, (uint32_t)strlen(s)};
+}
+
+static peer_info_t self_info(void)
+{
+    peer_info_t p;
+    memset(&p, 0, sizeof(p));
+    strcpy(p.name, "productpage-v1-abc");
+    strcpy(p.namespace, "default");
+    strcpy(p.workload, "productpage-v1");
+    strcpy(p.app, "productpage");
+    strcpy(p.version, "v1");
+    strcpy(p.cluster_id, "Kubernetes");
+    return p;
+}
+
+static peer_info_t reviews_info(void)
+{
+    peer_info_t p;
+    memset(&p, 0, sizeof(p));
+    strcpy(p.name, "reviews-v2-xyz");
+    strcpy(p.namespace, "default");
+    strcpy(p.workload, "reviews-v2");
+    strcpy(p.app, "reviews");
+    strcpy(p.version, "v2");
+    strcpy(p.cluster_id, "Kubernetes");
+    return p;
+}
+
+static tele_request_t base_request(enum tele_reporter rep, const peer_info_t *peer)
+{
+    tele_request_t r;
+    memset(&r, 0, sizeof(r));
+    r.reporter = rep;
+    r.peer = peer;
+    r.destination_service = S("reviews.default.svc.cluster.local");
+    r.destination_service_name = S("reviews");
+    r.destination_service_namespace = S("default");
+    r.response_code = 200;
+    r.response_flags = S("-");
+    r.start_unix_ns = 1700000000000000000ull;
+    r.duration_ns = 1000000;
+    r.method = S("GET");
+    r.path = S("/reviews/1");
+    r.authority = S("reviews:9080");
+    r.user_agent = S("curl/8");
+    r.protocol = S("HTTP/1.1");
+    r.upstream_host = S("127.0.0.1:19081");
+    r.upstream_cluster = S("outbound|9080||reviews.default.svc.cluster.local");
+    r.downstream_peer = S("127.0.0.1:40000");
+    r.attempts = 1;
+    r.span_name = S("reviews.default.svc.cluster.local:9080/*");
+    return r;
+}
+
+typedef struct fixture {
+    uv_loop_t loop;
+    peer_info_t self;
+    tele_t *t;
+    tele_worker_t *w;
+} fixture_t;
+
+static void fx_open(fixture_t *f, const char *host, size_t max_queue, bool start)
+{
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->self = self_info();
+    tele_opts_t o = {0};
+    o.otlp_host = host;
+    o.otlp_port = 9;
+    o.flush_interval_ms = 60000;
+    o.max_queue_bytes = max_queue;
+    o.access_log = true;
+    o.self = &f->self;
+    o.service_name = "productpage.default";
+    o.instance_id = "productpage-v1-abc.default";
+    f->t = tele_create(&o);
+    assert_non_null(f->t);
+    if (start)
+        assert_int_equal(tele_start(f->t), 0);
+    f->w = tele_worker_create(f->t, &f->loop);
+    assert_non_null(f->w);
+}
+
+/* Flush the worker, end it, drain the exporter; the page is then final. */
+static void fx_finish(fixture_t *f)
+{
+    tele_worker_destroy(f->w);
+    f->w = NULL;
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    tele_stop(f->t, 2000);
+}
+
+static void fx_close(fixture_t *f)
+{
+    tele_destroy(f->t);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+static const char *SRC_LABELS =
+    "reporter=\"source\",source_workload=\"productpage-v1\",source_workload_namespace=\"default\","
+    "source_principal=\"unknown\",source_app=\"productpage\",source_version=\"v1\",source_cluster=\"Kubernetes\","
+    "source_canonical_service=\"productpage\",source_canonical_revision=\"v1\",destination_workload=\"reviews-v2\","
+    "destination_workload_namespace=\"default\",destination_principal=\"unknown\",destination_app=\"reviews\","
+    "destination_version=\"v2\",destination_service=\"reviews.default.svc.cluster.local\","
+    "destination_service_name=\"reviews\",destination_service_namespace=\"default\","
+    "destination_cluster=\"Kubernetes\",destination_canonical_service=\"reviews\","
+    "destination_canonical_revision=\"v2\",request_protocol=\"http\",response_code=\"200\","
+    "grpc_response_status=\"\",response_flags=\"-\",connection_security_policy=\"unknown\"";
+
+static void assert_has_line(const char *page, const char *line)
+{
+    char *want = malloc(strlen(line) + 3);
+    sprintf(want, "\n%s\n", line);
+    if (strstr(page, want) == NULL) {
+        fprintf(stderr, "missing line: %s\n--- page ---\n%s\n", line, page);
+        fail();
+    }
+    free(want);
+}
+
+static void assert_series_line(const char *page, const char *name, const char *labels, const char *extra,
+                               const char *value)
+{
+    char line[4096];
+    snprintf(line, sizeof(line), "%s{%s%s} %s", name, labels, extra, value);
+    assert_has_line(page, line);
+}
+
+static void test_render_source_histograms(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fx_open(&f, NULL, 0, true);
+    peer_info_t reviews = reviews_info();
+    tele_request_t r = base_request(TELE_SOURCE, &reviews);
+    r.duration_ns = 300000; /* 0.3 ms */
+    r.request_bytes = 0;
+    r.response_bytes = 5;
+    tele_record(f.w, &r);
+    r.duration_ns = 7000000; /* 7 ms */
+    r.request_bytes = 10;
+    r.response_bytes = 2000;
+    tele_record(f.w, &r);
+    r.duration_ns = 40000000000ull; /* 40 s */
+    r.request_bytes = 1500000000ull;
+    r.response_bytes = 0;
+    tele_record(f.w, &r);
+    fx_finish(&f);
+
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    const char *p = out.data;
+    assert_non_null(strstr(p, "# HELP istio_requests_total "));
+    assert_non_null(strstr(p, "# TYPE istio_requests_total counter\n"));
+    assert_non_null(strstr(p, "# TYPE istio_request_duration_milliseconds histogram\n"));
+    assert_non_null(strstr(p, "# TYPE istio_request_bytes histogram\n"));
+    assert_non_null(strstr(p, "# TYPE istio_response_bytes histogram\n"));
+    assert_series_line(p, "istio_requests_total", SRC_LABELS, "", "3");
+
+    static const struct {
+        const char *le, *count;
+    } dur[] = {{"0.5", "1"},   {"1", "1"},     {"5", "1"},      {"10", "2"},      {"25", "2"},
+               {"30000", "2"}, {"60000", "3"}, {"300000", "3"}, {"3600000", "3"}, {"+Inf", "3"}};
+    char extra[64];
+    for (size_t i = 0; i < sizeof(dur) / sizeof(dur[0]); i++) {
+        snprintf(extra, sizeof(extra), ",le=\"%s\"", dur[i].le);
+        assert_series_line(p, "istio_request_duration_milliseconds_bucket", SRC_LABELS, extra, dur[i].count);
+    }
+    assert_series_line(p, "istio_request_duration_milliseconds_sum", SRC_LABELS, "", "40007.3");
+    assert_series_line(p, "istio_request_duration_milliseconds_count", SRC_LABELS, "", "3");
+
+    /* request bytes 0, 10, 1.5e9 */
+    static const struct {
+        const char *le, *count;
+    } req[] = {{"1", "1"}, {"10", "2"}, {"100", "2"}, {"1000000000", "2"}, {"+Inf", "3"}};
+    for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
+        snprintf(extra, sizeof(extra), ",le=\"%s\"", req[i].le);
+        assert_series_line(p, "istio_request_bytes_bucket", SRC_LABELS, extra, req[i].count);
+    }
+    assert_series_line(p, "istio_request_bytes_sum", SRC_LABELS, "", "1500000010");
+    /* response bytes 5, 2000, 0 */
+    static const struct {
+        const char *le, *count;
+    } resp[] = {{"1", "1"}, {"10", "2"}, {"1000", "2"}, {"10000", "3"}, {"+Inf", "3"}};
+    for (size_t i = 0; i < sizeof(resp) / sizeof(resp[0]); i++) {
+        snprintf(extra, sizeof(extra), ",le=\"%s\"", resp[i].le);
+        assert_series_line(p, "istio_response_bytes_bucket", SRC_LABELS, extra, resp[i].count);
+    }
+    assert_series_line(p, "istio_response_bytes_count", SRC_LABELS, "", "3");
+    /* self counters are always there */
+    assert_has_line(p, "outrider_proxy_telemetry_dropped_total{signal=\"traces\"} 0");
+    assert_has_line(p, "outrider_proxy_telemetry_queue_bytes 0");
+    assert_null(strstr(p, "istio_tcp_"));
+    buf_dispose(&out);
+    fx_close(&f);
+}
+
+static void test_destination_labels_and_series(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fx_open(&f, NULL, 0, true);
+    tele_request_t r = base_request(TELE_DESTINATION, NULL);
+    tele_record(f.w, &r);
+    tele_record(f.w, &r);
+    r.response_code = 503;
+    r.response_flags = S("UF,URX");
+    tele_record(f.w, &r);
+    /* a source-side request without peer metadata: destination_* from the request */
+    tele_request_t s = base_request(TELE_SOURCE, NULL);
+    s.destination_app = S("reviews");
+    s.destination_version = S("v3");
+    s.response_code = 0;
+    s.response_flags = S("DC");
+    tele_record(f.w, &s);
+    /* a tunnel */
+    tele_tcp_t tcp = {0};
+    tcp.reporter = TELE_DESTINATION;
+    tcp.destination_service = S("reviews.default.svc.cluster.local");
+    tcp.destination_service_name = S("reviews");
+    tcp.destination_service_namespace = S("default");
+    tcp.opened = true;
+    tcp.sent_bytes = 100;
+    tele_record_tcp(f.w, &tcp);
+    tcp.opened = false;
+    tcp.closed = true;
+    tcp.sent_bytes = 20;
+    tcp.received_bytes = 7;
+    tele_record_tcp(f.w, &tcp);
+    fx_finish(&f);
+
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    const char *p = out.data;
+    const char *dst_common =
+        "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\","
+        "source_principal=\"unknown\",source_app=\"unknown\",source_version=\"unknown\",source_cluster=\"unknown\","
+        "source_canonical_service=\"unknown\",source_canonical_revision=\"unknown\","
+        "destination_workload=\"productpage-v1\",destination_workload_namespace=\"default\","
+        "destination_principal=\"unknown\",destination_app=\"productpage\",destination_version=\"v1\","
+        "destination_service=\"reviews.default.svc.cluster.local\",destination_service_name=\"reviews\","
+        "destination_service_namespace=\"default\",destination_cluster=\"Kubernetes\","
+        "destination_canonical_service=\"productpage\",destination_canonical_revision=\"v1\",";
+    char labels[2048];
+    snprintf(labels, sizeof(labels),
+             "%srequest_protocol=\"http\",response_code=\"200\",grpc_response_status=\"\",response_flags=\"-\","
+             "connection_security_policy=\"none\"",
+             dst_common);
+    assert_series_line(p, "istio_requests_total", labels, "", "2");
+    snprintf(labels, sizeof(labels),
+             "%srequest_protocol=\"http\",response_code=\"503\",grpc_response_status=\"\","
+             "response_flags=\"UF,URX\",connection_security_policy=\"none\"",
+             dst_common);
+    assert_series_line(p, "istio_requests_total", labels, "", "1");
+    const char *src_no_peer =
+        "reporter=\"source\",source_workload=\"productpage-v1\",source_workload_namespace=\"default\","
+        "source_principal=\"unknown\",source_app=\"productpage\",source_version=\"v1\",source_cluster=\"Kubernetes\","
+        "source_canonical_service=\"productpage\",source_canonical_revision=\"v1\",destination_workload=\"unknown\","
+        "destination_workload_namespace=\"default\",destination_principal=\"unknown\",destination_app=\"reviews\","
+        "destination_version=\"v3\",destination_service=\"reviews.default.svc.cluster.local\","
+        "destination_service_name=\"reviews\",destination_service_namespace=\"default\","
+        "destination_cluster=\"unknown\",destination_canonical_service=\"reviews\","
+        "destination_canonical_revision=\"v3\",request_protocol=\"http\",response_code=\"0\","
+        "grpc_response_status=\"\",response_flags=\"DC\",connection_security_policy=\"unknown\"";
+    assert_series_line(p, "istio_requests_total", src_no_peer, "", "1");
+    /* exactly three request series */
+    size_t n = 0;
+    for (const char *q = p; (q = strstr(q, "\nistio_requests_total{")) != NULL; q++)
+        n++;
+    assert_int_equal(n, 3);
+
+    snprintf(labels, sizeof(labels),
+             "%srequest_protocol=\"tcp\",response_flags=\"-\",connection_security_policy=\"none\"", dst_common);
+    assert_non_null(strstr(p, "# TYPE istio_tcp_connections_opened_total counter\n"));
+    assert_series_line(p, "istio_tcp_connections_opened_total", labels, "", "1");
+    assert_series_line(p, "istio_tcp_connections_closed_total", labels, "", "1");
+    assert_series_line(p, "istio_tcp_sent_bytes_total", labels, "", "120");
+    assert_series_line(p, "istio_tcp_received_bytes_total", labels, "", "7");
+    buf_dispose(&out);
+    fx_close(&f);
+}
+
+static void test_label_escaping_and_cut(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fx_open(&f, NULL, 0, true);
+    tele_request_t r = base_request(TELE_DESTINATION, NULL);
+    r.destination_service = S("we\"ird\\svc\nname");
+    char longname[600];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    r.destination_service_name = S(longname);
+    r.destination_service_namespace = S("ns\xff");
+    tele_record(f.w, &r);
+    tele_record(f.w, &r);
+    fx_finish(&f);
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    assert_non_null(strstr(out.data, "destination_service=\"we\\\"ird\\\\svc\\nname\""));
+    char want[TELE_LABEL_MAX + 64];
+    snprintf(want, sizeof(want), "destination_service_name=\"%.*s\",", TELE_LABEL_MAX, longname);
+    assert_non_null(strstr(out.data, want));
+    assert_non_null(strstr(out.data, "destination_service_namespace=\"ns?\""));
+    /* one series, counted twice */
+    assert_non_null(strstr(out.data, "connection_security_policy=\"none\"} 2\n"));
+    buf_dispose(&out);
+    fx_close(&f);
+}
+
+static void test_queue_limit_drops(void **state)
+{
+    (void)state;
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    tc.trace_id[15] = 1;
+    tc.span_id[7] = 2;
+    tc.sampled = 1;
+    /* room for the metric deltas, not for the records: spans and logs are dropped, metrics kept */
+    fixture_t f;
+    fx_open(&f, "127.0.0.1", 1500, false);
+    peer_info_t reviews = reviews_info();
+    tele_request_t r = base_request(TELE_SOURCE, &reviews);
+    r.trace = &tc;
+    for (int i = 0; i < 10; i++)
+        tele_record(f.w, &r);
+    tele_worker_flush(f.w);
+    tele_stats_t st;
+    tele_get_stats(f.t, &st);
+    assert_int_equal(st.spans_dropped, 10);
+    assert_int_equal(st.logs_dropped, 10);
+    assert_int_equal(st.metric_batches_dropped, 0);
+    assert_true(st.queue_bytes > 0 && st.queue_bytes <= 1500);
+    /* the next metric batch does not fit beside the first one */
+    tele_record(f.w, &r);
+    tele_worker_flush(f.w);
+    tele_get_stats(f.t, &st);
+    assert_int_equal(st.spans_dropped, 11);
+    assert_int_equal(st.metric_batches_dropped, 1);
+    fx_finish(&f);
+    tele_get_stats(f.t, &st);
+    assert_int_equal(st.queue_bytes, 0);
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"traces\"} 11");
+    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"metrics\"} 1");
+    /* the queued metric batch was folded at stop */
+    assert_series_line(out.data, "istio_requests_total", SRC_LABELS, "", "10");
+    buf_dispose(&out);
+    fx_close(&f);
+}
+
+static const Opentelemetry__Proto__Common__V1__AnyValue *attr(Opentelemetry__Proto__Common__V1__KeyValue **kv, size_t n,
+                                                              const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kv[i]->key, key) == 0)
+            return kv[i]->value;
+    return NULL;
+}
+
+static const char *attr_str(Opentelemetry__Proto__Common__V1__KeyValue **kv, size_t n, const char *key)
+{
+    const Opentelemetry__Proto__Common__V1__AnyValue *v = attr(kv, n, key);
+    if (v == NULL || v->value_case != OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE)
+        return NULL;
+    return v->string_value;
+}
+
+static int64_t attr_int(Opentelemetry__Proto__Common__V1__KeyValue **kv, size_t n, const char *key)
+{
+    const Opentelemetry__Proto__Common__V1__AnyValue *v = attr(kv, n, key);
+    if (v == NULL || v->value_case != OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE)
+        return -1;
+    return v->int_value;
+}
+
+static void test_otlp_traces_and_logs(void **state)
+{
+    (void)state;
+    peer_info_t self = self_info(), reviews = reviews_info();
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    for (int i = 0; i < 16; i++)
+        tc.trace_id[i] = (uint8_t)(0xa0 + i);
+    for (int i = 0; i < 8; i++) {
+        tc.span_id[i] = (uint8_t)(0x10 + i);
+        tc.parent_id[i] = (uint8_t)(0x20 + i);
+    }
+    tc.has_parent = true;
+    tc.sampled = 1;
+    strcpy(tc.request_id, "req-123");
+    tc.request_id_len = 7;
+
+    tele_rec_t recs[2];
+    buf_t strings = BUF_INIT;
+    tele_request_t r = base_request(TELE_SOURCE, &reviews);
+    r.trace = &tc;
+    r.response_code = 503;
+    r.request_bytes = 12;
+    r.response_bytes = 345;
+    tele_rec_fill(&recs[0], &strings, &r);
+    recs[0].has_span = recs[0].has_log = true;
+    tele_request_t d = base_request(TELE_DESTINATION, NULL);
+    d.trace = &tc;
+    d.duration_ns = 2500000;
+    tele_rec_fill(&recs[1], &strings, &d);
+    recs[1].has_span = true;
+    recs[1].has_log = false;
+
+    tele_resource_t res = {&self, "productpage.default", "productpage-v1-abc.default"};
+    buf_t out = BUF_INIT;
+    size_t n = 0;
+    assert_int_equal(tele_otlp_traces(&res, recs, 2, strings.data, &out, &n), 0);
+    assert_int_equal(n, 2);
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *tr =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(NULL, out.len,
+                                                                                         (uint8_t *)out.data);
+    assert_non_null(tr);
+    assert_int_equal(tr->n_resource_spans, 1);
+    Opentelemetry__Proto__Resource__V1__Resource *rsrc = tr->resource_spans[0]->resource;
+    assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, "service.name"), "productpage.default");
+    assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, "service.namespace"), "default");
+    assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, "service.instance.id"),
+                        "productpage-v1-abc.default");
+    assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, "k8s.pod.name"), "productpage-v1-abc");
+    assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, "k8s.deployment.name"), "productpage-v1");
+    assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, "telemetry.sdk.name"), "outrider");
+    Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = tr->resource_spans[0]->scope_spans[0];
+    assert_int_equal(ss->n_spans, 2);
+    Opentelemetry__Proto__Trace__V1__Span *c = ss->spans[0], *sv = ss->spans[1];
+    assert_int_equal(c->trace_id.len, 16);
+    assert_memory_equal(c->trace_id.data, tc.trace_id, 16);
+    assert_int_equal(c->span_id.len, 8);
+    assert_memory_equal(c->span_id.data, tc.span_id, 8);
+    assert_int_equal(c->parent_span_id.len, 8);
+    assert_memory_equal(c->parent_span_id.data, tc.parent_id, 8);
+    assert_string_equal(c->name, "reviews.default.svc.cluster.local:9080/*");
+    assert_int_equal(c->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT);
+    assert_int_equal(sv->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+    assert_int_equal(c->start_time_unix_nano, r.start_unix_ns);
+    assert_int_equal(c->end_time_unix_nano, r.start_unix_ns + r.duration_ns);
+    assert_int_equal(sv->end_time_unix_nano, d.start_unix_ns + 2500000);
+    assert_non_null(c->status);
+    assert_int_equal(c->status->code, OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
+    assert_true(sv->status == NULL ||
+                sv->status->code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_UNSET);
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "http.method"), "GET");
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "http.request.method"), "GET");
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "http.url"), "http://reviews:9080/reviews/1");
+    assert_int_equal(attr_int(c->attributes, c->n_attributes, "http.status_code"), 503);
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "upstream_cluster"),
+                        "outbound|9080||reviews.default.svc.cluster.local");
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "guid:x-request-id"), "req-123");
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "peer.service"), "reviews");
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "network.peer.address"), "127.0.0.1");
+    assert_int_equal(attr_int(c->attributes, c->n_attributes, "network.peer.port"), 19081);
+    assert_int_equal(attr_int(c->attributes, c->n_attributes, "request_size"), 12);
+    assert_int_equal(attr_int(c->attributes, c->n_attributes, "response_size"), 345);
+    assert_string_equal(attr_str(c->attributes, c->n_attributes, "istio.canonical_service"), "productpage");
+    assert_string_equal(attr_str(sv->attributes, sv->n_attributes, "peer.address"), "127.0.0.1:40000");
+    assert_int_equal(attr_int(sv->attributes, sv->n_attributes, "http.status_code"), 200);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(tr, NULL);
+
+    out.len = 0;
+    assert_int_equal(tele_otlp_logs(&res, recs, 2, strings.data, &out, &n), 0);
+    assert_int_equal(n, 1);
+    Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest *lr =
+        opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(NULL, out.len,
+                                                                                       (uint8_t *)out.data);
+    assert_non_null(lr);
+    Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = lr->resource_logs[0]->scope_logs[0];
+    assert_int_equal(sl->n_log_records, 1);
+    Opentelemetry__Proto__Logs__V1__LogRecord *l = sl->log_records[0];
+    assert_int_equal(l->time_unix_nano, r.start_unix_ns);
+    assert_int_equal(l->severity_number, OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_INFO);
+    assert_int_equal(l->trace_id.len, 16);
+    assert_memory_equal(l->trace_id.data, tc.trace_id, 16);
+    assert_int_equal(l->span_id.len, 8);
+    assert_memory_equal(l->span_id.data, tc.span_id, 8);
+    assert_int_equal(l->body->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE);
+    assert_string_equal(l->body->string_value,
+                        "[2023-11-14T22:13:20.000Z] \"GET /reviews/1 HTTP/1.1\" 503 - 12 345 1 - \"-\" \"curl/8\" "
+                        "\"req-123\" \"reviews:9080\" \"127.0.0.1:19081\" "
+                        "outbound|9080||reviews.default.svc.cluster.local 127.0.0.1:40000 -");
+    assert_string_equal(attr_str(l->attributes, l->n_attributes, "method"), "GET");
+    assert_string_equal(attr_str(l->attributes, l->n_attributes, "path"), "/reviews/1");
+    assert_string_equal(attr_str(l->attributes, l->n_attributes, "authority"), "reviews:9080");
+    assert_int_equal(attr_int(l->attributes, l->n_attributes, "response_code"), 503);
+    assert_int_equal(attr_int(l->attributes, l->n_attributes, "duration"), 1);
+    assert_int_equal(attr_int(l->attributes, l->n_attributes, "bytes_sent"), 345);
+    assert_string_equal(attr_str(l->attributes, l->n_attributes, "x_request_id"), "req-123");
+    assert_string_equal(attr_str(l->attributes, l->n_attributes, "upstream_host"), "127.0.0.1:19081");
+    opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(lr, NULL);
+
+    /* nothing to encode */
+    recs[0].has_span = recs[1].has_span = false;
+    assert_int_equal(tele_otlp_traces(&res, recs, 2, strings.data, &out, &n), -1);
+    assert_int_equal(n, 0);
+    buf_dispose(&out);
+    buf_dispose(&strings);
+}
+
+static void test_otlp_metrics(void **state)
+{
+    (void)state;
+    peer_info_t self = self_info(), reviews = reviews_info();
+    tele_request_t r = base_request(TELE_SOURCE, &reviews);
+    str_t v[TELE_NLABELS];
+    char code[12];
+    tele_request_labels(&r, &self, code, v);
+    tele_series_t series[2];
+    memset(series, 0, sizeof(series));
+    series[0].labels = tele_labels_new(TELE_SERIES_HTTP, v, tele_labels_hash(TELE_SERIES_HTTP, v));
+    tele_values_observe(&series[0].val, 300000, 0, 5);
+    tele_values_observe(&series[0].val, 7000000, 10, 2000);
+    tele_tcp_t tcp = {0};
+    tcp.reporter = TELE_SOURCE;
+    tcp.peer = &reviews;
+    tele_tcp_labels(&tcp, &self, v);
+    series[1].labels = tele_labels_new(TELE_SERIES_TCP, v, tele_labels_hash(TELE_SERIES_TCP, v));
+    series[1].val.tcp_opened = 2;
+    series[1].val.tcp_sent = 99;
+
+    tele_resource_t res = {&self, "productpage.default", "i-1"};
+    buf_t out = BUF_INIT;
+    size_t n = 0;
+    assert_int_equal(tele_otlp_metrics(&res, series, 2, 1000, 2000, &out, &n), 0);
+    assert_int_equal(n, 6); /* requests + 3 histograms, tcp opened + sent */
+    Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest *mr =
+        opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(NULL, out.len,
+                                                                                             (uint8_t *)out.data);
+    assert_non_null(mr);
+    Opentelemetry__Proto__Metrics__V1__ScopeMetrics *sm = mr->resource_metrics[0]->scope_metrics[0];
+    assert_int_equal(sm->n_metrics, 6);
+    Opentelemetry__Proto__Metrics__V1__Metric *m = sm->metrics[0];
+    assert_string_equal(m->name, "istio_requests_total");
+    assert_int_equal(m->data_case, OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUM);
+    assert_true(m->sum->is_monotonic);
+    assert_int_equal(m->sum->aggregation_temporality,
+                     OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA);
+    assert_int_equal(m->sum->n_data_points, 1);
+    Opentelemetry__Proto__Metrics__V1__NumberDataPoint *np = m->sum->data_points[0];
+    assert_int_equal(np->as_int, 2);
+    assert_int_equal(np->start_time_unix_nano, 1000);
+    assert_int_equal(np->time_unix_nano, 2000);
+    assert_int_equal(np->n_attributes, TELE_NLABELS);
+    assert_string_equal(attr_str(np->attributes, np->n_attributes, "reporter"), "source");
+    assert_string_equal(attr_str(np->attributes, np->n_attributes, "destination_workload"), "reviews-v2");
+    assert_string_equal(attr_str(np->attributes, np->n_attributes, "response_code"), "200");
+
+    m = sm->metrics[1];
+    assert_string_equal(m->name, "istio_request_duration_milliseconds");
+    assert_int_equal(m->data_case, OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_HISTOGRAM);
+    assert_int_equal(m->histogram->aggregation_temporality,
+                     OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA);
+    Opentelemetry__Proto__Metrics__V1__HistogramDataPoint *hp = m->histogram->data_points[0];
+    assert_int_equal(hp->n_explicit_bounds, 19);
+    assert_true(hp->explicit_bounds[0] == 0.5 && hp->explicit_bounds[18] == 3600000);
+    assert_int_equal(hp->n_bucket_counts, 20);
+    assert_int_equal(hp->bucket_counts[0], 1);
+    assert_int_equal(hp->bucket_counts[3], 1);
+    assert_int_equal(hp->count, 2);
+    assert_true(hp->sum > 7.29 && hp->sum < 7.31);
+    assert_string_equal(sm->metrics[2]->name, "istio_request_bytes");
+    assert_int_equal(sm->metrics[2]->histogram->data_points[0]->n_bucket_counts, 11);
+    assert_string_equal(sm->metrics[3]->name, "istio_response_bytes");
+    assert_string_equal(sm->metrics[4]->name, "istio_tcp_connections_opened_total");
+    np = sm->metrics[4]->sum->data_points[0];
+    assert_int_equal(np->as_int, 2);
+    assert_int_equal(np->n_attributes, TELE_NLABELS - 2);
+    assert_null(attr(np->attributes, np->n_attributes, "response_code"));
+    assert_string_equal(attr_str(np->attributes, np->n_attributes, "request_protocol"), "tcp");
+    assert_string_equal(sm->metrics[5]->name, "istio_tcp_sent_bytes_total");
+    assert_int_equal(sm->metrics[5]->sum->data_points[0]->as_int, 99);
+    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__free_unpacked(mr, NULL);
+    free(series[0].labels);
+    free(series[1].labels);
+    buf_dispose(&out);
+}
+
+static void test_stop_without_endpoint_is_quick(void **state)
+{
+    (void)state;
+    /* nothing listens on port 9: the exporter gives up at the deadline and counts */
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    tc.trace_id[0] = 1;
+    tc.span_id[0] = 1;
+    tc.sampled = 1;
+    fixture_t f;
+    fx_open(&f, "127.0.0.1", 0, true);
+    tele_request_t r = base_request(TELE_DESTINATION, NULL);
+    r.trace = &tc;
+    tele_record(f.w, &r);
+    tele_worker_destroy(f.w);
+    assert_int_equal(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+    tele_stop(f.t, 300);
+    tele_stats_t st;
+    tele_get_stats(f.t, &st);
+    assert_true(st.export_failures > 0);
+    assert_int_equal(st.spans_dropped, 1);
+    assert_int_equal(st.logs_dropped, 1);
+    assert_int_equal(st.metric_batches_dropped, 1);
+    assert_int_equal(st.queue_bytes, 0);
+    fx_close(&f);
+}
+
+/* ---- a scripted OTLP/HTTP endpoint on a thread ---- */
+
+#define FAKE_MAX 8
+
+typedef struct fake {
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    const char *const *responses; /* one per request; NULL ends the script */
+    int n_reqs, conns;
+    char heads[FAKE_MAX][1024];
+    buf_t bodies[FAKE_MAX];
+} fake_t;
+
+/* Read one request; 0 ok, -1 closed or timed out. */
+static int fake_read(fake_t *f, int fd, int i)
+{
+    buf_t in = BUF_INIT;
+    char *end = NULL;
+    while (end == NULL) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char tmp[4096];
+        if (poll(&p, 1, 5000) <= 0)
+            goto fail;
+        ssize_t r = read(fd, tmp, sizeof(tmp));
+        if (r <= 0)
+            goto fail;
+        buf_append(&in, tmp, (size_t)r);
+        end = strstr(in.data, "\r\n\r\n");
+    }
+    size_t head = (size_t)(end + 4 - in.data);
+    snprintf(f->heads[i], sizeof(f->heads[i]), "%.*s", (int)head, in.data);
+    const char *cl = strstr(f->heads[i], "Content-Length: ");
+    size_t len = cl ? strtoul(cl + 16, NULL, 10) : 0;
+    while (in.len < head + len) {
+        char tmp[4096];
+        ssize_t r = read(fd, tmp, sizeof(tmp));
+        if (r <= 0)
+            goto fail;
+        buf_append(&in, tmp, (size_t)r);
+    }
+    buf_append(&f->bodies[i], in.data + head, len);
+    buf_dispose(&in);
+    return 0;
+fail:
+    buf_dispose(&in);
+    return -1;
+}
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    while (f->responses[f->n_reqs] != NULL) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0)
+            break;
+        f->conns++;
+        while (f->responses[f->n_reqs] != NULL && f->n_reqs < FAKE_MAX) {
+            int i = f->n_reqs;
+            if (fake_read(f, fd, i) != 0)
+                break;
+            f->n_reqs++;
+            const char *resp = f->responses[i];
+            if (write(fd, resp, strlen(resp)) < 0)
+                break;
+            if (strstr(resp, "Connection: close") != NULL)
+                break;
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_start(fake_t *f, const char *const *responses)
+{
+    memset(f, 0, sizeof(*f));
+    f->responses = responses;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(f->lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(f->lfd, 8), 0);
+    socklen_t al = sizeof(a);
+    assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
+    f->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_join(fake_t *f)
+{
+    pthread_join(f->th, NULL);
+    close(f->lfd);
+}
+
+static void fake_dispose(fake_t *f)
+{
+    for (int i = 0; i < FAKE_MAX; i++)
+        buf_dispose(&f->bodies[i]);
+}
+
+static void test_export_retry_and_keepalive(void **state)
+{
+    (void)state;
+    static const char *const script[] = {
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy!",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
+        NULL,
+    };
+    fake_t srv;
+    fake_start(&srv, script);
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    tc.trace_id[3] = 7;
+    tc.span_id[5] = 9;
+    tc.sampled = 1;
+
+    fixture_t f;
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.self = self_info();
+    tele_opts_t o = {0};
+    o.otlp_host = "127.0.0.1";
+    o.otlp_port = srv.port;
+    o.flush_interval_ms = 60000;
+    o.access_log = true;
+    o.self = &f.self;
+    o.service_name = "productpage.default";
+    f.t = tele_create(&o);
+    assert_int_equal(tele_start(f.t), 0);
+    f.w = tele_worker_create(f.t, &f.loop);
+    tele_request_t r = base_request(TELE_SOURCE, NULL);
+    r.trace = &tc;
+    tele_record(f.w, &r);
+    fx_finish(&f);
+    fake_join(&srv);
+
+    tele_stats_t st;
+    tele_get_stats(f.t, &st);
+    assert_int_equal(srv.n_reqs, 4);
+    assert_int_equal(srv.conns, 2); /* kept alive through the 503 and the chunked answer, then closed */
+    assert_int_equal(st.export_failures, 1);
+    assert_int_equal(st.spans_exported, 1);
+    assert_int_equal(st.logs_exported, 1);
+    assert_int_equal(st.metric_points_exported, 4);
+    assert_int_equal(st.spans_dropped + st.logs_dropped + st.metric_batches_dropped, 0);
+    assert_non_null(strstr(srv.heads[0], "POST /v1/traces HTTP/1.1\r\n"));
+    assert_non_null(strstr(srv.heads[1], "POST /v1/traces HTTP/1.1\r\n"));
+    assert_non_null(strstr(srv.heads[2], "POST /v1/metrics HTTP/1.1\r\n"));
+    assert_non_null(strstr(srv.heads[3], "POST /v1/logs HTTP/1.1\r\n"));
+    assert_non_null(strstr(srv.heads[1], "\r\nContent-Type: application/x-protobuf\r\n"));
+    assert_non_null(strstr(srv.heads[1], "\r\nContent-Encoding: zstd\r\n"));
+    /* the retried body is the same batch, and decodes */
+    assert_int_equal(srv.bodies[0].len, srv.bodies[1].len);
+    assert_memory_equal(srv.bodies[0].data, srv.bodies[1].data, srv.bodies[0].len);
+    buf_t raw = BUF_INIT;
+    assert_int_equal(compress_decode(COMPRESS_ZSTD, srv.bodies[1].data, srv.bodies[1].len, 1 << 20, &raw, NULL, 0),
+                     COMPRESS_OK);
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *tr =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(NULL, raw.len,
+                                                                                         (uint8_t *)raw.data);
+    assert_non_null(tr);
+    assert_int_equal(tr->resource_spans[0]->scope_spans[0]->n_spans, 1);
+    assert_memory_equal(tr->resource_spans[0]->scope_spans[0]->spans[0]->trace_id.data, tc.trace_id, 16);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(tr, NULL);
+    buf_dispose(&raw);
+    fake_dispose(&srv);
+    fx_close(&f);
+}
+
+static void test_worker_forgets_idle_series(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fx_open(&f, NULL, 0, true);
+    tele_request_t r = base_request(TELE_DESTINATION, NULL);
+    tele_record(f.w, &r);
+    r.response_code = 404;
+    for (int i = 0; i < 12; i++) {
+        tele_record(f.w, &r);
+        tele_worker_flush(f.w);
+    }
+    r.response_code = 200;
+    tele_record(f.w, &r);
+    fx_finish(&f);
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    assert_non_null(strstr(out.data, "response_code=\"200\",grpc_response_status=\"\",response_flags=\"-\","
+                                     "connection_security_policy=\"none\"} 2\n"));
+    assert_non_null(strstr(out.data, "response_code=\"404\",grpc_response_status=\"\",response_flags=\"-\","
+                                     "connection_security_policy=\"none\"} 12\n"));
+    buf_dispose(&out);
+    fx_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render_source_histograms),       cmocka_unit_test(test_destination_labels_and_series),
+        cmocka_unit_test(test_label_escaping_and_cut),         cmocka_unit_test(test_queue_limit_drops),
+        cmocka_unit_test(test_otlp_traces_and_logs),           cmocka_unit_test(test_otlp_metrics),
+        cmocka_unit_test(test_stop_without_endpoint_is_quick), cmocka_unit_test(test_export_retry_and_keepalive),
+        cmocka_unit_test(test_worker_forgets_idle_series),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
