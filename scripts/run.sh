@@ -28,7 +28,7 @@ start() { # name command...
 }
 wait_http() { # name url
     for _ in $(seq 100); do
-        curl -s -o /dev/null "$2" && return 0
+        curl -sf -o /dev/null "$2" && return 0
         sleep 0.1
     done
     echo "$1 did not start; its log:" >&2
@@ -36,6 +36,12 @@ wait_http() { # name url
     exit 1
 }
 
+for port in 9411 4318 9080 19081 19082 15000 15001 15006 15100 15101 15106 15200 15201 15206; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is already in use (another demo mesh still running?): stop it first" >&2
+        exit 1
+    fi
+done
 for f in deploy/demo/*.yaml; do "$BIN/outrider-proxy" --config "$f" --check >/dev/null; done
 start collector "$BIN/outrider-collector" --zipkin-listen 127.0.0.1:9411 --otlp-listen 127.0.0.1:4318
 wait_http collector http://127.0.0.1:9411/health
@@ -59,7 +65,10 @@ for i in $(seq 200); do
     case $out in
         *'"version": "v1"'*) v1=$((v1 + 1)) ;;
         *'"version": "v2"'*) v2=$((v2 + 1)) ;;
-        *) other=$((other + 1)) ;;
+        *)
+            other=$((other + 1))
+            echo "request $i: $out" >>"$LOGS/failed-requests.log"
+            ;;
     esac
 done
 sleep 1.5 # one telemetry flush
