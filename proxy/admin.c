@@ -286,7 +286,7 @@ static void reply(aconn_t *c, int status, const char *content_type, const char *
         hdrs[n++] = (http1_header_t){{"Content-Type", 12}, {content_type, (uint32_t)strlen(content_type)}};
     if (allow != NULL)
         hdrs[n++] = (http1_header_t){{"Allow", 5}, {allow, (uint32_t)strlen(allow)}};
-    http1_head_opts_t o = {HTTP1_FRAME_LENGTH, body_len, c->close_after, false};
+    http1_head_opts_t o = {HTTP1_FRAME_LENGTH, body_len, c->close_after, false, false};
     c->out.len = 0;
     if (http1_write_response_head(&c->out, status, NULL, hdrs, n, &o) < 0) {
         conn_close(c);

@@ -508,14 +508,35 @@ static void parse_destination(pctx_t *p, const yaml_node_t *v, proxy_destination
         pc_missing(p, v, "host");
 }
 
+/* Header names must be tokens and values free of control characters (RFC 9110 5.1, 5.5). */
+static void check_header_list(pctx_t *p, const yaml_node_t *v, const proxy_kv_list_t *l)
+{
+    static const char tokens[] = "!#$%&'*+-.^_`|~";
+    for (size_t i = 0; i < l->n; i++) {
+        const char *k = l->items[i].key, *val = l->items[i].value;
+        int bad = *k == '\0';
+        for (const char *c = k; *c && !bad; c++)
+            bad = !isalnum((unsigned char)*c) && strchr(tokens, *c) == NULL;
+        if (bad)
+            pc_error(p, v, "\"%s\" is not a valid header name", k);
+        for (const char *c = val; *c; c++)
+            if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+                pc_error(p, v, "the value of header \"%s\" holds a control character", k);
+                break;
+            }
+    }
+}
+
 static void parse_header_ops(pctx_t *p, const yaml_node_t *v, proxy_header_ops_t *ops)
 {
     PC_FIELDS(p, v, it)
     {
         if (PC_KEY(it, "set")) {
             pc_kv_map(p, it.val, &ops->set, 1);
+            check_header_list(p, it.val, &ops->set);
         } else if (PC_KEY(it, "add")) {
             pc_kv_map(p, it.val, &ops->add, 1);
+            check_header_list(p, it.val, &ops->add);
         } else if (PC_KEY(it, "remove")) {
             pc_str_list(p, it.val, &ops->remove);
             for (size_t i = 0; i < ops->remove.n; i++)

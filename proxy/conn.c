@@ -30,7 +30,8 @@
 #define DOWN_WRITE_HIGH (256 * 1024) /* bytes queued to the client above which the upstream is not read */
 #define DOWN_WRITE_LOW (64 * 1024)
 #define READ_CHUNK (16 * 1024)
-#define MAX_EXTRA_FIELDS 48 /* fields an exchange may add to a request or response head */
+#define PIPELINE_BUFFER_MAX (64 * 1024) /* bytes read ahead of the request being answered (pipelining) */
+#define MAX_EXTRA_FIELDS 48             /* fields an exchange may add to a request or response head */
 #define BACKOFF_BASE_MS 25
 #define BACKOFF_MAX_MS 250
 
@@ -59,8 +60,9 @@ struct conn {
     conn_t *next, *prev;
     http1_parser_t *req;
     http1_parser_t *resp;
-    buf_t in;  /* unconsumed request bytes */
-    buf_t out; /* scratch for heads and chunks */
+    buf_t in;   /* unconsumed request bytes */
+    buf_t out;  /* scratch for heads and chunks */
+    buf_t pend; /* bytes for the client gathered during one event (down_flush) */
     http1_header_t *hdrs;
     uint32_t hdrs_cap;
     buf_t xff;
@@ -117,7 +119,6 @@ struct conn {
     uint64_t start_unix_ns; /* wall clock at the request head */
     trace_ctx_t trace;
     peer_info_t peer_info; /* the other side's metadata, when have_peer */
-    buf_t meta;            /* copies for telemetry: span name, destination strings */
     uint64_t excluded[ROUTER_MAX_ENDPOINTS / 64];
 };
 
@@ -174,10 +175,10 @@ static void on_closed(uv_handle_t *h)
     http1_parser_destroy(c->resp);
     buf_dispose(&c->in);
     buf_dispose(&c->out);
+    buf_dispose(&c->pend);
     buf_dispose(&c->xff);
     buf_dispose(&c->up_head);
     buf_dispose(&c->body);
-    buf_dispose(&c->meta);
     free(c->hdrs);
     free(c);
     if (env->draining && env->n_conns == 0 && env->on_empty != NULL)
@@ -262,21 +263,61 @@ static void on_down_write(uv_write_t *req, int status)
         conn_close(c);
 }
 
-static void down_write(conn_t *c, const void *data, size_t len)
+/* Queue len bytes (already counted in down_queued) with uv_write; copies them. */
+static void down_send(conn_t *c, const char *data, size_t len)
 {
-    if (c->closing || len == 0)
-        return;
     dwreq_t *w = xmalloc(sizeof *w + len);
     w->c = c;
     w->len = len;
     memcpy(w->data, data, len);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    c->down_queued += len;
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_down_write) < 0) {
         c->down_queued -= len;
         free(w);
         conn_close(c);
     }
+}
+
+/*
+ * Bytes for the client are gathered in `pend` while one event is handled
+ * (a response head and its body usually arrive in one read) and written
+ * by down_flush in one go, straight from the buffer when nothing is in
+ * flight. down_queued counts gathered and in-flight bytes.
+ */
+static void down_write(conn_t *c, const void *data, size_t len)
+{
+    if (c->closing || len == 0)
+        return;
+    buf_append(&c->pend, data, len);
+    c->down_queued += len;
+}
+
+static void down_flush(conn_t *c)
+{
+    if (c->closing || c->pend.len == 0)
+        return;
+    size_t len = c->pend.len, off = 0;
+    if (c->down_queued == len) {
+        /* nothing in flight: try the socket directly, queue only what it did not take */
+        uv_buf_t b = uv_buf_init(c->pend.data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n > 0) {
+            off = (size_t)n;
+        } else if (n < 0 && n != UV_EAGAIN) {
+            c->pend.len = 0;
+            c->down_queued -= len;
+            conn_close(c);
+            return;
+        }
+    }
+    c->down_queued -= off;
+    if (off < len)
+        down_send(c, c->pend.data + off, len - off);
+    c->pend.len = 0;
+    if (c->closing || c->down_queued > 0)
+        return;
+    if (c->close_after && !c->in_exchange)
+        conn_close(c);
 }
 
 static void pause_upstream_if_full(conn_t *c)
@@ -313,8 +354,7 @@ static void local_reply_h(conn_t *c, int status, const char *text, bool close, c
     c->resp_done = true;
     c->resp_body_bytes += n;
     down_write(c, c->out.data, c->out.len);
-    if (!c->in_exchange && c->down_queued == 0)
-        conn_close(c);
+    down_flush(c);
 }
 
 static void local_reply(conn_t *c, int status, const char *text, bool close)
@@ -487,6 +527,7 @@ static void tunnel_from_upstream(conn_t *c, const char *data, size_t len)
 {
     c->tunnel_down += len;
     down_write(c, data, len);
+    down_flush(c);
     pause_upstream_if_full(c);
 }
 
@@ -513,9 +554,17 @@ static void enter_tunnel(conn_t *c)
     update_reading(c);
 }
 
+static void up_read(conn_t *c, const char *data, size_t len);
+
 static void up_on_read(void *ctx, const char *data, size_t len)
 {
     conn_t *c = ctx;
+    up_read(c, data, len);
+    down_flush(c);
+}
+
+static void up_read(conn_t *c, const char *data, size_t len)
+{
     if (c->closing)
         return;
     if (c->tunnel) {
@@ -562,9 +611,17 @@ static void up_on_read(void *ctx, const char *data, size_t len)
     after_response_progress(c);
 }
 
+static void up_closed(conn_t *c, int status);
+
 static void up_on_close(void *ctx, int status)
 {
     conn_t *c = ctx;
+    up_closed(c, status);
+    down_flush(c);
+}
+
+static void up_closed(conn_t *c, int status)
+{
     if (c->closing)
         return;
     if (c->tunnel) {
@@ -614,7 +671,7 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
     uint32_t n = 0;
     for (uint32_t i = 0; i < h->header_count; i++) {
         const http1_header_t *f = &h->headers[i];
-        if (peer_is_header(f->name)) {
+        if (f->name.len >= 21 && peer_is_header(f->name)) {
             if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER) &&
                 peer_decode(f->value, &c->peer_info) == 0)
                 c->have_peer = true;
@@ -640,7 +697,7 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
 static int resp_on_head(void *ctx, const http1_head_t *h)
 {
     conn_t *c = ctx;
-    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, false};
+    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, false, true};
     c->out.len = 0;
     if (h->status / 100 == 1 && h->status != 101) {
         c->resp_interim = true;
@@ -785,6 +842,11 @@ static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch
     uint32_t n = 0;
     for (uint32_t i = 0; i < h->header_count; i++) {
         const http1_header_t *f = &h->headers[i];
+        unsigned char c0 = f->name.len ? (unsigned char)(f->name.ptr[0] | 0x20) : 0;
+        if (c0 != 'x' && c0 != 't' && c0 != 'b') {
+            tmp[n++] = *f; /* none of the fields taken out below starts otherwise */
+            continue;
+        }
         if (http1_name_eq(f->name, "x-forwarded-for")) {
             if (f->value.len > 0) {
                 buf_append(&c->xff, f->value.ptr, f->value.len);
@@ -945,7 +1007,7 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     /* the upstream request head, kept for retries */
     char tscratch[TRACECTX_SCRATCH];
     uint32_t n = request_headers(c, h, tscratch);
-    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, h->upgrade};
+    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, h->upgrade, true};
     if (h->body == HTTP1_BODY_LENGTH) {
         o.framing = HTTP1_FRAME_LENGTH;
         o.content_length = h->content_length;
@@ -1127,9 +1189,7 @@ static void record(conn_t *c)
 
     tele_request_t r;
     memset(&r, 0, sizeof r);
-    c->meta.len = 0;
-    buf_reserve(&c->meta, 512);
-    char span_name[300];
+    char span_name[300] = "";
     if (c->env->mode == CONN_OUTBOUND) {
         r.reporter = TELE_SOURCE;
         const char *host = c->cl != NULL ? c->cl->host : NULL;
@@ -1148,17 +1208,16 @@ static void record(conn_t *c)
         }
         r.destination_version = s_of(endpoint_label(c, "version"));
         r.destination_app = s_of(endpoint_label(c, "app"));
-        snprintf(span_name, sizeof span_name, "%.*s:%u/*", (int)svc.len, svc.ptr, c->cl != NULL ? c->cl->port : 0);
+        if (c->trace.sampled == 1)
+            snprintf(span_name, sizeof span_name, "%.*s:%u/*", (int)svc.len, svc.ptr, c->cl != NULL ? c->cl->port : 0);
     } else {
         r.reporter = TELE_DESTINATION;
-        char fq[2 * PEER_FIELD_MAX + 32];
-        snprintf(fq, sizeof fq, "%s.%s.svc.cluster.local", rt->self.canonical_service, rt->self.namespace);
-        size_t off = c->meta.len;
-        buf_append_str(&c->meta, fq);
-        r.destination_service = (str_t){c->meta.data + off, strlen(fq)};
+        const char *fq = rt->self_fqdn;
+        r.destination_service = s_of(fq);
         r.destination_service_name = s_of(rt->self.canonical_service);
         r.destination_service_namespace = s_of(rt->self.namespace);
-        snprintf(span_name, sizeof span_name, "%s:%u/*", fq, c->cl != NULL ? c->cl->port : 0);
+        if (c->trace.sampled == 1)
+            snprintf(span_name, sizeof span_name, "%s:%u/*", fq, c->cl != NULL ? c->cl->port : 0);
     }
     r.peer = c->have_peer ? &c->peer_info : NULL;
     r.response_code = c->status;
@@ -1310,7 +1369,8 @@ static void update_reading(conn_t *c)
     if (c->tunnel)
         want = c->up != NULL && upstream_write_queued(c->up) < UPSTREAM_WRITE_HIGH;
     else
-        want = !c->paused && !(c->close_after && !c->in_exchange && c->resp_done) &&
+        want = (!c->paused || c->in.len < PIPELINE_BUFFER_MAX) &&
+               !(c->close_after && !c->in_exchange && c->resp_done) &&
                (c->up == NULL || upstream_write_queued(c->up) < UPSTREAM_WRITE_HIGH) &&
                (c->up != NULL || c->body_over || c->body.len < c->env->w->retry_buffer_bytes || !c->in_exchange);
     if (want && !c->reading) {

@@ -79,25 +79,37 @@ static const http_parser_settings settings;
 
 /* ---- small helpers ---- */
 
-static bool is_tchar(unsigned char c)
+/* RFC 9110 5.6.2 token characters: ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
+static const uint8_t tchar_table[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1,  ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1,  ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
+    ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,  ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
+};
+
+static inline bool is_tchar(unsigned char c)
 {
-    /* RFC 9110 5.6.2 token characters */
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar_table[c] != 0;
 }
 
-static unsigned char lower(unsigned char c)
+static inline unsigned char lower(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
 static bool span_ieq(const char *a, size_t alen, const char *lit)
 {
+    /* most comparisons fail on the first byte: test it before measuring lit */
+    if (alen == 0 || lower((unsigned char)a[0]) != lower((unsigned char)lit[0]))
+        return alen == 0 && lit[0] == '\0';
     size_t n = strlen(lit);
     if (alen != n)
         return false;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 1; i < n; i++)
         if (lower((unsigned char)a[i]) != lower((unsigned char)lit[i]))
             return false;
     return true;
@@ -569,6 +581,20 @@ static int scan_head(http1_parser_t *p, const char *data, size_t len, size_t *n,
     size_t i = 0;
     int r = SCAN_MORE;
     for (; i < len; i++) {
+        if (s == SC_LINE) {
+            /* inside a line only CR and LF matter: skip to the next one (within the size limit) */
+            size_t room = len - i;
+            size_t budget = p->scan_bytes < p->lim.max_header_bytes ? p->lim.max_header_bytes - p->scan_bytes : 0;
+            if (room > budget)
+                room = budget;
+            size_t k = 0;
+            while (k < room && data[i + k] != '\r' && data[i + k] != '\n')
+                k++;
+            i += k;
+            p->scan_bytes += k;
+            if (i == len)
+                break;
+        }
         if (p->scan_bytes >= p->lim.max_header_bytes) {
             *status = 431, *why = "header section too large";
             r = SCAN_ERR;
@@ -821,9 +847,11 @@ static bool name_ok(str_t n)
 
 static bool value_ok(const char *v, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
-        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c <= '\r' && (c == '\r' || c == '\n' || c == '\0'))
             return false;
+    }
     return true;
 }
 
@@ -844,41 +872,71 @@ static bool element_is_named(const char *s, size_t n, void *arg)
 }
 
 /* RFC 9110 7.6.1: fields a proxy must not forward, plus Content-Length (framing is ours). */
-static bool is_hop_by_hop(str_t name, const http1_header_t *headers, uint32_t count, bool tunnel)
+/* Hop-by-hop by name alone (RFC 9110 7.6.1, plus Proxy-Connection and our framing fields); upgrade separately. */
+static bool fixed_hop_by_hop(str_t name)
 {
-    static const char *const fixed[] = {"connection", "keep-alive",        "proxy-connection", "te",
-                                        "trailer",    "transfer-encoding", "content-length"};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (http1_name_eq(name, fixed[i]))
-            return true;
-    if (http1_name_eq(name, "upgrade"))
+    switch (name.len) {
+    case 2: return http1_name_eq(name, "te");
+    case 7: return http1_name_eq(name, "trailer");
+    case 10: return http1_name_eq(name, "connection") || http1_name_eq(name, "keep-alive");
+    case 14: return http1_name_eq(name, "content-length");
+    case 16: return http1_name_eq(name, "proxy-connection");
+    case 17: return http1_name_eq(name, "transfer-encoding");
+    default: return false;
+    }
+}
+
+/* Whether a field is hop-by-hop; conn lists the indexes of the Connection fields (n_conn of them). */
+static bool is_hop_by_hop(str_t name, const http1_header_t *headers, const uint32_t *conn, uint32_t n_conn, bool tunnel)
+{
+    if (fixed_hop_by_hop(name))
+        return true;
+    if (name.len == 7 && http1_name_eq(name, "upgrade"))
         return !tunnel;
     named_t w = {name.ptr, name.len};
-    for (uint32_t i = 0; i < count; i++)
-        if (http1_name_eq(headers[i].name, "connection") && list_each(headers[i].value, element_is_named, &w))
+    for (uint32_t i = 0; i < n_conn; i++)
+        if (list_each(headers[conn[i]].value, element_is_named, &w))
             return true;
     return false;
 }
 
-static int write_fields(buf_t *out, const http1_header_t *headers, uint32_t count, bool tunnel)
+static int write_fields(buf_t *out, const http1_header_t *headers, uint32_t count, bool tunnel, bool trusted)
 {
+    /* the Connection fields, found once (there is rarely more than one) */
+    uint32_t conn[8], n_conn = 0;
+    for (uint32_t i = 0; i < count; i++)
+        if (headers[i].name.len == 10 && http1_name_eq(headers[i].name, "connection")) {
+            if (n_conn == sizeof conn / sizeof conn[0])
+                return -1;
+            conn[n_conn++] = i;
+        }
+    size_t need = 0;
+    for (uint32_t i = 0; i < count; i++)
+        need += headers[i].name.len + headers[i].value.len + 4;
+    buf_reserve(out, need + 128);
     for (uint32_t i = 0; i < count; i++) {
         const http1_header_t *h = &headers[i];
-        if (!name_ok(h->name) || (h->value.len && !value_ok(h->value.ptr, h->value.len)))
+        if (!trusted && (!name_ok(h->name) || (h->value.len && !value_ok(h->value.ptr, h->value.len))))
             return -1;
-        if (is_hop_by_hop(h->name, headers, count, tunnel))
+        if (is_hop_by_hop(h->name, headers, conn, n_conn, tunnel))
             continue;
-        buf_append(out, h->name.ptr, h->name.len);
-        buf_append(out, ": ", 2);
-        buf_append(out, h->value.ptr, h->value.len);
-        buf_append(out, "\r\n", 2);
+        char *d = out->data + out->len;
+        memcpy(d, h->name.ptr, h->name.len);
+        d += h->name.len;
+        *d++ = ':';
+        *d++ = ' ';
+        memcpy(d, h->value.ptr, h->value.len);
+        d += h->value.len;
+        *d++ = '\r';
+        *d++ = '\n';
+        out->len = (size_t)(d - out->data);
     }
     return 0;
 }
 
 static void write_framing(buf_t *out, const http1_head_opts_t *o)
 {
-    static const http1_head_opts_t none = {HTTP1_FRAME_NONE, 0, false, false};
+    static const http1_head_opts_t none = {HTTP1_FRAME_NONE, 0, false, false, false};
     if (o == NULL)
         o = &none;
     switch (o->framing) {
@@ -909,7 +967,7 @@ int http1_write_request_head(buf_t *out, str_t method, str_t target, const http1
     buf_append_char(out, ' ');
     buf_append(out, target.ptr, target.len);
     buf_append_str(out, " HTTP/1.1\r\n");
-    if (write_fields(out, headers, count, opts && opts->tunnel) < 0) {
+    if (write_fields(out, headers, count, opts && opts->tunnel, opts && opts->trusted) < 0) {
         out->len = mark;
         return -1;
     }
@@ -933,7 +991,8 @@ int http1_write_response_head(buf_t *out, int status, const char *reason, const 
                               const http1_head_opts_t *opts)
 {
     size_t mark = out->len;
-    if (write_status_line(out, status, reason) < 0 || write_fields(out, headers, count, opts && opts->tunnel) < 0) {
+    if (write_status_line(out, status, reason) < 0 ||
+        write_fields(out, headers, count, opts && opts->tunnel, opts && opts->trusted) < 0) {
         out->len = mark;
         return -1;
     }
@@ -971,7 +1030,7 @@ int http1_write_last_chunk(buf_t *out, const http1_header_t *trailers, uint32_t 
 {
     size_t mark = out->len;
     buf_append(out, "0\r\n", 3);
-    if (write_fields(out, trailers, count, false) < 0) {
+    if (write_fields(out, trailers, count, false, false) < 0) {
         out->len = mark;
         return -1;
     }
@@ -983,7 +1042,7 @@ int http1_write_simple_response(buf_t *out, int status, const char *reason, cons
                                 uint32_t count, const char *content_type, const char *body, size_t body_len, bool close)
 {
     size_t mark = out->len;
-    if (write_status_line(out, status, reason) < 0 || write_fields(out, headers, count, false) < 0 ||
+    if (write_status_line(out, status, reason) < 0 || write_fields(out, headers, count, false, false) < 0 ||
         (content_type && !value_ok(content_type, strlen(content_type)))) {
         out->len = mark;
         return -1;
@@ -992,7 +1051,7 @@ int http1_write_simple_response(buf_t *out, int status, const char *reason, cons
         buf_printf(out, "Content-Type: %s\r\n", content_type);
     /* RFC 9110 8.6: no Content-Length in 1xx and 204 */
     bool no_body = status / 100 == 1 || status == 204 || status == 304;
-    http1_head_opts_t o = {no_body ? HTTP1_FRAME_NONE : HTTP1_FRAME_LENGTH, no_body ? 0 : body_len, close, false};
+    http1_head_opts_t o = {no_body ? HTTP1_FRAME_NONE : HTTP1_FRAME_LENGTH, no_body ? 0 : body_len, close, false, false};
     write_framing(out, &o);
     if (!no_body)
         buf_append(out, body, body_len);

@@ -237,6 +237,8 @@ typedef struct http1_head_opts {
     uint64_t content_length; /* for HTTP1_FRAME_LENGTH */
     bool close;              /* add Connection: close */
     bool tunnel;             /* keep Upgrade and add Connection: upgrade */
+    bool trusted;            /* every field was already checked (parsed by this codec, or validated config and values
+                                the proxy made): skip the per-byte name and value checks */
 } http1_head_opts_t;
 
 /*

@@ -47,6 +47,7 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     copy_field(p->canonical_revision, version != NULL ? version : "latest");
     copy_field(p->cluster_id, "Kubernetes");
     snprintf(rt->service_name, sizeof rt->service_name, "%s.%s", p->canonical_service, p->namespace);
+    snprintf(rt->self_fqdn, sizeof rt->self_fqdn, "%s.%s.svc.cluster.local", p->canonical_service, p->namespace);
     buf_t b = BUF_INIT;
     peer_encode(p, &b);
     buf_append(&b, "", 1);

@@ -33,6 +33,7 @@ typedef struct runtime {
     router_t *router;
     peer_info_t self;
     char service_name[2 * PEER_FIELD_MAX + 2]; /* "<app>.<namespace>", the span's local service */
+    char self_fqdn[2 * PEER_FIELD_MAX + 24];   /* "<app>.<namespace>.svc.cluster.local": inbound destination_service */
     char *peer_b64;                            /* x-envoy-peer-metadata value for self */
     char *peer_id;                             /* x-envoy-peer-metadata-id value for self */
     atomic_int refs;

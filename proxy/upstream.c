@@ -154,6 +154,21 @@ static void on_write(uv_write_t *req, int status)
 
 static int send_now(upstream_t *u, const void *data, size_t len)
 {
+    if (u->queued == 0) {
+        /* nothing in flight: the socket usually takes it all, with no request to allocate or complete */
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+        if (n == (int)len)
+            return 0;
+        if (n < 0 && n != UV_EAGAIN) {
+            u->dead = true;
+            return -1;
+        }
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+    }
     wreq_t *w = xmalloc(sizeof *w + len);
     w->u = u;
     w->len = len;

@@ -43,7 +43,7 @@ static void check_str(str_t s, size_t max)
 static void write_back(const http1_head_t *h, int kind)
 {
     buf_t out = BUF_INIT;
-    http1_head_opts_t o = {HTTP1_FRAME_LENGTH, 0, false, h->upgrade};
+    http1_head_opts_t o = {HTTP1_FRAME_LENGTH, 0, false, h->upgrade, false};
     int r = kind == HTTP1_REQUEST
                 ? http1_write_request_head(&out, h->method_name, h->target, h->headers, h->header_count, &o)
                 : http1_write_response_head(&out, h->status, NULL, h->headers, h->header_count, &o);

@@ -951,17 +951,17 @@ static void test_write_request_head_strips_hop_by_hop(void **state)
     };
     uint32_t n = sizeof(h) / sizeof(h[0]);
     buf_t b = BUF_INIT;
-    http1_head_opts_t o = {HTTP1_FRAME_CHUNKED, 0, false, false};
+    http1_head_opts_t o = {HTTP1_FRAME_CHUNKED, 0, false, false, false};
     assert_int_equal(http1_write_request_head(&b, STR_LIT("POST"), STR_LIT("/x?y=1"), h, n, &o), 0);
     assert_string_equal(bufs(&b), "POST /x?y=1 HTTP/1.1\r\nHost: reviews\r\nAccept: */*\r\n"
                                   "Transfer-Encoding: chunked\r\n\r\n");
     b.len = 0;
-    o = (http1_head_opts_t){HTTP1_FRAME_LENGTH, 12, true, false};
+    o = (http1_head_opts_t){HTTP1_FRAME_LENGTH, 12, true, false, false};
     assert_int_equal(http1_write_request_head(&b, STR_LIT("PUT"), STR_LIT("/"), h, n, &o), 0);
     assert_string_equal(bufs(&b), "PUT / HTTP/1.1\r\nHost: reviews\r\nAccept: */*\r\n"
                                   "Content-Length: 12\r\nConnection: close\r\n\r\n");
     b.len = 0;
-    o = (http1_head_opts_t){HTTP1_FRAME_NONE, 0, false, true};
+    o = (http1_head_opts_t){HTTP1_FRAME_NONE, 0, false, true, false};
     assert_int_equal(http1_write_request_head(&b, STR_LIT("GET"), STR_LIT("/ws"), h, n, &o), 0);
     assert_string_equal(bufs(&b), "GET /ws HTTP/1.1\r\nHost: reviews\r\nUpgrade: "
                                   "websocket\r\nAccept: */*\r\n"
@@ -1004,17 +1004,17 @@ static void test_write_response_head(void **state)
         {STR_LIT("Upgrade"), STR_LIT("websocket")},
     };
     buf_t b = BUF_INIT;
-    http1_head_opts_t o = {HTTP1_FRAME_LENGTH, 0, false, false};
+    http1_head_opts_t o = {HTTP1_FRAME_LENGTH, 0, false, false, false};
     assert_int_equal(http1_write_response_head(&b, 200, NULL, h, 4, &o), 0);
     assert_string_equal(bufs(&b), "HTTP/1.1 200 OK\r\nContent-Type: "
                                   "text/plain\r\nContent-Length: 0\r\n\r\n");
     b.len = 0;
-    o = (http1_head_opts_t){HTTP1_FRAME_NONE, 0, false, true};
+    o = (http1_head_opts_t){HTTP1_FRAME_NONE, 0, false, true, false};
     assert_int_equal(http1_write_response_head(&b, 101, "", h + 2, 2, &o), 0);
     assert_string_equal(bufs(&b), "HTTP/1.1 101 Switching Protocols\r\nUpgrade: "
                                   "websocket\r\nConnection: upgrade\r\n\r\n");
     b.len = 0;
-    o = (http1_head_opts_t){HTTP1_FRAME_CLOSE, 0, false, false};
+    o = (http1_head_opts_t){HTTP1_FRAME_CLOSE, 0, false, false, false};
     assert_int_equal(http1_write_response_head(&b, 299, "Custom", NULL, 0, &o), 0);
     assert_string_equal(bufs(&b), "HTTP/1.1 299 Custom\r\nConnection: close\r\n\r\n");
     buf_dispose(&b);
