@@ -12,7 +12,8 @@ bodies (Content-Length or chunked) are always read, so keep-alive stays in
 step.
 
   /                 200 "NAME\\n"
-  /headers          200, "path: <raw target>", "method: <M>", then the request's
+  /headers          200, "path: <raw target>", "method: <M>", "peer-port: <the client's port>"
+                    (tells connections apart), then the request's
                     header fields as "name: value" lines (names lowercased, in order)
   /status/CODE      that status (200..599), body "NAME CODE\\n" (none for 204/304)
   /delay/MS         sleeps MS ms, then 200 "NAME\\n"
@@ -163,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/":
             self.reply(200, name + "\n")
         elif path == "/headers":
-            lines = ["path: %s" % target, "method: %s" % self.command]
+            lines = ["path: %s" % target, "method: %s" % self.command, "peer-port: %d" % self.client_address[1]]
             for k, v in self.headers.items():
                 lines.append("%s: %s" % (k.lower(), v))
             self.reply(200, "\n".join(lines) + "\n")

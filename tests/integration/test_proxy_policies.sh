@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# outrider-proxy traffic policies against real backends (tests/backend.py):
+# LEAST_REQUEST avoids the busy endpoint, RANDOM reaches every endpoint;
+# retries on each retryOn condition (reset, gateway-error, retriable-4xx,
+# listed status codes; a status not listed is not retried) with the number
+# of upstream attempts counted at the backends; perTryTimeout (504 UT,
+# then URX); maxRequestsPerConnection and the upstream idleTimeout seen as
+# new upstream connections; the downstream header timeout (408) and idle
+# timeout; incoming traceparent and b3 contexts continued; Expect:
+# 100-continue.
+. "$(dirname "$0")/../lib.sh"
+
+start_backend a
+BA=$BACKEND_PORT
+start_backend b
+BB=$BACKEND_PORT
+start_backend c
+BC=$BACKEND_PORT
+
+cat >"$T/p.yaml" <<YAML
+apiVersion: outrider.io/v1alpha1
+kind: Proxy
+metadata: {name: client-v1, labels: {app: client}}
+spec:
+  outbound: {listen: 127.0.0.1:0}
+  admin: {listen: 127.0.0.1:0}
+  limits: {headerTimeout: 400ms, idleTimeout: 600ms}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: least}
+spec:
+  host: least
+  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+  subsets: [{name: pair, labels: {set: pair}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: random}
+spec:
+  host: random
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: single}
+spec:
+  host: single
+  subsets: [{name: c, labels: {name: c}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reuse}
+spec:
+  host: reuse
+  subsets:
+  - name: c-once
+    labels: {name: c}
+    trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 1}}}
+  - {name: c, labels: {name: c}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: idle}
+spec:
+  host: idle
+  trafficPolicy: {connectionPool: {http: {idleTimeout: 300ms}}}
+  subsets: [{name: c, labels: {name: c}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: least}
+spec:
+  hosts: [least]
+  http: [{route: [{destination: {host: least, subset: pair}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: single}
+spec:
+  hosts: [single]
+  http:
+  - match: [{uri: {prefix: /close}}]
+    retries: {attempts: 2, retryOn: reset}
+    route: [{destination: {host: single, subset: c}}]
+  - match: [{uri: {prefix: /status/502}}]
+    retries: {attempts: 2, retryOn: gateway-error}
+    route: [{destination: {host: single, subset: c}}]
+  - match: [{uri: {prefix: /status/409}}]
+    retries: {attempts: 2, retryOn: retriable-4xx}
+    route: [{destination: {host: single, subset: c}}]
+  - match: [{uri: {prefix: /status/}}]
+    retries: {attempts: 2, retryOn: "503,504"}
+    route: [{destination: {host: single, subset: c}}]
+  - match: [{uri: {prefix: /delay/}}]
+    retries: {attempts: 1, perTryTimeout: 200ms, retryOn: 5xx}
+    route: [{destination: {host: single, subset: c}}]
+  - route: [{destination: {host: single, subset: c}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reuse}
+spec:
+  hosts: [reuse]
+  http:
+  - match: [{headers: {x-once: {exact: "1"}}}]
+    route: [{destination: {host: reuse, subset: c-once}}]
+  - route: [{destination: {host: reuse, subset: c}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: idle}
+spec:
+  hosts: [idle]
+  http: [{route: [{destination: {host: idle, subset: c}}]}]
+YAML
+# service_entry NAME PORT...: a ServiceEntry NAME with one endpoint per backend port (labels name: a/b/c)
+service_entry() {
+    local name=$1
+    shift
+    printf -- '---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: %s}\nspec:\n' "$name"
+    printf '  hosts: [%s]\n  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints:\n' "$name"
+    local p
+    for p in "$@"; do
+        local l=c
+        [[ $p == "$BA" ]] && l=a
+        [[ $p == "$BB" ]] && l=b
+        printf '  - {address: 127.0.0.1, ports: {http: %s}, labels: {name: %s, set: %s}}\n' "$p" "$l" \
+            "$([[ $l == c ]] && echo single || echo pair)"
+    done
+}
+{
+    service_entry least "$BA" "$BB"
+    service_entry random "$BA" "$BB" "$BC"
+    service_entry single "$BC"
+    service_entry reuse "$BC"
+    service_entry idle "$BC"
+} >>"$T/p.yaml"
+start_proxy p "$T/p.yaml"
+P=http://127.0.0.1:$PROXY_OUT
+proxy_alive() { kill -0 "$PROXY_PID" 2>/dev/null || { cat "$PROXY_LOG" >&2; fail "proxy died: $1"; }; }
+
+# served PORT: how many requests backend PORT has served (its /count, asked directly)
+served() { curl -sS --max-time 10 "http://127.0.0.1:$1/count"; }
+# attempts_for HOST PATH: the status through the proxy, then how many requests backend c got for it
+attempts_for() {
+    local before after code
+    before=$(served "$BC")
+    code=$(http_status GET "$P$2" -H "Host: $1")
+    after=$(served "$BC")
+    echo "$code $((after - before))"
+}
+
+# ---- load balancing ----
+curl -sS --max-time 20 -o /dev/null -H 'Host: least' "$P/delay/3000" &
+HOLD=$!
+track_pid "$HOLD"
+busy=
+for ((i = 0; i < 100; i++)); do # the backend that got the slow request
+    [[ $(served "$BA") -gt 0 ]] && busy=a && break
+    [[ $(served "$BB") -gt 0 ]] && busy=b && break
+    sleep 0.05
+done
+[[ -n $busy ]] || fail "the slow request reached neither endpoint"
+seen=$(for i in $(seq 10); do curl -sS -D - -o /dev/null -H 'Host: least' "$P/"; done | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend" {print $2}' | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' ')
+idle=$([[ $busy == a ]] && echo b || echo a)
+assert_eq "$idle=10 " "$seen" "LEAST_REQUEST while $busy holds a request"
+wait "$HOLD" || true
+
+seen=$(for i in $(seq 60); do curl -sS -D - -o /dev/null -H 'Host: random' "$P/"; done | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend" {print $2}' | sort -u | tr '\n' ' ')
+assert_eq "a b c " "$seen" "RANDOM reaches every endpoint in 60 requests"
+
+# ---- retry conditions: attempts counted at backend c ----
+assert_eq "503 3" "$(attempts_for single /close)" "retryOn reset: /close tried 3 times"
+assert_eq "502 3" "$(attempts_for single /status/502)" "retryOn gateway-error on 502"
+assert_eq "409 3" "$(attempts_for single /status/409)" "retryOn retriable-4xx on 409"
+assert_eq "503 3" "$(attempts_for single /status/503)" "retryOn 503 (listed code)"
+assert_eq "500 1" "$(attempts_for single /status/500)" "500 is not listed: no retry"
+code=$(http_status GET "$P/delay/1000" -H 'Host: single')
+assert_eq 504 "$code" "perTryTimeout 200ms on a 1 s backend"
+grep -q 'upstream request timeout' "$LAST_BODY" || fail "perTryTimeout body: $(cat "$LAST_BODY")"
+
+# ---- upstream connection policy ----
+port_of() { curl -sS --max-time 10 -H "Host: $1" "${@:2}" "$P/headers" | awk '$1=="peer-port:" {print $2}'; }
+p1=$(port_of reuse)
+p2=$(port_of reuse)
+assert_eq "$p1" "$p2" "keep-alive: the pooled upstream connection is reused"
+p1=$(port_of reuse -H 'x-once: 1')
+p2=$(port_of reuse -H 'x-once: 1')
+[[ -n $p1 && $p1 != "$p2" ]] || fail "maxRequestsPerConnection 1: both requests on port $p1"
+p1=$(port_of idle)
+p2=$(port_of idle)
+assert_eq "$p1" "$p2" "idle pool reused right away"
+sleep 0.8
+p3=$(port_of idle)
+[[ -n $p3 && $p3 != "$p1" ]] || fail "idleTimeout 300ms: the connection was still reused after 0.8 s"
+
+# ---- downstream timeouts ----
+cat >"$T/slow.py" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+if sys.argv[2] == "partial":
+    s.sendall(b"GET / HTTP/1.1\r\nHost: single\r\n")   # the head never ends
+out = b""
+while True:
+    d = s.recv(4096)
+    if not d: break
+    out += d
+print(out.split(b"\r\n")[0].decode() if out else "closed-without-response")
+PY
+assert_eq "HTTP/1.1 408 Request Timeout" "$(python3 "$T/slow.py" "$PROXY_OUT" partial)" "header timeout"
+assert_eq "closed-without-response" "$(python3 "$T/slow.py" "$PROXY_OUT" idle)" "idle keep-alive connection closed"
+
+# ---- incoming trace contexts are continued ----
+curl -sS -o "$T/h.txt" -H 'Host: single' \
+    -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' "$P/headers"
+grep -q '^traceparent: 00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]\{16\}-01$' "$T/h.txt" ||
+    fail "traceparent not continued: $(cat "$T/h.txt")"
+grep -q '^traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331' "$T/h.txt" &&
+    fail "the hop kept the caller's span id instead of its own"
+grep -qx 'x-b3-parentspanid: b7ad6b7169203331' "$T/h.txt" || fail "parent span id: $(cat "$T/h.txt")"
+curl -sS -o "$T/h.txt" -H 'Host: single' -H 'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1' "$P/headers"
+grep -qx 'x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7' "$T/h.txt" || fail "b3 single not continued: $(cat "$T/h.txt")"
+grep -qx 'x-b3-sampled: 1' "$T/h.txt" || fail "b3 sampled flag: $(cat "$T/h.txt")"
+grep -q '^b3: 80f198ee56343ba864fe8b2a57d3eff7-[0-9a-f]\{16\}-1-e457b5a2e4d86bd1$' "$T/h.txt" ||
+    fail "outgoing b3: $(cat "$T/h.txt")"
+curl -sS -o "$T/h.txt" -H 'Host: single' -H 'x-request-id: req-42' "$P/headers"
+grep -qx 'x-request-id: req-42' "$T/h.txt" || fail "x-request-id not kept: $(cat "$T/h.txt")"
+
+# ---- Expect: 100-continue with a body ----
+head -c 200000 /dev/urandom >"$T/body.bin"
+code=$(http_status POST "$P/echo" -H 'Host: single' -H 'Expect: 100-continue' --data-binary "@$T/body.bin")
+assert_eq 200 "$code" "POST with Expect: 100-continue"
+cmp -s "$T/body.bin" "$LAST_BODY" || fail "echoed body differs"
+
+proxy_alive "at the end"
+stop_pid "$PROXY_PID"
+assert_eq 0 "$STOP_RC" "exit code after SIGTERM"
+note "proxy policies: all checks passed"
