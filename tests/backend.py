@@ -25,6 +25,7 @@ step.
   /fail/N/KEY       the first N requests with this KEY get 503 "NAME fail I\\n",
                     later ones 200 "NAME ok\\n"
   /chunked          200, chunked body "hello chunked world"
+  /bytes/N          200, N bytes of "x" (Content-Length), written 64 KiB at a time
   /ws               with Upgrade: websocket, 101 (Sec-WebSocket-Accept per RFC 6455),
                     then raw bytes are echoed until the peer closes; else 426
   anything else     404 "NAME no such path\\n"
@@ -212,10 +213,27 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(200, "%s ok\n" % name)
         elif path == "/chunked":
             self.send_chunked([b"hello ", b"chunked ", b"world"])
+        elif path.startswith("/bytes/") and path[7:].isdigit():
+            self.send_bytes(int(path[7:]))
         elif path == "/ws":
             self.websocket()
         else:
             self.reply(404, "%s no such path\n" % name)
+
+    def send_bytes(self, n):
+        """n bytes of 'x', written 64 KiB at a time (a large body for back-pressure tests)."""
+        self.send_response(200)
+        self.send_header("x-backend", self.state.name)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        piece = b"x" * 65536
+        while n > 0:
+            k = min(n, len(piece))
+            self.wfile.write(piece[:k])
+            n -= k
 
     def send_reset(self, rst):
         self.close_connection = True

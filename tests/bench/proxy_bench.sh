@@ -12,11 +12,15 @@
 #   3. starts its own 1 KiB nginx backend on 127.0.0.1:18080 (the peers script's is gone by then),
 #      drives the proxy at 1000 rps for MEASURE seconds (hey -c 4 -q 250) and reads the proxy's
 #      CPU (utime+stime from /proc/PID/stat) and RSS (VmRSS, peak of the samples) meanwhile.
-# Then prints one summary table. A proxy that fails to start or exits early is reported, not fatal.
+# Then, once (not per variant), the same CPU/RSS run for the two peers: an HAProxy (nbthread 1,
+# http-reuse always) and an nginx reverse proxy (worker_processes 1, upstream keepalive 64), both
+# shaped like the peers script's, started here on free ports in front of the same 1 KiB backend
+# (nginx: CPU and RSS are master + worker).
+# Then prints the summary tables. A proxy that fails to start or exits early is reported, not fatal.
 #   usage: tests/bench/proxy_bench.sh
 #   env:   DUR, ROUNDS (passed to proxy_peers.sh; 5 and 2 by default), MEASURE (10 s),
 #          VARIANTS ("1 100"), OUTRIDER_BIN
-# Needs: nginx haproxy wrk hey curl (Debian packages). Ports 18080-18082 must be free.
+# Needs: nginx haproxy wrk hey curl pgrep (Debian packages; pgrep is procps). Ports 18080-18082 must be free.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${OUTRIDER_BIN:-$REPO/build/release/bin}
@@ -36,7 +40,7 @@ for b in outrider-proxy outrider-collector; do
     [[ -x $BIN/$b ]] || die "no $BIN/$b: build the release first (cmake --preset release && cmake --build build/release)"
 done
 [[ -r $PEERS ]] || die "no peers script at $PEERS"
-for t in nginx haproxy wrk hey curl; do
+for t in nginx haproxy wrk hey curl pgrep; do
     command -v "$t" >/dev/null || die "$t is not installed"
 done
 for p in 18080 18081 18082; do
@@ -47,6 +51,15 @@ done
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/proxy_bench.XXXXXX")
 PIDS=()
+KIDS=() # nginx workers of masters in PIDS, as PID:starttime (the start time pins the PID's identity)
+
+proc_start() { # PID: its start time (field 22 of /proc/PID/stat), or nothing if it is gone
+    local s f
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    read -ra f <<<"$s"
+    echo "${f[19]}"
+}
 
 # end only what this script started, by PID; bounded, then SIGKILL
 cleanup() {
@@ -59,6 +72,10 @@ cleanup() {
         done
         kill -9 "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
+    done
+    local k # a worker outlives its master only if the master had to be SIGKILLed
+    for k in "${KIDS[@]}"; do
+        [[ $(proc_start "${k%%:*}") == "${k#*:}" ]] && kill -9 "${k%%:*}" 2>/dev/null
     done
     rm -rf "$W"
 }
@@ -120,37 +137,43 @@ http { access_log off; $temps
     location / { root $W; try_files /body.txt =404; } } }
 CONF
 
-proc_cpu_ticks() { # PID: utime+stime in clock ticks (fields 14 and 15; comm may hold spaces)
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    echo $((${12} + ${13}))
+proc_cpu_ticks() { # PID...: sum of utime+stime in clock ticks (fields 14 and 15; comm may hold spaces)
+    local pid s f sum=0
+    for pid in "$@"; do
+        s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+        s=${s##*) }
+        read -ra f <<<"$s"
+        sum=$((sum + f[11] + f[12]))
+    done
+    echo "$sum"
 }
-proc_rss_kib() {
-    awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null
+proc_rss_kib() { # PID...: sum of VmRSS in KiB over those still there
+    local pid
+    for pid in "$@"; do cat "/proc/$pid/status" 2>/dev/null; done | awk '/^VmRSS:/ {n += $2} END {print n + 0}'
 }
 now_s() { date +%s.%N; }
 
-# Drive PORT at 1000 rps for MEASURE s while reading PID's CPU and RSS; prints key=value pairs.
+# Drive PORT at 1000 rps for MEASURE s while reading the CPU and RSS of PID... (summed over the
+# processes: an nginx master and its worker); prints key=value pairs.
 measure_cpu() {
-    local port=$1 pid=$2 hz t0 t1 c0 c1 peak=0 r out
+    local port=$1 hz t0 t1 c0 c1 peak=0 r out
+    shift
+    local pids=("$@")
     hz=$(getconf CLK_TCK)
-    c0=$(proc_cpu_ticks "$pid") || { echo "error=proxy-gone"; return; }
+    c0=$(proc_cpu_ticks "${pids[@]}") || { echo "error=proxy-gone"; return; }
     t0=$(now_s)
     hey -z "${MEASURE}s" -c 4 -q 250 "http://127.0.0.1:$port/" >"$W/hey.out" 2>&1 &
     local hey_pid=$!
     PIDS+=("$hey_pid")
     while kill -0 "$hey_pid" 2>/dev/null; do
-        r=$(proc_rss_kib "$pid")
+        r=$(proc_rss_kib "${pids[@]}")
         [[ -n $r && $r -gt $peak ]] && peak=$r
         sleep 0.5
     done
     wait "$hey_pid" 2>/dev/null
     t1=$(now_s)
-    c1=$(proc_cpu_ticks "$pid") || { echo "error=proxy-exited-during-measurement"; return; }
-    r=$(proc_rss_kib "$pid")
+    c1=$(proc_cpu_ticks "${pids[@]}") || { echo "error=proxy-exited-during-measurement"; return; }
+    r=$(proc_rss_kib "${pids[@]}")
     [[ -n $r && $r -gt $peak ]] && peak=$r
     out=$(cat "$W/hey.out")
     local rps p50 p99 ok total
@@ -269,6 +292,101 @@ for v in $VARIANTS; do
     fi
 done
 
+# ---- peers: the same CPU/RSS run for HAProxy and an nginx reverse proxy, once ----
+declare -A P # peer results: P[who,key]
+HAPORT=$(free_port)
+NXPORT=$(free_port)
+cat >"$W/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPORT
+  default_backend be
+backend be
+  server s1 127.0.0.1:18080
+CONF
+cat >"$W/nginxproxy.conf" <<CONF
+worker_processes 1; daemon off; pid $W/nginxproxy.pid; error_log $W/nginxproxy.err;
+events { worker_connections 4096; }
+http { access_log off; $temps
+  upstream be { server 127.0.0.1:18080; keepalive 64; }
+  server { listen 127.0.0.1:$NXPORT backlog=4096; keepalive_requests 1000000;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+
+nginx_workers() { # MASTER: waits for and prints the PIDs of its children (the workers)
+    local i w
+    for ((i = 0; i < 100; i++)); do
+        w=$(pgrep -P "$1")
+        [[ -n $w ]] && { echo "$w"; return 0; }
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+echo
+echo "== peers: cpu/rss at 1000 rps (haproxy :$HAPORT, nginx :$NXPORT, backend :18080) =="
+nginx -c "$W/backend.conf" >/dev/null 2>&1 &
+BEPID=$!
+PIDS+=("$BEPID")
+backend_up=0
+wait_port 18080 100 && kill -0 "$BEPID" 2>/dev/null && backend_up=1
+for who in haproxy nginx; do
+    P[$who,status]=ok
+    if ((!backend_up)); then
+        P[$who,status]="measurement failed: backend-did-not-start"
+        continue
+    fi
+    if [[ $who == haproxy ]]; then
+        port=$HAPORT
+        haproxy -db -f "$W/haproxy.cfg" >"$W/haproxy.log" 2>&1 &
+    else
+        port=$NXPORT
+        nginx -c "$W/nginxproxy.conf" >"$W/nginxproxy.log" 2>&1 &
+    fi
+    pid=$!
+    PIDS+=("$pid")
+    pids=("$pid")
+    if ! wait_port "$port" 200 || ! kill -0 "$pid" 2>/dev/null; then
+        P[$who,status]="did not start"
+    elif [[ $who == nginx ]]; then
+        if workers=$(nginx_workers "$pid"); then
+            for w in $workers; do
+                pids+=("$w")
+                KIDS+=("$w:$(proc_start "$w")")
+            done
+        else
+            P[$who,status]="did not start (no worker)"
+        fi
+    fi
+    if [[ ${P[$who,status]} != ok ]]; then
+        echo "$who ${P[$who,status]}; its log:"
+        sed 's/^/  | /' "$W/$who"*.log "$W/$who"*.err 2>/dev/null | tail -20
+        stop "$pid"
+        continue
+    fi
+    hey -z 1s -c 4 -q 100 "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm the upstream pool
+    m=$(measure_cpu "$port" "${pids[@]}")
+    echo "$who cpu/rss at 1000 rps (pids ${pids[*]}): $m"
+    if [[ $m == error=* ]]; then
+        P[$who,status]="measurement failed: ${m#error=}"
+    else
+        for k in rps vcpu vcpu_per_1k rss_mib p50_ms p99_ms ok total; do
+            P[$who,m.$k]=$(field "$m" "$k")
+        done
+    fi
+    stop "$pid"
+done
+stop "$BEPID"
+
 # ---- summary ----
 ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }'; }
 added_us() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a != "" && b != "") printf "%+.0f", (a - b) * 1000; else printf "-" }'; }
@@ -288,6 +406,22 @@ for v in $VARIANTS; do
         "$(dash "${R[$v,m.vcpu_per_1k]:-}")" "$(dash "${R[$v,m.rss_mib]:-}")"
 done
 echo
+echo "CPU and memory at 1000 rps (hey -z ${MEASURE}s -c 4 -q 250, same 1 KiB backend; nginx = master + worker)"
+printf '%-20s %11s %15s %8s %s\n' target "rps reached" "vCPU per 1krps" "RSS MiB" "p50/p99"
+cpu_row() { # LABEL RPS VCPU_PER_1K RSS_MIB P50 P99
+    printf '%-20s %11s %15s %8s %s\n' "$1" "$(dash "$2")" "$(dash "$3")" "$(dash "$4")" \
+        "$(dash "$5")/$(dash "$6") ms"
+}
+for v in $VARIANTS; do
+    label=$([[ $v == off ]] && echo "proxy tel-off" || echo "proxy sampling=$v%")
+    cpu_row "$label" "${R[$v,m.rps]:-}" "${R[$v,m.vcpu_per_1k]:-}" "${R[$v,m.rss_mib]:-}" \
+        "${R[$v,m.p50_ms]:-}" "${R[$v,m.p99_ms]:-}"
+done
+for who in haproxy nginx; do
+    cpu_row "$who" "${P[$who,m.rps]:-}" "${P[$who,m.vcpu_per_1k]:-}" "${P[$who,m.rss_mib]:-}" \
+        "${P[$who,m.p50_ms]:-}" "${P[$who,m.p99_ms]:-}"
+done
+echo
 printf '%-14s %-18s %-18s %-18s %-18s %-16s\n' "latency@1krps" "direct p50/p99" "haproxy p50/p99" "nginx p50/p99" \
     "proxy p50/p99" "proxy added us"
 for v in $VARIANTS; do
@@ -304,6 +438,12 @@ for v in $VARIANTS; do
         "$label" "${R[$v,status]}" "$(dash "${R[$v,m.rps]:-}")" "$(dash "${R[$v,m.ok]:-}")" "$(dash "${R[$v,m.total]:-}")" \
         "$(dash "${R[$v,m.p50_ms]:-}")" "$(dash "${R[$v,m.p99_ms]:-}")" "$(dash "${R[$v,m.vcpu]:-}")" \
         "$(dash "${R[$v,candidate.sat99]:-}")" "$(dash "${R[$v,haproxy.sat99]:-}")" "$(dash "${R[$v,nginx.sat99]:-}")"
+done
+for who in haproxy nginx; do
+    printf '%-14s status: %s; cpu run: %s rps, %s/%s x 200, p50/p99 %s/%s ms, %s vCPU\n' \
+        "$who" "${P[$who,status]}" "$(dash "${P[$who,m.rps]:-}")" "$(dash "${P[$who,m.ok]:-}")" \
+        "$(dash "${P[$who,m.total]:-}")" "$(dash "${P[$who,m.p50_ms]:-}")" "$(dash "${P[$who,m.p99_ms]:-}")" \
+        "$(dash "${P[$who,m.vcpu]:-}")"
 done
 spans=$(curl -fsS --max-time 5 "http://127.0.0.1:$ZP/metrics" 2>/dev/null | awk '$1=="outrider_store_spans" {printf "%d", $2}')
 echo "collector: ${spans:-?} spans stored (0 until the proxy exports telemetry)"

@@ -233,6 +233,34 @@ code=$(http_status POST "$P/echo" -H 'Host: single' -H 'Expect: 100-continue' --
 assert_eq 200 "$code" "POST with Expect: 100-continue"
 cmp -s "$T/body.bin" "$LAST_BODY" || fail "echoed body differs"
 
+# ---- back-pressure: a client that stops reading does not make the proxy buffer the response ----
+cat >"$T/stall.py" <<'PY'
+import socket, sys, time
+port, pid, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def rss_kib():
+    for line in open("/proc/%s/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.connect(("127.0.0.1", port))
+s.settimeout(30)
+before = rss_kib()
+s.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: single\r\n\r\n" % size)
+got = len(s.recv(1024))
+time.sleep(1.5)          # stalled: the proxy must stop reading the upstream, not queue 40 MB
+stalled = rss_kib()
+while got < size:        # then read everything: the transfer completes
+    d = s.recv(1 << 20)
+    if not d: break
+    got += len(d)
+print(stalled - before, got)
+PY
+read -r grew got < <(python3 "$T/stall.py" "$PROXY_OUT" "$PROXY_PID" 40000000)
+note "proxy RSS grew by $grew KiB while the client stalled on a 40 MB response"
+[[ $grew -lt 8192 ]] || fail "proxy RSS grew by $grew KiB while the client did not read (back-pressure)"
+[[ $got -gt 40000000 ]] || fail "the stalled transfer did not complete: $got bytes"
+
 proxy_alive "at the end"
 stop_pid "$PROXY_PID"
 assert_eq 0 "$STOP_RC" "exit code after SIGTERM"
