@@ -1,7 +1,9 @@
 /*
  * telemetry_otlp: label sets, metric values, request records and their
- * OTLP protobuf encoding (see telemetry_otlp.h). The protobuf-c message
- * structs of one request are built in an arena and packed at once.
+ * OTLP protobuf encoding (see telemetry_otlp.h). Traces and metrics build
+ * protobuf-c message structs in an arena and pack them at once; logs, the
+ * per-request hot path of the exporter, are written as wire format directly
+ * (see "direct protobuf wire writing").
  */
 #include "telemetry_otlp.h"
 
@@ -9,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <xxhash.h>
 
 #include "arena.h"
@@ -540,6 +541,168 @@ static void split_host_port(arena_t *a, const char *hp, size_t len, char **host,
 }
 
 /* ------------------------------------------------------------------ */
+/* direct protobuf wire writing                                        */
+/*
+ * The log encoder writes the wire format straight into the output buffer
+ * instead of building protobuf-c structs: fields are written in field
+ * number order, proto3 defaults are left out exactly as protobuf-c packing
+ * leaves them out, and string fields stop at the first NUL like the
+ * C strings protobuf-c packs. Small leaf messages (key/values) get their
+ * length computed first; enclosing messages reserve a PB_SLOT-byte length
+ * and back-patch it as a non-minimal varint, which every parser accepts.
+ */
+
+enum { PB_VARINT = 0, PB_I64 = 1, PB_LEN = 2, PB_I32 = 5 };
+#define PB_SLOT 5 /* bytes of a back-patched length: 35 bits */
+
+static size_t pb_varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Caller has reserved 10 bytes. */
+static inline void pb_put_varint(buf_t *b, uint64_t v)
+{
+    uint8_t *p = (uint8_t *)b->data + b->len;
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    b->len = (size_t)((char *)p - b->data);
+}
+
+static void pb_varint(buf_t *b, uint32_t field, uint64_t v)
+{
+    buf_reserve(b, 20);
+    pb_put_varint(b, (uint64_t)field << 3 | PB_VARINT);
+    pb_put_varint(b, v);
+    b->data[b->len] = '\0';
+}
+
+static void pb_fixed(buf_t *b, uint32_t field, uint64_t v, size_t width)
+{
+    buf_reserve(b, 18);
+    pb_put_varint(b, (uint64_t)field << 3 | (width == 8 ? PB_I64 : PB_I32));
+    for (size_t i = 0; i < width; i++)
+        b->data[b->len++] = (char)(uint8_t)(v >> (8 * i));
+    b->data[b->len] = '\0';
+}
+
+static void pb_bytes(buf_t *b, uint32_t field, const void *p, size_t n)
+{
+    buf_reserve(b, 20 + n);
+    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
+    pb_put_varint(b, n);
+    buf_append(b, p, n);
+}
+
+/* Open a length-delimited field; returns where its length slot is, for pb_close. */
+static size_t pb_open(buf_t *b, uint32_t field)
+{
+    buf_reserve(b, 10 + PB_SLOT);
+    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
+    size_t at = b->len;
+    b->len += PB_SLOT;
+    b->data[b->len] = '\0';
+    return at;
+}
+
+static void pb_close(buf_t *b, size_t at)
+{
+    uint64_t n = b->len - at - PB_SLOT;
+    if (n >> (7 * PB_SLOT))
+        log_fatal("telemetry: export message too large (%llu bytes)", (unsigned long long)n);
+    uint8_t *p = (uint8_t *)b->data + at;
+    for (int i = 0; i < PB_SLOT - 1; i++)
+        p[i] = (uint8_t)((n >> (7 * i)) & 0x7f) | 0x80;
+    p[PB_SLOT - 1] = (uint8_t)(n >> (7 * (PB_SLOT - 1)));
+}
+
+/* KeyValue{key, AnyValue{string_value}} as field `field`; nothing when val is NULL or empty (as kvl_str). */
+static void pb_kv_str(buf_t *b, uint32_t field, const char *key, size_t klen, const char *val, size_t vmax)
+{
+    if (val == NULL || val[0] == '\0')
+        return;
+    size_t vlen = strnlen(val, vmax);
+    size_t any = 1 + pb_varint_size(vlen) + vlen;
+    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
+    buf_reserve(b, 10 + 1 + kv);
+    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
+    pb_put_varint(b, kv);
+    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
+    pb_put_varint(b, klen);
+    memcpy(b->data + b->len, key, klen);
+    b->len += klen;
+    b->data[b->len++] = (char)(2 << 3 | PB_LEN);
+    pb_put_varint(b, any);
+    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
+    pb_put_varint(b, vlen);
+    memcpy(b->data + b->len, val, vlen);
+    b->len += vlen;
+    b->data[b->len] = '\0';
+}
+
+/* KeyValue{key, AnyValue{int_value}} as field `field` (written even when 0: the oneof case is set). */
+static void pb_kv_int(buf_t *b, uint32_t field, const char *key, size_t klen, int64_t val)
+{
+    size_t any = 1 + pb_varint_size((uint64_t)val);
+    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
+    buf_reserve(b, 10 + 1 + kv);
+    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
+    pb_put_varint(b, kv);
+    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
+    pb_put_varint(b, klen);
+    memcpy(b->data + b->len, key, klen);
+    b->len += klen;
+    b->data[b->len++] = (char)(2 << 3 | PB_LEN);
+    pb_put_varint(b, any);
+    b->data[b->len++] = (char)(3 << 3 | PB_VARINT);
+    pb_put_varint(b, (uint64_t)val);
+    b->data[b->len] = '\0';
+}
+
+#define KV_STR(b, f, key, val, max) pb_kv_str(b, f, key, sizeof(key) - 1, val, max)
+#define KV_INT(b, f, key, val) pb_kv_int(b, f, key, sizeof(key) - 1, val)
+
+/* Resource{attributes} as field `field`: the same attributes as make_resource. */
+static void pb_resource(buf_t *b, uint32_t field, const tele_resource_t *res)
+{
+    size_t at = pb_open(b, field);
+    const peer_info_t *s = res->self;
+    KV_STR(b, 1, "service.name", res->service_name, SIZE_MAX);
+    if (s != NULL) {
+        KV_STR(b, 1, "service.namespace", s->namespace, PEER_FIELD_MAX);
+        KV_STR(b, 1, "service.version", s->version, PEER_FIELD_MAX);
+    }
+    KV_STR(b, 1, "service.instance.id", res->instance_id, SIZE_MAX);
+    if (s != NULL) {
+        KV_STR(b, 1, "k8s.pod.name", s->name, PEER_FIELD_MAX);
+        KV_STR(b, 1, "k8s.namespace.name", s->namespace, PEER_FIELD_MAX);
+        KV_STR(b, 1, "k8s.deployment.name", s->workload, PEER_FIELD_MAX);
+    }
+    KV_STR(b, 1, "telemetry.sdk.name", "outrider", SIZE_MAX);
+    KV_STR(b, 1, "telemetry.sdk.language", "c", SIZE_MAX);
+    KV_STR(b, 1, "telemetry.sdk.version", OUTRIDER_VERSION, SIZE_MAX);
+    pb_close(b, at);
+}
+
+/* InstrumentationScope{name, version} as field `field`, as make_scope. */
+static void pb_scope(buf_t *b, uint32_t field)
+{
+    size_t at = pb_open(b, field);
+    pb_bytes(b, 1, "outrider", 8);
+    if (OUTRIDER_VERSION[0] != '\0')
+        pb_bytes(b, 2, OUTRIDER_VERSION, strlen(OUTRIDER_VERSION));
+    pb_close(b, at);
+}
+
+/* ------------------------------------------------------------------ */
 /* traces                                                              */
 
 typedef Opentelemetry__Proto__Trace__V1__Span pspan_t;
@@ -691,31 +854,88 @@ static void append_or_dash(buf_t *b, const char *s, size_t n)
         buf_append(b, s, n);
 }
 
+/* Write v in decimal, zero-padded to at least width digits, ending at end; returns the first digit. */
+static char *dec_back(char *end, uint64_t v, int width)
+{
+    char *p = end;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+        width--;
+    } while (v != 0 || width > 0);
+    return p;
+}
+
+/* "[YYYY-MM-DDTHH:MM:SS.mmmZ] \"" of a Unix time in ns, as gmtime_r + strftime("%Y-%m-%dT%H:%M:%S") would give. */
+static void append_stamp(buf_t *out, uint64_t ns)
+{
+    uint64_t sec = ns / 1000000000u;
+    uint64_t days = sec / 86400u, rem = sec % 86400u;
+    /* proleptic Gregorian civil date from days since 1970-01-01 (eras of 400 years) */
+    uint64_t z = days + 719468u;
+    uint64_t era = z / 146097u;
+    uint64_t doe = z - era * 146097u;
+    uint64_t yoe = (doe - doe / 1460u + doe / 36524u - doe / 146096u) / 365u;
+    uint64_t doy = doe - (365u * yoe + yoe / 4u - yoe / 100u);
+    uint64_t mp = (5u * doy + 2u) / 153u;
+    uint64_t day = doy - (153u * mp + 2u) / 5u + 1u;
+    uint64_t month = mp < 10u ? mp + 3u : mp - 9u;
+    uint64_t year = yoe + era * 400u + (month <= 2u);
+    char tmp[64];
+    char *end = tmp + sizeof(tmp);
+    char *p = end;
+    *--p = '"';
+    *--p = ' ';
+    *--p = ']';
+    *--p = 'Z';
+    p = dec_back(p, ns / 1000000u % 1000u, 3);
+    *--p = '.';
+    p = dec_back(p, rem % 60u, 2);
+    *--p = ':';
+    p = dec_back(p, rem / 60u % 60u, 2);
+    *--p = ':';
+    p = dec_back(p, rem / 3600u, 2);
+    *--p = 'T';
+    p = dec_back(p, day, 2);
+    *--p = '-';
+    p = dec_back(p, month, 2);
+    *--p = '-';
+    p = dec_back(p, year, 1);
+    *--p = '[';
+    buf_append(out, p, (size_t)(end - p));
+}
+
 void tele_access_line(const tele_rec_t *r, const char *strings, buf_t *out)
 {
-    time_t sec = (time_t)(r->start_ns / 1000000000u);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char ts[40];
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    buf_printf(out, "[%s.%03uZ] \"", ts, (unsigned)(r->start_ns / 1000000u % 1000u));
+    buf_reserve(out, 160 + r->len[TS_METHOD] + r->len[TS_PATH] + r->len[TS_PROTOCOL] + r->len[TS_FLAGS] +
+                         r->len[TS_USER_AGENT] + r->len[TS_REQUEST_ID] + r->len[TS_AUTHORITY] +
+                         r->len[TS_UPSTREAM_HOST] + r->len[TS_UPSTREAM_CLUSTER] + r->len[TS_DOWNSTREAM] +
+                         r->len[TS_ROUTE]);
+    append_stamp(out, r->start_ns);
     append_or_dash(out, RSTR(r, strings, TS_METHOD), r->len[TS_METHOD]);
     buf_append_char(out, ' ');
     append_or_dash(out, RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
     buf_append_char(out, ' ');
     append_or_dash(out, RSTR(r, strings, TS_PROTOCOL), r->len[TS_PROTOCOL]);
-    buf_printf(out, "\" %d ", (int)r->response_code);
+    buf_append(out, "\" ", 2);
+    buf_append_i64(out, r->response_code);
+    buf_append_char(out, ' ');
     append_or_dash(out, RSTR(r, strings, TS_FLAGS), r->len[TS_FLAGS]);
-    buf_printf(out, " %llu %llu %llu - \"-\" \"", (unsigned long long)r->request_bytes,
-               (unsigned long long)r->response_bytes, (unsigned long long)(r->duration_ns / 1000000u));
+    buf_append_char(out, ' ');
+    buf_append_u64(out, r->request_bytes);
+    buf_append_char(out, ' ');
+    buf_append_u64(out, r->response_bytes);
+    buf_append_char(out, ' ');
+    buf_append_u64(out, r->duration_ns / 1000000u);
+    buf_append(out, " - \"-\" \"", 8);
     append_or_dash(out, RSTR(r, strings, TS_USER_AGENT), r->len[TS_USER_AGENT]);
-    buf_append_str(out, "\" \"");
+    buf_append(out, "\" \"", 3);
     append_or_dash(out, RSTR(r, strings, TS_REQUEST_ID), r->len[TS_REQUEST_ID]);
-    buf_append_str(out, "\" \"");
+    buf_append(out, "\" \"", 3);
     append_or_dash(out, RSTR(r, strings, TS_AUTHORITY), r->len[TS_AUTHORITY]);
-    buf_append_str(out, "\" \"");
+    buf_append(out, "\" \"", 3);
     append_or_dash(out, RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
-    buf_append_str(out, "\" ");
+    buf_append(out, "\" ", 2);
     append_or_dash(out, RSTR(r, strings, TS_UPSTREAM_CLUSTER), r->len[TS_UPSTREAM_CLUSTER]);
     buf_append_char(out, ' ');
     append_or_dash(out, RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM]);
@@ -723,53 +943,53 @@ void tele_access_line(const tele_rec_t *r, const char *strings, buf_t *out)
     append_or_dash(out, RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
 }
 
-typedef Opentelemetry__Proto__Logs__V1__LogRecord plog_t;
-
-static plog_t *make_log(arena_t *a, const tele_rec_t *r, const char *strings)
+/* One LogRecord as field 2 of ScopeLogs: the fields and attributes the protobuf-c version had. */
+static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings)
 {
-    plog_t *lr = alloc0(a, sizeof(*lr));
-    opentelemetry__proto__logs__v1__log_record__init(lr);
-    lr->time_unix_nano = r->start_ns;
-    lr->observed_time_unix_nano = r->start_ns + r->duration_ns;
-    lr->severity_number = OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_INFO;
-    lr->severity_text = "INFO";
-    buf_t line = BUF_INIT;
-    tele_access_line(r, strings, &line);
-    av_t *body = alloc0(a, sizeof(*body));
-    opentelemetry__proto__common__v1__any_value__init(body);
-    body->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    body->string_value = sdup(a, line.data, line.len);
-    buf_dispose(&line);
-    lr->body = body;
-    kvlist_t l;
-    kvl_init(a, &l, 20);
-    kvl_add(&l, kv_str(a, "reporter", r->reporter == TELE_SOURCE ? "source" : "destination"));
-    kvl_str(a, &l, "method", RSTR(r, strings, TS_METHOD));
-    kvl_str(a, &l, "path", RSTR(r, strings, TS_PATH));
-    kvl_str(a, &l, "authority", RSTR(r, strings, TS_AUTHORITY));
-    kvl_str(a, &l, "protocol", RSTR(r, strings, TS_PROTOCOL));
-    kvl_add(&l, kv_int(a, "response_code", r->response_code));
-    kvl_str(a, &l, "response_flags", RSTR(r, strings, TS_FLAGS));
-    kvl_add(&l, kv_int(a, "duration", (int64_t)(r->duration_ns / 1000000u)));
-    kvl_add(&l, kv_int(a, "bytes_received", (int64_t)r->request_bytes));
-    kvl_add(&l, kv_int(a, "bytes_sent", (int64_t)r->response_bytes));
-    kvl_str(a, &l, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST));
-    kvl_str(a, &l, "upstream_cluster", RSTR(r, strings, TS_UPSTREAM_CLUSTER));
-    kvl_str(a, &l, "downstream_remote_address", RSTR(r, strings, TS_DOWNSTREAM));
-    kvl_str(a, &l, "user_agent", RSTR(r, strings, TS_USER_AGENT));
-    kvl_str(a, &l, "x_request_id", RSTR(r, strings, TS_REQUEST_ID));
-    kvl_str(a, &l, "route_name", RSTR(r, strings, TS_ROUTE));
-    kvl_str(a, &l, "destination_service", RSTR(r, strings, TS_DEST_SERVICE));
-    lr->attributes = l.items;
-    lr->n_attributes = l.n;
-    if (r->has_trace) {
-        lr->trace_id.data = (uint8_t *)r->trace_id;
-        lr->trace_id.len = 16;
-        lr->span_id.data = (uint8_t *)r->span_id;
-        lr->span_id.len = 8;
-        lr->flags = r->has_span ? 1 : 0;
+    size_t at = pb_open(b, 2);
+    uint64_t observed = r->start_ns + r->duration_ns;
+    if (r->start_ns != 0)
+        pb_fixed(b, 1, r->start_ns, 8);
+    pb_varint(b, 2, OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_INFO);
+    pb_bytes(b, 3, "INFO", 4);
+    size_t body = pb_open(b, 5);
+    size_t str = pb_open(b, 1);
+    size_t line = b->len;
+    tele_access_line(r, strings, b);
+    /* the protobuf-c version copied the line as a C string: it ended at a NUL */
+    char *nul = memchr(b->data + line, '\0', b->len - line);
+    if (nul != NULL) {
+        b->len = (size_t)(nul - b->data);
+        b->data[b->len] = '\0';
     }
-    return lr;
+    pb_close(b, str);
+    pb_close(b, body);
+    KV_STR(b, 6, "reporter", r->reporter == TELE_SOURCE ? "source" : "destination", SIZE_MAX);
+    KV_STR(b, 6, "method", RSTR(r, strings, TS_METHOD), r->len[TS_METHOD]);
+    KV_STR(b, 6, "path", RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
+    KV_STR(b, 6, "authority", RSTR(r, strings, TS_AUTHORITY), r->len[TS_AUTHORITY]);
+    KV_STR(b, 6, "protocol", RSTR(r, strings, TS_PROTOCOL), r->len[TS_PROTOCOL]);
+    KV_INT(b, 6, "response_code", r->response_code);
+    KV_STR(b, 6, "response_flags", RSTR(r, strings, TS_FLAGS), r->len[TS_FLAGS]);
+    KV_INT(b, 6, "duration", (int64_t)(r->duration_ns / 1000000u));
+    KV_INT(b, 6, "bytes_received", (int64_t)r->request_bytes);
+    KV_INT(b, 6, "bytes_sent", (int64_t)r->response_bytes);
+    KV_STR(b, 6, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
+    KV_STR(b, 6, "upstream_cluster", RSTR(r, strings, TS_UPSTREAM_CLUSTER), r->len[TS_UPSTREAM_CLUSTER]);
+    KV_STR(b, 6, "downstream_remote_address", RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM]);
+    KV_STR(b, 6, "user_agent", RSTR(r, strings, TS_USER_AGENT), r->len[TS_USER_AGENT]);
+    KV_STR(b, 6, "x_request_id", RSTR(r, strings, TS_REQUEST_ID), r->len[TS_REQUEST_ID]);
+    KV_STR(b, 6, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
+    KV_STR(b, 6, "destination_service", RSTR(r, strings, TS_DEST_SERVICE), r->len[TS_DEST_SERVICE]);
+    if (r->has_trace) {
+        if (r->has_span)
+            pb_fixed(b, 8, 1, 4);
+        pb_bytes(b, 9, r->trace_id, 16);
+        pb_bytes(b, 10, r->span_id, 8);
+    }
+    if (observed != 0)
+        pb_fixed(b, 11, observed, 8);
+    pb_close(b, at);
 }
 
 int tele_otlp_logs(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
@@ -782,29 +1002,15 @@ int tele_otlp_logs(const tele_resource_t *res, const tele_rec_t *recs, size_t n,
         *n_items = count;
     if (count == 0)
         return -1;
-    arena_t a;
-    arena_init(&a, 0);
-    plog_t **logs = alloc0(&a, count * sizeof(*logs));
-    size_t k = 0;
+    size_t rl = pb_open(out, 1); /* ExportLogsServiceRequest.resource_logs */
+    pb_resource(out, 1, res);
+    size_t sl = pb_open(out, 2); /* ResourceLogs.scope_logs */
+    pb_scope(out, 1);
     for (size_t i = 0; i < n; i++)
         if (recs[i].has_log)
-            logs[k++] = make_log(&a, &recs[i], strings);
-    Opentelemetry__Proto__Logs__V1__ScopeLogs sl = OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT;
-    sl.scope = make_scope(&a);
-    sl.log_records = logs;
-    sl.n_log_records = k;
-    Opentelemetry__Proto__Logs__V1__ScopeLogs *slp = &sl;
-    Opentelemetry__Proto__Logs__V1__ResourceLogs rl = OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT;
-    rl.resource = make_resource(&a, res);
-    rl.scope_logs = &slp;
-    rl.n_scope_logs = 1;
-    Opentelemetry__Proto__Logs__V1__ResourceLogs *rlp = &rl;
-    Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest req =
-        OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_SERVICE_REQUEST__INIT;
-    req.resource_logs = &rlp;
-    req.n_resource_logs = 1;
-    pack_into(&req.base, out);
-    arena_dispose(&a);
+            pb_log(out, &recs[i], strings);
+    pb_close(out, sl);
+    pb_close(out, rl);
     return 0;
 }
 

@@ -530,6 +530,200 @@ static void test_otlp_traces_and_logs(void **state)
     buf_dispose(&strings);
 }
 
+/* Every field of every record of a logs request, decoded back with protobuf-c. */
+static void test_otlp_logs_every_field(void **state)
+{
+    (void)state;
+    peer_info_t self = self_info(), reviews = reviews_info();
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    for (int i = 0; i < 16; i++)
+        tc.trace_id[i] = (uint8_t)(0x30 + i);
+    for (int i = 0; i < 8; i++)
+        tc.span_id[i] = (uint8_t)(0x50 + i);
+    strcpy(tc.request_id, "rid-9");
+    tc.request_id_len = 5;
+
+    enum { NREC = 4 };
+    tele_rec_t recs[NREC];
+    buf_t strings = BUF_INIT;
+    /* 0: traced and sampled, leap day, 3-digit ms */
+    tele_request_t r0 = base_request(TELE_SOURCE, &reviews);
+    r0.trace = &tc;
+    r0.start_unix_ns = 1709251199999000000ull; /* 2024-02-29T23:59:59.999Z */
+    r0.duration_ns = 1234567890;
+    r0.request_bytes = 7;
+    r0.response_bytes = 123456789012ull;
+    r0.response_code = 503;
+    r0.response_flags = S("UF");
+    r0.route_name = S("default");
+    tele_rec_fill(&recs[0], &strings, &r0);
+    recs[0].has_log = recs[0].has_span = true;
+    /* 1: not exported as a log */
+    tele_request_t r1 = base_request(TELE_DESTINATION, NULL);
+    tele_rec_fill(&recs[1], &strings, &r1);
+    /* 2: traced but not sampled; empty strings become dashes in the line and are left out of the attributes */
+    tele_request_t r2 = base_request(TELE_DESTINATION, NULL);
+    r2.trace = &tc;
+    r2.start_unix_ns = 86400000000000ull + 5000000ull; /* 1970-01-02T00:00:00.005Z */
+    r2.duration_ns = 0;
+    r2.user_agent = STR_NULL;
+    r2.protocol = STR_NULL;
+    r2.upstream_host = STR_NULL;
+    r2.destination_service = STR_NULL;
+    r2.response_code = 0;
+    tele_rec_fill(&recs[2], &strings, &r2);
+    recs[2].has_log = true;
+    /* 3: no trace */
+    tele_request_t r3 = base_request(TELE_SOURCE, &reviews);
+    r3.start_unix_ns = 4102444800000000000ull; /* 2100-01-01T00:00:00.000Z */
+    tele_rec_fill(&recs[3], &strings, &r3);
+    recs[3].has_log = true;
+
+    static const char *const lines[NREC] = {
+        "[2024-02-29T23:59:59.999Z] \"GET /reviews/1 HTTP/1.1\" 503 UF 7 123456789012 1234 - \"-\" \"curl/8\" "
+        "\"rid-9\" \"reviews:9080\" \"127.0.0.1:19081\" outbound|9080||reviews.default.svc.cluster.local "
+        "127.0.0.1:40000 default",
+        NULL,
+        "[1970-01-02T00:00:00.005Z] \"GET /reviews/1 -\" 0 - 0 0 0 - \"-\" \"-\" \"rid-9\" \"reviews:9080\" \"-\" "
+        "outbound|9080||reviews.default.svc.cluster.local 127.0.0.1:40000 -",
+        "[2100-01-01T00:00:00.000Z] \"GET /reviews/1 HTTP/1.1\" 200 - 0 0 1 - \"-\" \"curl/8\" \"-\" "
+        "\"reviews:9080\" \"127.0.0.1:19081\" outbound|9080||reviews.default.svc.cluster.local 127.0.0.1:40000 -",
+    };
+    for (int i = 0; i < NREC; i++) {
+        if (lines[i] == NULL)
+            continue;
+        buf_t line = BUF_INIT;
+        tele_access_line(&recs[i], strings.data, &line);
+        assert_string_equal(line.data, lines[i]);
+        buf_dispose(&line);
+    }
+
+    tele_resource_t res = {&self, "productpage.default", "productpage-v1-abc.default"};
+    buf_t out = BUF_INIT;
+    buf_append_str(&out, "prefix");
+    size_t n = 0;
+    assert_int_equal(tele_otlp_logs(&res, recs, NREC, strings.data, &out, &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(out.data, "prefix", 6);
+    Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest *req =
+        opentelemetry__proto__collector__logs__v1__export_logs_service_request__unpack(NULL, out.len - 6,
+                                                                                       (uint8_t *)out.data + 6);
+    assert_non_null(req);
+    assert_int_equal(req->n_resource_logs, 1);
+    Opentelemetry__Proto__Logs__V1__ResourceLogs *rl = req->resource_logs[0];
+    assert_string_equal(rl->schema_url, "");
+
+    Opentelemetry__Proto__Resource__V1__Resource *rsrc = rl->resource;
+    assert_non_null(rsrc);
+    static const char *const res_attrs[][2] = {
+        {"service.name", "productpage.default"},
+        {"service.namespace", "default"},
+        {"service.version", "v1"},
+        {"service.instance.id", "productpage-v1-abc.default"},
+        {"k8s.pod.name", "productpage-v1-abc"},
+        {"k8s.namespace.name", "default"},
+        {"k8s.deployment.name", "productpage-v1"},
+        {"telemetry.sdk.name", "outrider"},
+        {"telemetry.sdk.language", "c"},
+        {"telemetry.sdk.version", OUTRIDER_VERSION},
+    };
+    assert_int_equal(rsrc->n_attributes, sizeof(res_attrs) / sizeof(res_attrs[0]));
+    for (size_t i = 0; i < rsrc->n_attributes; i++) {
+        assert_string_equal(rsrc->attributes[i]->key, res_attrs[i][0]);
+        assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, res_attrs[i][0]), res_attrs[i][1]);
+    }
+
+    assert_int_equal(rl->n_scope_logs, 1);
+    Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = rl->scope_logs[0];
+    assert_non_null(sl->scope);
+    assert_string_equal(sl->scope->name, "outrider");
+    assert_string_equal(sl->scope->version, OUTRIDER_VERSION);
+    assert_int_equal(sl->n_log_records, 3);
+
+    const tele_request_t *reqs[NREC] = {&r0, &r1, &r2, &r3};
+    size_t k = 0;
+    for (int i = 0; i < NREC; i++) {
+        if (!recs[i].has_log)
+            continue;
+        const tele_request_t *q = reqs[i];
+        Opentelemetry__Proto__Logs__V1__LogRecord *l = sl->log_records[k++];
+        assert_int_equal(l->time_unix_nano, q->start_unix_ns);
+        assert_int_equal(l->observed_time_unix_nano, q->start_unix_ns + q->duration_ns);
+        assert_int_equal(l->severity_number, OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_INFO);
+        assert_string_equal(l->severity_text, "INFO");
+        assert_non_null(l->body);
+        assert_int_equal(l->body->value_case, OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE);
+        assert_string_equal(l->body->string_value, lines[i]);
+        assert_int_equal(l->dropped_attributes_count, 0);
+        assert_string_equal(l->event_name, "");
+        if (q->trace != NULL) {
+            assert_int_equal(l->trace_id.len, 16);
+            assert_memory_equal(l->trace_id.data, tc.trace_id, 16);
+            assert_int_equal(l->span_id.len, 8);
+            assert_memory_equal(l->span_id.data, tc.span_id, 8);
+            assert_int_equal(l->flags, recs[i].has_span ? 1 : 0);
+        } else {
+            assert_int_equal(l->trace_id.len, 0);
+            assert_int_equal(l->span_id.len, 0);
+            assert_int_equal(l->flags, 0);
+        }
+
+        /* string attributes: present exactly when the value is not empty, in this order */
+        const char *dest_svc = q->destination_service.len ? "reviews.default.svc.cluster.local" : NULL;
+        const char *rid = q->trace != NULL ? "rid-9" : NULL;
+        struct {
+            const char *key, *s;
+            int64_t i;
+            bool is_int;
+        } want[] = {
+            {"reporter", q->reporter == TELE_SOURCE ? "source" : "destination", 0, false},
+            {"method", "GET", 0, false},
+            {"path", "/reviews/1", 0, false},
+            {"authority", "reviews:9080", 0, false},
+            {"protocol", q->protocol.len ? "HTTP/1.1" : NULL, 0, false},
+            {"response_code", NULL, q->response_code, true},
+            {"response_flags", "-", 0, false},
+            {"duration", NULL, (int64_t)(q->duration_ns / 1000000u), true},
+            {"bytes_received", NULL, (int64_t)q->request_bytes, true},
+            {"bytes_sent", NULL, (int64_t)q->response_bytes, true},
+            {"upstream_host", q->upstream_host.len ? "127.0.0.1:19081" : NULL, 0, false},
+            {"upstream_cluster", "outbound|9080||reviews.default.svc.cluster.local", 0, false},
+            {"downstream_remote_address", "127.0.0.1:40000", 0, false},
+            {"user_agent", q->user_agent.len ? "curl/8" : NULL, 0, false},
+            {"x_request_id", rid, 0, false},
+            {"route_name", q->route_name.len ? "default" : NULL, 0, false},
+            {"destination_service", dest_svc, 0, false},
+        };
+        if (i == 0)
+            want[6].s = "UF";
+        size_t a = 0;
+        for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+            if (!want[w].is_int && want[w].s == NULL) {
+                assert_null(attr(l->attributes, l->n_attributes, want[w].key));
+                continue;
+            }
+            assert_true(a < l->n_attributes);
+            assert_string_equal(l->attributes[a]->key, want[w].key);
+            assert_non_null(l->attributes[a]->value);
+            if (want[w].is_int) {
+                assert_int_equal(l->attributes[a]->value->value_case,
+                                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE);
+                assert_int_equal(l->attributes[a]->value->int_value, want[w].i);
+            } else {
+                assert_int_equal(l->attributes[a]->value->value_case,
+                                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE);
+                assert_string_equal(l->attributes[a]->value->string_value, want[w].s);
+            }
+            a++;
+        }
+        assert_int_equal(l->n_attributes, a);
+    }
+    opentelemetry__proto__collector__logs__v1__export_logs_service_request__free_unpacked(req, NULL);
+    buf_dispose(&out);
+    buf_dispose(&strings);
+}
+
 static void test_otlp_metrics(void **state)
 {
     (void)state;
@@ -837,10 +1031,15 @@ static void test_worker_forgets_idle_series(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render_source_histograms),       cmocka_unit_test(test_destination_labels_and_series),
-        cmocka_unit_test(test_label_escaping_and_cut),         cmocka_unit_test(test_queue_limit_drops),
-        cmocka_unit_test(test_otlp_traces_and_logs),           cmocka_unit_test(test_otlp_metrics),
-        cmocka_unit_test(test_stop_without_endpoint_is_quick), cmocka_unit_test(test_export_retry_and_keepalive),
+        cmocka_unit_test(test_render_source_histograms),
+        cmocka_unit_test(test_destination_labels_and_series),
+        cmocka_unit_test(test_label_escaping_and_cut),
+        cmocka_unit_test(test_queue_limit_drops),
+        cmocka_unit_test(test_otlp_traces_and_logs),
+        cmocka_unit_test(test_otlp_logs_every_field),
+        cmocka_unit_test(test_otlp_metrics),
+        cmocka_unit_test(test_stop_without_endpoint_is_quick),
+        cmocka_unit_test(test_export_retry_and_keepalive),
         cmocka_unit_test(test_worker_forgets_idle_series),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
