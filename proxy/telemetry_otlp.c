@@ -104,9 +104,15 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 }
 
 /* Copy n bytes of src to dst replacing each byte of an invalid UTF-8 sequence by '?'. */
+static bool all_ascii(const char *s, size_t n);
+
 static void utf8_copy(char *dst, const char *src, size_t n)
 {
     const unsigned char *s = (const unsigned char *)src;
+    if (all_ascii(src, n)) { /* the usual case: nothing to repair */
+        memcpy(dst, src, n);
+        return;
+    }
     size_t i = 0;
     while (i < n) {
         size_t l = utf8_seq(s + i, n - i);
@@ -121,7 +127,15 @@ static void utf8_copy(char *dst, const char *src, size_t n)
 
 static bool all_ascii(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    /* eight bytes at a time: any byte with its high bit set shows in the mask */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull)
+            return false;
+    }
+    for (; i < n; i++)
         if ((unsigned char)s[i] >= 0x80)
             return false;
     return true;
