@@ -10,6 +10,33 @@
 # 100-continue.
 . "$(dirname "$0")/../lib.sh"
 
+# a listener that never accepts, its accept queue filled: connects to it hang in SYN_SENT
+cat >"$T/blackhole.py" <<'PY'
+import socket, sys, time, os
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(0)
+port = l.getsockname()[1]
+fill = []
+for _ in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(0.3)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(port))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(3600)
+PY
+python3 "$T/blackhole.py" "$T/blackhole.port" &
+track_pid $!
+wait_until test -s "$T/blackhole.port" || fail "blackhole listener did not start"
+BH=$(cat "$T/blackhole.port")
+
 start_backend a
 BA=$BACKEND_PORT
 start_backend b
@@ -25,6 +52,20 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   limits: {headerTimeout: 400ms, idleTimeout: 600ms}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: blackhole}
+spec:
+  host: blackhole
+  trafficPolicy: {connectionPool: {tcp: {connectTimeout: 300ms}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: blackhole}
+spec:
+  hosts: [blackhole]
+  http: [{retries: {attempts: 0}, route: [{destination: {host: blackhole}}]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -135,6 +176,7 @@ service_entry() {
     service_entry single "$BC"
     service_entry reuse "$BC"
     service_entry idle "$BC"
+    service_entry blackhole "$BH"
 } >>"$T/p.yaml"
 start_proxy p "$T/p.yaml"
 P=http://127.0.0.1:$PROXY_OUT
@@ -194,6 +236,14 @@ assert_eq "$p1" "$p2" "idle pool reused right away"
 sleep 0.8
 p3=$(port_of idle)
 [[ -n $p3 && $p3 != "$p1" ]] || fail "idleTimeout 300ms: the connection was still reused after 0.8 s"
+
+# connectTimeout 300ms against a peer that never completes the handshake: 503 UF long before
+# the 10 s default would give up (the bound only tells the two apart; it is not a speed test)
+out=$(curl -sS --max-time 60 -o "$LAST_BODY" -w '%{http_code} %{time_total}' -H 'Host: blackhole' "$P/")
+read -r code secs <<<"$out"
+assert_eq 503 "$code" "connect timeout status"
+grep -q 'connection failure' "$LAST_BODY" || fail "connect timeout body: $(cat "$LAST_BODY")"
+awk -v s="$secs" 'BEGIN {exit !(s < 5)}' || fail "connectTimeout 300ms: the request took $secs s (the 10 s default applied?)"
 
 # ---- downstream timeouts ----
 cat >"$T/slow.py" <<'PY'

@@ -314,6 +314,8 @@ proxy_alive "after the tunnel"
 # ---- response flags and metrics at /stats/prometheus (flushed every 200 ms) ----
 wait_until -n 100 -i 0.1 bash -c "curl -sS '$ADMIN/stats/prometheus' | grep -q 'response_flags=\"NR\"'" ||
     fail "no NR series: $(curl -sS "$ADMIN/stats/prometheus" | grep istio_requests_total | head -20)"
+wait_until -n 100 -i 0.1 bash -c "curl -sS '$ADMIN/stats/prometheus' | grep -q '^istio_tcp_connections_closed_total{'" ||
+    fail "no istio_tcp_connections_closed_total after the tunnel closed"
 stats=$(curl -sS "$ADMIN/stats/prometheus")
 grep 'istio_requests_total{' <<<"$stats" | grep 'response_code="504"' | grep -q 'response_flags="UT"' ||
     fail "no 504 UT series: $(grep istio_requests_total <<<"$stats" | head -30)"
@@ -321,6 +323,11 @@ grep 'istio_requests_total{' <<<"$stats" | grep 'response_code="503"' | grep -q 
     fail "no 503 URX series: $(grep istio_requests_total <<<"$stats" | head -30)"
 grep 'istio_requests_total{' <<<"$stats" | grep 'destination_version="v3"' | grep -q 'reporter="source"' ||
     fail "no reporter=source v3 series: $(grep istio_requests_total <<<"$stats" | head -30)"
+for m in istio_tcp_connections_opened_total istio_tcp_connections_closed_total istio_tcp_sent_bytes_total \
+    istio_tcp_received_bytes_total; do
+    v=$(grep "^$m{" <<<"$stats" | awk '{s += $NF} END {print s + 0}') || true
+    [[ $v -gt 0 ]] || fail "$m after the WebSocket tunnel: $(grep istio_tcp <<<"$stats")"
+done
 echo "$stats" | promtool check metrics >"$T/promtool.out" 2>&1 || {
     grep -v 'counter metrics should have "_total" suffix\|should be "_seconds"\|use base unit' "$T/promtool.out" | grep -q . &&
         fail "promtool on /stats/prometheus: $(cat "$T/promtool.out")"
