@@ -5,7 +5,8 @@
  * (apiVersion outrider.io/v1alpha1: listeners, admin, telemetry, workers)
  * and any number of Istio `ServiceEntry`, `VirtualService` and
  * `DestinationRule` documents (networking.istio.io v1, v1beta1, v1alpha3),
- * with Istio's field names and shapes.
+ * with Istio's field names and shapes, and any number of Outrider
+ * `kind: RateLimit` documents (outrider.io/v1alpha1; shape below).
  *
  * Loading is two passes, as HAProxy does it. Pass one walks every document
  * into the model below, checking kinds, field names, types and ranges.
@@ -338,6 +339,113 @@ typedef struct proxy_destination_rule {
     const proxy_service_entry_t *service; /* filled by pass two */
 } proxy_destination_rule_t;
 
+/* ---- kind: RateLimit (outrider.io/v1alpha1) ----
+ *
+ * Limits attached to hosts (and optionally routes) of the mesh. Only the
+ * configuration exists so far; nothing enforces it yet (issue 4).
+ *
+ *   apiVersion: outrider.io/v1alpha1
+ *   kind: RateLimit
+ *   metadata: {name: reviews-limits, namespace: default}
+ *   spec:
+ *     hosts: [reviews]         # required: as in a VirtualService; each must be a ServiceEntry host
+ *     routes: [canary]         # optional: names of http routes of the VirtualService of those
+ *                              #   hosts; absent = every request to the hosts
+ *     local:                   # a token bucket in each proxy (Envoy's local rate limit)
+ *       maxTokens: 100         # required, 1..1e9
+ *       tokensPerFill: 10      # default 1, 1..maxTokens
+ *       fillInterval: 1s       # required, >= 1ms
+ *       shadow: false          # count, do not reject
+ *     global:                  # limits shared by every proxy, kept in Redis
+ *       redis: 127.0.0.1:6379  # required HOST:PORT
+ *       timeout: 50ms          # default 50ms, >= 1ms
+ *       failureMode: allow     # allow (default) | deny, when Redis is unreachable
+ *       algorithm: fixedWindow # fixedWindow (default) | slidingWindow
+ *       shadow: false
+ *       limits:                # required, at least one
+ *       - name: per-user       # required, unique within the document
+ *         key:                 # required, 1..8 entries (a descriptor, as in Envoy's ratelimit
+ *         - requestHeader: x-user  # service); each one of requestHeader: NAME,
+ *                              #   remoteAddress: true, path: true, destinationService: true
+ *         requestsPerUnit: 100 # required, 1..1e9
+ *         unit: minute         # required: second | minute | hour | day
+ *
+ * At least one of local and global. Pass two ties each host to its
+ * ServiceEntry, checks each route name against the VirtualService of one of
+ * the hosts, and refuses two documents on the same (host, route) pair; a
+ * document without routes covers the pair (host, every route), which does
+ * not clash with a document naming routes of the same host.
+ */
+
+#define PROXY_RL_MAX_VALUE 1000000000 /* maxTokens, requestsPerUnit */
+#define PROXY_RL_MAX_KEYS 8           /* entries of a global limit's key */
+
+enum proxy_rl_key_kind {
+    PROXY_RL_KEY_REQUEST_HEADER = 0,
+    PROXY_RL_KEY_REMOTE_ADDRESS,
+    PROXY_RL_KEY_PATH,
+    PROXY_RL_KEY_DESTINATION_SERVICE,
+};
+
+typedef struct proxy_rl_key {
+    enum proxy_rl_key_kind kind;
+    const char *header; /* PROXY_RL_KEY_REQUEST_HEADER: the name, lowercased; else NULL */
+    proxy_pos_t pos;
+} proxy_rl_key_t;
+
+enum proxy_rl_unit { PROXY_RL_SECOND = 0, PROXY_RL_MINUTE, PROXY_RL_HOUR, PROXY_RL_DAY };
+
+typedef struct proxy_rl_limit {
+    const char *name;
+    proxy_rl_key_t *keys; /* 1..PROXY_RL_MAX_KEYS */
+    size_t n_keys;
+    uint64_t requests_per_unit; /* 1..PROXY_RL_MAX_VALUE */
+    enum proxy_rl_unit unit;
+    uint64_t unit_ms; /* the unit in milliseconds: 1000, 60000, 3600000 or 86400000 */
+    proxy_pos_t pos;
+} proxy_rl_limit_t;
+
+typedef struct proxy_rl_local {
+    int given;
+    uint64_t max_tokens;       /* 1..PROXY_RL_MAX_VALUE */
+    uint64_t tokens_per_fill;  /* 1..max_tokens, default 1 */
+    uint64_t fill_interval_ms; /* >= 1 */
+    int shadow;
+    proxy_pos_t pos;
+} proxy_rl_local_t;
+
+enum proxy_rl_failure_mode { PROXY_RL_FAILURE_ALLOW = 0, PROXY_RL_FAILURE_DENY };
+enum proxy_rl_algorithm { PROXY_RL_FIXED_WINDOW = 0, PROXY_RL_SLIDING_WINDOW };
+
+typedef struct proxy_rl_global {
+    int given;
+    proxy_hostport_t redis; /* required */
+    uint64_t timeout_ms;    /* default 50, >= 1 */
+    enum proxy_rl_failure_mode failure_mode;
+    enum proxy_rl_algorithm algorithm;
+    int shadow;
+    proxy_rl_limit_t *limits; /* n_limits >= 1 */
+    size_t n_limits;
+    proxy_pos_t pos;
+} proxy_rl_global_t;
+
+typedef struct proxy_rl_route {
+    const char *name;
+    proxy_pos_t pos;
+} proxy_rl_route_t;
+
+typedef struct proxy_rate_limit {
+    proxy_meta_t meta;
+    proxy_host_t *hosts; /* n_hosts >= 1 */
+    size_t n_hosts;
+    proxy_rl_route_t *routes; /* n_routes 0 = every request to the hosts */
+    size_t n_routes;
+    proxy_rl_local_t local;   /* local.given 0 = none */
+    proxy_rl_global_t global; /* global.given 0 = none */
+    /* filled by pass two, parallel to hosts: the ServiceEntry each host names */
+    const proxy_service_entry_t **services;
+} proxy_rate_limit_t;
+
 /* ---- the whole file ---- */
 
 typedef struct proxy_config {
@@ -350,6 +458,8 @@ typedef struct proxy_config {
     size_t n_virtual_services;
     proxy_destination_rule_t *destination_rules;
     size_t n_destination_rules;
+    proxy_rate_limit_t *rate_limits;
+    size_t n_rate_limits;
     regex_t **regexes; /* every compiled regex, for destroy */
     size_t n_regexes, cap_regexes;
 } proxy_config_t;

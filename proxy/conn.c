@@ -45,8 +45,10 @@ enum {
     RF_URX = 1 << 5, /* upstream retry limit exceeded */
     RF_DC = 1 << 6,  /* downstream connection termination */
     RF_UPE = 1 << 7, /* upstream protocol error */
+    RF_DI = 1 << 8,  /* the request was delayed by fault injection */
+    RF_FI = 1 << 9,  /* the request was aborted by fault injection */
 };
-static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE"};
+static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE", "DI", "FI"};
 
 /* Why an attempt failed (retry conditions). */
 enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TRY_TIMEOUT, FAIL_STATUS };
@@ -108,6 +110,8 @@ struct conn {
     bool tunnel;           /* 101 forwarded: bytes are copied both ways */
     bool recorded;         /* telemetry recorded */
     bool have_peer;
+    bool fault_wait;          /* an injected delay is running (try_timer) */
+    bool fault_abort;         /* an injected abort answers once the delay (if any) is over */
     int status;               /* final status sent to the client, 0 none */
     buf_t up_head;            /* the upstream request head */
     buf_t body;               /* the request body as framed upstream, for replays */
@@ -134,6 +138,8 @@ static const proxy_retries_t no_retries = {0, 0, PROXY_UNSET, 0, {0}, 0};
 static void process(conn_t *c);
 static void update_reading(conn_t *c);
 static void start_attempt(conn_t *c);
+static void begin_upstream(conn_t *c);
+static void on_fault_delay(uv_timer_t *t);
 static void record(conn_t *c);
 
 static void *xmalloc(size_t n)
@@ -149,6 +155,16 @@ static uint64_t now_unix_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* True with probability percent/100 (0..100), from the worker's generator. */
+static bool chance(conn_t *c, double percent)
+{
+    if (percent >= 100)
+        return true;
+    if (percent <= 0)
+        return false;
+    return (double)(tracectx_rand(&c->env->w->rng) % 1000000) < percent * 10000.0;
 }
 
 static const runtime_t *rt_of(const conn_t *c)
@@ -918,6 +934,8 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     c->tunnel = false;
     c->recorded = false;
     c->have_peer = false;
+    c->fault_wait = false;
+    c->fault_abort = false;
     c->status = 0;
     c->up_head.len = 0;
     c->body.len = 0;
@@ -1039,10 +1057,43 @@ static int req_on_head(void *ctx, const http1_head_t *h)
         c->retry = &defaults;
     }
     c->retries_left = c->retry->attempts;
+    if (c->d.route != NULL && (c->d.route->fault.has_delay || c->d.route->fault.has_abort)) {
+        const proxy_fault_t *f = &c->d.route->fault;
+        c->fault_abort = f->has_abort && chance(c, f->abort_percent);
+        if (f->has_delay && chance(c, f->delay_percent)) {
+            /* the delay holds this request only: a timer, the worker goes on */
+            c->flags |= RF_DI;
+            c->fault_wait = true;
+            uv_timer_start(&c->try_timer, on_fault_delay, f->delay_ms ? f->delay_ms : 1, 0);
+            return HTTP1_CB_OK;
+        }
+    }
+    begin_upstream(c);
+    return HTTP1_CB_OK;
+}
+
+/* After routing (and an injected delay): an injected abort, or the route timeout and the first attempt. */
+static void begin_upstream(conn_t *c)
+{
+    if (c->fault_abort) {
+        c->flags |= RF_FI;
+        local_reply(c, c->d.route->fault.abort_status, "fault filter abort\n", !c->req_done);
+        process(c);
+        return;
+    }
     if (c->d.route != NULL && c->d.route->timeout_ms > 0)
         uv_timer_start(&c->route_timer, on_route_timeout, (uint64_t)c->d.route->timeout_ms, 0);
     start_attempt(c);
-    return HTTP1_CB_OK;
+}
+
+static void on_fault_delay(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->closing || !c->in_exchange || c->resp_done)
+        return;
+    c->fault_wait = false;
+    begin_upstream(c);
+    update_reading(c);
 }
 
 static void start_attempt(conn_t *c)
@@ -1081,10 +1132,16 @@ static void body_out(conn_t *c, const char *data, size_t len)
         if (c->body.len + len <= c->env->w->retry_buffer_bytes) {
             buf_append(&c->body, data, len);
         } else {
+            if (c->fault_wait) {
+                /* held by an injected delay: keep the bytes (reading stops at the limit), no replays later */
+                buf_append(&c->body, data, len);
+                c->retries_left = 0;
+                return;
+            }
             c->body_over = true;
             buf_dispose(&c->body);
             c->body = (buf_t)BUF_INIT;
-            if (c->up == NULL && !c->resp_done) {
+            if (c->up == NULL && !c->resp_done && !c->fault_wait) {
                 /* waiting to retry, and the body can no longer be replayed: give up now */
                 uv_timer_stop(&c->try_timer);
                 c->retries_left = 0;

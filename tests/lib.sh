@@ -295,6 +295,7 @@ start_proxy() {
     [[ -x $bin ]] || fail "no proxy binary at $bin (set OUTRIDER_BIN)"
     PROXY_LOG=$T/proxy-$name.log
     _SCANNED_LOGS+=("$PROXY_LOG")
+    touch "$PROXY_LOG"
     "$bin" --config "$file" >>"$PROXY_LOG" 2>&1 &
     PROXY_PID=$!
     track_pid "$PROXY_PID"
