@@ -47,8 +47,12 @@ enum {
     RF_UPE = 1 << 7, /* upstream protocol error */
     RF_DI = 1 << 8,  /* the request was delayed by fault injection */
     RF_FI = 1 << 9,  /* the request was aborted by fault injection */
+    RF_UO = 1 << 10, /* upstream overflow: a circuit-breaker limit */
 };
-static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE", "DI", "FI"};
+static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE", "DI", "FI", "UO"};
+
+/* Requests waiting for a connection when DestinationRule http1MaxPendingRequests is not set (Envoy's default). */
+#define DEFAULT_MAX_PENDING 1024
 
 /* Why an attempt failed (retry conditions). */
 enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TRY_TIMEOUT, FAIL_STATUS };
@@ -110,7 +114,11 @@ struct conn {
     bool tunnel;           /* 101 forwarded: bytes are copied both ways */
     bool recorded;         /* telemetry recorded */
     bool have_peer;
-    bool fault_wait;          /* an injected delay is running (try_timer) */
+    bool fault_wait;     /* an injected delay is running (try_timer) */
+    bool waiting;        /* queued for a connection of cl (circuit breaker); linked through wait_next */
+    bool leased_counted; /* up counts in the cluster's leased connections */
+    bool retry_counted;  /* counts in the cluster's retrying exchanges */
+    conn_t *wait_next;
     bool fault_abort;         /* an injected abort answers once the delay (if any) is over */
     int status;               /* final status sent to the client, 0 none */
     buf_t up_head;            /* the upstream request head */
@@ -209,6 +217,44 @@ static void lb_done(conn_t *c)
     }
 }
 
+static void start_attempt(conn_t *c);
+
+/* A connection of cluster cl was given back or closed: the first request waiting for one may go. */
+static void wake_waiter(runtime_view_t *v, const router_cluster_t *cl)
+{
+    runtime_cluster_state_t *cs = &v->cs[cl->index];
+    conn_t *w = cs->wait_head;
+    if (w == NULL)
+        return;
+    cs->wait_head = w->wait_next;
+    if (cs->wait_head == NULL)
+        cs->wait_tail = NULL;
+    cs->n_waiting--;
+    w->wait_next = NULL;
+    w->waiting = false;
+    start_attempt(w);
+}
+
+static void unwait(conn_t *c)
+{
+    if (!c->waiting)
+        return;
+    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
+    conn_t **pp = &cs->wait_head, *prev = NULL;
+    while (*pp != NULL && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->wait_next;
+    }
+    if (*pp == c) {
+        *pp = c->wait_next;
+        if (cs->wait_tail == c)
+            cs->wait_tail = prev;
+        cs->n_waiting--;
+    }
+    c->wait_next = NULL;
+    c->waiting = false;
+}
+
 static void release_upstream(conn_t *c, bool reusable)
 {
     if (c->up != NULL) {
@@ -216,6 +262,11 @@ static void release_upstream(conn_t *c, bool reusable)
         c->up = NULL;
     }
     lb_done(c);
+    if (c->leased_counted) {
+        c->leased_counted = false;
+        c->view->cs[c->cl->index].leased--;
+        wake_waiter(c->view, c->cl);
+    }
 }
 
 /* The exchange's resources: timers, upstream, the view. */
@@ -223,7 +274,12 @@ static void exchange_dispose(conn_t *c)
 {
     uv_timer_stop(&c->route_timer);
     uv_timer_stop(&c->try_timer);
+    unwait(c);
     release_upstream(c, false);
+    if (c->retry_counted) {
+        c->retry_counted = false;
+        c->view->cs[c->cl->index].retrying--;
+    }
     if (c->view != NULL) {
         runtime_view_drop(c->view);
         c->view = NULL;
@@ -426,6 +482,20 @@ static bool retriable_failure(const proxy_retries_t *r, enum fail_kind k)
     return false;
 }
 
+/* DestinationRule http.maxRetries: retries in flight in the cluster (this worker); takes one when allowed. */
+static bool retry_budget(conn_t *c)
+{
+    if (c->retry_counted)
+        return true;
+    const proxy_traffic_policy_t *p = c->cl->policy;
+    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
+    if (p != NULL && p->max_retries != PROXY_UNSET && cs->retrying >= (uint64_t)p->max_retries)
+        return false;
+    cs->retrying++;
+    c->retry_counted = true;
+    return true;
+}
+
 static void on_backoff(uv_timer_t *t)
 {
     conn_t *c = t->data;
@@ -454,7 +524,7 @@ static void attempt_failed(conn_t *c, enum fail_kind kind)
         start_attempt(c);
         return;
     }
-    if (c->retries_left > 0 && !c->body_over && retriable_failure(c->retry, kind)) {
+    if (c->retries_left > 0 && !c->body_over && retriable_failure(c->retry, kind) && retry_budget(c)) {
         c->retries_left--;
         int n = c->attempts; /* retries so far + 1 */
         uint64_t cap = (uint64_t)BACKOFF_BASE_MS << (n < 4 ? n : 4);
@@ -936,6 +1006,10 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     c->have_peer = false;
     c->fault_wait = false;
     c->fault_abort = false;
+    c->waiting = false;
+    c->leased_counted = false;
+    c->retry_counted = false;
+    c->wait_next = NULL;
     c->status = 0;
     c->up_head.len = 0;
     c->body.len = 0;
@@ -1106,14 +1180,41 @@ static void start_attempt(conn_t *c)
         process(c);
         return;
     }
+    upstream_pool_t *pool = runtime_view_pool(c->view, c->cl, c->ep);
+    const proxy_traffic_policy_t *pol = c->cl->policy;
+    if (pol != NULL && pol->max_connections > 0 && upstream_pool_idle(pool) == 0 &&
+        runtime_view_connections(c->view, c->cl) >= (uint64_t)pol->max_connections) {
+        /* maxConnections reached: wait for one (bounded by http1MaxPendingRequests), or overflow */
+        runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
+        int64_t max_pending =
+            pol->http1_max_pending_requests != PROXY_UNSET ? pol->http1_max_pending_requests : DEFAULT_MAX_PENDING;
+        if ((int64_t)cs->n_waiting < max_pending) {
+            c->waiting = true;
+            c->wait_next = NULL;
+            if (cs->wait_tail != NULL)
+                cs->wait_tail->wait_next = c;
+            else
+                cs->wait_head = c;
+            cs->wait_tail = c;
+            cs->n_waiting++;
+            return;
+        }
+        c->flags |= RF_UO;
+        local_reply(c, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow\n",
+                    !c->req_done);
+        process(c);
+        return;
+    }
     router_lb_begin(lb, c->ep);
     c->lb_active = true;
     c->attempts++;
-    c->up = upstream_acquire(runtime_view_pool(c->view, c->cl, c->ep), &up_handler, c);
+    c->up = upstream_acquire(pool, &up_handler, c);
     if (c->up == NULL) {
         attempt_failed(c, FAIL_CONNECT);
         return;
     }
+    c->leased_counted = true;
+    c->view->cs[c->cl->index].leased++;
     http1_parser_reset(c->resp);
     http1_parser_set_method(c->resp, c->head->method);
     upstream_write(c->up, c->up_head.data, c->up_head.len);

@@ -80,7 +80,8 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
     runtime_view_t *v = calloc(1, sizeof *v);
     size_t n = router_cluster_count(rt->router);
     if (v == NULL ||
-        (n > 0 && ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL)))
+        (n > 0 && ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL ||
+                   (v->cs = calloc(n, sizeof *v->cs)) == NULL)))
         log_fatal("runtime: out of memory");
     runtime_ref(rt);
     v->rt = rt;
@@ -129,8 +130,20 @@ static void view_free(runtime_view_t *v)
     }
     free(v->pools);
     free(v->lbs);
+    free(v->cs);
     runtime_unref(v->rt);
     free(v);
+}
+
+uint32_t runtime_view_connections(const runtime_view_t *v, const router_cluster_t *cl)
+{
+    uint32_t n = v->cs[cl->index].leased;
+    upstream_pool_t **row = v->pools[cl->index];
+    if (row != NULL)
+        for (size_t e = 0; e < cl->n_endpoints; e++)
+            if (row[e] != NULL)
+                n += (uint32_t)upstream_pool_idle(row[e]);
+    return n;
 }
 
 void runtime_view_hold(runtime_view_t *v)

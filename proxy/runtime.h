@@ -45,11 +45,26 @@ void runtime_ref(runtime_t *rt);
 /* Drop a reference; the last one frees the runtime and its configuration. */
 void runtime_unref(runtime_t *rt);
 
+struct conn;
+
+/*
+ * A worker's circuit-breaker state for one cluster (DestinationRule
+ * connectionPool limits are enforced per worker; with `workers: 1`, the
+ * sidecar default, that is Envoy's per-cluster limit).
+ */
+typedef struct runtime_cluster_state {
+    uint32_t leased;                     /* upstream connections in use by exchanges */
+    uint32_t retrying;                   /* exchanges with a retry scheduled or running */
+    uint32_t n_waiting;                  /* requests waiting for a connection (http1MaxPendingRequests) */
+    struct conn *wait_head, *wait_tail;  /* FIFO of those requests (linked through conn.c) */
+} runtime_cluster_state_t;
+
 typedef struct runtime_view {
     runtime_t *rt; /* one reference held */
     uv_loop_t *loop;
     router_lb_t *lbs;         /* per cluster */
     upstream_pool_t ***pools; /* [cluster][endpoint], NULL until first use */
+    runtime_cluster_state_t *cs; /* per cluster */
     uint32_t users;           /* exchanges holding the view */
     bool retired;
 } runtime_view_t;
@@ -57,6 +72,8 @@ typedef struct runtime_view {
 runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);
 /* The pool of endpoint ep of cluster cl, created on first use with the cluster's connection policy. */
 upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep);
+/* Open upstream connections of cluster cl in this worker: leased plus idle in its pools. */
+uint32_t runtime_view_connections(const runtime_view_t *v, const router_cluster_t *cl);
 void runtime_view_hold(runtime_view_t *v);
 void runtime_view_drop(runtime_view_t *v);
 /* No new exchange will use v: it is freed (pools closed, runtime unreferenced) once no exchange holds it. */

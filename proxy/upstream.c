@@ -303,6 +303,11 @@ upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h,
     return u;
 }
 
+size_t upstream_pool_idle(const upstream_pool_t *pool)
+{
+    return pool->n_idle;
+}
+
 bool upstream_connected(const upstream_t *u)
 {
     return u->connected;

@@ -71,6 +71,9 @@ void upstream_pool_destroy(upstream_pool_t *pool);
  */
 upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h, void *ctx);
 
+/* Idle connections the pool holds now (what an acquire would reuse). */
+size_t upstream_pool_idle(const upstream_pool_t *pool);
+
 /* Whether the connection is established (writes go out now rather than queue). */
 bool upstream_connected(const upstream_t *u);
 
