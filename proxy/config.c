@@ -4,7 +4,7 @@
  * This file holds the generic machinery (paths, messages, typed scalars),
  * the document dispatch, the `kind: Proxy` document and the public lookups.
  * The Istio kinds live in config_istio.c, the cross-reference pass in
- * config_check.c.
+ * config_check.c, both passes of `kind: RateLimit` in config_ratelimit.c.
  *
  * The YAML is parsed by common/yaml (libfyaml in a forked child), so a
  * hostile file can neither hang nor crash the loader; everything here works
@@ -701,9 +701,16 @@ static void default_listen(pctx_t *p, proxy_hostport_t *hp, uint16_t port)
 
 /* ---- documents ---- */
 
-enum doc_kind { DOC_PROXY, DOC_SERVICE_ENTRY, DOC_VIRTUAL_SERVICE, DOC_DESTINATION_RULE, DOC_UNKNOWN };
+enum doc_kind { DOC_PROXY, DOC_SERVICE_ENTRY, DOC_VIRTUAL_SERVICE, DOC_DESTINATION_RULE, DOC_RATE_LIMIT, DOC_UNKNOWN };
 
-static const char *const kind_names[] = {"Proxy", "ServiceEntry", "VirtualService", "DestinationRule", NULL};
+static const char *const kind_names[] = {"Proxy",           "ServiceEntry", "VirtualService",
+                                         "DestinationRule", "RateLimit",    NULL};
+
+/* The Outrider kinds; the others are Istio's. */
+static int outrider_kind(enum doc_kind kind)
+{
+    return kind == DOC_PROXY || kind == DOC_RATE_LIMIT;
+}
 
 static enum doc_kind doc_kind_of(const yaml_node_t *doc)
 {
@@ -720,7 +727,7 @@ static enum doc_kind doc_kind_of(const yaml_node_t *doc)
 
 static int api_version_ok(enum doc_kind kind, const char *v)
 {
-    if (kind == DOC_PROXY)
+    if (outrider_kind(kind))
         return strcmp(v, "outrider.io/v1alpha1") == 0;
     return strcmp(v, "networking.istio.io/v1") == 0 || strcmp(v, "networking.istio.io/v1beta1") == 0 ||
            strcmp(v, "networking.istio.io/v1alpha3") == 0;
@@ -798,7 +805,8 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     enum doc_kind kind = doc_kind_of(doc);
     if (kind == DOC_UNKNOWN) {
         size_t mark = pc_push(p, "kind");
-        pc_error(p, kind_node, "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService or DestinationRule)",
+        pc_error(p, kind_node,
+                 "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule or RateLimit)",
                  kind_node->str);
         pc_pop(p, mark);
         return;
@@ -811,6 +819,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_SERVICE_ENTRY: meta = &cfg->services[cfg->n_services].meta; break;
     case DOC_VIRTUAL_SERVICE: meta = &cfg->virtual_services[cfg->n_virtual_services].meta; break;
     case DOC_DESTINATION_RULE: meta = &cfg->destination_rules[cfg->n_destination_rules].meta; break;
+    case DOC_RATE_LIMIT: meta = &cfg->rate_limits[cfg->n_rate_limits].meta; break;
     case DOC_UNKNOWN: return;
     }
     int duplicate_proxy = kind == DOC_PROXY && *first_proxy != NULL;
@@ -866,9 +875,9 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
             pc_error(p, api, "expected a string, got %s", kind_name(api));
         else if (!api_version_ok(kind, api->str))
             pc_error(p, api, "unknown apiVersion \"%s\" for kind %s (expected %s)", api->str, kind_names[kind],
-                     kind == DOC_PROXY ? "outrider.io/v1alpha1"
-                                       : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
-                                         "networking.istio.io/v1alpha3");
+                     outrider_kind(kind) ? "outrider.io/v1alpha1"
+                                         : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
+                                           "networking.istio.io/v1alpha3");
         pc_pop(p, mark);
     }
     PC_FIELDS(p, doc, it)
@@ -896,6 +905,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_DESTINATION_RULE:
         istio_parse_destination_rule(p, spec, &cfg->destination_rules[cfg->n_destination_rules++]);
         break;
+    case DOC_RATE_LIMIT: ratelimit_parse(p, spec, &cfg->rate_limits[cfg->n_rate_limits++]); break;
     case DOC_UNKNOWN: break;
     }
     pc_pop(p, mark);
@@ -989,6 +999,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     cfg->services = pc_alloc(&p, counts[DOC_SERVICE_ENTRY], sizeof(proxy_service_entry_t));
     cfg->virtual_services = pc_alloc(&p, counts[DOC_VIRTUAL_SERVICE], sizeof(proxy_virtual_service_t));
     cfg->destination_rules = pc_alloc(&p, counts[DOC_DESTINATION_RULE], sizeof(proxy_destination_rule_t));
+    cfg->rate_limits = pc_alloc(&p, counts[DOC_RATE_LIMIT], sizeof(proxy_rate_limit_t));
     seen_doc_t *seen = pc_alloc(&p, ys.n_docs ? ys.n_docs : 1, sizeof(seen_doc_t));
     size_t n_seen = 0;
 
@@ -1019,6 +1030,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
         default_listen(&p, &ps->admin_listen, 15000);
     }
     istio_check_references(&p);
+    ratelimit_check_references(&p);
     yaml_stream_dispose(&ys);
     buf_dispose(&p.path);
     if (p.errors > 0) {

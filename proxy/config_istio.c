@@ -1379,3 +1379,8 @@ void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_dest
     for (size_t i = 0; i < dr->n_subsets; i++)
         merge_policy(&dr->subsets[i].policy, &dr->policy);
 }
+
+void istio_parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts)
+{
+    parse_hosts(p, v, hosts, n_hosts);
+}

@@ -491,6 +491,64 @@ static void destination_rule(jw_t *w, const proxy_destination_rule_t *dr)
     close_(w, '}');
 }
 
+/* ---- RateLimit ---- */
+
+static void rate_limit(jw_t *w, const proxy_rate_limit_t *rl)
+{
+    static const char *const key_names[] = {"requestHeader", "remoteAddress", "path", "destinationService"};
+    static const char *const units[] = {"second", "minute", "hour", "day"};
+    document(w, "outrider.io/v1alpha1", "RateLimit", &rl->meta);
+    open_(w, "spec", '{');
+    hosts(w, "hosts", rl->hosts, rl->n_hosts);
+    if (rl->n_routes > 0) {
+        open_(w, "routes", '[');
+        for (size_t i = 0; i < rl->n_routes; i++)
+            str(w, NULL, rl->routes[i].name);
+        close_(w, ']');
+    }
+    if (rl->local.given) {
+        const proxy_rl_local_t *l = &rl->local;
+        open_(w, "local", '{');
+        num(w, "maxTokens", (int64_t)l->max_tokens);
+        num(w, "tokensPerFill", (int64_t)l->tokens_per_fill);
+        duration(w, "fillInterval", (int64_t)l->fill_interval_ms);
+        boolean(w, "shadow", l->shadow);
+        close_(w, '}');
+    }
+    if (rl->global.given) {
+        const proxy_rl_global_t *g = &rl->global;
+        open_(w, "global", '{');
+        str(w, "redis", g->redis.text);
+        duration(w, "timeout", (int64_t)g->timeout_ms);
+        str(w, "failureMode", g->failure_mode == PROXY_RL_FAILURE_DENY ? "deny" : "allow");
+        str(w, "algorithm", g->algorithm == PROXY_RL_SLIDING_WINDOW ? "slidingWindow" : "fixedWindow");
+        boolean(w, "shadow", g->shadow);
+        open_(w, "limits", '[');
+        for (size_t i = 0; i < g->n_limits; i++) {
+            const proxy_rl_limit_t *l = &g->limits[i];
+            open_(w, NULL, '{');
+            str(w, "name", l->name);
+            open_(w, "key", '[');
+            for (size_t k = 0; k < l->n_keys; k++) {
+                open_(w, NULL, '{');
+                if (l->keys[k].kind == PROXY_RL_KEY_REQUEST_HEADER)
+                    str(w, "requestHeader", l->keys[k].header);
+                else
+                    boolean(w, key_names[l->keys[k].kind], 1);
+                close_(w, '}');
+            }
+            close_(w, ']');
+            num(w, "requestsPerUnit", (int64_t)l->requests_per_unit);
+            str(w, "unit", units[l->unit]);
+            close_(w, '}');
+        }
+        close_(w, ']');
+        close_(w, '}');
+    }
+    close_(w, '}');
+    close_(w, '}');
+}
+
 void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
 {
     jw_t w = {out, 0};
@@ -507,6 +565,10 @@ void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
     open_(&w, "destinationRules", '[');
     for (size_t i = 0; i < cfg->n_destination_rules; i++)
         destination_rule(&w, &cfg->destination_rules[i]);
+    close_(&w, ']');
+    open_(&w, "rateLimits", '[');
+    for (size_t i = 0; i < cfg->n_rate_limits; i++)
+        rate_limit(&w, &cfg->rate_limits[i]);
     close_(&w, ']');
     close_(&w, '}');
 }

@@ -90,7 +90,13 @@ const char *pc_fqdn(pctx_t *p, const char *host, const char *ns);
 void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service_entry_t *se);
 void istio_parse_virtual_service(pctx_t *p, const yaml_node_t *spec, proxy_virtual_service_t *vs);
 void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_destination_rule_t *dr);
+/* A list of at least one host name as in a VirtualService's spec.hosts, into the arena. */
+void istio_parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts);
 /* Pass two (config_check.c): hosts, subsets, ports across documents. */
 void istio_check_references(pctx_t *p);
+
+/* kind: RateLimit (config_ratelimit.c): pass one for one document's spec, and pass two for all of them. */
+void ratelimit_parse(pctx_t *p, const yaml_node_t *spec, proxy_rate_limit_t *rl);
+void ratelimit_check_references(pctx_t *p);
 
 #endif
