@@ -266,7 +266,7 @@ typedef struct proxy_http_route {
     const char *direct_body; /* NULL = empty */
     int64_t timeout_ms;      /* PROXY_UNSET = none (0 also means none, as in Istio) */
     proxy_retries_t retries;
-    proxy_fault_t fault;     /* not enforced yet (issue 4) */
+    proxy_fault_t fault;     /* fault injection: delay (DI), abort (FI) */
     proxy_mirror_t *mirrors; /* `mirror` (with mirrorPercentage) or `mirrors`; not enforced yet */
     size_t n_mirrors;
 } proxy_http_route_t;
@@ -308,11 +308,11 @@ typedef struct proxy_traffic_policy {
     int64_t hash_cookie_ttl_ms;   /* PROXY_UNSET = session cookie */
     int has_pool;                 /* connectionPool was given */
     /* connectionPool; PROXY_UNSET = not given */
-    int64_t max_connections; /* not enforced yet */
+    int64_t max_connections; /* per worker and cluster; 503 UO past http1_max_pending_requests waiting */
     int64_t connect_timeout_ms;
-    int64_t http1_max_pending_requests; /* not enforced yet */
+    int64_t http1_max_pending_requests; /* requests waiting for a connection at max_connections (default 1024) */
     int64_t max_requests_per_connection;
-    int64_t max_retries; /* not enforced yet */
+    int64_t max_retries; /* retries in flight in the cluster (per worker) */
     int64_t idle_timeout_ms;
     /* outlierDetection; not enforced yet */
     int has_outlier;

@@ -926,7 +926,6 @@ static void parse_http_route(pctx_t *p, const yaml_node_t *v, proxy_http_route_t
             parse_retries(p, it.val, &r->retries);
         } else if (PC_KEY(it, "fault")) {
             parse_fault(p, it.val, &r->fault);
-            warn_not_enforced(p, &it);
         } else if (PC_KEY(it, "mirror")) {
             mirror = it.key;
             r->mirrors = pc_alloc(p, 1, sizeof(proxy_mirror_t));
@@ -1163,7 +1162,6 @@ static void parse_connection_pool(pctx_t *p, const yaml_node_t *v, proxy_traffic
                 if (PC_KEY(t, "maxConnections")) {
                     if (pc_int(p, t.val, 1, INT32_MAX, &n) == 0)
                         tp->max_connections = n;
-                    warn_not_enforced(p, &t);
                 } else if (PC_KEY(t, "connectTimeout")) {
                     if (pc_duration(p, t.val, &n) == 0) {
                         if (n == 0)
@@ -1185,14 +1183,12 @@ static void parse_connection_pool(pctx_t *p, const yaml_node_t *v, proxy_traffic
                 if (PC_KEY(h, "http1MaxPendingRequests")) {
                     if (pc_int(p, h.val, 1, INT32_MAX, &n) == 0)
                         tp->http1_max_pending_requests = n;
-                    warn_not_enforced(p, &h);
                 } else if (PC_KEY(h, "maxRequestsPerConnection")) {
                     if (pc_int(p, h.val, 0, INT32_MAX, &n) == 0)
                         tp->max_requests_per_connection = n;
                 } else if (PC_KEY(h, "maxRetries")) {
                     if (pc_int(p, h.val, 0, INT32_MAX, &n) == 0)
                         tp->max_retries = n;
-                    warn_not_enforced(p, &h);
                 } else if (PC_KEY(h, "idleTimeout")) {
                     if (pc_duration(p, h.val, &n) == 0)
                         tp->idle_timeout_ms = n;

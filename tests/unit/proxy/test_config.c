@@ -671,17 +671,13 @@ static void test_warnings(void **state)
     assert_int_equal(m.n_err, 1);
     expect_error(&m, "t.yaml:40:9: DestinationRule o: spec.host: ServiceEntry reviews already has a DestinationRule "
                      "(reviews, line 21)");
-    expect_warning(&m, "t.yaml:31:5: VirtualService r: spec.http[0].fault: parsed but not enforced yet");
     expect_warning(&m, "t.yaml:32:5: VirtualService r: spec.http[0].mirror: parsed but not enforced yet");
     expect_warning(&m, "t.yaml:34:5: VirtualService r: spec.http[0].corsPolicy: parsed but ignored: outrider-proxy "
                        "does not apply CORS policies (the app's own CORS headers pass through)");
-    expect_warning(&m, "t.yaml:42:28: DestinationRule o: spec.trafficPolicy.connectionPool.tcp.maxConnections: "
-                       "parsed but not enforced yet");
-    expect_warning(&m, "t.yaml:42:76: DestinationRule o: spec.trafficPolicy.connectionPool.http.maxRetries: parsed "
-                       "but not enforced yet");
     expect_warning(&m, "t.yaml:43:5: DestinationRule o: spec.trafficPolicy.outlierDetection: parsed but not "
                        "enforced yet");
-    assert_int_equal(m.n_warn, 6);
+    /* fault injection and the connection limits are enforced: no warning for them */
+    assert_int_equal(m.n_warn, 3);
 
     /* a subset that selects no endpoint is a warning, and the file still loads */
     cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {}\n---\n"
