@@ -1275,7 +1275,6 @@ static void parse_traffic_policy(pctx_t *p, const yaml_node_t *v, proxy_traffic_
             parse_connection_pool(p, it.val, tp);
         } else if (PC_KEY(it, "outlierDetection")) {
             parse_outlier(p, it.val, tp);
-            warn_not_enforced(p, &it);
         } else if (PC_KEY(it, "tls") || PC_KEY(it, "portLevelSettings") || PC_KEY(it, "tunnel") ||
                    PC_KEY(it, "proxyProtocol")) {
             pc_unsupported(p, &it);

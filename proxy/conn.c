@@ -119,6 +119,7 @@ struct conn {
     bool leased_counted; /* up counts in the cluster's leased connections */
     bool retry_counted;  /* counts in the cluster's retrying exchanges */
     conn_t *wait_next;
+    int fail_status;          /* the retriable status that ended the attempt */
     bool fault_abort;         /* an injected abort answers once the delay (if any) is over */
     int status;               /* final status sent to the client, 0 none */
     buf_t up_head;            /* the upstream request head */
@@ -148,6 +149,7 @@ static void update_reading(conn_t *c);
 static void start_attempt(conn_t *c);
 static void begin_upstream(conn_t *c);
 static void on_fault_delay(uv_timer_t *t);
+static void outlier_result(conn_t *c, int status);
 static void record(conn_t *c);
 
 static void *xmalloc(size_t n)
@@ -514,6 +516,8 @@ static void attempt_failed(conn_t *c, enum fail_kind kind)
         return;
     bool stale = kind == FAIL_RESET && c->up != NULL && upstream_reused(c->up);
     uv_timer_stop(&c->try_timer);
+    if (!stale)
+        outlier_result(c, kind == FAIL_STATUS ? c->fail_status : kind == FAIL_TRY_TIMEOUT ? 504 : 0);
     if (c->ep >= 0 && c->cl->n_endpoints > 1)
         c->excluded[c->ep / 64] |= 1ull << (c->ep % 64);
     release_upstream(c, false);
@@ -796,8 +800,11 @@ static int resp_on_head(void *ctx, const http1_head_t *h)
     if (h->status != 101 && c->retries_left > 0 && !c->body_over && c->req_done &&
         retriable_status(c->retry, h->status)) {
         c->retry_pending = true;
+        c->fail_status = h->status;
         return HTTP1_CB_PAUSE;
     }
+    if (h->status != 101)
+        outlier_result(c, h->status);
     uv_timer_stop(&c->try_timer);
     if (c->attempts > 1 && c->retries_left == 0 && retriable_status(c->retry, h->status))
         c->flags |= RF_URX;
@@ -1170,10 +1177,107 @@ static void on_fault_delay(uv_timer_t *t)
     update_reading(c);
 }
 
+/* ---- outlier detection (DestinationRule outlierDetection), per worker ---- */
+
+static int64_t policy_or(int64_t v, int64_t dflt)
+{
+    return v != PROXY_UNSET ? v : dflt;
+}
+
+/* Ejected endpoints whose time is over go back into the pool. */
+static void outlier_refresh(conn_t *c, runtime_cluster_state_t *cs)
+{
+    if (cs->n_ejected == 0)
+        return;
+    uint64_t now = uv_now(c->env->w->loop);
+    for (size_t e = 0; e < c->cl->n_endpoints; e++) {
+        runtime_endpoint_health_t *h = &cs->health[e];
+        if (h->ejected_until_ms != 0 && h->ejected_until_ms <= now) {
+            h->ejected_until_ms = 0;
+            cs->n_ejected--;
+            atomic_fetch_sub(&c->view->rt->ejected[c->cl->index], 1);
+            atomic_fetch_add(&c->view->rt->returns[c->cl->index], 1);
+            log_info("outlier detection: %s returns to %s", c->cl->endpoints[e].name, c->cl->name);
+        }
+    }
+}
+
+/* Record how the attempt on c->ep ended: status 0 for a connection failure; eject on too many errors in a row. */
+static void outlier_result(conn_t *c, int status)
+{
+    if (c->cl == NULL || c->ep < 0 || c->view->cs[c->cl->index].health == NULL)
+        return;
+    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
+    runtime_endpoint_health_t *h = &cs->health[c->ep];
+    const proxy_traffic_policy_t *p = c->cl->policy;
+    bool err5 = status == 0 || status >= 500;
+    bool gateway = status == 0 || (status >= 502 && status <= 504);
+    h->consecutive_5xx = err5 ? h->consecutive_5xx + 1 : 0;
+    h->consecutive_gateway = gateway ? h->consecutive_gateway + 1 : 0;
+    int64_t max5 = policy_or(p->consecutive_5xx_errors, 5), maxgw = policy_or(p->consecutive_gateway_errors, 0);
+    bool trip = (max5 > 0 && h->consecutive_5xx >= max5) || (maxgw > 0 && h->consecutive_gateway >= maxgw);
+    if (!trip || h->ejected_until_ms != 0)
+        return;
+    uint32_t n = (uint32_t)c->cl->n_endpoints;
+    int64_t max_pct = policy_or(p->max_ejection_percent, 10);
+    if (cs->n_ejected > 0 && (int64_t)(cs->n_ejected + 1) * 100 > max_pct * (int64_t)n) {
+        log_debug("outlier detection: %s not ejected: maxEjectionPercent %lld reached", c->cl->endpoints[c->ep].name,
+                  (long long)max_pct);
+        return;
+    }
+    h->times_ejected++;
+    uint64_t ms = (uint64_t)policy_or(p->base_ejection_time_ms, 30000) * h->times_ejected;
+    h->ejected_until_ms = uv_now(c->env->w->loop) + ms;
+    h->consecutive_5xx = h->consecutive_gateway = 0;
+    cs->n_ejected++;
+    atomic_fetch_add(&c->view->rt->ejected[c->cl->index], 1);
+    atomic_fetch_add(&c->view->rt->ejections[c->cl->index], 1);
+    log_info("outlier detection: ejected %s from %s for %llu ms (%s %u)", c->cl->endpoints[c->ep].name, c->cl->name,
+             (unsigned long long)ms, status == 0 ? "connection failure, ejection" : "error status, ejection",
+             h->times_ejected);
+}
+
+/*
+ * The endpoints the pick must avoid: those tried already and, with outlier
+ * detection, the ejected ones (unless fewer than minHealthPercent would be
+ * left). Returns false when every endpoint is ejected (503 UH).
+ */
+static bool pick_mask(conn_t *c, uint64_t *mask)
+{
+    size_t words = (c->cl->n_endpoints + 63) / 64;
+    memcpy(mask, c->excluded, words * sizeof *mask);
+    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
+    if (cs->health == NULL)
+        return true;
+    outlier_refresh(c, cs);
+    if (cs->n_ejected == 0)
+        return true;
+    size_t n = c->cl->n_endpoints;
+    int64_t min_pct = policy_or(c->cl->policy->min_health_percent, 0);
+    if (min_pct > 0 && (int64_t)(n - cs->n_ejected) * 100 < min_pct * (int64_t)n)
+        return true; /* too few healthy: outlier detection steps aside, as in Envoy */
+    if (cs->n_ejected >= n)
+        return false;
+    for (size_t e = 0; e < n; e++)
+        if (cs->health[e].ejected_until_ms != 0)
+            mask[e / 64] |= 1ull << (e % 64);
+    /* every endpoint not yet ejected was tried already: let the pick retry one of them, never an ejected one */
+    size_t free_left = 0;
+    for (size_t e = 0; e < n; e++)
+        free_left += !(mask[e / 64] & (1ull << (e % 64)));
+    if (free_left == 0)
+        for (size_t e = 0; e < n; e++)
+            if (cs->health[e].ejected_until_ms == 0)
+                mask[e / 64] &= ~(1ull << (e % 64));
+    return true;
+}
+
 static void start_attempt(conn_t *c)
 {
     router_lb_t *lb = &c->view->lbs[c->cl->index];
-    c->ep = router_lb_pick(lb, &c->rreq, tracectx_rand(&c->env->w->rng), c->excluded);
+    uint64_t mask[ROUTER_MAX_ENDPOINTS / 64];
+    bool healthy = pick_mask(c, mask);
+    c->ep = healthy ? router_lb_pick(lb, &c->rreq, tracectx_rand(&c->env->w->rng), mask) : -1;
     if (c->ep < 0) {
         c->flags |= RF_UH;
         local_reply(c, 503, "no healthy upstream\n", false);

@@ -233,6 +233,30 @@ static void admin_stats(void *ctx, buf_t *out)
                "# TYPE outrider_proxy_workers gauge\n"
                "outrider_proxy_workers %d\n",
                (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed, m->n_workers);
+    /* outlier detection, per cluster that has it */
+    static const char *const names[] = {"outrider_proxy_outlier_ejections_total",
+                                        "outrider_proxy_outlier_returns_total", "outrider_proxy_outlier_ejected"};
+    static const char *const help[] = {"Endpoints ejected by outlier detection.",
+                                       "Ejected endpoints that returned to the load-balancing pool.",
+                                       "Endpoints ejected now (summed over workers)."};
+    const runtime_t *rt = m->rt;
+    for (int k = 0; k < 3; k++) {
+        bool head = false;
+        for (size_t i = 0; i < router_cluster_count(rt->router); i++) {
+            const router_cluster_t *cl = router_cluster(rt->router, i);
+            if (cl->policy == NULL || !cl->policy->has_outlier)
+                continue;
+            if (!head) {
+                buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
+                           k < 2 ? "counter" : "gauge");
+                head = true;
+            }
+            unsigned long long v = k == 0   ? atomic_load(&rt->ejections[i])
+                                   : k == 1 ? atomic_load(&rt->returns[i])
+                                            : (unsigned long long)atomic_load(&rt->ejected[i]);
+            buf_printf(out, "%s{cluster=\"%s\"} %llu\n", names[k], cl->name, v);
+        }
+    }
 }
 
 static void admin_config_dump(void *ctx, buf_t *out)

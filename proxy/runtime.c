@@ -56,6 +56,12 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     peer_encode_id(p, "127.0.0.1", &b);
     buf_append(&b, "", 1);
     rt->peer_id = b.data;
+    size_t nc = router_cluster_count(router);
+    rt->ejections = calloc(nc ? nc : 1, sizeof *rt->ejections);
+    rt->returns = calloc(nc ? nc : 1, sizeof *rt->returns);
+    rt->ejected = calloc(nc ? nc : 1, sizeof *rt->ejected);
+    if (rt->ejections == NULL || rt->returns == NULL || rt->ejected == NULL)
+        log_fatal("runtime: out of memory");
     return rt;
 }
 
@@ -72,6 +78,9 @@ void runtime_unref(runtime_t *rt)
     proxy_config_destroy(rt->cfg);
     free(rt->peer_b64);
     free(rt->peer_id);
+    free(rt->ejections);
+    free(rt->returns);
+    free(rt->ejected);
     free(rt);
 }
 
@@ -86,8 +95,13 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
     runtime_ref(rt);
     v->rt = rt;
     v->loop = loop;
-    for (size_t i = 0; i < n; i++)
-        router_lb_init(&v->lbs[i], router_cluster(rt->router, i));
+    for (size_t i = 0; i < n; i++) {
+        const router_cluster_t *cl = router_cluster(rt->router, i);
+        router_lb_init(&v->lbs[i], cl);
+        if (cl->policy != NULL && cl->policy->has_outlier && cl->n_endpoints > 0 &&
+            (v->cs[i].health = calloc(cl->n_endpoints, sizeof *v->cs[i].health)) == NULL)
+            log_fatal("runtime: out of memory");
+    }
     return v;
 }
 
@@ -127,6 +141,9 @@ static void view_free(runtime_view_t *v)
             free(v->pools[i]);
         }
         router_lb_dispose(&v->lbs[i]);
+        if (v->cs[i].n_ejected > 0)
+            atomic_fetch_sub(&v->rt->ejected[i], v->cs[i].n_ejected);
+        free(v->cs[i].health);
     }
     free(v->pools);
     free(v->lbs);

@@ -34,6 +34,9 @@ typedef struct runtime {
     peer_info_t self;
     char service_name[2 * PEER_FIELD_MAX + 2]; /* "<app>.<namespace>", the span's local service */
     char self_fqdn[2 * PEER_FIELD_MAX + 24];   /* "<app>.<namespace>.svc.cluster.local": inbound destination_service */
+    atomic_ullong *ejections;                  /* per cluster, all workers: outlier ejections so far */
+    atomic_ullong *returns;                    /* per cluster: ejected endpoints back in the pool */
+    atomic_uint *ejected;                      /* per cluster: endpoints ejected now (summed over workers) */
     char *peer_b64;                            /* x-envoy-peer-metadata value for self */
     char *peer_id;                             /* x-envoy-peer-metadata-id value for self */
     atomic_int refs;
@@ -52,20 +55,30 @@ struct conn;
  * connectionPool limits are enforced per worker; with `workers: 1`, the
  * sidecar default, that is Envoy's per-cluster limit).
  */
+/* Outlier detection state of one endpoint (per worker). */
+typedef struct runtime_endpoint_health {
+    uint32_t consecutive_5xx;     /* 5xx answers and connection failures in a row */
+    uint32_t consecutive_gateway; /* 502/503/504 and connection failures in a row */
+    uint32_t times_ejected;       /* the ejection time is baseEjectionTime times this */
+    uint64_t ejected_until_ms;    /* uv_now; 0 = in the pool */
+} runtime_endpoint_health_t;
+
 typedef struct runtime_cluster_state {
-    uint32_t leased;                     /* upstream connections in use by exchanges */
-    uint32_t retrying;                   /* exchanges with a retry scheduled or running */
-    uint32_t n_waiting;                  /* requests waiting for a connection (http1MaxPendingRequests) */
-    struct conn *wait_head, *wait_tail;  /* FIFO of those requests (linked through conn.c) */
+    uint32_t leased;                    /* upstream connections in use by exchanges */
+    uint32_t retrying;                  /* exchanges with a retry scheduled or running */
+    uint32_t n_waiting;                 /* requests waiting for a connection (http1MaxPendingRequests) */
+    struct conn *wait_head, *wait_tail; /* FIFO of those requests (linked through conn.c) */
+    runtime_endpoint_health_t *health;  /* per endpoint, allocated with outlierDetection */
+    uint32_t n_ejected;
 } runtime_cluster_state_t;
 
 typedef struct runtime_view {
     runtime_t *rt; /* one reference held */
     uv_loop_t *loop;
-    router_lb_t *lbs;         /* per cluster */
-    upstream_pool_t ***pools; /* [cluster][endpoint], NULL until first use */
+    router_lb_t *lbs;            /* per cluster */
+    upstream_pool_t ***pools;    /* [cluster][endpoint], NULL until first use */
     runtime_cluster_state_t *cs; /* per cluster */
-    uint32_t users;           /* exchanges holding the view */
+    uint32_t users;              /* exchanges holding the view */
     bool retired;
 } runtime_view_t;
 

@@ -674,10 +674,8 @@ static void test_warnings(void **state)
     expect_warning(&m, "t.yaml:32:5: VirtualService r: spec.http[0].mirror: parsed but not enforced yet");
     expect_warning(&m, "t.yaml:34:5: VirtualService r: spec.http[0].corsPolicy: parsed but ignored: outrider-proxy "
                        "does not apply CORS policies (the app's own CORS headers pass through)");
-    expect_warning(&m, "t.yaml:43:5: DestinationRule o: spec.trafficPolicy.outlierDetection: parsed but not "
-                       "enforced yet");
-    /* fault injection and the connection limits are enforced: no warning for them */
-    assert_int_equal(m.n_warn, 3);
+    /* fault injection, the connection limits and outlier detection are enforced: no warning for them */
+    assert_int_equal(m.n_warn, 2);
 
     /* a subset that selects no endpoint is a warning, and the file still loads */
     cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {}\n---\n"
