@@ -48,8 +48,9 @@ enum {
     RF_DI = 1 << 8,  /* the request was delayed by fault injection */
     RF_FI = 1 << 9,  /* the request was aborted by fault injection */
     RF_UO = 1 << 10, /* upstream overflow: a circuit-breaker limit */
+    RF_RL = 1 << 11, /* rate limited */
 };
-static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE", "DI", "FI", "UO"};
+static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE", "DI", "FI", "UO", "RL"};
 
 /* Requests waiting for a connection when DestinationRule http1MaxPendingRequests is not set (Envoy's default). */
 #define DEFAULT_MAX_PENDING 1024
@@ -150,6 +151,7 @@ static void start_attempt(conn_t *c);
 static void begin_upstream(conn_t *c);
 static void on_fault_delay(uv_timer_t *t);
 static void outlier_result(conn_t *c, int status);
+static bool local_rate_limited(conn_t *c);
 static void record(conn_t *c);
 
 static void *xmalloc(size_t n)
@@ -1138,6 +1140,8 @@ static int req_on_head(void *ctx, const http1_head_t *h)
         c->retry = &defaults;
     }
     c->retries_left = c->retry->attempts;
+    if (c->env->mode == CONN_OUTBOUND && c->view->rt->cfg->n_rate_limits > 0 && local_rate_limited(c))
+        return HTTP1_CB_OK;
     if (c->d.route != NULL && (c->d.route->fault.has_delay || c->d.route->fault.has_abort)) {
         const proxy_fault_t *f = &c->d.route->fault;
         c->fault_abort = f->has_abort && chance(c, f->abort_percent);
@@ -1151,6 +1155,67 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     }
     begin_upstream(c);
     return HTTP1_CB_OK;
+}
+
+/* Whether RateLimit document rl applies to the request's destination (and route, when it names routes). */
+static bool rate_limit_applies(const conn_t *c, const proxy_rate_limit_t *rl)
+{
+    bool host = false;
+    for (size_t i = 0; i < rl->n_hosts && !host; i++)
+        host = rl->services[i] == c->cl->service;
+    if (!host)
+        return false;
+    if (rl->n_routes == 0)
+        return true;
+    const char *name = c->d.route != NULL ? c->d.route->name : NULL;
+    for (size_t i = 0; name != NULL && i < rl->n_routes; i++)
+        if (strcmp(rl->routes[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The local token bucket of the RateLimit document for this request (one
+ * naming its route wins over one for the whole host): 429 RL with
+ * x-ratelimit-* headers when empty, unless the document is in shadow mode
+ * (then only counted). Returns true when the request was answered.
+ */
+static bool local_rate_limited(conn_t *c)
+{
+    runtime_t *rt = c->view->rt;
+    const proxy_config_t *cfg = rt->cfg;
+    size_t found = cfg->n_rate_limits;
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
+        if (!rl->local.given || !rate_limit_applies(c, rl))
+            continue;
+        if (found == cfg->n_rate_limits || (rl->n_routes > 0 && cfg->rate_limits[found].n_routes == 0))
+            found = i;
+    }
+    if (found == cfg->n_rate_limits)
+        return false;
+    const proxy_rl_local_t *l = &cfg->rate_limits[found].local;
+    runtime_bucket_t *b = &rt->buckets[found];
+    uint64_t remaining, reset_s;
+    if (runtime_bucket_take(rt, found, &remaining, &reset_s)) {
+        atomic_fetch_add(&b->allowed, 1);
+        return false;
+    }
+    if (l->shadow) {
+        atomic_fetch_add(&b->shadow_limited, 1);
+        return false;
+    }
+    atomic_fetch_add(&b->limited, 1);
+    c->flags |= RF_RL;
+    char limit[24], rem[24], reset[24];
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)l->max_tokens);
+    snprintf(rem, sizeof rem, "%llu", (unsigned long long)remaining);
+    snprintf(reset, sizeof reset, "%llu", (unsigned long long)reset_s);
+    http1_header_t h[3] = {{{"x-ratelimit-limit", 17}, {limit, strlen(limit)}},
+                           {{"x-ratelimit-remaining", 21}, {rem, strlen(rem)}},
+                           {{"x-ratelimit-reset", 17}, {reset, strlen(reset)}}};
+    local_reply_h(c, 429, "local rate limited\n", !c->req_done, h, 3);
+    return true;
 }
 
 /* After routing (and an injected delay): an injected abort, or the route timeout and the first attempt. */

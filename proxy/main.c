@@ -233,6 +233,28 @@ static void admin_stats(void *ctx, buf_t *out)
                "# TYPE outrider_proxy_workers gauge\n"
                "outrider_proxy_workers %d\n",
                (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed, m->n_workers);
+    /* local rate limits, per RateLimit document with a local block */
+    const proxy_config_t *cfg = m->rt->cfg;
+    bool rl_head = false;
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        if (!cfg->rate_limits[i].local.given)
+            continue;
+        if (!rl_head) {
+            buf_append_str(out, "# HELP outrider_proxy_local_rate_limit_total Requests seen by local rate limits, by "
+                                "result (shadow_limited: over the limit in shadow mode, let through).\n"
+                                "# TYPE outrider_proxy_local_rate_limit_total counter\n");
+            rl_head = true;
+        }
+        const runtime_bucket_t *b = &m->rt->buckets[i];
+        const char *name = cfg->rate_limits[i].meta.name;
+        buf_printf(out,
+                   "outrider_proxy_local_rate_limit_total{ratelimit=\"%s\",result=\"allowed\"} %llu\n"
+                   "outrider_proxy_local_rate_limit_total{ratelimit=\"%s\",result=\"limited\"} %llu\n"
+                   "outrider_proxy_local_rate_limit_total{ratelimit=\"%s\",result=\"shadow_limited\"} %llu\n",
+                   name, (unsigned long long)atomic_load(&b->allowed), name,
+                   (unsigned long long)atomic_load(&b->limited), name,
+                   (unsigned long long)atomic_load(&b->shadow_limited));
+    }
     /* outlier detection, per cluster that has it */
     static const char *const names[] = {"outrider_proxy_outlier_ejections_total",
                                         "outrider_proxy_outlier_returns_total", "outrider_proxy_outlier_ejected"};

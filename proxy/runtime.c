@@ -4,6 +4,7 @@
 #include "runtime.h"
 
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,14 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     peer_encode_id(p, "127.0.0.1", &b);
     buf_append(&b, "", 1);
     rt->peer_id = b.data;
+    rt->buckets = calloc(cfg->n_rate_limits ? cfg->n_rate_limits : 1, sizeof *rt->buckets);
+    if (rt->buckets == NULL)
+        log_fatal("runtime: out of memory");
+    uint64_t now = runtime_now_ms();
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        atomic_init(&rt->buckets[i].tokens, (long long)cfg->rate_limits[i].local.max_tokens);
+        atomic_init(&rt->buckets[i].last_fill_ms, now);
+    }
     size_t nc = router_cluster_count(router);
     rt->ejections = calloc(nc ? nc : 1, sizeof *rt->ejections);
     rt->returns = calloc(nc ? nc : 1, sizeof *rt->returns);
@@ -63,6 +72,44 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     if (rt->ejections == NULL || rt->returns == NULL || rt->ejected == NULL)
         log_fatal("runtime: out of memory");
     return rt;
+}
+
+uint64_t runtime_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool runtime_bucket_take(runtime_t *rt, size_t i, uint64_t *remaining, uint64_t *reset_s)
+{
+    const proxy_rl_local_t *l = &rt->cfg->rate_limits[i].local;
+    runtime_bucket_t *b = &rt->buckets[i];
+    uint64_t now = runtime_now_ms();
+    uint64_t last = atomic_load(&b->last_fill_ms);
+    if (now >= last + l->fill_interval_ms) {
+        uint64_t periods = (now - last) / l->fill_interval_ms;
+        /* one worker wins the refill of these periods; the others see the new time */
+        if (atomic_compare_exchange_strong(&b->last_fill_ms, &last, last + periods * l->fill_interval_ms)) {
+            uint64_t add = periods > l->max_tokens ? l->max_tokens : periods * l->tokens_per_fill;
+            long long cur = atomic_fetch_add(&b->tokens, (long long)add) + (long long)add;
+            if (cur > (long long)l->max_tokens)
+                atomic_fetch_sub(&b->tokens, cur - (long long)l->max_tokens);
+            last += periods * l->fill_interval_ms;
+        } else {
+            last = atomic_load(&b->last_fill_ms);
+        }
+    }
+    uint64_t next = last + l->fill_interval_ms;
+    *reset_s = next > now ? (next - now + 999) / 1000 : 0;
+    long long left = atomic_fetch_sub(&b->tokens, 1) - 1;
+    if (left < 0) {
+        atomic_fetch_add(&b->tokens, 1);
+        *remaining = 0;
+        return false;
+    }
+    *remaining = (uint64_t)left;
+    return true;
 }
 
 void runtime_ref(runtime_t *rt)
@@ -78,6 +125,7 @@ void runtime_unref(runtime_t *rt)
     proxy_config_destroy(rt->cfg);
     free(rt->peer_b64);
     free(rt->peer_id);
+    free(rt->buckets);
     free(rt->ejections);
     free(rt->returns);
     free(rt->ejected);

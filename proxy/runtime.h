@@ -28,12 +28,20 @@
 #include "tracectx.h"
 #include "upstream.h"
 
+/* The token bucket of one RateLimit document's `local` block, shared by every worker. */
+typedef struct runtime_bucket {
+    atomic_llong tokens;
+    atomic_ullong last_fill_ms; /* monotonic clock */
+    atomic_ullong allowed, limited, shadow_limited;
+} runtime_bucket_t;
+
 typedef struct runtime {
     proxy_config_t *cfg;
     router_t *router;
     peer_info_t self;
     char service_name[2 * PEER_FIELD_MAX + 2]; /* "<app>.<namespace>", the span's local service */
     char self_fqdn[2 * PEER_FIELD_MAX + 24];   /* "<app>.<namespace>.svc.cluster.local": inbound destination_service */
+    runtime_bucket_t *buckets;                 /* per RateLimit document (cfg->rate_limits) */
     atomic_ullong *ejections;                  /* per cluster, all workers: outlier ejections so far */
     atomic_ullong *returns;                    /* per cluster: ejected endpoints back in the pool */
     atomic_uint *ejected;                      /* per cluster: endpoints ejected now (summed over workers) */
@@ -41,6 +49,16 @@ typedef struct runtime {
     char *peer_id;                             /* x-envoy-peer-metadata-id value for self */
     atomic_int refs;
 } runtime_t;
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t runtime_now_ms(void);
+
+/*
+ * Take a token from the bucket of RateLimit document i (its local block).
+ * Returns true when one was left; *remaining is what is left after it,
+ * *reset_s the seconds until the next fill.
+ */
+bool runtime_bucket_take(runtime_t *rt, size_t i, uint64_t *remaining, uint64_t *reset_s);
 
 /* Build the runtime for cfg; on success it owns cfg. NULL and a reason in err on failure (cfg untouched). */
 runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen);
