@@ -22,10 +22,6 @@
 
 /* ---- helpers ---- */
 
-static void warn_not_enforced(pctx_t *p, const pc_iter_t *it)
-{
-    pc_warn(p, it->key, "parsed but not enforced yet");
-}
 
 static int valid_host(const char *h)
 {
@@ -931,7 +927,6 @@ static void parse_http_route(pctx_t *p, const yaml_node_t *v, proxy_http_route_t
             r->mirrors = pc_alloc(p, 1, sizeof(proxy_mirror_t));
             r->n_mirrors = 1;
             parse_destination(p, it.val, &r->mirrors[0].destination);
-            warn_not_enforced(p, &it);
         } else if (PC_KEY(it, "mirrorPercentage")) {
             mirror_pct = it.key;
             pc_percent(p, it.val, &mirror_percent);
@@ -962,8 +957,6 @@ static void parse_http_route(pctx_t *p, const yaml_node_t *v, proxy_http_route_t
                     pc_missing(p, it.val->items[i], "destination");
                 pc_pop(p, mark);
             }
-            if (m > 0)
-                warn_not_enforced(p, &it);
         } else if (PC_KEY(it, "corsPolicy")) {
             parse_cors(p, it.val);
             pc_warn(p, it.key,

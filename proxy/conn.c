@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "buf.h"
 #include "log.h"
+#include "mirror.h"
 #include "router.h"
 #include "tracectx.h"
 
@@ -32,6 +34,7 @@
 #define READ_CHUNK (16 * 1024)
 #define PIPELINE_BUFFER_MAX (64 * 1024) /* bytes read ahead of the request being answered (pipelining) */
 #define MAX_EXTRA_FIELDS 48             /* fields an exchange may add to a request or response head */
+#define MAX_MIRRORS 4                   /* mirrors per request */
 #define BACKOFF_BASE_MS 25
 #define BACKOFF_MAX_MS 250
 
@@ -120,7 +123,9 @@ struct conn {
     bool leased_counted; /* up counts in the cluster's leased connections */
     bool retry_counted;  /* counts in the cluster's retrying exchanges */
     conn_t *wait_next;
-    int fail_status;          /* the retriable status that ended the attempt */
+    int fail_status;                /* the retriable status that ended the attempt */
+    mirror_t *mirrors[MAX_MIRRORS]; /* shadow copies of this request still being fed */
+    int n_mirrors;
     bool fault_abort;         /* an injected abort answers once the delay (if any) is over */
     int status;               /* final status sent to the client, 0 none */
     buf_t up_head;            /* the upstream request head */
@@ -152,6 +157,7 @@ static void begin_upstream(conn_t *c);
 static void on_fault_delay(uv_timer_t *t);
 static void outlier_result(conn_t *c, int status);
 static bool local_rate_limited(conn_t *c);
+static void start_mirrors(conn_t *c);
 static void record(conn_t *c);
 
 static void *xmalloc(size_t n)
@@ -278,6 +284,9 @@ static void exchange_dispose(conn_t *c)
 {
     uv_timer_stop(&c->route_timer);
     uv_timer_stop(&c->try_timer);
+    for (int i = 0; i < c->n_mirrors; i++)
+        mirror_abort(c->mirrors[i]);
+    c->n_mirrors = 0;
     unwait(c);
     release_upstream(c, false);
     if (c->retry_counted) {
@@ -1015,6 +1024,7 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     c->have_peer = false;
     c->fault_wait = false;
     c->fault_abort = false;
+    c->n_mirrors = 0;
     c->waiting = false;
     c->leased_counted = false;
     c->retry_counted = false;
@@ -1157,6 +1167,90 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     return HTTP1_CB_OK;
 }
 
+/* The cluster a mirror destination names (service, subset, port), or NULL. */
+static const router_cluster_t *destination_cluster(const router_t *r, const proxy_destination_t *d)
+{
+    for (size_t i = 0; i < router_cluster_count(r); i++) {
+        const router_cluster_t *cl = router_cluster(r, i);
+        if (cl->service == NULL || cl->service != d->service)
+            continue;
+        if ((d->subset == NULL) != (cl->subset == NULL) ||
+            (d->subset != NULL && strcmp(d->subset, cl->subset->name) != 0))
+            continue;
+        uint32_t port = d->port != PROXY_UNSET ? (uint32_t)d->port : cl->service->ports[0].number;
+        if (cl->port == port)
+            return cl;
+    }
+    return NULL;
+}
+
+/* The upstream head with its Host value replaced by the authority with "-shadow" added to the host part. */
+static void shadow_head(const conn_t *c, buf_t *out)
+{
+    str_t a = c->rreq.authority;
+    const char *colon = NULL;
+    for (size_t i = a.len; i > 0; i--)
+        if (a.ptr[i - 1] == ':') {
+            colon = a.ptr + i - 1;
+            break;
+        } else if (a.ptr[i - 1] == ']') {
+            break;
+        }
+    size_t host_len = colon != NULL ? (size_t)(colon - a.ptr) : a.len;
+    const char *h = c->up_head.data, *end = h + c->up_head.len;
+    const char *line = memchr(h, '\n', c->up_head.len); /* after the request line */
+    while (line != NULL && line + 1 < end) {
+        const char *start = line + 1;
+        const char *eol = memchr(start, '\n', (size_t)(end - start));
+        if (eol == NULL)
+            break;
+        if (eol - start >= 5 && strncasecmp(start, "host:", 5) == 0) {
+            buf_append(out, h, (size_t)(start - h));
+            buf_append_str(out, "Host: ");
+            buf_append(out, a.ptr, host_len);
+            buf_append_str(out, "-shadow");
+            if (colon != NULL)
+                buf_append(out, colon, a.len - host_len);
+            buf_append_str(out, "\r\n");
+            buf_append(out, eol + 1, (size_t)(end - eol - 1));
+            return;
+        }
+        line = eol;
+    }
+    buf_append(out, h, c->up_head.len); /* no Host field: unchanged */
+}
+
+/* VirtualService mirror/mirrors: start the shadow copies this request gets (by mirrorPercentage). */
+static void start_mirrors(conn_t *c)
+{
+    const proxy_http_route_t *r = c->d.route;
+    if (r == NULL || r->n_mirrors == 0 || c->upgrade || c->body_over)
+        return;
+    for (size_t i = 0; i < r->n_mirrors && c->n_mirrors < MAX_MIRRORS; i++) {
+        const proxy_mirror_t *mi = &r->mirrors[i];
+        if (!chance(c, mi->percent))
+            continue;
+        const router_cluster_t *mcl = destination_cluster(c->view->rt->router, &mi->destination);
+        if (mcl == NULL || mcl->n_endpoints == 0)
+            continue;
+        int ep = router_lb_pick(&c->view->lbs[mcl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL);
+        if (ep < 0)
+            continue;
+        buf_t head = BUF_INIT;
+        shadow_head(c, &head);
+        mirror_t *m = mirror_start(c->view, mcl, ep, head.data, head.len);
+        buf_dispose(&head);
+        if (m == NULL)
+            continue;
+        if (c->body.len > 0)
+            mirror_body(m, c->body.data, c->body.len);
+        if (c->req_done)
+            mirror_end(m);
+        else
+            c->mirrors[c->n_mirrors++] = m;
+    }
+}
+
 /* Whether RateLimit document rl applies to the request's destination (and route, when it names routes). */
 static bool rate_limit_applies(const conn_t *c, const proxy_rate_limit_t *rl)
 {
@@ -1227,6 +1321,7 @@ static void begin_upstream(conn_t *c)
         process(c);
         return;
     }
+    start_mirrors(c);
     if (c->d.route != NULL && c->d.route->timeout_ms > 0)
         uv_timer_start(&c->route_timer, on_route_timeout, (uint64_t)c->d.route->timeout_ms, 0);
     start_attempt(c);
@@ -1398,6 +1493,8 @@ static void start_attempt(conn_t *c)
 /* Send bytes of the framed request body upstream, and keep them for replays while they fit. */
 static void body_out(conn_t *c, const char *data, size_t len)
 {
+    for (int i = 0; i < c->n_mirrors; i++)
+        mirror_body(c->mirrors[i], data, len);
     if (!c->body_over) {
         if (c->body.len + len <= c->env->w->retry_buffer_bytes) {
             buf_append(&c->body, data, len);
@@ -1467,6 +1564,9 @@ static int req_on_complete(void *ctx)
     }
     c->req_chunked = false;
     c->req_done = true;
+    for (int i = 0; i < c->n_mirrors; i++)
+        mirror_end(c->mirrors[i]);
+    c->n_mirrors = 0;
     return HTTP1_CB_PAUSE;
 }
 

@@ -21,7 +21,9 @@ step.
   /reset            status line, Content-Length: 100000, 10 bytes, then the socket
                     closes (add ?rst=1 to close with a TCP RST instead of a FIN)
   /close            closes the connection without any response
-  /count            200 "N\\n": requests served so far, /count itself excluded
+  /count            200 "N\\n": requests served so far, /count and /last excluded
+  /last             200, the previous request (not /count or /last): "METHOD target", its
+                    header fields as "name: value" lines, then "body-bytes: N"
   /fail/N/KEY       the first N requests with this KEY get 503 "NAME fail I\\n",
                     later ones 200 "NAME ok\\n"
   /chunked          200, chunked body "hello chunked world"
@@ -153,9 +155,14 @@ class Handler(BaseHTTPRequestHandler):
         target = self.path
         path = urlsplit(target).path if not target.startswith("/") else target.split("?", 1)[0]
         query = target.split("?", 1)[1] if "?" in target else ""
-        if path != "/count":
+        if path not in ("/count", "/last"):
             self.state.count_request()
         body = self.read_body()
+        if path not in ("/count", "/last") and body is not None:
+            # what /last reports: this request's head and body
+            self.state.last = ("%s %s\n" % (self.command, target) +
+                               "".join("%s: %s\n" % (k.lower(), v) for k, v in self.headers.items()) +
+                               "body-bytes: %d\n" % len(body)).encode()
         if body is None:
             self.close_connection = True
             self.reply(400, "%s bad request body\n" % name)
@@ -194,6 +201,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_reset("rst=1" in query.split("&"))
         elif path == "/close":
             self.close_connection = True
+        elif path == "/last":
+            self.reply(200, getattr(self.state, "last", b"none\n").decode(), "text/plain")
         elif path == "/count":
             with self.state.lock:
                 n = self.state.served

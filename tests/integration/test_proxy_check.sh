@@ -83,18 +83,17 @@ metadata: {name: ratings}
 spec: {hosts: [ratings], ports: [{number: 9080, name: http}], resolution: STATIC, endpoints: [{address: 127.0.0.1}]}
 ---
 apiVersion: networking.istio.io/v1
-kind: VirtualService
+kind: DestinationRule
 metadata: {name: ratings}
 spec:
-  hosts: [ratings]
-  http:
-  - mirror: {host: ratings}
-    route: [{destination: {host: ratings}}]
+  host: ratings
+  trafficPolicy:
+    loadBalancer: {simple: PASSTHROUGH}
 YAML
 run_proxy --config "$T/warn.yaml" --check
 assert_eq 0 "$RC" "exit code of --check with warnings only (stderr: $(cat "$T/err"))"
 n=$(wc -l <"$OUTRIDER_SRC/deploy/mesh-example.yaml")
-expect_line "$T/err" "warning: $T/warn.yaml:$((n + 13)):5: VirtualService ratings: spec.http[0].mirror: parsed but not enforced yet"
+expect_line "$T/err" "warning: $T/warn.yaml:$((n + 13)):28: DestinationRule ratings: spec.trafficPolicy.loadBalancer.simple: PASSTHROUGH is parsed but not enforced yet (ROUND_ROBIN is used)"
 expect_line "$T/out" "configuration is valid"
 passed=$((passed + 1))
 

@@ -671,11 +671,10 @@ static void test_warnings(void **state)
     assert_int_equal(m.n_err, 1);
     expect_error(&m, "t.yaml:40:9: DestinationRule o: spec.host: ServiceEntry reviews already has a DestinationRule "
                      "(reviews, line 21)");
-    expect_warning(&m, "t.yaml:32:5: VirtualService r: spec.http[0].mirror: parsed but not enforced yet");
     expect_warning(&m, "t.yaml:34:5: VirtualService r: spec.http[0].corsPolicy: parsed but ignored: outrider-proxy "
                        "does not apply CORS policies (the app's own CORS headers pass through)");
-    /* fault injection, the connection limits and outlier detection are enforced: no warning for them */
-    assert_int_equal(m.n_warn, 2);
+    /* fault injection, mirroring, the connection limits and outlier detection are enforced: no warning for them */
+    assert_int_equal(m.n_warn, 1);
 
     /* a subset that selects no endpoint is a warning, and the file still loads */
     cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {}\n---\n"
