@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "log.h"
 #include "mirror.h"
+#include "rlglobal.h"
 #include "router.h"
 #include "tracectx.h"
 
@@ -40,20 +41,22 @@
 
 /* Envoy's response flags, in the order they are printed. */
 enum {
-    RF_NR = 1 << 0,  /* no route */
-    RF_UH = 1 << 1,  /* no healthy upstream */
-    RF_UF = 1 << 2,  /* upstream connection failure */
-    RF_UC = 1 << 3,  /* upstream connection termination */
-    RF_UT = 1 << 4,  /* upstream request timeout */
-    RF_URX = 1 << 5, /* upstream retry limit exceeded */
-    RF_DC = 1 << 6,  /* downstream connection termination */
-    RF_UPE = 1 << 7, /* upstream protocol error */
-    RF_DI = 1 << 8,  /* the request was delayed by fault injection */
-    RF_FI = 1 << 9,  /* the request was aborted by fault injection */
-    RF_UO = 1 << 10, /* upstream overflow: a circuit-breaker limit */
-    RF_RL = 1 << 11, /* rate limited */
+    RF_NR = 1 << 0,    /* no route */
+    RF_UH = 1 << 1,    /* no healthy upstream */
+    RF_UF = 1 << 2,    /* upstream connection failure */
+    RF_UC = 1 << 3,    /* upstream connection termination */
+    RF_UT = 1 << 4,    /* upstream request timeout */
+    RF_URX = 1 << 5,   /* upstream retry limit exceeded */
+    RF_DC = 1 << 6,    /* downstream connection termination */
+    RF_UPE = 1 << 7,   /* upstream protocol error */
+    RF_DI = 1 << 8,    /* the request was delayed by fault injection */
+    RF_FI = 1 << 9,    /* the request was aborted by fault injection */
+    RF_UO = 1 << 10,   /* upstream overflow: a circuit-breaker limit */
+    RF_RL = 1 << 11,   /* rate limited */
+    RF_RLSE = 1 << 12, /* the rate limit service (Redis) failed, failureMode deny */
 };
-static const char *const flag_names[] = {"NR", "UH", "UF", "UC", "UT", "URX", "DC", "UPE", "DI", "FI", "UO", "RL"};
+static const char *const flag_names[] = {"NR",  "UH", "UF", "UC", "UT", "URX", "DC",
+                                         "UPE", "DI", "FI", "UO", "RL", "RLSE"};
 
 /* Requests waiting for a connection when DestinationRule http1MaxPendingRequests is not set (Envoy's default). */
 #define DEFAULT_MAX_PENDING 1024
@@ -126,13 +129,16 @@ struct conn {
     int fail_status;                /* the retriable status that ended the attempt */
     mirror_t *mirrors[MAX_MIRRORS]; /* shadow copies of this request still being fed */
     int n_mirrors;
-    bool fault_abort;         /* an injected abort answers once the delay (if any) is over */
-    int status;               /* final status sent to the client, 0 none */
-    buf_t up_head;            /* the upstream request head */
-    buf_t body;               /* the request body as framed upstream, for replays */
-    bool body_over;           /* the body outgrew the buffer: no more retries */
-    uint64_t req_body_bytes;  /* request body bytes received */
-    uint64_t resp_body_bytes; /* response body bytes sent */
+    rlg_call_t *rl_call; /* a global rate limit decision being awaited */
+    bool rl_waiting;
+    const proxy_rate_limit_t *rl_doc; /* its document */
+    bool fault_abort;                 /* an injected abort answers once the delay (if any) is over */
+    int status;                       /* final status sent to the client, 0 none */
+    buf_t up_head;                    /* the upstream request head */
+    buf_t body;                       /* the request body as framed upstream, for replays */
+    bool body_over;                   /* the body outgrew the buffer: no more retries */
+    uint64_t req_body_bytes;          /* request body bytes received */
+    uint64_t resp_body_bytes;         /* response body bytes sent */
     uint64_t tunnel_up, tunnel_down;
     uint64_t start_ns;      /* uv_hrtime at the request head */
     uint64_t start_unix_ns; /* wall clock at the request head */
@@ -157,6 +163,8 @@ static void begin_upstream(conn_t *c);
 static void on_fault_delay(uv_timer_t *t);
 static void outlier_result(conn_t *c, int status);
 static bool local_rate_limited(conn_t *c);
+static bool global_rate_limit(conn_t *c);
+static void after_rate_limits(conn_t *c);
 static void start_mirrors(conn_t *c);
 static void record(conn_t *c);
 
@@ -287,6 +295,11 @@ static void exchange_dispose(conn_t *c)
     for (int i = 0; i < c->n_mirrors; i++)
         mirror_abort(c->mirrors[i]);
     c->n_mirrors = 0;
+    if (c->rl_call != NULL) {
+        rlg_cancel(c->rl_call);
+        c->rl_call = NULL;
+    }
+    c->rl_waiting = false;
     unwait(c);
     release_upstream(c, false);
     if (c->retry_counted) {
@@ -1025,6 +1038,8 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     c->fault_wait = false;
     c->fault_abort = false;
     c->n_mirrors = 0;
+    c->rl_call = NULL;
+    c->rl_waiting = false;
     c->waiting = false;
     c->leased_counted = false;
     c->retry_counted = false;
@@ -1150,8 +1165,23 @@ static int req_on_head(void *ctx, const http1_head_t *h)
         c->retry = &defaults;
     }
     c->retries_left = c->retry->attempts;
-    if (c->env->mode == CONN_OUTBOUND && c->view->rt->cfg->n_rate_limits > 0 && local_rate_limited(c))
-        return HTTP1_CB_OK;
+    if (c->env->mode == CONN_OUTBOUND && c->view->rt->cfg->n_rate_limits > 0 &&
+        (local_rate_limited(c) || global_rate_limit(c)))
+        return HTTP1_CB_OK; /* answered, or waiting for Redis */
+    after_rate_limits(c);
+    return HTTP1_CB_OK;
+}
+
+static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s);
+
+static void on_global_verdict_wrap(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s)
+{
+    on_global_verdict(ctx, v, remaining, reset_s);
+}
+
+/* Past the rate limits: fault injection, then the upstream. */
+static void after_rate_limits(conn_t *c)
+{
     if (c->d.route != NULL && (c->d.route->fault.has_delay || c->d.route->fault.has_abort)) {
         const proxy_fault_t *f = &c->d.route->fault;
         c->fault_abort = f->has_abort && chance(c, f->abort_percent);
@@ -1160,11 +1190,10 @@ static int req_on_head(void *ctx, const http1_head_t *h)
             c->flags |= RF_DI;
             c->fault_wait = true;
             uv_timer_start(&c->try_timer, on_fault_delay, f->delay_ms ? f->delay_ms : 1, 0);
-            return HTTP1_CB_OK;
+            return;
         }
     }
     begin_upstream(c);
-    return HTTP1_CB_OK;
 }
 
 /* The cluster a mirror destination names (service, subset, port), or NULL. */
@@ -1309,6 +1338,126 @@ static bool local_rate_limited(conn_t *c)
                            {{"x-ratelimit-remaining", 21}, {rem, strlen(rem)}},
                            {{"x-ratelimit-reset", 17}, {reset, strlen(reset)}}};
     local_reply_h(c, 429, "local rate limited\n", !c->req_done, h, 3);
+    return true;
+}
+
+/* The descriptor key of a global limit for this request into out; false when an entry is missing (no limit). */
+static bool global_key(const conn_t *c, const proxy_rate_limit_t *rl, const proxy_rl_limit_t *lim, buf_t *out)
+{
+    buf_printf(out, "outrider:rl:%s/%s:%s", rl->meta.namespace, rl->meta.name, lim->name);
+    for (size_t k = 0; k < lim->n_keys; k++) {
+        const proxy_rl_key_t *e = &lim->keys[k];
+        buf_append_char(out, '|');
+        switch (e->kind) {
+        case PROXY_RL_KEY_REQUEST_HEADER: {
+            const http1_header_t *h = find_header(c->head, e->header);
+            if (h == NULL)
+                return false;
+            buf_append(out, h->value.ptr, h->value.len);
+            break;
+        }
+        case PROXY_RL_KEY_REMOTE_ADDRESS: buf_append_str(out, c->peer); break;
+        case PROXY_RL_KEY_PATH: buf_append(out, c->rreq.path.ptr, c->rreq.path.len); break;
+        case PROXY_RL_KEY_DESTINATION_SERVICE: buf_append_str(out, c->cl->host); break;
+        }
+    }
+    return true;
+}
+
+static void rate_limited_reply(conn_t *c, uint64_t limit, uint64_t remaining, uint64_t reset_s, const char *text)
+{
+    c->flags |= RF_RL;
+    char lim[24], rem[24], reset[24];
+    snprintf(lim, sizeof lim, "%llu", (unsigned long long)limit);
+    snprintf(rem, sizeof rem, "%llu", (unsigned long long)remaining);
+    snprintf(reset, sizeof reset, "%llu", (unsigned long long)reset_s);
+    http1_header_t h[3] = {{{"x-ratelimit-limit", 17}, {lim, strlen(lim)}},
+                           {{"x-ratelimit-remaining", 21}, {rem, strlen(rem)}},
+                           {{"x-ratelimit-reset", 17}, {reset, strlen(reset)}}};
+    local_reply_h(c, 429, text, !c->req_done, h, 3);
+}
+
+static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s)
+{
+    conn_t *c = ctx;
+    c->rl_call = NULL;
+    c->rl_waiting = false;
+    const proxy_rate_limit_t *rl = c->rl_doc;
+    runtime_bucket_t *b = &c->view->rt->buckets[rl - c->view->rt->cfg->rate_limits];
+    if (c->closing || !c->in_exchange || c->resp_done)
+        return;
+    if (v == RLG_DENY && !rl->global.shadow) {
+        atomic_fetch_add(&b->global_limited, 1);
+        uint64_t tightest = rl->global.limits[0].requests_per_unit;
+        for (size_t i = 1; i < rl->global.n_limits; i++)
+            if (rl->global.limits[i].requests_per_unit < tightest)
+                tightest = rl->global.limits[i].requests_per_unit;
+        rate_limited_reply(c, tightest, remaining, reset_s, "global rate limited\n");
+        process(c);
+        return;
+    }
+    if (v == RLG_ERROR) {
+        atomic_fetch_add(&b->global_errors, 1);
+        if (rl->global.failure_mode == PROXY_RL_FAILURE_DENY) {
+            c->flags |= RF_RLSE;
+            local_reply(c, 500, "rate limit service unavailable\n", !c->req_done);
+            process(c);
+            return;
+        }
+    } else if (v == RLG_DENY) {
+        atomic_fetch_add(&b->global_shadow_limited, 1);
+    } else {
+        atomic_fetch_add(&b->global_allowed, 1);
+    }
+    after_rate_limits(c);
+    update_reading(c);
+}
+
+/*
+ * The global (Redis) limits of the RateLimit document for this request: asks
+ * Redis and holds the request until the answer (or the timeout). Returns
+ * true when the request is held or answered.
+ */
+static bool global_rate_limit(conn_t *c)
+{
+    const proxy_config_t *cfg = c->view->rt->cfg;
+    const proxy_rate_limit_t *found = NULL;
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
+        if (!rl->global.given || !rate_limit_applies(c, rl))
+            continue;
+        if (found == NULL || (rl->n_routes > 0 && found->n_routes == 0))
+            found = rl;
+    }
+    if (found == NULL || c->env->w->rlg == NULL)
+        return false;
+    const proxy_rl_global_t *gl = &found->global;
+    buf_t keys[RLG_LIMITS_MAX];
+    const char *kp[RLG_LIMITS_MAX];
+    uint64_t per[RLG_LIMITS_MAX], win[RLG_LIMITS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < gl->n_limits && n < RLG_LIMITS_MAX; i++) {
+        keys[n] = (buf_t)BUF_INIT;
+        if (!global_key(c, found, &gl->limits[i], &keys[n])) {
+            buf_dispose(&keys[n]);
+            continue;
+        }
+        buf_append(&keys[n], "", 1);
+        kp[n] = keys[n].data;
+        per[n] = gl->limits[i].requests_per_unit;
+        win[n] = gl->limits[i].unit_ms;
+        n++;
+    }
+    if (n == 0)
+        return false;
+    c->rl_doc = found;
+    c->rl_call = NULL;
+    c->rl_waiting = true;
+    rlg_call_t *call = rlg_check(c->env->w->rlg, gl, kp, per, win, n, on_global_verdict_wrap, c);
+    for (size_t i = 0; i < n; i++)
+        buf_dispose(&keys[i]);
+    if (c->rl_waiting)
+        c->rl_call = call; /* still waiting: the answer comes later */
     return true;
 }
 
@@ -1499,8 +1648,9 @@ static void body_out(conn_t *c, const char *data, size_t len)
         if (c->body.len + len <= c->env->w->retry_buffer_bytes) {
             buf_append(&c->body, data, len);
         } else {
-            if (c->fault_wait) {
-                /* held by an injected delay: keep the bytes (reading stops at the limit), no replays later */
+            if (c->fault_wait || c->rl_waiting) {
+                /* held by an injected delay or a rate limit decision: keep the bytes (reading stops at the limit), no
+                 * replays later */
                 buf_append(&c->body, data, len);
                 c->retries_left = 0;
                 return;
@@ -1508,7 +1658,7 @@ static void body_out(conn_t *c, const char *data, size_t len)
             c->body_over = true;
             buf_dispose(&c->body);
             c->body = (buf_t)BUF_INIT;
-            if (c->up == NULL && !c->resp_done && !c->fault_wait) {
+            if (c->up == NULL && !c->resp_done && !c->fault_wait && !c->rl_waiting) {
                 /* waiting to retry, and the body can no longer be replayed: give up now */
                 uv_timer_stop(&c->try_timer);
                 c->retries_left = 0;

@@ -56,6 +56,7 @@ typedef struct conn_worker {
     uv_loop_t *loop;
     runtime_view_t *view; /* the current configuration; swapped by a reload */
     tele_worker_t *tele;  /* NULL: telemetry off */
+    struct rlg *rlg;      /* Redis client for global rate limits (created on the worker's thread) */
     uint64_t rng;
     http1_limits_t limits;      /* request head limits */
     uint64_t header_timeout_ms; /* a request head must arrive within this (408 after) */

@@ -255,6 +255,25 @@ static void admin_stats(void *ctx, buf_t *out)
                    (unsigned long long)atomic_load(&b->limited), name,
                    (unsigned long long)atomic_load(&b->shadow_limited));
     }
+    bool g_head = false;
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        if (!cfg->rate_limits[i].global.given)
+            continue;
+        if (!g_head) {
+            buf_append_str(out, "# HELP outrider_proxy_global_rate_limit_total Requests seen by global (Redis) rate "
+                                "limits, by result (error: Redis gave no answer; failureMode decided).\n"
+                                "# TYPE outrider_proxy_global_rate_limit_total counter\n");
+            g_head = true;
+        }
+        const runtime_bucket_t *b = &m->rt->buckets[i];
+        const char *name = cfg->rate_limits[i].meta.name;
+        const char *results[] = {"allowed", "limited", "shadow_limited", "error"};
+        unsigned long long vals[] = {atomic_load(&b->global_allowed), atomic_load(&b->global_limited),
+                                     atomic_load(&b->global_shadow_limited), atomic_load(&b->global_errors)};
+        for (int k = 0; k < 4; k++)
+            buf_printf(out, "outrider_proxy_global_rate_limit_total{ratelimit=\"%s\",result=\"%s\"} %llu\n", name,
+                       results[k], vals[k]);
+    }
     /* outlier detection, per cluster that has it */
     static const char *const names[] = {"outrider_proxy_outlier_ejections_total",
                                         "outrider_proxy_outlier_returns_total", "outrider_proxy_outlier_ejected"};

@@ -86,7 +86,7 @@ bool runtime_bucket_take(runtime_t *rt, size_t i, uint64_t *remaining, uint64_t 
     const proxy_rl_local_t *l = &rt->cfg->rate_limits[i].local;
     runtime_bucket_t *b = &rt->buckets[i];
     uint64_t now = runtime_now_ms();
-    uint64_t last = atomic_load(&b->last_fill_ms);
+    unsigned long long last = atomic_load(&b->last_fill_ms);
     if (now >= last + l->fill_interval_ms) {
         uint64_t periods = (now - last) / l->fill_interval_ms;
         /* one worker wins the refill of these periods; the others see the new time */

@@ -31,8 +31,9 @@
 /* The token bucket of one RateLimit document's `local` block, shared by every worker. */
 typedef struct runtime_bucket {
     atomic_llong tokens;
-    atomic_ullong last_fill_ms; /* monotonic clock */
-    atomic_ullong allowed, limited, shadow_limited;
+    atomic_ullong last_fill_ms;                     /* monotonic clock */
+    atomic_ullong allowed, limited, shadow_limited; /* local */
+    atomic_ullong global_allowed, global_limited, global_shadow_limited, global_errors;
 } runtime_bucket_t;
 
 typedef struct runtime {

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "rlglobal.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -96,6 +97,10 @@ static void on_empty(void *owner)
     if (w->cw.tele != NULL) {
         tele_worker_destroy(w->cw.tele);
         w->cw.tele = NULL;
+    }
+    if (w->cw.rlg != NULL) {
+        rlg_destroy(w->cw.rlg);
+        w->cw.rlg = NULL;
     }
     runtime_view_retire(w->cw.view);
     w->cw.view = NULL;
@@ -270,6 +275,7 @@ static void run(void *arg)
     worker_t *w = arg;
     if (w->tele != NULL)
         w->cw.tele = tele_worker_create(w->tele, &w->loop);
+    w->cw.rlg = rlg_create(&w->loop);
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 

@@ -119,6 +119,14 @@ assert_eq 404 "$code" "the unsampled trace is not stored"
 wait_until -n 100 -i 0.1 bash -c "curl -sS '$ZIPKIN_URL/metrics' | awk '/^outrider_collector_log_records_total/ {s += \$NF} END {exit !(s >= 6)}'" ||
     fail "access logs: $(curl -sS "$ZIPKIN_URL/metrics" | grep log_records)"
 
+# ---- response flags reach the collector: a request for an unknown host (404 NR) ----
+assert_eq 404 "$(http_status GET "http://127.0.0.1:$A_OUT/" -H 'Host: nowhere')" "unknown host"
+nr_seen() { curl -sS "$ZIPKIN_URL/metrics" | grep '^istio_requests_total{' | grep 'reporter="source"' | grep -q 'response_flags="NR"'; }
+wait_until -n 100 -i 0.1 nr_seen || fail "no response_flags=\"NR\" series at the collector"
+nr_span() { curl -sS "$ZIPKIN_URL/api/v2/traces?serviceName=productpage.default&limit=50" |
+    jq -e '[.[][] | select(.tags.response_flags == "NR" and .tags["http.status_code"] == "404")] | length >= 1' >/dev/null; }
+wait_until -n 100 -i 0.1 nr_span || fail "no span tagged response_flags=NR at the collector"
+
 # ---- SIGHUP: a bad file is refused and the old config serves on; a good one applies ----
 cp "$T/b.yaml" "$T/b.good.yaml"
 printf 'apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: reviews-v1}\nspec: {bogus: 1}\n' >"$T/b.yaml"
