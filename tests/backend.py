@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Upstream test server for the proxy's integration tests (standard library only).
 
-Usage: python3 tests/backend.py --port P --name NAME [--port-file F] [--host H]
+Usage: python3 tests/backend.py --port P --name NAME [--port-file F] [--host H] [--status CODE]
+
+--status CODE makes every request but /count and /last answer CODE (a failing endpoint).
 
 Port 0 picks a free port; the bound port is written to --port-file (atomically,
 so a reader never sees a partial file) and the server then serves until killed
@@ -167,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.reply(400, "%s bad request body\n" % name)
             return
+        if getattr(self.state, "force_status", 0) and path not in ("/count", "/last"):
+            return self.reply(self.state.force_status, "%s %d\n" % (name, self.state.force_status))
         parts = path.split("/")  # "/fail/3/k" -> ["", "fail", "3", "k"]
 
         if path == "/":
@@ -318,9 +322,12 @@ def main():
     ap.add_argument("--port-file", help="write the bound port here once listening")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ap.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    ap.add_argument("--status", type=int, default=0,
+                    help="answer every request (but /count and /last) with this status: a failing endpoint")
     args = ap.parse_args()
 
     Handler.state = State(args.name)
+    Handler.state.force_status = args.status
     if ":" in args.host:
         Server.address_family = socket.AF_INET6
     Server.verbose = args.verbose

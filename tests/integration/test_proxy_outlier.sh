@@ -10,6 +10,8 @@
 
 start_backend good
 GOOD=$BACKEND_PORT
+start_backend failing --status 503
+FAILING=$BACKEND_PORT
 DEAD=$(free_port)
 
 cat >"$T/o.yaml" <<YAML
@@ -46,6 +48,32 @@ metadata: {name: pair}
 spec:
   hosts: [pair]
   http: [{retries: {attempts: 0}, route: [{destination: {host: pair}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: fivexx}
+spec:
+  hosts: [fivexx]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: $GOOD}}
+  - {address: 127.0.0.1, ports: {http: $FAILING}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: fivexx}
+spec:
+  host: fivexx
+  trafficPolicy:
+    outlierDetection: {consecutiveGatewayErrors: 3, consecutive5xxErrors: 0, baseEjectionTime: 30s, maxEjectionPercent: 50}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: fivexx}
+spec:
+  hosts: [fivexx]
+  http: [{retries: {attempts: 0}, route: [{destination: {host: fivexx}}]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -87,6 +115,7 @@ for i in range(int(sys.argv[2])):
         c.close()
 print(" ".join("%d=%d" % kv for kv in sorted(seen.items())))
 PY
+served_by() { curl -sS --max-time 10 "http://127.0.0.1:$1/count"; }
 stat_of() { # NAME CLUSTER-SUBSTRING: the value at /stats/prometheus
     curl -sS "$ADMIN/stats/prometheus" | grep "^$1{cluster=\"[^\"]*$2" | awk '{print $NF}' | head -1
 }
@@ -107,6 +136,12 @@ assert_eq 1 "$(stat_of outrider_proxy_outlier_returns_total pair)" "returns"
 assert_eq 2 "$(stat_of outrider_proxy_outlier_ejections_total pair)" "ejections"
 grep -q "outlier detection: 127.0.0.1:$DEAD returns to outbound|80||pair" "$PROXY_LOG" || fail "no return line in the log"
 grep -q "for 2000 ms" "$PROXY_LOG" || fail "the second ejection should last 2 x baseEjectionTime: $(grep outlier "$PROXY_LOG")"
+
+# an endpoint answering 503: ejected after 3 gateway errors in a row (consecutiveGatewayErrors)
+out=$(python3 "$T/count.py" "$PROXY_OUT" 40 fivexx)
+assert_eq "200=37 503=3" "$out" "40 requests with one endpoint answering 503"
+assert_eq 1 "$(stat_of outrider_proxy_outlier_ejections_total fivexx)" "ejections of the 503 endpoint"
+[[ $(served_by "$FAILING") -eq 3 ]] || fail "the ejected endpoint got $(served_by "$FAILING") requests, expected 3"
 
 # the only endpoint ejected: 503 UH, no connection attempted
 code=$(http_status GET "http://127.0.0.1:$PROXY_OUT/" -H 'Host: lonely')
