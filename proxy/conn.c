@@ -163,6 +163,7 @@ static void begin_upstream(conn_t *c);
 static void on_fault_delay(uv_timer_t *t);
 static void outlier_result(conn_t *c, int status);
 static bool local_rate_limited(conn_t *c);
+static void rate_limited_reply(conn_t *c, uint64_t limit, uint64_t remaining, uint64_t reset_s, const char *text);
 static bool global_rate_limit(conn_t *c);
 static void after_rate_limits(conn_t *c);
 static void start_mirrors(conn_t *c);
@@ -1329,15 +1330,7 @@ static bool local_rate_limited(conn_t *c)
         return false;
     }
     atomic_fetch_add(&b->limited, 1);
-    c->flags |= RF_RL;
-    char limit[24], rem[24], reset[24];
-    snprintf(limit, sizeof limit, "%llu", (unsigned long long)l->max_tokens);
-    snprintf(rem, sizeof rem, "%llu", (unsigned long long)remaining);
-    snprintf(reset, sizeof reset, "%llu", (unsigned long long)reset_s);
-    http1_header_t h[3] = {{{"x-ratelimit-limit", 17}, {limit, strlen(limit)}},
-                           {{"x-ratelimit-remaining", 21}, {rem, strlen(rem)}},
-                           {{"x-ratelimit-reset", 17}, {reset, strlen(reset)}}};
-    local_reply_h(c, 429, "local rate limited\n", !c->req_done, h, 3);
+    rate_limited_reply(c, l->max_tokens, remaining, reset_s, "local rate limited\n");
     return true;
 }
 
