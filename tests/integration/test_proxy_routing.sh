@@ -314,8 +314,11 @@ proxy_alive "after the tunnel"
 # ---- response flags and metrics at /stats/prometheus (flushed every 200 ms) ----
 wait_until -n 100 -i 0.1 bash -c "curl -sS '$ADMIN/stats/prometheus' | grep -q 'response_flags=\"NR\"'" ||
     fail "no NR series: $(curl -sS "$ADMIN/stats/prometheus" | grep istio_requests_total | head -20)"
-wait_until -n 100 -i 0.1 bash -c "curl -sS '$ADMIN/stats/prometheus' | grep -q '^istio_tcp_connections_closed_total{'" ||
-    fail "no istio_tcp_connections_closed_total after the tunnel closed"
+tunnel_closed() {
+    curl -sS "$ADMIN/stats/prometheus" | grep '^istio_tcp_connections_closed_total{' |
+        awk '{s += $NF} END {exit !(s > 0)}'
+}
+wait_until -n 100 -i 0.1 tunnel_closed || fail "istio_tcp_connections_closed_total stayed 0 after the tunnel closed"
 stats=$(curl -sS "$ADMIN/stats/prometheus")
 grep 'istio_requests_total{' <<<"$stats" | grep 'response_code="504"' | grep -q 'response_flags="UT"' ||
     fail "no 504 UT series: $(grep istio_requests_total <<<"$stats" | head -30)"
