@@ -12,6 +12,8 @@ start_backend good
 GOOD=$BACKEND_PORT
 start_backend failing --status 503
 FAILING=$BACKEND_PORT
+start_backend failing2 --status 503
+FAILING2=$BACKEND_PORT
 DEAD=$(free_port)
 
 cat >"$T/o.yaml" <<YAML
@@ -74,6 +76,33 @@ metadata: {name: fivexx}
 spec:
   hosts: [fivexx]
   http: [{retries: {attempts: 0}, route: [{destination: {host: fivexx}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: twobad}
+spec:
+  hosts: [twobad]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: $GOOD}}
+  - {address: 127.0.0.1, ports: {http: $FAILING}}
+  - {address: 127.0.0.1, ports: {http: $FAILING2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: twobad}
+spec:
+  host: twobad
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 30s, maxEjectionPercent: 34}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: twobad}
+spec:
+  hosts: [twobad]
+  http: [{retries: {attempts: 0}, route: [{destination: {host: twobad}}]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -142,6 +171,17 @@ out=$(python3 "$T/count.py" "$PROXY_OUT" 40 fivexx)
 assert_eq "200=37 503=3" "$out" "40 requests with one endpoint answering 503"
 assert_eq 1 "$(stat_of outrider_proxy_outlier_ejections_total fivexx)" "ejections of the 503 endpoint"
 [[ $(served_by "$FAILING") -eq 3 ]] || fail "the ejected endpoint got $(served_by "$FAILING") requests, expected 3"
+
+# two failing endpoints of three, maxEjectionPercent 34: only one may be out at a time
+b1=$(served_by "$FAILING")
+b2=$(served_by "$FAILING2")
+python3 "$T/count.py" "$PROXY_OUT" 60 twobad >/dev/null
+assert_eq 1 "$(stat_of outrider_proxy_outlier_ejections_total twobad)" "ejections within maxEjectionPercent 34"
+f1=$(($(served_by "$FAILING") - b1))
+f2=$(($(served_by "$FAILING2") - b2))
+note "maxEjectionPercent: failing endpoints got $f1 and $f2 of 60 requests"
+[[ $((f1 < f2 ? f1 : f2)) -le 2 && $((f1 > f2 ? f1 : f2)) -ge 15 ]] ||
+    fail "one failing endpoint should be ejected after 2 errors and the other kept: $f1 / $f2 of 60"
 
 # the only endpoint ejected: 503 UH, no connection attempted
 code=$(http_status GET "http://127.0.0.1:$PROXY_OUT/" -H 'Host: lonely')
