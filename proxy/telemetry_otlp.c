@@ -1,9 +1,9 @@
 /*
  * telemetry_otlp: label sets, metric values, request records and their
- * OTLP protobuf encoding (see telemetry_otlp.h). Traces and metrics build
- * protobuf-c message structs in an arena and pack them at once; logs, the
- * per-request hot path of the exporter, are written as wire format directly
- * (see "direct protobuf wire writing").
+ * OTLP protobuf encoding (see telemetry_otlp.h). Metrics build protobuf-c
+ * message structs in an arena and pack them at once; traces and logs, the
+ * per-request hot paths of the exporter, are written as wire format
+ * directly (see "direct protobuf wire writing").
  */
 #include "telemetry_otlp.h"
 
@@ -443,14 +443,6 @@ static kv_t *kv_str(arena_t *a, const char *key, const char *val)
     return kv;
 }
 
-static kv_t *kv_int(arena_t *a, const char *key, int64_t val)
-{
-    kv_t *kv = kv_str(a, key, "");
-    kv->value->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
-    kv->value->int_value = val;
-    return kv;
-}
-
 /* A growing list of attributes (bounded by the caller's cap). */
 typedef struct kvlist {
     kv_t **items;
@@ -522,42 +514,10 @@ static void pack_into(const ProtobufCMessage *m, buf_t *out)
 
 #define RSTR(rec, strings, i) ((strings) + (rec)->off[i])
 
-/* Split "host:port" (or "[v6]:port") into host text and port; port 0 when there is none. */
-static void split_host_port(arena_t *a, const char *hp, size_t len, char **host, int64_t *port)
-{
-    *host = NULL;
-    *port = 0;
-    if (len == 0)
-        return;
-    const char *colon = NULL;
-    for (size_t i = len; i > 0; i--) {
-        if (hp[i - 1] == ':') {
-            colon = hp + i - 1;
-            break;
-        }
-        if (hp[i - 1] < '0' || hp[i - 1] > '9')
-            break;
-    }
-    size_t hl = colon ? (size_t)(colon - hp) : len;
-    const char *h = hp;
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    *host = sdup(a, h, hl);
-    if (colon != NULL) {
-        int64_t p = 0;
-        for (const char *c = colon + 1; c < hp + len; c++)
-            p = p * 10 + (*c - '0');
-        if (p > 0 && p <= 65535)
-            *port = p;
-    }
-}
-
 /* ------------------------------------------------------------------ */
 /* direct protobuf wire writing                                        */
 /*
- * The log encoder writes the wire format straight into the output buffer
+ * The span and log encoders write the wire format straight into the output buffer
  * instead of building protobuf-c structs: fields are written in field
  * number order, proto3 defaults are left out exactly as protobuf-c packing
  * leaves them out, and string fields stop at the first NUL like the
@@ -719,60 +679,103 @@ static void pb_scope(buf_t *b, uint32_t field)
 /* ------------------------------------------------------------------ */
 /* traces                                                              */
 
-typedef Opentelemetry__Proto__Trace__V1__Span pspan_t;
-
-static pspan_t *make_span(arena_t *a, const tele_resource_t *res, const tele_rec_t *r, const char *strings)
+/* Split "host:port" (or "[v6]:port") into host (unbracketed) and port (0 when none); *host NULL when len is 0. */
+static void host_port(const char *hp, size_t len, const char **host, size_t *hlen, int64_t *port)
 {
-    pspan_t *s = alloc0(a, sizeof(*s));
-    opentelemetry__proto__trace__v1__span__init(s);
-    s->trace_id.data = (uint8_t *)r->trace_id;
-    s->trace_id.len = 16;
-    s->span_id.data = (uint8_t *)r->span_id;
-    s->span_id.len = 8;
-    if (r->has_parent) {
-        s->parent_span_id.data = (uint8_t *)r->parent_id;
-        s->parent_span_id.len = 8;
+    *host = NULL;
+    *hlen = 0;
+    *port = 0;
+    if (len == 0)
+        return;
+    const char *colon = NULL;
+    for (size_t i = len; i > 0; i--) {
+        if (hp[i - 1] == ':') {
+            colon = hp + i - 1;
+            break;
+        }
+        if (hp[i - 1] < '0' || hp[i - 1] > '9')
+            break;
     }
-    if (r->len[TS_TRACESTATE])
-        s->trace_state = (char *)RSTR(r, strings, TS_TRACESTATE);
-    s->flags = 1; /* sampled */
-    const char *method = RSTR(r, strings, TS_METHOD);
-    s->name = (char *)(r->len[TS_SPAN_NAME] ? RSTR(r, strings, TS_SPAN_NAME) : method);
-    bool client = r->reporter == TELE_SOURCE;
-    s->kind = client ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
-                     : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
-    s->start_time_unix_nano = r->start_ns;
-    s->end_time_unix_nano = r->start_ns + r->duration_ns;
+    size_t hl = colon ? (size_t)(colon - hp) : len;
+    const char *h = hp;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    *host = h;
+    *hlen = hl;
+    if (colon != NULL) {
+        int64_t p = 0;
+        for (const char *c = colon + 1; c < hp + len; c++)
+            p = p * 10 + (*c - '0');
+        if (p > 0 && p <= 65535)
+            *port = p;
+    }
+}
 
-    kvlist_t l;
-    kvl_init(a, &l, 40);
-    kvl_str(a, &l, "http.method", method);
-    kvl_str(a, &l, "http.request.method", method);
-    buf_t url = BUF_INIT;
-    buf_append_str(&url, "http://");
-    buf_append(&url, RSTR(r, strings, TS_AUTHORITY), r->len[TS_AUTHORITY]);
-    buf_append(&url, RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
-    char *u = sdup(a, url.data, url.len);
-    buf_dispose(&url);
-    kvl_str(a, &l, "http.url", u);
-    kvl_str(a, &l, "url.full", u);
-    kvl_str(a, &l, "url.path", RSTR(r, strings, TS_PATH));
-    kvl_str(a, &l, "http.protocol", RSTR(r, strings, TS_PROTOCOL));
-    kvl_add(&l, kv_int(a, "http.status_code", r->response_code));
-    kvl_add(&l, kv_int(a, "http.response.status_code", r->response_code));
-    kvl_str(a, &l, "user_agent", RSTR(r, strings, TS_USER_AGENT));
-    kvl_str(a, &l, "user_agent.original", RSTR(r, strings, TS_USER_AGENT));
-    kvl_str(a, &l, "guid:x-request-id", RSTR(r, strings, TS_REQUEST_ID));
-    kvl_add(&l, kv_int(a, "request_size", (int64_t)r->request_bytes));
-    kvl_add(&l, kv_int(a, "response_size", (int64_t)r->response_bytes));
-    kvl_str(a, &l, "response_flags", RSTR(r, strings, TS_FLAGS));
-    kvl_str(a, &l, "component", "proxy");
-    kvl_str(a, &l, "upstream_cluster", RSTR(r, strings, TS_UPSTREAM_CLUSTER));
-    kvl_str(a, &l, "upstream_cluster.name", RSTR(r, strings, TS_UPSTREAM_CLUSTER));
-    kvl_str(a, &l, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST));
-    kvl_str(a, &l, "route_name", RSTR(r, strings, TS_ROUTE));
+/* One Span as field 2 of ScopeSpans, fields in field number order (as protobuf-c packed them). */
+static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, const char *strings)
+{
+    size_t at = pb_open(b, 2);
+    pb_bytes(b, 1, r->trace_id, 16);
+    pb_bytes(b, 2, r->span_id, 8);
+    if (r->len[TS_TRACESTATE]) {
+        const char *ts = RSTR(r, strings, TS_TRACESTATE);
+        size_t tl = strnlen(ts, r->len[TS_TRACESTATE]);
+        if (tl)
+            pb_bytes(b, 3, ts, tl);
+    }
+    if (r->has_parent)
+        pb_bytes(b, 4, r->parent_id, 8);
+    const char *method = RSTR(r, strings, TS_METHOD);
+    size_t method_len = strnlen(method, r->len[TS_METHOD]);
+    const char *name = method;
+    size_t name_len = method_len;
+    if (r->len[TS_SPAN_NAME]) {
+        name = RSTR(r, strings, TS_SPAN_NAME);
+        name_len = strnlen(name, r->len[TS_SPAN_NAME]);
+    }
+    if (name_len)
+        pb_bytes(b, 5, name, name_len);
+    bool client = r->reporter == TELE_SOURCE;
+    pb_varint(b, 6,
+              client ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+                     : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+    if (r->start_ns != 0)
+        pb_fixed(b, 7, r->start_ns, 8);
+    uint64_t end = r->start_ns + r->duration_ns;
+    if (end != 0)
+        pb_fixed(b, 8, end, 8);
+
+    /* attributes (field 9) */
+    KV_STR(b, 9, "http.method", method, method_len);
+    KV_STR(b, 9, "http.request.method", method, method_len);
+    char url[7 + TELE_STR_MAX + TELE_PATH_MAX + 1];
+    size_t al = r->len[TS_AUTHORITY] > TELE_STR_MAX ? TELE_STR_MAX : r->len[TS_AUTHORITY];
+    size_t pl = r->len[TS_PATH] > TELE_PATH_MAX ? TELE_PATH_MAX : r->len[TS_PATH];
+    memcpy(url, "http://", 7);
+    memcpy(url + 7, RSTR(r, strings, TS_AUTHORITY), al);
+    memcpy(url + 7 + al, RSTR(r, strings, TS_PATH), pl);
+    url[7 + al + pl] = '\0';
+    KV_STR(b, 9, "http.url", url, 7 + al + pl);
+    KV_STR(b, 9, "url.full", url, 7 + al + pl);
+    KV_STR(b, 9, "url.path", RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
+    KV_STR(b, 9, "http.protocol", RSTR(r, strings, TS_PROTOCOL), r->len[TS_PROTOCOL]);
+    KV_INT(b, 9, "http.status_code", r->response_code);
+    KV_INT(b, 9, "http.response.status_code", r->response_code);
+    KV_STR(b, 9, "user_agent", RSTR(r, strings, TS_USER_AGENT), r->len[TS_USER_AGENT]);
+    KV_STR(b, 9, "user_agent.original", RSTR(r, strings, TS_USER_AGENT), r->len[TS_USER_AGENT]);
+    KV_STR(b, 9, "guid:x-request-id", RSTR(r, strings, TS_REQUEST_ID), r->len[TS_REQUEST_ID]);
+    KV_INT(b, 9, "request_size", (int64_t)r->request_bytes);
+    KV_INT(b, 9, "response_size", (int64_t)r->response_bytes);
+    KV_STR(b, 9, "response_flags", RSTR(r, strings, TS_FLAGS), r->len[TS_FLAGS]);
+    KV_STR(b, 9, "component", "proxy", SIZE_MAX);
+    KV_STR(b, 9, "upstream_cluster", RSTR(r, strings, TS_UPSTREAM_CLUSTER), r->len[TS_UPSTREAM_CLUSTER]);
+    KV_STR(b, 9, "upstream_cluster.name", RSTR(r, strings, TS_UPSTREAM_CLUSTER), r->len[TS_UPSTREAM_CLUSTER]);
+    KV_STR(b, 9, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
+    KV_STR(b, 9, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
     if (r->attempts > 1)
-        kvl_add(&l, kv_int(a, "upstream_attempts", r->attempts));
+        KV_INT(b, 9, "upstream_attempts", r->attempts);
     /*
      * The collector's Zipkin mapping takes the remote service from
      * peer.service and the remote IP/port from network.peer.*; without
@@ -780,45 +783,49 @@ static pspan_t *make_span(arena_t *a, const tele_resource_t *res, const tele_rec
      * service name, so net.peer.name is only sent alongside it.
      */
     const char *peer_svc = RSTR(r, strings, TS_PEER_SERVICE);
-    kvl_str(a, &l, "peer.service", peer_svc);
-    char *host = NULL;
-    int64_t port = 0;
+    KV_STR(b, 9, "peer.service", peer_svc, r->len[TS_PEER_SERVICE]);
+    const char *host;
+    size_t hlen;
+    int64_t port;
     if (client) {
-        split_host_port(a, RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST], &host, &port);
+        host_port(RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST], &host, &hlen, &port);
         if (peer_svc[0] != '\0')
-            kvl_str(a, &l, "net.peer.name", RSTR(r, strings, TS_UPSTREAM_HOST));
+            KV_STR(b, 9, "net.peer.name", RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
     } else {
-        split_host_port(a, RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM], &host, &port);
-        kvl_str(a, &l, "peer.address", RSTR(r, strings, TS_DOWNSTREAM));
+        host_port(RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM], &host, &hlen, &port);
+        KV_STR(b, 9, "peer.address", RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM]);
     }
-    kvl_str(a, &l, "network.peer.address", host);
+    if (host != NULL && hlen != 0)
+        KV_STR(b, 9, "network.peer.address", host, hlen);
     if (port > 0)
-        kvl_add(&l, kv_int(a, "network.peer.port", port));
+        KV_INT(b, 9, "network.peer.port", port);
     const peer_info_t *self = res->self;
     if (self != NULL) {
-        buf_t node = BUF_INIT;
-        buf_printf(&node, "sidecar~%.*s.%.*s", (int)strnlen(self->name, PEER_FIELD_MAX), self->name,
-                   (int)strnlen(self->namespace, PEER_FIELD_MAX), self->namespace);
-        kvl_str(a, &l, "node_id", sdup(a, node.data, node.len));
-        buf_dispose(&node);
+        char node[8 + 2 * PEER_FIELD_MAX + 2];
+        size_t nl = strnlen(self->name, PEER_FIELD_MAX), sl = strnlen(self->namespace, PEER_FIELD_MAX);
+        memcpy(node, "sidecar~", 8);
+        memcpy(node + 8, self->name, nl);
+        node[8 + nl] = '.';
+        memcpy(node + 9 + nl, self->namespace, sl);
+        node[9 + nl + sl] = '\0';
+        KV_STR(b, 9, "node_id", node, 9 + nl + sl);
         const char *canon = self->canonical_service[0] ? self->canonical_service : self->app;
         const char *rev = self->canonical_revision[0] ? self->canonical_revision
                           : self->version[0]          ? self->version
                                                       : "latest";
-        kvl_str(a, &l, "istio.canonical_service", sdup(a, canon, strnlen(canon, PEER_FIELD_MAX)));
-        kvl_str(a, &l, "istio.canonical_revision", sdup(a, rev, strnlen(rev, PEER_FIELD_MAX)));
-        kvl_str(a, &l, "istio.namespace", sdup(a, self->namespace, strnlen(self->namespace, PEER_FIELD_MAX)));
-        kvl_str(a, &l, "istio.cluster_id", sdup(a, self->cluster_id, strnlen(self->cluster_id, PEER_FIELD_MAX)));
+        KV_STR(b, 9, "istio.canonical_service", canon, PEER_FIELD_MAX);
+        KV_STR(b, 9, "istio.canonical_revision", rev, PEER_FIELD_MAX);
+        KV_STR(b, 9, "istio.namespace", self->namespace, PEER_FIELD_MAX);
+        KV_STR(b, 9, "istio.cluster_id", self->cluster_id, PEER_FIELD_MAX);
     }
-    s->attributes = l.items;
-    s->n_attributes = l.n;
 
-    Opentelemetry__Proto__Trace__V1__Status *st = alloc0(a, sizeof(*st));
-    opentelemetry__proto__trace__v1__status__init(st);
+    /* Status (field 15): always present, code ERROR on 5xx and on no response */
+    size_t st = pb_open(b, 15);
     if (r->response_code >= 500 || r->response_code == 0)
-        st->code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
-    s->status = st;
-    return s;
+        pb_varint(b, 3, OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
+    pb_close(b, st);
+    pb_fixed(b, 16, 1, 4); /* flags: sampled */
+    pb_close(b, at);
 }
 
 int tele_otlp_traces(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
@@ -831,29 +838,15 @@ int tele_otlp_traces(const tele_resource_t *res, const tele_rec_t *recs, size_t 
         *n_items = count;
     if (count == 0)
         return -1;
-    arena_t a;
-    arena_init(&a, 0);
-    pspan_t **spans = alloc0(&a, count * sizeof(*spans));
-    size_t k = 0;
+    size_t rs = pb_open(out, 1); /* ExportTraceServiceRequest.resource_spans */
+    pb_resource(out, 1, res);
+    size_t ss = pb_open(out, 2); /* ResourceSpans.scope_spans */
+    pb_scope(out, 1);
     for (size_t i = 0; i < n; i++)
         if (recs[i].has_span && recs[i].has_trace)
-            spans[k++] = make_span(&a, res, &recs[i], strings);
-    Opentelemetry__Proto__Trace__V1__ScopeSpans ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT;
-    ss.scope = make_scope(&a);
-    ss.spans = spans;
-    ss.n_spans = k;
-    Opentelemetry__Proto__Trace__V1__ScopeSpans *ssp = &ss;
-    Opentelemetry__Proto__Trace__V1__ResourceSpans rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT;
-    rs.resource = make_resource(&a, res);
-    rs.scope_spans = &ssp;
-    rs.n_scope_spans = 1;
-    Opentelemetry__Proto__Trace__V1__ResourceSpans *rsp = &rs;
-    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req =
-        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
-    req.resource_spans = &rsp;
-    req.n_resource_spans = 1;
-    pack_into(&req.base, out);
-    arena_dispose(&a);
+            pb_span(out, res, &recs[i], strings);
+    pb_close(out, ss);
+    pb_close(out, rs);
     return 0;
 }
 

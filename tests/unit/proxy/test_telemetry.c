@@ -724,6 +724,228 @@ static void test_otlp_logs_every_field(void **state)
     buf_dispose(&strings);
 }
 
+/* Every field of every span of a traces request, decoded back with protobuf-c. */
+static void test_otlp_traces_every_field(void **state)
+{
+    (void)state;
+    peer_info_t self = self_info(), reviews = reviews_info();
+    trace_ctx_t tc, tc2;
+    memset(&tc, 0, sizeof(tc));
+    for (int i = 0; i < 16; i++)
+        tc.trace_id[i] = (uint8_t)(0x70 + i);
+    for (int i = 0; i < 8; i++) {
+        tc.span_id[i] = (uint8_t)(0x90 + i);
+        tc.parent_id[i] = (uint8_t)(0xb0 + i);
+    }
+    tc.has_trace = tc.has_parent = true;
+    tc.sampled = 1;
+    strcpy(tc.request_id, "rid-1");
+    tc.request_id_len = 5;
+    strcpy(tc.tracestate, "vendor=abc");
+    tc.tracestate_len = 10;
+    tc2 = tc;
+    tc2.has_parent = false; /* a root span */
+    tc2.tracestate_len = 0;
+    tc2.request_id_len = 0;
+    tc2.span_id[0] = 0x01;
+
+    enum { NREC = 5 };
+    tele_rec_t recs[NREC];
+    buf_t strings = BUF_INIT;
+    /* 0: CLIENT with a parent and tracestate, 503, retried */
+    tele_request_t r0 = base_request(TELE_SOURCE, &reviews);
+    r0.trace = &tc;
+    r0.response_code = 503;
+    r0.request_bytes = 17;
+    r0.response_bytes = 9876543210ull;
+    r0.attempts = 3;
+    r0.route_name = S("reviews-route");
+    r0.response_flags = S("UF");
+    tele_rec_fill(&recs[0], &strings, &r0);
+    recs[0].has_span = true;
+    /* 1: SERVER root span, 200, no span name (the method is the name) */
+    tele_request_t r1 = base_request(TELE_DESTINATION, NULL);
+    r1.trace = &tc2;
+    r1.span_name = STR_NULL;
+    r1.upstream_host = S("127.0.0.1:9080");
+    tele_rec_fill(&recs[1], &strings, &r1);
+    recs[1].has_span = true;
+    /* 2: a span without a trace: not exported */
+    tele_request_t r2 = base_request(TELE_SOURCE, &reviews);
+    tele_rec_fill(&recs[2], &strings, &r2);
+    recs[2].has_span = true;
+    /* 3: traced but not a span: not exported */
+    tele_request_t r3 = base_request(TELE_SOURCE, &reviews);
+    r3.trace = &tc;
+    tele_rec_fill(&recs[3], &strings, &r3);
+    /* 4: CLIENT root span to an unknown peer ([v6]:port), no response, few strings */
+    tele_request_t r4 = base_request(TELE_SOURCE, NULL);
+    r4.trace = &tc2;
+    r4.response_code = 0;
+    r4.destination_service_name = STR_NULL;
+    r4.upstream_host = S("[::1]:8080");
+    r4.user_agent = STR_NULL;
+    r4.protocol = STR_NULL;
+    r4.upstream_cluster = STR_NULL;
+    r4.start_unix_ns = 0;
+    r4.duration_ns = 0;
+    r4.response_bytes = 1;
+    tele_rec_fill(&recs[4], &strings, &r4);
+    recs[4].has_span = true;
+
+    tele_resource_t res = {&self, "productpage.default", "productpage-v1-abc.default"};
+    buf_t out = BUF_INIT;
+    buf_append_str(&out, "prefix");
+    size_t n = 0;
+    assert_int_equal(tele_otlp_traces(&res, recs, NREC, strings.data, &out, &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(out.data, "prefix", 6);
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(NULL, out.len - 6,
+                                                                                         (uint8_t *)out.data + 6);
+    assert_non_null(req);
+
+    assert_int_equal(req->n_resource_spans, 1);
+    Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[0];
+    assert_string_equal(rs->schema_url, "");
+    Opentelemetry__Proto__Resource__V1__Resource *rsrc = rs->resource;
+    assert_non_null(rsrc);
+    static const char *const res_attrs[][2] = {
+        {"service.name", "productpage.default"},
+        {"service.namespace", "default"},
+        {"service.version", "v1"},
+        {"service.instance.id", "productpage-v1-abc.default"},
+        {"k8s.pod.name", "productpage-v1-abc"},
+        {"k8s.namespace.name", "default"},
+        {"k8s.deployment.name", "productpage-v1"},
+        {"telemetry.sdk.name", "outrider"},
+        {"telemetry.sdk.language", "c"},
+        {"telemetry.sdk.version", OUTRIDER_VERSION},
+    };
+    assert_int_equal(rsrc->n_attributes, sizeof(res_attrs) / sizeof(res_attrs[0]));
+    for (size_t i = 0; i < rsrc->n_attributes; i++) {
+        assert_string_equal(rsrc->attributes[i]->key, res_attrs[i][0]);
+        assert_string_equal(attr_str(rsrc->attributes, rsrc->n_attributes, res_attrs[i][0]), res_attrs[i][1]);
+    }
+    assert_int_equal(rs->n_scope_spans, 1);
+    Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[0];
+    assert_non_null(ss->scope);
+    assert_string_equal(ss->scope->name, "outrider");
+    assert_string_equal(ss->scope->version, OUTRIDER_VERSION);
+    assert_int_equal(ss->scope->n_attributes, 0);
+    assert_string_equal(ss->schema_url, "");
+    assert_int_equal(ss->n_spans, 3);
+
+    static const int exported[] = {0, 1, 4};
+    const tele_request_t *reqs[NREC] = {&r0, &r1, &r2, &r3, &r4};
+    for (size_t k = 0; k < 3; k++) {
+        int i = exported[k];
+        const tele_request_t *q = reqs[i];
+        const trace_ctx_t *t = q->trace;
+        bool client = q->reporter == TELE_SOURCE;
+        Opentelemetry__Proto__Trace__V1__Span *sp = ss->spans[k];
+        assert_int_equal(sp->trace_id.len, 16);
+        assert_memory_equal(sp->trace_id.data, t->trace_id, 16);
+        assert_int_equal(sp->span_id.len, 8);
+        assert_memory_equal(sp->span_id.data, t->span_id, 8);
+        if (t->has_parent) {
+            assert_int_equal(sp->parent_span_id.len, 8);
+            assert_memory_equal(sp->parent_span_id.data, t->parent_id, 8);
+        } else {
+            assert_int_equal(sp->parent_span_id.len, 0);
+        }
+        assert_string_equal(sp->trace_state, t->tracestate_len ? "vendor=abc" : "");
+        assert_int_equal(sp->flags, 1);
+        assert_string_equal(sp->name, q->span_name.len ? "reviews.default.svc.cluster.local:9080/*" : "GET");
+        assert_int_equal(sp->kind, client ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+                                          : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+        assert_int_equal(sp->start_time_unix_nano, q->start_unix_ns);
+        assert_int_equal(sp->end_time_unix_nano, q->start_unix_ns + q->duration_ns);
+        assert_int_equal(sp->dropped_attributes_count, 0);
+        assert_int_equal(sp->n_events, 0);
+        assert_int_equal(sp->n_links, 0);
+        assert_non_null(sp->status);
+        assert_string_equal(sp->status->message, "");
+        assert_int_equal(sp->status->code,
+                         q->response_code >= 500 || q->response_code == 0
+                             ? OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR
+                             : OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_UNSET);
+
+        const char *ua = q->user_agent.len ? "curl/8" : NULL;
+        const char *cluster = q->upstream_cluster.len ? "outbound|9080||reviews.default.svc.cluster.local" : NULL;
+        const char *uhost = i == 0 ? "127.0.0.1:19081" : i == 1 ? "127.0.0.1:9080" : "[::1]:8080";
+        const char *peer_svc = i == 0 ? "reviews" : NULL;
+        struct {
+            const char *key, *s;
+            int64_t i;
+            bool is_int;
+        } want[] = {
+            {"http.method", "GET", 0, false},
+            {"http.request.method", "GET", 0, false},
+            {"http.url", "http://reviews:9080/reviews/1", 0, false},
+            {"url.full", "http://reviews:9080/reviews/1", 0, false},
+            {"url.path", "/reviews/1", 0, false},
+            {"http.protocol", q->protocol.len ? "HTTP/1.1" : NULL, 0, false},
+            {"http.status_code", NULL, q->response_code, true},
+            {"http.response.status_code", NULL, q->response_code, true},
+            {"user_agent", ua, 0, false},
+            {"user_agent.original", ua, 0, false},
+            {"guid:x-request-id", t->request_id_len ? "rid-1" : NULL, 0, false},
+            {"request_size", NULL, (int64_t)q->request_bytes, true},
+            {"response_size", NULL, (int64_t)q->response_bytes, true},
+            {"response_flags", i == 0 ? "UF" : "-", 0, false},
+            {"component", "proxy", 0, false},
+            {"upstream_cluster", cluster, 0, false},
+            {"upstream_cluster.name", cluster, 0, false},
+            {"upstream_host", uhost, 0, false},
+            {"route_name", q->route_name.len ? "reviews-route" : NULL, 0, false},
+            {"upstream_attempts", NULL, 3, q->attempts > 1},
+            {"peer.service", peer_svc, 0, false},
+            {"net.peer.name", client && peer_svc ? uhost : NULL, 0, false},
+            {"peer.address", client ? NULL : "127.0.0.1:40000", 0, false},
+            {"network.peer.address",
+             i == 0   ? "127.0.0.1"
+             : i == 1 ? "127.0.0.1"
+                      : "::1",
+             0, false},
+            {"network.peer.port", NULL,
+             i == 0   ? 19081
+             : i == 1 ? 40000
+                      : 8080,
+             true},
+            {"node_id", "sidecar~productpage-v1-abc.default", 0, false},
+            {"istio.canonical_service", "productpage", 0, false},
+            {"istio.canonical_revision", "v1", 0, false},
+            {"istio.namespace", "default", 0, false},
+            {"istio.cluster_id", "Kubernetes", 0, false},
+        };
+        size_t a = 0;
+        for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+            if (!want[w].is_int && want[w].s == NULL) {
+                assert_null(attr(sp->attributes, sp->n_attributes, want[w].key));
+                continue;
+            }
+            assert_true(a < sp->n_attributes);
+            assert_string_equal(sp->attributes[a]->key, want[w].key);
+            assert_non_null(sp->attributes[a]->value);
+            if (want[w].is_int) {
+                assert_int_equal(sp->attributes[a]->value->value_case,
+                                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE);
+                assert_int_equal(sp->attributes[a]->value->int_value, want[w].i);
+            } else {
+                assert_int_equal(sp->attributes[a]->value->value_case,
+                                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE);
+                assert_string_equal(sp->attributes[a]->value->string_value, want[w].s);
+            }
+            a++;
+        }
+        assert_int_equal(sp->n_attributes, a);
+    }
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(req, NULL);
+    buf_dispose(&out);
+    buf_dispose(&strings);
+}
+
 static void test_otlp_metrics(void **state)
 {
     (void)state;
@@ -1037,6 +1259,7 @@ int main(void)
         cmocka_unit_test(test_queue_limit_drops),
         cmocka_unit_test(test_otlp_traces_and_logs),
         cmocka_unit_test(test_otlp_logs_every_field),
+        cmocka_unit_test(test_otlp_traces_every_field),
         cmocka_unit_test(test_otlp_metrics),
         cmocka_unit_test(test_stop_without_endpoint_is_quick),
         cmocka_unit_test(test_export_retry_and_keepalive),
