@@ -538,6 +538,14 @@ const proxy_subset_t *proxy_rule_find_subset(const proxy_destination_rule_t *rul
     return NULL;
 }
 
+const char *proxy_kv_get(const proxy_kv_list_t *l, const char *key)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].key, key) == 0)
+            return l->items[i].value;
+    return NULL;
+}
+
 int proxy_subset_selects(const proxy_subset_t *subset, const proxy_endpoint_t *ep)
 {
     for (size_t i = 0; i < subset->labels.n; i++) {

@@ -496,6 +496,9 @@ const proxy_destination_rule_t *proxy_config_find_rule(const proxy_config_t *cfg
 /* The subset called name in rule, or NULL. */
 const proxy_subset_t *proxy_rule_find_subset(const proxy_destination_rule_t *rule, const char *name);
 
+/* The value of key in a string map (labels), or NULL. */
+const char *proxy_kv_get(const proxy_kv_list_t *l, const char *key);
+
 /* Does the endpoint carry every label of the subset? */
 int proxy_subset_selects(const proxy_subset_t *subset, const proxy_endpoint_t *ep);
 

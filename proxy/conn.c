@@ -194,9 +194,22 @@ static bool chance(conn_t *c, double percent)
     return (double)(tracectx_rand(&c->env->w->rng) % 1000000) < percent * 10000.0;
 }
 
-static const runtime_t *rt_of(const conn_t *c)
+/* istio_tcp_* for a tunnel: opened, or closed with its byte counts. */
+static void record_tunnel(conn_t *c, bool opened)
 {
-    return c->view != NULL ? c->view->rt : c->env->w->view->rt;
+    if (c->env->w->tele == NULL)
+        return;
+    tele_tcp_t t;
+    memset(&t, 0, sizeof t);
+    t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
+    t.peer = c->have_peer ? &c->peer_info : NULL;
+    t.opened = opened;
+    t.closed = !opened;
+    if (!opened) {
+        t.sent_bytes = c->tunnel_down;
+        t.received_bytes = c->tunnel_up;
+    }
+    tele_record_tcp(c->env->w->tele, &t);
 }
 
 /* ---- closing ---- */
@@ -235,8 +248,6 @@ static void lb_done(conn_t *c)
         c->lb_active = false;
     }
 }
-
-static void start_attempt(conn_t *c);
 
 /* A connection of cluster cl was given back or closed: the first request waiting for one may go. */
 static void wake_waiter(runtime_view_t *v, const router_cluster_t *cl)
@@ -322,16 +333,8 @@ static void conn_close(conn_t *c)
             c->flags |= RF_DC;
         record(c);
     }
-    if (c->tunnel && c->env->w->tele != NULL) {
-        tele_tcp_t t;
-        memset(&t, 0, sizeof t);
-        t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
-        t.peer = c->have_peer ? &c->peer_info : NULL;
-        t.closed = true;
-        t.sent_bytes = c->tunnel_down;
-        t.received_bytes = c->tunnel_up;
-        tele_record_tcp(c->env->w->tele, &t);
-    }
+    if (c->tunnel)
+        record_tunnel(c, false);
     c->closing = true;
     exchange_dispose(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -650,23 +653,10 @@ static void enter_tunnel(conn_t *c)
 {
     c->tunnel = true;
     c->resp_done = true;
-    if (c->env->w->tele != NULL) {
-        tele_tcp_t t;
-        memset(&t, 0, sizeof t);
-        t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
-        t.peer = c->have_peer ? &c->peer_info : NULL;
-        t.opened = true;
-        tele_record_tcp(c->env->w->tele, &t);
-    }
+    record_tunnel(c, true);
     record(c);
-    /* client bytes that came after the request head belong to the tunnel */
-    if (c->in.len > 0 && c->up != NULL) {
-        c->tunnel_up += c->in.len;
-        upstream_write(c->up, c->in.data, c->in.len);
-        c->in.len = 0;
-    }
     c->paused = false;
-    update_reading(c);
+    process(c); /* client bytes that came after the request head belong to the tunnel */
 }
 
 static void up_read(conn_t *c, const char *data, size_t len);
@@ -773,15 +763,20 @@ static const upstream_handler_t up_handler = {up_on_connect, up_on_read, up_on_c
 
 /* ---- response parser callbacks ---- */
 
+static void ensure_hdrs(conn_t *c, uint32_t need)
+{
+    if (c->hdrs_cap < need) {
+        free(c->hdrs);
+        c->hdrs_cap = need;
+        c->hdrs = xmalloc(c->hdrs_cap * sizeof *c->hdrs);
+    }
+}
+
 /* The response's fields as the client gets them: peer metadata taken out (and read), route header operations. */
 static uint32_t response_headers(conn_t *c, const http1_head_t *h)
 {
     uint32_t cap = h->header_count + MAX_EXTRA_FIELDS;
-    if (c->hdrs_cap < 2 * cap) {
-        free(c->hdrs);
-        c->hdrs_cap = 2 * cap;
-        c->hdrs = xmalloc(c->hdrs_cap * sizeof *c->hdrs);
-    }
+    ensure_hdrs(c, 2 * cap);
     http1_header_t *tmp = c->hdrs + cap;
     uint32_t n = 0;
     for (uint32_t i = 0; i < h->header_count; i++) {
@@ -795,13 +790,8 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
         tmp[n++] = *f;
     }
     if (c->env->mode == CONN_INBOUND) {
-        const runtime_t *rt = rt_of(c);
-        tmp[n].name = (str_t){PEER_HEADER, sizeof PEER_HEADER - 1};
-        tmp[n].value = (str_t){rt->peer_b64, strlen(rt->peer_b64)};
-        n++;
-        tmp[n].name = (str_t){PEER_ID_HEADER, sizeof PEER_ID_HEADER - 1};
-        tmp[n].value = (str_t){rt->peer_id, strlen(rt->peer_id)};
-        n++;
+        memcpy(tmp + n, c->view->rt->peer_fields, sizeof c->view->rt->peer_fields);
+        n += 2;
     }
     if (c->d.route != NULL)
         return router_response_headers(&c->d, tmp, n, c->hdrs, cap);
@@ -935,15 +925,6 @@ static const http1_callbacks_t resp_cb = {resp_on_head, resp_on_body, resp_on_tr
 
 /* ---- the request head ---- */
 
-static void ensure_hdrs(conn_t *c, uint32_t need)
-{
-    if (c->hdrs_cap < need) {
-        free(c->hdrs);
-        c->hdrs_cap = need;
-        c->hdrs = xmalloc(c->hdrs_cap * sizeof *c->hdrs);
-    }
-}
-
 /*
  * The upstream request's fields: the request's, without the trace context,
  * peer metadata and x-forwarded-*, through the route's header operations,
@@ -993,13 +974,8 @@ static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch
     n++;
     n += tracectx_inject(&c->trace, tscratch, c->hdrs + n);
     if (c->env->mode == CONN_OUTBOUND) {
-        const runtime_t *rt = rt_of(c);
-        c->hdrs[n].name = (str_t){PEER_HEADER, sizeof PEER_HEADER - 1};
-        c->hdrs[n].value = (str_t){rt->peer_b64, strlen(rt->peer_b64)};
-        n++;
-        c->hdrs[n].name = (str_t){PEER_ID_HEADER, sizeof PEER_ID_HEADER - 1};
-        c->hdrs[n].value = (str_t){rt->peer_id, strlen(rt->peer_id)};
-        n++;
+        memcpy(c->hdrs + n, c->view->rt->peer_fields, sizeof c->view->rt->peer_fields);
+        n += 2;
     }
     return n;
 }
@@ -1115,7 +1091,6 @@ static int req_on_head(void *ctx, const http1_head_t *h)
         return HTTP1_CB_OK;
     }
     case ROUTER_REDIRECT: {
-        c->out.len = 0;
         buf_t loc = BUF_INIT;
         router_redirect_location(&c->d, rq, &loc);
         http1_header_t f = {{"location", 8}, {loc.data, loc.len}};
@@ -1141,19 +1116,10 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     } else if (h->body == HTTP1_BODY_CHUNKED) {
         o.framing = HTTP1_FRAME_CHUNKED;
     }
-    buf_t target = BUF_INIT;
-    if (c->env->mode == CONN_OUTBOUND) {
-        router_rewrite_target(&c->d, rq, &target);
-    } else {
-        buf_append(&target, rq->path.ptr, rq->path.len);
-        if (rq->query.len > 0) {
-            buf_append(&target, "?", 1);
-            buf_append(&target, rq->query.ptr, rq->query.len);
-        }
-    }
-    int rc = http1_write_request_head(&c->up_head, h->method_name, (str_t){target.data, target.len}, c->hdrs, n, &o);
-    buf_dispose(&target);
-    if (rc < 0) {
+    /* the target in origin form, rewritten by the route if it says so (c->out is free scratch here) */
+    c->out.len = 0;
+    router_rewrite_target(&c->d, rq, &c->out);
+    if (http1_write_request_head(&c->up_head, h->method_name, (str_t){c->out.data, c->out.len}, c->hdrs, n, &o) < 0) {
         local_reply(c, 400, "bad request\n", true);
         return HTTP1_CB_OK;
     }
@@ -1174,11 +1140,6 @@ static int req_on_head(void *ctx, const http1_head_t *h)
 }
 
 static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s);
-
-static void on_global_verdict_wrap(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s)
-{
-    on_global_verdict(ctx, v, remaining, reset_s);
-}
 
 /* Past the rate limits: fault injection, then the upstream. */
 static void after_rate_limits(conn_t *c)
@@ -1298,6 +1259,21 @@ static bool rate_limit_applies(const conn_t *c, const proxy_rate_limit_t *rl)
     return false;
 }
 
+/* The RateLimit document with a local (or global) block for this request: one naming its route wins. */
+static const proxy_rate_limit_t *find_rate_limit(const conn_t *c, enum runtime_rl_kind kind)
+{
+    const proxy_config_t *cfg = c->view->rt->cfg;
+    const proxy_rate_limit_t *found = NULL;
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
+        if (!(kind == RL_LOCAL ? rl->local.given : rl->global.given) || !rate_limit_applies(c, rl))
+            continue;
+        if (found == NULL || (rl->n_routes > 0 && found->n_routes == 0))
+            found = rl;
+    }
+    return found;
+}
+
 /*
  * The local token bucket of the RateLimit document for this request (one
  * naming its route wins over one for the whole host): 429 RL with
@@ -1307,29 +1283,22 @@ static bool rate_limit_applies(const conn_t *c, const proxy_rate_limit_t *rl)
 static bool local_rate_limited(conn_t *c)
 {
     runtime_t *rt = c->view->rt;
-    const proxy_config_t *cfg = rt->cfg;
-    size_t found = cfg->n_rate_limits;
-    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
-        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
-        if (!rl->local.given || !rate_limit_applies(c, rl))
-            continue;
-        if (found == cfg->n_rate_limits || (rl->n_routes > 0 && cfg->rate_limits[found].n_routes == 0))
-            found = i;
-    }
-    if (found == cfg->n_rate_limits)
+    const proxy_rate_limit_t *rl = find_rate_limit(c, RL_LOCAL);
+    if (rl == NULL)
         return false;
-    const proxy_rl_local_t *l = &cfg->rate_limits[found].local;
-    runtime_bucket_t *b = &rt->buckets[found];
+    size_t found = (size_t)(rl - rt->cfg->rate_limits);
+    const proxy_rl_local_t *l = &rl->local;
+    atomic_ullong *counts = rt->buckets[found].counts[RL_LOCAL];
     uint64_t remaining, reset_s;
     if (runtime_bucket_take(rt, found, &remaining, &reset_s)) {
-        atomic_fetch_add(&b->allowed, 1);
+        atomic_fetch_add(&counts[RL_ALLOWED], 1);
         return false;
     }
     if (l->shadow) {
-        atomic_fetch_add(&b->shadow_limited, 1);
+        atomic_fetch_add(&counts[RL_SHADOW_LIMITED], 1);
         return false;
     }
-    atomic_fetch_add(&b->limited, 1);
+    atomic_fetch_add(&counts[RL_LIMITED], 1);
     rate_limited_reply(c, l->max_tokens, remaining, reset_s, "local rate limited\n");
     return true;
 }
@@ -1376,11 +1345,11 @@ static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining,
     c->rl_call = NULL;
     c->rl_waiting = false;
     const proxy_rate_limit_t *rl = c->rl_doc;
-    runtime_bucket_t *b = &c->view->rt->buckets[rl - c->view->rt->cfg->rate_limits];
+    atomic_ullong *counts = c->view->rt->buckets[rl - c->view->rt->cfg->rate_limits].counts[RL_GLOBAL];
     if (c->closing || !c->in_exchange || c->resp_done)
         return;
     if (v == RLG_DENY && !rl->global.shadow) {
-        atomic_fetch_add(&b->global_limited, 1);
+        atomic_fetch_add(&counts[RL_LIMITED], 1);
         uint64_t tightest = rl->global.limits[0].requests_per_unit;
         for (size_t i = 1; i < rl->global.n_limits; i++)
             if (rl->global.limits[i].requests_per_unit < tightest)
@@ -1390,7 +1359,7 @@ static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining,
         return;
     }
     if (v == RLG_ERROR) {
-        atomic_fetch_add(&b->global_errors, 1);
+        atomic_fetch_add(&counts[RL_ERROR], 1);
         if (rl->global.failure_mode == PROXY_RL_FAILURE_DENY) {
             c->flags |= RF_RLSE;
             local_reply(c, 500, "rate limit service unavailable\n", !c->req_done);
@@ -1398,9 +1367,9 @@ static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining,
             return;
         }
     } else if (v == RLG_DENY) {
-        atomic_fetch_add(&b->global_shadow_limited, 1);
+        atomic_fetch_add(&counts[RL_SHADOW_LIMITED], 1);
     } else {
-        atomic_fetch_add(&b->global_allowed, 1);
+        atomic_fetch_add(&counts[RL_ALLOWED], 1);
     }
     after_rate_limits(c);
     update_reading(c);
@@ -1413,42 +1382,36 @@ static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining,
  */
 static bool global_rate_limit(conn_t *c)
 {
-    const proxy_config_t *cfg = c->view->rt->cfg;
-    const proxy_rate_limit_t *found = NULL;
-    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
-        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
-        if (!rl->global.given || !rate_limit_applies(c, rl))
-            continue;
-        if (found == NULL || (rl->n_routes > 0 && found->n_routes == 0))
-            found = rl;
-    }
+    const proxy_rate_limit_t *found = find_rate_limit(c, RL_GLOBAL);
     if (found == NULL || c->env->w->rlg == NULL)
         return false;
     const proxy_rl_global_t *gl = &found->global;
-    buf_t keys[RLG_LIMITS_MAX];
+    /* the keys, NUL-separated in one buffer (c->out is free scratch here) */
+    size_t off[RLG_LIMITS_MAX];
     const char *kp[RLG_LIMITS_MAX];
     uint64_t per[RLG_LIMITS_MAX], win[RLG_LIMITS_MAX];
     size_t n = 0;
+    c->out.len = 0;
     for (size_t i = 0; i < gl->n_limits && n < RLG_LIMITS_MAX; i++) {
-        keys[n] = (buf_t)BUF_INIT;
-        if (!global_key(c, found, &gl->limits[i], &keys[n])) {
-            buf_dispose(&keys[n]);
+        size_t start = c->out.len;
+        if (!global_key(c, found, &gl->limits[i], &c->out)) {
+            c->out.len = start;
             continue;
         }
-        buf_append(&keys[n], "", 1);
-        kp[n] = keys[n].data;
+        buf_append(&c->out, "", 1);
+        off[n] = start;
         per[n] = gl->limits[i].requests_per_unit;
         win[n] = gl->limits[i].unit_ms;
         n++;
     }
     if (n == 0)
         return false;
+    for (size_t i = 0; i < n; i++)
+        kp[i] = c->out.data + off[i];
     c->rl_doc = found;
     c->rl_call = NULL;
     c->rl_waiting = true;
-    rlg_call_t *call = rlg_check(c->env->w->rlg, gl, kp, per, win, n, on_global_verdict_wrap, c);
-    for (size_t i = 0; i < n; i++)
-        buf_dispose(&keys[i]);
+    rlg_call_t *call = rlg_check(c->env->w->rlg, gl, kp, per, win, n, on_global_verdict, c);
     if (c->rl_waiting)
         c->rl_call = call; /* still waiting: the answer comes later */
     return true;
@@ -1632,26 +1595,27 @@ static void start_attempt(conn_t *c)
 
 /* ---- request body ---- */
 
+/* Whether the request waits before its first attempt (fault delay, Redis verdict, a free connection). */
+static bool held(const conn_t *c)
+{
+    return c->fault_wait || c->rl_waiting || c->waiting;
+}
+
 /* Send bytes of the framed request body upstream, and keep them for replays while they fit. */
 static void body_out(conn_t *c, const char *data, size_t len)
 {
     for (int i = 0; i < c->n_mirrors; i++)
         mirror_body(c->mirrors[i], data, len);
     if (!c->body_over) {
-        if (c->body.len + len <= c->env->w->retry_buffer_bytes) {
+        if (c->body.len + len <= c->env->w->retry_buffer_bytes || held(c)) {
+            /* held (no upstream yet): the bytes are kept past the limit, reading stops there, no replays later */
+            if (c->body.len + len > c->env->w->retry_buffer_bytes)
+                c->retries_left = 0;
             buf_append(&c->body, data, len);
         } else {
-            if (c->fault_wait || c->rl_waiting) {
-                /* held by an injected delay or a rate limit decision: keep the bytes (reading stops at the limit), no
-                 * replays later */
-                buf_append(&c->body, data, len);
-                c->retries_left = 0;
-                return;
-            }
             c->body_over = true;
             buf_dispose(&c->body);
-            c->body = (buf_t)BUF_INIT;
-            if (c->up == NULL && !c->resp_done && !c->fault_wait && !c->rl_waiting) {
+            if (c->up == NULL && !c->resp_done) {
                 /* waiting to retry, and the body can no longer be replayed: give up now */
                 uv_timer_stop(&c->try_timer);
                 c->retries_left = 0;
@@ -1732,11 +1696,7 @@ static const char *endpoint_label(const conn_t *c, const char *key)
 {
     if (c->cl == NULL || c->ep < 0 || c->cl->endpoints[c->ep].ep == NULL)
         return NULL;
-    const proxy_kv_list_t *l = &c->cl->endpoints[c->ep].ep->labels;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i].key, key) == 0)
-            return l->items[i].value;
-    return NULL;
+    return proxy_kv_get(&c->cl->endpoints[c->ep].ep->labels, key);
 }
 
 static void record(conn_t *c)

@@ -220,6 +220,33 @@ static bool admin_ready(void *ctx)
     return !m->draining;
 }
 
+/* outrider_proxy_{local,global}_rate_limit_total{ratelimit,result}, per RateLimit document with such a block */
+static void rate_limit_counters(buf_t *out, const runtime_t *rt, enum runtime_rl_kind kind)
+{
+    static const char *const results[RL_RESULTS] = {"allowed", "limited", "shadow_limited", "error"};
+    const char *metric =
+        kind == RL_LOCAL ? "outrider_proxy_local_rate_limit_total" : "outrider_proxy_global_rate_limit_total";
+    const char *help = kind == RL_LOCAL ? "Requests seen by local rate limits, by result (shadow_limited: over the "
+                                          "limit in shadow mode, let through)."
+                                        : "Requests seen by global (Redis) rate limits, by result (error: Redis gave "
+                                          "no answer; failureMode decided).";
+    const proxy_config_t *cfg = rt->cfg;
+    bool head = false;
+    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
+        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
+        if (!(kind == RL_LOCAL ? rl->local.given : rl->global.given))
+            continue;
+        if (!head) {
+            buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", metric, help, metric);
+            head = true;
+        }
+        /* a local bucket answers at once: it has no errors to count */
+        for (int k = 0; k < (kind == RL_LOCAL ? RL_ERROR : RL_RESULTS); k++)
+            buf_printf(out, "%s{ratelimit=\"%s\",result=\"%s\"} %llu\n", metric, rl->meta.name, results[k],
+                       (unsigned long long)atomic_load(&rt->buckets[i].counts[kind][k]));
+    }
+}
+
 static void admin_stats(void *ctx, buf_t *out)
 {
     proxy_main_t *m = ctx;
@@ -233,47 +260,8 @@ static void admin_stats(void *ctx, buf_t *out)
                "# TYPE outrider_proxy_workers gauge\n"
                "outrider_proxy_workers %d\n",
                (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed, m->n_workers);
-    /* local rate limits, per RateLimit document with a local block */
-    const proxy_config_t *cfg = m->rt->cfg;
-    bool rl_head = false;
-    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
-        if (!cfg->rate_limits[i].local.given)
-            continue;
-        if (!rl_head) {
-            buf_append_str(out, "# HELP outrider_proxy_local_rate_limit_total Requests seen by local rate limits, by "
-                                "result (shadow_limited: over the limit in shadow mode, let through).\n"
-                                "# TYPE outrider_proxy_local_rate_limit_total counter\n");
-            rl_head = true;
-        }
-        const runtime_bucket_t *b = &m->rt->buckets[i];
-        const char *name = cfg->rate_limits[i].meta.name;
-        buf_printf(out,
-                   "outrider_proxy_local_rate_limit_total{ratelimit=\"%s\",result=\"allowed\"} %llu\n"
-                   "outrider_proxy_local_rate_limit_total{ratelimit=\"%s\",result=\"limited\"} %llu\n"
-                   "outrider_proxy_local_rate_limit_total{ratelimit=\"%s\",result=\"shadow_limited\"} %llu\n",
-                   name, (unsigned long long)atomic_load(&b->allowed), name,
-                   (unsigned long long)atomic_load(&b->limited), name,
-                   (unsigned long long)atomic_load(&b->shadow_limited));
-    }
-    bool g_head = false;
-    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
-        if (!cfg->rate_limits[i].global.given)
-            continue;
-        if (!g_head) {
-            buf_append_str(out, "# HELP outrider_proxy_global_rate_limit_total Requests seen by global (Redis) rate "
-                                "limits, by result (error: Redis gave no answer; failureMode decided).\n"
-                                "# TYPE outrider_proxy_global_rate_limit_total counter\n");
-            g_head = true;
-        }
-        const runtime_bucket_t *b = &m->rt->buckets[i];
-        const char *name = cfg->rate_limits[i].meta.name;
-        const char *results[] = {"allowed", "limited", "shadow_limited", "error"};
-        unsigned long long vals[] = {atomic_load(&b->global_allowed), atomic_load(&b->global_limited),
-                                     atomic_load(&b->global_shadow_limited), atomic_load(&b->global_errors)};
-        for (int k = 0; k < 4; k++)
-            buf_printf(out, "outrider_proxy_global_rate_limit_total{ratelimit=\"%s\",result=\"%s\"} %llu\n", name,
-                       results[k], vals[k]);
-    }
+    rate_limit_counters(out, m->rt, RL_LOCAL);
+    rate_limit_counters(out, m->rt, RL_GLOBAL);
     /* outlier detection, per cluster that has it */
     static const char *const names[] = {"outrider_proxy_outlier_ejections_total",
                                         "outrider_proxy_outlier_returns_total", "outrider_proxy_outlier_ejected"};

@@ -10,14 +10,6 @@
 
 #include "log.h"
 
-static const char *label(const proxy_kv_list_t *l, const char *key)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i].key, key) == 0)
-            return l->items[i].value;
-    return NULL;
-}
-
 static void copy_field(char *dst, const char *src)
 {
     snprintf(dst, PEER_FIELD_MAX, "%s", src != NULL ? src : "");
@@ -35,8 +27,8 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     rt->router = router;
     atomic_init(&rt->refs, 1);
     const proxy_meta_t *m = &cfg->proxy.meta;
-    const char *app = label(&m->labels, "app");
-    const char *version = label(&m->labels, "version");
+    const char *app = proxy_kv_get(&m->labels, "app");
+    const char *version = proxy_kv_get(&m->labels, "version");
     const char *name = m->name != NULL ? m->name : "outrider-proxy";
     peer_info_t *p = &rt->self;
     copy_field(p->name, name);
@@ -49,14 +41,17 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     copy_field(p->cluster_id, "Kubernetes");
     snprintf(rt->service_name, sizeof rt->service_name, "%s.%s", p->canonical_service, p->namespace);
     snprintf(rt->self_fqdn, sizeof rt->self_fqdn, "%s.%s.svc.cluster.local", p->canonical_service, p->namespace);
+    /* the two peer metadata fields, encoded once (NUL-terminated, so never a NULL pointer) */
     buf_t b = BUF_INIT;
     peer_encode(p, &b);
+    uint32_t n = (uint32_t)b.len;
     buf_append(&b, "", 1);
-    rt->peer_b64 = b.data;
+    rt->peer_fields[0] = (http1_header_t){{PEER_HEADER, sizeof PEER_HEADER - 1}, {b.data, n}};
     b = (buf_t)BUF_INIT;
     peer_encode_id(p, "127.0.0.1", &b);
+    n = (uint32_t)b.len;
     buf_append(&b, "", 1);
-    rt->peer_id = b.data;
+    rt->peer_fields[1] = (http1_header_t){{PEER_ID_HEADER, sizeof PEER_ID_HEADER - 1}, {b.data, n}};
     rt->buckets = calloc(cfg->n_rate_limits ? cfg->n_rate_limits : 1, sizeof *rt->buckets);
     if (rt->buckets == NULL)
         log_fatal("runtime: out of memory");
@@ -123,8 +118,8 @@ void runtime_unref(runtime_t *rt)
         return;
     router_destroy(rt->router);
     proxy_config_destroy(rt->cfg);
-    free(rt->peer_b64);
-    free(rt->peer_id);
+    free((char *)rt->peer_fields[0].value.ptr);
+    free((char *)rt->peer_fields[1].value.ptr);
     free(rt->buckets);
     free(rt->ejections);
     free(rt->returns);

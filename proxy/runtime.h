@@ -28,12 +28,15 @@
 #include "tracectx.h"
 #include "upstream.h"
 
-/* The token bucket of one RateLimit document's `local` block, shared by every worker. */
+/* How a rate limit treated a request, for the counters at /stats/prometheus. */
+enum runtime_rl_result { RL_ALLOWED, RL_LIMITED, RL_SHADOW_LIMITED, RL_ERROR, RL_RESULTS };
+enum runtime_rl_kind { RL_LOCAL, RL_GLOBAL };
+
+/* One RateLimit document's state, shared by every worker: its `local` token bucket and its counters. */
 typedef struct runtime_bucket {
     atomic_llong tokens;
-    atomic_ullong last_fill_ms;                     /* monotonic clock */
-    atomic_ullong allowed, limited, shadow_limited; /* local */
-    atomic_ullong global_allowed, global_limited, global_shadow_limited, global_errors;
+    atomic_ullong last_fill_ms;          /* monotonic clock */
+    atomic_ullong counts[2][RL_RESULTS]; /* [runtime_rl_kind][runtime_rl_result] */
 } runtime_bucket_t;
 
 typedef struct runtime {
@@ -46,8 +49,7 @@ typedef struct runtime {
     atomic_ullong *ejections;                  /* per cluster, all workers: outlier ejections so far */
     atomic_ullong *returns;                    /* per cluster: ejected endpoints back in the pool */
     atomic_uint *ejected;                      /* per cluster: endpoints ejected now (summed over workers) */
-    char *peer_b64;                            /* x-envoy-peer-metadata value for self */
-    char *peer_id;                             /* x-envoy-peer-metadata-id value for self */
+    http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
     atomic_int refs;
 } runtime_t;
 
