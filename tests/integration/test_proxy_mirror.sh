@@ -7,8 +7,7 @@
 # the mirror (the bound is a small fraction of one mirror connect timeout).
 . "$(dirname "$0")/../lib.sh"
 
-sed -n '/^cat >"$T\/blackhole.py"/,/^PY$/p' "$OUTRIDER_SRC/tests/integration/test_proxy_policies.sh" | sed '1d;$d' >"$T/blackhole.py"
-python3 "$T/blackhole.py" "$T/blackhole.port" &
+python3 "$OUTRIDER_SRC/tests/blackhole.py" "$T/blackhole.port" &
 track_pid $!
 wait_until test -s "$T/blackhole.port" || fail "blackhole listener did not start"
 BH=$(cat "$T/blackhole.port")

@@ -11,28 +11,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 # a listener that never accepts, its accept queue filled: connects to it hang in SYN_SENT
-cat >"$T/blackhole.py" <<'PY'
-import socket, sys, time, os
-l = socket.socket()
-l.bind(("127.0.0.1", 0))
-l.listen(0)
-port = l.getsockname()[1]
-fill = []
-for _ in range(4):
-    c = socket.socket()
-    c.setblocking(False)
-    try:
-        c.connect(("127.0.0.1", port))
-    except BlockingIOError:
-        pass
-    fill.append(c)
-time.sleep(0.3)
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(port))
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-time.sleep(3600)
-PY
-python3 "$T/blackhole.py" "$T/blackhole.port" &
+python3 "$OUTRIDER_SRC/tests/blackhole.py" "$T/blackhole.port" &
 track_pid $!
 wait_until test -s "$T/blackhole.port" || fail "blackhole listener did not start"
 BH=$(cat "$T/blackhole.port")
