@@ -60,30 +60,36 @@ uint64_t *u64map_put(u64map_t *m, uint64_t key, int64_t *acct);
 void u64map_del(u64map_t *m, uint64_t key, int64_t *acct);
 void u64map_dispose(u64map_t *m, int64_t *acct);
 
-/* ---- time-ordered list of traces (sorted by (ts, pointer)) ---- */
+/* ---- time-ordered list of traces (span_store_tlist.c: a B+tree on (ts, pointer)) ---- */
 
 struct trace;
+struct tl_leaf;
 
 typedef struct tlist {
-    struct trace **v;
-    uint32_t head; /* first used index */
-    uint32_t len;
-    uint32_t cap;
+    void *root;      /* NULL when empty */
+    uint32_t len;    /* entries */
+    uint32_t height; /* inner levels above the leaves */
 } tlist_t;
 
-/* Insert t at its position by t->ts. */
+/* A position for walking a list from newer to older entries. */
+typedef struct tlist_iter {
+    struct tl_leaf *leaf; /* NULL when done */
+    uint32_t pos;         /* entries of leaf before this position are still to come */
+} tlist_iter_t;
+
+/* Insert t under its current t->ts (O(log n)); t must not be listed already. */
 void tlist_insert(tlist_t *l, struct trace *t, int64_t *acct);
 /* Whether t is listed (under its current t->ts). */
 int tlist_contains(const tlist_t *l, const struct trace *t);
 /* Remove t, which must be listed with its current t->ts; no-op when absent. */
 void tlist_remove(tlist_t *l, struct trace *t, int64_t *acct);
 void tlist_dispose(tlist_t *l, int64_t *acct);
-/* Number of entries with ts <= ts_us (index one past the last such entry). */
-uint32_t tlist_upper(const tlist_t *l, uint64_t ts_us);
-static inline struct trace *tlist_at(const tlist_t *l, uint32_t i)
-{
-    return l->v[l->head + i];
-}
+/* Position it just after the last entry with ts <= ts_us; tlist_prev then returns it and older ones. */
+void tlist_seek(const tlist_t *l, uint64_t ts_us, tlist_iter_t *it);
+/* The entry before the position (moving it back), or NULL at the start. */
+struct trace *tlist_prev(tlist_iter_t *it);
+/* Tests: 0 when the entries are in order, linked and counted and nodes are full enough; -1 otherwise. */
+int tlist_check(const tlist_t *l);
 
 /*
  * Trace blobs come from size classes carved out of 2 MiB chunks (asked to

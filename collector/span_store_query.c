@@ -312,16 +312,17 @@ int span_store_get_traces(span_store_t *st, const span_query_t *q, arena_t *aren
 
     uint64_t end_us = q->end_ts_ms * 1000;
     uint64_t begin_us = q->lookback_ms >= q->end_ts_ms ? 0 : (q->end_ts_ms - q->lookback_ms) * 1000;
-    uint32_t i = tlist_upper(list, end_us);
-    size_t cap = q->limit < i ? q->limit : i;
+    tlist_iter_t it;
+    tlist_seek(list, end_us, &it);
+    size_t cap = q->limit < list->len ? q->limit : list->len;
     span_trace_t *res = cap ? arena_alloc(arena, cap * sizeof(*res)) : NULL;
     if (cap && res == NULL) {
         rc = -1;
         goto done;
     }
     size_t k = 0;
-    while (i > 0 && k < cap) {
-        const trace_t *t = tlist_at(list, --i);
+    const trace_t *t;
+    while (k < cap && (t = tlist_prev(&it)) != NULL) {
         if (t->ts < begin_us)
             break;
         if (!trace_matches(t, &m))

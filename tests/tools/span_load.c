@@ -3,13 +3,21 @@
  * benchmarks (tests/bench/collector_bench.sh drives it).
  *
  *   span_load send  --url URL --format F [--batch N] [--requests N] [--connections N]
- *                   [--services N] [--pid PID] [--seed N]
+ *                   [--services N] [--spans-per-trace N] [--spread-ms N] [--steps N]
+ *                   [--pid PID] [--seed N]
  *       Pre-builds every request body (so generation does not compete with
  *       the collector for CPU while measuring), then posts them over keep-alive
  *       connections, one thread each. Formats: otlp-proto-zstd, otlp-proto,
- *       zipkin-json, zipkin-json-gzip. Every span has fresh ids. With --pid, the
- *       collector's CPU time (utime+stime) is read before and after, and
- *       spans per CPU-second ("per core") is printed.
+ *       zipkin-json, zipkin-json-gzip. Every trace has fresh random 128-bit ids
+ *       (the high and low halves independent), every span a fresh id. Each
+ *       request carries `services` services, each with batch/services
+ *       consecutive spans, whole traces of spans-per-trace spans (default 10).
+ *       With --spread-ms, each trace starts at a random time within the last
+ *       N ms, so start times arrive out of order. With --steps, this repeats
+ *       N times (fresh traces each step, bodies built between steps), printing
+ *       one line per step: how cost grows as the store fills. With --pid,
+ *       the collector's CPU time (utime+stime) is read before and after each
+ *       step, and spans per CPU-second ("per core") is printed.
  *   span_load query --url BASE --ids-from N --count N [--services N] [--seed N]
  *       Measures GET /api/v2/trace/{id} for trace ids that `send` produced with
  *       the same seed, and GET /api/v2/traces?serviceName=&limit=10, printing
@@ -34,11 +42,12 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "span.h"
 
-#define SPANS_PER_TRACE 10
-
 typedef struct opts {
     const char *mode, *url, *format;
     int batch, requests, connections, services, count, pid;
+    int per_trace;      /* spans per trace */
+    int steps;          /* fill: steps of `requests` requests each */
+    uint64_t spread_ms; /* trace start times drawn from [now - spread, now] */
     uint64_t seed;
 } opts_t;
 
@@ -177,6 +186,14 @@ static void otlp_kv(Opentelemetry__Proto__Common__V1__KeyValue *kv, Opentelemetr
     }
 }
 
+/* Start of trace t in µs: now_us, or up to spread_ms before it (out of order across requests). */
+static uint64_t trace_start_us(const opts_t *o, uint64_t t, uint64_t now_us)
+{
+    if (o->spread_ms == 0)
+        return now_us;
+    return now_us - mix(o->seed * 7919 + t) % (o->spread_ms * 1000);
+}
+
 /* One batch of `batch` spans as an ExportTraceServiceRequest, spans of trace t0.. onward. */
 static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out)
 {
@@ -192,8 +209,8 @@ static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out
         Opentelemetry__Proto__Trace__V1__Span *s = &spans[i];
         opentelemetry__proto__trace__v1__span__init(s);
         sp[i] = s;
-        uint64_t t = t0 + (uint64_t)i / SPANS_PER_TRACE;
-        int k = i % SPANS_PER_TRACE;
+        uint64_t t = t0 + (uint64_t)i / o->per_trace;
+        int k = i % o->per_trace;
         uint64_t hi, lo;
         trace_id(o->seed, t, &hi, &lo);
         uint8_t *id = ids + (size_t)i * 32;
@@ -208,7 +225,7 @@ static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out
         s->name = (char *)(k % 2 ? "get /api/items" : "post /api/orders");
         s->kind = k % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
                         : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
-        s->start_time_unix_nano = now_ns + (uint64_t)k * 1000;
+        s->start_time_unix_nano = trace_start_us(o, t, now_ns / 1000) * 1000 + (uint64_t)k * 1000;
         s->end_time_unix_nano = s->start_time_unix_nano + 150000 + (uint64_t)(mix(t + (uint64_t)k) % 5000000);
         char *url = urls + (size_t)i * 64;
         snprintf(url, 64, "http://reviews:9080/api/items/%llu",
@@ -293,8 +310,8 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
     buf_t json = BUF_INIT;
     buf_append_char(&json, '[');
     for (int i = 0; i < o->batch; i++) {
-        uint64_t t = t0 + (uint64_t)i / SPANS_PER_TRACE;
-        int k = i % SPANS_PER_TRACE;
+        uint64_t t = t0 + (uint64_t)i / o->per_trace;
+        int k = i % o->per_trace;
         uint64_t hi, lo;
         trace_id(o->seed, t, &hi, &lo);
         char tid[33], id[17], pid[17];
@@ -316,7 +333,7 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
             "\"http.status_code\":\"%d\",\"upstream_cluster\":\"outbound|9080||reviews.default.svc.cluster.local\","
             "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.1.2.%d~service-%d\"}}",
             k % 2 ? "CLIENT" : "SERVER", k % 2 ? "get /api/items" : "post /api/orders",
-            (unsigned long long)(now_us + (uint64_t)k), (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000), svc,
+            (unsigned long long)(trace_start_us(o, t, now_us) + (uint64_t)k), (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000), svc,
             svc, methods[k % 4], (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000), k == 7 ? 503 : 200, svc,
             svc);
     }
@@ -391,6 +408,52 @@ static double cpu_seconds(int pid)
     return s;
 }
 
+typedef struct builder {
+    const opts_t *o;
+    buf_t *bodies;
+    int first_req, n, step, offset;
+    uint64_t now_us;
+    pthread_t th;
+} builder_t;
+
+static void *build_worker(void *arg)
+{
+    builder_t *b = arg;
+    const opts_t *o = b->o;
+    int otlp = strncmp(o->format, "otlp", 4) == 0;
+    for (int i = b->offset; i < b->n; i += b->step) {
+        int r = b->first_req + i;
+        uint64_t t0 = (uint64_t)r * (uint64_t)(o->batch / o->per_trace);
+        b->bodies[i].len = 0;
+        if (otlp)
+            build_otlp(o, t0, (b->now_us + (uint64_t)r) * 1000, &b->bodies[i]);
+        else
+            build_zipkin_json(o, t0, b->now_us + (uint64_t)r, &b->bodies[i]);
+    }
+    return NULL;
+}
+
+/* Bodies of requests first_req .. first_req+n-1, built on every core (the collector is idle meanwhile). */
+static size_t build_bodies(const opts_t *o, int first_req, int n, buf_t *bodies)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    long nb = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = nb < 1 ? 1 : nb > 16 ? 16 : (int)nb;
+    builder_t bs[16];
+    for (int i = 0; i < nt; i++) {
+        bs[i] = (builder_t){o, bodies, first_req, n, nt, i, now_us, 0};
+        pthread_create(&bs[i].th, NULL, build_worker, &bs[i]);
+    }
+    for (int i = 0; i < nt; i++)
+        pthread_join(bs[i].th, NULL);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += bodies[i].len;
+    return total;
+}
+
 static int cmd_send(const opts_t *o)
 {
     target_t t;
@@ -399,38 +462,36 @@ static int cmd_send(const opts_t *o)
         return 2;
     }
     buf_t *bodies = calloc((size_t)o->requests, sizeof(buf_t));
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-    size_t total_bytes = 0;
-    int otlp = strncmp(o->format, "otlp", 4) == 0;
-    for (int r = 0; r < o->requests; r++) {
-        uint64_t t0 = (uint64_t)r * (uint64_t)(o->batch / SPANS_PER_TRACE);
-        if (otlp)
-            build_otlp(o, t0, now_us * 1000 + (uint64_t)r * 1000, &bodies[r]);
-        else
-            build_zipkin_json(o, t0, now_us + (uint64_t)r, &bodies[r]);
-        total_bytes += bodies[r].len;
-    }
     worker_t *ws = calloc((size_t)o->connections, sizeof(worker_t));
-    double cpu0 = o->pid ? cpu_seconds(o->pid) : 0;
-    double t0 = now_s();
-    for (int i = 0; i < o->connections; i++) {
-        ws[i] = (worker_t){o, &t, bodies, i, o->connections, o->requests, 0, 0};
-        pthread_create(&ws[i].th, NULL, send_worker, &ws[i]);
-    }
+    double first_rate = 0;
     int failures = 0;
-    for (int i = 0; i < o->connections; i++) {
-        pthread_join(ws[i].th, NULL);
-        failures += ws[i].failures;
+    for (int step = 0; step < o->steps; step++) {
+        size_t total_bytes = build_bodies(o, step * o->requests, o->requests, bodies);
+        double cpu0 = o->pid ? cpu_seconds(o->pid) : 0;
+        double t0 = now_s();
+        for (int i = 0; i < o->connections; i++) {
+            ws[i] = (worker_t){o, &t, bodies, i, o->connections, o->requests, 0, 0};
+            pthread_create(&ws[i].th, NULL, send_worker, &ws[i]);
+        }
+        int step_failures = 0;
+        for (int i = 0; i < o->connections; i++) {
+            pthread_join(ws[i].th, NULL);
+            step_failures += ws[i].failures;
+        }
+        failures += step_failures;
+        double el = now_s() - t0;
+        double cpu = o->pid ? cpu_seconds(o->pid) - cpu0 : 0;
+        double spans = (double)o->requests * o->batch;
+        double rate = cpu > 0 ? spans / cpu : 0;
+        if (step == 0)
+            first_rate = rate;
+        printf("format=%s connections=%d step=%d stored_before=%.0f requests=%d batch=%d spans=%.0f failures=%d "
+               "bytes_per_span=%.1f seconds=%.3f spans_per_s=%.0f collector_cpu_s=%.3f spans_per_cpu_s=%.0f "
+               "vs_first=%.2f\n",
+               o->format, o->connections, step, (double)step * spans, o->requests, o->batch, spans, step_failures,
+               (double)total_bytes / spans, el, spans / el, cpu, rate, first_rate > 0 ? rate / first_rate : 0);
+        fflush(stdout);
     }
-    double el = now_s() - t0;
-    double cpu = o->pid ? cpu_seconds(o->pid) - cpu0 : 0;
-    double spans = (double)o->requests * o->batch;
-    printf("format=%s requests=%d batch=%d spans=%.0f failures=%d bytes_per_span=%.1f seconds=%.3f "
-           "spans_per_s=%.0f collector_cpu_s=%.3f spans_per_cpu_s=%.0f\n",
-           o->format, o->requests, o->batch, spans, failures, (double)total_bytes / spans, el, spans / el, cpu,
-           cpu > 0 ? spans / cpu : 0);
     for (int r = 0; r < o->requests; r++)
         buf_dispose(&bodies[r]);
     free(bodies);
@@ -461,7 +522,7 @@ static int cmd_query(const opts_t *o)
     int fd = connect_to(&t);
     buf_t in = BUF_INIT, body = BUF_INIT, req = BUF_INIT;
     double *lat = calloc((size_t)o->count, sizeof(double));
-    uint64_t traces = (uint64_t)o->requests * (uint64_t)(o->batch / SPANS_PER_TRACE);
+    uint64_t traces = (uint64_t)o->requests * (uint64_t)(o->batch / o->per_trace);
     int bad = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < o->count; i++) {
@@ -498,6 +559,8 @@ int main(int argc, char **argv)
                 .requests = 100,
                 .connections = 2,
                 .services = 20,
+                .per_trace = 10,
+                .steps = 1,
                 .count = 1000,
                 .seed = 1};
     if (argc < 2) {
@@ -521,6 +584,12 @@ int main(int argc, char **argv)
             o.services = atoi(v);
         else if (!strcmp(k, "--count"))
             o.count = atoi(v);
+        else if (!strcmp(k, "--spans-per-trace"))
+            o.per_trace = atoi(v);
+        else if (!strcmp(k, "--steps"))
+            o.steps = atoi(v);
+        else if (!strcmp(k, "--spread-ms"))
+            o.spread_ms = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--pid"))
             o.pid = atoi(v);
         else if (!strcmp(k, "--seed"))
@@ -530,8 +599,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (o.url == NULL || o.batch < SPANS_PER_TRACE || o.requests < 1 || o.connections < 1 || o.services < 1) {
-        fprintf(stderr, "need --url, --batch >= %d, --requests, --connections, --services >= 1\n", SPANS_PER_TRACE);
+    if (o.url == NULL || o.per_trace < 1 || o.batch < o.per_trace || o.requests < 1 || o.connections < 1 ||
+        o.services < 1 || o.steps < 1) {
+        fprintf(stderr, "need --url, --spans-per-trace >= 1, --batch >= it, --requests, --connections, --services, "
+                        "--steps >= 1\n");
         return 2;
     }
     if (!strcmp(o.mode, "send"))
