@@ -276,4 +276,3 @@ void u64map_dispose(u64map_t *m, int64_t *acct)
 }
 
 /* ---- tlist ---- */
-

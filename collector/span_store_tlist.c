@@ -46,8 +46,8 @@ struct tl_leaf {
 };
 
 typedef struct tl_inner {
-    uint32_t n;              /* children */
-    tl_key_t k[TL_FAN - 1];  /* k[i - 1]: the smallest key under c[i] (or a bound below it) */
+    uint32_t n;             /* children */
+    tl_key_t k[TL_FAN - 1]; /* k[i - 1]: the smallest key under c[i] (or a bound below it) */
     void *c[TL_FAN];
 } tl_inner_t;
 

@@ -333,9 +333,9 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
             "\"http.status_code\":\"%d\",\"upstream_cluster\":\"outbound|9080||reviews.default.svc.cluster.local\","
             "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.1.2.%d~service-%d\"}}",
             k % 2 ? "CLIENT" : "SERVER", k % 2 ? "get /api/items" : "post /api/orders",
-            (unsigned long long)(trace_start_us(o, t, now_us) + (uint64_t)k), (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000), svc,
-            svc, methods[k % 4], (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000), k == 7 ? 503 : 200, svc,
-            svc);
+            (unsigned long long)(trace_start_us(o, t, now_us) + (uint64_t)k),
+            (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000), svc, svc, methods[k % 4],
+            (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000), k == 7 ? 503 : 200, svc, svc);
     }
     buf_append_char(&json, ']');
     if (strcmp(o->format, "zipkin-json-gzip") == 0)
