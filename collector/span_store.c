@@ -143,6 +143,23 @@ static void count_add(span_store_t *st, u64map_t *m, uint32_t key, int delta)
         u64map_del(m, key, &st->bytes);
 }
 
+/* The value id of val for ac, through its one-entry cache of the last value seen (values repeat: GET, 200, -). */
+static uint32_t ac_value_find(span_store_t *st, ac_key_t *ac, str_t val)
+{
+    if (ac->last_vid != SID_NONE && ac->last_len == val.len && memcmp(ac->last, val.ptr, val.len) == 0)
+        return ac->last_vid;
+    return intern_find(st->strs, val.ptr, val.len);
+}
+
+static void ac_value_seen(ac_key_t *ac, str_t val, uint32_t vid)
+{
+    if (val.len > sizeof(ac->last))
+        return;
+    memcpy(ac->last, val.ptr, val.len);
+    ac->last_len = val.len;
+    ac->last_vid = vid;
+}
+
 static void index_autocomplete(span_store_t *st, const srec_t *r, int delta)
 {
     const uint8_t *p = r->tags;
@@ -150,11 +167,13 @@ static void index_autocomplete(span_store_t *st, const srec_t *r, int delta)
         uint32_t key;
         str_t val;
         p = srec_tag(p, &key, &val);
+        if (!(st->ac_bits >> (key & 63) & 1))
+            continue;
         for (size_t k = 0; k < st->n_ac; k++) {
             ac_key_t *ac = &st->ac[k];
             if (ac->sid != key)
                 continue;
-            uint32_t vid = intern_find(st->strs, val.ptr, val.len);
+            uint32_t vid = ac_value_find(st, ac, val);
             uint64_t *c = vid == SID_NONE ? NULL : u64map_get(&ac->values, vid);
             if (delta > 0) {
                 if (c != NULL) {
@@ -163,9 +182,12 @@ static void index_autocomplete(span_store_t *st, const srec_t *r, int delta)
                     vid = intern_acquire(st->strs, val.ptr, val.len);
                     *u64map_put(&ac->values, vid, &st->bytes) = 1;
                 }
+                ac_value_seen(ac, val, vid);
             } else if (c != NULL && --*c == 0) {
                 u64map_del(&ac->values, vid, &st->bytes);
                 intern_release(st->strs, vid);
+                if (ac->last_vid == vid)
+                    ac->last_vid = SID_NONE; /* the id may be reused for another string */
             }
             break;
         }
@@ -337,7 +359,9 @@ span_store_t *span_store_create(const span_store_config_t *cfg)
                 continue;
             }
             memset(&st->ac[st->n_ac], 0, sizeof(*st->ac));
+            st->ac[st->n_ac].last_vid = SID_NONE;
             st->ac[st->n_ac++].sid = sid;
+            st->ac_bits |= (uint64_t)1 << (sid & 63);
         }
     }
     return st;

@@ -24,6 +24,7 @@ enum {
     F2_REMOTE = 0x02,
     F2_NAME = 0x04,
     F2_HI = 0x08,
+    F2_ERROR = 0x10, /* a tag with the key "error" (the dependency linker's error test) */
     EP_SVC = 0x01,
     EP_IPV4 = 0x02,
     EP_IPV6 = 0x04,
@@ -61,6 +62,11 @@ static int ep_present(const span_endpoint_t *e)
 
 static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const span_tag_t **out, uint32_t *n_out);
 static const tag_order_t *tag_order(span_store_t *st, const span_tag_t *tags, const uint32_t *ids, uint32_t n);
+
+static int is_error_key(str_t k)
+{
+    return k.len == 5 && memcmp(k.ptr, "error", 5) == 0;
+}
 
 /* Intern a span or service name lower-cased; *hint is tried first and becomes the id. */
 static uint32_t intern_name(span_store_t *st, uint32_t *hint, str_t s)
@@ -122,6 +128,7 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
     uint8_t f2 = (uint8_t)((s->has_local ? F2_LOCAL : 0) | (s->has_remote ? F2_REMOTE : 0) |
                            (s->name.len ? F2_NAME : 0) | (s->trace_id_high != t->id_hi ? F2_HI : 0));
     *p++ = f1;
+    uint8_t *f2_at = p;
     *p++ = f2;
     if (f2 & F2_LOCAL)
         p = wr_ep(st, p, &s->local, &st->hint_lsvc, &info->lsvc);
@@ -156,6 +163,8 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
         p = varint_write(p, nt);
         for (uint32_t i = 0; i < nt; i++) {
             const span_tag_t *tg = &tags[i];
+            if (is_error_key(tg->key))
+                *f2_at |= F2_ERROR;
             p = varint_write(p, intern_acquire(st->strs, tg->key.ptr, tg->key.len));
             p = varint_write(p, tg->value.len);
             memcpy(p, tg->value.ptr, tg->value.len);
@@ -179,6 +188,8 @@ size_t span_encode(span_store_t *st, const trace_t *t, const span_t *s, enc_info
         for (uint32_t k = 0; k < nt; k++) {
             uint32_t i = o->perm[k];
             const span_tag_t *tg = &s->tags[i];
+            if (is_error_key(tg->key))
+                *f2_at |= F2_ERROR;
             p = varint_write(p, ids[i]);
             p = varint_write(p, tg->value.len);
             memcpy(p, tg->value.ptr, tg->value.len);
@@ -231,6 +242,7 @@ static const uint8_t *read_head(const uint8_t *p, srec_t *r, uint8_t *f1, uint8_
     r->kind = *f1 & F1_KIND;
     r->debug = (*f1 & F1_DEBUG) != 0;
     r->shared = (*f1 & F1_SHARED) != 0;
+    r->error = (*f2 & F2_ERROR) != 0;
     r->local.present = 0;
     r->local.svc = SID_NONE;
     if (*f2 & F2_LOCAL)

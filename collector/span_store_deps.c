@@ -155,7 +155,6 @@ typedef struct linker {
     const span_store_t *st;
     lnode_t *nodes;
     uint32_t n;
-    uint32_t error_sid;
     dep_rec_t *out;
     uint32_t n_out, cap_out;
 } linker_t;
@@ -328,21 +327,6 @@ static void kmap_put(kmap_t *m, const lkey_t *k, int32_t val)
     m->slot[i] = e + 1;
 }
 
-static int has_tag(const srec_t *r, uint32_t key)
-{
-    if (key == SID_NONE)
-        return 0;
-    const uint8_t *p = r->tags;
-    for (uint32_t i = 0; i < r->n_tags; i++) {
-        uint32_t k;
-        str_t v;
-        p = srec_tag(p, &k, &v);
-        if (k == key)
-            return 1;
-    }
-    return 0;
-}
-
 static void add_link(linker_t *lk, arena_t *a, uint32_t parent, uint32_t child, int error)
 {
     for (uint32_t i = 0; i < lk->n_out; i++) {
@@ -389,7 +373,7 @@ static void link_node(linker_t *lk, arena_t *a, int32_t idx, int32_t root)
         parent = svc;
         child = rsvc;
     }
-    int error = has_tag(r, lk->error_sid);
+    int error = r->error;
     if (kind == SPAN_KIND_PRODUCER || kind == SPAN_KIND_CONSUMER) {
         if (parent != SID_NONE && child != SID_NONE)
             add_link(lk, a, parent, child, error);
@@ -409,7 +393,7 @@ static void link_node(linker_t *lk, arena_t *a, int32_t idx, int32_t root)
         if (kind == SPAN_KIND_SERVER || parent == SID_NONE)
             parent = aname;
         if (!error && anc->r.kind == SPAN_KIND_CLIENT && nd->parent != 0 && nd->parent == anc->r.id)
-            error = has_tag(&anc->r, lk->error_sid);
+            error = anc->r.error;
     }
     if (parent == SID_NONE || child == SID_NONE)
         return;
@@ -474,7 +458,6 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
     arena_t *a = &st->scratch;
     memset(lk, 0, sizeof(*lk));
     lk->st = st;
-    lk->error_sid = intern_find(st->strs, "error", 5);
     uint32_t n = t->n_spans;
     if (n == 0)
         return;

@@ -158,7 +158,10 @@ typedef struct service {
 
 typedef struct ac_key {
     uint32_t sid;
-    u64map_t values; /* value id -> span count; each entry holds one reference on the value */
+    u64map_t values;   /* value id -> span count; each entry holds one reference on the value */
+    uint32_t last_vid; /* id of the last value indexed (SID_NONE: none), a cache for the next span */
+    uint32_t last_len;
+    char last[24];
 } ac_key_t;
 
 /*
@@ -206,6 +209,7 @@ struct span_store {
 
     ac_key_t *ac;
     size_t n_ac;
+    uint64_t ac_bits; /* bit (sid & 63) set for each autocomplete key: most tags skip the search */
 
     u64map_t buckets; /* bucket number -> dep_bucket_t* */
     dirty_ent_t *dirty;
@@ -246,6 +250,7 @@ typedef struct srec {
     uint64_t id, parent, hi;
     uint64_t ts, duration; /* absolute; 0 = absent */
     uint8_t kind, debug, shared;
+    uint8_t error; /* has a tag with the key "error" */
     uint32_t name;
     ep_rec_t local, remote;
     uint32_t n_ann, n_tags;
@@ -269,7 +274,7 @@ static inline const uint8_t *rd_varint(const uint8_t *p, uint64_t *v)
 /* Decode the span at p in t's blob. */
 void srec_decode(const trace_t *t, const uint8_t *p, srec_t *r);
 
-/* Decode only start, next, id, kind, debug, shared and local of the span at p. */
+/* Decode only start, next, id, kind, debug, shared, error and local of the span at p. */
 void srec_head(const uint8_t *p, srec_t *r);
 
 /* Read one tag at p: key id and value slice; returns the next position. */
