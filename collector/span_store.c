@@ -53,33 +53,61 @@ static uint64_t key_hi(const span_store_t *st, uint64_t hi)
     return st->strict ? hi : 0;
 }
 
+/*
+ * A slot holds the trace pointer with the top 16 bits of its hash above it
+ * (user-space pointers fit in 48 bits), so a probe compares those bits and
+ * reads a trace only when they match: a lookup for a new trace (the common
+ * case) touches the table and no trace at all.
+ */
+#define TAB_PTR_BITS 48
+#define TAB_PTR_MASK (((uint64_t)1 << TAB_PTR_BITS) - 1)
+
+static trace_t *slot_trace(uint64_t v)
+{
+    return (trace_t *)(uintptr_t)(v & TAB_PTR_MASK);
+}
+
+static uint64_t slot_tag(uint64_t h)
+{
+    return h & ~TAB_PTR_MASK;
+}
+
 trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo)
 {
     hi = key_hi(st, hi);
-    for (uint32_t i = (uint32_t)trace_hash(hi, lo) & st->tab_mask;; i = (i + 1) & st->tab_mask) {
-        trace_t *t = st->tab[i];
-        if (t == NULL)
+    uint64_t h = trace_hash(hi, lo), tag = slot_tag(h);
+    for (uint32_t i = (uint32_t)h & st->tab_mask;; i = (i + 1) & st->tab_mask) {
+        uint64_t v = st->tab[i];
+        if (v == 0)
             return NULL;
+        if (slot_tag(v) != tag)
+            continue;
+        trace_t *t = slot_trace(v);
         if (t->id_lo == lo && key_hi(st, t->id_hi) == hi)
             return t;
     }
 }
 
-static void tab_place(trace_t **tab, uint32_t mask, trace_t *t, uint64_t hi)
+static void tab_place(uint64_t *tab, uint32_t mask, trace_t *t, uint64_t hi)
 {
-    uint32_t i = (uint32_t)trace_hash(hi, t->id_lo) & mask;
-    while (tab[i] != NULL)
+    uint64_t h = trace_hash(hi, t->id_lo);
+    if ((uint64_t)(uintptr_t)t & ~TAB_PTR_MASK)
+        log_fatal("trace memory above 2^%d: the trace table cannot tag it", TAB_PTR_BITS);
+    uint32_t i = (uint32_t)h & mask;
+    while (tab[i] != 0)
         i = (i + 1) & mask;
-    tab[i] = t;
+    tab[i] = slot_tag(h) | (uint64_t)(uintptr_t)t;
 }
 
 static void tab_resize(span_store_t *st, uint32_t ncap)
 {
-    trace_t **nt = store_alloc((size_t)ncap * sizeof(*nt), &st->bytes);
+    uint64_t *nt = store_alloc((size_t)ncap * sizeof(*nt), &st->bytes);
     memset(nt, 0, (size_t)ncap * sizeof(*nt));
     for (uint32_t i = 0; i <= st->tab_mask; i++)
-        if (st->tab[i] != NULL)
-            tab_place(nt, ncap - 1, st->tab[i], key_hi(st, st->tab[i]->id_hi));
+        if (st->tab[i] != 0) {
+            trace_t *t = slot_trace(st->tab[i]);
+            tab_place(nt, ncap - 1, t, key_hi(st, t->id_hi));
+        }
     store_free(st->tab, (size_t)(st->tab_mask + 1) * sizeof(*nt), &st->bytes);
     st->tab = nt;
     st->tab_mask = ncap - 1;
@@ -89,21 +117,22 @@ static void tab_remove(span_store_t *st, trace_t *t)
 {
     uint32_t mask = st->tab_mask;
     uint32_t i = (uint32_t)trace_hash(key_hi(st, t->id_hi), t->id_lo) & mask;
-    while (st->tab[i] != t)
+    while (slot_trace(st->tab[i]) != t)
         i = (i + 1) & mask;
     uint32_t j = i;
     for (;;) {
         j = (j + 1) & mask;
-        trace_t *o = st->tab[j];
-        if (o == NULL)
+        uint64_t v = st->tab[j];
+        if (v == 0)
             break;
+        trace_t *o = slot_trace(v);
         uint32_t home = (uint32_t)trace_hash(key_hi(st, o->id_hi), o->id_lo) & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            st->tab[i] = o;
+            st->tab[i] = v;
             i = j;
         }
     }
-    st->tab[i] = NULL;
+    st->tab[i] = 0;
 }
 
 /* ---- services ---- */

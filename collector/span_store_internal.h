@@ -197,7 +197,7 @@ struct span_store {
     intern_t *strs;
     int64_t bytes; /* own allocations, intern table excluded */
 
-    trace_t **tab; /* trace hash */
+    uint64_t *tab; /* trace hash: pointers tagged with hash bits (span_store.c) */
     uint32_t tab_mask;
     uint64_t n_traces;
 
