@@ -404,7 +404,7 @@ static void trace_free(span_store_t *st, trace_t *t)
     if (t->links != NULL)
         store_free(t->links, trace_links_size(t->links->n), &st->bytes);
     ids_free(st, t);
-    store_free(t, sizeof(*t), &st->bytes);
+    blob_free(&st->blobs, t, sizeof(*t), &st->bytes);
 }
 
 void span_store_destroy(span_store_t *st)
@@ -577,7 +577,7 @@ static trace_t *trace_new(span_store_t *st, const span_t *s, uint64_t now_us)
 {
     if ((uint64_t)(st->n_traces + 1) * 2 > (uint64_t)st->tab_mask + 1)
         tab_resize(st, (st->tab_mask + 1) * 2);
-    trace_t *t = store_alloc(sizeof(*t), &st->bytes);
+    trace_t *t = blob_alloc(&st->blobs, sizeof(*t), &st->bytes); /* no malloc header: 16 bytes a trace */
     memset(t, 0, sizeof(*t));
     t->id_hi = s->trace_id_high;
     t->id_lo = s->trace_id_low;

@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
-# Collector benchmark (figures go to docs/benchmarks.md). Bounded in count: no run lasts
-# more than a few minutes on 2 cores. Uses the release build in build/release.
-#   1. ingest rate per core: OTLP protobuf+zstd, 1000-span batches; Zipkin JSON, 1000-span batches
-#      (spans per second of the collector's own CPU time, read from /proc/PID/stat)
-#   2. memory per stored span with 1,000,000 spans stored (store accounting and RSS)
+# Collector benchmark (figures go to docs/benchmarks.md). Bounded in count; uses the release
+# build in build/release (or $OUTRIDER_BIN).
+#
+# The load has the shape sidecars send, not the shape the store is best at: OTLP protobuf+zstd
+# (and Zipkin v2 JSON), 1000 spans per request, 5 services x 50 traces of 4 spans in each
+# request, fresh random 128-bit trace ids (high and low halves independent) and span ids in
+# every request, trace start times spread at random over the last 10 minutes (so they arrive
+# out of order). Bodies are built before each step's clock starts; the figure is spans per
+# second of the collector's own CPU time (utime+stime from /proc/PID/stat), i.e. per core.
+#
+#   1. fill curve: for each format and each number of concurrent senders, the store fills
+#      from empty to STEPS x STEP_REQUESTS x 1000 spans (default 10 x 1000 x 1000 = 10M, with
+#      store.maxSpans and store.maxBytes raised so nothing is evicted); one line per step
+#      shows the rate at that fill level and its ratio to the first step: how cost grows
+#      with what is stored.
+#   2. memory per stored span with 1,000,000 spans stored (store accounting and RSS growth)
 #   3. p50/p99 of /api/v2/trace/{id} and /api/v2/traces?serviceName= with 1,000,000 spans stored
-# usage: tests/bench/collector_bench.sh    env: REQUESTS (batches per ingest run, default 1000)
+#
+# usage: tests/bench/collector_bench.sh
+# env:   FORMATS ("otlp-proto-zstd zipkin-json"), SENDERS ("1 4 16"), STEPS (10),
+#        STEP_REQUESTS (1000), SPREAD_MS (600000), SKIP_FILL=1 / SKIP_MEM=1
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${OUTRIDER_BIN:-build/release/bin}
-REQUESTS=${REQUESTS:-1000}
+FORMATS=${FORMATS:-otlp-proto-zstd zipkin-json}
+SENDERS=${SENDERS:-1 4 16}
+STEPS=${STEPS:-10}
+STEP_REQUESTS=${STEP_REQUESTS:-1000}
+SPREAD_MS=${SPREAD_MS:-600000}
+SHAPE=(--batch 1000 --services 5 --spans-per-trace 4 --spread-ms "$SPREAD_MS")
 W=$(mktemp -d); PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"' EXIT
 
@@ -25,28 +44,47 @@ start() { # name, extra args → sets ZP OP CPID
   done
   echo "collector did not start: $(cat "$W/$name.log")"; exit 1
 }
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+stop() { kill "$CPID"; wait "$CPID" 2>/dev/null || true; }
+url_of() { # format → ingest URL of the running collector
+  case $1 in otlp*) echo "http://127.0.0.1:$OP/v1/traces" ;; *) echo "http://127.0.0.1:$ZP/api/v2/spans" ;; esac
+}
+kv() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p"; }
 
 echo "# outrider-collector benchmark, $(date -u +%F), $(nproc) cores, $(uname -r)"
-start otlp --max-spans 2000000 --set store.maxBytes=4GiB
-"$BIN/span_load" send --url "http://127.0.0.1:$OP/v1/traces" --format otlp-proto-zstd --requests 20 --seed 9 >/dev/null # warm-up
-out=$("$BIN/span_load" send --url "http://127.0.0.1:$OP/v1/traces" --format otlp-proto-zstd --requests "$REQUESTS" --connections 2 --pid "$CPID" --seed 1)
-echo "ingest otlp-proto-zstd: $out"
-kill "$CPID"; wait "$CPID" 2>/dev/null || true
+echo "# shape: 1000 spans/request, 5 services x 50 traces x 4 spans, fresh random ids, start times spread over ${SPREAD_MS} ms"
+total=$((STEPS * STEP_REQUESTS * 1000))
+if [ -z "${SKIP_FILL:-}" ]; then
+  for fmt in $FORMATS; do
+    for c in $SENDERS; do
+      start "fill-$fmt-$c" --max-spans $((total + 1000000)) --set store.maxBytes=16GiB
+      "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests 20 --seed 99 "${SHAPE[@]}" >/dev/null # warm-up
+      echo "## fill curve: $fmt, $c concurrent senders (spans per collector CPU-second at each fill level)"
+      printf '%-12s %-14s %-10s %-9s %s\n' stored_before spans_per_cpu_s vs_first wall_s failures
+      "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests "$STEP_REQUESTS" --steps "$STEPS" \
+        --connections "$c" --pid "$CPID" --seed 1 "${SHAPE[@]}" |
+        while read -r line; do
+          printf '%-12s %-14s %-10s %-9s %s\n' "$(echo "$line" | kv stored_before)" "$(echo "$line" | kv spans_per_cpu_s)" \
+            "$(echo "$line" | kv vs_first)" "$(echo "$line" | kv seconds)" "$(echo "$line" | kv failures)"
+        done
+      rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$CPID/status")
+      echo "rss_mib_at_end=$rss"
+      stop
+    done
+  done
+fi
 
-start zipkin --max-spans 2000000 --set store.maxBytes=4GiB
-"$BIN/span_load" send --url "http://127.0.0.1:$ZP/api/v2/spans" --format zipkin-json --requests 20 --seed 9 >/dev/null
-out=$("$BIN/span_load" send --url "http://127.0.0.1:$ZP/api/v2/spans" --format zipkin-json --requests "$REQUESTS" --connections 2 --pid "$CPID" --seed 1)
-echo "ingest zipkin-json: $out"
-kill "$CPID"; wait "$CPID" 2>/dev/null || true
-
-start mem --max-spans 1000000 --set store.maxBytes=4GiB
-rss0=$(awk '/VmRSS/ {print $2*1024}' /proc/$CPID/status)
-"$BIN/span_load" send --url "http://127.0.0.1:$OP/v1/traces" --format otlp-proto-zstd --requests 1000 --connections 2 --seed 1 >/dev/null
-metrics=$(curl -fsS "http://127.0.0.1:$ZP/metrics")
-spans=$(echo "$metrics" | awk '$1=="outrider_store_spans" {printf "%d", $2}')
-bytes=$(echo "$metrics" | awk '$1=="outrider_store_bytes" {printf "%d", $2}')
-rss1=$(awk '/VmRSS/ {print $2*1024}' /proc/$CPID/status)
-awk -v s="$spans" -v b="$bytes" -v r0="$rss0" -v r1="$rss1" 'BEGIN {
-  printf "memory: spans_stored=%d store_bytes_per_span=%.1f rss_delta_per_span=%.1f rss_mib=%.1f\n", s, b/s, (r1-r0)/s, r1/1048576 }'
-"$BIN/span_load" query --url "http://127.0.0.1:$ZP/" --requests 1000 --batch 1000 --count 2000 --seed 1 | sed 's/^/latency with 1M spans: /'
+if [ -z "${SKIP_MEM:-}" ]; then
+  start mem --max-spans 1000000 --set store.maxBytes=4GiB
+  rss0=$(awk '/VmRSS/ {print $2*1024}' "/proc/$CPID/status")
+  "$BIN/span_load" send --url "http://127.0.0.1:$OP/v1/traces" --format otlp-proto-zstd --requests 1000 --connections 2 \
+    --seed 1 "${SHAPE[@]}" >/dev/null
+  metrics=$(curl -fsS "http://127.0.0.1:$ZP/metrics")
+  spans=$(echo "$metrics" | awk '$1=="outrider_store_spans" {printf "%d", $2}')
+  bytes=$(echo "$metrics" | awk '$1=="outrider_store_bytes" {printf "%d", $2}')
+  rss1=$(awk '/VmRSS/ {print $2*1024}' "/proc/$CPID/status")
+  awk -v s="$spans" -v b="$bytes" -v r0="$rss0" -v r1="$rss1" 'BEGIN {
+    printf "memory: spans_stored=%d store_bytes_per_span=%.1f rss_delta_per_span=%.1f rss_mib=%.1f\n", s, b/s, (r1-r0)/s, r1/1048576 }'
+  "$BIN/span_load" query --url "http://127.0.0.1:$ZP/" --requests 1000 --count 2000 --seed 1 --services 5 \
+    --spans-per-trace 4 | sed 's/^/latency with 1M spans: /'
+  stop
+fi
