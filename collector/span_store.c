@@ -88,6 +88,19 @@ trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo)
     }
 }
 
+/*
+ * Ask for the table slot of a trace that will be inserted soon: the batch's
+ * traces are known before the first is stored, and a table larger than the
+ * cache would otherwise cost one miss per trace, one after the other.
+ */
+#define TAB_PREFETCH 8
+
+static void tab_prefetch(const span_store_t *st, const span_t *s)
+{
+    uint64_t h = trace_hash(key_hi(st, s->trace_id_high), s->trace_id_low);
+    __builtin_prefetch(&st->tab[(uint32_t)h & st->tab_mask]);
+}
+
 static void tab_place(uint64_t *tab, uint32_t mask, trace_t *t, uint64_t hi)
 {
     uint64_t h = trace_hash(hi, t->id_lo);
@@ -269,20 +282,24 @@ static uint64_t trace_timestamp(const trace_t *t, uint8_t *from_root)
 
 /*
  * Distinct local services of t into out (at most cap; *more set when
- * there are more, in which case callers fall back to per-span calls).
+ * there are more, in which case callers fall back to per-span calls);
+ * *unnamed set when a span has no local service.
  */
-static size_t trace_services(const trace_t *t, uint32_t *out, size_t cap, int *more)
+static size_t trace_services(const trace_t *t, uint32_t *out, size_t cap, int *more, int *unnamed)
 {
     size_t n = 0;
     *more = 0;
+    *unnamed = 0;
     const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
     while (p < end) {
         srec_t r;
         srec_head(p, &r);
         p = r.next;
         uint32_t svc = r.local.svc;
-        if (svc == SID_NONE)
+        if (svc == SID_NONE) {
+            *unnamed = 1;
             continue;
+        }
         size_t k = 0;
         while (k < n && out[k] != svc)
             k++;
@@ -314,18 +331,25 @@ static void relist_each_span(span_store_t *st, trace_t *t, int insert)
     }
 }
 
-/* Move t from timestamp t->ts to new_ts in every list (0 = not listed). */
+/*
+ * Move t from timestamp t->ts to new_ts in every list (0 = not listed):
+ * the list of each of its local services, and the list of traces with a
+ * span without one. A trace is in no list for all traces: a query without
+ * a service merges the lists (one list per trace is half the tree work of
+ * two).
+ */
 static void relist(span_store_t *st, trace_t *t, uint64_t new_ts)
 {
     uint32_t svcs[32];
-    int more;
-    size_t n = trace_services(t, svcs, 32, &more);
+    int more, unnamed;
+    size_t n = trace_services(t, svcs, 32, &more, &unnamed);
     if (t->ts != 0) {
         for (size_t i = 0; i < n; i++)
             tlist_remove(&service_get(st, svcs[i])->traces, t, &st->bytes);
         if (more)
             relist_each_span(st, t, 0);
-        tlist_remove(&st->all, t, &st->bytes);
+        /* whatever unnamed says now: a merge may have named the span that put t there */
+        tlist_remove(&st->unnamed, t, &st->bytes);
     }
     t->ts = new_ts;
     if (new_ts != 0) {
@@ -333,7 +357,8 @@ static void relist(span_store_t *st, trace_t *t, uint64_t new_ts)
             tlist_insert(&service_get(st, svcs[i])->traces, t, &st->bytes);
         if (more)
             relist_each_span(st, t, 1);
-        tlist_insert(&st->all, t, &st->bytes);
+        if (unnamed)
+            tlist_insert(&st->unnamed, t, &st->bytes);
     }
 }
 
@@ -428,7 +453,7 @@ void span_store_destroy(span_store_t *st)
     for (size_t i = 0; i < st->n_ac; i++)
         u64map_dispose(&st->ac[i].values, &st->bytes);
     deps_dispose(st);
-    tlist_dispose(&st->all, &st->bytes);
+    tlist_dispose(&st->unnamed, &st->bytes);
     free(st->ac);
     free(st->tab);
     free(st->fifo);
@@ -609,14 +634,17 @@ typedef struct touch {
     uint8_t root;      /* ts is a root span's */
     uint8_t recompute; /* a merge happened: recompute ts from the blob */
     uint8_t svc_overflow;
+    uint8_t unnamed; /* a new or merged span has no local service */
     uint32_t n_svcs;
     uint32_t svcs[TOUCH_SVCS]; /* distinct local services of the new or merged spans */
 } touch_t;
 
 static void touch_svc(touch_t *b, uint32_t svc)
 {
-    if (svc == SID_NONE)
+    if (svc == SID_NONE) {
+        b->unnamed = 1;
         return;
+    }
     for (uint32_t i = 0; i < b->n_svcs; i++)
         if (b->svcs[i] == svc)
             return;
@@ -764,6 +792,8 @@ static void touch_finish(span_store_t *st, trace_t *t, const touch_t *b)
                 if (s != NULL && !tlist_contains(&s->traces, t))
                     tlist_insert(&s->traces, t, &st->bytes);
             }
+            if (b->unnamed && !tlist_contains(&st->unnamed, t))
+                tlist_insert(&st->unnamed, t, &st->bytes);
         }
     }
 }
@@ -780,6 +810,7 @@ static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *n
     b.root = t ? t->ts_root : 0;
     b.recompute = 0;
     b.svc_overflow = 0;
+    b.unnamed = 0;
     b.n_svcs = 0;
     int accepted = 0;
     for (uint32_t i = first; i != UINT32_MAX; i = next[i]) {
@@ -896,8 +927,11 @@ int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t 
         arena_reset(&st->batch);
         uint32_t *first, *next;
         size_t n_groups = batch_group(st, spans + off, chunk, &first, &next);
-        for (size_t g = 0; g < n_groups; g++)
+        for (size_t g = 0; g < n_groups; g++) {
+            if (g + TAB_PREFETCH < n_groups)
+                tab_prefetch(st, &spans[off + first[g + TAB_PREFETCH]]);
             accepted += insert_trace(st, spans + off, next, first[g], now_us);
+        }
         off += chunk;
     }
     while (st->fifo_len > 0 &&

@@ -88,6 +88,21 @@ void tlist_dispose(tlist_t *l, int64_t *acct);
 void tlist_seek(const tlist_t *l, uint64_t ts_us, tlist_iter_t *it);
 /* The entry before the position (moving it back), or NULL at the start. */
 struct trace *tlist_prev(tlist_iter_t *it);
+/*
+ * Several lists walked as one, newest first, each trace once (a trace in
+ * several lists comes out once): for queries over every service. Memory
+ * comes from arena; 0, or -1 when it is exhausted.
+ */
+typedef struct tlist_merge {
+    tlist_iter_t *its;
+    struct trace **heads; /* next entry of each list, NULL when it is done */
+    uint32_t *heap;       /* lists with a head, newest head first */
+    uint32_t n;
+    struct trace *last;
+} tlist_merge_t;
+int tlist_merge_init(tlist_merge_t *m, const tlist_t *const *lists, uint32_t n, uint64_t ts_us, arena_t *arena);
+/* The next trace (older than or as old as the last one), or NULL when every list is done. */
+struct trace *tlist_merge_prev(tlist_merge_t *m);
 /* Tests: 0 when the entries are in order, linked and counted and nodes are full enough; -1 otherwise. */
 int tlist_check(const tlist_t *l);
 
@@ -204,7 +219,7 @@ struct span_store {
     trace_t **fifo; /* arrival order ring */
     size_t fifo_cap, fifo_head, fifo_len;
 
-    tlist_t all;       /* every trace with a timestamp */
+    tlist_t unnamed;   /* traces with a timestamp and a span without a local service */
     u64map_t services; /* service id -> service_t* */
 
     ac_key_t *ac;

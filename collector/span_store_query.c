@@ -302,19 +302,44 @@ int span_store_get_traces(span_store_t *st, const span_query_t *q, arena_t *aren
         if (m.term_key[k] == SID_NONE && m.terms[k].value.len != 0)
             missing = 1;
     }
-    const tlist_t *list = &st->all;
+    /* one service's list, or every service's and the unnamed list merged */
+    const tlist_t **lists = NULL;
+    uint32_t n_lists = 0;
+    uint64_t total = 0;
     if (!missing && m.svc != SID_NONE) {
         uint64_t *v = u64map_get(&st->services, m.svc);
-        list = v ? &((const service_t *)(uintptr_t)*v)->traces : NULL;
+        if (v != NULL) {
+            lists = arena_alloc(arena, sizeof(*lists));
+            if (lists == NULL) {
+                rc = -1;
+                goto done;
+            }
+            lists[n_lists++] = &((const service_t *)(uintptr_t)*v)->traces;
+        }
+    } else if (!missing) {
+        lists = arena_alloc(arena, ((size_t)st->services.len + 1) * sizeof(*lists));
+        if (lists == NULL) {
+            rc = -1;
+            goto done;
+        }
+        for (uint32_t i = 0; st->services.slots != NULL && i <= st->services.mask; i++)
+            if (st->services.slots[i].key != U64MAP_EMPTY)
+                lists[n_lists++] = &((const service_t *)(uintptr_t)st->services.slots[i].val)->traces;
+        lists[n_lists++] = &st->unnamed;
     }
-    if (missing || list == NULL || list->len == 0)
+    for (uint32_t i = 0; i < n_lists; i++)
+        total += lists[i]->len;
+    if (total == 0)
         goto done;
 
     uint64_t end_us = q->end_ts_ms * 1000;
     uint64_t begin_us = q->lookback_ms >= q->end_ts_ms ? 0 : (q->end_ts_ms - q->lookback_ms) * 1000;
-    tlist_iter_t it;
-    tlist_seek(list, end_us, &it);
-    size_t cap = q->limit < list->len ? q->limit : list->len;
+    tlist_merge_t walk;
+    if (tlist_merge_init(&walk, lists, n_lists, end_us, arena) < 0) {
+        rc = -1;
+        goto done;
+    }
+    size_t cap = q->limit < total ? q->limit : total;
     span_trace_t *res = cap ? arena_alloc(arena, cap * sizeof(*res)) : NULL;
     if (cap && res == NULL) {
         rc = -1;
@@ -322,7 +347,7 @@ int span_store_get_traces(span_store_t *st, const span_query_t *q, arena_t *aren
     }
     size_t k = 0;
     const trace_t *t;
-    while (k < cap && (t = tlist_prev(&it)) != NULL) {
+    while (k < cap && (t = tlist_merge_prev(&walk)) != NULL) {
         if (t->ts < begin_us)
             break;
         if (!trace_matches(t, &m))

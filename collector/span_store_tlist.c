@@ -92,11 +92,24 @@ static uint32_t leaf_lower(const tl_leaf_t *lf, tl_key_t key)
 }
 
 /* The leaf that holds key or would, and the path of inner nodes and child indexes above it. */
+/*
+ * Ask for every cache line of a node's keys at once: a binary search
+ * touches five or six of them one after another, and a node that is not in
+ * the cache then costs that many misses in a row instead of about one.
+ */
+static inline void prefetch_keys(const tl_key_t *k, uint32_t n)
+{
+    const char *p = (const char *)k, *end = (const char *)(k + n);
+    for (; p < end; p += 64)
+        __builtin_prefetch(p);
+}
+
 static tl_leaf_t *descend(const tlist_t *l, tl_key_t key, tl_inner_t **path, uint32_t *idx)
 {
     void *node = l->root;
     for (uint32_t d = 0; d < l->height; d++) {
         tl_inner_t *in = node;
+        prefetch_keys(in->k, TL_FAN - 1);
         uint32_t i = inner_child(in, key);
         if (path != NULL) {
             path[d] = in;
@@ -104,6 +117,7 @@ static tl_leaf_t *descend(const tlist_t *l, tl_key_t key, tl_inner_t **path, uin
         }
         node = in->c[i];
     }
+    prefetch_keys(((tl_leaf_t *)node)->k, TL_LEAF);
     return node;
 }
 
@@ -399,4 +413,67 @@ int tlist_check(const tlist_t *l)
         }
     }
     return count == l->len ? 0 : -1;
+}
+
+/* Max-heap order of the merge's heads: newer (then higher pointer) first. */
+static int head_above(const tlist_merge_t *m, uint32_t a, uint32_t b)
+{
+    const struct trace *x = m->heads[a], *y = m->heads[b];
+    return key_lt(key_of(y), key_of(x));
+}
+
+static void heap_down(tlist_merge_t *m, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < m->n && head_above(m, m->heap[l], m->heap[top]))
+            top = l;
+        if (r < m->n && head_above(m, m->heap[r], m->heap[top]))
+            top = r;
+        if (top == i)
+            return;
+        uint32_t tmp = m->heap[i];
+        m->heap[i] = m->heap[top];
+        m->heap[top] = tmp;
+        i = top;
+    }
+}
+
+int tlist_merge_init(tlist_merge_t *m, const tlist_t *const *lists, uint32_t n, uint64_t ts_us, arena_t *arena)
+{
+    memset(m, 0, sizeof(*m));
+    if (n == 0)
+        return 0;
+    m->its = arena_alloc(arena, n * sizeof(*m->its));
+    m->heads = arena_alloc(arena, n * sizeof(*m->heads));
+    m->heap = arena_alloc(arena, n * sizeof(*m->heap));
+    if (m->its == NULL || m->heads == NULL || m->heap == NULL)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        tlist_seek(lists[i], ts_us, &m->its[i]);
+        m->heads[i] = tlist_prev(&m->its[i]);
+        if (m->heads[i] != NULL)
+            m->heap[m->n++] = i;
+    }
+    for (uint32_t i = m->n / 2; i-- > 0;)
+        heap_down(m, i);
+    return 0;
+}
+
+struct trace *tlist_merge_prev(tlist_merge_t *m)
+{
+    while (m->n > 0) {
+        uint32_t top = m->heap[0];
+        struct trace *t = m->heads[top];
+        m->heads[top] = tlist_prev(&m->its[top]);
+        if (m->heads[top] == NULL)
+            m->heap[0] = m->heap[--m->n];
+        heap_down(m, 0);
+        /* a trace in several lists comes out of each in turn, one after the other */
+        if (t != m->last) {
+            m->last = t;
+            return t;
+        }
+    }
+    return NULL;
 }
