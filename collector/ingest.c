@@ -214,8 +214,10 @@ static int otlp_content_type(const http_request_t *req, http_response_t *resp, i
         *json = 1;
         return 0;
     }
-    http_respond_text(resp, 415, "unsupported Content-Type \"%s\"; OTLP/HTTP takes application/x-protobuf or "
-                                 "application/json", req->content_type ? req->content_type : "");
+    http_respond_text(resp, 415,
+                      "unsupported Content-Type \"%s\"; OTLP/HTTP takes application/x-protobuf or "
+                      "application/json",
+                      req->content_type ? req->content_type : "");
     return -1;
 }
 
@@ -307,8 +309,8 @@ static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int js
             res->accepted -= dropped < res->accepted ? dropped : res->accepted;
             res->rejected += dropped;
             if (res->error[0] == '\0')
-                snprintf(res->error, sizeof(res->error), "%zu spans dropped: their trace is over store.maxSpansPerTrace",
-                         dropped);
+                snprintf(res->error, sizeof(res->error),
+                         "%zu spans dropped: their trace is over store.maxSpansPerTrace", dropped);
         }
     }
     return rc;
@@ -336,8 +338,7 @@ static int metric_sink(void *ctx, const metric_point_t *p)
     const char *why = NULL;
     if (metric_store_add(m->c->metrics, p, m->now_ms, &why) != 0) {
         if (m->rejected++ == 0)
-            snprintf(m->reason, sizeof(m->reason), "%.*s: %s", (int)p->name.len, p->name.ptr,
-                     why ? why : "rejected");
+            snprintf(m->reason, sizeof(m->reason), "%.*s: %s", (int)p->name.len, p->name.ptr, why ? why : "rejected");
     }
     return 0;
 }
@@ -376,8 +377,8 @@ static int log_sink(void *ctx, const otlp_log_t *log)
     return 0;
 }
 
-static int decode_logs(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
-                       arena_t *a, otlp_result_t *res)
+static int decode_logs(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim, arena_t *a,
+                       otlp_result_t *res)
 {
     (void)c;
     return json ? otlp_logs_decode_json(body, len, lim, a, log_sink, NULL, res)

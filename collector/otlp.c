@@ -68,11 +68,11 @@ typedef struct dctx {
     arena_t *arena;
     otlp_limits_t lim;
     otlp_result_t *res;
-    int oom;    /* the arena refused an allocation */
-    int failed; /* res->error holds a fatal reason */
+    int oom;                                          /* the arena refused an allocation */
+    int failed;                                       /* res->error holds a fatal reason */
     char reason[sizeof(((otlp_result_t *)0)->error)]; /* copy of the first rejection reason */
-    int wire;       /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
-    span_t *batch;  /* traces without a sink: accepted spans, in the arena */
+    int wire;      /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
+    span_t *batch; /* traces without a sink: accepted spans, in the arena */
     size_t n_batch;
 } dctx_t;
 
@@ -311,11 +311,26 @@ static void wr_json_str(wr_t *w, const char *s, size_t len)
         run = i + 1;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
         switch (ch) {
-        case '"': esc[1] = '"'; wr_put(w, esc, 2); break;
-        case '\\': esc[1] = '\\'; wr_put(w, esc, 2); break;
-        case '\n': esc[1] = 'n'; wr_put(w, esc, 2); break;
-        case '\r': esc[1] = 'r'; wr_put(w, esc, 2); break;
-        case '\t': esc[1] = 't'; wr_put(w, esc, 2); break;
+        case '"':
+            esc[1] = '"';
+            wr_put(w, esc, 2);
+            break;
+        case '\\':
+            esc[1] = '\\';
+            wr_put(w, esc, 2);
+            break;
+        case '\n':
+            esc[1] = 'n';
+            wr_put(w, esc, 2);
+            break;
+        case '\r':
+            esc[1] = 'r';
+            wr_put(w, esc, 2);
+            break;
+        case '\t':
+            esc[1] = 't';
+            wr_put(w, esc, 2);
+            break;
         default:
             esc[1] = 'u';
             esc[2] = '0';
@@ -341,8 +356,7 @@ static void wr_json_value(wr_t *w, const any_value_t *v)
     }
     switch (v->value_case) {
     case AV(STRING_VALUE):
-        wr_json_str(w, v->string_value ? v->string_value : "",
-                    v->string_value ? strlen(v->string_value) : 0);
+        wr_json_str(w, v->string_value ? v->string_value : "", v->string_value ? strlen(v->string_value) : 0);
         break;
     case AV(BOOL_VALUE):
         if (v->bool_value)
@@ -350,9 +364,7 @@ static void wr_json_value(wr_t *w, const any_value_t *v)
         else
             wr_put(w, "false", 5);
         break;
-    case AV(INT_VALUE):
-        wr_put(w, tmp, fmt_i64(v->int_value, tmp));
-        break;
+    case AV(INT_VALUE): wr_put(w, tmp, fmt_i64(v->int_value, tmp)); break;
     case AV(DOUBLE_VALUE): {
         size_t n = fmt_double(v->double_value, tmp);
         if (isfinite(v->double_value)) {
@@ -390,9 +402,7 @@ static void wr_json_value(wr_t *w, const any_value_t *v)
         else
             wr_put(w, "{}", 2);
         break;
-    default:
-        wr_put(w, "null", 4);
-        break;
+    default: wr_put(w, "null", 4); break;
     }
 }
 
@@ -411,18 +421,24 @@ static void wr_json_kvs(wr_t *w, key_value_t *const *kvs, size_t n)
 }
 
 /* Run a measuring pass and a writing pass of a JSON rendering into the arena. */
-#define RENDER_TWICE(c, out, call)                                \
-    do {                                                          \
-        wr_t w_ = {NULL, 0};                                      \
-        { wr_t *w = &w_; call; }                                  \
-        char *p_ = dalloc((c), w_.n + 1);                         \
-        if (p_ == NULL)                                           \
-            return -1;                                            \
-        w_.p = p_;                                                \
-        w_.n = 0;                                                 \
-        { wr_t *w = &w_; call; }                                  \
-        p_[w_.n] = '\0';                                          \
-        *(out) = mkstr((c), p_, w_.n);                            \
+#define RENDER_TWICE(c, out, call)                                                                                     \
+    do {                                                                                                               \
+        wr_t w_ = {NULL, 0};                                                                                           \
+        {                                                                                                              \
+            wr_t *w = &w_;                                                                                             \
+            call;                                                                                                      \
+        }                                                                                                              \
+        char *p_ = dalloc((c), w_.n + 1);                                                                              \
+        if (p_ == NULL)                                                                                                \
+            return -1;                                                                                                 \
+        w_.p = p_;                                                                                                     \
+        w_.n = 0;                                                                                                      \
+        {                                                                                                              \
+            wr_t *w = &w_;                                                                                             \
+            call;                                                                                                      \
+        }                                                                                                              \
+        p_[w_.n] = '\0';                                                                                               \
+        *(out) = mkstr((c), p_, w_.n);                                                                                 \
     } while (0)
 
 static int copy_small(dctx_t *c, const char *s, size_t n, str_t *out)
@@ -445,12 +461,8 @@ static int render_text(dctx_t *c, const any_value_t *v, str_t *out)
         return 0;
     }
     switch (v->value_case) {
-    case AV(STRING_VALUE):
-        *out = cstr(c, v->string_value);
-        return 0;
-    case AV(BOOL_VALUE):
-        *out = v->bool_value ? STR_LIT("true") : STR_LIT("false");
-        return 0;
+    case AV(STRING_VALUE): *out = cstr(c, v->string_value); return 0;
+    case AV(BOOL_VALUE): *out = v->bool_value ? STR_LIT("true") : STR_LIT("false"); return 0;
     case AV(INT_VALUE):
         if (v->int_value >= 0 && v->int_value < 10) {
             static const char digits[] = "0\0001\0002\0003\0004\0005\0006\0007\0008\0009";
@@ -458,8 +470,7 @@ static int render_text(dctx_t *c, const any_value_t *v, str_t *out)
             return 0;
         }
         return copy_small(c, tmp, fmt_i64(v->int_value, tmp), out);
-    case AV(DOUBLE_VALUE):
-        return copy_small(c, tmp, fmt_double(v->double_value, tmp), out);
+    case AV(DOUBLE_VALUE): return copy_small(c, tmp, fmt_double(v->double_value, tmp), out);
     case AV(BYTES_VALUE): {
         size_t n = b64_len(v->bytes_value.len);
         char *p = dalloc(c, n + 1);
@@ -471,12 +482,8 @@ static int render_text(dctx_t *c, const any_value_t *v, str_t *out)
         return 0;
     }
     case AV(ARRAY_VALUE):
-    case AV(KVLIST_VALUE):
-        RENDER_TWICE(c, out, wr_json_value(w, v));
-        return 0;
-    default:
-        *out = (str_t){"", 0};
-        return 0;
+    case AV(KVLIST_VALUE): RENDER_TWICE(c, out, wr_json_value(w, v)); return 0;
+    default: *out = (str_t){"", 0}; return 0;
     }
 }
 
@@ -652,24 +659,23 @@ static uint16_t port_of(const any_value_t *v)
 
 static const char *str_value(const any_value_t *v)
 {
-    if (v == NULL || v->value_case != AV(STRING_VALUE) || v->string_value == NULL ||
-        v->string_value[0] == '\0')
+    if (v == NULL || v->value_case != AV(STRING_VALUE) || v->string_value == NULL || v->string_value[0] == '\0')
         return NULL;
     return v->string_value;
 }
 
 /* Resolve the remote endpoint from the peer attributes found on the span (ranked, see otlp.h). */
-static int remote_endpoint(dctx_t *c, const any_value_t *const pk[PK_COUNT], enum span_kind kind,
-                           span_t *s)
+static int remote_endpoint(dctx_t *c, const any_value_t *const pk[PK_COUNT], enum span_kind kind, span_t *s)
 {
     span_endpoint_t *ep = &s->remote;
     const char *svc = str_value(pk[PK_PEER_SERVICE]);
     int outgoing = kind == SPAN_KIND_CLIENT || kind == SPAN_KIND_PRODUCER;
     if (svc == NULL && outgoing) {
-        static const int ranked[] = {PK_SERVER_ADDRESS,     PK_NET_PEER_NAME,        PK_NETWORK_PEER_ADDRESS,
-                                     PK_SERVER_SOCKET_DOMAIN, PK_SERVER_SOCKET_ADDRESS, PK_NET_SOCK_PEER_NAME,
-                                     PK_NET_SOCK_PEER_ADDR, PK_PEER_HOSTNAME,        PK_PEER_ADDRESS,
-                                     PK_DB_NAME};
+        static const int ranked[] = {PK_SERVER_ADDRESS,        PK_NET_PEER_NAME,
+                                     PK_NETWORK_PEER_ADDRESS,  PK_SERVER_SOCKET_DOMAIN,
+                                     PK_SERVER_SOCKET_ADDRESS, PK_NET_SOCK_PEER_NAME,
+                                     PK_NET_SOCK_PEER_ADDR,    PK_PEER_HOSTNAME,
+                                     PK_PEER_ADDRESS,          PK_DB_NAME};
         for (size_t i = 0; i < sizeof(ranked) / sizeof(ranked[0]) && svc == NULL; i++) {
             int k = ranked[i];
             const char *v = str_value(pk[k]);
@@ -714,8 +720,8 @@ static int remote_endpoint(dctx_t *c, const any_value_t *const pk[PK_COUNT], enu
 
 /* Per-ResourceSpans state shared by its spans. */
 typedef struct rctx {
-    str_t service;            /* lowercased */
-    span_tag_t *rtags;        /* resource attributes other than service.name */
+    str_t service;     /* lowercased */
+    span_tag_t *rtags; /* resource attributes other than service.name */
     uint32_t n_rtags;
     const any_value_t **rvals; /* the AnyValue of each rtag, for the "error" rule */
     span_tag_t scope_tags[4];
@@ -1026,8 +1032,8 @@ static int emit_point(dctx_t *c, const metric_point_t *mp, metric_sink_fn sink, 
     return 0;
 }
 
-static int map_number_points(dctx_t *c, metric_point_t *base, number_point_t *const *pts, size_t n,
-                             metric_sink_fn sink, void *ctx)
+static int map_number_points(dctx_t *c, metric_point_t *base, number_point_t *const *pts, size_t n, metric_sink_fn sink,
+                             void *ctx)
 {
     for (size_t i = 0; i < n; i++) {
         const number_point_t *p = pts[i];
@@ -1053,8 +1059,8 @@ static int map_number_points(dctx_t *c, metric_point_t *base, number_point_t *co
     return 0;
 }
 
-static int map_hist_points(dctx_t *c, metric_point_t *base, hist_point_t *const *pts, size_t n,
-                           metric_sink_fn sink, void *ctx)
+static int map_hist_points(dctx_t *c, metric_point_t *base, hist_point_t *const *pts, size_t n, metric_sink_fn sink,
+                           void *ctx)
 {
     for (size_t i = 0; i < n; i++) {
         const hist_point_t *p = pts[i];
@@ -1071,8 +1077,7 @@ static int map_hist_points(dctx_t *c, metric_point_t *base, hist_point_t *const 
             if (isnan(p->explicit_bounds[b]) || (b > 0 && !(p->explicit_bounds[b] > p->explicit_bounds[b - 1])))
                 sorted = 0;
         if (!sorted) {
-            reject(c, 1, "metric %.*s: histogram bounds are not increasing", (int)base->name.len,
-                   base->name.ptr);
+            reject(c, 1, "metric %.*s: histogram bounds are not increasing", (int)base->name.len, base->name.ptr);
             continue;
         }
         mp.start_time_unix_nano = p->start_time_unix_nano;
@@ -1118,8 +1123,7 @@ static size_t metric_point_count(const pmetric_t *m)
         return m->histogram ? m->histogram->n_data_points : 0;
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
         return m->exponential_histogram ? m->exponential_histogram->n_data_points : 0;
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
-        return m->summary ? m->summary->n_data_points : 0;
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY: return m->summary ? m->summary->n_data_points : 0;
     default: return 0;
     }
 }
@@ -1148,8 +1152,8 @@ static int map_metric(dctx_t *c, const pmetric_t *m, metric_sink_fn sink, void *
         base.temporality = temporality_of((int)m->sum->aggregation_temporality);
         base.monotonic = m->sum->is_monotonic ? 1 : 0;
         if (base.temporality == METRIC_TEMPORALITY_UNSPECIFIED) {
-            reject(c, m->sum->n_data_points, "metric %.*s: aggregation temporality unspecified",
-                   (int)base.name.len, base.name.ptr);
+            reject(c, m->sum->n_data_points, "metric %.*s: aggregation temporality unspecified", (int)base.name.len,
+                   base.name.ptr);
             return 0;
         }
         return map_number_points(c, &base, m->sum->data_points, m->sum->n_data_points, sink, ctx);
@@ -1165,15 +1169,13 @@ static int map_metric(dctx_t *c, const pmetric_t *m, metric_sink_fn sink, void *
         }
         return map_hist_points(c, &base, m->histogram->data_points, m->histogram->n_data_points, sink, ctx);
     case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_EXPONENTIAL_HISTOGRAM:
-        reject(c, metric_point_count(m), "metric %.*s: exponential histograms are not supported",
-               (int)base.name.len, base.name.ptr);
-        return 0;
-    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
-        reject(c, metric_point_count(m), "metric %.*s: summaries are not supported", (int)base.name.len,
+        reject(c, metric_point_count(m), "metric %.*s: exponential histograms are not supported", (int)base.name.len,
                base.name.ptr);
         return 0;
-    default:
+    case OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA_SUMMARY:
+        reject(c, metric_point_count(m), "metric %.*s: summaries are not supported", (int)base.name.len, base.name.ptr);
         return 0;
+    default: return 0;
     }
 }
 
@@ -1337,8 +1339,7 @@ static int wire_check(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint
     return 0;
 }
 
-static ProtobufCMessage *proto_unpack(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data,
-                                      size_t len)
+static ProtobufCMessage *proto_unpack(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)
 {
     if (wire_check(c, d, data, len, 0, 1) != 0)
         return NULL;
@@ -1379,8 +1380,7 @@ int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_
     *n_spans = 0;
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error,
-                                             sizeof(res->error));
+    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {
@@ -1394,8 +1394,8 @@ int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_
     return 0;
 }
 
-int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                                       arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res)
+int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                       span_sink_fn sink, void *ctx, otlp_result_t *res)
 {
     dctx_t c;
     dctx_init(&c, limits, arena, res);
@@ -1437,16 +1437,16 @@ enum jtype { JT_NULL, JT_BOOL, JT_NUM, JT_STR, JT_MAP, JT_ARR };
 
 typedef struct jnode jnode_t;
 struct jnode {
-    jnode_t *next;   /* next sibling */
-    jnode_t *child;  /* first child (maps, arrays) */
-    jnode_t *last;   /* last child, for appending */
+    jnode_t *next;  /* next sibling */
+    jnode_t *child; /* first child (maps, arrays) */
+    jnode_t *last;  /* last child, for appending */
     jnode_t *parent;
     const char *key; /* member name when the parent is a map; NUL-terminated */
     const char *s;   /* string or number text; NUL-terminated */
     uint32_t klen;
-    uint32_t n;      /* string length, or number of children */
+    uint32_t n; /* string length, or number of children */
     uint8_t type;
-    uint8_t b;       /* bool value */
+    uint8_t b; /* bool value */
 };
 
 typedef struct jparse {
@@ -1896,8 +1896,7 @@ static int json_value(dctx_t *c, const ProtobufCFieldDescriptor *f, const jnode_
             return jfail(c, f, "expected a string");
         *(const char **)dst = v->s;
         return 0;
-    case PROTOBUF_C_TYPE_BYTES:
-        return json_bytes(c, f, v, dst);
+    case PROTOBUF_C_TYPE_BYTES: return json_bytes(c, f, v, dst);
     case PROTOBUF_C_TYPE_MESSAGE: {
         if (v->type != JT_MAP)
             return jfail(c, f, "expected an object");
@@ -1910,8 +1909,7 @@ static int json_value(dctx_t *c, const ProtobufCFieldDescriptor *f, const jnode_
         *(ProtobufCMessage **)dst = sub;
         return 0;
     }
-    default:
-        return jfail(c, f, "unsupported field type");
+    default: return jfail(c, f, "unsupported field type");
     }
 }
 
@@ -1953,8 +1951,7 @@ static int json_msg(dctx_t *c, const ProtobufCMessageDescriptor *d, const jnode_
     return 0;
 }
 
-static ProtobufCMessage *json_unpack(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data,
-                                     size_t len)
+static ProtobufCMessage *json_unpack(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)
 {
     const jnode_t *root = json_parse(c, data, len);
     if (root == NULL)
@@ -1998,8 +1995,8 @@ int otlp_logs_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *
 {
     dctx_t c;
     dctx_init(&c, limits, arena, res);
-    const ProtobufCMessage *m = json_unpack(
-        &c, &opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor, data, len);
+    const ProtobufCMessage *m =
+        json_unpack(&c, &opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor, data, len);
     if (m == NULL)
         return -1;
     return map_logs(&c, (const logs_req_t *)m, sink, ctx);

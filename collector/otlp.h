@@ -68,9 +68,9 @@ enum otlp_signal {
 
 /* Outcome of one decode call. */
 typedef struct otlp_result {
-    uint64_t accepted;  /* items handed to the sink */
-    uint64_t rejected;  /* items dropped: bad ids, unsupported types, limits */
-    char error[256];    /* why the request failed (-1), or the first rejection's reason; "" if none */
+    uint64_t accepted; /* items handed to the sink */
+    uint64_t rejected; /* items dropped: bad ids, unsupported types, limits */
+    char error[256];   /* why the request failed (-1), or the first rejection's reason; "" if none */
 } otlp_result_t;
 
 /*
@@ -78,11 +78,12 @@ typedef struct otlp_result {
  * limit (decoding fails with -1 when it is reached).
  */
 typedef struct otlp_limits {
-    uint32_t max_items;               /* spans / data points / log records per request; the rest are rejected */
-    uint32_t max_attributes;          /* per span, event, data point or log record; extra ones are dropped, like SDKs do */
-    uint32_t max_events;              /* per span; extra ones are dropped */
-    uint32_t max_attribute_value_len; /* bytes of a rendered tag/label value or log body; longer values are truncated at a UTF-8 boundary */
-    uint32_t max_depth;               /* nesting of JSON containers and of protobuf messages; deeper bodies fail with -1 */
+    uint32_t max_items;      /* spans / data points / log records per request; the rest are rejected */
+    uint32_t max_attributes; /* per span, event, data point or log record; extra ones are dropped, like SDKs do */
+    uint32_t max_events;     /* per span; extra ones are dropped */
+    uint32_t max_attribute_value_len; /* bytes of a rendered tag/label value or log body; longer values are truncated at
+                                         a UTF-8 boundary */
+    uint32_t max_depth; /* nesting of JSON containers and of protobuf messages; deeper bodies fail with -1 */
 } otlp_limits_t;
 
 #define OTLP_LIMITS_DEFAULT_MAX_ITEMS 100000u
@@ -103,15 +104,15 @@ typedef struct otlp_log {
     uint64_t observed_time_unix_nano; /* 0 = unknown */
     uint32_t severity_number;         /* OTLP SeverityNumber, 0..24 */
     str_t severity_text;
-    str_t body;                       /* strings as sent, other values rendered like tag values */
+    str_t body; /* strings as sent, other values rendered like tag values */
     str_t event_name;
     uint64_t trace_id_high, trace_id_low; /* both 0 = none */
     uint64_t span_id;                     /* 0 = none */
     uint32_t flags;
-    str_t service_name;               /* resource service.name as sent; len 0 when absent */
+    str_t service_name; /* resource service.name as sent; len 0 when absent */
     str_t scope_name;
     uint32_t n_attributes;
-    const span_tag_t *attributes;     /* log record attributes, values rendered as text */
+    const span_tag_t *attributes; /* log record attributes, values rendered as text */
 } otlp_log_t;
 
 /* Receives decoded log records; return 0 to go on, -1 to stop decoding. */
@@ -140,10 +141,10 @@ typedef int (*otlp_log_sink_fn)(void *ctx, const otlp_log_t *log);
  * its own reason into it first, e.g. through ctx). Items given to the sink
  * before a -1 stay given. res is always fully written.
  */
-int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                             arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
-int otlp_traces_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                            arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                             span_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_traces_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                            span_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
  * otlp_traces_decode_proto for a caller that owns a scratch copy of the
@@ -164,8 +165,8 @@ int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_
  * tests and the fuzz target compare otlp_wire against. Error messages may
  * differ; accepted bodies and the spans produced must not.
  */
-int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                                       arena_t *arena, span_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                       span_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
  * Metrics: one metric_point_t per Gauge, Sum or Histogram data point.
@@ -177,20 +178,20 @@ int otlp_traces_decode_proto_reference(const uint8_t *data, size_t len, const ot
  * count. Exemplars with ids of the wrong length keep the value without ids.
  * Labels are the data point attributes only.
  */
-int otlp_metrics_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                              arena_t *arena, metric_sink_fn sink, void *ctx, otlp_result_t *res);
-int otlp_metrics_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                             arena_t *arena, metric_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_metrics_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                              metric_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_metrics_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                             metric_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
  * Logs: one otlp_log_t per LogRecord. Records whose trace_id is neither
  * empty nor 16 bytes, or whose span_id is neither empty nor 8 bytes, are
  * rejected.
  */
-int otlp_logs_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                           arena_t *arena, otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
-int otlp_logs_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits,
-                          arena_t *arena, otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_logs_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                           otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
+int otlp_logs_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                          otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
  * Append to out the Export{Trace,Metrics,Logs}ServiceResponse for res: in

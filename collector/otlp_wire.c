@@ -86,8 +86,7 @@ static void *walloc(wctx_t *c, size_t n)
 /* wire primitives                                                     */
 
 /* Varint of at most 10 bytes; bits past 64 are dropped (as protobuf-c does). */
-static inline int rd_varint(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, const uint8_t *fs,
-                            uint64_t *out)
+static inline int rd_varint(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, const uint8_t *fs, uint64_t *out)
 {
     uint8_t *p = *pp;
     *out = 0;
@@ -276,8 +275,7 @@ static inline size_t first_zero(uint64_t w)
  * length prefix and T >= 1 of tag, the length takes V bytes (7 bits each)
  * and the string moves T bytes down, so the NUL lands inside the field.
  */
-static inline int rd_str(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, unsigned wt, uint8_t *fs,
-                         char **out)
+static inline int rd_str(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, unsigned wt, uint8_t *fs, char **out)
 {
     uint8_t *s;
     size_t n;
@@ -1112,8 +1110,8 @@ static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *are
     return 0;
 }
 
-int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out,
-                            char *err, size_t err_size)
+int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out, char *err,
+                            size_t err_size)
 {
     if (err_size > 0)
         err[0] = '\0';

@@ -55,8 +55,8 @@
  * untouched). *out is set only on success.
  */
 int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
-                            Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
-                            char *err, size_t err_size);
+                            Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out, char *err,
+                            size_t err_size);
 
 /*
  * Length of a string field of a decoded request, without scanning it:

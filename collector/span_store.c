@@ -314,6 +314,41 @@ static size_t trace_services(const trace_t *t, uint32_t *out, size_t cap, int *m
     return n;
 }
 
+/*
+ * List inserts of a batch wait until its traces are all in, then go in as
+ * a pipeline: the leaf of the insert a few places ahead is asked for while
+ * the current one is done, so the leaf misses of a list larger than the
+ * cache overlap instead of coming one after the other. Nothing reads the
+ * lists in between (the store is locked, and each trace is touched once per
+ * batch).
+ */
+#define LIST_PREFETCH 4
+
+static void list_insert(span_store_t *st, tlist_t *l, trace_t *t)
+{
+    if (st->pend_len == st->pend_cap) {
+        size_t cap = st->pend_cap ? st->pend_cap * 2 : 256;
+        st->pend = realloc(st->pend, cap * sizeof(*st->pend));
+        if (st->pend == NULL)
+            log_fatal("out of memory allocating %zu bytes", cap * sizeof(*st->pend));
+        st->pend_cap = cap;
+    }
+    st->pend[st->pend_len++] = (pend_insert_t){l, t};
+}
+
+static void list_flush(span_store_t *st)
+{
+    size_t n = st->pend_len;
+    for (size_t i = 0; i < n && i < LIST_PREFETCH; i++)
+        tlist_prefetch(st->pend[i].l, st->pend[i].t);
+    for (size_t i = 0; i < n; i++) {
+        if (i + LIST_PREFETCH < n)
+            tlist_prefetch(st->pend[i + LIST_PREFETCH].l, st->pend[i + LIST_PREFETCH].t);
+        tlist_insert(st->pend[i].l, st->pend[i].t, &st->bytes);
+    }
+    st->pend_len = 0;
+}
+
 /* Slow path for traces with many services: visit every span's service (duplicates included). */
 static void relist_each_span(span_store_t *st, trace_t *t, int insert)
 {
@@ -353,12 +388,18 @@ static void relist(span_store_t *st, trace_t *t, uint64_t new_ts)
     }
     t->ts = new_ts;
     if (new_ts != 0) {
-        for (size_t i = 0; i < n; i++)
-            tlist_insert(&service_get(st, svcs[i])->traces, t, &st->bytes);
+        for (size_t i = 0; i < n; i++) {
+            tlist_t *l = &service_get(st, svcs[i])->traces;
+            /* the slow path inserts at once (after a removal that must find t): so must these */
+            if (more)
+                tlist_insert(l, t, &st->bytes);
+            else
+                list_insert(st, l, t);
+        }
         if (more)
             relist_each_span(st, t, 1);
         if (unnamed)
-            tlist_insert(&st->unnamed, t, &st->bytes);
+            list_insert(st, &st->unnamed, t);
     }
 }
 
@@ -460,6 +501,7 @@ void span_store_destroy(span_store_t *st)
     free(st->dirty);
     free(st->enc);
     free(st->stage);
+    free(st->pend);
     blob_heap_dispose(&st->blobs);
     arena_dispose(&st->scratch);
     arena_dispose(&st->batch);
@@ -790,10 +832,10 @@ static void touch_finish(span_store_t *st, trace_t *t, const touch_t *b)
             for (uint32_t i = 0; i < b->n_svcs; i++) {
                 service_t *s = service_get(st, b->svcs[i]);
                 if (s != NULL && !tlist_contains(&s->traces, t))
-                    tlist_insert(&s->traces, t, &st->bytes);
+                    list_insert(st, &s->traces, t);
             }
             if (b->unnamed && !tlist_contains(&st->unnamed, t))
-                tlist_insert(&st->unnamed, t, &st->bytes);
+                list_insert(st, &st->unnamed, t);
         }
     }
 }
@@ -932,6 +974,7 @@ int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t 
                 tab_prefetch(st, &spans[off + first[g + TAB_PREFETCH]]);
             accepted += insert_trace(st, spans + off, next, first[g], now_us);
         }
+        list_flush(st);
         off += chunk;
     }
     while (st->fifo_len > 0 &&

@@ -103,6 +103,8 @@ typedef struct tlist_merge {
 int tlist_merge_init(tlist_merge_t *m, const tlist_t *const *lists, uint32_t n, uint64_t ts_us, arena_t *arena);
 /* The next trace (older than or as old as the last one), or NULL when every list is done. */
 struct trace *tlist_merge_prev(tlist_merge_t *m);
+/* Ask for the cache lines of the leaf where t would go (a hint: nothing changes). */
+void tlist_prefetch(const tlist_t *l, const struct trace *t);
 /* Tests: 0 when the entries are in order, linked and counted and nodes are full enough; -1 otherwise. */
 int tlist_check(const tlist_t *l);
 
@@ -200,6 +202,11 @@ typedef struct dirty_ent {
     uint64_t since_us;
 } dirty_ent_t;
 
+typedef struct pend_insert {
+    tlist_t *l;
+    struct trace *t;
+} pend_insert_t;
+
 struct span_store {
     pthread_rwlock_t lock;
     size_t max_spans;
@@ -245,6 +252,8 @@ struct span_store {
     uint8_t *stage;          /* records of one trace appended by the current batch, not yet in its blob */
     size_t stage_len, stage_cap;
     blob_heap_t blobs;
+    pend_insert_t *pend; /* list inserts of the batch being inserted (span_store.c list_insert) */
+    size_t pend_len, pend_cap;
     uint8_t deps_generic; /* tests: always use the general tree builder for dependency links */
 };
 

@@ -93,9 +93,9 @@ static uint32_t leaf_lower(const tl_leaf_t *lf, tl_key_t key)
 
 /* The leaf that holds key or would, and the path of inner nodes and child indexes above it. */
 /*
- * Ask for every cache line of a node's keys at once: a binary search
- * touches five or six of them one after another, and a node that is not in
- * the cache then costs that many misses in a row instead of about one.
+ * Ask for every cache line of a leaf's keys at once (tlist_prefetch): a
+ * binary search touches five or six of them one after another, and a leaf
+ * that is not in the cache then costs that many misses in a row.
  */
 static inline void prefetch_keys(const tl_key_t *k, uint32_t n)
 {
@@ -109,7 +109,6 @@ static tl_leaf_t *descend(const tlist_t *l, tl_key_t key, tl_inner_t **path, uin
     void *node = l->root;
     for (uint32_t d = 0; d < l->height; d++) {
         tl_inner_t *in = node;
-        prefetch_keys(in->k, TL_FAN - 1);
         uint32_t i = inner_child(in, key);
         if (path != NULL) {
             path[d] = in;
@@ -117,7 +116,6 @@ static tl_leaf_t *descend(const tlist_t *l, tl_key_t key, tl_inner_t **path, uin
         }
         node = in->c[i];
     }
-    prefetch_keys(((tl_leaf_t *)node)->k, TL_LEAF);
     return node;
 }
 
@@ -211,6 +209,12 @@ void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
     root->k[0] = sep;
     l->root = root;
     l->height++;
+}
+
+void tlist_prefetch(const tlist_t *l, const trace_t *t)
+{
+    if (l->root != NULL)
+        prefetch_keys(descend(l, key_of(t), NULL, NULL)->k, TL_LEAF);
 }
 
 int tlist_contains(const tlist_t *l, const trace_t *t)

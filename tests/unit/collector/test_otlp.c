@@ -164,11 +164,11 @@ static int str_eq(str_t s, const char *lit)
     return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
 }
 
-#define assert_str(s, lit)                                                                  \
-    do {                                                                                    \
-        str_t s_ = (s);                                                                     \
-        if (!str_eq(s_, (lit)))                                                             \
-            fail_msg("expected \"%s\", got \"%.*s\"", (lit), (int)s_.len, s_.ptr ? s_.ptr : ""); \
+#define assert_str(s, lit)                                                                                             \
+    do {                                                                                                               \
+        str_t s_ = (s);                                                                                                \
+        if (!str_eq(s_, (lit)))                                                                                        \
+            fail_msg("expected \"%s\", got \"%.*s\"", (lit), (int)s_.len, s_.ptr ? s_.ptr : "");                       \
     } while (0)
 
 static const str_t *tag(const span_t *s, const char *key)
@@ -187,12 +187,12 @@ static int tag_count(const span_t *s, const char *key)
     return n;
 }
 
-#define assert_tag(s, key, lit)                          \
-    do {                                                 \
-        const str_t *t_ = tag((s), (key));               \
-        if (t_ == NULL)                                  \
-            fail_msg("tag %s missing", (key));           \
-        assert_str(*t_, (lit));                          \
+#define assert_tag(s, key, lit)                                                                                        \
+    do {                                                                                                               \
+        const str_t *t_ = tag((s), (key));                                                                             \
+        if (t_ == NULL)                                                                                                \
+            fail_msg("tag %s missing", (key));                                                                         \
+        assert_str(*t_, (lit));                                                                                        \
     } while (0)
 
 /* ---- traces: protobuf ---- */
@@ -470,7 +470,9 @@ static void test_trace_limits(void **state)
     g_nkv = 0;
     kv_t *res_attrs[] = {kv_str("service.name", "svc")};
     /* 3-byte UTF-8 char straddling the cut at 5 bytes */
-    kv_t *attrs[] = {kv_str("long", "abcd\xe2\x82\xac" "xyz"), kv_str("a2", "v2"), kv_str("a3", "v3")};
+    kv_t *attrs[] = {kv_str("long", "abcd\xe2\x82\xac"
+                                    "xyz"),
+                     kv_str("a2", "v2"), kv_str("a3", "v3")};
     pspan_t s[3];
     for (int i = 0; i < 3; i++) {
         span_basic(&s[i], "x");
@@ -680,16 +682,15 @@ static void test_json_malformed(void **state)
     spans_t out = {0};
     otlp_result_t res;
     const char *bad[] = {
-        "{\"resourceSpans\":[",                              /* truncated */
-        "[]",                                                /* not an object */
-        "{\"resourceSpans\":{}}",                            /* object where array expected */
+        "{\"resourceSpans\":[",                                                       /* truncated */
+        "[]",                                                                         /* not an object */
+        "{\"resourceSpans\":{}}",                                                     /* object where array expected */
         "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"kind\":\"NOPE\"}]}]}]}", /* bad enum */
         "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"startTimeUnixNano\":\"-5\"}]}]}]}",
         "{\"a\":tru}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        int rc = otlp_traces_decode_json((const uint8_t *)bad[i], strlen(bad[i]), NULL, &arena, span_sink, &out,
-                                         &res);
+        int rc = otlp_traces_decode_json((const uint8_t *)bad[i], strlen(bad[i]), NULL, &arena, span_sink, &out, &res);
         if (rc != -1)
             fail_msg("accepted %s", bad[i]);
         assert_non_null(strstr(res.error, "invalid JSON"));
@@ -736,7 +737,8 @@ static void test_metrics_proto(void **state)
     Opentelemetry__Proto__Metrics__V1__Sum sum = OPENTELEMETRY__PROTO__METRICS__V1__SUM__INIT;
     sum.data_points = nps;
     sum.n_data_points = 1;
-    sum.aggregation_temporality = OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA;
+    sum.aggregation_temporality =
+        OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_DELTA;
     sum.is_monotonic = 1;
     Opentelemetry__Proto__Metrics__V1__Metric m1 = OPENTELEMETRY__PROTO__METRICS__V1__METRIC__INIT;
     m1.name = "requests_total";
@@ -797,7 +799,8 @@ static void test_metrics_proto(void **state)
     m3.gauge = &g;
 
     /* summary: not supported */
-    Opentelemetry__Proto__Metrics__V1__SummaryDataPoint sdp = OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY_DATA_POINT__INIT;
+    Opentelemetry__Proto__Metrics__V1__SummaryDataPoint sdp =
+        OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY_DATA_POINT__INIT;
     Opentelemetry__Proto__Metrics__V1__SummaryDataPoint *sdps[] = {&sdp, &sdp};
     Opentelemetry__Proto__Metrics__V1__Summary su = OPENTELEMETRY__PROTO__METRICS__V1__SUMMARY__INIT;
     su.data_points = sdps;
@@ -897,7 +900,8 @@ static void test_metrics_json(void **state)
         "[{\"key\":\"route\",\"value\":{\"stringValue\":\"/a\"}}]}]}},"
         "{\"name\":\"latency\",\"histogram\":{\"aggregationTemporality\":\"AGGREGATION_TEMPORALITY_DELTA\","
         "\"dataPoints\":[{\"count\":\"10\",\"sum\":5.5,\"explicitBounds\":[0.1,0.5,1],\"bucketCounts\":[\"1\",2,3,4],"
-        "\"exemplars\":[{\"asDouble\":0.3,\"traceId\":\"0102030405060708090a0b0c0d0e0f10\",\"spanId\":\"a1a2a3a4a5a6a7a8\"}]},"
+        "\"exemplars\":[{\"asDouble\":0.3,\"traceId\":\"0102030405060708090a0b0c0d0e0f10\",\"spanId\":"
+        "\"a1a2a3a4a5a6a7a8\"}]},"
         "{\"count\":\"3\"}]}},"
         "{\"name\":\"exp\",\"exponentialHistogram\":{\"aggregationTemporality\":1,\"dataPoints\":[{\"count\":\"1\"}]}}"
         "]}]}]}";
@@ -1001,9 +1005,11 @@ static void test_logs(void **state)
     assert_str(l->attributes[1].value, "200");
 
     static const char json[] =
-        "{\"resourceLogs\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"svc\"}}]},"
+        "{\"resourceLogs\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":"
+        "\"svc\"}}]},"
         "\"scopeLogs\":[{\"logRecords\":[{\"timeUnixNano\":\"5\",\"severityNumber\":\"SEVERITY_NUMBER_ERROR\","
-        "\"severityText\":\"ERROR\",\"body\":{\"kvlistValue\":{\"values\":[{\"key\":\"m\",\"value\":{\"stringValue\":\"x\"}}]}},"
+        "\"severityText\":\"ERROR\",\"body\":{\"kvlistValue\":{\"values\":[{\"key\":\"m\",\"value\":{\"stringValue\":"
+        "\"x\"}}]}},"
         "\"traceId\":\"0102030405060708090a0b0c0d0e0f10\",\"spanId\":\"a1a2a3a4a5a6a7a8\"}]}]}]}";
     out.n = 0;
     int rc = otlp_logs_decode_json((const uint8_t *)json, sizeof(json) - 1, NULL, &arena, log_sink, &out, &res);

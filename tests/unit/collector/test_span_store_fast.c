@@ -321,6 +321,70 @@ static void test_blob_heap(void **state)
     blob_heap_dispose(&h);
 }
 
+/* Every service list and the unnamed list are valid B+trees whose entries are live traces listed once. */
+static void check_lists(span_store_t *st)
+{
+    assert_int_equal(tlist_check(&st->unnamed), 0);
+    size_t listed = 0;
+    for (uint32_t i = 0; st->services.slots != NULL && i <= st->services.mask; i++) {
+        if (st->services.slots[i].key == U64MAP_EMPTY)
+            continue;
+        const service_t *sv = (const service_t *)(uintptr_t)st->services.slots[i].val;
+        assert_int_equal(tlist_check(&sv->traces), 0);
+        tlist_iter_t it;
+        tlist_seek(&sv->traces, UINT64_MAX, &it);
+        trace_t *t, *prev = NULL;
+        while ((t = tlist_prev(&it)) != NULL) {
+            assert_ptr_not_equal(t, prev); /* no trace twice (equal keys would sit side by side) */
+            assert_non_null(store_find_trace(st, t->id_hi, t->id_lo));
+            prev = t;
+            listed++;
+        }
+    }
+    assert_true(listed <= st->n_traces * 64);
+}
+
+/*
+ * Traces spread over many services (past the 32 that the common path
+ * tracks, so the per-span slow path runs), spans without a service, merges
+ * and timestamps that move earlier, inserted in batches with eviction in
+ * between: the lists stay valid and hold only live traces.
+ */
+static void test_lists_many_services(void **state)
+{
+    (void)state;
+    rng_state = 0x51ED270B27CFA1ULL;
+    span_store_config_t cfg;
+    span_store_config_default(&cfg);
+    cfg.max_spans = 3000;
+    span_store_t *st = span_store_create(&cfg);
+    char names_buf[64][8];
+    for (int i = 0; i < 64; i++)
+        snprintf(names_buf[i], sizeof(names_buf[i]), "s%d", i);
+    span_t batch[400];
+    for (int round = 0; round < 60; round++) {
+        for (int i = 0; i < 400; i++) {
+            span_t *s = &batch[i];
+            memset(s, 0, sizeof(*s));
+            uint64_t t = (uint64_t)(round * 5) + rnd() % 10 + 1; /* traces recur across rounds, ~80 spans each */
+            s->trace_id_low = t * 0x9E3779B97F4A7C15ULL;
+            s->id = rnd() % 200 + 1; /* repeats merge */
+            s->parent_id = rnd() % 3 ? rnd() % 200 : 0;
+            s->kind = (enum span_kind)(rnd() % 5);
+            if (rnd() % 6) {
+                s->has_local = 1;
+                s->local.service_name = cstr(names_buf[rnd() % 64]);
+            }
+            s->name = cstr("op");
+            s->timestamp_us = MS(t * 10 + 1000 - (uint64_t)round - rnd() % 500); /* later rounds move ts earlier */
+            s->duration_us = 5;
+        }
+        span_store_insert(st, batch, 400, (uint64_t)round + 1);
+        check_lists(st);
+    }
+    span_store_destroy(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_encode_matches_normalize),
         cmocka_unit_test(test_intern_refs_released),
         cmocka_unit_test(test_blob_heap),
+        cmocka_unit_test(test_lists_many_services),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
