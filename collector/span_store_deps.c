@@ -590,16 +590,23 @@ static void compute_links(span_store_t *st, const trace_t *t, linker_t *lk)
 }
 
 /* Visit the tree set up in lk->nodes[].up breadth-first from root, linking each node. */
+#define LINK_SMALL 32
+
 static void link_tree(linker_t *lk, arena_t *a, int32_t root)
 {
     lnode_t *nodes = lk->nodes;
     uint32_t n = lk->n;
     /* breadth-first from the root; nodes in cycles or shadowed by duplicates are never reached */
-    int32_t *queue = arena_alloc(a, (size_t)(n + 1) * sizeof(*queue));
-    int32_t *first = arena_alloc(a, (size_t)(n + 1) * sizeof(*first));
-    int32_t *order = arena_alloc(a, (size_t)n * sizeof(*order));
-    if (queue == NULL || first == NULL || order == NULL)
-        log_fatal("span store scratch memory exhausted");
+    int32_t small[4][LINK_SMALL + 1]; /* most traces: no arena work */
+    int32_t *queue = small[0], *first = small[1], *order = small[2], *fill = small[3];
+    if (n > LINK_SMALL) {
+        queue = arena_alloc(a, (size_t)(n + 1) * sizeof(*queue));
+        first = arena_alloc(a, (size_t)(n + 1) * sizeof(*first));
+        order = arena_alloc(a, (size_t)n * sizeof(*order));
+        fill = arena_alloc(a, (size_t)(n + 1) * sizeof(*fill));
+        if (queue == NULL || first == NULL || order == NULL || fill == NULL)
+            log_fatal("span store scratch memory exhausted");
+    }
     /* children grouped by parent (index n stands for the virtual root) */
     memset(first, 0, (size_t)(n + 1) * sizeof(*first));
     for (uint32_t i = 0; i < n; i++) {
@@ -616,9 +623,6 @@ static void link_tree(linker_t *lk, arena_t *a, int32_t root)
         first[i] = sum;
         sum += c;
     }
-    int32_t *fill = arena_alloc(a, (size_t)(n + 1) * sizeof(*fill));
-    if (fill == NULL)
-        log_fatal("span store scratch memory exhausted");
     memcpy(fill, first, (size_t)(n + 1) * sizeof(*fill));
     for (uint32_t i = 0; i < n; i++) {
         if ((int32_t)i == root || nodes[i].up == UNSET)
