@@ -28,6 +28,7 @@
 
 #include "http1.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define ADMIN_MAX_BODY (64 * 1024)        /* bytes of request body read and dropped; 413 above */
 #define ADMIN_IDLE_TIMEOUT_MS (60 * 1000) /* no complete request for this long: the connection closes */
@@ -87,14 +88,6 @@ typedef struct wreq {
 static void process(aconn_t *c);
 static void update_reading(aconn_t *c);
 static void on_linger_timeout(uv_timer_t *t);
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL)
-        log_fatal("admin: out of memory (%zu bytes)", n);
-    return p;
-}
 
 /* ---- freeing ---- */
 
