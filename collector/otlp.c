@@ -30,6 +30,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "google/rpc/status.pb-c.h"
+#include "hex.h"
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
@@ -1728,17 +1729,6 @@ static int json_double(const jnode_t *v, double *out)
     return 0;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 static int b64val(char ch)
 {
     if (ch >= 'A' && ch <= 'Z')
@@ -1774,14 +1764,7 @@ static int json_bytes(dctx_t *c, const ProtobufCFieldDescriptor *f, const jnode_
         uint8_t *p = dalloc(c, n / 2 + 1);
         if (p == NULL)
             return fail_oom(c);
-        int ok = n % 2 == 0;
-        for (size_t i = 0; ok && i < n; i += 2) {
-            int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-            if (hi < 0 || lo < 0)
-                ok = 0;
-            else
-                p[i / 2] = (uint8_t)(hi << 4 | lo);
-        }
+        int ok = hex_decode(s, n, HEX_ANY_CASE, p) == 0;
         out->data = p;
         out->len = ok ? n / 2 : 1;
         if (!ok)

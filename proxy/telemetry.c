@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "hex.h"
 #include "log.h"
 #include "telemetry_otlp.h"
 #include "xalloc.h"
@@ -618,10 +619,7 @@ static int chunked_complete(const char *p, const char *end, const char **end_out
         const char *c = p;
         int digits = 0;
         for (; c < eol; c++, digits++) {
-            int d = *c >= '0' && *c <= '9'   ? *c - '0'
-                    : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10
-                    : *c >= 'A' && *c <= 'F' ? *c - 'A' + 10
-                                             : -1;
+            int d = hex_digit(*c, HEX_ANY_CASE);
             if (d < 0)
                 break;
             if (digits >= 8)
