@@ -20,6 +20,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base64.h"
 #include "hex.h"
 #include "varint.h"
 
@@ -435,71 +436,13 @@ uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH],
 
 /* ---- peer metadata: base64 ---- */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static void base64_append(buf_t *out, const uint8_t *in, size_t n)
 {
-    buf_reserve(out, (n + 2) / 3 * 4);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        char q[4] = {B64[v >> 18 & 63], B64[v >> 12 & 63], i + 1 < n ? B64[v >> 6 & 63] : '=',
-                     i + 2 < n ? B64[v & 63] : '='};
-        buf_append(out, q, 4);
-    }
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard alphabet; padding optional but, when present, correct. Returns the decoded length or -1. */
-static long base64_decode(str_t in, uint8_t *out, size_t cap)
-{
-    size_t n = in.len;
-    if (n > 0 && in.ptr[n - 1] == '=') {
-        if (n % 4 != 0)
-            return -1;
-        n--;
-        if (in.ptr[n - 1] == '=')
-            n--;
-    }
-    if (n % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val(in.ptr[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return -1;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* The unused low bits of the last symbol must be zero (canonical encoding). */
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-        return -1;
-    return (long)o;
+    size_t len = base64_encoded_len(n);
+    buf_reserve(out, len);
+    base64_encode(in, n, out->data + out->len);
+    out->len += len;
+    out->data[out->len] = '\0';
 }
 
 /* ---- peer metadata: protobuf Struct ---- */
@@ -788,10 +731,10 @@ int peer_decode(str_t value, peer_info_t *p)
     if (value.len > PEER_B64_MAX || (value.len > 0 && !value.ptr))
         return -1;
     uint8_t raw[PEER_RAW_MAX];
-    long n = base64_decode(value, raw, sizeof(raw));
-    if (n < 0)
+    size_t n;
+    if (base64_decode(value.ptr, value.len, BASE64_STRICT, raw, sizeof(raw), &n) != 0)
         goto fail;
-    pb_reader_t r = {raw, (size_t)n, 0};
+    pb_reader_t r = {raw, n, 0};
     if (pb_read_struct(r, p, false) < 0)
         goto fail;
     return 0;
