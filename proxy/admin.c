@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "http1.h"
 #include "log.h"
 #include "xalloc.h"
@@ -520,13 +521,8 @@ admin_t *admin_create(uv_loop_t *loop, const char *host, uint16_t port, const ad
                       size_t errlen)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
     socklen_t sl;
-    if (host != NULL && uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0) {
-        sl = sizeof(struct sockaddr_in);
-    } else if (host != NULL && uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
-        sl = sizeof(struct sockaddr_in6);
-    } else {
+    if (hostport_sockaddr(host, port, &ss, &sl) != 0) {
         snprintf(err, errlen, "admin: %s is not an IP address", host != NULL ? host : "(null)");
         return NULL;
     }
