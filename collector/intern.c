@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 typedef struct entry {
     char *s; /* NULL when free */
@@ -40,14 +41,6 @@ static size_t chunk(size_t n)
 {
     size_t c = (n + 8 + 15) & ~(size_t)15;
     return c < 32 ? 32 : c;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL)
-        log_fatal("out of memory allocating %zu bytes", n);
-    return p;
 }
 
 intern_t *intern_create(void)

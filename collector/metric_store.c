@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "prom_text.h"
+#include "xalloc.h"
 
 #define HARD_MAX_LABELS 128
 
@@ -94,22 +95,6 @@ static const char *const reject_names[METRIC_REJECT_COUNT_] = {
 const char *metric_store_reject_name(enum metric_reject r)
 {
     return (unsigned)r < METRIC_REJECT_COUNT_ ? reject_names[r] : "unknown";
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        log_fatal("out of memory allocating %zu x %zu bytes", n, size);
-    return p;
-}
-
-static void *xmalloc(size_t size)
-{
-    void *p = malloc(size ? size : 1);
-    if (p == NULL)
-        log_fatal("out of memory allocating %zu bytes", size);
-    return p;
 }
 
 uint64_t metric_store_now_ms(void)

@@ -29,7 +29,9 @@
 
 #include <yajl/yajl_parse.h>
 
+#include "base64.h"
 #include "google/rpc/status.pb-c.h"
+#include "hex.h"
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
@@ -247,34 +249,6 @@ static size_t fmt_double(double d, char out[40])
     return (size_t)n;
 }
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static size_t b64_len(size_t n)
-{
-    return (n + 2) / 3 * 4;
-}
-
-static void b64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *out++ = b64chars[v >> 18];
-        *out++ = b64chars[(v >> 12) & 63];
-        *out++ = b64chars[(v >> 6) & 63];
-        *out++ = b64chars[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        *out++ = b64chars[v >> 18];
-        *out++ = b64chars[(v >> 12) & 63];
-        *out++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-        *out++ = '=';
-    }
-}
-
 /* ------------------------------------------------------------------ */
 /* value rendering                                                     */
 
@@ -377,10 +351,10 @@ static void wr_json_value(wr_t *w, const any_value_t *v)
         break;
     }
     case AV(BYTES_VALUE): {
-        size_t n = b64_len(v->bytes_value.len);
+        size_t n = base64_encoded_len(v->bytes_value.len);
         wr_ch(w, '"');
         if (w->p != NULL)
-            b64_encode(v->bytes_value.data, v->bytes_value.len, w->p + w->n);
+            base64_encode(v->bytes_value.data, v->bytes_value.len, w->p + w->n);
         w->n += n;
         wr_ch(w, '"');
         break;
@@ -472,11 +446,11 @@ static int render_text(dctx_t *c, const any_value_t *v, str_t *out)
         return copy_small(c, tmp, fmt_i64(v->int_value, tmp), out);
     case AV(DOUBLE_VALUE): return copy_small(c, tmp, fmt_double(v->double_value, tmp), out);
     case AV(BYTES_VALUE): {
-        size_t n = b64_len(v->bytes_value.len);
+        size_t n = base64_encoded_len(v->bytes_value.len);
         char *p = dalloc(c, n + 1);
         if (p == NULL)
             return -1;
-        b64_encode(v->bytes_value.data, v->bytes_value.len, p);
+        base64_encode(v->bytes_value.data, v->bytes_value.len, p);
         p[n] = '\0';
         *out = mkstr(c, p, n);
         return 0;
@@ -1728,32 +1702,6 @@ static int json_double(const jnode_t *v, double *out)
     return 0;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-static int b64val(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+' || ch == '-')
-        return 62;
-    if (ch == '/' || ch == '_')
-        return 63;
-    return -1;
-}
-
 static int is_id_field(const char *name)
 {
     return strcmp(name, "trace_id") == 0 || strcmp(name, "span_id") == 0 || strcmp(name, "parent_span_id") == 0;
@@ -1774,39 +1722,20 @@ static int json_bytes(dctx_t *c, const ProtobufCFieldDescriptor *f, const jnode_
         uint8_t *p = dalloc(c, n / 2 + 1);
         if (p == NULL)
             return fail_oom(c);
-        int ok = n % 2 == 0;
-        for (size_t i = 0; ok && i < n; i += 2) {
-            int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-            if (hi < 0 || lo < 0)
-                ok = 0;
-            else
-                p[i / 2] = (uint8_t)(hi << 4 | lo);
-        }
+        int ok = hex_decode(s, n, HEX_ANY_CASE, p) == 0;
         out->data = p;
         out->len = ok ? n / 2 : 1;
         if (!ok)
             p[0] = 0;
         return 0;
     }
-    uint8_t *p = dalloc(c, n / 4 * 3 + 3);
+    size_t cap = base64_decoded_max(n);
+    uint8_t *p = dalloc(c, cap);
     if (p == NULL)
         return fail_oom(c);
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=')
-            break;
-        int x = b64val(s[i]);
-        if (x < 0)
-            return jfail(c, f, "invalid base64");
-        acc = acc << 6 | (uint32_t)x;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            p[o++] = (uint8_t)(acc >> bits);
-        }
-    }
+    size_t o;
+    if (base64_decode(s, n, BASE64_LENIENT, p, cap, &o) != 0)
+        return jfail(c, f, "invalid base64");
     out->data = p;
     out->len = o;
     return 0;

@@ -10,10 +10,8 @@
  */
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +20,7 @@
 #include <time.h>
 
 #include "collector.h"
+#include "hostport.h"
 #include "log.h"
 
 typedef enum listener_kind { LISTENER_ZIPKIN, LISTENER_OTLP } listener_kind_t;
@@ -363,30 +362,19 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
 {
     char host[256];
     uint16_t port;
-    if (settings_split_hostport(hostport, host, sizeof(host), &port) != 0) {
-        log_error("%s listen address \"%s\" is not HOST:PORT", name, hostport);
+    const char *why;
+    if (hostport_split(hostport, host, sizeof(host), &port, &why) != 0) {
+        log_error("%s listen address \"%s\" is not HOST:PORT: %s", name, hostport, why);
         return -1;
     }
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(port);
-    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(port);
-        flags |= MHD_USE_IPv6;
-    } else if (strcmp(host, "localhost") == 0) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(port);
-        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else {
+    if (hostport_sockaddr(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port, &ss, NULL) != 0) {
         log_error("%s listen address \"%s\": host must be an IPv4 or IPv6 address", name, hostport);
         return -1;
     }
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
     collector_t *c = l->c;
     l->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,

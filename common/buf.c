@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "log.h"
 
 void buf_dispose(buf_t *b)
@@ -140,12 +141,9 @@ void buf_append_json_escaped(buf_t *b, const char *s, size_t len)
 
 void buf_append_hex(buf_t *b, const uint8_t *bytes, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     buf_reserve(b, len * 2);
-    for (size_t i = 0; i < len; i++) {
-        b->data[b->len++] = hex[bytes[i] >> 4];
-        b->data[b->len++] = hex[bytes[i] & 15];
-    }
+    hex_encode(bytes, len, b->data + b->len);
+    b->len += len * 2;
     b->data[b->len] = '\0';
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "hostport.h"
 #include "log.h"
 #include "yaml.h"
 
@@ -120,38 +121,6 @@ static int parse_duration(const char *s, uint64_t *out)
     return -1;
 }
 
-int settings_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (*s == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL)
-            return -1;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl) != NULL)
-            return -1; /* bare IPv6 needs brackets */
-    }
-    if (hl == 0 || hl >= hostlen)
-        return -1;
-    const char *rest;
-    uint64_t p;
-    if (parse_uint(colon + 1, &p, &rest) != 0 || *rest != '\0' || p > 65535)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (uint16_t)p;
-    return 0;
-}
-
 static void list_free(setting_list_t *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -182,7 +151,7 @@ static const char *apply(const setting_t *s, void *cfg, const char *value)
     case SETTING_HOSTPORT: {
         char host[256];
         uint16_t port;
-        if (settings_split_hostport(value, host, sizeof(host), &port) != 0)
+        if (hostport_split(value, host, sizeof(host), &port, NULL) != 0)
             return "expected HOST:PORT (port 0-65535; IPv6 in brackets)";
     }
         /* fall through */

@@ -65,9 +65,6 @@ int settings_set(const setting_t *table, size_t n, void *cfg, const char *name, 
 /* Free the strings and lists that settings allocated in cfg. */
 void settings_dispose(const setting_t *table, size_t n, void *cfg);
 
-/* Split "host:port" or "[v6]:port". Returns 0 and fills host (NUL-terminated) and port, or -1. */
-int settings_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
-
 /* Print a reference of the table (name, type, default, help) as a Markdown table. */
 void settings_print_reference(const setting_t *table, size_t n, FILE *out);
 

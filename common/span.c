@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "log.h"
 
 static const char *const kind_names[] = {NULL, "CLIENT", "SERVER", "PRODUCER", "CONSUMER"};
@@ -25,33 +26,9 @@ int span_kind_parse(const char *s, size_t len)
     return -1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int parse_hex64(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        int h = hexval(s[i]);
-        if (h < 0)
-            return -1;
-        v = (v << 4) | (uint64_t)h;
-    }
-    *out = v;
-    return 0;
-}
-
 int span_parse_id(const char *s, size_t len, uint64_t *out)
 {
-    if (len == 0 || len > 16 || parse_hex64(s, len, out) != 0 || *out == 0)
+    if (len == 0 || len > 16 || hex_parse_u64(s, len, HEX_ANY_CASE, out) != 0 || *out == 0)
         return -1;
     return 0;
 }
@@ -62,9 +39,9 @@ int span_parse_trace_id(const char *s, size_t len, uint64_t *high, uint64_t *low
         return -1;
     size_t lo_len = len > 16 ? 16 : len;
     *high = 0;
-    if (len > 16 && parse_hex64(s, len - 16, high) != 0)
+    if (len > 16 && hex_parse_u64(s, len - 16, HEX_ANY_CASE, high) != 0)
         return -1;
-    if (parse_hex64(s + len - lo_len, lo_len, low) != 0)
+    if (hex_parse_u64(s + len - lo_len, lo_len, HEX_ANY_CASE, low) != 0)
         return -1;
     if (*high == 0 && *low == 0)
         return -1;

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* ---- numbers and escaping ---- */
 
@@ -602,14 +603,6 @@ struct prom_histogram_vec {
     vec_cell_t **cells;
     _Atomic uint64_t overflow;
 };
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL)
-        log_fatal("out of memory copying a string");
-    return p;
-}
 
 prom_histogram_vec_t *prom_histogram_vec_create(const char *name, const char *help, const char *const *label_names,
                                                 uint32_t n_label_names, const double *bounds, uint32_t n_bounds,

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "hex.h"
+
 #define LIST_PREFIX "Malformed reading List<Span> from json: "
 
 enum ctx_kind {
@@ -96,25 +98,6 @@ typedef struct dec {
 } dec_t;
 
 /* ---- small parsers ---- */
-
-static const uint8_t hex_plus1[256] = {
-    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
-    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-};
-
-/* Lowercase hex only, as Zipkin requires. */
-static int hex_u64(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t h = hex_plus1[(uint8_t)s[i]];
-        if (h == 0)
-            return -1;
-        v = (v << 4) | (uint64_t)(h - 1);
-    }
-    *out = v;
-    return 0;
-}
 
 /* Integer text (optionally a fraction-free float such as 1.0e3), into int64. */
 static int parse_i64(const char *s, size_t len, int64_t *out)
@@ -277,8 +260,8 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
         if (len == 0 || len > 32)
             return dfail(d, "$[%u].traceId: length must be 1-32 hex characters", span_index(d));
         sp->trace_id_high = 0;
-        if ((len > 16 && hex_u64(str, len - 16, &sp->trace_id_high) != 0) ||
-            hex_u64(str + (len > 16 ? len - 16 : 0), len > 16 ? 16 : len, &sp->trace_id_low) != 0)
+        if ((len > 16 && hex_parse_u64(str, len - 16, HEX_LOWER, &sp->trace_id_high) != 0) ||
+            hex_parse_u64(str + (len > 16 ? len - 16 : 0), len > 16 ? 16 : len, HEX_LOWER, &sp->trace_id_low) != 0)
             return dfail(d, "$[%u].traceId: %.*s should be lower-hex encoded with no prefix", span_index(d),
                          (int)(len > 32 ? 32 : len), str);
         if (sp->trace_id_high == 0 && sp->trace_id_low == 0)
@@ -290,7 +273,7 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
             return 0;
         if (len == 0 || len > 16)
             return dfail(d, "$[%u].id: length must be 1-16 hex characters", span_index(d));
-        if (hex_u64(str, len, &sp->id) != 0)
+        if (hex_parse_u64(str, len, HEX_LOWER, &sp->id) != 0)
             return dfail(d, "$[%u].id: %.*s should be lower-hex encoded with no prefix", span_index(d), (int)len, str);
         if (sp->id == 0)
             return dfail(d, "$[%u].id is all zeros", span_index(d));
@@ -301,7 +284,7 @@ static int span_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len
             return 0;
         if (len == 0 || len > 16)
             return dfail(d, "$[%u].parentId: length must be 1-16 hex characters", span_index(d));
-        if (hex_u64(str, len, &sp->parent_id) != 0)
+        if (hex_parse_u64(str, len, HEX_LOWER, &sp->parent_id) != 0)
             return dfail(d, "$[%u].parentId: %.*s should be lower-hex encoded with no prefix", span_index(d), (int)len,
                          str);
         return 1;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
+
 void zipkin_span_limits(const zipkin_limits_t *in, zipkin_limits_t *out)
 {
     if (in != NULL)
@@ -90,11 +92,6 @@ static int ipv4_text(const char *s, size_t len, uint8_t out[4])
     return i == len ? 0 : -1;
 }
 
-static int is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 int zipkin_span_ip_text(span_endpoint_t *ep, const char *s, size_t len)
 {
     int has_colon = 0, has_dot = 0;
@@ -109,7 +106,7 @@ int zipkin_span_ip_text(span_endpoint_t *ep, const char *s, size_t len)
                 return -1; /* colons must not follow dots */
             has_colon = 1;
             last_colon = i;
-        } else if (!is_hex(s[i])) {
+        } else if (hex_digit(s[i], HEX_ANY_CASE) < 0) {
             return -1;
         }
     }

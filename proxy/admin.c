@@ -26,8 +26,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "http1.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define ADMIN_MAX_BODY (64 * 1024)        /* bytes of request body read and dropped; 413 above */
 #define ADMIN_IDLE_TIMEOUT_MS (60 * 1000) /* no complete request for this long: the connection closes */
@@ -87,14 +89,6 @@ typedef struct wreq {
 static void process(aconn_t *c);
 static void update_reading(aconn_t *c);
 static void on_linger_timeout(uv_timer_t *t);
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL)
-        log_fatal("admin: out of memory (%zu bytes)", n);
-    return p;
-}
 
 /* ---- freeing ---- */
 
@@ -527,13 +521,8 @@ admin_t *admin_create(uv_loop_t *loop, const char *host, uint16_t port, const ad
                       size_t errlen)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
     socklen_t sl;
-    if (host != NULL && uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0) {
-        sl = sizeof(struct sockaddr_in);
-    } else if (host != NULL && uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
-        sl = sizeof(struct sockaddr_in6);
-    } else {
+    if (hostport_sockaddr(host, port, &ss, &sl) != 0) {
         snprintf(err, errlen, "admin: %s is not an IP address", host != NULL ? host : "(null)");
         return NULL;
     }

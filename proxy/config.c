@@ -12,7 +12,6 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -24,7 +23,7 @@
 
 #include "config_parse.h"
 #include "log.h"
-#include "settings.h"
+#include "hostport.h"
 
 /* ---- messages and paths ---- */
 
@@ -439,8 +438,8 @@ int pc_percent(pctx_t *p, const yaml_node_t *v, double *out)
 
 static int is_ip(const char *host)
 {
-    unsigned char addr[16];
-    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    struct sockaddr_storage ss;
+    return hostport_sockaddr(host, 0, &ss, NULL) == 0;
 }
 
 int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *out)
@@ -450,7 +449,7 @@ int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *
     char host[256];
     uint16_t port;
     /* a listener may ask for any free port (0), as the collector's can; a destination may not */
-    if (settings_split_hostport(v->str, host, sizeof(host), &port) != 0 || (port == 0 && !ip_only)) {
+    if (hostport_split(v->str, host, sizeof(host), &port, NULL) != 0 || (port == 0 && !ip_only)) {
         pc_error(p, v, "expected HOST:PORT with a port %s (IPv6 in brackets), got \"%s\"",
                  ip_only ? "0-65535" : "1-65535", v->str);
         return -1;
@@ -588,7 +587,7 @@ static void parse_otlp_endpoint(pctx_t *p, const yaml_node_t *v, proxy_spec_t *p
     char host[256];
     uint16_t port;
     if (len >= sizeof(hp) || (memcpy(hp, s + 7, len), hp[len] = '\0', 0) ||
-        settings_split_hostport(hp, host, sizeof(host), &port) != 0 || port == 0) {
+        hostport_split(hp, host, sizeof(host), &port, NULL) != 0 || port == 0) {
         pc_error(p, v, "expected http://HOST:PORT with a port 1-65535 and no path, got \"%s\"", s);
         return;
     }

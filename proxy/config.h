@@ -15,9 +15,9 @@
  *     file:line:col: Kind name: path.to.field: reason
  * and loading goes on, so the user sees all of them at once; the result is
  * NULL when there was at least one error. Fields that the proxy parses but
- * does not act on yet (issue 4: most of connectionPool, outlierDetection,
- * fault, mirroring) are reported once each through a separate warning
- * callback, which does not fail the load.
+ * does not act on (loadBalancer PASSTHROUGH, corsPolicy) and subsets that
+ * select no endpoint are reported through a separate warning callback,
+ * which does not fail the load.
  *
  * The model is plain, immutable after load, and owned by one allocation
  * arena inside proxy_config_t: every pointer below lives until
@@ -267,7 +267,7 @@ typedef struct proxy_http_route {
     int64_t timeout_ms;      /* PROXY_UNSET = none (0 also means none, as in Istio) */
     proxy_retries_t retries;
     proxy_fault_t fault;     /* fault injection: delay (DI), abort (FI) */
-    proxy_mirror_t *mirrors; /* `mirror` (with mirrorPercentage) or `mirrors`; not enforced yet */
+    proxy_mirror_t *mirrors; /* `mirror` (with mirrorPercentage) or `mirrors` */
     size_t n_mirrors;
 } proxy_http_route_t;
 
@@ -314,7 +314,7 @@ typedef struct proxy_traffic_policy {
     int64_t max_requests_per_connection;
     int64_t max_retries; /* retries in flight in the cluster (per worker) */
     int64_t idle_timeout_ms;
-    /* outlierDetection; not enforced yet */
+    /* outlierDetection (per worker); interval_ms is accepted and has no effect */
     int has_outlier;
     int64_t consecutive_5xx_errors, consecutive_gateway_errors;
     int64_t interval_ms, base_ejection_time_ms;
@@ -341,8 +341,9 @@ typedef struct proxy_destination_rule {
 
 /* ---- kind: RateLimit (outrider.io/v1alpha1) ----
  *
- * Limits attached to hosts (and optionally routes) of the mesh. Only the
- * configuration exists so far; nothing enforces it yet (issue 4).
+ * Limits attached to hosts (and optionally routes) of the mesh: `local` is a
+ * token bucket shared by the proxy's workers, `global` limits are counted in
+ * Redis (proxy/rlglobal.c) so every proxy of a service shares them.
  *
  *   apiVersion: outrider.io/v1alpha1
  *   kind: RateLimit

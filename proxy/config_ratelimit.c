@@ -9,7 +9,8 @@
  * checks that each route name is an http route of the VirtualService of
  * one of the hosts, and that no two documents attach to the same
  * (ServiceEntry, route) pair, where "no routes" is a pair of its own
- * (the whole host). Nothing here enforces a limit (issue 4).
+ * (the whole host). The limits are enforced by runtime.c (local token
+ * buckets) and rlglobal.c (global limits in Redis).
  */
 #include <ctype.h>
 #include <stdio.h>

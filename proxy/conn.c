@@ -29,6 +29,7 @@
 #include "rlglobal.h"
 #include "router.h"
 #include "tracectx.h"
+#include "xalloc.h"
 
 #define DOWN_WRITE_HIGH (256 * 1024) /* bytes queued to the client above which the upstream is not read */
 #define DOWN_WRITE_LOW (64 * 1024)
@@ -168,14 +169,6 @@ static bool global_rate_limit(conn_t *c);
 static void after_rate_limits(conn_t *c);
 static void start_mirrors(conn_t *c);
 static void record(conn_t *c);
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL)
-        log_fatal("conn: out of memory (%zu bytes)", n);
-    return p;
-}
 
 static uint64_t now_unix_ns(void)
 {

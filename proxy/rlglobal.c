@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* Fixed window: KEYS[1] the window's key, ARGV[1] ms to the window's end. Returns the count. */
 static const char FIXED_LUA[] = "local c = redis.call('INCR', KEYS[1])\n"
@@ -81,14 +82,6 @@ struct rlg {
     conn_t *conns;
     rlg_call_t *calls;
 };
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (!p)
-        log_fatal("rlglobal: out of memory");
-    return p;
-}
 
 static uint64_t now_ms(void)
 {

@@ -39,7 +39,7 @@
 #include <strings.h>
 #include <xxhash.h>
 
-#include "log.h"
+#include "xalloc.h"
 
 #define HOST_MAX 256    /* longest host name routed, lowercased and expanded */
 #define RING_POINTS 100 /* consistent-hash points per endpoint of average weight */
@@ -93,14 +93,6 @@ static void fail(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
-        log_fatal("out of memory");
-    return p;
 }
 
 static str_t str_of(const char *s)

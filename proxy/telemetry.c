@@ -30,8 +30,10 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "hex.h"
 #include "log.h"
 #include "telemetry_otlp.h"
+#include "xalloc.h"
 
 #define TELE_MAX_SERIES 10000     /* label sets per worker table and in the cumulative table */
 #define WORKER_IDLE_FLUSHES 10    /* a worker forgets a label set unused for this many flushes */
@@ -45,22 +47,6 @@
 enum { SIG_TRACES, SIG_METRICS, SIG_LOGS, SIG_N };
 static const char *const sig_names[SIG_N] = {"traces", "metrics", "logs"};
 static const char *const sig_paths[SIG_N] = {"/v1/traces", "/v1/metrics", "/v1/logs"};
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        log_fatal("telemetry: out of memory");
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s ? s : "");
-    if (p == NULL)
-        log_fatal("telemetry: out of memory");
-    return p;
-}
 
 static uint64_t mono_ms(void)
 {
@@ -248,8 +234,8 @@ tele_t *tele_create(const tele_opts_t *opts)
         t->self = *opts->self;
     t->host = opts->otlp_host != NULL && opts->otlp_host[0] != '\0' ? xstrdup(opts->otlp_host) : NULL;
     t->port = opts->otlp_port;
-    t->service_name = xstrdup(opts->service_name);
-    t->instance_id = xstrdup(opts->instance_id);
+    t->service_name = xstrdup(opts->service_name ? opts->service_name : "");
+    t->instance_id = xstrdup(opts->instance_id ? opts->instance_id : "");
     t->flush_interval_ms = opts->flush_interval_ms ? opts->flush_interval_ms : 1000;
     t->max_queue_bytes = opts->max_queue_bytes ? opts->max_queue_bytes : 16u << 20;
     t->max_batch_records = opts->max_batch_records ? opts->max_batch_records : 4096;
@@ -633,10 +619,7 @@ static int chunked_complete(const char *p, const char *end, const char **end_out
         const char *c = p;
         int digits = 0;
         for (; c < eol; c++, digits++) {
-            int d = *c >= '0' && *c <= '9'   ? *c - '0'
-                    : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10
-                    : *c >= 'A' && *c <= 'F' ? *c - 'A' + 10
-                                             : -1;
+            int d = hex_digit(*c, HEX_ANY_CASE);
             if (d < 0)
                 break;
             if (digits >= 8)

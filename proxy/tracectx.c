@@ -20,6 +20,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "base64.h"
+#include "hex.h"
 #include "varint.h"
 
 /* ---- random and hex ---- */
@@ -36,40 +38,20 @@ uint64_t tracectx_rand(uint64_t *state)
     return x * 0x2545f4914f6cdd1dull;
 }
 
-static const char HEX[] = "0123456789abcdef";
-
 void tracectx_hex(const uint8_t *id, size_t len, char *out)
 {
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = HEX[id[i] >> 4];
-        out[2 * i + 1] = HEX[id[i] & 15];
-    }
+    hex_encode(id, len, out);
     out[2 * len] = '\0';
 }
 
-/* Nibble value of c, or -1; upper-case letters only when upper_ok. */
-static int hex_val(char c, bool upper_ok)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (upper_ok && c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Parse exactly 2*n hex chars into out[n]; -1 for a bad char or an all-zero id. */
-static int parse_hex_id(const char *s, size_t n, uint8_t *out, bool upper_ok)
+static int parse_hex_id(const char *s, size_t n, uint8_t *out, enum hex_case cs)
 {
+    if (hex_decode(s, 2 * n, cs, out) < 0)
+        return -1;
     uint8_t any = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_val(s[2 * i], upper_ok), lo = hex_val(s[2 * i + 1], upper_ok);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
+    for (size_t i = 0; i < n; i++)
         any |= out[i];
-    }
     return any ? 0 : -1;
 }
 
@@ -78,9 +60,9 @@ static int parse_b3_trace(const char *s, size_t len, uint8_t out[16])
 {
     memset(out, 0, 16);
     if (len == 32)
-        return parse_hex_id(s, 16, out, true);
+        return parse_hex_id(s, 16, out, HEX_ANY_CASE);
     if (len == 16)
-        return parse_hex_id(s, 8, out + 8, true);
+        return parse_hex_id(s, 8, out + 8, HEX_ANY_CASE);
     return -1;
 }
 
@@ -133,7 +115,7 @@ static void parse_traceparent(str_t v, seen_t *s)
     const char *p = v.ptr;
     if (v.len < 55)
         return;
-    int v1 = hex_val(p[0], false), v2 = hex_val(p[1], false);
+    int v1 = hex_digit(p[0], HEX_LOWER), v2 = hex_digit(p[1], HEX_LOWER);
     if (v1 < 0 || v2 < 0 || (v1 == 15 && v2 == 15))
         return;
     bool v00 = v1 == 0 && v2 == 0;
@@ -142,9 +124,9 @@ static void parse_traceparent(str_t v, seen_t *s)
     if (p[2] != '-' || p[35] != '-' || p[52] != '-')
         return;
     ids_t id = {0};
-    if (parse_hex_id(p + 3, 16, id.trace, false) < 0 || parse_hex_id(p + 36, 8, id.span, false) < 0)
+    if (parse_hex_id(p + 3, 16, id.trace, HEX_LOWER) < 0 || parse_hex_id(p + 36, 8, id.span, HEX_LOWER) < 0)
         return;
-    int f1 = hex_val(p[53], false), f2 = hex_val(p[54], false);
+    int f1 = hex_digit(p[53], HEX_LOWER), f2 = hex_digit(p[54], HEX_LOWER);
     if (f1 < 0 || f2 < 0)
         return;
     id.ok = true;
@@ -179,7 +161,7 @@ static void parse_b3(str_t v, seen_t *s)
     if (parse_b3_trace(p, (size_t)(dash - p), id.trace) < 0)
         return;
     p = dash + 1;
-    if (end - p < 16 || parse_hex_id(p, 8, id.span, true) < 0)
+    if (end - p < 16 || parse_hex_id(p, 8, id.span, HEX_ANY_CASE) < 0)
         return;
     p += 16;
     int sampled = -1;
@@ -189,7 +171,7 @@ static void parse_b3(str_t v, seen_t *s)
         p += 2;
         if (p < end) {
             uint8_t parent[8];
-            if (end - p != 17 || p[0] != '-' || parse_hex_id(p + 1, 8, parent, true) < 0)
+            if (end - p != 17 || p[0] != '-' || parse_hex_id(p + 1, 8, parent, HEX_ANY_CASE) < 0)
                 return;
         }
     }
@@ -249,7 +231,7 @@ void tracectx_extract(const http1_header_t *h, uint32_t n, trace_ctx_t *ctx)
             s.tid_seen = true;
         } else if (http1_name_eq(name, "x-b3-spanid")) {
             if (!s.sid_seen)
-                s.mb3_span_ok = v.len == 16 && parse_hex_id(v.ptr, 8, s.mb3.span, true) == 0;
+                s.mb3_span_ok = v.len == 16 && parse_hex_id(v.ptr, 8, s.mb3.span, HEX_ANY_CASE) == 0;
             s.sid_seen = true;
         } else if (http1_name_eq(name, "x-b3-sampled")) {
             if (!s.smp_seen) {
@@ -345,8 +327,8 @@ void tracectx_begin(trace_ctx_t *ctx, double sampling_percent, uint64_t *rng)
         for (int i = 0; i < 16; i++) {
             if (i == 4 || i == 6 || i == 8 || i == 10)
                 *o++ = '-';
-            *o++ = HEX[u[i] >> 4];
-            *o++ = HEX[u[i] & 15];
+            hex_encode(&u[i], 1, o);
+            o += 2;
         }
         *o = '\0';
         ctx->request_id_len = 36;
@@ -454,71 +436,13 @@ uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH],
 
 /* ---- peer metadata: base64 ---- */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static void base64_append(buf_t *out, const uint8_t *in, size_t n)
 {
-    buf_reserve(out, (n + 2) / 3 * 4);
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        char q[4] = {B64[v >> 18 & 63], B64[v >> 12 & 63], i + 1 < n ? B64[v >> 6 & 63] : '=',
-                     i + 2 < n ? B64[v & 63] : '='};
-        buf_append(out, q, 4);
-    }
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard alphabet; padding optional but, when present, correct. Returns the decoded length or -1. */
-static long base64_decode(str_t in, uint8_t *out, size_t cap)
-{
-    size_t n = in.len;
-    if (n > 0 && in.ptr[n - 1] == '=') {
-        if (n % 4 != 0)
-            return -1;
-        n--;
-        if (in.ptr[n - 1] == '=')
-            n--;
-    }
-    if (n % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val(in.ptr[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return -1;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* The unused low bits of the last symbol must be zero (canonical encoding). */
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-        return -1;
-    return (long)o;
+    size_t len = base64_encoded_len(n);
+    buf_reserve(out, len);
+    base64_encode(in, n, out->data + out->len);
+    out->len += len;
+    out->data[out->len] = '\0';
 }
 
 /* ---- peer metadata: protobuf Struct ---- */
@@ -807,10 +731,10 @@ int peer_decode(str_t value, peer_info_t *p)
     if (value.len > PEER_B64_MAX || (value.len > 0 && !value.ptr))
         return -1;
     uint8_t raw[PEER_RAW_MAX];
-    long n = base64_decode(value, raw, sizeof(raw));
-    if (n < 0)
+    size_t n;
+    if (base64_decode(value.ptr, value.len, BASE64_STRICT, raw, sizeof(raw), &n) != 0)
         goto fail;
-    pb_reader_t r = {raw, (size_t)n, 0};
+    pb_reader_t r = {raw, n, 0};
     if (pb_read_struct(r, p, false) < 0)
         goto fail;
     return 0;

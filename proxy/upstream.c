@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 enum ustate { U_LEASED, U_IDLE, U_CLOSING };
 
@@ -56,14 +57,6 @@ typedef struct wreq {
     size_t len;
     char data[];
 } wreq_t;
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL)
-        log_fatal("upstream: out of memory (%zu bytes)", n);
-    return p;
-}
 
 static void pool_maybe_free(upstream_pool_t *pool)
 {

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "hostport.h"
 #include "rlglobal.h"
 #include "log.h"
 #include "upstream.h"
@@ -130,13 +131,8 @@ static void on_stop(uv_async_t *a)
 
 static int make_socket(const worker_listen_t *o, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
-    memset(ss, 0, sizeof *ss);
     socklen_t sl;
-    if (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)ss) == 0) {
-        sl = sizeof(struct sockaddr_in);
-    } else if (uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)ss) == 0) {
-        sl = sizeof(struct sockaddr_in6);
-    } else {
+    if (hostport_sockaddr(o->host, o->port, ss, &sl) != 0) {
         snprintf(err, errlen, "%s is not an IP address", o->host);
         return -1;
     }
@@ -165,14 +161,10 @@ int worker_check_port_free(const char *host, uint16_t port, char *err, size_t er
     if (port == 0)
         return 0;
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t sl = sizeof(struct sockaddr_in);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0) {
-        if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-            snprintf(err, errlen, "%s is not an IP address", host);
-            return -1;
-        }
-        sl = sizeof(struct sockaddr_in6);
+    socklen_t sl;
+    if (hostport_sockaddr(host, port, &ss, &sl) != 0) {
+        snprintf(err, errlen, "%s is not an IP address", host);
+        return -1;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {

@@ -2,7 +2,7 @@
 # outrider-proxy --check: the example meshes pass; a broken file gives every
 # error with file:line:col and exit 1; warnings do not fail the check;
 # --print-config prints the effective configuration as JSON; without
-# --check and without spec.inbound the proxy exits 3 (nothing to serve yet).
+# --config it is a usage error (exit 2).
 . "$(dirname "$0")/../lib.sh"
 
 BIN=$OUTRIDER_BIN/outrider-proxy
@@ -109,7 +109,6 @@ assert_eq '"jason"' "$(jq '.virtualServices[0].spec.http[0].match[0].headers["en
 assert_eq '"127.0.0.1:15001"' "$(jq '.proxy.spec.outbound.listen' "$T/out")" "outbound listener"
 passed=$((passed + 1))
 
-# without spec.inbound there is nothing the data path can serve yet (the outbound side comes next)
 run_proxy --check
 assert_eq 2 "$RC" "exit code without --config"
 passed=$((passed + 1))

@@ -141,14 +141,12 @@ static void test_flags_and_hostport(void **state)
     assert_int_equal(settings_set(table, N, &c, "nope", "1", collect, &e), -1);
     assert_int_equal(e.n, 2);
     assert_non_null(strstr(e.msgs[1], "nope: unknown setting"));
-    char host[64];
-    uint16_t port;
-    assert_int_equal(settings_split_hostport("[::1]:4318", host, sizeof(host), &port), 0);
-    assert_string_equal(host, "::1");
-    assert_int_equal(port, 4318);
-    assert_int_equal(settings_split_hostport("::1:4318", host, sizeof(host), &port), -1);
-    assert_int_equal(settings_split_hostport("h:70000", host, sizeof(host), &port), -1);
-    assert_int_equal(settings_split_hostport(":80", host, sizeof(host), &port), -1);
+    /* HOST:PORT settings take IPv6 in brackets and refuse a bare one (rules: test_hostport.c) */
+    assert_int_equal(settings_set(table, N, &c, "server.listen", "[::1]:4318", collect, &e), 0);
+    assert_string_equal(c.listen, "[::1]:4318");
+    assert_int_equal(settings_set(table, N, &c, "server.listen", "::1:4318", collect, &e), -1);
+    assert_int_equal(e.n, 3);
+    assert_non_null(strstr(e.msgs[2], "server.listen: expected HOST:PORT"));
     settings_dispose(table, N, &c);
 }
 
