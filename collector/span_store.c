@@ -116,11 +116,15 @@ static void tab_resize(span_store_t *st, uint32_t ncap)
 {
     uint64_t *nt = store_alloc((size_t)ncap * sizeof(*nt), &st->bytes);
     memset(nt, 0, (size_t)ncap * sizeof(*nt));
-    for (uint32_t i = 0; i <= st->tab_mask; i++)
+    /* every trace is read for its id: ask for them well ahead, or a big table takes one miss per trace in a row */
+    for (uint32_t i = 0; i <= st->tab_mask; i++) {
+        if (i + 16 <= st->tab_mask && st->tab[i + 16] != 0)
+            __builtin_prefetch(slot_trace(st->tab[i + 16]));
         if (st->tab[i] != 0) {
             trace_t *t = slot_trace(st->tab[i]);
             tab_place(nt, ncap - 1, t, key_hi(st, t->id_hi));
         }
+    }
     store_free(st->tab, (size_t)(st->tab_mask + 1) * sizeof(*nt), &st->bytes);
     st->tab = nt;
     st->tab_mask = ncap - 1;
