@@ -8,9 +8,11 @@
  * decompression (413/400), decoding into a per-thread arena, then one
  * store insert for the whole batch. The arena is kept per thread and reset
  * after each request so steady traffic allocates nothing per request.
- * A decompressed OTLP protobuf trace body, the hot path, is our own scratch
- * copy, so it is decoded in place and the spans come back as one array in
- * the arena: neither the body nor each span is copied again.
+ * An OTLP protobuf trace body, the hot path, is decoded from our own
+ * scratch copy (the decompressed body, or a copy of an uncompressed one)
+ * straight into one array of spans in the arena (otlp_direct), which
+ * goes to the store as is: neither the body's strings nor the spans are
+ * copied again.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -292,12 +294,20 @@ static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int js
     const span_t *spans = tl_spans.items;
     size_t n = 0;
     int rc;
-    if (!json && len > 0 && body == (const uint8_t *)tl_decoded.data) {
-        /* a decompressed protobuf body is our scratch copy: decode it in place, spans straight into an array */
+    if (!json) {
+        /*
+         * Protobuf: the spans come straight from the wire into one array. The
+         * decoder may write into the body when it falls back to decoding in
+         * place, so it gets our scratch copy: the decompressed body already
+         * is one, an uncompressed one is copied there first.
+         */
+        if (len > 0 && body != (const uint8_t *)tl_decoded.data) {
+            tl_decoded.len = 0;
+            buf_append(&tl_decoded, body, len);
+        }
         rc = otlp_traces_decode_proto_spans((uint8_t *)tl_decoded.data, len, lim, a, &spans, &n, res);
     } else {
-        rc = json ? otlp_traces_decode_json(body, len, lim, a, span_vec_sink, &tl_spans, res)
-                  : otlp_traces_decode_proto(body, len, lim, a, span_vec_sink, &tl_spans, res);
+        rc = otlp_traces_decode_json(body, len, lim, a, span_vec_sink, &tl_spans, res);
         spans = tl_spans.items;
         n = tl_spans.n;
     }

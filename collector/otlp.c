@@ -35,13 +35,9 @@
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "otlp_internal.h"
 #include "otlp_wire.h"
 
-typedef Opentelemetry__Proto__Common__V1__AnyValue any_value_t;
-typedef Opentelemetry__Proto__Common__V1__KeyValue key_value_t;
-typedef Opentelemetry__Proto__Common__V1__InstrumentationScope scope_t;
-typedef Opentelemetry__Proto__Resource__V1__Resource resource_t;
-typedef Opentelemetry__Proto__Trace__V1__Span pspan_t;
 typedef Opentelemetry__Proto__Trace__V1__Span__Event pevent_t;
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest trace_req_t;
 typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest metrics_req_t;
@@ -51,8 +47,6 @@ typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint number_point_t;
 typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint hist_point_t;
 typedef Opentelemetry__Proto__Metrics__V1__Exemplar pexemplar_t;
 typedef Opentelemetry__Proto__Logs__V1__LogRecord plog_t;
-
-#define AV(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
 
 void otlp_limits_default(otlp_limits_t *l)
 {
@@ -65,18 +59,6 @@ void otlp_limits_default(otlp_limits_t *l)
 
 /* ------------------------------------------------------------------ */
 /* decode context                                                      */
-
-typedef struct dctx {
-    arena_t *arena;
-    otlp_limits_t lim;
-    otlp_result_t *res;
-    int oom;                                          /* the arena refused an allocation */
-    int failed;                                       /* res->error holds a fatal reason */
-    char reason[sizeof(((otlp_result_t *)0)->error)]; /* copy of the first rejection reason */
-    int wire;      /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
-    span_t *batch; /* traces without a sink: accepted spans, in the arena */
-    size_t n_batch;
-} dctx_t;
 
 static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_result_t *res)
 {
@@ -94,6 +76,8 @@ static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_
     c->wire = 0;
     c->batch = NULL;
     c->n_batch = 0;
+    for (size_t i = 0; i < sizeof(c->lowered) / sizeof(c->lowered[0]); i++)
+        c->lowered[i].in.ptr = NULL;
     res->accepted = 0;
     res->rejected = 0;
     res->error[0] = '\0';
@@ -149,21 +133,22 @@ static int sink_stopped(dctx_t *c)
     return -1;
 }
 
+int otlp_fail_oom(dctx_t *c)
+{
+    return fail_oom(c);
+}
+
+void *otlp_alloc(dctx_t *c, size_t size)
+{
+    return dalloc(c, size);
+}
+
 /* ------------------------------------------------------------------ */
 /* strings                                                             */
 
 static inline str_t mkstr(const dctx_t *c, const char *p, size_t len)
 {
-    size_t max = c->lim.max_attribute_value_len;
-    if (max != 0 && len > max) {
-        len = max;
-        /* do not cut a UTF-8 sequence: drop the whole character at the cut */
-        while (len > 0 && ((unsigned char)p[len] & 0xC0) == 0x80)
-            len--;
-    }
-    if (len > UINT32_MAX)
-        len = UINT32_MAX;
-    return (str_t){p, (uint32_t)len};
+    return otlp_str(c, p, len);
 }
 
 /* Length of a string of the decoded message (s not NULL). */
@@ -210,18 +195,89 @@ static int lower(dctx_t *c, str_t *s)
     return 0;
 }
 
-/* Writes the decimal digits of v ending just before end; returns the start. */
+int otlp_lower(dctx_t *c, str_t *s)
+{
+    return lower(c, s);
+}
+
+static inline uint64_t ld8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t ld4(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* a[0..n) == b[0..n), reading neither past n (overlapping loads). */
+static inline int same_bytes(const char *a, const char *b, uint32_t n)
+{
+    if (n >= 8) {
+        for (uint32_t i = 0; i + 8 < n; i += 8)
+            if (ld8(a + i) != ld8(b + i))
+                return 0;
+        return ld8(a + n - 8) == ld8(b + n - 8);
+    }
+    if (n >= 4)
+        return ld4(a) == ld4(b) && ld4(a + n - 4) == ld4(b + n - 4);
+    for (uint32_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static int lower_miss(dctx_t *c, str_t *s, unsigned h)
+{
+    str_t in = *s;
+    if (lower(c, s) != 0)
+        return -1;
+    c->lowered[h].in = in;
+    c->lowered[h].out = *s;
+    return 0;
+}
+
+/* lower() behind the cache in c->lowered: span and peer service names repeat within a request. */
+static inline int lower_name(dctx_t *c, str_t *s)
+{
+    if (s->len == 0)
+        return 0;
+    unsigned h = (s->len * 7u + (unsigned char)s->ptr[0] + (unsigned char)s->ptr[s->len - 1]) & 7u;
+    str_t in = c->lowered[h].in;
+    if (in.ptr != NULL && in.len == s->len && same_bytes(in.ptr, s->ptr, s->len)) {
+        *s = c->lowered[h].out;
+        return 0;
+    }
+    return lower_miss(c, s, h);
+}
+
+/* Writes the decimal digits of v ending just before end, two at a time; returns the start. */
 static char *fmt_u64(uint64_t v, char *end)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        p -= 2;
+        memcpy(p, pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
     return p;
 }
 
-static size_t fmt_i64(int64_t v, char out[24])
+size_t otlp_fmt_i64(int64_t v, char out[24])
 {
     char tmp[24];
     char *end = tmp + sizeof(tmp);
@@ -338,7 +394,7 @@ static void wr_json_value(wr_t *w, const any_value_t *v)
         else
             wr_put(w, "false", 5);
         break;
-    case AV(INT_VALUE): wr_put(w, tmp, fmt_i64(v->int_value, tmp)); break;
+    case AV(INT_VALUE): wr_put(w, tmp, otlp_fmt_i64(v->int_value, tmp)); break;
     case AV(DOUBLE_VALUE): {
         size_t n = fmt_double(v->double_value, tmp);
         if (isfinite(v->double_value)) {
@@ -426,50 +482,62 @@ static int copy_small(dctx_t *c, const char *s, size_t n, str_t *out)
     return 0;
 }
 
-/* Render an attribute value as tag text (see otlp.h). -1 only when the arena is full. */
-static int render_text(dctx_t *c, const any_value_t *v, str_t *out)
+/* The view of a decoded AnyValue (NULL: absent). */
+static void val_of(const dctx_t *c, const any_value_t *v, otlp_val_t *out)
+{
+    if (v == NULL) {
+        out->kind = OTLP_VAL_ABSENT;
+        return;
+    }
+    out->kind = (int)v->value_case;
+    switch (v->value_case) {
+    case AV(STRING_VALUE):
+        out->u.str = v->string_value ? (str_t){v->string_value, (uint32_t)rawlen(c, v->string_value)} : (str_t){"", 0};
+        break;
+    case AV(BOOL_VALUE): out->u.b = v->bool_value != 0; break;
+    case AV(INT_VALUE): out->u.i = v->int_value; break;
+    case AV(DOUBLE_VALUE): out->u.d = v->double_value; break;
+    case AV(BYTES_VALUE): out->u.bytes = v->bytes_value; break;
+    default: out->u.msg = v; break;
+    }
+}
+
+int otlp_render_val(dctx_t *c, const otlp_val_t *v, str_t *out)
 {
     char tmp[40];
-    if (v == NULL) {
-        *out = (str_t){"", 0};
-        return 0;
-    }
-    switch (v->value_case) {
-    case AV(STRING_VALUE): *out = cstr(c, v->string_value); return 0;
-    case AV(BOOL_VALUE): *out = v->bool_value ? STR_LIT("true") : STR_LIT("false"); return 0;
+    switch (v->kind) {
+    case AV(STRING_VALUE): *out = mkstr(c, v->u.str.ptr, v->u.str.len); return 0;
+    case AV(BOOL_VALUE): *out = v->u.b ? STR_LIT("true") : STR_LIT("false"); return 0;
     case AV(INT_VALUE):
-        if (v->int_value >= 0 && v->int_value < 10) {
+        if (v->u.i >= 0 && v->u.i < 10) {
             static const char digits[] = "0\0001\0002\0003\0004\0005\0006\0007\0008\0009";
-            *out = (str_t){digits + 2 * v->int_value, 1};
+            *out = (str_t){digits + 2 * v->u.i, 1};
             return 0;
         }
-        return copy_small(c, tmp, fmt_i64(v->int_value, tmp), out);
-    case AV(DOUBLE_VALUE): return copy_small(c, tmp, fmt_double(v->double_value, tmp), out);
+        return copy_small(c, tmp, otlp_fmt_i64(v->u.i, tmp), out);
+    case AV(DOUBLE_VALUE): return copy_small(c, tmp, fmt_double(v->u.d, tmp), out);
     case AV(BYTES_VALUE): {
-        size_t n = base64_encoded_len(v->bytes_value.len);
+        size_t n = base64_encoded_len(v->u.bytes.len);
         char *p = dalloc(c, n + 1);
         if (p == NULL)
             return -1;
-        base64_encode(v->bytes_value.data, v->bytes_value.len, p);
+        base64_encode(v->u.bytes.data, v->u.bytes.len, p);
         p[n] = '\0';
         *out = mkstr(c, p, n);
         return 0;
     }
     case AV(ARRAY_VALUE):
-    case AV(KVLIST_VALUE): RENDER_TWICE(c, out, wr_json_value(w, v)); return 0;
+    case AV(KVLIST_VALUE): RENDER_TWICE(c, out, wr_json_value(w, v->u.msg)); return 0;
     default: *out = (str_t){"", 0}; return 0;
     }
 }
 
-static int is_false(const any_value_t *v)
+/* Render an attribute value as tag text (see otlp.h). -1 only when the arena is full. */
+static int render_text(dctx_t *c, const any_value_t *v, str_t *out)
 {
-    if (v == NULL)
-        return 0;
-    if (v->value_case == AV(BOOL_VALUE))
-        return !v->bool_value;
-    if (v->value_case == AV(STRING_VALUE) && v->string_value != NULL)
-        return strcmp(v->string_value, "false") == 0;
-    return 0;
+    otlp_val_t val;
+    val_of(c, v, &val);
+    return otlp_render_val(c, &val, out);
 }
 
 /* Render up to max attributes into tags[]; returns how many were written, -1 on arena full. */
@@ -515,36 +583,23 @@ static int span_id_get(const ProtobufCBinaryData *b, uint64_t *id)
     return 0;
 }
 
+/* An 8-byte big-endian id. */
+static inline uint64_t be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
 /* ------------------------------------------------------------------ */
 /* traces                                                              */
 
-enum peer_key {
-    PK_PEER_SERVICE,
-    PK_SERVER_ADDRESS,
-    PK_NET_PEER_NAME,
-    PK_NETWORK_PEER_ADDRESS,
-    PK_SERVER_SOCKET_DOMAIN,
-    PK_SERVER_SOCKET_ADDRESS,
-    PK_NET_SOCK_PEER_NAME,
-    PK_NET_SOCK_PEER_ADDR,
-    PK_PEER_HOSTNAME,
-    PK_PEER_ADDRESS,
-    PK_DB_NAME,
-    PK_NET_PEER_IP,
-    PK_NETWORK_PEER_PORT,
-    PK_SERVER_SOCKET_PORT,
-    PK_NET_SOCK_PEER_PORT,
-    PK_NET_PEER_PORT,
-    PK_SERVER_PORT,
-    PK_ERROR,
-    PK_COUNT,
-    PK_NONE = -1,
-};
-
 #define KEYIS(k, lit) (memcmp((k), (lit), sizeof(lit) - 1) == 0)
 
-/* Classify the attribute keys the mapping looks at; switch on length keeps it cheap. */
-static int peer_key_of(const char *k, uint32_t len)
+int otlp_peer_key_match(const char *k, uint32_t len)
 {
     switch (len) {
     case 5: return KEYIS(k, "error") ? PK_ERROR : PK_NONE;
@@ -583,46 +638,56 @@ static int peer_key_of(const char *k, uint32_t len)
 }
 
 /* Fill ep's address from an IP literal; 0 when it was one. */
-static int parse_ip(const char *s, span_endpoint_t *ep)
+static int parse_ip(str_t s, span_endpoint_t *ep)
 {
-    if (s == NULL || s[0] == '\0')
+    char text[64]; /* longer than any address inet_pton takes */
+    if (s.len == 0 || s.len >= sizeof(text))
         return -1;
-    if (strchr(s, ':') != NULL) {
-        if (inet_pton(AF_INET6, s, ep->ipv6) == 1) {
+    memcpy(text, s.ptr, s.len);
+    text[s.len] = '\0';
+    if (memchr(text, ':', s.len) != NULL) {
+        if (inet_pton(AF_INET6, text, ep->ipv6) == 1) {
             ep->has_ipv6 = 1;
             return 0;
         }
         return -1;
     }
-    if (inet_pton(AF_INET, s, ep->ipv4) == 1) {
+    if (inet_pton(AF_INET, text, ep->ipv4) == 1) {
         ep->has_ipv4 = 1;
         return 0;
     }
     return -1;
 }
 
-static int is_ip(const char *s)
+static int is_ip(str_t s)
 {
     span_endpoint_t tmp;
     memset(&tmp, 0, sizeof(tmp));
     return parse_ip(s, &tmp) == 0;
 }
 
-static uint16_t port_of(const any_value_t *v)
+/* The non-empty string value of peer key k, or an empty str_t. */
+static str_t peer_str(const peer_attrs_t *pa, int k)
 {
-    if (v == NULL)
+    if (!(pa->seen & (1u << k)) || pa->vals[k].kind != AV(STRING_VALUE))
+        return (str_t){NULL, 0};
+    return pa->vals[k].u.str;
+}
+
+static uint16_t peer_port(const peer_attrs_t *pa, int k)
+{
+    if (!(pa->seen & (1u << k)))
         return 0;
-    if (v->value_case == AV(INT_VALUE))
-        return v->int_value > 0 && v->int_value <= 65535 ? (uint16_t)v->int_value : 0;
-    if (v->value_case == AV(STRING_VALUE) && v->string_value != NULL) {
-        const char *s = v->string_value;
+    const otlp_val_t *v = &pa->vals[k];
+    if (v->kind == AV(INT_VALUE))
+        return v->u.i > 0 && v->u.i <= 65535 ? (uint16_t)v->u.i : 0;
+    if (v->kind == AV(STRING_VALUE) && v->u.str.len > 0) {
         uint32_t p = 0;
-        if (*s == '\0')
-            return 0;
-        for (; *s; s++) {
-            if (*s < '0' || *s > '9')
+        for (uint32_t i = 0; i < v->u.str.len; i++) {
+            char ch = v->u.str.ptr[i];
+            if (ch < '0' || ch > '9')
                 return 0;
-            p = p * 10 + (uint32_t)(*s - '0');
+            p = p * 10 + (uint32_t)(ch - '0');
             if (p > 65535)
                 return 0;
         }
@@ -631,31 +696,35 @@ static uint16_t port_of(const any_value_t *v)
     return 0;
 }
 
-static const char *str_value(const any_value_t *v)
-{
-    if (v == NULL || v->value_case != AV(STRING_VALUE) || v->string_value == NULL || v->string_value[0] == '\0')
-        return NULL;
-    return v->string_value;
-}
-
 /* Resolve the remote endpoint from the peer attributes found on the span (ranked, see otlp.h). */
-static int remote_endpoint(dctx_t *c, const any_value_t *const pk[PK_COUNT], enum span_kind kind, span_t *s)
+int otlp_remote_endpoint(dctx_t *c, const peer_attrs_t *pa, span_t *s)
 {
+#define B(k) (1u << (k))
+    const uint32_t service_keys = B(PK_SERVER_ADDRESS) | B(PK_NET_PEER_NAME) | B(PK_NETWORK_PEER_ADDRESS) |
+                                  B(PK_SERVER_SOCKET_DOMAIN) | B(PK_SERVER_SOCKET_ADDRESS) | B(PK_NET_SOCK_PEER_NAME) |
+                                  B(PK_NET_SOCK_PEER_ADDR) | B(PK_PEER_HOSTNAME) | B(PK_PEER_ADDRESS) | B(PK_DB_NAME);
+    const uint32_t address_keys = B(PK_NETWORK_PEER_ADDRESS) | B(PK_SERVER_SOCKET_ADDRESS) | B(PK_NET_SOCK_PEER_ADDR) |
+                                  B(PK_NET_PEER_IP) | B(PK_PEER_ADDRESS);
+    const uint32_t port_keys_all = B(PK_NETWORK_PEER_PORT) | B(PK_NET_PEER_PORT) | B(PK_NET_SOCK_PEER_PORT) |
+                                   B(PK_SERVER_SOCKET_PORT) | B(PK_SERVER_PORT);
+#undef B
+    if (pa->seen == 0)
+        return 0; /* no peer attribute: no remote endpoint */
     span_endpoint_t *ep = &s->remote;
-    const char *svc = str_value(pk[PK_PEER_SERVICE]);
-    int outgoing = kind == SPAN_KIND_CLIENT || kind == SPAN_KIND_PRODUCER;
-    if (svc == NULL && outgoing) {
+    str_t svc = peer_str(pa, PK_PEER_SERVICE);
+    int outgoing = s->kind == SPAN_KIND_CLIENT || s->kind == SPAN_KIND_PRODUCER;
+    if (svc.len == 0 && outgoing && (pa->seen & service_keys)) {
         static const int ranked[] = {PK_SERVER_ADDRESS,        PK_NET_PEER_NAME,
                                      PK_NETWORK_PEER_ADDRESS,  PK_SERVER_SOCKET_DOMAIN,
                                      PK_SERVER_SOCKET_ADDRESS, PK_NET_SOCK_PEER_NAME,
                                      PK_NET_SOCK_PEER_ADDR,    PK_PEER_HOSTNAME,
                                      PK_PEER_ADDRESS,          PK_DB_NAME};
-        for (size_t i = 0; i < sizeof(ranked) / sizeof(ranked[0]) && svc == NULL; i++) {
+        for (size_t i = 0; i < sizeof(ranked) / sizeof(ranked[0]) && svc.len == 0; i++) {
             int k = ranked[i];
-            const char *v = str_value(pk[k]);
+            str_t v = peer_str(pa, k);
             int address_valued = k == PK_NETWORK_PEER_ADDRESS || k == PK_SERVER_SOCKET_ADDRESS ||
                                  k == PK_NET_SOCK_PEER_ADDR || k == PK_PEER_ADDRESS;
-            if (v != NULL && !(address_valued && is_ip(v)))
+            if (v.len > 0 && !(address_valued && is_ip(v)))
                 svc = v;
         }
     }
@@ -666,90 +735,113 @@ static int remote_endpoint(dctx_t *c, const any_value_t *const pk[PK_COUNT], enu
         {PK_NET_PEER_IP, PK_NET_PEER_PORT},
         {PK_PEER_ADDRESS, -1},
     };
-    for (size_t i = 0; i < sizeof(ip_keys) / sizeof(ip_keys[0]); i++) {
-        if (parse_ip(str_value(pk[ip_keys[i][0]]), ep) == 0) {
+    for (size_t i = 0; i < sizeof(ip_keys) / sizeof(ip_keys[0]) && (pa->seen & address_keys); i++) {
+        if (parse_ip(peer_str(pa, ip_keys[i][0]), ep) == 0) {
             if (ip_keys[i][1] >= 0)
-                ep->port = port_of(pk[ip_keys[i][1]]);
+                ep->port = peer_port(pa, ip_keys[i][1]);
             break;
         }
     }
-    if (ep->port == 0) {
+    if (ep->port == 0 && (pa->seen & port_keys_all)) {
         static const int port_keys[] = {PK_NETWORK_PEER_PORT, PK_NET_PEER_PORT, PK_NET_SOCK_PEER_PORT,
                                         PK_SERVER_SOCKET_PORT};
         for (size_t i = 0; i < sizeof(port_keys) / sizeof(port_keys[0]) && ep->port == 0; i++)
-            ep->port = port_of(pk[port_keys[i]]);
+            ep->port = peer_port(pa, port_keys[i]);
         if (ep->port == 0 && outgoing)
-            ep->port = port_of(pk[PK_SERVER_PORT]);
+            ep->port = peer_port(pa, PK_SERVER_PORT);
     }
-    if (svc != NULL) {
-        ep->service_name = cstr(c, svc);
-        if (lower(c, &ep->service_name) != 0)
+    if (svc.len > 0) {
+        ep->service_name = mkstr(c, svc.ptr, svc.len);
+        if (lower_name(c, &ep->service_name) != 0)
             return -1;
     }
-    s->has_remote = svc != NULL || ep->has_ipv4 || ep->has_ipv6;
+    s->has_remote = svc.len > 0 || ep->has_ipv4 || ep->has_ipv6;
     if (!s->has_remote)
         ep->port = 0;
     return 0;
 }
 
-/* Per-ResourceSpans state shared by its spans. */
-typedef struct rctx {
-    str_t service;     /* lowercased */
-    span_tag_t *rtags; /* resource attributes other than service.name */
-    uint32_t n_rtags;
-    const any_value_t **rvals; /* the AnyValue of each rtag, for the "error" rule */
-    span_tag_t scope_tags[4];
-    uint32_t n_scope_tags;
-} rctx_t;
-
-static int resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc)
+int otlp_resource_build(dctx_t *c, const otlp_kv_t *kvs, size_t n, rctx_t *rc)
 {
     rc->service = STR_LIT("unknown_service");
     rc->rtags = NULL;
     rc->n_rtags = 0;
-    rc->rvals = NULL;
-    if (r == NULL || r->n_attributes == 0)
+    rc->rfalse = NULL;
+    rc->rkey_lens = 0;
+    if (n == 0)
         return 0;
-    size_t n = r->n_attributes;
-    rc->rtags = dalloc(c, n * sizeof(*rc->rtags));
-    rc->rvals = dalloc(c, n * sizeof(*rc->rvals));
-    if (rc->rtags == NULL || rc->rvals == NULL)
-        return -1;
+    size_t cap = n < c->lim.max_attributes ? n : c->lim.max_attributes;
+    if (cap > 0) {
+        rc->rtags = dalloc(c, cap * sizeof(*rc->rtags));
+        rc->rfalse = dalloc(c, cap);
+        if (rc->rtags == NULL || rc->rfalse == NULL)
+            return -1;
+    }
     int have_service = 0;
     for (size_t i = 0; i < n; i++) {
-        const key_value_t *kv = r->attributes[i];
-        if (!have_service && kv->key != NULL && rawlen(c, kv->key) == 12 && memcmp(kv->key, "service.name", 12) == 0 &&
-            str_value(kv->value) != NULL) {
-            rc->service = cstr(c, kv->value->string_value);
+        const otlp_kv_t *kv = &kvs[i];
+        if (!have_service && kv->key.len == 12 && memcmp(kv->key.ptr, "service.name", 12) == 0 &&
+            kv->val.kind == AV(STRING_VALUE) && kv->val.u.str.len > 0) {
+            rc->service = mkstr(c, kv->val.u.str.ptr, kv->val.u.str.len);
             have_service = 1;
             continue;
         }
         if (rc->n_rtags >= c->lim.max_attributes)
             continue;
         span_tag_t *t = &rc->rtags[rc->n_rtags];
-        t->key = cstr(c, kv->key);
-        if (render_text(c, kv->value, &t->value) != 0)
+        t->key = mkstr(c, kv->key.ptr, kv->key.len);
+        if (otlp_render_val(c, &kv->val, &t->value) != 0)
             return -1;
-        rc->rvals[rc->n_rtags++] = kv->value;
+        rc->rfalse[rc->n_rtags++] = (uint8_t)otlp_val_is_false(&kv->val);
+        rc->rkey_lens |= 1ull << (t->key.len & 63);
     }
     return lower(c, &rc->service);
 }
 
-static void scope_prepare(const dctx_t *c, const scope_t *sc, rctx_t *rc)
+int otlp_resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc)
+{
+    size_t n = r != NULL ? r->n_attributes : 0;
+    otlp_kv_t *kvs = NULL;
+    if (n > 0) {
+        kvs = dalloc(c, n * sizeof(*kvs));
+        if (kvs == NULL)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            const key_value_t *kv = r->attributes[i];
+            kvs[i].key = kv->key != NULL ? (str_t){kv->key, (uint32_t)rawlen(c, kv->key)} : (str_t){"", 0};
+            val_of(c, kv->value, &kvs[i].val);
+        }
+    }
+    return otlp_resource_build(c, kvs, n, rc);
+}
+
+void otlp_scope_build(const dctx_t *c, str_t name, str_t version, rctx_t *rc)
 {
     rc->n_scope_tags = 0;
-    if (sc == NULL)
-        return;
-    if (sc->name != NULL && sc->name[0] != '\0') {
-        str_t v = cstr(c, sc->name);
+    if (name.len > 0) {
+        str_t v = mkstr(c, name.ptr, name.len);
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.scope.name"), v};
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.library.name"), v};
     }
-    if (sc->version != NULL && sc->version[0] != '\0') {
-        str_t v = cstr(c, sc->version);
+    if (version.len > 0) {
+        str_t v = mkstr(c, version.ptr, version.len);
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.scope.version"), v};
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.library.version"), v};
     }
+}
+
+/* C-string view of a string of the decoded messages (NULL = empty). */
+static str_t cview(const dctx_t *c, const char *s)
+{
+    return s != NULL ? (str_t){s, (uint32_t)rawlen(c, s)} : (str_t){"", 0};
+}
+
+void otlp_scope_prepare(const dctx_t *c, const scope_t *sc, rctx_t *rc)
+{
+    if (sc == NULL)
+        otlp_scope_build(c, (str_t){"", 0}, (str_t){"", 0}, rc);
+    else
+        otlp_scope_build(c, cview(c, sc->name), cview(c, sc->version), rc);
 }
 
 static int event_annotation(dctx_t *c, const pevent_t *e, span_annotation_t *a)
@@ -772,60 +864,123 @@ static int event_annotation(dctx_t *c, const pevent_t *e, span_annotation_t *a)
     return 0;
 }
 
-/*
- * Map one span into *s and hand it to the sink, or, without a sink, keep it
- * in c->batch. 0 (also when rejected), -1 fatal.
- */
-static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, span_sink_fn sink, void *ctx)
+int otlp_span_begin(dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_t *s)
 {
     otlp_result_t *res = c->res;
     if (res->accepted + res->rejected >= c->lim.max_items) {
         reject(c, 1, "too many spans in one request (limit %u)", c->lim.max_items);
         return 0;
     }
-    memset(s, 0, sizeof(*s));
-    if (trace_id_get(&ps->trace_id, &s->trace_id_high, &s->trace_id_low) != 0) {
+    static const span_t zero;
+    *s = zero;
+    if (in->trace_id_len != 16 || in->trace_id == NULL ||
+        ((s->trace_id_high = be64(in->trace_id)) | (s->trace_id_low = be64(in->trace_id + 8))) == 0) {
         reject(c, 1, "span with invalid trace_id (must be 16 bytes, not all zero)");
         return 0;
     }
-    if (span_id_get(&ps->span_id, &s->id) != 0) {
+    if (in->span_id_len != 8 || in->span_id == NULL || (s->id = be64(in->span_id)) == 0) {
         reject(c, 1, "span with invalid span_id (must be 8 bytes, not all zero)");
         return 0;
     }
-    if (ps->parent_span_id.len == 8 && ps->parent_span_id.data != NULL) {
-        s->parent_id = span_id_from_bytes(ps->parent_span_id.data);
-    } else if (ps->parent_span_id.len != 0) {
+    if (in->parent_id_len == 8 && in->parent_id != NULL) {
+        s->parent_id = be64(in->parent_id);
+    } else if (in->parent_id_len != 0) {
         reject(c, 1, "span with invalid parent_span_id (must be empty or 8 bytes)");
         return 0;
     }
 
-    switch ((int)ps->kind) {
+    switch (in->kind) {
     case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER: s->kind = SPAN_KIND_SERVER; break;
     case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT: s->kind = SPAN_KIND_CLIENT; break;
     case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_PRODUCER: s->kind = SPAN_KIND_PRODUCER; break;
     case OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CONSUMER: s->kind = SPAN_KIND_CONSUMER; break;
     default: s->kind = SPAN_KIND_UNSPECIFIED; break;
     }
-    int internal = ps->kind == OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL;
 
-    s->name = cstr(c, ps->name);
-    if (lower(c, &s->name) != 0)
-        return fail_oom(c);
-    if (ps->start_time_unix_nano != 0) {
-        s->timestamp_us = ps->start_time_unix_nano / 1000;
-        if (ps->end_time_unix_nano > ps->start_time_unix_nano) {
-            s->duration_us = (ps->end_time_unix_nano - ps->start_time_unix_nano) / 1000;
+    s->name = mkstr(c, in->name.ptr, in->name.len);
+    if (lower_name(c, &s->name) != 0)
+        return -1;
+    if (in->start_ns != 0) {
+        s->timestamp_us = in->start_ns / 1000;
+        if (in->end_ns > in->start_ns) {
+            s->duration_us = (in->end_ns - in->start_ns) / 1000;
             if (s->duration_us == 0)
                 s->duration_us = 1;
         }
     }
     s->local.service_name = rc->service;
     s->has_local = 1;
+    return 1;
+}
 
-    int code = ps->status ? (int)ps->status->code : 0;
-    int is_error = code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
-    int is_ok = code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK;
-    str_t status_msg = ps->status ? cstr(c, ps->status->message) : (str_t){"", 0};
+uint32_t otlp_span_finish_tags(const dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_tag_t *tags,
+                               uint32_t nt)
+{
+    int is_error = in->status_code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
+    int is_ok = in->status_code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK;
+    if (rc->n_rtags > 0) {
+        /* a span attribute overrides the resource attribute of the same key */
+        uint64_t lens = 0;
+        for (uint32_t j = 0; j < nt; j++)
+            lens |= 1ull << (tags[j].key.len & 63);
+        int clash = (lens & rc->rkey_lens) != 0;
+        uint32_t n_span_tags = nt;
+        for (uint32_t i = 0; i < rc->n_rtags; i++) {
+            const span_tag_t *rt = &rc->rtags[i];
+            if (rt->key.len == 5 && memcmp(rt->key.ptr, "error", 5) == 0 && (is_error || rc->rfalse[i]))
+                continue;
+            uint32_t j = n_span_tags;
+            if (clash && (lens & (1ull << (rt->key.len & 63)))) {
+                j = 0;
+                while (j < n_span_tags &&
+                       !(tags[j].key.len == rt->key.len && memcmp(tags[j].key.ptr, rt->key.ptr, rt->key.len) == 0))
+                    j++;
+            }
+            if (j == n_span_tags)
+                tags[nt++] = *rt;
+        }
+    }
+    for (uint32_t i = 0; i < rc->n_scope_tags; i++)
+        tags[nt++] = rc->scope_tags[i];
+    if (in->kind == OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL)
+        tags[nt++] = (span_tag_t){STR_LIT("span.kind"), STR_LIT("internal")};
+    if (is_error || is_ok) {
+        str_t msg = mkstr(c, in->status_msg.ptr, in->status_msg.len);
+        tags[nt++] = (span_tag_t){STR_LIT("otel.status_code"), is_error ? STR_LIT("ERROR") : STR_LIT("OK")};
+        if (msg.len > 0)
+            tags[nt++] = (span_tag_t){STR_LIT("otel.status_description"), msg};
+        if (is_error)
+            tags[nt++] = (span_tag_t){STR_LIT("error"), msg};
+    }
+    return nt;
+}
+
+static void bytes_of(const ProtobufCBinaryData *b, const uint8_t **ptr, size_t *len)
+{
+    *ptr = b->data;
+    *len = b->len;
+}
+
+/*
+ * Map one span into *s and hand it to the sink, or, without a sink, keep it
+ * in c->batch. 0 (also when rejected), -1 fatal.
+ */
+static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, span_sink_fn sink, void *ctx)
+{
+    otlp_span_in_t in;
+    bytes_of(&ps->trace_id, &in.trace_id, &in.trace_id_len);
+    bytes_of(&ps->span_id, &in.span_id, &in.span_id_len);
+    bytes_of(&ps->parent_span_id, &in.parent_id, &in.parent_id_len);
+    in.name = cview(c, ps->name);
+    in.kind = (int32_t)ps->kind;
+    in.status_code = ps->status ? (int32_t)ps->status->code : 0;
+    in.status_msg = ps->status ? cview(c, ps->status->message) : (str_t){"", 0};
+    in.start_ns = ps->start_time_unix_nano;
+    in.end_ns = ps->end_time_unix_nano;
+    int rc_begin = otlp_span_begin(c, rc, &in, s);
+    if (rc_begin <= 0)
+        return rc_begin < 0 ? fail_oom(c) : 0;
+    int is_error = in.status_code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
 
     size_t n_attr = ps->n_attributes;
     if (n_attr > c->lim.max_attributes)
@@ -834,50 +989,28 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
     span_tag_t *tags = dalloc(c, cap * sizeof(*tags));
     if (tags == NULL)
         return fail_oom(c);
-    const any_value_t *pk[PK_COUNT] = {0};
+    peer_attrs_t pa;
+    pa.seen = 0;
     uint32_t nt = 0;
     for (size_t i = 0; i < n_attr; i++) {
         const key_value_t *kv = ps->attributes[i];
         span_tag_t *t = &tags[nt];
+        otlp_val_t v;
+        val_of(c, kv->value, &v);
         t->key = cstr(c, kv->key);
-        int k = peer_key_of(t->key.ptr, t->key.len);
-        if (k != PK_NONE) {
-            if (k == PK_ERROR && (is_error || is_false(kv->value)))
-                continue;
-            if (pk[k] == NULL)
-                pk[k] = kv->value;
-        }
-        if (render_text(c, kv->value, &t->value) != 0)
+        int k = otlp_peer_key(t->key.ptr, t->key.len);
+        if (k == PK_ERROR && (is_error || otlp_val_is_false(&v)))
+            continue;
+        if (k != PK_NONE)
+            otlp_peer_note(&pa, k, &v);
+        if (otlp_render_val(c, &v, &t->value) != 0)
             return fail_oom(c);
         nt++;
     }
-    uint32_t n_span_tags = nt;
-    for (uint32_t i = 0; i < rc->n_rtags; i++) {
-        const span_tag_t *rt = &rc->rtags[i];
-        if (rt->key.len == 5 && memcmp(rt->key.ptr, "error", 5) == 0 && (is_error || is_false(rc->rvals[i])))
-            continue;
-        uint32_t j = 0;
-        while (j < n_span_tags &&
-               !(tags[j].key.len == rt->key.len && memcmp(tags[j].key.ptr, rt->key.ptr, rt->key.len) == 0))
-            j++;
-        if (j == n_span_tags)
-            tags[nt++] = *rt;
-    }
-    for (uint32_t i = 0; i < rc->n_scope_tags; i++)
-        tags[nt++] = rc->scope_tags[i];
-    if (internal)
-        tags[nt++] = (span_tag_t){STR_LIT("span.kind"), STR_LIT("internal")};
-    if (is_error || is_ok) {
-        tags[nt++] = (span_tag_t){STR_LIT("otel.status_code"), is_error ? STR_LIT("ERROR") : STR_LIT("OK")};
-        if (status_msg.len > 0)
-            tags[nt++] = (span_tag_t){STR_LIT("otel.status_description"), status_msg};
-        if (is_error)
-            tags[nt++] = (span_tag_t){STR_LIT("error"), status_msg};
-    }
     s->tags = tags;
-    s->n_tags = nt;
+    s->n_tags = otlp_span_finish_tags(c, rc, &in, tags, nt);
 
-    if (remote_endpoint(c, pk, s->kind, s) != 0)
+    if (otlp_remote_endpoint(c, &pa, s) != 0)
         return fail_oom(c);
 
     size_t n_ev = ps->n_events;
@@ -898,8 +1031,13 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
         c->n_batch++;
     else if (sink(ctx, s) != 0)
         return sink_stopped(c);
-    res->accepted++;
+    c->res->accepted++;
     return 0;
+}
+
+int otlp_map_span_batch(dctx_t *c, const rctx_t *rc, const pspan_t *ps)
+{
+    return map_span(c, rc, ps, &c->batch[c->n_batch], NULL, NULL);
 }
 
 static int map_traces(dctx_t *c, const trace_req_t *req, span_sink_fn sink, void *ctx)
@@ -921,11 +1059,11 @@ static int map_traces(dctx_t *c, const trace_req_t *req, span_sink_fn sink, void
     for (size_t i = 0; i < req->n_resource_spans; i++) {
         const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[i];
         rctx_t rc;
-        if (resource_prepare(c, rs->resource, &rc) != 0)
+        if (otlp_resource_prepare(c, rs->resource, &rc) != 0)
             return fail_oom(c);
         for (size_t j = 0; j < rs->n_scope_spans; j++) {
             const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
-            scope_prepare(c, ss->scope, &rc);
+            otlp_scope_prepare(c, ss->scope, &rc);
             for (size_t k = 0; k < ss->n_spans; k++) {
                 span_t *dst = sink == NULL ? &c->batch[c->n_batch] : &one;
                 if (map_span(c, &rc, ss->spans[k], dst, sink, ctx) != 0)
@@ -1226,8 +1364,11 @@ static int map_logs(dctx_t *c, const logs_req_t *req, otlp_log_sink_fn sink, voi
         if (rl->resource != NULL) {
             for (size_t a = 0; a < rl->resource->n_attributes; a++) {
                 const key_value_t *kv = rl->resource->attributes[a];
-                if (kv->key != NULL && strcmp(kv->key, "service.name") == 0 && str_value(kv->value) != NULL) {
-                    service = cstr(c, kv->value->string_value);
+                otlp_val_t v;
+                val_of(c, kv->value, &v);
+                if (kv->key != NULL && strcmp(kv->key, "service.name") == 0 && v.kind == AV(STRING_VALUE) &&
+                    v.u.str.len > 0) {
+                    service = mkstr(c, v.u.str.ptr, v.u.str.len);
                     break;
                 }
             }
@@ -1345,16 +1486,36 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
     return map_traces(&c, req, sink, ctx);
 }
 
+int otlp_traces_decode_proto_direct(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                    const span_t **spans, size_t *n_spans, otlp_result_t *res,
+                                    otlp_direct_stats_t *stats)
+{
+    dctx_t c;
+    dctx_init(&c, limits, arena, res);
+    c.wire = 1; /* parts handed to otlp_wire */
+    *spans = NULL;
+    *n_spans = 0;
+    int rc = otlp_direct_decode(&c, data, len, stats);
+    if (rc == 0) {
+        *spans = c.batch;
+        *n_spans = c.n_batch;
+    }
+    return rc;
+}
+
 int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
                                    const span_t **spans, size_t *n_spans, otlp_result_t *res)
 {
+    int rc = otlp_traces_decode_proto_direct(data, len, limits, arena, spans, n_spans, res, NULL);
+    if (rc != OTLP_DECLINED)
+        return rc;
     dctx_t c;
     dctx_init(&c, limits, arena, res);
     *spans = NULL;
     *n_spans = 0;
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {

@@ -148,15 +148,45 @@ int otlp_traces_decode_json(const uint8_t *data, size_t len, const otlp_limits_t
 
 /*
  * otlp_traces_decode_proto for a caller that owns a scratch copy of the
- * body (a decompressed one) and wants the spans as one array: data is
- * decoded in place and overwritten, and instead of a sink the accepted
- * spans are returned in *spans (an array of *n_spans in the arena; NULL/0
- * on -1). The spans' strings point into data and the arena, so both must
- * outlive every use of the spans. Otherwise the same contract (results,
- * limits, errors), and the same spans in the same order.
+ * body (a decompressed one) and wants the spans as one array: data may be
+ * overwritten, and instead of a sink the accepted spans are returned in
+ * *spans (an array of *n_spans in the arena; NULL/0 on -1). The spans'
+ * strings point into data and the arena, so both must outlive every use
+ * of the spans. Otherwise the same contract (results, limits, errors), and
+ * the same spans in the same order. Tries otlp_traces_decode_proto_direct
+ * first; when that declines, decodes with otlp_wire in place.
  */
 int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
                                    const span_t **spans, size_t *n_spans, otlp_result_t *res);
+
+#define OTLP_DECLINED 1 /* otlp_traces_decode_proto_direct: left to the general decoder */
+
+/* What otlp_traces_decode_proto_direct did, for tests and benchmarks. */
+typedef struct otlp_direct_stats {
+    const char *declined;      /* why the body was declined (static text), NULL when it was not */
+    uint64_t spans;            /* span messages read straight from the wire */
+    uint64_t spans_handed;     /* span messages handed to otlp_wire + the struct mapping (unusual content) */
+    uint64_t resources_handed; /* likewise for Resource and InstrumentationScope messages */
+    uint64_t scopes_handed;
+} otlp_direct_stats_t;
+
+/*
+ * The fast path of otlp_traces_decode_proto_spans: one read-only pass from
+ * the wire straight to span_t. data is not modified; the spans' strings
+ * point into data and the arena. Returns 0 or -1 as
+ * otlp_traces_decode_proto_spans would (-1 only for the arena limit), with
+ * the same spans and results; or OTLP_DECLINED, with *spans NULL/0 and res
+ * to be ignored, when the body is one it leaves to the general decoder as
+ * a whole: malformed (so that the error message is otlp_wire's), a
+ * Resource or InstrumentationScope given twice or after the spans it
+ * applies to, or limits->max_depth below 6. Unusual content inside a span,
+ * resource or scope (arrays and kvlists, a value or status given twice,
+ * links, events with attributes) is decoded by otlp_wire for that message
+ * alone, so the rest of the body stays on the fast path. stats may be NULL.
+ */
+int otlp_traces_decode_proto_direct(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                    const span_t **spans, size_t *n_spans, otlp_result_t *res,
+                                    otlp_direct_stats_t *stats);
 
 /*
  * The same contract as otlp_traces_decode_proto, decoded by protobuf-c's

@@ -12,7 +12,6 @@
  */
 #include "otlp_wire.h"
 
-#include <limits.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,8 +34,6 @@ typedef Opentelemetry__Proto__Common__V1__KeyValueList kvlist_t;
 #define AV(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
-
-#define MAX_FIELD_NUMBER 536870911u
 
 typedef struct wctx {
     arena_t *arena;
@@ -88,26 +85,13 @@ static void *walloc(wctx_t *c, size_t n)
 /* Varint of at most 10 bytes; bits past 64 are dropped (as protobuf-c does). */
 static inline int rd_varint(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, const uint8_t *fs, uint64_t *out)
 {
-    uint8_t *p = *pp;
-    *out = 0;
-    if (p < end && *p < 0x80) {
-        *out = *p;
-        *pp = p + 1;
+    int k = otlp_pb_varint(*pp, end, out);
+    if (k > 0) {
+        *pp += k;
         return 0;
     }
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (p >= end)
-            break;
-        uint8_t b = *p++;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            *out = v;
-            *pp = p;
-            return 0;
-        }
-    }
-    if (p >= end)
+    *out = 0;
+    if (k == OTLP_PB_TRUNCATED)
         return werr(c, "truncated varint in field %u at offset %zu", num, off(c, fs));
     return werr(c, "varint longer than 10 bytes in field %u at offset %zu", num, off(c, fs));
 }
@@ -115,36 +99,19 @@ static inline int rd_varint(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num,
 /* Tag of at most 5 bytes; field numbers 1..2^29-1. */
 static inline int rd_tag(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t *num, unsigned *wt)
 {
-    uint8_t *p = *pp;
-    *num = 0;
-    *wt = 0;
-    uint8_t b = *p;
-    if (b < 0x80) {
-        if (b < 8)
-            return werr(c, "invalid field number at offset %zu", off(c, p));
-        *num = b >> 3;
-        *wt = b & 7;
-        *pp = p + 1;
+    uint32_t key = 0;
+    int k = otlp_pb_tag(*pp, end, &key);
+    *num = key >> 3;
+    *wt = key & 7;
+    if (k > 0) {
+        *pp += k;
         return 0;
     }
-    uint64_t v = 0;
-    uint8_t *q = p;
-    for (unsigned i = 0; i < 5; i++) {
-        if (q >= end)
-            return werr(c, "truncated field tag at offset %zu", off(c, p));
-        b = *q++;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            uint64_t n = v >> 3;
-            if (n == 0 || n > MAX_FIELD_NUMBER)
-                return werr(c, "invalid field number at offset %zu", off(c, p));
-            *num = (uint32_t)n;
-            *wt = (unsigned)(v & 7);
-            *pp = q;
-            return 0;
-        }
-    }
-    return werr(c, "field tag longer than 5 bytes at offset %zu", off(c, p));
+    if (k == OTLP_PB_BAD_FIELD)
+        return werr(c, "invalid field number at offset %zu", off(c, *pp));
+    if (k == OTLP_PB_TRUNCATED)
+        return werr(c, "truncated field tag at offset %zu", off(c, *pp));
+    return werr(c, "field tag longer than 5 bytes at offset %zu", off(c, *pp));
 }
 
 static int bad_wire_type(wctx_t *c, uint32_t num, unsigned wt, const uint8_t *fs)
@@ -162,50 +129,17 @@ static inline int rd_len(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, un
     *n = 0;
     if (wt != WT_LEN)
         return bad_wire_type(c, num, wt, fs);
-    uint8_t *p = *pp;
-    uint64_t v;
-    if (p < end && *p < 0x80) {
-        v = *p++;
-    } else {
-        v = 0;
-        unsigned i = 0;
-        for (;; i++) {
-            if (p >= end)
-                return werr(c, "truncated length-delimited field %u at offset %zu", num, off(c, fs));
-            if (i == 5)
-                return werr(c, "length prefix longer than 5 bytes in field %u at offset %zu", num, off(c, fs));
-            uint8_t b = *p++;
-            v |= (uint64_t)(b & 0x7f) << (7 * i);
-            if (!(b & 0x80))
-                break;
-        }
-    }
-    if (v > (uint64_t)(end - p) || v > INT_MAX)
+    size_t v = 0;
+    int k = otlp_pb_len(*pp, end, &v);
+    if (k == OTLP_PB_TOO_LONG)
+        return werr(c, "length prefix longer than 5 bytes in field %u at offset %zu", num, off(c, fs));
+    if (k < 0)
         return werr(c, "truncated length-delimited field %u at offset %zu", num, off(c, fs));
+    uint8_t *p = *pp + k;
     *sub = p;
     *n = (size_t)v;
     *pp = p + v;
     return 0;
-}
-
-static inline uint64_t ld64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static inline uint32_t ld32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
 }
 
 static inline int rd_fixed64(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, unsigned wt, const uint8_t *fs,
@@ -216,7 +150,7 @@ static inline int rd_fixed64(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num
         return bad_wire_type(c, num, wt, fs);
     if (end - *pp < 8)
         return werr(c, "truncated fixed64 field %u at offset %zu", num, off(c, fs));
-    *out = ld64(*pp);
+    *out = otlp_pb_ld64(*pp);
     *pp += 8;
     return 0;
 }
@@ -229,7 +163,7 @@ static inline int rd_fixed32(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num
         return bad_wire_type(c, num, wt, fs);
     if (end - *pp < 4)
         return werr(c, "truncated fixed32 field %u at offset %zu", num, off(c, fs));
-    *out = ld32(*pp);
+    *out = otlp_pb_ld32(*pp);
     *pp += 4;
     return 0;
 }
@@ -564,15 +498,6 @@ static int dec_kvlist(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, kvlis
     return 0;
 }
 
-/* protobuf-c's bool: true when any 7-bit group of the field's bytes is non-zero, whatever the wire type. */
-static int raw_bool(const uint8_t *s, const uint8_t *e)
-{
-    for (; s < e; s++)
-        if (*s & 0x7f)
-            return 1;
-    return 0;
-}
-
 static int dec_any(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, any_t *v)
 {
     if (depth_ok(c, depth, p) != 0)
@@ -599,7 +524,7 @@ static int dec_any(wctx_t *c, uint8_t *p, uint8_t *end, unsigned depth, any_t *v
             uint8_t *vs = p;
             if (skip_field(c, &p, end, num, wt, fs) != 0)
                 return -1;
-            v->bool_value = raw_bool(vs, p);
+            v->bool_value = otlp_pb_raw_bool(vs, p);
             v->value_case = AV(BOOL_VALUE);
             break;
         }
@@ -1129,4 +1054,29 @@ int otlp_wire_decode_traces_inplace(uint8_t *data, size_t len, unsigned max_dept
 {
     static uint8_t empty[1];
     return decode_buf(len > 0 ? data : empty, len, max_depth, arena, out, err, err_size);
+}
+
+int otlp_wire_decode_part(enum otlp_wire_part part, uint8_t *data, size_t len, unsigned depth, unsigned max_depth,
+                          arena_t *arena, void **out, char *err, size_t err_size)
+{
+    static uint8_t empty[1];
+    uint8_t *buf = len > 0 ? data : empty;
+    wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size};
+    if (err_size > 0)
+        err[0] = '\0';
+    void *m = walloc(&c, part == OTLP_WIRE_PART_RESOURCE ? sizeof(resource_t)
+                         : part == OTLP_WIRE_PART_SCOPE  ? sizeof(scope_t)
+                                                         : sizeof(pspan_t));
+    if (m == NULL)
+        return OTLP_WIRE_NOMEM;
+    int rc;
+    switch (part) {
+    case OTLP_WIRE_PART_RESOURCE: rc = dec_resource(&c, buf, buf + len, depth, m); break;
+    case OTLP_WIRE_PART_SCOPE: rc = dec_scope(&c, buf, buf + len, depth, m); break;
+    default: rc = dec_span(&c, buf, buf + len, depth, m); break;
+    }
+    if (rc != 0)
+        return c.oom ? OTLP_WIRE_NOMEM : OTLP_WIRE_INVALID;
+    *out = m;
+    return 0;
 }

@@ -37,6 +37,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "arena.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
@@ -90,5 +91,143 @@ static inline size_t otlp_wire_strlen(const char *str)
 int otlp_wire_decode_traces_inplace(uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
                                     Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
                                     char *err, size_t err_size);
+
+/* The messages otlp_wire_decode_part decodes on their own. */
+enum otlp_wire_part {
+    OTLP_WIRE_PART_RESOURCE, /* *out: Opentelemetry__Proto__Resource__V1__Resource */
+    OTLP_WIRE_PART_SCOPE,    /* *out: Opentelemetry__Proto__Common__V1__InstrumentationScope */
+    OTLP_WIRE_PART_SPAN,     /* *out: Opentelemetry__Proto__Trace__V1__Span */
+};
+
+/*
+ * Decode one message of a request on its own, in place like
+ * otlp_wire_decode_traces_inplace: data/len is the message's payload (a
+ * copy the caller owns), depth the level it has in the request (a
+ * Resource 3, a Scope or a Span 4), so nesting is bounded exactly as in a
+ * whole-request decode. This is how otlp_direct hands an unusual part to
+ * the general decoder. Offsets in err are relative to data.
+ * Returns 0, OTLP_WIRE_INVALID or OTLP_WIRE_NOMEM like the above.
+ */
+int otlp_wire_decode_part(enum otlp_wire_part part, uint8_t *data, size_t len, unsigned depth, unsigned max_depth,
+                          arena_t *arena, void **out, char *err, size_t err_size);
+
+/*
+ * Wire primitives, with protobuf-c 1.4's acceptance, shared by otlp_wire
+ * and otlp_direct. Each reads at p (p < end for the tag) and returns the
+ * number of bytes it consumed, or one of these negative codes.
+ */
+enum {
+    OTLP_PB_TRUNCATED = -1, /* the input ends inside the item */
+    OTLP_PB_TOO_LONG = -2,  /* a varint past 10 bytes, a tag or length prefix past 5 */
+    OTLP_PB_BAD_FIELD = -3, /* field number 0 or above 2^29-1 */
+};
+
+#define OTLP_PB_MAX_FIELD 536870911u
+
+/* Varint of at most 10 bytes; bits past 64 are dropped (as protobuf-c does). */
+static inline int otlp_pb_varint(const uint8_t *p, const uint8_t *end, uint64_t *out)
+{
+    if (p < end && *p < 0x80) {
+        *out = *p;
+        return 1;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 10; i++) {
+        if (p + i >= end)
+            return OTLP_PB_TRUNCATED;
+        uint8_t b = p[i];
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *out = v;
+            return i + 1;
+        }
+    }
+    return p + 10 >= end ? OTLP_PB_TRUNCATED : OTLP_PB_TOO_LONG;
+}
+
+/* Tag of at most 5 bytes: *key = field number << 3 | wire type, numbers 1..2^29-1. */
+static inline int otlp_pb_tag(const uint8_t *p, const uint8_t *end, uint32_t *key)
+{
+    uint8_t b = *p;
+    if (b < 0x80) {
+        if (b < 8)
+            return OTLP_PB_BAD_FIELD;
+        *key = b;
+        return 1;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (p + i >= end)
+            return OTLP_PB_TRUNCATED;
+        b = p[i];
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            uint64_t n = v >> 3;
+            if (n == 0 || n > OTLP_PB_MAX_FIELD)
+                return OTLP_PB_BAD_FIELD;
+            *key = (uint32_t)v;
+            return i + 1;
+        }
+    }
+    return OTLP_PB_TOO_LONG;
+}
+
+/* Length prefix of at most 5 bytes whose payload fits before end (and INT_MAX): *n. */
+static inline int otlp_pb_len(const uint8_t *p, const uint8_t *end, size_t *n)
+{
+    uint64_t v;
+    int k;
+    if (p < end && *p < 0x80) {
+        v = *p;
+        k = 1;
+    } else {
+        v = 0;
+        for (k = 0;; k++) {
+            if (p + k >= end)
+                return OTLP_PB_TRUNCATED;
+            if (k == 5)
+                return OTLP_PB_TOO_LONG;
+            uint8_t b = p[k];
+            v |= (uint64_t)(b & 0x7f) << (7 * k);
+            if (!(b & 0x80))
+                break;
+        }
+        k++;
+    }
+    if (v > (uint64_t)(end - (p + k)) || v > 2147483647u)
+        return OTLP_PB_TRUNCATED;
+    *n = (size_t)v;
+    return k;
+}
+
+/* Little-endian fixed64 / fixed32 at p. */
+static inline uint64_t otlp_pb_ld64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static inline uint32_t otlp_pb_ld32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+/* protobuf-c's bool: true when any 7-bit group of the field's bytes [s, e) is non-zero, whatever the wire type. */
+static inline int otlp_pb_raw_bool(const uint8_t *s, const uint8_t *e)
+{
+    for (; s < e; s++)
+        if (*s & 0x7f)
+            return 1;
+    return 0;
+}
 
 #endif

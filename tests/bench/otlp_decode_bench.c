@@ -2,7 +2,11 @@
  * otlp_decode_bench: decode-only throughput of an OTLP trace request shaped
  * like span_load's (1000 spans, 6 attributes each, one resource and scope),
  * protobuf-c's generic unpack against otlp_wire, alone and with the mapping
- * to span_t (sink does nothing). Not built by CMake; from a release build:
+ * to span_t (sink does nothing), and otlp_direct (wire straight to span_t,
+ * what ingest runs). Arguments: iterations; the one variant to run (pbc,
+ * wire, ref, wire+map, direct; "all" for every one), e.g. under callgrind;
+ * "span_load" for span_load's request shape instead of the bench's. Not
+ * built by CMake; from a release build:
  *   cc -O2 -I collector -I common -I <build>/gen tests/bench/otlp_decode_bench.c \
  *      <build>/liboutrider_collector.a <build>/liboutrider_exporters.a <build>/liboutrider_common.a \
  *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lmicrohttpd -lm -o /tmp/otlp_decode_bench
@@ -36,7 +40,13 @@ static void kv_set(kv_t *kv, any_t *v, const char *k, const char *s, int64_t i)
     }
 }
 
-static uint8_t *build(size_t *len)
+/*
+ * The request: the bench's own shape (one resource and scope, an empty
+ * status on every span) or, with span_load set, the shape of span_load
+ * send --services 5 --spans-per-trace 4 (five resources without scope,
+ * four spans per trace).
+ */
+static uint8_t *build(int span_load, size_t *len)
 {
     static Opentelemetry__Proto__Trace__V1__Span spans[N_SPANS];
     static Opentelemetry__Proto__Trace__V1__Span *sp[N_SPANS];
@@ -47,22 +57,27 @@ static uint8_t *build(size_t *len)
     static char urls[N_SPANS][48];
     static Opentelemetry__Proto__Trace__V1__Status st = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__INIT;
     static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+    static const char *const load_methods[] = {"GET", "POST", "GET", "GET"};
     for (int i = 0; i < N_SPANS; i++) {
         Opentelemetry__Proto__Trace__V1__Span *s = &spans[i];
         opentelemetry__proto__trace__v1__span__init(s);
+        int k = span_load ? i % 4 : i % 2;
         for (int b = 0; b < 32; b++)
-            ids[i][b] = (uint8_t)(i * 31 + b + 1);
+            ids[i][b] = (uint8_t)((span_load && b < 16 ? i / 4 : i) * 31 + b + 1);
         s->trace_id = (ProtobufCBinaryData){16, ids[i]};
         s->span_id = (ProtobufCBinaryData){8, ids[i] + 16};
-        if (i % 2)
+        if (k > 0)
             s->parent_span_id = (ProtobufCBinaryData){8, ids[i] + 24};
-        s->name = "ingress /productpage";
-        s->kind = i % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+        s->name = !span_load ? "ingress /productpage" : k % 2 ? "get /api/items" : "post /api/orders";
+        s->kind = k % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
                         : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
         s->start_time_unix_nano = 1700000000000000000ull + (uint64_t)i * 1000000;
         s->end_time_unix_nano = s->start_time_unix_nano + 2500000;
-        snprintf(urls[i], sizeof(urls[i]), "http://reviews:9080/reviews/%d", i);
-        kv_set(&kvs[i][0], &vals[i][0], "http.method", methods[i % 4], 0);
+        if (span_load)
+            snprintf(urls[i], sizeof(urls[i]), "http://reviews:9080/api/items/%d", (i * 7919 + 13) % 100000);
+        else
+            snprintf(urls[i], sizeof(urls[i]), "http://reviews:9080/reviews/%d", i);
+        kv_set(&kvs[i][0], &vals[i][0], "http.method", span_load ? load_methods[k] : methods[i % 4], 0);
         kv_set(&kvs[i][1], &vals[i][1], "http.url", urls[i], 0);
         kv_set(&kvs[i][2], &vals[i][2], "http.status_code", NULL, i % 10 == 7 ? 503 : 200);
         kv_set(&kvs[i][3], &vals[i][3], "upstream_cluster", "outbound|9080||reviews.default.svc.cluster.local", 0);
@@ -72,33 +87,45 @@ static uint8_t *build(size_t *len)
             kvp[i][k] = &kvs[i][k];
         s->attributes = kvp[i];
         s->n_attributes = 6;
-        s->status = &st;
+        s->status = span_load ? NULL : &st;
         sp[i] = s;
     }
-    static kv_t rkv;
-    static any_t rv;
-    static kv_t *rkvp[1] = {&rkv};
-    kv_set(&rkv, &rv, "service.name", "productpage", 0);
-    Opentelemetry__Proto__Resource__V1__Resource res = OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
-    res.attributes = rkvp;
-    res.n_attributes = 1;
+    enum { MAX_RS = 5 };
+    int n_rs = span_load ? MAX_RS : 1;
+    static kv_t rkv[MAX_RS];
+    static any_t rv[MAX_RS];
+    static kv_t *rkvp[MAX_RS];
+    static char names[MAX_RS][32];
+    static Opentelemetry__Proto__Resource__V1__Resource res[MAX_RS];
+    static Opentelemetry__Proto__Trace__V1__ScopeSpans ss[MAX_RS];
+    static Opentelemetry__Proto__Trace__V1__ScopeSpans *ssp[MAX_RS];
+    static Opentelemetry__Proto__Trace__V1__ResourceSpans rs[MAX_RS];
+    static Opentelemetry__Proto__Trace__V1__ResourceSpans *rsp[MAX_RS];
     Opentelemetry__Proto__Common__V1__InstrumentationScope scope =
         OPENTELEMETRY__PROTO__COMMON__V1__INSTRUMENTATION_SCOPE__INIT;
     scope.name = "outrider-proxy";
-    Opentelemetry__Proto__Trace__V1__ScopeSpans ss = OPENTELEMETRY__PROTO__TRACE__V1__SCOPE_SPANS__INIT;
-    ss.scope = &scope;
-    ss.spans = sp;
-    ss.n_spans = N_SPANS;
-    Opentelemetry__Proto__Trace__V1__ScopeSpans *ssp = &ss;
-    Opentelemetry__Proto__Trace__V1__ResourceSpans rs = OPENTELEMETRY__PROTO__TRACE__V1__RESOURCE_SPANS__INIT;
-    rs.resource = &res;
-    rs.scope_spans = &ssp;
-    rs.n_scope_spans = 1;
-    Opentelemetry__Proto__Trace__V1__ResourceSpans *rsp = &rs;
+    for (int j = 0; j < n_rs; j++) {
+        snprintf(names[j], sizeof(names[j]), span_load ? "service-%d" : "productpage", j);
+        kv_set(&rkv[j], &rv[j], "service.name", names[j], 0);
+        rkvp[j] = &rkv[j];
+        opentelemetry__proto__resource__v1__resource__init(&res[j]);
+        res[j].attributes = &rkvp[j];
+        res[j].n_attributes = 1;
+        opentelemetry__proto__trace__v1__scope_spans__init(&ss[j]);
+        ss[j].scope = span_load ? NULL : &scope;
+        ss[j].spans = sp + j * (N_SPANS / n_rs);
+        ss[j].n_spans = N_SPANS / n_rs;
+        ssp[j] = &ss[j];
+        opentelemetry__proto__trace__v1__resource_spans__init(&rs[j]);
+        rs[j].resource = &res[j];
+        rs[j].scope_spans = &ssp[j];
+        rs[j].n_scope_spans = 1;
+        rsp[j] = &rs[j];
+    }
     Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req =
         OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
-    req.resource_spans = &rsp;
-    req.n_resource_spans = 1;
+    req.resource_spans = rsp;
+    req.n_resource_spans = (size_t)n_rs;
     *len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
     uint8_t *out = malloc(*len);
     opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, out);
@@ -130,7 +157,7 @@ static void pb_free(void *data, void *p)
     (void)p;
 }
 
-enum { PBC_UNPACK, WIRE_DECODE, PBC_FULL, WIRE_FULL };
+enum { PBC_UNPACK, WIRE_DECODE, PBC_FULL, WIRE_FULL, DIRECT };
 
 static void run(const char *label, int which, const uint8_t *body, size_t len, int iters)
 {
@@ -153,16 +180,25 @@ static void run(const char *label, int which, const uint8_t *body, size_t len, i
         case WIRE_DECODE:
             if (otlp_wire_decode_traces(body, len, 32, &arena, &req, err, sizeof(err)) != 0)
                 abort();
-            n += req->resource_spans[0]->scope_spans[0]->n_spans;
+            for (size_t r = 0; r < req->n_resource_spans; r++)
+                n += req->resource_spans[r]->scope_spans[0]->n_spans;
             break;
         case PBC_FULL:
             if (otlp_traces_decode_proto_reference(body, len, NULL, &arena, null_sink, &n, &res) != 0)
                 abort();
             break;
-        default:
+        case WIRE_FULL:
             if (otlp_traces_decode_proto(body, len, NULL, &arena, null_sink, &n, &res) != 0)
                 abort();
             break;
+        default: {
+            const span_t *spans;
+            size_t n_spans;
+            if (otlp_traces_decode_proto_direct(body, len, NULL, &arena, &spans, &n_spans, &res, NULL) != 0)
+                abort();
+            n += n_spans;
+            break;
+        }
         }
         arena_reset(&arena);
     }
@@ -174,13 +210,24 @@ static void run(const char *label, int which, const uint8_t *body, size_t len, i
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 2000;
+    int span_load = argc > 3 && strcmp(argv[3], "span_load") == 0;
     size_t len;
-    uint8_t *body = build(&len);
-    printf("request: %d spans, %zu bytes (%.1f bytes/span)\n", N_SPANS, len, (double)len / N_SPANS);
-    run("protobuf-c unpack (no mapping)", PBC_UNPACK, body, len, iters);
-    run("otlp_wire decode (no mapping)", WIRE_DECODE, body, len, iters);
-    run("reference: depth check+unpack+map", PBC_FULL, body, len, iters);
-    run("otlp_traces_decode_proto (wire+map)", WIRE_FULL, body, len, iters);
+    uint8_t *body = build(span_load, &len);
+    printf("request (%s shape): %d spans, %zu bytes (%.1f bytes/span)\n", span_load ? "span_load" : "bench", N_SPANS,
+           len, (double)len / N_SPANS);
+    static const struct {
+        const char *name, *label;
+        int which;
+    } variants[] = {
+        {"pbc", "protobuf-c unpack (no mapping)", PBC_UNPACK},
+        {"wire", "otlp_wire decode (no mapping)", WIRE_DECODE},
+        {"ref", "reference: depth check+unpack+map", PBC_FULL},
+        {"wire+map", "otlp_traces_decode_proto (wire+map)", WIRE_FULL},
+        {"direct", "otlp_direct (wire -> span_t)", DIRECT},
+    };
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+        if (argc <= 2 || strcmp(argv[2], "all") == 0 || strcmp(argv[2], variants[i].name) == 0)
+            run(variants[i].label, variants[i].which, body, len, iters);
     free(body);
     return 0;
 }

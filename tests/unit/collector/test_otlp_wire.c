@@ -182,6 +182,13 @@ static const char *pick(const char *const *arr, size_t n)
 
 #define PICK(arr) pick(arr, sizeof(arr) / sizeof(arr[0]))
 
+/*
+ * plain: only what the direct path reads itself (scalar values given once,
+ * one status, no links, events without attributes, one resource and scope
+ * per parent), still with unknown fields, odd encodings and NUL bytes.
+ */
+static int plain;
+
 static void gen_any(buf_t *b, unsigned depth);
 
 static void gen_kv(buf_t *b, unsigned depth)
@@ -194,7 +201,7 @@ static void gen_kv(buf_t *b, unsigned depth)
         gen_any(&v, depth + 1);
         put_sub(b, 2, &v);
     }
-    if (chance(4)) { /* a second value: protobuf-c merges */
+    if (!plain && chance(4)) { /* a second value: protobuf-c merges */
         buf_t v = BUF_INIT;
         if (!chance(30))
             gen_any(&v, depth + 1);
@@ -209,7 +216,7 @@ static void gen_any(buf_t *b, unsigned depth)
     unsigned members = chance(10) ? 2 : chance(5) ? 0 : 1;
     for (unsigned m = 0; m < members; m++) {
         maybe_unknown(b, 8);
-        unsigned which = rn(depth < 6 ? 8 : 5);
+        unsigned which = plain ? (unsigned[]){0, 1, 2, 3, 4, 7}[rn(6)] : rn(depth < 6 ? 8 : 5);
         switch (which) {
         case 0:
         case 1: put_str(b, 1, PICK(STRS)); break;
@@ -335,7 +342,7 @@ static void gen_span(buf_t *b, unsigned depth)
         put_fixed64(&ev, 1, start + rn(1000000));
         if (chance(90))
             put_str(&ev, 2, chance(50) ? "retry" : PICK(STRS));
-        gen_attrs(&ev, 3, rn(3), depth + 1);
+        gen_attrs(&ev, 3, plain ? 0 : rn(3), depth + 1);
         if (chance(10))
             put_uint(&ev, 4, 2);
         maybe_unknown(&ev, 5);
@@ -343,7 +350,7 @@ static void gen_span(buf_t *b, unsigned depth)
     }
     if (chance(10))
         put_uint(b, 12, 1);
-    unsigned nlk = chance(15) ? rn(3) : 0;
+    unsigned nlk = !plain && chance(15) ? rn(3) : 0;
     for (unsigned i = 0; i < nlk; i++) {
         buf_t lk = BUF_INIT;
         gen_id(&lk, 1, 16);
@@ -360,7 +367,7 @@ static void gen_span(buf_t *b, unsigned depth)
     }
     if (chance(5))
         put_uint(b, 14, 3);
-    unsigned nst = chance(60) ? 1 : chance(15) ? 2 : 0;
+    unsigned nst = chance(60) ? 1 : !plain && chance(15) ? 2 : 0;
     for (unsigned i = 0; i < nst; i++)
         gen_status(b);
     if (chance(30))
@@ -407,13 +414,13 @@ static void gen_request(buf_t *b, unsigned max_spans)
     unsigned nrs = 1 + rn(3);
     for (unsigned i = 0; i < nrs; i++) {
         buf_t rs = BUF_INIT;
-        unsigned nres = chance(85) ? 1 : rn(3);
+        unsigned nres = chance(85) ? 1 : rn(plain ? 2 : 3);
         for (unsigned k = 0; k < nres; k++)
             gen_resource(&rs);
         unsigned nss = 1 + rn(3);
         for (unsigned j = 0; j < nss; j++) {
             buf_t ss = BUF_INIT;
-            unsigned nsc = chance(80) ? 1 : rn(3);
+            unsigned nsc = chance(80) ? 1 : rn(plain ? 2 : 3);
             for (unsigned k = 0; k < nsc; k++)
                 gen_scope(&ss);
             unsigned nsp = rn(max_spans + 1);
@@ -464,6 +471,81 @@ static void dump(const char *what, const uint8_t *body, size_t len)
 
 static unsigned n_ok, n_fail;
 
+/* How the direct path fared over the bodies given to diff_one. */
+static struct {
+    unsigned bodies, declined, declined_valid; /* declined_valid: bodies protobuf-c accepts */
+    uint64_t spans, spans_handed, resources_handed, scopes_handed;
+} direct;
+
+static int same_result(int rc1, const otlp_result_t *r1, int rc2, const otlp_result_t *r2)
+{
+    if (rc1 != rc2)
+        return 0;
+    return rc1 != 0 ||
+           (r1->accepted == r2->accepted && r1->rejected == r2->rejected && strcmp(r1->error, r2->error) == 0);
+}
+
+static void print_span(const char *who, size_t i, const span_t *s)
+{
+    fprintf(stderr, "%s span %zu: name=%.*s kind=%d remote=%.*s tags:", who, i, (int)s->name.len, s->name.ptr, s->kind,
+            (int)s->remote.service_name.len, s->remote.service_name.ptr);
+    for (uint32_t t = 0; t < s->n_tags; t++)
+        fprintf(stderr, " %.*s=%.*s", (int)s->tags[t].key.len, s->tags[t].key.ptr, (int)s->tags[t].value.len,
+                s->tags[t].value.ptr);
+    fprintf(stderr, "\n");
+}
+
+/*
+ * The direct path on body against the reference's outcome (rc2, r2, o2):
+ * unless it declines, the same result and the same spans; and it never
+ * writes into the body.
+ */
+static void diff_direct(const uint8_t *body, size_t len, const otlp_limits_t *lim, int rc2, const otlp_result_t *r2,
+                        const span_t *o2, size_t n2)
+{
+    arena_t a;
+    arena_init(&a, 0);
+    uint8_t *copy = malloc(len + 1);
+    assert_non_null(copy);
+    if (len > 0)
+        memcpy(copy, body, len);
+    const span_t *arr = NULL;
+    size_t n = 0;
+    otlp_result_t r;
+    otlp_direct_stats_t st;
+    int rc = otlp_traces_decode_proto_direct(copy, len, lim, &a, &arr, &n, &r, &st);
+    assert_memory_equal(copy, body, len);
+    direct.bodies++;
+    direct.spans += st.spans;
+    direct.spans_handed += st.spans_handed;
+    direct.resources_handed += st.resources_handed;
+    direct.scopes_handed += st.scopes_handed;
+    if (rc == OTLP_DECLINED) {
+        assert_non_null(st.declined);
+        assert_null(arr);
+        direct.declined++;
+        direct.declined_valid += rc2 == 0;
+    } else {
+        assert_null(st.declined);
+        int same = same_result(rc, &r, rc2, r2) && (rc != 0 || n == n2);
+        for (size_t i = 0; same && rc == 0 && i < n; i++) {
+            same = span_equal(&arr[i], &o2[i]);
+            if (!same) {
+                print_span("direct", i, &arr[i]);
+                print_span("protobuf-c", i, &o2[i]);
+            }
+        }
+        if (!same) {
+            fprintf(stderr, "direct rc=%d n=%zu err=\"%s\" / protobuf-c rc=%d n=%zu err=\"%s\"\n", rc, n, r.error, rc2,
+                    n2, r2->error);
+            dump("direct path and protobuf-c disagree", body, len);
+        }
+        assert_true(same);
+    }
+    free(copy);
+    arena_dispose(&a);
+}
+
 /* Decode body with both decoders and require the same outcome. */
 static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
 {
@@ -474,11 +556,10 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
     otlp_result_t r1, r2;
     int rc1 = otlp_traces_decode_proto(body, len, lim, &a1, collect, &o1, &r1);
     int rc2 = otlp_traces_decode_proto_reference(body, len, lim, &a2, collect, &o2, &r2);
-    int same = rc1 == rc2 && o1.n == o2.n;
-    if (same && rc1 == 0)
-        same = r1.accepted == r2.accepted && r1.rejected == r2.rejected && strcmp(r1.error, r2.error) == 0;
+    int same = same_result(rc1, &r1, rc2, &r2) && o1.n == o2.n;
     for (size_t i = 0; same && i < o1.n; i++)
         same = span_equal(&o1.s[i], &o2.s[i]);
+    diff_direct(body, len, lim, rc2, &r2, o2.s, o2.n);
     {
         /* the in-place, array-returning variant must agree with the sink one */
         arena_t a3;
@@ -491,9 +572,7 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
         size_t n3 = 0;
         otlp_result_t r3;
         int rc3 = otlp_traces_decode_proto_spans(copy, len, lim, &a3, &arr, &n3, &r3);
-        int same3 = rc3 == rc1 && (rc3 != 0 || n3 == o1.n);
-        if (same3 && rc3 == 0)
-            same3 = r3.accepted == r1.accepted && r3.rejected == r1.rejected && strcmp(r3.error, r1.error) == 0;
+        int same3 = same_result(rc3, &r3, rc1, &r1) && (rc3 != 0 || n3 == o1.n);
         for (size_t i = 0; same3 && rc3 == 0 && i < n3; i++)
             same3 = span_equal(&arr[i], &o1.s[i]);
         if (rc3 != 0)
@@ -508,16 +587,8 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
     for (size_t i = 0; !same && i < o1.n && i < o2.n; i++) {
         if (span_equal(&o1.s[i], &o2.s[i]))
             continue;
-        for (int w = 0; w < 2; w++) {
-            const span_t *s = w ? &o2.s[i] : &o1.s[i];
-            fprintf(stderr, "%s span %zu: name=%.*s kind=%d remote=%.*s tags:", w ? "protobuf-c" : "wire", i,
-                    (int)s->name.len, s->name.ptr, s->kind, (int)s->remote.service_name.len,
-                    s->remote.service_name.ptr);
-            for (uint32_t t = 0; t < s->n_tags; t++)
-                fprintf(stderr, " %.*s=%.*s", (int)s->tags[t].key.len, s->tags[t].key.ptr, (int)s->tags[t].value.len,
-                        s->tags[t].value.ptr);
-            fprintf(stderr, "\n");
-        }
+        print_span("wire", i, &o1.s[i]);
+        print_span("protobuf-c", i, &o2.s[i]);
         break;
     }
     if (!same) {
@@ -560,11 +631,20 @@ static void mutate(buf_t *b)
     }
 }
 
+static void direct_report(const char *what)
+{
+    fprintf(stderr, "%s: %u bodies, %u declined; spans direct %llu, handed %llu; resources handed %llu, scopes %llu\n",
+            what, direct.bodies, direct.declined, (unsigned long long)direct.spans,
+            (unsigned long long)direct.spans_handed, (unsigned long long)direct.resources_handed,
+            (unsigned long long)direct.scopes_handed);
+}
+
 static void test_wire_differential_valid(void **state)
 {
     (void)state;
     rng_state = 0x1234567887654321ull;
     n_ok = n_fail = 0;
+    memset(&direct, 0, sizeof(direct));
     otlp_limits_t lim;
     otlp_limits_default(&lim);
     for (int it = 0; it < 3000; it++) {
@@ -574,11 +654,13 @@ static void test_wire_differential_valid(void **state)
         buf_dispose(&b);
     }
     assert_true(n_ok > 2500); /* generated bodies are valid, except the rare odd bool encodings */
+    direct_report("valid");
 }
 
 static void test_wire_differential_mutated(void **state)
 {
     (void)state;
+    memset(&direct, 0, sizeof(direct));
     rng_state = 0xfeedfacecafebeefull;
     n_ok = n_fail = 0;
     otlp_limits_t lim;
@@ -591,6 +673,7 @@ static void test_wire_differential_mutated(void **state)
         buf_dispose(&b);
     }
     assert_true(n_ok > 1000 && n_fail > 1000);
+    direct_report("mutated");
 }
 
 static void test_wire_differential_limits(void **state)
@@ -612,6 +695,393 @@ static void test_wire_differential_limits(void **state)
         diff_one((const uint8_t *)b.data, b.len, &lim);
         buf_dispose(&b);
     }
+}
+
+/* Bodies of ordinary content never leave the direct path, and it agrees with protobuf-c on them. */
+static void test_direct_plain(void **state)
+{
+    (void)state;
+    rng_state = 0x0123456789abcdefull;
+    memset(&direct, 0, sizeof(direct));
+    plain = 1;
+    for (int it = 0; it < 4000; it++) {
+        otlp_limits_t lim;
+        otlp_limits_default(&lim);
+        if (it % 2) {
+            lim.max_depth = 6 + rn(6);
+            lim.max_attributes = rn(6);
+            lim.max_events = rn(3);
+            lim.max_items = 1 + rn(10);
+            lim.max_attribute_value_len = rn(40);
+        }
+        buf_t b = BUF_INIT;
+        gen_request(&b, it % 50 == 0 ? 200 : 6);
+        diff_one((const uint8_t *)b.data, b.len, &lim);
+        buf_dispose(&b);
+    }
+    plain = 0;
+    direct_report("plain");
+    assert_int_equal(direct.declined_valid, 0);
+    assert_int_equal(direct.spans_handed, 0);
+    assert_int_equal(direct.resources_handed, 0);
+    assert_int_equal(direct.scopes_handed, 0);
+    assert_true(direct.spans > 20000);
+}
+
+/* ---- requests as exporters write them (protobuf-c packs them) ---- */
+
+typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
+typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
+typedef Opentelemetry__Proto__Trace__V1__Span pspan_t;
+
+#define SHAPE_SPANS 600
+#define SHAPE_ATTRS 8
+
+/* Storage for one request: everything static, filled by shape_build. */
+static struct {
+    pspan_t spans[SHAPE_SPANS];
+    pspan_t *sp[SHAPE_SPANS];
+    kv_t kvs[SHAPE_SPANS][SHAPE_ATTRS];
+    any_t vals[SHAPE_SPANS][SHAPE_ATTRS];
+    kv_t *kvp[SHAPE_SPANS][SHAPE_ATTRS];
+    uint8_t ids[SHAPE_SPANS][32];
+    char urls[SHAPE_SPANS][48];
+    Opentelemetry__Proto__Trace__V1__Status status[SHAPE_SPANS];
+    Opentelemetry__Proto__Trace__V1__Span__Event events[SHAPE_SPANS][2];
+    Opentelemetry__Proto__Trace__V1__Span__Event *evp[SHAPE_SPANS][2];
+    kv_t ev_kv[3];
+    any_t ev_val[3];
+    kv_t *ev_kvp[3];
+    Opentelemetry__Proto__Trace__V1__Span__Link link;
+    Opentelemetry__Proto__Trace__V1__Span__Link *linkp;
+    any_t arr_items[2];
+    any_t *arr_itemp[2];
+    Opentelemetry__Proto__Common__V1__ArrayValue arr;
+    kv_t rkv[5][8];
+    any_t rval[5][8];
+    kv_t *rkvp[5][8];
+    char names[5][32];
+    Opentelemetry__Proto__Resource__V1__Resource res[5];
+    Opentelemetry__Proto__Common__V1__InstrumentationScope scope;
+    Opentelemetry__Proto__Trace__V1__ScopeSpans ss[5];
+    Opentelemetry__Proto__Trace__V1__ScopeSpans *ssp[5];
+    Opentelemetry__Proto__Trace__V1__ResourceSpans rs[5];
+    Opentelemetry__Proto__Trace__V1__ResourceSpans *rsp[5];
+} shape;
+
+static void kv_str(kv_t *kv, any_t *v, const char *k, const char *s)
+{
+    opentelemetry__proto__common__v1__key_value__init(kv);
+    opentelemetry__proto__common__v1__any_value__init(v);
+    kv->key = (char *)k;
+    kv->value = v;
+    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    v->string_value = (char *)s;
+}
+
+static void kv_int(kv_t *kv, any_t *v, const char *k, int64_t i)
+{
+    kv_str(kv, v, k, NULL);
+    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    v->int_value = i;
+}
+
+static void kv_bool(kv_t *kv, any_t *v, const char *k, int b)
+{
+    kv_str(kv, v, k, NULL);
+    v->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE;
+    v->bool_value = b;
+}
+
+enum shape_kind {
+    SHAPE_SPAN_LOAD, /* tests/tools/span_load's requests: 5 services, 6 attributes, no scope */
+    SHAPE_SDK,       /* an OpenTelemetry SDK's: rich resource, scope, status, events, int and bool attributes */
+    SHAPE_SDK_ODD,   /* SHAPE_SDK plus one exception event with attributes, one link and one array attribute */
+};
+
+/* Pack a request of the given shape into out. */
+static void shape_build(enum shape_kind kind, buf_t *out)
+{
+    static const char *const methods[] = {"GET", "POST", "GET", "GET"};
+    int sdk = kind != SHAPE_SPAN_LOAD;
+    int n_res = sdk ? 2 : 5;
+    for (int i = 0; i < SHAPE_SPANS; i++) {
+        pspan_t *s = &shape.spans[i];
+        opentelemetry__proto__trace__v1__span__init(s);
+        shape.sp[i] = s;
+        int k = i % 4;
+        for (int b = 0; b < 32; b++)
+            shape.ids[i][b] = (uint8_t)(i * 7 + b * 13 + 1);
+        s->trace_id = (ProtobufCBinaryData){16, shape.ids[i]};
+        s->span_id = (ProtobufCBinaryData){8, shape.ids[i] + 16};
+        if (k > 0)
+            s->parent_span_id = (ProtobufCBinaryData){8, shape.ids[i] + 24};
+        s->name = (char *)(k % 2 ? "get /api/items" : sdk ? "POST /API/Orders" : "post /api/orders");
+        s->kind = k % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
+                        : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
+        if (sdk && i % 10 == 9)
+            s->kind = OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_INTERNAL;
+        s->start_time_unix_nano = 1700000000000000000ull + (uint64_t)i * 1000123;
+        s->end_time_unix_nano = s->start_time_unix_nano + 150000 + (uint64_t)i * 977;
+        snprintf(shape.urls[i], sizeof(shape.urls[i]), "http://reviews:9080/api/items/%d", i * 37 % 1000);
+        kv_t *kv = shape.kvs[i];
+        any_t *v = shape.vals[i];
+        int n = 0;
+        if (!sdk) {
+            kv_str(&kv[n], &v[n], "http.method", methods[k]), n++;
+            kv_str(&kv[n], &v[n], "http.url", shape.urls[i]), n++;
+            kv_int(&kv[n], &v[n], "http.status_code", k == 3 && i % 8 == 7 ? 503 : 200), n++;
+            kv_str(&kv[n], &v[n], "upstream_cluster", "outbound|9080||reviews.default.svc.cluster.local"), n++;
+            kv_str(&kv[n], &v[n], "response_flags", "-"), n++;
+            kv_str(&kv[n], &v[n], "peer.service", "reviews"), n++;
+        } else {
+            kv_str(&kv[n], &v[n], "http.request.method", methods[k]), n++;
+            kv_str(&kv[n], &v[n], "url.full", shape.urls[i]), n++;
+            kv_int(&kv[n], &v[n], "http.response.status_code", i % 13 == 0 ? 500 : 200 + i % 3), n++;
+            kv_str(&kv[n], &v[n], "server.address", i % 5 ? "Reviews.Default" : "10.1.2.3"), n++;
+            kv_int(&kv[n], &v[n], "server.port", i % 7 ? 9080 : -1), n++;
+            kv_str(&kv[n], &v[n], "network.peer.address", i % 3 ? "10.0.0.7" : "fe80::1"), n++;
+            kv_int(&kv[n], &v[n], "thread.id", i * 1013), n++;
+            kv_bool(&kv[n], &v[n], "error", i % 11 == 0), n++;
+            Opentelemetry__Proto__Trace__V1__Status *st = &shape.status[i];
+            opentelemetry__proto__trace__v1__status__init(st);
+            st->code = (Opentelemetry__Proto__Trace__V1__Status__StatusCode)(i % 13 == 0 ? 2 : i % 2);
+            st->message = (char *)(i % 13 == 0 ? "Internal Error" : "");
+            s->status = st;
+            s->trace_state = (char *)(i % 4 == 0 ? "vendor=1" : "");
+            if (i % 6 == 0) {
+                for (int e = 0; e < 2; e++) {
+                    opentelemetry__proto__trace__v1__span__event__init(&shape.events[i][e]);
+                    shape.events[i][e].time_unix_nano = s->start_time_unix_nano + (uint64_t)e * 1000;
+                    shape.events[i][e].name = (char *)(e ? "retry" : "message");
+                    shape.evp[i][e] = &shape.events[i][e];
+                }
+                s->events = shape.evp[i];
+                s->n_events = 2;
+            }
+        }
+        for (int j = 0; j < n; j++)
+            shape.kvp[i][j] = &kv[j];
+        s->attributes = shape.kvp[i];
+        s->n_attributes = (size_t)n;
+    }
+    if (kind == SHAPE_SDK_ODD) {
+        kv_str(&shape.ev_kv[0], &shape.ev_val[0], "exception.type", "IOError");
+        kv_str(&shape.ev_kv[1], &shape.ev_val[1], "exception.message", "connection reset");
+        kv_bool(&shape.ev_kv[2], &shape.ev_val[2], "exception.escaped", 1);
+        for (int j = 0; j < 3; j++)
+            shape.ev_kvp[j] = &shape.ev_kv[j];
+        shape.events[6][1].attributes = shape.ev_kvp; /* span 6 has events */
+        shape.events[6][1].n_attributes = 3;
+        opentelemetry__proto__trace__v1__span__link__init(&shape.link);
+        shape.link.trace_id = (ProtobufCBinaryData){16, shape.ids[1]};
+        shape.link.span_id = (ProtobufCBinaryData){8, shape.ids[1] + 16};
+        shape.linkp = &shape.link;
+        shape.spans[101].links = &shape.linkp;
+        shape.spans[101].n_links = 1;
+        for (int j = 0; j < 2; j++) {
+            opentelemetry__proto__common__v1__any_value__init(&shape.arr_items[j]);
+            shape.arr_items[j].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+            shape.arr_items[j].string_value = (char *)(j ? "gzip" : "br");
+            shape.arr_itemp[j] = &shape.arr_items[j];
+        }
+        opentelemetry__proto__common__v1__array_value__init(&shape.arr);
+        shape.arr.values = shape.arr_itemp;
+        shape.arr.n_values = 2;
+        shape.vals[202][1].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE;
+        shape.vals[202][1].array_value = &shape.arr;
+    }
+    int per = SHAPE_SPANS / n_res;
+    for (int j = 0; j < n_res; j++) {
+        int n = 0;
+        snprintf(shape.names[j], sizeof(shape.names[j]), sdk ? "Service-%d" : "service-%d", j);
+        kv_str(&shape.rkv[j][n], &shape.rval[j][n], "service.name", shape.names[j]), n++;
+        if (sdk) {
+            kv_str(&shape.rkv[j][n], &shape.rval[j][n], "telemetry.sdk.name", "opentelemetry"), n++;
+            kv_str(&shape.rkv[j][n], &shape.rval[j][n], "telemetry.sdk.language", "go"), n++;
+            kv_str(&shape.rkv[j][n], &shape.rval[j][n], "telemetry.sdk.version", "1.24.0"), n++;
+            kv_str(&shape.rkv[j][n], &shape.rval[j][n], "host.name", "node-7"), n++;
+            kv_int(&shape.rkv[j][n], &shape.rval[j][n], "process.pid", 4242 + j), n++;
+            kv_str(&shape.rkv[j][n], &shape.rval[j][n], "url.full", "overridden by the span's"), n++;
+        }
+        for (int a = 0; a < n; a++)
+            shape.rkvp[j][a] = &shape.rkv[j][a];
+        opentelemetry__proto__resource__v1__resource__init(&shape.res[j]);
+        shape.res[j].attributes = shape.rkvp[j];
+        shape.res[j].n_attributes = (size_t)n;
+        opentelemetry__proto__trace__v1__scope_spans__init(&shape.ss[j]);
+        shape.ss[j].spans = shape.sp + j * per;
+        shape.ss[j].n_spans = (size_t)per;
+        if (sdk) {
+            opentelemetry__proto__common__v1__instrumentation_scope__init(&shape.scope);
+            shape.scope.name = "io.opentelemetry.http";
+            shape.scope.version = "0.49b0";
+            shape.ss[j].scope = &shape.scope;
+        }
+        shape.ssp[j] = &shape.ss[j];
+        opentelemetry__proto__trace__v1__resource_spans__init(&shape.rs[j]);
+        shape.rs[j].resource = &shape.res[j];
+        shape.rs[j].scope_spans = &shape.ssp[j];
+        shape.rs[j].n_scope_spans = 1;
+        shape.rsp[j] = &shape.rs[j];
+    }
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_REQUEST__INIT;
+    req.resource_spans = shape.rsp;
+    req.n_resource_spans = (size_t)n_res;
+    size_t len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(&req);
+    buf_reserve(out, len);
+    opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(&req, (uint8_t *)out->data);
+    out->len = len;
+}
+
+static void direct_stats_of(const buf_t *b, const otlp_limits_t *lim, otlp_direct_stats_t *st)
+{
+    arena_t a;
+    arena_init(&a, 0);
+    const span_t *spans;
+    size_t n;
+    otlp_result_t r;
+    assert_int_equal(otlp_traces_decode_proto_direct((const uint8_t *)b->data, b->len, lim, &a, &spans, &n, &r, st), 0);
+    arena_dispose(&a);
+}
+
+/* The shapes exporters send stay on the direct path; the odd parts of one are handed over alone. */
+static void test_direct_exporter_shapes(void **state)
+{
+    (void)state;
+    otlp_limits_t lim;
+    otlp_limits_default(&lim);
+    otlp_direct_stats_t st;
+    for (int kind = SHAPE_SPAN_LOAD; kind <= SHAPE_SDK_ODD; kind++) {
+        buf_t b = BUF_INIT;
+        shape_build((enum shape_kind)kind, &b);
+        diff_one((const uint8_t *)b.data, b.len, &lim);
+        direct_stats_of(&b, &lim, &st);
+        assert_null(st.declined);
+        assert_int_equal(st.spans + st.spans_handed, SHAPE_SPANS);
+        assert_int_equal(st.spans_handed, kind == SHAPE_SDK_ODD ? 3 : 0);
+        assert_int_equal(st.resources_handed + st.scopes_handed, 0);
+        lim.max_attribute_value_len = 5; /* cuts keys and names too */
+        lim.max_attributes = 3;
+        diff_one((const uint8_t *)b.data, b.len, &lim);
+        otlp_limits_default(&lim);
+        buf_dispose(&b);
+    }
+}
+
+/* What the direct path hands to otlp_wire as a whole message, and what it declines. */
+static void test_direct_hand_over_and_decline(void **state)
+{
+    (void)state;
+    otlp_limits_t lim;
+    otlp_limits_default(&lim);
+    otlp_direct_stats_t st;
+    buf_t kv = BUF_INIT, any = BUF_INIT, arr = BUF_INIT, item = BUF_INIT;
+    put_str(&item, 1, "x");
+    put_sub(&arr, 1, &item);
+    put_sub(&any, 5, &arr); /* an array value */
+    put_str(&kv, 1, "tags");
+    put_sub(&kv, 2, &any);
+    buf_t span = BUF_INIT, r = BUF_INIT, sc = BUF_INIT, ss = BUF_INIT, rs = BUF_INIT, req = BUF_INIT;
+    put_len(&span, 1, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16);
+    put_len(&span, 2, "\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8", 8);
+    put_str(&span, 5, "x");
+    put_len(&r, 1, kv.data, kv.len); /* resource attribute: array */
+    put_str(&sc, 1, "scope");
+    put_len(&sc, 3, kv.data, kv.len); /* scope attribute: array */
+    put_len(&ss, 1, sc.data, sc.len);
+    put_len(&ss, 2, span.data, span.len);
+    put_len(&rs, 1, r.data, r.len);
+    put_len(&rs, 2, ss.data, ss.len);
+    put_len(&req, 1, rs.data, rs.len);
+    diff_one((const uint8_t *)req.data, req.len, &lim);
+    direct_stats_of(&req, &lim, &st);
+    assert_null(st.declined);
+    assert_int_equal(st.resources_handed, 1);
+    assert_int_equal(st.scopes_handed, 1);
+    assert_int_equal(st.spans, 1);
+
+    /* more "error" attributes than the direct path tracks: that span alone is handed over */
+    for (int many = 0; many < 2; many++) {
+        buf_t sp2 = BUF_INIT, st2 = BUF_INIT, ss3 = BUF_INIT, rs3 = BUF_INIT, req3 = BUF_INIT;
+        buf_append(&sp2, span.data, span.len);
+        for (int i = 0; i < (many ? 9 : 8); i++) {
+            buf_t ekv = BUF_INIT, ev = BUF_INIT;
+            put_uint(&ev, 2, (unsigned)i % 2);
+            put_str(&ekv, 1, "error");
+            put_sub(&ekv, 2, &ev);
+            put_sub(&sp2, 9, &ekv);
+        }
+        put_uint(&st2, 3, 1);
+        put_sub(&sp2, 15, &st2);
+        put_len(&ss3, 2, sp2.data, sp2.len);
+        put_len(&ss3, 2, span.data, span.len);
+        put_len(&rs3, 2, ss3.data, ss3.len);
+        put_len(&req3, 1, rs3.data, rs3.len);
+        diff_one((const uint8_t *)req3.data, req3.len, &lim);
+        direct_stats_of(&req3, &lim, &st);
+        assert_int_equal(st.spans, many ? 1 : 2);
+        assert_int_equal(st.spans_handed, many ? 1 : 0);
+        buf_dispose(&sp2);
+        buf_dispose(&ss3);
+        buf_dispose(&rs3);
+        buf_dispose(&req3);
+    }
+
+    static const struct {
+        const char *what;
+        unsigned depth;
+        const char *declined;
+    } cases[] = {
+        {"resource twice", 32, "Resource given twice or after scope_spans"},
+        {"resource after scope_spans", 32, "Resource given twice or after scope_spans"},
+        {"scope after a span", 32, "InstrumentationScope given twice or after spans"},
+        {"max_depth 5", 5, "max_depth below 6"},
+        {"truncated", 32, "malformed protobuf"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        buf_t ss2 = BUF_INIT, rs2 = BUF_INIT, req2 = BUF_INIT;
+        if (i == 2) {
+            put_len(&ss2, 2, span.data, span.len);
+            put_len(&ss2, 1, sc.data, sc.len);
+        } else {
+            put_len(&ss2, 2, span.data, span.len);
+        }
+        if (i == 0)
+            put_len(&rs2, 1, r.data, r.len);
+        if (i != 1)
+            put_len(&rs2, 1, r.data, r.len);
+        put_len(&rs2, 2, ss2.data, ss2.len);
+        if (i == 1)
+            put_len(&rs2, 1, r.data, r.len);
+        put_len(&req2, 1, rs2.data, rs2.len);
+        if (i == 4)
+            req2.len--;
+        lim.max_depth = cases[i].depth;
+        diff_one((const uint8_t *)req2.data, req2.len, &lim);
+        arena_t a;
+        arena_init(&a, 0);
+        const span_t *spans;
+        size_t n;
+        otlp_result_t res;
+        assert_int_equal(
+            otlp_traces_decode_proto_direct((const uint8_t *)req2.data, req2.len, &lim, &a, &spans, &n, &res, &st),
+            OTLP_DECLINED);
+        assert_string_equal(st.declined, cases[i].declined);
+        arena_dispose(&a);
+        buf_dispose(&ss2);
+        buf_dispose(&rs2);
+        buf_dispose(&req2);
+        otlp_limits_default(&lim);
+    }
+    buf_dispose(&kv);
+    buf_dispose(&span);
+    buf_dispose(&r);
+    buf_dispose(&sc);
+    buf_dispose(&ss);
+    buf_dispose(&rs);
+    buf_dispose(&req);
 }
 
 /* Hand-written encodings of the corner cases the generator only hits by luck. */
@@ -822,6 +1292,9 @@ int main(void)
         cmocka_unit_test(test_wire_differential_valid),
         cmocka_unit_test(test_wire_differential_mutated),
         cmocka_unit_test(test_wire_differential_limits),
+        cmocka_unit_test(test_direct_plain),
+        cmocka_unit_test(test_direct_exporter_shapes),
+        cmocka_unit_test(test_direct_hand_over_and_decline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
