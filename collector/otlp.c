@@ -2,13 +2,18 @@
  * otlp: OTLP protobuf/JSON decoding and response encoding; see otlp.h for
  * the mapping rules and the memory contract.
  *
- * Flow of a decode: (trace proto) otlp_wire decodes the request in one
+ * Flow of a decode: (trace proto, ingest's path) otlp_direct maps the wire
+ * straight to span_t, or declines and otlp_wire decodes the request in one
  * pass into the protobuf-c structs; (other proto) wire_check walks the wire format once against
  * the generated descriptors to bound nesting and name the offset of a
  * malformed field, then protobuf-c unpacks into the arena; (JSON) yajl
  * builds a jnode tree in the arena, json_msg fills the protobuf-c structs
- * from it using the descriptors. Both end in map_traces / map_metrics /
- * map_logs, the only place where OTLP meets Outrider's models.
+ * from it using the descriptors. The structs end in map_traces /
+ * map_metrics / map_logs. What the span mapping decides (rejections, names,
+ * value text, added tags, remote endpoint) lives in the otlp_* functions of
+ * otlp_internal.h, which otlp_direct calls too, over attribute value views
+ * (otlp_val_t); span and peer service names go through lower() behind a
+ * small per-request cache (c->lowered).
  *
  * Rendering: values that need formatting (ints, doubles, bytes, arrays) are
  * written straight into the arena; arrays and kvlists as JSON are rendered
@@ -586,12 +591,7 @@ static int span_id_get(const ProtobufCBinaryData *b, uint64_t *id)
 /* An 8-byte big-endian id. */
 static inline uint64_t be64(const uint8_t *p)
 {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
+    return __builtin_bswap64(otlp_pb_ld64(p));
 }
 
 /* ------------------------------------------------------------------ */

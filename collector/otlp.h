@@ -3,14 +3,17 @@
  * OTLP/HTTP encodings, protobuf and JSON, into Outrider's models, and
  * encoding of the export responses.
  *
- * Design: trace protobuf bodies, the hot path, are decoded by otlp_wire (a
- * specialised single-pass decoder); metrics and logs protobuf bodies are
- * unpacked by protobuf-c with an allocator that takes every byte from the
- * caller's arena (free is a no-op). Both fill the protobuf-c structs. JSON bodies are
+ * Design: trace protobuf bodies, the hot path, are read straight into
+ * span_t by otlp_direct (otlp_traces_decode_proto_direct), which hands
+ * whatever is unusual to otlp_wire (a specialised single-pass decoder into
+ * the protobuf-c structs, also used for whole bodies it declines); metrics
+ * and logs protobuf bodies are unpacked by protobuf-c with an allocator that
+ * takes every byte from the caller's arena (free is a no-op). JSON bodies are
  * parsed by yajl into a small tree in the same arena and then filled into the
  * very same protobuf-c message structs, driven by the generated descriptors.
  * One mapping function per signal then turns the messages into span_t,
- * metric_point_t or otlp_log_t and hands them to a sink. Before protobuf-c
+ * metric_point_t or otlp_log_t and hands them to a sink; for spans, its
+ * rules are shared with otlp_direct (otlp_internal.h). Before protobuf-c
  * runs, a cheap wire-format scan checks the nesting depth (protobuf-c
  * recurses without a bound) and finds the offset of truncated or malformed
  * fields for the error message.

@@ -107,40 +107,42 @@ static inline uint32_t tag_at(const uint8_t **pp, const uint8_t *end)
     return key;
 }
 
-static int len_slow(const uint8_t **pp, const uint8_t *end, const uint8_t **s, size_t *n)
+/* A length prefix of 3 to 5 bytes, or one at the very end: (length << 3 | prefix bytes), 0 when malformed. */
+static uint64_t len_slow(const uint8_t *p, const uint8_t *end)
 {
-    const uint8_t *p = *pp;
-    int k = otlp_pb_len(p, end, n);
-    if (k < 0)
-        return -1;
-    *s = p + k;
-    *pp = p + k + *n;
-    return 0;
+    size_t n;
+    int k = otlp_pb_len(p, end, &n);
+    return k < 0 ? 0 : (uint64_t)n << 3 | (uint64_t)k;
 }
 
-/* Length-delimited payload at *pp into [*s, *s + *n); -1 when malformed. */
+/*
+ * Length-delimited payload at *pp into [*s, *s + *n); -1 when malformed.
+ * (Cursors are only ever passed to inline functions by address, so that
+ * they stay in registers.)
+ */
 static inline int len_at(const uint8_t **pp, const uint8_t *end, const uint8_t **s, size_t *n)
 {
     const uint8_t *p = *pp;
     size_t room = (size_t)(end - p);
-    if (room >= 2) {
-        size_t v = p[0];
-        int k = 1;
-        if (v >= 0x80) {
-            if (p[1] >= 0x80)
-                return len_slow(pp, end, s, n);
-            v = (v & 0x7f) | (size_t)p[1] << 7;
-            k = 2;
-        }
-        if (v <= room - (size_t)k) {
-            *n = v;
-            *s = p + k;
-            *pp = p + k + v;
-            return 0;
-        }
-        return -1;
+    size_t v, k = 1;
+    if (room >= 2 && p[0] < 0x80) {
+        v = p[0];
+    } else if (room >= 3 && p[1] < 0x80) {
+        v = (size_t)(p[0] & 0x7f) | (size_t)p[1] << 7;
+        k = 2;
+    } else {
+        uint64_t r = len_slow(p, end);
+        if (r == 0)
+            return -1;
+        v = (size_t)(r >> 3);
+        k = (size_t)(r & 7);
     }
-    return len_slow(pp, end, s, n);
+    if (v > room - k)
+        return -1;
+    *n = v;
+    *s = p + k;
+    *pp = p + k + v;
+    return 0;
 }
 
 static inline int varint_at(const uint8_t **pp, const uint8_t *end, uint64_t *v)
@@ -161,19 +163,30 @@ static inline int fixed_at(const uint8_t **pp, const uint8_t *end, size_t w, con
     return 0;
 }
 
-/* Skip a field by its wire type; -1 when malformed (groups and wire types 6 and 7 are). */
-static int skip_at(const uint8_t **pp, const uint8_t *end, uint32_t key)
+/* Past the field of this key's wire type at p, or NULL when malformed (groups and wire types 6 and 7 are). */
+static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint32_t key)
 {
     uint64_t v;
     const uint8_t *s;
     size_t n;
+    int rc;
     switch (key & 7) {
-    case WT_VARINT: return varint_at(pp, end, &v);
-    case WT_I64: return fixed_at(pp, end, 8, &s);
-    case WT_LEN: return len_at(pp, end, &s, &n);
-    case WT_I32: return fixed_at(pp, end, 4, &s);
-    default: return -1;
+    case WT_VARINT: rc = varint_at(&p, end, &v); break;
+    case WT_I64: rc = fixed_at(&p, end, 8, &s); break;
+    case WT_LEN: rc = len_at(&p, end, &s, &n); break;
+    case WT_I32: rc = fixed_at(&p, end, 4, &s); break;
+    default: rc = -1; break;
     }
+    return rc == 0 ? p : NULL;
+}
+
+static inline int skip_at(const uint8_t **pp, const uint8_t *end, uint32_t key)
+{
+    const uint8_t *q = skip_field(*pp, end, key);
+    if (q == NULL)
+        return -1;
+    *pp = q;
+    return 0;
 }
 
 /*
@@ -192,7 +205,7 @@ static inline int other_field(const uint8_t **pp, const uint8_t *end, uint32_t k
 static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n)
 {
 #if defined(__SSE2__)
-    if ((size_t)(x->body_end - s) >= ((n + 15) & ~(size_t)15)) {
+    if ((size_t)(x->body_end - s) >= n + 15) {
         /* 16 bytes at a time; what lies past the string is still the body */
         const __m128i zero = _mm_setzero_si128();
         for (size_t i = 0; i < n; i += 16) {
@@ -304,7 +317,8 @@ static inline int render_value(dx_t *x, const otlp_val_t *v, str_t *out)
     }
     if (v->kind == AV(INT_VALUE))
         return render_int(x, v->u.i, out);
-    return otlp_render_val(x->c, v, out);
+    otlp_val_t other = *v;
+    return otlp_render_val(x->c, &other, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -592,9 +606,11 @@ static int read_attr(dx_t *x, const uint8_t *s, size_t n, int keep, peer_attrs_t
 {
     otlp_kv_t kv;
     if (!kv_usual(x, s, s + n, &kv)) {
-        int rc = parse_kv(x, s, s + n, &kv);
+        otlp_kv_t other; /* kept apart so that kv can live in registers */
+        int rc = parse_kv(x, s, s + n, &other);
         if (rc != D_OK)
             return rc;
+        kv = other;
     }
     if (!keep)
         return D_OK;
@@ -808,40 +824,18 @@ static int do_resource(dx_t *x, const uint8_t *p, const uint8_t *end)
     return otlp_resource_prepare(x->c, r, &x->rc) != 0 ? fatal(x) : D_OK;
 }
 
-static int do_scope_spans(dx_t *x, const uint8_t *p, const uint8_t *end)
+/*
+ * ResourceSpans (spans = 0) and ScopeSpans (spans = 1) are laid out alike:
+ * field 1 is the message that applies to the rest (Resource or
+ * InstrumentationScope; read once, before them, or the body is declined),
+ * field 2 repeats (ScopeSpans or Span), field 3 is schema_url.
+ */
+static int do_outer(dx_t *x, const uint8_t *p, const uint8_t *end, int spans)
 {
-    int have_scope = 0, have_spans = 0;
-    otlp_scope_build(x->c, (str_t){"", 0}, (str_t){"", 0}, &x->rc);
-    while (p < end) {
-        uint32_t key = tag_at(&p, end);
-        const uint8_t *s;
-        size_t n;
-        int rc = D_OK;
-        if (key == K(1, WT_LEN) || key == K(2, WT_LEN) || key == K(3, WT_LEN)) {
-            if (len_at(&p, end, &s, &n) != 0)
-                return D_DECLINE;
-            if (key == K(2, WT_LEN)) {
-                have_spans = 1;
-                rc = do_span(x, s, s + n);
-            } else if (key == K(1, WT_LEN)) {
-                if (have_scope || have_spans)
-                    return decline(x, "InstrumentationScope given twice or after spans");
-                have_scope = 1;
-                rc = do_scope(x, s, s + n);
-            }
-        } else {
-            rc = other_field(&p, end, key, 3);
-        }
-        if (rc != D_OK)
-            return rc;
-    }
-    return D_OK;
-}
-
-static int do_resource_spans(dx_t *x, const uint8_t *p, const uint8_t *end)
-{
-    int have_resource = 0, have_scope_spans = 0;
-    if (otlp_resource_build(x->c, NULL, 0, &x->rc) != 0)
+    int have_head = 0, have_parts = 0;
+    if (spans)
+        otlp_scope_build(x->c, (str_t){"", 0}, (str_t){"", 0}, &x->rc);
+    else if (otlp_resource_build(x->c, NULL, 0, &x->rc) != 0)
         return fatal(x);
     while (p < end) {
         uint32_t key = tag_at(&p, end);
@@ -852,13 +846,14 @@ static int do_resource_spans(dx_t *x, const uint8_t *p, const uint8_t *end)
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
             if (key == K(2, WT_LEN)) {
-                have_scope_spans = 1;
-                rc = do_scope_spans(x, s, s + n);
+                have_parts = 1;
+                rc = spans ? do_span(x, s, s + n) : do_outer(x, s, s + n, 1);
             } else if (key == K(1, WT_LEN)) {
-                if (have_resource || have_scope_spans)
-                    return decline(x, "Resource given twice or after scope_spans");
-                have_resource = 1;
-                rc = do_resource(x, s, s + n);
+                if (have_head || have_parts)
+                    return decline(x, spans ? "InstrumentationScope given twice or after spans"
+                                            : "Resource given twice or after scope_spans");
+                have_head = 1;
+                rc = spans ? do_scope(x, s, s + n) : do_resource(x, s, s + n);
             }
         } else {
             rc = other_field(&p, end, key, 3);
@@ -963,7 +958,7 @@ int otlp_direct_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_direct_s
         const uint8_t *s;
         size_t n;
         if (key == K(1, WT_LEN))
-            rc = len_at(&p, end, &s, &n) != 0 ? D_DECLINE : do_resource_spans(&x, s, s + n);
+            rc = len_at(&p, end, &s, &n) != 0 ? D_DECLINE : do_outer(&x, s, s + n, 0);
         else
             rc = other_field(&p, end, key, 1);
     }

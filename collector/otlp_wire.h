@@ -1,8 +1,12 @@
 /*
  * otlp_wire: a hand-written, single-pass protobuf decoder for exactly one
- * message, OTLP's ExportTraceServiceRequest, the collector's hot ingest
- * path. It fills the very same protobuf-c generated structs that
- * protobuf_c_message_unpack would, so otlp.c keeps one mapping to span_t.
+ * message, OTLP's ExportTraceServiceRequest. It fills the very same
+ * protobuf-c generated structs that protobuf_c_message_unpack would, so
+ * otlp.c keeps one mapping from structs to span_t. The collector's hot path
+ * is otlp_direct (wire straight to span_t); otlp_wire decodes the bodies
+ * otlp_direct declines, and on their own (otlp_wire_decode_part) the
+ * messages it hands over. Its wire primitives (bottom of this header) are
+ * shared with otlp_direct so that both accept exactly the same encodings.
  *
  * Design: the body is copied once into the arena (or taken as is, see
  * otlp_wire_decode_traces_inplace) and decoded in place. bytes fields

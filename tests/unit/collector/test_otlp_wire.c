@@ -477,14 +477,6 @@ static struct {
     uint64_t spans, spans_handed, resources_handed, scopes_handed;
 } direct;
 
-static int same_result(int rc1, const otlp_result_t *r1, int rc2, const otlp_result_t *r2)
-{
-    if (rc1 != rc2)
-        return 0;
-    return rc1 != 0 ||
-           (r1->accepted == r2->accepted && r1->rejected == r2->rejected && strcmp(r1->error, r2->error) == 0);
-}
-
 static void print_span(const char *who, size_t i, const span_t *s)
 {
     fprintf(stderr, "%s span %zu: name=%.*s kind=%d remote=%.*s tags:", who, i, (int)s->name.len, s->name.ptr, s->kind,
@@ -495,109 +487,106 @@ static void print_span(const char *who, size_t i, const span_t *s)
     fprintf(stderr, "\n");
 }
 
-/*
- * The direct path on body against the reference's outcome (rc2, r2, o2):
- * unless it declines, the same result and the same spans; and it never
- * writes into the body.
- */
-static void diff_direct(const uint8_t *body, size_t len, const otlp_limits_t *lim, int rc2, const otlp_result_t *r2,
-                        const span_t *o2, size_t n2)
+/* What one decoder made of a body. */
+typedef struct outcome {
+    const char *who;
+    int rc;
+    otlp_result_t r;
+    const span_t *s;
+    size_t n;
+} outcome_t;
+
+/* 1 when a and b agree (result, then spans); otherwise say how, with the body. */
+static int agree(const outcome_t *a, const outcome_t *b, const uint8_t *body, size_t len)
 {
-    arena_t a;
-    arena_init(&a, 0);
+    int same =
+        a->rc == b->rc && (a->rc != 0 || (a->n == b->n && a->r.accepted == b->r.accepted &&
+                                          a->r.rejected == b->r.rejected && strcmp(a->r.error, b->r.error) == 0));
+    for (size_t i = 0; same && a->rc == 0 && i < a->n; i++) {
+        if (!span_equal(&a->s[i], &b->s[i])) {
+            print_span(a->who, i, &a->s[i]);
+            print_span(b->who, i, &b->s[i]);
+            same = 0;
+        }
+    }
+    if (!same) {
+        fprintf(stderr, "%s rc=%d n=%zu err=\"%s\" / %s rc=%d n=%zu err=\"%s\"\n", a->who, a->rc, a->n, a->r.error,
+                b->who, b->rc, b->n, b->r.error);
+        dump("decoders disagree", body, len);
+    }
+    return same;
+}
+
+/* A scratch copy of the body for the decoders that take one. */
+static uint8_t *body_copy(const uint8_t *body, size_t len)
+{
     uint8_t *copy = malloc(len + 1);
     assert_non_null(copy);
     if (len > 0)
         memcpy(copy, body, len);
-    const span_t *arr = NULL;
-    size_t n = 0;
-    otlp_result_t r;
+    return copy;
+}
+
+/*
+ * The direct path on body against the reference's outcome: unless it
+ * declines, the same result and the same spans; and it never writes into
+ * the body.
+ */
+static void diff_direct(const uint8_t *body, size_t len, const otlp_limits_t *lim, const outcome_t *ref)
+{
+    arena_t a;
+    arena_init(&a, 0);
+    uint8_t *copy = body_copy(body, len);
+    outcome_t d = {"direct", 0, {0}, NULL, 0};
     otlp_direct_stats_t st;
-    int rc = otlp_traces_decode_proto_direct(copy, len, lim, &a, &arr, &n, &r, &st);
+    d.rc = otlp_traces_decode_proto_direct(copy, len, lim, &a, &d.s, &d.n, &d.r, &st);
     assert_memory_equal(copy, body, len);
     direct.bodies++;
     direct.spans += st.spans;
     direct.spans_handed += st.spans_handed;
     direct.resources_handed += st.resources_handed;
     direct.scopes_handed += st.scopes_handed;
-    if (rc == OTLP_DECLINED) {
+    if (d.rc == OTLP_DECLINED) {
         assert_non_null(st.declined);
-        assert_null(arr);
+        assert_null(d.s);
         direct.declined++;
-        direct.declined_valid += rc2 == 0;
+        direct.declined_valid += ref->rc == 0;
     } else {
         assert_null(st.declined);
-        int same = same_result(rc, &r, rc2, r2) && (rc != 0 || n == n2);
-        for (size_t i = 0; same && rc == 0 && i < n; i++) {
-            same = span_equal(&arr[i], &o2[i]);
-            if (!same) {
-                print_span("direct", i, &arr[i]);
-                print_span("protobuf-c", i, &o2[i]);
-            }
-        }
-        if (!same) {
-            fprintf(stderr, "direct rc=%d n=%zu err=\"%s\" / protobuf-c rc=%d n=%zu err=\"%s\"\n", rc, n, r.error, rc2,
-                    n2, r2->error);
-            dump("direct path and protobuf-c disagree", body, len);
-        }
-        assert_true(same);
+        assert_true(agree(&d, ref, body, len));
     }
     free(copy);
     arena_dispose(&a);
 }
 
-/* Decode body with both decoders and require the same outcome. */
+/* Decode body with every decoder and require the same outcome. */
 static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
 {
-    arena_t a1, a2;
+    arena_t a1, a2, a3;
     arena_init(&a1, 0);
     arena_init(&a2, 0);
+    arena_init(&a3, 0);
     spans_t o1 = {0}, o2 = {0};
-    otlp_result_t r1, r2;
-    int rc1 = otlp_traces_decode_proto(body, len, lim, &a1, collect, &o1, &r1);
-    int rc2 = otlp_traces_decode_proto_reference(body, len, lim, &a2, collect, &o2, &r2);
-    int same = same_result(rc1, &r1, rc2, &r2) && o1.n == o2.n;
-    for (size_t i = 0; same && i < o1.n; i++)
-        same = span_equal(&o1.s[i], &o2.s[i]);
-    diff_direct(body, len, lim, rc2, &r2, o2.s, o2.n);
-    {
-        /* the in-place, array-returning variant must agree with the sink one */
-        arena_t a3;
-        arena_init(&a3, 0);
-        uint8_t *copy = malloc(len + 1);
-        assert_non_null(copy);
-        if (len > 0)
-            memcpy(copy, body, len);
-        const span_t *arr = NULL;
-        size_t n3 = 0;
-        otlp_result_t r3;
-        int rc3 = otlp_traces_decode_proto_spans(copy, len, lim, &a3, &arr, &n3, &r3);
-        int same3 = same_result(rc3, &r3, rc1, &r1) && (rc3 != 0 || n3 == o1.n);
-        for (size_t i = 0; same3 && rc3 == 0 && i < n3; i++)
-            same3 = span_equal(&arr[i], &o1.s[i]);
-        if (rc3 != 0)
-            same3 = same3 && arr == NULL && n3 == 0;
-        if (!same3)
-            fprintf(stderr, "in-place rc=%d n=%zu err=\"%s\" / wire rc=%d n=%zu err=\"%s\"\n", rc3, n3, r3.error, rc1,
-                    o1.n, r1.error);
-        assert_true(same3);
-        free(copy);
-        arena_dispose(&a3);
-    }
-    for (size_t i = 0; !same && i < o1.n && i < o2.n; i++) {
-        if (span_equal(&o1.s[i], &o2.s[i]))
-            continue;
-        print_span("wire", i, &o1.s[i]);
-        print_span("protobuf-c", i, &o2.s[i]);
-        break;
-    }
-    if (!same) {
-        fprintf(stderr, "wire rc=%d n=%zu err=\"%s\" / protobuf-c rc=%d n=%zu err=\"%s\"\n", rc1, o1.n, r1.error, rc2,
-                o2.n, r2.error);
-        dump("decoders disagree", body, len);
-    }
-    assert_true(same);
-    if (rc1 == 0)
+    outcome_t wire = {"wire", 0, {0}, NULL, 0}, ref = {"protobuf-c", 0, {0}, NULL, 0};
+    wire.rc = otlp_traces_decode_proto(body, len, lim, &a1, collect, &o1, &wire.r);
+    ref.rc = otlp_traces_decode_proto_reference(body, len, lim, &a2, collect, &o2, &ref.r);
+    wire.s = o1.s;
+    wire.n = o1.n;
+    ref.s = o2.s;
+    ref.n = o2.n;
+    assert_true(agree(&wire, &ref, body, len));
+    diff_direct(body, len, lim, &ref);
+
+    /* what ingest runs: the direct path, or otlp_wire in place when it declines */
+    uint8_t *copy = body_copy(body, len);
+    outcome_t spans = {"in-place", 0, {0}, NULL, 0};
+    spans.rc = otlp_traces_decode_proto_spans(copy, len, lim, &a3, &spans.s, &spans.n, &spans.r);
+    assert_true(agree(&spans, &ref, body, len));
+    if (spans.rc != 0)
+        assert_true(spans.s == NULL && spans.n == 0);
+    free(copy);
+
+    if (wire.rc == 0)
         n_ok++;
     else
         n_fail++;
@@ -605,6 +594,7 @@ static void diff_one(const uint8_t *body, size_t len, const otlp_limits_t *lim)
     free(o2.s);
     arena_dispose(&a1);
     arena_dispose(&a2);
+    arena_dispose(&a3);
 }
 
 static void mutate(buf_t *b)
