@@ -645,23 +645,17 @@ static int read_span(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_span_in
         uint64_t u;
         int rc;
         switch (key) {
-        case K(1, WT_LEN):
-            if (len_at(&p, end, &s, &n) != 0)
+        case K(1, WT_LEN): /* ids: the last one given wins, checked when mapped */
+            if (len_at(&p, end, &in->trace_id, &in->trace_id_len) != 0)
                 return D_DECLINE;
-            in->trace_id = s;
-            in->trace_id_len = n;
             break;
         case K(2, WT_LEN):
-            if (len_at(&p, end, &s, &n) != 0)
+            if (len_at(&p, end, &in->span_id, &in->span_id_len) != 0)
                 return D_DECLINE;
-            in->span_id = s;
-            in->span_id_len = n;
             break;
         case K(4, WT_LEN):
-            if (len_at(&p, end, &s, &n) != 0)
+            if (len_at(&p, end, &in->parent_id, &in->parent_id_len) != 0)
                 return D_DECLINE;
-            in->parent_id = s;
-            in->parent_id_len = n;
             break;
         case K(5, WT_LEN):
             if (len_at(&p, end, &s, &n) != 0)
@@ -799,69 +793,97 @@ static int do_span(dx_t *x, const uint8_t *p, const uint8_t *end)
 /* ------------------------------------------------------------------ */
 /* outer messages                                                      */
 
-static int do_scope(dx_t *x, const uint8_t *p, const uint8_t *end)
+/* A Resource (resource = 1) or InstrumentationScope into x->rc: read here, or by otlp_wire when unusual. */
+static int do_head(dx_t *x, const uint8_t *p, const uint8_t *end, int resource)
 {
-    int rc = read_scope(x, p, end);
+    int rc = resource ? read_resource(x, p, end) : read_scope(x, p, end);
     if (rc != D_HAND)
         return rc;
-    void *sc;
-    if ((rc = hand_over(x, OTLP_WIRE_PART_SCOPE, p, (size_t)(end - p), 4, &sc)) != D_OK)
+    void *m;
+    rc = hand_over(x, resource ? OTLP_WIRE_PART_RESOURCE : OTLP_WIRE_PART_SCOPE, p, (size_t)(end - p), resource ? 3 : 4,
+                   &m);
+    if (rc != D_OK)
         return rc;
-    x->stats->scopes_handed++;
-    otlp_scope_prepare(x->c, sc, &x->rc);
-    return D_OK;
-}
-
-static int do_resource(dx_t *x, const uint8_t *p, const uint8_t *end)
-{
-    int rc = read_resource(x, p, end);
-    if (rc != D_HAND)
-        return rc;
-    void *r;
-    if ((rc = hand_over(x, OTLP_WIRE_PART_RESOURCE, p, (size_t)(end - p), 3, &r)) != D_OK)
-        return rc;
+    if (!resource) {
+        x->stats->scopes_handed++;
+        otlp_scope_prepare(x->c, m, &x->rc);
+        return D_OK;
+    }
     x->stats->resources_handed++;
-    return otlp_resource_prepare(x->c, r, &x->rc) != 0 ? fatal(x) : D_OK;
+    return otlp_resource_prepare(x->c, m, &x->rc) != 0 ? fatal(x) : D_OK;
 }
 
 /*
- * ResourceSpans (spans = 0) and ScopeSpans (spans = 1) are laid out alike:
- * field 1 is the message that applies to the rest (Resource or
- * InstrumentationScope; read once, before them, or the body is declined),
- * field 2 repeats (ScopeSpans or Span), field 3 is schema_url.
+ * ResourceSpans and ScopeSpans are laid out alike: field 1 is the message
+ * that applies to the rest (Resource or InstrumentationScope), field 2
+ * repeats (ScopeSpans or Span), field 3 is schema_url.
  */
-static int do_outer(dx_t *x, const uint8_t *p, const uint8_t *end, int spans)
+typedef struct parts {
+    const uint8_t *p, *end;
+    int have_head, have_parts;
+} parts_t;
+
+enum { PART_END = 0, PART_HEAD = 1, PART_PART = 2, PART_MALFORMED = -1, PART_HEAD_LATE = -2 };
+
+/*
+ * The next field 1 or 2 with its payload (field 3 and unknown ones are
+ * skipped). The head must come once and before the parts (protobuf-c
+ * would merge a second one into what came before): PART_HEAD_LATE else.
+ */
+static inline int next_part(parts_t *it, const uint8_t **s, size_t *n)
 {
-    int have_head = 0, have_parts = 0;
-    if (spans)
-        otlp_scope_build(x->c, (str_t){"", 0}, (str_t){"", 0}, &x->rc);
-    else if (otlp_resource_build(x->c, NULL, 0, &x->rc) != 0)
-        return fatal(x);
-    while (p < end) {
-        uint32_t key = tag_at(&p, end);
-        const uint8_t *s;
-        size_t n;
-        int rc = D_OK;
-        if (key == K(1, WT_LEN) || key == K(2, WT_LEN) || key == K(3, WT_LEN)) {
-            if (len_at(&p, end, &s, &n) != 0)
-                return D_DECLINE;
-            if (key == K(2, WT_LEN)) {
-                have_parts = 1;
-                rc = spans ? do_span(x, s, s + n) : do_outer(x, s, s + n, 1);
-            } else if (key == K(1, WT_LEN)) {
-                if (have_head || have_parts)
-                    return decline(x, spans ? "InstrumentationScope given twice or after spans"
-                                            : "Resource given twice or after scope_spans");
-                have_head = 1;
-                rc = spans ? do_scope(x, s, s + n) : do_resource(x, s, s + n);
-            }
-        } else {
-            rc = other_field(&p, end, key, 3);
+    while (it->p < it->end) {
+        uint32_t key = tag_at(&it->p, it->end);
+        if (key != K(1, WT_LEN) && key != K(2, WT_LEN) && key != K(3, WT_LEN)) {
+            if (other_field(&it->p, it->end, key, 3) != D_OK)
+                return PART_MALFORMED;
+            continue;
         }
-        if (rc != D_OK)
-            return rc;
+        if (len_at(&it->p, it->end, s, n) != 0)
+            return PART_MALFORMED;
+        if (key == K(2, WT_LEN)) {
+            it->have_parts = 1;
+            return PART_PART;
+        }
+        if (key == K(1, WT_LEN)) {
+            if (it->have_head || it->have_parts)
+                return PART_HEAD_LATE;
+            it->have_head = 1;
+            return PART_HEAD;
+        }
     }
-    return D_OK;
+    return PART_END;
+}
+
+/* What the loop over a ResourceSpans or ScopeSpans ended with. */
+static inline int parts_done(dx_t *x, int rc, int part, const char *late)
+{
+    if (rc != D_OK)
+        return rc;
+    return part == PART_END ? D_OK : part == PART_HEAD_LATE ? decline(x, late) : D_DECLINE;
+}
+
+static int do_scope_spans(dx_t *x, const uint8_t *p, const uint8_t *end)
+{
+    parts_t it = {p, end, 0, 0};
+    const uint8_t *s;
+    size_t n;
+    int part = PART_END, rc = D_OK;
+    otlp_scope_build(x->c, (str_t){"", 0}, (str_t){"", 0}, &x->rc);
+    while (rc == D_OK && (part = next_part(&it, &s, &n)) > 0)
+        rc = part == PART_PART ? do_span(x, s, s + n) : do_head(x, s, s + n, 0);
+    return parts_done(x, rc, part, "InstrumentationScope given twice or after spans");
+}
+
+static int do_resource_spans(dx_t *x, const uint8_t *p, const uint8_t *end)
+{
+    parts_t it = {p, end, 0, 0};
+    const uint8_t *s;
+    size_t n;
+    int part = PART_END, rc = otlp_resource_build(x->c, NULL, 0, &x->rc) != 0 ? fatal(x) : D_OK;
+    while (rc == D_OK && (part = next_part(&it, &s, &n)) > 0)
+        rc = part == PART_PART ? do_scope_spans(x, s, s + n) : do_head(x, s, s + n, 1);
+    return parts_done(x, rc, part, "Resource given twice or after scope_spans");
 }
 
 /* Number of fields with this key in the message [p, end), checking its framing; -1 when malformed. */
@@ -958,7 +980,7 @@ int otlp_direct_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_direct_s
         const uint8_t *s;
         size_t n;
         if (key == K(1, WT_LEN))
-            rc = len_at(&p, end, &s, &n) != 0 ? D_DECLINE : do_outer(&x, s, s + n, 0);
+            rc = len_at(&p, end, &s, &n) != 0 ? D_DECLINE : do_resource_spans(&x, s, s + n);
         else
             rc = other_field(&p, end, key, 1);
     }
