@@ -9,7 +9,7 @@
  * service and tags once per ResourceSpans, the scope tags once per
  * ScopeSpans, and each span's ids, name, times, status and attributes
  * into the span_t. Strings are (pointer, length) slices of the body (their
- * C-string view: up to a NUL byte, found a word at a time), numbers are
+ * C-string view: up to a NUL byte, found 16 bytes at a time), numbers are
  * rendered once per request into small bump space (a 16-entry cache keeps
  * repeated values, like status codes, from being rendered again), and
  * tags and annotations are appended to per-request pools, so an ordinary
@@ -62,7 +62,7 @@ typedef struct pool {
 typedef struct dx {
     dctx_t *c;
     const uint8_t *body_end; /* words may be read up to here */
-    uint32_t cut;            /* strings longer than this are cut (lim.max_attribute_value_len, 0: never) */
+    uint32_t cut;            /* strings longer than this are cut: lim.max_attribute_value_len, or UINT32_MAX for 0 */
     otlp_direct_stats_t *stats;
     const char *why; /* reason for declining */
     rctx_t rc;
@@ -972,8 +972,10 @@ int otlp_direct_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_direct_s
     x.cut = c->lim.max_attribute_value_len != 0 ? c->lim.max_attribute_value_len : UINT32_MAX;
     x.stats = stats;
     x.max_spans = total;
-    x.tags.chunk = POOL_FIRST_BYTES;
-    x.anns.chunk = POOL_FIRST_BYTES / 4;
+    static char none[1]; /* empty pools and text space until first used (pointer differences stay defined) */
+    x.tags = (pool_t){none, none, none, POOL_FIRST_BYTES};
+    x.anns = (pool_t){none, none, none, POOL_FIRST_BYTES / 4};
+    x.txt = x.txt_end = none;
     int rc = D_OK;
     for (const uint8_t *p = data; p < end && rc == D_OK;) {
         uint32_t key = tag_at(&p, end);
