@@ -1,11 +1,16 @@
 /*
- * Differential tests for collector/otlp_wire: random ExportTraceServiceRequest
- * bodies, written straight at the wire level (every field type, unknown
- * fields of every wire type, repeated singular fields that protobuf-c
- * merges, oneofs given twice, odd wire types, deep AnyValue nesting) plus
- * random mutations of them, are decoded by otlp_traces_decode_proto
- * (otlp_wire) and by otlp_traces_decode_proto_reference (protobuf-c), and
- * the spans produced must be identical, or both decodes must fail.
+ * Differential tests for collector/otlp_wire and collector/otlp_direct:
+ * random ExportTraceServiceRequest bodies, written straight at the wire
+ * level (every field type, unknown fields of every wire type, repeated
+ * singular fields that protobuf-c merges, oneofs given twice, odd wire
+ * types, deep AnyValue nesting) plus random mutations of them, are decoded
+ * by otlp_traces_decode_proto (otlp_wire), by
+ * otlp_traces_decode_proto_direct (straight to span_t), by
+ * otlp_traces_decode_proto_spans (what ingest runs) and by
+ * otlp_traces_decode_proto_reference (protobuf-c); the results and spans
+ * must be identical, or every decode must fail. The direct path may
+ * decline a body instead (counted): bodies of ordinary content and the
+ * request shapes exporters send must never be declined nor handed over.
  */
 #include <setjmp.h>
 #include <stdarg.h>
