@@ -200,11 +200,6 @@ static int lower(dctx_t *c, str_t *s)
     return 0;
 }
 
-int otlp_lower(dctx_t *c, str_t *s)
-{
-    return lower(c, s);
-}
-
 static inline uint64_t ld8(const char *p)
 {
     uint64_t v;

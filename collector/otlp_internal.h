@@ -48,9 +48,6 @@ int otlp_fail_oom(dctx_t *c);
 /* Arena allocation that records a refusal in c->oom. */
 void *otlp_alloc(dctx_t *c, size_t size);
 
-/* The lowercasing of span and service names (copies into the arena only when needed); -1 when the arena is full. */
-int otlp_lower(dctx_t *c, str_t *s);
-
 /* A string of the messages as a tag value: cut to lim.max_attribute_value_len at a UTF-8 boundary. */
 static inline str_t otlp_str(const dctx_t *c, const char *p, size_t len)
 {
