@@ -638,6 +638,32 @@ static int read_span(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_span_in
     const otlp_limits_t *lim = &x->c->lim;
     uint32_t n_attr = 0, n_ev = 0;
     int have_status = 0;
+    /* exporters write the ids first, in field order and at their sizes: take them without the loop */
+    if (end - p >= 28 && p[0] == K(1, WT_LEN) && p[1] == 16 && p[18] == K(2, WT_LEN) && p[19] == 8) {
+        in->trace_id = p + 2;
+        in->trace_id_len = 16;
+        in->span_id = p + 20;
+        in->span_id_len = 8;
+        p += 28;
+        if (end - p >= 10 && p[0] == K(4, WT_LEN) && p[1] == 8) {
+            in->parent_id = p + 2;
+            in->parent_id_len = 8;
+            p += 10;
+        }
+        if (end - p >= 2 && p[0] == K(5, WT_LEN) && p[1] < 0x80 && p[1] <= end - p - 2) {
+            in->name = zstr(x, p + 2, p[1]);
+            p += 2 + p[1];
+        }
+        if (end - p >= 2 && p[0] == K(6, WT_VARINT) && p[1] < 0x80) {
+            in->kind = p[1];
+            p += 2;
+        }
+        if (end - p >= 18 && p[0] == K(7, WT_I64) && p[9] == K(8, WT_I64)) {
+            in->start_ns = otlp_pb_ld64(p + 1);
+            in->end_ns = otlp_pb_ld64(p + 10);
+            p += 18;
+        }
+    }
     while (p < end) {
         uint32_t key = tag_at(&p, end);
         const uint8_t *s;
