@@ -525,11 +525,12 @@ size_t proxy_host_forms(const char *name, size_t len, const char *ns, int dns_fo
     }
     size_t dots = count_dots(name, len), n = 0;
     if (dots == 0) {
-        char tail[PROXY_HOST_MAX];
-        snprintf(tail, sizeof(tail), ".%s" CLUSTER_SUFFIX, ns);
-        form_write(forms[n++], name, len, tail);
-        form_write(forms[n++], name, len, "");
-        return n;
+        /* the router calls this per request: no snprintf */
+        form_write(forms[0], name, len, ".");
+        memcpy(forms[0] + len + 1, ns, nsl);
+        memcpy(forms[0] + len + 1 + nsl, CLUSTER_SUFFIX, sizeof(CLUSTER_SUFFIX));
+        form_write(forms[1], name, len, "");
+        return 2;
     }
     form_write(forms[n++], name, len, "");
     /* NAME.NS2 and NAME.NS2.svc, the partial names a pod's DNS search path completes */

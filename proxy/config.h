@@ -511,8 +511,9 @@ void proxy_config_destroy(proxy_config_t *cfg);
  *      NAME.NS2.svc.cluster.local, as the DNS search path does;
  *   3. the same service in its other form seen from ns: the short NAME,
  *      when the name is short or its form above is NAME.ns.svc.cluster.local.
- * "*", "*.x" and IPv6 literals are themselves only. Returns the number of forms, 0 when
- * the name is empty or too long.
+ * "*", "*.x" and IPv6 literals are themselves only. ns is a valid (so
+ * lowercase) namespace, NULL for "default". Allocates nothing. Returns the
+ * number of forms, 0 when the name is empty or too long.
  */
 size_t proxy_host_forms(const char *name, size_t len, const char *ns, int dns_forms,
                         char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX]);
