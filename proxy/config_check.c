@@ -33,6 +33,13 @@ static void enter(pctx_t *p, const char *kind, const proxy_meta_t *m, const char
         buf_append_str(&p->path, path);
 }
 
+/* enter with the path "spec.LIST[i]". */
+static void enter_item(pctx_t *p, const char *kind, const proxy_meta_t *m, const char *list, size_t i)
+{
+    enter(p, kind, m, NULL);
+    buf_printf(&p->path, "spec.%s[%zu]", list, i);
+}
+
 static const char *service_host(const proxy_service_entry_t *se)
 {
     return se->n_hosts ? se->hosts[0].host : "?";
@@ -138,9 +145,7 @@ static void check_sidecar_hosts(pctx_t *p)
                 first = entry_with_host(cfg, forms[f], &first_host);
             if (first == NULL || first == se)
                 continue;
-            char path[64];
-            snprintf(path, sizeof(path), "spec.hosts[%zu]", j);
-            enter(p, "ServiceEntry", &se->meta, path);
+            enter_item(p, "ServiceEntry", &se->meta, "hosts", j);
             pc_warn_at(p, h->pos.line, h->pos.col,
                        "the app's Host: %s reaches ServiceEntry %s (host \"%s\"), not this entry: the sidecar is "
                        "in namespace %s, where %s means %s",
@@ -156,9 +161,7 @@ static void check_sidecar_hosts(pctx_t *p)
             const proxy_host_t *host = &vs->hosts[h];
             if (strchr(host->host, '.') != NULL || strcmp(host->host, "*") == 0)
                 continue;
-            char path[64];
-            snprintf(path, sizeof(path), "spec.hosts[%zu]", h);
-            enter(p, "VirtualService", &vs->meta, path);
+            enter_item(p, "VirtualService", &vs->meta, "hosts", h);
             pc_warn_at(p, host->pos.line, host->pos.col,
                        "short host \"%s\" means %s (the VirtualService's namespace is %s); the sidecar is in "
                        "namespace %s, so the app's Host: %s does not select this VirtualService (Host: %s.%s does)",
@@ -182,9 +185,7 @@ void istio_check_references(pctx_t *p)
                     if (strcmp(other->hosts[b].fqdn, se->hosts[j].fqdn) == 0)
                         break;
                 if (b < lim) {
-                    char path[64];
-                    snprintf(path, sizeof(path), "spec.hosts[%zu]", j);
-                    enter(p, "ServiceEntry", &se->meta, path);
+                    enter_item(p, "ServiceEntry", &se->meta, "hosts", j);
                     pc_error_at(p, se->hosts[j].pos.line, se->hosts[j].pos.col,
                                 "host \"%s\" is already defined by ServiceEntry %s (line %d)", se->hosts[j].host,
                                 other->meta.name ? other->meta.name : "?", other->hosts[b].pos.line);
@@ -220,9 +221,7 @@ void istio_check_references(pctx_t *p)
                     break;
             if (e < se->n_endpoints)
                 continue;
-            char path[64];
-            snprintf(path, sizeof(path), "spec.subsets[%zu]", s);
-            enter(p, "DestinationRule", &dr->meta, path);
+            enter_item(p, "DestinationRule", &dr->meta, "subsets", s);
             pc_warn_at(p, dr->subsets[s].pos.line, dr->subsets[s].pos.col,
                        "subset \"%s\" selects no endpoint of ServiceEntry %s",
                        dr->subsets[s].name ? dr->subsets[s].name : "?", se->meta.name ? se->meta.name : "?");
@@ -232,9 +231,7 @@ void istio_check_references(pctx_t *p)
     for (size_t i = 0; i < cfg->n_virtual_services; i++) {
         proxy_virtual_service_t *vs = &cfg->virtual_services[i];
         for (size_t h = 0; h < vs->n_hosts; h++) {
-            char path[64];
-            snprintf(path, sizeof(path), "spec.hosts[%zu]", h);
-            enter(p, "VirtualService", &vs->meta, path);
+            enter_item(p, "VirtualService", &vs->meta, "hosts", h);
             const proxy_host_t *host = &vs->hosts[h];
             const proxy_service_entry_t *se = pc_bind_host(p, host->host, host->pos);
             if (se == NULL) {

@@ -645,11 +645,14 @@ static int authority_split(str_t a, char *name, uint32_t *port)
     return (int)(he - hs);
 }
 
-static const wild_host_t *lookup_wild(const wild_host_t *w, size_t n, const char *name, size_t len)
+/* The longest wildcard host matching one of the n names (tried in order), or NULL. */
+static const wild_host_t *lookup_wild(const wild_host_t *w, size_t nw, char names[][PROXY_HOST_MAX], const size_t *lens,
+                                      size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (len > w[i].len && memcmp(name + len - w[i].len, w[i].suffix, w[i].len) == 0)
-            return &w[i];
+    for (size_t f = 0; f < n; f++)
+        for (size_t i = 0; i < nw; i++)
+            if (lens[f] > w[i].len && memcmp(names[f] + lens[f] - w[i].len, w[i].suffix, w[i].len) == 0)
+                return &w[i];
     return NULL;
 }
 
@@ -666,7 +669,7 @@ static void lookup_host(const router_t *r, str_t authority, const proxy_virtual_
     char name[HOST_MAX];
     char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX];
     const host_slot_t *slots[PROXY_HOST_FORMS];
-    size_t lens[PROXY_HOST_FORMS];
+    size_t lens[PROXY_HOST_FORMS] = {0};
     *vs = NULL;
     *se = NULL;
     int l = authority_split(authority, name, port);
@@ -681,25 +684,19 @@ static void lookup_host(const router_t *r, str_t authority, const proxy_virtual_
             return;
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        const wild_host_t *w = lookup_wild(r->wild_vs, r->n_wild_vs, forms[i], lens[i]);
-        if (w != NULL) {
-            *vs = w->vs;
-            return;
-        }
+    const wild_host_t *w = lookup_wild(r->wild_vs, r->n_wild_vs, forms, lens, n);
+    if (w != NULL) {
+        *vs = w->vs;
+        return;
     }
     for (size_t i = 0; i < n; i++)
         if (slots[i] != NULL && slots[i]->se != NULL) {
             *se = slots[i]->se;
             return;
         }
-    for (size_t i = 0; i < n; i++) {
-        const wild_host_t *w = lookup_wild(r->wild_se, r->n_wild_se, forms[i], lens[i]);
-        if (w != NULL) {
-            *se = w->se;
-            return;
-        }
-    }
+    w = lookup_wild(r->wild_se, r->n_wild_se, forms, lens, n);
+    if (w != NULL)
+        *se = w->se;
 }
 
 /* ---- matching ---- */

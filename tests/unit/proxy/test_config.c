@@ -812,6 +812,15 @@ static char *shop_text(const char *ns, const char *proxy_ns)
     return out;
 }
 
+/* Load shop_text(ns, proxy_ns) into *m. */
+static proxy_config_t *load_shop(const char *ns, const char *proxy_ns, msgs_t *m)
+{
+    char *text = shop_text(ns, proxy_ns);
+    proxy_config_t *cfg = load(text, m);
+    free(text);
+    return cfg;
+}
+
 /* Every document of cfg is in namespace ns, and the references resolve there. */
 static void expect_in(const proxy_config_t *cfg, const char *ns, const char *proxy_ns)
 {
@@ -846,9 +855,7 @@ static void test_namespace_implicit(void **state)
     (void)state;
     msgs_t m;
     /* the issue: Proxy in shop, the rest without a namespace, so in shop */
-    char *text = shop_text("", ", namespace: shop");
-    proxy_config_t *cfg = load(text, &m);
-    free(text);
+    proxy_config_t *cfg = load_shop("", ", namespace: shop", &m);
     if (cfg == NULL || m.n_warn != 0)
         dump(&m);
     assert_non_null(cfg);
@@ -870,9 +877,7 @@ static void test_namespace_implicit(void **state)
     proxy_config_destroy(cfg);
 
     /* a Proxy without a namespace is in default, and so is the rest */
-    text = shop_text("", "");
-    cfg = load(text, &m);
-    free(text);
+    cfg = load_shop("", "", &m);
     assert_non_null(cfg);
     assert_int_equal(m.n_warn, 0);
     expect_in(cfg, "default", "default");
@@ -884,9 +889,7 @@ static void test_namespace_explicit(void **state)
     (void)state;
     msgs_t m;
     /* every document says shop: the same model as without */
-    char *text = shop_text(", namespace: shop", ", namespace: shop");
-    proxy_config_t *cfg = load(text, &m);
-    free(text);
+    proxy_config_t *cfg = load_shop(", namespace: shop", ", namespace: shop", &m);
     assert_non_null(cfg);
     assert_int_equal(m.n_warn, 0);
     expect_in(cfg, "shop", "shop");
@@ -894,9 +897,7 @@ static void test_namespace_explicit(void **state)
 
     /* documents in another namespace than the Proxy's keep theirs (and their short names are relative to it);
      * the sidecar's Host: reviews then does not select the VirtualService: a warning says so */
-    text = shop_text(", namespace: other", ", namespace: shop");
-    cfg = load(text, &m);
-    free(text);
+    cfg = load_shop(", namespace: other", ", namespace: shop", &m);
     assert_non_null(cfg);
     expect_in(cfg, "other", "shop");
     assert_int_equal(m.n_warn, 1);
@@ -907,9 +908,7 @@ static void test_namespace_explicit(void **state)
     proxy_config_destroy(cfg);
 
     /* the Proxy without a namespace, the rest in shop */
-    text = shop_text(", namespace: shop", "");
-    cfg = load(text, &m);
-    free(text);
+    cfg = load_shop(", namespace: shop", "", &m);
     assert_non_null(cfg);
     expect_in(cfg, "shop", "default");
     assert_int_equal(m.n_warn, 1);
@@ -943,9 +942,7 @@ static void test_namespace_errors(void **state)
                  "t.yaml:25:33: Proxy: metadata.namespace: \"%s\" is not a valid namespace (lowercase letters, "
                  "digits and '-')",
                  bad[i]);
-        text = shop_text("", ns);
-        cfg = load(text, &m);
-        free(text);
+        cfg = load_shop("", ns, &m);
         assert_null(cfg);
         expect_error(&m, want);
         /* the other documents fall back to default rather than to the refused name */
@@ -954,9 +951,7 @@ static void test_namespace_errors(void **state)
                  "t.yaml:3:39: ServiceEntry: metadata.namespace: \"%s\" is not a valid namespace "
                  "(lowercase letters, digits and '-')",
                  bad[i]);
-        text = shop_text(ns, "");
-        cfg = load(text, &m);
-        free(text);
+        cfg = load_shop(ns, "", &m);
         assert_null(cfg);
         expect_error(&m, want);
     }
