@@ -12,8 +12,8 @@
  * ServiceEntry, and required when the entry has several). A subset whose
  * labels select no endpoint is only a warning: endpoints come and go.
  *
- * Short names get warnings where they could mean two things: a reference
- * whose forms name two different entries, an entry the app's Host header
+ * Short names get warnings where they could mean two things: a short
+ * reference whose FQDN and itself name two different entries, an entry the app's Host header
  * cannot reach because that name means another entry in the sidecar's
  * namespace, and a VirtualService short host in another namespace than
  * the sidecar's, which Host: NAME from the app does not select.
@@ -54,7 +54,8 @@ const proxy_service_entry_t *pc_bind_host(pctx_t *p, const char *name, proxy_pos
 {
     proxy_host_ref_t ref;
     proxy_config_resolve(p->cfg, name, p->ns, &ref);
-    if (ref.shadowed != NULL)
+    /* a name written with a dot says which entry it means; a short one may mean either */
+    if (ref.shadowed != NULL && strchr(name, '.') == NULL)
         pc_warn_at(p, pos.line, pos.col,
                    "host \"%s\" is ambiguous in namespace %s: it names ServiceEntry %s (host \"%s\"), not "
                    "ServiceEntry %s (host \"%s\")",

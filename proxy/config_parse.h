@@ -97,7 +97,7 @@ void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_dest
 void istio_parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts);
 /* Pass two (config_check.c): hosts, subsets, ports across documents. */
 void istio_check_references(pctx_t *p);
-/* The ServiceEntry a reference names (proxy_config_resolve in p->ns), warning at pos when it is ambiguous. */
+/* The ServiceEntry a reference names (proxy_config_resolve in p->ns), warning at pos when a short name is ambiguous. */
 const proxy_service_entry_t *pc_bind_host(pctx_t *p, const char *name, proxy_pos_t pos);
 
 /* kind: RateLimit (config_ratelimit.c): pass one for one document's spec, and pass two for all of them. */

@@ -1030,7 +1030,12 @@ static const char *const two_reviews =
     "apiVersion: networking.istio.io/v1\n"
     "kind: DestinationRule\n"
     "metadata: {name: d, namespace: other}\n"
-    "spec: {host: reviews}\n";
+    "spec: {host: reviews}\n"
+    "---\n"
+    "apiVersion: outrider.io/v1alpha1\n"
+    "kind: RateLimit\n"
+    "metadata: {name: l}\n"
+    "spec: {hosts: [reviews.shop.svc.cluster.local], local: {maxTokens: 1, fillInterval: 1s}}\n";
 
 static void test_namespace_ambiguity(void **state)
 {
@@ -1056,6 +1061,8 @@ static void test_namespace_ambiguity(void **state)
     assert_ptr_equal(cfg->virtual_services[0].http[0].routes[0].destination.service, fqdn);
     assert_ptr_equal(cfg->virtual_services[0].http[1].routes[0].destination.service, shrt);
     assert_ptr_equal(cfg->destination_rules[0].service, shrt);
+    /* a name written in full says which entry it means: no warning for it */
+    assert_ptr_equal(cfg->rate_limits[0].services[0], fqdn);
     /* --check warns: at each ambiguous reference, and at the entry the app's Host header cannot reach */
     expect_warning(&m, "t.yaml:19:16: VirtualService r: spec.hosts[0]: host \"reviews\" is ambiguous in namespace "
                        "shop: it names ServiceEntry fqdn (host \"reviews.shop.svc.cluster.local\"), not ServiceEntry "
