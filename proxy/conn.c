@@ -1718,7 +1718,8 @@ static void record(conn_t *c)
         const char *host = c->cl != NULL ? c->cl->host : NULL;
         str_t svc = host != NULL ? s_of(host) : c->rreq.authority;
         r.destination_service = svc;
-        /* "reviews.default.svc.cluster.local": name and namespace are its first two labels */
+        /* "reviews.default.svc.cluster.local": name and namespace are its first two labels; a short entry
+         * host ("reviews") is in its ServiceEntry's namespace, as Istio labels it */
         const char *dot = memchr(svc.ptr, '.', svc.len);
         r.destination_service_name = (str_t){svc.ptr, dot ? (size_t)(dot - svc.ptr) : svc.len};
         if (dot != NULL) {
@@ -1727,7 +1728,8 @@ static void record(conn_t *c)
             r.destination_service_namespace =
                 (str_t){ns, dot2 ? (size_t)(dot2 - ns) : svc.len - (size_t)(ns - svc.ptr)};
         } else {
-            r.destination_service_namespace = s_of(rt->self.namespace);
+            r.destination_service_namespace =
+                s_of(c->cl != NULL && c->cl->service != NULL ? c->cl->service->meta.namespace : rt->self.namespace);
         }
         r.destination_version = s_of(endpoint_label(c, "version"));
         r.destination_app = s_of(endpoint_label(c, "app"));
