@@ -21,6 +21,8 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "utf8.h"
+
 #define LIST_PREFIX "Malformed reading List<Span> from json: "
 
 enum ctx_kind {
@@ -239,7 +241,8 @@ static int keep_lower(dec_t *d, const unsigned char *s, size_t len, str_t *out)
 {
     if (len > UINT32_MAX)
         return too_large(d);
-    if (zipkin_span_lower(d->arena, (const char *)s, len, len > 0 && !in_input(d, s), out) != 0)
+    *out = (str_t){(const char *)s, (uint32_t)len};
+    if (utf8_lower(d->arena, out, !in_input(d, s)) != 0)
         return too_large(d);
     return 1;
 }
@@ -730,6 +733,8 @@ int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipki
         zipkin_span_fail(res, "out of memory");
         return -1;
     }
+    /* ill-formed UTF-8 is repaired where strings are kept, as a Zipkin server's decoder does */
+    yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, (const unsigned char *)data, len);
     size_t at = yajl_get_bytes_consumed(h);
     if (st == yajl_status_ok) {

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "utf8.h"
+
 void zipkin_span_limits(const zipkin_limits_t *in, zipkin_limits_t *out)
 {
     if (in != NULL)
@@ -45,26 +47,6 @@ int zipkin_span_fail(zipkin_result_t *res, const char *fmt, ...)
     vsnprintf(res->error, sizeof(res->error), fmt, ap);
     va_end(ap);
     return -1;
-}
-
-int zipkin_span_lower(arena_t *arena, const char *s, size_t len, int copy, str_t *out)
-{
-    size_t i = 0;
-    while (i < len && !(s[i] >= 'A' && s[i] <= 'Z'))
-        i++;
-    if (i == len && !copy) {
-        *out = (str_t){s, (uint32_t)len};
-        return 0;
-    }
-    char *p = arena_alloc(arena, len ? len : 1);
-    if (p == NULL)
-        return -1;
-    memcpy(p, s, len);
-    for (; i < len; i++)
-        if (p[i] >= 'A' && p[i] <= 'Z')
-            p[i] = (char)(p[i] + ('a' - 'A'));
-    *out = (str_t){p, (uint32_t)len};
-    return 0;
 }
 
 /* Strict dotted quad as inet_pton(AF_INET) takes it: four decimal octets, no leading zeros. */
@@ -341,6 +323,12 @@ int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annota
     s->tags = NULL;
     s->n_annotations = 0;
     s->annotations = NULL;
+    for (uint32_t i = 0; i < n_tags; i++)
+        if (utf8_repair(arena, &tags[i].key, 0) != 0 || utf8_repair(arena, &tags[i].value, 0) != 0)
+            return -1;
+    for (uint32_t i = 0; i < n_anns; i++)
+        if (utf8_repair(arena, &anns[i].value, 0) != 0)
+            return -1;
     if (n_tags > 0) {
         n_tags = tags_sort_dedupe(tags, n_tags);
         span_tag_t *t = arena_alloc(arena, n_tags * sizeof(*t));

@@ -1,0 +1,68 @@
+/*
+ * utf8_text: common/utf8 as a filter, for comparing it with Java
+ * (tests/compat/test_java_text.sh).
+ *
+ * Reads lines of hex-encoded bytes; for each writes one line: the bytes
+ * lowercased (utf8_lower_to), a space, and the bytes repaired
+ * (utf8_repair_to), both in hex. An empty line stands for empty input.
+ *
+ * usage: utf8_text < IN > OUT
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utf8.h"
+
+static int unhex(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void put_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", (unsigned char)s[i]);
+}
+
+int main(void)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    while ((got = getline(&line, &cap, stdin)) >= 0) {
+        size_t n = (size_t)got;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            n--;
+        if (n % 2 != 0) {
+            fprintf(stderr, "utf8_text: odd hex line\n");
+            return 2;
+        }
+        char *in = malloc(n / 2 + 1);
+        char *out = malloc(UTF8_MAX_GROWTH * (n / 2) + 1);
+        if (in == NULL || out == NULL)
+            return 2;
+        for (size_t i = 0; i < n / 2; i++) {
+            int hi = unhex(line[2 * i]), lo = unhex(line[2 * i + 1]);
+            if (hi < 0 || lo < 0) {
+                fprintf(stderr, "utf8_text: bad hex\n");
+                return 2;
+            }
+            in[i] = (char)(hi << 4 | lo);
+        }
+        put_hex(out, utf8_lower_to(out, in, n / 2));
+        putchar(' ');
+        put_hex(out, utf8_repair_to(out, in, n / 2));
+        putchar('\n');
+        free(in);
+        free(out);
+    }
+    free(line);
+    return 0;
+}
