@@ -187,13 +187,15 @@ static int lower(dctx_t *c, str_t *s)
     return -1;
 }
 
-/* Repair ill-formed UTF-8 in a stored string (copied only then). */
+/* Repair ill-formed UTF-8 in a stored string (copied only then); the length limit applies to the result. */
 static int repair(dctx_t *c, str_t *s)
 {
-    if (utf8_repair(c->arena, s, 0) == 0)
-        return 0;
-    c->oom = 1;
-    return -1;
+    if (utf8_repair(c->arena, s, 0) != 0) {
+        c->oom = 1;
+        return -1;
+    }
+    *s = mkstr(c, s->ptr, s->len);
+    return 0;
 }
 
 /* Writes the decimal digits of v ending just before end; returns the start. */

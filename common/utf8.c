@@ -151,16 +151,16 @@ static size_t put(char *out, size_t o, int32_t cp)
 /* ---- Java's words, for the final sigma ---- */
 
 enum wclass {
-    W_OTHER,      /* a word boundary on both sides */
-    W_IGNORE,     /* format characters: invisible */
-    W_MARK,       /* non-spacing and enclosing marks: part of the character before */
+    W_OTHER,  /* a word boundary on both sides */
+    W_IGNORE, /* format characters: invisible */
+    W_MARK,   /* non-spacing and enclosing marks: part of the character before */
     W_LETTER,
     W_DIGIT,
     W_MID_LETTER, /* inside a word between two letters */
     W_MID_DIGIT,  /* inside a word between two digits */
     W_MID_BOTH,
-    W_DANDA,      /* may end a word of letters, which a number may then continue */
-    W_SUPP,       /* state only: just after a supplementary letter or digit */
+    W_DANDA, /* may end a word of letters, which a number may then continue */
+    W_SUPP,  /* state only: just after a supplementary letter or digit */
 };
 
 static enum wclass word_class(int32_t c)
@@ -214,9 +214,8 @@ static int is_cased(int32_t c)
     utf8proc_category_t k = utf8proc_category(c);
     if (k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT)
         return 1;
-    return (c >= 0x02B0 && c <= 0x02B8) || c == 0x02C0 || c == 0x02C1 || (c >= 0x02E0 && c <= 0x02E4) ||
-           c == 0x0345 || c == 0x037A || (c >= 0x1D2C && c <= 0x1D61) || (c >= 0x2160 && c <= 0x217F) ||
-           (c >= 0x24B6 && c <= 0x24E9);
+    return (c >= 0x02B0 && c <= 0x02B8) || c == 0x02C0 || c == 0x02C1 || (c >= 0x02E0 && c <= 0x02E4) || c == 0x0345 ||
+           c == 0x037A || (c >= 0x1D2C && c <= 0x1D61) || (c >= 0x2160 && c <= 0x217F) || (c >= 0x24B6 && c <= 0x24E9);
 }
 
 /* Class of the first code point of s[0..len) that is not W_IGNORE; W_OTHER at the end. */

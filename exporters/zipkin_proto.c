@@ -83,11 +83,11 @@ static uint64_t be_bytes(const uint8_t *b, size_t n)
     return v;
 }
 
-/* A name lowercased (utf8_lower) into *out; -1 when the arena is full. */
-static int lower(arena_t *arena, const char *s, str_t *out)
+/* s (NULL: empty) into *out, lowercased (utf8_lower) for a name, else repaired (utf8_repair); -1: arena full. */
+static int text(arena_t *arena, const char *s, int name, str_t *out)
 {
     *out = s == NULL ? (str_t){"", 0} : (str_t){s, (uint32_t)strlen(s)};
-    return utf8_lower(arena, out, 0);
+    return name ? utf8_lower(arena, out, 0) : utf8_repair(arena, out, 0);
 }
 
 static int convert_endpoint(const Zipkin__Proto3__Endpoint *in, span_endpoint_t *ep, uint32_t idx, arena_t *arena,
@@ -96,7 +96,7 @@ static int convert_endpoint(const Zipkin__Proto3__Endpoint *in, span_endpoint_t 
     memset(ep, 0, sizeof(*ep));
     if (in == NULL)
         return 0;
-    if (lower(arena, in->service_name, &ep->service_name) != 0)
+    if (text(arena, in->service_name, 1, &ep->service_name) != 0)
         return zipkin_span_fail(res, TOO_LARGE);
     if (in->ipv4.len > 0)
         (void)zipkin_span_ip_bytes(ep, in->ipv4.data, in->ipv4.len);
@@ -138,7 +138,7 @@ static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipk
     s->parent_id = be_bytes(in->parent_id.data, in->parent_id.len);
     if ((int)in->kind >= SPAN_KIND_CLIENT && (int)in->kind <= SPAN_KIND_CONSUMER)
         s->kind = (enum span_kind)in->kind;
-    if (lower(arena, in->name, &s->name) != 0)
+    if (text(arena, in->name, 1, &s->name) != 0)
         return zipkin_span_fail(res, TOO_LARGE);
     /* Zipkin reads these as signed longs: negative means absent */
     s->timestamp_us = in->timestamp > (uint64_t)INT64_MAX ? 0 : in->timestamp;
@@ -168,25 +168,28 @@ static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipk
     uint32_t nt = 0, na = 0;
     for (size_t i = 0; !reject && i < in->n_tags; i++) {
         const Zipkin__Proto3__Span__TagsEntry *e = in->tags[i];
-        size_t kl = e->key ? strlen(e->key) : 0;
-        size_t vl = e->value ? strlen(e->value) : 0;
-        if (kl == 0)
+        str_t k, v;
+        if (text(arena, e->key, 0, &k) != 0 || text(arena, e->value, 0, &v) != 0)
+            return zipkin_span_fail(res, TOO_LARGE);
+        if (k.len == 0)
             continue; /* Zipkin drops a tag without a key */
-        if (kl > lim->max_tag_key_len || vl > lim->max_tag_value_len) {
+        if (k.len > lim->max_tag_key_len || v.len > lim->max_tag_value_len) {
             reject = 1;
             if (res->error[0] == '\0')
                 zipkin_span_fail(res, "span spans[%u] rejected: tag key or value too long", idx);
             break;
         }
-        sc->tags[nt++] = (span_tag_t){{e->key, (uint32_t)kl}, {vl ? e->value : "", (uint32_t)vl}};
+        sc->tags[nt++] = (span_tag_t){k, v};
     }
     for (size_t i = 0; !reject && i < in->n_annotations; i++) {
         const Zipkin__Proto3__Annotation *a = in->annotations[i];
-        size_t vl = a->value ? strlen(a->value) : 0;
+        str_t v;
+        if (text(arena, a->value, 0, &v) != 0)
+            return zipkin_span_fail(res, TOO_LARGE);
         /* Zipkin drops incomplete annotations; a timestamp past INT64_MAX is negative there */
-        if (a->timestamp == 0 || a->timestamp > (uint64_t)INT64_MAX || vl == 0)
+        if (a->timestamp == 0 || a->timestamp > (uint64_t)INT64_MAX || v.len == 0)
             continue;
-        sc->anns[na++] = (span_annotation_t){a->timestamp, {a->value, (uint32_t)vl}};
+        sc->anns[na++] = (span_annotation_t){a->timestamp, v};
     }
     if (reject) {
         res->rejected++;

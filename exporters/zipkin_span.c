@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "utf8.h"
-
 void zipkin_span_limits(const zipkin_limits_t *in, zipkin_limits_t *out)
 {
     if (in != NULL)
@@ -323,12 +321,6 @@ int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annota
     s->tags = NULL;
     s->n_annotations = 0;
     s->annotations = NULL;
-    for (uint32_t i = 0; i < n_tags; i++)
-        if (utf8_repair(arena, &tags[i].key, 0) != 0 || utf8_repair(arena, &tags[i].value, 0) != 0)
-            return -1;
-    for (uint32_t i = 0; i < n_anns; i++)
-        if (utf8_repair(arena, &anns[i].value, 0) != 0)
-            return -1;
     if (n_tags > 0) {
         n_tags = tags_sort_dedupe(tags, n_tags);
         span_tag_t *t = arena_alloc(arena, n_tags * sizeof(*t));

@@ -7,7 +7,8 @@
  * name and serviceName are lowercased as Java's toLowerCase(Locale.ROOT)
  * does (utf8_lower) and empty means absent; tag keys and values and
  * annotation values are repaired to valid UTF-8 (utf8_repair), as a Java
- * decoder reads them; a parent id equal to the span id is
+ * decoder reads them, and the size limits apply to the repaired strings; a
+ * parent id equal to the span id is
  * dropped; "shared" is cleared on CLIENT spans; tags are kept sorted by key
  * with the last duplicate winning (a TreeMap); annotations are sorted by
  * (timestamp, value) with exact duplicates removed; an endpoint with no
@@ -84,12 +85,12 @@ size_t zipkin_span_format_ipv4(const uint8_t ip[4], char out[16]);
 size_t zipkin_span_format_ipv6(const uint8_t ip[16], char out[40]);
 
 /*
- * Apply the span rules above (but lowercasing, which the decoders do as
- * they read names) to *s and give it its tags and annotations:
- * tags[0..n_tags) and anns[0..n_anns) are repaired, sorted and
- * deduplicated in place (they may be scratch memory), then copied into the
- * arena and s->tags / s->annotations point at the copies. Returns 0, or -1
- * when the arena limit is reached.
+ * Apply the span rules above (but lowercasing and repair, which the
+ * decoders do as they read strings, before the size limits) to *s and give
+ * it its tags and annotations: tags[0..n_tags) and anns[0..n_anns) are
+ * sorted and deduplicated in place (they may be scratch memory), then
+ * copied into the arena and s->tags / s->annotations point at the copies.
+ * Returns 0, or -1 when the arena limit is reached.
  */
 int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annotation_t *anns, uint32_t n_anns,
                        arena_t *arena);

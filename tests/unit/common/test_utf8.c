@@ -60,23 +60,29 @@ static void test_ascii(void **state)
 static void test_latin_cyrillic(void **state)
 {
     (void)state;
-    expect_lower("\xc3\x89mail-sender", "\xc3\xa9mail-sender");                       /* Émail -> émail */
-    expect_lower("\xc3\x9c" "BERWEISUNG", "\xc3\xbc" "berweisung");                   /* ÜBERWEISUNG */
+    expect_lower("\xc3\x89mail-sender", "\xc3\xa9mail-sender"); /* Émail -> émail */
+    expect_lower("\xc3\x9c"
+                 "BERWEISUNG",
+                 "\xc3\xbc"
+                 "berweisung");                                                           /* ÜBERWEISUNG */
     expect_lower("\xc3\x80\xc3\x96\xc3\x98\xc3\x9e", "\xc3\xa0\xc3\xb6\xc3\xb8\xc3\xbe"); /* ÀÖØÞ */
-    expect_lower("\xc3\x97", "\xc3\x97");                                             /* × has no case */
+    expect_lower("\xc3\x97", "\xc3\x97");                                                 /* × has no case */
     expect_lower("\xd0\x9c\xd0\x9e\xd0\xa1\xd0\x9a\xd0\x92\xd0\x90",
                  "\xd0\xbc\xd0\xbe\xd1\x81\xd0\xba\xd0\xb2\xd0\xb0"); /* МОСКВА -> москва */
-    expect_lower("\xd0\x80", "\xd1\x90");                            /* Ѐ -> ѐ */
-    expect_lower("\xc7\x85", "\xc7\x86");                            /* titlecase ǅ -> ǆ */
-    expect_lower("\xf0\x90\x90\x80", "\xf0\x90\x90\xa8");            /* Deseret, 4 bytes */
-    expect_lower("\xe2\x84\xaa", "k");                               /* KELVIN SIGN -> k, as Java */
+    expect_lower("\xd0\x80", "\xd1\x90");                             /* Ѐ -> ѐ */
+    expect_lower("\xc7\x85", "\xc7\x86");                             /* titlecase ǅ -> ǆ */
+    expect_lower("\xf0\x90\x90\x80", "\xf0\x90\x90\xa8");             /* Deseret, 4 bytes */
+    expect_lower("\xe2\x84\xaa", "k");                                /* KELVIN SIGN -> k, as Java */
 }
 
 static void test_special_cases(void **state)
 {
     (void)state;
     /* sharp s is lowercase already (full case folding would give "ss"; lowercasing does not) */
-    expect_lower("STRA\xc3\x9f" "E", "stra\xc3\x9f" "e");
+    expect_lower("STRA\xc3\x9f"
+                 "E",
+                 "stra\xc3\x9f"
+                 "e");
     expect_lower("\xe1\xba\x9e", "\xc3\x9f"); /* capital sharp s */
     /* U+0130 becomes "i" + U+0307 (one byte longer), as Java writes it in every locale but tr/az/lt */
     expect_lower("\xc4\xb0STANBUL", "i\xcc\x87stanbul");
@@ -93,20 +99,44 @@ static void test_final_sigma(void **state)
     expect_lower("\xce\xa3", "\xcf\x83");                                     /* Σ alone */
     expect_lower("\xce\x91\xce\xa3", "\xce\xb1\xcf\x82");                     /* ΑΣ -> ας */
     expect_lower("\xce\x91\xce\xa3 \xce\x92\xce\xa3", "\xce\xb1\xcf\x82 \xce\xb2\xcf\x82");
-    expect_lower("A \xce\xa3", "a \xcf\x83");               /* nothing cased before it in its word */
-    expect_lower("1\xce\xa3", "1\xcf\x83");                 /* a digit is not cased */
-    expect_lower("A1\xce\xa3", "a1\xcf\x82");               /* digits stay in the word */
-    expect_lower("\xce\x91\xce\xa3" "1", "\xce\xb1\xcf\x82" "1");
-    expect_lower("\xce\x91\xce\xa3" "1\xce\x92", "\xce\xb1\xcf\x83" "1\xce\xb2");
+    expect_lower("A \xce\xa3", "a \xcf\x83"); /* nothing cased before it in its word */
+    expect_lower("1\xce\xa3", "1\xcf\x83");   /* a digit is not cased */
+    expect_lower("A1\xce\xa3", "a1\xcf\x82"); /* digits stay in the word */
+    expect_lower("\xce\x91\xce\xa3"
+                 "1",
+                 "\xce\xb1\xcf\x82"
+                 "1");
+    expect_lower("\xce\x91\xce\xa3"
+                 "1\xce\x92",
+                 "\xce\xb1\xcf\x83"
+                 "1\xce\xb2");
     /* Java's words keep one dash, connector, apostrophe, quote or period between letters */
     expect_lower("\xce\x9f\xce\x94\xce\x9f\xce\xa3-\xce\xa3\xce\x95\xce\xa1\xce\x92\xce\x99\xce\xa3",
                  "\xce\xbf\xce\xb4\xce\xbf\xcf\x83-\xcf\x83\xce\xb5\xcf\x81\xce\xb2\xce\xb9\xcf\x82"); /* οδοσ-σερβις */
-    expect_lower("\xce\x91\xce\xa3" ".\xce\x92", "\xce\xb1\xcf\x83" ".\xce\xb2");
-    expect_lower("\xce\x91\xce\xa3" "_\xce\x92", "\xce\xb1\xcf\x83" "_\xce\xb2");
-    expect_lower("\xce\x91\xce\xa3" ":\xce\x92", "\xce\xb1\xcf\x82" ":\xce\xb2"); /* a colon ends it */
-    expect_lower("\xce\x91\xce\xa3" "/\xce\x92", "\xce\xb1\xcf\x82" "/\xce\xb2");
-    expect_lower("\xce\x91\xce\xa3" "--\xce\x92", "\xce\xb1\xcf\x82" "--\xce\xb2"); /* two in a row end it */
-    expect_lower("\xce\x91\xce\xa3" "-", "\xce\xb1\xcf\x82" "-");
+    expect_lower("\xce\x91\xce\xa3"
+                 ".\xce\x92",
+                 "\xce\xb1\xcf\x83"
+                 ".\xce\xb2");
+    expect_lower("\xce\x91\xce\xa3"
+                 "_\xce\x92",
+                 "\xce\xb1\xcf\x83"
+                 "_\xce\xb2");
+    expect_lower("\xce\x91\xce\xa3"
+                 ":\xce\x92",
+                 "\xce\xb1\xcf\x82"
+                 ":\xce\xb2"); /* a colon ends it */
+    expect_lower("\xce\x91\xce\xa3"
+                 "/\xce\x92",
+                 "\xce\xb1\xcf\x82"
+                 "/\xce\xb2");
+    expect_lower("\xce\x91\xce\xa3"
+                 "--\xce\x92",
+                 "\xce\xb1\xcf\x82"
+                 "--\xce\xb2"); /* two in a row end it */
+    expect_lower("\xce\x91\xce\xa3"
+                 "-",
+                 "\xce\xb1\xcf\x82"
+                 "-");
     /* marks stay with their letter; a cased letter after Σ keeps it medial */
     expect_lower("\xce\x91\xce\xa3\xcc\x81", "\xce\xb1\xcf\x82\xcc\x81");
     expect_lower("\xce\x91\xce\xa3\xcc\x81\xce\x92", "\xce\xb1\xcf\x83\xcc\x81\xce\xb2");
@@ -123,10 +153,12 @@ static void test_repair(void **state)
     (void)state;
     expect_repair("plain", 5, "plain");
     expect_repair("\xc3\xa9t\xc3\xa9", 5, "\xc3\xa9t\xc3\xa9");
-    expect_repair(FFFD, 3, FFFD);                                       /* a real U+FFFD is valid */
-    expect_repair("\xef\xbf\xbf", 3, "\xef\xbf\xbf");                   /* noncharacters are valid */
-    expect_repair("\xf4\x8f\xbf\xbf", 4, "\xf4\x8f\xbf\xbf");           /* U+10FFFF */
-    expect_repair("a\xff" "b", 3, "a" FFFD "b");                        /* never a lead byte */
+    expect_repair(FFFD, 3, FFFD);                             /* a real U+FFFD is valid */
+    expect_repair("\xef\xbf\xbf", 3, "\xef\xbf\xbf");         /* noncharacters are valid */
+    expect_repair("\xf4\x8f\xbf\xbf", 4, "\xf4\x8f\xbf\xbf"); /* U+10FFFF */
+    expect_repair("a\xff"
+                  "b",
+                  3, "a" FFFD "b");                                     /* never a lead byte */
     expect_repair("\x80\x80", 2, FFFD FFFD);                            /* stray continuations: one each */
     expect_repair("\xc0\xaf", 2, FFFD FFFD);                            /* overlong '/' */
     expect_repair("\xe0\x80\xaf", 3, FFFD FFFD FFFD);                   /* overlong, 3 bytes */
@@ -137,12 +169,17 @@ static void test_repair(void **state)
     expect_repair("\xf4\x90\x80\x80", 4, FFFD FFFD FFFD FFFD);          /* past U+10FFFF */
     expect_repair("\xf8\x88\x80\x80\x80", 5, FFFD FFFD FFFD FFFD FFFD); /* 5-byte form */
     expect_repair("\xe2\x82", 2, FFFD);                                 /* truncated at the end: one unit */
-    expect_repair("\xe2\x82" "A", 3, FFFD "A");                         /* truncated before ASCII */
+    expect_repair("\xe2\x82"
+                  "A",
+                  3, FFFD "A"); /* truncated before ASCII */
     expect_repair("\xf0\x9f\x98", 3, FFFD);
     expect_repair("\xc3", 1, FFFD);
     expect_repair("ok\xff\xc3\xa9\xe2\x82", 7, "ok" FFFD "\xc3\xa9" FFFD);
     /* lowercasing repairs the same way */
-    expect_lower("A\xff" "B\xed\xa0\x80" "C\xc0\xaf", "a" FFFD "b" FFFD "c" FFFD FFFD);
+    expect_lower("A\xff"
+                 "B\xed\xa0\x80"
+                 "C\xc0\xaf",
+                 "a" FFFD "b" FFFD "c" FFFD FFFD);
     assert_false(utf8_is_lower("a\xff", 2));
 }
 
