@@ -73,6 +73,7 @@ typedef struct dctx {
     int failed; /* res->error holds a fatal reason */
     char reason[sizeof(((otlp_result_t *)0)->error)]; /* copy of the first rejection reason */
     int wire;       /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
+    int ascii;      /* otlp_wire found no byte >= 0x80 in any string: nothing to repair */
     span_t *batch;  /* traces without a sink: accepted spans, in the arena */
     size_t n_batch;
 } dctx_t;
@@ -91,6 +92,7 @@ static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_
     c->failed = 0;
     c->reason[0] = '\0';
     c->wire = 0;
+    c->ascii = 0;
     c->batch = NULL;
     c->n_batch = 0;
     res->accepted = 0;
@@ -179,7 +181,7 @@ static inline str_t cstr(const dctx_t *c, const char *s)
 }
 
 /* Lowercase a name (utf8_lower: copied only when it changes). */
-static int lower(dctx_t *c, str_t *s)
+static inline int lower(dctx_t *c, str_t *s)
 {
     if (utf8_lower(c->arena, s, 0) == 0)
         return 0;
@@ -188,13 +190,17 @@ static int lower(dctx_t *c, str_t *s)
 }
 
 /* Repair ill-formed UTF-8 in a stored string (copied only then); the length limit applies to the result. */
-static int repair(dctx_t *c, str_t *s)
+static inline int repair(dctx_t *c, str_t *s)
 {
+    if (c->ascii)
+        return 0;
+    const char *was = s->ptr;
     if (utf8_repair(c->arena, s, 0) != 0) {
         c->oom = 1;
         return -1;
     }
-    *s = mkstr(c, s->ptr, s->len);
+    if (s->ptr != was)
+        *s = mkstr(c, s->ptr, s->len);
     return 0;
 }
 
@@ -1358,7 +1364,8 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
     dctx_init(&c, limits, arena, res);
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, &c.ascii, res->error,
+                                     sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {
@@ -1377,7 +1384,7 @@ int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_
     *n_spans = 0;
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error,
+    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, &c.ascii, res->error,
                                              sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);

@@ -27,9 +27,6 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#define HIGH8 0x8080808080808080ull
-#define ONES8 0x0101010101010101ull
-
 /* ---- ASCII fast paths ---- */
 
 /* Index of the first byte >= 0x80 in s[i..len), or len. */
@@ -38,7 +35,7 @@ static size_t skip_ascii(const unsigned char *s, size_t i, size_t len)
     for (; i + 8 <= len; i += 8) {
         uint64_t x;
         memcpy(&x, s + i, 8);
-        if (x & HIGH8)
+        if (utf8__flags8(x, 1))
             break;
     }
     while (i < len && s[i] < 0x80)
@@ -52,10 +49,7 @@ static size_t skip_lower_ascii(const unsigned char *s, size_t i, size_t len)
     for (; i + 8 <= len; i += 8) {
         uint64_t x;
         memcpy(&x, s + i, 8);
-        uint64_t y = x & ~HIGH8; /* 7-bit bytes: the sums below cannot carry into a neighbour */
-        /* a 7-bit byte's high bit is set in m exactly when it is in 'A'..'Z' */
-        uint64_t m = (y + ONES8 * (0x80 - 'A')) ^ (y + ONES8 * (0x80 - 'Z' - 1));
-        if ((m | x) & HIGH8)
+        if (utf8__flags8(x, 0))
             break;
     }
     while (i < len && s[i] < 0x80 && !(s[i] >= 'A' && s[i] <= 'Z'))
@@ -437,7 +431,7 @@ static size_t ascii_lower_to(char *out, const char *s, size_t len)
     return len;
 }
 
-int utf8_lower(arena_t *arena, str_t *s, int copy)
+int utf8_lower_slow(arena_t *arena, str_t *s, int copy)
 {
     if (s->len == 0)
         return 0;
@@ -448,7 +442,7 @@ int utf8_lower(arena_t *arena, str_t *s, int copy)
     return rewrite(arena, s, skip_ascii(u, i, s->len) == s->len ? ascii_lower_to : utf8_lower_to);
 }
 
-int utf8_repair(arena_t *arena, str_t *s, int copy)
+int utf8_repair_slow(arena_t *arena, str_t *s, int copy)
 {
     if (s->len == 0)
         return 0;

@@ -3,14 +3,18 @@
  * (tests/compat/test_java_text.sh).
  *
  * Reads lines of hex-encoded bytes; for each writes one line: the bytes
- * lowercased (utf8_lower_to), a space, and the bytes repaired
- * (utf8_repair_to), both in hex. An empty line stands for empty input.
+ * lowercased (utf8_lower_to), the bytes repaired (utf8_repair_to), both in
+ * hex, and 1 when every code point of the repaired text is assigned in
+ * utf8proc's Unicode version (else 0), separated by spaces. An empty line
+ * stands for empty input.
  *
  * usage: utf8_text < IN > OUT
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <utf8proc.h>
 
 #include "utf8.h"
 
@@ -58,8 +62,19 @@ int main(void)
         }
         put_hex(out, utf8_lower_to(out, in, n / 2));
         putchar(' ');
-        put_hex(out, utf8_repair_to(out, in, n / 2));
-        putchar('\n');
+        size_t r = utf8_repair_to(out, in, n / 2);
+        put_hex(out, r);
+        int assigned = 1;
+        for (size_t i = 0; i < r;) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)out + i, (utf8proc_ssize_t)(r - i), &cp);
+            if (k <= 0)
+                return 2; /* repaired text is well-formed */
+            if (utf8proc_category(cp) == UTF8PROC_CATEGORY_CN)
+                assigned = 0;
+            i += (size_t)k;
+        }
+        printf(" %d\n", assigned);
         free(in);
         free(out);
     }

@@ -183,13 +183,37 @@ static void test_repair(void **state)
     assert_false(utf8_is_lower("a\xff", 2));
 }
 
-/* The 8-byte scans must find a capital or a non-ASCII byte at any offset and handle every tail length. */
+/* Whether utf8_lower (inline test, then the slow part) left s uncopied, after checking what it gave. */
+static int lower_kept(arena_t *a, const char *in, size_t len, const char *want, size_t want_len)
+{
+    str_t s = {in, (uint32_t)len};
+    assert_int_equal(utf8_lower(a, &s, 0), 0);
+    assert_int_equal(s.len, want_len);
+    assert_memory_equal(s.ptr, want, want_len);
+    return s.ptr == in;
+}
+
+static int repair_kept(arena_t *a, const char *in, size_t len, size_t want_len)
+{
+    str_t s = {in, (uint32_t)len};
+    assert_int_equal(utf8_repair(a, &s, 0), 0);
+    assert_int_equal(s.len, want_len);
+    assert_true(utf8_valid(s.ptr, s.len));
+    return s.ptr == in;
+}
+
+/* The 8-byte scans and the inline tests must find a capital or a non-ASCII byte at any offset of any length. */
 static void test_fast_path_offsets(void **state)
 {
     (void)state;
+    arena_t a;
+    arena_init(&a, 0);
     for (size_t len = 1; len <= 40; len++) {
+        char in[64], want[64], out[200];
+        memset(in, 'x', len);
+        assert_true(lower_kept(&a, in, len, in, len));
+        assert_true(repair_kept(&a, in, len, len));
         for (size_t at = 0; at < len; at++) {
-            char in[64], want[64], out[200];
             memset(in, 'x', len);
             memcpy(want, in, len);
             in[at] = 'Q';
@@ -198,15 +222,23 @@ static void test_fast_path_offsets(void **state)
             assert_memory_equal(out, want, len);
             assert_false(utf8_is_lower(in, len));
             assert_true(utf8_valid(in, len));
+            assert_false(lower_kept(&a, in, len, want, len));
+            assert_true(repair_kept(&a, in, len, len));
             in[at] = (char)0xff;
             assert_false(utf8_valid(in, len));
             assert_false(utf8_is_lower(in, len));
             assert_int_equal(utf8_repair_to(out, in, len), len + 2);
             assert_memory_equal(out + at, FFFD, 3);
+            assert_false(repair_kept(&a, in, len, len + 2));
+            in[at] = '@'; /* and the bytes next to the capitals are not capitals */
+            assert_true(lower_kept(&a, in, len, in, len));
+            in[at] = '[';
+            assert_true(lower_kept(&a, in, len, in, len));
             in[at] = 'x';
             assert_true(utf8_is_lower(in, len));
         }
     }
+    arena_dispose(&a);
 }
 
 /* Every code point: lowercasing is idempotent (stored names are lowercased again before a merge or a query). */
