@@ -5,7 +5,7 @@
  * to span_t (sink does nothing). Not built by CMake; from a release build:
  *   cc -O2 -I collector -I common -I <build>/gen tests/bench/otlp_decode_bench.c \
  *      <build>/liboutrider_collector.a <build>/liboutrider_exporters.a <build>/liboutrider_common.a \
- *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lmicrohttpd -lm -o /tmp/otlp_decode_bench
+ *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lutf8proc -lmicrohttpd -lm -o /tmp/otlp_decode_bench
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
