@@ -29,30 +29,19 @@
 
 /* ---- ASCII fast paths ---- */
 
-/* Index of the first byte >= 0x80 in s[i..len), or len. */
-static size_t skip_ascii(const unsigned char *s, size_t i, size_t len)
+/*
+ * Index of the first byte in s[i..len) that is >= 0x80 or, unless
+ * ascii_only, an ASCII capital; len when there is none.
+ */
+static size_t skip_plain(const unsigned char *s, size_t i, size_t len, int ascii_only)
 {
     for (; i + 8 <= len; i += 8) {
         uint64_t x;
         memcpy(&x, s + i, 8);
-        if (utf8__flags8(x, 1))
+        if (utf8__flags8(x, ascii_only))
             break;
     }
-    while (i < len && s[i] < 0x80)
-        i++;
-    return i;
-}
-
-/* Index of the first byte in s[i..len) that is an ASCII capital or >= 0x80, or len. */
-static size_t skip_lower_ascii(const unsigned char *s, size_t i, size_t len)
-{
-    for (; i + 8 <= len; i += 8) {
-        uint64_t x;
-        memcpy(&x, s + i, 8);
-        if (utf8__flags8(x, 0))
-            break;
-    }
-    while (i < len && s[i] < 0x80 && !(s[i] >= 'A' && s[i] <= 'Z'))
+    while (i < len && !utf8__flags8(s[i], ascii_only))
         i++;
     return i;
 }
@@ -311,13 +300,13 @@ static int cased_after(const unsigned char *s, size_t len)
 int utf8_valid(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t i = skip_ascii(u, 0, len);
+    size_t i = skip_plain(u, 0, len, 1);
     while (i < len) {
         int32_t cp;
         size_t n = decode(u + i, len - i, &cp);
         if (cp < 0)
             return 0;
-        i = skip_ascii(u, i + n, len);
+        i = skip_plain(u, i + n, len, 1);
     }
     return 1;
 }
@@ -325,7 +314,7 @@ int utf8_valid(const char *s, size_t len)
 int utf8_is_lower(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t i = skip_lower_ascii(u, 0, len);
+    size_t i = skip_plain(u, 0, len, 0);
     while (i < len) {
         if (u[i] < 0x80)
             return 0; /* a capital */
@@ -336,20 +325,21 @@ int utf8_is_lower(const char *s, size_t len)
         /* U+0130 and U+03A3 are changed by their special rules, never left as they are */
         if (cp == 0x130 || cp == 0x3A3 || utf8proc_tolower(cp) != cp)
             return 0;
-        i = skip_lower_ascii(u, i + n, len);
+        i = skip_plain(u, i + n, len, 0);
     }
     return 1;
 }
 
-size_t utf8_lower_to(char *out, const char *s, size_t len)
+/* utf8_lower_to when lower is set, else utf8_repair_to. */
+static size_t convert(char *out, const char *s, size_t len, int lower)
 {
     const unsigned char *u = (const unsigned char *)s;
-    int sigma = len >= 2 && memmem(s, len, "\xCE\xA3", 2) != NULL; /* only then are words followed */
+    int sigma = lower && len >= 2 && memmem(s, len, "\xCE\xA3", 2) != NULL; /* only then are words followed */
     word_t w = {W_OTHER, 0};
     size_t i = 0, o = 0;
     while (i < len) {
         if (!sigma) {
-            size_t j = skip_lower_ascii(u, i, len);
+            size_t j = skip_plain(u, i, len, !lower);
             if (out && j > i)
                 memcpy(out + o, s + i, j - i);
             o += j - i;
@@ -359,19 +349,17 @@ size_t utf8_lower_to(char *out, const char *s, size_t len)
         }
         int32_t cp;
         size_t n = decode(u + i, len - i, &cp);
-        int32_t low;
-        if (cp < 0) {
-            low = -1;
-        } else if (cp < 0x80) {
-            low = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
-        } else if (cp == 0x130) {
+        int32_t low = cp; /* as it is when repairing; -1 (ill-formed) is written as U+FFFD */
+        if (lower && cp >= 'A' && cp <= 'Z') {
+            low = cp + 32;
+        } else if (lower && cp == 0x130) {
             o = put(out, o, 'i'); /* then COMBINING DOT ABOVE, as Java writes it */
             low = 0x307;
-        } else if (cp == 0x3A3) {
+        } else if (lower && cp == 0x3A3) {
             int in_word = w.prev == W_LETTER || w.prev == W_DIGIT; /* a letter continues only these */
             int final = in_word && w.cased && !cased_after(u + i + n, len - i - n);
             low = final ? 0x3C2 : 0x3C3;
-        } else {
+        } else if (lower && cp >= 0x80) {
             low = utf8proc_tolower(cp);
         }
         o = put(out, o, low);
@@ -382,23 +370,14 @@ size_t utf8_lower_to(char *out, const char *s, size_t len)
     return o;
 }
 
+size_t utf8_lower_to(char *out, const char *s, size_t len)
+{
+    return convert(out, s, len, 1);
+}
+
 size_t utf8_repair_to(char *out, const char *s, size_t len)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, o = 0;
-    while (i < len) {
-        size_t j = skip_ascii(u, i, len);
-        if (out && j > i)
-            memcpy(out + o, s + i, j - i);
-        o += j - i;
-        i = j;
-        if (i == len)
-            break;
-        int32_t cp;
-        i += decode(u + i, len - i, &cp);
-        o = put(out, o, cp);
-    }
-    return o;
+    return convert(out, s, len, 0);
 }
 
 /* Copy what write produces from s into arena as *s (NUL-terminated). */
@@ -436,10 +415,10 @@ int utf8_lower_slow(arena_t *arena, str_t *s, int copy)
     if (s->len == 0)
         return 0;
     const unsigned char *u = (const unsigned char *)s->ptr;
-    size_t i = skip_lower_ascii(u, 0, s->len);
+    size_t i = skip_plain(u, 0, s->len, 0);
     if (!copy && (i == s->len || (u[i] >= 0x80 && utf8_is_lower(s->ptr + i, s->len - i))))
         return 0;
-    return rewrite(arena, s, skip_ascii(u, i, s->len) == s->len ? ascii_lower_to : utf8_lower_to);
+    return rewrite(arena, s, skip_plain(u, i, s->len, 1) == s->len ? ascii_lower_to : utf8_lower_to);
 }
 
 int utf8_repair_slow(arena_t *arena, str_t *s, int copy)

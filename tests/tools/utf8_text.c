@@ -10,6 +10,7 @@
  *
  * usage: utf8_text < IN > OUT
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +18,6 @@
 #include <utf8proc.h>
 
 #include "utf8.h"
-
-static int unhex(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static void put_hex(const char *s, size_t n)
 {
@@ -53,12 +43,13 @@ int main(void)
         if (in == NULL || out == NULL)
             return 2;
         for (size_t i = 0; i < n / 2; i++) {
-            int hi = unhex(line[2 * i]), lo = unhex(line[2 * i + 1]);
-            if (hi < 0 || lo < 0) {
+            unsigned char b;
+            if (!isxdigit((unsigned char)line[2 * i]) || !isxdigit((unsigned char)line[2 * i + 1]) ||
+                sscanf(line + 2 * i, "%2hhx", &b) != 1) {
                 fprintf(stderr, "utf8_text: bad hex\n");
                 return 2;
             }
-            in[i] = (char)(hi << 4 | lo);
+            in[i] = (char)b;
         }
         put_hex(out, utf8_lower_to(out, in, n / 2));
         putchar(' ');
