@@ -35,14 +35,17 @@ static str_t param_lower(const http_request_t *req, const char *name, arena_t *a
     return utf8_lower(a, &s, 0) == 0 ? s : STR_NULL;
 }
 
-/* A text parameter repaired as ingest repairs stored strings (utf8_repair); NULL when absent or no memory. */
+/*
+ * A text parameter repaired as ingest repairs stored strings (utf8_repair;
+ * as sent if the arena is full); NULL when absent.
+ */
 static const char *param_text(const http_request_t *req, const char *name, arena_t *a)
 {
     const char *v = http_query(req, name);
     if (v == NULL)
         return NULL;
     str_t s = {v, (uint32_t)strlen(v)};
-    return utf8_repair(a, &s, 0) == 0 ? s.ptr : NULL;
+    return utf8_repair(a, &s, 0) == 0 ? s.ptr : v;
 }
 
 /* Parse an optional non-negative integer parameter. 0 ok (present or not), -1 bad (resp set). */
