@@ -36,6 +36,7 @@
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "otlp_wire.h"
+#include "utf8.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue any_value_t;
 typedef Opentelemetry__Proto__Common__V1__KeyValue key_value_t;
@@ -73,8 +74,9 @@ typedef struct dctx {
     int oom;                                          /* the arena refused an allocation */
     int failed;                                       /* res->error holds a fatal reason */
     char reason[sizeof(((otlp_result_t *)0)->error)]; /* copy of the first rejection reason */
-    int wire;      /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
-    span_t *batch; /* traces without a sink: accepted spans, in the arena */
+    int wire;       /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
+    int ascii;      /* otlp_wire found no byte >= 0x80 in any string: nothing to repair */
+    span_t *batch;  /* traces without a sink: accepted spans, in the arena */
     size_t n_batch;
 } dctx_t;
 
@@ -92,6 +94,7 @@ static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_
     c->failed = 0;
     c->reason[0] = '\0';
     c->wire = 0;
+    c->ascii = 0;
     c->batch = NULL;
     c->n_batch = 0;
     res->accepted = 0;
@@ -179,34 +182,27 @@ static inline str_t cstr(const dctx_t *c, const char *s)
     return mkstr(c, s, rawlen(c, s));
 }
 
-/* Lowercase ASCII; copies into the arena only when an uppercase byte is present. */
-static int lower(dctx_t *c, str_t *s)
+/* Lowercase a name (utf8_lower: copied only when it changes). */
+static inline int lower(dctx_t *c, str_t *s)
 {
-    uint32_t i = 0;
-    /* eight bytes at a time: a byte's high bit is set in m & ~x exactly when it is in 'A'..'Z' */
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    for (; i + 8 <= s->len; i += 8) {
-        uint64_t x;
-        memcpy(&x, s->ptr + i, 8);
-        uint64_t y = x & ~high; /* 7-bit bytes: the sums below cannot carry into a neighbour */
-        uint64_t m = (y + ones * (0x80 - 'A')) ^ (y + ones * (0x80 - 'Z' - 1));
-        if ((m & ~x & high) != 0)
-            break;
-    }
-    while (i < s->len && !(s->ptr[i] >= 'A' && s->ptr[i] <= 'Z'))
-        i++;
-    if (i == s->len)
+    if (utf8_lower(c->arena, s, 0) == 0)
         return 0;
-    char *p = dalloc(c, s->len + 1);
-    if (p == NULL)
+    c->oom = 1;
+    return -1;
+}
+
+/* Repair ill-formed UTF-8 in a stored string (copied only then); the length limit applies to the result. */
+static inline int repair(dctx_t *c, str_t *s)
+{
+    if (c->ascii)
+        return 0;
+    const char *was = s->ptr;
+    if (utf8_repair(c->arena, s, 0) != 0) {
+        c->oom = 1;
         return -1;
-    memcpy(p, s->ptr, i);
-    for (; i < s->len; i++) {
-        char ch = s->ptr[i];
-        p[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
     }
-    p[s->len] = '\0';
-    s->ptr = p;
+    if (s->ptr != was)
+        *s = mkstr(c, s->ptr, s->len);
     return 0;
 }
 
@@ -728,28 +724,33 @@ static int resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc)
             continue;
         span_tag_t *t = &rc->rtags[rc->n_rtags];
         t->key = cstr(c, kv->key);
-        if (render_text(c, kv->value, &t->value) != 0)
+        if (render_text(c, kv->value, &t->value) != 0 || repair(c, &t->key) != 0 || repair(c, &t->value) != 0)
             return -1;
         rc->rvals[rc->n_rtags++] = kv->value;
     }
     return lower(c, &rc->service);
 }
 
-static void scope_prepare(const dctx_t *c, const scope_t *sc, rctx_t *rc)
+static int scope_prepare(dctx_t *c, const scope_t *sc, rctx_t *rc)
 {
     rc->n_scope_tags = 0;
     if (sc == NULL)
-        return;
+        return 0;
     if (sc->name != NULL && sc->name[0] != '\0') {
         str_t v = cstr(c, sc->name);
+        if (repair(c, &v) != 0)
+            return -1;
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.scope.name"), v};
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.library.name"), v};
     }
     if (sc->version != NULL && sc->version[0] != '\0') {
         str_t v = cstr(c, sc->version);
+        if (repair(c, &v) != 0)
+            return -1;
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.scope.version"), v};
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.library.version"), v};
     }
+    return 0;
 }
 
 static int event_annotation(dctx_t *c, const pevent_t *e, span_annotation_t *a)
@@ -826,6 +827,8 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
     int is_error = code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
     int is_ok = code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK;
     str_t status_msg = ps->status ? cstr(c, ps->status->message) : (str_t){"", 0};
+    if (repair(c, &status_msg) != 0)
+        return fail_oom(c);
 
     size_t n_attr = ps->n_attributes;
     if (n_attr > c->lim.max_attributes)
@@ -847,7 +850,7 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
             if (pk[k] == NULL)
                 pk[k] = kv->value;
         }
-        if (render_text(c, kv->value, &t->value) != 0)
+        if (render_text(c, kv->value, &t->value) != 0 || repair(c, &t->key) != 0 || repair(c, &t->value) != 0)
             return fail_oom(c);
         nt++;
     }
@@ -888,7 +891,7 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
         if (ann == NULL)
             return fail_oom(c);
         for (size_t i = 0; i < n_ev; i++)
-            if (event_annotation(c, ps->events[i], &ann[i]) != 0)
+            if (event_annotation(c, ps->events[i], &ann[i]) != 0 || repair(c, &ann[i].value) != 0)
                 return fail_oom(c);
         s->annotations = ann;
         s->n_annotations = (uint32_t)n_ev;
@@ -925,7 +928,8 @@ static int map_traces(dctx_t *c, const trace_req_t *req, span_sink_fn sink, void
             return fail_oom(c);
         for (size_t j = 0; j < rs->n_scope_spans; j++) {
             const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
-            scope_prepare(c, ss->scope, &rc);
+            if (scope_prepare(c, ss->scope, &rc) != 0)
+                return fail_oom(c);
             for (size_t k = 0; k < ss->n_spans; k++) {
                 span_t *dst = sink == NULL ? &c->batch[c->n_batch] : &one;
                 if (map_span(c, &rc, ss->spans[k], dst, sink, ctx) != 0)
@@ -1335,7 +1339,8 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
     dctx_init(&c, limits, arena, res);
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, &c.ascii, res->error,
+                                     sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {
@@ -1354,7 +1359,8 @@ int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_
     *n_spans = 0;
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    int rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, &c.ascii, res->error,
+                                             sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {
@@ -1560,6 +1566,8 @@ static const jnode_t *json_parse(dctx_t *c, const uint8_t *data, size_t len)
         fail(c, "out of memory");
         return NULL;
     }
+    /* ill-formed UTF-8 is repaired where spans are mapped, as in protobuf bodies */
+    yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, data, len);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);

@@ -153,6 +153,7 @@ static const char *const KEYS[] = {
     "Mixed.Case",
     "",
     "k\xc3\xa9y",
+    "k\xff", /* ill-formed UTF-8: both paths must repair it alike */
     "otel.scope.name",
     "a.very.long.attribute.key.that.is.longer.than.thirty.two.bytes",
 };
@@ -173,6 +174,9 @@ static const char *const STRS[] = {
     "\xe2\x82\xac\xe2\x82\xac",
     "a\0b",
     "host-1",
+    "caf\xc3",                                          /* truncated */
+    "\xed\xa0\x80x",                                    /* an encoded surrogate */
+    "\xc4\xb0STANBUL \xce\x9f\xce\x94\xce\x9f\xce\xa3", /* İ and a final sigma when lowercased */
 };
 
 static const char *pick(const char *const *arr, size_t n)
@@ -715,23 +719,85 @@ static void test_wire_api(void **state)
     char err[128];
     Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req = NULL;
     static const uint8_t bad[] = {0x0a, 0x02, 0x12, 0x05};
-    assert_int_equal(otlp_wire_decode_traces(bad, sizeof(bad), 32, &arena, &req, err, sizeof(err)), OTLP_WIRE_INVALID);
+    assert_int_equal(otlp_wire_decode_traces(bad, sizeof(bad), 32, &arena, &req, NULL, err, sizeof(err)),
+                     OTLP_WIRE_INVALID);
     assert_null(req);
     assert_string_equal(err, "invalid protobuf: truncated length-delimited field 2 at offset 2");
 
     buf_t b = BUF_INIT;
     rng_state = 42;
     gen_request(&b, 50);
-    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, err, sizeof(err)), 0);
+    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, NULL, err, sizeof(err)),
+                     0);
     assert_non_null(req);
     assert_true(req->n_resource_spans >= 1);
     arena_dispose(&arena);
 
     arena_init(&arena, 4096);
-    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, err, sizeof(err)),
+    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, NULL, err, sizeof(err)),
                      OTLP_WIRE_NOMEM);
     arena_dispose(&arena);
     buf_dispose(&b);
+}
+
+/* Request with one span whose name is name (and ids with bytes >= 0x80, which are not strings). */
+static void one_span_request(buf_t *req, const char *name)
+{
+    static const uint8_t trace[16] = {0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0x80};
+    static const uint8_t id[8] = {0x81, 1, 2, 3, 4, 5, 6, 0xf0};
+    buf_t span = BUF_INIT, scope = BUF_INIT, rs = BUF_INIT;
+    put_len(&span, 1, trace, sizeof(trace));
+    put_len(&span, 2, id, sizeof(id));
+    put_str(&span, 5, name);
+    put_fixed64(&span, 7, 0xfedcba9876543210ull);
+    put_sub(&scope, 2, &span);
+    put_sub(&rs, 2, &scope);
+    req->len = 0;
+    put_sub(req, 1, &rs);
+    buf_dispose(&span);
+    buf_dispose(&scope);
+    buf_dispose(&rs);
+}
+
+/* *ascii tells whether any string (not bytes, ids or numbers) has a byte >= 0x80, in short and long strings. */
+static void test_wire_ascii_flag(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int ascii;
+    } cases[] = {
+        {"", 1},
+        {"get", 1},
+        {"get /api/items/1234", 1},
+        {"\xc3\xa9", 0},
+        {"caf\xc3\xa9", 0},
+        {"abcdefgh\xff", 0},
+        {"\xff"
+         "abcdefghijklmnop",
+         0},
+        {"abcdefghijklmnop\x80", 0},
+    };
+    buf_t req = BUF_INIT;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        arena_t arena;
+        arena_init(&arena, 0);
+        char err[128];
+        Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *r = NULL;
+        one_span_request(&req, cases[i].name);
+        int ascii = -1;
+        assert_int_equal(
+            otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, &ascii, err, sizeof(err)), 0);
+        if (ascii != cases[i].ascii)
+            fail_msg("name \"%s\": ascii %d, wanted %d", cases[i].name, ascii, cases[i].ascii);
+        assert_string_equal(r->resource_spans[0]->scope_spans[0]->spans[0]->name, cases[i].name);
+        ascii = -1;
+        assert_int_equal(
+            otlp_wire_decode_traces_inplace((uint8_t *)req.data, req.len, 32, &arena, &r, &ascii, err, sizeof(err)), 0);
+        assert_int_equal(ascii, cases[i].ascii);
+        arena_dispose(&arena);
+    }
+    buf_dispose(&req);
 }
 
 /*
@@ -797,7 +863,8 @@ static void test_wire_string_lengths(void **state)
                 char err[128];
                 Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *r = NULL;
                 assert_int_equal(
-                    otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, err, sizeof(err)), 0);
+                    otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, NULL, err, sizeof(err)),
+                    0);
                 const Opentelemetry__Proto__Trace__V1__Span *sp = r->resource_spans[0]->scope_spans[0]->spans[0];
                 assert_int_equal(otlp_wire_strlen(sp->name), strlen(sp->name));
                 assert_int_equal(otlp_wire_strlen(sp->attributes[0]->key), strlen(sp->attributes[0]->key));
@@ -817,6 +884,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_api),
+        cmocka_unit_test(test_wire_ascii_flag),
         cmocka_unit_test(test_wire_corner_cases),
         cmocka_unit_test(test_wire_string_lengths),
         cmocka_unit_test(test_wire_differential_valid),
