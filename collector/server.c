@@ -43,6 +43,8 @@
 #include "linger_set.h"
 #include "log.h"
 
+#define IDLE_TIMEOUT_S 60u /* MHD's timeout of a connection that sends nothing */
+
 typedef enum listener_kind { LISTENER_ZIPKIN, LISTENER_OTLP } listener_kind_t;
 
 typedef struct listener {
@@ -337,6 +339,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     http_response_t resp = {.status = 500, .route = "NOT_FOUND"};
     if (r->too_large) {
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, IDLE_TIMEOUT_S);
         resp.route = "TOO_LARGE";
         count_too_large(l);
         http_respond_text(&resp, 413, "request body exceeds limits.maxBodyBytes (%llu)",
@@ -454,7 +457,7 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
     l->daemon = MHD_start_daemon(
         flags, port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
+        (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
         MHD_OPTION_NOTIFY_CONNECTION, l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
     if (l->daemon == NULL) {

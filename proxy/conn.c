@@ -115,7 +115,6 @@ struct conn {
     bool req_failed; /* the request parser refused the input (HTTP1_ERROR) */
     bool peer_eof;   /* the client half-closed: no more input will come */
     bool lingering;  /* the answer is out; input is read and dropped until a bound (conn.h) */
-    bool linger_freed;
     uv_shutdown_t shutdown_req;
     uint64_t linger_end;  /* uv_now() past which a lingering conn closes */
     uint64_t linger_left; /* bytes a lingering conn still reads before it closes */
@@ -231,6 +230,20 @@ static void record_tunnel(conn_t *c, bool opened)
 
 /* ---- closing ---- */
 
+/* The conn's buffers (again: a lingering conn frees them early). */
+static void buffers_free(conn_t *c)
+{
+    buf_dispose(&c->in);
+    buf_dispose(&c->out);
+    buf_dispose(&c->pend);
+    buf_dispose(&c->xff);
+    buf_dispose(&c->up_head);
+    buf_dispose(&c->body);
+    free(c->hdrs);
+    c->hdrs = NULL;
+    c->hdrs_cap = 0;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
@@ -246,13 +259,7 @@ static void on_closed(uv_handle_t *h)
     env->n_conns--;
     http1_parser_destroy(c->req);
     http1_parser_destroy(c->resp);
-    buf_dispose(&c->in);
-    buf_dispose(&c->out);
-    buf_dispose(&c->pend);
-    buf_dispose(&c->xff);
-    buf_dispose(&c->up_head);
-    buf_dispose(&c->body);
-    free(c->hdrs);
+    buffers_free(c);
     free(c);
     if (env->draining && env->n_conns == 0 && env->on_empty != NULL)
         env->on_empty(env->owner);
@@ -376,22 +383,6 @@ static bool client_may_send(conn_t *c)
     return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
 }
 
-static void linger_release(conn_t *c)
-{
-    if (c->linger_freed)
-        return;
-    c->linger_freed = true;
-    buf_dispose(&c->in);
-    buf_dispose(&c->out);
-    buf_dispose(&c->pend);
-    buf_dispose(&c->xff);
-    buf_dispose(&c->up_head);
-    buf_dispose(&c->body);
-    free(c->hdrs);
-    c->hdrs = NULL;
-    c->hdrs_cap = 0;
-}
-
 static void on_linger_timer(uv_timer_t *t)
 {
     conn_t *c = t->data;
@@ -428,7 +419,7 @@ static void linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     conn_t *c = s->data;
     if (c->closing || n == 0)
         return;
-    linger_release(c);
+    buffers_free(c);
     if (n < 0 || (uint64_t)n >= c->linger_left) {
         conn_close(c); /* the client closed or failed, or the byte bound is reached */
         return;

@@ -5,6 +5,7 @@ reading what follows within its bounds?
 
 Usage: python3 tests/send_then_read.py --port P --case CASE [--mode MODE]
            [--expect CODE] [--tries N] [--body-bytes B] [--path PATH]
+           [--ready FILE --release FILE]
 
 The request of CASE:
   big-header   a head with a 100 KB field (proxy: 431)
@@ -30,12 +31,17 @@ MODE (default status), each repeated --tries times (default 100):
   idle     send the head, read the answer to its end (the server's half-close),
            then stay quiet and probe with one byte every 0.3 s; passes when a
            probe finds the connection closed within 200 probes
+  hold     open N (--tries) connections at once, send each the head, read each
+           answer (it must be CODE) to its end, create the --ready file, wait
+           for the --release file, then close them all: N lingering connections
+           for as long as the caller wants
 
 No try asserts how long anything took; the limits above only keep a broken
 server from hanging the test. Prints "CASE/MODE: OK/N" and a line per failed
 try; exits 1 when a try failed.
 """
 import argparse
+import os
 import socket
 import sys
 import time
@@ -160,18 +166,45 @@ def try_idle(a):
     return "the connection stayed open through 200 probes"
 
 
+def hold(a):
+    conns = []
+    for _ in range(a.tries):
+        s = connect(a.port)
+        s.sendall(head(a.case, 1 << 40, a.path))
+        conns.append(s)
+    bad = 0
+    for s in conns:
+        line = read_answer(s, to_eof=True)
+        if not line.startswith("HTTP/1.1 %d " % a.expect):
+            print("got %r" % line)
+            bad += 1
+    open(a.ready, "w").close()
+    while not os.path.exists(a.release):
+        time.sleep(0.02)
+    for s in conns:
+        s.close()
+    print("%s/hold: %d/%d" % (a.case, a.tries - bad, a.tries))
+    sys.exit(1 if bad else 0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--case", required=True, choices=["big-header", "long-uri", "malformed", "big-body", "chunked"])
-    ap.add_argument("--mode", default="status", choices=["status", "endless", "trickle", "idle"])
+    ap.add_argument("--mode", default="status", choices=["status", "endless", "trickle", "idle", "hold"])
     ap.add_argument("--expect", type=int, default=0)
     ap.add_argument("--tries", type=int, default=100)
     ap.add_argument("--body-bytes", type=int, default=4 << 20)
     ap.add_argument("--path", default="/v1/traces")
+    ap.add_argument("--ready")
+    ap.add_argument("--release")
     a = ap.parse_args()
-    if a.mode == "status" and not a.expect:
-        ap.error("--mode status needs --expect")
+    if a.mode in ("status", "hold") and not a.expect:
+        ap.error("--mode %s needs --expect" % a.mode)
+    if a.mode == "hold":
+        if not (a.ready and a.release):
+            ap.error("--mode hold needs --ready and --release")
+        hold(a)
     ok = 0
     for i in range(a.tries):
         if a.mode == "status":

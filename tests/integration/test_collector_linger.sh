@@ -15,11 +15,8 @@
 . "$(dirname "$0")/../lib.sh"
 
 STR="python3 $OUTRIDER_SRC/tests/send_then_read.py"
-command -v ss >/dev/null || fail "ss (iproute2) is needed"
 
 port_of() { echo "${1##*:}"; }
-# held: connections of the OTLP port whose socket the collector still holds
-held() { ss -Htnp state connected sport = ":$OTLP" | grep -c "pid=$COLLECTOR_PID," || true; }
 alive() {
     collector_alive
     assert_eq 200 "$(http_status GET "$ZIPKIN_URL/health")" "/health after $1"
@@ -51,41 +48,7 @@ run "$OTLP" chunked 413
 alive "the early answers"
 
 # ---- many lingering connections: they hold their sockets, the collector serves on, they close with their clients ----
-wait_until -n 1200 test "$(held)" -eq 0 || fail "connections of the early answers still held: $(held)"
-cat >"$T/many.py" <<'PY'
-import os, socket, sys, time
-port, n, ready, release = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-head = b"POST /v1/traces HTTP/1.1\r\nHost: a\r\nContent-Length: 1099511627776\r\n\r\n"
-conns = []
-for _ in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.settimeout(60)
-    s.sendall(head)
-    conns.append(s)
-for s in conns:
-    data = b""
-    while True:  # the answer, then end of stream: the half-close
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    if not data.startswith(b"HTTP/1.1 413 "):
-        sys.exit("expected 413, got %r" % data[:80])
-open(ready, "w").close()
-while not os.path.exists(release):
-    time.sleep(0.02)
-for s in conns:
-    s.close()
-PY
-python3 "$T/many.py" "$OTLP" 200 "$T/many.ready" "$T/many.release" >"$T/many.log" 2>&1 &
-MANY=$!
-track_pid "$MANY"
-wait_until -n 1200 test -e "$T/many.ready" || fail "200 clients did not get their 413: $(cat "$T/many.log")"
-assert_eq 200 "$(held)" "connections held while 200 clients linger"
-alive "200 lingering connections"
-touch "$T/many.release"
-wait "$MANY" || fail "lingering clients: $(cat "$T/many.log")"
-wait_until -n 1200 test "$(held)" -eq 0 || fail "lingering connections not closed after their clients: $(held) held"
+check_lingering "$COLLECTOR_PID" "$OTLP" big-body 413 alive "200 lingering connections"
 
 # ---- each bound ends lingering by itself ----
 start --set limits.lingerBytes=1MiB --set limits.lingerTime=60s --set limits.lingerTimeout=60s
@@ -95,6 +58,7 @@ for c in big-body chunked; do
 done
 alive "lingerBytes"
 
+# (a 64 KiB body limit, so that the trickling chunked body passes it soon)
 start --set limits.lingerTime=300ms --set limits.lingerTimeout=60s --set limits.lingerBytes=1GiB --set limits.maxBodyBytes=64KiB
 for c in big-body chunked; do
     $STR --port "$OTLP" --case $c --mode trickle --tries 3 >"$T/trickle.out" 2>&1 ||

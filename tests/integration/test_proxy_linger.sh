@@ -39,9 +39,6 @@ alive() {
     assert_eq 200 "$code" "a plain request after $1"
 }
 
-# held: connections of the inbound listener whose socket the proxy still holds (not orphans the kernel finishes)
-held() { ss -Htnp state connected sport = ":$PROXY_IN" | grep -c "pid=$PROXY_PID," || true; }
-
 # ---- the answer reaches a client that sends everything first ----
 proxy_with main '{lingerTime: 60s, lingerTimeout: 60s}'
 grep -q '"lingerTime":"60s","lingerTimeout":"60s","lingerBytes":67108864' <(
@@ -59,42 +56,7 @@ note "upstream early 413: $(tail -1 "$T/early.out")"
 alive "the early answers"
 
 # ---- many lingering connections: they hold their sockets, the proxy serves on, they close with their clients ----
-command -v ss >/dev/null || fail "ss (iproute2) is needed"
-wait_until -n 1200 test "$(held)" -eq 0 || fail "connections of the early answers still held: $(held)"
-cat >"$T/many.py" <<'PY'
-import socket, sys, time
-port, n, ready, release = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n"
-conns = []
-for _ in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.settimeout(60)
-    s.sendall(head)
-    conns.append(s)
-for s in conns:
-    data = b""
-    while True:  # the answer, then end of stream: the proxy's half-close
-        d = s.recv(65536)
-        if not d:
-            break
-        data += d
-    if not data.startswith(b"HTTP/1.1 431 "):
-        sys.exit("expected 431, got %r" % data[:80])
-open(ready, "w").close()
-while not __import__("os").path.exists(release):
-    time.sleep(0.02)
-for s in conns:
-    s.close()
-PY
-python3 "$T/many.py" "$PROXY_IN" 200 "$T/many.ready" "$T/many.release" >"$T/many.log" 2>&1 &
-MANY=$!
-track_pid "$MANY"
-wait_until -n 1200 test -e "$T/many.ready" || fail "200 clients did not get their 431: $(cat "$T/many.log")"
-assert_eq 200 "$(held)" "connections held while 200 clients linger"
-alive "200 lingering connections"
-touch "$T/many.release"
-wait "$MANY" || fail "lingering clients: $(cat "$T/many.log")"
-wait_until -n 1200 test "$(held)" -eq 0 || fail "lingering connections not closed after their clients: $(held) held"
+check_lingering "$PROXY_PID" "$PROXY_IN" big-header 431 alive "200 lingering connections"
 stop_pid "$PROXY_PID"
 assert_eq 0 "$STOP_RC" "exit code after SIGTERM"
 
