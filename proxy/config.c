@@ -711,6 +711,15 @@ static void parse_limits(pctx_t *p, const yaml_node_t *v, proxy_spec_t *ps)
             positive_duration(p, it.val, &ps->header_timeout_ms);
         } else if (PC_KEY(it, "idleTimeout")) {
             positive_duration(p, it.val, &ps->idle_timeout_ms);
+        } else if (PC_KEY(it, "lingerTime")) {
+            int64_t ms;
+            if (pc_duration(p, it.val, &ms) == 0)
+                ps->linger_time_ms = (uint64_t)ms;
+        } else if (PC_KEY(it, "lingerTimeout")) {
+            positive_duration(p, it.val, &ps->linger_timeout_ms);
+        } else if (PC_KEY(it, "lingerBytes")) {
+            if (pc_int(p, it.val, 1, 1 << 30, &n) == 0)
+                ps->linger_bytes = (uint64_t)n;
         } else {
             pc_unknown(p, &it);
         }
@@ -1130,6 +1139,9 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     ps->header_timeout_ms = 10000;
     ps->idle_timeout_ms = 60000;
     ps->retry_buffer_bytes = 64 * 1024;
+    ps->linger_time_ms = 30000;
+    ps->linger_timeout_ms = 5000;
+    ps->linger_bytes = 64 << 20;
     ps->drain_timeout_ms = 5000;
     const yaml_node_t *first_proxy = NULL;
     p.default_ns = proxy_namespace(&p, &ys);

@@ -126,7 +126,11 @@ typedef struct proxy_spec {
     uint64_t header_timeout_ms;  /* default 10 s: a request head must arrive within this (408) */
     uint64_t idle_timeout_ms;    /* default 60 s: keep-alive client connection without a request */
     uint64_t retry_buffer_bytes; /* default 64 KiB: request body kept to replay on retries */
-    uint64_t drain_timeout_ms;   /* spec.drainTimeout, default 5 s */
+    /* after an answer that ends the connection while the client may still be sending (431, 413...) */
+    uint64_t linger_time_ms;    /* default 30 s: input is read and dropped this long at most; 0 = close at once */
+    uint64_t linger_timeout_ms; /* default 5 s: ...and closed sooner when nothing comes for this long */
+    uint64_t linger_bytes;      /* default 64 MiB: ...and closed after this many bytes */
+    uint64_t drain_timeout_ms;  /* spec.drainTimeout, default 5 s */
 } proxy_spec_t;
 
 /* ---- ServiceEntry ---- */

@@ -376,3 +376,33 @@ stop_pid() {
     STOP_RC=0
     wait "$pid" 2>/dev/null || STOP_RC=$?
 }
+
+# held_sockets PID PORT: connections to local PORT whose socket PID holds
+# (not the orphans the kernel finishes on its own after a close).
+held_sockets() {
+    ss -Htnp state connected sport = ":$2" | grep -c "pid=$1," || true
+}
+
+# check_lingering PID PORT CASE CODE CHECK...: 200 clients of
+# tests/send_then_read.py --mode hold get CODE for CASE on PORT and keep
+# their sockets open: PID must hold 200 lingering sockets while CHECK (a
+# command) passes, and none once the clients have closed.
+check_lingering() {
+    local pid=$1 port=$2 case=$3 code=$4
+    shift 4
+    command -v ss >/dev/null || fail "ss (iproute2) is needed"
+    wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
+        fail "connections still held before the lingering check: $(held_sockets "$pid" "$port")"
+    rm -f "$T/hold.ready" "$T/hold.release"
+    python3 "$OUTRIDER_SRC/tests/send_then_read.py" --port "$port" --case "$case" --expect "$code" --mode hold \
+        --tries 200 --ready "$T/hold.ready" --release "$T/hold.release" >"$T/hold.log" 2>&1 &
+    local hold=$!
+    track_pid "$hold"
+    wait_until -n 1200 test -e "$T/hold.ready" || fail "200 lingering clients not ready: $(cat "$T/hold.log")"
+    assert_eq 200 "$(held_sockets "$pid" "$port")" "sockets held while 200 clients linger"
+    "$@"
+    touch "$T/hold.release"
+    wait "$hold" || fail "lingering clients: $(cat "$T/hold.log")"
+    wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
+        fail "lingering connections not closed after their clients: $(held_sockets "$pid" "$port") held"
+}

@@ -379,8 +379,46 @@ static void test_defaults(void **state)
     assert_null(cfg->proxy.otlp_endpoint);
     assert_true(cfg->proxy.sampling_percent == 1);
     assert_int_equal(cfg->proxy.workers, 1);
+    assert_int_equal(cfg->proxy.linger_time_ms, 30000);
+    assert_int_equal(cfg->proxy.linger_timeout_ms, 5000);
+    assert_int_equal(cfg->proxy.linger_bytes, 64 << 20);
     assert_int_equal(cfg->n_services, 0);
     proxy_config_destroy(cfg);
+}
+
+static void test_linger_limits(void **state)
+{
+    (void)state;
+    msgs_t m;
+    proxy_config_t *cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\n"
+                               "spec: {limits: {lingerTime: 2s, lingerTimeout: 250ms, lingerBytes: 1048576}}\n",
+                               &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->proxy.linger_time_ms, 2000);
+    assert_int_equal(cfg->proxy.linger_timeout_ms, 250);
+    assert_int_equal(cfg->proxy.linger_bytes, 1048576);
+    buf_t b = BUF_INIT;
+    proxy_config_to_json(cfg, &b);
+    assert_non_null(strstr(b.data, "\"lingerTime\":\"2s\",\"lingerTimeout\":\"250ms\",\"lingerBytes\":1048576"));
+    buf_dispose(&b);
+    proxy_config_destroy(cfg);
+
+    /* lingerTime 0 turns lingering off */
+    cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {limits: {lingerTime: 0s}}\n",
+               &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->proxy.linger_time_ms, 0);
+    proxy_config_destroy(cfg);
+
+    cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\n"
+               "spec:\n  limits: {lingerTime: soon, lingerTimeout: 0s, lingerBytes: 0}\n",
+               &m);
+    assert_null(cfg);
+    assert_int_equal(m.n_err, 3);
+    expect_error(&m, "t.yaml:5:24: Proxy p: spec.limits.lingerTime: expected a duration such as 1s, 0.5s, 250ms, 1m "
+                     "or 1h (at least 1ms), got \"soon\"");
+    expect_error(&m, "t.yaml:5:45: Proxy p: spec.limits.lingerTimeout: must be at least 1ms");
+    expect_error(&m, "t.yaml:5:62: Proxy p: spec.limits.lingerBytes: 0 is out of range (1-1073741824)");
 }
 
 /* ---- errors ---- */
@@ -1092,6 +1130,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_mesh),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_linger_limits),
         cmocka_unit_test(test_base_is_valid),
         cmocka_unit_test(test_unknown_kind_and_api),
         cmocka_unit_test(test_unknown_fields),
