@@ -43,6 +43,13 @@ const setting_t collector_settings[] = {
      "resident memory above which ingest answers 503 with Retry-After"},
     {"limits.retryAfter", SETTING_DURATION, F(retry_after_ms), "5s", 1000, 3600000,
      "Retry-After sent with 503 and 429 (rounded to seconds)"},
+    {"limits.lingerTime", SETTING_DURATION, F(linger_time_ms), "30s", 0, 0,
+     "a connection closed while its client may still be sending (after an early 413, 431, 414 or 400) first "
+     "reads and drops input this long at most, so the client gets to read the answer (0 = close at once)"},
+    {"limits.lingerTimeout", SETTING_DURATION, F(linger_timeout_ms), "5s", 1, 0,
+     "a lingering connection closes sooner when nothing arrives for this long"},
+    {"limits.lingerBytes", SETTING_BYTES, F(linger_bytes), "64MiB", 1, 0,
+     "a lingering connection closes after reading this much"},
     {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,
      "OTLP metric series not updated for this long stop being exported"},
     {"metrics.maxSeries", SETTING_UINT, F(max_metric_series), "200000", 1, 0,

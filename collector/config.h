@@ -30,6 +30,9 @@ typedef struct collector_config {
     uint64_t max_json_depth;
     uint64_t memory_limit_bytes; /* above this, ingest answers 503 + Retry-After */
     uint64_t retry_after_ms;
+    uint64_t linger_time_ms; /* lingering close after an early answer; 0 = off */
+    uint64_t linger_timeout_ms;
+    uint64_t linger_bytes;
     uint64_t metric_series_ttl_ms;
     uint64_t max_metric_series;
     uint64_t max_concurrent_requests;

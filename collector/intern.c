@@ -12,12 +12,13 @@
 
 #include "log.h"
 #include "xalloc.h"
+#include "utf8.h"
 
 typedef struct entry {
     char *s; /* NULL when free */
     uint32_t len;
     uint32_t refs; /* next free id when free */
-    uint8_t upper; /* s has an ASCII upper-case letter */
+    uint8_t upper; /* lowercasing (utf8_lower) would change s */
 } entry_t;
 
 typedef struct slot {
@@ -157,14 +158,6 @@ static void grow_slots(intern_t *t)
     t->mask = ncap - 1;
 }
 
-static int has_upper(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (s[i] >= 'A' && s[i] <= 'Z')
-            return 1;
-    return 0;
-}
-
 /* Create s (not present, hash h) with one reference. */
 static uint32_t insert(intern_t *t, const char *s, size_t len, uint32_t h, int upper)
 {
@@ -208,7 +201,7 @@ uint32_t intern_acquire(intern_t *t, const char *s, size_t len)
         t->entries[id].refs++;
         return id;
     }
-    return insert(t, s, len, h, has_upper(s, len));
+    return insert(t, s, len, h, !utf8_is_lower(s, len));
 }
 
 uint32_t intern_acquire_lower(intern_t *t, uint32_t hint, const char *s, size_t len)
@@ -226,13 +219,11 @@ uint32_t intern_acquire_lower(intern_t *t, uint32_t hint, const char *s, size_t 
         t->entries[id].refs++;
         return id;
     }
-    if (id == INTERN_NONE && !has_upper(s, len))
+    if (id == INTERN_NONE && utf8_is_lower(s, len))
         return insert(t, s, len, h, 0);
-    char buf[256] = {0};
-    char *low = len <= sizeof(buf) ? buf : xmalloc(len);
-    for (size_t i = 0; i < len; i++)
-        low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
-    id = intern_acquire(t, low, len);
+    char buf[256 * UTF8_MAX_GROWTH] = {0};
+    char *low = len <= 256 ? buf : xmalloc(len * UTF8_MAX_GROWTH);
+    id = intern_acquire(t, low, utf8_lower_to(low, s, len));
     if (low != buf)
         free(low);
     return id;

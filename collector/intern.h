@@ -40,10 +40,11 @@ uint32_t intern_acquire(intern_t *t, const char *s, size_t len);
 uint32_t intern_acquire_hint(intern_t *t, uint32_t hint, const char *s, size_t len);
 
 /*
- * Id of s lower-cased (ASCII), created when new, with one more reference
- * held by the caller. hint is tried first as in intern_acquire_hint. Input
- * that is lower-case already is neither copied nor scanned separately:
- * each entry records whether its bytes have upper-case letters.
+ * Id of s lower-cased as Zipkin does (utf8_lower: Unicode, ill-formed UTF-8
+ * repaired), created when new, with one more reference held by the caller.
+ * hint is tried first as in intern_acquire_hint. Input that is lower-case
+ * already is neither copied nor scanned separately: each entry records
+ * whether lowercasing would change its bytes.
  */
 uint32_t intern_acquire_lower(intern_t *t, uint32_t hint, const char *s, size_t len);
 

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "prom_text.h"
 #include "xalloc.h"
+#include "utf8.h"
 
 #define HARD_MAX_LABELS 128
 
@@ -271,6 +272,14 @@ static void key_put(buf_t *k, const char *s, uint32_t len)
     buf_append(k, s, len);
 }
 
+/* Append s repaired to valid UTF-8: Prometheus rejects a whole scrape on one ill-formed label value. */
+static void append_utf8(buf_t *b, const char *s, size_t len)
+{
+    buf_reserve(b, len * UTF8_MAX_GROWTH);
+    b->len += utf8_repair_to(b->data + b->len, s, len);
+    b->data[b->len] = '\0';
+}
+
 /*
  * Build ms->key for p: returns the number of labels in it (after merging
  * collisions) and sets *name_len to the family name length (the name is the
@@ -312,9 +321,9 @@ static uint32_t build_key(metric_store_t *ms, const metric_point_t *p, enum prom
         r->value = l->value.ptr;
         r->value_len = l->value.len;
         r->value_off = UINT32_MAX;
-        if (!prom_utf8_valid(l->value.ptr, l->value.len)) {
+        if (!utf8_valid(l->value.ptr, l->value.len)) {
             r->value_off = (uint32_t)sc->len;
-            prom_append_utf8(sc, l->value.ptr, l->value.len);
+            append_utf8(sc, l->value.ptr, l->value.len);
             r->value_len = (uint32_t)(sc->len - r->value_off);
         }
     }
@@ -447,7 +456,7 @@ static void family_set_help(metric_store_t *ms, family_t *f, const metric_point_
         len = ms->cfg.max_help_len;
     buf_t *sc = &ms->scratch;
     sc->len = 0;
-    prom_append_utf8(sc, p->description.ptr, len);
+    append_utf8(sc, p->description.ptr, len);
     f->help = xmalloc(sc->len + 1);
     memcpy(f->help, sc->data, sc->len);
     f->help[sc->len] = '\0';

@@ -42,6 +42,7 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "otlp_internal.h"
 #include "otlp_wire.h"
+#include "utf8.h"
 
 typedef Opentelemetry__Proto__Trace__V1__Span__Event pevent_t;
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest trace_req_t;
@@ -79,6 +80,7 @@ static void dctx_init(dctx_t *c, const otlp_limits_t *lim, arena_t *arena, otlp_
     c->failed = 0;
     c->reason[0] = '\0';
     c->wire = 0;
+    c->ascii = 0;
     c->batch = NULL;
     c->n_batch = 0;
     for (size_t i = 0; i < sizeof(c->lowered) / sizeof(c->lowered[0]); i++)
@@ -169,35 +171,33 @@ static inline str_t cstr(const dctx_t *c, const char *s)
     return mkstr(c, s, rawlen(c, s));
 }
 
-/* Lowercase ASCII; copies into the arena only when an uppercase byte is present. */
-static int lower(dctx_t *c, str_t *s)
+/* Lowercase a name (utf8_lower: copied only when it changes). */
+static inline int lower(dctx_t *c, str_t *s)
 {
-    uint32_t i = 0;
-    /* eight bytes at a time: a byte's high bit is set in m & ~x exactly when it is in 'A'..'Z' */
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    for (; i + 8 <= s->len; i += 8) {
-        uint64_t x;
-        memcpy(&x, s->ptr + i, 8);
-        uint64_t y = x & ~high; /* 7-bit bytes: the sums below cannot carry into a neighbour */
-        uint64_t m = (y + ones * (0x80 - 'A')) ^ (y + ones * (0x80 - 'Z' - 1));
-        if ((m & ~x & high) != 0)
-            break;
-    }
-    while (i < s->len && !(s->ptr[i] >= 'A' && s->ptr[i] <= 'Z'))
-        i++;
-    if (i == s->len)
+    if (utf8_lower(c->arena, s, 0) == 0)
         return 0;
-    char *p = dalloc(c, s->len + 1);
-    if (p == NULL)
+    c->oom = 1;
+    return -1;
+}
+
+/* Repair ill-formed UTF-8 in a stored string (copied only then); the length limit applies to the result. */
+static inline int repair(dctx_t *c, str_t *s)
+{
+    if (c->ascii)
+        return 0;
+    const char *was = s->ptr;
+    if (utf8_repair(c->arena, s, 0) != 0) {
+        c->oom = 1;
         return -1;
-    memcpy(p, s->ptr, i);
-    for (; i < s->len; i++) {
-        char ch = s->ptr[i];
-        p[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
     }
-    p[s->len] = '\0';
-    s->ptr = p;
+    if (s->ptr != was)
+        *s = mkstr(c, s->ptr, s->len);
     return 0;
+}
+
+int otlp_repair(dctx_t *c, str_t *s)
+{
+    return repair(c, s);
 }
 
 static inline uint64_t ld8(const char *p)
@@ -785,7 +785,7 @@ int otlp_resource_build(dctx_t *c, const otlp_kv_t *kvs, size_t n, rctx_t *rc)
             continue;
         span_tag_t *t = &rc->rtags[rc->n_rtags];
         t->key = mkstr(c, kv->key.ptr, kv->key.len);
-        if (otlp_render_val(c, &kv->val, &t->value) != 0)
+        if (otlp_render_val(c, &kv->val, &t->value) != 0 || repair(c, &t->key) != 0 || repair(c, &t->value) != 0)
             return -1;
         rc->rfalse[rc->n_rtags++] = (uint8_t)otlp_val_is_false(&kv->val);
         rc->rkey_lens |= 1ull << (t->key.len & 63);
@@ -810,19 +810,24 @@ int otlp_resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc)
     return otlp_resource_build(c, kvs, n, rc);
 }
 
-void otlp_scope_build(const dctx_t *c, str_t name, str_t version, rctx_t *rc)
+int otlp_scope_build(dctx_t *c, str_t name, str_t version, rctx_t *rc)
 {
     rc->n_scope_tags = 0;
     if (name.len > 0) {
         str_t v = mkstr(c, name.ptr, name.len);
+        if (repair(c, &v) != 0)
+            return -1;
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.scope.name"), v};
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.library.name"), v};
     }
     if (version.len > 0) {
         str_t v = mkstr(c, version.ptr, version.len);
+        if (repair(c, &v) != 0)
+            return -1;
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.scope.version"), v};
         rc->scope_tags[rc->n_scope_tags++] = (span_tag_t){STR_LIT("otel.library.version"), v};
     }
+    return 0;
 }
 
 /* C-string view of a string of the decoded messages (NULL = empty). */
@@ -831,12 +836,11 @@ static str_t cview(const dctx_t *c, const char *s)
     return s != NULL ? (str_t){s, (uint32_t)rawlen(c, s)} : (str_t){"", 0};
 }
 
-void otlp_scope_prepare(const dctx_t *c, const scope_t *sc, rctx_t *rc)
+int otlp_scope_prepare(dctx_t *c, const scope_t *sc, rctx_t *rc)
 {
     if (sc == NULL)
-        otlp_scope_build(c, (str_t){"", 0}, (str_t){"", 0}, rc);
-    else
-        otlp_scope_build(c, cview(c, sc->name), cview(c, sc->version), rc);
+        return otlp_scope_build(c, (str_t){"", 0}, (str_t){"", 0}, rc);
+    return otlp_scope_build(c, cview(c, sc->name), cview(c, sc->version), rc);
 }
 
 static int event_annotation(dctx_t *c, const pevent_t *e, span_annotation_t *a)
@@ -908,9 +912,9 @@ int otlp_span_begin(dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_
     return 1;
 }
 
-uint32_t otlp_span_finish_tags(const dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_tag_t *tags,
-                               uint32_t nt)
+int otlp_span_finish_tags(dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_tag_t *tags, uint32_t *n_tags)
 {
+    uint32_t nt = *n_tags;
     int is_error = in->status_code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
     int is_ok = in->status_code == OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK;
     if (rc->n_rtags > 0) {
@@ -941,13 +945,16 @@ uint32_t otlp_span_finish_tags(const dctx_t *c, const rctx_t *rc, const otlp_spa
         tags[nt++] = (span_tag_t){STR_LIT("span.kind"), STR_LIT("internal")};
     if (is_error || is_ok) {
         str_t msg = mkstr(c, in->status_msg.ptr, in->status_msg.len);
+        if (repair(c, &msg) != 0)
+            return -1;
         tags[nt++] = (span_tag_t){STR_LIT("otel.status_code"), is_error ? STR_LIT("ERROR") : STR_LIT("OK")};
         if (msg.len > 0)
             tags[nt++] = (span_tag_t){STR_LIT("otel.status_description"), msg};
         if (is_error)
             tags[nt++] = (span_tag_t){STR_LIT("error"), msg};
     }
-    return nt;
+    *n_tags = nt;
+    return 0;
 }
 
 static void bytes_of(const ProtobufCBinaryData *b, const uint8_t **ptr, size_t *len)
@@ -998,12 +1005,14 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
             continue;
         if (k != PK_NONE)
             otlp_peer_note(&pa, k, &v);
-        if (otlp_render_val(c, &v, &t->value) != 0)
+        if (otlp_render_val(c, &v, &t->value) != 0 || repair(c, &t->key) != 0 || repair(c, &t->value) != 0)
             return fail_oom(c);
         nt++;
     }
+    if (otlp_span_finish_tags(c, rc, &in, tags, &nt) != 0)
+        return fail_oom(c);
     s->tags = tags;
-    s->n_tags = otlp_span_finish_tags(c, rc, &in, tags, nt);
+    s->n_tags = nt;
 
     if (otlp_remote_endpoint(c, &pa, s) != 0)
         return fail_oom(c);
@@ -1016,7 +1025,7 @@ static int map_span(dctx_t *c, const rctx_t *rc, const pspan_t *ps, span_t *s, s
         if (ann == NULL)
             return fail_oom(c);
         for (size_t i = 0; i < n_ev; i++)
-            if (event_annotation(c, ps->events[i], &ann[i]) != 0)
+            if (event_annotation(c, ps->events[i], &ann[i]) != 0 || repair(c, &ann[i].value) != 0)
                 return fail_oom(c);
         s->annotations = ann;
         s->n_annotations = (uint32_t)n_ev;
@@ -1058,7 +1067,8 @@ static int map_traces(dctx_t *c, const trace_req_t *req, span_sink_fn sink, void
             return fail_oom(c);
         for (size_t j = 0; j < rs->n_scope_spans; j++) {
             const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
-            otlp_scope_prepare(c, ss->scope, &rc);
+            if (otlp_scope_prepare(c, ss->scope, &rc) != 0)
+                return fail_oom(c);
             for (size_t k = 0; k < ss->n_spans; k++) {
                 span_t *dst = sink == NULL ? &c->batch[c->n_batch] : &one;
                 if (map_span(c, &rc, ss->spans[k], dst, sink, ctx) != 0)
@@ -1471,7 +1481,7 @@ int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_
     dctx_init(&c, limits, arena, res);
     trace_req_t *req = NULL;
     c.wire = 1;
-    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    int rc = otlp_wire_decode_traces(data, len, c.lim.max_depth, arena, &req, &c.ascii, res->error, sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {
@@ -1510,7 +1520,8 @@ int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_
     *n_spans = 0;
     trace_req_t *req = NULL;
     c.wire = 1;
-    rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, res->error, sizeof(res->error));
+    rc = otlp_wire_decode_traces_inplace(data, len, c.lim.max_depth, arena, &req, &c.ascii, res->error,
+                                         sizeof(res->error));
     if (rc == OTLP_WIRE_NOMEM)
         return fail_oom(&c);
     if (rc != 0) {
@@ -1716,6 +1727,8 @@ static const jnode_t *json_parse(dctx_t *c, const uint8_t *data, size_t len)
         fail(c, "out of memory");
         return NULL;
     }
+    /* ill-formed UTF-8 is repaired where spans are mapped, as in protobuf bodies */
+    yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, data, len);
     if (st == yajl_status_ok)
         st = yajl_complete_parse(h);

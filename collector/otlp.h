@@ -22,7 +22,11 @@
  * (opentelemetry-specification trace/sdk_exporters/zipkin.md) with the
  * collector-contrib translator's choices where the spec is silent:
  *   - local.service_name = resource service.name, else "unknown_service";
- *     span and service names are lowercased (copied only when needed);
+ *     span and service names are lowercased as Zipkin does (utf8_lower,
+ *     copied only when needed);
+ *   - strings: ill-formed UTF-8 in everything a span keeps (names, tag keys
+ *     and values, annotations) is repaired to U+FFFD (utf8_repair), never
+ *     refused, in protobuf and JSON bodies alike;
  *   - tags: resource attributes except service.name (a span attribute with
  *     the same key wins), otel.scope.name/version and the deprecated
  *     otel.library.name/version aliases, span attributes, span.kind=internal

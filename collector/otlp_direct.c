@@ -9,7 +9,9 @@
  * service and tags once per ResourceSpans, the scope tags once per
  * ScopeSpans, and each span's ids, name, times, status and attributes
  * into the span_t. Strings are (pointer, length) slices of the body (their
- * C-string view: up to a NUL byte, found 16 bytes at a time), numbers are
+ * C-string view: up to a NUL byte, found 16 bytes at a time by the same
+ * scan that tells whether a tag key or value has a byte >= 0x80 and so
+ * may need otlp_repair), numbers are
  * rendered once per request into small bump space (a 16-entry cache keeps
  * repeated values, like status codes, from being rendered again), and
  * tags and annotations are appended to per-request pools, so an ordinary
@@ -201,39 +203,51 @@ static inline int other_field(const uint8_t **pp, const uint8_t *end, uint32_t k
     return D_OK;
 }
 
-/* Length of the C-string view of the n bytes at s: n, or the offset of the first NUL. */
-static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n)
+/*
+ * Length of the C-string view of the n bytes at s: n, or the offset of the
+ * first NUL. *high is or-ed with a non-zero value when one of the bytes is
+ * >= 0x80 (then the string may need a UTF-8 repair; without one it cannot).
+ */
+static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
 {
 #if defined(__SSE2__)
     if ((size_t)(x->body_end - s) >= n + 15) {
-        /* 16 bytes at a time; what lies past the string is still the body */
+        /* 16 bytes at a time; what lies past the string is still the body, and masked out */
         const __m128i zero = _mm_setzero_si128();
         for (size_t i = 0; i < n; i += 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-            unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
-            if (m != 0) {
-                size_t at = i + (size_t)__builtin_ctz(m);
-                return (uint32_t)(at < n ? at : n);
-            }
+            unsigned keep = n - i >= 16 ? 0xffffu : (1u << (n - i)) - 1;
+            unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) & keep;
+            *high |= (unsigned)_mm_movemask_epi8(v) & keep;
+            if (m != 0)
+                return (uint32_t)(i + (size_t)__builtin_ctz(m));
         }
         return (uint32_t)n;
     }
 #else
     (void)x;
 #endif
+    *high |= 1;
     const uint8_t *z = memchr(s, 0, n);
     return (uint32_t)(z != NULL ? (size_t)(z - s) : n);
 }
 
-static inline str_t zstr(const dx_t *x, const uint8_t *s, size_t n)
+static inline str_t zstr(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
 {
-    return (str_t){(const char *)s, zlen(x, s, n)};
+    return (str_t){(const char *)s, zlen(x, s, n, high)};
+}
+
+/* zstr for strings that are not repaired (names are lowercased, which repairs; ids and the like). */
+static inline str_t zstr_plain(const dx_t *x, const uint8_t *s, size_t n)
+{
+    unsigned high = 0;
+    return zstr(x, s, n, &high);
 }
 
 /* 1 when the n bytes at s hold no NUL (then every string inside is its own C-string view). */
-static inline int no_nul(const dx_t *x, const uint8_t *s, size_t n)
+static inline int no_nul(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
 {
-    return zlen(x, s, n) == n;
+    return zlen(x, s, n, high) == n;
 }
 
 /* A string field's value as the mapping takes it: its C-string view, cut to the value limit. */
@@ -338,7 +352,7 @@ static int parse_any(const dx_t *x, const uint8_t *p, const uint8_t *end, otlp_v
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
             v->kind = AV(STRING_VALUE);
-            v->u.str = zstr(x, s, n);
+            v->u.str = zstr_plain(x, s, n);
             break;
         case K(2, WT_VARINT):
         case K(2, WT_I64):
@@ -392,7 +406,7 @@ static int parse_kv(const dx_t *x, const uint8_t *p, const uint8_t *end, otlp_kv
         if (key == K(1, WT_LEN)) {
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
-            kv->key = zstr(x, s, n);
+            kv->key = zstr_plain(x, s, n);
         } else if (key == K(2, WT_LEN)) {
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
@@ -411,9 +425,10 @@ static int parse_kv(const dx_t *x, const uint8_t *p, const uint8_t *end, otlp_kv
 /*
  * The usual encoding of a KeyValue: key, then value, each once and with
  * a one-byte length, the value a string or an int alone. Returns 1 with
- * *kv filled when [p, e) is exactly that; 0 leaves it to parse_kv.
+ * *kv filled when [p, e) is exactly that (*high non-zero when the key or
+ * value has a byte >= 0x80); 0 leaves it to parse_kv.
  */
-static inline int kv_usual(const dx_t *x, const uint8_t *p, const uint8_t *e, otlp_kv_t *kv)
+static inline int kv_usual(const dx_t *x, const uint8_t *p, const uint8_t *e, otlp_kv_t *kv, unsigned *high)
 {
     size_t rem = (size_t)(e - p);
     if (rem < 6 || p[0] != K(1, WT_LEN) || p[1] >= 0x80 || p[1] > rem - 6)
@@ -426,12 +441,12 @@ static inline int kv_usual(const dx_t *x, const uint8_t *p, const uint8_t *e, ot
     const uint8_t *v = q + 2;
     if (v[0] == K(1, WT_LEN) && v[1] == vl - 2) {
         kv->val.kind = AV(STRING_VALUE);
-        if (no_nul(x, p + 2, rem - 2)) { /* key, value tags and string at once */
+        if (no_nul(x, p + 2, rem - 2, high)) { /* key, value tags and string at once */
             kv->key = (str_t){(const char *)p + 2, (uint32_t)kl};
             kv->val.u.str = (str_t){(const char *)v + 2, (uint32_t)(vl - 2)};
             return 1;
         }
-        kv->val.u.str = zstr(x, v + 2, vl - 2);
+        kv->val.u.str = zstr(x, v + 2, vl - 2, high);
     } else if (v[0] == K(3, WT_VARINT)) {
         uint64_t u = 0;
         if (otlp_pb_varint(v + 1, e, &u) != (int)vl - 1)
@@ -441,7 +456,7 @@ static inline int kv_usual(const dx_t *x, const uint8_t *p, const uint8_t *e, ot
     } else {
         return 0;
     }
-    kv->key = zstr(x, p + 2, kl);
+    kv->key = zstr(x, p + 2, kl, high);
     return 1;
 }
 
@@ -507,7 +522,7 @@ static int read_scope(dx_t *x, const uint8_t *p, const uint8_t *end)
         case K(2, WT_LEN):
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
-            *(key == K(1, WT_LEN) ? &name : &version) = zstr(x, s, n);
+            *(key == K(1, WT_LEN) ? &name : &version) = zstr_plain(x, s, n);
             break;
         case K(3, WT_LEN): /* attributes: not mapped, but they must be valid */
             if (len_at(&p, end, &s, &n) != 0)
@@ -524,8 +539,7 @@ static int read_scope(dx_t *x, const uint8_t *p, const uint8_t *end)
                 return D_DECLINE;
         }
     }
-    otlp_scope_build(x->c, name, version, &x->rc);
-    return D_OK;
+    return otlp_scope_build(x->c, name, version, &x->rc) != 0 ? fatal(x) : D_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -548,7 +562,7 @@ static int read_status(const dx_t *x, const uint8_t *p, const uint8_t *end, otlp
         if (key == K(2, WT_LEN)) {
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
-            in->status_msg = zstr(x, s, n);
+            in->status_msg = zstr_plain(x, s, n);
         } else if (key == K(3, WT_VARINT)) {
             if (varint_at(&p, end, &u) != 0)
                 return D_DECLINE;
@@ -565,6 +579,7 @@ static int read_event(dx_t *x, const uint8_t *p, const uint8_t *end, int keep)
 {
     uint64_t t = 0;
     str_t name = {"", 0};
+    unsigned high = 0;
     while (p < end) {
         uint32_t key = tag_at(&p, end);
         const uint8_t *s;
@@ -579,7 +594,8 @@ static int read_event(dx_t *x, const uint8_t *p, const uint8_t *end, int keep)
         case K(2, WT_LEN):
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
-            name = zstr(x, s, n);
+            high = 0; /* the last name given is the one kept */
+            name = zstr(x, s, n, &high);
             break;
         case K(3, WT_LEN): return D_HAND;
         case K(4, WT_VARINT):
@@ -597,6 +613,8 @@ static int read_event(dx_t *x, const uint8_t *p, const uint8_t *end, int keep)
             return fatal(x);
         a->timestamp_us = t / 1000;
         a->value = otlp_str(x->c, name.ptr, name.len);
+        if (high && otlp_repair(x->c, &a->value) != 0)
+            return fatal(x);
     }
     return D_OK;
 }
@@ -605,12 +623,14 @@ static int read_event(dx_t *x, const uint8_t *p, const uint8_t *end, int keep)
 static int read_attr(dx_t *x, const uint8_t *s, size_t n, int keep, peer_attrs_t *pa, err_attrs_t *ea)
 {
     otlp_kv_t kv;
-    if (!kv_usual(x, s, s + n, &kv)) {
+    unsigned high = 0;
+    if (!kv_usual(x, s, s + n, &kv, &high)) {
         otlp_kv_t other; /* kept apart so that kv can live in registers */
         int rc = parse_kv(x, s, s + n, &other);
         if (rc != D_OK)
             return rc;
         kv = other;
+        high = 1; /* not known: let otlp_repair look */
     }
     if (!keep)
         return D_OK;
@@ -628,7 +648,13 @@ static int read_attr(dx_t *x, const uint8_t *s, size_t n, int keep, peer_attrs_t
     if (t == NULL)
         return fatal(x);
     t->key = key;
-    return render_value(x, &kv.val, &t->value) != 0 ? fatal(x) : D_OK;
+    if (render_value(x, &kv.val, &t->value) != 0)
+        return fatal(x);
+    /* as the struct path: key and text repaired after the key was classified (only strings can need it) */
+    if (high &&
+        (otlp_repair(x->c, &t->key) != 0 || (kv.val.kind == AV(STRING_VALUE) && otlp_repair(x->c, &t->value) != 0)))
+        return fatal(x);
+    return D_OK;
 }
 
 /* Read the span [p, end) into in and the pools; the mapping happens in map_read_span. */
@@ -651,7 +677,7 @@ static int read_span(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_span_in
             p += 10;
         }
         if (end - p >= 2 && p[0] == K(5, WT_LEN) && p[1] < 0x80 && p[1] <= end - p - 2) {
-            in->name = zstr(x, p + 2, p[1]);
+            in->name = zstr_plain(x, p + 2, p[1]);
             p += 2 + p[1];
         }
         if (end - p >= 2 && p[0] == K(6, WT_VARINT) && p[1] < 0x80) {
@@ -686,7 +712,7 @@ static int read_span(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_span_in
         case K(5, WT_LEN):
             if (len_at(&p, end, &s, &n) != 0)
                 return D_DECLINE;
-            in->name = zstr(x, s, n);
+            in->name = zstr_plain(x, s, n);
             break;
         case K(3, WT_LEN): /* trace_state: not mapped */
             if (len_at(&p, end, &s, &n) != 0)
@@ -774,9 +800,11 @@ static int map_read_span(dx_t *x, const otlp_span_in_t *in, const peer_attrs_t *
         pool_grow(x, &x->tags, room * sizeof(span_tag_t)) != 0)
         return fatal(x);
     span_tag_t *tags = (span_tag_t *)(void *)x->tags.base;
+    if (otlp_span_finish_tags(c, &x->rc, in, tags, &nt) != 0)
+        return fatal(x);
     s->tags = tags;
-    s->n_tags = otlp_span_finish_tags(c, &x->rc, in, tags, nt);
-    x->tags.cur = x->tags.base + (size_t)s->n_tags * sizeof(span_tag_t);
+    s->n_tags = nt;
+    x->tags.cur = x->tags.base + (size_t)nt * sizeof(span_tag_t);
     if (otlp_remote_endpoint(c, pa, s) != 0)
         return fatal(x);
     size_t n_ann = (size_t)(x->anns.cur - x->anns.base) / sizeof(span_annotation_t);
@@ -832,8 +860,7 @@ static int do_head(dx_t *x, const uint8_t *p, const uint8_t *end, int resource)
         return rc;
     if (!resource) {
         x->stats->scopes_handed++;
-        otlp_scope_prepare(x->c, m, &x->rc);
-        return D_OK;
+        return otlp_scope_prepare(x->c, m, &x->rc) != 0 ? fatal(x) : D_OK;
     }
     x->stats->resources_handed++;
     return otlp_resource_prepare(x->c, m, &x->rc) != 0 ? fatal(x) : D_OK;
@@ -894,8 +921,7 @@ static int do_scope_spans(dx_t *x, const uint8_t *p, const uint8_t *end)
     parts_t it = {p, end, 0, 0};
     const uint8_t *s;
     size_t n;
-    int part = PART_END, rc = D_OK;
-    otlp_scope_build(x->c, (str_t){"", 0}, (str_t){"", 0}, &x->rc);
+    int part = PART_END, rc = otlp_scope_build(x->c, (str_t){"", 0}, (str_t){"", 0}, &x->rc) != 0 ? fatal(x) : D_OK;
     while (rc == D_OK && (part = next_part(&it, &s, &n)) > 0)
         rc = part == PART_PART ? do_span(x, s, s + n) : do_head(x, s, s + n, 0);
     return parts_done(x, rc, part, "InstrumentationScope given twice or after spans");

@@ -5,8 +5,8 @@
  * from the wire. Both describe an attribute value as an otlp_val_t view and
  * a span's own fields as an otlp_span_in_t, and go through the same
  * functions below for everything the mapping decides (rejections and their
- * reasons, lowercasing, value text, the tags added after a span's own,
- * the remote endpoint), so the two cannot drift apart.
+ * reasons, lowercasing, UTF-8 repair, value text, the tags added after a
+ * span's own, the remote endpoint), so the two cannot drift apart.
  */
 #ifndef OUTRIDER_OTLP_INTERNAL_H
 #define OUTRIDER_OTLP_INTERNAL_H
@@ -35,6 +35,7 @@ typedef struct dctx {
     int failed;                                       /* res->error holds a fatal reason */
     char reason[sizeof(((otlp_result_t *)0)->error)]; /* copy of the first rejection reason */
     int wire;      /* the messages come from otlp_wire: otlp_wire_strlen gives string lengths */
+    int ascii;     /* otlp_wire found no byte >= 0x80 in any string: nothing to repair */
     span_t *batch; /* traces without a sink: accepted spans, in the arena */
     size_t n_batch;
     struct {
@@ -47,6 +48,12 @@ int otlp_fail_oom(dctx_t *c);
 
 /* Arena allocation that records a refusal in c->oom. */
 void *otlp_alloc(dctx_t *c, size_t size);
+
+/*
+ * Repair ill-formed UTF-8 in a string a span keeps (utf8_repair; copied
+ * only then, and cut again to the value limit); -1 when the arena is full.
+ */
+int otlp_repair(dctx_t *c, str_t *s);
 
 /* A string of the messages as a tag value: cut to lim.max_attribute_value_len at a UTF-8 boundary. */
 static inline str_t otlp_str(const dctx_t *c, const char *p, size_t len)
@@ -176,8 +183,9 @@ typedef struct rctx {
 /* Fill rc's resource part from the resource's attributes (n = 0: no resource); -1 when the arena is full. */
 int otlp_resource_build(dctx_t *c, const otlp_kv_t *kvs, size_t n, rctx_t *rc);
 
-/* Fill rc's scope part from the scope's name and version (C-string views; empty = absent). */
-void otlp_scope_build(const dctx_t *c, str_t name, str_t version, rctx_t *rc);
+/* Fill rc's scope part from the scope's name and version (C-string views; empty = absent); -1 when the arena is full.
+ */
+int otlp_scope_build(dctx_t *c, str_t name, str_t version, rctx_t *rc);
 
 /* The fields of one OTLP span the mapping reads, as they came. */
 typedef struct otlp_span_in {
@@ -199,13 +207,13 @@ typedef struct otlp_span_in {
 int otlp_span_begin(dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_t *s);
 
 /*
- * After a span's own tags (tags[0..nt), "error" ones already dropped per
- * the rule): append the resource tags it does not override, the scope
- * tags, span.kind and the status tags. tags must have room for
- * rc->n_rtags + rc->n_scope_tags + 4 more. Returns the new count.
+ * After a span's own tags (tags[0..*n_tags), repaired, "error" ones
+ * already dropped per the rule): append the resource tags it does not
+ * override, the scope tags, span.kind and the status tags, and update
+ * *n_tags. tags must have room for rc->n_rtags + rc->n_scope_tags + 4
+ * more. 0, or -1 when the arena is full.
  */
-uint32_t otlp_span_finish_tags(const dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_tag_t *tags,
-                               uint32_t nt);
+int otlp_span_finish_tags(dctx_t *c, const rctx_t *rc, const otlp_span_in_t *in, span_tag_t *tags, uint32_t *n_tags);
 
 /* The remote endpoint of s (its kind set) from the peer attributes; -1 when the arena is full. */
 int otlp_remote_endpoint(dctx_t *c, const peer_attrs_t *pa, span_t *s);
@@ -216,7 +224,7 @@ int otlp_remote_endpoint(dctx_t *c, const peer_attrs_t *pa, span_t *s);
  * c->batch[c->n_batch] (0 also when rejected, -1 fatal).
  */
 int otlp_resource_prepare(dctx_t *c, const resource_t *r, rctx_t *rc);
-void otlp_scope_prepare(const dctx_t *c, const scope_t *sc, rctx_t *rc);
+int otlp_scope_prepare(dctx_t *c, const scope_t *sc, rctx_t *rc);
 int otlp_map_span_batch(dctx_t *c, const rctx_t *rc, const pspan_t *ps);
 
 /*

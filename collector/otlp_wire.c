@@ -43,6 +43,7 @@ typedef struct wctx {
     int failed;
     char *err;
     size_t err_size;
+    uint64_t high; /* OR of every string's bytes, in words: a byte >= 0x80 leaves a bit 7 set */
 } wctx_t;
 
 /* A KeyValue with room for its value, allocated n at a time. */
@@ -228,26 +229,31 @@ static inline int rd_str(wctx_t *c, uint8_t **pp, uint8_t *end, uint32_t num, un
     size_t eff = n;
     if (n >= 8) {
         /* the last word is loaded before any store can reach it and stored last, over the loop's tail */
-        uint64_t last;
+        uint64_t last, high = 0;
         memcpy(&last, s + n - 8, 8);
         size_t i = 0;
         for (; i + 8 <= n; i += 8) {
             uint64_t w;
             memcpy(&w, s + i, 8);
             memcpy(dst + i, &w, 8);
+            high |= w;
             if (has_zero(w) && eff == n)
                 eff = i + first_zero(w);
         }
         memcpy(dst + n - 8, &last, 8);
+        c->high |= high | last;
         if (eff == n && has_zero(last))
             eff = n - 8 + first_zero(last);
     } else {
+        uint8_t high = 0;
         for (size_t i = 0; i < n; i++) {
             uint8_t b = s[i];
             dst[i] = b;
+            high |= b;
             if (b == 0 && eff == n)
                 eff = i;
         }
+        c->high |= high;
     }
     dst[n] = '\0';
     /*
@@ -1020,10 +1026,10 @@ static int dec_request(wctx_t *c, uint8_t *p, uint8_t *end, req_t *req)
     return 0;
 }
 
-static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *arena, req_t **out, char *err,
-                      size_t err_size)
+static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *arena, req_t **out, int *ascii,
+                      char *err, size_t err_size)
 {
-    wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size};
+    wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size, 0};
     if (err_size > 0)
         err[0] = '\0';
     req_t *req = walloc(&c, sizeof(*req));
@@ -1032,11 +1038,13 @@ static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *are
     if (dec_request(&c, buf, buf + len, req) != 0)
         return c.oom ? OTLP_WIRE_NOMEM : OTLP_WIRE_INVALID;
     *out = req;
+    if (ascii != NULL)
+        *ascii = (c.high & 0x8080808080808080ull) == 0;
     return 0;
 }
 
-int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out, char *err,
-                            size_t err_size)
+int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out,
+                            int *ascii, char *err, size_t err_size)
 {
     if (err_size > 0)
         err[0] = '\0';
@@ -1046,14 +1054,14 @@ int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth,
     if (len > 0)
         memcpy(buf, data, len);
     buf[len] = '\0';
-    return decode_buf(buf, len, max_depth, arena, out, err, err_size);
+    return decode_buf(buf, len, max_depth, arena, out, ascii, err, err_size);
 }
 
 int otlp_wire_decode_traces_inplace(uint8_t *data, size_t len, unsigned max_depth, arena_t *arena, req_t **out,
-                                    char *err, size_t err_size)
+                                    int *ascii, char *err, size_t err_size)
 {
     static uint8_t empty[1];
-    return decode_buf(len > 0 ? data : empty, len, max_depth, arena, out, err, err_size);
+    return decode_buf(len > 0 ? data : empty, len, max_depth, arena, out, ascii, err, err_size);
 }
 
 int otlp_wire_decode_part(enum otlp_wire_part part, uint8_t *data, size_t len, unsigned depth, unsigned max_depth,
@@ -1061,7 +1069,7 @@ int otlp_wire_decode_part(enum otlp_wire_part part, uint8_t *data, size_t len, u
 {
     static uint8_t empty[1];
     uint8_t *buf = len > 0 ? data : empty;
-    wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size};
+    wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size, 0};
     if (err_size > 0)
         err[0] = '\0';
     void *m = walloc(&c, part == OTLP_WIRE_PART_RESOURCE ? sizeof(resource_t)

@@ -57,11 +57,13 @@
  * reading: do not pass them to protobuf_c_message_free_unpacked.
  * Returns 0; OTLP_WIRE_INVALID with "invalid protobuf: ... at offset N" in
  * err (err_size bytes, always NUL-terminated); or OTLP_WIRE_NOMEM (err
- * untouched). *out is set only on success.
+ * untouched). *out is set only on success, and then *ascii (unless ascii is
+ * NULL) to 1 when no string of the request has a byte >= 0x80 (so none
+ * needs a UTF-8 check), else 0.
  */
 int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
-                            Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out, char *err,
-                            size_t err_size);
+                            Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
+                            int *ascii, char *err, size_t err_size);
 
 /*
  * Length of a string field of a decoded request, without scanning it:
@@ -94,7 +96,7 @@ static inline size_t otlp_wire_strlen(const char *str)
  */
 int otlp_wire_decode_traces_inplace(uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
                                     Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
-                                    char *err, size_t err_size);
+                                    int *ascii, char *err, size_t err_size);
 
 /* The messages otlp_wire_decode_part decodes on their own. */
 enum otlp_wire_part {

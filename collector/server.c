@@ -4,13 +4,31 @@
  * Request life cycle (MHD calls on_request several times per request):
  *   1st call   allocate a request_t, check Content-Length against the limit
  *              (413 at once when it is too large: no body is read)
- *   body calls append to the body buffer; past the limit, drain and mark
+ *   body calls append to the body buffer; past the limit, drop the rest
+ *              (within limits.lingerBytes and limits.lingerTime) and mark
  *   last call  route, run the handler, queue the response
  * on_completed records the latency and frees the request_t.
+ *
+ * Lingering close. MHD closes a connection as soon as an early answer
+ * (our 413 at the first call, its own 431, 414 or 400) is written, with
+ * the rest of the request unread, so the kernel resets it: the client's
+ * send fails and a client that reads only after sending never sees the
+ * answer. MHD 0.9.75 has no option against that, and refuses a response
+ * queued in the middle of an upload. So on_connection, told by MHD that a
+ * connection is being closed (its socket still open, the answer written
+ * and the write side shut down), duplicates the socket unless the client
+ * has closed already, and hands the duplicate to linger_set.h, whose
+ * single thread drains and closes it within the limits; MHD's close of its
+ * own descriptor then sends nothing. MHD threads never wait for a client.
+ * Every close lingers, not only those with input waiting at that instant:
+ * MHD answers its own errors without telling us, and the rest of such a
+ * request may still be on its way (a client that is done closes at once
+ * on the end of stream, which ends its lingering).
  */
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,7 +39,10 @@
 
 #include "collector.h"
 #include "hostport.h"
+#include "linger_set.h"
 #include "log.h"
+
+#define IDLE_TIMEOUT_S 60u /* MHD's timeout of a connection that sends nothing */
 
 typedef enum listener_kind { LISTENER_ZIPKIN, LISTENER_OTLP } listener_kind_t;
 
@@ -29,16 +50,20 @@ typedef struct listener {
     collector_t *c;
     listener_kind_t kind;
     struct MHD_Daemon *daemon;
+    linger_set_t *linger; /* NULL: lingering off */
 } listener_t;
 
 struct server {
     listener_t zipkin;
     listener_t otlp;
+    linger_set_t *linger;
 };
 
 typedef struct request {
     buf_t body;
     int too_large;
+    uint64_t dropped;        /* body bytes dropped since it passed the limit */
+    struct timespec over_at; /* when it passed the limit */
     struct timespec start;
     const char *route;
     int status;
@@ -244,6 +269,21 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, request_t *r, 
     return rc;
 }
 
+static double seconds_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* A body past limits.maxBodyBytes is dropped as lingering would drop it: false once past its bounds. */
+static int drop_within_bounds(const collector_config_t *cfg, request_t *r, size_t n)
+{
+    r->dropped += n;
+    return cfg->linger_time_ms > 0 && r->dropped <= cfg->linger_bytes &&
+           seconds_since(&r->over_at) * 1000.0 < (double)cfg->linger_time_ms;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
@@ -279,20 +319,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        if (!r->too_large) {
-            if (r->body.len + *upload_data_size > c->cfg.max_body_bytes) {
-                r->too_large = 1;
-                buf_dispose(&r->body);
-            } else {
-                buf_append(&r->body, upload_data, *upload_data_size);
-            }
-        }
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
-        return MHD_YES;
+        if (r->too_large)
+            return drop_within_bounds(&c->cfg, r, n) ? MHD_YES : MHD_NO;
+        if (r->body.len + n <= c->cfg.max_body_bytes) {
+            buf_append(&r->body, upload_data, n);
+            return MHD_YES;
+        }
+        /* MHD refuses a response in the middle of an upload: drop the rest (bounded), answer at its end */
+        r->too_large = 1;
+        buf_dispose(&r->body);
+        clock_gettime(CLOCK_MONOTONIC, &r->over_at);
+        uint64_t s = (c->cfg.linger_timeout_ms + 999) / 1000;
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)(s < 3600 ? s : 3600));
+        return drop_within_bounds(&c->cfg, r, n) ? MHD_YES : MHD_NO;
     }
 
     http_response_t resp = {.status = 500, .route = "NOT_FOUND"};
     if (r->too_large) {
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, IDLE_TIMEOUT_S);
         resp.route = "TOO_LARGE";
         count_too_large(l);
         http_respond_text(&resp, 413, "request body exceeds limits.maxBodyBytes (%llu)",
@@ -335,9 +381,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_t *r = *con_cls;
     if (r == NULL)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs = (double)(now.tv_sec - r->start.tv_sec) + (double)(now.tv_nsec - r->start.tv_nsec) / 1e9;
+    double secs = seconds_since(&r->start);
     char status[8];
     snprintf(status, sizeof(status), "%d", r->status ? r->status : 499);
     const char *labels[] = {r->method, r->route, status};
@@ -345,6 +389,28 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     buf_dispose(&r->body);
     free(r);
     *con_cls = NULL;
+}
+
+/* MHD is about to close a connection: unless its client already closed, it lingers (see the top). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    listener_t *l = cls;
+    (void)socket_context;
+    if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
+        return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+        int fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+        if (fd >= 0) {
+            shutdown(fd, SHUT_WR);
+            linger_set_add(l->linger, fd);
+        }
+    }
 }
 
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -376,12 +442,12 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     collector_t *c = l->c;
-    l->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-                                 (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT,
-                                 (unsigned int)60, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, l, MHD_OPTION_END);
+    l->daemon = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+        MHD_OPTION_NOTIFY_CONNECTION, l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
     if (l->daemon == NULL) {
         log_error("cannot listen on %s for %s: %s", hostport, name, errno ? strerror(errno) : "bind failed");
         return -1;
@@ -400,8 +466,15 @@ server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_por
     server_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         log_fatal("out of memory");
-    s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL};
-    s->otlp = (listener_t){c, LISTENER_OTLP, NULL};
+    if (c->cfg.linger_time_ms > 0) {
+        linger_set_opts_t lo = {c->cfg.linger_time_ms, c->cfg.linger_timeout_ms, c->cfg.linger_bytes,
+                                2 * (size_t)c->cfg.max_concurrent_requests};
+        s->linger = linger_set_create(&lo);
+        if (s->linger == NULL)
+            log_fatal("cannot start the lingering-close thread: %s", strerror(errno));
+    }
+    s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL, s->linger};
+    s->otlp = (listener_t){c, LISTENER_OTLP, NULL, s->linger};
     if (listener_start(&s->zipkin, "zipkin", c->cfg.zipkin_listen, zipkin_port) != 0 ||
         listener_start(&s->otlp, "otlp", c->cfg.otlp_listen, otlp_port) != 0) {
         server_stop(s);
@@ -418,5 +491,6 @@ void server_stop(server_t *s)
         MHD_stop_daemon(s->zipkin.daemon);
     if (s->otlp.daemon != NULL)
         MHD_stop_daemon(s->otlp.daemon);
+    linger_set_destroy(s->linger);
     free(s);
 }

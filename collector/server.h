@@ -5,9 +5,12 @@
  * Each listener runs an MHD thread pool (server.threads threads, epoll).
  * A request is read whole into memory, bounded by limits.maxBodyBytes
  * (a larger Content-Length is refused with 413 before any body is read; a
- * chunked body that grows past the limit is drained and refused), then
+ * chunked body that grows past the limit is drained, within the lingering
+ * bounds limits.lingerBytes and limits.lingerTime, and refused), then
  * handed to the route's handler on the same thread. Handlers fill an
  * http_response_t; the server sends it and records the request's latency.
+ * A connection closed after an answer while the client may still be
+ * sending is drained before it closes (lingering close, linger_set.h).
  */
 #ifndef OUTRIDER_COLLECTOR_SERVER_H
 #define OUTRIDER_COLLECTOR_SERVER_H

@@ -384,7 +384,7 @@ void blob_free(blob_heap_t *h, void *p, size_t n, int64_t *acct);
 /* Release every chunk (blobs above BLOB_MAX must be freed first). */
 void blob_heap_dispose(blob_heap_t *h);
 
-/* Lowercase s into arena when it has upper-case ASCII; NULL ptr on exhaustion. */
+/* s lowercased as Zipkin does (utf8_lower), copied into arena only when that changes it; NULL ptr on exhaustion. */
 str_t store_lower(arena_t *arena, str_t s);
 
 /* ---- dependency links (span_store_deps.c) ---- */

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "span_store_internal.h"
+#include "utf8.h"
 
 void *store_alloc(size_t n, int64_t *acct)
 {
@@ -141,37 +142,12 @@ void blob_heap_dispose(blob_heap_t *h)
     memset(h, 0, sizeof(*h));
 }
 
-/* Whether any of the 8 bytes of x is an ASCII upper-case letter. */
-static int has_upper8(uint64_t x)
-{
-    uint64_t low = x & 0x7f7f7f7f7f7f7f7fULL;
-    uint64_t ge_a = low + 0x3f3f3f3f3f3f3f3fULL; /* high bit set where byte >= 'A' */
-    uint64_t gt_z = low + 0x2525252525252525ULL; /* high bit set where byte > 'Z' */
-    return (ge_a & ~gt_z & ~x & 0x8080808080808080ULL) != 0;
-}
-
 str_t store_lower(arena_t *arena, str_t s)
 {
-    uint32_t i = 0;
-    /* names are usually lower-case already (decoders lowercase): check 8 bytes at a time */
-    for (; i + 8 <= s.len; i += 8) {
-        uint64_t x;
-        memcpy(&x, s.ptr + i, 8);
-        if (has_upper8(x))
-            break;
-    }
-    while (i < s.len && !(s.ptr[i] >= 'A' && s.ptr[i] <= 'Z'))
-        i++;
-    if (i == s.len)
-        return s;
-    char *p = arena_alloc(arena, s.len ? s.len : 1);
-    if (p == NULL)
+    /* names are usually lower-case already (decoders lowercase), and then not copied */
+    if (utf8_lower(arena, &s, 0) != 0)
         return (str_t){NULL, 0};
-    for (uint32_t k = 0; k < s.len; k++) {
-        char c = s.ptr[k];
-        p[k] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
-    return (str_t){p, s.len};
+    return s;
 }
 
 /* ---- u64map ---- */

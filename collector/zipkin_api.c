@@ -15,26 +15,37 @@
 #include "arena.h"
 #include "collector.h"
 #include "span_store.h"
+#include "utf8.h"
 #include "zipkin_json.h"
 
 /* Results larger than this are refused rather than built (traces of ~1M spans). */
 #define API_ARENA_LIMIT (512u << 20)
 #define TRACE_MANY_MAX 1000
 
-/* Lowercased copy of a query parameter into the arena; STR_NULL when absent or empty. */
+/*
+ * A name parameter lowercased as names are stored (utf8_lower, which also
+ * repairs ill-formed UTF-8 as ingest does); STR_NULL when absent or empty.
+ */
 static str_t param_lower(const http_request_t *req, const char *name, arena_t *a)
 {
     const char *v = http_query(req, name);
     if (v == NULL || *v == '\0')
         return STR_NULL;
-    size_t len = strlen(v);
-    char *p = arena_alloc(a, len + 1);
-    if (p == NULL)
-        return STR_NULL;
-    for (size_t i = 0; i < len; i++)
-        p[i] = (char)tolower((unsigned char)v[i]);
-    p[len] = '\0';
-    return (str_t){p, (uint32_t)len};
+    str_t s = {v, (uint32_t)strlen(v)};
+    return utf8_lower(a, &s, 0) == 0 ? s : STR_NULL;
+}
+
+/*
+ * A text parameter repaired as ingest repairs stored strings (utf8_repair;
+ * as sent if the arena is full); NULL when absent.
+ */
+static const char *param_text(const http_request_t *req, const char *name, arena_t *a)
+{
+    const char *v = http_query(req, name);
+    if (v == NULL)
+        return NULL;
+    str_t s = {v, (uint32_t)strlen(v)};
+    return utf8_repair(a, &s, 0) == 0 ? s.ptr : v;
 }
 
 /* Parse an optional non-negative integer parameter. 0 ok (present or not), -1 bad (resp set). */
@@ -115,7 +126,7 @@ static void get_traces(collector_t *c, const http_request_t *req, http_response_
         return;
     if (present)
         q.limit = v > 100000 ? 100000 : (uint32_t)v;
-    const char *aq = http_query(req, "annotationQuery");
+    const char *aq = param_text(req, "annotationQuery", a);
     if (aq != NULL && *aq != '\0') {
         span_query_term_t *terms;
         const char *why = NULL;
@@ -263,7 +274,7 @@ int zipkin_api_handle(collector_t *c, const http_request_t *req, const char *pat
             respond_names(resp, names, n);
     } else if (strcmp(path, "/autocompleteValues") == 0) {
         resp->route = "/api/v2/autocompleteValues";
-        const char *key = http_query(req, "key");
+        const char *key = param_text(req, "key", &a);
         if (key == NULL || *key == '\0')
             http_respond_text(resp, 400, "key is required");
         else if (span_store_autocomplete_values(c->store, (str_t){key, (uint32_t)strlen(key)}, &a, &names, &n) == 0)

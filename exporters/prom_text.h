@@ -75,16 +75,6 @@ void prom_append_help(buf_t *b, const char *s, size_t len, int openmetrics);
  */
 size_t prom_sanitize_name(char *name, size_t len, size_t cap, int label);
 
-/* 1 when s holds well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
-int prom_utf8_valid(const char *s, size_t len);
-
-/*
- * Append s with every byte that is not part of a well-formed UTF-8 sequence
- * replaced by U+FFFD. Prometheus rejects a whole scrape on one invalid
- * label value, so peer strings pass through this before they are kept.
- */
-void prom_append_utf8(buf_t *b, const char *s, size_t len);
-
 /* 1 when s (len bytes) is a valid metric name (label: valid label name), else 0. */
 int prom_name_valid(const char *s, size_t len, int label);
 

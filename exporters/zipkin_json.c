@@ -22,6 +22,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "hex.h"
+#include "utf8.h"
 
 #define LIST_PREFIX "Malformed reading List<Span> from json: "
 
@@ -201,20 +202,17 @@ static int in_input(const dec_t *d, const unsigned char *p)
     return a >= lo && a - lo < d->len;
 }
 
-/* Make s outlive the callback: a slice of the input when it is one, else an arena copy. */
+/*
+ * Make s outlive the callback, repaired to valid UTF-8 (limits apply to what
+ * is kept): a slice of the input when it is one and valid, else an arena copy.
+ */
 static int keep(dec_t *d, const unsigned char *s, size_t len, str_t *out)
 {
     if (len > UINT32_MAX)
         return too_large(d);
-    if (len == 0 || in_input(d, s)) {
-        *out = (str_t){len ? (const char *)s : "", (uint32_t)len};
-        return 1;
-    }
-    char *p = arena_alloc(d->arena, len);
-    if (p == NULL)
+    *out = (str_t){len ? (const char *)s : "", (uint32_t)len};
+    if (utf8_repair(d->arena, out, len > 0 && !in_input(d, s)) != 0)
         return too_large(d);
-    memcpy(p, s, len);
-    *out = (str_t){p, (uint32_t)len};
     return 1;
 }
 
@@ -222,7 +220,8 @@ static int keep_lower(dec_t *d, const unsigned char *s, size_t len, str_t *out)
 {
     if (len > UINT32_MAX)
         return too_large(d);
-    if (zipkin_span_lower(d->arena, (const char *)s, len, len > 0 && !in_input(d, s), out) != 0)
+    *out = (str_t){(const char *)s, (uint32_t)len};
+    if (utf8_lower(d->arena, out, !in_input(d, s)) != 0)
         return too_large(d);
     return 1;
 }
@@ -404,7 +403,10 @@ static int tag_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
                      (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len), d->tag_key.ptr, vtype_names[t]);
     if (d->skip_tag || d->over_limit)
         return 1;
-    if (len > d->lim.max_tag_value_len) {
+    str_t value;
+    if (!keep(d, s, len, &value))
+        return 0;
+    if (value.len > d->lim.max_tag_value_len) {
         reject_span(d, "span $[%u] rejected: tag %.*s value longer than %u bytes", span_index(d),
                     (int)(d->tag_key.len > 64 ? 64 : d->tag_key.len), d->tag_key.ptr, d->lim.max_tag_value_len);
         return 1;
@@ -415,11 +417,7 @@ static int tag_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
     }
     if (d->n_tags == d->cap_tags && grow((void **)&d->tags, &d->cap_tags, sizeof(*d->tags), d->lim.max_tags) != 0)
         return too_large(d);
-    span_tag_t *tag = &d->tags[d->n_tags];
-    tag->key = d->tag_key;
-    if (!keep(d, s, len, &tag->value))
-        return 0;
-    d->n_tags++;
+    d->tags[d->n_tags++] = (span_tag_t){d->tag_key, value};
     return 1;
 }
 
@@ -586,14 +584,15 @@ static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
         d->skip_tag = 0;
         if (d->over_limit)
             return 1;
-        if (len > d->lim.max_tag_key_len) {
+        /* copy now: an escaped key lives in yajl's buffer, which the value reuses */
+        if (!keep(d, k, len, &d->tag_key))
+            return 0;
+        if (d->tag_key.len > d->lim.max_tag_key_len) {
             reject_span(d, "span $[%u] rejected: tag key longer than %u bytes", span_index(d), d->lim.max_tag_key_len);
             d->skip_tag = 1;
             d->tag_key = (str_t){"", 0};
-            return 1;
         }
-        /* copy now: an escaped key lives in yajl's buffer, which the value reuses */
-        return keep(d, k, len, &d->tag_key);
+        return 1;
     default: d->field = F_UNKNOWN; return 1;
     }
 }
@@ -713,6 +712,8 @@ int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipki
         zipkin_span_fail(res, "out of memory");
         return -1;
     }
+    /* ill-formed UTF-8 is repaired where strings are kept, as a Zipkin server's decoder does */
+    yajl_config(h, yajl_dont_validate_strings, 1);
     yajl_status st = yajl_parse(h, (const unsigned char *)data, len);
     size_t at = yajl_get_bytes_consumed(h);
     if (st == yajl_status_ok) {

@@ -16,8 +16,10 @@
  *   - tag values: strings or numbers (taken as their text); null or a
  *     boolean rejects; string fields also accept numbers as their text;
  *   - debug, shared: booleans; unknown fields and null optional fields are
- *     skipped.
- * Any violation, a syntax error, invalid UTF-8, a body that is not an array
+ *     skipped;
+ *   - strings with ill-formed UTF-8 are repaired (U+FFFD), not refused, as
+ *     the Zipkin server's decoder does.
+ * Any violation, a syntax error, a body that is not an array
  * of objects, more spans than the limit, nesting deeper than the limit or
  * the arena limit fails the whole request (-1), as Zipkin answers 400.
  * Per-span limits (tags, tag sizes, annotations) drop just that span.

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "zipkin/zipkin.pb-c.h"
 
 #define LIST_PREFIX "Malformed reading List<Span> from proto3: "
+#define TOO_LARGE "Request too large: span data exceeds the request memory limit"
 
 typedef struct arena_alloc_ctx {
     arena_t *arena;
@@ -81,23 +83,21 @@ static uint64_t be_bytes(const uint8_t *b, size_t n)
     return v;
 }
 
-static str_t lower_in_place(char *s)
+/* s (NULL: empty) into *out, lowercased (utf8_lower) for a name, else repaired (utf8_repair); -1: arena full. */
+static int text(arena_t *arena, const char *s, int name, str_t *out)
 {
-    if (s == NULL)
-        return (str_t){"", 0};
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n; i++)
-        if (s[i] >= 'A' && s[i] <= 'Z')
-            s[i] = (char)(s[i] + ('a' - 'A'));
-    return (str_t){s, (uint32_t)n};
+    *out = s == NULL ? (str_t){"", 0} : (str_t){s, (uint32_t)strlen(s)};
+    return name ? utf8_lower(arena, out, 0) : utf8_repair(arena, out, 0);
 }
 
-static int convert_endpoint(const Zipkin__Proto3__Endpoint *in, span_endpoint_t *ep, uint32_t idx, zipkin_result_t *res)
+static int convert_endpoint(const Zipkin__Proto3__Endpoint *in, span_endpoint_t *ep, uint32_t idx, arena_t *arena,
+                            zipkin_result_t *res)
 {
     memset(ep, 0, sizeof(*ep));
     if (in == NULL)
         return 0;
-    ep->service_name = lower_in_place(in->service_name);
+    if (text(arena, in->service_name, 1, &ep->service_name) != 0)
+        return zipkin_span_fail(res, TOO_LARGE);
     if (in->ipv4.len > 0)
         (void)zipkin_span_ip_bytes(ep, in->ipv4.data, in->ipv4.len);
     if (in->ipv6.len > 0)
@@ -138,15 +138,16 @@ static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipk
     s->parent_id = be_bytes(in->parent_id.data, in->parent_id.len);
     if ((int)in->kind >= SPAN_KIND_CLIENT && (int)in->kind <= SPAN_KIND_CONSUMER)
         s->kind = (enum span_kind)in->kind;
-    s->name = lower_in_place(in->name);
+    if (text(arena, in->name, 1, &s->name) != 0)
+        return zipkin_span_fail(res, TOO_LARGE);
     /* Zipkin reads these as signed longs: negative means absent */
     s->timestamp_us = in->timestamp > (uint64_t)INT64_MAX ? 0 : in->timestamp;
     s->duration_us = in->duration > (uint64_t)INT64_MAX ? 0 : in->duration;
-    int r = convert_endpoint(in->local_endpoint, &s->local, idx, res);
+    int r = convert_endpoint(in->local_endpoint, &s->local, idx, arena, res);
     if (r < 0)
         return -1;
     s->has_local = (uint8_t)r;
-    r = convert_endpoint(in->remote_endpoint, &s->remote, idx, res);
+    r = convert_endpoint(in->remote_endpoint, &s->remote, idx, arena, res);
     if (r < 0)
         return -1;
     s->has_remote = (uint8_t)r;
@@ -167,32 +168,35 @@ static int convert_span(const Zipkin__Proto3__Span *in, uint32_t idx, const zipk
     uint32_t nt = 0, na = 0;
     for (size_t i = 0; !reject && i < in->n_tags; i++) {
         const Zipkin__Proto3__Span__TagsEntry *e = in->tags[i];
-        size_t kl = e->key ? strlen(e->key) : 0;
-        size_t vl = e->value ? strlen(e->value) : 0;
-        if (kl == 0)
+        str_t k, v;
+        if (text(arena, e->key, 0, &k) != 0 || text(arena, e->value, 0, &v) != 0)
+            return zipkin_span_fail(res, TOO_LARGE);
+        if (k.len == 0)
             continue; /* Zipkin drops a tag without a key */
-        if (kl > lim->max_tag_key_len || vl > lim->max_tag_value_len) {
+        if (k.len > lim->max_tag_key_len || v.len > lim->max_tag_value_len) {
             reject = 1;
             if (res->error[0] == '\0')
                 zipkin_span_fail(res, "span spans[%u] rejected: tag key or value too long", idx);
             break;
         }
-        sc->tags[nt++] = (span_tag_t){{e->key, (uint32_t)kl}, {vl ? e->value : "", (uint32_t)vl}};
+        sc->tags[nt++] = (span_tag_t){k, v};
     }
     for (size_t i = 0; !reject && i < in->n_annotations; i++) {
         const Zipkin__Proto3__Annotation *a = in->annotations[i];
-        size_t vl = a->value ? strlen(a->value) : 0;
+        str_t v;
+        if (text(arena, a->value, 0, &v) != 0)
+            return zipkin_span_fail(res, TOO_LARGE);
         /* Zipkin drops incomplete annotations; a timestamp past INT64_MAX is negative there */
-        if (a->timestamp == 0 || a->timestamp > (uint64_t)INT64_MAX || vl == 0)
+        if (a->timestamp == 0 || a->timestamp > (uint64_t)INT64_MAX || v.len == 0)
             continue;
-        sc->anns[na++] = (span_annotation_t){a->timestamp, {a->value, (uint32_t)vl}};
+        sc->anns[na++] = (span_annotation_t){a->timestamp, v};
     }
     if (reject) {
         res->rejected++;
         return 0;
     }
     if (zipkin_span_finish(s, sc->tags, nt, sc->anns, na, arena) != 0)
-        return zipkin_span_fail(res, "Request too large: span data exceeds the request memory limit");
+        return zipkin_span_fail(res, TOO_LARGE);
     return 1;
 }
 
@@ -216,7 +220,7 @@ int zipkin_proto_decode(const uint8_t *data, size_t len, arena_t *arena, const z
     Zipkin__Proto3__ListOfSpans *list = zipkin__proto3__list_of_spans__unpack(&allocator, len, data);
     if (list == NULL) {
         if (actx.limit_hit)
-            return zipkin_span_fail(res, "Request too large: span data exceeds the request memory limit");
+            return zipkin_span_fail(res, TOO_LARGE);
         return zipkin_span_fail(res, LIST_PREFIX "invalid protobuf");
     }
 

@@ -49,26 +49,6 @@ int zipkin_span_fail(zipkin_result_t *res, const char *fmt, ...)
     return -1;
 }
 
-int zipkin_span_lower(arena_t *arena, const char *s, size_t len, int copy, str_t *out)
-{
-    size_t i = 0;
-    while (i < len && !(s[i] >= 'A' && s[i] <= 'Z'))
-        i++;
-    if (i == len && !copy) {
-        *out = (str_t){s, (uint32_t)len};
-        return 0;
-    }
-    char *p = arena_alloc(arena, len ? len : 1);
-    if (p == NULL)
-        return -1;
-    memcpy(p, s, len);
-    for (; i < len; i++)
-        if (p[i] >= 'A' && p[i] <= 'Z')
-            p[i] = (char)(p[i] + ('a' - 'A'));
-    *out = (str_t){p, (uint32_t)len};
-    return 0;
-}
-
 /* Strict dotted quad as inet_pton(AF_INET) takes it: four decimal octets, no leading zeros. */
 static int ipv4_text(const char *s, size_t len, uint8_t out[4])
 {

@@ -4,8 +4,11 @@
  * the request limits and result record both decoders use.
  *
  * Rules followed (openzipkin/zipkin Span.Builder, Endpoint.Builder):
- * name and serviceName are lowercased (ASCII only; Zipkin lowercases all of
- * Unicode) and empty means absent; a parent id equal to the span id is
+ * name and serviceName are lowercased as Java's toLowerCase(Locale.ROOT)
+ * does (utf8_lower) and empty means absent; tag keys and values and
+ * annotation values are repaired to valid UTF-8 (utf8_repair), as a Java
+ * decoder reads them, and the size limits apply to the repaired strings; a
+ * parent id equal to the span id is
  * dropped; "shared" is cleared on CLIENT spans; tags are kept sorted by key
  * with the last duplicate winning (a TreeMap); annotations are sorted by
  * (timestamp, value) with exact duplicates removed; an endpoint with no
@@ -62,13 +65,6 @@ void zipkin_span_result_init(zipkin_result_t *res);
 int zipkin_span_fail(zipkin_result_t *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
- * Lowercase ASCII letters of s into *out. When s has no uppercase letter and
- * copy is 0, *out is s itself (no copy); otherwise the bytes are copied into
- * the arena. Returns 0, or -1 when the arena limit is reached.
- */
-int zipkin_span_lower(arena_t *arena, const char *s, size_t len, int copy, str_t *out);
-
-/*
  * Parse an address as Zipkin's Endpoint.parseIp(String) does: dotted IPv4,
  * IPv6 text, or "::a.b.c.d" / "::ffff:a.b.c.d" (stored as IPv4). Sets the
  * ipv4 or ipv6 field of ep and returns 0; returns -1 and leaves ep untouched
@@ -89,11 +85,12 @@ size_t zipkin_span_format_ipv4(const uint8_t ip[4], char out[16]);
 size_t zipkin_span_format_ipv6(const uint8_t ip[16], char out[40]);
 
 /*
- * Apply the span rules above to *s and give it its tags and annotations:
- * tags[0..n_tags) and anns[0..n_anns) are sorted and deduplicated in place
- * (they may be scratch memory), then copied into the arena and s->tags /
- * s->annotations point at the copies. Returns 0, or -1 when the arena
- * limit is reached.
+ * Apply the span rules above (but lowercasing and repair, which the
+ * decoders do as they read strings, before the size limits) to *s and give
+ * it its tags and annotations: tags[0..n_tags) and anns[0..n_anns) are
+ * sorted and deduplicated in place (they may be scratch memory), then
+ * copied into the arena and s->tags / s->annotations point at the copies.
+ * Returns 0, or -1 when the arena limit is reached.
  */
 int zipkin_span_finish(span_t *s, span_tag_t *tags, uint32_t n_tags, span_annotation_t *anns, uint32_t n_anns,
                        arena_t *arena);

@@ -466,57 +466,138 @@ int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *
 
 const char *pc_fqdn(pctx_t *p, const char *host, const char *ns)
 {
-    buf_t b = BUF_INIT;
-    buf_append_str(&b, host);
-    if (strchr(host, '.') == NULL && strcmp(host, "*") != 0)
-        buf_printf(&b, ".%s.svc.cluster.local", ns ? ns : "default");
-    for (size_t i = 0; i < b.len; i++)
-        b.data[i] = (char)tolower((unsigned char)b.data[i]);
-    const char *r = pc_strdup(p, b.data);
-    buf_dispose(&b);
-    return r;
+    char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX];
+    if (proxy_host_forms(host, strlen(host), ns, 0, forms) == 0)
+        return pc_lower(p, host);
+    return pc_strdup(p, forms[0]);
+}
+
+const char *pc_lower(pctx_t *p, const char *s)
+{
+    char *d = (char *)pc_strdup(p, s);
+    for (char *c = d; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return d;
 }
 
 /* ---- host lookups ---- */
 
-static int fqdn_match(const char *pattern, const char *fqdn)
+#define CLUSTER_SUFFIX ".svc.cluster.local"
+
+/* Write len bytes of name, lowercased, then the NUL-terminated tail, into out (PROXY_HOST_MAX bytes). */
+static void form_write(char *out, const char *name, size_t len, const char *tail)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)tolower((unsigned char)name[i]);
+    strcpy(out + len, tail);
+}
+
+/* The length of the first label of fqdn when fqdn is LABEL.ns.svc.cluster.local, else 0. */
+static size_t short_in(const char *fqdn, const char *ns)
+{
+    const char *dot = strchr(fqdn, '.');
+    size_t nsl = strlen(ns);
+    if (dot == NULL || dot == fqdn || strncmp(dot + 1, ns, nsl) != 0 || strcmp(dot + 1 + nsl, CLUSTER_SUFFIX) != 0)
+        return 0;
+    return (size_t)(dot - fqdn);
+}
+
+static size_t count_dots(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += s[i] == '.';
+    return n;
+}
+
+size_t proxy_host_forms(const char *name, size_t len, const char *ns, int dns_forms,
+                        char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX])
+{
+    if (ns == NULL)
+        ns = "default";
+    size_t nsl = strlen(ns);
+    if (len == 0 || len + 1 + nsl + sizeof(CLUSTER_SUFFIX) > PROXY_HOST_MAX)
+        return 0;
+    if ((name[0] == '*' && (len == 1 || name[1] == '.')) || memchr(name, ':', len) != NULL) {
+        form_write(forms[0], name, len, "");
+        return 1;
+    }
+    size_t dots = count_dots(name, len), n = 0;
+    if (dots == 0) {
+        /* the router calls this per request: no snprintf */
+        form_write(forms[0], name, len, ".");
+        memcpy(forms[0] + len + 1, ns, nsl);
+        memcpy(forms[0] + len + 1 + nsl, CLUSTER_SUFFIX, sizeof(CLUSTER_SUFFIX));
+        form_write(forms[1], name, len, "");
+        return 2;
+    }
+    form_write(forms[n++], name, len, "");
+    /* NAME.NS2 and NAME.NS2.svc, the partial names a pod's DNS search path completes */
+    if (dns_forms && name[0] != '.' && name[len - 1] != '.') {
+        if (dots == 1)
+            form_write(forms[n++], name, len, CLUSTER_SUFFIX);
+        else if (dots == 2 && len > 4 && memcmp(forms[0] + len - 4, ".svc", 4) == 0)
+            form_write(forms[n++], name, len, ".cluster.local");
+    }
+    size_t sl = short_in(forms[n - 1], ns);
+    if (sl > 0) {
+        form_write(forms[n], forms[n - 1], sl, "");
+        n++;
+    }
+    return n;
+}
+
+static int wild_match(const char *pattern, const char *name)
 {
     if (strcmp(pattern, "*") == 0)
         return 1;
-    if (pattern[0] == '*' && pattern[1] == '.') {
-        size_t pl = strlen(pattern + 1), fl = strlen(fqdn);
-        return fl > pl && strcmp(fqdn + fl - pl, pattern + 1) == 0;
-    }
-    return strcmp(pattern, fqdn) == 0;
+    size_t pl = strlen(pattern + 1), nl = strlen(name);
+    return nl > pl && strcmp(name + nl - pl, pattern + 1) == 0;
 }
 
-int proxy_host_matches(const proxy_host_t *h, const char *name, const char *ns)
+void proxy_config_resolve(const proxy_config_t *cfg, const char *name, const char *ns, proxy_host_ref_t *out)
 {
-    char buf[512];
-    if (strchr(name, '.') == NULL && strcmp(name, "*") != 0)
-        snprintf(buf, sizeof(buf), "%s.%s.svc.cluster.local", name, ns ? ns : "default");
-    else
-        snprintf(buf, sizeof(buf), "%s", name);
-    for (char *c = buf; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
-    return fqdn_match(h->fqdn, buf);
+    char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX];
+    size_t n = proxy_host_forms(name, strlen(name), ns, 0, forms);
+    memset(out, 0, sizeof(*out));
+    /* an exact host wins over a wildcard one, whatever the order of the entries */
+    for (size_t f = 0; f < n; f++)
+        for (size_t i = 0; i < cfg->n_services; i++)
+            for (size_t j = 0; j < cfg->services[i].n_hosts; j++) {
+                const proxy_host_t *h = &cfg->services[i].hosts[j];
+                if (h->fqdn == NULL || strcmp(h->fqdn, forms[f]) != 0)
+                    continue;
+                if (out->service == NULL) {
+                    out->service = &cfg->services[i];
+                    out->host = h;
+                } else if (out->service != &cfg->services[i] && out->shadowed == NULL) {
+                    out->shadowed = &cfg->services[i];
+                    out->shadowed_host = h;
+                }
+            }
+    if (out->service != NULL)
+        return;
+    /* the longest wildcard, as the router tries them */
+    size_t best = 0;
+    for (size_t f = 0; f < n; f++)
+        for (size_t i = 0; i < cfg->n_services; i++)
+            for (size_t j = 0; j < cfg->services[i].n_hosts; j++) {
+                const proxy_host_t *h = &cfg->services[i].hosts[j];
+                if (h->fqdn == NULL || h->fqdn[0] != '*' || !wild_match(h->fqdn, forms[f]))
+                    continue;
+                if (out->service == NULL || strlen(h->fqdn) > best) {
+                    out->service = &cfg->services[i];
+                    out->host = h;
+                    best = strlen(h->fqdn);
+                }
+            }
 }
 
 const proxy_service_entry_t *proxy_config_find_service(const proxy_config_t *cfg, const char *name, const char *ns)
 {
-    /* an exact host wins over a wildcard one, whatever the order of the entries */
-    const proxy_service_entry_t *wild = NULL;
-    for (size_t i = 0; i < cfg->n_services; i++)
-        for (size_t j = 0; j < cfg->services[i].n_hosts; j++) {
-            const proxy_host_t *h = &cfg->services[i].hosts[j];
-            if (!proxy_host_matches(h, name, ns))
-                continue;
-            if (h->fqdn[0] != '*')
-                return &cfg->services[i];
-            if (wild == NULL)
-                wild = &cfg->services[i];
-        }
-    return wild;
+    proxy_host_ref_t ref;
+    proxy_config_resolve(cfg, name, ns, &ref);
+    return ref.service;
 }
 
 const proxy_destination_rule_t *proxy_config_find_rule(const proxy_config_t *cfg, const proxy_service_entry_t *se)
@@ -630,6 +711,15 @@ static void parse_limits(pctx_t *p, const yaml_node_t *v, proxy_spec_t *ps)
             positive_duration(p, it.val, &ps->header_timeout_ms);
         } else if (PC_KEY(it, "idleTimeout")) {
             positive_duration(p, it.val, &ps->idle_timeout_ms);
+        } else if (PC_KEY(it, "lingerTime")) {
+            int64_t ms;
+            if (pc_duration(p, it.val, &ms) == 0)
+                ps->linger_time_ms = (uint64_t)ms;
+        } else if (PC_KEY(it, "lingerTimeout")) {
+            positive_duration(p, it.val, &ps->linger_timeout_ms);
+        } else if (PC_KEY(it, "lingerBytes")) {
+            if (pc_int(p, it.val, 1, 1 << 30, &n) == 0)
+                ps->linger_bytes = (uint64_t)n;
         } else {
             pc_unknown(p, &it);
         }
@@ -751,6 +841,34 @@ static int dns1123(const char *s, size_t max)
     return 1;
 }
 
+/* A Kubernetes namespace: a DNS label (RFC 1123: lowercase ASCII letters, digits and '-', at most 63). */
+static int valid_namespace(const char *s)
+{
+    return dns1123(s, 63) && strchr(s, '.') == NULL;
+}
+
+/*
+ * The namespace of the documents that do not name one: the first Proxy
+ * document's metadata.namespace when it is valid, else "default" (a bad
+ * one is reported when that document is parsed). Read before pass one so
+ * that every host is resolved in its final namespace, wherever the Proxy
+ * stands in the file.
+ */
+static const char *proxy_namespace(pctx_t *p, const yaml_stream_t *ys)
+{
+    for (size_t i = 0; i < ys->n_docs; i++) {
+        if (doc_kind_of(ys->docs[i]) != DOC_PROXY)
+            continue;
+        const yaml_node_t *meta = yaml_map_get(ys->docs[i], "metadata");
+        const yaml_node_t *ns = meta != NULL && meta->kind == YAML_MAP ? yaml_map_get(meta, "namespace") : NULL;
+        if (ns != NULL && ns->kind == YAML_SCALAR && !ns->is_null && strlen(ns->str) == ns->len &&
+            valid_namespace(ns->str))
+            return pc_strdup(p, ns->str);
+        break;
+    }
+    return "default";
+}
+
 static void parse_metadata(pctx_t *p, const yaml_node_t *v, proxy_meta_t *m)
 {
     PC_FIELDS(p, v, it)
@@ -763,7 +881,7 @@ static void parse_metadata(pctx_t *p, const yaml_node_t *v, proxy_meta_t *m)
                 m->name = s;
         } else if (PC_KEY(it, "namespace")) {
             const char *s = pc_string(p, it.val);
-            if (s != NULL && (!dns1123(s, 63) || strchr(s, '.') != NULL))
+            if (s != NULL && !valid_namespace(s))
                 pc_error(p, it.val, "\"%s\" is not a valid namespace (lowercase letters, digits and '-')", s);
             else if (s != NULL)
                 m->namespace = s;
@@ -847,7 +965,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
         pc_pop(p, mark);
     }
     if (meta->namespace == NULL)
-        meta->namespace = pc_strdup(p, "default");
+        meta->namespace = pc_strdup(p, kind == DOC_PROXY ? "default" : p->default_ns);
     p->ns = meta->namespace;
     if (meta->name != NULL)
         snprintf(p->label, sizeof(p->label), "%s %s", kind_names[kind], meta->name);
@@ -1021,8 +1139,12 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     ps->header_timeout_ms = 10000;
     ps->idle_timeout_ms = 60000;
     ps->retry_buffer_bytes = 64 * 1024;
+    ps->linger_time_ms = 30000;
+    ps->linger_timeout_ms = 5000;
+    ps->linger_bytes = 64 << 20;
     ps->drain_timeout_ms = 5000;
     const yaml_node_t *first_proxy = NULL;
+    p.default_ns = proxy_namespace(&p, &ys);
     for (size_t i = 0; i < ys.n_docs; i++)
         parse_document(&p, ys.docs[i], i, seen, &n_seen, &first_proxy);
     p.label[0] = '\0';

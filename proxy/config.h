@@ -11,7 +11,8 @@
  * Loading is two passes, as HAProxy does it. Pass one walks every document
  * into the model below, checking kinds, field names, types and ranges.
  * Pass two checks the references between documents: hosts, subsets and
- * ports. Every problem is reported as
+ * ports, and warns where a short host name could mean two services (see
+ * config_check.c). Every problem is reported as
  *     file:line:col: Kind name: path.to.field: reason
  * and loading goes on, so the user sees all of them at once; the result is
  * NULL when there was at least one error. Fields that the proxy parses but
@@ -25,9 +26,24 @@
  *
  * Optional numbers use PROXY_UNSET (-1) for "not given"; durations are
  * milliseconds. Header names in matches and header operations are stored
- * lowercased. Host names are kept as written (`host`) and as the FQDN they
- * stand for (`fqdn`): a short name `reviews` in namespace `default` means
- * `reviews.default.svc.cluster.local`, as in Istio.
+ * lowercased.
+ *
+ * Namespaces and host names. A document without metadata.namespace belongs
+ * to the Proxy document's namespace (wherever the Proxy stands in the
+ * file), as `kubectl apply -n NS -f FILE` would place it; the Proxy itself
+ * without one is in `default`. Host names are kept as written (`host`) and
+ * as the name they stand for (`fqdn`, lowercase), read as Istio reads them:
+ *   - a ServiceEntry host is a name of its own, never expanded: the host
+ *     `reviews` is `reviews`, whatever the entry's namespace;
+ *   - a VirtualService host, a route or mirror destination, a
+ *     DestinationRule host and a RateLimit host are relative to their
+ *     document's namespace: in namespace `shop`, `reviews` means
+ *     `reviews.shop.svc.cluster.local`; a name with a dot is as written.
+ * Such a reference names the ServiceEntry with that host; when there is
+ * none, the ServiceEntry whose host is the same name in its other form
+ * seen from the namespace (`reviews` for `reviews.shop.svc.cluster.local`
+ * and the other way round), which Istio would leave unmatched; see
+ * proxy_host_forms. Exact hosts win over wildcard hosts.
  *
  * Regular expressions: Istio uses RE2 and matches the whole string. We use
  * POSIX extended regular expressions (regcomp, REG_EXTENDED), anchored at
@@ -77,7 +93,7 @@ typedef struct proxy_pos {
 
 typedef struct proxy_meta {
     const char *name;      /* required */
-    const char *namespace; /* "default" when absent */
+    const char *namespace; /* when absent: the Proxy's (the Proxy's own: "default") */
     proxy_kv_list_t labels;
     proxy_pos_t pos; /* of the document */
 } proxy_meta_t;
@@ -110,7 +126,11 @@ typedef struct proxy_spec {
     uint64_t header_timeout_ms;  /* default 10 s: a request head must arrive within this (408) */
     uint64_t idle_timeout_ms;    /* default 60 s: keep-alive client connection without a request */
     uint64_t retry_buffer_bytes; /* default 64 KiB: request body kept to replay on retries */
-    uint64_t drain_timeout_ms;   /* spec.drainTimeout, default 5 s */
+    /* after an answer that ends the connection while the client may still be sending (431, 413...) */
+    uint64_t linger_time_ms;    /* default 30 s: input is read and dropped this long at most; 0 = close at once */
+    uint64_t linger_timeout_ms; /* default 5 s: ...and closed sooner when nothing comes for this long */
+    uint64_t linger_bytes;      /* default 64 MiB: ...and closed after this many bytes */
+    uint64_t drain_timeout_ms;  /* spec.drainTimeout, default 5 s */
 } proxy_spec_t;
 
 /* ---- ServiceEntry ---- */
@@ -120,7 +140,7 @@ enum proxy_location { PROXY_LOCATION_MESH_EXTERNAL = 0, PROXY_LOCATION_MESH_INTE
 
 typedef struct proxy_host {
     const char *host; /* as written */
-    const char *fqdn; /* short names expanded with the document's namespace; lowercase */
+    const char *fqdn; /* lowercase; ServiceEntry hosts as written, other kinds' short names expanded (above) */
     proxy_pos_t pos;
 } proxy_host_t;
 
@@ -481,14 +501,47 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
 /* Free a model; NULL is a no-op. */
 void proxy_config_destroy(proxy_config_t *cfg);
 
-/*
- * Does the host name `name`, written in namespace ns, stand for host h?
- * Short names are expanded as in Istio; comparison ignores case; an entry
- * host "*.example.com" matches any name ending in ".example.com".
- */
-int proxy_host_matches(const proxy_host_t *h, const char *name, const char *ns);
+/* Longest name proxy_host_forms writes (a 253-byte name in a 63-byte namespace, expanded), with its NUL. */
+#define PROXY_HOST_MAX 352
+/* Most forms proxy_host_forms returns. */
+#define PROXY_HOST_FORMS 3
 
-/* The ServiceEntry that serves name (written in namespace ns), or NULL. */
+/*
+ * The names the host name (len bytes, no port) written in namespace ns
+ * stands for, lowercased into forms[], in the order they are tried:
+ *   1. Istio's reading: a short name (no dot) is NAME.ns.svc.cluster.local;
+ *      any other name is itself;
+ *   2. with dns_forms (a Host header, read from the sidecar's namespace):
+ *      Kubernetes' partial names NAME.NS2 and NAME.NS2.svc completed to
+ *      NAME.NS2.svc.cluster.local, as the DNS search path does;
+ *   3. the same service in its other form seen from ns: the short NAME,
+ *      when the name is short or its form above is NAME.ns.svc.cluster.local.
+ * "*", "*.x" and IPv6 literals are themselves only. ns is a valid (so
+ * lowercase) namespace, NULL for "default". Allocates nothing. Returns the
+ * number of forms, 0 when the name is empty or too long.
+ */
+size_t proxy_host_forms(const char *name, size_t len, const char *ns, int dns_forms,
+                        char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX]);
+
+/* Which ServiceEntry a host name names (proxy_config_resolve). */
+typedef struct proxy_host_ref {
+    const proxy_service_entry_t *service; /* NULL: none */
+    const proxy_host_t *host;             /* the host of service that matched */
+    /* an ambiguity: another entry that a later form names exactly, or NULL */
+    const proxy_service_entry_t *shadowed;
+    const proxy_host_t *shadowed_host;
+} proxy_host_ref_t;
+
+/*
+ * The ServiceEntry that serves name written in namespace ns (a reference
+ * from a VirtualService, DestinationRule or RateLimit): the entry with a
+ * host equal to the first of the name's forms (proxy_host_forms without
+ * dns_forms) that some entry has; failing any exact host, the longest
+ * wildcard host ("*.example.com", "*") matching a form. Fills *out.
+ */
+void proxy_config_resolve(const proxy_config_t *cfg, const char *name, const char *ns, proxy_host_ref_t *out);
+
+/* proxy_config_resolve's service alone, or NULL. */
 const proxy_service_entry_t *proxy_config_find_service(const proxy_config_t *cfg, const char *name, const char *ns);
 
 /* The DestinationRule for the entry's hosts, or NULL. */

@@ -39,7 +39,8 @@ static int valid_host(const char *h)
     return strstr(s, "..") == NULL;
 }
 
-static void parse_host(pctx_t *p, const yaml_node_t *v, proxy_host_t *out)
+/* A host; entry: a ServiceEntry's, kept as written (Istio expands only references, see config.h). */
+static void parse_host(pctx_t *p, const yaml_node_t *v, proxy_host_t *out, int entry)
 {
     const char *s = pc_string(p, v);
     if (s == NULL)
@@ -49,12 +50,12 @@ static void parse_host(pctx_t *p, const yaml_node_t *v, proxy_host_t *out)
         return;
     }
     out->host = s;
-    out->fqdn = pc_fqdn(p, s, p->ns);
+    out->fqdn = entry ? pc_lower(p, s) : pc_fqdn(p, s, p->ns);
     out->pos.line = v->line;
     out->pos.col = v->col;
 }
 
-static void parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts)
+static void parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts, int entry)
 {
     long n = pc_seq(p, v);
     if (n < 0)
@@ -67,7 +68,7 @@ static void parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, s
     for (long i = 0; i < n; i++) {
         size_t mark = pc_push_index(p, (size_t)i);
         proxy_host_t h = {0};
-        parse_host(p, v->items[i], &h);
+        parse_host(p, v->items[i], &h, entry);
         if (h.host != NULL)
             (*hosts)[(*n_hosts)++] = h;
         pc_pop(p, mark);
@@ -424,7 +425,7 @@ void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service
     {
         if (PC_KEY(it, "hosts")) {
             has_hosts = 1;
-            parse_hosts(p, it.val, &se->hosts, &se->n_hosts);
+            parse_hosts(p, it.val, &se->hosts, &se->n_hosts, 1);
         } else if (PC_KEY(it, "ports") || PC_KEY(it, "resolution")) {
             continue;
         } else if (PC_KEY(it, "location")) {
@@ -1007,7 +1008,7 @@ void istio_parse_virtual_service(pctx_t *p, const yaml_node_t *spec, proxy_virtu
     {
         if (PC_KEY(it, "hosts")) {
             has_hosts = 1;
-            parse_hosts(p, it.val, &vs->hosts, &vs->n_hosts);
+            parse_hosts(p, it.val, &vs->hosts, &vs->n_hosts, 0);
         } else if (PC_KEY(it, "gateways")) {
             pc_str_list(p, it.val, &vs->gateways);
         } else if (PC_KEY(it, "http")) {
@@ -1318,7 +1319,7 @@ void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_dest
     {
         if (PC_KEY(it, "host")) {
             has_host = 1;
-            parse_host(p, it.val, &dr->host);
+            parse_host(p, it.val, &dr->host, 0);
         } else if (PC_KEY(it, "trafficPolicy")) {
             parse_traffic_policy(p, it.val, &dr->policy);
         } else if (PC_KEY(it, "subsets")) {
@@ -1370,5 +1371,5 @@ void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_dest
 
 void istio_parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts)
 {
-    parse_hosts(p, v, hosts, n_hosts);
+    parse_hosts(p, v, hosts, n_hosts, 0);
 }

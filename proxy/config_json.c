@@ -175,6 +175,9 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     duration(w, "headerTimeout", (int64_t)ps->header_timeout_ms);
     duration(w, "idleTimeout", (int64_t)ps->idle_timeout_ms);
     num(w, "retryBufferBytes", (int64_t)ps->retry_buffer_bytes);
+    duration(w, "lingerTime", (int64_t)ps->linger_time_ms);
+    duration(w, "lingerTimeout", (int64_t)ps->linger_timeout_ms);
+    num(w, "lingerBytes", (int64_t)ps->linger_bytes);
     close_(w, '}');
     duration(w, "drainTimeout", (int64_t)ps->drain_timeout_ms);
     num(w, "workers", ps->workers);

@@ -25,8 +25,9 @@ typedef struct pctx {
     void *ctx;
     int errors, warnings;
     buf_t path;
-    char label[160]; /* "VirtualService reviews", or empty between documents */
-    const char *ns;  /* namespace of the current document */
+    char label[160];        /* "VirtualService reviews", or empty between documents */
+    const char *ns;         /* namespace of the current document */
+    const char *default_ns; /* of documents without metadata.namespace: the Proxy's, "default" without */
 } pctx_t;
 
 /* Report an error (or a warning) at a node, or at line:col, with the current path. */
@@ -83,8 +84,10 @@ void pc_kv_map(pctx_t *p, const yaml_node_t *v, proxy_kv_list_t *out, int lower)
 int pc_percent(pctx_t *p, const yaml_node_t *v, double *out);
 /* A HOST:PORT; ip_only: a listener, whose host must be an IP literal and whose port may be 0 (any free one). */
 int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *out);
-/* Lowercased FQDN of a host name written in namespace ns (arena). */
+/* Lowercased FQDN of a host name written in namespace ns, as Istio reads a reference (arena). */
 const char *pc_fqdn(pctx_t *p, const char *host, const char *ns);
+/* A lowercased copy (arena). */
+const char *pc_lower(pctx_t *p, const char *s);
 
 /* Istio documents (config_istio.c). */
 void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service_entry_t *se);
@@ -94,6 +97,8 @@ void istio_parse_destination_rule(pctx_t *p, const yaml_node_t *spec, proxy_dest
 void istio_parse_hosts(pctx_t *p, const yaml_node_t *v, proxy_host_t **hosts, size_t *n_hosts);
 /* Pass two (config_check.c): hosts, subsets, ports across documents. */
 void istio_check_references(pctx_t *p);
+/* The ServiceEntry a reference names (proxy_config_resolve in p->ns), warning at pos when a short name is ambiguous. */
+const proxy_service_entry_t *pc_bind_host(pctx_t *p, const char *name, proxy_pos_t pos);
 
 /* kind: RateLimit (config_ratelimit.c): pass one for one document's spec, and pass two for all of them. */
 void ratelimit_parse(pctx_t *p, const yaml_node_t *spec, proxy_rate_limit_t *rl);

@@ -448,9 +448,9 @@ void ratelimit_check_references(pctx_t *p)
         rl->services = pc_alloc(p, rl->n_hosts ? rl->n_hosts : 1, sizeof(*rl->services));
         for (size_t h = 0; h < rl->n_hosts; h++) {
             const proxy_host_t *host = &rl->hosts[h];
-            rl->services[h] = proxy_config_find_service(cfg, host->host, rl->meta.namespace);
+            enter(p, rl, "hosts", h);
+            rl->services[h] = pc_bind_host(p, host->host, host->pos);
             if (rl->services[h] == NULL) {
-                enter(p, rl, "hosts", h);
                 pc_error_at(p, host->pos.line, host->pos.col, "host \"%s\" is not defined by any ServiceEntry",
                             host->host);
             }

@@ -14,6 +14,14 @@
  * is complete too or the connection will close (an early response, a
  * reset). Local replies (errors, 404, 503) count as the response; the rest
  * of the request body is then read and dropped.
+ *
+ * Ending a connection after its last answer goes through conn_finish: when
+ * the client may still be sending (the request unfinished, bytes unread in
+ * `in` or in the socket) the conn lingers (see conn.h) instead of closing.
+ * A lingering conn has no exchange and no upstream, and no callback but
+ * its reads and its wait timer reaches it; its buffers are freed at its
+ * first read or timer (never from inside a parser callback, whose caller
+ * still holds them), and what it reads lands in one buffer per thread.
  */
 #include "conn.h"
 
@@ -21,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "buf.h"
@@ -34,6 +43,7 @@
 #define DOWN_WRITE_HIGH (256 * 1024) /* bytes queued to the client above which the upstream is not read */
 #define DOWN_WRITE_LOW (64 * 1024)
 #define READ_CHUNK (16 * 1024)
+#define LINGER_CHUNK (64 * 1024)        /* the per-thread buffer lingering connections read into */
 #define PIPELINE_BUFFER_MAX (64 * 1024) /* bytes read ahead of the request being answered (pipelining) */
 #define MAX_EXTRA_FIELDS 48             /* fields an exchange may add to a request or response head */
 #define MAX_MIRRORS 4                   /* mirrors per request */
@@ -67,7 +77,7 @@ enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TRY_TIMEOUT, FAIL_STATUS };
 
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;       /* header read / keep-alive idle */
+    uv_timer_t timer;       /* header read / keep-alive idle / lingering */
     uv_timer_t route_timer; /* route timeout */
     uv_timer_t try_timer;   /* per-try timeout, retry back-off */
     conn_env_t *env;
@@ -102,7 +112,13 @@ struct conn {
     bool up_read_paused;
     bool req_keep_alive;
     bool req_http11;
-    bool in_parse; /* inside http1_parse of the request parser */
+    bool in_parse;   /* inside http1_parse of the request parser */
+    bool req_failed; /* the request parser refused the input (HTTP1_ERROR) */
+    bool peer_eof;   /* the client half-closed: no more input will come */
+    bool lingering;  /* the answer is out; input is read and dropped until a bound (conn.h) */
+    uv_shutdown_t shutdown_req;
+    uint64_t linger_end;  /* uv_now() past which a lingering conn closes */
+    uint64_t linger_left; /* bytes a lingering conn still reads before it closes */
 
     /* ---- the current exchange ---- */
     const http1_head_t *head; /* valid while the request parser is paused at the exchange's end */
@@ -207,6 +223,20 @@ static void record_tunnel(conn_t *c, bool opened)
 
 /* ---- closing ---- */
 
+/* The conn's buffers (again: a lingering conn frees them early). */
+static void buffers_free(conn_t *c)
+{
+    buf_dispose(&c->in);
+    buf_dispose(&c->out);
+    buf_dispose(&c->pend);
+    buf_dispose(&c->xff);
+    buf_dispose(&c->up_head);
+    buf_dispose(&c->body);
+    free(c->hdrs);
+    c->hdrs = NULL;
+    c->hdrs_cap = 0;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
@@ -222,13 +252,7 @@ static void on_closed(uv_handle_t *h)
     env->n_conns--;
     http1_parser_destroy(c->req);
     http1_parser_destroy(c->resp);
-    buf_dispose(&c->in);
-    buf_dispose(&c->out);
-    buf_dispose(&c->pend);
-    buf_dispose(&c->xff);
-    buf_dispose(&c->up_head);
-    buf_dispose(&c->body);
-    free(c->hdrs);
+    buffers_free(c);
     free(c);
     if (env->draining && env->n_conns == 0 && env->on_empty != NULL)
         env->on_empty(env->owner);
@@ -317,6 +341,8 @@ static void exchange_dispose(conn_t *c)
     }
 }
 
+static void conn_finish(conn_t *c);
+
 static void conn_close(conn_t *c)
 {
     if (c->closing)
@@ -334,6 +360,102 @@ static void conn_close(conn_t *c)
     uv_close((uv_handle_t *)&c->timer, on_closed);
     uv_close((uv_handle_t *)&c->route_timer, on_closed);
     uv_close((uv_handle_t *)&c->try_timer, on_closed);
+}
+
+/* ---- lingering ---- */
+
+/* Whether the client may still be sending: the request is unfinished, or input is waiting unread. */
+static bool client_may_send(conn_t *c)
+{
+    if (c->peer_eof)
+        return false;
+    if (c->req_failed || c->in.len > 0 || http1_parser_in_message(c->req))
+        return true;
+    uv_os_fd_t fd;
+    int unread = 0;
+    return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (!c->closing)
+        conn_close(c);
+}
+
+/* (Re)start the timer: the next read must come within timeout_ms, and all of them before linger_end. */
+static void linger_arm(conn_t *c)
+{
+    uint64_t now = uv_now(c->env->w->loop);
+    if (now >= c->linger_end) {
+        conn_close(c);
+        return;
+    }
+    uint64_t ms = c->linger_end - now;
+    if (ms > c->env->w->linger.timeout_ms)
+        ms = c->env->w->linger.timeout_ms;
+    uv_timer_start(&c->timer, on_linger_timer, ms ? ms : 1, 0);
+}
+
+static void linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    /* one loop per thread, and libuv hands each read to linger_read before the next alloc: one buffer serves all */
+    static _Thread_local char drop[LINGER_CHUNK];
+    (void)h;
+    (void)suggested;
+    *b = uv_buf_init(drop, sizeof drop);
+}
+
+static void linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    (void)b;
+    conn_t *c = s->data;
+    if (c->closing || n == 0)
+        return;
+    buffers_free(c);
+    if (n < 0 || (uint64_t)n >= c->linger_left) {
+        conn_close(c); /* the client closed or failed, or the byte bound is reached */
+        return;
+    }
+    c->linger_left -= (uint64_t)n;
+    linger_arm(c);
+}
+
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    if (status < 0 && !c->closing)
+        conn_close(c);
+}
+
+/*
+ * The connection is done (its last answer, if any, is written): close it,
+ * lingering first when the client may still be sending.
+ */
+static void conn_finish(conn_t *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    const conn_linger_t *lg = &c->env->w->linger;
+    if (lg->time_ms == 0 || !client_may_send(c)) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    uv_timer_stop(&c->timer);
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    c->linger_left = lg->bytes;
+    c->linger_end = uv_now(c->env->w->loop) + lg->time_ms;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_linger_shutdown) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read) < 0) {
+        conn_close(c);
+        return;
+    }
+    linger_arm(c);
 }
 
 /* ---- writing to the client ---- */
@@ -355,7 +477,7 @@ static void on_down_write(uv_write_t *req, int status)
         upstream_read_start(c->up);
     }
     if (c->close_after && !c->in_exchange && c->down_queued == 0)
-        conn_close(c);
+        conn_finish(c);
 }
 
 /* Queue len bytes (already counted in down_queued) with uv_write; copies them. */
@@ -381,7 +503,7 @@ static void down_send(conn_t *c, const char *data, size_t len)
  */
 static void down_write(conn_t *c, const void *data, size_t len)
 {
-    if (c->closing || len == 0)
+    if (c->closing || c->lingering || len == 0)
         return;
     buf_append(&c->pend, data, len);
     c->down_queued += len;
@@ -389,7 +511,7 @@ static void down_write(conn_t *c, const void *data, size_t len)
 
 static void down_flush(conn_t *c)
 {
-    if (c->closing || c->pend.len == 0)
+    if (c->closing || c->lingering || c->pend.len == 0)
         return;
     size_t len = c->pend.len, off = 0;
     if (c->down_queued == len) {
@@ -412,7 +534,7 @@ static void down_flush(conn_t *c)
     if (c->closing || c->down_queued > 0)
         return;
     if (c->close_after && !c->in_exchange)
-        conn_close(c);
+        conn_finish(c);
 }
 
 static void pause_upstream_if_full(conn_t *c)
@@ -1718,7 +1840,8 @@ static void record(conn_t *c)
         const char *host = c->cl != NULL ? c->cl->host : NULL;
         str_t svc = host != NULL ? s_of(host) : c->rreq.authority;
         r.destination_service = svc;
-        /* "reviews.default.svc.cluster.local": name and namespace are its first two labels */
+        /* "reviews.default.svc.cluster.local": name and namespace are its first two labels; a short entry
+         * host ("reviews") is in its ServiceEntry's namespace, as Istio labels it */
         const char *dot = memchr(svc.ptr, '.', svc.len);
         r.destination_service_name = (str_t){svc.ptr, dot ? (size_t)(dot - svc.ptr) : svc.len};
         if (dot != NULL) {
@@ -1727,7 +1850,8 @@ static void record(conn_t *c)
             r.destination_service_namespace =
                 (str_t){ns, dot2 ? (size_t)(dot2 - ns) : svc.len - (size_t)(ns - svc.ptr)};
         } else {
-            r.destination_service_namespace = s_of(rt->self.namespace);
+            r.destination_service_namespace =
+                s_of(c->cl != NULL && c->cl->service != NULL ? c->cl->service->meta.namespace : rt->self.namespace);
         }
         r.destination_version = s_of(endpoint_label(c, "version"));
         r.destination_app = s_of(endpoint_label(c, "app"));
@@ -1780,7 +1904,7 @@ static bool try_end_exchange(conn_t *c)
     if (c->close_after || c->env->draining) {
         c->close_after = true;
         if (c->down_queued == 0)
-            conn_close(c);
+            conn_finish(c);
         return false;
     }
     c->paused = false;
@@ -1805,7 +1929,7 @@ static void process(conn_t *c)
     if (c->in_parse)
         return; /* called back from inside http1_parse: the loop below goes on when it returns */
     for (;;) {
-        if (c->closing)
+        if (c->closing || c->lingering)
             return;
         if (c->tunnel) {
             if (c->in.len > 0 && c->up != NULL) {
@@ -1827,9 +1951,10 @@ static void process(conn_t *c)
         int rc = http1_parse(c->req, c->in.data, c->in.len, &used);
         c->in_parse = false;
         consume(c, used);
-        if (c->closing)
+        if (c->closing || c->lingering)
             return;
         if (rc == HTTP1_ERROR) {
+            c->req_failed = true;
             c->req_keep_alive = false;
             c->in_exchange = false;
             local_reply(c, http1_parser_error_status(c->req), http1_parser_error_reason(c->req), true);
@@ -1869,6 +1994,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         if (!c->tunnel && c->in_exchange && c->req_done && n == UV_EOF) {
             /* the client half-closed after its request: answer, then close */
             c->close_after = true;
+            c->peer_eof = true;
             uv_read_stop(s);
             c->reading = false;
             return;
@@ -1886,7 +2012,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void update_reading(conn_t *c)
 {
-    if (c->closing)
+    if (c->closing || c->lingering)
         return;
     bool want;
     if (c->tunnel)
@@ -1966,13 +2092,13 @@ void conn_env_drain(conn_env_t *env)
     conn_t *next;
     for (conn_t *c = env->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->closing)
-            continue;
+        if (c->closing || c->lingering)
+            continue; /* a lingering conn closes within its own bounds */
         c->close_after = true;
         if (!c->in_exchange && c->in.len == 0 && !http1_parser_in_message(c->req)) {
             c->resp_done = true; /* nothing more to read: close once the last response is written */
             if (c->down_queued == 0)
-                conn_close(c);
+                conn_finish(c);
             else
                 update_reading(c);
         } else if (c->tunnel) {

@@ -7,7 +7,16 @@
  * at an upstream endpoint; request body streamed up while the response
  * streams down) -> back to WAIT when both the request and the response are
  * complete, or CLOSING; or TUNNEL after a 101 to an Upgrade request (bytes
- * copied both ways until either side closes). The request parser is
+ * copied both ways until either side closes). A connection that ends after
+ * its last answer while the client may still be sending (an early error such
+ * as 431, 414, 400 or 408, or a response that came before the request body
+ * ended) goes through LINGER first, as nginx's lingering close does: once the
+ * answer is written the write side is shut down (the client reads the answer
+ * and then end of stream), and input is read into one per-thread buffer and
+ * dropped until the client closes, nothing came for `timeout_ms`,
+ * `time_ms` passed or `bytes` were read; then the socket closes. Closing
+ * with unread input makes the kernel send a reset, which fails the client's
+ * send and can discard the answer before the client read it. The request parser is
  * paused after each request's on_complete and resumed only when its
  * response is done, so pipelined requests are answered one at a time, in
  * order; the paused parser keeps the request head valid for the whole
@@ -51,6 +60,13 @@ typedef struct conn conn_t;
 
 enum conn_mode { CONN_INBOUND, CONN_OUTBOUND };
 
+/* Bounds of the LINGER state; time_ms 0 closes at once, without lingering. */
+typedef struct conn_linger {
+    uint64_t time_ms;    /* longest a connection lingers */
+    uint64_t timeout_ms; /* closed when no input came for this long */
+    uint64_t bytes;      /* closed after reading this many bytes */
+} conn_linger_t;
+
 /* What a worker's listeners share; owned by the worker (one thread). */
 typedef struct conn_worker {
     uv_loop_t *loop;
@@ -62,6 +78,7 @@ typedef struct conn_worker {
     uint64_t header_timeout_ms; /* a request head must arrive within this (408 after) */
     uint64_t idle_timeout_ms;   /* a keep-alive connection with no request is closed after this */
     size_t retry_buffer_bytes;  /* request body kept for replays; larger bodies are not retried */
+    conn_linger_t linger;
 } conn_worker_t;
 
 /* One listener's connections. */

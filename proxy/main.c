@@ -159,7 +159,8 @@ static const char *restart_needed(const proxy_spec_t *a, const proxy_spec_t *b)
     if (a->max_header_bytes != b->max_header_bytes || a->max_headers != b->max_headers ||
         a->max_uri_bytes != b->max_uri_bytes || a->header_timeout_ms != b->header_timeout_ms ||
         a->idle_timeout_ms != b->idle_timeout_ms || a->retry_buffer_bytes != b->retry_buffer_bytes ||
-        a->drain_timeout_ms != b->drain_timeout_ms)
+        a->linger_time_ms != b->linger_time_ms || a->linger_timeout_ms != b->linger_timeout_ms ||
+        a->linger_bytes != b->linger_bytes || a->drain_timeout_ms != b->drain_timeout_ms)
         return "spec.limits or spec.drainTimeout";
     if (!same_text(a->otlp_endpoint, b->otlp_endpoint) || a->flush_interval_ms != b->flush_interval_ms)
         return "spec.telemetry (otlpEndpoint, flushInterval)";
@@ -339,6 +340,9 @@ static int serve(proxy_config_t *cfg, const char *path)
     o.header_timeout_ms = ps->header_timeout_ms;
     o.idle_timeout_ms = ps->idle_timeout_ms;
     o.drain_timeout_ms = ps->drain_timeout_ms;
+    o.linger.time_ms = ps->linger_time_ms;
+    o.linger.timeout_ms = ps->linger_timeout_ms;
+    o.linger.bytes = ps->linger_bytes;
     o.retry_buffer_bytes = ps->retry_buffer_bytes ? ps->retry_buffer_bytes : 1; /* 0: nothing kept, no replays */
     o.rt = m.rt;
     int rc = 0;

@@ -41,9 +41,8 @@
 
 #include "xalloc.h"
 
-#define HOST_MAX 256    /* longest host name routed, lowercased and expanded */
+#define HOST_MAX 256    /* longest host name routed */
 #define RING_POINTS 100 /* consistent-hash points per endpoint of average weight */
-#define CLUSTER_SUFFIX ".svc.cluster.local"
 
 typedef struct host_slot {
     const char *fqdn; /* NULL = empty slot */
@@ -79,8 +78,7 @@ struct router {
     size_t host_mask;
     wild_host_t *wild_vs, *wild_se;
     size_t n_wild_vs, n_wild_se;
-    char ns_suffix[HOST_MAX]; /* ".default.svc.cluster.local" */
-    size_t ns_suffix_len;
+    const char *ns; /* the sidecar's namespace (the Proxy's): Host headers are read in it */
 };
 
 static void fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -459,16 +457,7 @@ router_t *router_create(const proxy_config_t *cfg, char *err, size_t errlen)
     }
     router_t *r = xcalloc(1, sizeof(*r));
     r->cfg = cfg;
-    const char *ns = cfg->proxy.meta.namespace ? cfg->proxy.meta.namespace : "default";
-    int w = snprintf(r->ns_suffix, sizeof(r->ns_suffix), ".%s" CLUSTER_SUFFIX, ns);
-    if (w < 0 || (size_t)w >= sizeof(r->ns_suffix)) {
-        fail(err, errlen, "namespace \"%s\" is too long", ns);
-        goto fail;
-    }
-    for (char *c = r->ns_suffix; *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c - 'A' + 'a');
-    r->ns_suffix_len = (size_t)w;
+    r->ns = cfg->proxy.meta.namespace ? cfg->proxy.meta.namespace : "default";
 
     r->svc_base = xcalloc(cfg->n_services, sizeof(size_t));
     r->svc_stride = xcalloc(cfg->n_services, sizeof(size_t));
@@ -648,74 +637,56 @@ static int authority_split(str_t a, char *name, uint32_t *port)
     return (int)(he - hs);
 }
 
-/* Exact slot for name, also trying Kubernetes' partial forms "svc.ns" and "svc.ns.svc". */
-static const host_slot_t *lookup_exact(const router_t *r, char *name, size_t len, size_t cap, size_t *len_out)
+/* The longest wildcard host matching one of the n names (tried in order), or NULL. */
+static const wild_host_t *lookup_wild(const wild_host_t *w, size_t nw, char names[][PROXY_HOST_MAX], const size_t *lens,
+                                      size_t n)
 {
-    *len_out = len;
-    const host_slot_t *s = host_slot_find(r, name, len);
-    if (s != NULL)
-        return s;
-    const char *dot = memchr(name, '.', len);
-    if (dot == NULL || memchr(name, ':', len) != NULL)
-        return NULL;
-    const char *add = NULL;
-    if (memchr(dot + 1, '.', len - (size_t)(dot + 1 - name)) == NULL)
-        add = CLUSTER_SUFFIX;
-    else if (len > 4 && memcmp(name + len - 4, ".svc", 4) == 0 &&
-             memchr(dot + 1, '.', len - 4 - (size_t)(dot + 1 - name)) == NULL)
-        add = ".cluster.local";
-    if (add == NULL)
-        return NULL;
-    size_t al = strlen(add);
-    if (len + al >= cap)
-        return NULL;
-    memcpy(name + len, add, al + 1);
-    s = host_slot_find(r, name, len + al);
-    if (s != NULL)
-        *len_out = len + al;
-    else
-        name[len] = '\0';
-    return s;
-}
-
-static const wild_host_t *lookup_wild(const wild_host_t *w, size_t n, const char *name, size_t len)
-{
-    for (size_t i = 0; i < n; i++)
-        if (len > w[i].len && memcmp(name + len - w[i].len, w[i].suffix, w[i].len) == 0)
-            return &w[i];
+    for (size_t f = 0; f < n; f++)
+        for (size_t i = 0; i < nw; i++)
+            if (lens[f] > w[i].len && memcmp(names[f] + lens[f] - w[i].len, w[i].suffix, w[i].len) == 0)
+                return &w[i];
     return NULL;
 }
 
-/* The VirtualService (first) or ServiceEntry serving the authority; port is the authority's (0 = none). */
+/*
+ * The VirtualService (first) or ServiceEntry serving the authority; port is
+ * the authority's (0 = none). The name is read in the sidecar's namespace
+ * with its DNS forms (proxy_host_forms): a VirtualService for any form wins
+ * over a ServiceEntry, an earlier form over a later one, exact hosts over
+ * wildcards.
+ */
 static void lookup_host(const router_t *r, str_t authority, const proxy_virtual_service_t **vs,
                         const proxy_service_entry_t **se, uint32_t *port)
 {
-    char name[2 * HOST_MAX + 64];
+    char name[HOST_MAX];
+    char forms[PROXY_HOST_FORMS][PROXY_HOST_MAX];
+    const host_slot_t *slots[PROXY_HOST_FORMS];
+    size_t lens[PROXY_HOST_FORMS] = {0};
     *vs = NULL;
     *se = NULL;
     int l = authority_split(authority, name, port);
     if (l < 0)
         return;
-    size_t len = (size_t)l;
-    if (memchr(name, '.', len) == NULL && memchr(name, ':', len) == NULL) {
-        memcpy(name + len, r->ns_suffix, r->ns_suffix_len + 1);
-        len += r->ns_suffix_len;
+    size_t n = proxy_host_forms(name, (size_t)l, r->ns, 1, forms);
+    for (size_t i = 0; i < n; i++) {
+        lens[i] = strlen(forms[i]);
+        slots[i] = host_slot_find(r, forms[i], lens[i]);
+        if (slots[i] != NULL && slots[i]->vs != NULL) {
+            *vs = slots[i]->vs;
+            return;
+        }
     }
-    const host_slot_t *s = lookup_exact(r, name, len, sizeof(name), &len);
-    if (s != NULL && s->vs != NULL) {
-        *vs = s->vs;
-        return;
-    }
-    const wild_host_t *w = lookup_wild(r->wild_vs, r->n_wild_vs, name, len);
+    const wild_host_t *w = lookup_wild(r->wild_vs, r->n_wild_vs, forms, lens, n);
     if (w != NULL) {
         *vs = w->vs;
         return;
     }
-    if (s != NULL && s->se != NULL) {
-        *se = s->se;
-        return;
-    }
-    w = lookup_wild(r->wild_se, r->n_wild_se, name, len);
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] != NULL && slots[i]->se != NULL) {
+            *se = slots[i]->se;
+            return;
+        }
+    w = lookup_wild(r->wild_se, r->n_wild_se, forms, lens, n);
     if (w != NULL)
         *se = w->se;
 }

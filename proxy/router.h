@@ -16,17 +16,21 @@
  *
  * Host selection (outbound). The authority (Host header, or the authority
  * of an absolute-form target) is split into name and optional port; the
- * name is matched case-insensitively against VirtualService hosts first
- * (short names expanded with the VirtualService's namespace, "*.x" suffix
- * wildcards allowed), then against ServiceEntry hosts. A VirtualService's
+ * name is read in the sidecar's namespace (the Proxy document's), as the
+ * app's DNS search path would: its forms (proxy_host_forms with dns_forms;
+ * in namespace shop, "reviews" is "reviews.shop.svc.cluster.local" then
+ * the short entry host "reviews"; "reviews.other" is
+ * "reviews.other.svc.cluster.local") are matched case-insensitively against
+ * VirtualService hosts first (their short names expanded with the
+ * VirtualService's own namespace, "*.x" suffix wildcards allowed), then
+ * against ServiceEntry hosts (as written). A VirtualService's
  * http routes are tried in order and the first whose match block matches
  * (any of its matches; no match block = every request) wins; no route
  * matching is 404 NR, as in Envoy. Without a VirtualService, the
  * ServiceEntry's endpoints all serve (the default route), on the port
  * named by the authority, or the entry's only port, or its first port.
- * The Kubernetes partial forms "name.namespace" and "name.namespace.svc"
- * are also understood; a trailing dot and IPv6 brackets are ignored; an
- * authority with a malformed port is not routed.
+ * A trailing dot and IPv6 brackets are ignored; an authority with a
+ * malformed port is not routed.
  *
  * Matching is Istio's: uri/method/authority StringMatch (exact, prefix,
  * whole-string regex); ignoreUriCase for exact and prefix uri; headers

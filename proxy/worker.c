@@ -242,6 +242,7 @@ worker_t *worker_create(const worker_opts_t *o, char *err, size_t errlen)
     cw->header_timeout_ms = o->header_timeout_ms ? o->header_timeout_ms : 10000;
     cw->idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : 60000;
     cw->retry_buffer_bytes = o->retry_buffer_bytes ? o->retry_buffer_bytes : 64 * 1024;
+    cw->linger = o->linger;
     for (int i = 0; i < 2; i++) {
         w->env[i].w = cw;
         w->env[i].mode = i == WORKER_OUTBOUND ? CONN_OUTBOUND : CONN_INBOUND;

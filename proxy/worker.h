@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conn.h"
 #include "http1.h"
 #include "runtime.h"
 #include "telemetry.h"
@@ -43,6 +44,7 @@ typedef struct worker_opts {
     uint64_t idle_timeout_ms;   /* 0 = 60 s: idle keep-alive client connections */
     uint64_t drain_timeout_ms;  /* 0 = 5 s: in-flight requests may finish within this after a stop */
     size_t retry_buffer_bytes;  /* 0 = 64 KiB: request body kept for retries */
+    conn_linger_t linger;       /* draining after an answer that closes (all 0: close at once) */
 } worker_opts_t;
 
 enum worker_listener { WORKER_OUTBOUND, WORKER_INBOUND };

@@ -8,9 +8,10 @@ PKGS=(
   # libraries (DESIGN.md, Dependencies)
   libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev zlib1g-dev libfyaml-dev
   libyajl-dev libjansson-dev libxxhash-dev libcmocka-dev librdkafka-dev libhiredis-dev libuv1-dev
-  libhttp-parser-dev libssl-dev
+  libhttp-parser-dev libssl-dev libutf8proc-dev
   # tests: real peers and tools
   curl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
+  openjdk-17-jdk-headless   # tests/compat/test_java_text.sh: Java's lowercasing, as a Zipkin server's
 )
 missing=()
 for p in "${PKGS[@]}"; do

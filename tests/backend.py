@@ -29,6 +29,9 @@ step.
   /fail/N/KEY       the first N requests with this KEY get 503 "NAME fail I\\n",
                     later ones 200 "NAME ok\\n"
   /chunked          200, chunked body "hello chunked world"
+  /early/CODE       that status with Connection: close before the request body is read, then
+                    the body is read and dropped until the peer closes (a server that
+                    answers early and lingers)
   /bytes/N          200, N bytes of "x" (Content-Length), written 64 KiB at a time
   /ws               with Upgrade: websocket, 101 (Sec-WebSocket-Accept per RFC 6455),
                     then raw bytes are echoed until the peer closes; else 426
@@ -152,6 +155,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and status not in (204, 304):
             self.wfile.write(body)
 
+    def early(self, code):
+        self.close_connection = True
+        self.reply(int(code) if code.isdigit() else 400, "%s early %s\n" % (self.state.name, code))
+        self.connection.shutdown(socket.SHUT_WR)
+        try:
+            while self.connection.recv(65536):
+                pass
+        except OSError:
+            pass
+
     def dispatch(self):
         name = self.state.name
         target = self.path
@@ -159,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
         query = target.split("?", 1)[1] if "?" in target else ""
         if path not in ("/count", "/last"):
             self.state.count_request()
+        if path.startswith("/early/"):
+            return self.early(path[7:])
         body = self.read_body()
         if path not in ("/count", "/last") and body is not None:
             # what /last reports: this request's head and body

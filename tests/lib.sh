@@ -11,6 +11,17 @@
 # binaries; OUTRIDER_SRC, the source tree. Without them the script falls back
 # to build/release/bin of the tree this file lives in.
 #
+# Namespace variants: a script whose header has a line
+#   # variants: ns-implicit ns-explicit-w2 (what they show)
+# is registered by tests/CMakeLists.txt once more per variant, with
+# OUTRIDER_TEST_VARIANT set to it. start_proxy then rewrites the proxy's file
+# (tests/mesh_ns.py) before starting it: ns-implicit puts the Proxy in
+# namespace shop and removes every other document's namespace, ns-explicit
+# writes namespace shop on every document; -wN also sets spec.workers to N.
+# After the start it checks at /config_dump that every document is in shop.
+# MESH_NS is the namespace the documents end in (shop, or default without a
+# variant): scripts write FQDN Host headers with it.
+#
 # Waits are readiness waits with a bounded number of tries, never timing
 # assertions: a slow machine makes a test slower, not red.
 
@@ -19,6 +30,14 @@ set -euo pipefail
 OUTRIDER_SRC=${OUTRIDER_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 OUTRIDER_BIN=${OUTRIDER_BIN:-$OUTRIDER_SRC/build/release/bin}
 export OUTRIDER_SRC OUTRIDER_BIN
+
+OUTRIDER_TEST_VARIANT=${OUTRIDER_TEST_VARIANT:-}
+case $OUTRIDER_TEST_VARIANT in
+    '') MESH_NS=default ;;
+    ns-implicit | ns-explicit | ns-implicit-w[0-9]* | ns-explicit-w[0-9]*) MESH_NS=shop ;;
+    *) echo "FAIL: unknown OUTRIDER_TEST_VARIANT '$OUTRIDER_TEST_VARIANT'" >&2; exit 1 ;;
+esac
+export MESH_NS
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/outrider-test.XXXXXX")
 export T
@@ -286,13 +305,45 @@ start_backend() {
     BACKEND_PORT=$(cat "$pf")
 }
 
+# mesh_variant FILE: rewrite FILE for OUTRIDER_TEST_VARIANT (nothing without
+# one); start_proxy calls it, a script may call it first to --check the file.
+mesh_variant() {
+    [[ -n $OUTRIDER_TEST_VARIANT ]] || return 0
+    local v=${OUTRIDER_TEST_VARIANT#ns-} workers=0
+    if [[ $v == *-w* ]]; then
+        workers=${v##*-w}
+        v=${v%-w*}
+    fi
+    python3 "$OUTRIDER_SRC/tests/mesh_ns.py" "$v" "$MESH_NS" "$workers" "$1" || fail "mesh_ns.py could not rewrite $1"
+}
+
+# assert_mesh_namespaces ADMIN_PORT: with a variant, every document the
+# proxy serves at /config_dump is in MESH_NS (and its spec.workers is the
+# variant's); without one, nothing.
+assert_mesh_namespaces() {
+    [[ -n $OUTRIDER_TEST_VARIANT ]] || return 0
+    local dump
+    dump=$(curl -sS --max-time 20 "http://127.0.0.1:$1/config_dump") || fail "/config_dump: no answer"
+    local wrong
+    wrong=$(jq -r --arg ns "$MESH_NS" '[.proxy, (.. | objects | select(has("kind") and has("metadata")))]
+        | unique | map(select(.metadata.namespace != $ns) | "\(.kind) \(.metadata.name) in \(.metadata.namespace)")
+        | .[]' <<<"$dump") || fail "/config_dump is not the expected JSON: $dump"
+    [[ -z $wrong ]] || fail "variant $OUTRIDER_TEST_VARIANT: documents outside namespace $MESH_NS: $wrong"
+    if [[ $OUTRIDER_TEST_VARIANT == *-w* ]]; then
+        assert_eq "${OUTRIDER_TEST_VARIANT##*-w}" "$(jq -r '.proxy.spec.workers' <<<"$dump")" "variant's spec.workers"
+    fi
+}
+
 # start_proxy NAME FILE: start outrider-proxy --config FILE (its listeners
 # may use port 0), wait for its listening lines and set PROXY_PID,
 # PROXY_LOG, PROXY_OUT (outbound port), PROXY_IN (inbound, empty without)
-# and PROXY_ADMIN. Its log is checked for sanitizer reports at exit.
+# and PROXY_ADMIN. Its log is checked for sanitizer reports at exit. With a
+# namespace variant the file is rewritten first (mesh_variant) and the
+# namespaces are checked once it runs (assert_mesh_namespaces).
 start_proxy() {
     local name=$1 file=$2 bin=$OUTRIDER_BIN/outrider-proxy
     [[ -x $bin ]] || fail "no proxy binary at $bin (set OUTRIDER_BIN)"
+    mesh_variant "$file"
     PROXY_LOG=$T/proxy-$name.log
     _SCANNED_LOGS+=("$PROXY_LOG")
     touch "$PROXY_LOG"
@@ -310,6 +361,7 @@ start_proxy() {
     PROXY_IN=$(grep -o 'listening inbound http://[^ ]*' "$PROXY_LOG" | head -1 | sed 's/.*://') || true
     PROXY_ADMIN=$(grep -o 'listening admin http://[^ ]*' "$PROXY_LOG" | head -1 | sed 's/.*://')
     note "proxy $name pid $PROXY_PID: outbound :$PROXY_OUT inbound :${PROXY_IN:-none} admin :$PROXY_ADMIN"
+    assert_mesh_namespaces "$PROXY_ADMIN"
 }
 
 # stop_pid PID: SIGTERM and wait (bounded) for it to exit; sets STOP_RC to its
@@ -323,4 +375,34 @@ stop_pid() {
     done
     STOP_RC=0
     wait "$pid" 2>/dev/null || STOP_RC=$?
+}
+
+# held_sockets PID PORT: connections to local PORT whose socket PID holds
+# (not the orphans the kernel finishes on its own after a close).
+held_sockets() {
+    ss -Htnp state connected sport = ":$2" | grep -c "pid=$1," || true
+}
+
+# check_lingering PID PORT CASE CODE CHECK...: 200 clients of
+# tests/send_then_read.py --mode hold get CODE for CASE on PORT and keep
+# their sockets open: PID must hold 200 lingering sockets while CHECK (a
+# command) passes, and none once the clients have closed.
+check_lingering() {
+    local pid=$1 port=$2 case=$3 code=$4
+    shift 4
+    command -v ss >/dev/null || fail "ss (iproute2) is needed"
+    wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
+        fail "connections still held before the lingering check: $(held_sockets "$pid" "$port")"
+    rm -f "$T/hold.ready" "$T/hold.release"
+    python3 "$OUTRIDER_SRC/tests/send_then_read.py" --port "$port" --case "$case" --expect "$code" --mode hold \
+        --tries 200 --ready "$T/hold.ready" --release "$T/hold.release" >"$T/hold.log" 2>&1 &
+    local hold=$!
+    track_pid "$hold"
+    wait_until -n 1200 test -e "$T/hold.ready" || fail "200 lingering clients not ready: $(cat "$T/hold.log")"
+    assert_eq 200 "$(held_sockets "$pid" "$port")" "sockets held while 200 clients linger"
+    "$@"
+    touch "$T/hold.release"
+    wait "$hold" || fail "lingering clients: $(cat "$T/hold.log")"
+    wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
+        fail "lingering connections not closed after their clients: $(held_sockets "$pid" "$port") held"
 }

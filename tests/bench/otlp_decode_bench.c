@@ -9,7 +9,7 @@
  * built by CMake; from a release build:
  *   cc -O2 -I collector -I common -I <build>/gen tests/bench/otlp_decode_bench.c \
  *      <build>/liboutrider_collector.a <build>/liboutrider_exporters.a <build>/liboutrider_common.a \
- *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lmicrohttpd -lm -o /tmp/otlp_decode_bench
+ *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lutf8proc -lmicrohttpd -lm -o /tmp/otlp_decode_bench
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -172,13 +172,14 @@ static void run(const char *label, int which, const uint8_t *body, size_t len, i
         ProtobufCAllocator alloc = {pb_alloc, pb_free, &arena};
         switch (which) {
         case PBC_UNPACK:
-            if (protobuf_c_message_unpack(&opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
-                                          &alloc, len, body) == NULL)
+            if (protobuf_c_message_unpack(
+                    &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor, &alloc, len,
+                    body) == NULL)
                 abort();
             n += N_SPANS;
             break;
         case WIRE_DECODE:
-            if (otlp_wire_decode_traces(body, len, 32, &arena, &req, err, sizeof(err)) != 0)
+            if (otlp_wire_decode_traces(body, len, 32, &arena, &req, NULL, err, sizeof(err)) != 0)
                 abort();
             for (size_t r = 0; r < req->n_resource_spans; r++)
                 n += req->resource_spans[r]->scope_spans[0]->n_spans;

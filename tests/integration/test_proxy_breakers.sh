@@ -5,6 +5,7 @@
 # fast with 503 UO; the waiting one is served when the first finishes.
 # maxRetries 0 turns a route's retries off (attempts counted at the
 # backend). The UO flag reaches istio_requests_total.
+# variants: ns-implicit ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
 start_backend app

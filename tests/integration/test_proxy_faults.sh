@@ -6,6 +6,7 @@
 # /stats/prometheus), aborts never reach the backend, a delayed request
 # takes at least its delay, and a delay does not hold up the worker's
 # other requests.
+# variants: ns-implicit-w2 ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
 start_backend app

@@ -5,6 +5,7 @@
 # (+-5 standard deviations); a dead mirror and a mirror that never accepts
 # its connection leave every primary request answered, without waiting for
 # the mirror (the bound is a small fraction of one mirror connect timeout).
+# variants: ns-implicit-w2 ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
 python3 "$OUTRIDER_SRC/tests/blackhole.py" "$T/blackhole.port" &

@@ -6,6 +6,7 @@
 # again, is ejected for twice as long); with every endpoint ejected the
 # answer is 503 UH. Ejections and returns show at /stats/prometheus and in
 # the log.
+# variants: ns-implicit ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
 start_backend good

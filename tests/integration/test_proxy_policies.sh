@@ -8,6 +8,7 @@
 # new upstream connections; the downstream header timeout (408) and idle
 # timeout; incoming traceparent and b3 contexts continued; Expect:
 # 100-continue.
+# variants: ns-implicit ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
 # a listener that never accepts, its accept queue filled: connects to it hang in SYN_SENT
@@ -84,7 +85,7 @@ kind: DestinationRule
 metadata: {name: idle}
 spec:
   host: idle
-  trafficPolicy: {connectionPool: {http: {idleTimeout: 300ms}}}
+  trafficPolicy: {connectionPool: {http: {idleTimeout: 2s}}}
   subsets: [{name: c, labels: {name: c}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -212,9 +213,9 @@ p2=$(port_of reuse -H 'x-once: 1')
 p1=$(port_of idle)
 p2=$(port_of idle)
 assert_eq "$p1" "$p2" "idle pool reused right away"
-sleep 0.8
+sleep 2.6
 p3=$(port_of idle)
-[[ -n $p3 && $p3 != "$p1" ]] || fail "idleTimeout 300ms: the connection was still reused after 0.8 s"
+[[ -n $p3 && $p3 != "$p1" ]] || fail "idleTimeout 2s: the connection was still reused after 2.6 s"
 
 # connectTimeout 300ms against a peer that never completes the handshake: 503 UF long before
 # the 10 s default would give up (the bound only tells the two apart; it is not a speed test)

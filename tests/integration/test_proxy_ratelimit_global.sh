@@ -6,6 +6,7 @@
 # stopped mid-test: failureMode allow lets requests through and deny answers
 # 500 RLSE, both counted, no crash or stuck worker; Redis back on the same
 # port: the limit works again.
+# variants: ns-implicit ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 command -v redis-server >/dev/null || fail "redis-server is needed"
 

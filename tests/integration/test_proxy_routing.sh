@@ -8,6 +8,10 @@
 # -> URX; connect failures moved to another endpoint), load balancing
 # (round robin exact, consistent hash sticky), maxRequestsPerConnection,
 # a WebSocket upgrade tunnelled, and the response flags at /stats/prometheus.
+# Variants: the Proxy in namespace shop with the other documents implicitly
+# (or explicitly) there too; the app's Host forms in shop route, the names of
+# reviews in another namespace do not.
+# variants: ns-implicit ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
 start_backend v1
@@ -172,8 +176,10 @@ spec:
   endpoints:
   - {address: 127.0.0.1, ports: {http: $DEAD}}
 YAML
+mesh_variant "$T/mesh.yaml"
 "$OUTRIDER_BIN/outrider-proxy" --config "$T/mesh.yaml" --check >"$T/check.out" 2>&1 ||
     fail "--check refused the mesh: $(cat "$T/check.out")"
+! grep -q warning "$T/check.out" || fail "--check warned: $(cat "$T/check.out")"
 start_proxy app "$T/mesh.yaml"
 P=http://127.0.0.1:$PROXY_OUT
 ADMIN=http://127.0.0.1:$PROXY_ADMIN
@@ -204,9 +210,18 @@ backend_of() {
     tr -d '\r' <"$T/resp.h" | awk -F': ' 'tolower($1)=="x-backend" {print $2}'
 }
 
-# ---- host selection ----
-assert_eq v1 "$(backend_of -H 'Host: reviews' "$P/old/")" "Host: reviews (rewrite route)"
-assert_eq v1 "$(backend_of -H 'Host: reviews.default.svc.cluster.local:9080' "$P/old/")" "FQDN host with port"
+# ---- host selection: every form the app in $MESH_NS may use, none of another namespace ----
+for h in reviews reviews:9080 "reviews.$MESH_NS" "reviews.$MESH_NS.svc" "reviews.$MESH_NS.svc.cluster.local:9080"; do
+    assert_eq v1 "$(backend_of -H "Host: $h" "$P/old/")" "Host: $h (rewrite route)"
+    assert_eq 200 "$(awk 'NR == 1 {print $2}' "$T/resp.h")" "status for Host: $h"
+done
+other_ns=other
+[[ $MESH_NS == default ]] || other_ns=default
+for h in "reviews.$other_ns" "reviews.$other_ns.svc.cluster.local:9080"; do
+    code=$(http_status GET "$P/old/" -H "Host: $h")
+    assert_eq 404 "$code" "Host: $h (reviews of namespace $other_ns)"
+    assert_eq "no route for this host and path" "$(cat "$LAST_BODY")" "404 body for Host: $h"
+done
 assert_eq v1 "$(backend_of --proxy "$P" "http://reviews:9080/old/")" "absolute form (HTTP_PROXY style)"
 code=$(http_status GET "$P/" -H 'Host: nosuch')
 assert_eq 404 "$code" "unknown host"

@@ -158,6 +158,7 @@ static const char *const KEYS[] = {
     "Mixed.Case",
     "",
     "k\xc3\xa9y",
+    "k\xff", /* ill-formed UTF-8: both paths must repair it alike */
     "otel.scope.name",
     "a.very.long.attribute.key.that.is.longer.than.thirty.two.bytes",
 };
@@ -178,6 +179,9 @@ static const char *const STRS[] = {
     "\xe2\x82\xac\xe2\x82\xac",
     "a\0b",
     "host-1",
+    "caf\xc3",                                          /* truncated */
+    "\xed\xa0\x80x",                                    /* an encoded surrogate */
+    "\xc4\xb0STANBUL \xce\x9f\xce\x94\xce\x9f\xce\xa3", /* İ and a final sigma when lowercased */
 };
 
 static const char *pick(const char *const *arr, size_t n)
@@ -965,6 +969,74 @@ static void test_direct_exporter_shapes(void **state)
     }
 }
 
+/*
+ * UTF-8 on the direct path: a byte >= 0x80 (ill-formed alone, or part of
+ * a well-formed sequence) at every position around its 16-byte scans, in
+ * every string a span keeps (tag keys and values of span and resource,
+ * event names, the status message, scope name and version, span and peer
+ * service names). The direct path must repair exactly as protobuf-c's
+ * decode does, and read all of it itself.
+ */
+static void test_direct_utf8_positions(void **state)
+{
+    (void)state;
+    otlp_limits_t lim;
+    otlp_limits_default(&lim);
+    static const char *const inserts[] = {"\xff", "\xc3\xa9", "\xe2\x82", "\xed\xa0\x80", "\xc4\xb0"};
+    char text[48];
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t at = 0; at<len; at += len> 20 ? 3 : 1) {
+            for (size_t w = 0; w < sizeof(inserts) / sizeof(inserts[0]); w++) {
+                for (size_t i = 0; i < len; i++)
+                    text[i] = (char)('a' + i % 26 - (i % 7 == 3 ? 32 : 0));
+                size_t n = strlen(inserts[w]);
+                memcpy(text + at, inserts[w], at + n <= len ? n : len - at);
+                text[len] = '\0';
+                buf_t kv = BUF_INIT, any = BUF_INIT, peer = BUF_INIT, pany = BUF_INIT, ev = BUF_INIT, st = BUF_INIT;
+                buf_t sp = BUF_INIT, sc = BUF_INIT, r = BUF_INIT, rkv = BUF_INIT, rany = BUF_INIT;
+                buf_t ss = BUF_INIT, rs = BUF_INIT, req = BUF_INIT;
+                put_str(&any, 1, text);
+                put_str(&kv, 1, text);
+                put_sub(&kv, 2, &any);
+                put_str(&pany, 1, text);
+                put_str(&peer, 1, "peer.service");
+                put_sub(&peer, 2, &pany);
+                put_fixed64(&ev, 1, 1700000000000000000ull);
+                put_str(&ev, 2, text);
+                put_str(&st, 2, text);
+                put_uint(&st, 3, 2);
+                put_len(&sp, 1, "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10", 16);
+                put_len(&sp, 2, "\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8", 8);
+                put_str(&sp, 5, text);
+                put_uint(&sp, 6, 3);
+                put_sub(&sp, 9, &kv);
+                put_sub(&sp, 9, &peer);
+                put_sub(&sp, 11, &ev);
+                put_sub(&sp, 15, &st);
+                put_str(&sc, 1, text);
+                put_str(&sc, 2, text);
+                put_str(&rany, 1, text);
+                put_str(&rkv, 1, text);
+                put_sub(&rkv, 2, &rany);
+                put_sub(&r, 1, &rkv);
+                put_sub(&ss, 1, &sc);
+                put_sub(&ss, 2, &sp);
+                put_sub(&rs, 1, &r);
+                put_sub(&rs, 2, &ss);
+                put_sub(&req, 1, &rs);
+                lim.max_attribute_value_len = len % 3 == 0 ? (uint32_t)(len / 2 + 1) : 0; /* cut, then repaired */
+                diff_one((const uint8_t *)req.data, req.len, &lim);
+                otlp_direct_stats_t stats;
+                direct_stats_of(&req, &lim, &stats);
+                assert_null(stats.declined);
+                assert_int_equal(stats.spans, 1);
+                assert_int_equal(stats.spans_handed + stats.resources_handed + stats.scopes_handed, 0);
+                buf_dispose(&req);
+            }
+        }
+    }
+}
+
 /* What the direct path hands to otlp_wire as a whole message, and what it declines. */
 static void test_direct_hand_over_and_decline(void **state)
 {
@@ -1180,23 +1252,85 @@ static void test_wire_api(void **state)
     char err[128];
     Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req = NULL;
     static const uint8_t bad[] = {0x0a, 0x02, 0x12, 0x05};
-    assert_int_equal(otlp_wire_decode_traces(bad, sizeof(bad), 32, &arena, &req, err, sizeof(err)), OTLP_WIRE_INVALID);
+    assert_int_equal(otlp_wire_decode_traces(bad, sizeof(bad), 32, &arena, &req, NULL, err, sizeof(err)),
+                     OTLP_WIRE_INVALID);
     assert_null(req);
     assert_string_equal(err, "invalid protobuf: truncated length-delimited field 2 at offset 2");
 
     buf_t b = BUF_INIT;
     rng_state = 42;
     gen_request(&b, 50);
-    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, err, sizeof(err)), 0);
+    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, NULL, err, sizeof(err)),
+                     0);
     assert_non_null(req);
     assert_true(req->n_resource_spans >= 1);
     arena_dispose(&arena);
 
     arena_init(&arena, 4096);
-    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, err, sizeof(err)),
+    assert_int_equal(otlp_wire_decode_traces((const uint8_t *)b.data, b.len, 32, &arena, &req, NULL, err, sizeof(err)),
                      OTLP_WIRE_NOMEM);
     arena_dispose(&arena);
     buf_dispose(&b);
+}
+
+/* Request with one span whose name is name (and ids with bytes >= 0x80, which are not strings). */
+static void one_span_request(buf_t *req, const char *name)
+{
+    static const uint8_t trace[16] = {0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0x80};
+    static const uint8_t id[8] = {0x81, 1, 2, 3, 4, 5, 6, 0xf0};
+    buf_t span = BUF_INIT, scope = BUF_INIT, rs = BUF_INIT;
+    put_len(&span, 1, trace, sizeof(trace));
+    put_len(&span, 2, id, sizeof(id));
+    put_str(&span, 5, name);
+    put_fixed64(&span, 7, 0xfedcba9876543210ull);
+    put_sub(&scope, 2, &span);
+    put_sub(&rs, 2, &scope);
+    req->len = 0;
+    put_sub(req, 1, &rs);
+    buf_dispose(&span);
+    buf_dispose(&scope);
+    buf_dispose(&rs);
+}
+
+/* *ascii tells whether any string (not bytes, ids or numbers) has a byte >= 0x80, in short and long strings. */
+static void test_wire_ascii_flag(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int ascii;
+    } cases[] = {
+        {"", 1},
+        {"get", 1},
+        {"get /api/items/1234", 1},
+        {"\xc3\xa9", 0},
+        {"caf\xc3\xa9", 0},
+        {"abcdefgh\xff", 0},
+        {"\xff"
+         "abcdefghijklmnop",
+         0},
+        {"abcdefghijklmnop\x80", 0},
+    };
+    buf_t req = BUF_INIT;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        arena_t arena;
+        arena_init(&arena, 0);
+        char err[128];
+        Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *r = NULL;
+        one_span_request(&req, cases[i].name);
+        int ascii = -1;
+        assert_int_equal(
+            otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, &ascii, err, sizeof(err)), 0);
+        if (ascii != cases[i].ascii)
+            fail_msg("name \"%s\": ascii %d, wanted %d", cases[i].name, ascii, cases[i].ascii);
+        assert_string_equal(r->resource_spans[0]->scope_spans[0]->spans[0]->name, cases[i].name);
+        ascii = -1;
+        assert_int_equal(
+            otlp_wire_decode_traces_inplace((uint8_t *)req.data, req.len, 32, &arena, &r, &ascii, err, sizeof(err)), 0);
+        assert_int_equal(ascii, cases[i].ascii);
+        arena_dispose(&arena);
+    }
+    buf_dispose(&req);
 }
 
 /*
@@ -1262,7 +1396,8 @@ static void test_wire_string_lengths(void **state)
                 char err[128];
                 Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *r = NULL;
                 assert_int_equal(
-                    otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, err, sizeof(err)), 0);
+                    otlp_wire_decode_traces((const uint8_t *)req.data, req.len, 32, &arena, &r, NULL, err, sizeof(err)),
+                    0);
                 const Opentelemetry__Proto__Trace__V1__Span *sp = r->resource_spans[0]->scope_spans[0]->spans[0];
                 assert_int_equal(otlp_wire_strlen(sp->name), strlen(sp->name));
                 assert_int_equal(otlp_wire_strlen(sp->attributes[0]->key), strlen(sp->attributes[0]->key));
@@ -1282,6 +1417,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_api),
+        cmocka_unit_test(test_wire_ascii_flag),
         cmocka_unit_test(test_wire_corner_cases),
         cmocka_unit_test(test_wire_string_lengths),
         cmocka_unit_test(test_wire_differential_valid),
@@ -1289,6 +1425,7 @@ int main(void)
         cmocka_unit_test(test_wire_differential_limits),
         cmocka_unit_test(test_direct_plain),
         cmocka_unit_test(test_direct_exporter_shapes),
+        cmocka_unit_test(test_direct_utf8_positions),
         cmocka_unit_test(test_direct_hand_over_and_decline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

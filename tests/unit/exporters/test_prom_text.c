@@ -56,14 +56,6 @@ static void test_escaping(void **state)
     b.len = 0;
     prom_append_help(&b, v, sizeof(v) - 1, 1);
     assert_string_equal(b.data, "a\\\\b\\\"c\\nd");
-    b.len = 0;
-    const char bad[] = "ok\xff\xc3\xa9\xe2\x82";
-    assert_false(prom_utf8_valid(bad, sizeof(bad) - 1));
-    assert_true(prom_utf8_valid("\xc3\xa9t\xc3\xa9", 5));
-    assert_false(prom_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-    assert_false(prom_utf8_valid("\xc0\xaf", 2));     /* overlong */
-    prom_append_utf8(&b, bad, sizeof(bad) - 1);
-    assert_string_equal(b.data, "ok\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd");
     buf_dispose(&b);
 }
 

@@ -246,6 +246,44 @@ static void test_escapes_and_lowercase(void **state)
     buf_dispose(&b);
 }
 
+/* Names lowercase as Zipkin's Java does; ill-formed UTF-8 anywhere is repaired, not refused. */
+static void test_unicode(void **state)
+{
+    fixture_t *f = *state;
+    const char *json =
+        "[{\"traceId\":\"a\",\"id\":\"b\",\"name\":\"\xc3\x9c"
+        "BERWEISUNG \\u03a3\",\"kind\":\"CLIENT\","
+        "\"localEndpoint\":{\"serviceName\":\"\xc3\x89mail-sender\"},"
+        "\"remoteEndpoint\":{\"serviceName\":\"\xce\xa3\xce\x8a\xce\xa3\xce\xa5\xce\xa6\xce\x9f\xce\xa3\"},"
+        "\"tags\":{\"k\xff\":\"caf\xc3\",\"ok\":\"\xc3\x89t\xc3\xa9\",\"sur\":\"\\udc00\"},"
+        "\"annotations\":[{\"timestamp\":1,\"value\":\"\xed\xa0\x80!\"}]}]";
+    assert_int_equal(decode(f, json, NULL), 0);
+    assert_int_equal(f->res.accepted, 1);
+    const span_t *s = &f->c.spans[0];
+    assert_str(s->name, "\xc3\xbc"
+                        "berweisung \xcf\x83");               /* "überweisung σ" */
+    assert_str(s->local.service_name, "\xc3\xa9mail-sender"); /* "émail-sender" */
+    assert_str(s->remote.service_name, "\xcf\x83\xce\xaf\xcf\x83\xcf\x85\xcf\x86\xce\xbf\xcf\x82"); /* "σίσυφος" */
+    assert_int_equal(s->n_tags, 3);
+    assert_str(s->tags[0].key, "k\xef\xbf\xbd");
+    assert_str(s->tags[0].value, "caf\xef\xbf\xbd");
+    assert_str(s->tags[1].key, "ok");
+    assert_str(s->tags[1].value, "\xc3\x89t\xc3\xa9"); /* tag values keep their case */
+    assert_str(s->tags[2].key, "sur");
+    assert_str(s->tags[2].value, "\xef\xbf\xbd");         /* yajl writes a lone surrogate escape as ED B0 80 */
+    assert_str(s->annotations[0].value, "\xef\xbf\xbd!"); /* an encoded surrogate is one unit, as in Java */
+
+    /* limits apply to the repaired strings: a 3-byte key that becomes 5 is over a limit of 4 */
+    zipkin_limits_t lim = {.max_tag_key_len = 4, .max_tag_value_len = 4};
+    assert_int_equal(decode(f, "[{\"traceId\":\"a\",\"id\":\"b\",\"tags\":{\"ab\xff\":\"v\"}}]", &lim), 0);
+    assert_int_equal(f->res.accepted, 0);
+    assert_int_equal(f->res.rejected, 1);
+    assert_int_equal(decode(f, "[{\"traceId\":\"a\",\"id\":\"b\",\"tags\":{\"k\":\"ab\xff\"}}]", &lim), 0);
+    assert_int_equal(f->res.rejected, 1);
+    assert_int_equal(decode(f, "[{\"traceId\":\"a\",\"id\":\"b\",\"tags\":{\"k\":\"abc\"}}]", &lim), 0);
+    assert_int_equal(f->res.accepted, 1);
+}
+
 static void test_ids(void **state)
 {
     fixture_t *f = *state;
@@ -306,7 +344,6 @@ static void test_malformed(void **state)
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\"}", "premature EOF");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",", "");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\"}] x", "trailing garbage");
-    expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"name\":\"\xff\xfe\"}]", "UTF8");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"timestamp\":\"soon\"}]", "is not a long");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"timestamp\":1.5}]", "is not a long");
     expect_fail(f, "[{\"traceId\":\"1\",\"id\":\"2\",\"timestamp\":true}]", "Expected a long but was BOOLEAN");
@@ -566,6 +603,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_encode_zipkin_form, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escapes_and_lowercase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unicode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),

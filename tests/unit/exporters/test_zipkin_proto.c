@@ -158,6 +158,65 @@ static const char *JSON_SPANS =
     "{\"traceId\":\"00000000000000ab\",\"id\":\"00000000000000cd\",\"kind\":\"PRODUCER\"},"
     "{\"traceId\":\"0000000000000001\",\"id\":\"0000000000000002\",\"debug\":true}]";
 
+/* Unicode names lowercase as Zipkin's Java does; ill-formed UTF-8 is repaired before the size limits apply. */
+static void test_unicode(void **state)
+{
+    (void)state;
+    size_t len;
+    /* ÜBERWEISUNG ΣΊΣΥΦΟΣ from Émail-Sender */
+    uint8_t *data = pack_sample(&len,
+                                "\xc3\x9c"
+                                "BERWEISUNG \xce\xa3\xce\x8a\xce\xa3\xce\xa5\xce\xa6\xce\x9f\xce\xa3",
+                                "\xc3\x89mail-Sender\xff");
+    arena_t a;
+    arena_init(&a, 0);
+    collect_t c = {0};
+    zipkin_result_t r;
+    assert_int_equal(zipkin_proto_decode(data, len, &a, NULL, collect_sink, &c, &r), 0);
+    assert_int_equal(r.accepted, 1);
+    assert_str(c.spans[0].name, "\xc3\xbc"
+                                "berweisung \xcf\x83\xce\xaf\xcf\x83\xcf\x85\xcf\x86\xce\xbf\xcf\x82");
+    assert_str(c.spans[0].local.service_name, "\xc3\xa9mail-sender\xef\xbf\xbd");
+    free(data);
+
+    /* a tag value, annotation value and key with ill-formed bytes */
+    Zipkin__Proto3__Annotation ann = ZIPKIN__PROTO3__ANNOTATION__INIT;
+    ann.timestamp = 5;
+    ann.value = "\xed\xa0\x80!";
+    Zipkin__Proto3__Annotation *anns[] = {&ann};
+    Zipkin__Proto3__Span__TagsEntry t = ZIPKIN__PROTO3__SPAN__TAGS_ENTRY__INIT;
+    t.key = "k\xc0\xaf";
+    t.value = "caf\xc3";
+    Zipkin__Proto3__Span__TagsEntry *tags[] = {&t};
+    Zipkin__Proto3__Span sp = ZIPKIN__PROTO3__SPAN__INIT;
+    sp.trace_id = (ProtobufCBinaryData){16, TRACE16};
+    sp.id = (ProtobufCBinaryData){8, ID};
+    sp.n_annotations = 1;
+    sp.annotations = anns;
+    sp.n_tags = 1;
+    sp.tags = tags;
+    Zipkin__Proto3__Span *spans[] = {&sp};
+    Zipkin__Proto3__ListOfSpans list = ZIPKIN__PROTO3__LIST_OF_SPANS__INIT;
+    list.n_spans = 1;
+    list.spans = spans;
+    uint8_t buf[256];
+    len = zipkin__proto3__list_of_spans__pack(&list, buf);
+    c.n = 0;
+    assert_int_equal(zipkin_proto_decode(buf, len, &a, NULL, collect_sink, &c, &r), 0);
+    assert_int_equal(c.n, 1);
+    assert_str(c.spans[0].tags[0].key, "k\xef\xbf\xbd\xef\xbf\xbd"); /* an overlong pair is two units */
+    assert_str(c.spans[0].tags[0].value, "caf\xef\xbf\xbd");
+    assert_str(c.spans[0].annotations[0].value, "\xef\xbf\xbd!"); /* an encoded surrogate is one */
+
+    /* the key grows from 3 to 7 bytes: over a limit of 5, the span is dropped */
+    zipkin_limits_t lim = {.max_tag_key_len = 5};
+    c.n = 0;
+    assert_int_equal(zipkin_proto_decode(buf, len, &a, &lim, collect_sink, &c, &r), 0);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(r.rejected, 1);
+    arena_dispose(&a);
+}
+
 static void test_round_trip_via_json(void **state)
 {
     (void)state;
@@ -329,7 +388,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_fields), cmocka_unit_test(test_round_trip_via_json),
         cmocka_unit_test(test_ids),           cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_sniff),
+        cmocka_unit_test(test_sniff),         cmocka_unit_test(test_unicode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,7 +233,13 @@ static void test_full_mesh(void **state)
     assert_int_equal(cfg->n_services, 3);
     const proxy_service_entry_t *reviews = &cfg->services[0];
     assert_string_equal(reviews->hosts[0].host, "reviews");
-    assert_string_equal(reviews->hosts[0].fqdn, "reviews.default.svc.cluster.local");
+    /* a ServiceEntry host is a name of its own (Istio does not expand it) */
+    assert_string_equal(reviews->hosts[0].fqdn, "reviews");
+    assert_string_equal(reviews->meta.namespace, "default");
+    /* a VirtualService host and a destination are relative to their document's namespace */
+    assert_string_equal(cfg->virtual_services[0].hosts[0].fqdn, "reviews.default.svc.cluster.local");
+    assert_string_equal(cfg->virtual_services[0].http[1].routes[1].destination.fqdn,
+                        "reviews.default.svc.cluster.local");
     assert_int_equal(reviews->n_ports, 1);
     assert_int_equal(reviews->ports[0].number, 9080);
     assert_string_equal(reviews->ports[0].protocol, "HTTP");
@@ -348,9 +354,14 @@ static void test_full_mesh(void **state)
 
     /* host lookups: short names, FQDNs, other namespaces */
     assert_ptr_equal(proxy_config_find_service(cfg, "reviews", "default"), reviews);
-    assert_ptr_equal(proxy_config_find_service(cfg, "Reviews.default.svc.cluster.local", "x"), reviews);
+    assert_ptr_equal(proxy_config_find_service(cfg, "Reviews.default.svc.cluster.local", "default"), reviews);
     assert_ptr_equal(proxy_config_find_service(cfg, "ratings", "default"), ratings);
-    assert_null(proxy_config_find_service(cfg, "reviews", "other"));
+    assert_ptr_equal(proxy_config_find_service(cfg, "RATINGS.default.svc.cluster.local", "x"), ratings);
+    /* ratings.default.svc.cluster.local is not ratings.other.svc.cluster.local */
+    assert_null(proxy_config_find_service(cfg, "ratings", "other"));
+    /* the short entry host "reviews" is the same from every namespace, but its FQDN form only from its own */
+    assert_ptr_equal(proxy_config_find_service(cfg, "reviews", "other"), reviews);
+    assert_null(proxy_config_find_service(cfg, "reviews.default.svc.cluster.local", "other"));
     assert_null(proxy_config_find_service(cfg, "unknown", "default"));
     proxy_config_destroy(cfg);
 }
@@ -368,8 +379,46 @@ static void test_defaults(void **state)
     assert_null(cfg->proxy.otlp_endpoint);
     assert_true(cfg->proxy.sampling_percent == 1);
     assert_int_equal(cfg->proxy.workers, 1);
+    assert_int_equal(cfg->proxy.linger_time_ms, 30000);
+    assert_int_equal(cfg->proxy.linger_timeout_ms, 5000);
+    assert_int_equal(cfg->proxy.linger_bytes, 64 << 20);
     assert_int_equal(cfg->n_services, 0);
     proxy_config_destroy(cfg);
+}
+
+static void test_linger_limits(void **state)
+{
+    (void)state;
+    msgs_t m;
+    proxy_config_t *cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\n"
+                               "spec: {limits: {lingerTime: 2s, lingerTimeout: 250ms, lingerBytes: 1048576}}\n",
+                               &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->proxy.linger_time_ms, 2000);
+    assert_int_equal(cfg->proxy.linger_timeout_ms, 250);
+    assert_int_equal(cfg->proxy.linger_bytes, 1048576);
+    buf_t b = BUF_INIT;
+    proxy_config_to_json(cfg, &b);
+    assert_non_null(strstr(b.data, "\"lingerTime\":\"2s\",\"lingerTimeout\":\"250ms\",\"lingerBytes\":1048576"));
+    buf_dispose(&b);
+    proxy_config_destroy(cfg);
+
+    /* lingerTime 0 turns lingering off */
+    cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {limits: {lingerTime: 0s}}\n",
+               &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->proxy.linger_time_ms, 0);
+    proxy_config_destroy(cfg);
+
+    cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\n"
+               "spec:\n  limits: {lingerTime: soon, lingerTimeout: 0s, lingerBytes: 0}\n",
+               &m);
+    assert_null(cfg);
+    assert_int_equal(m.n_err, 3);
+    expect_error(&m, "t.yaml:5:24: Proxy p: spec.limits.lingerTime: expected a duration such as 1s, 0.5s, 250ms, 1m "
+                     "or 1h (at least 1ms), got \"soon\"");
+    expect_error(&m, "t.yaml:5:45: Proxy p: spec.limits.lingerTimeout: must be at least 1ms");
+    expect_error(&m, "t.yaml:5:62: Proxy p: spec.limits.lingerBytes: 0 is out of range (1-1073741824)");
 }
 
 /* ---- errors ---- */
@@ -571,11 +620,16 @@ static void test_duplicates(void **state)
                "t.yaml:24:1: Proxy second: a second Proxy document (the first is at line 1); exactly one is "
                "allowed");
     check_case("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\n"
-               "spec: {hosts: [reviews.default.svc.cluster.local], ports: [{number: 1, name: a}, {number: 1, name: "
-               "b}]}\n",
+               "spec: {hosts: [Reviews], ports: [{number: 1, name: a}, {number: 1, name: b}]}\n",
                2,
-               "t.yaml:27:16: ServiceEntry x: spec.hosts[0]: host \"reviews.default.svc.cluster.local\" is already "
-               "defined by ServiceEntry reviews (line 10)");
+               "t.yaml:27:16: ServiceEntry x: spec.hosts[0]: host \"Reviews\" is already defined by ServiceEntry "
+               "reviews (line 10)");
+    /* entry hosts are not namespaced: the same host in another namespace is the same host */
+    check_case("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x, namespace: other}\n"
+               "spec: {hosts: [reviews], ports: [{number: 1, name: a}]}\n",
+               1,
+               "t.yaml:27:16: ServiceEntry x: spec.hosts[0]: host \"reviews\" is already defined by ServiceEntry "
+               "reviews (line 10)");
 }
 
 static void test_references(void **state)
@@ -596,12 +650,13 @@ static void test_references(void **state)
     check_case("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
                "spec: {host: ratings}\n",
                1, "t.yaml:27:14: DestinationRule d: spec.host: host \"ratings\" is not defined by any ServiceEntry");
-    /* a short name means the document's namespace: reviews in namespace other is another host */
+    /* a short name means the document's namespace: in namespace other, reviews.default.svc.cluster.local is
+     * not the short entry host "reviews" (which reviews, written in any namespace, still names) */
     check_case("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: other}\n"
                "spec:\n  hosts: [reviews.default.svc.cluster.local]\n  http: [{route: [{destination: {host: "
                "reviews}}]}]\n",
                1,
-               "t.yaml:29:40: VirtualService r: spec.http[0].route[0].destination.host: host \"reviews\" is not "
+               "t.yaml:28:11: VirtualService r: spec.hosts[0]: host \"reviews.default.svc.cluster.local\" is not "
                "defined by any ServiceEntry");
 }
 
@@ -739,6 +794,327 @@ static void test_json(void **state)
     proxy_config_destroy(cfg);
 }
 
+/* ---- namespaces ---- */
+
+/*
+ * The issue's file: a Proxy in namespace shop (written last: documents come
+ * in any order) and every other kind without metadata.namespace.
+ */
+static const char *const shop_docs =
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: reviews@NS@}\n"
+    "spec: {hosts: [reviews], ports: [{number: 9080, name: http}], resolution: STATIC,\n"
+    "       endpoints: [{address: 127.0.0.1, labels: {version: v1}}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: VirtualService\n"
+    "metadata: {name: reviews@NS@}\n"
+    "spec: {hosts: [reviews], http: [{name: all, route: [{destination: {host: reviews, subset: v1}}],\n"
+    "       mirror: {host: reviews}}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: DestinationRule\n"
+    "metadata: {name: reviews@NS@}\n"
+    "spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}]}\n"
+    "---\n"
+    "apiVersion: outrider.io/v1alpha1\n"
+    "kind: RateLimit\n"
+    "metadata: {name: reviews@NS@}\n"
+    "spec: {hosts: [reviews], routes: [all], local: {maxTokens: 5, fillInterval: 1s}}\n"
+    "---\n"
+    "apiVersion: outrider.io/v1alpha1\n"
+    "kind: Proxy\n"
+    "metadata: {name: p@PROXY_NS@}\n"
+    "spec: {}\n";
+
+/* shop_docs with @NS@ (every kind but the Proxy) and @PROXY_NS@ replaced; the caller frees it. */
+static char *shop_text(const char *ns, const char *proxy_ns)
+{
+    size_t cap = strlen(shop_docs) + 512, n = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    for (const char *c = shop_docs; *c;) {
+        const char *with = NULL;
+        if (strncmp(c, "@NS@", 4) == 0)
+            with = ns, c += 4;
+        else if (strncmp(c, "@PROXY_NS@", 10) == 0)
+            with = proxy_ns, c += 10;
+        if (with != NULL) {
+            n += (size_t)snprintf(out + n, cap - n, "%s", with);
+            continue;
+        }
+        out[n++] = *c++;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Load shop_text(ns, proxy_ns) into *m. */
+static proxy_config_t *load_shop(const char *ns, const char *proxy_ns, msgs_t *m)
+{
+    char *text = shop_text(ns, proxy_ns);
+    proxy_config_t *cfg = load(text, m);
+    free(text);
+    return cfg;
+}
+
+/* Every document of cfg is in namespace ns, and the references resolve there. */
+static void expect_in(const proxy_config_t *cfg, const char *ns, const char *proxy_ns)
+{
+    char fqdn[128];
+    snprintf(fqdn, sizeof(fqdn), "reviews.%s.svc.cluster.local", ns);
+    assert_string_equal(cfg->proxy.meta.namespace, proxy_ns);
+    const proxy_service_entry_t *se = &cfg->services[0];
+    const proxy_virtual_service_t *vs = &cfg->virtual_services[0];
+    const proxy_destination_rule_t *dr = &cfg->destination_rules[0];
+    const proxy_rate_limit_t *rl = &cfg->rate_limits[0];
+    assert_string_equal(se->meta.namespace, ns);
+    assert_string_equal(vs->meta.namespace, ns);
+    assert_string_equal(dr->meta.namespace, ns);
+    assert_string_equal(rl->meta.namespace, ns);
+    /* the entry host as written; the references relative to their (own) namespace */
+    assert_string_equal(se->hosts[0].fqdn, "reviews");
+    assert_string_equal(vs->hosts[0].fqdn, fqdn);
+    assert_string_equal(vs->http[0].routes[0].destination.fqdn, fqdn);
+    assert_string_equal(vs->http[0].mirrors[0].destination.fqdn, fqdn);
+    assert_string_equal(dr->host.fqdn, fqdn);
+    assert_string_equal(rl->hosts[0].fqdn, fqdn);
+    /* ... all naming the one entry */
+    assert_ptr_equal(vs->http[0].routes[0].destination.service, se);
+    assert_ptr_equal(vs->http[0].mirrors[0].destination.service, se);
+    assert_ptr_equal(dr->service, se);
+    assert_ptr_equal(rl->services[0], se);
+    assert_ptr_equal(proxy_config_find_rule(cfg, se), dr);
+}
+
+static void test_namespace_implicit(void **state)
+{
+    (void)state;
+    msgs_t m;
+    /* the issue: Proxy in shop, the rest without a namespace, so in shop */
+    proxy_config_t *cfg = load_shop("", ", namespace: shop", &m);
+    if (cfg == NULL || m.n_warn != 0)
+        dump(&m);
+    assert_non_null(cfg);
+    assert_int_equal(m.n_warn, 0);
+    expect_in(cfg, "shop", "shop");
+    /* --print-config and /config_dump name each document's namespace */
+    buf_t b = BUF_INIT;
+    proxy_config_to_json(cfg, &b);
+    const char *kinds[] = {"Proxy", "ServiceEntry", "VirtualService", "DestinationRule", "RateLimit"};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "\"kind\":\"%s\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"shop\"}", kinds[i],
+                 i == 0 ? "p" : "reviews");
+        if (strstr(b.data, want) == NULL)
+            fail_msg("no %s in %s", want, b.data);
+    }
+    assert_null(strstr(b.data, "\"namespace\":\"default\""));
+    buf_dispose(&b);
+    proxy_config_destroy(cfg);
+
+    /* a Proxy without a namespace is in default, and so is the rest */
+    cfg = load_shop("", "", &m);
+    assert_non_null(cfg);
+    assert_int_equal(m.n_warn, 0);
+    expect_in(cfg, "default", "default");
+    proxy_config_destroy(cfg);
+}
+
+static void test_namespace_explicit(void **state)
+{
+    (void)state;
+    msgs_t m;
+    /* every document says shop: the same model as without */
+    proxy_config_t *cfg = load_shop(", namespace: shop", ", namespace: shop", &m);
+    assert_non_null(cfg);
+    assert_int_equal(m.n_warn, 0);
+    expect_in(cfg, "shop", "shop");
+    proxy_config_destroy(cfg);
+
+    /* documents in another namespace than the Proxy's keep theirs (and their short names are relative to it);
+     * the sidecar's Host: reviews then does not select the VirtualService: a warning says so */
+    cfg = load_shop(", namespace: other", ", namespace: shop", &m);
+    assert_non_null(cfg);
+    expect_in(cfg, "other", "shop");
+    assert_int_equal(m.n_warn, 1);
+    expect_warning(&m, "t.yaml:10:16: VirtualService reviews: spec.hosts[0]: short host \"reviews\" means "
+                       "reviews.other.svc.cluster.local (the VirtualService's namespace is other); the sidecar is in "
+                       "namespace shop, so the app's Host: reviews does not select this VirtualService (Host: "
+                       "reviews.other does)");
+    proxy_config_destroy(cfg);
+
+    /* the Proxy without a namespace, the rest in shop */
+    cfg = load_shop(", namespace: shop", "", &m);
+    assert_non_null(cfg);
+    expect_in(cfg, "shop", "default");
+    assert_int_equal(m.n_warn, 1);
+    proxy_config_destroy(cfg);
+}
+
+static void test_namespace_errors(void **state)
+{
+    (void)state;
+    msgs_t m;
+    /* the implicit namespace is the namespace: reviews without one and reviews in shop are the same document */
+    char *text = shop_text("", ", namespace: shop");
+    size_t len = strlen(text) + 512;
+    text = realloc(text, len);
+    assert_non_null(text);
+    strcat(text, "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+                 "metadata: {name: reviews, namespace: shop}\nspec: {host: reviews}\n");
+    proxy_config_t *cfg = load(text, &m);
+    free(text);
+    assert_null(cfg);
+    expect_error(&m, "t.yaml:30:18: DestinationRule reviews: metadata.name: duplicate DestinationRule shop/reviews "
+                     "(the first is at line 13)");
+
+    /* a namespace is a DNS label: lowercase ASCII letters, digits and '-', at most 63 */
+    const char *bad[] = {"sh\xc3\xb6p", "Shop",   "a.b",
+                         "-shop",       "shop_1", "a123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char ns[128], want[256];
+        snprintf(ns, sizeof(ns), ", namespace: \"%s\"", bad[i]);
+        snprintf(want, sizeof(want),
+                 "t.yaml:25:33: Proxy: metadata.namespace: \"%s\" is not a valid namespace (lowercase letters, "
+                 "digits and '-')",
+                 bad[i]);
+        cfg = load_shop("", ns, &m);
+        assert_null(cfg);
+        expect_error(&m, want);
+        /* the other documents fall back to default rather than to the refused name */
+        assert_int_equal(m.n_err, 1);
+        snprintf(want, sizeof(want),
+                 "t.yaml:3:39: ServiceEntry: metadata.namespace: \"%s\" is not a valid namespace "
+                 "(lowercase letters, digits and '-')",
+                 bad[i]);
+        cfg = load_shop(ns, "", &m);
+        assert_null(cfg);
+        expect_error(&m, want);
+    }
+}
+
+static void test_host_forms(void **state)
+{
+    (void)state;
+    char f[PROXY_HOST_FORMS][PROXY_HOST_MAX];
+#define FORMS(name, ns, dns) proxy_host_forms(name, strlen(name), ns, dns, f)
+    /* Istio's reading first, then the same name in its other form seen from the namespace */
+    assert_int_equal(FORMS("Reviews", "shop", 0), 2);
+    assert_string_equal(f[0], "reviews.shop.svc.cluster.local");
+    assert_string_equal(f[1], "reviews");
+    assert_int_equal(FORMS("reviews.SHOP.svc.cluster.local", "shop", 0), 2);
+    assert_string_equal(f[0], "reviews.shop.svc.cluster.local");
+    assert_string_equal(f[1], "reviews");
+    assert_int_equal(FORMS("reviews.default.svc.cluster.local", "shop", 0), 1);
+    assert_string_equal(f[0], "reviews.default.svc.cluster.local");
+    /* Istio takes a name with a dot as written */
+    assert_int_equal(FORMS("reviews.shop", "shop", 0), 1);
+    assert_string_equal(f[0], "reviews.shop");
+    /* a Host header also has the DNS search path's partial names */
+    assert_int_equal(FORMS("reviews.shop", "shop", 1), 3);
+    assert_string_equal(f[0], "reviews.shop");
+    assert_string_equal(f[1], "reviews.shop.svc.cluster.local");
+    assert_string_equal(f[2], "reviews");
+    assert_int_equal(FORMS("reviews.shop.svc", "shop", 1), 3);
+    assert_string_equal(f[1], "reviews.shop.svc.cluster.local");
+    assert_string_equal(f[2], "reviews");
+    assert_int_equal(FORMS("reviews.default", "shop", 1), 2);
+    assert_string_equal(f[1], "reviews.default.svc.cluster.local");
+    assert_int_equal(FORMS("reviews.default.svc", "shop", 1), 2);
+    assert_int_equal(FORMS("a.b.c", "shop", 1), 1);
+    assert_int_equal(FORMS("api.example.com", "shop", 1), 1);
+    assert_int_equal(FORMS("reviews", "shop", 1), 2);
+    assert_string_equal(f[0], "reviews.shop.svc.cluster.local");
+    /* wildcards and IPv6 literals are themselves only; NULL is default */
+    assert_int_equal(FORMS("*.Example.com", "shop", 1), 1);
+    assert_string_equal(f[0], "*.example.com");
+    assert_int_equal(FORMS("*", "shop", 1), 1);
+    assert_int_equal(FORMS("::1", "shop", 1), 1);
+    assert_int_equal(FORMS("reviews", NULL, 0), 2);
+    assert_string_equal(f[0], "reviews.default.svc.cluster.local");
+    assert_int_equal(FORMS("", "shop", 1), 0);
+    char big[400];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(FORMS(big, "shop", 1), 0);
+#undef FORMS
+}
+
+/* Two entries for one name in shop: reviews and reviews.shop.svc.cluster.local. */
+static const char *const two_reviews =
+    "apiVersion: outrider.io/v1alpha1\n"
+    "kind: Proxy\n"
+    "metadata: {name: p, namespace: shop}\n"
+    "spec: {}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: fqdn}\n"
+    "spec: {hosts: [reviews.shop.svc.cluster.local], resolution: STATIC, endpoints: [{address: 127.0.0.1}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: short}\n"
+    "spec: {hosts: [reviews, ratings], resolution: STATIC, endpoints: [{address: 127.0.0.2}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: VirtualService\n"
+    "metadata: {name: r}\n"
+    "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}, {route: [{destination: {host: "
+    "ratings}}]}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: DestinationRule\n"
+    "metadata: {name: d, namespace: other}\n"
+    "spec: {host: reviews}\n"
+    "---\n"
+    "apiVersion: outrider.io/v1alpha1\n"
+    "kind: RateLimit\n"
+    "metadata: {name: l}\n"
+    "spec: {hosts: [reviews.shop.svc.cluster.local], local: {maxTokens: 1, fillInterval: 1s}}\n";
+
+static void test_namespace_ambiguity(void **state)
+{
+    (void)state;
+    msgs_t m;
+    proxy_config_t *cfg = load(two_reviews, &m);
+    if (cfg == NULL)
+        dump(&m);
+    assert_non_null(cfg);
+    assert_int_equal(m.n_err, 0);
+    const proxy_service_entry_t *fqdn = &cfg->services[0], *shrt = &cfg->services[1];
+    /* in shop, Istio's reading of reviews (the FQDN) wins over the short entry host */
+    proxy_host_ref_t ref;
+    proxy_config_resolve(cfg, "reviews", "shop", &ref);
+    assert_ptr_equal(ref.service, fqdn);
+    assert_ptr_equal(ref.host, &fqdn->hosts[0]);
+    assert_ptr_equal(ref.shadowed, shrt);
+    assert_ptr_equal(ref.shadowed_host, &shrt->hosts[0]);
+    /* from another namespace reviews is only the short host */
+    proxy_config_resolve(cfg, "reviews", "other", &ref);
+    assert_ptr_equal(ref.service, shrt);
+    assert_null(ref.shadowed);
+    assert_ptr_equal(cfg->virtual_services[0].http[0].routes[0].destination.service, fqdn);
+    assert_ptr_equal(cfg->virtual_services[0].http[1].routes[0].destination.service, shrt);
+    assert_ptr_equal(cfg->destination_rules[0].service, shrt);
+    /* a name written in full says which entry it means: no warning for it */
+    assert_ptr_equal(cfg->rate_limits[0].services[0], fqdn);
+    /* --check warns: at each ambiguous reference, and at the entry the app's Host header cannot reach */
+    expect_warning(&m, "t.yaml:19:16: VirtualService r: spec.hosts[0]: host \"reviews\" is ambiguous in namespace "
+                       "shop: it names ServiceEntry fqdn (host \"reviews.shop.svc.cluster.local\"), not ServiceEntry "
+                       "short (host \"reviews\")");
+    expect_warning(&m, "t.yaml:19:63: VirtualService r: spec.http[0].route[0].destination.host: host \"reviews\" is "
+                       "ambiguous in namespace shop: it names ServiceEntry fqdn (host "
+                       "\"reviews.shop.svc.cluster.local\"), not ServiceEntry short (host \"reviews\")");
+    expect_warning(&m, "t.yaml:14:16: ServiceEntry short: spec.hosts[0]: the app's Host: reviews reaches "
+                       "ServiceEntry fqdn (host \"reviews.shop.svc.cluster.local\"), not this entry: the sidecar is in "
+                       "namespace shop, where reviews means reviews.shop.svc.cluster.local");
+    assert_int_equal(m.n_warn, 3);
+    proxy_config_destroy(cfg);
+}
+
 static void test_load_file_errors(void **state)
 {
     (void)state;
@@ -754,6 +1130,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_mesh),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_linger_limits),
         cmocka_unit_test(test_base_is_valid),
         cmocka_unit_test(test_unknown_kind_and_api),
         cmocka_unit_test(test_unknown_fields),
@@ -769,6 +1146,11 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_load_file_errors),
+        cmocka_unit_test(test_namespace_implicit),
+        cmocka_unit_test(test_namespace_explicit),
+        cmocka_unit_test(test_namespace_errors),
+        cmocka_unit_test(test_host_forms),
+        cmocka_unit_test(test_namespace_ambiguity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

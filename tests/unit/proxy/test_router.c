@@ -156,7 +156,7 @@ static const char *const mesh =
     "kind: ServiceEntry\n"
     "metadata: {name: svc2, namespace: other}\n"
     "spec:\n"
-    "  hosts: [svc2]\n"
+    "  hosts: [svc2.other.svc.cluster.local]\n"
     "  ports: [{number: 80, name: http}]\n"
     "  resolution: STATIC\n"
     "  endpoints: [{address: 127.0.0.9}]\n"
@@ -165,7 +165,7 @@ static const char *const mesh =
     "kind: VirtualService\n"
     "metadata: {name: svc2, namespace: other}\n"
     "spec:\n"
-    "  hosts: [svc2]\n"
+    "  hosts: [svc2.other.svc.cluster.local]\n"
     "  http: [{route: [{destination: {host: svc2}}]}]\n"
     "---\n"
     "apiVersion: networking.istio.io/v1\n"
@@ -311,7 +311,8 @@ static const char *cluster_name(const router_decision_t *d)
     return d->action == ROUTER_FORWARD && d->cluster ? d->cluster->name : "(none)";
 }
 
-#define RV(v) "outbound|9080|" v "|reviews.default.svc.cluster.local"
+/* ServiceEntry hosts are cluster names as written (Istio's), short or not */
+#define RV(v) "outbound|9080|" v "|reviews"
 
 /* ---- clusters ---- */
 
@@ -340,14 +341,12 @@ static void test_clusters(void **state)
     assert_int_equal(find_cluster(RV("none"))->n_endpoints, 0);
 
     /* targetPort, IPv6, per-endpoint port by port name, DNS, NONE without endpoints */
-    c = find_cluster("outbound|9080||ratings.default.svc.cluster.local");
+    c = find_cluster("outbound|9080||ratings");
     assert_string_equal(c->endpoints[0].name, "127.0.0.1:8080");
     assert_null(c->policy);
-    assert_string_equal(find_cluster("outbound|80||details.default.svc.cluster.local")->endpoints[0].name, "[::1]:80");
-    assert_string_equal(find_cluster("outbound|8080||details.default.svc.cluster.local")->endpoints[0].name,
-                        "[::1]:18080");
-    assert_string_equal(find_cluster("outbound|7000||dnssvc.default.svc.cluster.local")->endpoints[0].name,
-                        "127.0.0.1:7000");
+    assert_string_equal(find_cluster("outbound|80||details")->endpoints[0].name, "[::1]:80");
+    assert_string_equal(find_cluster("outbound|8080||details")->endpoints[0].name, "[::1]:18080");
+    assert_string_equal(find_cluster("outbound|7000||dnssvc")->endpoints[0].name, "127.0.0.1:7000");
     assert_int_equal(find_cluster("outbound|80||*.example.com")->n_endpoints, 0);
     assert_string_equal(find_cluster("outbound|80||svc2.other.svc.cluster.local")->endpoints[0].name, "127.0.0.9:80");
 
@@ -454,11 +453,11 @@ static void test_host_forms(void **state)
     assert_null(d.vs);
     assert_null(d.route);
     assert_null(d.dest);
-    assert_string_equal(cluster_name(&d), "outbound|80||details.default.svc.cluster.local");
+    assert_string_equal(cluster_name(&d), "outbound|80||details");
     d = route("details:8080", "/x", NULL, 0);
-    assert_string_equal(cluster_name(&d), "outbound|8080||details.default.svc.cluster.local");
+    assert_string_equal(cluster_name(&d), "outbound|8080||details");
     d = route("details:9999", "/x", NULL, 0);
-    assert_string_equal(cluster_name(&d), "outbound|80||details.default.svc.cluster.local");
+    assert_string_equal(cluster_name(&d), "outbound|80||details");
 
     /* wildcard entry */
     d = route("api.Example.com", "/", NULL, 0);
@@ -466,6 +465,157 @@ static void test_host_forms(void **state)
     assert_int_equal(route("example.com", "/", NULL, 0).action, ROUTER_NOT_FOUND);
     d = route("[::1]:80", "/", NULL, 0);
     assert_int_equal(d.action, ROUTER_NOT_FOUND);
+}
+
+/* ---- namespaces: the sidecar reads Host headers in its own namespace ---- */
+
+/*
+ * The Proxy in namespace shop, written last; the other documents without a
+ * namespace (so in shop) unless they say otherwise.
+ */
+static const char *const shop_mesh =
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: reviews}\n"
+    "spec:\n"
+    "  hosts: [reviews]\n"
+    "  ports: [{number: 9080, name: http}]\n"
+    "  resolution: STATIC\n"
+    "  endpoints: [{address: 127.0.0.1, labels: {version: v1}}, {address: 127.0.0.2, labels: {version: v2}}]\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: DestinationRule\n"
+    "metadata: {name: reviews}\n"
+    "spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: VirtualService\n"
+    "metadata: {name: reviews}\n"
+    "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v2}}]}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: details}\n"
+    "spec: {hosts: [details], ports: [{number: 80, name: http}], resolution: STATIC,\n"
+    "       endpoints: [{address: 127.0.0.3}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: ratings}\n"
+    "spec: {hosts: [ratings.shop.svc.cluster.local], ports: [{number: 80, name: http}], resolution: STATIC,\n"
+    "       endpoints: [{address: 127.0.0.4}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: dup-short}\n"
+    "spec: {hosts: [dup], ports: [{number: 80, name: http}], resolution: STATIC, endpoints: [{address: 127.0.0.5}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: dup-fqdn}\n"
+    "spec: {hosts: [dup.shop.svc.cluster.local], ports: [{number: 80, name: http}], resolution: STATIC,\n"
+    "       endpoints: [{address: 127.0.0.6}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: svc, namespace: other}\n"
+    "spec: {hosts: [svc.other.svc.cluster.local], ports: [{number: 80, name: http}], resolution: STATIC,\n"
+    "       endpoints: [{address: 127.0.0.7}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: VirtualService\n"
+    "metadata: {name: svc, namespace: other}\n"
+    "spec: {hosts: [svc], http: [{route: [{destination: {host: svc}}]}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: ServiceEntry\n"
+    "metadata: {name: legacy}\n"
+    "spec: {hosts: [legacy], ports: [{number: 80, name: http}], resolution: STATIC, endpoints: [{address: "
+    "127.0.0.8}]}\n"
+    "---\n"
+    "apiVersion: networking.istio.io/v1\n"
+    "kind: VirtualService\n"
+    "metadata: {name: legacy, namespace: default}\n"
+    "spec: {hosts: [legacy], http: [{route: [{destination: {host: legacy}}]}]}\n"
+    "---\n"
+    "apiVersion: outrider.io/v1alpha1\n"
+    "kind: Proxy\n"
+    "metadata: {name: p, namespace: shop}\n"
+    "spec: {}\n";
+
+/* Route authority with router r: the cluster's name, "(none)" when not forwarded; *vs_name the VirtualService's. */
+static const char *route_in(const router_t *r, const char *authority, const char **vs_name)
+{
+    router_request_t q = req_of(authority, "GET", "/", NULL, 0);
+    router_decision_t d;
+    router_route(r, &q, 0, &d);
+    *vs_name = d.vs != NULL ? d.vs->meta.name : "-";
+    return cluster_name(&d);
+}
+
+static void test_namespace_hosts(void **state)
+{
+    (void)state;
+    proxy_config_t *c = proxy_config_load_string("shop.yaml", shop_mesh, strlen(shop_mesh), on_msg, NULL, "");
+    assert_non_null(c);
+    assert_string_equal(c->proxy.meta.namespace, "shop");
+    assert_string_equal(c->services[0].meta.namespace, "shop");
+    char err[256] = "";
+    router_t *r = router_create(c, err, sizeof(err));
+    assert_non_null(r);
+    const char *vs;
+
+    /* the forms: every way the app in shop can name reviews reaches its VirtualService */
+    const char *reviews[] = {"reviews",
+                             "reviews:9080",
+                             "REVIEWS.shop",
+                             "reviews.shop:9080",
+                             "reviews.shop.svc",
+                             "reviews.shop.svc.cluster.local:9080",
+                             "reviews.shop.svc.cluster.local.",
+                             "[reviews.shop.svc.cluster.local]:9080"};
+    for (size_t i = 0; i < sizeof(reviews) / sizeof(reviews[0]); i++) {
+        assert_string_equal(route_in(r, reviews[i], &vs), "outbound|9080|v2|reviews");
+        assert_string_equal(vs, "reviews");
+    }
+    /* ... and the names of reviews in other namespaces do not */
+    const char *elsewhere[] = {"reviews.default", "reviews.default.svc.cluster.local:9080", "reviews.other.svc",
+                               "reviews.shop.svc.cluster", "reviews.svc.cluster.local"};
+    for (size_t i = 0; i < sizeof(elsewhere) / sizeof(elsewhere[0]); i++)
+        assert_string_equal(route_in(r, elsewhere[i], &vs), "(none)");
+
+    /* a short entry host without a VirtualService: the same forms reach it, by its default route */
+    const char *details[] = {"details", "details:80", "details.shop", "details.shop.svc",
+                             "details.shop.svc.cluster.local"};
+    for (size_t i = 0; i < sizeof(details) / sizeof(details[0]); i++) {
+        assert_string_equal(route_in(r, details[i], &vs), "outbound|80||details");
+        assert_string_equal(vs, "-");
+    }
+    assert_string_equal(route_in(r, "details.default", &vs), "(none)");
+
+    /* an FQDN entry host in the sidecar's namespace: its short and partial names too */
+    const char *ratings[] = {"ratings", "ratings.shop", "ratings.shop.svc", "Ratings.Shop.svc.cluster.local:80"};
+    for (size_t i = 0; i < sizeof(ratings) / sizeof(ratings[0]); i++)
+        assert_string_equal(route_in(r, ratings[i], &vs), "outbound|80||ratings.shop.svc.cluster.local");
+    assert_string_equal(route_in(r, "ratings.default", &vs), "(none)");
+
+    /* "dup" and "dup.shop.svc.cluster.local" are one name here: Istio's reading (the FQDN) wins */
+    assert_string_equal(route_in(r, "dup", &vs), "outbound|80||dup.shop.svc.cluster.local");
+    assert_string_equal(route_in(r, "dup.shop", &vs), "outbound|80||dup.shop.svc.cluster.local");
+
+    /* another namespace's VirtualService: only qualified, its short host being relative to it */
+    assert_string_equal(route_in(r, "svc", &vs), "(none)");
+    assert_string_equal(route_in(r, "svc.other", &vs), "outbound|80||svc.other.svc.cluster.local");
+    assert_string_equal(vs, "svc");
+    assert_string_equal(route_in(r, "svc.other.svc.cluster.local", &vs), "outbound|80||svc.other.svc.cluster.local");
+
+    /* a VirtualService placed in default: Host: legacy is the entry's default route, legacy.default its routes */
+    assert_string_equal(route_in(r, "legacy", &vs), "outbound|80||legacy");
+    assert_string_equal(vs, "-");
+    assert_string_equal(route_in(r, "legacy.default", &vs), "outbound|80||legacy");
+    assert_string_equal(vs, "legacy");
+    router_destroy(r);
+    proxy_config_destroy(c);
 }
 
 /* ---- matches ---- */
@@ -873,7 +1023,7 @@ static void test_lb_consistent_hash(void **state)
     router_lb_dispose(&lb);
 
     /* cookie, query parameter and source address keys */
-    router_lb_init(&lb, find_cluster("outbound|80|cookie|lbch.default.svc.cluster.local"));
+    router_lb_init(&lb, find_cluster("outbound|80|cookie|lbch"));
     http1_header_t ck1[] = {H("Cookie", "a=b; user=bob; c=d")};
     http1_header_t ck2[] = {H("cookie", "user=bob")};
     http1_header_t ck3[] = {H("cookie", "user=\"bob\"")};
@@ -884,12 +1034,12 @@ static void test_lb_consistent_hash(void **state)
         assert_int_equal(ch_pick(&lb, "lbch", "/", ck3, 1, NULL, r), e);
     }
     router_lb_dispose(&lb);
-    router_lb_init(&lb, find_cluster("outbound|80|query|lbch.default.svc.cluster.local"));
+    router_lb_init(&lb, find_cluster("outbound|80|query|lbch"));
     e = ch_pick(&lb, "lbch", "/?x=1&uid=42", NULL, 0, NULL, 0);
     for (uint64_t r = 1; r < 20; r++)
         assert_int_equal(ch_pick(&lb, "lbch", "/p?uid=42", NULL, 0, NULL, r), e);
     router_lb_dispose(&lb);
-    router_lb_init(&lb, find_cluster("outbound|80|src|lbch.default.svc.cluster.local"));
+    router_lb_init(&lb, find_cluster("outbound|80|src|lbch"));
     e = ch_pick(&lb, "lbch", "/", NULL, 0, "10.1.2.3", 0);
     for (uint64_t r = 1; r < 20; r++)
         assert_int_equal(ch_pick(&lb, "lbch", "/", NULL, 0, "10.1.2.3", r), e);
@@ -916,6 +1066,7 @@ int main(void)
         cmocka_unit_test(test_header_ops),       cmocka_unit_test(test_lb_round_robin),
         cmocka_unit_test(test_lb_weighted),      cmocka_unit_test(test_lb_random),
         cmocka_unit_test(test_lb_least_request), cmocka_unit_test(test_lb_consistent_hash),
+        cmocka_unit_test(test_namespace_hosts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
