@@ -205,29 +205,41 @@ static inline int other_field(const uint8_t **pp, const uint8_t *end, uint32_t k
 
 /*
  * Length of the C-string view of the n bytes at s: n, or the offset of the
- * first NUL. *high is or-ed with a non-zero value when one of the bytes is
- * >= 0x80 (then the string may need a UTF-8 repair; without one it cannot).
+ * first NUL. Unless high is NULL, *high is or-ed with a non-zero value
+ * when one of the bytes is >= 0x80 (then the string may need a UTF-8
+ * repair; without one it cannot).
  */
 static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
 {
 #if defined(__SSE2__)
     if ((size_t)(x->body_end - s) >= n + 15) {
-        /* 16 bytes at a time; what lies past the string is still the body, and masked out */
+        /* 16 bytes at a time; what lies past the string is still the body, masked out in the last chunk */
         const __m128i zero = _mm_setzero_si128();
-        for (size_t i = 0; i < n; i += 16) {
+        unsigned h = 0, m = 0;
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-            unsigned keep = n - i >= 16 ? 0xffffu : (1u << (n - i)) - 1;
-            unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) & keep;
-            *high |= (unsigned)_mm_movemask_epi8(v) & keep;
-            if (m != 0)
-                return (uint32_t)(i + (size_t)__builtin_ctz(m));
+            if (high != NULL)
+                h |= (unsigned)_mm_movemask_epi8(v);
+            if ((m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero))) != 0)
+                break;
         }
-        return (uint32_t)n;
+        if (i < n && m == 0) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+            unsigned keep = (1u << (n - i)) - 1;
+            if (high != NULL)
+                h |= (unsigned)_mm_movemask_epi8(v) & keep;
+            m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) & keep;
+        }
+        if (high != NULL)
+            *high |= h;
+        return m != 0 ? (uint32_t)(i + (size_t)__builtin_ctz(m)) : (uint32_t)n;
     }
 #else
     (void)x;
 #endif
-    *high |= 1;
+    if (high != NULL)
+        *high |= 1;
     const uint8_t *z = memchr(s, 0, n);
     return (uint32_t)(z != NULL ? (size_t)(z - s) : n);
 }
@@ -237,11 +249,11 @@ static inline str_t zstr(const dx_t *x, const uint8_t *s, size_t n, unsigned *hi
     return (str_t){(const char *)s, zlen(x, s, n, high)};
 }
 
-/* zstr for strings that are not repaired (names are lowercased, which repairs; ids and the like). */
+/* zstr for strings that are not repaired here (names are lowercased, which repairs; the shared steps repair the rest).
+ */
 static inline str_t zstr_plain(const dx_t *x, const uint8_t *s, size_t n)
 {
-    unsigned high = 0;
-    return zstr(x, s, n, &high);
+    return zstr(x, s, n, NULL);
 }
 
 /* 1 when the n bytes at s hold no NUL (then every string inside is its own C-string view). */
