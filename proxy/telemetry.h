@@ -73,8 +73,9 @@ typedef struct tele_opts {
     const char *otlp_host; /* NULL: no export, no spans or logs (metrics still feed /stats/prometheus) */
     uint16_t otlp_port;
     uint64_t flush_interval_ms; /* > 0 */
-    size_t max_queue_bytes;     /* 0 = 16 MiB: batches waiting for the exporter */
-    size_t max_batch_records;   /* 0 = 4096: spans or logs per worker batch before an early hand-over */
+    size_t max_queue_bytes;     /* 0 = 16 MiB: metric batches and drained records waiting in the exporter */
+    size_t max_batch_records;   /* 0 = 4096: spans or logs the exporter gathers before an early export */
+    size_t ring_bytes;          /* 0 = 1 MiB: each worker's ring of spans and log records */
     bool access_log;            /* produce access log records */
     const peer_info_t *self;    /* this proxy (copied) */
     const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */
@@ -83,17 +84,45 @@ typedef struct tele_opts {
 
 enum tele_reporter { TELE_SOURCE, TELE_DESTINATION };
 
-/* One finished HTTP request as one proxy hop saw it. Slices are copied by tele_record. */
+/* Envoy's response flags, as bits: bit i is named tele_flag_names[i] ("UF"...). */
+enum tele_flag {
+    TELE_RF_NR = 1 << 0,    /* no route */
+    TELE_RF_UH = 1 << 1,    /* no healthy upstream */
+    TELE_RF_UF = 1 << 2,    /* upstream connection failure */
+    TELE_RF_UC = 1 << 3,    /* upstream connection termination */
+    TELE_RF_UT = 1 << 4,    /* upstream request timeout */
+    TELE_RF_URX = 1 << 5,   /* upstream retry limit exceeded */
+    TELE_RF_DC = 1 << 6,    /* downstream connection termination */
+    TELE_RF_UPE = 1 << 7,   /* upstream protocol error */
+    TELE_RF_DI = 1 << 8,    /* delayed by fault injection */
+    TELE_RF_FI = 1 << 9,    /* aborted by fault injection */
+    TELE_RF_UO = 1 << 10,   /* upstream overflow (circuit breaker) */
+    TELE_RF_RL = 1 << 11,   /* rate limited */
+    TELE_RF_RLSE = 1 << 12, /* the rate limit service failed */
+};
+#define TELE_NFLAGS 13
+extern const char *const tele_flag_names[TELE_NFLAGS];
+
+/*
+ * One finished HTTP request as one proxy hop saw it. Slices are copied by
+ * tele_record (only what a span or log record needs, into the worker's
+ * ring). dest_handle and peer_handle are the caller's caches of the
+ * interned destination and peer (see the header comment): when one holds a
+ * handle still valid on this worker, the strings it stands for are not
+ * read; otherwise they are interned and the new handle is written back.
+ */
 typedef struct tele_request {
     enum tele_reporter reporter;
     const peer_info_t *peer;   /* the other side's metadata (source on inbound, destination on outbound), or NULL */
+    uint64_t *peer_handle;     /* cache for *peer (reset it to 0 when *peer changes), or NULL */
+    uint64_t *dest_handle;     /* cache for the five destination_* strings below, or NULL */
     str_t destination_service; /* FQDN ("reviews.default.svc.cluster.local") */
     str_t destination_service_name;      /* "reviews" */
     str_t destination_service_namespace; /* "default" */
     str_t destination_version;           /* from the chosen endpoint's labels when the peer did not say; may be empty */
     str_t destination_app;               /* ditto */
     int response_code;                   /* 0 when no response (downstream went away) */
-    str_t response_flags;                /* "-" when none, else Envoy's short flags comma-separated ("UT,URX") */
+    uint32_t response_flags;             /* TELE_RF_* bits; 0 is Envoy's "-" */
     uint64_t request_bytes, response_bytes; /* bodies as received / sent */
     uint64_t start_unix_ns;
     uint64_t duration_ns; /* first request byte to last response byte */

@@ -65,7 +65,7 @@ static tele_request_t base_request(enum tele_reporter rep, const peer_info_t *pe
     r.destination_service_name = S("reviews");
     r.destination_service_namespace = S("default");
     r.response_code = 200;
-    r.response_flags = S("-");
+    r.response_flags = 0;
     r.start_unix_ns = 1700000000000000000ull;
     r.duration_ns = 1000000;
     r.method = S("GET");
@@ -233,14 +233,14 @@ static void test_destination_labels_and_series(void **state)
     tele_record(f.w, &r);
     tele_record(f.w, &r);
     r.response_code = 503;
-    r.response_flags = S("UF,URX");
+    r.response_flags = TELE_RF_UF | TELE_RF_URX;
     tele_record(f.w, &r);
     /* a source-side request without peer metadata: destination_* from the request */
     tele_request_t s = base_request(TELE_SOURCE, NULL);
     s.destination_app = S("reviews");
     s.destination_version = S("v3");
     s.response_code = 0;
-    s.response_flags = S("DC");
+    s.response_flags = TELE_RF_DC;
     tele_record(f.w, &s);
     /* a tunnel */
     tele_tcp_t tcp = {0};
@@ -345,36 +345,60 @@ static void test_queue_limit_drops(void **state)
     tc.trace_id[15] = 1;
     tc.span_id[7] = 2;
     tc.sampled = 1;
-    /* room for the metric deltas, not for the records: spans and logs are dropped, metrics kept */
+    /*
+     * A 4 KiB ring (the smallest) and no exporter draining it: it takes a
+     * few records, the rest are dropped and counted; metrics are kept.
+     * Room in the queue for two metric batches of one series, not three.
+     */
     fixture_t f;
-    fx_open(&f, "127.0.0.1", 1500, false);
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.self = self_info();
+    tele_opts_t o = {0};
+    o.otlp_host = "127.0.0.1";
+    o.otlp_port = 9;
+    o.flush_interval_ms = 60000;
+    o.max_queue_bytes = 1000;
+    o.ring_bytes = 1;
+    o.access_log = true;
+    o.self = &f.self;
+    o.service_name = "productpage.default";
+    f.t = tele_create(&o);
+    f.w = tele_worker_create(f.t, &f.loop);
     peer_info_t reviews = reviews_info();
     tele_request_t r = base_request(TELE_SOURCE, &reviews);
     r.trace = &tc;
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 40; i++)
         tele_record(f.w, &r);
-    tele_worker_flush(f.w);
     tele_stats_t st;
     tele_get_stats(f.t, &st);
-    assert_int_equal(st.spans_dropped, 10);
-    assert_int_equal(st.logs_dropped, 10);
+    assert_true(st.spans_dropped > 0 && st.spans_dropped < 40);
+    assert_int_equal(st.logs_dropped, st.spans_dropped);
+    assert_true(st.queue_bytes > 0 && st.queue_bytes <= 4096); /* what the ring holds */
+    size_t ring_fill = st.queue_bytes;
+    tele_worker_flush(f.w);
+    tele_get_stats(f.t, &st);
     assert_int_equal(st.metric_batches_dropped, 0);
-    assert_true(st.queue_bytes > 0 && st.queue_bytes <= 1500);
-    /* the next metric batch does not fit beside the first one */
+    assert_true(st.queue_bytes > ring_fill && st.queue_bytes <= ring_fill + 1000);
+    tele_record(f.w, &r);
+    tele_worker_flush(f.w);
     tele_record(f.w, &r);
     tele_worker_flush(f.w);
     tele_get_stats(f.t, &st);
-    assert_int_equal(st.spans_dropped, 11);
     assert_int_equal(st.metric_batches_dropped, 1);
     fx_finish(&f);
+    /* without an exporter thread, what the ring held is dropped at stop: every record is accounted for */
     tele_get_stats(f.t, &st);
+    assert_int_equal(st.spans_dropped, 42);
+    assert_int_equal(st.logs_dropped, 42);
     assert_int_equal(st.queue_bytes, 0);
     buf_t out = BUF_INIT;
     tele_render_prometheus(f.t, &out);
-    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"traces\"} 11");
+    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"traces\"} 42");
+    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"logs\"} 42");
     assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"metrics\"} 1");
-    /* the queued metric batch was folded at stop */
-    assert_series_line(out.data, "istio_requests_total", SRC_LABELS, "", "10");
+    /* the two queued metric batches were folded at stop */
+    assert_series_line(out.data, "istio_requests_total", SRC_LABELS, "", "41");
     buf_dispose(&out);
     fx_close(&f);
 }
@@ -555,7 +579,7 @@ static void test_otlp_logs_every_field(void **state)
     r0.request_bytes = 7;
     r0.response_bytes = 123456789012ull;
     r0.response_code = 503;
-    r0.response_flags = S("UF");
+    r0.response_flags = TELE_RF_UF;
     r0.route_name = S("default");
     tele_rec_fill(&recs[0], &strings, &r0);
     recs[0].has_log = recs[0].has_span = true;
@@ -760,7 +784,7 @@ static void test_otlp_traces_every_field(void **state)
     r0.response_bytes = 9876543210ull;
     r0.attempts = 3;
     r0.route_name = S("reviews-route");
-    r0.response_flags = S("UF");
+    r0.response_flags = TELE_RF_UF;
     tele_rec_fill(&recs[0], &strings, &r0);
     recs[0].has_span = true;
     /* 1: SERVER root span, 200, no span name (the method is the name) */
@@ -952,8 +976,8 @@ static void test_otlp_metrics(void **state)
     peer_info_t self = self_info(), reviews = reviews_info();
     tele_request_t r = base_request(TELE_SOURCE, &reviews);
     str_t v[TELE_NLABELS];
-    char code[12];
-    tele_request_labels(&r, &self, code, v);
+    char code[12], flags[TELE_FLAGS_MAX];
+    tele_request_labels(&r, &self, code, flags, v);
     tele_series_t series[2];
     memset(series, 0, sizeof(series));
     series[0].labels = tele_labels_new(TELE_SERIES_HTTP, v, tele_labels_hash(TELE_SERIES_HTTP, v));
