@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,8 @@
 #define TELE_MAX_DIMS (2 * TELE_MAX_SERIES) /* destinations and peers interned per worker */
 #define WORKER_IDLE_FLUSHES 10              /* a worker forgets a series unused for this many flushes */
 #define RING_BYTES_DEFAULT (1u << 20)
-#define RING_POLL_MS 20 /* the exporter drains the rings this often */
+#define RING_POLL_MS 20        /* the exporter drains the rings this often */
+#define EXPORTER_NICE 19       /* the exporter thread yields the CPU to the workers */
 #define EXPORT_IO_TIMEOUT_MS 5000 /* connect, send and receive of one export */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
@@ -1417,6 +1419,9 @@ static void export_one(tele_t *t, batch_t *b)
 static void *exporter_main(void *arg)
 {
     tele_t *t = arg;
+    /* Linux nice values are per thread: only this one yields (failure leaves it at the process's) */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), EXPORTER_NICE) != 0)
+        log_debug("telemetry: cannot lower the exporter thread's priority: %s", strerror(errno));
     for (;;) {
         pthread_mutex_lock(&t->mu);
         bool stopping = t->stopping;
