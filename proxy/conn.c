@@ -159,7 +159,7 @@ struct conn {
     uint64_t start_unix_ns; /* wall clock at the request head */
     trace_ctx_t trace;
     peer_info_t peer_info; /* the other side's metadata, when have_peer */
-    uint64_t tele_peer;    /* telemetry's handle for peer_info (tele_request_t.peer_handle); 0 after a decode */
+    uint64_t tele_peer;    /* telemetry's handle for peer_info (tele_request_t.peer_handle); 0 when it changed */
     uint64_t excluded[ROUTER_MAX_ENDPOINTS / 64];
 };
 
@@ -886,6 +886,23 @@ static void ensure_hdrs(conn_t *c, uint32_t need)
     }
 }
 
+/*
+ * Decode a peer metadata header into c->peer_info (zeroed when it does not
+ * decode, as peer_decode leaves it); telemetry's handle for the peer is kept
+ * when the metadata did not change, so a peer is interned once per connection.
+ */
+static void take_peer(conn_t *c, str_t value)
+{
+    peer_info_t pi;
+    int rc = peer_decode(value, &pi);
+    if (memcmp(&pi, &c->peer_info, sizeof pi) != 0) {
+        c->peer_info = pi;
+        c->tele_peer = 0;
+    }
+    if (rc == 0)
+        c->have_peer = true;
+}
+
 /* The response's fields as the client gets them: peer metadata taken out (and read), route header operations. */
 static uint32_t response_headers(conn_t *c, const http1_head_t *h)
 {
@@ -896,11 +913,8 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
     for (uint32_t i = 0; i < h->header_count; i++) {
         const http1_header_t *f = &h->headers[i];
         if (f->name.len >= 21 && peer_is_header(f->name)) {
-            if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER) &&
-                peer_decode(f->value, &c->peer_info) == 0) {
-                c->have_peer = true;
-                c->tele_peer = 0;
-            }
+            if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER))
+                take_peer(c, f->value);
             continue;
         }
         tmp[n++] = *f;
@@ -1164,10 +1178,8 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     tracectx_begin(&c->trace, c->env->w->tele != NULL ? ps->sampling_percent : 0, &c->env->w->rng);
     if (c->env->mode == CONN_INBOUND) {
         const http1_header_t *pm = find_header(h, PEER_HEADER);
-        if (pm != NULL && peer_decode(pm->value, &c->peer_info) == 0) {
-            c->have_peer = true;
-            c->tele_peer = 0;
-        }
+        if (pm != NULL)
+            take_peer(c, pm->value);
     }
 
     router_request_t *rq = &c->rreq;

@@ -132,8 +132,9 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
     runtime_view_t *v = calloc(1, sizeof *v);
     size_t n = router_cluster_count(rt->router);
     if (v == NULL ||
-        (n > 0 && ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL ||
-                   (v->cs = calloc(n, sizeof *v->cs)) == NULL || (v->tele_dest = calloc(n, sizeof *v->tele_dest)) == NULL)))
+        (n > 0 &&
+         ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL ||
+          (v->cs = calloc(n, sizeof *v->cs)) == NULL || (v->tele_dest = calloc(n, sizeof *v->tele_dest)) == NULL)))
         log_fatal("runtime: out of memory");
     runtime_ref(rt);
     v->rt = rt;

@@ -48,8 +48,8 @@
 #define TELE_MAX_DIMS (2 * TELE_MAX_SERIES) /* destinations and peers interned per worker */
 #define WORKER_IDLE_FLUSHES 10              /* a worker forgets a series unused for this many flushes */
 #define RING_BYTES_DEFAULT (1u << 20)
-#define RING_POLL_MS 20        /* the exporter drains the rings this often */
-#define EXPORTER_NICE 19       /* the exporter thread yields the CPU to the workers */
+#define RING_POLL_MS 20           /* the exporter drains the rings this often */
+#define EXPORTER_NICE 19          /* the exporter thread yields the CPU to the workers */
 #define EXPORT_IO_TIMEOUT_MS 5000 /* connect, send and receive of one export */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
@@ -167,7 +167,7 @@ static void stable_dispose(stable_t *t)
 
 enum dim_kind { DIM_DEST, DIM_PEER };
 #define DIM_FIELDS 7
-enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP };                         /* DIM_DEST */
+enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP };                                 /* DIM_DEST */
 enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER }; /* DIM_PEER */
 
 typedef struct dim {

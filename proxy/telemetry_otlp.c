@@ -53,7 +53,7 @@ static const char *const label_names[TELE_NLABELS] = {
     "connection_security_policy",
 };
 
-const char *const tele_flag_names[TELE_NFLAGS] = {"NR", "UH", "UF",  "UC", "UT", "URX", "DC",
+const char *const tele_flag_names[TELE_NFLAGS] = {"NR",  "UH", "UF", "UC", "UT", "URX", "DC",
                                                   "UPE", "DI", "FI", "UO", "RL", "RLSE"};
 
 const double tele_duration_bounds_ms[TELE_DUR_BOUNDS] = {

@@ -1390,7 +1390,8 @@ static void test_handle_aggregation_matches_per_request_labels(void **state)
         assert_true(fresh != 0);
         bool stale_seen = false;
         for (int d = 0; d < ND; d++)
-            stale_seen |= (uint32_t)dest_cache[0][d] == (uint32_t)fresh || (uint32_t)dest_cache[1][d] == (uint32_t)fresh;
+            stale_seen |=
+                (uint32_t)dest_cache[0][d] == (uint32_t)fresh || (uint32_t)dest_cache[1][d] == (uint32_t)fresh;
         assert_true(stale_seen); /* the newcomer took a slot an old handle still names */
     }
     fx_finish(&f);
@@ -1398,14 +1399,15 @@ static void test_handle_aggregation_matches_per_request_labels(void **state)
     tele_render_prometheus(f.t, &out);
     assert_page_matches(out.data, ref);
     /* Istio's labels for one of them, spelled out: the peer's version wins over the endpoint's */
-    assert_non_null(strstr(out.data, "istio_requests_total{reporter=\"source\",source_workload=\"productpage-v1\","
-                                     "source_workload_namespace=\"default\",source_principal=\"unknown\","
-                                     "source_app=\"productpage\",source_version=\"v1\",source_cluster=\"Kubernetes\","
-                                     "source_canonical_service=\"productpage\",source_canonical_revision=\"v1\","
-                                     "destination_workload=\"ratings-v1\",destination_workload_namespace=\"default\","
-                                     "destination_principal=\"unknown\",destination_app=\"ratings\","
-                                     "destination_version=\"v1\",destination_service=\"details.shop.svc.cluster.local\","
-                                     "destination_service_name=\"details\",destination_service_namespace=\"shop\","));
+    assert_non_null(strstr(out.data,
+                           "istio_requests_total{reporter=\"source\",source_workload=\"productpage-v1\","
+                           "source_workload_namespace=\"default\",source_principal=\"unknown\","
+                           "source_app=\"productpage\",source_version=\"v1\",source_cluster=\"Kubernetes\","
+                           "source_canonical_service=\"productpage\",source_canonical_revision=\"v1\","
+                           "destination_workload=\"ratings-v1\",destination_workload_namespace=\"default\","
+                           "destination_principal=\"unknown\",destination_app=\"ratings\","
+                           "destination_version=\"v1\",destination_service=\"details.shop.svc.cluster.local\","
+                           "destination_service_name=\"details\",destination_service_namespace=\"shop\","));
     buf_dispose(&out);
     free(ref);
     fx_close(&f);

@@ -330,12 +330,9 @@ static void test_spsc_threads_with_drops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_capacity_and_limits),
-        cmocka_unit_test(test_wrap_around),
-        cmocka_unit_test(test_record_across_the_boundary),
-        cmocka_unit_test(test_full_ring_refuses_then_recovers),
-        cmocka_unit_test(test_spsc_threads_no_loss),
-        cmocka_unit_test(test_spsc_threads_with_drops),
+        cmocka_unit_test(test_capacity_and_limits),        cmocka_unit_test(test_wrap_around),
+        cmocka_unit_test(test_record_across_the_boundary), cmocka_unit_test(test_full_ring_refuses_then_recovers),
+        cmocka_unit_test(test_spsc_threads_no_loss),       cmocka_unit_test(test_spsc_threads_with_drops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
