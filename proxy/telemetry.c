@@ -48,7 +48,8 @@
 #define TELE_MAX_DIMS (2 * TELE_MAX_SERIES) /* destinations and peers interned per worker */
 #define WORKER_IDLE_FLUSHES 10              /* a worker forgets a series unused for this many flushes */
 #define RING_BYTES_DEFAULT (1u << 20)
-#define RING_POLL_MS 20           /* the exporter drains the rings this often */
+#define RING_POLL_MS 20           /* the exporter drains the rings this often while records come */
+#define RING_POLL_IDLE_MS 160     /* ... backing off to this while none do */
 #define EXPORTER_NICE 19          /* the exporter thread yields the CPU to the workers */
 #define EXPORT_IO_TIMEOUT_MS 5000 /* connect, send and receive of one export */
 #define BACKOFF_MIN_MS 100
@@ -1283,6 +1284,8 @@ static void export_all(tele_t *t, entry_t *const *series, size_t n_series, uint6
         buf_t raw = BUF_INIT, z = BUF_INIT;
         size_t n_items = 0;
         int rc;
+        if (sig != SIG_METRICS) /* about what a span or a log record takes: no regrowth */
+            buf_reserve(&raw, 1024 + (sig == SIG_TRACES ? p->n_spans : p->n_logs) * 1024);
         if (sig == SIG_TRACES)
             rc = tele_otlp_traces(&res, p->recs, p->n, p->strings.data, &raw, &n_items);
         else if (sig == SIG_METRICS)
@@ -1330,7 +1333,7 @@ static void pending_reset(pending_t *p)
  * when discard is set or the queue byte limit is reached. Rings of workers
  * that have gone are freed once empty, their drop counts kept.
  */
-static void drain_rings(tele_t *t, bool discard)
+static size_t drain_rings(tele_t *t, bool discard)
 {
     pthread_mutex_lock(&t->mu);
     chan_t *c = t->chans;
@@ -1391,6 +1394,7 @@ static void drain_rings(tele_t *t, bool discard)
     t->st.spans_dropped += spans_dropped;
     t->st.logs_dropped += logs_dropped;
     pthread_mutex_unlock(&t->mu);
+    return added + spans_dropped + logs_dropped;
 }
 
 /*
@@ -1422,6 +1426,7 @@ static void *exporter_main(void *arg)
     /* Linux nice values are per thread: only this one yields (failure leaves it at the process's) */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), EXPORTER_NICE) != 0)
         log_debug("telemetry: cannot lower the exporter thread's priority: %s", strerror(errno));
+    uint64_t poll_ms = RING_POLL_MS;
     for (;;) {
         pthread_mutex_lock(&t->mu);
         bool stopping = t->stopping;
@@ -1429,7 +1434,10 @@ static void *exporter_main(void *arg)
         t->head = t->tail = NULL;
         pthread_mutex_unlock(&t->mu);
         /* records first, so that a batch goes out with the records of its interval */
-        drain_rings(t, false);
+        if (drain_rings(t, false) > 0)
+            poll_ms = RING_POLL_MS;
+        else if (poll_ms < RING_POLL_IDLE_MS)
+            poll_ms *= 2;
         while (b != NULL) {
             batch_t *next = b->next;
             export_one(t, b);
@@ -1442,7 +1450,7 @@ static void *exporter_main(void *arg)
             break;
         pthread_mutex_lock(&t->mu);
         if (t->head == NULL && !t->stopping)
-            cond_wait_until(t, mono_ms() + RING_POLL_MS);
+            cond_wait_until(t, mono_ms() + poll_ms);
         pthread_mutex_unlock(&t->mu);
     }
     conn_close(t);

@@ -29,8 +29,9 @@
  * default): a record is one reservation, a copy of the fixed fields and of
  * the request's strings cut to their bounds, and a commit. When the ring
  * is full the record is dropped and counted; the worker never waits and
- * never wakes the exporter. The exporter polls the rings every 20 ms
- * (RING_POLL_MS), repairs UTF-8 and turns records into tele_rec_t; they
+ * never wakes the exporter. The exporter polls the rings every 20 ms while
+ * records come (backing off to 160 ms while none do), repairs UTF-8 and
+ * turns records into tele_rec_t; they
  * are exported with the next metric batch, when max_batch_records have
  * gathered, or a flush interval after the oldest of them arrived. What it
  * holds (metric batches and drained records) is bounded by
