@@ -47,7 +47,7 @@
 #define TELE_MAX_SERIES 10000               /* label sets per worker table and in the cumulative table */
 #define TELE_MAX_DIMS (2 * TELE_MAX_SERIES) /* destinations and peers interned per worker */
 #define WORKER_IDLE_FLUSHES 10              /* a worker forgets a series unused for this many flushes */
-#define RING_BYTES_DEFAULT (1u << 20)
+#define RING_BYTES_DEFAULT (512u << 10)
 #define RING_POLL_MS 20           /* the exporter drains the rings this often while records come */
 #define RING_POLL_IDLE_MS 160     /* ... backing off to this while none do */
 #define EXPORTER_NICE 19          /* the exporter thread yields the CPU to the workers */
@@ -407,7 +407,7 @@ tele_t *tele_create(const tele_opts_t *opts)
     t->instance_id = xstrdup(opts->instance_id ? opts->instance_id : "");
     t->flush_interval_ms = opts->flush_interval_ms ? opts->flush_interval_ms : 1000;
     t->max_queue_bytes = opts->max_queue_bytes ? opts->max_queue_bytes : 16u << 20;
-    t->max_batch_records = opts->max_batch_records ? opts->max_batch_records : 4096;
+    t->max_batch_records = opts->max_batch_records ? opts->max_batch_records : 1024;
     t->ring_bytes = opts->ring_bytes ? opts->ring_bytes : RING_BYTES_DEFAULT;
     t->max_series = TELE_MAX_SERIES;
     t->access_log = opts->access_log;

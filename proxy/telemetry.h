@@ -25,7 +25,7 @@
  * on), and the caller's strings are interned again.
  *
  * Spans and access log records go through one single-producer
- * single-consumer ring per worker (telemetry_ring.h, ring_bytes, 1 MiB by
+ * single-consumer ring per worker (telemetry_ring.h, ring_bytes, 512 KiB by
  * default): a record is one reservation, a copy of the fixed fields and of
  * the request's strings cut to their bounds, and a commit. When the ring
  * is full the record is dropped and counted; the worker never waits and
@@ -100,8 +100,8 @@ typedef struct tele_opts {
     uint16_t otlp_port;
     uint64_t flush_interval_ms; /* > 0 */
     size_t max_queue_bytes;     /* 0 = 16 MiB: metric batches and drained records waiting in the exporter */
-    size_t max_batch_records;   /* 0 = 4096: spans or logs the exporter gathers before an early export */
-    size_t ring_bytes;          /* 0 = 1 MiB: each worker's ring of spans and log records */
+    size_t max_batch_records;   /* 0 = 1024: spans or logs the exporter gathers before an early export */
+    size_t ring_bytes;          /* 0 = 512 KiB: each worker's ring of spans and log records */
     bool access_log;            /* produce access log records */
     const peer_info_t *self;    /* this proxy (copied) */
     const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */

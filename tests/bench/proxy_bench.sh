@@ -21,12 +21,12 @@
 # Then prints the summary tables. A proxy that fails to start or exits early is reported, not fatal.
 #   usage: tests/bench/proxy_bench.sh
 #   env:   DUR, ROUNDS (passed to proxy_peers.sh; 5 and 2 by default), MEASURE (10 s),
-#          VARIANTS ("1 100"), OUTRIDER_BIN
+#          VARIANTS ("1 100"), OUTRIDER_BIN, PEERS (the peers script, ../shared/bench/proxy_peers.sh)
 # Needs: nginx haproxy wrk hey curl pgrep (Debian packages; pgrep is procps). Ports 18080-18082 must be free.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${OUTRIDER_BIN:-$REPO/build/release/bin}
-PEERS=$(cd "$REPO/.." && pwd)/shared/bench/proxy_peers.sh
+PEERS=${PEERS:-$(cd "$REPO/.." && pwd)/shared/bench/proxy_peers.sh}
 DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-2}
 MEASURE=${MEASURE:-10}
