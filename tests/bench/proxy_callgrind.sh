@@ -92,6 +92,10 @@ for v in $VARIANTS; do
     IN=$(free_port)
     OUT=$(free_port)
     ADM=$(free_port)
+    while [[ $OUT == "$IN" || $ADM == "$IN" || $ADM == "$OUT" ]]; do # a port handed out twice
+        OUT=$(free_port)
+        ADM=$(free_port)
+    done
     {
         echo "apiVersion: outrider.io/v1alpha1"
         echo "kind: Proxy"
