@@ -351,6 +351,29 @@ struct tele {
     buf_t rbuf;
 };
 
+/* An open-addressing index of positions in an array: pos[i] is a position + 1, 0 empty; cap a power of two. */
+typedef struct pindex {
+    uint32_t *pos;
+    uint32_t cap;
+} pindex_t;
+
+static void pindex_put(pindex_t *x, uint64_t hash, uint32_t position)
+{
+    uint32_t mask = x->cap - 1;
+    uint32_t i = (uint32_t)hash & mask;
+    while (x->pos[i] != 0)
+        i = (i + 1) & mask;
+    x->pos[i] = position + 1;
+}
+
+/* Empty the index, with room for cap entries. */
+static void pindex_reset(pindex_t *x, uint32_t cap)
+{
+    free(x->pos);
+    x->pos = xcalloc(cap, sizeof(*x->pos));
+    x->cap = cap;
+}
+
 /* A worker's interned dim; handles are (gen << 32 | slot index). */
 typedef struct dslot {
     dim_t *dim;      /* NULL: free */
@@ -382,13 +405,11 @@ struct tele_worker {
     uint32_t n_dslots, cap_dslots, n_dims;
     uint32_t *dfree; /* free slot indexes */
     uint32_t n_dfree;
-    uint32_t *dindex; /* open addressing by dim hash: slot index + 1, 0 = empty */
-    uint32_t dindex_cap;
+    pindex_t dindex; /* slots by dim hash */
     /* series */
     wseries_t *ser;
     uint32_t n_ser, cap_ser;
-    uint32_t *sindex; /* open addressing by key hash: series index + 1, 0 = empty */
-    uint32_t sindex_cap;
+    pindex_t sindex; /* series by key hash */
     uint64_t last_flush_ns;
     uint64_t series_dropped; /* handed to t at the next flush */
     uint64_t spans_dropped, logs_dropped;
@@ -448,33 +469,22 @@ static bool handle_valid(const tele_worker_t *w, uint64_t h)
     return h != 0 && slot < w->n_dslots && w->dslots[slot].dim != NULL && w->dslots[slot].gen == (uint32_t)(h >> 32);
 }
 
-static void dindex_place(tele_worker_t *w, uint32_t slot)
-{
-    uint32_t mask = w->dindex_cap - 1;
-    uint32_t i = (uint32_t)w->dslots[slot].dim->hash & mask;
-    while (w->dindex[i] != 0)
-        i = (i + 1) & mask;
-    w->dindex[i] = slot + 1;
-}
-
 static void dindex_rebuild(tele_worker_t *w, uint32_t cap)
 {
-    free(w->dindex);
-    w->dindex = xcalloc(cap, sizeof(*w->dindex));
-    w->dindex_cap = cap;
+    pindex_reset(&w->dindex, cap);
     for (uint32_t s = 0; s < w->n_dslots; s++)
         if (w->dslots[s].dim != NULL)
-            dindex_place(w, s);
+            pindex_put(&w->dindex, w->dslots[s].dim->hash, s);
 }
 
 /* The handle of the dim with these values, interned now if new; 0 when the worker holds TELE_MAX_DIMS already. */
 static uint64_t dim_intern(tele_worker_t *w, dimkey_t *k)
 {
     dimkey_hash(k);
-    if (w->dindex_cap > 0) {
-        uint32_t mask = w->dindex_cap - 1;
-        for (uint32_t i = (uint32_t)k->hash & mask; w->dindex[i] != 0; i = (i + 1) & mask) {
-            uint32_t s = w->dindex[i] - 1;
+    if (w->dindex.cap > 0) {
+        uint32_t mask = w->dindex.cap - 1;
+        for (uint32_t i = (uint32_t)k->hash & mask; w->dindex.pos[i] != 0; i = (i + 1) & mask) {
+            uint32_t s = w->dindex.pos[i] - 1;
             if (dim_is(w->dslots[s].dim, k))
                 return handle_of(w, s);
         }
@@ -496,10 +506,10 @@ static uint64_t dim_intern(tele_worker_t *w, dimkey_t *k)
     w->dslots[slot].dim = dim_new(k);
     w->dslots[slot].series = 0;
     w->n_dims++;
-    if (w->n_dims * 2 > w->dindex_cap)
-        dindex_rebuild(w, w->dindex_cap ? w->dindex_cap * 2 : 128);
+    if (w->n_dims * 2 > w->dindex.cap)
+        dindex_rebuild(w, w->dindex.cap ? w->dindex.cap * 2 : 128);
     else
-        dindex_place(w, slot);
+        pindex_put(&w->dindex, w->dslots[slot].dim->hash, slot);
     return handle_of(w, slot);
 }
 
@@ -520,7 +530,7 @@ static void dims_evict(tele_worker_t *w)
         any = true;
     }
     if (any)
-        dindex_rebuild(w, w->dindex_cap);
+        dindex_rebuild(w, w->dindex.cap);
 }
 
 static uint64_t worker_dest(tele_worker_t *w, uint64_t *cache, str_t svc, str_t name, str_t ns, str_t version,
@@ -575,32 +585,22 @@ static uint64_t skey_hash(const skey_t *k)
     return h;
 }
 
-static void sindex_place(tele_worker_t *w, uint32_t idx)
-{
-    uint32_t mask = w->sindex_cap - 1;
-    uint32_t i = (uint32_t)skey_hash(&w->ser[idx].k) & mask;
-    while (w->sindex[i] != 0)
-        i = (i + 1) & mask;
-    w->sindex[i] = idx + 1;
-}
-
 static void sindex_rebuild(tele_worker_t *w, uint32_t cap)
 {
-    free(w->sindex);
-    w->sindex = xcalloc(cap, sizeof(*w->sindex));
-    w->sindex_cap = cap;
+    pindex_reset(&w->sindex, cap);
     for (uint32_t i = 0; i < w->n_ser; i++)
-        sindex_place(w, i);
+        pindex_put(&w->sindex, skey_hash(&w->ser[i].k), i);
 }
 
 /* The series of k, added if new (NULL, counted, when the table is full). */
 static wseries_t *worker_series(tele_worker_t *w, const skey_t *k)
 {
     wseries_t *e;
-    if (w->sindex_cap > 0) {
-        uint32_t mask = w->sindex_cap - 1;
-        for (uint32_t i = (uint32_t)skey_hash(k) & mask; w->sindex[i] != 0; i = (i + 1) & mask) {
-            e = &w->ser[w->sindex[i] - 1];
+    uint64_t h = skey_hash(k);
+    if (w->sindex.cap > 0) {
+        uint32_t mask = w->sindex.cap - 1;
+        for (uint32_t i = (uint32_t)h & mask; w->sindex.pos[i] != 0; i = (i + 1) & mask) {
+            e = &w->ser[w->sindex.pos[i] - 1];
             if (memcmp(&e->k, k, sizeof(*k)) == 0)
                 goto found;
         }
@@ -619,10 +619,10 @@ static wseries_t *worker_series(tele_worker_t *w, const skey_t *k)
     w->dslots[(uint32_t)k->dest].series++;
     if (k->peer != 0)
         w->dslots[(uint32_t)k->peer].series++;
-    if (w->n_ser * 2 > w->sindex_cap)
-        sindex_rebuild(w, w->sindex_cap ? w->sindex_cap * 2 : 128);
+    if (w->n_ser * 2 > w->sindex.cap)
+        sindex_rebuild(w, w->sindex.cap ? w->sindex.cap * 2 : 128);
     else
-        sindex_place(w, w->n_ser - 1);
+        pindex_put(&w->sindex, h, w->n_ser - 1);
 found:
     e->dirty = true;
     e->idle = 0;
@@ -751,7 +751,7 @@ static void worker_age(tele_worker_t *w)
     }
     if (k != w->n_ser) {
         w->n_ser = k;
-        sindex_rebuild(w, w->sindex_cap);
+        sindex_rebuild(w, w->sindex.cap);
     }
     dims_evict(w);
 }
@@ -821,9 +821,9 @@ static void worker_close_cb(uv_handle_t *h)
         dim_unref(w->dslots[s].dim);
     free(w->dslots);
     free(w->dfree);
-    free(w->dindex);
+    free(w->dindex.pos);
     free(w->ser);
-    free(w->sindex);
+    free(w->sindex.pos);
     free(w);
 }
 

@@ -14,57 +14,19 @@
 # ports (not the 18080-18082 of proxy_bench.sh), so it may run beside it (but skews its numbers).
 #   usage: tests/bench/proxy_callgrind.sh        env: N (5000), WARM (500), VARIANTS, OUTRIDER_BIN,
 #                                                     KEEP=1 keeps the callgrind files (path printed)
-# Needs: valgrind nginx hey.
-set -u
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${OUTRIDER_BIN:-$REPO/build/release/bin}
+# Needs: valgrind nginx hey. Uses tests/lib.sh (temp dir, collector, process cleanup).
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 N=${N:-5000}
 WARM=${WARM:-500}
 VARIANTS=${VARIANTS:-off 1 100}
-
-die() {
-    echo "proxy_callgrind: $*" >&2
-    exit 1
-}
-for t in valgrind callgrind_control nginx hey python3; do
-    command -v "$t" >/dev/null || die "$t is not installed"
+[[ -n ${KEEP:-} ]] && KEEP_TMP=1
+for t in valgrind callgrind_control nginx hey; do
+    command -v "$t" >/dev/null || fail "$t is not installed"
 done
-[[ -x $BIN/outrider-proxy && -x $BIN/outrider-collector ]] || die "build the release first (no $BIN/outrider-proxy)"
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/proxy_callgrind.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid i
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 200; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -9 "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    if [[ -n ${KEEP:-} ]]; then echo "kept $W"; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-wait_port() { # PORT TRIES
-    local i
-    for ((i = 0; i < $2; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+[[ -x $OUTRIDER_BIN/outrider-proxy ]] || fail "build the release first (no $OUTRIDER_BIN/outrider-proxy)"
+W=$T
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 BE=$(free_port)
 head -c 1024 /dev/zero | tr '\0' 'x' >"$W/body.txt"
@@ -75,18 +37,10 @@ http { access_log off; client_body_temp_path $W; proxy_temp_path $W; fastcgi_tem
   server { listen 127.0.0.1:$BE; keepalive_requests 1000000; location / { root $W; try_files /body.txt =404; } } }
 CONF
 nginx -c "$W/backend.conf" >/dev/null 2>&1 &
-PIDS+=($!)
-wait_port "$BE" 100 || die "backend did not start"
-
-"$BIN/outrider-collector" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 >"$W/collector.log" 2>&1 &
-PIDS+=($!)
-OP=''
-for _ in $(seq 200); do
-    OP=$(sed -n 's/.*listening otlp http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$W/collector.log" | head -1)
-    [[ -n $OP ]] && break
-    sleep 0.05
-done
-[[ -n $OP ]] || die "collector did not start"
+track_pid $!
+wait_until -n 100 port_open "$BE" || fail "backend did not start"
+start_collector
+OP=${OTLP_URL##*:}
 
 for v in $VARIANTS; do
     IN=$(free_port)
@@ -109,28 +63,31 @@ for v in $VARIANTS; do
     } >"$W/proxy-$v.yaml"
     mkdir -p "$W/cg-$v"
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$W/cg-$v/cg.%p" \
-        "$BIN/outrider-proxy" --config "$W/proxy-$v.yaml" >"$W/proxy-$v.log" 2>&1 &
+        "$OUTRIDER_BIN/outrider-proxy" --config "$W/proxy-$v.yaml" >"$W/proxy-$v.log" 2>&1 &
     PP=$!
-    PIDS+=("$PP")
-    wait_port "$IN" 600 || die "proxy ($v) did not start: $(tail -5 "$W/proxy-$v.log")"
+    track_pid "$PP"
+    wait_until -n 600 -i 0.1 port_open "$IN" || fail "proxy ($v) did not start: $(tail -5 "$W/proxy-$v.log")"
     hey -n "$WARM" -c 4 "http://127.0.0.1:$IN/" >/dev/null 2>&1
     sleep 1.5 # let a flush pass so the series exist before counting starts
-    callgrind_control -z "$PP" >/dev/null 2>&1 || die "callgrind_control -z failed"
+    callgrind_control -z "$PP" >/dev/null 2>&1 || fail "callgrind_control -z failed"
     hey -n "$N" -c 4 "http://127.0.0.1:$IN/" >"$W/hey-$v.out" 2>&1
     ok=$(awk '/\[200\]/ {print $2}' "$W/hey-$v.out")
     sleep 1.5 # the exporter's share of these requests (one flush interval)
-    callgrind_control -d "$PP" >/dev/null 2>&1 || die "callgrind_control -d failed"
+    callgrind_control -d "$PP" >/dev/null 2>&1 || fail "callgrind_control -d failed"
     kill "$PP" 2>/dev/null
-    wait "$PP" 2>/dev/null
+    wait "$PP" 2>/dev/null || true
     for f in "$W/cg-$v"/cg."$PP".*; do
         [[ -f $f ]] || continue
         # dumps taken by -d are numbered (.1); the final dump at exit is not: keep only the counted one
         [[ $f =~ \.[0-9]+-[0-9]+$ ]] || continue
-        ir=$(awk '/^summary:/ {print $2} /^totals:/ {t=$2} END {}' "$f" | head -1)
+        ir=$(awk '/^summary:/ {print $2}' "$f" | head -1)
         [[ -n $ir ]] || ir=$(awk '/^totals:/ {print $2}' "$f" | head -1)
         who=other
-        grep -q 'http_parser_execute' "$f" && who=worker
-        grep -q 'exporter_main' "$f" && who=exporter
+        if grep -q 'exporter_main' "$f"; then
+            who=exporter
+        elif grep -q 'http_parser_execute' "$f"; then
+            who=worker
+        fi
         awk -v v="$v" -v who="$who" -v ir="${ir:-0}" -v n="$N" -v ok="${ok:-0}" -v f="${f##*/}" \
             'BEGIN {printf "variant=%s thread=%s ir_per_request=%.0f ir=%s requests_ok=%s file=%s\n", v, who, ir / n, ir, ok, f}'
     done
