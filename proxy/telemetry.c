@@ -855,28 +855,30 @@ static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
         }
         str_t v[TELE_NLABELS];
         char code[12], flags[TELE_FLAGS_MAX];
+        tele_request_t r;
+        memset(&r, 0, sizeof(r));
+        r.reporter = (enum tele_reporter)m->reporter;
+        r.peer = peer;
+        r.destination_service = dim_str(m->dest, DF_SERVICE);
+        r.destination_service_name = dim_str(m->dest, DF_NAME);
+        r.destination_service_namespace = dim_str(m->dest, DF_NAMESPACE);
         if (m->kind == TELE_SERIES_HTTP) {
-            tele_request_t r;
-            memset(&r, 0, sizeof(r));
-            r.reporter = (enum tele_reporter)m->reporter;
-            r.peer = peer;
-            r.destination_service = dim_str(m->dest, DF_SERVICE);
-            r.destination_service_name = dim_str(m->dest, DF_NAME);
-            r.destination_service_namespace = dim_str(m->dest, DF_NAMESPACE);
             r.destination_version = dim_str(m->dest, DF_VERSION);
             r.destination_app = dim_str(m->dest, DF_APP);
             r.response_code = (int)m->code;
             r.response_flags = m->flags;
             tele_request_labels(&r, &t->self, code, flags, v);
         } else {
-            tele_tcp_t r;
-            memset(&r, 0, sizeof(r));
-            r.reporter = (enum tele_reporter)m->reporter;
-            r.peer = peer;
-            r.destination_service = dim_str(m->dest, DF_SERVICE);
-            r.destination_service_name = dim_str(m->dest, DF_NAME);
-            r.destination_service_namespace = dim_str(m->dest, DF_NAMESPACE);
-            tele_tcp_labels(&r, &t->self, v);
+            tele_tcp_t tcp = {r.reporter,
+                              r.peer,
+                              r.destination_service,
+                              r.destination_service_name,
+                              r.destination_service_namespace,
+                              false,
+                              false,
+                              0,
+                              0};
+            tele_tcp_labels(&tcp, &t->self, v);
         }
         enum tele_series_kind kind = (enum tele_series_kind)m->kind;
         uint64_t h = tele_labels_hash(kind, v);
