@@ -31,11 +31,11 @@
  * is full the record is dropped and counted; the worker never waits and
  * never wakes the exporter. The exporter polls the rings every 20 ms while
  * records come (backing off to 160 ms while none do), repairs UTF-8 and
- * turns records into tele_rec_t; they
- * are exported with the next metric batch, when max_batch_records have
- * gathered, or a flush interval after the oldest of them arrived. What it
- * holds (metric batches and drained records) is bounded by
- * max_queue_bytes, past which more is dropped and counted.
+ * turns records into tele_rec_t; they are exported with the next metric
+ * batch, when max_batch_records have gathered, or a flush interval after
+ * the oldest of them arrived. What it holds (metric batches and drained
+ * records) is bounded by max_queue_bytes, past which more is dropped and
+ * counted.
  *
  * The exporter thread (started by tele_start, at nice 19 so that it only
  * takes CPU the workers leave) adds metric deltas into the cumulative
@@ -101,7 +101,7 @@ typedef struct tele_opts {
     uint64_t flush_interval_ms; /* > 0 */
     size_t max_queue_bytes;     /* 0 = 16 MiB: metric batches and drained records waiting in the exporter */
     size_t max_batch_records;   /* 0 = 1024: spans or logs the exporter gathers before an early export */
-    size_t ring_bytes;          /* 0 = 512 KiB: each worker's ring of spans and log records */
+    size_t ring_bytes;          /* 0 = 512 KiB: each worker's ring of spans and log records (at least 4 KiB) */
     bool access_log;            /* produce access log records */
     const peer_info_t *self;    /* this proxy (copied) */
     const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */
