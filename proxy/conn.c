@@ -50,24 +50,22 @@
 #define BACKOFF_BASE_MS 25
 #define BACKOFF_MAX_MS 250
 
-/* Envoy's response flags, in the order they are printed. */
+/* Envoy's response flags: telemetry's bits (telemetry.h), which name them. */
 enum {
-    RF_NR = 1 << 0,    /* no route */
-    RF_UH = 1 << 1,    /* no healthy upstream */
-    RF_UF = 1 << 2,    /* upstream connection failure */
-    RF_UC = 1 << 3,    /* upstream connection termination */
-    RF_UT = 1 << 4,    /* upstream request timeout */
-    RF_URX = 1 << 5,   /* upstream retry limit exceeded */
-    RF_DC = 1 << 6,    /* downstream connection termination */
-    RF_UPE = 1 << 7,   /* upstream protocol error */
-    RF_DI = 1 << 8,    /* the request was delayed by fault injection */
-    RF_FI = 1 << 9,    /* the request was aborted by fault injection */
-    RF_UO = 1 << 10,   /* upstream overflow: a circuit-breaker limit */
-    RF_RL = 1 << 11,   /* rate limited */
-    RF_RLSE = 1 << 12, /* the rate limit service (Redis) failed, failureMode deny */
+    RF_NR = TELE_RF_NR,     /* no route */
+    RF_UH = TELE_RF_UH,     /* no healthy upstream */
+    RF_UF = TELE_RF_UF,     /* upstream connection failure */
+    RF_UC = TELE_RF_UC,     /* upstream connection termination */
+    RF_UT = TELE_RF_UT,     /* upstream request timeout */
+    RF_URX = TELE_RF_URX,   /* upstream retry limit exceeded */
+    RF_DC = TELE_RF_DC,     /* downstream connection termination */
+    RF_UPE = TELE_RF_UPE,   /* upstream protocol error */
+    RF_DI = TELE_RF_DI,     /* the request was delayed by fault injection */
+    RF_FI = TELE_RF_FI,     /* the request was aborted by fault injection */
+    RF_UO = TELE_RF_UO,     /* upstream overflow: a circuit-breaker limit */
+    RF_RL = TELE_RF_RL,     /* rate limited */
+    RF_RLSE = TELE_RF_RLSE, /* the rate limit service (Redis) failed, failureMode deny */
 };
-static const char *const flag_names[] = {"NR",  "UH", "UF", "UC", "UT", "URX", "DC",
-                                         "UPE", "DI", "FI", "UO", "RL", "RLSE"};
 
 /* Requests waiting for a connection when DestinationRule http1MaxPendingRequests is not set (Envoy's default). */
 #define DEFAULT_MAX_PENDING 1024
@@ -161,6 +159,7 @@ struct conn {
     uint64_t start_unix_ns; /* wall clock at the request head */
     trace_ctx_t trace;
     peer_info_t peer_info; /* the other side's metadata, when have_peer */
+    uint64_t tele_peer;    /* telemetry's handle for peer_info (tele_request_t.peer_handle); 0 when it changed */
     uint64_t excluded[ROUTER_MAX_ENDPOINTS / 64];
 };
 
@@ -887,6 +886,23 @@ static void ensure_hdrs(conn_t *c, uint32_t need)
     }
 }
 
+/*
+ * Decode a peer metadata header into c->peer_info (zeroed when it does not
+ * decode, as peer_decode leaves it); telemetry's handle for the peer is kept
+ * when the metadata did not change, so a peer is interned once per connection.
+ */
+static void take_peer(conn_t *c, str_t value)
+{
+    peer_info_t pi;
+    int rc = peer_decode(value, &pi);
+    if (memcmp(&pi, &c->peer_info, sizeof pi) != 0) {
+        c->peer_info = pi;
+        c->tele_peer = 0;
+    }
+    if (rc == 0)
+        c->have_peer = true;
+}
+
 /* The response's fields as the client gets them: peer metadata taken out (and read), route header operations. */
 static uint32_t response_headers(conn_t *c, const http1_head_t *h)
 {
@@ -897,9 +913,8 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
     for (uint32_t i = 0; i < h->header_count; i++) {
         const http1_header_t *f = &h->headers[i];
         if (f->name.len >= 21 && peer_is_header(f->name)) {
-            if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER) &&
-                peer_decode(f->value, &c->peer_info) == 0)
-                c->have_peer = true;
+            if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER))
+                take_peer(c, f->value);
             continue;
         }
         tmp[n++] = *f;
@@ -1163,8 +1178,8 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     tracectx_begin(&c->trace, c->env->w->tele != NULL ? ps->sampling_percent : 0, &c->env->w->rng);
     if (c->env->mode == CONN_INBOUND) {
         const http1_header_t *pm = find_header(h, PEER_HEADER);
-        if (pm != NULL && peer_decode(pm->value, &c->peer_info) == 0)
-            c->have_peer = true;
+        if (pm != NULL)
+            take_peer(c, pm->value);
     }
 
     router_request_t *rq = &c->rreq;
@@ -1814,6 +1829,28 @@ static const char *endpoint_label(const conn_t *c, const char *key)
     return proxy_kv_get(&c->cl->endpoints[c->ep].ep->labels, key);
 }
 
+/* Envoy's span name (the service, ":", the port, "/" and "*") into buf, cut to TELE_SPAN_NAME_MAX - 1 bytes. */
+#define TELE_SPAN_NAME_MAX 300
+static str_t span_name(char *buf, str_t svc, uint32_t port)
+{
+    char tail[16];
+    char *t = tail + sizeof tail;
+    *--t = '*';
+    *--t = '/';
+    do {
+        *--t = (char)('0' + port % 10);
+        port /= 10;
+    } while (port != 0);
+    *--t = ':';
+    size_t tl = (size_t)(tail + sizeof tail - t);
+    size_t n = svc.len < TELE_SPAN_NAME_MAX - 1 ? svc.len : TELE_SPAN_NAME_MAX - 1;
+    if (n > 0)
+        memcpy(buf, svc.ptr, n);
+    size_t m = tl < TELE_SPAN_NAME_MAX - 1 - n ? tl : TELE_SPAN_NAME_MAX - 1 - n;
+    memcpy(buf + n, t, m);
+    return (str_t){buf, (uint32_t)(n + m)};
+}
+
 static void record(conn_t *c)
 {
     if (c->recorded || c->view == NULL)
@@ -1823,18 +1860,9 @@ static void record(conn_t *c)
     if (tw == NULL)
         return;
     const runtime_t *rt = c->view->rt;
-    char flags[64];
-    size_t fl = 0;
-    for (size_t i = 0; i < sizeof flag_names / sizeof flag_names[0]; i++)
-        if (c->flags & (1u << i))
-            fl += (size_t)snprintf(flags + fl, sizeof flags - fl, "%s%s", fl ? "," : "", flag_names[i]);
-    if (fl == 0)
-        flags[fl++] = '-';
-    flags[fl] = '\0';
-
     tele_request_t r;
     memset(&r, 0, sizeof r);
-    char span_name[300] = "";
+    char span_buf[TELE_SPAN_NAME_MAX];
     if (c->env->mode == CONN_OUTBOUND) {
         r.reporter = TELE_SOURCE;
         const char *host = c->cl != NULL ? c->cl->host : NULL;
@@ -1856,19 +1884,22 @@ static void record(conn_t *c)
         r.destination_version = s_of(endpoint_label(c, "version"));
         r.destination_app = s_of(endpoint_label(c, "app"));
         if (c->trace.sampled == 1)
-            snprintf(span_name, sizeof span_name, "%.*s:%u/*", (int)svc.len, svc.ptr, c->cl != NULL ? c->cl->port : 0);
+            r.span_name = span_name(span_buf, svc, c->cl != NULL ? c->cl->port : 0);
     } else {
         r.reporter = TELE_DESTINATION;
-        const char *fq = rt->self_fqdn;
-        r.destination_service = s_of(fq);
+        str_t fq = s_of(rt->self_fqdn);
+        r.destination_service = fq;
         r.destination_service_name = s_of(rt->self.canonical_service);
         r.destination_service_namespace = s_of(rt->self.namespace);
         if (c->trace.sampled == 1)
-            snprintf(span_name, sizeof span_name, "%s:%u/*", fq, c->cl != NULL ? c->cl->port : 0);
+            r.span_name = span_name(span_buf, fq, c->cl != NULL ? c->cl->port : 0);
     }
+    /* with a cluster, the destination strings above are fixed per (view, cluster, endpoint): cached there */
+    r.dest_handle = c->cl != NULL ? runtime_view_tele_dest(c->view, c->cl, c->ep) : NULL;
     r.peer = c->have_peer ? &c->peer_info : NULL;
+    r.peer_handle = &c->tele_peer;
     r.response_code = c->status;
-    r.response_flags = s_of(flags);
+    r.response_flags = c->flags;
     r.request_bytes = c->req_body_bytes;
     r.response_bytes = c->resp_body_bytes;
     r.start_unix_ns = c->start_unix_ns;
@@ -1887,7 +1918,6 @@ static void record(conn_t *c)
         r.route_name = s_of(c->d.route->name);
     r.attempts = (uint32_t)c->attempts;
     r.trace = &c->trace;
-    r.span_name = s_of(span_name);
     tele_record(tw, &r);
 }
 

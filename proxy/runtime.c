@@ -132,8 +132,9 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
     runtime_view_t *v = calloc(1, sizeof *v);
     size_t n = router_cluster_count(rt->router);
     if (v == NULL ||
-        (n > 0 && ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL ||
-                   (v->cs = calloc(n, sizeof *v->cs)) == NULL)))
+        (n > 0 &&
+         ((v->lbs = calloc(n, sizeof *v->lbs)) == NULL || (v->pools = calloc(n, sizeof *v->pools)) == NULL ||
+          (v->cs = calloc(n, sizeof *v->cs)) == NULL || (v->tele_dest = calloc(n, sizeof *v->tele_dest)) == NULL)))
         log_fatal("runtime: out of memory");
     runtime_ref(rt);
     v->rt = rt;
@@ -173,6 +174,18 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
     return row[ep];
 }
 
+uint64_t *runtime_view_tele_dest(runtime_view_t *v, const router_cluster_t *cl, int ep)
+{
+    uint64_t *row = v->tele_dest[cl->index];
+    if (row == NULL) {
+        row = calloc(cl->n_endpoints + 1, sizeof *row);
+        if (row == NULL)
+            log_fatal("runtime: out of memory");
+        v->tele_dest[cl->index] = row;
+    }
+    return &row[ep + 1];
+}
+
 static void view_free(runtime_view_t *v)
 {
     size_t n = router_cluster_count(v->rt->router);
@@ -183,12 +196,14 @@ static void view_free(runtime_view_t *v)
                 upstream_pool_destroy(v->pools[i][e]);
             free(v->pools[i]);
         }
+        free(v->tele_dest[i]);
         router_lb_dispose(&v->lbs[i]);
         if (v->cs[i].n_ejected > 0)
             atomic_fetch_sub(&v->rt->ejected[i], v->cs[i].n_ejected);
         free(v->cs[i].health);
     }
     free(v->pools);
+    free(v->tele_dest);
     free(v->lbs);
     free(v->cs);
     runtime_unref(v->rt);

@@ -99,6 +99,7 @@ typedef struct runtime_view {
     router_lb_t *lbs;            /* per cluster */
     upstream_pool_t ***pools;    /* [cluster][endpoint], NULL until first use */
     runtime_cluster_state_t *cs; /* per cluster */
+    uint64_t **tele_dest;        /* [cluster][endpoint + 1]: telemetry destination handles, rows made on first use */
     uint32_t users;              /* exchanges holding the view */
     bool retired;
 } runtime_view_t;
@@ -106,6 +107,12 @@ typedef struct runtime_view {
 runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);
 /* The pool of endpoint ep of cluster cl, created on first use with the cluster's connection policy. */
 upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep);
+/*
+ * The cache of telemetry's destination handle (tele_request_t.dest_handle)
+ * for requests to endpoint ep of cluster cl (-1: no endpoint chosen),
+ * 0 until telemetry first fills it.
+ */
+uint64_t *runtime_view_tele_dest(runtime_view_t *v, const router_cluster_t *cl, int ep);
 /* Open upstream connections of cluster cl in this worker: leased plus idle in its pools. */
 uint32_t runtime_view_connections(const runtime_view_t *v, const router_cluster_t *cl);
 void runtime_view_hold(runtime_view_t *v);

@@ -1,12 +1,18 @@
 /*
- * telemetry: per-worker recording, the hand-over queue, the exporter
- * thread with its OTLP/HTTP client, and the /stats/prometheus page (see
- * telemetry.h for the design).
+ * telemetry: per-worker recording, the hand-offs to the exporter, the
+ * exporter thread with its OTLP/HTTP client, and the /stats/prometheus
+ * page (see telemetry.h for the design).
  *
- * Invariants. A worker's series table and record batch are touched only
- * on its loop thread. t->mu guards the queue, queue_bytes and the stats;
- * t->cum_mu guards the cumulative table. A queued batch stays counted in
- * queue_bytes until the exporter has sent it or given up on it, so the
+ * Invariants. A worker's dimension slots, series table and the producer
+ * side of its ring are touched only on its loop thread; the consumer side
+ * of every ring and the exporter's pending records only on the exporter
+ * thread (or in tele_stop once that thread has ended). t->mu guards the
+ * metric batch queue, queue_bytes, the stats and the list of rings;
+ * t->cum_mu guards the cumulative table. A dim is immutable once made and
+ * reference-counted: the worker's slot holds one reference and every batch
+ * series naming it another, so the exporter can still read a dim the
+ * worker has forgotten. A queued batch, and a drained record, stay counted
+ * in queue_bytes until the exporter has sent or given up on them, so the
  * byte limit also bounds what waits behind a failing endpoint.
  */
 #include "telemetry.h"
@@ -18,25 +24,33 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "compress.h"
 #include "hex.h"
 #include "log.h"
 #include "telemetry_otlp.h"
+#include "telemetry_ring.h"
 #include "xalloc.h"
 
-#define TELE_MAX_SERIES 10000     /* label sets per worker table and in the cumulative table */
-#define WORKER_IDLE_FLUSHES 10    /* a worker forgets a label set unused for this many flushes */
+#define TELE_MAX_SERIES 10000               /* label sets per worker table and in the cumulative table */
+#define TELE_MAX_DIMS (2 * TELE_MAX_SERIES) /* destinations and peers interned per worker */
+#define WORKER_IDLE_FLUSHES 10              /* a worker forgets a series unused for this many flushes */
+#define RING_BYTES_DEFAULT (512u << 10)
+#define RING_POLL_MS 20           /* the exporter drains the rings this often while records come */
+#define RING_POLL_IDLE_MS 160     /* ... backing off to this while none do */
+#define EXPORTER_NICE 19          /* the exporter thread yields the CPU to the workers */
 #define EXPORT_IO_TIMEOUT_MS 5000 /* connect, send and receive of one export */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
@@ -67,8 +81,6 @@ static uint64_t real_ns(void)
 
 typedef struct entry {
     tele_series_t s;
-    uint32_t idle; /* flushes since it last changed (workers) */
-    bool dirty;    /* changed since the last flush (workers) */
 } entry_t;
 
 typedef struct stable {
@@ -151,37 +163,160 @@ static void stable_dispose(stable_t *t)
     memset(t, 0, sizeof(*t));
 }
 
-/* Drop the entries idle for at least max_idle flushes. */
-static void stable_evict(stable_t *t, uint32_t max_idle)
+/* ------------------------------------------------------------------ */
+/* dims: a destination or a peer as the metric labels see it           */
+
+enum dim_kind { DIM_DEST, DIM_PEER };
+#define DIM_FIELDS 7
+enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP };                                 /* DIM_DEST */
+enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER }; /* DIM_PEER */
+
+typedef struct dim {
+    _Atomic uint32_t refs;
+    uint8_t kind; /* enum dim_kind */
+    uint64_t hash;
+    uint16_t len[DIM_FIELDS];
+    const char *v[DIM_FIELDS]; /* NUL-terminated, into data */
+    char data[];
+} dim_t;
+
+/* A dim's would-be values: cut to TELE_LABEL_MAX and made valid UTF-8, as labels are. */
+typedef struct dimkey {
+    uint8_t kind;
+    uint16_t len[DIM_FIELDS];
+    uint64_t hash;
+    char v[DIM_FIELDS][TELE_LABEL_MAX];
+} dimkey_t;
+
+static void dimkey_init(dimkey_t *k, enum dim_kind kind)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->list[i]->idle >= max_idle)
-            entry_free(t->list[i]);
-        else
-            t->list[k++] = t->list[i];
+    k->kind = (uint8_t)kind;
+    memset(k->len, 0, sizeof(k->len));
+}
+
+static void dimkey_set(dimkey_t *k, int i, const char *p, size_t n)
+{
+    if (n > TELE_LABEL_MAX)
+        n = TELE_LABEL_MAX;
+    if (n > 0)
+        tele_utf8_copy(k->v[i], p, n);
+    k->len[i] = (uint16_t)n;
+}
+
+static void dimkey_peer_field(dimkey_t *k, int i, const char *f)
+{
+    dimkey_set(k, i, f, strnlen(f, PEER_FIELD_MAX));
+}
+
+static void dimkey_hash(dimkey_t *k)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ k->kind;
+    for (int i = 0; i < DIM_FIELDS; i++)
+        h = XXH3_64bits_withSeed(k->v[i], k->len[i], h);
+    k->hash = h;
+}
+
+static bool dim_is(const dim_t *d, const dimkey_t *k)
+{
+    if (d->hash != k->hash || d->kind != k->kind || memcmp(d->len, k->len, sizeof(d->len)) != 0)
+        return false;
+    for (int i = 0; i < DIM_FIELDS; i++)
+        if (memcmp(d->v[i], k->v[i], k->len[i]) != 0)
+            return false;
+    return true;
+}
+
+static dim_t *dim_new(const dimkey_t *k)
+{
+    size_t total = 0;
+    for (int i = 0; i < DIM_FIELDS; i++)
+        total += k->len[i] + 1u;
+    dim_t *d = xmalloc(sizeof(*d) + total);
+    atomic_init(&d->refs, 1);
+    d->kind = k->kind;
+    d->hash = k->hash;
+    memcpy(d->len, k->len, sizeof(d->len));
+    char *p = d->data;
+    for (int i = 0; i < DIM_FIELDS; i++) {
+        memcpy(p, k->v[i], k->len[i]);
+        p[k->len[i]] = '\0';
+        d->v[i] = p;
+        p += k->len[i] + 1u;
     }
-    if (k == t->n)
-        return;
-    t->n = k;
-    memset(t->slots, 0, t->cap * sizeof(*t->slots));
-    for (size_t i = 0; i < t->n; i++)
-        stable_place(t, t->list[i]);
+    return d;
+}
+
+static void dim_ref(dim_t *d)
+{
+    if (d != NULL)
+        atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+}
+
+static void dim_unref(dim_t *d)
+{
+    if (d != NULL && atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1)
+        free(d);
+}
+
+static str_t dim_str(const dim_t *d, int i)
+{
+    return (str_t){d->v[i], d->len[i]};
+}
+
+/* The peer_info_t a peer dim stands for (its name, not a label, is left empty). */
+static void dim_peer_info(const dim_t *d, peer_info_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    static const size_t at[DIM_FIELDS] = {
+        [PF_NAMESPACE] = offsetof(peer_info_t, namespace),
+        [PF_WORKLOAD] = offsetof(peer_info_t, workload),
+        [PF_APP] = offsetof(peer_info_t, app),
+        [PF_VERSION] = offsetof(peer_info_t, version),
+        [PF_CANON_SVC] = offsetof(peer_info_t, canonical_service),
+        [PF_CANON_REV] = offsetof(peer_info_t, canonical_revision),
+        [PF_CLUSTER] = offsetof(peer_info_t, cluster_id),
+    };
+    for (int i = 0; i < DIM_FIELDS; i++) {
+        size_t n = d->len[i] < PEER_FIELD_MAX - 1 ? d->len[i] : PEER_FIELD_MAX - 1;
+        memcpy((char *)p + at[i], d->v[i], n);
+    }
 }
 
 /* ------------------------------------------------------------------ */
 /* hub                                                                 */
 
+/* A series in a metric batch: what its labels are made of, and its deltas. */
+typedef struct mseries {
+    dim_t *dest, *peer; /* one reference each; peer NULL when the request had no peer metadata */
+    uint32_t code, flags;
+    uint8_t kind, reporter;
+    tele_values_t val;
+} mseries_t;
+
 typedef struct batch {
     struct batch *next;
     size_t bytes; /* counted in queue_bytes while queued or being exported */
     uint64_t start_ns, end_ns;
-    tele_series_t *series;
-    size_t n_series;
-    tele_rec_t *recs;
-    size_t n_recs, n_spans, n_logs;
-    char *strings;
+    mseries_t *s;
+    size_t n;
 } batch_t;
+
+/* One worker's ring of raw records, owned by the hub (the exporter frees it after the worker has gone). */
+typedef struct chan {
+    struct chan *next;
+    tele_ring_t *ring;
+    _Atomic uint64_t spans_dropped, logs_dropped; /* written by the worker only: the ring was full */
+    _Atomic bool closed;                          /* the worker is gone: drain, fold the counters, free */
+} chan_t;
+
+/* Records drained from the rings and not exported yet (exporter thread). */
+typedef struct pending {
+    tele_rec_t *recs;
+    size_t n, cap, n_spans, n_logs;
+    buf_t strings;
+    size_t bytes;      /* counted in queue_bytes */
+    uint64_t first_ms; /* monotonic, when the oldest of them was drained */
+} pending_t;
 
 struct tele {
     peer_info_t self;
@@ -189,12 +324,13 @@ struct tele {
     uint16_t port;
     char *service_name, *instance_id;
     uint64_t flush_interval_ms;
-    size_t max_queue_bytes, max_batch_records, max_series;
+    size_t max_queue_bytes, max_batch_records, max_series, ring_bytes;
     bool access_log;
 
-    pthread_mutex_t mu; /* queue, stats */
+    pthread_mutex_t mu; /* queue, chans, stats */
     pthread_cond_t cond;
     batch_t *head, *tail;
+    chan_t *chans;
     size_t queue_bytes;
     bool stopping;
     uint64_t deadline_ms;        /* monotonic, valid when stopping */
@@ -210,19 +346,73 @@ struct tele {
     pthread_t thread;
 
     /* exporter thread only */
+    pending_t pend;
     int fd;
     buf_t rbuf;
 };
 
+/* An open-addressing index of positions in an array: pos[i] is a position + 1, 0 empty; cap a power of two. */
+typedef struct pindex {
+    uint32_t *pos;
+    uint32_t cap;
+} pindex_t;
+
+static void pindex_put(pindex_t *x, uint64_t hash, uint32_t position)
+{
+    uint32_t mask = x->cap - 1;
+    uint32_t i = (uint32_t)hash & mask;
+    while (x->pos[i] != 0)
+        i = (i + 1) & mask;
+    x->pos[i] = position + 1;
+}
+
+/* Empty the index, with room for cap entries. */
+static void pindex_reset(pindex_t *x, uint32_t cap)
+{
+    free(x->pos);
+    x->pos = xcalloc(cap, sizeof(*x->pos));
+    x->cap = cap;
+}
+
+/* A worker's interned dim; handles are (gen << 32 | slot index). */
+typedef struct dslot {
+    dim_t *dim;      /* NULL: free */
+    uint32_t gen;    /* bumped when the slot is freed, so old handles stop matching */
+    uint32_t series; /* worker series naming it */
+} dslot_t;
+
+/* A worker series key: small integers only. */
+typedef struct skey {
+    uint64_t dest, peer; /* handles; peer 0 = no peer metadata */
+    uint32_t code, flags;
+    uint8_t kind, reporter;
+    uint8_t pad[6]; /* zero: keys are compared with memcmp */
+} skey_t;
+
+typedef struct wseries {
+    skey_t k;
+    uint32_t idle; /* flushes since it last changed */
+    bool dirty;    /* changed since the last flush */
+    tele_values_t val;
+} wseries_t;
+
 struct tele_worker {
     tele_t *t;
     uv_timer_t timer;
-    stable_t series;
-    tele_rec_t *recs;
-    size_t n_recs, cap_recs, n_spans, n_logs;
-    buf_t strings;
+    chan_t *chan; /* NULL without an endpoint */
+    /* dims */
+    dslot_t *dslots;
+    uint32_t n_dslots, cap_dslots, n_dims;
+    uint32_t *dfree; /* free slot indexes */
+    uint32_t n_dfree;
+    pindex_t dindex; /* slots by dim hash */
+    /* series */
+    wseries_t *ser;
+    uint32_t n_ser, cap_ser;
+    pindex_t sindex; /* series by key hash */
     uint64_t last_flush_ns;
     uint64_t series_dropped; /* handed to t at the next flush */
+    uint64_t spans_dropped, logs_dropped;
 };
 
 tele_t *tele_create(const tele_opts_t *opts)
@@ -238,7 +428,8 @@ tele_t *tele_create(const tele_opts_t *opts)
     t->instance_id = xstrdup(opts->instance_id ? opts->instance_id : "");
     t->flush_interval_ms = opts->flush_interval_ms ? opts->flush_interval_ms : 1000;
     t->max_queue_bytes = opts->max_queue_bytes ? opts->max_queue_bytes : 16u << 20;
-    t->max_batch_records = opts->max_batch_records ? opts->max_batch_records : 4096;
+    t->max_batch_records = opts->max_batch_records ? opts->max_batch_records : 1024;
+    t->ring_bytes = opts->ring_bytes ? opts->ring_bytes : RING_BYTES_DEFAULT;
     t->max_series = TELE_MAX_SERIES;
     t->access_log = opts->access_log;
     pthread_mutex_init(&t->mu, NULL);
@@ -256,12 +447,204 @@ static void batch_free(batch_t *b)
 {
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->n_series; i++)
-        free(b->series[i].labels);
-    free(b->series);
-    free(b->recs);
-    free(b->strings);
+    for (size_t i = 0; i < b->n; i++) {
+        dim_unref(b->s[i].dest);
+        dim_unref(b->s[i].peer);
+    }
+    free(b->s);
     free(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* worker: dims                                                        */
+
+static uint64_t handle_of(const tele_worker_t *w, uint32_t slot)
+{
+    return (uint64_t)w->dslots[slot].gen << 32 | slot;
+}
+
+static bool handle_valid(const tele_worker_t *w, uint64_t h)
+{
+    uint32_t slot = (uint32_t)h;
+    return h != 0 && slot < w->n_dslots && w->dslots[slot].dim != NULL && w->dslots[slot].gen == (uint32_t)(h >> 32);
+}
+
+static void dindex_rebuild(tele_worker_t *w, uint32_t cap)
+{
+    pindex_reset(&w->dindex, cap);
+    for (uint32_t s = 0; s < w->n_dslots; s++)
+        if (w->dslots[s].dim != NULL)
+            pindex_put(&w->dindex, w->dslots[s].dim->hash, s);
+}
+
+/* The handle of the dim with these values, interned now if new; 0 when the worker holds TELE_MAX_DIMS already. */
+static uint64_t dim_intern(tele_worker_t *w, dimkey_t *k)
+{
+    dimkey_hash(k);
+    if (w->dindex.cap > 0) {
+        uint32_t mask = w->dindex.cap - 1;
+        for (uint32_t i = (uint32_t)k->hash & mask; w->dindex.pos[i] != 0; i = (i + 1) & mask) {
+            uint32_t s = w->dindex.pos[i] - 1;
+            if (dim_is(w->dslots[s].dim, k))
+                return handle_of(w, s);
+        }
+    }
+    if (w->n_dims >= TELE_MAX_DIMS)
+        return 0;
+    uint32_t slot;
+    if (w->n_dfree > 0) {
+        slot = w->dfree[--w->n_dfree];
+    } else {
+        if (w->n_dslots == w->cap_dslots) {
+            w->cap_dslots = w->cap_dslots ? w->cap_dslots * 2 : 64;
+            w->dslots = xrealloc(w->dslots, w->cap_dslots * sizeof(*w->dslots));
+            w->dfree = xrealloc(w->dfree, w->cap_dslots * sizeof(*w->dfree));
+        }
+        slot = w->n_dslots++;
+        w->dslots[slot].gen = 1;
+    }
+    w->dslots[slot].dim = dim_new(k);
+    w->dslots[slot].series = 0;
+    w->n_dims++;
+    if (w->n_dims * 2 > w->dindex.cap)
+        dindex_rebuild(w, w->dindex.cap ? w->dindex.cap * 2 : 128);
+    else
+        pindex_put(&w->dindex, w->dslots[slot].dim->hash, slot);
+    return handle_of(w, slot);
+}
+
+/* Forget the dims no series names any more (at flush); their handles stop being valid. */
+static void dims_evict(tele_worker_t *w)
+{
+    bool any = false;
+    for (uint32_t s = 0; s < w->n_dslots; s++) {
+        dslot_t *d = &w->dslots[s];
+        if (d->dim == NULL || d->series > 0)
+            continue;
+        dim_unref(d->dim);
+        d->dim = NULL;
+        if (++d->gen == 0)
+            d->gen = 1;
+        w->dfree[w->n_dfree++] = s;
+        w->n_dims--;
+        any = true;
+    }
+    if (any)
+        dindex_rebuild(w, w->dindex.cap);
+}
+
+static uint64_t worker_dest(tele_worker_t *w, uint64_t *cache, str_t svc, str_t name, str_t ns, str_t version,
+                            str_t app)
+{
+    if (cache != NULL && handle_valid(w, *cache))
+        return *cache;
+    dimkey_t k;
+    dimkey_init(&k, DIM_DEST);
+    dimkey_set(&k, DF_SERVICE, svc.ptr, svc.len);
+    dimkey_set(&k, DF_NAME, name.ptr, name.len);
+    dimkey_set(&k, DF_NAMESPACE, ns.ptr, ns.len);
+    dimkey_set(&k, DF_VERSION, version.ptr, version.len);
+    dimkey_set(&k, DF_APP, app.ptr, app.len);
+    uint64_t h = dim_intern(w, &k);
+    if (cache != NULL)
+        *cache = h;
+    return h;
+}
+
+static uint64_t worker_peer(tele_worker_t *w, uint64_t *cache, const peer_info_t *p)
+{
+    if (cache != NULL && handle_valid(w, *cache))
+        return *cache;
+    dimkey_t k;
+    dimkey_init(&k, DIM_PEER);
+    dimkey_peer_field(&k, PF_NAMESPACE, p->namespace);
+    dimkey_peer_field(&k, PF_WORKLOAD, p->workload);
+    dimkey_peer_field(&k, PF_APP, p->app);
+    dimkey_peer_field(&k, PF_VERSION, p->version);
+    dimkey_peer_field(&k, PF_CANON_SVC, p->canonical_service);
+    dimkey_peer_field(&k, PF_CANON_REV, p->canonical_revision);
+    dimkey_peer_field(&k, PF_CLUSTER, p->cluster_id);
+    uint64_t h = dim_intern(w, &k);
+    if (cache != NULL)
+        *cache = h;
+    return h;
+}
+
+/* ------------------------------------------------------------------ */
+/* worker: series                                                      */
+
+static uint64_t skey_hash(const skey_t *k)
+{
+    uint64_t h = k->dest * 0x9e3779b97f4a7c15ull;
+    h ^= (k->peer + 0x632be59bd9b4e019ull) * 0xc2b2ae3d27d4eb4full;
+    h ^= ((uint64_t)k->code << 32 | k->flags) * 0x165667b19e3779f9ull;
+    h ^= (uint64_t)k->kind << 8 | k->reporter;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return h;
+}
+
+static void sindex_rebuild(tele_worker_t *w, uint32_t cap)
+{
+    pindex_reset(&w->sindex, cap);
+    for (uint32_t i = 0; i < w->n_ser; i++)
+        pindex_put(&w->sindex, skey_hash(&w->ser[i].k), i);
+}
+
+/* The series of k, added if new (NULL, counted, when the table is full). */
+static wseries_t *worker_series(tele_worker_t *w, const skey_t *k)
+{
+    wseries_t *e;
+    uint64_t h = skey_hash(k);
+    if (w->sindex.cap > 0) {
+        uint32_t mask = w->sindex.cap - 1;
+        for (uint32_t i = (uint32_t)h & mask; w->sindex.pos[i] != 0; i = (i + 1) & mask) {
+            e = &w->ser[w->sindex.pos[i] - 1];
+            if (memcmp(&e->k, k, sizeof(*k)) == 0)
+                goto found;
+        }
+    }
+    if (w->n_ser >= w->t->max_series) {
+        w->series_dropped++;
+        return NULL;
+    }
+    if (w->n_ser == w->cap_ser) {
+        w->cap_ser = w->cap_ser ? w->cap_ser * 2 : 64;
+        w->ser = xrealloc(w->ser, w->cap_ser * sizeof(*w->ser));
+    }
+    e = &w->ser[w->n_ser++];
+    memset(e, 0, sizeof(*e));
+    e->k = *k;
+    w->dslots[(uint32_t)k->dest].series++;
+    if (k->peer != 0)
+        w->dslots[(uint32_t)k->peer].series++;
+    if (w->n_ser * 2 > w->sindex.cap)
+        sindex_rebuild(w, w->sindex.cap ? w->sindex.cap * 2 : 128);
+    else
+        pindex_put(&w->sindex, h, w->n_ser - 1);
+found:
+    e->dirty = true;
+    e->idle = 0;
+    return e;
+}
+
+static wseries_t *request_series(tele_worker_t *w, enum tele_series_kind kind, enum tele_reporter reporter,
+                                 uint64_t dest, uint64_t peer, bool has_peer, int code, uint32_t flags)
+{
+    if (dest == 0 || (has_peer && peer == 0)) {
+        w->series_dropped++;
+        return NULL;
+    }
+    skey_t k;
+    memset(&k, 0, sizeof(k));
+    k.dest = dest;
+    k.peer = peer;
+    k.code = code < 0 ? 0 : (uint32_t)code;
+    k.flags = flags;
+    k.kind = (uint8_t)kind;
+    k.reporter = (uint8_t)reporter;
+    return worker_series(w, &k);
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,6 +660,18 @@ tele_worker_t *tele_worker_create(tele_t *t, uv_loop_t *loop)
     tele_worker_t *w = xcalloc(1, sizeof(*w));
     w->t = t;
     w->last_flush_ns = real_ns();
+    if (t->host != NULL) {
+        chan_t *c = xcalloc(1, sizeof(*c));
+        c->ring = tele_ring_create(t->ring_bytes);
+        atomic_init(&c->spans_dropped, 0);
+        atomic_init(&c->logs_dropped, 0);
+        atomic_init(&c->closed, false);
+        pthread_mutex_lock(&t->mu);
+        c->next = t->chans;
+        t->chans = c;
+        pthread_mutex_unlock(&t->mu);
+        w->chan = c;
+    }
     uv_timer_init(loop, &w->timer);
     w->timer.data = w;
     uv_timer_start(&w->timer, worker_timer_cb, t->flush_interval_ms, t->flush_interval_ms);
@@ -284,74 +679,81 @@ tele_worker_t *tele_worker_create(tele_t *t, uv_loop_t *loop)
     return w;
 }
 
-static entry_t *worker_series(tele_worker_t *w, enum tele_series_kind kind, const str_t v[TELE_NLABELS])
-{
-    uint64_t h = tele_labels_hash(kind, v);
-    entry_t *e = stable_find(&w->series, h, kind, v, NULL);
-    if (e == NULL) {
-        if (w->series.n >= w->t->max_series) {
-            w->series_dropped++;
-            return NULL;
-        }
-        e = stable_insert(&w->series, tele_labels_new(kind, v, h));
-    }
-    e->dirty = true;
-    e->idle = 0;
-    return e;
-}
-
 void tele_record(tele_worker_t *w, const tele_request_t *r)
 {
     tele_t *t = w->t;
-    str_t v[TELE_NLABELS];
-    char code[12];
-    tele_request_labels(r, &t->self, code, v);
-    entry_t *e = worker_series(w, TELE_SERIES_HTTP, v);
+    uint64_t dest = worker_dest(w, r->dest_handle, r->destination_service, r->destination_service_name,
+                                r->destination_service_namespace, r->destination_version, r->destination_app);
+    uint64_t peer = r->peer != NULL ? worker_peer(w, r->peer_handle, r->peer) : 0;
+    wseries_t *e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, r->peer != NULL, r->response_code,
+                                  r->response_flags);
     if (e != NULL)
-        tele_values_observe(&e->s.val, r->duration_ns, r->request_bytes, r->response_bytes);
+        tele_values_observe(&e->val, r->duration_ns, r->request_bytes, r->response_bytes);
 
-    if (t->host == NULL)
+    if (w->chan == NULL)
         return;
     bool want_span = r->trace != NULL && r->trace->sampled == 1;
     if (!want_span && !t->access_log)
         return;
-    if (w->n_recs == w->cap_recs) {
-        size_t cap = w->cap_recs ? w->cap_recs * 2 : 64;
-        if (cap > t->max_batch_records)
-            cap = t->max_batch_records;
-        tele_rec_t *n = realloc(w->recs, cap * sizeof(*n));
-        if (n == NULL)
-            log_fatal("telemetry: out of memory");
-        w->recs = n;
-        w->cap_recs = cap;
-    }
-    size_t mark = w->strings.len;
-    tele_rec_t *rec = &w->recs[w->n_recs];
-    tele_rec_fill(rec, &w->strings, r);
-    rec->has_span = want_span && rec->has_trace;
-    rec->has_log = t->access_log;
-    if (!rec->has_span && !rec->has_log) {
-        w->strings.len = mark;
+    tele_raw_t h;
+    str_t s[TS_COUNT];
+    size_t n = tele_raw_prepare(r, &h, s);
+    h.has_span = want_span && h.has_trace;
+    h.has_log = t->access_log;
+    if (!h.has_span && !h.has_log)
+        return;
+    void *p = tele_ring_reserve(w->chan->ring, n);
+    if (p == NULL) {
+        /* the exporter is behind: drop, count, never wait */
+        w->spans_dropped += h.has_span;
+        w->logs_dropped += h.has_log;
+        atomic_store_explicit(&w->chan->spans_dropped, w->spans_dropped, memory_order_relaxed);
+        atomic_store_explicit(&w->chan->logs_dropped, w->logs_dropped, memory_order_relaxed);
         return;
     }
-    w->n_recs++;
-    w->n_spans += rec->has_span;
-    w->n_logs += rec->has_log;
-    if (w->n_recs >= t->max_batch_records)
-        tele_worker_flush(w);
+    tele_raw_write(p, &h, s);
+    tele_ring_commit(w->chan->ring);
 }
 
 void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r)
 {
-    str_t v[TELE_NLABELS];
-    tele_tcp_labels(r, &w->t->self, v);
-    entry_t *e = worker_series(w, TELE_SERIES_TCP, v);
+    uint64_t dest = worker_dest(w, NULL, r->destination_service, r->destination_service_name,
+                                r->destination_service_namespace, STR_NULL, STR_NULL);
+    uint64_t peer = r->peer != NULL ? worker_peer(w, NULL, r->peer) : 0;
+    wseries_t *e = request_series(w, TELE_SERIES_TCP, r->reporter, dest, peer, r->peer != NULL, 0, 0);
     if (e == NULL)
         return;
-    e->s.val.tcp_opened += r->opened;
-    e->s.val.tcp_closed += r->closed;
-    e->s.val.tcp_sent += r->sent_bytes;
-    e->s.val.tcp_received += r->received_bytes;
+    e->val.tcp_opened += r->opened;
+    e->val.tcp_closed += r->closed;
+    e->val.tcp_sent += r->sent_bytes;
+    e->val.tcp_received += r->received_bytes;
+}
+
+/* Reset the flushed series, forget those idle for WORKER_IDLE_FLUSHES flushes and the dims no series names. */
+static void worker_age(tele_worker_t *w)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < w->n_ser; i++) {
+        wseries_t *e = &w->ser[i];
+        if (e->dirty) {
+            memset(&e->val, 0, sizeof(e->val));
+            e->dirty = false;
+            e->idle = 0;
+        } else if (++e->idle >= WORKER_IDLE_FLUSHES) {
+            w->dslots[(uint32_t)e->k.dest].series--;
+            if (e->k.peer != 0)
+                w->dslots[(uint32_t)e->k.peer].series--;
+            continue;
+        }
+        if (k != i)
+            w->ser[k] = *e;
+        k++;
+    }
+    if (k != w->n_ser) {
+        w->n_ser = k;
+        sindex_rebuild(w, w->sindex.cap);
+    }
+    dims_evict(w);
 }
 
 void tele_worker_flush(tele_worker_t *w)
@@ -359,100 +761,69 @@ void tele_worker_flush(tele_worker_t *w)
     tele_t *t = w->t;
     uint64_t now = real_ns();
     size_t n_dirty = 0;
-    for (size_t i = 0; i < w->series.n; i++)
-        n_dirty += w->series.list[i]->dirty;
-
-    batch_t *b = NULL, *dropped = NULL;
+    for (uint32_t i = 0; i < w->n_ser; i++)
+        n_dirty += w->ser[i].dirty;
     uint64_t end_ns = now > w->last_flush_ns ? now : w->last_flush_ns + 1;
     uint64_t series_dropped = w->series_dropped;
     w->series_dropped = 0;
-    if (n_dirty > 0 || w->n_recs > 0) {
+
+    batch_t *b = NULL, *dropped = NULL;
+    if (n_dirty > 0) {
         b = xcalloc(1, sizeof(*b));
+        b->s = xcalloc(n_dirty, sizeof(*b->s));
         b->start_ns = w->last_flush_ns;
         b->end_ns = end_ns;
-        size_t metric_bytes = sizeof(*b);
-        if (n_dirty > 0) {
-            b->series = xcalloc(n_dirty, sizeof(*b->series));
-            for (size_t i = 0; i < w->series.n; i++) {
-                entry_t *e = w->series.list[i];
-                if (!e->dirty)
-                    continue;
-                tele_series_t *s = &b->series[b->n_series++];
-                s->labels = tele_labels_dup(e->s.labels);
-                s->val = e->s.val;
-                metric_bytes += sizeof(*s) + s->labels->size;
+        for (uint32_t i = 0; i < w->n_ser; i++) {
+            const wseries_t *e = &w->ser[i];
+            if (!e->dirty)
+                continue;
+            mseries_t *m = &b->s[b->n++];
+            m->dest = w->dslots[(uint32_t)e->k.dest].dim;
+            m->peer = e->k.peer != 0 ? w->dslots[(uint32_t)e->k.peer].dim : NULL;
+            dim_ref(m->dest);
+            dim_ref(m->peer);
+            m->code = e->k.code;
+            m->flags = e->k.flags;
+            m->kind = e->k.kind;
+            m->reporter = e->k.reporter;
+            m->val = e->val;
+        }
+        b->bytes = sizeof(*b) + b->n * sizeof(*b->s);
+    }
+    if (b != NULL || series_dropped > 0) {
+        pthread_mutex_lock(&t->mu);
+        if (b != NULL) {
+            if (t->queue_bytes + b->bytes > t->max_queue_bytes) {
+                t->st.metric_batches_dropped++;
+                dropped = b;
+            } else {
+                if (t->tail != NULL)
+                    t->tail->next = b;
+                else
+                    t->head = b;
+                t->tail = b;
+                t->queue_bytes += b->bytes;
+                pthread_cond_signal(&t->cond);
             }
         }
-        size_t rec_bytes = 0;
-        if (w->n_recs > 0) {
-            size_t len;
-            b->recs = w->recs;
-            b->n_recs = w->n_recs;
-            b->n_spans = w->n_spans;
-            b->n_logs = w->n_logs;
-            b->strings = buf_steal(&w->strings, &len);
-            rec_bytes = b->n_recs * sizeof(*b->recs) + len;
-            w->recs = NULL;
-            w->n_recs = w->cap_recs = w->n_spans = w->n_logs = 0;
-        }
-        b->bytes = metric_bytes + rec_bytes;
-
-        pthread_mutex_lock(&t->mu);
-        if (t->queue_bytes + b->bytes > t->max_queue_bytes && b->n_recs > 0) {
-            /* records go first: metrics are never sampled, and they are small */
-            t->st.spans_dropped += b->n_spans;
-            t->st.logs_dropped += b->n_logs;
-            free(b->recs);
-            free(b->strings);
-            b->recs = NULL;
-            b->strings = NULL;
-            b->n_recs = b->n_spans = b->n_logs = 0;
-            b->bytes = metric_bytes;
-        }
-        if (t->queue_bytes + b->bytes > t->max_queue_bytes || b->n_series + b->n_recs == 0) {
-            if (b->n_series > 0)
-                t->st.metric_batches_dropped++;
-            dropped = b;
-        } else {
-            if (t->tail != NULL)
-                t->tail->next = b;
-            else
-                t->head = b;
-            t->tail = b;
-            t->queue_bytes += b->bytes;
-            pthread_cond_signal(&t->cond);
-        }
-        t->series_dropped += series_dropped;
-        pthread_mutex_unlock(&t->mu);
-    } else if (series_dropped > 0) {
-        pthread_mutex_lock(&t->mu);
         t->series_dropped += series_dropped;
         pthread_mutex_unlock(&t->mu);
     }
     batch_free(dropped);
-
-    bool evict = false;
-    for (size_t i = 0; i < w->series.n; i++) {
-        entry_t *e = w->series.list[i];
-        if (e->dirty) {
-            memset(&e->s.val, 0, sizeof(e->s.val));
-            e->dirty = false;
-            e->idle = 0;
-        } else if (++e->idle >= WORKER_IDLE_FLUSHES) {
-            evict = true;
-        }
-    }
-    if (evict)
-        stable_evict(&w->series, WORKER_IDLE_FLUSHES);
+    worker_age(w);
     w->last_flush_ns = end_ns;
 }
 
 static void worker_close_cb(uv_handle_t *h)
 {
     tele_worker_t *w = h->data;
-    stable_dispose(&w->series);
-    free(w->recs);
-    buf_dispose(&w->strings);
+    for (uint32_t s = 0; s < w->n_dslots; s++)
+        dim_unref(w->dslots[s].dim);
+    free(w->dslots);
+    free(w->dfree);
+    free(w->dindex.pos);
+    free(w->ser);
+    free(w->sindex.pos);
     free(w);
 }
 
@@ -461,21 +832,71 @@ void tele_worker_destroy(tele_worker_t *w)
     if (w == NULL)
         return;
     tele_worker_flush(w);
+    if (w->chan != NULL)
+        atomic_store_explicit(&w->chan->closed, true, memory_order_release);
+    w->chan = NULL;
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, worker_close_cb);
 }
 
 /* ------------------------------------------------------------------ */
-/* cumulative table                                                    */
+/* exporter: label resolution and the cumulative table                 */
 
-static void fold_metrics(tele_t *t, batch_t *b)
+/* The label sets of a batch's series (series with equal labels merged) into out, which owns them. */
+static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
 {
-    if (b->n_series == 0)
+    for (size_t i = 0; i < b->n; i++) {
+        const mseries_t *m = &b->s[i];
+        peer_info_t pi;
+        const peer_info_t *peer = NULL;
+        if (m->peer != NULL) {
+            dim_peer_info(m->peer, &pi);
+            peer = &pi;
+        }
+        str_t v[TELE_NLABELS];
+        char code[12], flags[TELE_FLAGS_MAX];
+        tele_request_t r;
+        memset(&r, 0, sizeof(r));
+        r.reporter = (enum tele_reporter)m->reporter;
+        r.peer = peer;
+        r.destination_service = dim_str(m->dest, DF_SERVICE);
+        r.destination_service_name = dim_str(m->dest, DF_NAME);
+        r.destination_service_namespace = dim_str(m->dest, DF_NAMESPACE);
+        if (m->kind == TELE_SERIES_HTTP) {
+            r.destination_version = dim_str(m->dest, DF_VERSION);
+            r.destination_app = dim_str(m->dest, DF_APP);
+            r.response_code = (int)m->code;
+            r.response_flags = m->flags;
+            tele_request_labels(&r, &t->self, code, flags, v);
+        } else {
+            tele_tcp_t tcp = {r.reporter,
+                              r.peer,
+                              r.destination_service,
+                              r.destination_service_name,
+                              r.destination_service_namespace,
+                              false,
+                              false,
+                              0,
+                              0};
+            tele_tcp_labels(&tcp, &t->self, v);
+        }
+        enum tele_series_kind kind = (enum tele_series_kind)m->kind;
+        uint64_t h = tele_labels_hash(kind, v);
+        entry_t *e = stable_find(out, h, kind, v, NULL);
+        if (e == NULL)
+            e = stable_insert(out, tele_labels_new(kind, v, h));
+        tele_values_add(&e->s.val, &m->val);
+    }
+}
+
+static void fold_metrics(tele_t *t, entry_t *const *list, size_t n)
+{
+    if (n == 0)
         return;
     uint64_t dropped = 0;
     pthread_mutex_lock(&t->cum_mu);
-    for (size_t i = 0; i < b->n_series; i++) {
-        tele_series_t *s = &b->series[i];
+    for (size_t i = 0; i < n; i++) {
+        const tele_series_t *s = &list[i]->s;
         entry_t *e = stable_find(&t->cum, s->labels->hash, (enum tele_series_kind)s->labels->kind, NULL, s->labels);
         if (e == NULL) {
             if (t->cum.n >= t->max_series) {
@@ -852,20 +1273,27 @@ static int export_body(tele_t *t, int sig, const buf_t *body, size_t n_items)
     }
 }
 
-static void export_batch(tele_t *t, batch_t *b)
+/* Encode, compress and send the metrics of series and the pending records (if any), in signal order. */
+static void export_all(tele_t *t, entry_t *const *series, size_t n_series, uint64_t start_ns, uint64_t end_ns,
+                       const pending_t *p)
 {
     tele_resource_t res = {&t->self, t->service_name, t->instance_id};
+    tele_series_t *ss = n_series > 0 ? xcalloc(n_series, sizeof(*ss)) : NULL;
+    for (size_t i = 0; i < n_series; i++)
+        ss[i] = series[i]->s;
     bool gave_up = false;
     for (int sig = 0; sig < SIG_N; sig++) {
         buf_t raw = BUF_INIT, z = BUF_INIT;
         size_t n_items = 0;
         int rc;
+        if (sig != SIG_METRICS) /* about what a span or a log record takes: no regrowth */
+            buf_reserve(&raw, 1024 + (sig == SIG_TRACES ? p->n_spans : p->n_logs) * 1024);
         if (sig == SIG_TRACES)
-            rc = tele_otlp_traces(&res, b->recs, b->n_recs, b->strings, &raw, &n_items);
+            rc = tele_otlp_traces(&res, p->recs, p->n, p->strings.data, &raw, &n_items);
         else if (sig == SIG_METRICS)
-            rc = tele_otlp_metrics(&res, b->series, b->n_series, b->start_ns, b->end_ns, &raw, &n_items);
+            rc = tele_otlp_metrics(&res, ss, n_series, start_ns, end_ns, &raw, &n_items);
         else
-            rc = tele_otlp_logs(&res, b->recs, b->n_recs, b->strings, &raw, &n_items);
+            rc = tele_otlp_logs(&res, p->recs, p->n, p->strings.data, &raw, &n_items);
         if (rc == 0 && !gave_up) {
             if (compress_encode(COMPRESS_ZSTD, raw.data, raw.len, ZSTD_LEVEL, &z) != 0 ||
                 export_body(t, sig, &z, n_items) != 0)
@@ -884,32 +1312,149 @@ static void export_batch(tele_t *t, batch_t *b)
         buf_dispose(&raw);
         buf_dispose(&z);
     }
+    free(ss);
+}
+
+static void pending_reset(pending_t *p)
+{
+    p->n = p->n_spans = p->n_logs = 0;
+    p->bytes = 0;
+    p->strings.len = 0;
+    /* a burst's buffers are not kept for ever */
+    if (p->cap > 4096) {
+        free(p->recs);
+        p->recs = NULL;
+        p->cap = 0;
+    }
+    if (p->strings.cap > (1u << 20))
+        buf_dispose(&p->strings);
+}
+
+/*
+ * Take the records out of every ring: into t->pend, or counted as dropped
+ * when discard is set or the queue byte limit is reached. Rings of workers
+ * that have gone are freed once empty, their drop counts kept.
+ */
+static size_t drain_rings(tele_t *t, bool discard)
+{
+    pthread_mutex_lock(&t->mu);
+    chan_t *c = t->chans;
+    size_t limit = t->max_queue_bytes > t->queue_bytes ? t->max_queue_bytes - t->queue_bytes : 0;
+    pthread_mutex_unlock(&t->mu);
+    pending_t *p = &t->pend;
+    size_t added = 0;
+    uint64_t spans_dropped = 0, logs_dropped = 0;
+    while (c != NULL) {
+        chan_t *next = c->next; /* only this thread unlinks chans; new ones go in front of the list */
+        bool closed = atomic_load_explicit(&c->closed, memory_order_acquire);
+        size_t n;
+        const void *raw;
+        while ((raw = tele_ring_peek(c->ring, &n)) != NULL) {
+            tele_raw_t h;
+            memcpy(&h, raw, n < sizeof(h) ? n : sizeof(h));
+            if (discard || n < sizeof(h) || added + n + sizeof(tele_rec_t) > limit) {
+                spans_dropped += h.has_span;
+                logs_dropped += h.has_log;
+                continue;
+            }
+            if (p->n == p->cap) {
+                p->cap = p->cap ? p->cap * 2 : 256;
+                p->recs = xrealloc(p->recs, p->cap * sizeof(*p->recs));
+            }
+            size_t mark = p->strings.len;
+            tele_rec_t *rec = &p->recs[p->n];
+            if (tele_raw_read(raw, n, rec, &p->strings) != 0) {
+                spans_dropped += h.has_span;
+                logs_dropped += h.has_log;
+                continue;
+            }
+            if (p->n == 0)
+                p->first_ms = mono_ms();
+            p->n++;
+            p->n_spans += rec->has_span;
+            p->n_logs += rec->has_log;
+            added += sizeof(*rec) + (p->strings.len - mark);
+        }
+        tele_ring_release(c->ring);
+        if (closed) {
+            pthread_mutex_lock(&t->mu);
+            chan_t **pp = &t->chans;
+            while (*pp != c)
+                pp = &(*pp)->next;
+            *pp = c->next;
+            t->st.spans_dropped += atomic_load_explicit(&c->spans_dropped, memory_order_relaxed);
+            t->st.logs_dropped += atomic_load_explicit(&c->logs_dropped, memory_order_relaxed);
+            pthread_mutex_unlock(&t->mu);
+            tele_ring_destroy(c->ring);
+            free(c);
+        }
+        c = next;
+    }
+    p->bytes += added;
+    pthread_mutex_lock(&t->mu);
+    t->queue_bytes += added;
+    t->st.spans_dropped += spans_dropped;
+    t->st.logs_dropped += logs_dropped;
+    pthread_mutex_unlock(&t->mu);
+    return added + spans_dropped + logs_dropped;
+}
+
+/*
+ * One export: the metrics of b (may be NULL), folded into the cumulative
+ * table too, and the pending records. Frees b and empties t->pend.
+ */
+static void export_one(tele_t *t, batch_t *b)
+{
+    stable_t series;
+    memset(&series, 0, sizeof(series));
+    if (b != NULL) {
+        batch_resolve(t, b, &series);
+        fold_metrics(t, series.list, series.n);
+    }
+    pending_t *p = &t->pend;
+    if (t->host != NULL && (series.n > 0 || p->n > 0))
+        export_all(t, series.list, series.n, b ? b->start_ns : 0, b ? b->end_ns : 0, p);
+    pthread_mutex_lock(&t->mu);
+    t->queue_bytes -= (b ? b->bytes : 0) + p->bytes;
+    pthread_mutex_unlock(&t->mu);
+    pending_reset(p);
+    stable_dispose(&series);
+    batch_free(b);
 }
 
 static void *exporter_main(void *arg)
 {
     tele_t *t = arg;
-    pthread_mutex_lock(&t->mu);
+    /* Linux nice values are per thread: only this one yields (failure leaves it at the process's) */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), EXPORTER_NICE) != 0)
+        log_debug("telemetry: cannot lower the exporter thread's priority: %s", strerror(errno));
+    uint64_t poll_ms = RING_POLL_MS;
     for (;;) {
-        while (t->head == NULL && !t->stopping)
-            cond_wait_until(t, mono_ms() + 1000);
+        pthread_mutex_lock(&t->mu);
+        bool stopping = t->stopping;
         batch_t *b = t->head;
-        if (b == NULL)
+        t->head = t->tail = NULL;
+        pthread_mutex_unlock(&t->mu);
+        /* records first, so that a batch goes out with the records of its interval */
+        if (drain_rings(t, false) > 0)
+            poll_ms = RING_POLL_MS;
+        else if (poll_ms < RING_POLL_IDLE_MS)
+            poll_ms *= 2;
+        while (b != NULL) {
+            batch_t *next = b->next;
+            export_one(t, b);
+            b = next;
+        }
+        const pending_t *p = &t->pend;
+        if (p->n > 0 && (stopping || p->n >= t->max_batch_records || mono_ms() - p->first_ms >= t->flush_interval_ms))
+            export_one(t, NULL);
+        if (stopping)
             break;
-        t->head = b->next;
-        if (t->head == NULL)
-            t->tail = NULL;
-        pthread_mutex_unlock(&t->mu);
-        fold_metrics(t, b);
-        if (t->host != NULL)
-            export_batch(t, b);
         pthread_mutex_lock(&t->mu);
-        t->queue_bytes -= b->bytes;
+        if (t->head == NULL && !t->stopping)
+            cond_wait_until(t, mono_ms() + poll_ms);
         pthread_mutex_unlock(&t->mu);
-        batch_free(b);
-        pthread_mutex_lock(&t->mu);
     }
-    pthread_mutex_unlock(&t->mu);
     conn_close(t);
     return NULL;
 }
@@ -943,6 +1488,7 @@ void tele_stop(tele_t *t, uint64_t timeout_ms)
         t->joined = true;
     }
     /* without a thread (never started): fold what is queued, count the records as dropped */
+    drain_rings(t, true);
     for (;;) {
         pthread_mutex_lock(&t->mu);
         batch_t *b = t->head;
@@ -950,16 +1496,18 @@ void tele_stop(tele_t *t, uint64_t timeout_ms)
             t->head = b->next;
             if (t->head == NULL)
                 t->tail = NULL;
-            t->queue_bytes -= b->bytes;
-            if (t->host != NULL) {
-                t->st.spans_dropped += b->n_spans;
-                t->st.logs_dropped += b->n_logs;
-            }
         }
         pthread_mutex_unlock(&t->mu);
         if (b == NULL)
             break;
-        fold_metrics(t, b);
+        stable_t series;
+        memset(&series, 0, sizeof(series));
+        batch_resolve(t, b, &series);
+        fold_metrics(t, series.list, series.n);
+        stable_dispose(&series);
+        pthread_mutex_lock(&t->mu);
+        t->queue_bytes -= b->bytes;
+        pthread_mutex_unlock(&t->mu);
         batch_free(b);
     }
 }
@@ -969,6 +1517,14 @@ void tele_destroy(tele_t *t)
     if (t == NULL)
         return;
     tele_stop(t, 0);
+    while (t->chans != NULL) {
+        chan_t *c = t->chans;
+        t->chans = c->next;
+        tele_ring_destroy(c->ring);
+        free(c);
+    }
+    free(t->pend.recs);
+    buf_dispose(&t->pend.strings);
     stable_dispose(&t->cum);
     buf_dispose(&t->rbuf);
     pthread_cond_destroy(&t->cond);
@@ -980,11 +1536,22 @@ void tele_destroy(tele_t *t)
     free(t);
 }
 
+/* The stats with the rings' drop counts and fill added. Under t->mu. */
+static void stats_locked(const tele_t *t, tele_stats_t *out)
+{
+    *out = t->st;
+    out->queue_bytes = t->queue_bytes;
+    for (const chan_t *c = t->chans; c != NULL; c = c->next) {
+        out->spans_dropped += atomic_load_explicit(&c->spans_dropped, memory_order_relaxed);
+        out->logs_dropped += atomic_load_explicit(&c->logs_dropped, memory_order_relaxed);
+        out->queue_bytes += tele_ring_used(c->ring);
+    }
+}
+
 void tele_get_stats(tele_t *t, tele_stats_t *out)
 {
     pthread_mutex_lock(&t->mu);
-    *out = t->st;
-    out->queue_bytes = t->queue_bytes;
+    stats_locked(t, out);
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -1165,8 +1732,7 @@ void tele_render_prometheus(tele_t *t, buf_t *out)
     tele_stats_t st;
     uint64_t ok[SIG_N], failed[SIG_N], series_dropped;
     pthread_mutex_lock(&t->mu);
-    st = t->st;
-    st.queue_bytes = t->queue_bytes;
+    stats_locked(t, &st);
     memcpy(ok, t->export_ok, sizeof(ok));
     memcpy(failed, t->export_failed, sizeof(failed));
     series_dropped = t->series_dropped;

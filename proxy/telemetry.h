@@ -2,25 +2,52 @@
  * telemetry: the proxy's Istio metrics, spans and access logs, and their
  * export to an OTLP/HTTP endpoint (the collector) as protobuf + zstd.
  *
- * Threads. Each worker owns a tele_worker_t and records into it without
- * locks: metric deltas in a hash table keyed by the label set, spans and
- * log records in a local batch. Every flush interval (a timer on the
- * worker's loop), and when a batch reaches its size limit, the worker
- * hands its deltas and batch to the process-wide tele_t through a bounded
- * queue (a mutex held only for the hand-over). Past the queue's byte limit
- * the batch is dropped and counted, so the data path never blocks or
- * grows without bound.
+ * Threads. Each worker owns a tele_worker_t and records into it on its
+ * own thread; per request it allocates nothing, takes no lock and makes no
+ * system call (a request that starts a new series or meets a new
+ * destination or peer allocates that once).
  *
- * The exporter thread (started by tele_start) takes batches off the
- * queue, adds metric deltas into the cumulative table served by
- * /stats/prometheus, encodes OTLP ExportTraceServiceRequest,
- * ExportMetricsServiceRequest (sums and histograms with
- * AGGREGATION_TEMPORALITY_DELTA, one data point per label set and flush
- * interval) and ExportLogsServiceRequest, compresses with zstd and POSTs
- * them to /v1/traces, /v1/metrics and /v1/logs on one keep-alive
- * connection. A failed export is retried with exponential back-off
- * (100 ms doubling to 10 s); while the endpoint is down the queue fills
- * and further batches are dropped and counted.
+ * Metrics are aggregated by small integer keys, not by their label
+ * strings. A destination (service, name, namespace, and the endpoint's
+ * version and app labels) and a peer (the labelled fields of its
+ * metadata) are interned once per worker into immutable, reference-counted
+ * "dims" and named by 64-bit handles (slot | generation << 32); callers
+ * keep the handle where its inputs are fixed - the proxy per (runtime
+ * view, cluster, endpoint) and per connection for the peer - so a request
+ * costs a handle check, a hash of (destination, peer, code, flags, kind,
+ * reporter) over a few integers and the histogram update. Each flush
+ * interval (a timer on the worker's loop) the changed series go to the
+ * exporter as a batch of (dim references, code, flags, deltas) through a
+ * bounded queue (a mutex held for the hand-over, once per interval); the
+ * exporter resolves them to Istio's label sets there. A worker forgets a
+ * series unchanged for 10 flushes and then the dims no series names; a
+ * handle of a forgotten dim stops matching (its slot's generation moved
+ * on), and the caller's strings are interned again.
+ *
+ * Spans and access log records go through one single-producer
+ * single-consumer ring per worker (telemetry_ring.h, ring_bytes, 512 KiB by
+ * default): a record is one reservation, a copy of the fixed fields and of
+ * the request's strings cut to their bounds, and a commit. When the ring
+ * is full the record is dropped and counted; the worker never waits and
+ * never wakes the exporter. The exporter polls the rings every 20 ms while
+ * records come (backing off to 160 ms while none do), repairs UTF-8 and
+ * turns records into tele_rec_t; they are exported with the next metric
+ * batch, when max_batch_records have gathered, or a flush interval after
+ * the oldest of them arrived. What it holds (metric batches and drained
+ * records) is bounded by max_queue_bytes, past which more is dropped and
+ * counted.
+ *
+ * The exporter thread (started by tele_start, at nice 19 so that it only
+ * takes CPU the workers leave) adds metric deltas into the cumulative
+ * table served by /stats/prometheus, encodes OTLP
+ * ExportTraceServiceRequest, ExportMetricsServiceRequest (sums and
+ * histograms with AGGREGATION_TEMPORALITY_DELTA, one data point per label
+ * set and flush interval) and ExportLogsServiceRequest, compresses with
+ * zstd and POSTs them to /v1/traces, /v1/metrics and /v1/logs on one
+ * keep-alive connection. A failed export is retried with exponential
+ * back-off (100 ms doubling to 10 s); while the endpoint is down the rings
+ * and the queue fill and further records and batches are dropped and
+ * counted.
  *
  * Metrics, with Istio's names and label sets (reporter "source" on the
  * outbound side, "destination" on the inbound side):
@@ -46,12 +73,11 @@
  * "<app>.<namespace>"), service.namespace, service.instance.id and
  * k8s-style workload attributes.
  *
- * Bounds: at most 10000 label sets per worker table and in the cumulative
- * table (updates for further sets are counted in
- * outrider_proxy_telemetry_series_dropped_total); a worker forgets a label
- * set that has not changed for 10 flushes; label values are cut to 256
- * bytes, paths and span names to 1 KiB, other record strings to 256 bytes,
- * and invalid UTF-8 bytes become '?'. The encoders and the data model are
+ * Bounds: at most 10000 series per worker table, 20000 dims per worker and
+ * 10000 label sets in the cumulative table (updates for further ones are
+ * counted in outrider_proxy_telemetry_series_dropped_total); label values
+ * are cut to 256 bytes, paths and span names to 1 KiB, other record
+ * strings to 256 bytes, and invalid UTF-8 bytes become '?'. The encoders and the data model are
  * in telemetry_otlp.h.
  */
 #ifndef OUTRIDER_PROXY_TELEMETRY_H
@@ -73,8 +99,9 @@ typedef struct tele_opts {
     const char *otlp_host; /* NULL: no export, no spans or logs (metrics still feed /stats/prometheus) */
     uint16_t otlp_port;
     uint64_t flush_interval_ms; /* > 0 */
-    size_t max_queue_bytes;     /* 0 = 16 MiB: batches waiting for the exporter */
-    size_t max_batch_records;   /* 0 = 4096: spans or logs per worker batch before an early hand-over */
+    size_t max_queue_bytes;     /* 0 = 16 MiB: metric batches and drained records waiting in the exporter */
+    size_t max_batch_records;   /* 0 = 1024: spans or logs the exporter gathers before an early export */
+    size_t ring_bytes;          /* 0 = 512 KiB: each worker's ring of spans and log records (at least 4 KiB) */
     bool access_log;            /* produce access log records */
     const peer_info_t *self;    /* this proxy (copied) */
     const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */
@@ -83,17 +110,45 @@ typedef struct tele_opts {
 
 enum tele_reporter { TELE_SOURCE, TELE_DESTINATION };
 
-/* One finished HTTP request as one proxy hop saw it. Slices are copied by tele_record. */
+/* Envoy's response flags, as bits: bit i is named tele_flag_names[i] ("UF"...). */
+enum tele_flag {
+    TELE_RF_NR = 1 << 0,    /* no route */
+    TELE_RF_UH = 1 << 1,    /* no healthy upstream */
+    TELE_RF_UF = 1 << 2,    /* upstream connection failure */
+    TELE_RF_UC = 1 << 3,    /* upstream connection termination */
+    TELE_RF_UT = 1 << 4,    /* upstream request timeout */
+    TELE_RF_URX = 1 << 5,   /* upstream retry limit exceeded */
+    TELE_RF_DC = 1 << 6,    /* downstream connection termination */
+    TELE_RF_UPE = 1 << 7,   /* upstream protocol error */
+    TELE_RF_DI = 1 << 8,    /* delayed by fault injection */
+    TELE_RF_FI = 1 << 9,    /* aborted by fault injection */
+    TELE_RF_UO = 1 << 10,   /* upstream overflow (circuit breaker) */
+    TELE_RF_RL = 1 << 11,   /* rate limited */
+    TELE_RF_RLSE = 1 << 12, /* the rate limit service failed */
+};
+#define TELE_NFLAGS 13
+extern const char *const tele_flag_names[TELE_NFLAGS];
+
+/*
+ * One finished HTTP request as one proxy hop saw it. Slices are copied by
+ * tele_record (only what a span or log record needs, into the worker's
+ * ring). dest_handle and peer_handle are the caller's caches of the
+ * interned destination and peer (see the header comment): when one holds a
+ * handle still valid on this worker, the strings it stands for are not
+ * read; otherwise they are interned and the new handle is written back.
+ */
 typedef struct tele_request {
     enum tele_reporter reporter;
     const peer_info_t *peer;   /* the other side's metadata (source on inbound, destination on outbound), or NULL */
+    uint64_t *peer_handle;     /* cache for *peer (reset it to 0 when *peer changes), or NULL */
+    uint64_t *dest_handle;     /* cache for the five destination_* strings below, or NULL */
     str_t destination_service; /* FQDN ("reviews.default.svc.cluster.local") */
     str_t destination_service_name;      /* "reviews" */
     str_t destination_service_namespace; /* "default" */
     str_t destination_version;           /* from the chosen endpoint's labels when the peer did not say; may be empty */
     str_t destination_app;               /* ditto */
     int response_code;                   /* 0 when no response (downstream went away) */
-    str_t response_flags;                /* "-" when none, else Envoy's short flags comma-separated ("UT,URX") */
+    uint32_t response_flags;             /* TELE_RF_* bits; 0 is Envoy's "-" */
     uint64_t request_bytes, response_bytes; /* bodies as received / sent */
     uint64_t start_unix_ns;
     uint64_t duration_ns; /* first request byte to last response byte */

@@ -53,6 +53,9 @@ static const char *const label_names[TELE_NLABELS] = {
     "connection_security_policy",
 };
 
+const char *const tele_flag_names[TELE_NFLAGS] = {"NR",  "UH", "UF", "UC", "UT", "URX", "DC",
+                                                  "UPE", "DI", "FI", "UO", "RL", "RLSE"};
+
 const double tele_duration_bounds_ms[TELE_DUR_BOUNDS] = {
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
 const double tele_bytes_bounds[TELE_BYTES_BOUNDS] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
@@ -103,10 +106,9 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-/* Copy n bytes of src to dst replacing each byte of an invalid UTF-8 sequence by '?'. */
 static bool all_ascii(const char *s, size_t n);
 
-static void utf8_copy(char *dst, const char *src, size_t n)
+void tele_utf8_copy(char *dst, const char *src, size_t n)
 {
     const unsigned char *s = (const unsigned char *)src;
     if (all_ascii(src, n)) { /* the usual case: nothing to repair */
@@ -157,7 +159,7 @@ uint64_t tele_labels_hash(enum tele_series_kind kind, const str_t v[TELE_NLABELS
         size_t n = cut_len(v[i]);
         const char *p = n ? v[i].ptr : "";
         if (!all_ascii(p, n)) {
-            utf8_copy(tmp, p, n);
+            tele_utf8_copy(tmp, p, n);
             p = tmp;
         }
         h = XXH3_64bits_withSeed(p, n, h);
@@ -181,7 +183,7 @@ tele_labels_t *tele_labels_new(enum tele_series_kind kind, const str_t v[TELE_NL
     for (int i = 0; i < TELE_NLABELS; i++) {
         size_t n = cut_len(v[i]);
         if (n)
-            utf8_copy(p, v[i].ptr, n);
+            tele_utf8_copy(p, v[i].ptr, n);
         p[n] = '\0';
         l->v[i] = p;
         l->len[i] = (uint16_t)n;
@@ -214,7 +216,7 @@ bool tele_labels_equal(const tele_labels_t *l, enum tele_series_kind kind, const
             continue;
         if (all_ascii(v[i].ptr, n))
             return false;
-        utf8_copy(tmp, v[i].ptr, n);
+        tele_utf8_copy(tmp, v[i].ptr, n);
         if (memcmp(l->v[i], tmp, n) != 0)
             return false;
     }
@@ -330,7 +332,26 @@ static void common_labels(enum tele_reporter reporter, const peer_info_t *peer, 
     out[TL_DESTINATION_SERVICE_NAMESPACE] = either(svc_ns, S_UNKNOWN);
 }
 
-void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char code_buf[12], str_t out[TELE_NLABELS])
+size_t tele_flags_format(uint32_t bits, char out[TELE_FLAGS_MAX])
+{
+    size_t n = 0;
+    for (int i = 0; i < TELE_NFLAGS; i++) {
+        if (!(bits & (1u << i)))
+            continue;
+        if (n > 0)
+            out[n++] = ',';
+        size_t l = strlen(tele_flag_names[i]);
+        memcpy(out + n, tele_flag_names[i], l);
+        n += l;
+    }
+    if (n == 0)
+        out[n++] = '-';
+    out[n] = '\0';
+    return n;
+}
+
+void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char code_buf[12],
+                         char flags_buf[TELE_FLAGS_MAX], str_t out[TELE_NLABELS])
 {
     common_labels(r->reporter, r->peer, self, r->destination_app, r->destination_version, r->destination_service,
                   r->destination_service_name, r->destination_service_namespace, out);
@@ -339,7 +360,8 @@ void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char 
     out[TL_REQUEST_PROTOCOL] = STR_LIT("http");
     out[TL_RESPONSE_CODE] = (str_t){code_buf, (uint32_t)n};
     out[TL_GRPC_RESPONSE_STATUS] = STR_NULL;
-    out[TL_RESPONSE_FLAGS] = either(r->response_flags, STR_LIT("-"));
+    size_t fl = tele_flags_format(r->response_flags, flags_buf);
+    out[TL_RESPONSE_FLAGS] = (str_t){flags_buf, (uint32_t)fl};
 }
 
 void tele_tcp_labels(const tele_tcp_t *r, const peer_info_t *self, str_t out[TELE_NLABELS])
@@ -362,53 +384,152 @@ static void put(tele_rec_t *rec, buf_t *strings, enum tele_rec_str i, str_t s, s
     rec->len[i] = (uint16_t)n;
     buf_reserve(strings, n + 1);
     if (n)
-        utf8_copy(strings->data + strings->len, s.ptr, n);
+        tele_utf8_copy(strings->data + strings->len, s.ptr, n);
     strings->len += n;
     strings->data[strings->len++] = '\0';
 }
 
-void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r)
+/* Bytes kept of each record string (TS_FLAGS is made from the bits when read back). */
+static const uint16_t ts_max[TS_COUNT] = {
+    [TS_METHOD] = 32,
+    [TS_PATH] = TELE_PATH_MAX,
+    [TS_AUTHORITY] = TELE_STR_MAX,
+    [TS_USER_AGENT] = TELE_STR_MAX,
+    [TS_PROTOCOL] = 32,
+    [TS_UPSTREAM_HOST] = TELE_STR_MAX,
+    [TS_UPSTREAM_CLUSTER] = TELE_STR_MAX,
+    [TS_DOWNSTREAM] = TELE_STR_MAX,
+    [TS_ROUTE] = TELE_STR_MAX,
+    [TS_SPAN_NAME] = TELE_PATH_MAX,
+    [TS_REQUEST_ID] = TELE_STR_MAX,
+    [TS_FLAGS] = 0,
+    [TS_DEST_SERVICE] = TELE_STR_MAX,
+    [TS_PEER_SERVICE] = TELE_STR_MAX,
+    [TS_TRACESTATE] = TRACECTX_STATE_MAX,
+};
+
+size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *h, str_t s[TS_COUNT])
 {
-    memset(rec, 0, sizeof(*rec));
-    put(rec, strings, TS_METHOD, r->method, 32);
-    put(rec, strings, TS_PATH, r->path, TELE_PATH_MAX);
-    put(rec, strings, TS_AUTHORITY, r->authority, TELE_STR_MAX);
-    put(rec, strings, TS_USER_AGENT, r->user_agent, TELE_STR_MAX);
-    put(rec, strings, TS_PROTOCOL, r->protocol, 32);
-    put(rec, strings, TS_UPSTREAM_HOST, r->upstream_host, TELE_STR_MAX);
-    put(rec, strings, TS_UPSTREAM_CLUSTER, r->upstream_cluster, TELE_STR_MAX);
-    put(rec, strings, TS_DOWNSTREAM, r->downstream_peer, TELE_STR_MAX);
-    put(rec, strings, TS_ROUTE, r->route_name, TELE_STR_MAX);
-    put(rec, strings, TS_SPAN_NAME, r->span_name, TELE_PATH_MAX);
-    put(rec, strings, TS_FLAGS, either(r->response_flags, STR_LIT("-")), TELE_STR_MAX);
-    put(rec, strings, TS_DEST_SERVICE, r->destination_service, TELE_STR_MAX);
+    memset(h, 0, sizeof(*h));
+    s[TS_METHOD] = r->method;
+    s[TS_PATH] = r->path;
+    s[TS_AUTHORITY] = r->authority;
+    s[TS_USER_AGENT] = r->user_agent;
+    s[TS_PROTOCOL] = r->protocol;
+    s[TS_UPSTREAM_HOST] = r->upstream_host;
+    s[TS_UPSTREAM_CLUSTER] = r->upstream_cluster;
+    s[TS_DOWNSTREAM] = r->downstream_peer;
+    s[TS_ROUTE] = r->route_name;
+    s[TS_SPAN_NAME] = r->span_name;
+    s[TS_FLAGS] = STR_NULL;
+    s[TS_DEST_SERVICE] = r->destination_service;
     str_t peer_svc = STR_NULL;
     if (r->peer != NULL)
         peer_svc = either(field(r->peer->canonical_service), either(field(r->peer->app), field(r->peer->workload)));
     if (peer_svc.len == 0 && r->reporter == TELE_SOURCE)
         peer_svc = either(r->destination_service_name, r->destination_app);
-    put(rec, strings, TS_PEER_SERVICE, peer_svc, TELE_STR_MAX);
+    s[TS_PEER_SERVICE] = peer_svc;
     const trace_ctx_t *t = r->trace;
-    str_t rid = STR_NULL, ts = STR_NULL;
+    s[TS_REQUEST_ID] = STR_NULL;
+    s[TS_TRACESTATE] = STR_NULL;
     if (t != NULL) {
-        rid = (str_t){t->request_id, t->request_id_len > TRACECTX_REQUEST_ID_MAX ? 0 : t->request_id_len};
-        ts = (str_t){t->tracestate, t->tracestate_len > TRACECTX_STATE_MAX ? 0 : t->tracestate_len};
-        memcpy(rec->trace_id, t->trace_id, 16);
-        memcpy(rec->span_id, t->span_id, 8);
-        memcpy(rec->parent_id, t->parent_id, 8);
+        s[TS_REQUEST_ID] =
+            (str_t){t->request_id, t->request_id_len > TRACECTX_REQUEST_ID_MAX ? 0 : (uint32_t)t->request_id_len};
+        s[TS_TRACESTATE] =
+            (str_t){t->tracestate, t->tracestate_len > TRACECTX_STATE_MAX ? 0 : (uint32_t)t->tracestate_len};
+        memcpy(h->trace_id, t->trace_id, 16);
+        memcpy(h->span_id, t->span_id, 8);
+        memcpy(h->parent_id, t->parent_id, 8);
         static const uint8_t zero[16];
-        rec->has_trace = memcmp(t->trace_id, zero, 16) != 0 && memcmp(t->span_id, zero, 8) != 0;
-        rec->has_parent = t->has_parent && memcmp(t->parent_id, zero, 8) != 0;
+        h->has_trace = memcmp(t->trace_id, zero, 16) != 0 && memcmp(t->span_id, zero, 8) != 0;
+        h->has_parent = t->has_parent && memcmp(t->parent_id, zero, 8) != 0;
     }
-    put(rec, strings, TS_REQUEST_ID, rid, TELE_STR_MAX);
-    put(rec, strings, TS_TRACESTATE, ts, TRACECTX_STATE_MAX);
-    rec->start_ns = r->start_unix_ns;
-    rec->duration_ns = r->duration_ns;
-    rec->request_bytes = r->request_bytes;
-    rec->response_bytes = r->response_bytes;
-    rec->response_code = r->response_code < 0 ? 0 : r->response_code;
-    rec->attempts = r->attempts;
-    rec->reporter = (uint8_t)r->reporter;
+    size_t total = sizeof(*h);
+    for (int i = 0; i < TS_COUNT; i++) {
+        if (s[i].len > ts_max[i])
+            s[i].len = ts_max[i];
+        h->len[i] = (uint16_t)s[i].len;
+        total += s[i].len;
+    }
+    h->start_ns = r->start_unix_ns;
+    h->duration_ns = r->duration_ns;
+    h->request_bytes = r->request_bytes;
+    h->response_bytes = r->response_bytes;
+    h->response_code = r->response_code < 0 ? 0 : r->response_code;
+    h->attempts = r->attempts;
+    h->response_flags = r->response_flags;
+    h->reporter = (uint8_t)r->reporter;
+    return total;
+}
+
+void tele_raw_write(void *dst, const tele_raw_t *hdr, const str_t s[TS_COUNT])
+{
+    char *p = dst;
+    memcpy(p, hdr, sizeof(*hdr));
+    p += sizeof(*hdr);
+    for (int i = 0; i < TS_COUNT; i++) {
+        if (hdr->len[i] == 0)
+            continue;
+        memcpy(p, s[i].ptr, hdr->len[i]);
+        p += hdr->len[i];
+    }
+}
+
+int tele_raw_read(const void *raw, size_t n, tele_rec_t *rec, buf_t *strings)
+{
+    tele_raw_t h;
+    if (n < sizeof(h))
+        return -1;
+    memcpy(&h, raw, sizeof(h));
+    size_t total = sizeof(h);
+    for (int i = 0; i < TS_COUNT; i++) {
+        if (h.len[i] > ts_max[i])
+            return -1;
+        total += h.len[i];
+    }
+    if (total != n)
+        return -1;
+    memset(rec, 0, sizeof(*rec));
+    const char *p = (const char *)raw + sizeof(h);
+    char flags[TELE_FLAGS_MAX];
+    for (int i = 0; i < TS_COUNT; i++) {
+        if (i == TS_FLAGS) {
+            size_t fl = tele_flags_format(h.response_flags, flags);
+            put(rec, strings, TS_FLAGS, (str_t){flags, (uint32_t)fl}, TELE_STR_MAX);
+            continue;
+        }
+        put(rec, strings, (enum tele_rec_str)i, (str_t){p, h.len[i]}, h.len[i]);
+        p += h.len[i];
+    }
+    rec->start_ns = h.start_ns;
+    rec->duration_ns = h.duration_ns;
+    rec->request_bytes = h.request_bytes;
+    rec->response_bytes = h.response_bytes;
+    rec->response_code = h.response_code;
+    rec->attempts = h.attempts;
+    memcpy(rec->trace_id, h.trace_id, 16);
+    memcpy(rec->span_id, h.span_id, 8);
+    memcpy(rec->parent_id, h.parent_id, 8);
+    rec->reporter = h.reporter;
+    rec->has_span = h.has_span;
+    rec->has_log = h.has_log;
+    rec->has_trace = h.has_trace;
+    rec->has_parent = h.has_parent;
+    return 0;
+}
+
+void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r)
+{
+    tele_raw_t h;
+    str_t s[TS_COUNT];
+    size_t n = tele_raw_prepare(r, &h, s);
+    char *tmp = malloc(n);
+    if (tmp == NULL)
+        log_fatal("telemetry: out of memory");
+    tele_raw_write(tmp, &h, s);
+    if (tele_raw_read(tmp, n, rec, strings) != 0)
+        log_fatal("telemetry: a raw record does not read back");
+    free(tmp);
 }
 
 /* ------------------------------------------------------------------ */

@@ -61,6 +61,9 @@ bool tele_label_used(enum tele_series_kind kind, enum tele_label l);
 
 #define TELE_LABEL_MAX 256 /* bytes of one label value; longer values are cut */
 
+/* Copy n bytes of src to dst, each byte of an invalid UTF-8 sequence replaced by '?'. */
+void tele_utf8_copy(char *dst, const char *src, size_t n);
+
 /* One label set: immutable, one heap block (free with free()). */
 typedef struct tele_labels {
     uint64_t hash;
@@ -109,12 +112,18 @@ typedef struct tele_series {
     tele_values_t val;
 } tele_series_t;
 
+#define TELE_FLAGS_MAX 64 /* bytes of every flag name joined by commas, with the NUL */
+
+/* Envoy's text of response flag bits ("UF,URX"; "-" for none) into out; returns its length. */
+size_t tele_flags_format(uint32_t bits, char out[TELE_FLAGS_MAX]);
+
 /*
  * The label values of a request as Istio sets them (see telemetry.h), as
- * slices into r, *self, *r->peer or static strings. code_buf receives the
- * response code text.
+ * slices into r, *self, *r->peer, the buffers or static strings. code_buf
+ * receives the response code text, flags_buf the response flags.
  */
-void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char code_buf[12], str_t out[TELE_NLABELS]);
+void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char code_buf[12],
+                         char flags_buf[TELE_FLAGS_MAX], str_t out[TELE_NLABELS]);
 
 /* Same for a tunnelled connection (request_protocol "tcp"). */
 void tele_tcp_labels(const tele_tcp_t *r, const peer_info_t *self, str_t out[TELE_NLABELS]);
@@ -157,6 +166,42 @@ typedef struct tele_rec {
     bool has_trace;   /* ids are set */
     bool has_parent;
 } tele_rec_t;
+
+/*
+ * Raw records: what a worker writes into its ring for one request. The
+ * fixed fields below, then the bytes of each string in enum order, cut to
+ * its bound but neither repaired nor NUL-terminated (TS_FLAGS has none: it
+ * is made from response_flags). Building one is copying; repairing UTF-8,
+ * formatting the flags and the encoders' work happen when the exporter
+ * reads it back (tele_raw_read).
+ */
+typedef struct tele_raw {
+    uint64_t start_ns, duration_ns;
+    uint64_t request_bytes, response_bytes;
+    int32_t response_code;
+    uint32_t attempts;
+    uint32_t response_flags; /* TELE_RF_* */
+    uint8_t trace_id[16], span_id[8], parent_id[8];
+    uint8_t reporter;
+    bool has_span, has_log, has_trace, has_parent;
+    uint16_t len[TS_COUNT]; /* bytes of each string after the header */
+} tele_raw_t;
+
+/*
+ * Fill *hdr from r (has_span and has_log false) and s[] with the slices to
+ * copy, already cut; returns the raw record's size in bytes.
+ */
+size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *hdr, str_t s[TS_COUNT]);
+
+/* Write the raw record (hdr, then the bytes of s[]) to dst, which has tele_raw_prepare's size. */
+void tele_raw_write(void *dst, const tele_raw_t *hdr, const str_t s[TS_COUNT]);
+
+/*
+ * Read a raw record of n bytes back into *rec, its strings appended to
+ * strings (valid UTF-8, NUL-terminated, as tele_rec_t says). Returns 0, or
+ * -1 when n does not match the record's lengths (nothing appended).
+ */
+int tele_raw_read(const void *raw, size_t n, tele_rec_t *rec, buf_t *strings);
 
 /* Copy r into *rec, its strings appended to strings (bounded, see above). has_span/has_log are left false. */
 void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r);

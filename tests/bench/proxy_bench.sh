@@ -16,15 +16,17 @@
 # http-reuse always) and an nginx reverse proxy (worker_processes 1, upstream keepalive 64), both
 # shaped like the peers script's, started here on free ports in front of the same 1 KiB backend
 # (nginx: CPU and RSS are master + worker).
+# Before stopping each telemetry variant it reads the proxy's dropped/exported counters (/stats/prometheus):
+# records the exporter could not take while saturated are dropped and counted, never waited for.
 # Then prints the summary tables. A proxy that fails to start or exits early is reported, not fatal.
 #   usage: tests/bench/proxy_bench.sh
 #   env:   DUR, ROUNDS (passed to proxy_peers.sh; 5 and 2 by default), MEASURE (10 s),
-#          VARIANTS ("1 100"), OUTRIDER_BIN
+#          VARIANTS ("1 100"), OUTRIDER_BIN, PEERS (the peers script, ../shared/bench/proxy_peers.sh)
 # Needs: nginx haproxy wrk hey curl pgrep (Debian packages; pgrep is procps). Ports 18080-18082 must be free.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${OUTRIDER_BIN:-$REPO/build/release/bin}
-PEERS=$(cd "$REPO/.." && pwd)/shared/bench/proxy_peers.sh
+PEERS=${PEERS:-$(cd "$REPO/.." && pwd)/shared/bench/proxy_peers.sh}
 DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-2}
 MEASURE=${MEASURE:-10}
@@ -288,6 +290,12 @@ for v in $VARIANTS; do
         echo "proxy exited during the CPU run (exit $rc); its log:"
         sed 's/^/  | /' "$PLOG" | tail -20
     else
+        sleep 1.5 # one flush interval: the last records reach the exporter
+        R[$v,tele]=$(curl -fsS --max-time 5 "http://127.0.0.1:$ADM/stats/prometheus" 2>/dev/null |
+            awk '/^outrider_proxy_telemetry_(dropped|exported)_total/ {
+                     split($1, a, "[{}\"]"); n = a[1]; sub(/outrider_proxy_telemetry_/, "", n); sub(/_total/, "", n)
+                     printf "%s%s.%s=%s", sep, n, a[3], $2; sep = " " }')
+        echo "proxy telemetry counters: ${R[$v,tele]:-?}"
         stop "$PPID_"
     fi
 done
@@ -438,6 +446,8 @@ for v in $VARIANTS; do
         "$label" "${R[$v,status]}" "$(dash "${R[$v,m.rps]:-}")" "$(dash "${R[$v,m.ok]:-}")" "$(dash "${R[$v,m.total]:-}")" \
         "$(dash "${R[$v,m.p50_ms]:-}")" "$(dash "${R[$v,m.p99_ms]:-}")" "$(dash "${R[$v,m.vcpu]:-}")" \
         "$(dash "${R[$v,candidate.sat99]:-}")" "$(dash "${R[$v,haproxy.sat99]:-}")" "$(dash "${R[$v,nginx.sat99]:-}")"
+    [[ $v != off ]] && printf '%-14s telemetry (whole run, records dropped when the exporter was behind): %s\n' "$label" \
+        "$(dash "${R[$v,tele]:-}")"
 done
 for who in haproxy nginx; do
     printf '%-14s status: %s; cpu run: %s rps, %s/%s x 200, p50/p99 %s/%s ms, %s vCPU\n' \

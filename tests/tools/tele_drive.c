@@ -130,7 +130,7 @@ int main(int argc, char **argv)
         r.destination_service_name = S("reviews");
         r.destination_service_namespace = S("default");
         r.response_code = codes[(i / 2) % 4];
-        r.response_flags = S(r.response_code == 503 ? "UF" : "-");
+        r.response_flags = r.response_code == 503 ? TELE_RF_UF : 0;
         r.request_bytes = (uint64_t)(i % 7) * 100;
         r.response_bytes = 1024;
         r.duration_ns = (uint64_t)(1 + i % 50) * 1000000u;

@@ -65,7 +65,7 @@ static tele_request_t base_request(enum tele_reporter rep, const peer_info_t *pe
     r.destination_service_name = S("reviews");
     r.destination_service_namespace = S("default");
     r.response_code = 200;
-    r.response_flags = S("-");
+    r.response_flags = 0;
     r.start_unix_ns = 1700000000000000000ull;
     r.duration_ns = 1000000;
     r.method = S("GET");
@@ -233,14 +233,14 @@ static void test_destination_labels_and_series(void **state)
     tele_record(f.w, &r);
     tele_record(f.w, &r);
     r.response_code = 503;
-    r.response_flags = S("UF,URX");
+    r.response_flags = TELE_RF_UF | TELE_RF_URX;
     tele_record(f.w, &r);
     /* a source-side request without peer metadata: destination_* from the request */
     tele_request_t s = base_request(TELE_SOURCE, NULL);
     s.destination_app = S("reviews");
     s.destination_version = S("v3");
     s.response_code = 0;
-    s.response_flags = S("DC");
+    s.response_flags = TELE_RF_DC;
     tele_record(f.w, &s);
     /* a tunnel */
     tele_tcp_t tcp = {0};
@@ -345,36 +345,60 @@ static void test_queue_limit_drops(void **state)
     tc.trace_id[15] = 1;
     tc.span_id[7] = 2;
     tc.sampled = 1;
-    /* room for the metric deltas, not for the records: spans and logs are dropped, metrics kept */
+    /*
+     * A 4 KiB ring (the smallest) and no exporter draining it: it takes a
+     * few records, the rest are dropped and counted; metrics are kept.
+     * Room in the queue for two metric batches of one series, not three.
+     */
     fixture_t f;
-    fx_open(&f, "127.0.0.1", 1500, false);
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.self = self_info();
+    tele_opts_t o = {0};
+    o.otlp_host = "127.0.0.1";
+    o.otlp_port = 9;
+    o.flush_interval_ms = 60000;
+    o.max_queue_bytes = 1000;
+    o.ring_bytes = 1;
+    o.access_log = true;
+    o.self = &f.self;
+    o.service_name = "productpage.default";
+    f.t = tele_create(&o);
+    f.w = tele_worker_create(f.t, &f.loop);
     peer_info_t reviews = reviews_info();
     tele_request_t r = base_request(TELE_SOURCE, &reviews);
     r.trace = &tc;
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 40; i++)
         tele_record(f.w, &r);
-    tele_worker_flush(f.w);
     tele_stats_t st;
     tele_get_stats(f.t, &st);
-    assert_int_equal(st.spans_dropped, 10);
-    assert_int_equal(st.logs_dropped, 10);
+    assert_true(st.spans_dropped > 0 && st.spans_dropped < 40);
+    assert_int_equal(st.logs_dropped, st.spans_dropped);
+    assert_true(st.queue_bytes > 0 && st.queue_bytes <= 4096); /* what the ring holds */
+    size_t ring_fill = st.queue_bytes;
+    tele_worker_flush(f.w);
+    tele_get_stats(f.t, &st);
     assert_int_equal(st.metric_batches_dropped, 0);
-    assert_true(st.queue_bytes > 0 && st.queue_bytes <= 1500);
-    /* the next metric batch does not fit beside the first one */
+    assert_true(st.queue_bytes > ring_fill && st.queue_bytes <= ring_fill + 1000);
+    tele_record(f.w, &r);
+    tele_worker_flush(f.w);
     tele_record(f.w, &r);
     tele_worker_flush(f.w);
     tele_get_stats(f.t, &st);
-    assert_int_equal(st.spans_dropped, 11);
     assert_int_equal(st.metric_batches_dropped, 1);
     fx_finish(&f);
+    /* without an exporter thread, what the ring held is dropped at stop: every record is accounted for */
     tele_get_stats(f.t, &st);
+    assert_int_equal(st.spans_dropped, 42);
+    assert_int_equal(st.logs_dropped, 42);
     assert_int_equal(st.queue_bytes, 0);
     buf_t out = BUF_INIT;
     tele_render_prometheus(f.t, &out);
-    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"traces\"} 11");
+    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"traces\"} 42");
+    assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"logs\"} 42");
     assert_has_line(out.data, "outrider_proxy_telemetry_dropped_total{signal=\"metrics\"} 1");
-    /* the queued metric batch was folded at stop */
-    assert_series_line(out.data, "istio_requests_total", SRC_LABELS, "", "10");
+    /* the two queued metric batches were folded at stop */
+    assert_series_line(out.data, "istio_requests_total", SRC_LABELS, "", "41");
     buf_dispose(&out);
     fx_close(&f);
 }
@@ -555,7 +579,7 @@ static void test_otlp_logs_every_field(void **state)
     r0.request_bytes = 7;
     r0.response_bytes = 123456789012ull;
     r0.response_code = 503;
-    r0.response_flags = S("UF");
+    r0.response_flags = TELE_RF_UF;
     r0.route_name = S("default");
     tele_rec_fill(&recs[0], &strings, &r0);
     recs[0].has_log = recs[0].has_span = true;
@@ -760,7 +784,7 @@ static void test_otlp_traces_every_field(void **state)
     r0.response_bytes = 9876543210ull;
     r0.attempts = 3;
     r0.route_name = S("reviews-route");
-    r0.response_flags = S("UF");
+    r0.response_flags = TELE_RF_UF;
     tele_rec_fill(&recs[0], &strings, &r0);
     recs[0].has_span = true;
     /* 1: SERVER root span, 200, no span name (the method is the name) */
@@ -952,8 +976,8 @@ static void test_otlp_metrics(void **state)
     peer_info_t self = self_info(), reviews = reviews_info();
     tele_request_t r = base_request(TELE_SOURCE, &reviews);
     str_t v[TELE_NLABELS];
-    char code[12];
-    tele_request_labels(&r, &self, code, v);
+    char code[12], flags[TELE_FLAGS_MAX];
+    tele_request_labels(&r, &self, code, flags, v);
     tele_series_t series[2];
     memset(series, 0, sizeof(series));
     series[0].labels = tele_labels_new(TELE_SERIES_HTTP, v, tele_labels_hash(TELE_SERIES_HTTP, v));
@@ -1225,6 +1249,203 @@ static void test_export_retry_and_keepalive(void **state)
     fx_close(&f);
 }
 
+/* ---- aggregation by interned handles against a per-request reference ---- */
+
+#define REF_MAX 256
+
+/* The reference: every request's label set computed the way Istio's labels are defined, counted per set. */
+typedef struct ref_series {
+    char labels[2048];
+    uint64_t count, req_sum;
+} ref_series_t;
+
+typedef struct ref {
+    ref_series_t s[REF_MAX];
+    size_t n;
+} ref_t;
+
+static void ref_add(ref_t *ref, const tele_request_t *r, const peer_info_t *self)
+{
+    str_t v[TELE_NLABELS];
+    char code[12], flags[TELE_FLAGS_MAX], line[2048];
+    tele_request_labels(r, self, code, flags, v);
+    size_t n = 0;
+    for (int k = 0; k < TELE_NLABELS; k++)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=\"%.*s\"", k ? "," : "",
+                              tele_label_name((enum tele_label)k), (int)v[k].len, v[k].ptr ? v[k].ptr : "");
+    for (size_t i = 0; i < ref->n; i++) {
+        if (strcmp(ref->s[i].labels, line) == 0) {
+            ref->s[i].count++;
+            ref->s[i].req_sum += r->request_bytes;
+            return;
+        }
+    }
+    assert_true(ref->n < REF_MAX);
+    snprintf(ref->s[ref->n].labels, sizeof(ref->s[ref->n].labels), "%s", line);
+    ref->s[ref->n].count = 1;
+    ref->s[ref->n].req_sum = r->request_bytes;
+    ref->n++;
+}
+
+/* The page holds exactly the reference's istio_requests_total series, with its counts and request byte sums. */
+static void assert_page_matches(const char *page, const ref_t *ref)
+{
+    size_t lines = 0;
+    for (const char *q = page; (q = strstr(q, "\nistio_requests_total{")) != NULL; q++)
+        lines++;
+    assert_int_equal(lines, ref->n);
+    char want[64];
+    for (size_t i = 0; i < ref->n; i++) {
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)ref->s[i].count);
+        assert_series_line(page, "istio_requests_total", ref->s[i].labels, "", want);
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)ref->s[i].req_sum);
+        assert_series_line(page, "istio_request_bytes_sum", ref->s[i].labels, "", want);
+    }
+}
+
+static peer_info_t peer_of(const char *name, const char *workload, const char *app, const char *version)
+{
+    peer_info_t p;
+    memset(&p, 0, sizeof(p));
+    snprintf(p.name, sizeof(p.name), "%s", name);
+    strcpy(p.namespace, "default");
+    snprintf(p.workload, sizeof(p.workload), "%s", workload);
+    snprintf(p.app, sizeof(p.app), "%s", app);
+    snprintf(p.version, sizeof(p.version), "%s", version);
+    strcpy(p.cluster_id, "Kubernetes");
+    return p;
+}
+
+/*
+ * A mix of reporters, destinations (cached per endpoint as the proxy's
+ * views do), peers (cached per connection, two pods of one workload
+ * among them), codes and flags: the page has the same series and totals
+ * as labelling each request on its own gives. Midway everything goes idle
+ * long enough for the worker to forget its series and handles, a new
+ * destination takes a freed slot, and the old (stale) cached handles are
+ * used again: they must not be taken for the new destination.
+ */
+static void test_handle_aggregation_matches_per_request_labels(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fx_open(&f, NULL, 0, true);
+    ref_t *ref = calloc(1, sizeof(*ref));
+    static const struct {
+        const char *svc, *name, *ns, *version, *app;
+    } dests[] = {
+        {"reviews.default.svc.cluster.local", "reviews", "default", "v1", "reviews"},
+        {"reviews.default.svc.cluster.local", "reviews", "default", "v2", "reviews"},
+        {"ratings.default.svc.cluster.local", "ratings", "default", "", ""},
+        {"details.shop.svc.cluster.local", "details", "shop", "v1", "details"},
+    };
+    enum { ND = 4, NP = 4 };
+    peer_info_t peers[NP] = {
+        peer_of("reviews-v1-aaa", "reviews-v1", "reviews", "v1"),
+        peer_of("reviews-v1-bbb", "reviews-v1", "reviews", "v1"), /* another pod: same labels */
+        peer_of("ratings-v1-ccc", "ratings-v1", "ratings", "v1"),
+        peer_of("web-xyz", "web", "", ""),
+    };
+    uint64_t dest_cache[2][ND]; /* [reporter][dest] */
+    uint64_t peer_cache[NP + 1];
+    memset(dest_cache, 0, sizeof(dest_cache));
+    memset(peer_cache, 0, sizeof(peer_cache));
+    static const int codes[] = {200, 200, 404, 503, 0, 201};
+    static const uint32_t flag_mix[] = {0, 0, TELE_RF_UF | TELE_RF_URX, TELE_RF_DC, TELE_RF_UO, TELE_RF_NR};
+    uint64_t x = 88172645463325252ull;
+    for (int phase = 0; phase < 2; phase++) {
+        for (int i = 0; i < 3000; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            int rep = (int)(x % 2), d = (int)((x >> 8) % ND), p = (int)((x >> 16) % (NP + 1)), c = (int)((x >> 24) % 6);
+            tele_request_t r = base_request(rep ? TELE_DESTINATION : TELE_SOURCE, p < NP ? &peers[p] : NULL);
+            r.destination_service = S(dests[d].svc);
+            r.destination_service_name = S(dests[d].name);
+            r.destination_service_namespace = S(dests[d].ns);
+            r.destination_version = S(dests[d].version);
+            r.destination_app = S(dests[d].app);
+            r.dest_handle = &dest_cache[rep][d];
+            r.peer_handle = p < NP ? &peer_cache[p] : NULL;
+            r.response_code = codes[c];
+            r.response_flags = flag_mix[(c + d) % 6];
+            r.request_bytes = (uint64_t)(x >> 40) % 5000;
+            tele_record(f.w, &r);
+            ref_add(ref, &r, &f.self);
+            if (i % 1000 == 999)
+                tele_worker_flush(f.w);
+        }
+        if (phase == 1)
+            break;
+        /* idle: series and then their destinations and peers are forgotten; cached handles go stale */
+        for (int k = 0; k < 12; k++)
+            tele_worker_flush(f.w);
+        tele_request_t n = base_request(TELE_SOURCE, NULL);
+        n.destination_service = S("newcomer.default.svc.cluster.local");
+        n.destination_service_name = S("newcomer");
+        uint64_t fresh = 0;
+        n.dest_handle = &fresh;
+        tele_record(f.w, &n);
+        ref_add(ref, &n, &f.self);
+        assert_true(fresh != 0);
+        bool stale_seen = false;
+        for (int d = 0; d < ND; d++)
+            stale_seen |=
+                (uint32_t)dest_cache[0][d] == (uint32_t)fresh || (uint32_t)dest_cache[1][d] == (uint32_t)fresh;
+        assert_true(stale_seen); /* the newcomer took a slot an old handle still names */
+    }
+    fx_finish(&f);
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    assert_page_matches(out.data, ref);
+    /* Istio's labels for one of them, spelled out: the peer's version wins over the endpoint's */
+    assert_non_null(strstr(out.data,
+                           "istio_requests_total{reporter=\"source\",source_workload=\"productpage-v1\","
+                           "source_workload_namespace=\"default\",source_principal=\"unknown\","
+                           "source_app=\"productpage\",source_version=\"v1\",source_cluster=\"Kubernetes\","
+                           "source_canonical_service=\"productpage\",source_canonical_revision=\"v1\","
+                           "destination_workload=\"ratings-v1\",destination_workload_namespace=\"default\","
+                           "destination_principal=\"unknown\",destination_app=\"ratings\","
+                           "destination_version=\"v1\",destination_service=\"details.shop.svc.cluster.local\","
+                           "destination_service_name=\"details\",destination_service_namespace=\"shop\","));
+    buf_dispose(&out);
+    free(ref);
+    fx_close(&f);
+}
+
+/* The same requests without caches (every request interned from its strings) give the same page. */
+static void test_uncached_and_cached_pages_equal(void **state)
+{
+    (void)state;
+    buf_t pages[2] = {BUF_INIT, BUF_INIT};
+    peer_info_t reviews = reviews_info();
+    for (int cached = 0; cached < 2; cached++) {
+        fixture_t f;
+        fx_open(&f, NULL, 0, true);
+        uint64_t dcache[3] = {0, 0, 0}, pcache = 0;
+        for (int i = 0; i < 600; i++) {
+            tele_request_t r = base_request(i % 3 == 0 ? TELE_DESTINATION : TELE_SOURCE, i % 2 ? &reviews : NULL);
+            r.destination_version = S(i % 3 == 1 ? "v3" : "");
+            r.response_code = i % 5 == 0 ? 503 : 200;
+            r.response_flags = i % 5 == 0 ? TELE_RF_UF : 0;
+            r.duration_ns = (uint64_t)i * 100000;
+            r.response_bytes = (uint64_t)i;
+            if (cached) {
+                r.dest_handle = &dcache[i % 3];
+                r.peer_handle = &pcache;
+            }
+            tele_record(f.w, &r);
+        }
+        fx_finish(&f);
+        tele_render_prometheus(f.t, &pages[cached]);
+        fx_close(&f);
+    }
+    assert_string_equal(pages[0].data, pages[1].data);
+    assert_non_null(strstr(pages[0].data, "response_flags=\"UF\""));
+    buf_dispose(&pages[0]);
+    buf_dispose(&pages[1]);
+}
+
 static void test_worker_forgets_idle_series(void **state)
 {
     (void)state;
@@ -1264,6 +1485,8 @@ int main(void)
         cmocka_unit_test(test_stop_without_endpoint_is_quick),
         cmocka_unit_test(test_export_retry_and_keepalive),
         cmocka_unit_test(test_worker_forgets_idle_series),
+        cmocka_unit_test(test_handle_aggregation_matches_per_request_labels),
+        cmocka_unit_test(test_uncached_and_cached_pages_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
