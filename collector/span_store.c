@@ -24,9 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "varint.h"
 #include "log.h"
 #include "span_store_internal.h"
@@ -40,117 +37,14 @@ void span_store_config_default(span_store_config_t *cfg)
     cfg->dep_settle_ms = 1000;
 }
 
-/* ---- trace hash ---- */
-
-static uint64_t trace_hash(uint64_t hi, uint64_t lo)
-{
-    uint64_t k[2] = {hi, lo};
-    return XXH3_64bits(k, sizeof(k));
-}
-
+/* The trace id's high half as the trace table and the batch grouping key it. */
 static uint64_t key_hi(const span_store_t *st, uint64_t hi)
 {
     return st->strict ? hi : 0;
 }
 
-/*
- * A slot holds the trace pointer with the top 16 bits of its hash above it
- * (user-space pointers fit in 48 bits), so a probe compares those bits and
- * reads a trace only when they match: a lookup for a new trace (the common
- * case) touches the table and no trace at all.
- */
-#define TAB_PTR_BITS 48
-#define TAB_PTR_MASK (((uint64_t)1 << TAB_PTR_BITS) - 1)
-
-static trace_t *slot_trace(uint64_t v)
-{
-    return (trace_t *)(uintptr_t)(v & TAB_PTR_MASK);
-}
-
-static uint64_t slot_tag(uint64_t h)
-{
-    return h & ~TAB_PTR_MASK;
-}
-
-trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo)
-{
-    hi = key_hi(st, hi);
-    uint64_t h = trace_hash(hi, lo), tag = slot_tag(h);
-    for (uint32_t i = (uint32_t)h & st->tab_mask;; i = (i + 1) & st->tab_mask) {
-        uint64_t v = st->tab[i];
-        if (v == 0)
-            return NULL;
-        if (slot_tag(v) != tag)
-            continue;
-        trace_t *t = slot_trace(v);
-        if (t->id_lo == lo && key_hi(st, t->id_hi) == hi)
-            return t;
-    }
-}
-
-/*
- * Ask for the table slot of a trace that will be inserted soon: the batch's
- * traces are known before the first is stored, and a table larger than the
- * cache would otherwise cost one miss per trace, one after the other.
- */
+/* The batch's trace table slots are asked for this many traces ahead of their insert. */
 #define TAB_PREFETCH 8
-
-static void tab_prefetch(const span_store_t *st, const span_t *s)
-{
-    uint64_t h = trace_hash(key_hi(st, s->trace_id_high), s->trace_id_low);
-    __builtin_prefetch(&st->tab[(uint32_t)h & st->tab_mask]);
-}
-
-static void tab_place(uint64_t *tab, uint32_t mask, trace_t *t, uint64_t hi)
-{
-    uint64_t h = trace_hash(hi, t->id_lo);
-    if ((uint64_t)(uintptr_t)t & ~TAB_PTR_MASK)
-        log_fatal("trace memory above 2^%d: the trace table cannot tag it", TAB_PTR_BITS);
-    uint32_t i = (uint32_t)h & mask;
-    while (tab[i] != 0)
-        i = (i + 1) & mask;
-    tab[i] = slot_tag(h) | (uint64_t)(uintptr_t)t;
-}
-
-static void tab_resize(span_store_t *st, uint32_t ncap)
-{
-    uint64_t *nt = store_alloc((size_t)ncap * sizeof(*nt), &st->bytes);
-    memset(nt, 0, (size_t)ncap * sizeof(*nt));
-    /* every trace is read for its id: ask for them well ahead, or a big table takes one miss per trace in a row */
-    for (uint32_t i = 0; i <= st->tab_mask; i++) {
-        if (i + 16 <= st->tab_mask && st->tab[i + 16] != 0)
-            __builtin_prefetch(slot_trace(st->tab[i + 16]));
-        if (st->tab[i] != 0) {
-            trace_t *t = slot_trace(st->tab[i]);
-            tab_place(nt, ncap - 1, t, key_hi(st, t->id_hi));
-        }
-    }
-    store_free(st->tab, (size_t)(st->tab_mask + 1) * sizeof(*nt), &st->bytes);
-    st->tab = nt;
-    st->tab_mask = ncap - 1;
-}
-
-static void tab_remove(span_store_t *st, trace_t *t)
-{
-    uint32_t mask = st->tab_mask;
-    uint32_t i = (uint32_t)trace_hash(key_hi(st, t->id_hi), t->id_lo) & mask;
-    while (slot_trace(st->tab[i]) != t)
-        i = (i + 1) & mask;
-    uint32_t j = i;
-    for (;;) {
-        j = (j + 1) & mask;
-        uint64_t v = st->tab[j];
-        if (v == 0)
-            break;
-        trace_t *o = slot_trace(v);
-        uint32_t home = (uint32_t)trace_hash(key_hi(st, o->id_hi), o->id_lo) & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            st->tab[i] = v;
-            i = j;
-        }
-    }
-    st->tab[i] = 0;
-}
 
 /* ---- services ---- */
 
@@ -436,11 +330,9 @@ span_store_t *span_store_create(const span_store_config_t *cfg)
     for (size_t i = 0; i < 16; i++)
         st->hint_tag[i] = SID_NONE;
     st->bytes += (int64_t)store_chunk(sizeof(*st));
-    st->tab_mask = 1023;
-    st->tab = store_alloc(1024 * sizeof(*st->tab), &st->bytes);
-    memset(st->tab, 0, 1024 * sizeof(*st->tab));
+    tab_init(st);
     st->fifo_cap = 1024;
-    st->fifo = store_alloc(st->fifo_cap * sizeof(*st->fifo), &st->bytes);
+    st->fifo = store_big_alloc(st->fifo_cap * sizeof(*st->fifo), &st->bytes);
     st->dirty_cap = 1024;
     st->dirty = store_alloc(st->dirty_cap * sizeof(*st->dirty), &st->bytes);
     if (cfg->n_autocomplete_keys) {
@@ -500,8 +392,8 @@ void span_store_destroy(span_store_t *st)
     deps_dispose(st);
     tlist_dispose(&st->unnamed, &st->bytes);
     free(st->ac);
-    free(st->tab);
-    free(st->fifo);
+    tab_dispose(st);
+    store_big_free(st->fifo, st->fifo_cap * sizeof(*st->fifo), &st->bytes);
     free(st->dirty);
     free(st->enc);
     free(st->stage);
@@ -646,20 +538,18 @@ static void ids_add(span_store_t *st, trace_t *t, uint64_t id)
 
 static trace_t *trace_new(span_store_t *st, const span_t *s, uint64_t now_us)
 {
-    if ((uint64_t)(st->n_traces + 1) * 2 > (uint64_t)st->tab_mask + 1)
-        tab_resize(st, (st->tab_mask + 1) * 2);
     trace_t *t = blob_alloc(&st->blobs, sizeof(*t), &st->bytes); /* no malloc header: 16 bytes a trace */
     memset(t, 0, sizeof(*t));
     t->id_hi = s->trace_id_high;
     t->id_lo = s->trace_id_low;
     t->base_ts = s->timestamp_us ? s->timestamp_us : now_us;
-    tab_place(st->tab, st->tab_mask, t, key_hi(st, t->id_hi));
+    tab_add(st, t);
     if (st->fifo_len == st->fifo_cap) {
         size_t ncap = st->fifo_cap * 2;
-        trace_t **nf = store_alloc(ncap * sizeof(*nf), &st->bytes);
+        trace_t **nf = store_big_alloc(ncap * sizeof(*nf), &st->bytes);
         for (size_t i = 0; i < st->fifo_len; i++)
             nf[i] = st->fifo[(st->fifo_head + i) % st->fifo_cap];
-        store_free(st->fifo, st->fifo_cap * sizeof(*nf), &st->bytes);
+        store_big_free(st->fifo, st->fifo_cap * sizeof(*nf), &st->bytes);
         st->fifo = nf;
         st->fifo_cap = ncap;
         st->fifo_head = 0;
@@ -906,14 +796,12 @@ static void evict_oldest(span_store_t *st)
         srec_release(st, &r);
         p = r.next;
     }
-    tab_remove(st, t);
+    st->n_traces--;
+    tab_del(st, t);
     st->n_spans -= t->n_spans;
     st->evicted_spans += t->n_spans;
     st->evicted_traces++;
-    st->n_traces--;
     trace_free(st, t);
-    if (st->tab_mask > 1023 && st->n_traces * 8 < (uint64_t)st->tab_mask + 1)
-        tab_resize(st, (st->tab_mask + 1) / 2);
 }
 
 /*
@@ -974,8 +862,10 @@ int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t 
         uint32_t *first, *next;
         size_t n_groups = batch_group(st, spans + off, chunk, &first, &next);
         for (size_t g = 0; g < n_groups; g++) {
-            if (g + TAB_PREFETCH < n_groups)
-                tab_prefetch(st, &spans[off + first[g + TAB_PREFETCH]]);
+            if (g + TAB_PREFETCH < n_groups) {
+                const span_t *ahead = &spans[off + first[g + TAB_PREFETCH]];
+                tab_prefetch(st, ahead->trace_id_high, ahead->trace_id_low);
+            }
             accepted += insert_trace(st, spans + off, next, first[g], now_us);
         }
         list_flush(st);

@@ -202,6 +202,15 @@ typedef struct dirty_ent {
     uint64_t since_us;
 } dirty_ent_t;
 
+/* The table of traces by id (span_store_tab.c). */
+typedef struct trace_tab {
+    uint64_t *slots; /* tagged trace pointers, 0 = empty */
+    uint32_t mask;   /* capacity - 1 */
+    uint64_t *old;   /* the table being moved from during a resize, or NULL */
+    uint32_t old_mask;
+    uint64_t old_pos; /* slots of old below this have moved */
+} trace_tab_t;
+
 typedef struct pend_insert {
     tlist_t *l;
     struct trace *t;
@@ -219,8 +228,7 @@ struct span_store {
     intern_t *strs;
     int64_t bytes; /* own allocations, intern table excluded */
 
-    uint64_t *tab; /* trace hash: pointers tagged with hash bits (span_store.c) */
-    uint32_t tab_mask;
+    trace_tab_t tab;
     uint64_t n_traces;
 
     trace_t **fifo; /* arrival order ring */
@@ -360,8 +368,18 @@ int ep_rec_compatible(const ep_rec_t *a, int b_present, const span_endpoint_t *b
 /* Decode all spans of t into arena. 0, or -1 on arena exhaustion. */
 int trace_to_spans(const span_store_t *st, const trace_t *t, arena_t *arena, span_trace_t *out);
 
+/* ---- the trace table (span_store_tab.c) ---- */
+
+void tab_init(span_store_t *st);
+void tab_dispose(span_store_t *st);
 /* Find a trace by id (hi ignored when ids are not strict). */
 trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo);
+/* Ask for the slot where the trace with this id is or would go (a hint). */
+void tab_prefetch(const span_store_t *st, uint64_t trace_id_high, uint64_t trace_id_low);
+/* Add t (not in the table; st->n_traces does not count it yet). Grows the table when due. */
+void tab_add(span_store_t *st, trace_t *t);
+/* Remove t (st->n_traces no longer counts it). Shrinks the table when due. */
+void tab_del(span_store_t *st, trace_t *t);
 
 /* Glibc chunk cost of malloc(n). */
 static inline size_t store_chunk(size_t n)
@@ -374,6 +392,15 @@ static inline size_t store_chunk(size_t n)
 void *store_alloc(size_t n, int64_t *acct);
 void *store_realloc(void *p, size_t old_n, size_t n, int64_t *acct);
 void store_free(void *p, size_t n, int64_t *acct);
+
+/*
+ * Zeroed memory for a large array (tables, rings): from 2 MiB on, its own
+ * mapping asked to be backed by transparent huge pages (one fault per
+ * 2 MiB as it is first written), below that calloc. Free with
+ * store_big_free and the same n. Aborts on out of memory.
+ */
+void *store_big_alloc(size_t n, int64_t *acct);
+void store_big_free(void *p, size_t n, int64_t *acct);
 
 /* Memory for a blob of n bytes (n > 0). Aborts on out of memory. */
 void *blob_alloc(blob_heap_t *h, size_t n, int64_t *acct);

@@ -31,6 +31,45 @@ void *store_realloc(void *p, size_t old_n, size_t n, int64_t *acct)
     return q;
 }
 
+#define BIG_MIN ((size_t)2 << 20)
+
+static size_t big_size(size_t n)
+{
+    return (n + BIG_MIN - 1) & ~(BIG_MIN - 1);
+}
+
+void *store_big_alloc(size_t n, int64_t *acct)
+{
+    if (n < BIG_MIN) {
+        void *p = calloc(1, n);
+        if (p == NULL)
+            log_fatal("out of memory allocating %zu bytes", n);
+        *acct += (int64_t)store_chunk(n);
+        return p;
+    }
+    size_t sz = big_size(n);
+    void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        log_fatal("out of memory mapping %zu bytes", sz);
+#ifdef MADV_HUGEPAGE
+    madvise(p, sz, MADV_HUGEPAGE); /* a hint: without huge pages this is plain memory */
+#endif
+    *acct += (int64_t)sz;
+    return p;
+}
+
+void store_big_free(void *p, size_t n, int64_t *acct)
+{
+    if (p == NULL)
+        return;
+    if (n < BIG_MIN) {
+        store_free(p, n, acct);
+        return;
+    }
+    munmap(p, big_size(n));
+    *acct -= (int64_t)big_size(n);
+}
+
 void store_free(void *p, size_t n, int64_t *acct)
 {
     if (p == NULL)

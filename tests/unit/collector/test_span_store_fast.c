@@ -385,6 +385,68 @@ static void test_lists_many_services(void **state)
     span_store_destroy(st);
 }
 
+/*
+ * The trace table grows and shrinks a few slots at a time: every stored
+ * trace is found while a move is under way (some in the old table, some in
+ * the new), removals during a move leave nothing behind, and the table
+ * shrinks back once eviction empties the store.
+ */
+static void test_trace_table_moves(void **state)
+{
+    (void)state;
+    span_store_config_t cfg;
+    span_store_config_default(&cfg);
+    cfg.max_spans = 40000;
+    span_store_t *st = span_store_create(&cfg);
+    enum { N = 60000 };
+    int seen_moving = 0, seen_shrink = 0;
+    uint32_t peak = 0;
+    for (uint64_t t = 1; t <= N; t++) {
+        span_t s;
+        memset(&s, 0, sizeof(s));
+        s.trace_id_high = t * 0xC2B2AE3D27D4EB4FULL;
+        s.trace_id_low = t * 0x9E3779B97F4A7C15ULL;
+        s.id = t;
+        s.timestamp_us = MS(t);
+        span_store_insert(st, &s, 1, t);
+        if (st->tab.mask > peak)
+            peak = st->tab.mask;
+        if (st->tab.old != NULL && (t % 97 == 0 || !seen_moving)) {
+            seen_moving = 1;
+            /* every live trace is found, wherever it is */
+            uint64_t first = t > 40000 ? t - 40000 + 1 : 1;
+            for (uint64_t k = first; k <= t; k += (t % 7) + 1)
+                assert_non_null(store_find_trace(st, k * 0xC2B2AE3D27D4EB4FULL, k * 0x9E3779B97F4A7C15ULL));
+            if (first > 1)
+                assert_null(
+                    store_find_trace(st, (first - 1) * 0xC2B2AE3D27D4EB4FULL, (first - 1) * 0x9E3779B97F4A7C15ULL));
+        }
+    }
+    assert_true(seen_moving);
+    assert_true(peak + 1 >= 65536);
+    /* shrink: a store limited to a few spans evicts nearly everything on the next inserts */
+    st->max_spans = 10;
+    for (uint64_t t = N + 1; t <= N + 20000; t++) {
+        span_t s;
+        memset(&s, 0, sizeof(s));
+        s.trace_id_low = t * 0x9E3779B97F4A7C15ULL;
+        s.trace_id_high = t * 0xC2B2AE3D27D4EB4FULL;
+        s.id = t;
+        s.timestamp_us = MS(t);
+        span_store_insert(st, &s, 1, t);
+        if (st->tab.old != NULL)
+            seen_shrink = 1;
+        assert_non_null(store_find_trace(st, t * 0xC2B2AE3D27D4EB4FULL, t * 0x9E3779B97F4A7C15ULL));
+    }
+    assert_true(seen_shrink);
+    assert_true(st->tab.mask + 1 <= 8192); /* halved a few slots at a time, several times over */
+    assert_int_equal(st->n_traces, 10);
+    for (uint64_t t = N + 19991; t <= N + 20000; t++)
+        assert_non_null(store_find_trace(st, t * 0xC2B2AE3D27D4EB4FULL, t * 0x9E3779B97F4A7C15ULL));
+    assert_null(store_find_trace(st, (N + 19990) * 0xC2B2AE3D27D4EB4FULL, (N + 19990) * 0x9E3779B97F4A7C15ULL));
+    span_store_destroy(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_intern_refs_released),
         cmocka_unit_test(test_blob_heap),
         cmocka_unit_test(test_lists_many_services),
+        cmocka_unit_test(test_trace_table_moves),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
