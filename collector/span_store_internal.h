@@ -209,6 +209,7 @@ typedef struct trace_tab {
     uint64_t *old;   /* the table being moved from during a resize, or NULL */
     uint32_t old_mask;
     uint64_t old_pos; /* slots of old below this have moved */
+    uint64_t key;     /* random per store: keys the hash */
 } trace_tab_t;
 
 typedef struct pend_insert {

@@ -11,19 +11,25 @@
  * Resizing. Doubling a table of millions of traces at once reads every
  * trace for its id and zeroes tens of megabytes inside one insert: at 8M
  * stored spans that was a quarter of a second spent in one request. So a
- * resize only allocates the new table (fresh, already zero memory) and
- * keeps the old one beside it; every later insert or removal moves the next
- * TAB_MIGRATE slots of the old table over, which finishes the move before
- * the new table can fill (a resize starts at half load, so the next one is
- * at least old capacity / 2 inserts away). Meanwhile a lookup tries the
- * new table, then the old. The old table is never compacted: a moved or
- * removed entry leaves a tombstone there, which keeps its probe chains
- * whole until the table is freed.
+ * resize only maps the new table (fresh memory, zeroed by the kernel page
+ * by page as it is first written) and keeps the old one beside it; every
+ * later insert or removal moves the next TAB_MIGRATE slots of the old table
+ * over, in slot order, which ends the move halfway to the next resize (a
+ * resize starts at half load, so the next one is old capacity / 2 inserts
+ * away). Moved entries land near their old slot or old capacity above it,
+ * so the new table's pages are first written in two sweeps that follow the
+ * move; a new trace whose home is in the part not moved yet goes into the
+ * old table (unless its probe would wrap into the moved part) and moves
+ * with the rest, so the cost of the new memory is spread over the move
+ * rather than paid in the first requests after it starts. That part of
+ * the old table takes at most a quarter of its capacity more meanwhile
+ * (load 0.75 at worst). A lookup tries the new table, then the old. The
+ * old table is never compacted: a moved or removed entry leaves a
+ * tombstone there, which keeps its probe chains whole until it is freed.
  */
 #include <string.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include <sys/random.h>
 
 #include "log.h"
 #include "span_store_internal.h"
@@ -31,13 +37,21 @@
 #define TAB_PTR_BITS 48
 #define TAB_PTR_MASK (((uint64_t)1 << TAB_PTR_BITS) - 1)
 #define TAB_TOMB ((uint64_t)1) /* old table only: a moved or removed entry */
-#define TAB_MIGRATE 8          /* old slots moved per insert or removal */
+#define TAB_MIGRATE 4          /* old slots moved per insert or removal */
 #define TAB_MIN 1024
 
-static uint64_t trace_hash(uint64_t hi, uint64_t lo)
+/*
+ * The id's hash: a multiply-xorshift mix keyed with a random value per
+ * store, so ids chosen to collide in one process do not in another.
+ * (XXH3 cost three times as much and is not keyed.)
+ */
+static uint64_t trace_hash(const span_store_t *st, uint64_t hi, uint64_t lo)
 {
-    uint64_t k[2] = {hi, lo};
-    return XXH3_64bits(k, sizeof(k));
+    uint64_t k = (lo ^ st->tab.key) * 0x9E3779B97F4A7C15ULL ^ (hi + st->tab.key) * 0xC2B2AE3D27D4EB4FULL;
+    k ^= k >> 32;
+    k *= 0xD6E8FEB86659FD93ULL;
+    k ^= k >> 29;
+    return k;
 }
 
 static uint64_t key_hi(const span_store_t *st, uint64_t hi)
@@ -57,13 +71,15 @@ static uint64_t slot_tag(uint64_t h)
 
 static uint64_t hash_of(const span_store_t *st, const trace_t *t)
 {
-    return trace_hash(key_hi(st, t->id_hi), t->id_lo);
+    return trace_hash(st, key_hi(st, t->id_hi), t->id_lo);
 }
 
 void tab_init(span_store_t *st)
 {
     trace_tab_t *tb = &st->tab;
     memset(tb, 0, sizeof(*tb));
+    if (getrandom(&tb->key, sizeof(tb->key), GRND_NONBLOCK) != (ssize_t)sizeof(tb->key))
+        tb->key = (uint64_t)(uintptr_t)st * 0x9E3779B97F4A7C15ULL; /* no entropy yet: still differs per process */
     tb->mask = TAB_MIN - 1;
     tb->slots = store_big_alloc(TAB_MIN * sizeof(uint64_t), &st->bytes);
 }
@@ -97,7 +113,7 @@ trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo)
 {
     const trace_tab_t *tb = &st->tab;
     hi = key_hi(st, hi);
-    uint64_t h = trace_hash(hi, lo);
+    uint64_t h = trace_hash(st, hi, lo);
     trace_t *t = probe(st, tb->slots, tb->mask, h, hi, lo);
     if (t == NULL && tb->old != NULL)
         t = probe(st, tb->old, tb->old_mask, h, hi, lo);
@@ -107,7 +123,7 @@ trace_t *store_find_trace(const span_store_t *st, uint64_t hi, uint64_t lo)
 void tab_prefetch(const span_store_t *st, uint64_t trace_id_high, uint64_t trace_id_low)
 {
     const trace_tab_t *tb = &st->tab;
-    uint64_t h = trace_hash(key_hi(st, trace_id_high), trace_id_low);
+    uint64_t h = trace_hash(st, key_hi(st, trace_id_high), trace_id_low);
     __builtin_prefetch(&tb->slots[(uint32_t)h & tb->mask]);
     if (tb->old != NULL)
         __builtin_prefetch(&tb->old[(uint32_t)h & tb->old_mask]);
@@ -128,8 +144,8 @@ static void migrate(span_store_t *st, uint32_t n)
     uint64_t old_cap = (uint64_t)tb->old_mask + 1;
     for (; n > 0 && tb->old_pos < old_cap; n--, tb->old_pos++) {
         /* the trace is read for its hash: ask for one well ahead */
-        if (tb->old_pos + 16 < old_cap) {
-            uint64_t ahead = tb->old[tb->old_pos + 16];
+        if (tb->old_pos + 48 < old_cap) {
+            uint64_t ahead = tb->old[tb->old_pos + 48];
             if (ahead > TAB_TOMB)
                 __builtin_prefetch(slot_trace(ahead));
         }
@@ -161,6 +177,19 @@ static void resize(span_store_t *st, uint64_t ncap)
     tb->mask = (uint32_t)(ncap - 1);
 }
 
+/* During a move: put t in the old table's part not moved yet, if its probe stays there. 1 if placed. */
+static int place_old(trace_tab_t *tb, trace_t *t, uint64_t h)
+{
+    uint32_t i = (uint32_t)h & tb->old_mask;
+    if (i < tb->old_pos)
+        return 0;
+    for (; tb->old[i] > TAB_TOMB; i = (i + 1) & tb->old_mask)
+        if (i + 1 > tb->old_mask) /* the next probe wraps into the moved part */
+            return 0;
+    tb->old[i] = slot_tag(h) | (uint64_t)(uintptr_t)t;
+    return 1;
+}
+
 void tab_add(span_store_t *st, trace_t *t)
 {
     trace_tab_t *tb = &st->tab;
@@ -168,9 +197,11 @@ void tab_add(span_store_t *st, trace_t *t)
         log_fatal("trace memory above 2^%d: the trace table cannot tag it", TAB_PTR_BITS);
     if ((st->n_traces + 1) * 2 > (uint64_t)tb->mask + 1)
         resize(st, ((uint64_t)tb->mask + 1) * 2);
-    else if (tb->old != NULL)
+    uint64_t h = hash_of(st, t);
+    if (tb->old == NULL || !place_old(tb, t, h))
+        place(tb->slots, tb->mask, t, h);
+    if (tb->old != NULL)
         migrate(st, TAB_MIGRATE);
-    place(tb->slots, tb->mask, t, hash_of(st, t));
 }
 
 /* Remove t from slots (the current table) by backward shift; 0 when it is not there. */

@@ -11,15 +11,20 @@
 #
 #   1. fill curve: for each format and each number of concurrent senders, the store fills
 #      from empty to STEPS x STEP_REQUESTS x 1000 spans (default 10 x 1000 x 1000 = 10M, with
-#      store.maxSpans and store.maxBytes raised so nothing is evicted); one line per step
-#      shows the rate at that fill level and its ratio to the first step: how cost grows
-#      with what is stored.
+#      store.maxSpans, store.maxBytes and limits.memoryLimit raised so nothing is evicted or
+#      refused); one line per step shows the rate at that fill level and its ratio to the
+#      first step: how cost grows with what is stored. Each curve is run ROUNDS times with a
+#      fresh collector (the same request bodies, built once and cached in a temporary
+#      directory) and every step shows the median, min and max of the rounds: this machine's
+#      rates move by 20-40% between identical runs.
 #   2. memory per stored span with 1,000,000 spans stored (store accounting and RSS growth)
 #   3. p50/p99 of /api/v2/trace/{id} and /api/v2/traces?serviceName= with 1,000,000 spans stored
 #
 # usage: tests/bench/collector_bench.sh
 # env:   FORMATS ("otlp-proto-zstd zipkin-json"), SENDERS ("1 4 16"), STEPS (10),
-#        STEP_REQUESTS (1000), SPREAD_MS (600000), SKIP_FILL=1 / SKIP_MEM=1
+#        STEP_REQUESTS (1000), SPREAD_MS (600000), ROUNDS (3), SKIP_FILL=1 / SKIP_MEM=1
+# Disk: the cached bodies of one format (about 0.4 GB for OTLP, 7 GB for Zipkin JSON at 10M
+# spans) live in the temporary directory until the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${OUTRIDER_BIN:-build/release/bin}
@@ -27,6 +32,7 @@ FORMATS=${FORMATS:-otlp-proto-zstd zipkin-json}
 SENDERS=${SENDERS:-1 4 16}
 STEPS=${STEPS:-10}
 STEP_REQUESTS=${STEP_REQUESTS:-1000}
+ROUNDS=${ROUNDS:-3}
 SPREAD_MS=${SPREAD_MS:-600000}
 SHAPE=(--batch 1000 --services 5 --spans-per-trace 4 --spread-ms "$SPREAD_MS")
 W=$(mktemp -d); PIDS=()
@@ -55,21 +61,36 @@ echo "# shape: 1000 spans/request, 5 services x 50 traces x 4 spans, fresh rando
 total=$((STEPS * STEP_REQUESTS * 1000))
 if [ -z "${SKIP_FILL:-}" ]; then
   for fmt in $FORMATS; do
+    mkdir -p "$W/cache"
     for c in $SENDERS; do
-      start "fill-$fmt-$c" --max-spans $((total + 1000000)) --set store.maxBytes=16GiB
-      "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests 20 --seed 99 "${SHAPE[@]}" >/dev/null # warm-up
-      echo "## fill curve: $fmt, $c concurrent senders (spans per collector CPU-second at each fill level)"
-      printf '%-12s %-14s %-10s %-9s %s\n' stored_before spans_per_cpu_s vs_first wall_s failures
-      "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests "$STEP_REQUESTS" --steps "$STEPS" \
-        --connections "$c" --pid "$CPID" --seed 1 "${SHAPE[@]}" |
+      for r in $(seq "$ROUNDS"); do
+        start "fill-$fmt-$c-$r" --max-spans $((total + 1000000)) --set store.maxBytes=16GiB --set limits.memoryLimit=20GiB
+        "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests 20 --seed 99 "${SHAPE[@]}" >/dev/null # warm-up
+        "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests "$STEP_REQUESTS" --steps "$STEPS" \
+          --connections "$c" --pid "$CPID" --seed 1 --cache "$W/cache" "${SHAPE[@]}" >"$W/round-$r.txt" || true
+        awk '/VmRSS/ {printf "%.0f\n", $2/1024}' "/proc/$CPID/status" >"$W/rss-$r.txt"
+        stop
+      done
+      echo "## fill curve: $fmt, $c concurrent senders: spans per collector CPU-second at each fill level," \
+        "median (min-max) of $ROUNDS rounds"
+      printf '%-12s %-10s %-19s %-9s %s\n' stored_before median min-max vs_first failures
+      for r in $(seq "$ROUNDS"); do
         while read -r line; do
-          printf '%-12s %-14s %-10s %-9s %s\n' "$(echo "$line" | kv stored_before)" "$(echo "$line" | kv spans_per_cpu_s)" \
-            "$(echo "$line" | kv vs_first)" "$(echo "$line" | kv seconds)" "$(echo "$line" | kv failures)"
-        done
-      rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$CPID/status")
-      echo "rss_mib_at_end=$rss"
-      stop
+          echo "$(echo "$line" | kv step) $(echo "$line" | kv stored_before) $(echo "$line" | kv spans_per_cpu_s)" \
+            "$(echo "$line" | kv failures)"
+        done <"$W/round-$r.txt"
+      done | sort -k1,1n -k3,3n | awk -v rounds="$ROUNDS" '
+        { step = $1; n[step]++; v[step, n[step]] = $3; at[step] = $2; f[step] += $4; if (step > last) last = step }
+        END {
+          for (s = 0; s <= last; s++) {
+            m = v[s, int((n[s] + 1) / 2)]
+            if (s == 0) first = m
+            printf "%-12s %-10s %-19s %-9.2f %s\n", at[s], m, v[s, 1] "-" v[s, n[s]], first ? m / first : 0, f[s]
+          }
+        }'
+      echo "rss_mib_at_end=$(cat "$W/rss-1.txt")"
     done
+    rm -rf "$W/cache"
   done
 fi
 

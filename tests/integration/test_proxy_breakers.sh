@@ -58,14 +58,15 @@ served() { curl -sS --max-time 10 "http://127.0.0.1:$BE/count"; }
 
 # ---- maxConnections 1 + http1MaxPendingRequests 1 ----
 base=$(served)
-curl -sS --max-time 30 -o "$T/1.out" -w '%{http_code}' -H 'Host: limited' "$P/delay/1500" >"$T/1.code" &
+# the first request holds the only connection for 8 s: room for the next two on a loaded machine
+curl -sS --max-time 60 -o "$T/1.out" -w '%{http_code}' -H 'Host: limited' "$P/delay/8000" >"$T/1.code" &
 C1=$!
 track_pid "$C1"
 wait_until bash -c "[[ \$(curl -sS http://127.0.0.1:$BE/count) -gt $base ]]" || fail "the first request did not reach the backend"
-curl -sS --max-time 30 -o "$T/2.out" -w '%{http_code}' -H 'Host: limited' "$P/delay/10" >"$T/2.code" &
+curl -sS --max-time 60 -o "$T/2.out" -w '%{http_code}' -H 'Host: limited' "$P/delay/10" >"$T/2.code" &
 C2=$!
 track_pid "$C2"
-sleep 0.5 # the second request is now queued in the proxy (its bytes were on loopback)
+sleep 2 # the second request is now queued in the proxy (its bytes were on loopback)
 [[ $(served) -eq $((base + 1)) ]] || fail "the second request reached the backend past maxConnections 1"
 code=$(http_status GET "$P/delay/10" -H 'Host: limited')
 assert_eq 503 "$code" "third concurrent request: pending limit 1 reached"

@@ -58,7 +58,7 @@ metadata: {name: app-refill}
 spec:
   hosts: [app]
   routes: [refill]
-  local: {maxTokens: 2, tokensPerFill: 2, fillInterval: 3s}
+  local: {maxTokens: 2, tokensPerFill: 2, fillInterval: 10s}
 ---
 apiVersion: outrider.io/v1alpha1
 kind: RateLimit
@@ -90,7 +90,7 @@ grep -qix 'x-ratelimit-remaining: 0' "$T/h2.txt" || fail "x-ratelimit-remaining:
 reset=$(awk -F': ' 'tolower($1)=="x-ratelimit-reset" {print $2}' "$T/h2.txt")
 [[ $reset -ge 1 && $reset -le 3600 ]] || fail "x-ratelimit-reset: '$reset'"
 
-# a route-specific document wins, and refills every 3 s: drain it (a fill may fall inside this burst on a
+# a route-specific document wins, and refills every 10 s (long enough for a loaded machine): drain it (a fill may fall inside this burst on a
 # slow machine, so 2 to 4 pass), wait for the fill its 429 announces, then exactly 2 pass again
 refill_ok=0
 refill_limited=0
@@ -104,7 +104,7 @@ assert_eq 429 "$code" "the refill route's bucket never emptied"
 refill_limited=1
 ((refill_ok >= 2 && refill_ok <= 4)) || fail "2-token bucket of the refill route let $refill_ok requests through"
 reset=$(tr -d '\r' <"$T/rh.txt" | awk -F': ' 'tolower($1)=="x-ratelimit-reset" {print $2}')
-[[ $reset -ge 1 && $reset -le 3 ]] || fail "x-ratelimit-reset of the refill route: '$reset'"
+[[ $reset -ge 1 && $reset -le 10 ]] || fail "x-ratelimit-reset of the refill route: '$reset'"
 sleep "$reset.2"
 assert_eq "201 201 429 " "$(codes 3 /status/201)" "after one fill interval"
 refill_ok=$((refill_ok + 2))

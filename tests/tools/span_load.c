@@ -4,7 +4,7 @@
  *
  *   span_load send  --url URL --format F [--batch N] [--requests N] [--connections N]
  *                   [--services N] [--spans-per-trace N] [--spread-ms N] [--steps N]
- *                   [--pid PID] [--seed N]
+ *                   [--pid PID] [--seed N] [--cache DIR]
  *       Pre-builds every request body (so generation does not compete with
  *       the collector for CPU while measuring), then posts them over keep-alive
  *       connections, one thread each. Formats: otlp-proto-zstd, otlp-proto,
@@ -17,7 +17,10 @@
  *       N times (fresh traces each step, bodies built between steps), printing
  *       one line per step: how cost grows as the store fills. With --pid,
  *       the collector's CPU time (utime+stime) is read before and after each
- *       step, and spans per CPU-second ("per core") is printed.
+ *       step, and spans per CPU-second ("per core") is printed. With
+ *       --cache DIR, each step's bodies are saved there the first time and
+ *       read back by later runs with the same options (ids are fresh within
+ *       a run; a new collector sees them for the first time).
  *   span_load query --url BASE --ids-from N --count N [--services N] [--seed N]
  *       Measures GET /api/v2/trace/{id} for trace ids that `send` produced with
  *       the same seed, and GET /api/v2/traces?serviceName=&limit=10, printing
@@ -44,6 +47,7 @@
 
 typedef struct opts {
     const char *mode, *url, *format;
+    const char *cache; /* directory for request bodies built once and reused by later runs */
     int batch, requests, connections, services, count, pid;
     int per_trace;      /* spans per trace */
     int steps;          /* fill: steps of `requests` requests each */
@@ -434,8 +438,63 @@ static void *build_worker(void *arg)
 }
 
 /* Bodies of requests first_req .. first_req+n-1, built on every core (the collector is idle meanwhile). */
+/* The cache file of requests first_req.. of this shape, or "" without --cache. */
+static void cache_path(const opts_t *o, int first_req, int n, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (o->cache != NULL)
+        snprintf(out, size, "%s/%s-seed%llu-b%d-s%d-t%d-spread%llu-r%d-n%d.bin", o->cache, o->format,
+                 (unsigned long long)o->seed, o->batch, o->services, o->per_trace, (unsigned long long)o->spread_ms,
+                 first_req, n);
+}
+
+/* Load bodies from a cache file (4-byte length, bytes, for each). 0 when all n were read. */
+static int cache_load(const char *path, int n, buf_t *bodies)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    int i = 0;
+    for (; i < n; i++) {
+        uint32_t len;
+        if (fread(&len, 4, 1, f) != 1)
+            break;
+        bodies[i].len = 0;
+        buf_reserve(&bodies[i], len);
+        if (fread(bodies[i].data, 1, len, f) != len)
+            break;
+        bodies[i].len = len;
+    }
+    fclose(f);
+    return i == n ? 0 : -1;
+}
+
+static void cache_store(const char *path, int n, const buf_t *bodies)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL)
+        return;
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        uint32_t len = (uint32_t)bodies[i].len;
+        ok = fwrite(&len, 4, 1, f) == 1 && fwrite(bodies[i].data, 1, len, f) == len;
+    }
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
 static size_t build_bodies(const opts_t *o, int first_req, int n, buf_t *bodies)
 {
+    char path[4096];
+    cache_path(o, first_req, n, path, sizeof(path));
+    if (path[0] != '\0' && cache_load(path, n, bodies) == 0) {
+        size_t total = 0;
+        for (int i = 0; i < n; i++)
+            total += bodies[i].len;
+        return total;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
@@ -451,6 +510,8 @@ static size_t build_bodies(const opts_t *o, int first_req, int n, buf_t *bodies)
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += bodies[i].len;
+    if (path[0] != '\0')
+        cache_store(path, n, bodies);
     return total;
 }
 
@@ -588,6 +649,8 @@ int main(int argc, char **argv)
             o.per_trace = atoi(v);
         else if (!strcmp(k, "--steps"))
             o.steps = atoi(v);
+        else if (!strcmp(k, "--cache"))
+            o.cache = v;
         else if (!strcmp(k, "--spread-ms"))
             o.spread_ms = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--pid"))

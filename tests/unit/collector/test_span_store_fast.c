@@ -426,7 +426,7 @@ static void test_trace_table_moves(void **state)
     assert_true(peak + 1 >= 65536);
     /* shrink: a store limited to a few spans evicts nearly everything on the next inserts */
     st->max_spans = 10;
-    for (uint64_t t = N + 1; t <= N + 20000; t++) {
+    for (uint64_t t = N + 1; t <= N + 40000; t++) {
         span_t s;
         memset(&s, 0, sizeof(s));
         s.trace_id_low = t * 0x9E3779B97F4A7C15ULL;
@@ -441,9 +441,9 @@ static void test_trace_table_moves(void **state)
     assert_true(seen_shrink);
     assert_true(st->tab.mask + 1 <= 8192); /* halved a few slots at a time, several times over */
     assert_int_equal(st->n_traces, 10);
-    for (uint64_t t = N + 19991; t <= N + 20000; t++)
+    for (uint64_t t = N + 39991; t <= N + 40000; t++)
         assert_non_null(store_find_trace(st, t * 0xC2B2AE3D27D4EB4FULL, t * 0x9E3779B97F4A7C15ULL));
-    assert_null(store_find_trace(st, (N + 19990) * 0xC2B2AE3D27D4EB4FULL, (N + 19990) * 0x9E3779B97F4A7C15ULL));
+    assert_null(store_find_trace(st, (N + 39990) * 0xC2B2AE3D27D4EB4FULL, (N + 39990) * 0x9E3779B97F4A7C15ULL));
     span_store_destroy(st);
 }
 

@@ -283,27 +283,29 @@ static void test_sliding_window(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     rlg_t *g = rlg_create(&loop);
+    /* 3 s windows: the checks of one phase fit in one window even on a loaded machine */
+    const uint64_t w = 3000;
     proxy_rl_global_t gl = global(PROXY_RL_SLIDING_WINDOW, 1000);
     char key[128];
     unique_key(key, sizeof(key), "sliding");
 
-    /* connect first, then start 20 ms into a 1 s window */
-    assert_int_equal(check1(&loop, g, &gl, "outrider:rl:test:warmup", 1000, 1000), RLG_ALLOW);
-    sleep_ms(1000 - wall_ms() % 1000 + 20);
+    /* connect first, then start 20 ms into a window */
+    assert_int_equal(check1(&loop, g, &gl, "outrider:rl:test:warmup", 1000, w), RLG_ALLOW);
+    sleep_ms(w - wall_ms() % w + 20);
     for (int i = 0; i < 11; i++)
-        assert_int_equal(check1(&loop, g, &gl, key, 10, 1000), i < 10 ? RLG_ALLOW : RLG_DENY);
+        assert_int_equal(check1(&loop, g, &gl, key, 10, w), i < 10 ? RLG_ALLOW : RLG_DENY);
 
-    /* ~300 ms into the next window, 11 * ~0.7 of the previous still counts: far fewer than 10 pass */
-    sleep_ms(1000 - wall_ms() % 1000 + 300);
+    /* ~300 ms into the next window, 11 * ~0.9 of the previous still counts: far fewer than 10 pass */
+    sleep_ms(w - wall_ms() % w + 300);
     int allowed = 0;
     for (int i = 0; i < 10; i++)
-        allowed += check1(&loop, g, &gl, key, 10, 1000) == RLG_ALLOW;
+        allowed += check1(&loop, g, &gl, key, 10, w) == RLG_ALLOW;
     assert_true(allowed <= 6);
 
     /* two windows later nothing carries over */
-    sleep_ms(2000 - wall_ms() % 1000 + 20);
+    sleep_ms(2 * w - wall_ms() % w + 20);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(check1(&loop, g, &gl, key, 10, 1000), RLG_ALLOW);
+        assert_int_equal(check1(&loop, g, &gl, key, 10, w), RLG_ALLOW);
     finish(&loop, g);
 }
 
