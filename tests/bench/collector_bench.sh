@@ -72,20 +72,29 @@ if [ -z "${SKIP_FILL:-}" ]; then
         stop
       done
       echo "## fill curve: $fmt, $c concurrent senders: spans per collector CPU-second at each fill level," \
-        "median (min-max) of $ROUNDS rounds"
-      printf '%-12s %-10s %-19s %-9s %s\n' stored_before median min-max vs_first failures
+        "median (min-max) of $ROUNDS rounds; user: the same over user-mode CPU only (without the kernel's"\
+        "network stack and first-touch page faults)"
+      printf '%-12s %-10s %-19s %-9s %-10s %-9s %s\n' stored_before median min-max vs_first user user_vs failures
       for r in $(seq "$ROUNDS"); do
         while read -r line; do
           echo "$(echo "$line" | kv step) $(echo "$line" | kv stored_before) $(echo "$line" | kv spans_per_cpu_s)" \
-            "$(echo "$line" | kv failures)"
+            "$(echo "$line" | kv spans_per_user_cpu_s) $(echo "$line" | kv failures)"
         done <"$W/round-$r.txt"
-      done | sort -k1,1n -k3,3n | awk -v rounds="$ROUNDS" '
-        { step = $1; n[step]++; v[step, n[step]] = $3; at[step] = $2; f[step] += $4; if (step > last) last = step }
+      done | awk '
+        function median(a, n,   i, j, t) { # sorts a[1..n] in place
+          for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+          return a[int((n + 1) / 2)]
+        }
+        { s = $1; n[s]++; at[s] = $2; f[s] += $5; if (s > last) last = s
+          tot[s, n[s]] = $3 + 0; usr[s, n[s]] = $4 + 0 }
         END {
           for (s = 0; s <= last; s++) {
-            m = v[s, int((n[s] + 1) / 2)]
-            if (s == 0) first = m
-            printf "%-12s %-10s %-19s %-9.2f %s\n", at[s], m, v[s, 1] "-" v[s, n[s]], first ? m / first : 0, f[s]
+            delete a; delete b
+            for (i = 1; i <= n[s]; i++) { a[i] = tot[s, i]; b[i] = usr[s, i] }
+            m = median(a, n[s]); u = median(b, n[s])
+            if (s == 0) { first = m; ufirst = u }
+            printf "%-12s %-10s %-19s %-9.2f %-10s %-9.2f %s\n", at[s], m, a[1] "-" a[n[s]], first ? m / first : 0,
+              u, ufirst ? u / ufirst : 0, f[s]
           }
         }'
       echo "rss_mib_at_end=$(cat "$W/rss-1.txt")"

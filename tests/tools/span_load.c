@@ -17,7 +17,9 @@
  *       N times (fresh traces each step, bodies built between steps), printing
  *       one line per step: how cost grows as the store fills. With --pid,
  *       the collector's CPU time (utime+stime) is read before and after each
- *       step, and spans per CPU-second ("per core") is printed. With
+ *       step, and spans per CPU-second ("per core") is printed, and per
+ *       user-mode CPU-second (without the kernel's share: its network stack
+ *       and the page faults of memory the store touches for the first time). With
  *       --cache DIR, each step's bodies are saved there the first time and
  *       read back by later runs with the same options (ids are fresh within
  *       a run; a new collector sees them for the first time).
@@ -392,10 +394,12 @@ static void *send_worker(void *arg)
     return NULL;
 }
 
-static double cpu_seconds(int pid)
+/* The process's CPU time in seconds: user and system together, and user alone in *user. */
+static double cpu_seconds(int pid, double *user)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    *user = 0;
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -405,8 +409,10 @@ static double cpu_seconds(int pid)
         char *p = strrchr(line, ')');
         unsigned long long ut = 0, st = 0;
         /* fields after the command: state(3) ... utime(14) stime(15) */
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
             s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+            *user = (double)ut / (double)sysconf(_SC_CLK_TCK);
+        }
     }
     fclose(f);
     return s;
@@ -528,7 +534,8 @@ static int cmd_send(const opts_t *o)
     int failures = 0;
     for (int step = 0; step < o->steps; step++) {
         size_t total_bytes = build_bodies(o, step * o->requests, o->requests, bodies);
-        double cpu0 = o->pid ? cpu_seconds(o->pid) : 0;
+        double user0 = 0, user1 = 0;
+        double cpu0 = o->pid ? cpu_seconds(o->pid, &user0) : 0;
         double t0 = now_s();
         for (int i = 0; i < o->connections; i++) {
             ws[i] = (worker_t){o, &t, bodies, i, o->connections, o->requests, 0, 0};
@@ -541,16 +548,18 @@ static int cmd_send(const opts_t *o)
         }
         failures += step_failures;
         double el = now_s() - t0;
-        double cpu = o->pid ? cpu_seconds(o->pid) - cpu0 : 0;
+        double cpu = o->pid ? cpu_seconds(o->pid, &user1) - cpu0 : 0;
+        double user = user1 - user0;
         double spans = (double)o->requests * o->batch;
         double rate = cpu > 0 ? spans / cpu : 0;
         if (step == 0)
             first_rate = rate;
         printf("format=%s connections=%d step=%d stored_before=%.0f requests=%d batch=%d spans=%.0f failures=%d "
                "bytes_per_span=%.1f seconds=%.3f spans_per_s=%.0f collector_cpu_s=%.3f spans_per_cpu_s=%.0f "
-               "vs_first=%.2f\n",
+               "vs_first=%.2f collector_user_s=%.3f spans_per_user_cpu_s=%.0f\n",
                o->format, o->connections, step, (double)step * spans, o->requests, o->batch, spans, step_failures,
-               (double)total_bytes / spans, el, spans / el, cpu, rate, first_rate > 0 ? rate / first_rate : 0);
+               (double)total_bytes / spans, el, spans / el, cpu, rate, first_rate > 0 ? rate / first_rate : 0, user,
+               user > 0 ? spans / user : 0);
         fflush(stdout);
     }
     for (int r = 0; r < o->requests; r++)
