@@ -205,8 +205,10 @@ typedef struct dirty_ent {
 /* The table of traces by id (span_store_tab.c). */
 typedef struct trace_tab {
     uint64_t *slots; /* tagged trace pointers, 0 = empty */
+    uint32_t *hs;    /* each slot's low 32 hash bits (the same allocation, after slots) */
     uint32_t mask;   /* capacity - 1 */
     uint64_t *old;   /* the table being moved from during a resize, or NULL */
+    uint32_t *old_hs;
     uint32_t old_mask;
     uint64_t old_pos; /* slots of old below this have moved */
     uint64_t key;     /* random per store: keys the hash */

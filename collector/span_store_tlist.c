@@ -39,15 +39,22 @@ typedef struct tl_key {
     uintptr_t p;
 } tl_key_t;
 
+/*
+ * Keys are kept as two arrays, timestamps and pointers: a search reads the
+ * timestamps (504 bytes, 8 cache lines, all asked for at once) and a
+ * pointer only where timestamps are equal.
+ */
 struct tl_leaf {
     uint32_t n;
     struct tl_leaf *prev, *next;
-    tl_key_t k[TL_LEAF];
+    uint64_t ts[TL_LEAF];
+    uintptr_t p[TL_LEAF];
 };
 
 typedef struct tl_inner {
-    uint32_t n;             /* children */
-    tl_key_t k[TL_FAN - 1]; /* k[i - 1]: the smallest key under c[i] (or a bound below it) */
+    uint32_t n;              /* children */
+    uint64_t ts[TL_FAN - 1]; /* key i - 1: the smallest key under c[i] (or a bound below it) */
+    uintptr_t p[TL_FAN - 1];
     void *c[TL_FAN];
 } tl_inner_t;
 
@@ -63,52 +70,76 @@ static tl_key_t key_of(const trace_t *t)
     return (tl_key_t){t->ts, (uintptr_t)t};
 }
 
+static tl_key_t key_at(const uint64_t *ts, const uintptr_t *p, uint32_t i)
+{
+    return (tl_key_t){ts[i], p[i]};
+}
+
+static void key_put(uint64_t *ts, uintptr_t *p, uint32_t i, tl_key_t k)
+{
+    ts[i] = k.ts;
+    p[i] = k.p;
+}
+
+/* Move n keys from position from to position to within one node's arrays. */
+static void keys_move(uint64_t *ts, uintptr_t *p, uint32_t to, uint32_t from, uint32_t n)
+{
+    memmove(&ts[to], &ts[from], n * sizeof(*ts));
+    memmove(&p[to], &p[from], n * sizeof(*p));
+}
+
+/* Copy n keys from src[from] to dst[to] (two nodes). */
+static void keys_copy(uint64_t *dts, uintptr_t *dp, uint32_t to, const uint64_t *sts, const uintptr_t *sp,
+                      uint32_t from, uint32_t n)
+{
+    memcpy(&dts[to], &sts[from], n * sizeof(*dts));
+    memcpy(&dp[to], &sp[from], n * sizeof(*dp));
+}
+
+/* Ask for all of a node's timestamps at once: a binary search would otherwise miss on five lines in a row. */
+static inline void prefetch_ts(const uint64_t *ts, uint32_t n)
+{
+    const char *p = (const char *)ts, *end = (const char *)(ts + n);
+    for (; p < end; p += 64)
+        __builtin_prefetch(p);
+}
+
+/* First position in the n keys whose key is not below key (n when none). */
+static uint32_t keys_lower(const uint64_t *ts, const uintptr_t *p, uint32_t n, tl_key_t key)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (ts[mid] < key.ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    while (lo < n && ts[lo] == key.ts && p[lo] < key.p)
+        lo++;
+    return lo;
+}
+
 /* Index of the child of in whose range holds key: the number of separators <= key. */
 static uint32_t inner_child(const tl_inner_t *in, tl_key_t key)
 {
-    uint32_t lo = 0, hi = in->n - 1;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (key_lt(key, in->k[mid]))
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
+    uint32_t n = in->n - 1, i = keys_lower(in->ts, in->p, n, key);
+    return i < n && in->ts[i] == key.ts && in->p[i] == key.p ? i + 1 : i;
 }
 
 /* First position in leaf whose key is not below key. */
 static uint32_t leaf_lower(const tl_leaf_t *lf, tl_key_t key)
 {
-    uint32_t lo = 0, hi = lf->n;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (key_lt(lf->k[mid], key))
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return keys_lower(lf->ts, lf->p, lf->n, key);
 }
 
 /* The leaf that holds key or would, and the path of inner nodes and child indexes above it. */
-/*
- * Ask for every cache line of a leaf's keys at once (tlist_prefetch): a
- * binary search touches five or six of them one after another, and a leaf
- * that is not in the cache then costs that many misses in a row.
- */
-static inline void prefetch_keys(const tl_key_t *k, uint32_t n)
-{
-    const char *p = (const char *)k, *end = (const char *)(k + n);
-    for (; p < end; p += 64)
-        __builtin_prefetch(p);
-}
-
 static tl_leaf_t *descend(const tlist_t *l, tl_key_t key, tl_inner_t **path, uint32_t *idx)
 {
     void *node = l->root;
     for (uint32_t d = 0; d < l->height; d++) {
         tl_inner_t *in = node;
+        prefetch_ts(in->ts, TL_FAN - 1); /* by address: reading n first would wait for the miss */
         uint32_t i = inner_child(in, key);
         if (path != NULL) {
             path[d] = in;
@@ -116,6 +147,7 @@ static tl_leaf_t *descend(const tlist_t *l, tl_key_t key, tl_inner_t **path, uin
         }
         node = in->c[i];
     }
+    prefetch_ts(((tl_leaf_t *)node)->ts, TL_LEAF);
     return node;
 }
 
@@ -131,7 +163,7 @@ void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
         tl_leaf_t *lf = node_alloc(sizeof(*lf), acct);
         lf->n = 1;
         lf->prev = lf->next = NULL;
-        lf->k[0] = key;
+        key_put(lf->ts, lf->p, 0, key);
         l->root = lf;
         l->height = 0;
         l->len = 1;
@@ -143,22 +175,28 @@ void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
     uint32_t pos = leaf_lower(lf, key);
     l->len++;
     if (lf->n < TL_LEAF) {
-        memmove(&lf->k[pos + 1], &lf->k[pos], (lf->n - pos) * sizeof(tl_key_t));
-        lf->k[pos] = key;
+        keys_move(lf->ts, lf->p, pos + 1, pos, lf->n - pos);
+        key_put(lf->ts, lf->p, pos, key);
         lf->n++;
         return;
     }
     /* split the full leaf: the lower half stays, the upper half moves to a new right sibling */
     tl_leaf_t *right = node_alloc(sizeof(*right), acct);
-    tl_key_t all[TL_LEAF + 1];
-    memcpy(all, lf->k, pos * sizeof(tl_key_t));
-    all[pos] = key;
-    memcpy(&all[pos + 1], &lf->k[pos], (TL_LEAF - pos) * sizeof(tl_key_t));
     uint32_t keep = (TL_LEAF + 1) / 2;
+    if (pos < keep) {
+        /* the new key goes left: the left's last keep - 1 .. move right first */
+        right->n = TL_LEAF - (keep - 1);
+        keys_copy(right->ts, right->p, 0, lf->ts, lf->p, keep - 1, right->n);
+        keys_move(lf->ts, lf->p, pos + 1, pos, keep - 1 - pos);
+        key_put(lf->ts, lf->p, pos, key);
+    } else {
+        right->n = TL_LEAF + 1 - keep;
+        uint32_t before = pos - keep; /* keys of the right half that come before the new one */
+        keys_copy(right->ts, right->p, 0, lf->ts, lf->p, keep, before);
+        key_put(right->ts, right->p, before, key);
+        keys_copy(right->ts, right->p, before + 1, lf->ts, lf->p, pos, TL_LEAF - pos);
+    }
     lf->n = keep;
-    memcpy(lf->k, all, keep * sizeof(tl_key_t));
-    right->n = TL_LEAF + 1 - keep;
-    memcpy(right->k, &all[keep], right->n * sizeof(tl_key_t));
     right->prev = lf;
     right->next = lf->next;
     if (lf->next != NULL)
@@ -166,37 +204,39 @@ void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
     lf->next = right;
 
     /* hand (separator, right) up until a node has room */
-    tl_key_t sep = right->k[0];
+    tl_key_t sep = key_at(right->ts, right->p, 0);
     void *new_child = right;
     for (uint32_t d = l->height; d-- > 0;) {
         tl_inner_t *in = path[d];
         uint32_t at = idx[d] + 1; /* new_child goes right after the child that split */
         if (in->n < TL_FAN) {
             memmove(&in->c[at + 1], &in->c[at], (in->n - at) * sizeof(void *));
-            memmove(&in->k[at], &in->k[at - 1], (in->n - at) * sizeof(tl_key_t));
+            keys_move(in->ts, in->p, at, at - 1, in->n - at);
             in->c[at] = new_child;
-            in->k[at - 1] = sep;
+            key_put(in->ts, in->p, at - 1, sep);
             in->n++;
             return;
         }
+        /* TL_FAN + 1 children and TL_FAN keys in scratch arrays, then split in two */
         void *cs[TL_FAN + 1];
-        tl_key_t ks[TL_FAN];
+        uint64_t kts[TL_FAN];
+        uintptr_t kp[TL_FAN];
         memcpy(cs, in->c, at * sizeof(void *));
         cs[at] = new_child;
         memcpy(&cs[at + 1], &in->c[at], (TL_FAN - at) * sizeof(void *));
-        memcpy(ks, in->k, (at - 1) * sizeof(tl_key_t));
-        ks[at - 1] = sep;
-        memcpy(&ks[at], &in->k[at - 1], (TL_FAN - at) * sizeof(tl_key_t));
-        /* TL_FAN + 1 children: the left keeps lc, the right gets the rest; ks[lc - 1] moves up */
+        keys_copy(kts, kp, 0, in->ts, in->p, 0, at - 1);
+        key_put(kts, kp, at - 1, sep);
+        keys_copy(kts, kp, at, in->ts, in->p, at - 1, TL_FAN - at);
+        /* the left keeps lc children, the right gets the rest; key lc - 1 moves up */
         uint32_t lc = (TL_FAN + 1) / 2;
         tl_inner_t *rin = node_alloc(sizeof(*rin), acct);
         in->n = lc;
         memcpy(in->c, cs, lc * sizeof(void *));
-        memcpy(in->k, ks, (lc - 1) * sizeof(tl_key_t));
+        keys_copy(in->ts, in->p, 0, kts, kp, 0, lc - 1);
         rin->n = TL_FAN + 1 - lc;
         memcpy(rin->c, &cs[lc], rin->n * sizeof(void *));
-        memcpy(rin->k, &ks[lc], (rin->n - 1) * sizeof(tl_key_t));
-        sep = ks[lc - 1];
+        keys_copy(rin->ts, rin->p, 0, kts, kp, lc, rin->n - 1);
+        sep = key_at(kts, kp, lc - 1);
         new_child = rin;
     }
     /* the root split: a new root above the two halves */
@@ -206,15 +246,18 @@ void tlist_insert(tlist_t *l, trace_t *t, int64_t *acct)
     root->n = 2;
     root->c[0] = l->root;
     root->c[1] = new_child;
-    root->k[0] = sep;
+    key_put(root->ts, root->p, 0, sep);
     l->root = root;
     l->height++;
 }
 
 void tlist_prefetch(const tlist_t *l, const trace_t *t)
 {
-    if (l->root != NULL)
-        prefetch_keys(descend(l, key_of(t), NULL, NULL)->k, TL_LEAF);
+    if (l->root == NULL)
+        return;
+    /* the pointers too: the insert moves the keys after its position */
+    const tl_leaf_t *lf = descend(l, key_of(t), NULL, NULL);
+    prefetch_ts((const uint64_t *)lf->p, TL_LEAF);
 }
 
 int tlist_contains(const tlist_t *l, const trace_t *t)
@@ -224,7 +267,7 @@ int tlist_contains(const tlist_t *l, const trace_t *t)
     tl_key_t key = key_of(t);
     const tl_leaf_t *lf = descend(l, key, NULL, NULL);
     uint32_t pos = leaf_lower(lf, key);
-    return pos < lf->n && lf->k[pos].p == key.p && lf->k[pos].ts == key.ts;
+    return pos < lf->n && lf->p[pos] == key.p && lf->ts[pos] == key.ts;
 }
 
 /* Child i of in has too few entries: merge it with a sibling or even the two out. Returns 1 if a child was removed. */
@@ -233,32 +276,32 @@ static int fix_leaf(tl_inner_t *in, uint32_t i, int64_t *acct)
     uint32_t li = i > 0 ? i - 1 : i; /* left of the pair */
     tl_leaf_t *a = in->c[li], *b = in->c[li + 1];
     if (a->n + b->n <= TL_LEAF) {
-        memcpy(&a->k[a->n], b->k, b->n * sizeof(tl_key_t));
+        keys_copy(a->ts, a->p, a->n, b->ts, b->p, 0, b->n);
         a->n += b->n;
         a->next = b->next;
         if (b->next != NULL)
             b->next->prev = a;
         store_free(b, sizeof(*b), acct);
         memmove(&in->c[li + 1], &in->c[li + 2], (in->n - li - 2) * sizeof(void *));
-        memmove(&in->k[li], &in->k[li + 1], (in->n - li - 2) * sizeof(tl_key_t));
+        keys_move(in->ts, in->p, li, li + 1, in->n - li - 2);
         in->n--;
         return 1;
     }
     uint32_t total = a->n + b->n, na = total / 2;
     if (a->n > na) { /* move a's tail to the front of b */
         uint32_t m = a->n - na;
-        memmove(&b->k[m], b->k, b->n * sizeof(tl_key_t));
-        memcpy(b->k, &a->k[na], m * sizeof(tl_key_t));
+        keys_move(b->ts, b->p, m, 0, b->n);
+        keys_copy(b->ts, b->p, 0, a->ts, a->p, na, m);
         a->n = na;
         b->n += m;
     } else if (a->n < na) { /* move b's head to the end of a */
         uint32_t m = na - a->n;
-        memcpy(&a->k[a->n], b->k, m * sizeof(tl_key_t));
-        memmove(b->k, &b->k[m], (b->n - m) * sizeof(tl_key_t));
+        keys_copy(a->ts, a->p, a->n, b->ts, b->p, 0, m);
+        keys_move(b->ts, b->p, 0, m, b->n - m);
         a->n = na;
         b->n -= m;
     }
-    in->k[li] = b->k[0];
+    key_put(in->ts, in->p, li, key_at(b->ts, b->p, 0));
     return 0;
 }
 
@@ -267,15 +310,15 @@ static int fix_inner(tl_inner_t *in, uint32_t i, int64_t *acct)
 {
     uint32_t li = i > 0 ? i - 1 : i;
     tl_inner_t *a = in->c[li], *b = in->c[li + 1];
-    tl_key_t sep = in->k[li];
+    tl_key_t sep = key_at(in->ts, in->p, li);
     if (a->n + b->n <= TL_FAN) {
-        a->k[a->n - 1] = sep;
-        memcpy(&a->k[a->n], b->k, (b->n - 1) * sizeof(tl_key_t));
+        key_put(a->ts, a->p, a->n - 1, sep);
+        keys_copy(a->ts, a->p, a->n, b->ts, b->p, 0, b->n - 1);
         memcpy(&a->c[a->n], b->c, b->n * sizeof(void *));
         a->n += b->n;
         store_free(b, sizeof(*b), acct);
         memmove(&in->c[li + 1], &in->c[li + 2], (in->n - li - 2) * sizeof(void *));
-        memmove(&in->k[li], &in->k[li + 1], (in->n - li - 2) * sizeof(tl_key_t));
+        keys_move(in->ts, in->p, li, li + 1, in->n - li - 2);
         in->n--;
         return 1;
     }
@@ -283,21 +326,21 @@ static int fix_inner(tl_inner_t *in, uint32_t i, int64_t *acct)
     if (a->n > na) { /* a's last children go to the front of b */
         uint32_t m = a->n - na;
         memmove(&b->c[m], b->c, b->n * sizeof(void *));
-        memmove(&b->k[m], b->k, (b->n - 1) * sizeof(tl_key_t));
+        keys_move(b->ts, b->p, m, 0, b->n - 1);
         memcpy(b->c, &a->c[na], m * sizeof(void *));
-        b->k[m - 1] = sep;
-        memcpy(b->k, &a->k[na], (m - 1) * sizeof(tl_key_t));
-        in->k[li] = a->k[na - 1];
+        key_put(b->ts, b->p, m - 1, sep);
+        keys_copy(b->ts, b->p, 0, a->ts, a->p, na, m - 1);
+        key_put(in->ts, in->p, li, key_at(a->ts, a->p, na - 1));
         a->n = na;
         b->n += m;
     } else if (a->n < na) { /* b's first children go to the end of a */
         uint32_t m = na - a->n;
-        a->k[a->n - 1] = sep;
-        memcpy(&a->k[a->n], b->k, (m - 1) * sizeof(tl_key_t));
+        key_put(a->ts, a->p, a->n - 1, sep);
+        keys_copy(a->ts, a->p, a->n, b->ts, b->p, 0, m - 1);
         memcpy(&a->c[a->n], b->c, m * sizeof(void *));
-        in->k[li] = b->k[m - 1];
+        key_put(in->ts, in->p, li, key_at(b->ts, b->p, m - 1));
         memmove(b->c, &b->c[m], (b->n - m) * sizeof(void *));
-        memmove(b->k, &b->k[m], (b->n - m - 1) * sizeof(tl_key_t));
+        keys_move(b->ts, b->p, 0, m, b->n - m - 1);
         a->n = na;
         b->n -= m;
     }
@@ -313,9 +356,9 @@ void tlist_remove(tlist_t *l, trace_t *t, int64_t *acct)
     uint32_t idx[TL_DEPTH_MAX];
     tl_leaf_t *lf = descend(l, key, path, idx);
     uint32_t pos = leaf_lower(lf, key);
-    if (pos >= lf->n || lf->k[pos].p != key.p || lf->k[pos].ts != key.ts)
+    if (pos >= lf->n || lf->p[pos] != key.p || lf->ts[pos] != key.ts)
         return;
-    memmove(&lf->k[pos], &lf->k[pos + 1], (lf->n - pos - 1) * sizeof(tl_key_t));
+    keys_move(lf->ts, lf->p, pos, pos + 1, lf->n - pos - 1);
     lf->n--;
     l->len--;
     if (l->height == 0) {
@@ -390,7 +433,7 @@ struct trace *tlist_prev(tlist_iter_t *it)
     }
     if (it->leaf == NULL)
         return NULL;
-    return (struct trace *)it->leaf->k[--it->pos].p;
+    return (struct trace *)it->leaf->p[--it->pos];
 }
 
 int tlist_check(const tlist_t *l)
@@ -410,9 +453,10 @@ int tlist_check(const tlist_t *l)
         if (lf != l->root && lf->n < TL_LEAF_MIN)
             return -1;
         for (uint32_t i = 0; i < lf->n; i++) {
-            if (count > 0 && !key_lt(last, lf->k[i]))
+            tl_key_t k = key_at(lf->ts, lf->p, i);
+            if (count > 0 && !key_lt(last, k))
                 return -1;
-            last = lf->k[i];
+            last = k;
             count++;
         }
     }
