@@ -264,6 +264,41 @@ int compress_decode(enum compress_codec codec, const void *in, size_t in_len, si
     return COMPRESS_MALFORMED;
 }
 
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+static int cctx_key_ok;
+static _Thread_local ZSTD_CCtx *tl_cctx;
+
+static void cctx_free(void *p)
+{
+    ZSTD_freeCCtx(p);
+}
+
+static void cctx_key_create(void)
+{
+    cctx_key_ok = pthread_key_create(&cctx_key, cctx_free) == 0;
+}
+
+/*
+ * This thread's compression context, kept between calls: ZSTD_compress
+ * makes and initialises a new one every time, which for the proxy's
+ * exporter (a frame per export of a few hundred records) cost about as much
+ * as compressing. NULL when out of memory.
+ */
+static ZSTD_CCtx *cctx_get(void)
+{
+    if (tl_cctx == NULL) {
+        pthread_once(&cctx_once, cctx_key_create);
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        if (c == NULL)
+            return NULL;
+        if (cctx_key_ok)
+            pthread_setspecific(cctx_key, c);
+        tl_cctx = c;
+    }
+    return tl_cctx;
+}
+
 int compress_encode(enum compress_codec codec, const void *in, size_t in_len, int level, buf_t *out)
 {
     if (codec == COMPRESS_NONE) {
@@ -271,9 +306,12 @@ int compress_encode(enum compress_codec codec, const void *in, size_t in_len, in
         return 0;
     }
     if (codec == COMPRESS_ZSTD) {
+        ZSTD_CCtx *c = cctx_get();
+        if (c == NULL)
+            return -1;
         size_t bound = ZSTD_compressBound(in_len);
         buf_reserve(out, bound);
-        size_t n = ZSTD_compress(out->data + out->len, bound, in, in_len, level);
+        size_t n = ZSTD_compressCCtx(c, out->data + out->len, bound, in, in_len, level);
         if (ZSTD_isError(n))
             return -1;
         out->len += n;
