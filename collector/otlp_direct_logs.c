@@ -174,10 +174,102 @@ static inline int read_attr(dx_t *x, const uint8_t *s, size_t n, int keep)
     return render_value(x, &kv.val, &t->value) != 0 ? fatal(x) : D_OK;
 }
 
+/*
+ * The usual attribute at p (its length byte; the record ends at end), as
+ * the proxy writes them: a KeyValue of a one-byte length, the key then
+ * the value, each once with a one-byte length, the value a string or an
+ * int of at most two bytes alone, no NUL in key or string (so nothing to
+ * cut while x->cut is at least 128: the caller checks). Written to *t;
+ * returns the position past it, or NULL when the attribute is anything
+ * else (read_attr takes it then).
+ */
+static inline const uint8_t *usual_attr(dx_t *x, const uint8_t *p, const uint8_t *end, span_tag_t *t)
+{
+    size_t kvl = p[0];
+    if (kvl >= 0x80 || kvl >= (size_t)(end - p) || kvl < 6)
+        return NULL;
+    const uint8_t *s = p + 1;
+    size_t kl = s[1];
+    if (s[0] != K(1, WT_LEN) || kl > kvl - 6)
+        return NULL;
+    const uint8_t *q = s + 2 + kl; /* the value field */
+    size_t vl = kvl - kl - 4;      /* what its length must be: at least 2 */
+    if (q[0] != K(2, WT_LEN) || q[1] != vl)
+        return NULL;
+    const uint8_t *v = q + 2;
+    if (v[0] == K(1, WT_LEN) && v[1] == vl - 2) {
+        if (!nul_free(s + 2, kvl - 2)) /* key, value tags and string at once */
+            return NULL;
+        t->value = (str_t){(const char *)v + 2, (uint32_t)(vl - 2)};
+    } else if (v[0] == K(3, WT_VARINT) && vl <= 3) {
+        uint64_t u = v[1];
+        if (vl == 3) {
+            if (u < 0x80 || v[2] >= 0x80)
+                return NULL;
+            u = (u & 0x7f) | (uint64_t)v[2] << 7;
+        } else if (vl != 2 || u >= 0x80) {
+            return NULL;
+        }
+        if (!nul_free(s + 2, kl) || render_int(x, (int64_t)u, &t->value) != 0)
+            return NULL;
+    } else {
+        return NULL;
+    }
+    t->key = (str_t){(const char *)s + 2, (uint32_t)kl};
+    return s + kvl;
+}
+
+/*
+ * A run of attributes (they come in runs) at *pp, past the first one's
+ * tag: the usual ones in a tight loop (usual_attr) while under the limit
+ * and with room in the tag pool, any other through read_attr. *pp ends
+ * past the run, *n_attr counts them.
+ */
+static inline int read_attr_run(dx_t *x, const uint8_t **pp, const uint8_t *end, uint32_t *n_attr)
+{
+    const uint8_t *p = *pp;
+    uint32_t n = *n_attr, max = x->c->lim.max_attributes;
+    for (;;) {
+        span_tag_t *t = (span_tag_t *)(void *)x->tags.cur;
+        size_t fast = (size_t)(x->tags.end - x->tags.cur) / sizeof(*t);
+        if (n >= max || x->cut < 128)
+            fast = 0;
+        else if (fast > max - n)
+            fast = max - n;
+        for (const uint8_t *next; fast > 0 && (next = usual_attr(x, p, end, t)) != NULL; fast--) {
+            t++;
+            n++;
+            p = next;
+            if (p >= end || *p != K(6, WT_LEN)) {
+                x->tags.cur = (char *)t;
+                *pp = p;
+                *n_attr = n;
+                return D_OK;
+            }
+            p++;
+        }
+        x->tags.cur = (char *)t;
+        const uint8_t *s;
+        size_t len;
+        int rc;
+        if (len_at(&p, end, &s, &len) != 0)
+            return D_DECLINE;
+        if ((rc = read_attr(x, s, len, n < max)) != D_OK)
+            return rc;
+        n++;
+        if (p >= end || *p != K(6, WT_LEN))
+            break;
+        p++;
+    }
+    *pp = p;
+    *n_attr = n;
+    return D_OK;
+}
+
 /* Read the record [p, end) into in, body and the tag pool; the mapping happens in map_read_log. */
 static int read_log(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_log_in_t *in, otlp_val_t *body)
 {
-    uint32_t n_attr = 0, max_attr = x->c->lim.max_attributes;
+    uint32_t n_attr = 0;
     int have_body = 0;
     /* the proxy writes time, severity and its text first, in field order: take them without the loop */
     if (end - p >= 9 && p[0] == K(1, WT_I64)) {
@@ -222,18 +314,21 @@ static int read_log(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_log_in_t
             if (have_body)
                 return D_HAND; /* merged by protobuf-c */
             have_body = 1;
+            if (n > 0 && s[0] == K(1, WT_LEN)) { /* a string alone, the usual body: without the AnyValue loop */
+                const uint8_t *q = s + 1, *str;
+                size_t sl;
+                if (len_at(&q, s + n, &str, &sl) == 0 && q == s + n) {
+                    body->kind = AV(STRING_VALUE);
+                    body->u.str = nul_free(str, sl) ? (str_t){(const char *)str, (uint32_t)sl} : zstr_plain(x, str, sl);
+                    break;
+                }
+            }
             if ((rc = parse_any(x, s, s + n, body)) != D_OK)
                 return rc;
             break;
         case K(6, WT_LEN):
-            /* attributes come in runs: stay here while the next field is one too */
-            do {
-                if (len_at(&p, end, &s, &n) != 0)
-                    return D_DECLINE;
-                if ((rc = read_attr(x, s, n, n_attr < max_attr)) != D_OK)
-                    return rc;
-                n_attr++;
-            } while (p < end && *p == K(6, WT_LEN) && ++p);
+            if ((rc = read_attr_run(x, &p, end, &n_attr)) != D_OK)
+                return rc;
             break;
         case K(7, WT_VARINT): /* dropped_attributes_count */
             if (varint_at(&p, end, &u) != 0)

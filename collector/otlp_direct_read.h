@@ -138,6 +138,15 @@ static inline int len_at(const uint8_t **pp, const uint8_t *end, const uint8_t *
     } else if (room >= 3 && p[1] < 0x80) {
         v = (size_t)(p[0] & 0x7f) | (size_t)p[1] << 7;
         k = 2;
+    } else if (room >= 5 && p[4] < 0x80 && (otlp_pb_ld32(p) & 0x80808080u) == 0x80808080u) {
+        /* five bytes: how the proxy's encoders write the lengths they fill in afterwards */
+        uint32_t w = otlp_pb_ld32(p);
+        uint64_t v5 = (w & 0x7f) | ((w >> 1) & (0x7fu << 7)) | ((w >> 2) & (0x7fu << 14)) | ((w >> 3) & (0x7fu << 21)) |
+                      (uint64_t)p[4] << 28;
+        if (v5 > 2147483647u)
+            return -1;
+        v = (size_t)v5;
+        k = 5;
     } else {
         uint64_t r = len_slow(p, end);
         if (r == 0)
@@ -218,9 +227,21 @@ static inline int other_field(const uint8_t **pp, const uint8_t *end, uint32_t k
 static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
 {
 #if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    if (n <= 32 && (size_t)(x->body_end - s) >= 32) {
+        /* most strings and KeyValues: two chunks without a loop, what lies past the string masked out */
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+        uint32_t keep = (uint32_t)(((uint64_t)1 << n) - 1);
+        if (high != NULL)
+            *high |= ((uint32_t)_mm_movemask_epi8(a) | (uint32_t)_mm_movemask_epi8(b) << 16) & keep;
+        uint32_t m = ((uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, zero)) |
+                      (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, zero)) << 16) &
+                     keep;
+        return m != 0 ? (uint32_t)__builtin_ctz(m) : (uint32_t)n;
+    }
     if ((size_t)(x->body_end - s) >= n + 15) {
         /* 16 bytes at a time; what lies past the string is still the body, masked out in the last chunk */
-        const __m128i zero = _mm_setzero_si128();
         unsigned h = 0, m = 0;
         size_t i = 0;
         for (; i + 16 <= n; i += 16) {
@@ -248,6 +269,43 @@ static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n, unsigned 
         *high |= 1;
     const uint8_t *z = memchr(s, 0, n);
     return (uint32_t)(z != NULL ? (size_t)(z - s) : n);
+}
+
+/* Non-zero when one of the bytes of v is 0. */
+static inline uint64_t has_nul64(uint64_t v)
+{
+    return (v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull;
+}
+
+/*
+ * 1 when the n bytes at s hold no NUL. Reads only those bytes: the loads
+ * overlap instead of running past the end (16 bytes at a time, the last
+ * chunk ending at s + n; 8 or 4 for short strings).
+ */
+static inline int nul_free(const uint8_t *s, size_t n)
+{
+    if (n >= 16) {
+#if defined(__SSE2__)
+        const __m128i zero = _mm_setzero_si128();
+        __m128i z = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + n - 16)), zero);
+        for (size_t i = 0; i + 16 < n; i += 16)
+            z = _mm_or_si128(z, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + i)), zero));
+        return _mm_movemask_epi8(z) == 0;
+#else
+        uint64_t z = has_nul64(otlp_pb_ld64(s + n - 8));
+        for (size_t i = 0; i + 8 < n; i += 8)
+            z |= has_nul64(otlp_pb_ld64(s + i));
+        return z == 0;
+#endif
+    }
+    if (n >= 8)
+        return (has_nul64(otlp_pb_ld64(s)) | has_nul64(otlp_pb_ld64(s + n - 8))) == 0;
+    if (n >= 4)
+        return has_nul64((uint64_t)otlp_pb_ld32(s) << 32 | otlp_pb_ld32(s + n - 4)) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == 0)
+            return 0;
+    return 1;
 }
 
 static inline str_t zstr(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
@@ -319,14 +377,9 @@ static inline void pool_drop(pool_t *pl)
     pl->cur = pl->base;
 }
 
-/* Decimal text of v, rendered once per request and value (see the module comment). */
-DR_FN int render_int(dx_t *x, int64_t v, str_t *out)
+/* Decimal text of v into the request's text space (a miss of render_int's cache, slot h). */
+DR_FN int render_int_miss(dx_t *x, int64_t v, str_t *out, unsigned h)
 {
-    unsigned h = (unsigned)((uint64_t)v ^ ((uint64_t)v >> 7)) & 15;
-    if (x->icache[h].s.ptr != NULL && x->icache[h].v == v) {
-        *out = x->icache[h].s;
-        return 0;
-    }
     if (x->txt_end - x->txt < 24) {
         x->txt = otlp_alloc(x->c, TEXT_CHUNK);
         if (x->txt == NULL)
@@ -339,6 +392,17 @@ DR_FN int render_int(dx_t *x, int64_t v, str_t *out)
     x->icache[h].v = v;
     x->icache[h].s = *out;
     return 0;
+}
+
+/* Decimal text of v, rendered once per request and value (see the module comment); -1 when the arena is full. */
+static inline int render_int(dx_t *x, int64_t v, str_t *out)
+{
+    unsigned h = (unsigned)((uint64_t)v ^ ((uint64_t)v >> 7)) & 15;
+    if (x->icache[h].s.ptr != NULL && x->icache[h].v == v) {
+        *out = x->icache[h].s;
+        return 0;
+    }
+    return render_int_miss(x, v, out, h);
 }
 
 static inline int render_value(dx_t *x, const otlp_val_t *v, str_t *out)
