@@ -1313,36 +1313,16 @@ static int map_metrics(dctx_t *c, const metrics_req_t *req, metric_sink_fn sink,
 /* ------------------------------------------------------------------ */
 /* logs                                                                */
 
-int otlp_log_begin(dctx_t *c, const otlp_log_in_t *in, str_t service, str_t scope, otlp_log_t *o)
+int otlp_log_reject(dctx_t *c, enum otlp_log_rejection why)
 {
-    if (c->res->accepted + c->res->rejected >= c->lim.max_items) {
+    switch (why) {
+    case OTLP_LOG_TOO_MANY:
         reject(c, 1, "too many log records in one request (limit %u)", c->lim.max_items);
-        return 0;
+        break;
+    case OTLP_LOG_BAD_TRACE_ID: reject(c, 1, "log record with invalid trace_id (must be empty or 16 bytes)"); break;
+    case OTLP_LOG_BAD_SPAN_ID: reject(c, 1, "log record with invalid span_id (must be empty or 8 bytes)"); break;
     }
-    if (in->trace_id_len != 0 && (in->trace_id_len != 16 || in->trace_id == NULL)) {
-        reject(c, 1, "log record with invalid trace_id (must be empty or 16 bytes)");
-        return 0;
-    }
-    if (in->span_id_len != 0 && (in->span_id_len != 8 || in->span_id == NULL)) {
-        reject(c, 1, "log record with invalid span_id (must be empty or 8 bytes)");
-        return 0;
-    }
-    memset(o, 0, sizeof(*o));
-    if (in->trace_id_len == 16) {
-        o->trace_id_high = be64(in->trace_id);
-        o->trace_id_low = be64(in->trace_id + 8);
-    }
-    if (in->span_id_len == 8)
-        o->span_id = be64(in->span_id);
-    o->time_unix_nano = in->time_ns;
-    o->observed_time_unix_nano = in->observed_ns;
-    o->severity_number = (uint32_t)in->severity_number <= 24 ? (uint32_t)in->severity_number : 0;
-    o->severity_text = mkstr(c, in->severity_text.ptr, in->severity_text.len);
-    o->event_name = mkstr(c, in->event_name.ptr, in->event_name.len);
-    o->flags = in->flags;
-    o->service_name = service;
-    o->scope_name = scope;
-    return 1;
+    return 0;
 }
 
 int otlp_log_map(dctx_t *c, const plog_t *l, str_t service, str_t scope, otlp_log_t *o)

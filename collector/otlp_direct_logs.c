@@ -40,6 +40,7 @@
  */
 #include <string.h>
 
+#define OTLP_DIRECT_LEN5 1 /* the proxy's five-byte lengths, read inline (otlp_direct_read.h) */
 #include "otlp_direct_read.h"
 
 /* The record just mapped into c->logs[c->n_logs] was accepted. */
@@ -329,6 +330,22 @@ static int read_log(dx_t *x, const uint8_t *p, const uint8_t *end, otlp_log_in_t
         case K(6, WT_LEN):
             if ((rc = read_attr_run(x, &p, end, &n_attr)) != D_OK)
                 return rc;
+            /* the proxy's last fields: flags (sampled records), the ids at their sizes, the observed time */
+            if (end - p >= 5 && p[0] == K(8, WT_I32)) {
+                in->flags = otlp_pb_ld32(p + 1);
+                p += 5;
+            }
+            if (end - p >= 28 && p[0] == K(9, WT_LEN) && p[1] == 16 && p[18] == K(10, WT_LEN) && p[19] == 8) {
+                in->trace_id = p + 2;
+                in->trace_id_len = 16;
+                in->span_id = p + 20;
+                in->span_id_len = 8;
+                p += 28;
+            }
+            if (end - p >= 9 && p[0] == K(11, WT_I64)) {
+                in->observed_ns = otlp_pb_ld64(p + 1);
+                p += 9;
+            }
             break;
         case K(7, WT_VARINT): /* dropped_attributes_count */
             if (varint_at(&p, end, &u) != 0)
@@ -379,7 +396,13 @@ static int do_log(dx_t *x, const uint8_t *p, const uint8_t *end)
 {
     if (x->n_items++ >= x->max_items)
         return decline(x, "record count changed between passes");
-    otlp_log_in_t in = {.severity_text = {"", 0}, .event_name = {"", 0}};
+    otlp_log_in_t in;
+    in.trace_id = in.span_id = NULL;
+    in.trace_id_len = in.span_id_len = 0;
+    in.time_ns = in.observed_ns = 0;
+    in.severity_number = 0;
+    in.flags = 0;
+    in.severity_text = in.event_name = (str_t){"", 0};
     otlp_val_t body = {.kind = OTLP_VAL_ABSENT};
     int rc = read_log(x, p, end, &in, &body);
     if (rc == D_OK)

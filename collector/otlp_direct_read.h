@@ -14,6 +14,7 @@
 #ifndef OUTRIDER_OTLP_DIRECT_READ_H
 #define OUTRIDER_OTLP_DIRECT_READ_H
 
+#include <stdint.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -115,9 +116,27 @@ static inline uint32_t tag_at(const uint8_t **pp, const uint8_t *end)
     return key;
 }
 
+/*
+ * The length prefix at p (5 readable bytes) when it takes exactly five
+ * bytes, how the proxy's encoders write the lengths they fill in
+ * afterwards; SIZE_MAX when it does not, or exceeds otlp_pb_len's bound.
+ */
+static inline size_t len5(const uint8_t *p)
+{
+    uint32_t w = otlp_pb_ld32(p);
+    if (p[4] >= 0x80 || (w & 0x80808080u) != 0x80808080u)
+        return SIZE_MAX;
+    uint64_t v = (w & 0x7f) | ((w >> 1) & (0x7fu << 7)) | ((w >> 2) & (0x7fu << 14)) | ((w >> 3) & (0x7fu << 21)) |
+                 (uint64_t)p[4] << 28;
+    return v > 2147483647u ? SIZE_MAX : (size_t)v;
+}
+
 /* A length prefix of 3 to 5 bytes, or one at the very end: (length << 3 | prefix bytes), 0 when malformed. */
 DR_FN uint64_t len_slow(const uint8_t *p, const uint8_t *end)
 {
+    size_t v5;
+    if (end - p >= 5 && (v5 = len5(p)) != SIZE_MAX)
+        return v5 > (size_t)(end - p - 5) ? 0 : (uint64_t)v5 << 3 | 5;
     size_t n;
     int k = otlp_pb_len(p, end, &n);
     return k < 0 ? 0 : (uint64_t)n << 3 | (uint64_t)k;
@@ -126,7 +145,10 @@ DR_FN uint64_t len_slow(const uint8_t *p, const uint8_t *end)
 /*
  * Length-delimited payload at *pp into [*s, *s + *n); -1 when malformed.
  * (Cursors are only ever passed to inline functions by address, so that
- * they stay in registers.)
+ * they stay in registers.) With OTLP_DIRECT_LEN5 defined to 1 before this
+ * header, five-byte prefixes are read inline too: the logs decoder, whose
+ * input is mostly the proxy's, wants that; the trace decoder keeps len_at
+ * small, which leaves more of it inlined elsewhere.
  */
 static inline int len_at(const uint8_t **pp, const uint8_t *end, const uint8_t **s, size_t *n)
 {
@@ -138,15 +160,10 @@ static inline int len_at(const uint8_t **pp, const uint8_t *end, const uint8_t *
     } else if (room >= 3 && p[1] < 0x80) {
         v = (size_t)(p[0] & 0x7f) | (size_t)p[1] << 7;
         k = 2;
-    } else if (room >= 5 && p[4] < 0x80 && (otlp_pb_ld32(p) & 0x80808080u) == 0x80808080u) {
-        /* five bytes: how the proxy's encoders write the lengths they fill in afterwards */
-        uint32_t w = otlp_pb_ld32(p);
-        uint64_t v5 = (w & 0x7f) | ((w >> 1) & (0x7fu << 7)) | ((w >> 2) & (0x7fu << 14)) | ((w >> 3) & (0x7fu << 21)) |
-                      (uint64_t)p[4] << 28;
-        if (v5 > 2147483647u)
-            return -1;
-        v = (size_t)v5;
+#if OTLP_DIRECT_LEN5
+    } else if (room >= 5 && (v = len5(p)) != SIZE_MAX) {
         k = 5;
+#endif
     } else {
         uint64_t r = len_slow(p, end);
         if (r == 0)
@@ -227,21 +244,9 @@ static inline int other_field(const uint8_t **pp, const uint8_t *end, uint32_t k
 static inline uint32_t zlen(const dx_t *x, const uint8_t *s, size_t n, unsigned *high)
 {
 #if defined(__SSE2__)
-    const __m128i zero = _mm_setzero_si128();
-    if (n <= 32 && (size_t)(x->body_end - s) >= 32) {
-        /* most strings and KeyValues: two chunks without a loop, what lies past the string masked out */
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)s);
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
-        uint32_t keep = (uint32_t)(((uint64_t)1 << n) - 1);
-        if (high != NULL)
-            *high |= ((uint32_t)_mm_movemask_epi8(a) | (uint32_t)_mm_movemask_epi8(b) << 16) & keep;
-        uint32_t m = ((uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, zero)) |
-                      (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, zero)) << 16) &
-                     keep;
-        return m != 0 ? (uint32_t)__builtin_ctz(m) : (uint32_t)n;
-    }
     if ((size_t)(x->body_end - s) >= n + 15) {
         /* 16 bytes at a time; what lies past the string is still the body, masked out in the last chunk */
+        const __m128i zero = _mm_setzero_si128();
         unsigned h = 0, m = 0;
         size_t i = 0;
         for (; i + 16 <= n; i += 16) {

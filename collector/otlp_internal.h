@@ -20,6 +20,7 @@
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "otlp.h"
+#include "otlp_wire.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue any_value_t;
 typedef Opentelemetry__Proto__Common__V1__KeyValue key_value_t;
@@ -253,13 +254,41 @@ typedef struct otlp_log_in {
     str_t severity_text, event_name;
 } otlp_log_in_t;
 
+/* Why a log record is rejected; otlp_log_reject counts it with its reason and returns 0. */
+enum otlp_log_rejection { OTLP_LOG_TOO_MANY, OTLP_LOG_BAD_TRACE_ID, OTLP_LOG_BAD_SPAN_ID };
+int otlp_log_reject(dctx_t *c, enum otlp_log_rejection why);
+
 /*
  * First step of a log record: the request's record limit, the ids, the
- * plain fields, service and scope (as given) into *o, zeroed first; the
- * body and attributes are left to the caller. Returns 1 to go on, 0 when
- * the record was rejected (counted with its reason).
+ * plain fields, service and scope (as given) into *o; the body and
+ * attributes are left to the caller (empty). Returns 1 to go on, 0 when
+ * the record was rejected (counted with its reason). Inline: both paths
+ * run it for every record.
  */
-int otlp_log_begin(dctx_t *c, const otlp_log_in_t *in, str_t service, str_t scope, otlp_log_t *o);
+static inline int otlp_log_begin(dctx_t *c, const otlp_log_in_t *in, str_t service, str_t scope, otlp_log_t *o)
+{
+    if (c->res->accepted + c->res->rejected >= c->lim.max_items)
+        return otlp_log_reject(c, OTLP_LOG_TOO_MANY);
+    if (in->trace_id_len != 0 && (in->trace_id_len != 16 || in->trace_id == NULL))
+        return otlp_log_reject(c, OTLP_LOG_BAD_TRACE_ID);
+    if (in->span_id_len != 0 && (in->span_id_len != 8 || in->span_id == NULL))
+        return otlp_log_reject(c, OTLP_LOG_BAD_SPAN_ID);
+    o->time_unix_nano = in->time_ns;
+    o->observed_time_unix_nano = in->observed_ns;
+    o->severity_number = (uint32_t)in->severity_number <= 24 ? (uint32_t)in->severity_number : 0;
+    o->severity_text = otlp_str(c, in->severity_text.ptr, in->severity_text.len);
+    o->body = (str_t){"", 0};
+    o->event_name = otlp_str(c, in->event_name.ptr, in->event_name.len);
+    o->trace_id_high = in->trace_id_len == 16 ? __builtin_bswap64(otlp_pb_ld64(in->trace_id)) : 0;
+    o->trace_id_low = in->trace_id_len == 16 ? __builtin_bswap64(otlp_pb_ld64(in->trace_id + 8)) : 0;
+    o->span_id = in->span_id_len == 8 ? __builtin_bswap64(otlp_pb_ld64(in->span_id)) : 0;
+    o->flags = in->flags;
+    o->service_name = service;
+    o->scope_name = scope;
+    o->n_attributes = 0;
+    o->attributes = NULL;
+    return 1;
+}
 
 /*
  * Whether a resource attribute (key: its C-string view, uncut) gives the
