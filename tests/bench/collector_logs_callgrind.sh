@@ -11,7 +11,9 @@
 # instructions divided by the log records it accepted in that window (read from /metrics), then
 # the inclusive share of the decoder and of zstd per record:
 #   records=... ir_per_record=... decode_per_record=... zstd_per_record=... file=...
-#   usage: tests/bench/collector_logs_callgrind.sh    env: N (20000), WARM (1000), SAMPLING (1),
+# With MODE=cpu the collector runs natively instead and the line gives its CPU time (all its
+# threads, from /proc/PID/task/*/schedstat) per record: records=... cpu_ns_per_record=...
+#   usage: tests/bench/collector_logs_callgrind.sh    env: N (20000), WARM (1000), SAMPLING (1), MODE,
 #          OUTRIDER_BIN (proxy), COLLECTOR_BIN (default $OUTRIDER_BIN/outrider-collector),
 #          KEEP=1 keeps the callgrind file (path printed)
 # Needs: valgrind nginx hey. Uses tests/lib.sh (temp dir, process cleanup).
@@ -22,7 +24,7 @@ WARM=${WARM:-1000}
 SAMPLING=${SAMPLING:-1}
 COLLECTOR_BIN=${COLLECTOR_BIN:-$OUTRIDER_BIN/outrider-collector}
 [[ -n ${KEEP:-} ]] && KEEP_TMP=1
-for t in valgrind callgrind_control callgrind_annotate nginx hey; do
+for t in valgrind callgrind_control callgrind_annotate nginx hey curl; do
     command -v "$t" >/dev/null || fail "$t is not installed"
 done
 [[ -x $OUTRIDER_BIN/outrider-proxy && -x $COLLECTOR_BIN ]] || fail "build the release first"
@@ -44,7 +46,10 @@ wait_until -n 100 port_open "$BE" || fail "backend did not start"
 ZP=$(free_port)
 OP=$(free_port)
 while [[ $OP == "$ZP" ]]; do OP=$(free_port); done
-valgrind --tool=callgrind --callgrind-out-file="$W/cg.%p" "$COLLECTOR_BIN" \
+MODE=${MODE:-callgrind}
+run=(valgrind --tool=callgrind --callgrind-out-file="$W/cg.%p")
+[[ $MODE == cpu ]] && run=()
+"${run[@]}" "$COLLECTOR_BIN" \
     --zipkin-listen "127.0.0.1:$ZP" --otlp-listen "127.0.0.1:$OP" --set server.threads=1 >"$W/collector.log" 2>&1 &
 CP=$!
 track_pid "$CP"
@@ -88,14 +93,26 @@ settle() {
     echo "$cur"
 }
 
+# CPU time of all the collector's threads, in ns
+cpu_ns() { cat /proc/"$CP"/task/*/schedstat | awk '{s += $1} END {printf "%d\n", s}'; }
+
 hey -n "$WARM" -c 8 "http://127.0.0.1:$IN/" >/dev/null 2>&1
 before=$(settle)
-callgrind_control -z "$CP" >/dev/null 2>&1 || fail "callgrind_control -z failed"
+if [[ $MODE == cpu ]]; then
+    c0=$(cpu_ns)
+else
+    callgrind_control -z "$CP" >/dev/null 2>&1 || fail "callgrind_control -z failed"
+fi
 hey -n "$N" -c 8 "http://127.0.0.1:$IN/" >"$W/hey.out" 2>&1
 after=$(settle)
-callgrind_control -d "$CP" >/dev/null 2>&1 || fail "callgrind_control -d failed"
 n=$((after - before))
 ((n > 0)) || fail "no log records arrived (before $before, after $after)"
+if [[ $MODE == cpu ]]; then
+    c1=$(cpu_ns)
+    awk -v n="$n" -v c="$((c1 - c0))" 'BEGIN {printf "records=%d cpu_ns_per_record=%.0f\n", n, c / n}'
+    exit 0
+fi
+callgrind_control -d "$CP" >/dev/null 2>&1 || fail "callgrind_control -d failed"
 f=$(ls "$W"/cg."$CP".* 2>/dev/null | grep -E '\.[0-9]+$' | head -1)
 [[ -n $f ]] || fail "no callgrind dump"
 ir=$(awk '/^summary:/ {print $2}' "$f" | head -1)
