@@ -12,7 +12,8 @@
  * scratch copy (the decompressed body, or a copy of an uncompressed one)
  * straight into one array of spans in the arena (otlp_direct), which
  * goes to the store as is: neither the body's strings nor the spans are
- * copied again.
+ * copied again. A protobuf logs body is read the same way into an array
+ * of records (otlp_direct_logs).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -387,12 +388,21 @@ static int log_sink(void *ctx, const otlp_log_t *log)
     return 0;
 }
 
+/*
+ * Log records are validated and counted (docs/decisions.md); forwarding them
+ * comes with the Kafka exporter. A protobuf body, the proxies' access logs,
+ * is read straight into one array of records (otlp_direct_logs) whose
+ * strings point into the body, which lives until request_done.
+ */
 static int decode_logs(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim, arena_t *a,
                        otlp_result_t *res)
 {
     (void)c;
-    return json ? otlp_logs_decode_json(body, len, lim, a, log_sink, NULL, res)
-                : otlp_logs_decode_proto(body, len, lim, a, log_sink, NULL, res);
+    if (json)
+        return otlp_logs_decode_json(body, len, lim, a, log_sink, NULL, res);
+    const otlp_log_t *logs;
+    size_t n;
+    return otlp_logs_decode_proto_records(body, len, lim, a, &logs, &n, res);
 }
 
 void ingest_otlp_logs(collector_t *c, const http_request_t *req, http_response_t *resp)

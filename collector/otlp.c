@@ -52,7 +52,6 @@ typedef Opentelemetry__Proto__Metrics__V1__Metric pmetric_t;
 typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint number_point_t;
 typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint hist_point_t;
 typedef Opentelemetry__Proto__Metrics__V1__Exemplar pexemplar_t;
-typedef Opentelemetry__Proto__Logs__V1__LogRecord plog_t;
 
 void otlp_limits_default(otlp_limits_t *l)
 {
@@ -1314,37 +1313,32 @@ static int map_metrics(dctx_t *c, const metrics_req_t *req, metric_sink_fn sink,
 /* ------------------------------------------------------------------ */
 /* logs                                                                */
 
-static int map_log(dctx_t *c, const plog_t *l, str_t service, str_t scope, otlp_log_sink_fn sink, void *ctx)
+int otlp_log_reject(dctx_t *c, enum otlp_log_rejection why)
 {
-    if (c->res->accepted + c->res->rejected >= c->lim.max_items) {
+    switch (why) {
+    case OTLP_LOG_TOO_MANY:
         reject(c, 1, "too many log records in one request (limit %u)", c->lim.max_items);
+        break;
+    case OTLP_LOG_BAD_TRACE_ID: reject(c, 1, "log record with invalid trace_id (must be empty or 16 bytes)"); break;
+    case OTLP_LOG_BAD_SPAN_ID: reject(c, 1, "log record with invalid span_id (must be empty or 8 bytes)"); break;
+    }
+    return 0;
+}
+
+int otlp_log_map(dctx_t *c, const plog_t *l, str_t service, str_t scope, otlp_log_t *o)
+{
+    otlp_log_in_t in;
+    bytes_of(&l->trace_id, &in.trace_id, &in.trace_id_len);
+    bytes_of(&l->span_id, &in.span_id, &in.span_id_len);
+    in.time_ns = l->time_unix_nano;
+    in.observed_ns = l->observed_time_unix_nano;
+    in.severity_number = (int32_t)l->severity_number;
+    in.flags = l->flags;
+    in.severity_text = cview(c, l->severity_text);
+    in.event_name = cview(c, l->event_name);
+    if (otlp_log_begin(c, &in, service, scope, o) == 0)
         return 0;
-    }
-    otlp_log_t o;
-    memset(&o, 0, sizeof(o));
-    if (l->trace_id.len != 0 && (l->trace_id.len != 16 || l->trace_id.data == NULL)) {
-        reject(c, 1, "log record with invalid trace_id (must be empty or 16 bytes)");
-        return 0;
-    }
-    if (l->span_id.len != 0 && (l->span_id.len != 8 || l->span_id.data == NULL)) {
-        reject(c, 1, "log record with invalid span_id (must be empty or 8 bytes)");
-        return 0;
-    }
-    if (l->trace_id.len == 16) {
-        o.trace_id_high = span_id_from_bytes(l->trace_id.data);
-        o.trace_id_low = span_id_from_bytes(l->trace_id.data + 8);
-    }
-    if (l->span_id.len == 8)
-        o.span_id = span_id_from_bytes(l->span_id.data);
-    o.time_unix_nano = l->time_unix_nano;
-    o.observed_time_unix_nano = l->observed_time_unix_nano;
-    o.severity_number = (uint32_t)l->severity_number <= 24 ? (uint32_t)l->severity_number : 0;
-    o.severity_text = cstr(c, l->severity_text);
-    o.event_name = cstr(c, l->event_name);
-    o.flags = l->flags;
-    o.service_name = service;
-    o.scope_name = scope;
-    if (render_text(c, l->body, &o.body) != 0)
+    if (render_text(c, l->body, &o->body) != 0)
         return fail_oom(c);
     size_t n = l->n_attributes;
     if (n > c->lim.max_attributes)
@@ -1353,9 +1347,35 @@ static int map_log(dctx_t *c, const plog_t *l, str_t service, str_t scope, otlp_
         span_tag_t *attrs = dalloc(c, n * sizeof(*attrs));
         if (attrs == NULL || render_attrs(c, l->attributes, n, attrs) < 0)
             return fail_oom(c);
-        o.attributes = attrs;
-        o.n_attributes = (uint32_t)n;
+        o->attributes = attrs;
+        o->n_attributes = (uint32_t)n;
     }
+    return 1;
+}
+
+str_t otlp_log_service(const dctx_t *c, const resource_t *r)
+{
+    for (size_t a = 0; r != NULL && a < r->n_attributes; a++) {
+        const key_value_t *kv = r->attributes[a];
+        otlp_val_t v;
+        val_of(c, kv->value, &v);
+        if (otlp_log_service_kv(cview(c, kv->key), &v))
+            return mkstr(c, v.u.str.ptr, v.u.str.len);
+    }
+    return (str_t){"", 0};
+}
+
+str_t otlp_log_scope(const dctx_t *c, const scope_t *sc)
+{
+    return sc != NULL ? cstr(c, sc->name) : (str_t){"", 0};
+}
+
+static int map_log(dctx_t *c, const plog_t *l, str_t service, str_t scope, otlp_log_sink_fn sink, void *ctx)
+{
+    otlp_log_t o;
+    int rc = otlp_log_map(c, l, service, scope, &o);
+    if (rc <= 0)
+        return rc;
     if (sink(ctx, &o) != 0)
         return sink_stopped(c);
     c->res->accepted++;
@@ -1366,22 +1386,10 @@ static int map_logs(dctx_t *c, const logs_req_t *req, otlp_log_sink_fn sink, voi
 {
     for (size_t i = 0; i < req->n_resource_logs; i++) {
         const Opentelemetry__Proto__Logs__V1__ResourceLogs *rl = req->resource_logs[i];
-        str_t service = {"", 0};
-        if (rl->resource != NULL) {
-            for (size_t a = 0; a < rl->resource->n_attributes; a++) {
-                const key_value_t *kv = rl->resource->attributes[a];
-                otlp_val_t v;
-                val_of(c, kv->value, &v);
-                if (kv->key != NULL && strcmp(kv->key, "service.name") == 0 && v.kind == AV(STRING_VALUE) &&
-                    v.u.str.len > 0) {
-                    service = mkstr(c, v.u.str.ptr, v.u.str.len);
-                    break;
-                }
-            }
-        }
+        str_t service = otlp_log_service(c, rl->resource);
         for (size_t j = 0; j < rl->n_scope_logs; j++) {
             const Opentelemetry__Proto__Logs__V1__ScopeLogs *sl = rl->scope_logs[j];
-            str_t scope = sl->scope ? cstr(c, sl->scope->name) : (str_t){"", 0};
+            str_t scope = otlp_log_scope(c, sl->scope);
             for (size_t k = 0; k < sl->n_log_records; k++)
                 if (map_log(c, sl->log_records[k], service, scope, sink, ctx) != 0)
                     return -1;
@@ -1460,9 +1468,11 @@ static int wire_check(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint
     return 0;
 }
 
-static ProtobufCMessage *proto_unpack(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)
+/* A message of type d at nesting level depth (the request is 1): depth check, then protobuf-c. NULL on failure. */
+static ProtobufCMessage *unpack_at(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                                   unsigned depth)
 {
-    if (wire_check(c, d, data, len, 0, 1) != 0)
+    if (wire_check(c, d, data, len, 0, depth) != 0)
         return NULL;
     ProtobufCAllocator alloc = {pb_alloc, pb_free, c};
     ProtobufCMessage *m = protobuf_c_message_unpack(d, &alloc, len, data);
@@ -1473,6 +1483,11 @@ static ProtobufCMessage *proto_unpack(dctx_t *c, const ProtobufCMessageDescripto
             fail(c, "invalid protobuf: cannot decode %s", d->short_name);
     }
     return m;
+}
+
+static ProtobufCMessage *proto_unpack(dctx_t *c, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)
+{
+    return unpack_at(c, d, data, len, 1);
 }
 
 int otlp_traces_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
@@ -1560,8 +1575,8 @@ int otlp_metrics_decode_proto(const uint8_t *data, size_t len, const otlp_limits
     return map_metrics(&c, (const metrics_req_t *)m, sink, ctx);
 }
 
-int otlp_logs_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
-                           otlp_log_sink_fn sink, void *ctx, otlp_result_t *res)
+int otlp_logs_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                     otlp_log_sink_fn sink, void *ctx, otlp_result_t *res)
 {
     dctx_t c;
     dctx_init(&c, limits, arena, res);
@@ -1570,6 +1585,130 @@ int otlp_logs_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t 
     if (m == NULL)
         return -1;
     return map_logs(&c, (const logs_req_t *)m, sink, ctx);
+}
+
+int otlp_logs_unpack(dctx_t *c, enum otlp_logs_part part, const uint8_t *data, size_t len, void **out)
+{
+    /* the level each message has in a request, so that nesting is bounded as in a whole-request decode */
+    static const struct {
+        const ProtobufCMessageDescriptor *d;
+        unsigned depth;
+    } parts[] = {
+        [OTLP_LOGS_PART_RESOURCE] = {&opentelemetry__proto__resource__v1__resource__descriptor, 3},
+        [OTLP_LOGS_PART_SCOPE] = {&opentelemetry__proto__common__v1__instrumentation_scope__descriptor, 4},
+        [OTLP_LOGS_PART_RECORD] = {&opentelemetry__proto__logs__v1__log_record__descriptor, 4},
+    };
+    ProtobufCMessage *m = unpack_at(c, parts[part].d, data, len, parts[part].depth);
+    if (m == NULL)
+        return c->oom ? OTLP_WIRE_NOMEM : OTLP_WIRE_INVALID;
+    *out = m;
+    return 0;
+}
+
+int otlp_logs_decode_proto_direct(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                  const otlp_log_t **logs, size_t *n_logs, otlp_result_t *res,
+                                  otlp_logs_direct_stats_t *stats)
+{
+    dctx_t c;
+    dctx_init(&c, limits, arena, res);
+    *logs = NULL;
+    *n_logs = 0;
+    int rc = otlp_direct_logs_decode(&c, data, len, stats);
+    if (rc == 0) {
+        *logs = c.logs;
+        *n_logs = c.n_logs;
+    }
+    return rc;
+}
+
+/* Records given to logs_collect: an array in the arena, grown by doubling. */
+typedef struct log_vec {
+    dctx_t *c;
+    otlp_log_t *v;
+    size_t n, cap;
+} log_vec_t;
+
+static int logs_collect(void *ctx, const otlp_log_t *l)
+{
+    log_vec_t *lv = ctx;
+    if (lv->n == lv->cap) {
+        size_t cap = lv->cap ? lv->cap * 2 : 64;
+        otlp_log_t *v = dalloc(lv->c, cap * sizeof(*v));
+        if (v == NULL) {
+            fail_oom(lv->c); /* the reason stays: sink_stopped keeps a reason the sink wrote */
+            return -1;
+        }
+        if (lv->n > 0)
+            memcpy(v, lv->v, lv->n * sizeof(*v));
+        lv->v = v;
+        lv->cap = cap;
+    }
+    lv->v[lv->n++] = *l;
+    return 0;
+}
+
+int otlp_logs_decode_proto_records(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                   const otlp_log_t **logs, size_t *n_logs, otlp_result_t *res)
+{
+    int rc = otlp_logs_decode_proto_direct(data, len, limits, arena, logs, n_logs, res, NULL);
+    if (rc != OTLP_DECLINED)
+        return rc;
+    dctx_t c;
+    dctx_init(&c, limits, arena, res);
+    log_vec_t lv = {&c, NULL, 0, 0};
+    const ProtobufCMessage *m = proto_unpack(
+        &c, &opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor, data, len);
+    if (m == NULL || map_logs(&c, (const logs_req_t *)m, logs_collect, &lv) != 0)
+        return -1;
+    *logs = lv.v;
+    *n_logs = lv.n;
+    return 0;
+}
+
+/* The rejections counted before a record (upto): res as map_logs would have it when that record reaches the sink. */
+static void rejected_upto(dctx_t *c, uint64_t upto, const char *first_reason)
+{
+    if (upto == c->res->rejected)
+        return;
+    if (c->res->error[0] == '\0') {
+        snprintf(c->res->error, sizeof(c->res->error), "%s", first_reason);
+        memcpy(c->reason, c->res->error, sizeof(c->reason));
+    }
+    c->res->rejected = upto;
+}
+
+int otlp_logs_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                           otlp_log_sink_fn sink, void *ctx, otlp_result_t *res)
+{
+    /* the direct path reads a copy in the arena, so that nothing it produces points into data */
+    uint8_t *copy = len > 0 ? arena_alloc(arena, len) : NULL;
+    if (len > 0 && copy == NULL)
+        return otlp_logs_decode_proto_reference(data, len, limits, arena, sink, ctx, res);
+    if (len > 0)
+        memcpy(copy, data, len);
+    dctx_t c;
+    dctx_init(&c, limits, arena, res);
+    int rc = otlp_direct_logs_decode(&c, copy, len, NULL);
+    if (rc == OTLP_DECLINED)
+        return otlp_logs_decode_proto_reference(data, len, limits, arena, sink, ctx, res);
+    if (rc != 0)
+        return rc;
+    /* hand the records over with res as the struct path has it at each one (the sink may stop it) */
+    uint64_t rejected = res->rejected;
+    char first[sizeof(res->error)];
+    memcpy(first, res->error, sizeof(first));
+    res->accepted = 0;
+    res->rejected = 0;
+    res->error[0] = '\0';
+    c.reason[0] = '\0';
+    for (size_t i = 0; i < c.n_logs; i++) {
+        rejected_upto(&c, c.logs_rejected[i], first);
+        if (sink(ctx, &c.logs[i]) != 0)
+            return sink_stopped(&c);
+        res->accepted++;
+    }
+    rejected_upto(&c, rejected, first);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

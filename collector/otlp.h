@@ -166,7 +166,7 @@ int otlp_traces_decode_json(const uint8_t *data, size_t len, const otlp_limits_t
 int otlp_traces_decode_proto_spans(uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
                                    const span_t **spans, size_t *n_spans, otlp_result_t *res);
 
-#define OTLP_DECLINED 1 /* otlp_traces_decode_proto_direct: left to the general decoder */
+#define OTLP_DECLINED 1 /* otlp_*_decode_proto_direct: left to the general decoder */
 
 /* What otlp_traces_decode_proto_direct did, for tests and benchmarks. */
 typedef struct otlp_direct_stats {
@@ -223,12 +223,64 @@ int otlp_metrics_decode_json(const uint8_t *data, size_t len, const otlp_limits_
 /*
  * Logs: one otlp_log_t per LogRecord. Records whose trace_id is neither
  * empty nor 16 bytes, or whose span_id is neither empty nor 8 bytes, are
- * rejected.
+ * rejected. otlp_logs_decode_proto tries otlp_logs_decode_proto_direct on
+ * a copy of the body in the arena first (so that nothing points into
+ * data), and decodes with protobuf-c when it declines; the sink sees the
+ * records, and res the counts, that the protobuf-c path would give.
  */
 int otlp_logs_decode_proto(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
                            otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
 int otlp_logs_decode_json(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
                           otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
+
+/*
+ * otlp_logs_decode_proto for a caller that keeps the body until it is done
+ * with the records (ingest: the decompressed body, or the request's): the
+ * accepted records are returned in *logs (an array of *n_logs in the
+ * arena; NULL/0 on -1), and their strings point into data and the arena,
+ * so both must outlive every use of them. data is not modified. Otherwise
+ * the same contract (results, limits, errors), and the same records in the
+ * same order. Tries otlp_logs_decode_proto_direct first; when that
+ * declines, decodes with protobuf-c.
+ */
+int otlp_logs_decode_proto_records(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                   const otlp_log_t **logs, size_t *n_logs, otlp_result_t *res);
+
+/* What otlp_logs_decode_proto_direct did, for tests and benchmarks. */
+typedef struct otlp_logs_direct_stats {
+    const char *declined;      /* why the body was declined (static text), NULL when it was not */
+    uint64_t records;          /* LogRecord messages read straight from the wire */
+    uint64_t records_handed;   /* LogRecord messages handed to protobuf-c + the struct mapping (unusual content) */
+    uint64_t resources_handed; /* likewise for Resource and InstrumentationScope messages */
+    uint64_t scopes_handed;
+} otlp_logs_direct_stats_t;
+
+/*
+ * The fast path of otlp_logs_decode_proto_records: one read-only pass from
+ * the wire straight to otlp_log_t (otlp_direct_logs.c). Returns 0 or -1 as
+ * otlp_logs_decode_proto_records would (-1 only for the arena limit), with
+ * the same records and results; or OTLP_DECLINED, with *logs NULL/0 and
+ * res to be ignored, when the body is one it leaves to protobuf-c as a
+ * whole: malformed (so that the error message is the general path's), a
+ * Resource or InstrumentationScope given twice or after the records it
+ * applies to, or limits->max_depth below 6. Unusual content inside a log
+ * record, resource or scope (array and kvlist values, a body or value given
+ * twice, which protobuf-c merges) is decoded by protobuf-c for that message
+ * alone, so the rest of the body stays on the fast path. stats may be NULL.
+ */
+int otlp_logs_decode_proto_direct(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                  const otlp_log_t **logs, size_t *n_logs, otlp_result_t *res,
+                                  otlp_logs_direct_stats_t *stats);
+
+/*
+ * The same contract as otlp_logs_decode_proto, decoded by protobuf-c's
+ * generic unpack (after a depth pre-check) alone: the reference the
+ * differential tests and the fuzz target compare the direct path against.
+ * Error messages may differ; accepted bodies and the records produced must
+ * not.
+ */
+int otlp_logs_decode_proto_reference(const uint8_t *data, size_t len, const otlp_limits_t *limits, arena_t *arena,
+                                     otlp_log_sink_fn sink, void *ctx, otlp_result_t *res);
 
 /*
  * Append to out the Export{Trace,Metrics,Logs}ServiceResponse for res: in

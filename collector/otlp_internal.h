@@ -1,12 +1,14 @@
 /*
- * otlp_internal: the OTLP -> span_t rules shared by the two trace decoders
- * (not a public API; include otlp.h instead). otlp.c maps protobuf-c
- * structs (from otlp_wire, protobuf-c or JSON); otlp_direct.c maps straight
+ * otlp_internal: the OTLP -> span_t and OTLP -> otlp_log_t rules shared by
+ * the struct decoders and the direct ones (not a public API; include otlp.h
+ * instead). otlp.c maps protobuf-c structs (from otlp_wire, protobuf-c or
+ * JSON); otlp_direct.c (traces) and otlp_direct_logs.c (logs) map straight
  * from the wire. Both describe an attribute value as an otlp_val_t view and
- * a span's own fields as an otlp_span_in_t, and go through the same
- * functions below for everything the mapping decides (rejections and their
- * reasons, lowercasing, UTF-8 repair, value text, the tags added after a
- * span's own, the remote endpoint), so the two cannot drift apart.
+ * a span's or log record's own fields as an otlp_span_in_t / otlp_log_in_t,
+ * and go through the same functions below for everything the mapping
+ * decides (rejections and their reasons, lowercasing, UTF-8 repair, value
+ * text, the tags added after a span's own, the remote endpoint, a log
+ * record's fields and service), so the two cannot drift apart.
  */
 #ifndef OUTRIDER_OTLP_INTERNAL_H
 #define OUTRIDER_OTLP_INTERNAL_H
@@ -15,14 +17,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "otlp.h"
+#include "otlp_wire.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue any_value_t;
 typedef Opentelemetry__Proto__Common__V1__KeyValue key_value_t;
 typedef Opentelemetry__Proto__Common__V1__InstrumentationScope scope_t;
 typedef Opentelemetry__Proto__Resource__V1__Resource resource_t;
 typedef Opentelemetry__Proto__Trace__V1__Span pspan_t;
+typedef Opentelemetry__Proto__Logs__V1__LogRecord plog_t;
 
 #define AV(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_##x
 
@@ -38,6 +43,9 @@ typedef struct dctx {
     int ascii;     /* otlp_wire found no byte >= 0x80 in any string: nothing to repair */
     span_t *batch; /* traces without a sink: accepted spans, in the arena */
     size_t n_batch;
+    otlp_log_t *logs;        /* logs without a sink (otlp_direct_logs): accepted records, in the arena */
+    uint64_t *logs_rejected; /* per accepted record: res->rejected when it was accepted */
+    size_t n_logs;
     struct {
         str_t in, out; /* in.ptr NULL: empty */
     } lowered[8];      /* recent names and their lowercased form: they repeat within a request */
@@ -233,5 +241,88 @@ int otlp_map_span_batch(dctx_t *c, const rctx_t *rc, const pspan_t *ps);
  * set) or OTLP_DECLINED. stats may be NULL.
  */
 int otlp_direct_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_direct_stats_t *stats);
+
+/* ---- logs ---- */
+
+/* The fields of one LogRecord the mapping reads, as they came (strings: C-string views, not yet cut). */
+typedef struct otlp_log_in {
+    const uint8_t *trace_id, *span_id;
+    size_t trace_id_len, span_id_len;
+    uint64_t time_ns, observed_ns;
+    int32_t severity_number;
+    uint32_t flags;
+    str_t severity_text, event_name;
+} otlp_log_in_t;
+
+/* Why a log record is rejected; otlp_log_reject counts it with its reason and returns 0. */
+enum otlp_log_rejection { OTLP_LOG_TOO_MANY, OTLP_LOG_BAD_TRACE_ID, OTLP_LOG_BAD_SPAN_ID };
+int otlp_log_reject(dctx_t *c, enum otlp_log_rejection why);
+
+/*
+ * First step of a log record: the request's record limit, the ids, the
+ * plain fields, service and scope (as given) into *o; the body and
+ * attributes are left to the caller (empty). Returns 1 to go on, 0 when
+ * the record was rejected (counted with its reason). Inline: both paths
+ * run it for every record.
+ */
+static inline int otlp_log_begin(dctx_t *c, const otlp_log_in_t *in, str_t service, str_t scope, otlp_log_t *o)
+{
+    if (c->res->accepted + c->res->rejected >= c->lim.max_items)
+        return otlp_log_reject(c, OTLP_LOG_TOO_MANY);
+    if (in->trace_id_len != 0 && (in->trace_id_len != 16 || in->trace_id == NULL))
+        return otlp_log_reject(c, OTLP_LOG_BAD_TRACE_ID);
+    if (in->span_id_len != 0 && (in->span_id_len != 8 || in->span_id == NULL))
+        return otlp_log_reject(c, OTLP_LOG_BAD_SPAN_ID);
+    o->time_unix_nano = in->time_ns;
+    o->observed_time_unix_nano = in->observed_ns;
+    o->severity_number = (uint32_t)in->severity_number <= 24 ? (uint32_t)in->severity_number : 0;
+    o->severity_text = otlp_str(c, in->severity_text.ptr, in->severity_text.len);
+    o->body = (str_t){"", 0};
+    o->event_name = otlp_str(c, in->event_name.ptr, in->event_name.len);
+    o->trace_id_high = in->trace_id_len == 16 ? __builtin_bswap64(otlp_pb_ld64(in->trace_id)) : 0;
+    o->trace_id_low = in->trace_id_len == 16 ? __builtin_bswap64(otlp_pb_ld64(in->trace_id + 8)) : 0;
+    o->span_id = in->span_id_len == 8 ? __builtin_bswap64(otlp_pb_ld64(in->span_id)) : 0;
+    o->flags = in->flags;
+    o->service_name = service;
+    o->scope_name = scope;
+    o->n_attributes = 0;
+    o->attributes = NULL;
+    return 1;
+}
+
+/*
+ * Whether a resource attribute (key: its C-string view, uncut) gives the
+ * service of the resource's log records: key service.name with a non-empty
+ * string value. The first such attribute does.
+ */
+static inline int otlp_log_service_kv(str_t key, const otlp_val_t *v)
+{
+    return key.len == 12 && memcmp(key.ptr, "service.name", 12) == 0 && v->kind == AV(STRING_VALUE) &&
+           v->u.str.len > 0;
+}
+
+/*
+ * The struct path for what otlp_direct_logs hands over. otlp_logs_unpack:
+ * the message data/len (a Resource, an InstrumentationScope or a
+ * LogRecord of a request), unpacked by protobuf-c on its own after the
+ * same depth check as in a whole request; returns 0 with *out, or
+ * OTLP_WIRE_INVALID / OTLP_WIRE_NOMEM (res->error set either way). Nothing
+ * in *out points into data. Then otlp_log_service (r may be NULL: "") and
+ * otlp_log_scope (sc may be NULL: "") give what the records of a resource
+ * or scope take, and otlp_log_map maps a record into *o: 1 accepted, 0
+ * rejected (counted), -1 when the arena is full.
+ */
+enum otlp_logs_part { OTLP_LOGS_PART_RESOURCE, OTLP_LOGS_PART_SCOPE, OTLP_LOGS_PART_RECORD };
+int otlp_logs_unpack(dctx_t *c, enum otlp_logs_part part, const uint8_t *data, size_t len, void **out);
+str_t otlp_log_service(const dctx_t *c, const resource_t *r);
+str_t otlp_log_scope(const dctx_t *c, const scope_t *sc);
+int otlp_log_map(dctx_t *c, const plog_t *l, str_t service, str_t scope, otlp_log_t *o);
+
+/*
+ * otlp_direct_logs.c: decode data/len straight into c->logs /
+ * c->logs_rejected / c->n_logs (c initialised without a sink). Returns 0,
+ * -1 (res->error set) or OTLP_DECLINED. stats may be NULL.
+ */
+int otlp_direct_logs_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_logs_direct_stats_t *stats);
 
 #endif

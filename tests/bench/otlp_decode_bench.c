@@ -5,11 +5,16 @@
  * to span_t (sink does nothing), and otlp_direct (wire straight to span_t,
  * what ingest runs). Arguments: iterations; the one variant to run (pbc,
  * wire, ref, wire+map, direct; "all" for every one), e.g. under callgrind;
- * "span_load" for span_load's request shape instead of the bench's. Not
- * built by CMake; from a release build:
- *   cc -O2 -I collector -I common -I <build>/gen tests/bench/otlp_decode_bench.c \
- *      <build>/liboutrider_collector.a <build>/liboutrider_exporters.a <build>/liboutrider_common.a \
- *      -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lutf8proc -lmicrohttpd -lm -o /tmp/otlp_decode_bench
+ * "span_load" for span_load's request shape instead of the bench's.
+ * With "logs" as the shape: an access-log request of 1024 records written
+ * by the proxy's own encoder (tele_otlp_logs), decoded by the protobuf-c
+ * path (ref), by otlp_logs_decode_proto_direct (direct, what ingest runs)
+ * and by otlp_logs_decode_proto (sink: a copy, the direct path and a sink).
+ * Not built by CMake; from a release build:
+ *   cc -O2 -I collector -I common -I proxy -I <build>/gen tests/bench/otlp_decode_bench.c \
+ *      <build>/liboutrider_collector.a <build>/liboutrider_proxy.a <build>/liboutrider_exporters.a \
+ *      <build>/liboutrider_common.a -lprotobuf-c -lyajl -lzstd -lz -lfyaml -lxxhash -lutf8proc -lmicrohttpd -lm \
+ *      -o /tmp/otlp_decode_bench
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -19,6 +24,7 @@
 
 #include "otlp.h"
 #include "otlp_wire.h"
+#include "telemetry_otlp.h"
 
 typedef Opentelemetry__Proto__Common__V1__KeyValue kv_t;
 typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
@@ -208,9 +214,147 @@ static void run(const char *label, int which, const uint8_t *body, size_t len, i
     arena_dispose(&arena);
 }
 
+/* ---- logs ---- */
+
+#define N_LOGS 1024
+
+static str_t S(const char *s)
+{
+    return (str_t){s, (uint32_t)strlen(s)};
+}
+
+/*
+ * The access logs of N_LOGS requests through an inbound sidecar, as its
+ * exporter sends them: a destination reporter, the peer's metadata, every
+ * request traced (ids), 1% of them sampled as spans.
+ */
+static uint8_t *build_logs(size_t *len)
+{
+    static tele_rec_t recs[N_LOGS];
+    static char paths[N_LOGS][32];
+    peer_info_t self, peer;
+    memset(&self, 0, sizeof(self));
+    snprintf(self.name, sizeof(self.name), "productpage-v1-6b746f74dc-9stvn");
+    snprintf(self.namespace, sizeof(self.namespace), "default");
+    snprintf(self.workload, sizeof(self.workload), "productpage-v1");
+    snprintf(self.app, sizeof(self.app), "productpage");
+    snprintf(self.version, sizeof(self.version), "v1");
+    peer = self;
+    snprintf(peer.name, sizeof(peer.name), "reviews-v2-7bf8c9648f-2x7kp");
+    snprintf(peer.workload, sizeof(peer.workload), "reviews-v2");
+    buf_t strings = BUF_INIT;
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    for (int i = 0; i < N_LOGS; i++) {
+        tele_request_t r;
+        memset(&r, 0, sizeof(r));
+        r.reporter = TELE_DESTINATION;
+        r.peer = &peer;
+        r.destination_service = S("productpage.default.svc.cluster.local");
+        r.destination_service_name = S("productpage");
+        r.destination_service_namespace = S("default");
+        r.response_code = i % 50 == 7 ? 503 : 200;
+        r.response_bytes = 1024;
+        r.start_unix_ns = 1709251199999000000ull + (uint64_t)i * 117000;
+        r.duration_ns = 300000 + (uint64_t)(i % 7) * 100000;
+        r.method = S("GET");
+        snprintf(paths[i], sizeof(paths[i]), "/productpage?u=%d", i % 100);
+        r.path = S(paths[i]);
+        r.authority = S("127.0.0.1:15006");
+        r.user_agent = S("hey/0.0.1");
+        r.protocol = S("HTTP/1.1");
+        r.upstream_host = S("127.0.0.1:9080");
+        r.upstream_cluster = S("inbound|9080||");
+        r.downstream_peer = S("127.0.0.1:51234");
+        r.attempts = 1;
+        for (int k = 0; k < 16; k++)
+            tc.trace_id[k] = (uint8_t)(i * 31 + k + 1);
+        for (int k = 0; k < 8; k++)
+            tc.span_id[k] = (uint8_t)(i * 17 + k + 1);
+        tc.request_id_len = (uint8_t)snprintf(tc.request_id, sizeof(tc.request_id), "%08x-%04x-4%03x-8%03x-%012x",
+                                              (unsigned)i * 2654435761u, (unsigned)i & 0xffff, (unsigned)i & 0xfff,
+                                              (unsigned)(i * 7) & 0xfff, (unsigned)i * 40503u);
+        r.trace = &tc;
+        tele_rec_fill(&recs[i], &strings, &r);
+        recs[i].has_log = true;
+        recs[i].has_span = i % 100 == 0;
+    }
+    tele_resource_t res = {&self, "productpage.default", "productpage-v1-6b746f74dc-9stvn.default"};
+    buf_t out = BUF_INIT;
+    if (tele_otlp_logs(&res, recs, N_LOGS, strings.data, &out, NULL) != 0)
+        abort();
+    buf_dispose(&strings);
+    *len = out.len;
+    return (uint8_t *)out.data;
+}
+
+static int null_log_sink(void *ctx, const otlp_log_t *l)
+{
+    (void)l;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+enum { LOGS_REF, LOGS_DIRECT, LOGS_SINK };
+
+static void run_logs(const char *label, int which, const uint8_t *body, size_t len, int iters)
+{
+    arena_t arena;
+    arena_init(&arena, 0);
+    uint64_t n = 0;
+    double t0 = now_s();
+    for (int i = 0; i < iters; i++) {
+        otlp_result_t res;
+        const otlp_log_t *logs;
+        size_t n_logs;
+        switch (which) {
+        case LOGS_REF:
+            if (otlp_logs_decode_proto_reference(body, len, NULL, &arena, null_log_sink, &n, &res) != 0)
+                abort();
+            break;
+        case LOGS_DIRECT:
+            if (otlp_logs_decode_proto_direct(body, len, NULL, &arena, &logs, &n_logs, &res, NULL) != 0)
+                abort();
+            n += n_logs;
+            break;
+        default:
+            if (otlp_logs_decode_proto(body, len, NULL, &arena, null_log_sink, &n, &res) != 0)
+                abort();
+            break;
+        }
+        arena_reset(&arena);
+    }
+    double dt = now_s() - t0;
+    printf("%-34s %10.0f records/s  (%.0f ns/record)\n", label, (double)n / dt, dt * 1e9 / (double)n);
+    arena_dispose(&arena);
+}
+
+static int main_logs(int argc, char **argv, int iters)
+{
+    size_t len;
+    uint8_t *body = build_logs(&len);
+    printf("request (proxy access logs): %d records, %zu bytes (%.1f bytes/record)\n", N_LOGS, len,
+           (double)len / N_LOGS);
+    static const struct {
+        const char *name, *label;
+        int which;
+    } variants[] = {
+        {"ref", "reference: depth check+unpack+map", LOGS_REF},
+        {"direct", "otlp_direct_logs (wire -> log_t)", LOGS_DIRECT},
+        {"sink", "otlp_logs_decode_proto (copy+sink)", LOGS_SINK},
+    };
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
+        if (argc <= 2 || strcmp(argv[2], "all") == 0 || strcmp(argv[2], variants[i].name) == 0)
+            run_logs(variants[i].label, variants[i].which, body, len, iters);
+    free(body);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 2000;
+    if (argc > 3 && strcmp(argv[3], "logs") == 0)
+        return main_logs(argc, argv, iters);
     int span_load = argc > 3 && strcmp(argv[3], "span_load") == 0;
     size_t len;
     uint8_t *body = build(span_load, &len);
