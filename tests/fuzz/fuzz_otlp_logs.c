@@ -64,8 +64,8 @@ static int log_same(const otlp_log_t *a, const otlp_log_t *b)
  * only on success). An arena limit hit by either side is not a
  * disagreement about the format.
  */
-static void agree(int rc, const otlp_result_t *r, const otlp_log_t *v, size_t n, int rc_ref,
-                  const otlp_result_t *r_ref, const kept_t *ref)
+static void agree(int rc, const otlp_result_t *r, const otlp_log_t *v, size_t n, int rc_ref, const otlp_result_t *r_ref,
+                  const kept_t *ref)
 {
     if (strstr(r->error, "memory limit") != NULL || strstr(r_ref->error, "memory limit") != NULL)
         return;
