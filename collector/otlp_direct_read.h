@@ -51,9 +51,9 @@ typedef struct pool {
 /* State of one direct decode: what the shared reading needs, then each signal's own part. */
 typedef struct dx {
     dctx_t *c;
-    const uint8_t *body_end; /* words may be read up to here */
-    uint32_t cut;            /* strings longer than this are cut: lim.max_attribute_value_len, or UINT32_MAX for 0 */
-    const char *why;         /* reason for declining */
+    const uint8_t *body_end;   /* words may be read up to here */
+    uint32_t cut;              /* strings longer than this are cut: lim.max_attribute_value_len, or UINT32_MAX for 0 */
+    const char *why;           /* reason for declining */
     size_t n_items, max_items; /* leaf messages (spans, log records) met / counted by the first pass */
     pool_t tags;
     char *txt, *txt_end; /* space for rendered numbers */
@@ -546,7 +546,6 @@ static inline int kv_usual(const dx_t *x, const uint8_t *p, const uint8_t *e, ot
     kv->key = zstr(x, p + 2, kl, high);
     return 1;
 }
-
 
 /*
  * ResourceSpans and ScopeSpans (and ResourceLogs and ScopeLogs) are laid

@@ -297,8 +297,7 @@ static inline int otlp_log_begin(dctx_t *c, const otlp_log_in_t *in, str_t servi
  */
 static inline int otlp_log_service_kv(str_t key, const otlp_val_t *v)
 {
-    return key.len == 12 && memcmp(key.ptr, "service.name", 12) == 0 && v->kind == AV(STRING_VALUE) &&
-           v->u.str.len > 0;
+    return key.len == 12 && memcmp(key.ptr, "service.name", 12) == 0 && v->kind == AV(STRING_VALUE) && v->u.str.len > 0;
 }
 
 /*

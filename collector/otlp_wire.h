@@ -62,8 +62,8 @@
  * needs a UTF-8 check), else 0.
  */
 int otlp_wire_decode_traces(const uint8_t *data, size_t len, unsigned max_depth, arena_t *arena,
-                            Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out,
-                            int *ascii, char *err, size_t err_size);
+                            Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest **out, int *ascii,
+                            char *err, size_t err_size);
 
 /*
  * Length of a string field of a decoded request, without scanning it:

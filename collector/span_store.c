@@ -327,7 +327,7 @@ span_store_t *span_store_create(const span_store_config_t *cfg)
     arena_init(&st->scratch, 0);
     arena_init(&st->batch, 0);
     st->hint_lsvc = st->hint_rsvc = st->hint_name = SID_NONE;
-    for (size_t i = 0; i < 16; i++)
+    for (size_t i = 0; i < TAG_ORDER_MAX; i++)
         st->hint_tag[i] = SID_NONE;
     st->bytes += (int64_t)store_chunk(sizeof(*st));
     tab_init(st);

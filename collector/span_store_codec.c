@@ -518,12 +518,13 @@ static int tag_cmp_pre(uint64_t pa, str_t a, uint64_t pb, str_t b)
 }
 
 /* Sort tags by key, keeping the last of equal keys (a map put in order). */
+#define TAGS_SORT_SMALL 64 /* insertion sort up to this many tags, qsort beyond */
 static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const span_tag_t **out, uint32_t *n_out)
 {
     uint32_t i;
-    if (n <= 16) {
-        /* the common handful of tags: compare 8-byte key prefixes, stable insertion sort of indexes */
-        uint64_t pk[16];
+    if (n <= TAGS_SORT_SMALL) {
+        /* up to a few dozen tags: compare 8-byte key prefixes, stable insertion sort of indexes */
+        uint64_t pk[TAGS_SORT_SMALL];
         for (i = 0; i < n; i++)
             pk[i] = key_prefix(in[i].key);
         i = 1;
@@ -534,7 +535,7 @@ static int tags_sorted(arena_t *arena, const span_tag_t *in, uint32_t n, const s
             *n_out = n;
             return 0;
         }
-        uint8_t ord[16];
+        uint8_t ord[TAGS_SORT_SMALL];
         for (i = 0; i < n; i++) {
             uint32_t j = i;
             while (j > 0 && tag_cmp_pre(pk[ord[j - 1]], in[ord[j - 1]].key, pk[i], in[i].key) > 0) {
@@ -619,7 +620,7 @@ static const tag_order_t *tag_order(span_store_t *st, const span_tag_t *tags, co
     o->n_out = k;
     o->kept = 0;
     for (uint32_t i = 0; i < k; i++)
-        o->kept |= 1u << o->perm[i];
+        o->kept |= (uint64_t)1 << o->perm[i];
     for (uint32_t i = 0; i < n; i++) {
         o->ids[i] = ids[i];
         intern_ref(st->strs, ids[i]);

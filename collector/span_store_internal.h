@@ -186,7 +186,7 @@ typedef struct ac_key {
  * source carry the same keys in the same order, so the sort by key (and
  * the drop of duplicate keys) is done once per distinct key sequence.
  */
-#define TAG_ORDER_MAX 16 /* longer tag lists are sorted by string each time */
+#define TAG_ORDER_MAX 64 /* longer tag lists are sorted by string each time (a sidecar's span has about 35) */
 #define TAG_ORDERS 4
 
 typedef struct tag_order {
@@ -194,8 +194,9 @@ typedef struct tag_order {
     uint32_t n_out;              /* after dropping earlier duplicates of a key */
     uint32_t ids[TAG_ORDER_MAX]; /* key ids in arrival order, each holding one reference */
     uint8_t perm[TAG_ORDER_MAX]; /* arrival positions in output (key) order */
-    uint32_t kept;               /* bit i: position i is in perm */
+    uint64_t kept;               /* bit i: position i is in perm (TAG_ORDER_MAX <= 64) */
 } tag_order_t;
+_Static_assert(TAG_ORDER_MAX <= 64, "tag_order_t.kept is a 64-bit mask");
 
 typedef struct dirty_ent {
     trace_t *t; /* NULL when the trace was evicted */

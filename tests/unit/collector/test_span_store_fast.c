@@ -41,12 +41,16 @@ static str_t cstr(const char *s)
 
 static const char *svcs[] = {"frontend", "Backend", "db", "cache", "auth", "Zone"};
 static const char *names[] = {"get /", "POST /x", "query", "lookup"};
-static const char *keys[] = {"http.method", "error", "http.url", "component",        "peer.address",
-                             "zone",        "Zone",  "a",        "http.status_code", "b"};
+static const char *keys[] = {
+    "http.method", "error", "http.url", "component", "peer.address", "zone", "Zone", "a", "http.status_code", "b",
+    /* keys that share their first 8 bytes: the sort's prefix ties */
+    "istio.canonical_service", "istio.canonical_revision", "istio.canonical", "http.response.status_code",
+    "http.request.method", "network.peer.address", "network.peer.port", "upstream_cluster.name"};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 typedef struct gspan {
     span_t s;
-    span_tag_t tags[24];
+    span_tag_t tags[100];
     span_annotation_t ann[2];
 } gspan_t;
 
@@ -189,13 +193,19 @@ static void test_encode_matches_normalize(void **state)
     arena_init(&a, 0);
     arena_init(&na, 0);
     enum { N = 3000 };
-    /* a few recurring tag key sequences (cache hits) and random ones (misses, replacement) */
-    uint32_t seqs[6][20];
+    /*
+     * A few recurring tag key sequences (cache hits; two longer than 16, as
+     * a sidecar's spans are) and random ones (misses, replacement), some
+     * longer than the order cache and the insertion sort take (64).
+     */
+    uint32_t seqs[6][70];
     uint32_t seq_len[6];
     for (int q = 0; q < 6; q++) {
-        seq_len[q] = (uint32_t)(rnd() % (q == 5 ? 20 : 8)) + 1;
+        seq_len[q] = q == 5   ? 60 + (uint32_t)(rnd() % 10)
+                     : q == 4 ? 30 + (uint32_t)(rnd() % 10)
+                              : (uint32_t)(rnd() % 8) + 1;
         for (uint32_t k = 0; k < seq_len[q]; k++)
-            seqs[q][k] = (uint32_t)(rnd() % 10);
+            seqs[q][k] = (uint32_t)(rnd() % N_KEYS);
     }
     char vals[N][8];
     for (int i = 0; i < N; i++) {
@@ -212,11 +222,11 @@ static void test_encode_matches_normalize(void **state)
         s->name = cstr(names[rnd() % 4]);
         s->timestamp_us = MS(i);
         int q = (int)(rnd() % 8);
-        uint32_t nt = q < 6 ? seq_len[q] : (uint32_t)(rnd() % 24);
+        uint32_t nt = q < 6 ? seq_len[q] : q == 6 ? (uint32_t)(rnd() % 40) : (uint32_t)(rnd() % 100);
+        snprintf(vals[i], sizeof(vals[i]), "v%d", i);
         for (uint32_t k = 0; k < nt; k++) {
-            snprintf(vals[i], sizeof(vals[i]), "v%d", i);
-            g.tags[k].key = cstr(keys[q < 6 ? seqs[q][k] : rnd() % 10]);
-            g.tags[k].value = k & 1 ? cstr(vals[i]) : cstr(keys[k % 10]);
+            g.tags[k].key = cstr(keys[q < 6 ? seqs[q][k] : rnd() % N_KEYS]);
+            g.tags[k].value = k & 1 ? cstr(vals[i]) : cstr(keys[k % N_KEYS]);
         }
         s->tags = g.tags;
         s->n_tags = nt;
@@ -239,6 +249,29 @@ static void test_encode_matches_normalize(void **state)
         for (uint32_t k = 0; k < want.n_tags; k++) {
             assert_true(str_same(got->tags[k].key, want.tags[k].key));
             assert_true(str_same(got->tags[k].value, want.tags[k].value));
+        }
+        /* and, apart from span_normalize: keys strictly ascending, each with the last value it was given */
+        uint32_t distinct = 0;
+        for (uint32_t k = 0; k < nt; k++) {
+            uint32_t j = 0;
+            while (j < k && !str_same(g.tags[j].key, g.tags[k].key))
+                j++;
+            distinct += j == k;
+        }
+        assert_int_equal(got->n_tags, distinct);
+        for (uint32_t k = 0; k < got->n_tags; k++) {
+            if (k > 0) {
+                str_t x = got->tags[k - 1].key, y = got->tags[k].key;
+                size_t m = x.len < y.len ? x.len : y.len;
+                int c = memcmp(x.ptr, y.ptr, m);
+                assert_true(c < 0 || (c == 0 && x.len < y.len));
+            }
+            uint32_t last = nt;
+            for (uint32_t j = 0; j < nt; j++)
+                if (str_same(g.tags[j].key, got->tags[k].key))
+                    last = j;
+            assert_true(last < nt);
+            assert_true(str_same(got->tags[k].value, g.tags[last].value));
         }
     }
     arena_dispose(&a);
