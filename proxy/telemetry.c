@@ -1425,6 +1425,7 @@ static void export_one(tele_t *t, batch_t *b)
 static void *exporter_main(void *arg)
 {
     tele_t *t = arg;
+    pthread_setname_np(pthread_self(), "outrider-export");
     /* Linux nice values are per thread: only this one yields (failure leaves it at the process's) */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), EXPORTER_NICE) != 0)
         log_debug("telemetry: cannot lower the exporter thread's priority: %s", strerror(errno));
