@@ -95,39 +95,11 @@ static int read_resource(dx_t *x, const uint8_t *p, const uint8_t *end)
 /* An InstrumentationScope: its name into x->scope (D_HAND: to protobuf-c). */
 static int read_scope(dx_t *x, const uint8_t *p, const uint8_t *end)
 {
-    str_t name = {"", 0};
-    while (p < end) {
-        uint32_t key = tag_at(&p, end);
-        const uint8_t *s;
-        size_t n;
-        uint64_t u;
-        otlp_kv_t kv;
-        int rc;
-        switch (key) {
-        case K(1, WT_LEN):
-        case K(2, WT_LEN): /* version: not mapped */
-            if (len_at(&p, end, &s, &n) != 0)
-                return D_DECLINE;
-            if (key == K(1, WT_LEN))
-                name = zstr_plain(x, s, n);
-            break;
-        case K(3, WT_LEN): /* attributes: not mapped, but they must be valid */
-            if (len_at(&p, end, &s, &n) != 0)
-                return D_DECLINE;
-            if ((rc = read_kv(x, s, n, &kv)) != D_OK)
-                return rc;
-            break;
-        case K(4, WT_VARINT):
-            if (varint_at(&p, end, &u) != 0)
-                return D_DECLINE;
-            break;
-        default:
-            if (other_field(&p, end, key, 4) != D_OK)
-                return D_DECLINE;
-        }
-    }
-    x->scope = cut(x, name);
-    return D_OK;
+    str_t name, version; /* the version is not mapped */
+    int rc = read_scope_fields(x, p, end, &name, &version);
+    if (rc == D_OK)
+        x->scope = cut(x, name);
+    return rc;
 }
 
 /* A Resource (resource = 1) or InstrumentationScope: read here, or by protobuf-c when unusual. */
@@ -432,26 +404,14 @@ static int do_log(dx_t *x, const uint8_t *p, const uint8_t *end)
 
 static int do_scope_logs(dx_t *x, const uint8_t *p, const uint8_t *end)
 {
-    parts_t it = {p, end, 0, 0};
-    const uint8_t *s;
-    size_t n;
-    int part, rc = D_OK;
     x->scope = (str_t){"", 0};
-    while (rc == D_OK && (part = next_part(&it, &s, &n)) > 0)
-        rc = part == PART_PART ? do_log(x, s, s + n) : do_head(x, s, s + n, 0);
-    return parts_done(x, rc, part, "InstrumentationScope given twice or after log records");
+    return walk_parts(x, p, end, D_OK, do_log, do_head, 0, "InstrumentationScope given twice or after log records");
 }
 
 static int do_resource_logs(dx_t *x, const uint8_t *p, const uint8_t *end)
 {
-    parts_t it = {p, end, 0, 0};
-    const uint8_t *s;
-    size_t n;
-    int part, rc = D_OK;
     x->service = (str_t){"", 0};
-    while (rc == D_OK && (part = next_part(&it, &s, &n)) > 0)
-        rc = part == PART_PART ? do_scope_logs(x, s, s + n) : do_head(x, s, s + n, 1);
-    return parts_done(x, rc, part, "Resource given twice or after scope_logs");
+    return walk_parts(x, p, end, D_OK, do_scope_logs, do_head, 1, "Resource given twice or after scope_logs");
 }
 
 int otlp_direct_logs_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_logs_direct_stats_t *stats)
@@ -460,18 +420,10 @@ int otlp_direct_logs_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_log
     if (stats == NULL)
         stats = &unused;
     memset(stats, 0, sizeof(*stats));
-    if (c->lim.max_depth < 6) {
-        stats->declined = "max_depth below 6";
-        return OTLP_DECLINED;
-    }
-    if (len == 0)
-        data = (const uint8_t *)"";
-    const uint8_t *end = data + len;
+    const uint8_t *end;
     size_t total;
-    if (count_leaves(data, end, &total) != 0) {
-        stats->declined = "malformed protobuf";
+    if (direct_begin(c, &data, len, &end, &total, &stats->declined) != 0)
         return OTLP_DECLINED;
-    }
     size_t slots = total < c->lim.max_items ? total : c->lim.max_items;
     if (slots == 0)
         slots = 1;
@@ -483,16 +435,7 @@ int otlp_direct_logs_decode(dctx_t *c, const uint8_t *data, size_t len, otlp_log
     dx_t x;
     dx_init(&x, c, end, total);
     x.lstats = stats;
-    int rc = D_OK;
-    for (const uint8_t *p = data; p < end && rc == D_OK;) {
-        uint32_t key = tag_at(&p, end);
-        const uint8_t *s;
-        size_t n;
-        if (key == K(1, WT_LEN))
-            rc = len_at(&p, end, &s, &n) != 0 ? D_DECLINE : do_resource_logs(&x, s, s + n);
-        else
-            rc = other_field(&p, end, key, 1);
-    }
+    int rc = walk_request(&x, data, end, do_resource_logs);
     if (rc == D_DECLINE) {
         stats->declined = x.why != NULL ? x.why : "malformed protobuf";
         c->logs = NULL;

@@ -598,6 +598,67 @@ static inline int parts_done(dx_t *x, int rc, int part, const char *late)
     return part == PART_END ? D_OK : part == PART_HEAD_LATE ? decline(x, late) : D_DECLINE;
 }
 
+/*
+ * An InstrumentationScope's name and version, as slices of the body (its
+ * attributes are checked, not mapped): D_OK, D_DECLINE, or D_HAND.
+ */
+DR_FN int read_scope_fields(const dx_t *x, const uint8_t *p, const uint8_t *end, str_t *name, str_t *version)
+{
+    *name = *version = (str_t){"", 0};
+    while (p < end) {
+        uint32_t key = tag_at(&p, end);
+        const uint8_t *s;
+        size_t n;
+        uint64_t u;
+        otlp_kv_t kv;
+        int rc;
+        switch (key) {
+        case K(1, WT_LEN):
+        case K(2, WT_LEN):
+            if (len_at(&p, end, &s, &n) != 0)
+                return D_DECLINE;
+            *(key == K(1, WT_LEN) ? name : version) = zstr_plain(x, s, n);
+            break;
+        case K(3, WT_LEN):
+            if (len_at(&p, end, &s, &n) != 0)
+                return D_DECLINE;
+            if ((rc = parse_kv(x, s, s + n, &kv)) != D_OK)
+                return rc;
+            break;
+        case K(4, WT_VARINT):
+            if (varint_at(&p, end, &u) != 0)
+                return D_DECLINE;
+            break;
+        default:
+            if (other_field(&p, end, key, 4) != D_OK)
+                return D_DECLINE;
+        }
+    }
+    return D_OK;
+}
+
+typedef int (*dx_msg_fn)(dx_t *x, const uint8_t *p, const uint8_t *end);
+typedef int (*dx_head_fn)(dx_t *x, const uint8_t *p, const uint8_t *end, int resource);
+
+/*
+ * The loop over a ResourceSpans or ScopeSpans (ResourceLogs, ScopeLogs),
+ * started with rc: each part to part, the head (the Resource when resource
+ * is 1, else the InstrumentationScope) to head; late names a head that came
+ * twice or after the parts.
+ */
+static inline __attribute__((always_inline)) int walk_parts(dx_t *x, const uint8_t *p, const uint8_t *end, int rc,
+                                                            dx_msg_fn part, dx_head_fn head, int resource,
+                                                            const char *late)
+{
+    parts_t it = {p, end, 0, 0};
+    const uint8_t *s;
+    size_t n;
+    int got = PART_END;
+    while (rc == D_OK && (got = next_part(&it, &s, &n)) > 0)
+        rc = got == PART_PART ? part(x, s, s + n) : head(x, s, s + n, resource);
+    return parts_done(x, rc, got, late);
+}
+
 /* Number of fields with this key in the message [p, end), checking its framing; -1 when malformed. */
 DR_FN int count_key(const uint8_t *p, const uint8_t *end, uint32_t want, size_t *count)
 {
@@ -656,6 +717,46 @@ DR_FN int count_leaves(const uint8_t *p, const uint8_t *end, size_t *total)
         }
     }
     return 0;
+}
+
+/*
+ * What both decoders check first: 0 with *data usable (never NULL), *end
+ * and the number of leaf messages in *total; OTLP_DECLINED with *why when
+ * the limits or the framing leave the body to the general decoder.
+ */
+DR_FN int direct_begin(const dctx_t *c, const uint8_t **data, size_t len, const uint8_t **end, size_t *total,
+                       const char **why)
+{
+    if (c->lim.max_depth < 6) {
+        /* the messages read here nest 6 deep; shallower limits are checked by the general decoder */
+        *why = "max_depth below 6";
+        return OTLP_DECLINED;
+    }
+    if (len == 0)
+        *data = (const uint8_t *)"";
+    *end = *data + len;
+    if (count_leaves(*data, *end, total) != 0) {
+        *why = "malformed protobuf";
+        return OTLP_DECLINED;
+    }
+    return 0;
+}
+
+/* Each field 1 of the request (ResourceSpans, ResourceLogs) to fn, other fields skipped; D_* */
+static inline __attribute__((always_inline)) int walk_request(dx_t *x, const uint8_t *p, const uint8_t *end,
+                                                              dx_msg_fn fn)
+{
+    int rc = D_OK;
+    while (p < end && rc == D_OK) {
+        uint32_t key = tag_at(&p, end);
+        const uint8_t *s;
+        size_t n;
+        if (key == K(1, WT_LEN))
+            rc = len_at(&p, end, &s, &n) != 0 ? D_DECLINE : fn(x, s, s + n);
+        else
+            rc = other_field(&p, end, key, 1);
+    }
+    return rc;
 }
 
 #endif
