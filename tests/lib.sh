@@ -305,6 +305,28 @@ start_backend() {
     BACKEND_PORT=$(cat "$pf")
 }
 
+# port_open PORT: something accepts connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_nginx_backend: an nginx (one worker, keep-alive, no access log)
+# serving a 1 KiB body on a free loopback port, as the benchmarks' backend
+# (the peers script's shape); sets NGINX_BACKEND_PORT.
+start_nginx_backend() {
+    command -v nginx >/dev/null || fail "nginx is not installed"
+    NGINX_BACKEND_PORT=$(free_port)
+    head -c 1024 /dev/zero | tr '\0' 'x' >"$T/body.txt"
+    cat >"$T/backend.conf" <<CONF
+worker_processes 1; daemon off; pid $T/backend.pid; error_log $T/backend.err;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $T; proxy_temp_path $T; fastcgi_temp_path $T; uwsgi_temp_path $T; scgi_temp_path $T;
+  server { listen 127.0.0.1:$NGINX_BACKEND_PORT backlog=4096; keepalive_requests 1000000;
+    location / { root $T; try_files /body.txt =404; } } }
+CONF
+    nginx -c "$T/backend.conf" >/dev/null 2>&1 &
+    track_pid $!
+    wait_until -n 100 port_open "$NGINX_BACKEND_PORT" || fail "nginx backend did not start: $(cat "$T/backend.err" 2>/dev/null)"
+}
+
 # mesh_variant FILE: rewrite FILE for OUTRIDER_TEST_VARIANT (nothing without
 # one); start_proxy calls it, a script may call it first to --check the file.
 mesh_variant() {

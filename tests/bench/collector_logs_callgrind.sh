@@ -28,33 +28,22 @@ for t in valgrind callgrind_control callgrind_annotate nginx hey curl; do
     command -v "$t" >/dev/null || fail "$t is not installed"
 done
 [[ -x $OUTRIDER_BIN/outrider-proxy && -x $COLLECTOR_BIN ]] || fail "build the release first"
-W=$T
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-BE=$(free_port)
-head -c 1024 /dev/zero | tr '\0' 'x' >"$W/body.txt"
-cat >"$W/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend.err;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $W; proxy_temp_path $W; fastcgi_temp_path $W; uwsgi_temp_path $W; scgi_temp_path $W;
-  server { listen 127.0.0.1:$BE; keepalive_requests 1000000; location / { root $W; try_files /body.txt =404; } } }
-CONF
-nginx -c "$W/backend.conf" >/dev/null 2>&1 &
-track_pid $!
-wait_until -n 100 port_open "$BE" || fail "backend did not start"
+start_nginx_backend
+BE=$NGINX_BACKEND_PORT
 
 ZP=$(free_port)
 OP=$(free_port)
 while [[ $OP == "$ZP" ]]; do OP=$(free_port); done
 MODE=${MODE:-callgrind}
-run=(valgrind --tool=callgrind --callgrind-out-file="$W/cg.%p")
+run=(valgrind --tool=callgrind --callgrind-out-file="$T/cg.%p")
 [[ $MODE == cpu ]] && run=()
 "${run[@]}" "$COLLECTOR_BIN" \
-    --zipkin-listen "127.0.0.1:$ZP" --otlp-listen "127.0.0.1:$OP" --set server.threads=1 >"$W/collector.log" 2>&1 &
+    --zipkin-listen "127.0.0.1:$ZP" --otlp-listen "127.0.0.1:$OP" --set server.threads=1 >"$T/collector.log" 2>&1 &
 CP=$!
 track_pid "$CP"
-wait_until -n 600 -i 0.1 port_open "$OP" || fail "collector did not start: $(tail -5 "$W/collector.log")"
-wait_until -n 600 -i 0.1 port_open "$ZP" || fail "collector did not start: $(tail -5 "$W/collector.log")"
+wait_until -n 600 -i 0.1 port_open "$OP" || fail "collector did not start: $(tail -5 "$T/collector.log")"
+wait_until -n 600 -i 0.1 port_open "$ZP" || fail "collector did not start: $(tail -5 "$T/collector.log")"
 
 IN=$(free_port)
 OUT=$(free_port)
@@ -63,7 +52,7 @@ while [[ $OUT == "$IN" || $ADM == "$IN" || $ADM == "$OUT" ]]; do
     OUT=$(free_port)
     ADM=$(free_port)
 done
-cat >"$W/proxy.yaml" <<YAML
+cat >"$T/proxy.yaml" <<YAML
 apiVersion: outrider.io/v1alpha1
 kind: Proxy
 metadata: {name: logs-bench, namespace: default, labels: {app: logs-bench, version: v1}}
@@ -74,9 +63,9 @@ spec:
   telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: $SAMPLING, flushInterval: 1s, accessLog: true}
   workers: 1
 YAML
-"$OUTRIDER_BIN/outrider-proxy" --config "$W/proxy.yaml" >"$W/proxy.log" 2>&1 &
+"$OUTRIDER_BIN/outrider-proxy" --config "$T/proxy.yaml" >"$T/proxy.log" 2>&1 &
 track_pid $!
-wait_until -n 200 -i 0.1 port_open "$IN" || fail "proxy did not start: $(tail -5 "$W/proxy.log")"
+wait_until -n 200 -i 0.1 port_open "$IN" || fail "proxy did not start: $(tail -5 "$T/proxy.log")"
 
 records() {
     curl -s "http://127.0.0.1:$ZP/metrics" | awk '/^outrider_collector_log_records_total[{ ]/ {s += $NF} END {printf "%d\n", s}'
@@ -103,7 +92,7 @@ if [[ $MODE == cpu ]]; then
 else
     callgrind_control -z "$CP" >/dev/null 2>&1 || fail "callgrind_control -z failed"
 fi
-hey -n "$N" -c 8 "http://127.0.0.1:$IN/" >"$W/hey.out" 2>&1
+hey -n "$N" -c 8 "http://127.0.0.1:$IN/" >"$T/hey.out" 2>&1
 after=$(settle)
 n=$((after - before))
 ((n > 0)) || fail "no log records arrived (before $before, after $after)"
@@ -113,7 +102,7 @@ if [[ $MODE == cpu ]]; then
     exit 0
 fi
 callgrind_control -d "$CP" >/dev/null 2>&1 || fail "callgrind_control -d failed"
-f=$(ls "$W"/cg."$CP".* 2>/dev/null | grep -E '\.[0-9]+$' | head -1)
+f=$(ls "$T"/cg."$CP".* 2>/dev/null | grep -E '\.[0-9]+$' | head -1)
 [[ -n $f ]] || fail "no callgrind dump"
 ir=$(awk '/^summary:/ {print $2}' "$f" | head -1)
 [[ -n $ir ]] || ir=$(awk '/^totals:/ {print $2}' "$f" | head -1)

@@ -25,20 +25,9 @@ for t in valgrind callgrind_control nginx hey; do
     command -v "$t" >/dev/null || fail "$t is not installed"
 done
 [[ -x $OUTRIDER_BIN/outrider-proxy ]] || fail "build the release first (no $OUTRIDER_BIN/outrider-proxy)"
-W=$T
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-BE=$(free_port)
-head -c 1024 /dev/zero | tr '\0' 'x' >"$W/body.txt"
-cat >"$W/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend.err;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $W; proxy_temp_path $W; fastcgi_temp_path $W; uwsgi_temp_path $W; scgi_temp_path $W;
-  server { listen 127.0.0.1:$BE; keepalive_requests 1000000; location / { root $W; try_files /body.txt =404; } } }
-CONF
-nginx -c "$W/backend.conf" >/dev/null 2>&1 &
-track_pid $!
-wait_until -n 100 port_open "$BE" || fail "backend did not start"
+start_nginx_backend
+BE=$NGINX_BACKEND_PORT
 start_collector
 OP=${OTLP_URL##*:}
 
@@ -60,23 +49,23 @@ for v in $VARIANTS; do
         echo "  admin: {listen: 127.0.0.1:$ADM}"
         [[ $v != off ]] && echo "  telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: $v, flushInterval: 1s, accessLog: true}"
         echo "  workers: 1"
-    } >"$W/proxy-$v.yaml"
-    mkdir -p "$W/cg-$v"
-    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$W/cg-$v/cg.%p" \
-        "$OUTRIDER_BIN/outrider-proxy" --config "$W/proxy-$v.yaml" >"$W/proxy-$v.log" 2>&1 &
+    } >"$T/proxy-$v.yaml"
+    mkdir -p "$T/cg-$v"
+    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$T/cg-$v/cg.%p" \
+        "$OUTRIDER_BIN/outrider-proxy" --config "$T/proxy-$v.yaml" >"$T/proxy-$v.log" 2>&1 &
     PP=$!
     track_pid "$PP"
-    wait_until -n 600 -i 0.1 port_open "$IN" || fail "proxy ($v) did not start: $(tail -5 "$W/proxy-$v.log")"
+    wait_until -n 600 -i 0.1 port_open "$IN" || fail "proxy ($v) did not start: $(tail -5 "$T/proxy-$v.log")"
     hey -n "$WARM" -c 4 "http://127.0.0.1:$IN/" >/dev/null 2>&1
     sleep 1.5 # let a flush pass so the series exist before counting starts
     callgrind_control -z "$PP" >/dev/null 2>&1 || fail "callgrind_control -z failed"
-    hey -n "$N" -c 4 "http://127.0.0.1:$IN/" >"$W/hey-$v.out" 2>&1
-    ok=$(awk '/\[200\]/ {print $2}' "$W/hey-$v.out")
+    hey -n "$N" -c 4 "http://127.0.0.1:$IN/" >"$T/hey-$v.out" 2>&1
+    ok=$(awk '/\[200\]/ {print $2}' "$T/hey-$v.out")
     sleep 1.5 # the exporter's share of these requests (one flush interval)
     callgrind_control -d "$PP" >/dev/null 2>&1 || fail "callgrind_control -d failed"
     kill "$PP" 2>/dev/null
     wait "$PP" 2>/dev/null || true
-    for f in "$W/cg-$v"/cg."$PP".*; do
+    for f in "$T/cg-$v"/cg."$PP".*; do
         [[ -f $f ]] || continue
         # dumps taken by -d are numbered (.1); the final dump at exit is not: keep only the counted one
         [[ $f =~ \.[0-9]+-[0-9]+$ ]] || continue

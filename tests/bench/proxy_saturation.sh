@@ -25,22 +25,9 @@ for t in nginx haproxy wrk curl; do
     command -v "$t" >/dev/null || fail "$t is not installed"
 done
 [[ -x $OUTRIDER_BIN/outrider-proxy && -x $OUTRIDER_BIN/outrider-collector ]] || fail "build the release first"
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-BE=$(free_port)
-head -c 1024 /dev/zero | tr '\0' 'x' >"$T/body.txt"
-temps="client_body_temp_path $T; proxy_temp_path $T; fastcgi_temp_path $T; uwsgi_temp_path $T; scgi_temp_path $T;"
-cat >"$T/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $T/backend.pid; error_log $T/backend.err;
-events { worker_connections 4096; }
-http { access_log off; $temps
-  server { listen 127.0.0.1:$BE backlog=4096; keepalive_requests 1000000;
-    location / { root $T; try_files /body.txt =404; } } }
-CONF
-nginx -c "$T/backend.conf" >/dev/null 2>&1 &
-BE_PID=$!
-track_pid "$BE_PID"
-wait_until -n 100 port_open "$BE" || fail "backend did not start"
+start_nginx_backend
+BE=$NGINX_BACKEND_PORT
 
 HA=$(free_port)
 cat >"$T/haproxy.cfg" <<CONF
