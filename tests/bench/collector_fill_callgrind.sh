@@ -21,7 +21,6 @@ for t in valgrind callgrind_control callgrind_annotate; do
     command -v "$t" >/dev/null || fail "$t is not installed"
 done
 [[ -x $OUTRIDER_BIN/outrider-collector && -x $OUTRIDER_BIN/span_load ]] || fail "build the release first"
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ZP=$(free_port)
 OP=$(free_port)
