@@ -61,7 +61,9 @@ static uint64_t now_ms(void)
 /* Close slot i and put it on the free list; the lock is held. */
 static void slot_close(linger_set_t *l, uint32_t i)
 {
-    close(l->slots[i].fd); /* also takes it out of the epoll set */
+    /* the fd is a dup of one MHD may still hold open: close alone would leave the socket registered */
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->slots[i].fd, NULL);
+    close(l->slots[i].fd);
     l->slots[i].fd = -1;
     l->slots[i].next_free = l->free_head;
     l->free_head = i;

@@ -1316,9 +1316,7 @@ static int map_metrics(dctx_t *c, const metrics_req_t *req, metric_sink_fn sink,
 int otlp_log_reject(dctx_t *c, enum otlp_log_rejection why)
 {
     switch (why) {
-    case OTLP_LOG_TOO_MANY:
-        reject(c, 1, "too many log records in one request (limit %u)", c->lim.max_items);
-        break;
+    case OTLP_LOG_TOO_MANY: reject(c, 1, "too many log records in one request (limit %u)", c->lim.max_items); break;
     case OTLP_LOG_BAD_TRACE_ID: reject(c, 1, "log record with invalid trace_id (must be empty or 16 bytes)"); break;
     case OTLP_LOG_BAD_SPAN_ID: reject(c, 1, "log record with invalid span_id (must be empty or 8 bytes)"); break;
     }

@@ -1026,8 +1026,8 @@ static int dec_request(wctx_t *c, uint8_t *p, uint8_t *end, req_t *req)
     return 0;
 }
 
-static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *arena, req_t **out, int *ascii,
-                      char *err, size_t err_size)
+static int decode_buf(uint8_t *buf, size_t len, unsigned max_depth, arena_t *arena, req_t **out, int *ascii, char *err,
+                      size_t err_size)
 {
     wctx_t c = {arena, buf, max_depth == 0 ? 1 : max_depth, 0, 0, err, err_size, 0};
     if (err_size > 0)

@@ -37,12 +37,6 @@ void span_store_config_default(span_store_config_t *cfg)
     cfg->dep_settle_ms = 1000;
 }
 
-/* The trace id's high half as the trace table and the batch grouping key it. */
-static uint64_t key_hi(const span_store_t *st, uint64_t hi)
-{
-    return st->strict ? hi : 0;
-}
-
 /* The batch's trace table slots are asked for this many traces ahead of their insert. */
 #define TAB_PREFETCH 8
 
@@ -829,7 +823,7 @@ static size_t batch_group(span_store_t *st, const span_t *spans, uint32_t n, uin
             continue;
         next[i] = UINT32_MAX;
         uint64_t hi = key_hi(st, s->trace_id_high), lo = s->trace_id_low;
-        uint32_t j = (uint32_t)id_mix(lo ^ (hi * 0x9E3779B97F4A7C15ULL)) & (cap - 1);
+        uint32_t j = (uint32_t)trace_hash(st, hi, lo) & (cap - 1); /* keyed: a sender cannot choose collisions */
         for (;; j = (j + 1) & (cap - 1)) {
             uint32_t g = tab[j];
             if (g == UINT32_MAX) {

@@ -374,6 +374,26 @@ int trace_to_spans(const span_store_t *st, const trace_t *t, arena_t *arena, spa
 
 /* ---- the trace table (span_store_tab.c) ---- */
 
+/* The trace id's high half as the trace table and the batch grouping key it (ignored when ids are not strict). */
+static inline uint64_t key_hi(const span_store_t *st, uint64_t hi)
+{
+    return st->strict ? hi : 0;
+}
+
+/*
+ * The id's hash (hi already through key_hi): a multiply-xorshift mix keyed
+ * with a random value per store, so ids chosen to collide in one process
+ * do not in another. (XXH3 cost three times as much and is not keyed.)
+ */
+static inline uint64_t trace_hash(const span_store_t *st, uint64_t hi, uint64_t lo)
+{
+    uint64_t k = (lo ^ st->tab.key) * 0x9E3779B97F4A7C15ULL ^ (hi + st->tab.key) * 0xC2B2AE3D27D4EB4FULL;
+    k ^= k >> 32;
+    k *= 0xD6E8FEB86659FD93ULL;
+    k ^= k >> 29;
+    return k;
+}
+
 void tab_init(span_store_t *st);
 void tab_dispose(span_store_t *st);
 /* Find a trace by id (hi ignored when ids are not strict). */

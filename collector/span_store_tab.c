@@ -20,8 +20,9 @@
  * by page as it is first written) and keeps the old one beside it; every
  * later insert or removal moves the next TAB_MIGRATE slots of the old table
  * over, in slot order, which ends the move halfway to the next resize (a
- * resize starts at half load, so the next one is old capacity / 2 inserts
- * away). Moved entries land near their old slot or old capacity above it,
+ * growth starts at half load, so the next one is old capacity / 2 inserts
+ * away; after a shrink a growth can come sooner, and then finishes the
+ * move of the shrink in one go). Moved entries land near their old slot or old capacity above it,
  * so the new table's pages are first written in two sweeps that follow the
  * move; a new trace whose home is in the part not moved yet goes into the
  * old table (unless its probe would wrap into the moved part) and moves
@@ -44,25 +45,6 @@
 #define TAB_TOMB ((uint64_t)1) /* old table only: a moved or removed entry */
 #define TAB_MIGRATE 4          /* old slots moved per insert or removal */
 #define TAB_MIN 1024
-
-/*
- * The id's hash: a multiply-xorshift mix keyed with a random value per
- * store, so ids chosen to collide in one process do not in another.
- * (XXH3 cost three times as much and is not keyed.)
- */
-static uint64_t trace_hash(const span_store_t *st, uint64_t hi, uint64_t lo)
-{
-    uint64_t k = (lo ^ st->tab.key) * 0x9E3779B97F4A7C15ULL ^ (hi + st->tab.key) * 0xC2B2AE3D27D4EB4FULL;
-    k ^= k >> 32;
-    k *= 0xD6E8FEB86659FD93ULL;
-    k ^= k >> 29;
-    return k;
-}
-
-static uint64_t key_hi(const span_store_t *st, uint64_t hi)
-{
-    return st->strict ? hi : 0;
-}
 
 static trace_t *slot_trace(uint64_t v)
 {

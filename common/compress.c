@@ -118,41 +118,71 @@ done:
 }
 
 /*
- * One decompression context per thread, reused: creating one per request
- * costs its allocation and, worse, fresh pages for its window buffers.
- * Freed by a thread-exit destructor.
+ * One zstd context of each kind per thread, made on first use and reused:
+ * making one per call costs its allocation and, worse, fresh pages for its
+ * window buffers (ZSTD_compress makes and initialises a new one every time,
+ * which for the proxy's exporter cost about as much as compressing). Both
+ * are freed by one thread-exit destructor.
  */
-static pthread_key_t dctx_key;
-static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
-static int dctx_key_ok;
-static _Thread_local ZSTD_DCtx *tl_dctx;
+typedef struct zctx {
+    ZSTD_DCtx *d;
+    ZSTD_CCtx *c;
+} zctx_t;
 
-static void dctx_free(void *p)
+static pthread_key_t zctx_key;
+static pthread_once_t zctx_once = PTHREAD_ONCE_INIT;
+static int zctx_key_ok;
+static _Thread_local zctx_t tl_zctx;
+
+static void zctx_free(void *p)
 {
-    ZSTD_freeDCtx(p);
+    zctx_t *z = p;
+    ZSTD_freeDCtx(z->d);
+    ZSTD_freeCCtx(z->c);
+    z->d = NULL;
+    z->c = NULL;
 }
 
-static void dctx_key_create(void)
+static void zctx_key_create(void)
 {
-    dctx_key_ok = pthread_key_create(&dctx_key, dctx_free) == 0;
+    zctx_key_ok = pthread_key_create(&zctx_key, zctx_free) == 0;
 }
 
-/* This thread's context, reset for a new frame; NULL when out of memory. */
+/* Register this thread's contexts with the destructor (once a context exists). */
+static void zctx_register(void)
+{
+    pthread_once(&zctx_once, zctx_key_create);
+    if (zctx_key_ok)
+        pthread_setspecific(zctx_key, &tl_zctx);
+}
+
+/* This thread's decompression context, reset for a new frame; NULL when out of memory. */
 static ZSTD_DCtx *dctx_get(void)
 {
-    if (tl_dctx == NULL) {
-        pthread_once(&dctx_once, dctx_key_create);
+    if (tl_zctx.d == NULL) {
         ZSTD_DCtx *d = ZSTD_createDCtx();
         if (d == NULL)
             return NULL;
         /* refuse frames that want a huge window: memory the peer does not get to pick */
         ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, 24);
-        if (dctx_key_ok)
-            pthread_setspecific(dctx_key, d);
-        tl_dctx = d;
+        tl_zctx.d = d;
+        zctx_register();
     }
-    ZSTD_DCtx_reset(tl_dctx, ZSTD_reset_session_only);
-    return tl_dctx;
+    ZSTD_DCtx_reset(tl_zctx.d, ZSTD_reset_session_only);
+    return tl_zctx.d;
+}
+
+/* This thread's compression context; NULL when out of memory. */
+static ZSTD_CCtx *cctx_get(void)
+{
+    if (tl_zctx.c == NULL) {
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        if (c == NULL)
+            return NULL;
+        tl_zctx.c = c;
+        zctx_register();
+    }
+    return tl_zctx.c;
 }
 
 /*
@@ -262,41 +292,6 @@ int compress_decode(enum compress_codec codec, const void *in, size_t in_len, si
     }
     set_err(err, errlen, "unknown content encoding");
     return COMPRESS_MALFORMED;
-}
-
-static pthread_key_t cctx_key;
-static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
-static int cctx_key_ok;
-static _Thread_local ZSTD_CCtx *tl_cctx;
-
-static void cctx_free(void *p)
-{
-    ZSTD_freeCCtx(p);
-}
-
-static void cctx_key_create(void)
-{
-    cctx_key_ok = pthread_key_create(&cctx_key, cctx_free) == 0;
-}
-
-/*
- * This thread's compression context, kept between calls: ZSTD_compress
- * makes and initialises a new one every time, which for the proxy's
- * exporter (a frame per export of a few hundred records) cost about as much
- * as compressing. NULL when out of memory.
- */
-static ZSTD_CCtx *cctx_get(void)
-{
-    if (tl_cctx == NULL) {
-        pthread_once(&cctx_once, cctx_key_create);
-        ZSTD_CCtx *c = ZSTD_createCCtx();
-        if (c == NULL)
-            return NULL;
-        if (cctx_key_ok)
-            pthread_setspecific(cctx_key, c);
-        tl_cctx = c;
-    }
-    return tl_cctx;
 }
 
 int compress_encode(enum compress_codec codec, const void *in, size_t in_len, int level, buf_t *out)
