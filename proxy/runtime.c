@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 static void copy_field(char *dst, const char *src)
 {
@@ -178,9 +179,7 @@ uint64_t *runtime_view_tele_dest(runtime_view_t *v, const router_cluster_t *cl, 
 {
     uint64_t *row = v->tele_dest[cl->index];
     if (row == NULL) {
-        row = calloc(cl->n_endpoints + 1, sizeof *row);
-        if (row == NULL)
-            log_fatal("runtime: out of memory");
+        row = xcalloc(cl->n_endpoints + 1, sizeof *row);
         v->tele_dest[cl->index] = row;
     }
     return &row[ep + 1];

@@ -57,6 +57,7 @@
 #define RESPONSE_HEAD_MAX 16384
 #define RESPONSE_BODY_MAX (1u << 20)
 #define ZSTD_LEVEL 1
+#define RING_RELEASE_EVERY 64 /* records read between two releases of their ring room */
 
 enum { SIG_TRACES, SIG_METRICS, SIG_LOGS, SIG_N };
 static const char *const sig_names[SIG_N] = {"traces", "metrics", "logs"};
@@ -1349,8 +1350,13 @@ static size_t drain_rings(tele_t *t, bool discard)
         bool closed = atomic_load_explicit(&c->closed, memory_order_acquire);
         size_t n;
         const void *raw;
-        while ((raw = tele_ring_peek(c->ring, &n)) != NULL) {
-            tele_raw_t h;
+        for (size_t k = 1;; k++) {
+            /* give the worker back the room of what is done so far now and then, not only at the end */
+            if (k % RING_RELEASE_EVERY == 0)
+                tele_ring_release(c->ring);
+            if ((raw = tele_ring_peek(c->ring, &n)) == NULL)
+                break;
+            tele_raw_t h = {0};
             memcpy(&h, raw, n < sizeof(h) ? n : sizeof(h));
             if (discard || n < sizeof(h) || added + n + sizeof(tele_rec_t) > limit) {
                 spans_dropped += h.has_span;
@@ -1452,8 +1458,9 @@ static void *exporter_main(void *arg)
         if (stopping)
             break;
         pthread_mutex_lock(&t->mu);
+        /* without an endpoint there are no rings to poll: only handed batches (signalled) wake it */
         if (t->head == NULL && !t->stopping)
-            cond_wait_until(t, mono_ms() + poll_ms);
+            cond_wait_until(t, mono_ms() + (t->host != NULL ? poll_ms : t->flush_interval_ms));
         pthread_mutex_unlock(&t->mu);
     }
     conn_close(t);

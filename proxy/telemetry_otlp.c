@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "xalloc.h"
 
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
@@ -523,9 +524,7 @@ void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r)
     tele_raw_t h;
     str_t s[TS_COUNT];
     size_t n = tele_raw_prepare(r, &h, s);
-    char *tmp = malloc(n);
-    if (tmp == NULL)
-        log_fatal("telemetry: out of memory");
+    char *tmp = xmalloc(n);
     tele_raw_write(tmp, &h, s);
     if (tele_raw_read(tmp, n, rec, strings) != 0)
         log_fatal("telemetry: a raw record does not read back");

@@ -71,12 +71,14 @@ size_t tele_ring_capacity(const tele_ring_t *r)
 
 size_t tele_ring_max_record(const tele_ring_t *r)
 {
-    return r->cap / 4;
+    /* a quarter of the ring, and below PAD: a record's size is a 32-bit header */
+    size_t q = r->cap / 4;
+    return q < (size_t)PAD - 8 ? q : (size_t)PAD - 8;
 }
 
 void *tele_ring_reserve(tele_ring_t *r, size_t size)
 {
-    if (size == 0 || size > r->cap / 4)
+    if (size == 0 || size > tele_ring_max_record(r))
         return NULL;
     uint64_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     size_t off = (size_t)(pos & r->mask);
