@@ -8,19 +8,21 @@
 # Starts a 1 KiB nginx backend, HAProxy in front of it (nbthread 1, http-reuse always, as the
 # peers script's) and, per telemetry variant (VARIANTS: "off" = no otlpEndpoint, else
 # samplingPercent with access logs on), a fresh outrider-collector and an outrider-proxy
-# (workers: 1, inbound listener to the backend, telemetry to that collector, flushInterval 1s).
+# (spec.workers WORKERS, inbound listener to the backend, telemetry to that collector, flushInterval 1s).
 # Each round: `wrk -t1 -c32 -d DUR s --latency` on the proxy, then on HAProxy. Around each run
 # the CPU time (utime+stime, /proc/PID/task/TID/stat) of every thread of the proxy, the
 # collector, HAProxy and the backend is read; the summary divides it by the requests wrk
 # completed: the proxy's worker thread(s), its exporter thread, the collector, HAProxy.
 #   usage: tests/bench/proxy_saturation.sh
-#   env:   ROUNDS (5), DUR (5), VARIANTS ("off 1 100"), OUTRIDER_BIN (build/release/bin)
+#   env:   ROUNDS (5), DUR (5), VARIANTS ("off 1 100"), WORKERS (1: the proxy's spec.workers; HAProxy
+#          gets as many threads), OUTRIDER_BIN (build/release/bin)
 # Needs: nginx haproxy wrk curl. Uses tests/lib.sh (temp dir, process cleanup, free ports).
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-5}
 VARIANTS=${VARIANTS:-off 1 100}
+WORKERS=${WORKERS:-1}
 for t in nginx haproxy wrk curl; do
     command -v "$t" >/dev/null || fail "$t is not installed"
 done
@@ -32,7 +34,7 @@ BE=$NGINX_BACKEND_PORT
 HA=$(free_port)
 cat >"$T/haproxy.cfg" <<CONF
 global
-  nbthread 1
+  nbthread $WORKERS
 defaults
   mode http
   timeout connect 5s
@@ -87,7 +89,7 @@ run_wrk() {
 
 median() { sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s (%s-%s)", m, v[1], v[NR]}'; }
 
-echo "# proxy saturation: wrk -t1 -c32 -d${DUR}s, proxy and HAProxy alternating, $ROUNDS rounds, $(nproc) cores, $(date -u +%F)"
+echo "# proxy saturation: wrk -t1 -c32 -d${DUR}s, proxy and HAProxy alternating, $ROUNDS rounds, $WORKERS worker(s) each, $(nproc) cores, $(date -u +%F)"
 for v in $VARIANTS; do
     COL_PID=''
     if [[ $v != off ]]; then
@@ -107,7 +109,7 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
 $tele
-  workers: 1
+  workers: $WORKERS
 CONF
     start_proxy "sat-$v" "$cfg"
     wrk -t1 -c8 -d1s "http://127.0.0.1:$PROXY_IN/" >/dev/null 2>&1 # warm-up

@@ -45,7 +45,9 @@ static const char *keys[] = {
     "http.method", "error", "http.url", "component", "peer.address", "zone", "Zone", "a", "http.status_code", "b",
     /* keys that share their first 8 bytes: the sort's prefix ties */
     "istio.canonical_service", "istio.canonical_revision", "istio.canonical", "http.response.status_code",
-    "http.request.method", "network.peer.address", "network.peer.port", "upstream_cluster.name"};
+    "http.request.method", "network.peer.address", "network.peer.port", "upstream_cluster.name",
+    /* bytes >= 0x80 in and after the first 8: ordered as unsigned bytes */
+    "\xc3\xa9mail.sender", "\xc3\xa9mail.s\xc3\xa9nder", "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"};
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 typedef struct gspan {
