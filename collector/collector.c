@@ -58,6 +58,13 @@ int collector_init(collector_t *c)
     scfg.max_spans = c->cfg.max_spans;
     scfg.max_bytes = c->cfg.max_store_bytes;
     scfg.strict_trace_id = c->cfg.strict_trace_id;
+    scfg.pretouch = c->cfg.store_pretouch;
+    if (scfg.pretouch && c->cfg.max_store_bytes >= c->cfg.memory_limit_bytes) {
+        log_error("store.preTouch makes store.maxBytes (%llu bytes) resident at start, which is not below "
+                  "limits.memoryLimit (%llu bytes): every ingest would get 503; raise limits.memoryLimit",
+                  (unsigned long long)c->cfg.max_store_bytes, (unsigned long long)c->cfg.memory_limit_bytes);
+        return -1;
+    }
     scfg.max_trace_spans = (uint32_t)c->cfg.max_trace_spans;
     scfg.autocomplete_keys = (const char *const *)c->cfg.autocomplete_keys.items;
     scfg.n_autocomplete_keys = c->cfg.autocomplete_keys.n;

@@ -23,6 +23,9 @@ const setting_t collector_settings[] = {
      "memory the trace store may use; past it the oldest traces are evicted"},
     {"store.maxSpansPerTrace", SETTING_UINT, F(max_trace_spans), "100000", 0, UINT32_MAX,
      "spans kept in one trace; later spans of a bigger trace are dropped and counted (0 = no cap)"},
+    {"store.preTouch", SETTING_BOOL, F(store_pretouch), "false", 0, 0,
+     "map and write store.maxBytes of span memory at start (it is resident from then on), so ingest never waits "
+     "for the kernel to zero fresh pages; as the JVM's AlwaysPreTouch"},
     {"store.strictTraceId", SETTING_BOOL, F(strict_trace_id), "true", 0, 0,
      "a 128-bit trace id matches only itself (false: also its lower 64 bits), as Zipkin's STRICT_TRACE_ID"},
     {"store.autocompleteKeys", SETTING_LIST, F(autocomplete_keys), "http.method,http.status_code,response_flags,error",

@@ -20,6 +20,7 @@ typedef struct collector_config {
     uint64_t max_store_bytes; /* store bound, bytes */
     uint64_t max_trace_spans; /* spans kept per trace */
     int strict_trace_id;
+    int store_pretouch;
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
     uint64_t max_body_bytes;      /* compressed request body */

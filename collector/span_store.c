@@ -23,6 +23,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "varint.h"
 #include "log.h"
@@ -324,6 +325,14 @@ span_store_t *span_store_create(const span_store_config_t *cfg)
     for (size_t i = 0; i < TAG_ORDER_MAX; i++)
         st->hint_tag[i] = SID_NONE;
     st->bytes += (int64_t)store_chunk(sizeof(*st));
+    if (cfg->pretouch && cfg->max_bytes) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        size_t n = blob_heap_pretouch(&st->blobs, cfg->max_bytes);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        log_info("store: pre-touched %zu MiB of span memory in %.1f s", n >> 20,
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    }
     tab_init(st);
     st->fifo_cap = 1024;
     st->fifo = store_big_alloc(st->fifo_cap * sizeof(*st->fifo), &st->bytes);

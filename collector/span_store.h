@@ -53,6 +53,8 @@ typedef struct span_store_config {
     uint32_t max_trace_spans; /* spans beyond this many in one trace are dropped; 0 = no cap.
                                  Dependency links are recomputed per changed trace, so a cap
                                  bounds what one hostile trace can cost. */
+    int pretouch;             /* 1: map and write max_bytes of span memory at create, so ingest never waits
+                                 for the kernel to zero fresh pages (like the JVM's AlwaysPreTouch) */
 } span_store_config_t;
 
 /* Fill cfg with the defaults: 500000 spans, no byte bound, strict ids, no autocomplete keys. */

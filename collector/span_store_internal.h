@@ -125,6 +125,7 @@ typedef struct blob_heap {
     uint8_t *cur, *end;       /* unused part of the current chunk */
     void **chunks;
     size_t n_chunks, cap_chunks;
+    uint8_t *pool, *pool_cur, *pool_end; /* pre-touched chunks (blob_heap_pretouch), handed out first */
 } blob_heap_t;
 
 /* ---- stored objects ---- */
@@ -432,6 +433,9 @@ void *blob_alloc(blob_heap_t *h, size_t n, int64_t *acct);
 void *blob_realloc(blob_heap_t *h, void *p, size_t old_n, size_t n, int64_t *acct);
 /* Free p, a blob of n bytes; NULL is a no-op. */
 void blob_free(blob_heap_t *h, void *p, size_t n, int64_t *acct);
+/* Map about `bytes` of memory for h's future chunks and write every page of it now, so that later chunks
+ * do not pay the kernel's first-touch cost (zeroing fresh pages) on the ingest path. Returns the bytes mapped. */
+size_t blob_heap_pretouch(blob_heap_t *h, size_t bytes);
 /* Release every chunk (blobs above BLOB_MAX must be freed first). */
 void blob_heap_dispose(blob_heap_t *h);
 

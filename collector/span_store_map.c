@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "span_store_internal.h"
@@ -116,11 +117,16 @@ static void chunk_new(blob_heap_t *h, int64_t *acct)
     if (h->cur != NULL)
         *acct += (int64_t)(h->end - h->cur); /* the old chunk's tail is lost to blobs for good */
     void *c = NULL;
-    if (posix_memalign(&c, BLOB_CHUNK, BLOB_CHUNK) != 0)
-        log_fatal("out of memory allocating %zu bytes", BLOB_CHUNK);
+    if ((size_t)(h->pool_end - h->pool_cur) >= BLOB_CHUNK) {
+        c = h->pool_cur;
+        h->pool_cur += BLOB_CHUNK;
+    } else {
+        if (posix_memalign(&c, BLOB_CHUNK, BLOB_CHUNK) != 0)
+            log_fatal("out of memory allocating %zu bytes", BLOB_CHUNK);
 #ifdef MADV_HUGEPAGE
-    madvise(c, BLOB_CHUNK, MADV_HUGEPAGE); /* a hint: without huge pages this is plain memory */
+        madvise(c, BLOB_CHUNK, MADV_HUGEPAGE); /* a hint: without huge pages this is plain memory */
 #endif
+    }
     h->chunks[h->n_chunks++] = c;
     h->cur = c;
     h->end = h->cur + BLOB_CHUNK;
@@ -173,10 +179,41 @@ void *blob_realloc(blob_heap_t *h, void *p, size_t old_n, size_t n, int64_t *acc
     return q;
 }
 
+size_t blob_heap_pretouch(blob_heap_t *h, size_t bytes)
+{
+    size_t n = (bytes + BLOB_CHUNK - 1) & ~(BLOB_CHUNK - 1);
+    if (h->pool != NULL || n == 0)
+        return 0;
+    /* one extra chunk of slack to align the start to the chunk size, as huge pages want */
+    uint8_t *raw = mmap(NULL, n + BLOB_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        log_fatal("out of memory mapping %zu bytes to pre-touch", n + BLOB_CHUNK);
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + BLOB_CHUNK - 1) & ~(uintptr_t)(BLOB_CHUNK - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (p + n < raw + n + BLOB_CHUNK)
+        munmap(p + n, (size_t)(raw + n + BLOB_CHUNK - (p + n)));
+#ifdef MADV_HUGEPAGE
+    madvise(p, n, MADV_HUGEPAGE); /* a hint: without huge pages this is plain memory */
+#endif
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t step = pg > 0 ? (size_t)pg : 4096;
+    for (size_t off = 0; off < n; off += step)
+        ((volatile uint8_t *)p)[off] = 0;
+    h->pool = h->pool_cur = p;
+    h->pool_end = p + n;
+    return n;
+}
+
 void blob_heap_dispose(blob_heap_t *h)
 {
-    for (size_t i = 0; i < h->n_chunks; i++)
-        free(h->chunks[i]);
+    for (size_t i = 0; i < h->n_chunks; i++) {
+        uint8_t *c = h->chunks[i];
+        if (c < h->pool || c >= h->pool_end)
+            free(c);
+    }
+    if (h->pool != NULL)
+        munmap(h->pool, (size_t)(h->pool_end - h->pool));
     free(h->chunks);
     memset(h, 0, sizeof(*h));
 }

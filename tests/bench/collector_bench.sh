@@ -22,7 +22,8 @@
 #
 # usage: tests/bench/collector_bench.sh
 # env:   FORMATS ("otlp-proto-zstd zipkin-json"), SENDERS ("1 4 16"), STEPS (10),
-#        STEP_REQUESTS (1000), SPREAD_MS (600000), ROUNDS (3), SKIP_FILL=1 / SKIP_MEM=1
+#        STEP_REQUESTS (1000), SPREAD_MS (600000), ROUNDS (3), SKIP_FILL=1 / SKIP_MEM=1,
+#        PRETOUCH=1 (fill curves with store.preTouch on and store.maxBytes at 256 bytes a span)
 # Disk: the cached bodies of one format (about 0.4 GB for OTLP, 7 GB for Zipkin JSON at 10M
 # spans) live in the temporary directory until the script ends.
 set -euo pipefail
@@ -42,7 +43,7 @@ start() { # name, extra args → sets ZP OP CPID
   local name=$1; shift
   "$BIN/outrider-collector" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 "$@" 2>"$W/$name.log" &
   CPID=$!; PIDS+=("$CPID")
-  for _ in $(seq 200); do
+  for _ in $(seq 1200); do
     ZP=$(sed -n 's/.*listening zipkin http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$W/$name.log")
     OP=$(sed -n 's/.*listening otlp http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$W/$name.log")
     [ -n "$ZP" ] && [ -n "$OP" ] && return 0
@@ -64,7 +65,12 @@ if [ -z "${SKIP_FILL:-}" ]; then
     mkdir -p "$W/cache"
     for c in $SENDERS; do
       for r in $(seq "$ROUNDS"); do
-        start "fill-$fmt-$c-$r" --max-spans $((total + 1000000)) --set store.maxBytes=16GiB --set limits.memoryLimit=20GiB
+        if [ -n "${PRETOUCH:-}" ]; then
+          mem=(--set store.maxBytes=$(((total + 1000000) * 256)) --set store.preTouch=true)
+        else
+          mem=(--set store.maxBytes=16GiB)
+        fi
+        start "fill-$fmt-$c-$r" --max-spans $((total + 1000000)) "${mem[@]}" --set limits.memoryLimit=20GiB
         "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests 20 --seed 99 "${SHAPE[@]}" >/dev/null # warm-up
         "$BIN/span_load" send --url "$(url_of "$fmt")" --format "$fmt" --requests "$STEP_REQUESTS" --steps "$STEPS" \
           --connections "$c" --pid "$CPID" --seed 1 --cache "$W/cache" "${SHAPE[@]}" >"$W/round-$r.txt" || true

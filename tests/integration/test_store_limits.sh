@@ -38,4 +38,21 @@ assert_eq 3 "$(http_get_json "$ZIPKIN_URL/api/v2/trace/0000000000000029" newest 
 assert_eq 404 "$(http_status GET "$ZIPKIN_URL/api/v2/trace/000000000000000000000000000000aa")" "first (capped) trace evicted"
 n=$(http_get_json "$ZIPKIN_URL/api/v2/traces?serviceName=evict&limit=100" search | jq length)
 assert_eq $(( ${held%.*} / 3 )) "$n" "search sees only held traces"
+
+# store.preTouch: the store's memory is written at start (and said so); a bound it would put over
+# limits.memoryLimit is refused at start, with the reason, instead of answering 503 to every ingest
+plain_kib=$(awk '/VmRSS/ {print $2}' "/proc/$COLLECTOR_PID/status")
+stop_pid "$COLLECTOR_PID"
+start_collector --set store.preTouch=true --set store.maxBytes=64MiB
+grep -q 'pre-touched 64 MiB of span memory' "$COLLECTOR_LOG" || fail "no pre-touch line: $(cat "$COLLECTOR_LOG")"
+rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$COLLECTOR_PID/status")
+(( rss_kib >= 8192 )) || fail "collector resident ${rss_kib} KiB, below the pre-touched 64 MiB"
+assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' -d "$body")" "post with preTouch"
+assert_eq 3 "$(http_get_json "$ZIPKIN_URL/api/v2/trace/0000000000000029" pretouched | jq length)" "trace stored with preTouch"
+stop_pid "$COLLECTOR_PID"
+if "$OUTRIDER_BIN/outrider-collector" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 --set store.preTouch=true \
+    --set store.maxBytes=64MiB --set limits.memoryLimit=32MiB >"$T/bad.log" 2>&1; then
+    fail "collector started with a pre-touched store over limits.memoryLimit"
+fi
+grep -q 'store.preTouch.*limits.memoryLimit' "$T/bad.log" || fail "no reason given: $(cat "$T/bad.log")"
 echo "1 passed, 0 failed"

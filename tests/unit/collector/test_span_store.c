@@ -417,6 +417,57 @@ static void test_evict_max_bytes(void **state)
     span_store_destroy(st);
 }
 
+static long resident_bytes(void)
+{
+    long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld %ld", &size, &resident), 2);
+    fclose(f);
+    return resident * 4096;
+}
+
+/* store.preTouch: the span memory is resident once the store exists; the byte bound and eviction work as
+ * without it, past the pre-touched chunks too (fragmentation can ask for more than the bound). */
+static void test_pretouch(void **state)
+{
+    (void)state;
+    size_t bound = (size_t)6 << 20;
+    span_store_config_t cfg;
+    span_store_config_default(&cfg);
+    cfg.max_bytes = bound;
+    cfg.pretouch = 1;
+    long before = resident_bytes();
+    span_store_t *st = span_store_create(&cfg);
+    assert_non_null(st);
+    long grown = resident_bytes() - before;
+    assert_true(grown >= (long)bound);
+    char svc[16];
+    for (int i = 1; i <= 20000; i++) {
+        snprintf(svc, sizeof(svc), "svc-%d", i % 7);
+        insert_trace(st, (uint64_t)i, svc, i % 2 ? "op-a" : "op-b", 1 + i % 16, MS(i));
+    }
+    span_store_stats_t ss;
+    span_store_stats(st, &ss);
+    assert_true(ss.bytes <= bound);
+    assert_true(ss.evicted_traces > 2000);
+    assert_int_equal(ss.traces + ss.evicted_traces, 20000);
+    arena_t a;
+    arena_init(&a, 0);
+    span_query_t q = {0};
+    q.service_name = (str_t){"svc-6", 5};
+    q.end_ts_ms = T0_MS + 30000;
+    q.lookback_ms = 86400000;
+    q.limit = 1;
+    trace_result_t res;
+    assert_int_equal(span_store_get_traces(st, &q, &a, &res), 0);
+    assert_int_equal(res.n_traces, 1);
+    assert_int_equal(res.traces[0].spans[0].trace_id_low, 19998); /* the newest trace of svc-6 */
+    assert_int_equal(res.traces[0].n_spans, 1 + 19998 % 16);
+    arena_dispose(&a);
+    span_store_destroy(st);
+}
+
 /* Three traces for the query tests:
  *   A (T0+1000): frontend SERVER "get /" 5000µs [http.method=GET] -> CLIENT to backend -> backend SERVER
  *                "get /api" [http.status_code=500, annotation "retry"]
@@ -894,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_max_trace_spans),
         cmocka_unit_test(test_evict_max_spans),
         cmocka_unit_test(test_evict_max_bytes),
+        cmocka_unit_test(test_pretouch),
         cmocka_unit_test(test_query_params),
         cmocka_unit_test(test_query_all_services),
         cmocka_unit_test(test_query_parse_validate),
