@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kafka.h"
 #include "log.h"
 #include "metric_store.h"
 #include "span_store.h"
@@ -77,7 +78,8 @@ int collector_init(collector_t *c)
     static const char *const reserved[] = {"zipkin_collector_",          "outrider_store_",
                                            "outrider_metric_",           "outrider_collector_",
                                            "outrider_memory_",           "process_resident_memory_bytes",
-                                           "process_start_time_seconds", "http_server_requests_seconds"};
+                                           "process_start_time_seconds", "http_server_requests_seconds",
+                                           "outrider_kafka_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -94,11 +96,18 @@ int collector_init(collector_t *c)
         prom_histogram_vec_create("http_server_requests_seconds", "Latency of the collector's HTTP requests",
                                   latency_labels, 3, prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N, 1024);
     c->started_ms = collector_now_ms();
+    if (c->cfg.kafka_brokers != NULL && c->cfg.kafka_brokers[0] != '\0') {
+        c->kafka = kafka_start(&c->cfg);
+        if (c->kafka == NULL)
+            return -1;
+    }
     return 0;
 }
 
 void collector_dispose(collector_t *c)
 {
+    kafka_stop(c->kafka); /* first: flushes what ingest queued */
+    c->kafka = NULL;
     span_store_destroy(c->store);
     metric_store_destroy(c->metrics);
     prom_histogram_vec_destroy(c->http_latency);
@@ -182,6 +191,7 @@ void collector_render_metrics(collector_t *c, buf_t *b, int om)
     write_gauge_value(b, "process_start_time_seconds", "Start time of the process since unix epoch in seconds",
                       (double)c->started_ms / 1000.0, om);
     prom_histogram_vec_render(c->http_latency, b, om);
+    kafka_render_metrics(c->kafka, b, om);
 
     uint64_t now = collector_now_ms();
     metric_store_expire(c->metrics, now);

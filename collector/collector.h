@@ -21,6 +21,7 @@
 
 struct span_store;
 struct metric_store;
+struct kafka;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
@@ -45,6 +46,7 @@ typedef struct collector {
     collector_config_t cfg;
     struct span_store *store;
     struct metric_store *metrics;
+    struct kafka *kafka; /* NULL: Kafka off (kafka.brokers empty) */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */

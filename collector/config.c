@@ -8,6 +8,9 @@
 
 #define F(field) offsetof(collector_config_t, field)
 
+/* rows leave out the trailing fields they do not use (choices) */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 const setting_t collector_settings[] = {
     {"zipkin.listen", SETTING_HOSTPORT, F(zipkin_listen), "0.0.0.0:9411", 0, 0,
      "Zipkin API (/api/v2), Zipkin UI paths (/zipkin), /metrics, /health; port 0 picks a free port"},
@@ -53,6 +56,29 @@ const setting_t collector_settings[] = {
      "a lingering connection closes sooner when nothing arrives for this long"},
     {"limits.lingerBytes", SETTING_BYTES, F(linger_bytes), "64MiB", 1, 0,
      "a lingering connection closes after reading this much"},
+    {"kafka.brokers", SETTING_STRING, F(kafka_brokers), "", 0, 0,
+     "Kafka bootstrap brokers, comma-separated HOST:PORT; empty turns Kafka off"},
+    {"kafka.spans.topic", SETTING_STRING, F(kafka_spans_topic), "zipkin", 0, 0,
+     "topic of the spans, one message per trace keyed by trace id"},
+    {"kafka.spans.encoding", SETTING_STRING, F(kafka_spans_encoding), "json", 0, 0,
+     "json (a Zipkin v2 span list, as Zipkin's Kafka collector reads), proto3 (Zipkin's ListOfSpans) or otlp "
+     "(ExportTraceServiceRequest, as the OpenTelemetry Collector's Kafka receiver reads with otlp_proto)",
+     "json|proto3|otlp"},
+    {"kafka.logs.topic", SETTING_STRING, F(kafka_logs_topic), "outrider-access-logs", 0, 0,
+     "topic of the access logs (and other OTLP log records)"},
+    {"kafka.logs.encoding", SETTING_STRING, F(kafka_logs_encoding), "json", 0, 0,
+     "json (one object per record) or otlp (one ExportLogsServiceRequest per ingest request)", "json|otlp"},
+    {"kafka.producer", SETTING_MAP, F(kafka_producer), "compression.type=zstd,acks=all,enable.idempotence=true", 0, 0,
+     "librdkafka producer properties, passed through (kafka.producer.linger.ms=5; TLS and SASL too); a key set "
+     "replaces its default"},
+    {"kafka.queue.maxBytes", SETTING_BYTES, F(kafka_queue_max_bytes), "256MiB", 1024 * 1024, 0,
+     "bytes the producer queue holds while brokers are slow or away; messages past it are dropped and counted"},
+    {"kafka.queue.maxMessages", SETTING_UINT, F(kafka_queue_max_messages), "1000000", 1, 10000000,
+     "messages the producer queue holds; past it they are dropped and counted"},
+    {"kafka.drainTimeout", SETTING_DURATION, F(kafka_drain_timeout_ms), "10s", 0, 0,
+     "on shutdown, how long queued messages may take to be sent; the rest is counted as failed and logged"},
+    {"kafka.unhealthyAfter", SETTING_DURATION, F(kafka_unhealthy_after_ms), "30s", 0, 0,
+     "/health shows Kafka DOWN once no broker has been reachable this long"},
     {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,
      "OTLP metric series not updated for this long stop being exported"},
     {"metrics.maxSeries", SETTING_UINT, F(max_metric_series), "200000", 1, 0,

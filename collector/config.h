@@ -21,6 +21,16 @@ typedef struct collector_config {
     uint64_t max_trace_spans; /* spans kept per trace */
     int strict_trace_id;
     int store_pretouch;
+    char *kafka_brokers; /* empty: Kafka off */
+    char *kafka_spans_topic;
+    char *kafka_spans_encoding; /* json, proto3, otlp */
+    char *kafka_logs_topic;
+    char *kafka_logs_encoding; /* json, otlp */
+    setting_list_t kafka_producer; /* librdkafka properties, "key=value" */
+    uint64_t kafka_queue_max_bytes;
+    uint64_t kafka_queue_max_messages;
+    uint64_t kafka_drain_timeout_ms;
+    uint64_t kafka_unhealthy_after_ms;
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
     uint64_t max_body_bytes;      /* compressed request body */

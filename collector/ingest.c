@@ -23,7 +23,9 @@
 #include "arena.h"
 #include "collector.h"
 #include "compress.h"
+#include "kafka.h"
 #include "log.h"
+#include "xalloc.h"
 #include "metric_store.h"
 #include "otlp.h"
 #include "span_store.h"
@@ -37,6 +39,15 @@ static _Thread_local span_vec_t tl_spans;
 static _Thread_local buf_t tl_decoded; /* decompressed body, reused across requests */
 static _Thread_local arena_t tl_arena;
 static _Thread_local int tl_arena_ready;
+static _Thread_local kafka_scratch_t tl_kafka; /* message keys and values */
+
+/* JSON log records, gathered for Kafka: what they point to lives in the request arena. */
+typedef struct log_vec {
+    otlp_log_t *items;
+    size_t n, cap;
+} log_vec_t;
+
+static _Thread_local log_vec_t tl_logs;
 
 static pthread_key_t tl_key;
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
@@ -48,6 +59,10 @@ static void thread_buffers_free(void *unused)
     arena_dispose(&tl_arena);
     buf_dispose(&tl_decoded);
     span_vec_dispose(&tl_spans);
+    buf_dispose(&tl_kafka.key);
+    buf_dispose(&tl_kafka.value);
+    free(tl_logs.items);
+    tl_logs = (log_vec_t){0};
     tl_arena_ready = 0;
 }
 
@@ -82,6 +97,13 @@ static void request_done(void)
     tl_spans.n = 0;
     if (tl_spans.cap > 65536)
         span_vec_dispose(&tl_spans);
+    if (tl_kafka.value.cap > ARENA_KEEP_BYTES)
+        buf_dispose(&tl_kafka.value);
+    tl_logs.n = 0;
+    if (tl_logs.cap > 65536) {
+        free(tl_logs.items);
+        tl_logs = (log_vec_t){0};
+    }
 }
 
 static void set_retry_after(collector_t *c, http_response_t *resp)
@@ -195,6 +217,7 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
         goto done;
     }
     int kept = span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+    kafka_publish_spans(c->kafka, tl_spans.items, tl_spans.n, a, &tl_kafka);
     kept = kept < 0 ? 0 : kept;
     prom_counter_add(&ts->spans, (uint64_t)kept);
     prom_counter_add(&ts->spans_dropped, res.rejected + (tl_spans.n - (size_t)kept));
@@ -314,6 +337,7 @@ static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int js
     }
     if (rc == 0) {
         int kept = span_store_insert(c->store, spans, n, collector_now_us());
+        kafka_publish_spans(c->kafka, spans, n, a, &tl_kafka);
         size_t dropped = n - (size_t)(kept < 0 ? 0 : kept);
         if (dropped > 0) {
             /* spans past store.maxSpansPerTrace: part of the partial success */
@@ -383,26 +407,40 @@ void ingest_otlp_metrics(collector_t *c, const http_request_t *req, http_respons
 
 static int log_sink(void *ctx, const otlp_log_t *log)
 {
-    (void)ctx;
-    (void)log;
+    log_vec_t *v = ctx;
+    if (v == NULL)
+        return 0;
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 64;
+        v->items = xrealloc(v->items, v->cap * sizeof(*v->items));
+    }
+    v->items[v->n++] = *log;
     return 0;
 }
 
 /*
- * Log records are validated and counted (docs/decisions.md); forwarding them
- * comes with the Kafka exporter. A protobuf body, the proxies' access logs,
- * is read straight into one array of records (otlp_direct_logs) whose
- * strings point into the body, which lives until request_done.
+ * Log records are validated, counted and, with Kafka on, published
+ * (kafka.logs.topic). A protobuf body, the proxies' access logs, is read
+ * straight into one array of records (otlp_direct_logs) whose strings point
+ * into the body, which lives until request_done.
  */
 static int decode_logs(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim, arena_t *a,
                        otlp_result_t *res)
 {
-    (void)c;
-    if (json)
-        return otlp_logs_decode_json(body, len, lim, a, log_sink, NULL, res);
     const otlp_log_t *logs;
     size_t n;
-    return otlp_logs_decode_proto_records(body, len, lim, a, &logs, &n, res);
+    int rc;
+    if (json) {
+        tl_logs.n = 0;
+        rc = otlp_logs_decode_json(body, len, lim, a, log_sink, c->kafka ? &tl_logs : NULL, res);
+        logs = tl_logs.items;
+        n = tl_logs.n;
+    } else {
+        rc = otlp_logs_decode_proto_records(body, len, lim, a, &logs, &n, res);
+    }
+    if (rc == 0)
+        kafka_publish_logs(c->kafka, logs, n, &tl_kafka);
+    return rc;
 }
 
 void ingest_otlp_logs(collector_t *c, const http_request_t *req, http_response_t *resp)

@@ -56,6 +56,21 @@ static const setting_t *find(const setting_t *table, size_t n, const char *name)
     return NULL;
 }
 
+/* The map setting whose name is a proper prefix of name at a dot ("kafka.producer" for
+ * "kafka.producer.acks"), with *key set to the rest. */
+static const setting_t *find_map(const setting_t *table, size_t n, const char *name, const char **key)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(table[i].name);
+        if (table[i].type == SETTING_MAP && strncmp(table[i].name, name, len) == 0 && name[len] == '.' &&
+            name[len + 1] != '\0') {
+            *key = name + len + 1;
+            return &table[i];
+        }
+    }
+    return NULL;
+}
+
 static int is_prefix_of_any(const setting_t *table, size_t n, const char *prefix)
 {
     size_t len = strlen(prefix);
@@ -142,6 +157,50 @@ static void list_add(setting_list_t *l, const char *s, size_t len)
     l->n++;
 }
 
+/* Set key to value in the map l, replacing an earlier value of key. */
+static void map_put(setting_list_t *l, const char *key, size_t key_len, const char *value)
+{
+    buf_t b = BUF_INIT;
+    buf_append(&b, key, key_len);
+    buf_append(&b, "=", 1);
+    buf_append(&b, value, strlen(value));
+    for (size_t i = 0; i < l->n; i++) {
+        if (strncmp(l->items[i], key, key_len) == 0 && l->items[i][key_len] == '=') {
+            free(l->items[i]);
+            l->items[i] = strndup(b.data, b.len);
+            if (l->items[i] == NULL)
+                log_fatal("out of memory");
+            buf_dispose(&b);
+            return;
+        }
+    }
+    list_add(l, b.data, b.len);
+    buf_dispose(&b);
+}
+
+static int is_choice(const char *choices, const char *value)
+{
+    size_t n = strlen(value);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0)
+            return 1;
+        p += len + (bar ? 1 : 0);
+    }
+    return 0;
+}
+
+/* "expected one of a, b, c" for choices "a|b|c" (a static buffer: messages are reported one at a time). */
+static const char *choices_reason(const char *choices)
+{
+    static _Thread_local char why[256];
+    size_t k = (size_t)snprintf(why, sizeof(why), "expected one of ");
+    for (const char *p = choices; *p && k < sizeof(why) - 1; p++)
+        k += (size_t)snprintf(why + k, sizeof(why) - k, *p == '|' ? ", " : "%c", *p);
+    return why;
+}
+
 /* Apply a scalar value; returns NULL on success or a static reason. */
 static const char *apply(const setting_t *s, void *cfg, const char *value)
 {
@@ -156,6 +215,8 @@ static const char *apply(const setting_t *s, void *cfg, const char *value)
     }
         /* fall through */
     case SETTING_STRING: {
+        if (s->choices != NULL && !is_choice(s->choices, value))
+            return choices_reason(s->choices);
         char **p = (char **)field;
         free(*p);
         *p = strdup(value);
@@ -201,6 +262,27 @@ static const char *apply(const setting_t *s, void *cfg, const char *value)
         }
         return NULL;
     }
+    case SETTING_MAP: {
+        setting_list_t *l = (setting_list_t *)field;
+        list_free(l);
+        const char *p = value;
+        while (*p) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            const char *eq = memchr(p, '=', len);
+            if (len > 0 && (eq == NULL || eq == p))
+                return "expected comma-separated key=value pairs";
+            if (len > 0) {
+                char *val = strndup(eq + 1, (size_t)(p + len - eq - 1));
+                if (val == NULL)
+                    log_fatal("out of memory");
+                map_put(l, p, (size_t)(eq - p), val);
+                free(val);
+            }
+            p += len + (comma ? 1 : 0);
+        }
+        return NULL;
+    }
     }
     if (v < s->min || (s->max != 0 && v > s->max))
         return "value out of range";
@@ -224,7 +306,7 @@ void settings_dispose(const setting_t *table, size_t n, void *cfg)
         if (table[i].type == SETTING_STRING || table[i].type == SETTING_HOSTPORT) {
             free(*(char **)field);
             *(char **)field = NULL;
-        } else if (table[i].type == SETTING_LIST) {
+        } else if (table[i].type == SETTING_LIST || table[i].type == SETTING_MAP) {
             list_free((setting_list_t *)field);
         }
     }
@@ -235,6 +317,11 @@ int settings_set(const setting_t *table, size_t n, void *cfg, const char *name, 
 {
     loader_t l = {table, n, cfg, NULL, err, ctx, 0};
     const setting_t *s = find(table, n, name);
+    const char *key = NULL;
+    if (s == NULL && (s = find_map(table, n, name, &key)) != NULL) {
+        map_put((setting_list_t *)((char *)cfg + s->offset), key, strlen(key), value);
+        return 0;
+    }
     if (s == NULL) {
         report(&l, 0, 0, name, "unknown setting");
         return -1;
@@ -279,6 +366,30 @@ static void load_value(loader_t *l, const setting_t *s, const yaml_node_t *value
         report(l, value->line, value->col, s->name, "%s (got \"%s\")", why, value->str);
 }
 
+/* Put the scalars of a YAML mapping under a map setting, nested keys joined with dots. */
+static void load_map_entries(loader_t *l, const setting_t *s, const yaml_node_t *map, const char *key_prefix)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        const yaml_node_t *key = map->items[2 * i];
+        const yaml_node_t *value = map->items[2 * i + 1];
+        if (key->kind != YAML_SCALAR) {
+            report(l, key->line, key->col, s->name, "keys must be strings");
+            continue;
+        }
+        buf_t k = BUF_INIT;
+        if (*key_prefix)
+            buf_printf(&k, "%s.", key_prefix);
+        buf_append(&k, key->str, key->len);
+        if (value->kind == YAML_MAP)
+            load_map_entries(l, s, value, k.data);
+        else if (value->kind != YAML_SCALAR || value->is_null)
+            report(l, value->line, value->col, s->name, "%s: expected a scalar value", k.data);
+        else
+            map_put((setting_list_t *)((char *)l->cfg + s->offset), k.data, k.len, value->str);
+        buf_dispose(&k);
+    }
+}
+
 static void load_mapping(loader_t *l, const yaml_node_t *map, const char *prefix)
 {
     for (size_t i = 0; i < map->n; i++) {
@@ -293,8 +404,18 @@ static void load_mapping(loader_t *l, const yaml_node_t *map, const char *prefix
             buf_printf(&path, "%s.", prefix);
         buf_append(&path, key->str, key->len);
         const setting_t *s = find(l->table, l->n, path.data);
-        if (s != NULL) {
+        const char *mkey = NULL;
+        if (s != NULL && s->type == SETTING_MAP && value->kind == YAML_MAP) {
+            load_map_entries(l, s, value, ""); /* adds to the defaults, key by key */
+        } else if (s != NULL) {
             load_value(l, s, value);
+        } else if ((s = find_map(l->table, l->n, path.data, &mkey)) != NULL) {
+            if (value->kind == YAML_MAP)
+                load_map_entries(l, s, value, mkey);
+            else if (value->kind != YAML_SCALAR || value->is_null)
+                report(l, value->line, value->col, path.data, "expected a scalar value");
+            else
+                map_put((setting_list_t *)((char *)l->cfg + s->offset), mkey, strlen(mkey), value->str);
         } else if (is_prefix_of_any(l->table, l->n, path.data)) {
             if (value->kind == YAML_MAP)
                 load_mapping(l, value, path.data);
@@ -401,6 +522,7 @@ static const char *type_name(enum setting_type t)
     case SETTING_BOOL: return "bool";
     case SETTING_LIST: return "list";
     case SETTING_HOSTPORT: return "host:port";
+    case SETTING_MAP: return "map";
     }
     return "?";
 }

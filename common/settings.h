@@ -24,6 +24,9 @@ enum setting_type {
     SETTING_BOOL,     /* int */
     SETTING_LIST,     /* setting_list_t: list of strings */
     SETTING_HOSTPORT, /* char *, validated as HOST:PORT (port 0..65535; [v6]:port allowed) */
+    SETTING_MAP,      /* setting_list_t of "key=value" items, open-ended keys: "NAME.key" (flag, YAML path; a key may
+                         hold dots) sets one, a later value of the same key replaces it; the default and a value
+                         for NAME itself are comma-separated key=value pairs, and replace all */
 };
 
 typedef struct setting_list {
@@ -38,6 +41,7 @@ typedef struct setting {
     const char *def;   /* default as text, parsed like user input; NULL = empty */
     uint64_t min, max; /* bounds for numeric types (inclusive); max 0 = unbounded */
     const char *help;
+    const char *choices; /* SETTING_STRING: NULL, or the accepted values separated by '|' ("json|otlp") */
 } setting_t;
 
 /* Receives one error message "file:line:col: path: reason" (file part absent for flags). */

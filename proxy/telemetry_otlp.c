@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "pbwrite.h"
 #include "xalloc.h"
 
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
@@ -635,134 +636,7 @@ static void pack_into(const ProtobufCMessage *m, buf_t *out)
 #define RSTR(rec, strings, i) ((strings) + (rec)->off[i])
 
 /* ------------------------------------------------------------------ */
-/* direct protobuf wire writing                                        */
-/*
- * The span and log encoders write the wire format straight into the output buffer
- * instead of building protobuf-c structs: fields are written in field
- * number order, proto3 defaults are left out exactly as protobuf-c packing
- * leaves them out, and string fields stop at the first NUL like the
- * C strings protobuf-c packs. Small leaf messages (key/values) get their
- * length computed first; enclosing messages reserve a PB_SLOT-byte length
- * and back-patch it as a non-minimal varint, which every parser accepts.
- */
-
-enum { PB_VARINT = 0, PB_I64 = 1, PB_LEN = 2, PB_I32 = 5 };
-#define PB_SLOT 5 /* bytes of a back-patched length: 35 bits */
-
-static size_t pb_varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-/* Caller has reserved 10 bytes. */
-static inline void pb_put_varint(buf_t *b, uint64_t v)
-{
-    uint8_t *p = (uint8_t *)b->data + b->len;
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    b->len = (size_t)((char *)p - b->data);
-}
-
-static void pb_varint(buf_t *b, uint32_t field, uint64_t v)
-{
-    buf_reserve(b, 20);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_VARINT);
-    pb_put_varint(b, v);
-    b->data[b->len] = '\0';
-}
-
-static void pb_fixed(buf_t *b, uint32_t field, uint64_t v, size_t width)
-{
-    buf_reserve(b, 18);
-    pb_put_varint(b, (uint64_t)field << 3 | (width == 8 ? PB_I64 : PB_I32));
-    for (size_t i = 0; i < width; i++)
-        b->data[b->len++] = (char)(uint8_t)(v >> (8 * i));
-    b->data[b->len] = '\0';
-}
-
-static void pb_bytes(buf_t *b, uint32_t field, const void *p, size_t n)
-{
-    buf_reserve(b, 20 + n);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
-    pb_put_varint(b, n);
-    buf_append(b, p, n);
-}
-
-/* Open a length-delimited field; returns where its length slot is, for pb_close. */
-static size_t pb_open(buf_t *b, uint32_t field)
-{
-    buf_reserve(b, 10 + PB_SLOT);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
-    size_t at = b->len;
-    b->len += PB_SLOT;
-    b->data[b->len] = '\0';
-    return at;
-}
-
-static void pb_close(buf_t *b, size_t at)
-{
-    uint64_t n = b->len - at - PB_SLOT;
-    if (n >> (7 * PB_SLOT))
-        log_fatal("telemetry: export message too large (%llu bytes)", (unsigned long long)n);
-    uint8_t *p = (uint8_t *)b->data + at;
-    for (int i = 0; i < PB_SLOT - 1; i++)
-        p[i] = (uint8_t)((n >> (7 * i)) & 0x7f) | 0x80;
-    p[PB_SLOT - 1] = (uint8_t)(n >> (7 * (PB_SLOT - 1)));
-}
-
-/* KeyValue{key, AnyValue{string_value}} as field `field`; nothing when val is NULL or empty (as kvl_str). */
-static void pb_kv_str(buf_t *b, uint32_t field, const char *key, size_t klen, const char *val, size_t vmax)
-{
-    if (val == NULL || val[0] == '\0')
-        return;
-    size_t vlen = strnlen(val, vmax);
-    size_t any = 1 + pb_varint_size(vlen) + vlen;
-    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
-    buf_reserve(b, 10 + 1 + kv);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
-    pb_put_varint(b, kv);
-    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
-    pb_put_varint(b, klen);
-    memcpy(b->data + b->len, key, klen);
-    b->len += klen;
-    b->data[b->len++] = (char)(2 << 3 | PB_LEN);
-    pb_put_varint(b, any);
-    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
-    pb_put_varint(b, vlen);
-    memcpy(b->data + b->len, val, vlen);
-    b->len += vlen;
-    b->data[b->len] = '\0';
-}
-
-/* KeyValue{key, AnyValue{int_value}} as field `field` (written even when 0: the oneof case is set). */
-static void pb_kv_int(buf_t *b, uint32_t field, const char *key, size_t klen, int64_t val)
-{
-    size_t any = 1 + pb_varint_size((uint64_t)val);
-    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
-    buf_reserve(b, 10 + 1 + kv);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
-    pb_put_varint(b, kv);
-    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
-    pb_put_varint(b, klen);
-    memcpy(b->data + b->len, key, klen);
-    b->len += klen;
-    b->data[b->len++] = (char)(2 << 3 | PB_LEN);
-    pb_put_varint(b, any);
-    b->data[b->len++] = (char)(3 << 3 | PB_VARINT);
-    pb_put_varint(b, (uint64_t)val);
-    b->data[b->len] = '\0';
-}
-
-#define KV_STR(b, f, key, val, max) pb_kv_str(b, f, key, sizeof(key) - 1, val, max)
-#define KV_INT(b, f, key, val) pb_kv_int(b, f, key, sizeof(key) - 1, val)
+/* direct protobuf wire writing (pbwrite.h)                            */
 
 /* Resource{attributes} as field `field`: the same attributes as make_resource. */
 static void pb_resource(buf_t *b, uint32_t field, const tele_resource_t *res)

@@ -11,6 +11,7 @@ PKGS=(
   libhttp-parser-dev libssl-dev libutf8proc-dev
   # tests: real peers and tools
   curl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
+  protobuf-compiler         # protoc --decode: the Kafka tests read the proto3 and OTLP messages with it
   openjdk-17-jdk-headless   # tests/compat/test_java_text.sh: Java's lowercasing, as a Zipkin server's
 )
 missing=()

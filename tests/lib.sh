@@ -428,3 +428,63 @@ check_lingering() {
     wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
         fail "lingering connections not closed after their clients: $(held_sockets "$pid" "$port") held"
 }
+
+# start_kafka_mock [--brokers N] [--topic NAME:PARTITIONS]...: librdkafka's mock
+# cluster (tests/tools/kafka_mock.c: the real Kafka protocol on loopback, 3
+# brokers by default); exports KAFKA_BOOTSTRAP (HOST:PORT,...). kafka_mock_cmd
+# "down 2" / "up 2" sets a broker down or up.
+start_kafka_mock() {
+    local bin=$OUTRIDER_BIN/kafka_mock
+    [[ -x $bin ]] || fail "no kafka_mock at $bin"
+    rm -f "$T/kafka.in"
+    mkfifo "$T/kafka.in"
+    "$bin" "$@" <"$T/kafka.in" >"$T/kafka.out" 2>"$T/kafka.err" &
+    KAFKA_MOCK_PID=$!
+    track_pid "$KAFKA_MOCK_PID"
+    exec {KAFKA_MOCK_FD}>"$T/kafka.in"
+    wait_until -n 400 grep -q '^bootstrap ' "$T/kafka.out" || fail "mock cluster did not start: $(cat "$T/kafka.err")"
+    KAFKA_BOOTSTRAP=$(awk '/^bootstrap / {print $2; exit}' "$T/kafka.out")
+    export KAFKA_BOOTSTRAP
+    note "kafka mock cluster pid $KAFKA_MOCK_PID: $KAFKA_BOOTSTRAP"
+}
+
+kafka_mock_cmd() {
+    local before
+    before=$(grep -cE '^(ok|error)' "$T/kafka.out" || true)
+    echo "$1" >&"$KAFKA_MOCK_FD"
+    wait_until -n 400 test "$(grep -cE '^(ok|error)' "$T/kafka.out")" -gt "$before" ||
+        fail "kafka mock did not answer '$1'"
+    [[ $(grep -E '^(ok|error)' "$T/kafka.out" | tail -n1) == ok ]] ||
+        fail "kafka mock: $1: $(tail -n1 "$T/kafka.out")"
+}
+
+# kafka_read TOPIC DIR: every message now in TOPIC, read with kcat from the
+# beginning of each partition, into DIR/N.value (the bytes) and DIR/N.key, in
+# the order kcat gives; DIR/index has "N PARTITION OFFSET KEY" lines. Prints N.
+kafka_read() {
+    local topic=$1 dir=$2
+    mkdir -p "$dir"
+    kcat -C -b "$KAFKA_BOOTSTRAP" -t "$topic" -o beginning -e -q -f '%p %o %k\n' >"$dir/index.txt" 2>"$T/kcat.err" ||
+        fail "kcat: $(cat "$T/kcat.err")"
+    kcat -C -b "$KAFKA_BOOTSTRAP" -t "$topic" -o beginning -e -q -f '%p %o %R%s' >"$dir/values.bin" 2>"$T/kcat.err" ||
+        fail "kcat: $(cat "$T/kcat.err")"
+    python3 - "$dir" <<'PY'
+import struct, sys
+d = sys.argv[1]
+data = open(d + "/values.bin", "rb").read()
+index = [l.split(" ", 2) for l in open(d + "/index.txt").read().splitlines()]
+vals, i = {}, 0
+while i < len(data):  # "P O " then a 4-byte big-endian length, then the value
+    sp1 = data.index(b" ", i); sp2 = data.index(b" ", sp1 + 1)
+    part, off = data[i:sp1].decode(), data[sp1 + 1:sp2].decode()
+    (n,) = struct.unpack(">I", data[sp2 + 1:sp2 + 5])
+    vals[(part, off)] = data[sp2 + 5:sp2 + 5 + n]
+    i = sp2 + 5 + n
+with open(d + "/index", "w") as out:
+    for k, (part, off, key) in enumerate(index):
+        open("%s/%d.value" % (d, k), "wb").write(vals[(part, off)])
+        open("%s/%d.key" % (d, k), "w").write(key)
+        out.write("%d %s %s %s\n" % (k, part, off, key))
+print(len(index))
+PY
+}

@@ -17,7 +17,11 @@ typedef struct cfg {
     uint64_t timeout_ms;
     int flag;
     setting_list_t keys;
+    char *enc;
+    setting_list_t props;
 } cfg_t;
+
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 static const setting_t table[] = {
     {"server.listen", SETTING_HOSTPORT, offsetof(cfg_t, listen), "0.0.0.0:9411", 0, 0, "listen"},
@@ -26,6 +30,8 @@ static const setting_t table[] = {
     {"timeout", SETTING_DURATION, offsetof(cfg_t, timeout_ms), "5s", 0, 0, "timeout"},
     {"flag", SETTING_BOOL, offsetof(cfg_t, flag), "false", 0, 0, "flag"},
     {"keys", SETTING_LIST, offsetof(cfg_t, keys), "a,b", 0, 0, "keys"},
+    {"out.encoding", SETTING_STRING, offsetof(cfg_t, enc), "json", 0, 0, "encoding", "json|proto3|otlp"},
+    {"out.producer", SETTING_MAP, offsetof(cfg_t, props), "acks=all,compression.type=zstd", 0, 0, "props"},
 };
 #define N (sizeof(table) / sizeof(table[0]))
 
@@ -150,6 +156,69 @@ static void test_flags_and_hostport(void **state)
     settings_dispose(table, N, &c);
 }
 
+static const char *prop(const cfg_t *c, const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < c->props.n; i++)
+        if (strncmp(c->props.items[i], key, n) == 0 && c->props.items[i][n] == '=')
+            return c->props.items[i] + n + 1;
+    return NULL;
+}
+
+/* SETTING_STRING with choices: anything else is refused with the list, at its position */
+static void test_choices(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    assert_string_equal(c.enc, "json");
+    errs_t e = {0};
+    assert_int_equal(settings_set(table, N, &c, "out.encoding", "otlp", collect, &e), 0);
+    assert_string_equal(c.enc, "otlp");
+    assert_int_equal(settings_set(table, N, &c, "out.encoding", "proto", collect, &e), -1);
+    assert_non_null(strstr(e.msgs[0], "out.encoding: expected one of json, proto3, otlp (got \"proto\")"));
+    assert_string_equal(c.enc, "otlp");
+    const char *y = "out:\n  encoding: xml\n";
+    e.n = 0;
+    assert_int_equal(settings_load_yaml_string(table, N, &c, "o.yaml", y, strlen(y), collect, &e), 1);
+    assert_non_null(strstr(e.msgs[0], "o.yaml:2:13: out.encoding: expected one of json, proto3, otlp"));
+    settings_dispose(table, N, &c);
+}
+
+/* SETTING_MAP: open-ended keys under its name, from flags and YAML (flat or nested), over the defaults */
+static void test_map(void **state)
+{
+    (void)state;
+    cfg_t c = {0};
+    settings_defaults(table, N, &c);
+    assert_int_equal(c.props.n, 2);
+    assert_string_equal(prop(&c, "acks"), "all");
+    errs_t e = {0};
+    assert_int_equal(settings_set(table, N, &c, "out.producer.linger.ms", "5", collect, &e), 0);
+    assert_int_equal(settings_set(table, N, &c, "out.producer.acks", "1", collect, &e), 0);
+    assert_int_equal(c.props.n, 3);
+    assert_string_equal(prop(&c, "linger.ms"), "5");
+    assert_string_equal(prop(&c, "acks"), "1");
+    const char *y = "out:\n  producer:\n    compression.type: lz4\n    sasl:\n      mechanism: PLAIN\n"
+                    "    batch.size: [1]\n";
+    assert_int_equal(settings_load_yaml_string(table, N, &c, "p.yaml", y, strlen(y), collect, &e), 1);
+    assert_non_null(strstr(e.msgs[0], "p.yaml:6:"));
+    assert_non_null(strstr(e.msgs[0], "out.producer: batch.size: expected a scalar value"));
+    assert_string_equal(prop(&c, "compression.type"), "lz4");
+    assert_string_equal(prop(&c, "sasl.mechanism"), "PLAIN");
+    assert_string_equal(prop(&c, "linger.ms"), "5");
+    /* the whole map as text replaces it; a pair without '=' is refused */
+    assert_int_equal(settings_set(table, N, &c, "out.producer", "a=1,b=x=y", collect, &e), 0);
+    assert_int_equal(c.props.n, 2);
+    assert_string_equal(prop(&c, "b"), "x=y");
+    e.n = 0;
+    assert_int_equal(settings_set(table, N, &c, "out.producer", "novalue", collect, &e), -1);
+    assert_non_null(strstr(e.msgs[0], "expected comma-separated key=value pairs"));
+    /* a key under a non-map setting is still unknown */
+    assert_int_equal(settings_set(table, N, &c, "out.encoding.x", "1", collect, &e), -1);
+    settings_dispose(table, N, &c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +228,8 @@ int main(void)
         cmocka_unit_test(test_yaml_syntax_error),
         cmocka_unit_test(test_bad_directives_refused),
         cmocka_unit_test(test_flags_and_hostport),
+        cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,404 @@
+/*
+ * kafka: the collector's Kafka producer; see kafka.h.
+ */
+#include "kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kafka_enc.h"
+#include "log.h"
+#include "prom_text.h"
+#include "xalloc.h"
+
+enum { KT_SPANS = 0, KT_LOGS, KT_COUNT };
+enum { KR_QUEUED = 0, KR_DELIVERED, KR_FAILED, KR_DROPPED, KR_COUNT };
+
+static const char *const result_names[KR_COUNT] = {"queued", "delivered", "failed", "dropped"};
+
+typedef struct topic_stats {
+    prom_counter_t messages[KR_COUNT];
+    prom_counter_t records[KR_COUNT]; /* spans or log records */
+    prom_counter_t bytes[KR_COUNT];
+} topic_stats_t;
+
+struct kafka {
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *topic[KT_COUNT];
+    char *topic_name[KT_COUNT];
+    char *brokers;
+    enum kafka_span_encoding span_enc;
+    enum kafka_log_encoding log_enc;
+    topic_stats_t stats[KT_COUNT];
+    uint64_t drain_ms, unhealthy_ms;
+    pthread_t thread;
+    _Atomic int stop;
+    _Atomic uint64_t up_ms;         /* last time a broker was seen reachable (0 = never) */
+    _Atomic uint64_t down_since_ms; /* when brokers were first seen unreachable since the last up (0 = up) */
+    _Atomic uint64_t started_ms;
+    _Atomic uint64_t last_delivery_ms;
+    char last_error[256]; /* guarded by err_lock */
+    pthread_mutex_t err_lock;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A message's opaque: its topic in the low byte, its record count above. */
+static void *msg_opaque(int topic, size_t records)
+{
+    return (void *)(uintptr_t)((uint64_t)records << 8 | (uint64_t)topic);
+}
+
+static void count(kafka_t *k, int topic, int result, size_t records, size_t bytes)
+{
+    topic_stats_t *s = &k->stats[topic];
+    prom_counter_add(&s->messages[result], 1);
+    prom_counter_add(&s->records[result], records);
+    prom_counter_add(&s->bytes[result], bytes);
+}
+
+static void set_error(kafka_t *k, const char *what)
+{
+    pthread_mutex_lock(&k->err_lock);
+    snprintf(k->last_error, sizeof(k->last_error), "%s", what);
+    pthread_mutex_unlock(&k->err_lock);
+}
+
+static void mark_up(kafka_t *k)
+{
+    atomic_store(&k->up_ms, mono_ms());
+    uint64_t was = atomic_exchange(&k->down_since_ms, 0);
+    if (was != 0)
+        log_info("kafka: brokers %s reachable again", k->brokers);
+}
+
+static void mark_down(kafka_t *k)
+{
+    uint64_t zero = 0;
+    if (atomic_compare_exchange_strong(&k->down_since_ms, &zero, mono_ms()))
+        log_warn("kafka: no broker of %s is reachable; messages wait in the queue", k->brokers);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    kafka_t *k = opaque;
+    uint64_t o = (uint64_t)(uintptr_t)m->_private;
+    int topic = (int)(o & 0xff);
+    size_t records = (size_t)(o >> 8);
+    if (topic >= KT_COUNT)
+        return;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        count(k, topic, KR_DELIVERED, records, m->len);
+        atomic_store(&k->last_delivery_ms, mono_ms());
+        mark_up(k);
+    } else {
+        count(k, topic, KR_FAILED, records, m->len);
+        char why[256];
+        snprintf(why, sizeof(why), "delivery to %s failed: %s", k->topic_name[topic], rd_kafka_err2str(m->err));
+        set_error(k, why);
+    }
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    kafka_t *k = opaque;
+    set_error(k, reason);
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        mark_down(k);
+    else if (err == RD_KAFKA_RESP_ERR__FATAL)
+        log_error("kafka: fatal producer error: %s", reason);
+    else
+        log_debug("kafka: %s", reason);
+}
+
+/* librdkafka's own log lines: errors and warnings as warnings (a broker refusing connections, TLS or SASL
+ * trouble), the rest at debug. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 4)
+        log_warn("kafka: %s: %s", fac, buf);
+    else
+        log_debug("kafka: %s: %s", fac, buf);
+}
+
+/*
+ * Delivery reports and the brokers' reachability. With no recent delivery
+ * a metadata request (bounded at one second, at most every two) tells
+ * whether a broker answers.
+ */
+static void *kafka_main(void *arg)
+{
+    kafka_t *k = arg;
+    uint64_t last_probe = 0;
+    while (!atomic_load(&k->stop)) {
+        rd_kafka_poll(k->rk, 100);
+        uint64_t now = mono_ms();
+        if (now - atomic_load(&k->last_delivery_ms) < 2000 || now - last_probe < 2000)
+            continue;
+        last_probe = now;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 0, NULL, &md, 1000);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md != NULL && md->broker_cnt > 0) {
+            mark_up(k);
+        } else {
+            mark_down(k);
+            set_error(k, e == RD_KAFKA_RESP_ERR_NO_ERROR ? "no brokers in metadata" : rd_kafka_err2str(e));
+        }
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+    }
+    return NULL;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        log_error("kafka.producer.%s=%s: %s", key, value, err);
+        return -1;
+    }
+    return 0;
+}
+
+kafka_t *kafka_start(const collector_config_t *cfg)
+{
+    int se = kafka_span_encoding_parse(cfg->kafka_spans_encoding);
+    int le = kafka_log_encoding_parse(cfg->kafka_logs_encoding);
+    if (se < 0) {
+        log_error("kafka.spans.encoding: \"%s\" is not one of json, proto3, otlp", cfg->kafka_spans_encoding);
+        return NULL;
+    }
+    if (le < 0) {
+        log_error("kafka.logs.encoding: \"%s\" is not one of json, otlp", cfg->kafka_logs_encoding);
+        return NULL;
+    }
+    kafka_t *k = xcalloc(1, sizeof(*k));
+    k->span_enc = (enum kafka_span_encoding)se;
+    k->log_enc = (enum kafka_log_encoding)le;
+    k->drain_ms = cfg->kafka_drain_timeout_ms;
+    k->unhealthy_ms = cfg->kafka_unhealthy_after_ms;
+    k->brokers = xstrdup(cfg->kafka_brokers);
+    k->topic_name[KT_SPANS] = xstrdup(cfg->kafka_spans_topic);
+    k->topic_name[KT_LOGS] = xstrdup(cfg->kafka_logs_topic);
+    pthread_mutex_init(&k->err_lock, NULL);
+    atomic_store(&k->started_ms, mono_ms());
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char num[32];
+    int bad = conf_set(conf, "bootstrap.servers", cfg->kafka_brokers);
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)(cfg->kafka_queue_max_bytes / 1024u));
+    bad |= conf_set(conf, "queue.buffering.max.kbytes", num);
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)cfg->kafka_queue_max_messages);
+    bad |= conf_set(conf, "queue.buffering.max.messages", num);
+    bad |= conf_set(conf, "client.id", "outrider-collector");
+    for (size_t i = 0; i < cfg->kafka_producer.n; i++) { /* "key=value", validated by the settings loader */
+        char *kv = xstrdup(cfg->kafka_producer.items[i]);
+        char *eq = strchr(kv, '=');
+        if (eq != NULL) {
+            *eq = '\0';
+            bad |= conf_set(conf, kv, eq + 1);
+        }
+        free(kv);
+    }
+    if (bad) {
+        rd_kafka_conf_destroy(conf);
+        kafka_stop(k);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    char err[512];
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (k->rk == NULL) {
+        log_error("kafka: cannot create the producer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        kafka_stop(k);
+        return NULL;
+    }
+    for (int t = 0; t < KT_COUNT; t++)
+        k->topic[t] = rd_kafka_topic_new(k->rk, k->topic_name[t], NULL);
+    if (pthread_create(&k->thread, NULL, kafka_main, k) != 0)
+        log_fatal("kafka: cannot start its thread");
+    log_info("kafka: producing spans to %s (%s) and access logs to %s (%s) via %s", k->topic_name[KT_SPANS],
+             cfg->kafka_spans_encoding, k->topic_name[KT_LOGS], cfg->kafka_logs_encoding, k->brokers);
+    return k;
+}
+
+/* Hand one message to librdkafka (copied); counts it queued or dropped. */
+static void produce(kafka_t *k, int topic, const buf_t *key, const buf_t *value, size_t records)
+{
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->topic[topic]), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_KEY(key->len ? key->data : NULL, key->len),
+                          RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_OPAQUE(msg_opaque(topic, records)),
+                          RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        count(k, topic, KR_QUEUED, records, value->len);
+        return;
+    }
+    count(k, topic, KR_DROPPED, records, value->len);
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        char why[256];
+        snprintf(why, sizeof(why), "produce to %s: %s", k->topic_name[topic], rd_kafka_err2str(e));
+        set_error(k, why);
+    }
+}
+
+void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, kafka_scratch_t *sc)
+{
+    if (k == NULL || n == 0)
+        return;
+    span_t *sorted;
+    size_t *starts;
+    size_t traces = kafka_group_traces(spans, n, a, &sorted, &starts);
+    for (size_t t = 0; t < traces; t++) {
+        const span_t *s = sorted + starts[t];
+        size_t cnt = starts[t + 1] - starts[t];
+        sc->key.len = sc->value.len = 0;
+        kafka_enc_trace_key(s, &sc->key);
+        kafka_enc_spans(k->span_enc, s, cnt, &sc->value);
+        produce(k, KT_SPANS, &sc->key, &sc->value, cnt);
+    }
+}
+
+void kafka_publish_logs(kafka_t *k, const otlp_log_t *logs, size_t n, kafka_scratch_t *sc)
+{
+    if (k == NULL || n == 0)
+        return;
+    if (k->log_enc == KAFKA_LOGS_OTLP) {
+        sc->key.len = sc->value.len = 0;
+        kafka_enc_logs_otlp(logs, n, &sc->value);
+        produce(k, KT_LOGS, &sc->key, &sc->value, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sc->key.len = sc->value.len = 0;
+        if (logs[i].trace_id_high != 0 || logs[i].trace_id_low != 0) {
+            span_t s = {.trace_id_high = logs[i].trace_id_high, .trace_id_low = logs[i].trace_id_low};
+            kafka_enc_trace_key(&s, &sc->key);
+        }
+        kafka_enc_log_json(&logs[i], &sc->value);
+        produce(k, KT_LOGS, &sc->key, &sc->value, 1);
+    }
+}
+
+void kafka_stop(kafka_t *k)
+{
+    if (k == NULL)
+        return;
+    if (k->rk != NULL) {
+        atomic_store(&k->stop, 1);
+        pthread_join(k->thread, NULL);
+        int left = rd_kafka_outq_len(k->rk);
+        if (left > 0) {
+            log_info("kafka: flushing %d queued messages (up to %llu ms)", left, (unsigned long long)k->drain_ms);
+            rd_kafka_flush(k->rk, (int)(k->drain_ms > INT32_MAX ? INT32_MAX : k->drain_ms));
+        }
+        left = rd_kafka_outq_len(k->rk);
+        if (left > 0) {
+            uint64_t before[KT_COUNT];
+            for (int t = 0; t < KT_COUNT; t++)
+                before[t] = prom_counter_get(&k->stats[t].records[KR_FAILED]);
+            rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+            rd_kafka_flush(k->rk, 1000); /* serves the purged messages' delivery reports */
+            for (int t = 0; t < KT_COUNT; t++) {
+                uint64_t lost = prom_counter_get(&k->stats[t].records[KR_FAILED]) - before[t];
+                if (lost > 0)
+                    log_error("kafka: %llu %s not sent to %s within kafka.drainTimeout: lost",
+                              (unsigned long long)lost, t == KT_SPANS ? "spans" : "log records",
+                              k->topic_name[t]);
+            }
+        }
+        for (int t = 0; t < KT_COUNT; t++)
+            if (k->topic[t] != NULL)
+                rd_kafka_topic_destroy(k->topic[t]);
+        rd_kafka_destroy(k->rk);
+    }
+    for (int t = 0; t < KT_COUNT; t++)
+        free(k->topic_name[t]);
+    free(k->brokers);
+    pthread_mutex_destroy(&k->err_lock);
+    free(k);
+}
+
+static void write_topic_family(kafka_t *k, buf_t *b, const char *name, const char *help, size_t offset, int om)
+{
+    prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
+    for (int t = 0; t < KT_COUNT; t++) {
+        for (int r = 0; r < KR_COUNT; r++) {
+            metric_label_t l[2] = {
+                {STR_LIT("topic"), {k->topic_name[t], (uint32_t)strlen(k->topic_name[t])}},
+                {STR_LIT("result"), {result_names[r], (uint32_t)strlen(result_names[r])}},
+            };
+            const prom_counter_t *c = (const prom_counter_t *)((const char *)&k->stats[t] + offset) + r;
+            prom_write_counter(b, name, l, 2, c, om);
+        }
+    }
+}
+
+void kafka_render_metrics(kafka_t *k, buf_t *b, int om)
+{
+    if (k == NULL)
+        return;
+    write_topic_family(k, b, "outrider_kafka_messages",
+                       "Kafka messages by topic and result: queued (handed to the producer), then delivered, "
+                       "failed (delivery error or purged at shutdown) or dropped (producer queue full)",
+                       offsetof(topic_stats_t, messages), om);
+    write_topic_family(k, b, "outrider_kafka_records", "Spans or log records in those messages, by topic and result",
+                       offsetof(topic_stats_t, records), om);
+    write_topic_family(k, b, "outrider_kafka_bytes", "Message bytes (before compression) by topic and result",
+                       offsetof(topic_stats_t, bytes), om);
+    static const char qh[] = "Messages waiting in the producer queue or in flight";
+    prom_write_family_header(b, "outrider_kafka_queue_messages", PROM_GAUGE, qh, sizeof(qh) - 1, NULL, om);
+    prom_write_sample(b, "outrider_kafka_queue_messages", "", NULL, 0, NULL, NULL, (double)rd_kafka_outq_len(k->rk),
+                      NULL, om);
+    uint64_t down = atomic_load(&k->down_since_ms);
+    static const char uh[] = "1 when a Kafka broker answered lately, 0 while none is reachable";
+    prom_write_family_header(b, "outrider_kafka_up", PROM_GAUGE, uh, sizeof(uh) - 1, NULL, om);
+    prom_write_sample(b, "outrider_kafka_up", "", NULL, 0, NULL, NULL, down == 0 && atomic_load(&k->up_ms) ? 1 : 0,
+                      NULL, om);
+}
+
+int kafka_health(kafka_t *k, buf_t *b)
+{
+    if (k == NULL)
+        return 0;
+    uint64_t now = mono_ms();
+    uint64_t down = atomic_load(&k->down_since_ms);
+    uint64_t since = down ? down : (atomic_load(&k->up_ms) ? 0 : atomic_load(&k->started_ms));
+    int is_down = since != 0 && now - since >= k->unhealthy_ms;
+    buf_append_str(b, ",\"KafkaSender{bootstrapServers=");
+    buf_append_json_escaped(b, k->brokers, strlen(k->brokers));
+    buf_append_str(b, "}\":{\"status\":\"");
+    buf_append_str(b, is_down ? "DOWN" : "UP");
+    buf_append_char(b, '"');
+    if (is_down) {
+        char last[256];
+        pthread_mutex_lock(&k->err_lock);
+        snprintf(last, sizeof(last), "%s", k->last_error);
+        pthread_mutex_unlock(&k->err_lock);
+        buf_printf(b, ",\"details\":{\"error\":\"no broker reachable for %llu s", (unsigned long long)((now - since) / 1000u));
+        if (last[0] != '\0') {
+            buf_append_str(b, ": ");
+            buf_append_json_escaped(b, last, strlen(last));
+        }
+        buf_append_str(b, "\"}");
+    }
+    buf_append_char(b, '}');
+    return is_down;
+}
