@@ -10,11 +10,12 @@
 #include <unistd.h>
 
 #include "kafka.h"
+#include "kafka_consume.h"
 #include "log.h"
 #include "metric_store.h"
 #include "span_store.h"
 
-static const char *const transport_names[TRANSPORT_COUNT] = {"http", "otlp_http"};
+static const char *const transport_names[TRANSPORT_COUNT] = {"http", "otlp_http", "kafka"};
 
 uint64_t collector_now_ms(void)
 {
@@ -101,12 +102,19 @@ int collector_init(collector_t *c)
         if (c->kafka == NULL)
             return -1;
     }
+    if (c->cfg.kafka_consume_topics.n > 0) {
+        c->consumer = kafka_consumer_start(c);
+        if (c->consumer == NULL)
+            return -1;
+    }
     return 0;
 }
 
 void collector_dispose(collector_t *c)
 {
-    kafka_stop(c->kafka); /* first: flushes what ingest queued */
+    kafka_consumer_stop(c->consumer); /* first: nothing more goes into the store */
+    c->consumer = NULL;
+    kafka_stop(c->kafka); /* flushes what ingest queued */
     c->kafka = NULL;
     span_store_destroy(c->store);
     metric_store_destroy(c->metrics);

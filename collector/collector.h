@@ -22,10 +22,12 @@
 struct span_store;
 struct metric_store;
 struct kafka;
+struct kafka_consumer;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
     TRANSPORT_OTLP_HTTP,       /* POST /v1/...; transport="otlp_http" */
+    TRANSPORT_KAFKA,           /* consumed from kafka.consume.topics; transport="kafka" */
     TRANSPORT_COUNT,
 };
 
@@ -47,6 +49,7 @@ typedef struct collector {
     struct span_store *store;
     struct metric_store *metrics;
     struct kafka *kafka; /* NULL: Kafka off (kafka.brokers empty) */
+    struct kafka_consumer *consumer; /* NULL: kafka.consume.topics empty */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */
@@ -79,6 +82,16 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
 void ingest_otlp_traces(collector_t *c, const http_request_t *req, http_response_t *resp);
 void ingest_otlp_metrics(collector_t *c, const http_request_t *req, http_response_t *resp);
 void ingest_otlp_logs(collector_t *c, const http_request_t *req, http_response_t *resp);
+
+/*
+ * One message consumed from Kafka: a Zipkin span list (JSON, or proto3
+ * ListOfSpans told apart by its first bytes, as Zipkin's Kafka collector
+ * does) or, with otlp, an OTLP ExportTraceServiceRequest. Stores the spans
+ * (never publishes them again) and counts them under transport="kafka".
+ * Returns the spans kept, or -1 with the reason in why when the message
+ * cannot be decoded.
+ */
+int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp, char *why, size_t why_len);
 
 /*
  * Zipkin query API and UI paths (zipkin_api.c): path is relative to the

@@ -79,6 +79,16 @@ const setting_t collector_settings[] = {
      "on shutdown, how long queued messages may take to be sent; the rest is counted as failed and logged"},
     {"kafka.unhealthyAfter", SETTING_DURATION, F(kafka_unhealthy_after_ms), "30s", 0, 0,
      "/health shows Kafka DOWN once no broker has been reachable this long"},
+    {"kafka.consume.topics", SETTING_LIST, F(kafka_consume_topics), "", 0, 0,
+     "topics whose spans the collector reads into its store as a member of kafka.consume.group, as Zipkin's "
+     "Kafka collector does; empty: none"},
+    {"kafka.consume.group", SETTING_STRING, F(kafka_consume_group), "outrider-collector", 0, 0,
+     "consumer group of kafka.consume.topics: members share the partitions"},
+    {"kafka.consume.encoding", SETTING_STRING, F(kafka_consume_encoding), "json", 0, 0,
+     "json (Zipkin v2 JSON lists, or proto3 ListOfSpans told apart per message, as Zipkin reads them) or otlp "
+     "(ExportTraceServiceRequest)", "json|otlp"},
+    {"kafka.consumer", SETTING_MAP, F(kafka_consumer), "", 0, 0,
+     "librdkafka consumer properties, passed through (TLS, SASL, fetch sizes)"},
     {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,
      "OTLP metric series not updated for this long stop being exported"},
     {"metrics.maxSeries", SETTING_UINT, F(max_metric_series), "200000", 1, 0,

@@ -31,6 +31,10 @@ typedef struct collector_config {
     uint64_t kafka_queue_max_messages;
     uint64_t kafka_drain_timeout_ms;
     uint64_t kafka_unhealthy_after_ms;
+    setting_list_t kafka_consume_topics; /* empty: no consumer */
+    char *kafka_consume_group;
+    char *kafka_consume_encoding; /* json (Zipkin JSON or proto3), otlp */
+    setting_list_t kafka_consumer;    /* librdkafka consumer properties, "key=value" */
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
     uint64_t max_body_bytes;      /* compressed request body */

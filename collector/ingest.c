@@ -181,6 +181,16 @@ static int prepare_body(collector_t *c, collector_transport_stats_t *ts, const h
     return 0;
 }
 
+static void zipkin_limits_from(const collector_t *c, zipkin_limits_t *lim)
+{
+    *lim = (zipkin_limits_t){
+        .max_spans = (uint32_t)c->cfg.max_spans_per_request,
+        .max_tags = (uint32_t)c->cfg.max_tags_per_span,
+        .max_tag_value_len = (uint32_t)c->cfg.max_tag_value_bytes,
+        .max_depth = (uint32_t)c->cfg.max_json_depth,
+    };
+}
+
 void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp)
 {
     collector_transport_stats_t *ts = &c->transport[TRANSPORT_ZIPKIN_HTTP];
@@ -199,12 +209,8 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
     else
         proto = zipkin_sniff_proto((const uint8_t *)body, len); /* as Zipkin does for other types */
 
-    zipkin_limits_t lim = {
-        .max_spans = (uint32_t)c->cfg.max_spans_per_request,
-        .max_tags = (uint32_t)c->cfg.max_tags_per_span,
-        .max_tag_value_len = (uint32_t)c->cfg.max_tag_value_bytes,
-        .max_depth = (uint32_t)c->cfg.max_json_depth,
-    };
+    zipkin_limits_t lim;
+    zipkin_limits_from(c, &lim);
     arena_t *a = request_arena(c);
     zipkin_result_t res;
     memset(&res, 0, sizeof(res));
@@ -225,6 +231,59 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
     resp->content_type = NULL;
 done:
     request_done();
+}
+
+static void otlp_limits_from(const collector_t *c, otlp_limits_t *lim);
+
+int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp, char *why, size_t why_len)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_KAFKA];
+    prom_counter_add(&ts->messages, 1);
+    prom_counter_add(&ts->bytes, len);
+    arena_t *a = request_arena(c);
+    const span_t *spans = NULL;
+    size_t n = 0;
+    size_t rejected = 0;
+    int rc;
+    const char *err;
+    if (otlp) {
+        otlp_limits_t lim;
+        otlp_limits_from(c, &lim);
+        otlp_result_t res = {0};
+        tl_decoded.len = 0;
+        buf_append(&tl_decoded, data, len); /* the decoder may write into its input */
+        rc = otlp_traces_decode_proto_spans((uint8_t *)tl_decoded.data, len, &lim, a, &spans, &n, &res);
+        rejected = res.rejected;
+        snprintf(why, why_len, "%s", res.error);
+    } else {
+        zipkin_limits_t lim;
+        zipkin_limits_from(c, &lim);
+        zipkin_result_t res;
+        memset(&res, 0, sizeof(res));
+        /* as Zipkin's Kafka collector: a JSON list or a proto3 ListOfSpans, told apart by the first bytes */
+        rc = zipkin_sniff_proto(data, len) ? zipkin_proto_decode(data, len, a, &lim, span_vec_sink, &tl_spans, &res)
+                                           : zipkin_json_decode((const char *)data, len, a, &lim, span_vec_sink,
+                                                                &tl_spans, &res);
+        spans = tl_spans.items;
+        n = tl_spans.n;
+        rejected = res.rejected;
+        snprintf(why, why_len, "%s", res.error);
+    }
+    err = rc != 0 ? "cannot decode" : NULL;
+    if (rc != 0) {
+        prom_counter_add(&ts->messages_dropped, 1);
+        prom_counter_add(&ts->spans_dropped, n + rejected);
+        if (why[0] == '\0')
+            snprintf(why, why_len, "%s", err);
+        request_done();
+        return -1;
+    }
+    int kept = span_store_insert(c->store, spans, n, collector_now_us());
+    kept = kept < 0 ? 0 : kept;
+    prom_counter_add(&ts->spans, (uint64_t)kept);
+    prom_counter_add(&ts->spans_dropped, rejected + (n - (size_t)kept));
+    request_done();
+    return kept;
 }
 
 /* OTLP/HTTP: content type picks protobuf or JSON; answers in the same encoding. */

@@ -171,13 +171,6 @@ static void otlp_span(buf_t *b, const span_t *s)
     pb_close(b, at);
 }
 
-static void otlp_scope(buf_t *b, uint32_t field)
-{
-    size_t at = pb_open(b, field);
-    pb_bytes(b, 1, "outrider-collector", 18);
-    pb_close(b, at);
-}
-
 /* The spans of one trace: one ResourceSpans per local service, in order of first appearance. */
 static void otlp_trace(const span_t *spans, size_t n, buf_t *out)
 {
@@ -195,8 +188,7 @@ static void otlp_trace(const span_t *spans, size_t n, buf_t *out)
         if (svc.len > 0)
             KV(out, 1, "service.name", svc.ptr, svc.len);
         pb_close(out, res);
-        size_t ss = pb_open(out, 2); /* ResourceSpans.scope_spans */
-        otlp_scope(out, 1);
+        size_t ss = pb_open(out, 2); /* ResourceSpans.scope_spans, no scope: Zipkin spans carry none */
         for (size_t j = i; j < n; j++) {
             str_t sj = spans[j].has_local ? spans[j].local.service_name : STR_NULL;
             if (done[j] || !str_equal(sj, svc))

@@ -8,29 +8,39 @@
  * insert lands at a random place in the order. The sorted array this
  * replaced moved half of the list on every such insert: cost grew with the
  * number of stored traces, and at 1.5M stored spans the memmove was 55% of
- * the collector's CPU. Here insert, remove and lookup are O(log n) with a
- * fan-out of 63 (four levels hold 15M traces), and the work per operation
- * is a binary search in each node on the path plus a memmove within one
- * leaf of at most 63 entries.
+ * the collector's CPU. Here insert, remove and lookup are O(log n) with an
+ * inner fan-out of 63 (five levels hold 15M traces), and the work per
+ * operation is a binary search in each node on the path plus a memmove
+ * within one leaf of at most 15 entries.
+ *
+ * Why small leaves. Once the lists outgrow the last-level cache an insert
+ * misses on its leaf, and everything it touches there (the search, the
+ * memmove of the keys after it) is cache lines fetched from memory. A
+ * 15-key leaf is four lines of keys where a 63-key leaf was sixteen; the
+ * inner levels it adds stay cached. Measured with the collector at 9M
+ * stored spans (tests/bench/collector_fill_callgrind.sh): last-level read
+ * misses per span 2.70 -> 2.24, instructions per span about the same
+ * (docs/benchmarks.md).
  *
  * Layout. Leaves hold up to TL_LEAF keys (timestamp and pointer copied into
  * the leaf, so a search reads no trace) and are linked both ways, so a
  * query walks back from a timestamp without climbing the tree. Inner
  * nodes hold up to TL_FAN children and the smallest key of every child but
  * the first. A node other than the root keeps at least a quarter of its
- * capacity: a removal that goes below merges the node with a sibling when
- * both fit in one, and otherwise evens the two out, so memory stays within
- * four times the entries even after random removals (eviction removes the
- * oldest entries, which empties whole leaves at the left end).
+ * capacity (a leaf a third): a removal that goes below merges the node
+ * with a sibling when both fit in one, and otherwise evens the two out, so
+ * memory stays within four times the entries even after random removals
+ * (eviction removes the oldest entries, which empties whole leaves at the
+ * left end).
  */
 #include <string.h>
 
 #include "log.h"
 #include "span_store_internal.h"
 
-#define TL_LEAF 63
+#define TL_LEAF 15
 #define TL_FAN 63
-#define TL_LEAF_MIN (TL_LEAF / 4)
+#define TL_LEAF_MIN (TL_LEAF / 3) /* 5: a small leaf carries its header and links on few keys */
 #define TL_FAN_MIN (TL_FAN / 4)
 #define TL_DEPTH_MAX 16
 
@@ -41,7 +51,7 @@ typedef struct tl_key {
 
 /*
  * Keys are kept as two arrays, timestamps and pointers: a search reads the
- * timestamps (504 bytes, 8 cache lines, all asked for at once) and a
+ * timestamps (of a node's lines, all asked for at once) and a
  * pointer only where timestamps are equal.
  */
 struct tl_leaf {
