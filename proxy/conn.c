@@ -1905,7 +1905,9 @@ static void record(conn_t *c)
     r.start_unix_ns = c->start_unix_ns;
     r.duration_ns = uv_hrtime() - c->start_ns;
     r.method = c->rreq.method;
-    r.path = c->rreq.path;
+    r.path = c->rreq.path; /* with its query, as Envoy's %REQ(:PATH)% and http.url have it */
+    if (c->rreq.query.len > 0 && c->rreq.path.ptr + c->rreq.path.len + 1 == c->rreq.query.ptr)
+        r.path.len += 1 + c->rreq.query.len;
     r.authority = c->rreq.authority;
     r.user_agent = header_value(c, "user-agent");
     r.protocol = c->req_http11 ? (str_t){"HTTP/1.1", 8} : (str_t){"HTTP/1.0", 8};

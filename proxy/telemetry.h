@@ -153,7 +153,7 @@ typedef struct tele_request {
     uint64_t start_unix_ns;
     uint64_t duration_ns; /* first request byte to last response byte */
     /* access log and span */
-    str_t method, path, authority, user_agent, protocol; /* protocol "HTTP/1.1" */
+    str_t method, path, authority, user_agent, protocol; /* path with its query; protocol "HTTP/1.1" */
     str_t upstream_host;                                 /* endpoint "127.0.0.1:19081", empty when none */
     str_t upstream_cluster;                              /* cluster name */
     str_t downstream_peer;                               /* the client's address */

@@ -407,6 +407,8 @@ static const uint16_t ts_max[TS_COUNT] = {
     [TS_FLAGS] = 0,
     [TS_DEST_SERVICE] = TELE_STR_MAX,
     [TS_PEER_SERVICE] = TELE_STR_MAX,
+    [TS_PEER_WORKLOAD] = PEER_FIELD_MAX,
+    [TS_PEER_NAMESPACE] = PEER_FIELD_MAX,
     [TS_TRACESTATE] = TRACECTX_STATE_MAX,
 };
 
@@ -431,6 +433,10 @@ size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *h, str_t s[TS_COUNT
     if (peer_svc.len == 0 && r->reporter == TELE_SOURCE)
         peer_svc = either(r->destination_service_name, r->destination_app);
     s[TS_PEER_SERVICE] = peer_svc;
+    s[TS_PEER_WORKLOAD] = r->peer != NULL ? field(r->peer->workload) : STR_NULL;
+    s[TS_PEER_NAMESPACE] = r->peer != NULL ? field(r->peer->namespace) : STR_NULL;
+    if (s[TS_PEER_NAMESPACE].len == 0 && r->reporter == TELE_SOURCE)
+        s[TS_PEER_NAMESPACE] = r->destination_service_namespace;
     const trace_ctx_t *t = r->trace;
     s[TS_REQUEST_ID] = STR_NULL;
     s[TS_TRACESTATE] = STR_NULL;
@@ -753,7 +759,10 @@ static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, c
     url[7 + al + pl] = '\0';
     KV_STR(b, 9, "http.url", url, 7 + al + pl);
     KV_STR(b, 9, "url.full", url, 7 + al + pl);
-    KV_STR(b, 9, "url.path", RSTR(r, strings, TS_PATH), r->len[TS_PATH]);
+    const char *path = RSTR(r, strings, TS_PATH), *q = memchr(path, '?', r->len[TS_PATH]);
+    KV_STR(b, 9, "url.path", path, q != NULL ? (size_t)(q - path) : r->len[TS_PATH]);
+    if (q != NULL && q + 1 < path + r->len[TS_PATH])
+        KV_STR(b, 9, "url.query", q + 1, r->len[TS_PATH] - (size_t)(q + 1 - path));
     KV_STR(b, 9, "http.protocol", RSTR(r, strings, TS_PROTOCOL), r->len[TS_PROTOCOL]);
     KV_INT(b, 9, "http.status_code", r->response_code);
     KV_INT(b, 9, "http.response.status_code", r->response_code);
@@ -945,7 +954,19 @@ void tele_access_line(const tele_rec_t *r, const char *strings, buf_t *out)
 }
 
 /* One LogRecord as field 2 of ScopeLogs: the fields and attributes the protobuf-c version had. */
-static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings)
+/* A workload or namespace attribute of the access log: "unknown" when not known, as Istio's labels. */
+static void kv_side(buf_t *b, const char *key, size_t klen, const char *v, size_t n)
+{
+    n = v != NULL ? strnlen(v, n) : 0;
+    if (n == 0)
+        pb_kv_bytes(b, 6, key, klen, "unknown", 7);
+    else
+        pb_kv_bytes(b, 6, key, klen, v, n);
+}
+
+#define KV_SIDE(b, key, v, n) kv_side(b, key, sizeof(key) - 1, v, n)
+
+static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings, const peer_info_t *self)
 {
     size_t at = pb_open(b, 2);
     uint64_t observed = r->start_ns + r->duration_ns;
@@ -982,6 +1003,15 @@ static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings)
     KV_STR(b, 6, "x_request_id", RSTR(r, strings, TS_REQUEST_ID), r->len[TS_REQUEST_ID]);
     KV_STR(b, 6, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
     KV_STR(b, 6, "destination_service", RSTR(r, strings, TS_DEST_SERVICE), r->len[TS_DEST_SERVICE]);
+    /* both sides, as istio_requests_total labels them: this proxy is the source on outbound */
+    const char *pw = RSTR(r, strings, TS_PEER_WORKLOAD), *pn = RSTR(r, strings, TS_PEER_NAMESPACE);
+    size_t pwl = r->len[TS_PEER_WORKLOAD], pnl = r->len[TS_PEER_NAMESPACE];
+    const char *sw = self ? self->workload : NULL, *sn = self ? self->namespace : NULL;
+    int out = r->reporter == TELE_SOURCE;
+    KV_SIDE(b, "source_workload", out ? sw : pw, out ? PEER_FIELD_MAX : pwl);
+    KV_SIDE(b, "source_namespace", out ? sn : pn, out ? PEER_FIELD_MAX : pnl);
+    KV_SIDE(b, "destination_workload", out ? pw : sw, out ? pwl : PEER_FIELD_MAX);
+    KV_SIDE(b, "destination_namespace", out ? pn : sn, out ? pnl : PEER_FIELD_MAX);
     if (r->has_trace) {
         if (r->has_span)
             pb_fixed(b, 8, 1, 4);
@@ -1009,7 +1039,7 @@ int tele_otlp_logs(const tele_resource_t *res, const tele_rec_t *recs, size_t n,
     pb_scope(out, 1);
     for (size_t i = 0; i < n; i++)
         if (recs[i].has_log)
-            pb_log(out, &recs[i], strings);
+            pb_log(out, &recs[i], strings, res->self);
     pb_close(out, sl);
     pb_close(out, rl);
     return 0;

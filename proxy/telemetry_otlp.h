@@ -144,7 +144,9 @@ enum tele_rec_str {
     TS_REQUEST_ID,
     TS_FLAGS,
     TS_DEST_SERVICE,
-    TS_PEER_SERVICE, /* the other side's canonical service, when known */
+    TS_PEER_SERVICE,   /* the other side's canonical service, when known */
+    TS_PEER_WORKLOAD,  /* the other side's workload, when its metadata came */
+    TS_PEER_NAMESPACE, /* its namespace (outbound: the destination service's when no metadata came) */
     TS_TRACESTATE,
     TS_COUNT
 };

@@ -696,6 +696,9 @@ static void test_otlp_logs_every_field(void **state)
         /* string attributes: present exactly when the value is not empty, in this order */
         const char *dest_svc = q->destination_service.len ? "reviews.default.svc.cluster.local" : NULL;
         const char *rid = q->trace != NULL ? "rid-9" : NULL;
+        int out_ = q->reporter == TELE_SOURCE;
+        const char *peer_w = q->peer != NULL ? q->peer->workload : "unknown";
+        const char *peer_ns = q->peer != NULL ? q->peer->namespace : "unknown";
         struct {
             const char *key, *s;
             int64_t i;
@@ -718,6 +721,11 @@ static void test_otlp_logs_every_field(void **state)
             {"x_request_id", rid, 0, false},
             {"route_name", q->route_name.len ? "default" : NULL, 0, false},
             {"destination_service", dest_svc, 0, false},
+            /* both sides: this proxy (productpage-v1) and the peer's metadata (reviews-v2, or none) */
+            {"source_workload", out_ ? "productpage-v1" : peer_w, 0, false},
+            {"source_namespace", out_ ? "default" : peer_ns, 0, false},
+            {"destination_workload", out_ ? peer_w : "productpage-v1", 0, false},
+            {"destination_namespace", out_ ? peer_ns : "default", 0, false},
         };
         if (i == 0)
             want[6].s = "UF";
