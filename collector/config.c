@@ -64,11 +64,19 @@ const setting_t collector_settings[] = {
      "json (a Zipkin v2 span list, as Zipkin's Kafka collector reads), proto3 (Zipkin's ListOfSpans) or otlp "
      "(ExportTraceServiceRequest, as the OpenTelemetry Collector's Kafka receiver reads with otlp_proto)",
      "json|proto3|otlp"},
+    {"kafka.spans.batch", SETTING_BOOL, F(kafka_spans_batch), "true", 0, 0,
+     "true: the traces of one ingest request that hash to the same partition share a message, keyed by the first "
+     "trace's id (a trace still stays in one partition; far cheaper than a message per trace); false: one message "
+     "per trace, keyed by its id"},
+    {"kafka.spans.maxMessageBytes", SETTING_BYTES, F(kafka_spans_max_message_bytes), "900KB", 1024, 0,
+     "a batched message is cut before this size (keep it under the producer's message.max.bytes and the "
+     "topic's max.message.bytes)"},
     {"kafka.logs.topic", SETTING_STRING, F(kafka_logs_topic), "outrider-access-logs", 0, 0,
      "topic of the access logs (and other OTLP log records)"},
     {"kafka.logs.encoding", SETTING_STRING, F(kafka_logs_encoding), "json", 0, 0,
      "json (one object per record) or otlp (one ExportLogsServiceRequest per ingest request)", "json|otlp"},
-    {"kafka.producer", SETTING_MAP, F(kafka_producer), "compression.type=zstd,acks=all,enable.idempotence=true", 0, 0,
+    {"kafka.producer", SETTING_MAP, F(kafka_producer),
+     "compression.type=zstd,compression.level=1,acks=all,enable.idempotence=true", 0, 0,
      "librdkafka producer properties, passed through (kafka.producer.linger.ms=5; TLS and SASL too); a key set "
      "replaces its default"},
     {"kafka.queue.maxBytes", SETTING_BYTES, F(kafka_queue_max_bytes), "256MiB", 1024 * 1024, 0,
@@ -86,7 +94,8 @@ const setting_t collector_settings[] = {
      "consumer group of kafka.consume.topics: members share the partitions"},
     {"kafka.consume.encoding", SETTING_STRING, F(kafka_consume_encoding), "json", 0, 0,
      "json (Zipkin v2 JSON lists, or proto3 ListOfSpans told apart per message, as Zipkin reads them) or otlp "
-     "(ExportTraceServiceRequest)", "json|otlp"},
+     "(ExportTraceServiceRequest)",
+     "json|otlp"},
     {"kafka.consumer", SETTING_MAP, F(kafka_consumer), "", 0, 0,
      "librdkafka consumer properties, passed through (TLS, SASL, fetch sizes)"},
     {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,

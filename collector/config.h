@@ -24,6 +24,8 @@ typedef struct collector_config {
     char *kafka_brokers; /* empty: Kafka off */
     char *kafka_spans_topic;
     char *kafka_spans_encoding; /* json, proto3, otlp */
+    int kafka_spans_batch;
+    uint64_t kafka_spans_max_message_bytes;
     char *kafka_logs_topic;
     char *kafka_logs_encoding; /* json, otlp */
     setting_list_t kafka_producer; /* librdkafka properties, "key=value" */

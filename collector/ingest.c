@@ -261,9 +261,9 @@ int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp
         zipkin_result_t res;
         memset(&res, 0, sizeof(res));
         /* as Zipkin's Kafka collector: a JSON list or a proto3 ListOfSpans, told apart by the first bytes */
-        rc = zipkin_sniff_proto(data, len) ? zipkin_proto_decode(data, len, a, &lim, span_vec_sink, &tl_spans, &res)
-                                           : zipkin_json_decode((const char *)data, len, a, &lim, span_vec_sink,
-                                                                &tl_spans, &res);
+        rc = zipkin_sniff_proto(data, len)
+                 ? zipkin_proto_decode(data, len, a, &lim, span_vec_sink, &tl_spans, &res)
+                 : zipkin_json_decode((const char *)data, len, a, &lim, span_vec_sink, &tl_spans, &res);
         spans = tl_spans.items;
         n = tl_spans.n;
         rejected = res.rejected;

@@ -25,6 +25,7 @@ typedef struct topic_stats {
     prom_counter_t messages[KR_COUNT];
     prom_counter_t records[KR_COUNT]; /* spans or log records */
     prom_counter_t bytes[KR_COUNT];
+    prom_histogram_t latency; /* produce call to broker acknowledgement, delivered messages */
 } topic_stats_t;
 
 struct kafka {
@@ -33,6 +34,9 @@ struct kafka {
     char *topic_name[KT_COUNT];
     char *brokers;
     enum kafka_span_encoding span_enc;
+    int batch;                   /* kafka.spans.batch: one message per partition per request */
+    size_t max_message;          /* kafka.spans.maxMessageBytes: a batch message is cut before this */
+    _Atomic uint32_t partitions; /* of the spans topic, from metadata; 0 = not known yet */
     enum kafka_log_encoding log_enc;
     topic_stats_t stats[KT_COUNT];
     uint64_t drain_ms, unhealthy_ms;
@@ -100,6 +104,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         count(k, topic, KR_DELIVERED, records, m->len);
+        int64_t us = rd_kafka_message_latency(m);
+        if (us >= 0)
+            prom_histogram_observe(&k->stats[topic].latency, (double)us / 1e6);
         atomic_store(&k->last_delivery_ms, mono_ms());
         mark_up(k);
     } else {
@@ -139,13 +146,31 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
  * a metadata request (bounded at one second, at most every two) tells
  * whether a broker answers.
  */
+/* The spans topic's partition count, for kafka.spans.batch (a count that changes moves keys, as in Kafka). */
+static void refresh_partitions(kafka_t *k)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(k->rk, 0, k->topic[KT_SPANS], &md, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR || md == NULL)
+        return;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
+        uint32_t n = (uint32_t)md->topics[0].partition_cnt;
+        if (atomic_exchange(&k->partitions, n) != n)
+            log_info("kafka: %s has %u partitions", k->topic_name[KT_SPANS], n);
+    }
+    rd_kafka_metadata_destroy(md);
+}
+
 static void *kafka_main(void *arg)
 {
     kafka_t *k = arg;
-    uint64_t last_probe = 0;
+    uint64_t last_probe = 0, last_parts = 0;
     while (!atomic_load(&k->stop)) {
         rd_kafka_poll(k->rk, 100);
         uint64_t now = mono_ms();
+        if (k->batch && now - last_parts >= (atomic_load(&k->partitions) ? 30000u : 1000u)) {
+            last_parts = now;
+            refresh_partitions(k);
+        }
         if (now - atomic_load(&k->last_delivery_ms) < 2000 || now - last_probe < 2000)
             continue;
         last_probe = now;
@@ -188,6 +213,8 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     kafka_t *k = xcalloc(1, sizeof(*k));
     k->span_enc = (enum kafka_span_encoding)se;
     k->log_enc = (enum kafka_log_encoding)le;
+    k->batch = cfg->kafka_spans_batch;
+    k->max_message = cfg->kafka_spans_max_message_bytes;
     k->drain_ms = cfg->kafka_drain_timeout_ms;
     k->unhealthy_ms = cfg->kafka_unhealthy_after_ms;
     k->brokers = xstrdup(cfg->kafka_brokers);
@@ -195,6 +222,8 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     k->topic_name[KT_LOGS] = xstrdup(cfg->kafka_logs_topic);
     pthread_mutex_init(&k->err_lock, NULL);
     atomic_store(&k->started_ms, mono_ms());
+    for (int t = 0; t < KT_COUNT; t++)
+        prom_histogram_init(&k->stats[t].latency, prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N);
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char num[32];
@@ -204,6 +233,8 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     snprintf(num, sizeof(num), "%llu", (unsigned long long)cfg->kafka_queue_max_messages);
     bad |= conf_set(conf, "queue.buffering.max.messages", num);
     bad |= conf_set(conf, "client.id", "outrider-collector");
+    /* keyed messages go where Kafka's Java client puts them, as kafka.spans.batch computes it */
+    bad |= conf_set(conf, "partitioner", "murmur2_random");
     for (size_t i = 0; i < cfg->kafka_producer.n; i++) { /* "key=value", validated by the settings loader */
         char *kv = xstrdup(cfg->kafka_producer.items[i]);
         char *eq = strchr(kv, '=');
@@ -239,14 +270,14 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     return k;
 }
 
-/* Hand one message to librdkafka (copied); counts it queued or dropped. */
-static void produce(kafka_t *k, int topic, const buf_t *key, const buf_t *value, size_t records)
+/* Hand one message to librdkafka (copied) for partition (RD_KAFKA_PARTITION_UA: its partitioner picks);
+ * counts it queued or dropped. */
+static void produce_to(kafka_t *k, int topic, int32_t partition, const buf_t *key, const buf_t *value, size_t records)
 {
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->topic[topic]), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_KEY(key->len ? key->data : NULL, key->len),
-                          RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_OPAQUE(msg_opaque(topic, records)),
-                          RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->rk, RD_KAFKA_V_RKT(k->topic[topic]), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key->len ? key->data : NULL, key->len),
+        RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_OPAQUE(msg_opaque(topic, records)), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         count(k, topic, KR_QUEUED, records, value->len);
         return;
@@ -259,6 +290,57 @@ static void produce(kafka_t *k, int topic, const buf_t *key, const buf_t *value,
     }
 }
 
+static void produce(kafka_t *k, int topic, const buf_t *key, const buf_t *value, size_t records)
+{
+    produce_to(k, topic, RD_KAFKA_PARTITION_UA, key, value, records);
+}
+
+/*
+ * kafka.spans.batch: the traces of a request that hash to one partition go
+ * in one message (cut before kafka.spans.maxMessageBytes), keyed by the
+ * first one's id. Per message, librdkafka's cost and the broker's are
+ * those of one trace: messages of a few spans made it most of the export's
+ * cost (docs/benchmarks.md).
+ */
+static void publish_batched(kafka_t *k, uint32_t np, const span_t *sorted, const size_t *starts, size_t traces,
+                            arena_t *a, kafka_scratch_t *sc)
+{
+    uint32_t *part = arena_alloc(a, (traces ? traces : 1) * sizeof(*part));
+    uint32_t *count = arena_alloc(a, ((size_t)np + 1) * sizeof(*count));
+    size_t *order = arena_alloc(a, (traces ? traces : 1) * sizeof(*order));
+    memset(count, 0, ((size_t)np + 1) * sizeof(*count));
+    for (size_t t = 0; t < traces; t++) {
+        sc->key.len = 0;
+        kafka_enc_trace_key(sorted + starts[t], &sc->key);
+        part[t] = kafka_partition_of(sc->key.data, sc->key.len, np);
+        count[part[t] + 1]++;
+    }
+    for (uint32_t p = 0; p < np; p++)
+        count[p + 1] += count[p];
+    for (size_t t = 0; t < traces; t++) /* counting sort: traces by partition, in id order within */
+        order[count[part[t]]++] = t;
+    buf_t tmp = BUF_INIT;
+    size_t i = 0;
+    while (i < traces) {
+        uint32_t p = part[order[i]];
+        sc->key.len = sc->value.len = 0;
+        kafka_enc_trace_key(sorted + starts[order[i]], &sc->key);
+        size_t records = 0;
+        for (; i < traces && part[order[i]] == p; i++) {
+            size_t t = order[i], cnt = starts[t + 1] - starts[t], before = sc->value.len;
+            kafka_enc_batch_add(k->span_enc, sorted + starts[t], cnt, &tmp, &sc->value);
+            if (sc->value.len > k->max_message && records > 0) {
+                sc->value.len = before; /* this trace starts the next message */
+                break;
+            }
+            records += cnt;
+        }
+        kafka_enc_batch_end(k->span_enc, &sc->value);
+        produce_to(k, KT_SPANS, (int32_t)p, &sc->key, &sc->value, records);
+    }
+    buf_dispose(&tmp);
+}
+
 void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, kafka_scratch_t *sc)
 {
     if (k == NULL || n == 0)
@@ -266,6 +348,11 @@ void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, 
     span_t *sorted;
     size_t *starts;
     size_t traces = kafka_group_traces(spans, n, a, &sorted, &starts);
+    uint32_t np = k->batch ? atomic_load(&k->partitions) : 0;
+    if (np > 0) {
+        publish_batched(k, np, sorted, starts, traces, a, sc);
+        return;
+    }
     for (size_t t = 0; t < traces; t++) {
         const span_t *s = sorted + starts[t];
         size_t cnt = starts[t + 1] - starts[t];
@@ -319,9 +406,8 @@ void kafka_stop(kafka_t *k)
             for (int t = 0; t < KT_COUNT; t++) {
                 uint64_t lost = prom_counter_get(&k->stats[t].records[KR_FAILED]) - before[t];
                 if (lost > 0)
-                    log_error("kafka: %llu %s not sent to %s within kafka.drainTimeout: lost",
-                              (unsigned long long)lost, t == KT_SPANS ? "spans" : "log records",
-                              k->topic_name[t]);
+                    log_error("kafka: %llu %s not sent to %s within kafka.drainTimeout: lost", (unsigned long long)lost,
+                              t == KT_SPANS ? "spans" : "log records", k->topic_name[t]);
             }
         }
         for (int t = 0; t < KT_COUNT; t++)
@@ -363,10 +449,22 @@ void kafka_render_metrics(kafka_t *k, buf_t *b, int om)
                        offsetof(topic_stats_t, records), om);
     write_topic_family(k, b, "outrider_kafka_bytes", "Message bytes (before compression) by topic and result",
                        offsetof(topic_stats_t, bytes), om);
+    static const char lh[] = "Time from handing a message to the producer to the brokers' acknowledgement";
+    prom_write_family_header(b, "outrider_kafka_produce_latency_seconds", PROM_HISTOGRAM, lh, sizeof(lh) - 1, NULL, om);
+    for (int t = 0; t < KT_COUNT; t++) {
+        metric_label_t l = {STR_LIT("topic"), {k->topic_name[t], (uint32_t)strlen(k->topic_name[t])}};
+        prom_write_histogram_cell(b, "outrider_kafka_produce_latency_seconds", &l, 1, &k->stats[t].latency, om);
+    }
     static const char qh[] = "Messages waiting in the producer queue or in flight";
     prom_write_family_header(b, "outrider_kafka_queue_messages", PROM_GAUGE, qh, sizeof(qh) - 1, NULL, om);
-    prom_write_sample(b, "outrider_kafka_queue_messages", "", NULL, 0, NULL, NULL, (double)rd_kafka_outq_len(k->rk),
-                      NULL, om);
+    uint64_t waiting = 0;
+    for (int t = 0; t < KT_COUNT; t++) { /* queued and not yet delivered or failed */
+        const topic_stats_t *ts = &k->stats[t];
+        uint64_t done = prom_counter_get(&ts->messages[KR_DELIVERED]) + prom_counter_get(&ts->messages[KR_FAILED]);
+        uint64_t queued = prom_counter_get(&ts->messages[KR_QUEUED]);
+        waiting += queued > done ? queued - done : 0;
+    }
+    prom_write_sample(b, "outrider_kafka_queue_messages", "", NULL, 0, NULL, NULL, (double)waiting, NULL, om);
     uint64_t down = atomic_load(&k->down_since_ms);
     static const char uh[] = "1 when a Kafka broker answered lately, 0 while none is reachable";
     prom_write_family_header(b, "outrider_kafka_up", PROM_GAUGE, uh, sizeof(uh) - 1, NULL, om);
@@ -392,7 +490,8 @@ int kafka_health(kafka_t *k, buf_t *b)
         pthread_mutex_lock(&k->err_lock);
         snprintf(last, sizeof(last), "%s", k->last_error);
         pthread_mutex_unlock(&k->err_lock);
-        buf_printf(b, ",\"details\":{\"error\":\"no broker reachable for %llu s", (unsigned long long)((now - since) / 1000u));
+        buf_printf(b, ",\"details\":{\"error\":\"no broker reachable for %llu s",
+                   (unsigned long long)((now - since) / 1000u));
         if (last[0] != '\0') {
             buf_append_str(b, ": ");
             buf_append_json_escaped(b, last, strlen(last));

@@ -76,6 +76,32 @@ void kafka_enc_trace_key(const span_t *s, buf_t *out)
     buf_append(out, id, len);
 }
 
+uint32_t kafka_partition_of(const void *key, size_t len, uint32_t n)
+{
+    /* MurmurHash2, 32-bit, as Kafka's Utils.murmur2: seed 0x9747b28c, little-endian blocks */
+    const uint32_t m = 0x5bd1e995u;
+    const uint8_t *d = key;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        uint32_t k = (uint32_t)d[i] | (uint32_t)d[i + 1] << 8 | (uint32_t)d[i + 2] << 16 | (uint32_t)d[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (len - i) {
+    case 3: h ^= (uint32_t)d[i + 2] << 16; /* fall through */
+    case 2: h ^= (uint32_t)d[i + 1] << 8;  /* fall through */
+    case 1: h ^= d[i]; h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return n ? (h & 0x7fffffffu) % n : 0;
+}
+
 /* ---- OTLP traces ---- */
 
 #define KV(b, f, key, val, len) pb_kv_bytes(b, f, key, sizeof(key) - 1, val, len)
@@ -183,8 +209,8 @@ static void otlp_trace(const span_t *spans, size_t n, buf_t *out)
         if (done[i])
             continue;
         str_t svc = spans[i].has_local ? spans[i].local.service_name : STR_NULL;
-        size_t rs = pb_open(out, 1); /* ExportTraceServiceRequest.resource_spans */
-        size_t res = pb_open(out, 1);  /* ResourceSpans.resource */
+        size_t rs = pb_open(out, 1);  /* ExportTraceServiceRequest.resource_spans */
+        size_t res = pb_open(out, 1); /* ResourceSpans.resource */
         if (svc.len > 0)
             KV(out, 1, "service.name", svc.ptr, svc.len);
         pb_close(out, res);
@@ -212,6 +238,26 @@ void kafka_enc_spans(enum kafka_span_encoding enc, const span_t *spans, size_t n
     }
 }
 
+void kafka_enc_batch_add(enum kafka_span_encoding enc, const span_t *spans, size_t n, buf_t *tmp, buf_t *out)
+{
+    if (enc != KAFKA_SPANS_JSON) {
+        kafka_enc_spans(enc, spans, n, out);
+        return;
+    }
+    tmp->len = 0;
+    zipkin_json_encode_spans(spans, n, tmp);
+    if (tmp->len < 2)
+        return;
+    buf_append_char(out, out->len == 0 ? '[' : ',');
+    buf_append(out, tmp->data + 1, tmp->len - 2); /* without the list's brackets */
+}
+
+void kafka_enc_batch_end(enum kafka_span_encoding enc, buf_t *out)
+{
+    if (enc == KAFKA_SPANS_JSON && out->len > 0)
+        buf_append_char(out, ']');
+}
+
 /* ---- logs ---- */
 
 static void json_key(buf_t *b, int *first, const char *key, size_t klen)
@@ -233,7 +279,7 @@ static void json_str(buf_t *b, int *first, const char *key, const char *v, size_
 /* Attributes whose values are numbers in Envoy's and Istio's JSON access logs. */
 static int numeric_key(str_t k)
 {
-    static const char *const keys[] = {"response_code",  "duration",   "bytes_received", "bytes_sent",
+    static const char *const keys[] = {"response_code",         "duration", "bytes_received", "bytes_sent",
                                        "upstream_service_time", "attempts"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (str_is(k, keys[i]))
@@ -258,8 +304,8 @@ static void append_time(buf_t *b, uint64_t ns)
     struct tm tm;
     gmtime_r(&sec, &tm);
     char s[40];
-    int n = snprintf(s, sizeof(s), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns / 1000000u % 1000u));
+    int n = snprintf(s, sizeof(s), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns / 1000000u % 1000u));
     buf_append(b, s, (size_t)n);
 }
 

@@ -22,6 +22,7 @@
 #define OUTRIDER_KAFKA_ENC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "arena.h"
 #include "buf.h"
@@ -47,6 +48,22 @@ void kafka_enc_spans(enum kafka_span_encoding enc, const span_t *spans, size_t n
 
 /* Append the message key of a trace: its id as Zipkin writes it (16 or 32 lowercase hex digits). */
 void kafka_enc_trace_key(const span_t *s, buf_t *out);
+
+/*
+ * The partition of n that Kafka's default partitioner (the Java client's,
+ * and librdkafka's murmur2_random) gives a message with this key: murmur2
+ * of the key bytes, made positive, modulo n.
+ */
+uint32_t kafka_partition_of(const void *key, size_t len, uint32_t n);
+
+/*
+ * Append the spans of one more trace to a message of several (kafka.spans.batch):
+ * the concatenation is itself a message of the encoding (a JSON list is
+ * spliced; proto3 and OTLP messages concatenate by protobuf's rules for
+ * repeated fields). kafka_enc_batch_end closes a JSON list.
+ */
+void kafka_enc_batch_add(enum kafka_span_encoding enc, const span_t *spans, size_t n, buf_t *tmp, buf_t *out);
+void kafka_enc_batch_end(enum kafka_span_encoding enc, buf_t *out);
 
 /* Append one log record as a JSON object (see docs/kafka.md for the fields). */
 void kafka_enc_log_json(const otlp_log_t *log, buf_t *out);

@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <yajl/yajl_parse.h>
 
 #include "hex.h"
@@ -749,139 +752,252 @@ out:
 
 /* ---- encoding ---- */
 
-#define LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
+/*
+ * The span writer reserves an upper bound of the span's JSON once (every
+ * string byte may become a 6-byte \u escape) and then writes through a
+ * pointer: no call per field, no capacity check per append. Strings are
+ * scanned for bytes that need escaping 16 at a time (SSE2); the common
+ * string has none and is one memcpy.
+ */
+#define PUT_LIT(p, s) (memcpy((p), (s), sizeof(s) - 1), (p) += sizeof(s) - 1)
 
-static void put_quoted(buf_t *b, str_t s)
+/* Bytes of s[0..n) before the first one JSON must escape (a control byte, '"' or '\'). */
+static inline size_t json_safe_prefix(const char *s, size_t n)
 {
-    uint32_t i = 0;
-    while (i < s.len && (uint8_t)s.ptr[i] >= 0x20 && s.ptr[i] != '"' && s.ptr[i] != '\\')
-        i++;
-    if (i == s.len) { /* nothing to escape: the common case, one copy */
-        buf_reserve(b, (size_t)s.len + 2);
-        char *p = b->data + b->len;
-        *p++ = '"';
-        if (s.len)
-            memcpy(p, s.ptr, s.len);
-        p[s.len] = '"';
-        b->len += (size_t)s.len + 2;
-        b->data[b->len] = '\0';
-        return;
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                   _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl)); /* v <= 0x1f, unsigned */
+        int mask = _mm_movemask_epi8(bad);
+        if (mask != 0)
+            return i + (size_t)__builtin_ctz((unsigned)mask);
     }
-    buf_append_char(b, '"');
-    buf_append_json_escaped(b, s.ptr, s.len);
-    buf_append_char(b, '"');
+#endif
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            return i;
+    }
+    return n;
 }
+
+/*
+ * Short strings (most tag keys and values) are read as one 16-byte load
+ * when that cannot cross into the next page, and written as one 16-byte
+ * store: the writer's bound leaves that much room past every string. Not
+ * under AddressSanitizer, which rightly sees bytes past the string read.
+ */
+#if defined(__SSE2__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature)
+#if !__has_feature(address_sanitizer)
+#define JSON_SHORT_LOAD 1
+#endif
+#else
+#define JSON_SHORT_LOAD 1
+#endif
+#endif
+
+/* Write s as a JSON string with its quotes at p (room for 6 * len + 18 bytes); returns the end. */
+static char *put_quoted(char *p, str_t s)
+{
+    static const char hex[] = "0123456789abcdef";
+    *p++ = '"';
+    size_t i = 0, n = s.len;
+#ifdef JSON_SHORT_LOAD
+    if (n < 16 && ((uintptr_t)s.ptr & 4095) <= 4096 - 16) {
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s.ptr);
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                   _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+        if ((_mm_movemask_epi8(bad) & ((1u << n) - 1)) == 0) {
+            _mm_storeu_si128((__m128i *)(void *)p, v);
+            p += n;
+            *p++ = '"';
+            return p;
+        }
+    }
+#endif
+    while (i < n) {
+        size_t k = json_safe_prefix(s.ptr + i, n - i);
+        memcpy(p, s.ptr + i, k);
+        p += k;
+        i += k;
+        if (i == n)
+            break;
+        unsigned char c = (unsigned char)s.ptr[i++];
+        *p++ = '\\';
+        switch (c) {
+        case '"': *p++ = '"'; break;
+        case '\\': *p++ = '\\'; break;
+        case '\n': *p++ = 'n'; break;
+        case '\r': *p++ = 'r'; break;
+        case '\t': *p++ = 't'; break;
+        case '\b': *p++ = 'b'; break;
+        case '\f': *p++ = 'f'; break;
+        default:
+            *p++ = 'u';
+            *p++ = '0';
+            *p++ = '0';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    char *q = tmp + sizeof(tmp);
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    size_t n = (size_t)(tmp + sizeof(tmp) - q);
+    memcpy(p, q, n);
+    return p + n;
+}
+
+/* put_quoted into a buf. */
+static void buf_put_quoted(buf_t *b, str_t s)
+{
+    buf_reserve(b, 6 * (size_t)s.len + 18);
+    char *p = put_quoted(b->data + b->len, s);
+    b->len = (size_t)(p - b->data);
+    b->data[b->len] = '\0';
+}
+
+#define LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
 
 static int endpoint_present(const span_endpoint_t *e)
 {
     return e->service_name.len > 0 || e->has_ipv4 || e->has_ipv6 || e->port != 0;
 }
 
-static void put_endpoint(buf_t *b, const span_endpoint_t *e)
+/* An endpoint object: its fields joined by commas. Room: 6 * service name + 100. */
+static char *put_endpoint(char *p, const span_endpoint_t *e)
 {
-    char ip[40];
-    int first = 1;
-    buf_append_char(b, '{');
+    char *start;
+    *p++ = '{';
+    start = p;
     if (e->service_name.len > 0) {
-        LIT(b, "\"serviceName\":");
-        put_quoted(b, e->service_name);
-        first = 0;
+        PUT_LIT(p, "\"serviceName\":");
+        p = put_quoted(p, e->service_name);
     }
     if (e->has_ipv4) {
-        if (!first)
-            buf_append_char(b, ',');
-        LIT(b, "\"ipv4\":\"");
-        buf_append(b, ip, zipkin_span_format_ipv4(e->ipv4, ip));
-        buf_append_char(b, '"');
-        first = 0;
+        if (p != start)
+            *p++ = ',';
+        PUT_LIT(p, "\"ipv4\":\"");
+        p += zipkin_span_format_ipv4(e->ipv4, p);
+        *p++ = '"';
     }
     if (e->has_ipv6) {
-        if (!first)
-            buf_append_char(b, ',');
-        LIT(b, "\"ipv6\":\"");
-        buf_append(b, ip, zipkin_span_format_ipv6(e->ipv6, ip));
-        buf_append_char(b, '"');
-        first = 0;
+        if (p != start)
+            *p++ = ',';
+        PUT_LIT(p, "\"ipv6\":\"");
+        p += zipkin_span_format_ipv6(e->ipv6, p);
+        *p++ = '"';
     }
     if (e->port != 0) {
-        if (!first)
-            buf_append_char(b, ',');
-        LIT(b, "\"port\":");
-        buf_append_u64(b, e->port);
+        if (p != start)
+            *p++ = ',';
+        PUT_LIT(p, "\"port\":");
+        p = put_u64(p, e->port);
     }
-    buf_append_char(b, '}');
+    *p++ = '}';
+    return p;
+}
+
+/* Bytes the JSON of s can take at most (and 16 to spare after every string, for put_quoted). */
+static size_t span_json_bound(const span_t *s)
+{
+    size_t n = 400 + 6 * (size_t)s->name.len; /* ids, kind, numbers, flags, punctuation */
+    n += 2 * 100 + 6 * ((size_t)s->local.service_name.len + s->remote.service_name.len);
+    for (uint32_t i = 0; i < s->n_annotations; i++)
+        n += 64 + 6 * (size_t)s->annotations[i].value.len;
+    for (uint32_t i = 0; i < s->n_tags; i++)
+        n += 40 + 6 * ((size_t)s->tags[i].key.len + s->tags[i].value.len);
+    return n;
 }
 
 void zipkin_json_encode_span(const span_t *s, buf_t *out)
 {
-    char id[33];
-    buf_reserve(out, 256);
-    LIT(out, "{\"traceId\":\"");
-    buf_append(out, id, span_format_trace_id(s->trace_id_high, s->trace_id_low, id));
+    buf_reserve(out, span_json_bound(s));
+    char *p = out->data + out->len;
+    PUT_LIT(p, "{\"traceId\":\"");
+    p += span_format_trace_id(s->trace_id_high, s->trace_id_low, p);
     if (s->parent_id != 0 && s->parent_id != s->id) {
-        LIT(out, "\",\"parentId\":\"");
-        span_format_id(s->parent_id, id);
-        buf_append(out, id, 16);
+        PUT_LIT(p, "\",\"parentId\":\"");
+        span_format_id(s->parent_id, p);
+        p += 16;
     }
-    LIT(out, "\",\"id\":\"");
-    span_format_id(s->id, id);
-    buf_append(out, id, 16);
-    buf_append_char(out, '"');
+    PUT_LIT(p, "\",\"id\":\"");
+    span_format_id(s->id, p);
+    p += 16;
+    *p++ = '"';
     const char *kind = span_kind_name(s->kind);
     if (kind != NULL) {
-        LIT(out, ",\"kind\":\"");
-        buf_append_str(out, kind);
-        buf_append_char(out, '"');
+        PUT_LIT(p, ",\"kind\":\"");
+        size_t kl = strlen(kind);
+        memcpy(p, kind, kl);
+        p += kl;
+        *p++ = '"';
     }
     if (s->name.len > 0) {
-        LIT(out, ",\"name\":");
-        put_quoted(out, s->name);
+        PUT_LIT(p, ",\"name\":");
+        p = put_quoted(p, s->name);
     }
     if (s->timestamp_us != 0) {
-        LIT(out, ",\"timestamp\":");
-        buf_append_u64(out, s->timestamp_us);
+        PUT_LIT(p, ",\"timestamp\":");
+        p = put_u64(p, s->timestamp_us);
     }
     if (s->duration_us != 0) {
-        LIT(out, ",\"duration\":");
-        buf_append_u64(out, s->duration_us);
+        PUT_LIT(p, ",\"duration\":");
+        p = put_u64(p, s->duration_us);
     }
     if (s->has_local && endpoint_present(&s->local)) {
-        LIT(out, ",\"localEndpoint\":");
-        put_endpoint(out, &s->local);
+        PUT_LIT(p, ",\"localEndpoint\":");
+        p = put_endpoint(p, &s->local);
     }
     if (s->has_remote && endpoint_present(&s->remote)) {
-        LIT(out, ",\"remoteEndpoint\":");
-        put_endpoint(out, &s->remote);
+        PUT_LIT(p, ",\"remoteEndpoint\":");
+        p = put_endpoint(p, &s->remote);
     }
     if (s->n_annotations > 0) {
-        LIT(out, ",\"annotations\":[");
+        PUT_LIT(p, ",\"annotations\":[");
         for (uint32_t i = 0; i < s->n_annotations; i++) {
             if (i)
-                buf_append_char(out, ',');
-            LIT(out, "{\"timestamp\":");
-            buf_append_u64(out, s->annotations[i].timestamp_us);
-            LIT(out, ",\"value\":");
-            put_quoted(out, s->annotations[i].value);
-            buf_append_char(out, '}');
+                *p++ = ',';
+            PUT_LIT(p, "{\"timestamp\":");
+            p = put_u64(p, s->annotations[i].timestamp_us);
+            PUT_LIT(p, ",\"value\":");
+            p = put_quoted(p, s->annotations[i].value);
+            *p++ = '}';
         }
-        buf_append_char(out, ']');
+        *p++ = ']';
     }
     if (s->n_tags > 0) {
-        LIT(out, ",\"tags\":{");
+        PUT_LIT(p, ",\"tags\":{");
         for (uint32_t i = 0; i < s->n_tags; i++) {
             if (i)
-                buf_append_char(out, ',');
-            put_quoted(out, s->tags[i].key);
-            buf_append_char(out, ':');
-            put_quoted(out, s->tags[i].value);
+                *p++ = ',';
+            p = put_quoted(p, s->tags[i].key);
+            *p++ = ':';
+            p = put_quoted(p, s->tags[i].value);
         }
-        buf_append_char(out, '}');
+        *p++ = '}';
     }
     if (s->debug)
-        LIT(out, ",\"debug\":true");
+        PUT_LIT(p, ",\"debug\":true");
     if (s->shared)
-        LIT(out, ",\"shared\":true");
-    buf_append_char(out, '}');
+        PUT_LIT(p, ",\"shared\":true");
+    *p++ = '}';
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
 }
 
 void zipkin_json_encode_spans(const span_t *spans, size_t n, buf_t *out)
@@ -912,7 +1028,7 @@ void zipkin_json_encode_strings(const str_t *v, size_t n, buf_t *out)
     for (size_t i = 0; i < n; i++) {
         if (i)
             buf_append_char(out, ',');
-        put_quoted(out, v[i]);
+        buf_put_quoted(out, v[i]);
     }
     buf_append_char(out, ']');
 }
@@ -925,9 +1041,9 @@ void zipkin_json_encode_dependencies(const zipkin_dep_link_t *links, size_t n, b
         if (i)
             buf_append_char(out, ',');
         LIT(out, "{\"parent\":");
-        put_quoted(out, l->parent);
+        buf_put_quoted(out, l->parent);
         LIT(out, ",\"child\":");
-        put_quoted(out, l->child);
+        buf_put_quoted(out, l->child);
         LIT(out, ",\"callCount\":");
         buf_append_u64(out, l->call_count);
         if (l->error_count > 0) {

@@ -10,7 +10,10 @@
 # MEASURE requests with instrumentation on and prints:
 #   fill_spans=... ir_per_span=... d1_read_misses_per_span=... ll_read_misses_per_span=... ll_write_misses_per_span=...
 #   usage: tests/bench/collector_fill_callgrind.sh    env: FILL (0; requests of 1000 spans),
-#          MEASURE (100), OUTRIDER_BIN (build/release/bin), KEEP=1 keeps the callgrind file
+#          MEASURE (100), OUTRIDER_BIN (build/release/bin), KEEP=1 keeps the callgrind file,
+#          COLLECTOR_ARGS (more collector flags, split on spaces); with kafka.brokers among them the
+#          count goes on until every message the measured requests queued has its delivery report,
+#          so the producer threads' work (encoding, compression, sending) is in it
 # Needs: valgrind. Uses tests/lib.sh (temp dir, process cleanup).
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -28,7 +31,8 @@ while [[ $OP == "$ZP" ]]; do OP=$(free_port); done
 valgrind --tool=callgrind --instr-atstart=no --cache-sim=yes --LL=33554432,16,64 \
     --callgrind-out-file="$T/cg.out" "$OUTRIDER_BIN/outrider-collector" \
     --zipkin-listen "127.0.0.1:$ZP" --otlp-listen "127.0.0.1:$OP" --max-spans 20000000 \
-    --set store.maxBytes=8GiB --set limits.memoryLimit=20GiB --set server.threads=1 >"$T/collector.log" 2>&1 &
+    --set store.maxBytes=8GiB --set limits.memoryLimit=20GiB --set server.threads=1 ${COLLECTOR_ARGS:-} \
+    >"$T/collector.log" 2>&1 &
 CP=$!
 track_pid "$CP"
 wait_until -n 600 -i 0.1 port_open "$OP" || fail "collector did not start: $(tail -5 "$T/collector.log")"
@@ -42,6 +46,15 @@ send() { # requests seed
 send 20 7
 callgrind_control -i on "$CP" >/dev/null 2>&1 || fail "callgrind_control -i on failed"
 send "$MEASURE" 4
+if [[ ${COLLECTOR_ARGS:-} == *kafka.brokers* ]]; then
+    all_delivered() {
+        curl -fsS "http://127.0.0.1:$ZP/metrics" | awk '
+            /^outrider_kafka_messages_total\{.*result="queued"/ { q += $2 }
+            /^outrider_kafka_messages_total\{.*result="(delivered|failed)"/ { d += $2 }
+            END { exit !(q > 0 && q == d) }'
+    }
+    wait_until -n 3000 -i 0.1 all_delivered || fail "Kafka messages not all delivered"
+fi
 callgrind_control -i off "$CP" >/dev/null 2>&1 || fail "callgrind_control -i off failed"
 stop_pid "$CP"
 [[ -s $T/cg.out ]] || fail "no callgrind output"

@@ -15,7 +15,7 @@ command -v kcat >/dev/null || fail "kcat is needed (scripts/deps.sh installs it)
 npm_ready "$HERE"
 start_kafka_mock --topic zipkin:3 --topic from-kafkajs:2
 # kafkajs decodes gzip by itself (zstd, the default, needs its native @kafkajs/zstd codec)
-start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.consume.topics=from-kafkajs \
+start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.spans.batch=false --set kafka.consume.topics=from-kafkajs \
     --set kafka.producer.linger.ms=1 --set kafka.producer.compression.type=gzip
 
 metric() {

@@ -9,7 +9,7 @@ command -v kcat >/dev/null || fail "kcat is needed (scripts/deps.sh installs it)
 command -v protoc >/dev/null || fail "protoc is needed (scripts/deps.sh installs protobuf-compiler)"
 PROTO=$OUTRIDER_SRC/common/proto
 
-start_kafka_mock --topic zipkin:3 --topic spans-proto3:2 --topic spans-otlp:2 --topic outrider-access-logs:2
+start_kafka_mock --topic zipkin:3 --topic batched:4 --topic spans-proto3:2 --topic spans-otlp:2 --topic outrider-access-logs:2
 
 metric() { # name labels -> value (0 when absent)
     curl -fsS "$ZIPKIN_URL/metrics" | awk -v n="$1" -v l="$2" '$1 == n l {print $2; f=1} END {if (!f) print 0}'
@@ -34,8 +34,8 @@ zipkin_body() {
 EOF
 }
 
-# ---- json: what a Zipkin server's Kafka collector reads ----
-start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.producer.linger.ms=1
+# ---- json: what a Zipkin server's Kafka collector reads; one message per trace ----
+start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.producer.linger.ms=1 --set kafka.spans.batch=false
 zipkin_body >"$T/spans.json"
 assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' --data-binary @"$T/spans.json")" \
     "zipkin post"
@@ -54,6 +54,28 @@ for k in 0 1; do
 done
 sort <(cut -d' ' -f4 "$T/json/index") >"$T/keys"
 assert_eq "$(printf '%s\n%s' "$T1" "$T2" | sort)" "$(cat "$T/keys")" "message keys are the trace ids"
+# Kafka's default partitioner (murmur2 of the key, as the Java client): computed here independently
+partition_of() { # key partitions -> partition
+    python3 -c '
+import sys
+def murmur2(b):
+    m, h = 0x5bd1e995, (0x9747b28c ^ len(b)) & 0xffffffff
+    i = 0
+    while i + 4 <= len(b):
+        k = int.from_bytes(b[i:i + 4], "little")
+        k = (k * m) & 0xffffffff; k ^= k >> 24; k = (k * m) & 0xffffffff
+        h = (h * m) & 0xffffffff; h ^= k; i += 4
+    r = len(b) - i
+    if r == 3: h ^= b[i + 2] << 16
+    if r >= 2: h ^= b[i + 1] << 8
+    if r >= 1: h ^= b[i]; h = (h * m) & 0xffffffff
+    h ^= h >> 13; h = (h * m) & 0xffffffff; h ^= h >> 15
+    return h
+print((murmur2(sys.argv[1].encode()) & 0x7fffffff) % int(sys.argv[2]))' "$1" "$2"
+}
+while read -r k part off key; do
+    assert_eq "$(partition_of "$key" 3)" "$part" "partition of the message keyed $key"
+done <"$T/json/index"
 
 # OTLP spans go the same way: one trace, two spans, one message
 otlp_trace=5b8efff798038103d269b633813fc60c
@@ -82,6 +104,7 @@ assert_eq 5 "$(metric outrider_kafka_records_total '{topic="zipkin",result="queu
 assert_eq 3 "$(metric outrider_kafka_messages_total '{topic="zipkin",result="delivered"}')" "messages delivered"
 assert_eq 0 "$(metric outrider_kafka_messages_total '{topic="zipkin",result="failed"}')" "messages failed"
 assert_eq 1 "$(metric outrider_kafka_up '')" "kafka up"
+assert_eq 3 "$(metric outrider_kafka_produce_latency_seconds_count '{topic="zipkin"}')" "produce latencies observed"
 curl -fsS "$ZIPKIN_URL/health" | jq -e '.zipkin.details | to_entries[] | select(.key | startswith("KafkaSender")) |
     .value.status == "UP"' >/dev/null || fail "health: $(curl -fsS "$ZIPKIN_URL/health")"
 
@@ -112,9 +135,35 @@ k=$(awk '$4 == "" {print $1}' "$T/logs/index")
 assert_eq '"plain line"' "$(jq '.message' "$T/logs/$k.value")" "a plain record keeps its body"
 stop_pid "$COLLECTOR_PID"
 
+# ---- kafka.spans.batch (the default): the traces of a request that share a partition share a message ----
+start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.producer.linger.ms=1 --set kafka.spans.topic=batched
+wait_until -n 400 -i 0.05 grep -q 'kafka: batched has 4 partitions' "$COLLECTOR_LOG" || fail "partitions of batched not learnt"
+body=""
+for i in $(seq 1 40); do
+    for s in 1 2; do
+        body+="${body:+,}{\"traceId\":\"$(printf '%016x' $((0x5000 + i)))\",\"id\":\"$(printf '%016x' $((i * 10 + s)))\",\"name\":\"op$s\",\"timestamp\":$((now_us + i)),\"duration\":9,\"localEndpoint\":{\"serviceName\":\"batch-svc\"}}"
+    done
+done
+assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' -d "[$body]")" "post 40 traces"
+wait_until -n 400 delivered batched 80 || fail "80 batched spans not delivered"
+n=$(kafka_read batched "$T/b")
+[[ $n -ge 1 && $n -le 4 ]] || fail "40 traces in 4 partitions should be 1 to 4 messages, got $n"
+total=0
+while read -r k part off key; do
+    ids=$(jq -r '.[].traceId' "$T/b/$k.value" | sort -u)
+    grep -qx "$key" <<<"$ids" || fail "message $k is keyed $key, not one of its traces"
+    for id in $ids; do
+        assert_eq "$part" "$(partition_of "$id" 4)" "trace $id in partition $part"
+        assert_eq 2 "$(jq --arg t "$id" '[.[] | select(.traceId == $t)] | length' "$T/b/$k.value")" "spans of trace $id"
+    done
+    total=$((total + $(wc -l <<<"$ids")))
+done <"$T/b/index"
+assert_eq 40 "$total" "traces in the batched messages"
+stop_pid "$COLLECTOR_PID"
+
 # ---- proto3: Zipkin's ListOfSpans ----
 start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.spans.topic=spans-proto3 \
-    --set kafka.spans.encoding=proto3
+    --set kafka.spans.encoding=proto3 --set kafka.spans.batch=false
 assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' --data-binary @"$T/spans.json")" \
     "zipkin post (proto3)"
 wait_until -n 400 delivered spans-proto3 3 || fail "proto3 spans not delivered"
@@ -133,7 +182,7 @@ stop_pid "$COLLECTOR_PID"
 
 # ---- otlp: ExportTraceServiceRequest, as the OpenTelemetry Collector's Kafka receiver reads ----
 start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.spans.topic=spans-otlp \
-    --set kafka.spans.encoding=otlp --set kafka.logs.encoding=otlp
+    --set kafka.spans.encoding=otlp --set kafka.logs.encoding=otlp --set kafka.spans.batch=false
 assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' --data-binary @"$T/spans.json")" \
     "zipkin post (otlp)"
 wait_until -n 400 delivered spans-otlp 3 || fail "otlp spans not delivered"

@@ -34,7 +34,7 @@ kafka_is() { [[ $(kafka_status) == "$1" ]]; }
 all_delivered() { [[ $(records delivered) == "$(records queued)" ]]; }
 
 start_kafka_mock --topic zipkin:3
-start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.unhealthyAfter=1s \
+start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.spans.batch=false --set kafka.unhealthyAfter=1s \
     --set kafka.queue.maxMessages=40 --set kafka.producer.linger.ms=1
 send 10 1
 wait_until -n 400 all_delivered || fail "first 10 traces not delivered"
@@ -79,7 +79,7 @@ done
 
 # SIGTERM while brokers are away: drain for kafka.drainTimeout, then count and log the loss
 stop_pid "$COLLECTOR_PID"
-start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.drainTimeout=500ms --set kafka.producer.linger.ms=1
+start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.spans.batch=false --set kafka.drainTimeout=500ms --set kafka.producer.linger.ms=1
 send 3 5
 wait_until -n 400 all_delivered || fail "3 traces not delivered"
 for b in 1 2 3; do kafka_mock_cmd "down $b"; done
