@@ -188,14 +188,29 @@ static void *kafka_main(void *arg)
     return NULL;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *what, const char *key, const char *value)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        log_error("kafka.producer.%s=%s: %s", key, value, err);
+        log_error("%s.%s=%s: %s", what, key, value, err);
         return -1;
     }
     return 0;
+}
+
+int kafka_conf_apply(rd_kafka_conf_t *conf, const char *what, const setting_list_t *props)
+{
+    int bad = 0;
+    for (size_t i = 0; i < props->n; i++) { /* "key=value", checked by the settings loader */
+        char *kv = xstrdup(props->items[i]);
+        char *eq = strchr(kv, '=');
+        if (eq != NULL) {
+            *eq = '\0';
+            bad |= kafka_conf_set(conf, what, kv, eq + 1);
+        }
+        free(kv);
+    }
+    return bad;
 }
 
 kafka_t *kafka_start(const collector_config_t *cfg)
@@ -227,23 +242,15 @@ kafka_t *kafka_start(const collector_config_t *cfg)
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char num[32];
-    int bad = conf_set(conf, "bootstrap.servers", cfg->kafka_brokers);
+    int bad = kafka_conf_set(conf, "kafka.producer", "bootstrap.servers", cfg->kafka_brokers);
     snprintf(num, sizeof(num), "%llu", (unsigned long long)(cfg->kafka_queue_max_bytes / 1024u));
-    bad |= conf_set(conf, "queue.buffering.max.kbytes", num);
+    bad |= kafka_conf_set(conf, "kafka.producer", "queue.buffering.max.kbytes", num);
     snprintf(num, sizeof(num), "%llu", (unsigned long long)cfg->kafka_queue_max_messages);
-    bad |= conf_set(conf, "queue.buffering.max.messages", num);
-    bad |= conf_set(conf, "client.id", "outrider-collector");
+    bad |= kafka_conf_set(conf, "kafka.producer", "queue.buffering.max.messages", num);
+    bad |= kafka_conf_set(conf, "kafka.producer", "client.id", "outrider-collector");
     /* keyed messages go where Kafka's Java client puts them, as kafka.spans.batch computes it */
-    bad |= conf_set(conf, "partitioner", "murmur2_random");
-    for (size_t i = 0; i < cfg->kafka_producer.n; i++) { /* "key=value", validated by the settings loader */
-        char *kv = xstrdup(cfg->kafka_producer.items[i]);
-        char *eq = strchr(kv, '=');
-        if (eq != NULL) {
-            *eq = '\0';
-            bad |= conf_set(conf, kv, eq + 1);
-        }
-        free(kv);
-    }
+    bad |= kafka_conf_set(conf, "kafka.producer", "partitioner", "murmur2_random");
+    bad |= kafka_conf_apply(conf, "kafka.producer", &cfg->kafka_producer);
     if (bad) {
         rd_kafka_conf_destroy(conf);
         kafka_stop(k);

@@ -40,6 +40,14 @@ typedef struct kafka_scratch {
     buf_t key, value;
 } kafka_scratch_t;
 
+struct rd_kafka_conf_s;
+
+/* Set one librdkafka property; logs "<what>.<key>=<value>: reason" and returns -1 when it is refused. */
+int kafka_conf_set(struct rd_kafka_conf_s *conf, const char *what, const char *key, const char *value);
+
+/* Set every "key=value" item of props (a SETTING_MAP); -1 when any is refused (each logged). */
+int kafka_conf_apply(struct rd_kafka_conf_s *conf, const char *what, const setting_list_t *props);
+
 /* Start the producer from cfg (kafka.brokers non-empty); NULL with a logged error on a bad setting. */
 kafka_t *kafka_start(const collector_config_t *cfg);
 

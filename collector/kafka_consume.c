@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -66,16 +67,6 @@ static void *consume_main(void *arg)
     return NULL;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
-{
-    char err[512];
-    if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        log_error("kafka.consumer.%s=%s: %s", key, value, err);
-        return -1;
-    }
-    return 0;
-}
-
 kafka_consumer_t *kafka_consumer_start(collector_t *c)
 {
     const collector_config_t *cfg = &c->cfg;
@@ -87,19 +78,11 @@ kafka_consumer_t *kafka_consumer_start(collector_t *c)
     k->c = c;
     k->otlp = strcmp(cfg->kafka_consume_encoding, "otlp") == 0;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    int bad = conf_set(conf, "bootstrap.servers", cfg->kafka_brokers);
-    bad |= conf_set(conf, "group.id", cfg->kafka_consume_group);
-    bad |= conf_set(conf, "client.id", "outrider-collector");
-    bad |= conf_set(conf, "auto.offset.reset", "earliest");
-    for (size_t i = 0; i < cfg->kafka_consumer.n; i++) {
-        char *kv = xstrdup(cfg->kafka_consumer.items[i]);
-        char *eq = strchr(kv, '=');
-        if (eq != NULL) {
-            *eq = '\0';
-            bad |= conf_set(conf, kv, eq + 1);
-        }
-        free(kv);
-    }
+    int bad = kafka_conf_set(conf, "kafka.consumer", "bootstrap.servers", cfg->kafka_brokers);
+    bad |= kafka_conf_set(conf, "kafka.consumer", "group.id", cfg->kafka_consume_group);
+    bad |= kafka_conf_set(conf, "kafka.consumer", "client.id", "outrider-collector");
+    bad |= kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset", "earliest");
+    bad |= kafka_conf_apply(conf, "kafka.consumer", &cfg->kafka_consumer);
     char err[512];
     if (!bad) {
         rd_kafka_conf_set_opaque(conf, k);

@@ -91,14 +91,10 @@ static inline void pb_close(buf_t *b, size_t at)
     p[PB_SLOT - 1] = (uint8_t)(n >> (7 * (PB_SLOT - 1)));
 }
 
-/* KeyValue{key, AnyValue{string_value}} as field `field`, the value cut at vmax bytes or its first NUL;
- * nothing when val is NULL or empty. */
-static inline void pb_kv_str(buf_t *b, uint32_t field, const char *key, size_t klen, const char *val, size_t vmax)
+/* The head of KeyValue{key, AnyValue{...}} as field `field`, up to the AnyValue's body of `any` bytes;
+ * room is reserved for that body. */
+static inline void pb_kv_begin(buf_t *b, uint32_t field, const char *key, size_t klen, size_t any)
 {
-    if (val == NULL || val[0] == '\0')
-        return;
-    size_t vlen = strnlen(val, vmax);
-    size_t any = 1 + pb_varint_size(vlen) + vlen;
     size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
     buf_reserve(b, 10 + 1 + kv);
     pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
@@ -109,49 +105,12 @@ static inline void pb_kv_str(buf_t *b, uint32_t field, const char *key, size_t k
     b->len += klen;
     b->data[b->len++] = (char)(2 << 3 | PB_LEN);
     pb_put_varint(b, any);
-    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
-    pb_put_varint(b, vlen);
-    memcpy(b->data + b->len, val, vlen);
-    b->len += vlen;
-    b->data[b->len] = '\0';
 }
-
-/* KeyValue{key, AnyValue{int_value}} as field `field` (written even when 0: the oneof case is set). */
-static inline void pb_kv_int(buf_t *b, uint32_t field, const char *key, size_t klen, int64_t val)
-{
-    size_t any = 1 + pb_varint_size((uint64_t)val);
-    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
-    buf_reserve(b, 10 + 1 + kv);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
-    pb_put_varint(b, kv);
-    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
-    pb_put_varint(b, klen);
-    memcpy(b->data + b->len, key, klen);
-    b->len += klen;
-    b->data[b->len++] = (char)(2 << 3 | PB_LEN);
-    pb_put_varint(b, any);
-    b->data[b->len++] = (char)(3 << 3 | PB_VARINT);
-    pb_put_varint(b, (uint64_t)val);
-    b->data[b->len] = '\0';
-}
-
-#define KV_STR(b, f, key, val, max) pb_kv_str(b, f, key, sizeof(key) - 1, val, max)
-#define KV_INT(b, f, key, val) pb_kv_int(b, f, key, sizeof(key) - 1, val)
 
 /* KeyValue{key, AnyValue{string_value}} as field `field`, the value exactly its n bytes (written when empty). */
 static inline void pb_kv_bytes(buf_t *b, uint32_t field, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    size_t any = 1 + pb_varint_size(vlen) + vlen;
-    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
-    buf_reserve(b, 10 + 1 + kv);
-    pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
-    pb_put_varint(b, kv);
-    b->data[b->len++] = (char)(1 << 3 | PB_LEN);
-    pb_put_varint(b, klen);
-    memcpy(b->data + b->len, key, klen);
-    b->len += klen;
-    b->data[b->len++] = (char)(2 << 3 | PB_LEN);
-    pb_put_varint(b, any);
+    pb_kv_begin(b, field, key, klen, 1 + pb_varint_size(vlen) + vlen);
     b->data[b->len++] = (char)(1 << 3 | PB_LEN);
     pb_put_varint(b, vlen);
     if (vlen > 0)
@@ -159,5 +118,26 @@ static inline void pb_kv_bytes(buf_t *b, uint32_t field, const char *key, size_t
     b->len += vlen;
     b->data[b->len] = '\0';
 }
+
+/* KeyValue{key, AnyValue{string_value}} as field `field`, the value cut at vmax bytes or its first NUL;
+ * nothing when val is NULL or empty. */
+static inline void pb_kv_str(buf_t *b, uint32_t field, const char *key, size_t klen, const char *val, size_t vmax)
+{
+    if (val == NULL || val[0] == '\0')
+        return;
+    pb_kv_bytes(b, field, key, klen, val, strnlen(val, vmax));
+}
+
+/* KeyValue{key, AnyValue{int_value}} as field `field` (written even when 0: the oneof case is set). */
+static inline void pb_kv_int(buf_t *b, uint32_t field, const char *key, size_t klen, int64_t val)
+{
+    pb_kv_begin(b, field, key, klen, 1 + pb_varint_size((uint64_t)val));
+    b->data[b->len++] = (char)(3 << 3 | PB_VARINT);
+    pb_put_varint(b, (uint64_t)val);
+    b->data[b->len] = '\0';
+}
+
+#define KV_STR(b, f, key, val, max) pb_kv_str(b, f, key, sizeof(key) - 1, val, max)
+#define KV_INT(b, f, key, val) pb_kv_int(b, f, key, sizeof(key) - 1, val)
 
 #endif

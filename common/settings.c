@@ -248,7 +248,8 @@ static const char *apply(const setting_t *s, void *cfg, const char *value)
             return "expected true or false";
         return NULL;
     }
-    case SETTING_LIST: {
+    case SETTING_LIST:
+    case SETTING_MAP: {
         setting_list_t *l = (setting_list_t *)field;
         list_free(l);
         /* from text (defaults, flags): comma-separated */
@@ -260,27 +261,20 @@ static const char *apply(const setting_t *s, void *cfg, const char *value)
                 list_add(l, p, len);
             p += len + (comma ? 1 : 0);
         }
-        return NULL;
-    }
-    case SETTING_MAP: {
-        setting_list_t *l = (setting_list_t *)field;
-        list_free(l);
-        const char *p = value;
-        while (*p) {
-            const char *comma = strchr(p, ',');
-            size_t len = comma ? (size_t)(comma - p) : strlen(p);
-            const char *eq = memchr(p, '=', len);
-            if (len > 0 && (eq == NULL || eq == p))
+        if (s->type == SETTING_LIST)
+            return NULL;
+        setting_list_t m = {0}; /* key=value items; a later value of a key replaces an earlier one */
+        for (size_t i = 0; i < l->n; i++) {
+            const char *eq = strchr(l->items[i], '=');
+            if (eq == NULL || eq == l->items[i]) {
+                list_free(l);
+                list_free(&m);
                 return "expected comma-separated key=value pairs";
-            if (len > 0) {
-                char *val = strndup(eq + 1, (size_t)(p + len - eq - 1));
-                if (val == NULL)
-                    log_fatal("out of memory");
-                map_put(l, p, (size_t)(eq - p), val);
-                free(val);
             }
-            p += len + (comma ? 1 : 0);
+            map_put(&m, l->items[i], (size_t)(eq - l->items[i]), eq + 1);
         }
+        list_free(l);
+        *l = m;
         return NULL;
     }
     }
