@@ -48,7 +48,7 @@ typedef struct collector {
     collector_config_t cfg;
     struct span_store *store;
     struct metric_store *metrics;
-    struct kafka *kafka; /* NULL: Kafka off (kafka.brokers empty) */
+    struct kafka *kafka;             /* NULL: Kafka off (kafka.brokers empty) */
     struct kafka_consumer *consumer; /* NULL: kafka.consume.topics empty */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
@@ -87,11 +87,13 @@ void ingest_otlp_logs(collector_t *c, const http_request_t *req, http_response_t
  * One message consumed from Kafka: a Zipkin span list (JSON, or proto3
  * ListOfSpans told apart by its first bytes, as Zipkin's Kafka collector
  * does) or, with otlp, an OTLP ExportTraceServiceRequest. Stores the spans
- * (never publishes them again) and counts them under transport="kafka".
+ * (never publishes them again; new traces remember origin, see
+ * span_store_insert_from) and counts them under transport="kafka".
  * Returns the spans kept, or -1 with the reason in why when the message
  * cannot be decoded.
  */
-int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp, char *why, size_t why_len);
+int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp, uint16_t origin, char *why,
+                       size_t why_len);
 
 /*
  * Zipkin query API and UI paths (zipkin_api.c): path is relative to the

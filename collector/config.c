@@ -96,6 +96,10 @@ const setting_t collector_settings[] = {
      "json (Zipkin v2 JSON lists, or proto3 ListOfSpans told apart per message, as Zipkin reads them) or otlp "
      "(ExportTraceServiceRequest)",
      "json|otlp"},
+    {"kafka.consume.replay", SETTING_BOOL, F(kafka_consume_replay), "false", 0, 0,
+     "the store role of a scaled-out collector: each partition assigned is read from its beginning (the topic's "
+     "retention is the trace window) and a revoked partition's traces are dropped, so every trace is held by the "
+     "one member that owns its partition; offsets are not committed"},
     {"kafka.consumer", SETTING_MAP, F(kafka_consumer), "", 0, 0,
      "librdkafka consumer properties, passed through (TLS, SASL, fetch sizes)"},
     {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,

@@ -36,6 +36,7 @@ typedef struct collector_config {
     setting_list_t kafka_consume_topics; /* empty: no consumer */
     char *kafka_consume_group;
     char *kafka_consume_encoding; /* json (Zipkin JSON or proto3), otlp */
+    int kafka_consume_replay;
     setting_list_t kafka_consumer;    /* librdkafka consumer properties, "key=value" */
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */

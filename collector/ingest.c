@@ -235,7 +235,8 @@ done:
 
 static void otlp_limits_from(const collector_t *c, otlp_limits_t *lim);
 
-int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp, char *why, size_t why_len)
+int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp, uint16_t origin, char *why,
+                       size_t why_len)
 {
     collector_transport_stats_t *ts = &c->transport[TRANSPORT_KAFKA];
     prom_counter_add(&ts->messages, 1);
@@ -278,7 +279,7 @@ int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp
         request_done();
         return -1;
     }
-    int kept = span_store_insert(c->store, spans, n, collector_now_us());
+    int kept = span_store_insert_from(c->store, spans, n, collector_now_us(), origin);
     kept = kept < 0 ? 0 : kept;
     prom_counter_add(&ts->spans, (uint64_t)kept);
     prom_counter_add(&ts->spans_dropped, rejected + (n - (size_t)kept));

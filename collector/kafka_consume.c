@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kafka.h"
+#include "span_store.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -19,6 +20,7 @@ struct kafka_consumer {
     collector_t *c;
     rd_kafka_t *rk;
     int otlp;
+    int replay; /* kafka.consume.replay: the store role */
     pthread_t thread;
     _Atomic int stop;
     _Atomic uint64_t assigned; /* partitions assigned now */
@@ -33,15 +35,39 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_debug("kafka consumer: %s: %s", fac, buf);
 }
 
+/*
+ * The store's origin number of a partition: its topic's place in
+ * kafka.consume.topics and the partition, 1..65535; 0 (not tracked) past 63
+ * topics or 1023 partitions.
+ */
+static uint16_t origin_of(const kafka_consumer_t *k, const char *topic, int32_t partition)
+{
+    const setting_list_t *topics = &k->c->cfg.kafka_consume_topics;
+    for (size_t i = 0; i < topics->n && i < 63; i++)
+        if (strcmp(topics->items[i], topic) == 0)
+            return partition >= 0 && partition < 1023 ? (uint16_t)(i * 1024 + (size_t)partition + 1) : 0;
+    return 0;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     kafka_consumer_t *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("kafka consumer: assigned %d partitions", parts->cnt);
+        log_info("kafka consumer: assigned %d partitions%s", parts->cnt,
+                 k->replay ? ", reading each from its beginning" : "");
+        if (k->replay) /* the store role: the topic's retention is the window; rebuild it */
+            for (int i = 0; i < parts->cnt; i++)
+                parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
         atomic_store(&k->assigned, (uint64_t)parts->cnt);
         rd_kafka_assign(rk, parts);
     } else {
-        log_info("kafka consumer: revoked %d partitions", parts->cnt);
+        size_t dropped = 0;
+        if (k->replay) /* another member owns these now: their traces are answered there */
+            for (int i = 0; i < parts->cnt; i++)
+                dropped +=
+                    span_store_drop_origin(k->c->store, origin_of(k, parts->elems[i].topic, parts->elems[i].partition));
+        log_info("kafka consumer: revoked %d partitions%s%zu traces dropped", parts->cnt, k->replay ? ", " : "",
+                 dropped);
         atomic_store(&k->assigned, 0);
         rd_kafka_assign(rk, NULL);
     }
@@ -56,7 +82,8 @@ static void *consume_main(void *arg)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             char why[256] = "";
-            if (ingest_kafka_spans(k->c, m->payload, m->len, k->otlp, why, sizeof(why)) < 0)
+            uint16_t origin = k->replay ? origin_of(k, rd_kafka_topic_name(m->rkt), m->partition) : 0;
+            if (ingest_kafka_spans(k->c, m->payload, m->len, k->otlp, origin, why, sizeof(why)) < 0)
                 log_warn("kafka consumer: %s [%d] offset %lld: message dropped: %s", rd_kafka_topic_name(m->rkt),
                          (int)m->partition, (long long)m->offset, why);
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -77,11 +104,14 @@ kafka_consumer_t *kafka_consumer_start(collector_t *c)
     kafka_consumer_t *k = xcalloc(1, sizeof(*k));
     k->c = c;
     k->otlp = strcmp(cfg->kafka_consume_encoding, "otlp") == 0;
+    k->replay = cfg->kafka_consume_replay;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int bad = kafka_conf_set(conf, "kafka.consumer", "bootstrap.servers", cfg->kafka_brokers);
     bad |= kafka_conf_set(conf, "kafka.consumer", "group.id", cfg->kafka_consume_group);
     bad |= kafka_conf_set(conf, "kafka.consumer", "client.id", "outrider-collector");
     bad |= kafka_conf_set(conf, "kafka.consumer", "auto.offset.reset", "earliest");
+    if (k->replay) /* every assignment starts from the beginning: nothing to remember */
+        bad |= kafka_conf_set(conf, "kafka.consumer", "enable.auto.commit", "false");
     bad |= kafka_conf_apply(conf, "kafka.consumer", &cfg->kafka_consumer);
     char err[512];
     if (!bad) {

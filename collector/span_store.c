@@ -741,7 +741,8 @@ static void touch_finish(span_store_t *st, trace_t *t, const touch_t *b)
  * Store the spans of one trace (first, then next[] links, in arrival
  * order); returns how many were accepted.
  */
-static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *next, uint32_t first, uint64_t now_us)
+static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *next, uint32_t first, uint64_t now_us,
+                        uint16_t origin)
 {
     trace_t *t = store_find_trace(st, spans[first].trace_id_high, spans[first].trace_id_low);
     touch_t b;
@@ -758,9 +759,10 @@ static int insert_trace(span_store_t *st, const span_t *spans, const uint32_t *n
         span_t s;
         if (span_normalize_head(&st->scratch, &spans[i], &s) < 0)
             continue;
-        if (t == NULL)
+        if (t == NULL) {
             t = trace_new(st, &s, now_us);
-        else if (st->max_trace_spans && t->n_spans >= st->max_trace_spans)
+            t->origin = origin;
+        } else if (st->max_trace_spans && t->n_spans >= st->max_trace_spans)
             continue;
         accepted++;
         if (ids_maybe(t, s.id)) {
@@ -784,11 +786,9 @@ static uint64_t store_bytes(const span_store_t *st)
     return (uint64_t)st->bytes + intern_bytes(st->strs);
 }
 
-static void evict_oldest(span_store_t *st)
+/* Take t out of every index and free it (its fifo slot is the caller's). */
+static void trace_remove(span_store_t *st, trace_t *t)
 {
-    trace_t *t = st->fifo[st->fifo_head];
-    st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
-    st->fifo_len--;
     relist(st, t, 0);
     deps_forget(st, t);
     const uint8_t *p = t->blob, *end = t->blob + t->blob_len;
@@ -802,9 +802,35 @@ static void evict_oldest(span_store_t *st)
     st->n_traces--;
     tab_del(st, t);
     st->n_spans -= t->n_spans;
+    trace_free(st, t);
+}
+
+static void evict_oldest(span_store_t *st)
+{
+    trace_t *t = st->fifo[st->fifo_head];
+    st->fifo_head = (st->fifo_head + 1) % st->fifo_cap;
+    st->fifo_len--;
     st->evicted_spans += t->n_spans;
     st->evicted_traces++;
-    trace_free(st, t);
+    trace_remove(st, t);
+}
+
+size_t span_store_drop_origin(span_store_t *st, uint16_t origin)
+{
+    size_t dropped = 0, kept = 0;
+    pthread_rwlock_wrlock(&st->lock);
+    for (size_t i = 0; i < st->fifo_len; i++) {
+        trace_t *t = st->fifo[(st->fifo_head + i) % st->fifo_cap];
+        if (origin != 0 && t->origin == origin) {
+            trace_remove(st, t);
+            dropped++;
+        } else { /* the ring closes up behind: kept <= i, so nothing unread is overwritten */
+            st->fifo[(st->fifo_head + kept++) % st->fifo_cap] = t;
+        }
+    }
+    st->fifo_len = kept;
+    pthread_rwlock_unlock(&st->lock);
+    return dropped;
 }
 
 /*
@@ -856,6 +882,11 @@ static size_t batch_group(span_store_t *st, const span_t *spans, uint32_t n, uin
 
 int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us)
 {
+    return span_store_insert_from(st, spans, n, now_us, 0);
+}
+
+int span_store_insert_from(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us, uint16_t origin)
+{
     int accepted = 0;
     pthread_rwlock_wrlock(&st->lock);
     for (size_t off = 0; off < n;) {
@@ -869,7 +900,7 @@ int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t 
                 const span_t *ahead = &spans[off + first[g + TAB_PREFETCH]];
                 tab_prefetch(st, ahead->trace_id_high, ahead->trace_id_low);
             }
-            accepted += insert_trace(st, spans + off, next, first[g], now_us);
+            accepted += insert_trace(st, spans + off, next, first[g], now_us, origin);
         }
         list_flush(st);
         off += chunk;

@@ -130,6 +130,20 @@ void span_store_destroy(span_store_t *st);
 int span_store_insert(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us);
 
 /*
+ * span_store_insert for spans read from one origin (a Kafka partition the
+ * caller numbers 1..65535): traces it creates remember it, so that
+ * span_store_drop_origin can take them out again.
+ */
+int span_store_insert_from(span_store_t *st, const span_t *spans, size_t n, uint64_t now_us, uint16_t origin);
+
+/*
+ * Remove every trace created from origin (not counted as evicted): the
+ * store's side of a Kafka partition this collector no longer owns. O(traces
+ * stored). Returns the number of traces removed.
+ */
+size_t span_store_drop_origin(span_store_t *st, uint16_t origin);
+
+/*
  * Spans of one trace, decoded into arena (strings included). Returns 0 and
  * sets *spans / *n when found, -1 when not found or the arena is exhausted.
  */

@@ -164,6 +164,7 @@ typedef struct trace {
     uint8_t ts_root;    /* ts is a root span's, so later spans cannot change it */
     uint8_t big_ids;    /* ids is a span_idset pointer (traces past a few dozen spans) */
     uint8_t linked_now; /* links were computed at the end of a batch (done at most once per trace) */
+    uint16_t origin;    /* where it was read from (span_store_insert_from), 0 = anywhere else */
 } trace_t;
 
 typedef struct service {

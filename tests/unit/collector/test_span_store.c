@@ -746,6 +746,75 @@ static void test_dependencies(void **state)
     span_store_destroy(st);
 }
 
+/* A client span of svc calling "db" and the server span that answers it, in one trace from origin. */
+static void insert_call(span_store_t *st, uint64_t lo, const char *svc, uint16_t origin, uint64_t ts)
+{
+    span_t s[2];
+    s[0] = mk(lo, 1, 0, SPAN_KIND_CLIENT, svc, "db", "query", ts, 10);
+    s[1] = mk(lo, 2, 1, SPAN_KIND_SERVER, "db", NULL, "query", ts + 1, 8);
+    span_store_insert_from(st, s, 2, 1, origin);
+}
+
+/* The store's side of a Kafka partition going away: exactly that origin's traces leave every index. */
+static void test_drop_origin(void **state)
+{
+    (void)state;
+    span_store_t *st = new_store(1000, 0, 1);
+    for (uint64_t i = 1; i <= 30; i++)
+        insert_call(st, i, i % 3 == 0 ? "orders" : "shop", (uint16_t)(i % 3), MS(i));
+    span_store_stats_t ss;
+    span_store_stats(st, &ss);
+    assert_int_equal(ss.traces, 30);
+    assert_int_equal(span_store_drop_origin(st, 2), 10);
+    assert_int_equal(span_store_drop_origin(st, 2), 0);
+    assert_int_equal(span_store_drop_origin(st, 0), 0); /* 0 is "from anywhere": never dropped */
+    span_store_stats(st, &ss);
+    assert_int_equal(ss.traces, 20);
+    assert_int_equal(ss.spans, 40);
+    assert_int_equal(ss.evicted_traces, 0);
+    arena_t a;
+    arena_init(&a, 0);
+    for (uint64_t i = 1; i <= 30; i++) {
+        const span_t *spans;
+        size_t n = 0;
+        int rc = span_store_get_trace(st, 0, i, &a, &spans, &n);
+        assert_int_equal(rc == 0 && n == 2, i % 3 != 2);
+    }
+    /* dependencies count only the traces left: shop->db 10 (origin 1), orders->db 10 (origin 0) */
+    span_dep_link_t *links;
+    size_t nl;
+    assert_int_equal(span_store_dependencies(st, T0_MS + 60000, 3600000, &a, &links, &nl), 0);
+    const span_dep_link_t *l = find_link(links, nl, "shop", "db");
+    assert_non_null(l);
+    assert_int_equal(l->call_count, 10);
+    assert_int_equal(find_link(links, nl, "orders", "db")->call_count, 10);
+    span_query_t q = {0};
+    q.service_name = (str_t){"shop", 4};
+    q.end_ts_ms = T0_MS + 60000;
+    q.lookback_ms = 3600000;
+    q.limit = 100;
+    trace_result_t res;
+    assert_int_equal(span_store_get_traces(st, &q, &a, &res), 0);
+    assert_int_equal(res.n_traces, 10);
+    /* the ring closed up: eviction still takes the oldest of what is left */
+    span_store_destroy(st);
+    st = new_store(6, 0, 1);
+    for (uint64_t i = 1; i <= 3; i++)
+        insert_call(st, i, "shop", (uint16_t)i, MS(i));
+    assert_int_equal(span_store_drop_origin(st, 1), 1);
+    insert_call(st, 4, "shop", 0, MS(4));
+    insert_call(st, 5, "shop", 0, MS(5)); /* 8 spans over a bound of 6: trace 2 goes */
+    const span_t *spans;
+    size_t n;
+    assert_int_equal(span_store_get_trace(st, 0, 2, &a, &spans, &n), -1);
+    assert_int_equal(span_store_get_trace(st, 0, 3, &a, &spans, &n), 0);
+    span_store_stats(st, &ss);
+    assert_int_equal(ss.traces, 3);
+    assert_int_equal(ss.evicted_traces, 1);
+    arena_dispose(&a);
+    span_store_destroy(st);
+}
+
 static void test_autocomplete(void **state)
 {
     (void)state;
@@ -951,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_query_parse_validate),
         cmocka_unit_test(test_get_many),
         cmocka_unit_test(test_dependencies),
+        cmocka_unit_test(test_drop_origin),
         cmocka_unit_test(test_autocomplete),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_many_spans),

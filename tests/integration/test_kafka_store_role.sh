@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The store role of a scaled-out collector (kafka.consume.replay), on librdkafka's mock cluster:
+# an ingest collector publishes 40 traces; two store members in one group split the partitions
+# and each holds exactly the traces of its partitions (no trace in both, none missing, the
+# services and dependency counts adding up to the single-process answer); when one member is
+# killed, the other is assigned its partitions, replays them from the beginning, and answers
+# every trace again.
+. "$(dirname "$0")/../lib.sh"
+
+start_kafka_mock --topic zipkin:4
+now_us=$(( $(date +%s) * 1000000 ))
+body=""
+for i in $(seq 1 40); do
+    t=$(printf '%016x' $((0x9000 + i)))
+    body+="${body:+,}{\"traceId\":\"$t\",\"id\":\"00000000000000a1\",\"kind\":\"CLIENT\",\"name\":\"get\",\"timestamp\":$((now_us + i)),\"duration\":9,\"localEndpoint\":{\"serviceName\":\"web\"},\"remoteEndpoint\":{\"serviceName\":\"api\"}}"
+    body+=",{\"traceId\":\"$t\",\"id\":\"00000000000000a2\",\"parentId\":\"00000000000000a1\",\"kind\":\"SERVER\",\"name\":\"get\",\"timestamp\":$((now_us + i + 1)),\"duration\":7,\"localEndpoint\":{\"serviceName\":\"api\"}}"
+done
+COLLECTOR_LOG=$T/ingest.log
+start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.producer.linger.ms=1
+assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' -d "[$body]")" "post 40 traces"
+SINGLE=$ZIPKIN_URL
+stop_pid "$COLLECTOR_PID" # flushes to Kafka
+grep -q 'kafka: .* lost' "$T/ingest.log" && fail "the ingest collector lost spans: $(grep kafka "$T/ingest.log")"
+
+store_member() { # log -> starts a store member
+    COLLECTOR_LOG=$1
+    start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.consume.topics=zipkin \
+        --set kafka.consume.group=stores --set kafka.consume.replay=true \
+        --set kafka.consumer.session.timeout.ms=6000 --set kafka.consumer.heartbeat.interval.ms=500
+}
+store_member "$T/m1.log"
+M1=$ZIPKIN_URL M1_PID=$COLLECTOR_PID
+store_member "$T/m2.log"
+M2=$ZIPKIN_URL M2_PID=$COLLECTOR_PID
+
+holds() { # url trace -> 0 when the member answers the whole trace
+    [[ $(curl -s -o "$T/h.json" -w '%{http_code}' "$1/api/v2/trace/$2") == 200 ]] && [[ $(jq length "$T/h.json") == 2 ]]
+}
+split_done() { # every trace in exactly one member, both members holding some
+    local i t a b n1=0 n2=0
+    for i in $(seq 1 40); do
+        t=$(printf '%016x' $((0x9000 + i)))
+        a=0 b=0
+        holds "$M1" "$t" && a=1
+        holds "$M2" "$t" && b=1
+        (( a + b == 1 )) || return 1
+        n1=$((n1 + a)) n2=$((n2 + b))
+    done
+    (( n1 > 0 && n2 > 0 ))
+}
+wait_until -n 300 -i 0.2 split_done || fail "the members did not split the traces: $(grep -h 'kafka consumer' "$T/m1.log" "$T/m2.log")"
+grep -q 'traces dropped' "$T/m1.log" || note "member 1 had nothing to drop (member 2 joined before it read)"
+
+# together they answer as one collector would: services, and dependency counts that add up
+for url in "$M1" "$M2"; do
+    assert_json_eq '["api","web"]' "$(http_get_json "$url/api/v2/services" services)" "services of a member"
+done
+end_ts=$(( now_us / 1000 + 60000 ))
+deps() { http_get_json "$1/api/v2/dependencies?endTs=$end_ts&lookback=3600000" deps | jq '[.[] | select(.parent == "web" and .child == "api") | .callCount] | add // 0'; }
+assert_eq 40 "$(( $(deps "$M1") + $(deps "$M2") ))" "web -> api calls summed over the members"
+
+# a member dies without leaving the group: after the session timeout its partitions move and are replayed
+kill -9 "$M2_PID"
+all_in_m1() {
+    local i
+    for i in $(seq 1 40); do holds "$M1" "$(printf '%016x' $((0x9000 + i)))" || return 1; done
+}
+wait_until -n 300 -i 0.2 all_in_m1 || fail "member 1 does not answer every trace after member 2 died: $(grep 'kafka consumer' "$T/m1.log")"
+assert_eq 40 "$(deps "$M1")" "web -> api calls at the remaining member"
+COLLECTOR_LOG=$T/m1.log
+COLLECTOR_PID=$M1_PID
+echo "1 passed, 0 failed"
