@@ -160,6 +160,8 @@ http_get_json() {
 # wait_until [-n TRIES] [-i SECONDS] CMD...: run CMD until it succeeds, at
 # most TRIES times (default 200) SECONDS apart (default 0.05). Returns 1 if it
 # never succeeded; the caller decides what that means (usually fail).
+# CMD and its arguments are expanded once, by the caller: to re-read a value on
+# every try (a count, a metric), wrap the test in a function.
 wait_until() {
     local tries=200 interval=0.05
     while [[ $# -gt 0 ]]; do
@@ -405,6 +407,12 @@ held_sockets() {
     ss -Htnp state connected sport = ":$2" | grep -c "pid=$1," || true
 }
 
+# none_held PID PORT: succeeds when PID holds no connection on PORT (for wait_until, which
+# must run the count each try: an argument like "$(held_sockets ...)" is counted once).
+none_held() {
+    [[ $(held_sockets "$1" "$2") -eq 0 ]]
+}
+
 # check_lingering PID PORT CASE CODE CHECK...: 200 clients of
 # tests/send_then_read.py --mode hold get CODE for CASE on PORT and keep
 # their sockets open: PID must hold 200 lingering sockets while CHECK (a
@@ -413,7 +421,7 @@ check_lingering() {
     local pid=$1 port=$2 case=$3 code=$4
     shift 4
     command -v ss >/dev/null || fail "ss (iproute2) is needed"
-    wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
+    wait_until -n 1200 none_held "$pid" "$port" ||
         fail "connections still held before the lingering check: $(held_sockets "$pid" "$port")"
     rm -f "$T/hold.ready" "$T/hold.release"
     python3 "$OUTRIDER_SRC/tests/send_then_read.py" --port "$port" --case "$case" --expect "$code" --mode hold \
@@ -425,7 +433,7 @@ check_lingering() {
     "$@"
     touch "$T/hold.release"
     wait "$hold" || fail "lingering clients: $(cat "$T/hold.log")"
-    wait_until -n 1200 test "$(held_sockets "$pid" "$port")" -eq 0 ||
+    wait_until -n 1200 none_held "$pid" "$port" ||
         fail "lingering connections not closed after their clients: $(held_sockets "$pid" "$port") held"
 }
 
@@ -452,8 +460,10 @@ kafka_mock_cmd() {
     local before
     before=$(grep -cE '^(ok|error)' "$T/kafka.out" || true)
     echo "$1" >&"$KAFKA_MOCK_FD"
-    wait_until -n 400 test "$(grep -cE '^(ok|error)' "$T/kafka.out")" -gt "$before" ||
-        fail "kafka mock did not answer '$1'"
+    _kafka_answered() { [[ $(grep -cE '^(ok|error)' "$T/kafka.out") -gt $before ]]; }
+    wait_until -n 1200 _kafka_answered ||
+        fail "kafka mock did not answer '$1' ($(kill -0 "$KAFKA_MOCK_PID" 2>/dev/null && echo running || echo exited);" \
+            "its output: $(tail -n 3 "$T/kafka.out" | tr '\n' ' ')/ $(tail -n 5 "$T/kafka.err" | tr '\n' ' '))"
     [[ $(grep -E '^(ok|error)' "$T/kafka.out" | tail -n1) == ok ]] ||
         fail "kafka mock: $1: $(tail -n1 "$T/kafka.out")"
 }

@@ -34,7 +34,8 @@ for i in 1 2; do
 done
 assert_eq '"from kafka"' "$(jq '.[0].name' "$T/tr.json")" "span name"
 assert_eq '{"n":"2"}' "$(jq -c '.[0].tags' "$T/tr.json")" "span tags"
-wait_until -n 200 -i 0.1 test "$(metric_of "$C1" zipkin_collector_messages_dropped_total '{transport="kafka"}')" = 1 ||
+bad_counted() { [[ $(metric_of "$C1" zipkin_collector_messages_dropped_total '{transport="kafka"}') == 1 ]]; }
+wait_until -n 200 -i 0.1 bad_counted ||
     fail "the bad message is not counted"
 assert_eq 3 "$(metric_of "$C1" zipkin_collector_spans_total '{transport="kafka"}')" "spans counted under transport kafka"
 assert_eq 4 "$(metric_of "$C1" zipkin_collector_messages_total '{transport="kafka"}')" "messages counted"
