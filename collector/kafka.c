@@ -324,7 +324,7 @@ static void publish_batched(kafka_t *k, uint32_t np, const span_t *sorted, const
     }
     for (uint32_t p = 0; p < np; p++)
         count[p + 1] += count[p];
-    for (size_t t = 0; t < traces; t++) /* counting sort: traces by partition, in id order within */
+    for (size_t t = 0; t < traces; t++) /* counting sort: traces by partition, in arrival order within */
         order[count[part[t]]++] = t;
     buf_t tmp = BUF_INIT;
     size_t i = 0;

@@ -34,39 +34,59 @@ int kafka_log_encoding_parse(const char *s)
 
 /* ---- grouping ---- */
 
-typedef struct order {
-    uint64_t hi, lo;
-    size_t i;
-} order_t;
-
-static int order_cmp(const void *a, const void *b)
+static uint64_t group_hash(uint64_t hi, uint64_t lo)
 {
-    const order_t *x = a, *y = b;
-    if (x->hi != y->hi)
-        return x->hi < y->hi ? -1 : 1;
-    if (x->lo != y->lo)
-        return x->lo < y->lo ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
+    uint64_t h = (hi ^ 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull ^ lo;
+    h ^= h >> 31;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 29);
 }
 
+/* An open-addressing table from trace id to group, chains of spans per group: no sort, O(n). */
 size_t kafka_group_traces(const span_t *spans, size_t n, arena_t *a, span_t **sorted, size_t **starts)
 {
-    order_t *o = arena_alloc(a, (n ? n : 1) * sizeof(*o));
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    uint32_t *tab = arena_alloc(a, cap * sizeof(*tab));             /* slot -> group + 1, 0 = empty */
+    uint32_t *first = arena_alloc(a, (n ? n : 1) * sizeof(*first)); /* group -> its first span */
+    uint32_t *last = arena_alloc(a, (n ? n : 1) * sizeof(*last));
+    uint32_t *count = arena_alloc(a, (n ? n : 1) * sizeof(*count));
+    uint32_t *next = arena_alloc(a, (n ? n : 1) * sizeof(*next)); /* span -> next span of its group */
     span_t *out = arena_alloc(a, (n ? n : 1) * sizeof(*out));
     size_t *st = arena_alloc(a, (n + 1) * sizeof(*st));
-    for (size_t i = 0; i < n; i++)
-        o[i] = (order_t){spans[i].trace_id_high, spans[i].trace_id_low, i};
-    qsort(o, n, sizeof(*o), order_cmp);
-    size_t traces = 0;
+    memset(tab, 0, cap * sizeof(*tab));
+    size_t groups = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i == 0 || o[i].hi != o[i - 1].hi || o[i].lo != o[i - 1].lo)
-            st[traces++] = i;
-        out[i] = spans[o[i].i];
+        uint64_t hi = spans[i].trace_id_high, lo = spans[i].trace_id_low;
+        next[i] = UINT32_MAX;
+        for (size_t j = group_hash(hi, lo) & (cap - 1);; j = (j + 1) & (cap - 1)) {
+            if (tab[j] == 0) {
+                tab[j] = (uint32_t)++groups;
+                first[groups - 1] = last[groups - 1] = (uint32_t)i;
+                count[groups - 1] = 1;
+                break;
+            }
+            uint32_t g = tab[j] - 1;
+            const span_t *f = &spans[first[g]];
+            if (f->trace_id_low == lo && f->trace_id_high == hi) {
+                next[last[g]] = (uint32_t)i;
+                last[g] = (uint32_t)i;
+                count[g]++;
+                break;
+            }
+        }
     }
-    st[traces] = n;
+    size_t k = 0;
+    for (size_t g = 0; g < groups; g++) {
+        st[g] = k;
+        for (uint32_t i = first[g]; i != UINT32_MAX; i = next[i])
+            out[k++] = spans[i];
+    }
+    st[groups] = n;
     *sorted = out;
     *starts = st;
-    return traces;
+    return groups;
 }
 
 void kafka_enc_trace_key(const span_t *s, buf_t *out)

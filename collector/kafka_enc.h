@@ -37,9 +37,10 @@ int kafka_span_encoding_parse(const char *s);
 int kafka_log_encoding_parse(const char *s);
 
 /*
- * Order spans[0..n) by trace id, keeping arrival order within a trace, into
- * a new array in the arena; *starts gets the index where each trace begins
- * (n_traces + 1 entries, the last is n). Returns the number of traces.
+ * Group spans[0..n) by trace id into a new array in the arena: traces in the
+ * order their first span came, spans of a trace in arrival order; *starts
+ * gets the index where each trace begins (n_traces + 1 entries, the last is
+ * n). Returns the number of traces.
  */
 size_t kafka_group_traces(const span_t *spans, size_t n, arena_t *a, span_t **sorted, size_t **starts);
 

@@ -48,7 +48,7 @@ static span_t mk(uint64_t hi, uint64_t lo, uint64_t id, const char *svc)
     return s;
 }
 
-/* Spans group by trace id, arrival order kept inside a trace. */
+/* Spans group by trace id, traces in order of first appearance, arrival order kept inside a trace. */
 static void test_group_traces(void **state)
 {
     (void)state;
@@ -59,15 +59,15 @@ static void test_group_traces(void **state)
     size_t *starts;
     size_t n = kafka_group_traces(in, 5, &a, &out, &starts);
     assert_int_equal(n, 3);
-    uint64_t want_ids[5] = {4, 1, 3, 2, 5}; /* traces (0,3), (0,9), (1,2) */
+    uint64_t want_ids[5] = {1, 3, 2, 5, 4}; /* traces (0,9), (1,2), (0,3) */
     for (int i = 0; i < 5; i++)
         assert_int_equal(out[i].id, want_ids[i]);
     assert_int_equal(starts[0], 0);
-    assert_int_equal(starts[1], 1);
-    assert_int_equal(starts[2], 3);
+    assert_int_equal(starts[1], 2);
+    assert_int_equal(starts[2], 4);
     assert_int_equal(starts[3], 5);
     buf_t key = BUF_INIT;
-    kafka_enc_trace_key(&out[3], &key);
+    kafka_enc_trace_key(&out[2], &key);
     assert_string_equal(key.data, "00000000000000010000000000000002");
     buf_dispose(&key);
     arena_dispose(&a);
