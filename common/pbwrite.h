@@ -18,29 +18,16 @@
 
 #include "buf.h"
 #include "log.h"
+#include "varint.h"
 
 enum { PB_VARINT = 0, PB_I64 = 1, PB_LEN = 2, PB_I32 = 5 };
 #define PB_SLOT 5 /* bytes of a back-patched length: 35 bits */
 
-static inline size_t pb_varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
 
 /* Caller has reserved 10 bytes. */
 static inline void pb_put_varint(buf_t *b, uint64_t v)
 {
-    uint8_t *p = (uint8_t *)b->data + b->len;
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
+    uint8_t *p = varint_write((uint8_t *)b->data + b->len, v);
     b->len = (size_t)((char *)p - b->data);
 }
 
@@ -95,7 +82,7 @@ static inline void pb_close(buf_t *b, size_t at)
  * room is reserved for that body. */
 static inline void pb_kv_begin(buf_t *b, uint32_t field, const char *key, size_t klen, size_t any)
 {
-    size_t kv = 1 + pb_varint_size(klen) + klen + 1 + pb_varint_size(any) + any;
+    size_t kv = 1 + varint_size(klen) + klen + 1 + varint_size(any) + any;
     buf_reserve(b, 10 + 1 + kv);
     pb_put_varint(b, (uint64_t)field << 3 | PB_LEN);
     pb_put_varint(b, kv);
@@ -110,7 +97,7 @@ static inline void pb_kv_begin(buf_t *b, uint32_t field, const char *key, size_t
 /* KeyValue{key, AnyValue{string_value}} as field `field`, the value exactly its n bytes (written when empty). */
 static inline void pb_kv_bytes(buf_t *b, uint32_t field, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    pb_kv_begin(b, field, key, klen, 1 + pb_varint_size(vlen) + vlen);
+    pb_kv_begin(b, field, key, klen, 1 + varint_size(vlen) + vlen);
     b->data[b->len++] = (char)(1 << 3 | PB_LEN);
     pb_put_varint(b, vlen);
     if (vlen > 0)
@@ -131,7 +118,7 @@ static inline void pb_kv_str(buf_t *b, uint32_t field, const char *key, size_t k
 /* KeyValue{key, AnyValue{int_value}} as field `field` (written even when 0: the oneof case is set). */
 static inline void pb_kv_int(buf_t *b, uint32_t field, const char *key, size_t klen, int64_t val)
 {
-    pb_kv_begin(b, field, key, klen, 1 + pb_varint_size((uint64_t)val));
+    pb_kv_begin(b, field, key, klen, 1 + varint_size((uint64_t)val));
     b->data[b->len++] = (char)(3 << 3 | PB_VARINT);
     pb_put_varint(b, (uint64_t)val);
     b->data[b->len] = '\0';
