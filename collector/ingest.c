@@ -61,6 +61,7 @@ static void thread_buffers_free(void *unused)
     span_vec_dispose(&tl_spans);
     buf_dispose(&tl_kafka.key);
     buf_dispose(&tl_kafka.value);
+    buf_dispose(&tl_kafka.trace);
     free(tl_logs.items);
     tl_logs = (log_vec_t){0};
     tl_arena_ready = 0;
@@ -99,6 +100,8 @@ static void request_done(void)
         span_vec_dispose(&tl_spans);
     if (tl_kafka.value.cap > ARENA_KEEP_BYTES)
         buf_dispose(&tl_kafka.value);
+    if (tl_kafka.trace.cap > ARENA_KEEP_BYTES)
+        buf_dispose(&tl_kafka.trace);
     tl_logs.n = 0;
     if (tl_logs.cap > 65536) {
         free(tl_logs.items);
@@ -191,6 +194,32 @@ static void zipkin_limits_from(const collector_t *c, zipkin_limits_t *lim)
     };
 }
 
+/* A Zipkin span list (JSON, or proto3 ListOfSpans) into tl_spans, within the configured limits. */
+static int decode_zipkin(collector_t *c, const uint8_t *body, size_t len, int proto, arena_t *a, zipkin_result_t *res)
+{
+    zipkin_limits_t lim;
+    zipkin_limits_from(c, &lim);
+    memset(res, 0, sizeof(*res));
+    return proto ? zipkin_proto_decode(body, len, a, &lim, span_vec_sink, &tl_spans, res)
+                 : zipkin_json_decode((const char *)body, len, a, &lim, span_vec_sink, &tl_spans, res);
+}
+
+/*
+ * OTLP protobuf spans straight from the wire into one array. The decoder
+ * may write into the body when it falls back to decoding in place, so it
+ * gets our scratch copy: a decompressed body already is one, anything else
+ * is copied there first.
+ */
+static int decode_otlp_spans(const uint8_t *body, size_t len, const otlp_limits_t *lim, arena_t *a,
+                             const span_t **spans, size_t *n, otlp_result_t *res)
+{
+    if (len > 0 && body != (const uint8_t *)tl_decoded.data) {
+        tl_decoded.len = 0;
+        buf_append(&tl_decoded, body, len);
+    }
+    return otlp_traces_decode_proto_spans((uint8_t *)tl_decoded.data, len, lim, a, spans, n, res);
+}
+
 void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp)
 {
     collector_transport_stats_t *ts = &c->transport[TRANSPORT_ZIPKIN_HTTP];
@@ -209,13 +238,9 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
     else
         proto = zipkin_sniff_proto((const uint8_t *)body, len); /* as Zipkin does for other types */
 
-    zipkin_limits_t lim;
-    zipkin_limits_from(c, &lim);
     arena_t *a = request_arena(c);
     zipkin_result_t res;
-    memset(&res, 0, sizeof(res));
-    int rc = proto ? zipkin_proto_decode((const uint8_t *)body, len, a, &lim, span_vec_sink, &tl_spans, &res)
-                   : zipkin_json_decode(body, len, a, &lim, span_vec_sink, &tl_spans, &res);
+    int rc = decode_zipkin(c, (const uint8_t *)body, len, proto, a, &res);
     if (rc != 0) {
         prom_counter_add(&ts->messages_dropped, 1);
         prom_counter_add(&ts->spans_dropped, tl_spans.n + res.rejected);
@@ -243,39 +268,29 @@ int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp
     prom_counter_add(&ts->bytes, len);
     arena_t *a = request_arena(c);
     const span_t *spans = NULL;
-    size_t n = 0;
-    size_t rejected = 0;
+    size_t n = 0, rejected;
     int rc;
-    const char *err;
     if (otlp) {
         otlp_limits_t lim;
         otlp_limits_from(c, &lim);
         otlp_result_t res = {0};
-        tl_decoded.len = 0;
-        buf_append(&tl_decoded, data, len); /* the decoder may write into its input */
-        rc = otlp_traces_decode_proto_spans((uint8_t *)tl_decoded.data, len, &lim, a, &spans, &n, &res);
+        rc = decode_otlp_spans(data, len, &lim, a, &spans, &n, &res);
         rejected = res.rejected;
         snprintf(why, why_len, "%s", res.error);
     } else {
-        zipkin_limits_t lim;
-        zipkin_limits_from(c, &lim);
-        zipkin_result_t res;
-        memset(&res, 0, sizeof(res));
         /* as Zipkin's Kafka collector: a JSON list or a proto3 ListOfSpans, told apart by the first bytes */
-        rc = zipkin_sniff_proto(data, len)
-                 ? zipkin_proto_decode(data, len, a, &lim, span_vec_sink, &tl_spans, &res)
-                 : zipkin_json_decode((const char *)data, len, a, &lim, span_vec_sink, &tl_spans, &res);
+        zipkin_result_t res;
+        rc = decode_zipkin(c, data, len, zipkin_sniff_proto(data, len), a, &res);
         spans = tl_spans.items;
         n = tl_spans.n;
         rejected = res.rejected;
         snprintf(why, why_len, "%s", res.error);
     }
-    err = rc != 0 ? "cannot decode" : NULL;
     if (rc != 0) {
         prom_counter_add(&ts->messages_dropped, 1);
         prom_counter_add(&ts->spans_dropped, n + rejected);
         if (why[0] == '\0')
-            snprintf(why, why_len, "%s", err);
+            snprintf(why, why_len, "cannot decode");
         request_done();
         return -1;
     }
@@ -379,17 +394,7 @@ static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int js
     size_t n = 0;
     int rc;
     if (!json) {
-        /*
-         * Protobuf: the spans come straight from the wire into one array. The
-         * decoder may write into the body when it falls back to decoding in
-         * place, so it gets our scratch copy: the decompressed body already
-         * is one, an uncompressed one is copied there first.
-         */
-        if (len > 0 && body != (const uint8_t *)tl_decoded.data) {
-            tl_decoded.len = 0;
-            buf_append(&tl_decoded, body, len);
-        }
-        rc = otlp_traces_decode_proto_spans((uint8_t *)tl_decoded.data, len, lim, a, &spans, &n, res);
+        rc = decode_otlp_spans(body, len, lim, a, &spans, &n, res);
     } else {
         rc = otlp_traces_decode_json(body, len, lim, a, span_vec_sink, &tl_spans, res);
         spans = tl_spans.items;

@@ -130,15 +130,13 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         log_debug("kafka: %s", reason);
 }
 
-/* librdkafka's own log lines: errors and warnings as warnings (a broker refusing connections, TLS or SASL
- * trouble), the rest at debug. */
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
+    const char *who = rd_kafka_type(rk) == RD_KAFKA_CONSUMER ? "kafka consumer" : "kafka";
     if (level <= 4)
-        log_warn("kafka: %s: %s", fac, buf);
+        log_warn("%s: %s: %s", who, fac, buf);
     else
-        log_debug("kafka: %s: %s", fac, buf);
+        log_debug("%s: %s: %s", who, fac, buf);
 }
 
 /*
@@ -259,7 +257,7 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, kafka_on_log);
     char err[512];
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (k->rk == NULL) {
@@ -326,7 +324,6 @@ static void publish_batched(kafka_t *k, uint32_t np, const span_t *sorted, const
         count[p + 1] += count[p];
     for (size_t t = 0; t < traces; t++) /* counting sort: traces by partition, in arrival order within */
         order[count[part[t]]++] = t;
-    buf_t tmp = BUF_INIT;
     size_t i = 0;
     while (i < traces) {
         uint32_t p = part[order[i]];
@@ -335,7 +332,7 @@ static void publish_batched(kafka_t *k, uint32_t np, const span_t *sorted, const
         size_t records = 0;
         for (; i < traces && part[order[i]] == p; i++) {
             size_t t = order[i], cnt = starts[t + 1] - starts[t], before = sc->value.len;
-            kafka_enc_batch_add(k->span_enc, sorted + starts[t], cnt, &tmp, &sc->value);
+            kafka_enc_batch_add(k->span_enc, sorted + starts[t], cnt, &sc->trace, &sc->value);
             if (sc->value.len > k->max_message && records > 0) {
                 sc->value.len = before; /* this trace starts the next message */
                 break;
@@ -345,7 +342,6 @@ static void publish_batched(kafka_t *k, uint32_t np, const span_t *sorted, const
         kafka_enc_batch_end(k->span_enc, &sc->value);
         produce_to(k, KT_SPANS, (int32_t)p, &sc->key, &sc->value, records);
     }
-    buf_dispose(&tmp);
 }
 
 void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, kafka_scratch_t *sc)

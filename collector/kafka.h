@@ -38,9 +38,15 @@ typedef struct kafka kafka_t;
 /* Buffers a publishing thread reuses for message keys and values (the caller owns and frees them). */
 typedef struct kafka_scratch {
     buf_t key, value;
+    buf_t trace; /* one trace's encoding, before it joins a batch message */
 } kafka_scratch_t;
 
 struct rd_kafka_conf_s;
+struct rd_kafka_s;
+
+/* librdkafka's log lines (producer and consumer): errors and warnings as warnings (a broker refusing
+ * connections, TLS or SASL trouble), the rest at debug. */
+void kafka_on_log(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf);
 
 /* Set one librdkafka property; logs "<what>.<key>=<value>: reason" and returns -1 when it is refused. */
 int kafka_conf_set(struct rd_kafka_conf_s *conf, const char *what, const char *key, const char *value);

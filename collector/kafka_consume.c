@@ -26,15 +26,6 @@ struct kafka_consumer {
     _Atomic uint64_t assigned; /* partitions assigned now */
 };
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    if (level <= 4)
-        log_warn("kafka consumer: %s: %s", fac, buf);
-    else
-        log_debug("kafka consumer: %s: %s", fac, buf);
-}
-
 /*
  * The store's origin number of a partition: its topic's place in
  * kafka.consume.topics and the partition, 1..65535; 0 (not tracked) past 63
@@ -116,7 +107,7 @@ kafka_consumer_t *kafka_consumer_start(collector_t *c)
     char err[512];
     if (!bad) {
         rd_kafka_conf_set_opaque(conf, k);
-        rd_kafka_conf_set_log_cb(conf, on_log);
+        rd_kafka_conf_set_log_cb(conf, kafka_on_log);
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
         k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
         if (k->rk == NULL)

@@ -11,6 +11,7 @@
 #include "pbwrite.h"
 #include "zipkin_json.h"
 #include "zipkin_proto.h"
+#include "zipkin_span.h"
 
 int kafka_span_encoding_parse(const char *s)
 {
@@ -151,17 +152,6 @@ static int str_is(str_t s, const char *lit)
     return s.len == n && memcmp(s.ptr, lit, n) == 0;
 }
 
-static void endpoint_ip(const span_endpoint_t *e, char *out, size_t cap)
-{
-    out[0] = '\0';
-    if (e->has_ipv4)
-        snprintf(out, cap, "%u.%u.%u.%u", e->ipv4[0], e->ipv4[1], e->ipv4[2], e->ipv4[3]);
-    else if (e->has_ipv6)
-        snprintf(out, cap, "%x:%x:%x:%x:%x:%x:%x:%x", e->ipv6[0] << 8 | e->ipv6[1], e->ipv6[2] << 8 | e->ipv6[3],
-                 e->ipv6[4] << 8 | e->ipv6[5], e->ipv6[6] << 8 | e->ipv6[7], e->ipv6[8] << 8 | e->ipv6[9],
-                 e->ipv6[10] << 8 | e->ipv6[11], e->ipv6[12] << 8 | e->ipv6[13], e->ipv6[14] << 8 | e->ipv6[15]);
-}
-
 /* One Span as field 2 of ScopeSpans. */
 static void otlp_span(buf_t *b, const span_t *s)
 {
@@ -194,10 +184,11 @@ static void otlp_span(buf_t *b, const span_t *s)
     if (s->has_remote) {
         if (s->remote.service_name.len > 0)
             KV(b, 9, "peer.service", s->remote.service_name.ptr, s->remote.service_name.len);
-        char ip[64];
-        endpoint_ip(&s->remote, ip, sizeof(ip));
-        if (ip[0] != '\0')
-            KV(b, 9, "net.peer.ip", ip, strlen(ip));
+        char ip[40];
+        if (s->remote.has_ipv4)
+            KV(b, 9, "net.peer.ip", ip, zipkin_span_format_ipv4(s->remote.ipv4, ip));
+        else if (s->remote.has_ipv6)
+            KV(b, 9, "net.peer.ip", ip, zipkin_span_format_ipv6(s->remote.ipv6, ip));
         if (s->remote.port != 0)
             pb_kv_int(b, 9, "net.peer.port", 13, s->remote.port);
     }

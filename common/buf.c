@@ -90,15 +90,24 @@ void buf_printf(buf_t *b, const char *fmt, ...)
     va_end(ap);
 }
 
-void buf_append_u64(buf_t *b, uint64_t v)
+char *buf_put_u64(char *p, uint64_t v)
 {
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
+    char tmp[20];
+    char *q = tmp + sizeof(tmp);
     do {
-        *--p = (char)('0' + v % 10);
+        *--q = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
-    buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+    size_t n = (size_t)(tmp + sizeof(tmp) - q);
+    memcpy(p, q, n);
+    return p + n;
+}
+
+void buf_append_u64(buf_t *b, uint64_t v)
+{
+    buf_reserve(b, 20);
+    b->len = (size_t)(buf_put_u64(b->data + b->len, v) - b->data);
+    b->data[b->len] = '\0';
 }
 
 void buf_append_i64(buf_t *b, int64_t v)

@@ -37,6 +37,9 @@ void buf_append_char(buf_t *b, char c);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void buf_append_u64(buf_t *b, uint64_t v);
+
+/* Write v in decimal at p (room for 20 bytes, no NUL); returns the end. For writers that reserved ahead. */
+char *buf_put_u64(char *p, uint64_t v);
 void buf_append_i64(buf_t *b, int64_t v);
 
 /* Append s as the inside of a JSON string (no surrounding quotes), escaping per RFC 8259. */

@@ -849,19 +849,6 @@ static char *put_quoted(char *p, str_t s)
     return p;
 }
 
-static char *put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    char *q = tmp + sizeof(tmp);
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    size_t n = (size_t)(tmp + sizeof(tmp) - q);
-    memcpy(p, q, n);
-    return p + n;
-}
-
 /* put_quoted into a buf. */
 static void buf_put_quoted(buf_t *b, str_t s)
 {
@@ -906,7 +893,7 @@ static char *put_endpoint(char *p, const span_endpoint_t *e)
         if (p != start)
             *p++ = ',';
         PUT_LIT(p, "\"port\":");
-        p = put_u64(p, e->port);
+        p = buf_put_u64(p, e->port);
     }
     *p++ = '}';
     return p;
@@ -953,11 +940,11 @@ void zipkin_json_encode_span(const span_t *s, buf_t *out)
     }
     if (s->timestamp_us != 0) {
         PUT_LIT(p, ",\"timestamp\":");
-        p = put_u64(p, s->timestamp_us);
+        p = buf_put_u64(p, s->timestamp_us);
     }
     if (s->duration_us != 0) {
         PUT_LIT(p, ",\"duration\":");
-        p = put_u64(p, s->duration_us);
+        p = buf_put_u64(p, s->duration_us);
     }
     if (s->has_local && endpoint_present(&s->local)) {
         PUT_LIT(p, ",\"localEndpoint\":");
@@ -973,7 +960,7 @@ void zipkin_json_encode_span(const span_t *s, buf_t *out)
             if (i)
                 *p++ = ',';
             PUT_LIT(p, "{\"timestamp\":");
-            p = put_u64(p, s->annotations[i].timestamp_us);
+            p = buf_put_u64(p, s->annotations[i].timestamp_us);
             PUT_LIT(p, ",\"value\":");
             p = put_quoted(p, s->annotations[i].value);
             *p++ = '}';
