@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metric_store.h"
 #include "span_store.h"
+#include "xalloc.h"
 
 static const char *const transport_names[TRANSPORT_COUNT] = {"http", "otlp_http", "kafka"};
 
@@ -53,8 +54,60 @@ int collector_over_memory(collector_t *c)
     return atomic_load_explicit(&c->rss_bytes, memory_order_relaxed) > c->cfg.memory_limit_bytes;
 }
 
+/*
+ * role: what this process does in a scaled-out collector (see the role
+ * setting and docs/decisions.md). Checks what each role needs and fills in
+ * what it implies: a store member reads the spans and metrics topics, each
+ * assigned partition from its beginning.
+ */
+static int apply_role(collector_config_t *cfg)
+{
+    static const char *const names[] = {"all", "ingest", "store", "query"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(cfg->role, names[i]) == 0)
+            cfg->role_id = (enum collector_role)i;
+    int kafka = cfg->kafka_brokers != NULL && cfg->kafka_brokers[0] != '\0';
+    switch (cfg->role_id) {
+    case ROLE_ALL: break;
+    case ROLE_INGEST:
+        if (!kafka) {
+            log_error("role ingest publishes what it receives to Kafka: set kafka.brokers");
+            return -1;
+        }
+        if (cfg->kafka_consume_topics.n > 0) {
+            log_error("role ingest does not read Kafka: kafka.consume.topics is for roles all and store");
+            return -1;
+        }
+        break;
+    case ROLE_STORE:
+        if (!kafka) {
+            log_error("role store reads its partitions from Kafka: set kafka.brokers");
+            return -1;
+        }
+        if (cfg->kafka_consume_topics.n == 0) {
+            cfg->kafka_consume_topics.items = xcalloc(2, sizeof(char *));
+            cfg->kafka_consume_topics.items[0] = xstrdup(cfg->kafka_spans_topic);
+            cfg->kafka_consume_topics.items[1] = xstrdup(cfg->kafka_metrics_topic);
+            cfg->kafka_consume_topics.n = 2;
+        }
+        cfg->kafka_consume_replay = 1;
+        break;
+    case ROLE_QUERY:
+        if (cfg->kafka_consume_topics.n > 0) {
+            log_error("role query holds nothing and reads no Kafka topic: kafka.consume.topics is for roles all "
+                      "and store");
+            return -1;
+        }
+        break;
+    }
+    log_info("role %s", names[cfg->role_id]);
+    return 0;
+}
+
 int collector_init(collector_t *c)
 {
+    if (apply_role(&c->cfg) != 0)
+        return -1;
     span_store_config_t scfg;
     span_store_config_default(&scfg);
     scfg.max_spans = c->cfg.max_spans;
@@ -97,8 +150,8 @@ int collector_init(collector_t *c)
         prom_histogram_vec_create("http_server_requests_seconds", "Latency of the collector's HTTP requests",
                                   latency_labels, 3, prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N, 1024);
     c->started_ms = collector_now_ms();
-    if (c->cfg.kafka_brokers != NULL && c->cfg.kafka_brokers[0] != '\0') {
-        c->kafka = kafka_start(&c->cfg);
+    if (c->cfg.kafka_brokers != NULL && c->cfg.kafka_brokers[0] != '\0' && c->cfg.role_id != ROLE_STORE) {
+        c->kafka = kafka_start(&c->cfg); /* a store member publishes nothing: what it reads came from Kafka */
         if (c->kafka == NULL)
             return -1;
     }

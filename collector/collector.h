@@ -96,6 +96,15 @@ int ingest_kafka_spans(collector_t *c, const uint8_t *data, size_t len, int otlp
                        size_t why_len);
 
 /*
+ * One message consumed from kafka.metrics.topic (role store): OTLP
+ * ExportMetricsServiceRequests, as role ingest publishes them. The points
+ * go into the metric store remembering origin (metric_store_add_from) and
+ * are counted under transport="kafka". Returns 0, or -1 with the reason in
+ * why when the message cannot be decoded.
+ */
+int ingest_kafka_metrics(collector_t *c, const uint8_t *data, size_t len, uint16_t origin, char *why, size_t why_len);
+
+/*
  * Zipkin query API and UI paths (zipkin_api.c): path is relative to the
  * API root ("/services", "/trace/abc"...). Returns 1 when it answered,
  * 0 when the path is not an API path.

@@ -12,6 +12,11 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 const setting_t collector_settings[] = {
+    {"role", SETTING_STRING, F(role), "all", 0, 0,
+     "all: one process does everything (Kafka optional); ingest: receives OTLP and Zipkin and publishes spans, "
+     "metrics and logs to Kafka, storing nothing; store: a member of kafka.consume.group holding the traces and "
+     "series of its partitions; query: answers the Zipkin API from the store members (query.peers)",
+     "all|ingest|store|query"},
     {"zipkin.listen", SETTING_HOSTPORT, F(zipkin_listen), "0.0.0.0:9411", 0, 0,
      "Zipkin API (/api/v2), Zipkin UI paths (/zipkin), /metrics, /health; port 0 picks a free port"},
     {"otlp.listen", SETTING_HOSTPORT, F(otlp_listen), "0.0.0.0:4318", 0, 0,
@@ -73,6 +78,9 @@ const setting_t collector_settings[] = {
      "topic's max.message.bytes)"},
     {"kafka.logs.topic", SETTING_STRING, F(kafka_logs_topic), "outrider-access-logs", 0, 0,
      "topic of the access logs (and other OTLP log records)"},
+    {"kafka.metrics.topic", SETTING_STRING, F(kafka_metrics_topic), "outrider-metrics", 0, 0,
+     "topic of metric points, published by role ingest (one OTLP ExportMetricsServiceRequest per point, keyed by "
+     "series identity) and read by role store"},
     {"kafka.logs.encoding", SETTING_STRING, F(kafka_logs_encoding), "json", 0, 0,
      "json (one object per record) or otlp (one ExportLogsServiceRequest per ingest request)", "json|otlp"},
     {"kafka.producer", SETTING_MAP, F(kafka_producer),

@@ -11,7 +11,11 @@
 
 #include "settings.h"
 
+enum collector_role { ROLE_ALL = 0, ROLE_INGEST, ROLE_STORE, ROLE_QUERY };
+
 typedef struct collector_config {
+    char *role;          /* all, ingest, store, query (checked by the settings table) */
+    enum collector_role role_id; /* role, parsed by collector_init */
     char *zipkin_listen; /* host:port of the Zipkin API, UI paths and /metrics */
     char *otlp_listen;   /* host:port of OTLP/HTTP */
     uint64_t threads;    /* HTTP worker threads per listener */
@@ -27,6 +31,7 @@ typedef struct collector_config {
     int kafka_spans_batch;
     uint64_t kafka_spans_max_message_bytes;
     char *kafka_logs_topic;
+    char *kafka_metrics_topic;
     char *kafka_logs_encoding; /* json, otlp */
     setting_list_t kafka_producer; /* librdkafka properties, "key=value" */
     uint64_t kafka_queue_max_bytes;

@@ -24,6 +24,7 @@
 #include "collector.h"
 #include "compress.h"
 #include "kafka.h"
+#include "kafka_enc.h"
 #include "log.h"
 #include "xalloc.h"
 #include "metric_store.h"
@@ -49,6 +50,27 @@ typedef struct log_vec {
 
 static _Thread_local log_vec_t tl_logs;
 
+/* Metric points encoded for Kafka (role ingest): point i is enc[starts[i]..starts[i+1]), its series ids[i]. */
+typedef struct point_vec {
+    buf_t enc;
+    buf_t scratch, key; /* metric_store_identity's */
+    size_t *starts;     /* n + 1 entries */
+    uint64_t *ids;
+    size_t n, cap;
+} point_vec_t;
+
+static _Thread_local point_vec_t tl_points;
+
+static void point_vec_dispose(point_vec_t *v)
+{
+    buf_dispose(&v->enc);
+    buf_dispose(&v->scratch);
+    buf_dispose(&v->key);
+    free(v->starts);
+    free(v->ids);
+    *v = (point_vec_t){0};
+}
+
 static pthread_key_t tl_key;
 static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 
@@ -64,6 +86,7 @@ static void thread_buffers_free(void *unused)
     buf_dispose(&tl_kafka.trace);
     free(tl_logs.items);
     tl_logs = (log_vec_t){0};
+    point_vec_dispose(&tl_points);
     tl_arena_ready = 0;
 }
 
@@ -107,6 +130,18 @@ static void request_done(void)
         free(tl_logs.items);
         tl_logs = (log_vec_t){0};
     }
+    tl_points.n = 0;
+    tl_points.enc.len = 0;
+    if (tl_points.cap > 65536 || tl_points.enc.cap > ARENA_KEEP_BYTES)
+        point_vec_dispose(&tl_points);
+}
+
+/* Keep spans the store accepts (role ingest keeps none: they are published); returns how many were accepted. */
+static int store_spans(collector_t *c, const span_t *spans, size_t n)
+{
+    if (c->cfg.role_id == ROLE_INGEST)
+        return (int)n;
+    return span_store_insert(c->store, spans, n, collector_now_us());
 }
 
 static void set_retry_after(collector_t *c, http_response_t *resp)
@@ -247,7 +282,7 @@ void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *r
         http_respond_text(resp, 400, "%s", res.error[0] ? res.error : "cannot decode spans");
         goto done;
     }
-    int kept = span_store_insert(c->store, tl_spans.items, tl_spans.n, collector_now_us());
+    int kept = store_spans(c, tl_spans.items, tl_spans.n);
     kafka_publish_spans(c->kafka, tl_spans.items, tl_spans.n, a, &tl_kafka);
     kept = kept < 0 ? 0 : kept;
     prom_counter_add(&ts->spans, (uint64_t)kept);
@@ -401,7 +436,7 @@ static int decode_traces(collector_t *c, const uint8_t *body, size_t len, int js
         n = tl_spans.n;
     }
     if (rc == 0) {
-        int kept = span_store_insert(c->store, spans, n, collector_now_us());
+        int kept = store_spans(c, spans, n);
         kafka_publish_spans(c->kafka, spans, n, a, &tl_kafka);
         size_t dropped = n - (size_t)(kept < 0 ? 0 : kept);
         if (dropped > 0) {
@@ -427,16 +462,38 @@ void ingest_otlp_traces(collector_t *c, const http_request_t *req, http_response
 
 typedef struct metric_ctx {
     collector_t *c;
+    uint16_t origin; /* the Kafka partition the points came from (role store); 0 = none */
     uint64_t now_ms;
     uint64_t rejected;
     char reason[128];
 } metric_ctx_t;
 
+/* Role ingest: check p as the store would, and encode it for Kafka with its series identity. */
+static int metric_encode(collector_t *c, const metric_point_t *p, const char **why)
+{
+    point_vec_t *v = &tl_points;
+    uint64_t id;
+    if (metric_store_identity(c->metrics, p, &v->scratch, &v->key, &id, why) != 0)
+        return -1;
+    if (v->n + 2 > v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 256;
+        v->starts = xrealloc(v->starts, v->cap * sizeof(*v->starts));
+        v->ids = xrealloc(v->ids, v->cap * sizeof(*v->ids));
+    }
+    v->starts[v->n] = v->enc.len;
+    v->ids[v->n++] = id;
+    kafka_enc_metric_otlp(p, &v->enc);
+    v->starts[v->n] = v->enc.len;
+    return 0;
+}
+
 static int metric_sink(void *ctx, const metric_point_t *p)
 {
     metric_ctx_t *m = ctx;
     const char *why = NULL;
-    if (metric_store_add(m->c->metrics, p, m->now_ms, &why) != 0) {
+    int rc = kafka_publishes_metrics(m->c->kafka) ? metric_encode(m->c, p, &why)
+                                                  : metric_store_add_from(m->c->metrics, p, m->now_ms, m->origin, &why);
+    if (rc != 0) {
         if (m->rejected++ == 0)
             snprintf(m->reason, sizeof(m->reason), "%.*s: %s", (int)p->name.len, p->name.ptr, why ? why : "rejected");
     }
@@ -445,12 +502,16 @@ static int metric_sink(void *ctx, const metric_point_t *p)
 
 static _Thread_local metric_ctx_t tl_metric_ctx;
 
-static int decode_metrics(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
-                          arena_t *a, otlp_result_t *res)
+/* Decode OTLP metrics into the store (origin: see metric_store_add_from), or for Kafka in role ingest. */
+static int decode_metrics_from(collector_t *c, const uint8_t *body, size_t len, int json, uint16_t origin,
+                               const otlp_limits_t *lim, arena_t *a, otlp_result_t *res)
 {
-    tl_metric_ctx = (metric_ctx_t){c, collector_now_ms(), 0, ""};
+    tl_metric_ctx = (metric_ctx_t){c, origin, collector_now_ms(), 0, ""};
     int rc = json ? otlp_metrics_decode_json(body, len, lim, a, metric_sink, &tl_metric_ctx, res)
                   : otlp_metrics_decode_proto(body, len, lim, a, metric_sink, &tl_metric_ctx, res);
+    if (rc == 0)
+        kafka_publish_metrics(c->kafka, tl_points.enc.data, tl_points.starts, tl_points.ids, tl_points.n, a,
+                              &tl_kafka);
     if (rc == 0 && tl_metric_ctx.rejected > 0) {
         /* points the store refused are part of the partial success */
         if (res->error[0] == '\0')
@@ -461,6 +522,12 @@ static int decode_metrics(collector_t *c, const uint8_t *body, size_t len, int j
     return rc;
 }
 
+static int decode_metrics(collector_t *c, const uint8_t *body, size_t len, int json, const otlp_limits_t *lim,
+                          arena_t *a, otlp_result_t *res)
+{
+    return decode_metrics_from(c, body, len, json, 0, lim, a, res);
+}
+
 void ingest_otlp_metrics(collector_t *c, const http_request_t *req, http_response_t *resp)
 {
     collector_transport_stats_t *ts = &c->transport[TRANSPORT_OTLP_HTTP];
@@ -468,6 +535,24 @@ void ingest_otlp_metrics(collector_t *c, const http_request_t *req, http_respons
     if (otlp_handle(c, req, resp, OTLP_SIGNAL_METRICS, decode_metrics, &res) == 0)
         prom_counter_add(&ts->metric_points, res.accepted);
     prom_counter_add(&ts->metric_points_dropped, res.rejected);
+}
+
+int ingest_kafka_metrics(collector_t *c, const uint8_t *data, size_t len, uint16_t origin, char *why, size_t why_len)
+{
+    collector_transport_stats_t *ts = &c->transport[TRANSPORT_KAFKA];
+    prom_counter_add(&ts->messages, 1);
+    prom_counter_add(&ts->bytes, len);
+    otlp_limits_t lim;
+    otlp_limits_from(c, &lim);
+    otlp_result_t res = {0};
+    int rc = decode_metrics_from(c, data, len, 0, origin, &lim, request_arena(c), &res);
+    snprintf(why, why_len, "%s", res.error[0] ? res.error : "cannot decode");
+    if (rc != 0)
+        prom_counter_add(&ts->messages_dropped, 1);
+    prom_counter_add(&ts->metric_points, rc == 0 ? res.accepted : 0);
+    prom_counter_add(&ts->metric_points_dropped, res.rejected);
+    request_done();
+    return rc;
 }
 
 static int log_sink(void *ctx, const otlp_log_t *log)

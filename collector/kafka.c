@@ -16,27 +16,27 @@
 #include "prom_text.h"
 #include "xalloc.h"
 
-enum { KT_SPANS = 0, KT_LOGS, KT_COUNT };
+enum { KT_SPANS = 0, KT_LOGS, KT_METRICS, KT_COUNT };
 enum { KR_QUEUED = 0, KR_DELIVERED, KR_FAILED, KR_DROPPED, KR_COUNT };
 
 static const char *const result_names[KR_COUNT] = {"queued", "delivered", "failed", "dropped"};
 
 typedef struct topic_stats {
     prom_counter_t messages[KR_COUNT];
-    prom_counter_t records[KR_COUNT]; /* spans or log records */
+    prom_counter_t records[KR_COUNT]; /* spans, log records or metric points */
     prom_counter_t bytes[KR_COUNT];
     prom_histogram_t latency; /* produce call to broker acknowledgement, delivered messages */
 } topic_stats_t;
 
 struct kafka {
     rd_kafka_t *rk;
-    rd_kafka_topic_t *topic[KT_COUNT];
+    rd_kafka_topic_t *topic[KT_COUNT]; /* NULL: not published (metrics outside role ingest) */
     char *topic_name[KT_COUNT];
     char *brokers;
     enum kafka_span_encoding span_enc;
-    int batch;                   /* kafka.spans.batch: one message per partition per request */
-    size_t max_message;          /* kafka.spans.maxMessageBytes: a batch message is cut before this */
-    _Atomic uint32_t partitions; /* of the spans topic, from metadata; 0 = not known yet */
+    int batch;                            /* kafka.spans.batch: one message per partition per request */
+    size_t max_message;                   /* kafka.spans.maxMessageBytes: a batch message is cut before this */
+    _Atomic uint32_t partitions[KT_COUNT]; /* per topic, from metadata; 0 = not known yet */
     enum kafka_log_encoding log_enc;
     topic_stats_t stats[KT_COUNT];
     uint64_t drain_ms, unhealthy_ms;
@@ -144,16 +144,16 @@ void kafka_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *
  * a metadata request (bounded at one second, at most every two) tells
  * whether a broker answers.
  */
-/* The spans topic's partition count, for kafka.spans.batch (a count that changes moves keys, as in Kafka). */
-static void refresh_partitions(kafka_t *k)
+/* A topic's partition count, for messages grouped by partition (a count that changes moves keys, as in Kafka). */
+static void refresh_partitions(kafka_t *k, int t)
 {
     const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(k->rk, 0, k->topic[KT_SPANS], &md, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR || md == NULL)
+    if (rd_kafka_metadata(k->rk, 0, k->topic[t], &md, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR || md == NULL)
         return;
     if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
         uint32_t n = (uint32_t)md->topics[0].partition_cnt;
-        if (atomic_exchange(&k->partitions, n) != n)
-            log_info("kafka: %s has %u partitions", k->topic_name[KT_SPANS], n);
+        if (atomic_exchange(&k->partitions[t], n) != n)
+            log_info("kafka: %s has %u partitions", k->topic_name[t], n);
     }
     rd_kafka_metadata_destroy(md);
 }
@@ -165,9 +165,12 @@ static void *kafka_main(void *arg)
     while (!atomic_load(&k->stop)) {
         rd_kafka_poll(k->rk, 100);
         uint64_t now = mono_ms();
-        if (k->batch && now - last_parts >= (atomic_load(&k->partitions) ? 30000u : 1000u)) {
+        int want[KT_COUNT] = {k->batch, 0, k->topic[KT_METRICS] != NULL};
+        if (now - last_parts >= (atomic_load(&k->partitions[KT_SPANS]) ? 30000u : 1000u)) {
             last_parts = now;
-            refresh_partitions(k);
+            for (int t = 0; t < KT_COUNT; t++)
+                if (want[t])
+                    refresh_partitions(k, t);
         }
         if (now - atomic_load(&k->last_delivery_ms) < 2000 || now - last_probe < 2000)
             continue;
@@ -233,6 +236,7 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     k->brokers = xstrdup(cfg->kafka_brokers);
     k->topic_name[KT_SPANS] = xstrdup(cfg->kafka_spans_topic);
     k->topic_name[KT_LOGS] = xstrdup(cfg->kafka_logs_topic);
+    k->topic_name[KT_METRICS] = xstrdup(cfg->kafka_metrics_topic);
     pthread_mutex_init(&k->err_lock, NULL);
     atomic_store(&k->started_ms, mono_ms());
     for (int t = 0; t < KT_COUNT; t++)
@@ -267,11 +271,14 @@ kafka_t *kafka_start(const collector_config_t *cfg)
         return NULL;
     }
     for (int t = 0; t < KT_COUNT; t++)
-        k->topic[t] = rd_kafka_topic_new(k->rk, k->topic_name[t], NULL);
+        if (t != KT_METRICS || cfg->role_id == ROLE_INGEST)
+            k->topic[t] = rd_kafka_topic_new(k->rk, k->topic_name[t], NULL);
     if (pthread_create(&k->thread, NULL, kafka_main, k) != 0)
         log_fatal("kafka: cannot start its thread");
-    log_info("kafka: producing spans to %s (%s) and access logs to %s (%s) via %s", k->topic_name[KT_SPANS],
-             cfg->kafka_spans_encoding, k->topic_name[KT_LOGS], cfg->kafka_logs_encoding, k->brokers);
+    log_info("kafka: producing spans to %s (%s)%s%s and access logs to %s (%s) via %s", k->topic_name[KT_SPANS],
+             cfg->kafka_spans_encoding, k->topic[KT_METRICS] ? ", metric points to " : "",
+             k->topic[KT_METRICS] ? k->topic_name[KT_METRICS] : "", k->topic_name[KT_LOGS], cfg->kafka_logs_encoding,
+             k->brokers);
     return k;
 }
 
@@ -300,48 +307,96 @@ static void produce(kafka_t *k, int topic, const buf_t *key, const buf_t *value,
     produce_to(k, topic, RD_KAFKA_PARTITION_UA, key, value, records);
 }
 
+/* What publish_items sends: n items (traces, metric points), each with a key and an encoding that joins a message. */
+typedef struct kafka_items {
+    int topic;
+    size_t n;
+    const void *ctx;
+    void (*key)(const void *ctx, size_t i, buf_t *out);
+    size_t (*add)(const void *ctx, size_t i, kafka_scratch_t *sc); /* append item i to sc->value; its records */
+    void (*end)(const void *ctx, buf_t *out);                       /* close a message; NULL: nothing to do */
+} kafka_items_t;
+
 /*
- * kafka.spans.batch: the traces of a request that hash to one partition go
- * in one message (cut before kafka.spans.maxMessageBytes), keyed by the
- * first one's id. Per message, librdkafka's cost and the broker's are
- * those of one trace: messages of a few spans made it most of the export's
- * cost (docs/benchmarks.md).
+ * Publish items. Once the topic's partition count is known, the items that
+ * hash to one partition go in one message (cut before
+ * kafka.spans.maxMessageBytes), keyed by the first one's key: per message,
+ * librdkafka's cost and the broker's are those of one item, and messages
+ * of a few spans made it most of the export's cost (docs/benchmarks.md).
+ * Before that, one message per item, which librdkafka's murmur2 partitioner
+ * sends to the same partition.
  */
-static void publish_batched(kafka_t *k, uint32_t np, const span_t *sorted, const size_t *starts, size_t traces,
-                            arena_t *a, kafka_scratch_t *sc)
+static void publish_items(kafka_t *k, uint32_t np, const kafka_items_t *it, arena_t *a, kafka_scratch_t *sc)
 {
-    uint32_t *part = arena_alloc(a, (traces ? traces : 1) * sizeof(*part));
+    if (np == 0) {
+        for (size_t i = 0; i < it->n; i++) {
+            sc->key.len = sc->value.len = 0;
+            it->key(it->ctx, i, &sc->key);
+            size_t records = it->add(it->ctx, i, sc);
+            if (it->end != NULL)
+                it->end(it->ctx, &sc->value);
+            produce(k, it->topic, &sc->key, &sc->value, records);
+        }
+        return;
+    }
+    size_t n = it->n ? it->n : 1;
+    uint32_t *part = arena_alloc(a, n * sizeof(*part));
     uint32_t *count = arena_alloc(a, ((size_t)np + 1) * sizeof(*count));
-    size_t *order = arena_alloc(a, (traces ? traces : 1) * sizeof(*order));
+    size_t *order = arena_alloc(a, n * sizeof(*order));
     memset(count, 0, ((size_t)np + 1) * sizeof(*count));
-    for (size_t t = 0; t < traces; t++) {
+    for (size_t i = 0; i < it->n; i++) {
         sc->key.len = 0;
-        kafka_enc_trace_key(sorted + starts[t], &sc->key);
-        part[t] = kafka_partition_of(sc->key.data, sc->key.len, np);
-        count[part[t] + 1]++;
+        it->key(it->ctx, i, &sc->key);
+        part[i] = kafka_partition_of(sc->key.data, sc->key.len, np);
+        count[part[i] + 1]++;
     }
     for (uint32_t p = 0; p < np; p++)
         count[p + 1] += count[p];
-    for (size_t t = 0; t < traces; t++) /* counting sort: traces by partition, in arrival order within */
-        order[count[part[t]]++] = t;
+    for (size_t i = 0; i < it->n; i++) /* counting sort: items by partition, in arrival order within */
+        order[count[part[i]]++] = i;
     size_t i = 0;
-    while (i < traces) {
+    while (i < it->n) {
         uint32_t p = part[order[i]];
         sc->key.len = sc->value.len = 0;
-        kafka_enc_trace_key(sorted + starts[order[i]], &sc->key);
+        it->key(it->ctx, order[i], &sc->key);
         size_t records = 0;
-        for (; i < traces && part[order[i]] == p; i++) {
-            size_t t = order[i], cnt = starts[t + 1] - starts[t], before = sc->value.len;
-            kafka_enc_batch_add(k->span_enc, sorted + starts[t], cnt, &sc->trace, &sc->value);
+        for (; i < it->n && part[order[i]] == p; i++) {
+            size_t before = sc->value.len, r = it->add(it->ctx, order[i], sc);
             if (sc->value.len > k->max_message && records > 0) {
-                sc->value.len = before; /* this trace starts the next message */
+                sc->value.len = before; /* this item starts the next message */
                 break;
             }
-            records += cnt;
+            records += r;
         }
-        kafka_enc_batch_end(k->span_enc, &sc->value);
-        produce_to(k, KT_SPANS, (int32_t)p, &sc->key, &sc->value, records);
+        if (it->end != NULL)
+            it->end(it->ctx, &sc->value);
+        produce_to(k, it->topic, (int32_t)p, &sc->key, &sc->value, records);
     }
+}
+
+typedef struct trace_items {
+    enum kafka_span_encoding enc;
+    const span_t *sorted;
+    const size_t *starts;
+} trace_items_t;
+
+static void trace_key(const void *ctx, size_t i, buf_t *out)
+{
+    const trace_items_t *t = ctx;
+    kafka_enc_trace_key(t->sorted + t->starts[i], out);
+}
+
+static size_t trace_add(const void *ctx, size_t i, kafka_scratch_t *sc)
+{
+    const trace_items_t *t = ctx;
+    size_t cnt = t->starts[i + 1] - t->starts[i];
+    kafka_enc_batch_add(t->enc, t->sorted + t->starts[i], cnt, &sc->trace, &sc->value);
+    return cnt;
+}
+
+static void trace_end(const void *ctx, buf_t *out)
+{
+    kafka_enc_batch_end(((const trace_items_t *)ctx)->enc, out);
 }
 
 void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, kafka_scratch_t *sc)
@@ -351,19 +406,46 @@ void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, 
     span_t *sorted;
     size_t *starts;
     size_t traces = kafka_group_traces(spans, n, a, &sorted, &starts);
-    uint32_t np = k->batch ? atomic_load(&k->partitions) : 0;
-    if (np > 0) {
-        publish_batched(k, np, sorted, starts, traces, a, sc);
+    trace_items_t t = {k->span_enc, sorted, starts};
+    kafka_items_t it = {KT_SPANS, traces, &t, trace_key, trace_add, trace_end};
+    publish_items(k, k->batch ? atomic_load(&k->partitions[KT_SPANS]) : 0, &it, a, sc);
+}
+
+typedef struct point_items {
+    const char *enc;
+    const size_t *starts;
+    const uint64_t *ids;
+} point_items_t;
+
+static void point_key(const void *ctx, size_t i, buf_t *out)
+{
+    uint8_t be[8];
+    uint64_t id = ((const point_items_t *)ctx)->ids[i];
+    for (int b = 0; b < 8; b++)
+        be[b] = (uint8_t)(id >> (56 - 8 * b));
+    buf_append(out, be, sizeof(be));
+}
+
+static size_t point_add(const void *ctx, size_t i, kafka_scratch_t *sc)
+{
+    const point_items_t *p = ctx;
+    buf_append(&sc->value, p->enc + p->starts[i], p->starts[i + 1] - p->starts[i]);
+    return 1;
+}
+
+int kafka_publishes_metrics(const kafka_t *k)
+{
+    return k != NULL && k->topic[KT_METRICS] != NULL;
+}
+
+void kafka_publish_metrics(kafka_t *k, const char *enc, const size_t *starts, const uint64_t *ids, size_t n,
+                           arena_t *a, kafka_scratch_t *sc)
+{
+    if (!kafka_publishes_metrics(k) || n == 0)
         return;
-    }
-    for (size_t t = 0; t < traces; t++) {
-        const span_t *s = sorted + starts[t];
-        size_t cnt = starts[t + 1] - starts[t];
-        sc->key.len = sc->value.len = 0;
-        kafka_enc_trace_key(s, &sc->key);
-        kafka_enc_spans(k->span_enc, s, cnt, &sc->value);
-        produce(k, KT_SPANS, &sc->key, &sc->value, cnt);
-    }
+    point_items_t p = {enc, starts, ids};
+    kafka_items_t it = {KT_METRICS, n, &p, point_key, point_add, NULL};
+    publish_items(k, atomic_load(&k->partitions[KT_METRICS]), &it, a, sc);
 }
 
 void kafka_publish_logs(kafka_t *k, const otlp_log_t *logs, size_t n, kafka_scratch_t *sc)
@@ -410,7 +492,8 @@ void kafka_stop(kafka_t *k)
                 uint64_t lost = prom_counter_get(&k->stats[t].records[KR_FAILED]) - before[t];
                 if (lost > 0)
                     log_error("kafka: %llu %s not sent to %s within kafka.drainTimeout: lost", (unsigned long long)lost,
-                              t == KT_SPANS ? "spans" : "log records", k->topic_name[t]);
+                              t == KT_SPANS ? "spans" : t == KT_LOGS ? "log records" : "metric points",
+                              k->topic_name[t]);
             }
         }
         for (int t = 0; t < KT_COUNT; t++)
@@ -429,7 +512,7 @@ static void write_topic_family(kafka_t *k, buf_t *b, const char *name, const cha
 {
     prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
     for (int t = 0; t < KT_COUNT; t++) {
-        for (int r = 0; r < KR_COUNT; r++) {
+        for (int r = 0; r < KR_COUNT && k->topic[t] != NULL; r++) {
             metric_label_t l[2] = {
                 {STR_LIT("topic"), {k->topic_name[t], (uint32_t)strlen(k->topic_name[t])}},
                 {STR_LIT("result"), {result_names[r], (uint32_t)strlen(result_names[r])}},
@@ -448,13 +531,15 @@ void kafka_render_metrics(kafka_t *k, buf_t *b, int om)
                        "Kafka messages by topic and result: queued (handed to the producer), then delivered, "
                        "failed (delivery error or purged at shutdown) or dropped (producer queue full)",
                        offsetof(topic_stats_t, messages), om);
-    write_topic_family(k, b, "outrider_kafka_records", "Spans or log records in those messages, by topic and result",
+    write_topic_family(k, b, "outrider_kafka_records", "Spans, log records or metric points in those messages, by topic and result",
                        offsetof(topic_stats_t, records), om);
     write_topic_family(k, b, "outrider_kafka_bytes", "Message bytes (before compression) by topic and result",
                        offsetof(topic_stats_t, bytes), om);
     static const char lh[] = "Time from handing a message to the producer to the brokers' acknowledgement";
     prom_write_family_header(b, "outrider_kafka_produce_latency_seconds", PROM_HISTOGRAM, lh, sizeof(lh) - 1, NULL, om);
     for (int t = 0; t < KT_COUNT; t++) {
+        if (k->topic[t] == NULL)
+            continue;
         metric_label_t l = {STR_LIT("topic"), {k->topic_name[t], (uint32_t)strlen(k->topic_name[t])}};
         prom_write_histogram_cell(b, "outrider_kafka_produce_latency_seconds", &l, 1, &k->stats[t].latency, om);
     }

@@ -1,6 +1,6 @@
 /*
  * kafka: the collector's Kafka producer. Spans and access logs that ingest
- * accepted are encoded (kafka_enc.h) and handed to librdkafka, which
+ * accepted (and, in role ingest, metric points) are encoded (kafka_enc.h) and handed to librdkafka, which
  * batches, compresses and sends them in its own threads.
  *
  * Never block, never lose silently:
@@ -59,6 +59,19 @@ kafka_t *kafka_start(const collector_config_t *cfg);
 
 /* Publish spans[0..n), one message per trace, keyed by trace id. a: scratch memory for this call. */
 void kafka_publish_spans(kafka_t *k, const span_t *spans, size_t n, arena_t *a, kafka_scratch_t *sc);
+
+/* 1 when this producer publishes metric points (role ingest). */
+int kafka_publishes_metrics(const kafka_t *k);
+
+/*
+ * Publish n metric points to kafka.metrics.topic (role ingest): point i is
+ * enc[starts[i]..starts[i+1]) (kafka_enc_metric_otlp), keyed by its series
+ * identity ids[i] (metric_store_identity, 8 bytes big-endian), so every
+ * series lands in one partition; the points of one partition share a
+ * message once the partition count is known. a: scratch memory for this call.
+ */
+void kafka_publish_metrics(kafka_t *k, const char *enc, const size_t *starts, const uint64_t *ids, size_t n,
+                           arena_t *a, kafka_scratch_t *sc);
 
 /* Publish log records[0..n). */
 void kafka_publish_logs(kafka_t *k, const otlp_log_t *logs, size_t n, kafka_scratch_t *sc);

@@ -3,9 +3,16 @@
  * (kafka.consume.group) reading spans from kafka.consume.topics into its
  * store, as Zipkin's Kafka collector does: Zipkin v2 JSON lists and proto3
  * ListOfSpans (told apart per message), or with kafka.consume.encoding=otlp
- * OTLP ExportTraceServiceRequests. A new group starts at the earliest
- * offsets; offsets are committed as librdkafka does by default. Spans read
- * here are stored and counted (transport="kafka"), never published again.
+ * OTLP ExportTraceServiceRequests. The topic named kafka.metrics.topic
+ * carries OTLP metric points instead (role ingest publishes them, role
+ * store reads them). A new group starts at the earliest offsets; offsets
+ * are committed as librdkafka does by default. What is read here is stored
+ * and counted (transport="kafka"), never published again.
+ *
+ * With kafka.consume.replay (role store) each partition is the store's
+ * window: a newly assigned one is read from its beginning, one kept across
+ * a rebalance resumes where it was, and the traces and series of one that
+ * moved to another member are dropped.
  */
 #ifndef OUTRIDER_KAFKA_CONSUME_H
 #define OUTRIDER_KAFKA_CONSUME_H

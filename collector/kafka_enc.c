@@ -429,3 +429,84 @@ void kafka_enc_logs_otlp(const otlp_log_t *logs, size_t n, buf_t *out)
         pb_close(out, rl);
     }
 }
+
+static void otlp_metric_exemplars(buf_t *out, uint32_t field, const metric_point_t *p)
+{
+    for (uint32_t i = 0; i < p->n_exemplars; i++) {
+        const metric_exemplar_t *e = &p->exemplars[i];
+        size_t ex = pb_open(out, field);
+        pb_fixed(out, 2, e->time_unix_nano, 8);
+        uint64_t v;
+        memcpy(&v, &e->value, sizeof(v));
+        pb_fixed(out, 3, v, 8); /* as_double */
+        uint8_t id[16];
+        if (e->span_id != 0) {
+            put_be64(id, e->span_id);
+            pb_bytes(out, 4, id, 8);
+        }
+        if (e->trace_id_high != 0 || e->trace_id_low != 0) {
+            put_be64(id, e->trace_id_high);
+            put_be64(id + 8, e->trace_id_low);
+            pb_bytes(out, 5, id, 16);
+        }
+        pb_close(out, ex);
+    }
+}
+
+void kafka_enc_metric_otlp(const metric_point_t *p, buf_t *out)
+{
+    size_t rm = pb_open(out, 1); /* ExportMetricsServiceRequest.resource_metrics */
+    size_t sm = pb_open(out, 2); /* ResourceMetrics.scope_metrics */
+    size_t scope = pb_open(out, 1);
+    pb_bytes(out, 1, "outrider-collector", 18);
+    pb_close(out, scope);
+    size_t m = pb_open(out, 2); /* ScopeMetrics.metrics */
+    pb_bytes(out, 1, p->name.ptr, p->name.len);
+    if (p->description.len > 0)
+        pb_bytes(out, 2, p->description.ptr, p->description.len);
+    if (p->unit.len > 0)
+        pb_bytes(out, 3, p->unit.ptr, p->unit.len);
+    int hist = p->type == METRIC_HISTOGRAM;
+    size_t data = pb_open(out, hist ? 9 : p->type == METRIC_SUM ? 7 : 5);
+    size_t dp = pb_open(out, 1);
+    for (uint32_t i = 0; i < p->n_labels; i++)
+        pb_kv_bytes(out, hist ? 9 : 7, p->labels[i].name.ptr, p->labels[i].name.len, p->labels[i].value.ptr,
+                    p->labels[i].value.len);
+    if (p->start_time_unix_nano != 0)
+        pb_fixed(out, 2, p->start_time_unix_nano, 8);
+    pb_fixed(out, 3, p->time_unix_nano, 8);
+    uint64_t v;
+    if (hist) {
+        pb_fixed(out, 4, p->count, 8);
+        if (p->has_sum) {
+            memcpy(&v, &p->sum, sizeof(v));
+            pb_fixed(out, 5, v, 8);
+        }
+        size_t bc = pb_open(out, 6); /* packed fixed64 */
+        for (uint32_t i = 0; i <= p->n_bounds; i++) {
+            buf_reserve(out, 8);
+            for (int b = 0; b < 8; b++)
+                out->data[out->len++] = (char)(uint8_t)(p->bucket_counts[i] >> (8 * b));
+        }
+        pb_close(out, bc);
+        if (p->n_bounds > 0) {
+            size_t eb = pb_open(out, 7); /* packed double */
+            buf_append(out, p->bounds, (size_t)p->n_bounds * sizeof(double)); /* x86 and arm64: little-endian */
+            pb_close(out, eb);
+        }
+        otlp_metric_exemplars(out, 8, p);
+    } else {
+        memcpy(&v, &p->value, sizeof(v));
+        pb_fixed(out, 4, v, 8); /* as_double */
+        otlp_metric_exemplars(out, 5, p);
+    }
+    pb_close(out, dp);
+    if (p->type != METRIC_GAUGE)
+        pb_varint(out, 2, (uint64_t)p->temporality);
+    if (p->type == METRIC_SUM && p->monotonic)
+        pb_varint(out, 3, 1);
+    pb_close(out, data);
+    pb_close(out, m);
+    pb_close(out, sm);
+    pb_close(out, rm);
+}

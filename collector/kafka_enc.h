@@ -26,6 +26,7 @@
 
 #include "arena.h"
 #include "buf.h"
+#include "metric.h"
 #include "otlp.h"
 #include "span.h"
 
@@ -71,5 +72,14 @@ void kafka_enc_log_json(const otlp_log_t *log, buf_t *out);
 
 /* Append logs[0..n) as one ExportLogsServiceRequest (one ResourceLogs per service.name). */
 void kafka_enc_logs_otlp(const otlp_log_t *logs, size_t n, buf_t *out);
+
+/*
+ * Append one metric point as a whole ExportMetricsServiceRequest (one
+ * ResourceMetrics, scope outrider-collector, one Metric with one data
+ * point, its labels as string attributes); the ingest role publishes these,
+ * keyed by series identity. Requests concatenate into one (repeated fields),
+ * so a message may carry several.
+ */
+void kafka_enc_metric_otlp(const metric_point_t *p, buf_t *out);
 
 #endif

@@ -53,6 +53,7 @@ struct series {
     uint64_t start_time_unix_nano;
     uint32_t key_len;
     uint32_t n_labels;
+    uint16_t origin; /* where its points come from (metric_store_add_from); 0 = not tracked */
     const char *key;
     metric_label_t *labels;
     double value;                 /* counter and gauge */
@@ -281,13 +282,12 @@ static void append_utf8(buf_t *b, const char *s, size_t len)
 }
 
 /*
- * Build ms->key for p: returns the number of labels in it (after merging
+ * Build the key of p in k (sc: scratch), as the store keys its series (ms->key, ms->scratch): returns the number of labels in it (after merging
  * collisions) and sets *name_len to the family name length (the name is the
  * first field of the key, at offset 4).
  */
-static uint32_t build_key(metric_store_t *ms, const metric_point_t *p, enum prom_type type, uint32_t *name_len)
+static uint32_t build_key(buf_t *sc, buf_t *k, const metric_point_t *p, enum prom_type type, uint32_t *name_len)
 {
-    buf_t *sc = &ms->scratch, *k = &ms->key;
     label_ref_t refs[HARD_MAX_LABELS];
     sc->len = 0;
     k->len = 0;
@@ -668,6 +668,12 @@ static int reserved(const metric_store_t *ms, const char *name, uint32_t len)
 
 int metric_store_add(metric_store_t *ms, const metric_point_t *p, uint64_t now_ms, const char **reason)
 {
+    return metric_store_add_from(ms, p, now_ms, 0, reason);
+}
+
+int metric_store_add_from(metric_store_t *ms, const metric_point_t *p, uint64_t now_ms, uint16_t origin,
+                          const char **reason)
+{
     enum prom_type type = point_prom_type(p);
     enum metric_reject r;
     int rc = -1;
@@ -678,7 +684,7 @@ int metric_store_add(metric_store_t *ms, const metric_point_t *p, uint64_t now_m
         goto out;
     }
     uint32_t name_len;
-    uint32_t n_labels = build_key(ms, p, type, &name_len);
+    uint32_t n_labels = build_key(&ms->scratch, &ms->key, p, type, &name_len);
     uint64_t hash = XXH3_64bits(ms->key.data, ms->key.len);
     series_t *s = series_lookup(ms, hash);
     if (s == NULL) {
@@ -715,11 +721,29 @@ int metric_store_add(metric_store_t *ms, const metric_point_t *p, uint64_t now_m
     family_set_help(ms, s->fam, p);
     apply_point(s, p, type);
     s->last_ms = now_ms;
+    s->origin = origin;
     ms->stats.points_accepted++;
     rc = 0;
 out:
     pthread_mutex_unlock(&ms->mu);
     return rc;
+}
+
+int metric_store_identity(metric_store_t *ms, const metric_point_t *p, buf_t *scratch, buf_t *key, uint64_t *hash,
+                          const char **reason)
+{
+    enum metric_reject r;
+    const char *why = check_point(&ms->cfg, p, &r); /* cfg never changes after create: no lock */
+    if (why != NULL) {
+        pthread_mutex_lock(&ms->mu);
+        reject(ms, r, why, reason);
+        pthread_mutex_unlock(&ms->mu);
+        return -1;
+    }
+    uint32_t name_len;
+    build_key(scratch, key, p, point_prom_type(p), &name_len);
+    *hash = XXH3_64bits(key->data, key->len);
+    return 0;
 }
 
 int metric_store_sink(void *ctx, const metric_point_t *p)
@@ -730,7 +754,9 @@ int metric_store_sink(void *ctx, const metric_point_t *p)
 
 /* ---- expiry and rendering ---- */
 
-static uint64_t expire_locked(metric_store_t *ms, uint64_t now_ms)
+/* Remove the series for which keep(s) is 0, and the families left empty; returns how many went. */
+static uint64_t remove_series_locked(metric_store_t *ms, int (*keep)(const series_t *s, const void *arg),
+                                     const void *arg)
 {
     uint64_t n = 0;
     size_t kept = 0;
@@ -739,7 +765,7 @@ static uint64_t expire_locked(metric_store_t *ms, uint64_t now_ms)
         series_t *s = f->head;
         while (s) {
             series_t *next = s->next;
-            if (now_ms >= s->last_ms && now_ms - s->last_ms >= ms->cfg.series_ttl_ms) {
+            if (!keep(s, arg)) {
                 series_unlink(ms, s);
                 series_free(s);
                 n++;
@@ -752,7 +778,39 @@ static uint64_t expire_locked(metric_store_t *ms, uint64_t now_ms)
             ms->fams[kept++] = f;
     }
     ms->n_fams = kept;
+    return n;
+}
+
+typedef struct expiry {
+    uint64_t now_ms, ttl_ms;
+} expiry_t;
+
+static int fresh(const series_t *s, const void *arg)
+{
+    const expiry_t *e = arg;
+    return !(e->now_ms >= s->last_ms && e->now_ms - s->last_ms >= e->ttl_ms);
+}
+
+static uint64_t expire_locked(metric_store_t *ms, uint64_t now_ms)
+{
+    expiry_t e = {now_ms, ms->cfg.series_ttl_ms};
+    uint64_t n = remove_series_locked(ms, fresh, &e);
     ms->stats.series_expired += n;
+    return n;
+}
+
+static int other_origin(const series_t *s, const void *arg)
+{
+    return s->origin != *(const uint16_t *)arg;
+}
+
+uint64_t metric_store_drop_origin(metric_store_t *ms, uint16_t origin)
+{
+    if (origin == 0)
+        return 0;
+    pthread_mutex_lock(&ms->mu);
+    uint64_t n = remove_series_locked(ms, other_origin, &origin);
+    pthread_mutex_unlock(&ms->mu);
     return n;
 }
 

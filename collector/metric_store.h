@@ -102,6 +102,29 @@ void metric_store_destroy(metric_store_t *ms);
 int metric_store_add(metric_store_t *ms, const metric_point_t *p, uint64_t now_ms, const char **reason);
 
 /*
+ * metric_store_add for a point that came from origin (1..65535; 0 = not
+ * tracked): the series remembers the origin of its latest point, so that
+ * metric_store_drop_origin can remove what one Kafka partition brought
+ * when another store member takes that partition over.
+ */
+int metric_store_add_from(metric_store_t *ms, const metric_point_t *p, uint64_t now_ms, uint16_t origin,
+                          const char **reason);
+
+/* Remove every series whose latest point came from origin (0: none); returns how many. */
+uint64_t metric_store_drop_origin(metric_store_t *ms, uint16_t origin);
+
+/*
+ * The identity of p's series without storing it (the ingest role keys its
+ * Kafka messages by it, so that a series always lands in one partition):
+ * checked as metric_store_add checks a point (a rejection is counted and
+ * described in *reason, and -1 returned), then *hash is the store's own
+ * hash of the series' canonical key (sanitised name and sorted labels).
+ * Any thread, no lock: scratch and key are the caller's buffers.
+ */
+int metric_store_identity(metric_store_t *ms, const metric_point_t *p, buf_t *scratch, buf_t *key, uint64_t *hash,
+                          const char **reason);
+
+/*
  * The clock every now_ms argument is expected to come from: CLOCK_MONOTONIC
  * in milliseconds (any clock works if all calls use the same one).
  */

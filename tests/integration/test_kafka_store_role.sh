@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The store role of a scaled-out collector (kafka.consume.replay), on librdkafka's mock cluster:
-# an ingest collector publishes 40 traces; two store members in one group split the partitions
+# The store role of a scaled-out collector, on librdkafka's mock cluster: an ingest member
+# (role ingest, which keeps nothing itself) publishes 40 traces; two store members in one group split the partitions
 # and each holds exactly the traces of its partitions (no trace in both, none missing, the
 # services and dependency counts adding up to the single-process answer); when one member is
 # killed, the other is assigned its partitions, replays them from the beginning, and answers
@@ -15,18 +15,29 @@ for i in $(seq 1 40); do
     body+="${body:+,}{\"traceId\":\"$t\",\"id\":\"00000000000000a1\",\"kind\":\"CLIENT\",\"name\":\"get\",\"timestamp\":$((now_us + i)),\"duration\":9,\"localEndpoint\":{\"serviceName\":\"web\"},\"remoteEndpoint\":{\"serviceName\":\"api\"}}"
     body+=",{\"traceId\":\"$t\",\"id\":\"00000000000000a2\",\"parentId\":\"00000000000000a1\",\"kind\":\"SERVER\",\"name\":\"get\",\"timestamp\":$((now_us + i + 1)),\"duration\":7,\"localEndpoint\":{\"serviceName\":\"api\"}}"
 done
+# the roles say what they need
+for bad in "role=ingest|role ingest publishes what it receives to Kafka: set kafka.brokers" \
+    "role=store|role store reads its partitions from Kafka: set kafka.brokers"; do
+    set +e
+    "$OUTRIDER_BIN/outrider-collector" --set "${bad%%|*}" --set zipkin.listen=127.0.0.1:0 --set otlp.listen=127.0.0.1:0 >"$T/bad.log" 2>&1
+    rc=$?
+    set -e
+    [[ $rc != 0 ]] || fail "${bad%%|*} without kafka.brokers started"
+    grep -qF "${bad#*|}" "$T/bad.log" || fail "${bad%%|*} without kafka.brokers: no clear error: $(cat "$T/bad.log")"
+done
+
 COLLECTOR_LOG=$T/ingest.log
-start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.producer.linger.ms=1
+start_collector --set role=ingest --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.producer.linger.ms=1
 assert_eq 202 "$(http_status POST "$ZIPKIN_URL/api/v2/spans" -H 'Content-Type: application/json' -d "[$body]")" "post 40 traces"
-SINGLE=$ZIPKIN_URL
+assert_eq 404 "$(http_status GET "$ZIPKIN_URL/api/v2/trace/$(printf '%016x' $((0x9000 + 1)))")" "a trace at the ingest member, which keeps none"
+assert_eq 80 "$(metric_values <(curl -s "$ZIPKIN_URL/metrics") zipkin_collector_spans_total transport=http)" "spans the ingest member accepted"
 stop_pid "$COLLECTOR_PID" # flushes to Kafka
 grep -q 'kafka: .* lost' "$T/ingest.log" && fail "the ingest collector lost spans: $(grep kafka "$T/ingest.log")"
 
 store_member() { # log -> starts a store member
     COLLECTOR_LOG=$1
-    start_collector --set kafka.brokers="$KAFKA_BOOTSTRAP" --set kafka.consume.topics=zipkin \
-        --set kafka.consume.group=stores --set kafka.consume.replay=true \
-        --set kafka.consumer.session.timeout.ms=6000 --set kafka.consumer.heartbeat.interval.ms=500
+    start_collector --set role=store --set kafka.brokers="$KAFKA_BOOTSTRAP" \
+        --set kafka.consume.group=stores --set kafka.consumer.session.timeout.ms=6000 --set kafka.consumer.heartbeat.interval.ms=500
 }
 store_member "$T/m1.log"
 M1=$ZIPKIN_URL M1_PID=$COLLECTOR_PID
@@ -49,7 +60,7 @@ split_done() { # every trace in exactly one member, both members holding some
     (( n1 > 0 && n2 > 0 ))
 }
 wait_until -n 300 -i 0.2 split_done || fail "the members did not split the traces: $(grep -h 'kafka consumer' "$T/m1.log" "$T/m2.log")"
-grep -q 'traces dropped' "$T/m1.log" || note "member 1 had nothing to drop (member 2 joined before it read)"
+grep -qE '[1-9][0-9]* traces and [0-9]+ series of partitions now elsewhere dropped' "$T/m1.log" || note "member 1 had nothing to drop (member 2 joined before it read)"
 
 # together they answer as one collector would: services, and dependency counts that add up
 for url in "$M1" "$M2"; do

@@ -1,4 +1,4 @@
-/* Unit tests for collector/kafka_enc: trace grouping, the partitioner, batch messages. */
+/* Unit tests for collector/kafka_enc: trace grouping, the partitioner, batch messages, log and metric encodings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kafka_enc.h"
+#include "otlp.h"
 #include "zipkin_json.h"
 #include "zipkin_proto.h"
 
@@ -145,6 +146,99 @@ static void test_log_json(void **state)
     buf_dispose(&out);
 }
 
+typedef struct got_points {
+    metric_point_t p[4];
+    metric_label_t labels[4][4];
+    metric_exemplar_t ex[4];
+    double bounds[4][4];
+    uint64_t counts[4][5];
+    char text[512];
+    size_t text_len;
+    int n;
+} got_points_t;
+
+static str_t keep(got_points_t *g, str_t s)
+{
+    memcpy(g->text + g->text_len, s.ptr, s.len);
+    str_t r = {g->text + g->text_len, s.len};
+    g->text_len += s.len;
+    return r;
+}
+
+static int collect_point(void *ctx, const metric_point_t *p)
+{
+    got_points_t *g = ctx;
+    int i = g->n++;
+    g->p[i] = *p;
+    g->p[i].name = keep(g, p->name);
+    g->p[i].unit = keep(g, p->unit);
+    for (uint32_t l = 0; l < p->n_labels && l < 4; l++) {
+        g->labels[i][l].name = keep(g, p->labels[l].name);
+        g->labels[i][l].value = keep(g, p->labels[l].value);
+    }
+    g->p[i].labels = g->labels[i];
+    if (p->n_exemplars > 0)
+        g->ex[i] = p->exemplars[0];
+    memcpy(g->bounds[i], p->bounds, p->n_bounds * sizeof(double));
+    if (p->bucket_counts != NULL)
+        memcpy(g->counts[i], p->bucket_counts, (p->n_bounds + 1) * sizeof(uint64_t));
+    return 0;
+}
+
+/* role ingest's metric messages: the collector's own OTLP decoder (what role store reads them with) gives
+ * back every field; two requests concatenated are one request of both points */
+static void test_metric_otlp_round_trip(void **state)
+{
+    (void)state;
+    metric_label_t labels[2] = {{STR_LIT("source_workload"), STR_LIT("caf\xc3\xa9")}, {STR_LIT("response_code"), STR_LIT("")}};
+    double bounds[3] = {1, 5, 10};
+    uint64_t counts[4] = {1, 0, 2, 3};
+    metric_exemplar_t ex = {7.5, 1700000000123456789ull, 0x4bf92f3577b34da6ull, 0xa3ce929d0e0e4736ull, 0x00f067aa0ba902b7ull};
+    metric_point_t h = {.name = STR_LIT("istio_request_duration_milliseconds"), .unit = STR_LIT("ms"),
+                        .type = METRIC_HISTOGRAM, .temporality = METRIC_TEMPORALITY_DELTA, .has_sum = 1,
+                        .n_labels = 2, .labels = labels, .start_time_unix_nano = 1700000000000000000ull,
+                        .time_unix_nano = 1700000010000000000ull, .count = 6, .sum = 41.25, .n_bounds = 3,
+                        .bounds = bounds, .bucket_counts = counts, .n_exemplars = 1, .exemplars = &ex};
+    metric_point_t c = {.name = STR_LIT("istio_requests_total"), .type = METRIC_SUM,
+                        .temporality = METRIC_TEMPORALITY_CUMULATIVE, .monotonic = 1, .n_labels = 1, .labels = labels,
+                        .time_unix_nano = 1700000010000000000ull, .value = 12345.5};
+    buf_t out = BUF_INIT;
+    kafka_enc_metric_otlp(&h, &out);
+    kafka_enc_metric_otlp(&c, &out);
+    arena_t a;
+    arena_init(&a, 0);
+    otlp_limits_t lim;
+    otlp_limits_default(&lim);
+    otlp_result_t res = {0};
+    static got_points_t g;
+    memset(&g, 0, sizeof(g));
+    assert_int_equal(otlp_metrics_decode_proto((const uint8_t *)out.data, out.len, &lim, &a, collect_point, &g, &res), 0);
+    assert_int_equal(g.n, 2);
+    assert_int_equal(res.accepted, 2);
+    const metric_point_t *p = &g.p[0];
+    assert_int_equal(p->type, METRIC_HISTOGRAM);
+    assert_int_equal(p->temporality, METRIC_TEMPORALITY_DELTA);
+    assert_true(str_equal(p->name, h.name) && str_equal(p->unit, h.unit));
+    assert_int_equal(p->n_labels, 2);
+    assert_true(str_equal(p->labels[0].name, labels[0].name) && str_equal(p->labels[0].value, labels[0].value));
+    assert_true(str_equal(p->labels[1].name, labels[1].name) && p->labels[1].value.len == 0);
+    assert_true(p->start_time_unix_nano == h.start_time_unix_nano && p->time_unix_nano == h.time_unix_nano);
+    assert_true(p->count == 6 && p->has_sum && p->sum == 41.25 && p->n_bounds == 3);
+    assert_memory_equal(g.bounds[0], bounds, sizeof(bounds));
+    assert_memory_equal(g.counts[0], counts, sizeof(counts));
+    assert_int_equal(p->n_exemplars, 1);
+    assert_true(g.ex[0].value == 7.5 && g.ex[0].time_unix_nano == ex.time_unix_nano);
+    assert_true(g.ex[0].trace_id_high == ex.trace_id_high && g.ex[0].trace_id_low == ex.trace_id_low);
+    assert_true(g.ex[0].span_id == ex.span_id);
+    p = &g.p[1];
+    assert_int_equal(p->type, METRIC_SUM);
+    assert_int_equal(p->temporality, METRIC_TEMPORALITY_CUMULATIVE);
+    assert_true(p->monotonic && p->value == 12345.5 && p->start_time_unix_nano == 0);
+    assert_true(str_equal(p->name, c.name) && p->n_labels == 1 && p->n_exemplars == 0);
+    arena_dispose(&a);
+    buf_dispose(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_group_traces),
         cmocka_unit_test(test_batch_messages),
         cmocka_unit_test(test_log_json),
+        cmocka_unit_test(test_metric_otlp_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -516,6 +516,75 @@ static void test_threads(void **state)
     metric_store_destroy(ms);
 }
 
+/* role ingest keys Kafka messages by series identity: the store's own, whatever the label order or spelling */
+static void test_identity_is_the_series(void **state)
+{
+    (void)state;
+    metric_store_t *ms = metric_store_create(NULL);
+    buf_t sc = BUF_INIT, key = BUF_INIT;
+    metric_label_t l1[2] = {{STR_LIT("response.code"), STR_LIT("200")}, {STR_LIT("destination"), STR_LIT("b")}};
+    metric_label_t l2[2] = {{STR_LIT("destination"), STR_LIT("b")}, {STR_LIT("response_code"), STR_LIT("200")}};
+    metric_label_t l3[2] = {{STR_LIT("destination"), STR_LIT("c")}, {STR_LIT("response_code"), STR_LIT("200")}};
+    uint64_t a = 0, b = 1, c = 2, d = 3;
+    metric_point_t p = counter("istio_requests_total", l1, 2, 1);
+    assert_int_equal(metric_store_identity(ms, &p, &sc, &key, &a, NULL), 0);
+    p = counter("istio_requests", l2, 2, 1); /* `_total` and a dotted label name: the same Prometheus series */
+    assert_int_equal(metric_store_identity(ms, &p, &sc, &key, &b, NULL), 0);
+    assert_true(a == b);
+    p = counter("istio_requests_total", l3, 2, 1);
+    assert_int_equal(metric_store_identity(ms, &p, &sc, &key, &c, NULL), 0);
+    assert_true(a != c);
+    p = counter("istio_requests_total", l1, 2, 1);
+    p.type = METRIC_GAUGE; /* a gauge keeps its `_total`: another series */
+    assert_int_equal(metric_store_identity(ms, &p, &sc, &key, &d, NULL), 0);
+    assert_true(a != d);
+    /* checked as metric_store_add checks: a negative counter delta is rejected, counted and explained */
+    const char *why = NULL;
+    p = counter("istio_requests_total", l1, 2, -1);
+    assert_int_equal(metric_store_identity(ms, &p, &sc, &key, &a, &why), -1);
+    assert_non_null(why);
+    metric_store_stats_t st;
+    metric_store_stats(ms, &st);
+    assert_int_equal(st.rejected[METRIC_REJECT_INVALID], 1);
+    assert_int_equal(st.series, 0); /* nothing stored */
+    buf_dispose(&sc);
+    buf_dispose(&key);
+    metric_store_destroy(ms);
+}
+
+/* a store member drops what one partition brought when that partition moves to another member */
+static void test_drop_origin(void **state)
+{
+    (void)state;
+    metric_store_t *ms = metric_store_create(NULL);
+    buf_t b = BUF_INIT;
+    metric_label_t la[1] = {{STR_LIT("d"), STR_LIT("a")}}, lb[1] = {{STR_LIT("d"), STR_LIT("b")}};
+    metric_point_t p = counter("x_total", la, 1, 2);
+    assert_int_equal(metric_store_add_from(ms, &p, 1000, 7, NULL), 0);
+    p = counter("x_total", lb, 1, 3);
+    assert_int_equal(metric_store_add_from(ms, &p, 1000, 8, NULL), 0);
+    p = counter("y_total", lb, 1, 4);
+    assert_int_equal(metric_store_add_from(ms, &p, 1000, 8, NULL), 0);
+    assert_int_equal(metric_store_drop_origin(ms, 0), 0);
+    assert_int_equal(metric_store_drop_origin(ms, 9), 0);
+    assert_int_equal(metric_store_drop_origin(ms, 8), 2);
+    char *text = render(ms, 0, 2000, &b);
+    assert_non_null(strstr(text, "x_total{d=\"a\"} 2\n"));
+    assert_null(strstr(text, "d=\"b\""));
+    assert_null(strstr(text, "y_total")); /* its family went with its last series */
+    metric_store_stats_t st;
+    metric_store_stats(ms, &st);
+    assert_int_equal(st.series, 1);
+    assert_int_equal(st.families, 1);
+    /* the series comes back from a replay of its partition */
+    p = counter("x_total", lb, 1, 3);
+    assert_int_equal(metric_store_add_from(ms, &p, 1000, 8, NULL), 0);
+    text = render(ms, 0, 2000, &b);
+    assert_non_null(strstr(text, "x_total{d=\"b\"} 3\n"));
+    buf_dispose(&b);
+    metric_store_destroy(ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +601,8 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_reserved_prefixes),
         cmocka_unit_test(test_help_fallback),
+        cmocka_unit_test(test_identity_is_the_series),
+        cmocka_unit_test(test_drop_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
