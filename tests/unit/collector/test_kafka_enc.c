@@ -159,7 +159,8 @@ typedef struct got_points {
 
 static str_t keep(got_points_t *g, str_t s)
 {
-    memcpy(g->text + g->text_len, s.ptr, s.len);
+    if (s.len > 0)
+        memcpy(g->text + g->text_len, s.ptr, s.len);
     str_t r = {g->text + g->text_len, s.len};
     g->text_len += s.len;
     return r;
@@ -179,7 +180,8 @@ static int collect_point(void *ctx, const metric_point_t *p)
     g->p[i].labels = g->labels[i];
     if (p->n_exemplars > 0)
         g->ex[i] = p->exemplars[0];
-    memcpy(g->bounds[i], p->bounds, p->n_bounds * sizeof(double));
+    if (p->n_bounds > 0)
+        memcpy(g->bounds[i], p->bounds, p->n_bounds * sizeof(double));
     if (p->bucket_counts != NULL)
         memcpy(g->counts[i], p->bucket_counts, (p->n_bounds + 1) * sizeof(uint64_t));
     return 0;
