@@ -13,6 +13,7 @@
 #include "kafka_consume.h"
 #include "log.h"
 #include "metric_store.h"
+#include "query.h"
 #include "span_store.h"
 
 static const char *const transport_names[TRANSPORT_COUNT] = {"http", "otlp_http", "kafka"};
@@ -80,7 +81,7 @@ int collector_init(collector_t *c)
                                            "outrider_metric_",           "outrider_collector_",
                                            "outrider_memory_",           "process_resident_memory_bytes",
                                            "process_start_time_seconds", "http_server_requests_seconds",
-                                           "outrider_kafka_"};
+                                           "outrider_kafka_",            "outrider_query_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -107,6 +108,11 @@ int collector_init(collector_t *c)
         if (c->consumer == NULL)
             return -1;
     }
+    if (c->cfg.query_peers.n > 0) {
+        c->query = query_create(&c->cfg);
+        if (c->query == NULL)
+            return -1;
+    }
     return 0;
 }
 
@@ -116,6 +122,8 @@ void collector_dispose(collector_t *c)
     c->consumer = NULL;
     kafka_stop(c->kafka); /* flushes what ingest queued */
     c->kafka = NULL;
+    query_destroy(c->query);
+    c->query = NULL;
     span_store_destroy(c->store);
     metric_store_destroy(c->metrics);
     prom_histogram_vec_destroy(c->http_latency);
@@ -200,6 +208,7 @@ void collector_render_metrics(collector_t *c, buf_t *b, int om)
                       (double)c->started_ms / 1000.0, om);
     prom_histogram_vec_render(c->http_latency, b, om);
     kafka_render_metrics(c->kafka, b, om);
+    query_render_metrics(c->query, b, om);
 
     uint64_t now = collector_now_ms();
     metric_store_expire(c->metrics, now);

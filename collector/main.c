@@ -15,6 +15,7 @@
 #include "collector.h"
 #include "log.h"
 #include "metric_store.h"
+#include "query_peers.h"
 
 static void usage(FILE *out)
 {
@@ -127,6 +128,14 @@ int main(int argc, char **argv)
     if (level < 0) {
         fprintf(stderr, "log.level: expected debug, info, warn or error (got \"%s\")\n", c.cfg.log_level);
         errors++;
+    }
+    for (size_t i = 0; i < c.cfg.query_peers.n; i++) {
+        query_peer_spec_t spec;
+        const char *why;
+        if (query_peer_parse(c.cfg.query_peers.items[i], &spec, &why) != 0) {
+            fprintf(stderr, "query.peers: \"%s\": %s\n", c.cfg.query_peers.items[i], why);
+            errors++;
+        }
     }
     if (errors > 0) {
         fprintf(stderr, "outrider-collector: %d configuration error%s\n", errors, errors == 1 ? "" : "s");
