@@ -122,6 +122,15 @@ static size_t members_unique(query_member_t *v, size_t n)
     return k;
 }
 
+/* Append m to v unless it is there already (lists of a few dozen members). */
+static void member_add_new(query_member_t **v, size_t *n, size_t *cap, const query_member_t *m)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i].name, m->name) == 0)
+            return;
+    *member_add(v, n, cap) = *m;
+}
+
 int query_peer_resolve(const query_peer_spec_t *spec, query_member_t **v, size_t *n, size_t *cap, char *why,
                        size_t why_len)
 {
@@ -174,9 +183,9 @@ static void refresh(query_peers_t *p, int first)
             r->n = n_got;
         }
         for (size_t j = 0; j < r->n; j++)
-            *member_add(&v, &n, &cap) = r->v[j];
+            member_add_new(&v, &n, &cap, &r->v[j]);
     }
-    size_t k = members_unique(v, n);
+    size_t k = n;
     pthread_mutex_lock(&p->mu);
     int changed = k != p->n_members || (k > 0 && memcmp(v, p->members, k * sizeof(*v)) != 0);
     free(p->members);

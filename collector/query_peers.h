@@ -7,8 +7,10 @@
  * AAAA, getaddrinfo), as a Kubernetes headless Service lists its pods.
  * Such entries are resolved at create and again every refresh interval by
  * a thread of the list's own; a resolution that fails keeps the addresses
- * of the last one that worked (and logs). Readers take a copy of the
- * current list under a mutex.
+ * of the last one that worked (and logs). Members keep the order of the
+ * entries (a dns+ entry's addresses sorted), so merged traces list the
+ * spans of earlier entries first. Readers take a copy of the current list
+ * under a mutex.
  */
 #ifndef OUTRIDER_COLLECTOR_QUERY_PEERS_H
 #define OUTRIDER_COLLECTOR_QUERY_PEERS_H
