@@ -61,6 +61,10 @@ int query_peer_parse(const char *entry, query_peer_spec_t *out, const char **why
         *why = "empty entry";
         return -1;
     }
+    if (strstr(s, "://") != NULL) {
+        *why = "no scheme: HOST:PORT or dns+NAME:PORT (the members are asked over plain HTTP)";
+        return -1;
+    }
     if (strncmp(s, DNS_PREFIX, strlen(DNS_PREFIX)) == 0) {
         out->dns = 1;
         s += strlen(DNS_PREFIX);

@@ -34,8 +34,8 @@ typedef struct query_member {
 
 /*
  * Parse one query.peers entry. Returns 0, or -1 with a static reason in
- * *why (empty entry, bad HOST:PORT, port 0, a character that cannot be in
- * a host name or address).
+ * *why (empty entry, a scheme, bad HOST:PORT, port 0, a character that
+ * cannot be in a host name or address).
  */
 int query_peer_parse(const char *entry, query_peer_spec_t *out, const char **why);
 
