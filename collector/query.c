@@ -328,17 +328,24 @@ static int decode_spans(merge_t *m, const answer_t *a, enum kind kind, char *why
     return rc;
 }
 
+/* A string of a yajl tree (NULL: not a string) copied into the merge's arena. 0 or -1. */
+static int keep_str(merge_t *m, const char *s, str_t *out)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    char *copy = s != NULL && len <= UINT32_MAX ? arena_strndup(&m->arena, s, len) : NULL;
+    *out = (str_t){copy, (uint32_t)len};
+    return copy != NULL ? 0 : -1;
+}
+
 static int decode_names(merge_t *m, yajl_val v)
 {
     if (!YAJL_IS_ARRAY(v))
         return -1;
     for (size_t i = 0; i < v->u.array.len; i++) {
-        const char *s = YAJL_GET_STRING(v->u.array.values[i]);
-        char *copy = s ? arena_strndup(&m->arena, s, strlen(s)) : NULL;
-        if (copy == NULL)
-            return -1;
         m->names = grow(m->names, &m->cap_names, m->n_names + 1, sizeof(*m->names));
-        m->names[m->n_names++] = (str_t){copy, (uint32_t)strlen(copy)};
+        if (keep_str(m, YAJL_GET_STRING(v->u.array.values[i]), &m->names[m->n_names]) != 0)
+            return -1;
+        m->n_names++;
     }
     return 0;
 }
@@ -363,18 +370,11 @@ static int decode_links(merge_t *m, yajl_val v)
     for (size_t i = 0; i < v->u.array.len; i++) {
         yajl_val o = v->u.array.values[i];
         const char *pp[] = {"parent", NULL}, *cp[] = {"child", NULL};
-        const char *parent = YAJL_GET_STRING(yajl_tree_get(o, pp, yajl_t_string));
-        const char *child = YAJL_GET_STRING(yajl_tree_get(o, cp, yajl_t_string));
         zipkin_dep_link_t l;
-        if (parent == NULL || child == NULL || link_count(o, "callCount", 1, &l.call_count) != 0 ||
-            link_count(o, "errorCount", 0, &l.error_count) != 0)
+        if (keep_str(m, YAJL_GET_STRING(yajl_tree_get(o, pp, yajl_t_string)), &l.parent) != 0 ||
+            keep_str(m, YAJL_GET_STRING(yajl_tree_get(o, cp, yajl_t_string)), &l.child) != 0 ||
+            link_count(o, "callCount", 1, &l.call_count) != 0 || link_count(o, "errorCount", 0, &l.error_count) != 0)
             return -1;
-        char *p = arena_strndup(&m->arena, parent, strlen(parent));
-        char *c = arena_strndup(&m->arena, child, strlen(child));
-        if (p == NULL || c == NULL)
-            return -1;
-        l.parent = (str_t){p, (uint32_t)strlen(p)};
-        l.child = (str_t){c, (uint32_t)strlen(c)};
         m->links = grow(m->links, &m->cap_links, m->n_links + 1, sizeof(*m->links));
         m->links[m->n_links++] = l;
     }
@@ -424,12 +424,17 @@ static void list_missing(const answer_t *ans, size_t n, char *out, size_t cap, s
     }
 }
 
+static void too_large(http_response_t *resp)
+{
+    http_respond_text(resp, 413, "query result too large; lower the limit or narrow the query");
+}
+
 static void respond_traces(http_response_t *resp, const query_trace_t *v, size_t n, arena_t *a)
 {
     const span_t **traces = arena_alloc(a, (n + 1) * sizeof(*traces));
     size_t *counts = arena_alloc(a, (n + 1) * sizeof(*counts));
     if (traces == NULL || counts == NULL) {
-        http_respond_text(resp, 413, "query result too large; lower the limit or narrow the query");
+        too_large(resp);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -486,13 +491,13 @@ static void respond_merged(query_t *q, const http_request_t *req, enum kind kind
     query_trace_t *parts = arena_alloc(&m->arena, (m->n_parts + 1) * sizeof(*parts)), *v;
     size_t n;
     if (parts == NULL) {
-        http_respond_text(resp, 413, "query result too large; lower the limit or narrow the query");
+        too_large(resp);
         return;
     }
     for (size_t i = 0; i < m->n_parts; i++)
         parts[i] = (query_trace_t){m->spans.items + m->parts[i].start, m->parts[i].n, 0, 0};
     if (query_merge_traces(parts, m->n_parts, q->strict_trace_id, &m->arena, &v, &n) != 0) {
-        http_respond_text(resp, 413, "query result too large; lower the limit or narrow the query");
+        too_large(resp);
         return;
     }
     if (kind == K_TRACE) {

@@ -11,18 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int str_cmp(str_t a, str_t b)
-{
-    uint32_t n = a.len < b.len ? a.len : b.len;
-    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
-    if (c != 0)
-        return c;
-    return (a.len > b.len) - (a.len < b.len);
-}
-
 static int name_cmp(const void *x, const void *y)
 {
-    return str_cmp(*(const str_t *)x, *(const str_t *)y);
+    return str_compare(*(const str_t *)x, *(const str_t *)y);
 }
 
 size_t query_merge_names(str_t *v, size_t n)
@@ -32,7 +23,7 @@ size_t query_merge_names(str_t *v, size_t n)
     qsort(v, n, sizeof(*v), name_cmp);
     size_t k = 1;
     for (size_t i = 1; i < n; i++)
-        if (str_cmp(v[i], v[k - 1]) != 0)
+        if (str_compare(v[i], v[k - 1]) != 0)
             v[k++] = v[i];
     return k;
 }
@@ -40,8 +31,8 @@ size_t query_merge_names(str_t *v, size_t n)
 static int link_cmp(const void *x, const void *y)
 {
     const zipkin_dep_link_t *a = x, *b = y;
-    int c = str_cmp(a->parent, b->parent);
-    return c != 0 ? c : str_cmp(a->child, b->child);
+    int c = str_compare(a->parent, b->parent);
+    return c != 0 ? c : str_compare(a->child, b->child);
 }
 
 size_t query_merge_links(zipkin_dep_link_t *v, size_t n)
