@@ -212,8 +212,12 @@ static void transfer_done(answer_t *a, CURLcode rc)
         a->res = RES_TIMEOUT;
         why_printf(a, "timeout");
     } else {
+        long os = 0;
         a->res = RES_ERROR;
-        why_printf(a, "%s", curl_easy_strerror(rc));
+        if (curl_easy_getinfo(a->h, CURLINFO_OS_ERRNO, &os) == CURLE_OK && os != 0)
+            why_printf(a, "%s: %s", curl_easy_strerror(rc), strerror((int)os));
+        else
+            why_printf(a, "%s", curl_easy_strerror(rc));
     }
 }
 

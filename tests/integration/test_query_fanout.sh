@@ -9,6 +9,14 @@
 # query.maxResponseBytes counts as too_large. A dns+localhost:PORT entry works as a member list.
 . "$(dirname "$0")/../lib.sh"
 
+# ---- a bad entry is a configuration error with the reason (--check runs the start's validation) ----
+for bad in "127.0.0.1" "dns+store:0" "http://store:9411" "[::1:9411"; do
+    if "$OUTRIDER_BIN/outrider-collector" --set query.peers="127.0.0.1:9411,$bad" --check >"$T/bad.out" 2>&1; then
+        fail "query.peers entry '$bad' accepted"
+    fi
+    grep -qF "query.peers: \"$bad\": " "$T/bad.out" || fail "no reason for '$bad': $(cat "$T/bad.out")"
+done
+
 # ---- the data: traces for A, for B, and the reference's union ----
 now_us=$(( $(date +%s) * 1000000 ))
 python3 - "$now_us" "$T" <<'PY'
