@@ -28,9 +28,9 @@
 #include "xalloc.h"
 #include "zipkin_json.h"
 
-#define MAX_PEER_STATS 256    /* peers with their own metric series; later ones share peer="other" */
-#define WARN_EVERY_MS 10000   /* at most one warning per peer this often */
-#define TRACE_MANY_MAX 1000   /* as zipkin_api.c */
+#define MAX_PEER_STATS 256      /* peers with their own metric series; later ones share peer="other" */
+#define WARN_EVERY_MS 10000     /* at most one warning per peer this often */
+#define TRACE_MANY_MAX 1000     /* as zipkin_api.c */
 #define ARENA_SLACK (64u << 20) /* decoding room beyond the answers' own size */
 
 enum peer_result { RES_OK, RES_TIMEOUT, RES_ERROR, RES_STATUS, RES_TOO_LARGE, RES_COUNT };
@@ -48,8 +48,8 @@ struct query {
     uint64_t timeout_ms;
     uint64_t max_response_bytes;
     int strict_trace_id;
-    pthread_key_t multi_key; /* each pool thread's CURLM */
-    pthread_mutex_t mu;      /* stats table growth and warning times */
+    pthread_key_t multi_key;                /* each pool thread's CURLM */
+    pthread_mutex_t mu;                     /* stats table growth and warning times */
     peer_stats_t stats[MAX_PEER_STATS + 1]; /* the last one is "other" */
     size_t n_stats;
     prom_counter_t partial;
@@ -143,9 +143,7 @@ void query_render_metrics(query_t *q, buf_t *b, int om)
     help = "Requests the query role sent to store members, by result (ok, timeout, error, status, too_large)";
     prom_write_family_header(b, "outrider_query_peer_requests", PROM_COUNTER, help, strlen(help), NULL, om);
     pthread_mutex_lock(&q->mu);
-    size_t n = q->n_stats;
-    if (prom_counter_get(&q->stats[MAX_PEER_STATS].results[RES_OK]) != 0 || n == MAX_PEER_STATS)
-        n = MAX_PEER_STATS + 1;
+    size_t n = q->n_stats == MAX_PEER_STATS ? MAX_PEER_STATS + 1 : q->n_stats; /* "other" once it is in use */
     for (size_t i = 0; i < n; i++) {
         const peer_stats_t *s = &q->stats[i];
         const char *name = i == MAX_PEER_STATS ? "other" : s->name;
@@ -395,7 +393,10 @@ static int decode_answer(merge_t *m, const answer_t *a, enum kind kind, char *wh
         yajl_val v = a->body.len ? yajl_tree_parse(a->body.data, err, sizeof(err)) : NULL;
         rc = v == NULL ? -1 : kind == K_NAMES ? decode_names(m, v) : decode_links(m, v);
         if (rc != 0)
-            snprintf(why, why_len, "%s", err[0] ? err : kind == K_NAMES ? "not a list of strings" : "not a list of links");
+            snprintf(why, why_len, "%s",
+                     err[0]            ? err
+                     : kind == K_NAMES ? "not a list of strings"
+                                       : "not a list of links");
         yajl_tree_free(v);
     } else {
         rc = decode_spans(m, a, kind, why, why_len);
@@ -605,8 +606,8 @@ int query_handle(query_t *q, const http_request_t *req, const char *path, http_r
         http_respond_text(resp, 503, "%s", msg);
     } else {
         if (answered < n) {
-            int used = snprintf(resp->partial, sizeof(resp->partial), "%zu of %zu store members did not answer: ",
-                                n - answered, n);
+            int used = snprintf(resp->partial, sizeof(resp->partial),
+                                "%zu of %zu store members did not answer: ", n - answered, n);
             list_missing(ans, n, resp->partial, sizeof(resp->partial), (size_t)used);
             prom_counter_add(&q->partial, 1);
         }

@@ -47,8 +47,7 @@ struct query_peers {
 
 static int host_char(char c, int v6)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-        c == '_')
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_')
         return 1;
     return v6 && c == ':';
 }
@@ -153,8 +152,9 @@ int query_peer_resolve(const query_peer_spec_t *spec, query_member_t **v, size_t
     size_t from = *n;
     for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         char host[INET6_ADDRSTRLEN];
-        const void *addr = ai->ai_family == AF_INET ? (const void *)&((const struct sockaddr_in *)ai->ai_addr)->sin_addr
-                                                    : (const void *)&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        const void *addr = ai->ai_family == AF_INET
+                               ? (const void *)&((const struct sockaddr_in *)ai->ai_addr)->sin_addr
+                               : (const void *)&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
             inet_ntop(ai->ai_family, addr, host, sizeof(host)) == NULL)
             continue;
@@ -197,8 +197,7 @@ static void refresh(query_peers_t *p, int first)
     p->n_members = k;
     pthread_mutex_unlock(&p->mu);
     if (changed || first)
-        log_info("query.peers: %zu store member%s%s%s", k, k == 1 ? "" : "s", k ? ", first " : "",
-                 k ? v[0].name : "");
+        log_info("query.peers: %zu store member%s%s%s", k, k == 1 ? "" : "s", k ? ", first " : "", k ? v[0].name : "");
 }
 
 static void *refresh_main(void *arg)

@@ -71,8 +71,8 @@ typedef struct request {
     struct timespec start;
     const char *route;
     int status;
-    int started;  /* on_request has seen the request */
-    char *query;  /* raw query string, NULL when none */
+    int started; /* on_request has seen the request */
+    char *query; /* raw query string, NULL when none */
     char method[16];
 } request_t;
 
@@ -480,8 +480,8 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
     if (l->daemon == NULL) {
         log_error("cannot listen on %s for %s: %s", hostport, name, errno ? strerror(errno) : "bind failed");
         return -1;

@@ -26,9 +26,9 @@ struct collector;
 typedef struct http_request {
     struct MHD_Connection *conn;
     const char *method;
-    const char *path; /* without query string */
+    const char *path;  /* without query string */
     const char *query; /* the query string as sent (after '?', still %-encoded); NULL when none */
-    const char *body; /* may be NULL when empty */
+    const char *body;  /* may be NULL when empty */
     size_t body_len;
     const char *content_type;     /* NULL when absent */
     const char *content_encoding; /* NULL when absent */

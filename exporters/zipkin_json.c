@@ -88,7 +88,7 @@ typedef struct dec {
     uint32_t n_spans;                        /* spans opened so far */
     int failed;                              /* res->error holds our reason */
     int list_done;
-    int traces;                              /* a list of span lists (zipkin_json_decode_traces) */
+    int traces; /* a list of span lists (zipkin_json_decode_traces) */
 
     span_t span;
     span_endpoint_t *ep;

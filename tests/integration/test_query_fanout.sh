@@ -193,8 +193,14 @@ assert_num_eq 4 "$(m outrider_query_peers)" "outrider_query_peers"
 (( $(m outrider_query_peer_requests_total peer="$A_HP" result=ok) >= 6 )) || fail "A's answers not counted ok"
 assert_num_eq 0 "$(m outrider_query_peer_requests_total peer="$A_HP" result=timeout)" "A's timeouts"
 grep -q "query: store member $HANG left out of an answer: timeout" "$T/partial.log" || fail "no warning for $HANG"
-[[ $(grep -c "store member 127.0.0.1:$DEAD left out" "$T/partial.log") -eq 1 ]] ||
-    fail "the warnings for the closed port are not rate-limited: $(grep -c "127.0.0.1:$DEAD left out" "$T/partial.log")"
+
+# ---- warnings are rate-limited per member: 20 quick answers without the closed port log fewer than 20 ----
+collector rate --set query.peers="$A_HP,127.0.0.1:$DEAD"
+for i in $(seq 1 20); do
+    assert_eq 200 "$(http_status GET "$URL/api/v2/services")" "services without the closed port ($i)"
+done
+warnings=$(grep -c "store member 127.0.0.1:$DEAD left out" "$T/rate.log") || true
+(( warnings >= 1 && warnings < 20 )) || fail "$warnings warnings for 20 failures of the closed port"
 
 # ---- no member answers: 503 with the reason ----
 collector dead --set query.peers="127.0.0.1:$DEAD,$HANG" --set query.timeout=1s

@@ -42,7 +42,7 @@ static void test_links(void **state)
 {
     (void)state;
     zipkin_dep_link_t v[] = {
-        {S("web"), S("api"), 3, 1}, {S("api"), S("db"), 2, 0}, /* member A */
+        {S("web"), S("api"), 3, 1}, {S("api"), S("db"), 2, 0},                             /* member A */
         {S("web"), S("api"), 4, 0}, {S("api"), S("dbx"), 1, 1}, {S("api"), S("db"), 5, 2}, /* member B */
     };
     size_t n = query_merge_links(v, sizeof(v) / sizeof(v[0]));
@@ -232,7 +232,7 @@ static void test_peer_resolve(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),       cmocka_unit_test(test_links),     cmocka_unit_test(test_timestamp),
+        cmocka_unit_test(test_names),        cmocka_unit_test(test_links),      cmocka_unit_test(test_timestamp),
         cmocka_unit_test(test_merge_traces), cmocka_unit_test(test_peer_parse), cmocka_unit_test(test_peer_resolve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
