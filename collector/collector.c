@@ -13,6 +13,7 @@
 #include "kafka_consume.h"
 #include "log.h"
 #include "metric_store.h"
+#include "query.h"
 #include "span_store.h"
 #include "xalloc.h"
 
@@ -60,13 +61,17 @@ int collector_over_memory(collector_t *c)
  * what it implies: a store member reads the spans and metrics topics, each
  * assigned partition from its beginning.
  */
-static int apply_role(collector_config_t *cfg)
+int collector_apply_role(collector_config_t *cfg)
 {
     static const char *const names[] = {"all", "ingest", "store", "query"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(cfg->role, names[i]) == 0)
             cfg->role_id = (enum collector_role)i;
     int kafka = cfg->kafka_brokers != NULL && cfg->kafka_brokers[0] != '\0';
+    if (cfg->role_id != ROLE_QUERY && cfg->query_peers.n > 0) {
+        log_error("query.peers is for role query (set role=query): role %s answers from its own store", cfg->role);
+        return -1;
+    }
     switch (cfg->role_id) {
     case ROLE_ALL: break;
     case ROLE_INGEST:
@@ -93,6 +98,11 @@ static int apply_role(collector_config_t *cfg)
         cfg->kafka_consume_replay = 1;
         break;
     case ROLE_QUERY:
+        if (cfg->query_peers.n == 0) {
+            log_error("role query answers from the store members: set query.peers (host:port, [v6]:port or "
+                      "dns+NAME:PORT, comma-separated)");
+            return -1;
+        }
         if (cfg->kafka_consume_topics.n > 0) {
             log_error("role query holds nothing and reads no Kafka topic: kafka.consume.topics is for roles all "
                       "and store");
@@ -100,14 +110,11 @@ static int apply_role(collector_config_t *cfg)
         }
         break;
     }
-    log_info("role %s", names[cfg->role_id]);
     return 0;
 }
 
 int collector_init(collector_t *c)
 {
-    if (apply_role(&c->cfg) != 0)
-        return -1;
     span_store_config_t scfg;
     span_store_config_default(&scfg);
     scfg.max_spans = c->cfg.max_spans;
@@ -133,7 +140,7 @@ int collector_init(collector_t *c)
                                            "outrider_metric_",           "outrider_collector_",
                                            "outrider_memory_",           "process_resident_memory_bytes",
                                            "process_start_time_seconds", "http_server_requests_seconds",
-                                           "outrider_kafka_"};
+                                           "outrider_kafka_",            "outrider_query_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -160,6 +167,11 @@ int collector_init(collector_t *c)
         if (c->consumer == NULL)
             return -1;
     }
+    if (c->cfg.query_peers.n > 0) {
+        c->query = query_create(&c->cfg);
+        if (c->query == NULL)
+            return -1;
+    }
     return 0;
 }
 
@@ -169,6 +181,8 @@ void collector_dispose(collector_t *c)
     c->consumer = NULL;
     kafka_stop(c->kafka); /* flushes what ingest queued */
     c->kafka = NULL;
+    query_destroy(c->query);
+    c->query = NULL;
     span_store_destroy(c->store);
     metric_store_destroy(c->metrics);
     prom_histogram_vec_destroy(c->http_latency);
@@ -253,6 +267,7 @@ void collector_render_metrics(collector_t *c, buf_t *b, int om)
                       (double)c->started_ms / 1000.0, om);
     prom_histogram_vec_render(c->http_latency, b, om);
     kafka_render_metrics(c->kafka, b, om);
+    query_render_metrics(c->query, b, om);
 
     uint64_t now = collector_now_ms();
     metric_store_expire(c->metrics, now);

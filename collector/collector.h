@@ -23,6 +23,7 @@ struct span_store;
 struct metric_store;
 struct kafka;
 struct kafka_consumer;
+struct query;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
@@ -50,6 +51,7 @@ typedef struct collector {
     struct metric_store *metrics;
     struct kafka *kafka;             /* NULL: Kafka off (kafka.brokers empty) */
     struct kafka_consumer *consumer; /* NULL: kafka.consume.topics empty */
+    struct query *query;             /* NULL: query.peers empty (the API answers from the local store) */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */
@@ -58,7 +60,14 @@ typedef struct collector {
     uint64_t started_ms;
 } collector_t;
 
-/* Create the stores from c->cfg (already loaded). Returns 0 or -1 (logged). */
+/*
+ * Check what cfg->role needs and fill in what it implies (sets role_id;
+ * role store reads the spans and metrics topics with replay). Part of the
+ * configuration check: returns 0, or -1 with the reason logged.
+ */
+int collector_apply_role(collector_config_t *cfg);
+
+/* Create the stores from c->cfg (already loaded, collector_apply_role done). Returns 0 or -1 (logged). */
 int collector_init(collector_t *c);
 
 /* Free what collector_init made (not the config). */

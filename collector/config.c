@@ -40,6 +40,16 @@ const setting_t collector_settings[] = {
      0, 0, "span tag keys whose values /api/v2/autocompleteValues serves, as Zipkin's AUTOCOMPLETE_KEYS"},
     {"query.lookback", SETTING_DURATION, F(default_lookback_ms), "1d", 1, 0,
      "default lookback of /api/v2/traces and /dependencies, as Zipkin's QUERY_LOOKBACK"},
+    {"query.peers", SETTING_LIST, F(query_peers), "", 0, 0,
+     "the query role of a scaled-out collector: the store members' Zipkin ports, each HOST:PORT ([::1]:9411 for "
+     "IPv6) or dns+NAME:PORT (every address NAME resolves to, as a headless Service gives them); the Zipkin API "
+     "is then answered by asking every member and merging; empty: from the local store"},
+    {"query.timeout", SETTING_DURATION, F(query_timeout_ms), "5s", 1, 0,
+     "a store member that has not answered whole within this is left out of the answer"},
+    {"query.refreshInterval", SETTING_DURATION, F(query_refresh_ms), "30s", 1000, 0,
+     "how often dns+NAME:PORT peers are resolved again"},
+    {"query.maxResponseBytes", SETTING_BYTES, F(query_max_response_bytes), "64MiB", 1024, 0,
+     "a store member's answer larger than this is left out of the answer (counted as too_large)"},
     {"limits.maxBodyBytes", SETTING_BYTES, F(max_body_bytes), "16MiB", 1024, 0,
      "largest request body as sent (compressed); more gets 413"},
     {"limits.maxDecodedBytes", SETTING_BYTES, F(max_decoded_bytes), "64MiB", 1024, 0,

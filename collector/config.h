@@ -45,6 +45,10 @@ typedef struct collector_config {
     setting_list_t kafka_consumer;    /* librdkafka consumer properties, "key=value" */
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
+    setting_list_t query_peers;   /* store members' Zipkin ports (query role); empty: answer from the local store */
+    uint64_t query_timeout_ms;
+    uint64_t query_refresh_ms;
+    uint64_t query_max_response_bytes;
     uint64_t max_body_bytes;      /* compressed request body */
     uint64_t max_decoded_bytes;   /* after decompression */
     uint64_t max_spans_per_request;

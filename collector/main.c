@@ -15,6 +15,7 @@
 #include "collector.h"
 #include "log.h"
 #include "metric_store.h"
+#include "query_peers.h"
 
 static void usage(FILE *out)
 {
@@ -128,6 +129,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "log.level: expected debug, info, warn or error (got \"%s\")\n", c.cfg.log_level);
         errors++;
     }
+    for (size_t i = 0; i < c.cfg.query_peers.n; i++) {
+        query_peer_spec_t spec;
+        const char *why;
+        if (query_peer_parse(c.cfg.query_peers.items[i], &spec, &why) != 0) {
+            fprintf(stderr, "query.peers: \"%s\": %s\n", c.cfg.query_peers.items[i], why);
+            errors++;
+        }
+    }
+    if (errors == 0 && collector_apply_role(&c.cfg) != 0)
+        errors++;
     if (errors > 0) {
         fprintf(stderr, "outrider-collector: %d configuration error%s\n", errors, errors == 1 ? "" : "s");
         collector_config_dispose(&c.cfg);
@@ -161,9 +172,10 @@ int main(int argc, char **argv)
         collector_config_dispose(&c.cfg);
         return 1;
     }
-    log_info("outrider-collector %s ready: store bound %llu spans / %llu bytes, %llu HTTP threads per listener",
-             OUTRIDER_VERSION, (unsigned long long)c.cfg.max_spans, (unsigned long long)c.cfg.max_store_bytes,
-             (unsigned long long)c.cfg.threads);
+    log_info("outrider-collector %s ready, role %s: store bound %llu spans / %llu bytes, %llu HTTP threads per "
+             "listener",
+             OUTRIDER_VERSION, c.cfg.role, (unsigned long long)c.cfg.max_spans,
+             (unsigned long long)c.cfg.max_store_bytes, (unsigned long long)c.cfg.threads);
 
     for (;;) {
         struct timespec wait = {5, 0};

@@ -2,7 +2,9 @@
  * server: libmicrohttpd listeners and routing; see server.h.
  *
  * Request life cycle (MHD calls on_request several times per request):
- *   1st call   allocate a request_t, check Content-Length against the limit
+ *   URI log    allocate a request_t holding the query string as sent (MHD
+ *              hands handlers only its decoded arguments)
+ *   1st call   check Content-Length against the limit
  *              (413 at once when it is too large: no body is read)
  *   body calls append to the body buffer; past the limit, drop the rest
  *              (within limits.lingerBytes and limits.lingerTime) and mark
@@ -42,6 +44,7 @@
 #include "linger_set.h"
 #include "kafka.h"
 #include "log.h"
+#include "query.h"
 
 #define IDLE_TIMEOUT_S 60u /* MHD's timeout of a connection that sends nothing */
 
@@ -68,6 +71,8 @@ typedef struct request {
     struct timespec start;
     const char *route;
     int status;
+    int started; /* on_request has seen the request */
+    char *query; /* raw query string, NULL when none */
     char method[16];
 } request_t;
 
@@ -150,7 +155,7 @@ static void route_zipkin(collector_t *c, const http_request_t *req, http_respons
             http_respond_text(resp, 405, "method %s not allowed on %s", req->method, p);
             return;
         }
-        if (zipkin_api_handle(c, req, api, resp))
+        if (c->query != NULL ? query_handle(c->query, req, api, resp) : zipkin_api_handle(c, req, api, resp))
             return;
     }
     if (!get) {
@@ -258,6 +263,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, request_t *r, 
         MHD_add_response_header(mr, "Location", resp->location);
     if (resp->retry_after[0])
         MHD_add_response_header(mr, "Retry-After", resp->retry_after);
+    if (resp->partial[0])
+        MHD_add_response_header(mr, "X-Outrider-Partial", resp->partial);
     if (resp->cors) {
         MHD_add_response_header(mr, "Access-Control-Allow-Origin", "*");
         if (resp->status == 204) {
@@ -296,14 +303,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     listener_t *l = cls;
     collector_t *c = l->c;
     request_t *r = *con_cls;
-    if (r == NULL) {
-        r = calloc(1, sizeof(*r));
-        if (r == NULL)
-            return MHD_NO;
-        clock_gettime(CLOCK_MONOTONIC, &r->start);
+    if (r == NULL)
+        return MHD_NO; /* on_uri could not allocate it */
+    if (!r->started) {
+        r->started = 1;
         snprintf(r->method, sizeof(r->method), "%s", method);
         r->route = "NOT_FOUND";
-        *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL) {
             char *end;
@@ -361,6 +366,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .conn = conn,
         .method = method,
         .path = path,
+        .query = r->query,
         .body = r->body.data,
         .body_len = r->body.len,
         .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
@@ -385,14 +391,37 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_t *r = *con_cls;
     if (r == NULL)
         return;
+    *con_cls = NULL;
+    if (!r->started) { /* MHD answered it itself (431, 414...) before any handler saw it */
+        free(r->query);
+        free(r);
+        return;
+    }
     double secs = seconds_since(&r->start);
     char status[8];
     snprintf(status, sizeof(status), "%d", r->status ? r->status : 499);
     const char *labels[] = {r->method, r->route, status};
     prom_histogram_vec_observe(l->c->http_latency, labels, secs);
     buf_dispose(&r->body);
+    free(r->query);
     free(r);
-    *con_cls = NULL;
+}
+
+/* The first thing MHD tells of a request: its URI, query string included. The request_t starts here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    request_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    const char *q = uri != NULL ? strchr(uri, '?') : NULL;
+    if (q != NULL && (r->query = strdup(q + 1)) == NULL) {
+        free(r);
+        return NULL;
+    }
+    return r;
 }
 
 /* MHD is about to close a connection: unless its client already closed, it lingers (see the top). */
@@ -451,7 +480,8 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-        MHD_OPTION_NOTIFY_CONNECTION, l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
     if (l->daemon == NULL) {
         log_error("cannot listen on %s for %s: %s", hostport, name, errno ? strerror(errno) : "bind failed");
         return -1;

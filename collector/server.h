@@ -26,8 +26,9 @@ struct collector;
 typedef struct http_request {
     struct MHD_Connection *conn;
     const char *method;
-    const char *path; /* without query string */
-    const char *body; /* may be NULL when empty */
+    const char *path;  /* without query string */
+    const char *query; /* the query string as sent (after '?', still %-encoded); NULL when none */
+    const char *body;  /* may be NULL when empty */
     size_t body_len;
     const char *content_type;     /* NULL when absent */
     const char *content_encoding; /* NULL when absent */
@@ -42,6 +43,7 @@ typedef struct http_response {
     char retry_after[24]; /* seconds; "" = none */
     const char *route;    /* template for the latency metric's uri label */
     int cors;             /* add Access-Control-Allow-Origin (the Zipkin port, as Zipkin does) */
+    char partial[1024];   /* X-Outrider-Partial: the store members a fanned-out answer lacks; "" = none */
 } http_response_t;
 
 /* Value of a query parameter, or NULL. */

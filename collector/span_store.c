@@ -936,12 +936,7 @@ void span_store_stats(span_store_t *st, span_store_stats_t *out)
 
 static int str_sort_cmp(const void *a, const void *b)
 {
-    const str_t *x = a, *y = b;
-    uint32_t n = x->len < y->len ? x->len : y->len;
-    int c = n ? memcmp(x->ptr, y->ptr, n) : 0;
-    if (c != 0)
-        return c;
-    return (x->len > y->len) - (x->len < y->len);
+    return str_compare(*(const str_t *)a, *(const str_t *)b);
 }
 
 /* Copy the intern strings of the keys of m into arena, sorted. */

@@ -707,17 +707,8 @@ void deps_settle(span_store_t *st, uint64_t now_us)
 static int link_cmp(const void *x, const void *y)
 {
     const span_dep_link_t *a = x, *b = y;
-    uint32_t n = a->parent.len < b->parent.len ? a->parent.len : b->parent.len;
-    int c = n ? memcmp(a->parent.ptr, b->parent.ptr, n) : 0;
-    if (c == 0)
-        c = (a->parent.len > b->parent.len) - (a->parent.len < b->parent.len);
-    if (c != 0)
-        return c;
-    n = a->child.len < b->child.len ? a->child.len : b->child.len;
-    c = n ? memcmp(a->child.ptr, b->child.ptr, n) : 0;
-    if (c == 0)
-        c = (a->child.len > b->child.len) - (a->child.len < b->child.len);
-    return c;
+    int c = str_compare(a->parent, b->parent);
+    return c != 0 ? c : str_compare(a->child, b->child);
 }
 
 static void sum_bucket(const dep_bucket_t *b, u64map_t *agg, bucket_link_t **acc, uint32_t *n, uint32_t *cap,

@@ -119,6 +119,15 @@ int str_equal(str_t a, str_t b)
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
+int str_compare(str_t a, str_t b)
+{
+    uint32_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    if (c != 0)
+        return c;
+    return (a.len > b.len) - (a.len < b.len);
+}
+
 static int endpoint_equal(const span_endpoint_t *a, const span_endpoint_t *b)
 {
     return str_equal(a->service_name, b->service_name) && memcmp(a->ipv4, b->ipv4, 4) == 0 &&

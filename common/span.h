@@ -111,6 +111,13 @@ typedef int (*span_sink_fn)(void *ctx, const span_t *span);
 /* 1 when a and b have the same bytes (both may be empty with any pointer). */
 int str_equal(str_t a, str_t b);
 
+/*
+ * Order of a and b by their bytes (unsigned), a prefix first: <0, 0, >0.
+ * The order of every sorted name list and of dependency links, which the
+ * query role's merge must reproduce.
+ */
+int str_compare(str_t a, str_t b);
+
 /* 1 when two spans are equal field by field: ids, names, times, endpoints, tags and annotations in order. */
 int span_equal(const span_t *a, const span_t *b);
 

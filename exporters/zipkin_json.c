@@ -31,6 +31,7 @@
 
 enum ctx_kind {
     X_ROOT,
+    X_TRACES, /* the outer list of zipkin_json_decode_traces */
     X_LIST,
     X_SPAN,
     X_ENDPOINT,
@@ -87,6 +88,7 @@ typedef struct dec {
     uint32_t n_spans;                        /* spans opened so far */
     int failed;                              /* res->error holds our reason */
     int list_done;
+    int traces; /* a list of span lists (zipkin_json_decode_traces) */
 
     span_t span;
     span_endpoint_t *ep;
@@ -427,7 +429,8 @@ static int tag_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
 static int on_value(dec_t *d, enum vtype t, const unsigned char *s, size_t len)
 {
     switch ((enum ctx_kind)d->stack[d->depth - 1]) {
-    case X_ROOT: return dfail(d, "Expected BEGIN_ARRAY but was %s", vtype_names[t]);
+    case X_ROOT:
+    case X_TRACES: return dfail(d, "Expected BEGIN_ARRAY but was %s", vtype_names[t]);
     case X_LIST: return dfail(d, "$[%u]: Expected BEGIN_OBJECT but was %s", d->n_spans, vtype_names[t]);
     case X_ANNOTATIONS:
         return dfail(d, "$[%u].annotations[]: Expected BEGIN_OBJECT but was %s", span_index(d), vtype_names[t]);
@@ -487,7 +490,8 @@ static int cb_start_map(void *ctx)
     dec_t *d = ctx;
     enum ctx_kind top = (enum ctx_kind)d->stack[d->depth - 1];
     switch (top) {
-    case X_ROOT: return dfail(d, "Expected BEGIN_ARRAY but was BEGIN_OBJECT");
+    case X_ROOT:
+    case X_TRACES: return dfail(d, "Expected BEGIN_ARRAY but was BEGIN_OBJECT");
     case X_LIST: return start_span(d);
     case X_SPAN:
         if (d->field == F_LOCAL || d->field == F_REMOTE) {
@@ -517,7 +521,14 @@ static int cb_start_array(void *ctx)
     dec_t *d = ctx;
     enum ctx_kind top = (enum ctx_kind)d->stack[d->depth - 1];
     switch (top) {
-    case X_ROOT: return push(d, X_LIST);
+    case X_ROOT: return push(d, d->traces ? X_TRACES : X_LIST);
+    case X_TRACES:
+        if (d->sink(d->sink_ctx, NULL) != 0) {
+            zipkin_span_fail(d->res, "trace refused by the span sink");
+            d->failed = 1;
+            return 0;
+        }
+        return push(d, X_LIST);
     case X_SPAN:
         if (d->field == F_ANNOTATIONS)
             return push(d, X_ANNOTATIONS);
@@ -663,8 +674,9 @@ static int cb_end_map(void *ctx)
 static int cb_end_array(void *ctx)
 {
     dec_t *d = ctx;
-    if ((enum ctx_kind)d->stack[--d->depth] == X_LIST)
+    if (d->depth == 2) /* the outermost list closed */
         d->list_done = 1;
+    d->depth--;
     d->field = F_UNKNOWN;
     return 1;
 }
@@ -693,11 +705,12 @@ static void yajl_reason(dec_t *d, yajl_handle h, size_t at)
         yajl_free_error(h, msg);
 }
 
-int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim, span_sink_fn sink,
-                       void *ctx, zipkin_result_t *res)
+static int decode(const char *data, size_t len, int traces, arena_t *arena, const zipkin_limits_t *lim,
+                  span_sink_fn sink, void *ctx, zipkin_result_t *res)
 {
     dec_t d;
     memset(&d, 0, sizeof(d));
+    d.traces = traces;
     d.data = data;
     d.len = len;
     d.arena = arena;
@@ -748,6 +761,18 @@ out:
     free(d.tags);
     free(d.anns);
     return rc;
+}
+
+int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim, span_sink_fn sink,
+                       void *ctx, zipkin_result_t *res)
+{
+    return decode(data, len, 0, arena, lim, sink, ctx, res);
+}
+
+int zipkin_json_decode_traces(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim,
+                              span_sink_fn sink, void *ctx, zipkin_result_t *res)
+{
+    return decode(data, len, 1, arena, lim, sink, ctx, res);
 }
 
 /* ---- encoding ---- */

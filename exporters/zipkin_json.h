@@ -60,6 +60,15 @@ typedef struct zipkin_dep_link {
 int zipkin_json_decode(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim, span_sink_fn sink,
                        void *ctx, zipkin_result_t *res);
 
+/*
+ * Decode a JSON array of traces, each a JSON array of v2 spans (the body
+ * of GET /api/v2/traces and /traceMany), as zipkin_json_decode does. The
+ * sink is called with a NULL span when a trace's array opens, then with
+ * its spans; the span limit counts every span of every trace.
+ */
+int zipkin_json_decode_traces(const char *data, size_t len, arena_t *arena, const zipkin_limits_t *lim,
+                              span_sink_fn sink, void *ctx, zipkin_result_t *res);
+
 /* Append one span as a Zipkin v2 JSON object. */
 void zipkin_json_encode_span(const span_t *s, buf_t *out);
 

@@ -9,6 +9,7 @@ PKGS=(
   libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev zlib1g-dev libfyaml-dev
   libyajl-dev libjansson-dev libxxhash-dev libcmocka-dev librdkafka-dev libhiredis-dev libuv1-dev
   libhttp-parser-dev libssl-dev libutf8proc-dev
+  libcurl4-openssl-dev      # the collector's query role asks the store members over HTTP (docs/decisions.md)
   # tests: real peers and tools
   curl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
   protobuf-compiler         # protoc --decode: the Kafka tests read the proto3 and OTLP messages with it

@@ -10,7 +10,8 @@
 # bucket bound under which 50% and 99% of the messages of the last round were acknowledged.
 #
 # usage: tests/bench/kafka_bench.sh     env: REQUESTS (300), SENDERS (4), ROUNDS (3),
-#        MODES ("off json proto3 otlp"), OUTRIDER_BIN (build/release/bin),
+#        MODES ("off json proto3 otlp ingest-json"; ingest-ENC is an ingest member, role=ingest,
+#        which stores nothing and exports in ENC), OUTRIDER_BIN (build/release/bin),
 #        KAFKA_SET (more settings for the export runs, e.g. "kafka.producer.compression.type=lz4")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +19,7 @@ BIN=${OUTRIDER_BIN:-build/release/bin}
 REQUESTS=${REQUESTS:-300}
 SENDERS=${SENDERS:-4}
 ROUNDS=${ROUNDS:-3}
-MODES=${MODES:-off json proto3 otlp}
+MODES=${MODES:-off json proto3 otlp ingest-json}
 W=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; exec 9>&- 2>/dev/null; rm -rf "$W"' EXIT
@@ -54,7 +55,7 @@ quantile() { # q -> bucket bound holding the q-quantile of the produce latency (
 }
 
 echo "# outrider-collector Kafka export benchmark, $(date -u +%F), $(nproc) cores; $REQUESTS requests of 1000 spans, $SENDERS senders, median of $ROUNDS"
-printf '%-8s %-16s %-9s %-12s %-9s %-9s %s\n' export spans_per_cpu_s vs_off messages p50_ack p99_ack failed_or_dropped
+printf '%-12s %-16s %-9s %-12s %-9s %-9s %s\n' export spans_per_cpu_s vs_off messages p50_ack p99_ack failed_or_dropped
 base=""
 for mode in $MODES; do
   rates=()
@@ -64,7 +65,9 @@ for mode in $MODES; do
     else
       extra=()
       for kv in ${KAFKA_SET:-}; do extra+=(--set "$kv"); done
-      start --set kafka.brokers="$BOOT" --set kafka.spans.encoding="$mode" --set kafka.spans.topic=zipkin "${extra[@]}"
+      [ "${mode#ingest-}" != "$mode" ] && extra+=(--set role=ingest)
+      start --set kafka.brokers="$BOOT" --set kafka.spans.encoding="${mode#ingest-}" --set kafka.spans.topic=zipkin \
+        "${extra[@]}"
     fi
     "$BIN/span_load" send --url "http://127.0.0.1:$OP/v1/traces" --format otlp-proto-zstd --requests 20 --seed 99 \
       "${SHAPE[@]}" >/dev/null
@@ -88,6 +91,6 @@ for mode in $MODES; do
   done
   med=$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
   [ -z "$base" ] && base=$med
-  printf '%-8s %-16s %-9.2f %-12s %-9s %-9s %s\n' "$mode" "$med ($(printf '%s ' "${rates[@]}" | sed 's/ $//'))" \
+  printf '%-12s %-16s %-9.2f %-12s %-9s %-9s %s\n' "$mode" "$med ($(printf '%s ' "${rates[@]}" | sed 's/ $//'))" \
     "$(awk -v a="$med" -v b="$base" 'BEGIN {print a / b}')" "$msgs" "$p50" "$p99" "$bad"
 done

@@ -596,6 +596,42 @@ static void test_encode_lists(void **state)
     buf_dispose(&b);
 }
 
+/* A list of traces: the sink sees NULL where each trace opens; anything else at the outer level fails. */
+typedef struct bounds {
+    char marks[32]; /* 'T' per trace opened, 's' per span */
+    size_t n;
+} bounds_t;
+
+static int bounds_sink(void *ctx, const span_t *s)
+{
+    bounds_t *b = ctx;
+    if (b->n + 1 < sizeof(b->marks))
+        b->marks[b->n++] = s == NULL ? 'T' : 's';
+    return 0;
+}
+
+static void test_decode_traces(void **state)
+{
+    fixture_t *f = *state;
+    static const char *ok = "[[{\"traceId\":\"a\",\"id\":\"1\"},{\"traceId\":\"a\",\"id\":\"2\"}],[],"
+                            "[{\"traceId\":\"b\",\"id\":\"1\",\"name\":\"x\"}]]";
+    bounds_t b = {0};
+    assert_int_equal(zipkin_json_decode_traces(ok, strlen(ok), &f->arena, NULL, bounds_sink, &b, &f->res), 0);
+    assert_string_equal(b.marks, "TssTTs");
+    assert_int_equal(f->res.accepted, 3);
+    b = (bounds_t){0};
+    assert_int_equal(zipkin_json_decode_traces("[]", 2, &f->arena, NULL, bounds_sink, &b, &f->res), 0);
+    assert_int_equal(b.n, 0);
+    static const char *bad[] = {"[{\"traceId\":\"a\",\"id\":\"1\"}]", "[[[]]]", "[1]", "{}", "[[]", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        b = (bounds_t){0};
+        if (zipkin_json_decode_traces(bad[i], strlen(bad[i]), &f->arena, NULL, bounds_sink, &b, &f->res) != -1)
+            fail_msg("accepted %s as a list of traces", bad[i]);
+    }
+    /* a plain span list is still only that */
+    assert_int_equal(decode(f, ok, NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_arena_limit),
         cmocka_unit_test_setup_teardown(test_sink_stop, setup, teardown),
         cmocka_unit_test(test_encode_lists),
+        cmocka_unit_test_setup_teardown(test_decode_traces, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
