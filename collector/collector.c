@@ -5,6 +5,7 @@
 #include "collector.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,7 +215,8 @@ static void write_counter_value(buf_t *b, const char *name, const char *help, do
     prom_write_sample(b, name, "_total", NULL, 0, NULL, NULL, v, NULL, om);
 }
 
-void collector_render_metrics(collector_t *c, buf_t *b, int om)
+/* The collector's own series (not the OTLP ones): small, written in one go. */
+static void render_own_metrics(collector_t *c, buf_t *b, int om)
 {
 #define TS(field) offsetof(collector_transport_stats_t, field)
     write_transport_counter(c, b, "zipkin_collector_messages", "Messages (requests) received", TS(messages), om);
@@ -268,9 +270,51 @@ void collector_render_metrics(collector_t *c, buf_t *b, int om)
     prom_histogram_vec_render(c->http_latency, b, om);
     kafka_render_metrics(c->kafka, b, om);
     query_render_metrics(c->query, b, om);
+}
 
-    uint64_t now = collector_now_ms();
-    metric_store_expire(c->metrics, now);
-    metric_store_render(c->metrics, b, om, now);
-    prom_write_eof(b, om);
+/* A /metrics body in parts: the collector's own series, then the OTLP ones a part at a time, then EOF. */
+typedef struct metrics_stream {
+    collector_t *c;
+    int own_done;
+    metric_render_cursor_t cur;
+} metrics_stream_t;
+
+/* Text per part: the metric store's lock is held while one is written. */
+#define METRICS_PART_BYTES (64u * 1024u)
+
+static int metrics_next(void *ctx, buf_t *out)
+{
+    metrics_stream_t *m = ctx;
+    if (!m->own_done) {
+        render_own_metrics(m->c, out, m->cur.openmetrics);
+        m->own_done = 1;
+        return 1;
+    }
+    if (metric_store_render_chunk(m->c->metrics, &m->cur, out, METRICS_PART_BYTES, collector_now_ms()) == 1)
+        return 1;
+    prom_write_eof(out, m->cur.openmetrics);
+    return 0;
+}
+
+static void metrics_free(void *ctx)
+{
+    metrics_stream_t *m = ctx;
+    metric_render_cursor_dispose(&m->cur);
+    free(m);
+}
+
+http_stream_t collector_metrics_stream(collector_t *c, int om)
+{
+    metrics_stream_t *m = xcalloc(1, sizeof(*m));
+    m->c = c;
+    m->cur.openmetrics = om;
+    return (http_stream_t){metrics_next, metrics_free, m};
+}
+
+void collector_render_metrics(collector_t *c, buf_t *b, int om)
+{
+    http_stream_t s = collector_metrics_stream(c, om);
+    while (s.next(s.ctx, b) == 1)
+        ;
+    s.free(s.ctx);
 }

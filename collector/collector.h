@@ -83,8 +83,16 @@ uint64_t collector_now_us(void);
  */
 int collector_over_memory(collector_t *c);
 
-/* GET /metrics: the collector's own series followed by the OTLP ones. */
+/* GET /metrics: the collector's own series followed by the OTLP ones, whole. */
 void collector_render_metrics(collector_t *c, buf_t *out, int openmetrics);
+
+/*
+ * The same body as a stream (server.h): written in parts of about 64 KiB as
+ * the client reads, the metric store locked for one part at a time, so a
+ * scrape holds a part in memory, not the body, and never stops ingest for
+ * longer than a part takes.
+ */
+http_stream_t collector_metrics_stream(collector_t *c, int openmetrics);
 
 /* Handlers (ingest.c): POST /api/v2/spans and POST /v1/{traces,metrics,logs}. */
 void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp);

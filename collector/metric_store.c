@@ -26,6 +26,7 @@
 #include "log.h"
 #include "prom_text.h"
 #include "xalloc.h"
+#include "xalloc.h"
 #include "utf8.h"
 
 #define HARD_MAX_LABELS 128
@@ -54,6 +55,7 @@ struct series {
     uint32_t key_len;
     uint32_t n_labels;
     uint16_t origin; /* where its points come from (metric_store_add_from); 0 = not tracked */
+    uint64_t seq;    /* creation order in the store: a chunked render resumes after it */
     const char *key;
     metric_label_t *labels;
     double value;                 /* counter and gauge */
@@ -88,6 +90,8 @@ struct metric_store {
     buf_t scratch; /* sanitised names and values */
     buf_t key;
     metric_store_stats_t stats;
+    uint64_t next_seq; /* of the next series created */
+    uint64_t removals; /* series removals so far: a saved series pointer is valid while this is unchanged */
 };
 
 static const char *const reject_names[METRIC_REJECT_COUNT_] = {
@@ -510,6 +514,7 @@ static series_t *series_create(metric_store_t *ms, family_t *f, uint64_t hash, u
     s->key = key;
     s->key_len = (uint32_t)klen;
     s->hash = hash;
+    s->seq = ++ms->next_seq;
     s->n_labels = n_labels;
     const char *q = key + 4 + key_u32(key);
     for (uint32_t i = 0; i < n_labels; i++) {
@@ -768,6 +773,7 @@ static uint64_t remove_series_locked(metric_store_t *ms, int (*keep)(const serie
             if (!keep(s, arg)) {
                 series_unlink(ms, s);
                 series_free(s);
+                ms->removals++;
                 n++;
             }
             s = next;
@@ -822,38 +828,109 @@ uint64_t metric_store_expire(metric_store_t *ms, uint64_t now_ms)
     return n;
 }
 
-void metric_store_render(metric_store_t *ms, buf_t *out, int openmetrics, uint64_t now_ms)
+static void write_family_header(const metric_store_t *ms, const family_t *f, buf_t *out, int openmetrics)
 {
+    if (f->help != NULL || !ms->cfg.help_fallback) {
+        prom_write_family_header(out, f->name, f->type, f->help, f->help_len, f->unit, openmetrics);
+        return;
+    }
+    /* Prometheus linters want a HELP line; the sender gave no description */
+    char help[96];
+    int n = snprintf(help, sizeof(help), "OTLP metric %s (no description sent)", f->name);
+    size_t hl = n < 0 ? 0 : (size_t)n >= sizeof(help) ? sizeof(help) - 1 : (size_t)n;
+    prom_write_family_header(out, f->name, f->type, help, hl, f->unit, openmetrics);
+}
+
+static void write_series(const family_t *f, const series_t *s, buf_t *out, int openmetrics)
+{
+    switch (f->type) {
+    case PROM_COUNTER:
+        prom_write_sample(out, f->name, "_total", s->labels, s->n_labels, NULL, NULL, s->value, &s->counter_ex,
+                          openmetrics);
+        break;
+    case PROM_HISTOGRAM:
+        prom_write_histogram_le(out, f->name, s->labels, s->n_labels, s->n_bounds, s->le, s->buckets, s->sum,
+                                s->has_sum, s->exemplars, openmetrics);
+        break;
+    default:
+        prom_write_sample(out, f->name, "", s->labels, s->n_labels, NULL, NULL, s->value, NULL, openmetrics);
+        break;
+    }
+}
+
+/*
+ * Where a chunked render resumes. The family is found again by name (families
+ * come and go, and their array shifts); within it, the next series is the
+ * saved pointer while no series was removed since (ms->removals unchanged:
+ * new series only append), else the first one created after the last written.
+ */
+static const series_t *resume_point(const metric_store_t *ms, const metric_render_cursor_t *cur, size_t *fi,
+                                    int *in_family)
+{
+    long at = family_find(ms, cur->family_name, (uint32_t)strlen(cur->family_name));
+    if (at < 0) { /* the family went: go on with the one after it */
+        *fi = (size_t)(-1 - at);
+        *in_family = 0;
+        return NULL;
+    }
+    *fi = (size_t)at;
+    *in_family = 1;
+    if (cur->removals == ms->removals)
+        return cur->next;
+    const series_t *s = ms->fams[at]->head;
+    while (s != NULL && s->seq <= cur->after_seq)
+        s = s->next;
+    return s;
+}
+
+int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, buf_t *out, size_t max_bytes,
+                              uint64_t now_ms)
+{
+    if (cur->done)
+        return 0;
     pthread_mutex_lock(&ms->mu);
-    expire_locked(ms, now_ms);
-    for (size_t i = 0; i < ms->n_fams; i++) {
-        const family_t *f = ms->fams[i];
-        if (f->help != NULL || !ms->cfg.help_fallback) {
-            prom_write_family_header(out, f->name, f->type, f->help, f->help_len, f->unit, openmetrics);
-        } else {
-            /* Prometheus linters want a HELP line; the sender gave no description */
-            char help[96];
-            int n = snprintf(help, sizeof(help), "OTLP metric %s (no description sent)", f->name);
-            size_t hl = n < 0 ? 0 : (size_t)n >= sizeof(help) ? sizeof(help) - 1 : (size_t)n;
-            prom_write_family_header(out, f->name, f->type, help, hl, f->unit, openmetrics);
+    size_t start = out->len, fi = 0;
+    int in_family = 0;
+    const series_t *s = NULL;
+    if (cur->family_name == NULL)
+        expire_locked(ms, now_ms);
+    else
+        s = resume_point(ms, cur, &fi, &in_family);
+    for (; fi < ms->n_fams; fi++, in_family = 0) {
+        const family_t *f = ms->fams[fi];
+        if (!in_family) {
+            write_family_header(ms, f, out, cur->openmetrics);
+            s = f->head;
         }
-        for (const series_t *s = f->head; s; s = s->next) {
-            switch (f->type) {
-            case PROM_COUNTER:
-                prom_write_sample(out, f->name, "_total", s->labels, s->n_labels, NULL, NULL, s->value, &s->counter_ex,
-                                  openmetrics);
-                break;
-            case PROM_HISTOGRAM:
-                prom_write_histogram_le(out, f->name, s->labels, s->n_labels, s->n_bounds, s->le, s->buckets, s->sum,
-                                        s->has_sum, s->exemplars, openmetrics);
-                break;
-            default:
-                prom_write_sample(out, f->name, "", s->labels, s->n_labels, NULL, NULL, s->value, NULL, openmetrics);
-                break;
+        for (; s != NULL; s = s->next) {
+            write_series(f, s, out, cur->openmetrics);
+            if (out->len - start >= max_bytes) {
+                free(cur->family_name);
+                cur->family_name = xstrdup(f->name);
+                cur->next = s->next;
+                cur->after_seq = s->seq;
+                cur->removals = ms->removals;
+                pthread_mutex_unlock(&ms->mu);
+                return 1;
             }
         }
     }
     pthread_mutex_unlock(&ms->mu);
+    metric_render_cursor_dispose(cur);
+    cur->done = 1;
+    return 0;
+}
+
+void metric_render_cursor_dispose(metric_render_cursor_t *cur)
+{
+    free(cur->family_name);
+    cur->family_name = NULL;
+}
+
+void metric_store_render(metric_store_t *ms, buf_t *out, int openmetrics, uint64_t now_ms)
+{
+    metric_render_cursor_t cur = {.openmetrics = openmetrics};
+    metric_store_render_chunk(ms, &cur, out, SIZE_MAX, now_ms);
 }
 
 void metric_store_stats(metric_store_t *ms, metric_store_stats_t *st)

@@ -147,6 +147,30 @@ uint64_t metric_store_expire(metric_store_t *ms, uint64_t now_ms);
  */
 void metric_store_render(metric_store_t *ms, buf_t *out, int openmetrics, uint64_t now_ms);
 
+/*
+ * A render in parts (a streamed scrape): the store's lock is held for one
+ * part at a time, so ingest goes on between parts. Start with a zeroed
+ * cursor (openmetrics set); each call expires first (the first call only),
+ * then appends families and series until at least max_bytes were written,
+ * and returns 1 when it stopped there (more may follow), 0 once it reached
+ * the end. Series
+ * created meanwhile are written if the render has not passed their
+ * family's end; series removed meanwhile are not. Free a cursor left
+ * before the end with metric_render_cursor_dispose.
+ */
+typedef struct metric_render_cursor {
+    int openmetrics;
+    int done;
+    char *family_name;    /* family of the last series written; NULL before the first part */
+    const void *next;     /* series after it (valid while no series was removed since) */
+    uint64_t after_seq;   /* its creation number */
+    uint64_t removals;    /* the store's removal count when saved */
+} metric_render_cursor_t;
+
+int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, buf_t *out, size_t max_bytes,
+                              uint64_t now_ms);
+void metric_render_cursor_dispose(metric_render_cursor_t *cur);
+
 /* Copy the counters into *st. */
 void metric_store_stats(metric_store_t *ms, metric_store_stats_t *st);
 

@@ -35,6 +35,19 @@ typedef struct http_request {
     const char *accept;           /* NULL when absent */
 } http_request_t;
 
+/*
+ * A body written in parts while it is sent (a /metrics scrape): next appends
+ * the next part to out and returns 1 while more follows, 0 after the last
+ * part (-1 ends the response early); free releases ctx once the response is
+ * done or abandoned. Sent chunked; parts are asked for as the client reads,
+ * so a slow reader holds one part, not the whole body.
+ */
+typedef struct http_stream {
+    int (*next)(void *ctx, buf_t *out);
+    void (*free)(void *ctx);
+    void *ctx;
+} http_stream_t;
+
 typedef struct http_response {
     int status;
     const char *content_type; /* static string */
@@ -44,7 +57,12 @@ typedef struct http_response {
     const char *route;    /* template for the latency metric's uri label */
     int cors;             /* add Access-Control-Allow-Origin (the Zipkin port, as Zipkin does) */
     char partial[1024];   /* X-Outrider-Partial: the store members a fanned-out answer lacks; "" = none */
+    http_stream_t stream; /* next != NULL: the body comes from it (body is not used) */
+    int gzip;             /* compress the body (Content-Encoding: gzip), as the client accepts it */
 } http_response_t;
+
+/* 1 when the request's Accept-Encoding accepts gzip (listed, or `*`, with a q above 0). */
+int http_accepts_gzip(const http_request_t *req);
 
 /* Value of a query parameter, or NULL. */
 const char *http_query(const http_request_t *req, const char *name);

@@ -9,10 +9,13 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
 #include <zstd.h>
+
+#include "xalloc.h"
 
 #define STEP_MIN 16384
 
@@ -327,4 +330,86 @@ int compress_encode(enum compress_codec codec, const void *in, size_t in_len, in
     out->len += bound - zs.avail_out;
     deflateEnd(&zs);
     return z == Z_STREAM_END ? 0 : -1;
+}
+
+struct gzip_stream {
+    z_stream zs;
+};
+
+gzip_stream_t *gzip_stream_new(int level)
+{
+    gzip_stream_t *g = xcalloc(1, sizeof(*g));
+    if (deflateInit2(&g->zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+int gzip_stream_write(gzip_stream_t *g, const void *in, size_t n, int finish, buf_t *out)
+{
+    g->zs.next_in = (Bytef *)(uintptr_t)in;
+    g->zs.avail_in = (uInt)n;
+    for (;;) {
+        size_t room = deflateBound(&g->zs, (uLong)g->zs.avail_in) + 64;
+        buf_reserve(out, room);
+        g->zs.next_out = (Bytef *)out->data + out->len;
+        g->zs.avail_out = (uInt)room;
+        int z = deflate(&g->zs, finish ? Z_FINISH : Z_NO_FLUSH);
+        out->len += room - g->zs.avail_out;
+        if (z == Z_STREAM_END)
+            return 0;
+        if (z != Z_OK && z != Z_BUF_ERROR)
+            return -1;
+        if (!finish && g->zs.avail_in == 0)
+            return 0;
+    }
+}
+
+void gzip_stream_free(gzip_stream_t *g)
+{
+    if (g == NULL)
+        return;
+    deflateEnd(&g->zs);
+    free(g);
+}
+
+/* The q value of one Accept-Encoding item's parameters ("; q=0.5"); 1 when absent. */
+static double item_q(const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+            p++;
+        if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
+            return strtod(p + 2, NULL);
+        while (p < end && *p != ';')
+            p++;
+    }
+    return 1.0;
+}
+
+int compress_accepts(const char *accept_encoding, const char *coding)
+{
+    if (accept_encoding == NULL)
+        return 0;
+    size_t clen = strlen(coding);
+    double named = -1, star = -1;
+    const char *p = accept_encoding;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *item = p, *end = p;
+        while (*end != '\0' && *end != ',')
+            end++;
+        const char *name_end = item;
+        while (name_end < end && *name_end != ';' && *name_end != ' ' && *name_end != '\t')
+            name_end++;
+        size_t n = (size_t)(name_end - item);
+        if (n == clen && strncasecmp(item, coding, n) == 0)
+            named = item_q(name_end, end);
+        else if (n == 1 && item[0] == '*')
+            star = item_q(name_end, end);
+        p = end;
+    }
+    return named >= 0 ? named > 0 : star > 0;
 }

@@ -53,4 +53,22 @@ int compress_decode(enum compress_codec codec, const void *in, size_t in_len, si
 /* Encode in into out with the codec at the given level (zstd 1..19, gzip 1..9). Returns 0 or -1. */
 int compress_encode(enum compress_codec codec, const void *in, size_t in_len, int level, buf_t *out);
 
+/*
+ * 1 when an Accept-Encoding value accepts coding (RFC 9110: listed with a q
+ * above 0, or absent and `*` accepted); NULL accepts nothing here.
+ */
+int compress_accepts(const char *accept_encoding, const char *coding);
+
+/*
+ * Streaming gzip (RFC 1952) for bodies written in parts (a /metrics scrape):
+ * gzip_stream_write appends the compressed form of in[0..n) to out, and
+ * with finish set ends the stream (trailer included); the stream is then
+ * done. About 256 KiB of zlib state at the default memory level. Returns 0
+ * or -1. NULL from gzip_stream_new when zlib cannot start.
+ */
+typedef struct gzip_stream gzip_stream_t;
+gzip_stream_t *gzip_stream_new(int level);
+int gzip_stream_write(gzip_stream_t *g, const void *in, size_t n, int finish, buf_t *out);
+void gzip_stream_free(gzip_stream_t *g);
+
 #endif

@@ -98,6 +98,16 @@ grep -q "^istio_request_duration_milliseconds_bucket{reporter=\"destination\",le
     fail "no exemplar with the trace id on the le=10 bucket: $(grep istio_request_duration "$T/om.txt")"
 if grep -q 'trace_id' "$T/metrics.txt"; then fail "exemplar in the 0.0.4 text format"; fi
 
+# gzip, as Prometheus asks for it on every scrape; streamed (chunked), and the same series as plain text
+curl -sS -D "$T/gz.headers" -o "$T/metrics.gz" -H 'Accept-Encoding: gzip' "$ZIPKIN_URL/metrics" || fail "GET /metrics (gzip) failed"
+grep -qi '^content-encoding: gzip' "$T/gz.headers" || fail "Accept-Encoding: gzip answered without gzip: $(cat "$T/gz.headers")"
+grep -qi '^vary: accept-encoding' "$T/gz.headers" || fail "a gzip /metrics without Vary: Accept-Encoding"
+grep -qi '^transfer-encoding: chunked' "$T/gz.headers" || fail "/metrics is not streamed: $(cat "$T/gz.headers")"
+gzip -t "$T/metrics.gz" || fail "the gzip body does not check"
+assert_eq "$(grep '^istio_' "$T/metrics.txt")" "$(gzip -dc "$T/metrics.gz" | grep '^istio_')" "istio_ series, gzip vs plain"
+curl -sS -D "$T/q0.headers" -o /dev/null -H 'Accept-Encoding: gzip;q=0, identity' "$ZIPKIN_URL/metrics"
+if grep -qi '^content-encoding' "$T/q0.headers"; then fail "gzip;q=0 answered compressed"; fi
+
 # --- a real Prometheus scrapes it -------------------------------------------
 ZIPKIN_HOSTPORT=${ZIPKIN_URL#http://}
 cat >"$T/prometheus.yml" <<YAML

@@ -585,6 +585,72 @@ static void test_drop_origin(void **state)
     metric_store_destroy(ms);
 }
 
+/* a render in parts (a streamed scrape) writes what one render writes, and stays whole while the store changes */
+static void test_render_in_parts(void **state)
+{
+    (void)state;
+    metric_store_t *ms = metric_store_create(NULL);
+    char v[3][16];
+    metric_label_t l[3][1];
+    static const char *const fams[] = {"a_total", "m_total", "z_total"};
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; i < 50; i++) {
+            snprintf(v[0], sizeof(v[0]), "s%02d", i);
+            l[0][0] = (metric_label_t){STR_LIT("k"), {v[0], (uint32_t)strlen(v[0])}};
+            metric_point_t p = counter(fams[f], l[0], 1, (double)(f * 100 + i));
+            assert_int_equal(metric_store_add_from(ms, &p, 1000, (uint16_t)(1 + i % 2), NULL), 0);
+        }
+    buf_t whole = BUF_INIT, parts = BUF_INIT;
+    for (int om = 0; om < 2; om++) {
+        whole.len = parts.len = 0;
+        metric_store_render(ms, &whole, om, 2000);
+        metric_render_cursor_t cur = {.openmetrics = om};
+        int n = 0;
+        while (metric_store_render_chunk(ms, &cur, &parts, 10, 2000) == 1)
+            n++;
+        assert_int_equal(n, 150); /* one series a part, then a last call that finds the end */
+        assert_int_equal(parts.len, whole.len);
+        assert_memory_equal(parts.data, whole.data, whole.len);
+    }
+    /* between parts: new series in a family passed and in one ahead, then half the series removed */
+    metric_render_cursor_t cur = {.openmetrics = 0};
+    parts.len = 0;
+    while (parts.len < whole.len / 2)
+        assert_int_equal(metric_store_render_chunk(ms, &cur, &parts, 100, 2000), 1);
+    assert_non_null(strstr(parts.data, "# TYPE m_total counter")); /* halfway: in m */
+    assert_null(strstr(parts.data, "z_total"));
+    l[1][0] = (metric_label_t){STR_LIT("k"), STR_LIT("late")};
+    metric_point_t p = counter("a_total", l[1], 1, 1);
+    assert_int_equal(metric_store_add_from(ms, &p, 1000, 3, NULL), 0);
+    p = counter("z_total", l[1], 1, 2);
+    assert_int_equal(metric_store_add_from(ms, &p, 1000, 3, NULL), 0);
+    assert_int_equal(metric_store_drop_origin(ms, 2), 75); /* odd series: 25 per family */
+    while (metric_store_render_chunk(ms, &cur, &parts, 100, 2000) == 1)
+        ;
+    buf_append_char(&parts, '\0');
+    assert_null(strstr(parts.data, "a_total{k=\"late\"}")); /* its family was already written */
+    assert_non_null(strstr(parts.data, "z_total{k=\"late\"} 2\n"));
+    assert_null(strstr(strstr(parts.data, "# TYPE z_total"), "k=\"s01\"")); /* removed before z was reached */
+    assert_non_null(strstr(parts.data, "z_total{k=\"s02\"} 202\n"));
+    /* no series twice */
+    for (int i = 0; i < 50; i += 2) {
+        char line[64];
+        snprintf(line, sizeof(line), "m_total{k=\"s%02d\"}", i);
+        const char *first = strstr(parts.data, line);
+        assert_non_null(first);
+        assert_null(strstr(first + 1, line));
+    }
+    /* a cursor left before the end is freed */
+    metric_render_cursor_t left = {.openmetrics = 1};
+    buf_t b = BUF_INIT;
+    assert_int_equal(metric_store_render_chunk(ms, &left, &b, 10, 2000), 1);
+    metric_render_cursor_dispose(&left);
+    buf_dispose(&b);
+    buf_dispose(&whole);
+    buf_dispose(&parts);
+    metric_store_destroy(ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_help_fallback),
         cmocka_unit_test(test_identity_is_the_series),
         cmocka_unit_test(test_drop_origin),
+        cmocka_unit_test(test_render_in_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <zstd.h>
@@ -207,6 +208,53 @@ static void test_zstd_paths(void **state)
     buf_dispose(&out);
 }
 
+/* Accept-Encoding as RFC 9110 reads it: a listed coding with q > 0, or `*` */
+static void test_accepts(void **state)
+{
+    (void)state;
+    assert_int_equal(compress_accepts(NULL, "gzip"), 0);
+    assert_int_equal(compress_accepts("", "gzip"), 0);
+    assert_int_equal(compress_accepts("gzip", "gzip"), 1);
+    assert_int_equal(compress_accepts("identity, GZip;q=0.5", "gzip"), 1); /* case-insensitive */
+    assert_int_equal(compress_accepts("gzip;q=0", "gzip"), 0);
+    assert_int_equal(compress_accepts("gzip; q=0.0, *", "gzip"), 0);        /* named beats the wildcard */
+    assert_int_equal(compress_accepts("br, *;q=0.1", "gzip"), 1);
+    assert_int_equal(compress_accepts("*;q=0", "gzip"), 0);
+    assert_int_equal(compress_accepts("x-gzip, gzipped", "gzip"), 0);      /* whole tokens only */
+    assert_int_equal(compress_accepts("deflate,gzip", "gzip"), 1);
+}
+
+/* a body gzipped in parts is one gzip member that decodes to the parts joined */
+static void test_gzip_stream(void **state)
+{
+    (void)state;
+    gzip_stream_t *g = gzip_stream_new(1);
+    assert_non_null(g);
+    buf_t z = BUF_INIT, plain = BUF_INIT, back = BUF_INIT;
+    char part[1000];
+    for (int i = 0; i < 300; i++) {
+        int n = snprintf(part, sizeof(part), "istio_requests_total{source_workload=\"w%d\",response_code=\"200\"} %d\n", i, i * 7);
+        buf_append(&plain, part, (size_t)n);
+        assert_int_equal(gzip_stream_write(g, part, (size_t)n, 0, &z), 0);
+    }
+    assert_int_equal(gzip_stream_write(g, NULL, 0, 1, &z), 0);
+    gzip_stream_free(g);
+    assert_true(z.len < plain.len / 3);
+    assert_int_equal(compress_decode(COMPRESS_GZIP, z.data, z.len, plain.len, &back, NULL, 0), COMPRESS_OK);
+    assert_int_equal(back.len, plain.len);
+    assert_memory_equal(back.data, plain.data, plain.len);
+    /* an empty stream is a valid empty member */
+    g = gzip_stream_new(1);
+    z.len = back.len = 0;
+    assert_int_equal(gzip_stream_write(g, "", 0, 1, &z), 0);
+    gzip_stream_free(g);
+    assert_int_equal(compress_decode(COMPRESS_GZIP, z.data, z.len, 10, &back, NULL, 0), COMPRESS_OK);
+    assert_int_equal(back.len, 0);
+    buf_dispose(&z);
+    buf_dispose(&plain);
+    buf_dispose(&back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +264,8 @@ int main(void)
         cmocka_unit_test(test_identity_limit_and_names),
         cmocka_unit_test(test_concatenated_gzip_members),
         cmocka_unit_test(test_zstd_paths),
+        cmocka_unit_test(test_accepts),
+        cmocka_unit_test(test_gzip_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
