@@ -15,6 +15,33 @@
 
 /* ---- numbers and escaping ---- */
 
+/* Write (neg ? "-" : "") m / 10^frac in plain decimal, trailing fraction zeros left out; returns the length. */
+static size_t format_decimal(char *out, int neg, uint64_t m, unsigned frac)
+{
+    char tmp[32];
+    char *p = tmp + sizeof(tmp);
+    unsigned digits = 0;
+    while (frac > 0 && m % 10 == 0) { /* 1.50 -> 1.5 */
+        m /= 10;
+        frac--;
+    }
+    do {
+        *--p = (char)('0' + m % 10);
+        m /= 10;
+        if (++digits == frac)
+            *--p = '.';
+    } while (m != 0 || digits < frac);
+    if (*p == '.')
+        *--p = '0';
+    size_t n = 0;
+    if (neg)
+        out[n++] = '-';
+    memcpy(out + n, p, (size_t)(tmp + sizeof(tmp) - p));
+    n += (size_t)(tmp + sizeof(tmp) - p);
+    out[n] = '\0';
+    return n;
+}
+
 size_t prom_format_double(char *out, double v)
 {
     if (isnan(v)) {
@@ -25,22 +52,17 @@ size_t prom_format_double(char *out, double v)
         memcpy(out, v > 0 ? "+Inf" : "-Inf", 5);
         return 4;
     }
-    if (v == trunc(v) && fabs(v) < 9007199254740992.0) {
-        char tmp[24];
-        char *p = tmp + sizeof(tmp);
-        uint64_t u = (uint64_t)fabs(v);
-        do {
-            *--p = (char)('0' + u % 10);
-            u /= 10;
-        } while (u != 0);
-        size_t n = 0;
-        if (v < 0)
-            out[n++] = '-';
-        memcpy(out + n, p, (size_t)(tmp + sizeof(tmp) - p));
-        n += (size_t)(tmp + sizeof(tmp) - p);
-        out[n] = '\0';
-        return n;
-    }
+    if (v == trunc(v) && fabs(v) < 9007199254740992.0)
+        return format_decimal(out, v < 0, (uint64_t)fabs(v), 0);
+    /* m / 10^k with m below 10^15: what %.15g writes, found without printf (sums, latencies in seconds) */
+    static const double pow10[] = {1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    double a = fabs(v);
+    if (a >= 1e-4 && a < 1e6)
+        for (unsigned k = 0; k < sizeof(pow10) / sizeof(pow10[0]); k++) {
+            double m = nearbyint(a * pow10[k]);
+            if (m < 1e15 && m / pow10[k] == a)
+                return format_decimal(out, v < 0, (uint64_t)m, k + 1);
+        }
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(out, PROM_DOUBLE_MAX, "%.*g", prec, v);
@@ -201,7 +223,12 @@ static void append_exemplar(buf_t *b, const metric_exemplar_t *ex)
     prom_append_double(b, ex->value);
     if (ex->time_unix_nano != 0) {
         uint64_t ms = ex->time_unix_nano / 1000000u;
-        buf_printf(b, " %llu.%03llu", (unsigned long long)(ms / 1000u), (unsigned long long)(ms % 1000u));
+        char tmp[32] = " ";
+        size_t n = 1 + format_decimal(tmp + 1, 0, ms / 1000u, 0);
+        tmp[n] = '.';
+        for (int i = 3; i > 0; i--) /* always three digits: Prometheus's own exemplars look so */
+            tmp[n + (size_t)i] = (char)('0' + (ms % 1000u) / (i == 3 ? 1u : i == 2 ? 10u : 100u) % 10u);
+        buf_append(b, tmp, n + 4);
     }
 }
 

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,6 +246,49 @@ static void test_histogram_vec(void **state)
     prom_histogram_vec_destroy(NULL);
 }
 
+/* printf's shortest round-trip form (%.15g, then 16 and 17 digits), the reference the fast paths must match */
+static size_t reference_double(char *out, double v)
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, PROM_DOUBLE_MAX, "%.*g", prec, v);
+        if (prec == 17 || strtod(out, NULL) == v)
+            break;
+    }
+    return (size_t)n;
+}
+
+/* numbers are written without printf where they can be, and exactly as printf would write them */
+static void test_double_fast_paths(void **state)
+{
+    (void)state;
+    static const double fixed[] = {41.25, 0.1, 0.5, -2.75, 1e-4, 0.00012345, 999999.5, 123456.789, 0.3, 100.01,
+                                   5e-5, 1e6 + 0.5, 0.1 + 0.2, 1.0 / 3, 2.5e-7, 12345678.9, -0.0001, 7.0, 1e21};
+    char a[PROM_DOUBLE_MAX], b[PROM_DOUBLE_MAX];
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        reference_double(b, fixed[i]);
+        prom_format_double(a, fixed[i]);
+        assert_string_equal(a, b);
+    }
+    uint64_t x = 88172645463325252ull; /* xorshift: the same values every run */
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        switch (i % 4) {
+        case 0: v = (double)(x % 100000000) / pow(10, (double)((x >> 40) % 10)); break; /* decimal fractions */
+        case 1: v = (double)(x >> 11) / 9007199254740992.0 * 1000; break;          /* any double */
+        case 2: v = (double)(x % 1000) * 0.001; break;                              /* latencies in s */
+        default: v = (double)(x % 2000000) / 1000.0 - 1000; break;                  /* signed */
+        }
+        reference_double(b, v);
+        prom_format_double(a, v);
+        if (strcmp(a, b) != 0)
+            fail_msg("%.17g: %s, printf writes %s", v, a, b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_accept),
         cmocka_unit_test(test_self_metrics),
         cmocka_unit_test(test_histogram_vec),
+        cmocka_unit_test(test_double_fast_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
