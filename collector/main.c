@@ -172,10 +172,14 @@ int main(int argc, char **argv)
         collector_config_dispose(&c.cfg);
         return 1;
     }
-    log_info("outrider-collector %s ready, role %s: store bound %llu spans / %llu bytes, %llu HTTP threads per "
-             "listener",
-             OUTRIDER_VERSION, c.cfg.role, (unsigned long long)c.cfg.max_spans,
-             (unsigned long long)c.cfg.max_store_bytes, (unsigned long long)c.cfg.threads);
+    if (c.cfg.role_id == ROLE_ALL || c.cfg.role_id == ROLE_STORE)
+        log_info("outrider-collector %s ready, role %s: store bound %llu spans / %llu bytes, %llu HTTP threads per "
+                 "listener",
+                 OUTRIDER_VERSION, c.cfg.role, (unsigned long long)c.cfg.max_spans,
+                 (unsigned long long)c.cfg.max_store_bytes, (unsigned long long)c.cfg.threads);
+    else /* nothing is stored: the bound would mislead */
+        log_info("outrider-collector %s ready, role %s: %llu HTTP threads per listener", OUTRIDER_VERSION, c.cfg.role,
+                 (unsigned long long)c.cfg.threads);
 
     for (;;) {
         struct timespec wait = {5, 0};
