@@ -148,6 +148,7 @@ int collector_init(collector_t *c)
     mcfg.n_reserved_prefixes = sizeof(reserved) / sizeof(reserved[0]);
     mcfg.series_ttl_ms = c->cfg.metric_series_ttl_ms;
     mcfg.max_series = (uint32_t)(c->cfg.max_metric_series > UINT32_MAX ? UINT32_MAX : c->cfg.max_metric_series);
+    mcfg.max_series_per_metric = (uint32_t)c->cfg.max_metric_series_per_metric;
     c->metrics = metric_store_create(&mcfg);
     if (c->metrics == NULL) {
         log_error("cannot create the metric store");

@@ -123,7 +123,10 @@ const setting_t collector_settings[] = {
     {"metrics.seriesTtl", SETTING_DURATION, F(metric_series_ttl_ms), "5m", 1000, 0,
      "OTLP metric series not updated for this long stop being exported"},
     {"metrics.maxSeries", SETTING_UINT, F(max_metric_series), "200000", 1, 0,
-     "most metric series kept; points of new series past it are rejected"},
+     "most metric series kept; points of new series past it are rejected, counted and logged"},
+    {"metrics.maxSeriesPerMetric", SETTING_UINT, F(max_metric_series_per_metric), "100000", 0, UINT32_MAX,
+     "most series of one metric (a label that explodes stays within it); past it its new series are rejected, "
+     "counted (reason metric_max_series) and logged; 0 = no limit"},
 };
 
 const size_t collector_settings_count = sizeof(collector_settings) / sizeof(collector_settings[0]);

@@ -62,6 +62,7 @@ typedef struct collector_config {
     uint64_t linger_bytes;
     uint64_t metric_series_ttl_ms;
     uint64_t max_metric_series;
+    uint64_t max_metric_series_per_metric;
     uint64_t max_concurrent_requests;
 } collector_config_t;
 

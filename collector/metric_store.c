@@ -43,6 +43,7 @@ typedef struct family {
     series_t *head, *tail;
     uint32_t n_series;
     series_t *le_donor; /* last series whose `le` strings were formatted; NULL if gone */
+    int full_logged;    /* its limit was logged; again once it has room */
 } family_t;
 
 struct series {
@@ -90,12 +91,13 @@ struct metric_store {
     buf_t scratch; /* sanitised names and values */
     buf_t key;
     metric_store_stats_t stats;
+    int full_logged;   /* max_series was logged; again once there is room */
     uint64_t next_seq; /* of the next series created */
     uint64_t removals; /* series removals so far: a saved series pointer is valid while this is unchanged */
 };
 
 static const char *const reject_names[METRIC_REJECT_COUNT_] = {
-    "invalid", "limit", "max_series", "type_conflict", "bounds_mismatch",
+    "invalid", "limit", "max_series", "type_conflict", "bounds_mismatch", "metric_max_series",
 };
 
 const char *metric_store_reject_name(enum metric_reject r)
@@ -701,7 +703,21 @@ int metric_store_add_from(metric_store_t *ms, const metric_point_t *p, uint64_t 
             goto out;
         }
         if (ms->n_series >= ms->cfg.max_series) {
+            if (!ms->full_logged) /* once until the store has room again */
+                log_warn("metric store: %zu series, metrics.maxSeries reached: points of new series are dropped "
+                         "(outrider_metric_points_rejected_total{reason=\"max_series\"})",
+                         ms->n_series);
+            ms->full_logged = 1;
             reject(ms, METRIC_REJECT_MAX_SERIES, "too many series", reason);
+            goto out;
+        }
+        if (f != NULL && ms->cfg.max_series_per_metric > 0 && f->n_series >= ms->cfg.max_series_per_metric) {
+            if (!f->full_logged)
+                log_warn("metric store: %s has %u series, metrics.maxSeriesPerMetric reached: points of its new "
+                         "series are dropped (outrider_metric_points_rejected_total{reason=\"metric_max_series\"})",
+                         f->name, f->n_series);
+            f->full_logged = 1;
+            reject(ms, METRIC_REJECT_METRIC_MAX_SERIES, "too many series of this metric", reason);
             goto out;
         }
         if (f == NULL && reserved(ms, name, name_len)) {
@@ -774,6 +790,8 @@ static uint64_t remove_series_locked(metric_store_t *ms, int (*keep)(const serie
                 series_unlink(ms, s);
                 series_free(s);
                 ms->removals++;
+                f->full_logged = 0;
+                ms->full_logged = 0;
                 n++;
             }
             s = next;

@@ -35,9 +35,10 @@
  * recent per histogram bucket (the bucket whose range holds the exemplar's
  * value) and the most recent per counter; they appear only in OpenMetrics.
  *
- * Limits (checked before anything is allocated): series count, label
- * count, name and label value lengths, bucket count. Rejected points are
- * counted per reason. Adding to an existing series allocates nothing: the
+ * Limits (checked before anything is allocated): series count, series per
+ * metric (family), label count, name and label value lengths, bucket count.
+ * Rejected points are counted per reason; reaching a series limit is also
+ * logged, once until there is room again. Adding to an existing series allocates nothing: the
  * key is built in a scratch buffer owned by the store.
  *
  * Threads. Every public function takes one mutex; render holds it while it
@@ -57,6 +58,7 @@ typedef struct metric_store metric_store_t;
 typedef struct metric_store_config {
     uint64_t series_ttl_ms;       /* series not updated for this long expire [300000] */
     uint32_t max_series;          /* new series past this are rejected [100000] */
+    uint32_t max_series_per_metric; /* new series of one family past this are rejected; 0 = no limit [0] */
     uint32_t max_label_count;     /* labels per point, at most 128 [32] */
     uint32_t max_name_len;        /* metric and label name bytes [256] */
     uint32_t max_label_value_len; /* label value bytes [1024] */
@@ -75,6 +77,7 @@ enum metric_reject {
     METRIC_REJECT_MAX_SERIES,      /* the store is full */
     METRIC_REJECT_TYPE_CONFLICT,   /* family already has another type */
     METRIC_REJECT_BOUNDS_MISMATCH, /* DELTA histogram with other bounds than its series */
+    METRIC_REJECT_METRIC_MAX_SERIES, /* the family is full (max_series_per_metric) */
     METRIC_REJECT_COUNT_
 };
 

@@ -651,6 +651,40 @@ static void test_render_in_parts(void **state)
     metric_store_destroy(ms);
 }
 
+/* a label that explodes fills its own metric's quota, not the store: the other metrics go on */
+static void test_series_per_metric_limit(void **state)
+{
+    (void)state;
+    metric_store_config_t cfg = {.max_series_per_metric = 3};
+    metric_store_t *ms = metric_store_create(&cfg);
+    char v[16];
+    metric_label_t l[1];
+    const char *why = NULL;
+    for (int i = 0; i < 5; i++) {
+        snprintf(v, sizeof(v), "u%d", i);
+        l[0] = (metric_label_t){STR_LIT("user_id"), {v, (uint32_t)strlen(v)}};
+        metric_point_t p = counter("exploding_total", l, 1, 1);
+        assert_int_equal(metric_store_add_from(ms, &p, 1000, (uint16_t)(i + 1), &why), i < 3 ? 0 : -1);
+    }
+    assert_string_equal(why, "too many series of this metric");
+    l[0] = (metric_label_t){STR_LIT("user_id"), STR_LIT("u1")};
+    metric_point_t p = counter("exploding_total", l, 1, 1); /* an existing series still takes points */
+    assert_int_equal(metric_store_add(ms, &p, 1000, NULL), 0);
+    p = counter("calm_total", l, 1, 1);
+    assert_int_equal(metric_store_add(ms, &p, 1000, NULL), 0);
+    metric_store_stats_t st;
+    metric_store_stats(ms, &st);
+    assert_int_equal(st.rejected[METRIC_REJECT_METRIC_MAX_SERIES], 2);
+    assert_string_equal(metric_store_reject_name(METRIC_REJECT_METRIC_MAX_SERIES), "metric_max_series");
+    assert_int_equal(st.series, 4);
+    /* room again once one of its series went */
+    assert_int_equal(metric_store_drop_origin(ms, 1), 1);
+    l[0] = (metric_label_t){STR_LIT("user_id"), STR_LIT("u9")};
+    p = counter("exploding_total", l, 1, 1);
+    assert_int_equal(metric_store_add(ms, &p, 1000, NULL), 0);
+    metric_store_destroy(ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -670,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_identity_is_the_series),
         cmocka_unit_test(test_drop_origin),
         cmocka_unit_test(test_render_in_parts),
+        cmocka_unit_test(test_series_per_metric_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
