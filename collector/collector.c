@@ -141,7 +141,8 @@ int collector_init(collector_t *c)
                                            "outrider_metric_",           "outrider_collector_",
                                            "outrider_memory_",           "process_resident_memory_bytes",
                                            "process_start_time_seconds", "http_server_requests_seconds",
-                                           "outrider_kafka_",            "outrider_query_"};
+                                           "outrider_kafka_",            "outrider_query_",
+                                           "outrider_metrics_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -261,6 +262,9 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
         prom_write_sample(b, "outrider_metric_points_rejected", "_total", &l, 1, NULL, NULL, (double)ms.rejected[r],
                           NULL, om);
     }
+    write_counter_value(b, "outrider_metrics_scrapes_abandoned",
+                        "/metrics bodies cut short because the scraper's X-Prometheus-Scrape-Timeout-Seconds had passed",
+                        (double)prom_counter_get(&c->scrapes_abandoned), om);
     write_counter_value(b, "outrider_memory_refusals", "Ingest requests refused with 503 above limits.memoryLimit",
                         (double)prom_counter_get(&c->memory_refusals), om);
     collector_over_memory(c);
@@ -277,6 +281,7 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
 typedef struct metrics_stream {
     collector_t *c;
     int own_done;
+    uint64_t deadline_ms; /* the scraper gives up then (X-Prometheus-Scrape-Timeout-Seconds); 0 = none */
     metric_render_cursor_t cur;
 } metrics_stream_t;
 
@@ -291,7 +296,12 @@ static int metrics_next(void *ctx, buf_t *out)
         m->own_done = 1;
         return 1;
     }
-    if (metric_store_render_chunk(m->c->metrics, &m->cur, out, METRICS_PART_BYTES, collector_now_ms()) == 1)
+    uint64_t now = collector_now_ms();
+    if (m->deadline_ms != 0 && now >= m->deadline_ms) { /* nobody reads the rest: stop writing it */
+        prom_counter_add(&m->c->scrapes_abandoned, 1);
+        return -1;
+    }
+    if (metric_store_render_chunk(m->c->metrics, &m->cur, out, METRICS_PART_BYTES, now) == 1)
         return 1;
     prom_write_eof(out, m->cur.openmetrics);
     return 0;
@@ -304,17 +314,19 @@ static void metrics_free(void *ctx)
     free(m);
 }
 
-http_stream_t collector_metrics_stream(collector_t *c, int om)
+http_stream_t collector_metrics_stream(collector_t *c, int om, double timeout_s)
 {
     metrics_stream_t *m = xcalloc(1, sizeof(*m));
     m->c = c;
     m->cur.openmetrics = om;
+    if (timeout_s > 0 && timeout_s < 1e6)
+        m->deadline_ms = collector_now_ms() + (uint64_t)(timeout_s * 1000.0);
     return (http_stream_t){metrics_next, metrics_free, m};
 }
 
 void collector_render_metrics(collector_t *c, buf_t *b, int om)
 {
-    http_stream_t s = collector_metrics_stream(c, om);
+    http_stream_t s = collector_metrics_stream(c, om, 0);
     while (s.next(s.ctx, b) == 1)
         ;
     s.free(s.ctx);

@@ -55,6 +55,7 @@ typedef struct collector {
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */
+    prom_counter_t scrapes_abandoned;   /* /metrics bodies stopped at the scraper's timeout */
     _Atomic uint64_t rss_bytes;         /* last reading of resident memory */
     _Atomic uint64_t rss_read_ms;       /* when it was read */
     uint64_t started_ms;
@@ -90,9 +91,11 @@ void collector_render_metrics(collector_t *c, buf_t *out, int openmetrics);
  * The same body as a stream (server.h): written in parts of about 64 KiB as
  * the client reads, the metric store locked for one part at a time, so a
  * scrape holds a part in memory, not the body, and never stops ingest for
- * longer than a part takes.
+ * longer than a part takes. timeout_s > 0 (the scraper's
+ * X-Prometheus-Scrape-Timeout-Seconds): past it the body is cut short and
+ * counted, since the scraper has given up on it.
  */
-http_stream_t collector_metrics_stream(collector_t *c, int openmetrics);
+http_stream_t collector_metrics_stream(collector_t *c, int openmetrics, double timeout_s);
 
 /* Handlers (ingest.c): POST /api/v2/spans and POST /v1/{traces,metrics,logs}. */
 void ingest_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp);

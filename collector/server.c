@@ -175,7 +175,8 @@ static void route_zipkin(collector_t *c, const http_request_t *req, http_respons
         int om = req->accept != NULL && prom_accepts_openmetrics(req->accept);
         resp->status = 200;
         resp->content_type = prom_content_type(om);
-        resp->stream = collector_metrics_stream(c, om);
+        const char *to = http_header(req, "X-Prometheus-Scrape-Timeout-Seconds");
+        resp->stream = collector_metrics_stream(c, om, to != NULL ? strtod(to, NULL) : 0);
         resp->gzip = http_accepts_gzip(req);
         return;
     }

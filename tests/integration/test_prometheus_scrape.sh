@@ -107,6 +107,14 @@ gzip -t "$T/metrics.gz" || fail "the gzip body does not check"
 assert_eq "$(grep '^istio_' "$T/metrics.txt")" "$(gzip -dc "$T/metrics.gz" | grep '^istio_')" "istio_ series, gzip vs plain"
 curl -sS -D "$T/q0.headers" -o /dev/null -H 'Accept-Encoding: gzip;q=0, identity' "$ZIPKIN_URL/metrics"
 if grep -qi '^content-encoding' "$T/q0.headers"; then fail "gzip;q=0 answered compressed"; fi
+# the scraper's own timeout: within it the body is whole; past it the rest is not written, and that is counted
+curl -sS -o "$T/to.txt" -H 'X-Prometheus-Scrape-Timeout-Seconds: 10' "$ZIPKIN_URL/metrics" || fail "GET /metrics with a 10 s scrape timeout failed"
+grep -q '^istio_requests_total' "$T/to.txt" || fail "a scrape within its timeout lacks the OTLP series"
+abandoned() { metric_values <(curl -s "$ZIPKIN_URL/metrics") outrider_metrics_scrapes_abandoned_total; }
+assert_num_eq 0 "$(abandoned)" "scrapes abandoned before an expired one"
+curl -s -o "$T/expired.txt" -H 'X-Prometheus-Scrape-Timeout-Seconds: 0.0001' "$ZIPKIN_URL/metrics" || true
+if grep -q '^istio_requests_total' "$T/expired.txt"; then fail "the OTLP series were written after the scraper's timeout"; fi
+assert_num_eq 1 "$(abandoned)" "scrapes abandoned after the expired one"
 
 # --- a real Prometheus scrapes it -------------------------------------------
 ZIPKIN_HOSTPORT=${ZIPKIN_URL#http://}
