@@ -61,7 +61,8 @@ typedef struct loadgen_post {
 } loadgen_post_t;
 
 /* POST every body once and wait for all the responses; returns how many failed (non-2xx, or refused by
- * check). The first three failures of each connection are printed to stderr with the start of their body. */
+ * check). The first three non-2xx answers of each connection are printed to stderr with the start of their
+ * body. */
 int loadgen_post_all(const loadgen_post_t *p);
 
 #endif
