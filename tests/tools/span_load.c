@@ -30,20 +30,16 @@
  *
  * Output: one "key=value ..." line per measurement, for scripts to parse.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "compress.h"
+#include "loadgen.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "span.h"
 
@@ -57,119 +53,11 @@ typedef struct opts {
     uint64_t seed;
 } opts_t;
 
-typedef struct target {
-    char host[64];
-    int port;
-    char path[512];
-} target_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 /* Trace number t of the run with this seed: its 128-bit id. */
 static void trace_id(uint64_t seed, uint64_t t, uint64_t *hi, uint64_t *lo)
 {
-    *hi = mix(seed * 1000003 + t * 2 + 1) | 1;
-    *lo = mix(seed * 1000033 + t * 2 + 2) | 1;
-}
-
-static int parse_url(const char *url, target_t *t)
-{
-    if (strncmp(url, "http://", 7) != 0)
-        return -1;
-    const char *h = url + 7;
-    const char *colon = strchr(h, ':');
-    const char *slash = strchr(h, '/');
-    if (colon == NULL || (slash != NULL && slash < colon) || (size_t)(colon - h) >= sizeof(t->host))
-        return -1;
-    memcpy(t->host, h, (size_t)(colon - h));
-    t->host[colon - h] = '\0';
-    t->port = atoi(colon + 1);
-    snprintf(t->path, sizeof(t->path), "%s", slash ? slash : "/");
-    return 0;
-}
-
-static int connect_to(const target_t *t)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
-    inet_pton(AF_INET, t->host, &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        perror("connect");
-        exit(1);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            perror("write");
-            exit(1);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Read one response; returns its status. The connection stays usable (Content-Length framing). */
-static int read_response(int fd, buf_t *in, buf_t *body)
-{
-    for (;;) {
-        char *end = in->data ? strstr(in->data, "\r\n\r\n") : NULL;
-        if (end != NULL) {
-            size_t head = (size_t)(end - in->data) + 4;
-            int status = atoi(in->data + 9);
-            size_t clen = 0;
-            char *cl = strcasestr(in->data, "\r\ncontent-length:");
-            if (cl != NULL && cl < end)
-                clen = strtoul(cl + 17, NULL, 10);
-            while (in->len < head + clen) {
-                buf_reserve(in, 65536);
-                ssize_t r = read(fd, in->data + in->len, 65536);
-                if (r <= 0) {
-                    fprintf(stderr, "connection closed mid-response\n");
-                    exit(1);
-                }
-                in->len += (size_t)r;
-                in->data[in->len] = '\0';
-            }
-            if (body != NULL) {
-                body->len = 0;
-                buf_append(body, in->data + head, clen);
-            }
-            memmove(in->data, in->data + head + clen, in->len - head - clen);
-            in->len -= head + clen;
-            in->data[in->len] = '\0';
-            return status;
-        }
-        buf_reserve(in, 65536);
-        ssize_t r = read(fd, in->data + in->len, 65536);
-        if (r <= 0) {
-            fprintf(stderr, "connection closed before a response\n");
-            exit(1);
-        }
-        in->len += (size_t)r;
-        in->data[in->len] = '\0';
-    }
+    *hi = loadgen_mix(seed * 1000003 + t * 2 + 1) | 1;
+    *lo = loadgen_mix(seed * 1000033 + t * 2 + 2) | 1;
 }
 
 /* ---- body generation ---- */
@@ -197,7 +85,7 @@ static uint64_t trace_start_us(const opts_t *o, uint64_t t, uint64_t now_us)
 {
     if (o->spread_ms == 0)
         return now_us;
-    return now_us - mix(o->seed * 7919 + t) % (o->spread_ms * 1000);
+    return now_us - loadgen_mix(o->seed * 7919 + t) % (o->spread_ms * 1000);
 }
 
 /* One batch of `batch` spans as an ExportTraceServiceRequest, spans of trace t0.. onward. */
@@ -222,8 +110,8 @@ static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out
         uint8_t *id = ids + (size_t)i * 32;
         span_id_to_bytes(hi, id);
         span_id_to_bytes(lo, id + 8);
-        span_id_to_bytes(mix(lo + (uint64_t)k) | 1, id + 16);
-        span_id_to_bytes(k == 0 ? 0 : (mix(lo + (uint64_t)(k - 1) / 2 * 2) | 1), id + 24);
+        span_id_to_bytes(loadgen_mix(lo + (uint64_t)k) | 1, id + 16);
+        span_id_to_bytes(k == 0 ? 0 : (loadgen_mix(lo + (uint64_t)(k - 1) / 2 * 2) | 1), id + 24);
         s->trace_id = (ProtobufCBinaryData){16, id};
         s->span_id = (ProtobufCBinaryData){8, id + 16};
         if (k > 0)
@@ -232,10 +120,10 @@ static void build_otlp(const opts_t *o, uint64_t t0, uint64_t now_ns, buf_t *out
         s->kind = k % 2 ? OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT
                         : OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER;
         s->start_time_unix_nano = trace_start_us(o, t, now_ns / 1000) * 1000 + (uint64_t)k * 1000;
-        s->end_time_unix_nano = s->start_time_unix_nano + 150000 + (uint64_t)(mix(t + (uint64_t)k) % 5000000);
+        s->end_time_unix_nano = s->start_time_unix_nano + 150000 + (uint64_t)(loadgen_mix(t + (uint64_t)k) % 5000000);
         char *url = urls + (size_t)i * 64;
         snprintf(url, 64, "http://reviews:9080/api/items/%llu",
-                 (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000));
+                 (unsigned long long)(loadgen_mix(t * 31 + (uint64_t)k) % 100000));
         Opentelemetry__Proto__Common__V1__KeyValue *kv = kvs + (size_t)i * 6;
         Opentelemetry__Proto__Common__V1__AnyValue *v = vals + (size_t)i * 6;
         otlp_kv(&kv[0], &v[0], "http.method", methods[k % 4], 0, 0);
@@ -322,8 +210,8 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
         trace_id(o->seed, t, &hi, &lo);
         char tid[33], id[17], pid[17];
         span_format_trace_id(hi, lo, tid);
-        span_format_id(mix(lo + (uint64_t)k) | 1, id);
-        span_format_id(mix(lo + (uint64_t)(k - 1) / 2 * 2) | 1, pid);
+        span_format_id(loadgen_mix(lo + (uint64_t)k) | 1, id);
+        span_format_id(loadgen_mix(lo + (uint64_t)(k - 1) / 2 * 2) | 1, pid);
         int svc = (int)(((uint64_t)i * (uint64_t)o->services) / (uint64_t)o->batch);
         if (i)
             buf_append_char(&json, ',');
@@ -340,8 +228,8 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
             "\"response_flags\":\"-\",\"node_id\":\"sidecar~10.1.2.%d~service-%d\"}}",
             k % 2 ? "CLIENT" : "SERVER", k % 2 ? "get /api/items" : "post /api/orders",
             (unsigned long long)(trace_start_us(o, t, now_us) + (uint64_t)k),
-            (unsigned long long)(150 + mix(t + (uint64_t)k) % 5000), svc, svc, methods[k % 4],
-            (unsigned long long)(mix(t * 31 + (uint64_t)k) % 100000), k == 7 ? 503 : 200, svc, svc);
+            (unsigned long long)(150 + loadgen_mix(t + (uint64_t)k) % 5000), svc, svc, methods[k % 4],
+            (unsigned long long)(loadgen_mix(t * 31 + (uint64_t)k) % 100000), k == 7 ? 503 : 200, svc, svc);
     }
     buf_append_char(&json, ']');
     if (strcmp(o->format, "zipkin-json-gzip") == 0)
@@ -352,71 +240,6 @@ static void build_zipkin_json(const opts_t *o, uint64_t t0, uint64_t now_us, buf
 }
 
 /* ---- send ---- */
-
-typedef struct worker {
-    const opts_t *o;
-    const target_t *t;
-    buf_t *bodies;
-    int first, step, count;
-    int failures;
-    pthread_t th;
-} worker_t;
-
-static void *send_worker(void *arg)
-{
-    worker_t *w = arg;
-    const opts_t *o = w->o;
-    int fd = connect_to(w->t);
-    buf_t in = BUF_INIT, body = BUF_INIT, head = BUF_INIT;
-    int otlp = strncmp(o->format, "otlp", 4) == 0;
-    const char *ctype = otlp ? "application/x-protobuf" : "application/json";
-    const char *enc = strcmp(o->format, "otlp-proto-zstd") == 0    ? "Content-Encoding: zstd\r\n"
-                      : strcmp(o->format, "zipkin-json-gzip") == 0 ? "Content-Encoding: gzip\r\n"
-                                                                   : "";
-    for (int i = w->first; i < w->count; i += w->step) {
-        buf_t *b = &w->bodies[i];
-        head.len = 0;
-        buf_printf(&head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\n\r\n",
-                   w->t->path, w->t->host, w->t->port, ctype, enc, b->len);
-        write_all(fd, head.data, head.len);
-        write_all(fd, b->data, b->len);
-        int status = read_response(fd, &in, &body);
-        if (status != 200 && status != 202) {
-            if (w->failures++ < 3)
-                fprintf(stderr, "status %d: %.*s\n", status, (int)(body.len > 200 ? 200 : body.len),
-                        body.data ? body.data : "");
-        }
-    }
-    close(fd);
-    buf_dispose(&in);
-    buf_dispose(&body);
-    buf_dispose(&head);
-    return NULL;
-}
-
-/* The process's CPU time in seconds: user and system together, and user alone in *user. */
-static double cpu_seconds(int pid, double *user)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    *user = 0;
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[2048];
-    double s = 0;
-    if (fgets(line, sizeof(line), f) != NULL) {
-        char *p = strrchr(line, ')');
-        unsigned long long ut = 0, st = 0;
-        /* fields after the command: state(3) ... utime(14) stime(15) */
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
-            s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-            *user = (double)ut / (double)sysconf(_SC_CLK_TCK);
-        }
-    }
-    fclose(f);
-    return s;
-}
 
 typedef struct builder {
     const opts_t *o;
@@ -523,32 +346,32 @@ static size_t build_bodies(const opts_t *o, int first_req, int n, buf_t *bodies)
 
 static int cmd_send(const opts_t *o)
 {
-    target_t t;
-    if (parse_url(o->url, &t) != 0) {
+    loadgen_target_t t;
+    if (loadgen_parse_url(o->url, &t) != 0) {
         fprintf(stderr, "bad --url\n");
         return 2;
     }
     buf_t *bodies = calloc((size_t)o->requests, sizeof(buf_t));
-    worker_t *ws = calloc((size_t)o->connections, sizeof(worker_t));
+    int otlp = strncmp(o->format, "otlp", 4) == 0;
+    loadgen_post_t post = {.target = &t,
+                           .content_type = otlp ? "application/x-protobuf" : "application/json",
+                           .content_encoding = strcmp(o->format, "otlp-proto-zstd") == 0    ? "zstd"
+                                               : strcmp(o->format, "zipkin-json-gzip") == 0 ? "gzip"
+                                                                                            : NULL,
+                           .bodies = bodies,
+                           .n = o->requests,
+                           .connections = o->connections};
     double first_rate = 0;
     int failures = 0;
     for (int step = 0; step < o->steps; step++) {
         size_t total_bytes = build_bodies(o, step * o->requests, o->requests, bodies);
         double user0 = 0, user1 = 0;
-        double cpu0 = o->pid ? cpu_seconds(o->pid, &user0) : 0;
-        double t0 = now_s();
-        for (int i = 0; i < o->connections; i++) {
-            ws[i] = (worker_t){o, &t, bodies, i, o->connections, o->requests, 0, 0};
-            pthread_create(&ws[i].th, NULL, send_worker, &ws[i]);
-        }
-        int step_failures = 0;
-        for (int i = 0; i < o->connections; i++) {
-            pthread_join(ws[i].th, NULL);
-            step_failures += ws[i].failures;
-        }
+        double cpu0 = o->pid ? loadgen_cpu_seconds(o->pid, &user0) : 0;
+        double t0 = loadgen_now_s();
+        int step_failures = loadgen_post_all(&post);
         failures += step_failures;
-        double el = now_s() - t0;
-        double cpu = o->pid ? cpu_seconds(o->pid, &user1) - cpu0 : 0;
+        double el = loadgen_now_s() - t0;
+        double cpu = o->pid ? loadgen_cpu_seconds(o->pid, &user1) - cpu0 : 0;
         double user = user1 - user0;
         double spans = (double)o->requests * o->batch;
         double rate = cpu > 0 ? spans / cpu : 0;
@@ -565,7 +388,6 @@ static int cmd_send(const opts_t *o)
     for (int r = 0; r < o->requests; r++)
         buf_dispose(&bodies[r]);
     free(bodies);
-    free(ws);
     return failures ? 1 : 0;
 }
 
@@ -584,12 +406,12 @@ static void report(const char *what, double *lat, int n)
 
 static int cmd_query(const opts_t *o)
 {
-    target_t t;
-    if (parse_url(o->url, &t) != 0) {
+    loadgen_target_t t;
+    if (loadgen_parse_url(o->url, &t) != 0) {
         fprintf(stderr, "bad --url\n");
         return 2;
     }
-    int fd = connect_to(&t);
+    int fd = loadgen_connect(&t);
     buf_t in = BUF_INIT, body = BUF_INIT, req = BUF_INIT;
     double *lat = calloc((size_t)o->count, sizeof(double));
     uint64_t traces = (uint64_t)o->requests * (uint64_t)(o->batch / o->per_trace);
@@ -600,18 +422,18 @@ static int cmd_query(const opts_t *o)
             if (pass == 0) {
                 uint64_t hi, lo;
                 /* the newest traces: older ones may have been evicted */
-                trace_id(o->seed, traces - 1 - mix((uint64_t)i) % (traces / 2 ? traces / 2 : 1), &hi, &lo);
+                trace_id(o->seed, traces - 1 - loadgen_mix((uint64_t)i) % (traces / 2 ? traces / 2 : 1), &hi, &lo);
                 char tid[33];
                 span_format_trace_id(hi, lo, tid);
                 buf_printf(&req, "GET /api/v2/trace/%s HTTP/1.1\r\nHost: x\r\n\r\n", tid);
             } else {
                 buf_printf(&req, "GET /api/v2/traces?serviceName=service-%d&limit=10 HTTP/1.1\r\nHost: x\r\n\r\n",
-                           (int)(mix((uint64_t)i) % (uint64_t)o->services));
+                           (int)(loadgen_mix((uint64_t)i) % (uint64_t)o->services));
             }
-            double t0 = now_s();
-            write_all(fd, req.data, req.len);
-            int status = read_response(fd, &in, &body);
-            lat[i] = now_s() - t0;
+            double t0 = loadgen_now_s();
+            loadgen_write_all(fd, req.data, req.len);
+            int status = loadgen_read_response(fd, &in, &body);
+            lat[i] = loadgen_now_s() - t0;
             if (status != 200 && bad++ < 3)
                 fprintf(stderr, "status %d for %s", status, req.data);
         }
