@@ -88,7 +88,7 @@ static const char *const flags[MAX_CODES] = {"-", "UF,URX", "NR", "-", "-", "RL"
 typedef struct workload {
     char app[64];  /* app, canonical service and service account: "reviews-17", "café-ß-17" */
     char name[80]; /* workload (deployment): app-version */
-    char pod[96];  /* app-version-xxxxxxxxxx-xxxxx */
+    char pod[112]; /* app-version-xxxxxxxxxx-xxxxx: room for the longest name, so nothing is cut */
     char version[8];
     const char *ns, *cluster;
     char principal[192]; /* spiffe://cluster.local/ns/NS/sa/APP */
