@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metric_store.h"
 #include "query.h"
+#include "remote_write.h"
 #include "span_store.h"
 #include "xalloc.h"
 
@@ -142,7 +143,7 @@ int collector_init(collector_t *c)
                                            "outrider_memory_",           "process_resident_memory_bytes",
                                            "process_start_time_seconds", "http_server_requests_seconds",
                                            "outrider_kafka_",            "outrider_query_",
-                                           "outrider_metrics_"};
+                                           "outrider_metrics_",          "outrider_remote_write_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -175,6 +176,11 @@ int collector_init(collector_t *c)
         if (c->query == NULL)
             return -1;
     }
+    if (c->cfg.remote_write_url[0] != '\0') {
+        c->remote_write = remote_write_start(&c->cfg, c->metrics);
+        if (c->remote_write == NULL)
+            return -1;
+    }
     return 0;
 }
 
@@ -182,6 +188,8 @@ void collector_dispose(collector_t *c)
 {
     kafka_consumer_stop(c->consumer); /* first: nothing more goes into the store */
     c->consumer = NULL;
+    remote_write_stop(c->remote_write); /* a last push of the store, before it goes */
+    c->remote_write = NULL;
     kafka_stop(c->kafka); /* flushes what ingest queued */
     c->kafka = NULL;
     query_destroy(c->query);
@@ -275,6 +283,7 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
     prom_histogram_vec_render(c->http_latency, b, om);
     kafka_render_metrics(c->kafka, b, om);
     query_render_metrics(c->query, b, om);
+    remote_write_render_metrics(c->remote_write, b, om);
 }
 
 /* A /metrics body in parts: the collector's own series, then the OTLP ones a part at a time, then EOF. */
