@@ -316,6 +316,7 @@ static int setup_curl(remote_write_t *rw, const collector_config_t *cfg)
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, rw->headers);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "outrider-collector/" OUTRIDER_VERSION);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*"); /* as the query role: no proxy from the environment */
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)rw->timeout_ms);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, rw->errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
