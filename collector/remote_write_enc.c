@@ -17,13 +17,6 @@ enum { SAMPLE_VALUE = 1, SAMPLE_TIMESTAMP = 2 };
 enum { EX_LABELS = 1, EX_VALUE = 2, EX_TIMESTAMP = 3 };
 enum { LABEL_NAME = 1, LABEL_VALUE = 2 };
 
-static uint64_t double_bits(double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, sizeof(u));
-    return u;
-}
-
 /* A Label whose value is the concatenation a + b (the sample name is family + suffix). */
 static void put_label2(buf_t *b, const char *name, size_t nlen, const char *a, size_t alen, const char *v2, size_t blen)
 {
@@ -93,7 +86,7 @@ static void put_exemplar(rw_series_buf_t *sb, const metric_exemplar_t *ex)
         put_hex_label(sb, "trace_id", trace + 1, 1);
     if (ex->span_id != 0)
         put_hex_label(sb, "span_id", &ex->span_id, 1);
-    pb_fixed(b, EX_VALUE, double_bits(ex->value), 8);
+    pb_double(b, EX_VALUE, ex->value);
     int64_t ms = ex->time_unix_nano != 0 ? (int64_t)(ex->time_unix_nano / 1000000u) : sb->ts_ms;
     pb_varint(b, EX_TIMESTAMP, (uint64_t)ms);
     pb_close(b, at);
@@ -106,7 +99,7 @@ static void put_series(rw_series_buf_t *sb, const metric_series_view_t *s, const
     size_t at = pb_open(b, WR_TIMESERIES);
     put_labels(b, s, sn);
     size_t sa = pb_open(b, TS_SAMPLES);
-    pb_fixed(b, SAMPLE_VALUE, double_bits(v), 8);
+    pb_double(b, SAMPLE_VALUE, v);
     pb_varint(b, SAMPLE_TIMESTAMP, (uint64_t)sb->ts_ms);
     pb_close(b, sa);
     if (ex != NULL && (ex->trace_id_high | ex->trace_id_low) != 0)

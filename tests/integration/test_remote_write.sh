@@ -18,11 +18,6 @@ PROM_URL=http://127.0.0.1:$PROM_PORT
 PROM_PID=
 printf 'global:\n  evaluation_interval: 1m\n' >"$T/prometheus.yml" # no scrape jobs: everything arrives by remote write
 
-prom_fail() {
-    echo "--- prometheus log (last 20 lines) ---" >&2
-    tail -n 20 "$T/prometheus.log" 2>/dev/null | sed 's/^/  | /' >&2
-    fail "$@"
-}
 prom_ready() { kill -0 "$PROM_PID" 2>/dev/null && [[ $(http_status GET "$PROM_URL/-/ready") == 200 ]]; }
 start_prom() { # TSDB_DIR
     "$PROMETHEUS" --web.enable-remote-write-receiver --enable-feature=exemplar-storage --storage.tsdb.path="$1" \
@@ -35,12 +30,6 @@ stop_pid() { # PID WHAT: SIGTERM and wait (bounded) until it is gone
     kill "$1" 2>/dev/null || true
     wait_until -n 600 -i 0.05 eval "! kill -0 $1" || fail "$2 (pid $1) did not exit after SIGTERM"
     wait "$1" 2>/dev/null || true
-}
-prom_query() { # QUERY: the result vector as JSON
-    local code
-    code=$(http_status GET "$PROM_URL/api/v1/query" -G --data-urlencode "query=$1")
-    [[ $code == 200 ]] || prom_fail "query $1: HTTP $code $(cat "$LAST_BODY")"
-    jq -c '.data.result' "$LAST_BODY"
 }
 prom_value() { # QUERY: the value of a one-series vector, or of a scalar
     prom_query "$1" | jq -r 'if type == "array" and length == 2 and (.[0] | type) == "number" then .[1]
@@ -79,13 +68,7 @@ JSON
 post_histogram() {
     local t
     t=$(date +%s)
-    cat >"$T/h.json" <<JSON
-{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"istio_request_duration_milliseconds","unit":"ms",
- "histogram":{"aggregationTemporality":1,"dataPoints":[{"attributes":[{"key":"reporter","value":{"stringValue":"destination"}}],
-  "startTimeUnixNano":"$((t - 10))000000000","timeUnixNano":"${t}000000000","count":"4","sum":31,
-  "explicitBounds":[1,5,10,25],"bucketCounts":["0","1","2","1","0"],
-  "exemplars":[{"timeUnixNano":"${t}000000000","asDouble":7,"traceId":"$EXEMPLAR_TRACE","spanId":"00f067aa0ba902b7"}]}]}}]}]}]}
-JSON
+    otlp_istio_histogram "$t" "$EXEMPLAR_TRACE" >"$T/h.json"
     local code
     code=$(http_status POST "$OTLP_URL/v1/metrics" -H 'Content-Type: application/json' --data-binary "@$T/h.json")
     assert_eq 200 "$code" "POST /v1/metrics (histogram); body: $(cat "$LAST_BODY")"
