@@ -81,6 +81,10 @@ int collector_apply_role(collector_config_t *cfg)
         log_error("query.peers is for role query (set role=query): role %s answers from its own store", cfg->role);
         return -1;
     }
+    if ((cfg->role_id == ROLE_INGEST || cfg->role_id == ROLE_QUERY) && cfg->remote_write_url[0] != '\0') {
+        log_error("remoteWrite.url is for roles all and store: role %s holds no metric series to push", cfg->role);
+        return -1;
+    }
     switch (cfg->role_id) {
     case ROLE_ALL: break;
     case ROLE_INGEST:

@@ -178,4 +178,23 @@ grep -q 'HTTP 404' "$COLLECTOR_LOG" || fail "the 404 was not logged"
 
 collector_alive
 stop_pid "$COLLECTOR_PID" collector
+
+# === 6. settings that cannot work are refused at start ======================
+REFUSED_N=0
+refused() { # WHAT ARGS...: the collector exits non-zero at once and says why
+    local what=$1 rc=0 log=$T/refused.$((++REFUSED_N)).log
+    shift
+    _SCANNED_LOGS+=("$log")
+    timeout 30 "$OUTRIDER_BIN/outrider-collector" --zipkin-listen 127.0.0.1:0 --otlp-listen 127.0.0.1:0 "$@" \
+        >"$log" 2>&1 || rc=$?
+    [[ $rc != 0 && $rc != 124 ]] || fail "$what: the collector started (exit $rc)"
+    grep -q "$what" "$log" || fail "$what: not said: $(cat "$log")"
+}
+refused "not an http:// or https:// URL" --set remoteWrite.url=ftp://127.0.0.1/x
+refused "choose one" --set "remoteWrite.url=$PROM_URL/api/v1/write" --set remoteWrite.bearerToken=t \
+    --set remoteWrite.basicAuth.username=u
+refused "protocol's or an auth setting's" --set "remoteWrite.url=$PROM_URL/api/v1/write" \
+    --set remoteWrite.headers.Content-Encoding=gzip
+refused "holds no metric series" --set role=query --set query.peers=127.0.0.1:1 \
+    --set "remoteWrite.url=$PROM_URL/api/v1/write"
 echo "PASS: remote write to a real Prometheus: values as /metrics serves them, kept through an outage, exact drop and failure accounting, last push at shutdown"
