@@ -129,7 +129,7 @@ const setting_t collector_settings[] = {
      "counted (reason metric_max_series) and logged; 0 = no limit"},
     {"remoteWrite.url", SETTING_STRING, F(remote_write_url), "", 0, 0,
      "Prometheus remote write 1.0 receiver (Prometheus /api/v1/write, Mimir, Thanos receive) the metric store is "
-     "pushed to; empty turns remote write off"},
+     "pushed to (roles all and store); empty turns remote write off"},
     {"remoteWrite.interval", SETTING_DURATION, F(remote_write_interval_ms), "15s", 100, 0,
      "how often every series of the metric store is pushed, stamped with the push time"},
     {"remoteWrite.headers", SETTING_MAP, F(remote_write_headers), "", 0, 0,
@@ -145,7 +145,8 @@ const setting_t collector_settings[] = {
      "PEM file of the CAs that sign the receiver's certificate (empty: the system's)"},
     {"remoteWrite.tls.certFile", SETTING_STRING, F(remote_write_cert_file), "", 0, 0,
      "PEM client certificate, with remoteWrite.tls.keyFile"},
-    {"remoteWrite.tls.keyFile", SETTING_STRING, F(remote_write_key_file), "", 0, 0, "PEM key of the client certificate"},
+    {"remoteWrite.tls.keyFile", SETTING_STRING, F(remote_write_key_file), "", 0, 0,
+     "PEM key of the client certificate"},
     {"remoteWrite.tls.insecureSkipVerify", SETTING_BOOL, F(remote_write_insecure), "false", 0, 0,
      "do not check the receiver's certificate or name"},
     {"remoteWrite.timeout", SETTING_DURATION, F(remote_write_timeout_ms), "30s", 1, 0,

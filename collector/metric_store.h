@@ -42,7 +42,8 @@
  * key is built in a scratch buffer owned by the store.
  *
  * Threads. Every public function takes one mutex; render holds it while it
- * writes a part (and a visit while it visits one) (about 50k series take a few milliseconds).
+ * writes a part, and a visit while it visits one (about 50k series take a few
+ * milliseconds).
  */
 #ifndef OUTRIDER_METRIC_STORE_H
 #define OUTRIDER_METRIC_STORE_H
@@ -182,11 +183,11 @@ typedef struct metric_series_view {
     enum metric_series_kind kind;
     const metric_label_t *labels; /* sanitised names, sorted by name (bytes), no `__name__` or histogram `le` */
     uint32_t n_labels;
-    double value;                      /* counter and gauge */
-    const metric_exemplar_t *exemplar; /* counter: its latest exemplar with a trace id, or NULL */
-    uint32_t n_bounds;                 /* histogram: explicit bounds; buckets = n_bounds + 1 */
-    const char *le;                    /* the bounds as /metrics writes them: n_bounds NUL-terminated strings */
-    const uint64_t *buckets;           /* per bucket, not cumulative */
+    double value;                       /* counter and gauge */
+    const metric_exemplar_t *exemplar;  /* counter: its latest exemplar with a trace id, or NULL */
+    uint32_t n_bounds;                  /* histogram: explicit bounds; buckets = n_bounds + 1 */
+    const char *le;                     /* the bounds as /metrics writes them: n_bounds NUL-terminated strings */
+    const uint64_t *buckets;            /* per bucket, not cumulative */
     const metric_exemplar_t *exemplars; /* per bucket; a trace id of 0 = none */
     double sum;
     int has_sum; /* 0: /metrics writes no `_sum` */

@@ -89,8 +89,8 @@ static void push(remote_write_t *rw)
     rw->sb.ts_ms = (int64_t)collector_now_ms();
     int more;
     do {
-        more = metric_store_visit_chunk(rw->store, &cur, rw_encode_series, &rw->sb, rw->batch_samples,
-                                        collector_now_ms());
+        more =
+            metric_store_visit_chunk(rw->store, &cur, rw_encode_series, &rw->sb, rw->batch_samples, collector_now_ms());
         while (rw->sb.n >= rw->batch_samples)
             enqueue(rw, rw->batch_samples);
     } while (more);
@@ -144,7 +144,8 @@ static int send_head(remote_write_t *rw, uint64_t timeout_ms)
     enum rw_outcome o = rw_classify(code);
     if (o == RW_RETRY) {
         b->attempts++;
-        b->next_try_ms = collector_mono_ms() + rw_backoff_ms(b->attempts, rw->min_backoff_ms, rw->max_backoff_ms, retry_after);
+        b->next_try_ms =
+            collector_mono_ms() + rw_backoff_ms(b->attempts, rw->min_backoff_ms, rw->max_backoff_ms, retry_after);
         count(rw, RES_RETRIED, b->samples);
         if (!rw->failing) {
             char what[32] = "no answer";
@@ -231,7 +232,8 @@ static void *rw_main(void *arg)
             if (next_push <= now) /* a slow receiver made us miss pushes: skip them, keep the rhythm */
                 next_push = now + rw->interval_ms;
         }
-        while (rw->q.head != NULL && rw->q.head->next_try_ms <= collector_mono_ms() && collector_mono_ms() < next_push) {
+        while (rw->q.head != NULL && rw->q.head->next_try_ms <= collector_mono_ms() &&
+               collector_mono_ms() < next_push) {
             if (!send_head(rw, rw->timeout_ms))
                 break;
             pthread_mutex_lock(&rw->mu);
@@ -247,8 +249,13 @@ static void *rw_main(void *arg)
 
 static int reserved_header(const char *name, size_t len)
 {
-    static const char *const names[] = {"Content-Type", "Content-Encoding", "Content-Length", "User-Agent",
-                                        "X-Prometheus-Remote-Write-Version", "Authorization", "Host"};
+    static const char *const names[] = {"Content-Type",
+                                        "Content-Encoding",
+                                        "Content-Length",
+                                        "User-Agent",
+                                        "X-Prometheus-Remote-Write-Version",
+                                        "Authorization",
+                                        "Host"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strlen(names[i]) == len && strncasecmp(names[i], name, len) == 0)
             return 1;
@@ -289,8 +296,9 @@ static int setup_curl(remote_write_t *rw, const collector_config_t *cfg)
         const char *item = cfg->remote_write_headers.items[i], *eq = strchr(item, '=');
         if (eq == NULL || eq == item || reserved_header(item, (size_t)(eq - item))) {
             log_error("remoteWrite.headers: %s: %s", item,
-                      eq == NULL || eq == item ? "not NAME=VALUE" : "this header is the protocol's or an auth "
-                                                                     "setting's to set");
+                      eq == NULL || eq == item ? "not NAME=VALUE"
+                                               : "this header is the protocol's or an auth "
+                                                 "setting's to set");
             return -1;
         }
         char name[256];
@@ -409,8 +417,8 @@ void remote_write_stop(remote_write_t *rw)
     rw_free(rw);
 }
 
-static void write_one(buf_t *b, const char *name, const char *suffix, enum prom_type type, const char *help,
-                      double v, int om)
+static void write_one(buf_t *b, const char *name, const char *suffix, enum prom_type type, const char *help, double v,
+                      int om)
 {
     prom_write_family_header(b, name, type, help, strlen(help), NULL, om);
     prom_write_sample(b, name, suffix, NULL, 0, NULL, NULL, v, NULL, om);

@@ -51,8 +51,7 @@ static void put_labels(buf_t *b, const metric_series_view_t *s, const sample_nam
     size_t n_extra = sn->le != NULL ? 2 : 1, e = 0;
     for (uint32_t i = 0; i <= s->n_labels; i++) {
         const metric_label_t *l = i < s->n_labels ? &s->labels[i] : NULL;
-        while (e < n_extra &&
-               (l == NULL || name_cmp(extra[e].name, extra[e].nlen, l->name.ptr, l->name.len) < 0)) {
+        while (e < n_extra && (l == NULL || name_cmp(extra[e].name, extra[e].nlen, l->name.ptr, l->name.len) < 0)) {
             put_label2(b, extra[e].name, extra[e].nlen, extra[e].v1, strlen(extra[e].v1), extra[e].v2,
                        strlen(extra[e].v2));
             e++;

@@ -29,8 +29,8 @@ typedef struct rw_series_buf {
     buf_t data;
     size_t *ends; /* ends[i]: offset just past TimeSeries i */
     size_t n, cap;
-    int64_t ts_ms;   /* timestamp of the samples encoded next (ms since the epoch) */
-    buf_t scratch;   /* hex of exemplar ids */
+    int64_t ts_ms; /* timestamp of the samples encoded next (ms since the epoch) */
+    buf_t scratch; /* hex of exemplar ids */
 } rw_series_buf_t;
 
 /*

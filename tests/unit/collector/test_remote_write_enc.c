@@ -29,18 +29,37 @@ static metric_store_t *filled_store(void)
                            {STR_LIT("Zone"), STR_LIT("Z")},
                            {STR_LIT("workload"), STR_LIT("Grüße/東京")}};
     metric_exemplar_t cex = {.value = 1, .time_unix_nano = 1700000000000000000ull, .trace_id_low = 0xabcull};
-    metric_point_t c = {.name = STR_LIT("requests"), .type = METRIC_SUM, .temporality = METRIC_TEMPORALITY_DELTA,
-                        .monotonic = 1, .labels = cl, .n_labels = 3, .value = 12, .n_exemplars = 1,
+    metric_point_t c = {.name = STR_LIT("requests"),
+                        .type = METRIC_SUM,
+                        .temporality = METRIC_TEMPORALITY_DELTA,
+                        .monotonic = 1,
+                        .labels = cl,
+                        .n_labels = 3,
+                        .value = 12,
+                        .n_exemplars = 1,
                         .exemplars = &cex};
     assert_int_equal(metric_store_add(ms, &c, 1, NULL), 0);
     double bounds[] = {1, 5, 10, 25};
     uint64_t counts[] = {0, 1, 2, 1, 0};
-    metric_exemplar_t hex = {.value = 7, .time_unix_nano = 1700000000500000000ull, .trace_id_high = 0x4bf92f3577b34da6ull,
-                             .trace_id_low = 0xa3ce929d0e0e4736ull, .span_id = 0x00f067aa0ba902b7ull};
+    metric_exemplar_t hex = {.value = 7,
+                             .time_unix_nano = 1700000000500000000ull,
+                             .trace_id_high = 0x4bf92f3577b34da6ull,
+                             .trace_id_low = 0xa3ce929d0e0e4736ull,
+                             .span_id = 0x00f067aa0ba902b7ull};
     metric_label_t hl[] = {{STR_LIT("reporter"), STR_LIT("destination")}};
-    metric_point_t h = {.name = STR_LIT("latency"), .type = METRIC_HISTOGRAM, .temporality = METRIC_TEMPORALITY_DELTA,
-                        .labels = hl, .n_labels = 1, .count = 4, .sum = 31, .has_sum = 1, .n_bounds = 4,
-                        .bounds = bounds, .bucket_counts = counts, .n_exemplars = 1, .exemplars = &hex};
+    metric_point_t h = {.name = STR_LIT("latency"),
+                        .type = METRIC_HISTOGRAM,
+                        .temporality = METRIC_TEMPORALITY_DELTA,
+                        .labels = hl,
+                        .n_labels = 1,
+                        .count = 4,
+                        .sum = 31,
+                        .has_sum = 1,
+                        .n_bounds = 4,
+                        .bounds = bounds,
+                        .bucket_counts = counts,
+                        .n_exemplars = 1,
+                        .exemplars = &hex};
     assert_int_equal(metric_store_add(ms, &h, 1, NULL), 0);
     metric_point_t g = {.name = STR_LIT("temperature"), .type = METRIC_GAUGE, .value = -3.5};
     assert_int_equal(metric_store_add(ms, &g, 1, NULL), 0);
@@ -81,8 +100,7 @@ static void test_write_request_decodes(void **state)
     assert_int_equal(parts, 2);                  /* latency (7); requests (1) + temperature (1) */
     assert_int_equal(sb.n, 1 + (4 + 1 + 2) + 1); /* one TimeSeries per sample */
 
-    Prometheus__WriteRequest *wr =
-        prometheus__write_request__unpack(NULL, sb.data.len, (const uint8_t *)sb.data.data);
+    Prometheus__WriteRequest *wr = prometheus__write_request__unpack(NULL, sb.data.len, (const uint8_t *)sb.data.data);
     assert_non_null(wr);
     assert_int_equal(wr->n_timeseries, sb.n);
     for (size_t i = 0; i < wr->n_timeseries; i++) {
