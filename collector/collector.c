@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metric_store.h"
 #include "query.h"
+#include "remote_write.h"
 #include "span_store.h"
 #include "xalloc.h"
 
@@ -32,6 +33,13 @@ uint64_t collector_now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t collector_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static uint64_t read_rss(void)
@@ -71,6 +79,10 @@ int collector_apply_role(collector_config_t *cfg)
     int kafka = cfg->kafka_brokers != NULL && cfg->kafka_brokers[0] != '\0';
     if (cfg->role_id != ROLE_QUERY && cfg->query_peers.n > 0) {
         log_error("query.peers is for role query (set role=query): role %s answers from its own store", cfg->role);
+        return -1;
+    }
+    if ((cfg->role_id == ROLE_INGEST || cfg->role_id == ROLE_QUERY) && cfg->remote_write_url[0] != '\0') {
+        log_error("remoteWrite.url is for roles all and store: role %s holds no metric series to push", cfg->role);
         return -1;
     }
     switch (cfg->role_id) {
@@ -142,7 +154,7 @@ int collector_init(collector_t *c)
                                            "outrider_memory_",           "process_resident_memory_bytes",
                                            "process_start_time_seconds", "http_server_requests_seconds",
                                            "outrider_kafka_",            "outrider_query_",
-                                           "outrider_metrics_"};
+                                           "outrider_metrics_",          "outrider_remote_write_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -175,6 +187,11 @@ int collector_init(collector_t *c)
         if (c->query == NULL)
             return -1;
     }
+    if (c->cfg.remote_write_url[0] != '\0') {
+        c->remote_write = remote_write_start(&c->cfg, c->metrics);
+        if (c->remote_write == NULL)
+            return -1;
+    }
     return 0;
 }
 
@@ -182,6 +199,8 @@ void collector_dispose(collector_t *c)
 {
     kafka_consumer_stop(c->consumer); /* first: nothing more goes into the store */
     c->consumer = NULL;
+    remote_write_stop(c->remote_write); /* a last push of the store, before it goes */
+    c->remote_write = NULL;
     kafka_stop(c->kafka); /* flushes what ingest queued */
     c->kafka = NULL;
     query_destroy(c->query);
@@ -275,6 +294,7 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
     prom_histogram_vec_render(c->http_latency, b, om);
     kafka_render_metrics(c->kafka, b, om);
     query_render_metrics(c->query, b, om);
+    remote_write_render_metrics(c->remote_write, b, om);
 }
 
 /* A /metrics body in parts: the collector's own series, then the OTLP ones a part at a time, then EOF. */

@@ -24,6 +24,7 @@ struct metric_store;
 struct kafka;
 struct kafka_consumer;
 struct query;
+struct remote_write;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
@@ -52,6 +53,7 @@ typedef struct collector {
     struct kafka *kafka;             /* NULL: Kafka off (kafka.brokers empty) */
     struct kafka_consumer *consumer; /* NULL: kafka.consume.topics empty */
     struct query *query;             /* NULL: query.peers empty (the API answers from the local store) */
+    struct remote_write *remote_write; /* NULL: remoteWrite.url empty */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */
@@ -77,6 +79,9 @@ void collector_dispose(collector_t *c);
 /* Milliseconds and microseconds since the epoch (CLOCK_REALTIME). */
 uint64_t collector_now_ms(void);
 uint64_t collector_now_us(void);
+
+/* Milliseconds of CLOCK_MONOTONIC, for intervals and deadlines. */
+uint64_t collector_mono_ms(void);
 
 /*
  * 1 when resident memory is above limits.memoryLimit, reading

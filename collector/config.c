@@ -127,6 +127,41 @@ const setting_t collector_settings[] = {
     {"metrics.maxSeriesPerMetric", SETTING_UINT, F(max_metric_series_per_metric), "100000", 0, UINT32_MAX,
      "most series of one metric (a label that explodes stays within it); past it its new series are rejected, "
      "counted (reason metric_max_series) and logged; 0 = no limit"},
+    {"remoteWrite.url", SETTING_STRING, F(remote_write_url), "", 0, 0,
+     "Prometheus remote write 1.0 receiver (Prometheus /api/v1/write, Mimir, Thanos receive) the metric store is "
+     "pushed to (roles all and store); empty turns remote write off"},
+    {"remoteWrite.interval", SETTING_DURATION, F(remote_write_interval_ms), "15s", 100, 0,
+     "how often every series of the metric store is pushed, stamped with the push time"},
+    {"remoteWrite.headers", SETTING_MAP, F(remote_write_headers), "", 0, 0,
+     "extra HTTP headers of every push (remoteWrite.headers.X-Scope-OrgID=tenant); the protocol's own and "
+     "Authorization are refused"},
+    {"remoteWrite.basicAuth.username", SETTING_STRING, F(remote_write_username), "", 0, 0,
+     "HTTP basic authentication user"},
+    {"remoteWrite.basicAuth.password", SETTING_STRING, F(remote_write_password), "", 0, 0,
+     "HTTP basic authentication password"},
+    {"remoteWrite.bearerToken", SETTING_STRING, F(remote_write_bearer_token), "", 0, 0,
+     "sent as Authorization: Bearer (not together with basicAuth)"},
+    {"remoteWrite.tls.caFile", SETTING_STRING, F(remote_write_ca_file), "", 0, 0,
+     "PEM file of the CAs that sign the receiver's certificate (empty: the system's)"},
+    {"remoteWrite.tls.certFile", SETTING_STRING, F(remote_write_cert_file), "", 0, 0,
+     "PEM client certificate, with remoteWrite.tls.keyFile"},
+    {"remoteWrite.tls.keyFile", SETTING_STRING, F(remote_write_key_file), "", 0, 0,
+     "PEM key of the client certificate"},
+    {"remoteWrite.tls.insecureSkipVerify", SETTING_BOOL, F(remote_write_insecure), "false", 0, 0,
+     "do not check the receiver's certificate or name"},
+    {"remoteWrite.timeout", SETTING_DURATION, F(remote_write_timeout_ms), "30s", 1, 0,
+     "one request, connection included; past it the batch is retried"},
+    {"remoteWrite.maxSamplesPerSend", SETTING_UINT, F(remote_write_max_samples_per_send), "2000", 1, 1000000,
+     "samples per request, as Prometheus's max_samples_per_send"},
+    {"remoteWrite.queue.maxSamples", SETTING_UINT, F(remote_write_queue_max_samples), "1000000", 1, 0,
+     "samples waiting to be sent while the receiver is slow or away; past it the oldest batches are dropped and "
+     "counted"},
+    {"remoteWrite.retry.minBackoff", SETTING_DURATION, F(remote_write_min_backoff_ms), "100ms", 1, 0,
+     "first wait before a batch that got no answer, a 5xx or a 429 is sent again; doubled per try"},
+    {"remoteWrite.retry.maxBackoff", SETTING_DURATION, F(remote_write_max_backoff_ms), "5s", 1, 0,
+     "longest wait between tries (a Retry-After answer is honoured up to 5 minutes)"},
+    {"remoteWrite.drainTimeout", SETTING_DURATION, F(remote_write_drain_ms), "5s", 0, 0,
+     "on shutdown, how long a last push and the queued batches may take; the rest is counted as failed"},
 };
 
 const size_t collector_settings_count = sizeof(collector_settings) / sizeof(collector_settings[0]);

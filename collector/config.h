@@ -64,6 +64,22 @@ typedef struct collector_config {
     uint64_t max_metric_series;
     uint64_t max_metric_series_per_metric;
     uint64_t max_concurrent_requests;
+    char *remote_write_url; /* empty: remote write off */
+    uint64_t remote_write_interval_ms;
+    setting_list_t remote_write_headers; /* "Name=value" */
+    char *remote_write_username;
+    char *remote_write_password;
+    char *remote_write_bearer_token;
+    char *remote_write_ca_file;
+    char *remote_write_cert_file;
+    char *remote_write_key_file;
+    int remote_write_insecure;
+    uint64_t remote_write_timeout_ms;
+    uint64_t remote_write_max_samples_per_send;
+    uint64_t remote_write_queue_max_samples;
+    uint64_t remote_write_min_backoff_ms;
+    uint64_t remote_write_max_backoff_ms;
+    uint64_t remote_write_drain_ms;
 } collector_config_t;
 
 extern const setting_t collector_settings[];

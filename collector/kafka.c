@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "collector.h"
 #include "kafka_enc.h"
 #include "log.h"
 #include "prom_text.h"
@@ -50,13 +51,6 @@ struct kafka {
     pthread_mutex_t err_lock;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* A message's opaque: its topic in the low byte, its record count above. */
 static void *msg_opaque(int topic, size_t records)
 {
@@ -80,7 +74,7 @@ static void set_error(kafka_t *k, const char *what)
 
 static void mark_up(kafka_t *k)
 {
-    atomic_store(&k->up_ms, mono_ms());
+    atomic_store(&k->up_ms, collector_mono_ms());
     uint64_t was = atomic_exchange(&k->down_since_ms, 0);
     if (was != 0)
         log_info("kafka: brokers %s reachable again", k->brokers);
@@ -89,7 +83,7 @@ static void mark_up(kafka_t *k)
 static void mark_down(kafka_t *k)
 {
     uint64_t zero = 0;
-    if (atomic_compare_exchange_strong(&k->down_since_ms, &zero, mono_ms()))
+    if (atomic_compare_exchange_strong(&k->down_since_ms, &zero, collector_mono_ms()))
         log_warn("kafka: no broker of %s is reachable; messages wait in the queue", k->brokers);
 }
 
@@ -107,7 +101,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         int64_t us = rd_kafka_message_latency(m);
         if (us >= 0)
             prom_histogram_observe(&k->stats[topic].latency, (double)us / 1e6);
-        atomic_store(&k->last_delivery_ms, mono_ms());
+        atomic_store(&k->last_delivery_ms, collector_mono_ms());
         mark_up(k);
     } else {
         count(k, topic, KR_FAILED, records, m->len);
@@ -164,7 +158,7 @@ static void *kafka_main(void *arg)
     uint64_t last_probe = 0, last_parts = 0;
     while (!atomic_load(&k->stop)) {
         rd_kafka_poll(k->rk, 100);
-        uint64_t now = mono_ms();
+        uint64_t now = collector_mono_ms();
         int want[KT_COUNT] = {k->batch, 0, k->topic[KT_METRICS] != NULL};
         if (now - last_parts >= (atomic_load(&k->partitions[KT_SPANS]) ? 30000u : 1000u)) {
             last_parts = now;
@@ -238,7 +232,7 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     k->topic_name[KT_LOGS] = xstrdup(cfg->kafka_logs_topic);
     k->topic_name[KT_METRICS] = xstrdup(cfg->kafka_metrics_topic);
     pthread_mutex_init(&k->err_lock, NULL);
-    atomic_store(&k->started_ms, mono_ms());
+    atomic_store(&k->started_ms, collector_mono_ms());
     for (int t = 0; t < KT_COUNT; t++)
         prom_histogram_init(&k->stats[t].latency, prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N);
 
@@ -564,7 +558,7 @@ int kafka_health(kafka_t *k, buf_t *b)
 {
     if (k == NULL)
         return 0;
-    uint64_t now = mono_ms();
+    uint64_t now = collector_mono_ms();
     uint64_t down = atomic_load(&k->down_since_ms);
     uint64_t since = down ? down : (atomic_load(&k->up_ms) ? 0 : atomic_load(&k->started_ms));
     int is_down = since != 0 && now - since >= k->unhealthy_ms;

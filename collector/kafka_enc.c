@@ -436,9 +436,7 @@ static void otlp_metric_exemplars(buf_t *out, uint32_t field, const metric_point
         const metric_exemplar_t *e = &p->exemplars[i];
         size_t ex = pb_open(out, field);
         pb_fixed(out, 2, e->time_unix_nano, 8);
-        uint64_t v;
-        memcpy(&v, &e->value, sizeof(v));
-        pb_fixed(out, 3, v, 8); /* as_double */
+        pb_double(out, 3, e->value); /* as_double */
         uint8_t id[16];
         if (e->span_id != 0) {
             put_be64(id, e->span_id);
@@ -475,13 +473,10 @@ void kafka_enc_metric_otlp(const metric_point_t *p, buf_t *out)
     if (p->start_time_unix_nano != 0)
         pb_fixed(out, 2, p->start_time_unix_nano, 8);
     pb_fixed(out, 3, p->time_unix_nano, 8);
-    uint64_t v;
     if (hist) {
         pb_fixed(out, 4, p->count, 8);
-        if (p->has_sum) {
-            memcpy(&v, &p->sum, sizeof(v));
-            pb_fixed(out, 5, v, 8);
-        }
+        if (p->has_sum)
+            pb_double(out, 5, p->sum);
         size_t bc = pb_open(out, 6); /* packed fixed64 */
         for (uint32_t i = 0; i <= p->n_bounds; i++) {
             buf_reserve(out, 8);
@@ -496,8 +491,7 @@ void kafka_enc_metric_otlp(const metric_point_t *p, buf_t *out)
         }
         otlp_metric_exemplars(out, 8, p);
     } else {
-        memcpy(&v, &p->value, sizeof(v));
-        pb_fixed(out, 4, v, 8); /* as_double */
+        pb_double(out, 4, p->value); /* as_double */
         otlp_metric_exemplars(out, 5, p);
     }
     pb_close(out, dp);

@@ -26,7 +26,6 @@
 #include "log.h"
 #include "prom_text.h"
 #include "xalloc.h"
-#include "xalloc.h"
 #include "utf8.h"
 
 #define HARD_MAX_LABELS 128
@@ -901,13 +900,21 @@ static const series_t *resume_point(const metric_store_t *ms, const metric_rende
     return s;
 }
 
-int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, buf_t *out, size_t max_bytes,
-                              uint64_t now_ms)
+/*
+ * One step of a walk in parts: handles series s of family f (first: the
+ * first series of f this walk handles from f's start) and returns its cost
+ * (bytes, samples), which the walk adds up against its budget.
+ */
+typedef size_t (*walk_step_fn)(void *ctx, const metric_store_t *ms, const family_t *f, const series_t *s, int first);
+
+/* The walk behind render_chunk and visit_chunk: the cursor's contract is in metric_store.h. */
+static int walk_chunk(metric_store_t *ms, metric_render_cursor_t *cur, size_t budget, uint64_t now_ms,
+                      walk_step_fn step, void *ctx)
 {
     if (cur->done)
         return 0;
     pthread_mutex_lock(&ms->mu);
-    size_t start = out->len, fi = 0;
+    size_t spent = 0, fi = 0;
     int in_family = 0;
     const series_t *s = NULL;
     if (cur->family_name == NULL)
@@ -916,13 +923,12 @@ int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, b
         s = resume_point(ms, cur, &fi, &in_family);
     for (; fi < ms->n_fams; fi++, in_family = 0) {
         const family_t *f = ms->fams[fi];
-        if (!in_family) {
-            write_family_header(ms, f, out, cur->openmetrics);
+        int first = !in_family;
+        if (first)
             s = f->head;
-        }
-        for (; s != NULL; s = s->next) {
-            write_series(f, s, out, cur->openmetrics);
-            if (out->len - start >= max_bytes) {
+        for (; s != NULL; s = s->next, first = 0) {
+            spent += step(ctx, ms, f, s, first);
+            if (spent >= budget) {
                 free(cur->family_name);
                 cur->family_name = xstrdup(f->name);
                 cur->next = s->next;
@@ -937,6 +943,64 @@ int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, b
     metric_render_cursor_dispose(cur);
     cur->done = 1;
     return 0;
+}
+
+typedef struct render_ctx {
+    buf_t *out;
+    int openmetrics;
+} render_ctx_t;
+
+static size_t render_step(void *ctx, const metric_store_t *ms, const family_t *f, const series_t *s, int first)
+{
+    render_ctx_t *r = ctx;
+    size_t before = r->out->len;
+    if (first)
+        write_family_header(ms, f, r->out, r->openmetrics);
+    write_series(f, s, r->out, r->openmetrics);
+    return r->out->len - before;
+}
+
+int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, buf_t *out, size_t max_bytes,
+                              uint64_t now_ms)
+{
+    render_ctx_t r = {out, cur->openmetrics};
+    return walk_chunk(ms, cur, max_bytes, now_ms, render_step, &r);
+}
+
+typedef struct visit_ctx {
+    metric_series_fn fn;
+    void *ctx;
+} visit_ctx_t;
+
+static size_t visit_step(void *ctx, const metric_store_t *ms, const family_t *f, const series_t *s, int first)
+{
+    (void)ms;
+    (void)first;
+    const visit_ctx_t *v = ctx;
+    metric_series_view_t view = {
+        .family = f->name,
+        .kind = f->type == PROM_COUNTER     ? METRIC_SERIES_COUNTER
+                : f->type == PROM_HISTOGRAM ? METRIC_SERIES_HISTOGRAM
+                                            : METRIC_SERIES_GAUGE,
+        .labels = s->labels,
+        .n_labels = s->n_labels,
+        .value = s->value,
+        .exemplar = has_trace(&s->counter_ex) ? &s->counter_ex : NULL,
+        .n_bounds = s->n_bounds,
+        .le = s->le,
+        .buckets = s->buckets,
+        .exemplars = s->exemplars,
+        .sum = s->sum,
+        .has_sum = s->has_sum,
+    };
+    return v->fn(v->ctx, &view);
+}
+
+int metric_store_visit_chunk(metric_store_t *ms, metric_render_cursor_t *cur, metric_series_fn fn, void *ctx,
+                             size_t budget, uint64_t now_ms)
+{
+    visit_ctx_t v = {fn, ctx};
+    return walk_chunk(ms, cur, budget, now_ms, visit_step, &v);
 }
 
 void metric_render_cursor_dispose(metric_render_cursor_t *cur)

@@ -42,7 +42,8 @@
  * key is built in a scratch buffer owned by the store.
  *
  * Threads. Every public function takes one mutex; render holds it while it
- * writes (about 50k series take a few milliseconds).
+ * writes a part, and a visit while it visits one (about 50k series take a few
+ * milliseconds).
  */
 #ifndef OUTRIDER_METRIC_STORE_H
 #define OUTRIDER_METRIC_STORE_H
@@ -173,6 +174,36 @@ typedef struct metric_render_cursor {
 int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, buf_t *out, size_t max_bytes,
                               uint64_t now_ms);
 void metric_render_cursor_dispose(metric_render_cursor_t *cur);
+
+/* What a visitor sees of one series: views into the store, valid during the call only. */
+enum metric_series_kind { METRIC_SERIES_COUNTER = 0, METRIC_SERIES_GAUGE, METRIC_SERIES_HISTOGRAM };
+
+typedef struct metric_series_view {
+    const char *family; /* family name, NUL-terminated; a counter's samples add `_total` */
+    enum metric_series_kind kind;
+    const metric_label_t *labels; /* sanitised names, sorted by name (bytes), no `__name__` or histogram `le` */
+    uint32_t n_labels;
+    double value;                       /* counter and gauge */
+    const metric_exemplar_t *exemplar;  /* counter: its latest exemplar with a trace id, or NULL */
+    uint32_t n_bounds;                  /* histogram: explicit bounds; buckets = n_bounds + 1 */
+    const char *le;                     /* the bounds as /metrics writes them: n_bounds NUL-terminated strings */
+    const uint64_t *buckets;            /* per bucket, not cumulative */
+    const metric_exemplar_t *exemplars; /* per bucket; a trace id of 0 = none */
+    double sum;
+    int has_sum; /* 0: /metrics writes no `_sum` */
+} metric_series_view_t;
+
+/* Called once per series; returns its cost (any unit: samples, bytes) counted against the budget. */
+typedef size_t (*metric_series_fn)(void *ctx, const metric_series_view_t *s);
+
+/*
+ * metric_store_render_chunk's walk with a visitor instead of text (a
+ * remote-write push): same cursor and the same order; fn runs under the
+ * store's lock, so it must be quick and must not call the store. Returns 1
+ * when it stopped once the costs reached budget, 0 at the end.
+ */
+int metric_store_visit_chunk(metric_store_t *ms, metric_render_cursor_t *cur, metric_series_fn fn, void *ctx,
+                             size_t budget, uint64_t now_ms);
 
 /* Copy the counters into *st. */
 void metric_store_stats(metric_store_t *ms, metric_store_stats_t *st);

@@ -48,6 +48,14 @@ static inline void pb_fixed(buf_t *b, uint32_t field, uint64_t v, size_t width)
     b->data[b->len] = '\0';
 }
 
+/* A double field (wire type I64, the IEEE 754 bits little-endian). */
+static inline void pb_double(buf_t *b, uint32_t field, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof(u));
+    pb_fixed(b, field, u, 8);
+}
+
 static inline void pb_bytes(buf_t *b, uint32_t field, const void *p, size_t n)
 {
     buf_reserve(b, 20 + n);

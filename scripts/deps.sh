@@ -10,6 +10,7 @@ PKGS=(
   libyajl-dev libjansson-dev libxxhash-dev libcmocka-dev librdkafka-dev libhiredis-dev libuv1-dev
   libhttp-parser-dev libssl-dev libutf8proc-dev
   libcurl4-openssl-dev      # the collector's query role asks the store members over HTTP (docs/decisions.md)
+  libsnappy-dev             # remote write bodies are snappy block-compressed, as the protocol requires
   # tests: real peers and tools
   curl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
   protobuf-compiler         # protoc --decode: the Kafka tests read the proto3 and OTLP messages with it

@@ -498,3 +498,35 @@ with open(d + "/index", "w") as out:
 print(len(index))
 PY
 }
+
+# otlp_istio_histogram TIME_S TRACE_ID: print an OTLP JSON metrics request with
+# one DELTA histogram istio_request_duration_milliseconds{reporter="destination"}
+# over the 10 s before TIME_S: bounds 1,5,10,25, bucket counts 0,1,2,1,0 (count
+# 4), sum 31, and an exemplar of value 7 at TIME_S with TRACE_ID and span id
+# 00f067aa0ba902b7.
+otlp_istio_histogram() {
+    cat <<JSON
+{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"istio_request_duration_milliseconds","unit":"ms",
+ "histogram":{"aggregationTemporality":1,"dataPoints":[{"attributes":[{"key":"reporter","value":{"stringValue":"destination"}}],
+  "startTimeUnixNano":"$(($1 - 10))000000000","timeUnixNano":"${1}000000000","count":"4","sum":31,
+  "explicitBounds":[1,5,10,25],"bucketCounts":["0","1","2","1","0"],
+  "exemplars":[{"timeUnixNano":"${1}000000000","asDouble":7,"traceId":"$2","spanId":"00f067aa0ba902b7"}]}]}}]}]}]}
+JSON
+}
+
+# prom_fail MESSAGE...: fail, after the last lines of $T/prometheus.log (where
+# the scripts that start a Prometheus send its output).
+prom_fail() {
+    echo "--- prometheus log (last 20 lines) ---" >&2
+    tail -n 20 "$T/prometheus.log" 2>/dev/null | sed 's/^/  | /' >&2
+    fail "$@"
+}
+
+# prom_query QUERY: the result of an instant query to the Prometheus at
+# $PROM_URL, as JSON (a vector's array, or a scalar's [time, "value"]).
+prom_query() {
+    local code
+    code=$(http_status GET "$PROM_URL/api/v1/query" -G --data-urlencode "query=$1")
+    [[ $code == 200 ]] || prom_fail "query $1: HTTP $code $(cat "$LAST_BODY")"
+    jq -c '.data.result' "$LAST_BODY"
+}

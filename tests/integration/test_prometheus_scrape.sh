@@ -53,13 +53,7 @@ done
 
 # --- OTLP JSON histogram with an exemplar that carries a trace id ------------
 EXEMPLAR_TRACE=4bf92f3577b34da6a3ce929d0e0e4736
-cat >"$T/h.json" <<JSON
-{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"istio_request_duration_milliseconds","unit":"ms",
- "histogram":{"aggregationTemporality":1,"dataPoints":[{"attributes":[{"key":"reporter","value":{"stringValue":"destination"}}],
-  "startTimeUnixNano":"$((T0 - 10))000000000","timeUnixNano":"${T0}000000000","count":"4","sum":31,
-  "explicitBounds":[1,5,10,25],"bucketCounts":["0","1","2","1","0"],
-  "exemplars":[{"timeUnixNano":"${T0}000000000","asDouble":7,"traceId":"$EXEMPLAR_TRACE","spanId":"00f067aa0ba902b7"}]}]}}]}]}]}
-JSON
+otlp_istio_histogram "$T0" "$EXEMPLAR_TRACE" >"$T/h.json"
 code=$(http_status POST "$OTLP_URL/v1/metrics" -H 'Content-Type: application/json' --data-binary "@$T/h.json")
 assert_eq 200 "$code" "POST /v1/metrics (histogram with exemplar); body: $(cat "$LAST_BODY")"
 
@@ -137,11 +131,6 @@ PROM_URL=http://127.0.0.1:$PROM_PORT
     --web.listen-address="127.0.0.1:$PROM_PORT" --enable-feature=exemplar-storage >"$T/prometheus.log" 2>&1 &
 PROM_PID=$!
 track_pid "$PROM_PID"
-prom_fail() {
-    echo "--- prometheus log (last 20 lines) ---" >&2
-    tail -n 20 "$T/prometheus.log" | sed 's/^/  | /' >&2
-    fail "$@"
-}
 prom_ready() {
     kill -0 "$PROM_PID" 2>/dev/null && [[ $(http_status GET "$PROM_URL/-/ready") == 200 ]]
 }
@@ -153,12 +142,6 @@ target_up() {
 wait_until -n 600 -i 0.05 target_up ||
     prom_fail "scrape target never became up: $(jq -c '.data.activeTargets[] | {scrapeUrl, health, lastError}' "$LAST_BODY" 2>/dev/null)"
 
-prom_query() { # QUERY: the result vector as JSON
-    local code
-    code=$(http_status GET "$PROM_URL/api/v1/query" -G --data-urlencode "query=$1")
-    [[ $code == 200 ]] || prom_fail "query $1: HTTP $code $(cat "$LAST_BODY")"
-    jq -c '.data.result' "$LAST_BODY"
-}
 has_result() {
     [[ $(prom_query "$1" | jq length) -gt 0 ]]
 }
