@@ -344,10 +344,3 @@ http_stream_t collector_metrics_stream(collector_t *c, int om, double timeout_s)
     return (http_stream_t){metrics_next, metrics_free, m};
 }
 
-void collector_render_metrics(collector_t *c, buf_t *b, int om)
-{
-    http_stream_t s = collector_metrics_stream(c, om, 0);
-    while (s.next(s.ctx, b) == 1)
-        ;
-    s.free(s.ctx);
-}

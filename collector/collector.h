@@ -89,11 +89,9 @@ uint64_t collector_mono_ms(void);
  */
 int collector_over_memory(collector_t *c);
 
-/* GET /metrics: the collector's own series followed by the OTLP ones, whole. */
-void collector_render_metrics(collector_t *c, buf_t *out, int openmetrics);
-
 /*
- * The same body as a stream (server.h): written in parts of about 64 KiB as
+ * GET /metrics, the collector's own series followed by the OTLP ones, as a
+ * stream (server.h): written in parts of about 64 KiB as
  * the client reads, the metric store locked for one part at a time, so a
  * scrape holds a part in memory, not the body, and never stops ingest for
  * longer than a part takes. timeout_s > 0 (the scraper's

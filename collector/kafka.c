@@ -413,11 +413,7 @@ typedef struct point_items {
 
 static void point_key(const void *ctx, size_t i, buf_t *out)
 {
-    uint8_t be[8];
-    uint64_t id = ((const point_items_t *)ctx)->ids[i];
-    for (int b = 0; b < 8; b++)
-        be[b] = (uint8_t)(id >> (56 - 8 * b));
-    buf_append(out, be, sizeof(be));
+    kafka_enc_series_key(((const point_items_t *)ctx)->ids[i], out);
 }
 
 static size_t point_add(const void *ctx, size_t i, kafka_scratch_t *sc)

@@ -504,3 +504,10 @@ void kafka_enc_metric_otlp(const metric_point_t *p, buf_t *out)
     pb_close(out, sm);
     pb_close(out, rm);
 }
+
+void kafka_enc_series_key(uint64_t id, buf_t *out)
+{
+    uint8_t be[8];
+    put_be64(be, id);
+    buf_append(out, be, sizeof(be));
+}

@@ -82,4 +82,7 @@ void kafka_enc_logs_otlp(const otlp_log_t *logs, size_t n, buf_t *out);
  */
 void kafka_enc_metric_otlp(const metric_point_t *p, buf_t *out);
 
+/* Append the message key of a metric series: its identity (metric_store_identity), 8 bytes big-endian. */
+void kafka_enc_series_key(uint64_t id, buf_t *out);
+
 #endif

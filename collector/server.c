@@ -306,20 +306,11 @@ static void stream_free(void *cls)
     free(so);
 }
 
-/* The MHD response of a handler's answer: its buffer, or a stream; gzip-compressed when resp->gzip. */
+/* The MHD response of a handler's answer: its buffer, or a stream (gzip-compressed when resp->gzip). */
 static struct MHD_Response *make_response(http_response_t *resp)
 {
-    if (resp->stream.next == NULL && resp->gzip) {
-        buf_t z = BUF_INIT;
-        if (compress_encode(COMPRESS_GZIP, resp->body.data, resp->body.len, STREAM_GZIP_LEVEL, &z) == 0) {
-            buf_dispose(&resp->body);
-            resp->body = z;
-        } else {
-            buf_dispose(&z);
-            resp->gzip = 0;
-        }
-    }
     if (resp->stream.next == NULL) {
+        resp->gzip = 0; /* only streamed bodies are compressed */
         size_t len;
         char *body = buf_steal(&resp->body, &len);
         struct MHD_Response *mr = MHD_create_response_from_buffer(
