@@ -726,6 +726,8 @@ static void parse_limits(pctx_t *p, const yaml_node_t *v, proxy_spec_t *ps)
     }
 }
 
+static int valid_namespace(const char *s);
+
 static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *ps)
 {
     PC_FIELDS(p, spec, it)
@@ -775,6 +777,12 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
             int64_t ms;
             if (pc_duration(p, it.val, &ms) == 0)
                 ps->drain_timeout_ms = (uint64_t)ms;
+        } else if (PC_KEY(it, "rootNamespace")) {
+            const char *s = pc_string(p, it.val);
+            if (s != NULL && !valid_namespace(s))
+                pc_error(p, it.val, "\"%s\" is not a valid namespace (lowercase letters, digits and '-')", s);
+            else if (s != NULL)
+                ps->root_namespace = s;
         } else if (PC_KEY(it, "workers")) {
             int64_t w;
             if (pc_int(p, it.val, 1, 64, &w) == 0)
@@ -798,10 +806,18 @@ static void default_listen(pctx_t *p, proxy_hostport_t *hp, uint16_t port)
 
 /* ---- documents ---- */
 
-enum doc_kind { DOC_PROXY, DOC_SERVICE_ENTRY, DOC_VIRTUAL_SERVICE, DOC_DESTINATION_RULE, DOC_RATE_LIMIT, DOC_UNKNOWN };
+enum doc_kind {
+    DOC_PROXY,
+    DOC_SERVICE_ENTRY,
+    DOC_VIRTUAL_SERVICE,
+    DOC_DESTINATION_RULE,
+    DOC_RATE_LIMIT,
+    DOC_TELEMETRY,
+    DOC_UNKNOWN
+};
 
-static const char *const kind_names[] = {"Proxy",           "ServiceEntry", "VirtualService",
-                                         "DestinationRule", "RateLimit",    NULL};
+static const char *const kind_names[] = {
+    "Proxy", "ServiceEntry", "VirtualService", "DestinationRule", "RateLimit", "Telemetry", NULL};
 
 /* The Outrider kinds; the others are Istio's. */
 static int outrider_kind(enum doc_kind kind)
@@ -826,6 +842,8 @@ static int api_version_ok(enum doc_kind kind, const char *v)
 {
     if (outrider_kind(kind))
         return strcmp(v, "outrider.io/v1alpha1") == 0;
+    if (kind == DOC_TELEMETRY)
+        return strcmp(v, "telemetry.istio.io/v1") == 0 || strcmp(v, "telemetry.istio.io/v1alpha1") == 0;
     return strcmp(v, "networking.istio.io/v1") == 0 || strcmp(v, "networking.istio.io/v1beta1") == 0 ||
            strcmp(v, "networking.istio.io/v1alpha3") == 0;
 }
@@ -931,7 +949,8 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     if (kind == DOC_UNKNOWN) {
         size_t mark = pc_push(p, "kind");
         pc_error(p, kind_node,
-                 "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule or RateLimit)",
+                 "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule, RateLimit or "
+                 "Telemetry)",
                  kind_node->str);
         pc_pop(p, mark);
         return;
@@ -945,6 +964,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_VIRTUAL_SERVICE: meta = &cfg->virtual_services[cfg->n_virtual_services].meta; break;
     case DOC_DESTINATION_RULE: meta = &cfg->destination_rules[cfg->n_destination_rules].meta; break;
     case DOC_RATE_LIMIT: meta = &cfg->rate_limits[cfg->n_rate_limits].meta; break;
+    case DOC_TELEMETRY: meta = &cfg->telemetries[cfg->n_telemetries].meta; break;
     case DOC_UNKNOWN: return;
     }
     int duplicate_proxy = kind == DOC_PROXY && *first_proxy != NULL;
@@ -1000,9 +1020,10 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
             pc_error(p, api, "expected a string, got %s", kind_name(api));
         else if (!api_version_ok(kind, api->str))
             pc_error(p, api, "unknown apiVersion \"%s\" for kind %s (expected %s)", api->str, kind_names[kind],
-                     outrider_kind(kind) ? "outrider.io/v1alpha1"
-                                         : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
-                                           "networking.istio.io/v1alpha3");
+                     outrider_kind(kind)     ? "outrider.io/v1alpha1"
+                     : kind == DOC_TELEMETRY ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
+                                             : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
+                                               "networking.istio.io/v1alpha3");
         pc_pop(p, mark);
     }
     PC_FIELDS(p, doc, it)
@@ -1031,6 +1052,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
         istio_parse_destination_rule(p, spec, &cfg->destination_rules[cfg->n_destination_rules++]);
         break;
     case DOC_RATE_LIMIT: ratelimit_parse(p, spec, &cfg->rate_limits[cfg->n_rate_limits++]); break;
+    case DOC_TELEMETRY: telemetry_parse(p, spec, &cfg->telemetries[cfg->n_telemetries++]); break;
     case DOC_UNKNOWN: break;
     }
     pc_pop(p, mark);
@@ -1125,6 +1147,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     cfg->virtual_services = pc_alloc(&p, counts[DOC_VIRTUAL_SERVICE], sizeof(proxy_virtual_service_t));
     cfg->destination_rules = pc_alloc(&p, counts[DOC_DESTINATION_RULE], sizeof(proxy_destination_rule_t));
     cfg->rate_limits = pc_alloc(&p, counts[DOC_RATE_LIMIT], sizeof(proxy_rate_limit_t));
+    cfg->telemetries = pc_alloc(&p, counts[DOC_TELEMETRY], sizeof(proxy_telemetry_t));
     seen_doc_t *seen = pc_alloc(&p, ys.n_docs ? ys.n_docs : 1, sizeof(seen_doc_t));
     size_t n_seen = 0;
 
@@ -1143,6 +1166,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     ps->linger_timeout_ms = 5000;
     ps->linger_bytes = 64 << 20;
     ps->drain_timeout_ms = 5000;
+    ps->root_namespace = "istio-system";
     const yaml_node_t *first_proxy = NULL;
     p.default_ns = proxy_namespace(&p, &ys);
     for (size_t i = 0; i < ys.n_docs; i++)
@@ -1160,6 +1184,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     }
     istio_check_references(&p);
     ratelimit_check_references(&p);
+    telemetry_resolve(&p);
     yaml_stream_dispose(&ys);
     buf_dispose(&p.path);
     if (p.errors > 0) {

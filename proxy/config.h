@@ -6,7 +6,8 @@
  * and any number of Istio `ServiceEntry`, `VirtualService` and
  * `DestinationRule` documents (networking.istio.io v1, v1beta1, v1alpha3),
  * with Istio's field names and shapes, and any number of Outrider
- * `kind: RateLimit` documents (outrider.io/v1alpha1; shape below).
+ * `kind: RateLimit` documents (outrider.io/v1alpha1; shape below), and
+ * Istio `Telemetry` documents (telemetry.istio.io v1, v1alpha1).
  *
  * Loading is two passes, as HAProxy does it. Pass one walks every document
  * into the model below, checking kinds, field names, types and ranges.
@@ -131,6 +132,7 @@ typedef struct proxy_spec {
     uint64_t linger_timeout_ms; /* default 5 s: ...and closed sooner when nothing comes for this long */
     uint64_t linger_bytes;      /* default 64 MiB: ...and closed after this many bytes */
     uint64_t drain_timeout_ms;  /* spec.drainTimeout, default 5 s */
+    const char *root_namespace; /* spec.rootNamespace: of mesh-wide Telemetry documents, default istio-system */
 } proxy_spec_t;
 
 /* ---- ServiceEntry ---- */
@@ -467,6 +469,144 @@ typedef struct proxy_rate_limit {
     const proxy_service_entry_t **services;
 } proxy_rate_limit_t;
 
+/* ---- kind: Telemetry (telemetry.istio.io/v1, v1alpha1) ----
+ *
+ * Istio's Telemetry API, as Istio writes it: what this proxy measures,
+ * traces and logs.
+ *
+ *   apiVersion: telemetry.istio.io/v1
+ *   kind: Telemetry
+ *   metadata: {name: mesh-default, namespace: istio-system}
+ *   spec:
+ *     selector: {matchLabels: {app: reviews}}   # optional: one workload (the Proxy's metadata.labels)
+ *     metrics:
+ *     - providers: [{name: prometheus}]         # accepted; every provider is the proxy's one metrics sink
+ *       overrides:
+ *       - match: {metric: REQUEST_COUNT, mode: CLIENT_AND_SERVER}  # or customMetric; default ALL_METRICS
+ *         disabled: false
+ *         tagOverrides:
+ *           source_principal: {operation: REMOVE}
+ *           request_host: {value: "request.host"}      # UPSERT (the default operation)
+ *     tracing:
+ *     - match: {mode: SERVER}
+ *       randomSamplingPercentage: 10.0
+ *       disableSpanReporting: false
+ *       customTags:
+ *         team: {literal: {value: payments}}
+ *         user: {header: {name: x-user, defaultValue: anonymous}}
+ *         pod: {environment: {name: HOSTNAME, defaultValue: unknown}}
+ *     accessLogging:
+ *     - disabled: false
+ *       filter: {expression: "response.code >= 400"}
+ *
+ * Tag values and filters are attribute expressions (proxy/attr_expr.h).
+ * Which documents apply to this proxy, and how they combine, is Istio's
+ * rule: the one without a selector in the root namespace (the Proxy's
+ * spec.rootNamespace, istio-system by default), then the one without a
+ * selector in the Proxy's namespace, then the one in that namespace whose
+ * selector matches the Proxy's labels, each layered on the one before:
+ * metric overrides apply in that order, a later `disabled` or tag override
+ * replacing an earlier one for the same metric, mode and tag; tracing's
+ * sampling and disableSpanReporting and logging's disabled and filter come
+ * from the most specific level that sets them, and customTags from the most
+ * specific level that has any (they replace, not merge). Two documents at
+ * one level are a warning; the first in the file is used.
+ */
+
+enum proxy_tm_metric {
+    PROXY_TM_REQUEST_COUNT,
+    PROXY_TM_REQUEST_DURATION,
+    PROXY_TM_REQUEST_SIZE,
+    PROXY_TM_RESPONSE_SIZE,
+    PROXY_TM_TCP_OPENED_CONNECTIONS,
+    PROXY_TM_TCP_CLOSED_CONNECTIONS,
+    PROXY_TM_TCP_SENT_BYTES,
+    PROXY_TM_TCP_RECEIVED_BYTES,
+    PROXY_TM_METRICS
+};
+
+/* Modes, as bits; index 0 (CLIENT) is the outbound side, reporter "source", 1 (SERVER) inbound, "destination". */
+#define PROXY_TM_CLIENT 1u
+#define PROXY_TM_SERVER 2u
+#define PROXY_TM_MAX_TAGS 16 /* tagOverrides per override, customTags per tracing entry */
+
+/* Name of metric m as the Telemetry API writes it ("REQUEST_COUNT"). */
+const char *proxy_tm_metric_name(enum proxy_tm_metric m);
+
+typedef struct proxy_tm_tag {
+    const char *name; /* a Prometheus label name */
+    int remove;       /* operation REMOVE; else UPSERT */
+    const char *value;
+    proxy_pos_t pos;
+} proxy_tm_tag_t;
+
+typedef struct proxy_tm_override {
+    uint32_t metrics; /* bits (1 << enum proxy_tm_metric) */
+    unsigned modes;   /* PROXY_TM_CLIENT | PROXY_TM_SERVER */
+    int disabled;     /* PROXY_UNSET, 0 or 1 */
+    proxy_tm_tag_t *tags;
+    size_t n_tags;
+    proxy_pos_t pos;
+} proxy_tm_override_t;
+
+enum proxy_tm_custom_kind { PROXY_TM_LITERAL, PROXY_TM_HEADER, PROXY_TM_ENVIRONMENT };
+
+typedef struct proxy_tm_custom_tag {
+    const char *name;
+    enum proxy_tm_custom_kind kind;
+    const char *value;         /* literal: the value; header: the name (lowercased); environment: the variable */
+    const char *default_value; /* header and environment; NULL = none (the tag is left out) */
+    proxy_pos_t pos;
+} proxy_tm_custom_tag_t;
+
+typedef struct proxy_tm_tracing {
+    unsigned modes;
+    double sampling;   /* randomSamplingPercentage 0..100; < 0 = not set */
+    int disable_spans; /* disableSpanReporting: PROXY_UNSET, 0 or 1 */
+    int has_tags;      /* customTags given (even empty) */
+    proxy_tm_custom_tag_t *tags;
+    size_t n_tags;
+    proxy_pos_t pos;
+} proxy_tm_tracing_t;
+
+typedef struct proxy_tm_logging {
+    unsigned modes;
+    int disabled;       /* PROXY_UNSET, 0 or 1 */
+    const char *filter; /* filter.expression, NULL = none */
+    proxy_pos_t pos;
+} proxy_tm_logging_t;
+
+typedef struct proxy_telemetry {
+    proxy_meta_t meta;
+    int has_selector; /* selector.matchLabels with at least one label */
+    proxy_kv_list_t selector;
+    proxy_tm_override_t *overrides; /* of every metrics[] entry, in order */
+    size_t n_overrides;
+    proxy_tm_tracing_t *tracing;
+    size_t n_tracing;
+    proxy_tm_logging_t *logging;
+    size_t n_logging;
+} proxy_telemetry_t;
+
+/* What the Telemetry documents that apply to this proxy make of one metric in one mode. */
+typedef struct proxy_tm_cell {
+    int disabled;
+    const proxy_tm_tag_t **tags; /* one per tag name, the last word on it; in the order the names first came */
+    size_t n_tags;
+} proxy_tm_cell_t;
+
+/* The effective telemetry of this proxy; [mode] is 0 for CLIENT, 1 for SERVER. */
+typedef struct proxy_tm_effective {
+    const proxy_telemetry_t *levels[3]; /* root namespace, namespace, workload; NULL where none applies */
+    proxy_tm_cell_t cells[2][PROXY_TM_METRICS];
+    double sampling[2];   /* < 0: the Proxy's telemetry.samplingPercent */
+    int disable_spans[2]; /* 0 or 1 */
+    const proxy_tm_custom_tag_t *custom_tags[2];
+    size_t n_custom_tags[2];
+    int log_disabled[2];       /* PROXY_UNSET: the Proxy's telemetry.accessLog */
+    const char *log_filter[2]; /* NULL = every request */
+} proxy_tm_effective_t;
+
 /* ---- the whole file ---- */
 
 typedef struct proxy_config {
@@ -481,7 +621,10 @@ typedef struct proxy_config {
     size_t n_destination_rules;
     proxy_rate_limit_t *rate_limits;
     size_t n_rate_limits;
-    regex_t **regexes; /* every compiled regex, for destroy */
+    proxy_telemetry_t *telemetries;
+    size_t n_telemetries;
+    proxy_tm_effective_t telemetry; /* filled by pass two */
+    regex_t **regexes;              /* every compiled regex, for destroy */
     size_t n_regexes, cap_regexes;
 } proxy_config_t;
 

@@ -181,6 +181,7 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     close_(w, '}');
     duration(w, "drainTimeout", (int64_t)ps->drain_timeout_ms);
     num(w, "workers", ps->workers);
+    str(w, "rootNamespace", ps->root_namespace);
     close_(w, '}');
     close_(w, '}');
 }
@@ -552,6 +553,168 @@ static void rate_limit(jw_t *w, const proxy_rate_limit_t *rl)
     close_(w, '}');
 }
 
+/* ---- Telemetry ---- */
+
+static const char *const mode_keys[] = {"client", "server"};
+static const char *const level_names[] = {"rootNamespace", "namespace", "workload"};
+
+static void tag_override(jw_t *w, const proxy_tm_tag_t *t)
+{
+    open_(w, t->name, '{');
+    str(w, "operation", t->remove ? "REMOVE" : "UPSERT");
+    if (!t->remove)
+        str(w, "value", t->value);
+    close_(w, '}');
+}
+
+static void modes(jw_t *w, unsigned m)
+{
+    str(w, "mode",
+        m == (PROXY_TM_CLIENT | PROXY_TM_SERVER) ? "CLIENT_AND_SERVER"
+        : m == PROXY_TM_CLIENT                   ? "CLIENT"
+                                                 : "SERVER");
+}
+
+static void custom_tags(jw_t *w, const proxy_tm_custom_tag_t *t, size_t n)
+{
+    static const char *const kinds[] = {"literal", "header", "environment"};
+    open_(w, "customTags", '{');
+    for (size_t i = 0; i < n; i++) {
+        open_(w, t[i].name, '{');
+        open_(w, kinds[t[i].kind], '{');
+        str(w, t[i].kind == PROXY_TM_LITERAL ? "value" : "name", t[i].value);
+        str(w, "defaultValue", t[i].default_value);
+        close_(w, '}');
+        close_(w, '}');
+    }
+    close_(w, '}');
+}
+
+static void telemetry(jw_t *w, const proxy_telemetry_t *tm)
+{
+    document(w, "telemetry.istio.io/v1", "Telemetry", &tm->meta);
+    open_(w, "spec", '{');
+    if (tm->has_selector) {
+        open_(w, "selector", '{');
+        kv_map(w, "matchLabels", &tm->selector);
+        close_(w, '}');
+    }
+    open_(w, "metrics", '[');
+    open_(w, NULL, '{');
+    open_(w, "overrides", '[');
+    for (size_t i = 0; i < tm->n_overrides; i++) {
+        const proxy_tm_override_t *o = &tm->overrides[i];
+        open_(w, NULL, '{');
+        open_(w, "match", '{');
+        if (o->metrics == (1u << PROXY_TM_METRICS) - 1) {
+            str(w, "metric", "ALL_METRICS");
+        } else {
+            open_(w, "metrics", '[');
+            for (int m = 0; m < PROXY_TM_METRICS; m++)
+                if (o->metrics & (1u << m))
+                    str(w, NULL, proxy_tm_metric_name((enum proxy_tm_metric)m));
+            close_(w, ']');
+        }
+        modes(w, o->modes);
+        close_(w, '}');
+        if (o->disabled != PROXY_UNSET)
+            boolean(w, "disabled", o->disabled);
+        open_(w, "tagOverrides", '{');
+        for (size_t t = 0; t < o->n_tags; t++)
+            tag_override(w, &o->tags[t]);
+        close_(w, '}');
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+    close_(w, ']');
+    open_(w, "tracing", '[');
+    for (size_t i = 0; i < tm->n_tracing; i++) {
+        const proxy_tm_tracing_t *t = &tm->tracing[i];
+        open_(w, NULL, '{');
+        open_(w, "match", '{');
+        modes(w, t->modes);
+        close_(w, '}');
+        if (t->sampling >= 0)
+            dbl(w, "randomSamplingPercentage", t->sampling);
+        if (t->disable_spans != PROXY_UNSET)
+            boolean(w, "disableSpanReporting", t->disable_spans);
+        if (t->has_tags)
+            custom_tags(w, t->tags, t->n_tags);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    open_(w, "accessLogging", '[');
+    for (size_t i = 0; i < tm->n_logging; i++) {
+        const proxy_tm_logging_t *l = &tm->logging[i];
+        open_(w, NULL, '{');
+        open_(w, "match", '{');
+        modes(w, l->modes);
+        close_(w, '}');
+        if (l->disabled != PROXY_UNSET)
+            boolean(w, "disabled", l->disabled);
+        if (l->filter != NULL) {
+            open_(w, "filter", '{');
+            str(w, "expression", l->filter);
+            close_(w, '}');
+        }
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+    close_(w, '}');
+}
+
+/* What the Telemetry documents that apply make of this proxy's telemetry, per side. */
+static void effective_telemetry(jw_t *w, const proxy_config_t *cfg)
+{
+    const proxy_tm_effective_t *eff = &cfg->telemetry;
+    const proxy_spec_t *ps = &cfg->proxy;
+    open_(w, "effectiveTelemetry", '{');
+    open_(w, "appliedFrom", '[');
+    for (int l = 0; l < 3; l++) {
+        if (eff->levels[l] == NULL)
+            continue;
+        open_(w, NULL, '{');
+        str(w, "level", level_names[l]);
+        str(w, "namespace", eff->levels[l]->meta.namespace);
+        str(w, "name", eff->levels[l]->meta.name);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    for (int mode = 0; mode < 2; mode++) {
+        open_(w, mode_keys[mode], '{');
+        open_(w, "metrics", '{');
+        for (int m = 0; m < PROXY_TM_METRICS; m++) {
+            const proxy_tm_cell_t *c = &eff->cells[mode][m];
+            open_(w, proxy_tm_metric_name((enum proxy_tm_metric)m), '{');
+            boolean(w, "disabled", c->disabled == 1);
+            if (c->n_tags > 0) {
+                open_(w, "tagOverrides", '{');
+                for (size_t t = 0; t < c->n_tags; t++)
+                    tag_override(w, c->tags[t]);
+                close_(w, '}');
+            }
+            close_(w, '}');
+        }
+        close_(w, '}');
+        open_(w, "tracing", '{');
+        dbl(w, "randomSamplingPercentage", eff->sampling[mode] >= 0 ? eff->sampling[mode] : ps->sampling_percent);
+        str(w, "samplingFrom", eff->sampling[mode] >= 0 ? "Telemetry" : "Proxy");
+        boolean(w, "disableSpanReporting", eff->disable_spans[mode]);
+        if (eff->n_custom_tags[mode] > 0)
+            custom_tags(w, eff->custom_tags[mode], eff->n_custom_tags[mode]);
+        close_(w, '}');
+        open_(w, "accessLogging", '{');
+        int on = eff->log_disabled[mode] == PROXY_UNSET ? ps->access_log : !eff->log_disabled[mode];
+        boolean(w, "enabled", on && ps->otlp_endpoint != NULL);
+        str(w, "filter", eff->log_filter[mode]);
+        close_(w, '}');
+        close_(w, '}');
+    }
+    close_(w, '}');
+}
+
 void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
 {
     jw_t w = {out, 0};
@@ -573,5 +736,10 @@ void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
     for (size_t i = 0; i < cfg->n_rate_limits; i++)
         rate_limit(&w, &cfg->rate_limits[i]);
     close_(&w, ']');
+    open_(&w, "telemetries", '[');
+    for (size_t i = 0; i < cfg->n_telemetries; i++)
+        telemetry(&w, &cfg->telemetries[i]);
+    close_(&w, ']');
+    effective_telemetry(&w, cfg);
     close_(&w, '}');
 }

@@ -104,4 +104,9 @@ const proxy_service_entry_t *pc_bind_host(pctx_t *p, const char *name, proxy_pos
 void ratelimit_parse(pctx_t *p, const yaml_node_t *spec, proxy_rate_limit_t *rl);
 void ratelimit_check_references(pctx_t *p);
 
+/* kind: Telemetry (config_telemetry.c): pass one for one document's spec; pass two folds the documents that
+ * apply to this proxy into cfg->telemetry. */
+void telemetry_parse(pctx_t *p, const yaml_node_t *spec, proxy_telemetry_t *tm);
+void telemetry_resolve(pctx_t *p);
+
 #endif

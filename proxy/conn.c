@@ -37,6 +37,7 @@
 #include "mirror.h"
 #include "rlglobal.h"
 #include "router.h"
+#include "telemetry_policy.h"
 #include "tracectx.h"
 #include "xalloc.h"
 
@@ -211,6 +212,8 @@ static void record_tunnel(conn_t *c, bool opened)
     memset(&t, 0, sizeof t);
     t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
     t.peer = c->have_peer ? &c->peer_info : NULL;
+    t.policy = c->view != NULL ? c->view->rt->tele_policy : NULL;
+    t.destination_port = c->cl != NULL ? c->cl->port : 0;
     t.opened = opened;
     t.closed = !opened;
     if (!opened) {
@@ -1175,7 +1178,9 @@ static int req_on_head(void *ctx, const http1_head_t *h)
     const proxy_spec_t *ps = &rt->cfg->proxy;
 
     tracectx_extract(h->headers, h->header_count, &c->trace);
-    tracectx_begin(&c->trace, c->env->w->tele != NULL ? ps->sampling_percent : 0, &c->env->w->rng);
+    double sampling =
+        tele_policy_sampling(rt->tele_policy, c->env->mode == CONN_OUTBOUND ? 0 : 1, ps->sampling_percent);
+    tracectx_begin(&c->trace, c->env->w->tele != NULL ? sampling : 0, &c->env->w->rng);
     if (c->env->mode == CONN_INBOUND) {
         const http1_header_t *pm = find_header(h, PEER_HEADER);
         if (pm != NULL)
@@ -1920,6 +1925,12 @@ static void record(conn_t *c)
         r.route_name = s_of(c->d.route->name);
     r.attempts = (uint32_t)c->attempts;
     r.trace = &c->trace;
+    r.policy = rt->tele_policy;
+    if (c->head != NULL) {
+        r.headers = c->head->headers;
+        r.n_headers = c->head->header_count;
+    }
+    r.destination_port = c->cl != NULL ? c->cl->port : 0;
     tele_record(tw, &r);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "telemetry_policy.h"
 #include "xalloc.h"
 
 static void copy_field(char *dst, const char *src)
@@ -18,14 +19,20 @@ static void copy_field(char *dst, const char *src)
 
 runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
 {
-    router_t *router = router_create(cfg, err, errlen);
-    if (router == NULL)
+    tele_policy_t *policy;
+    if (tele_policy_create(&cfg->telemetry, &policy, err, errlen) != 0)
         return NULL;
+    router_t *router = router_create(cfg, err, errlen);
+    if (router == NULL) {
+        tele_policy_unref(policy);
+        return NULL;
+    }
     runtime_t *rt = calloc(1, sizeof *rt);
     if (rt == NULL)
         log_fatal("runtime: out of memory");
     rt->cfg = cfg;
     rt->router = router;
+    rt->tele_policy = policy;
     atomic_init(&rt->refs, 1);
     const proxy_meta_t *m = &cfg->proxy.meta;
     const char *app = proxy_kv_get(&m->labels, "app");
@@ -118,6 +125,7 @@ void runtime_unref(runtime_t *rt)
     if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
         return;
     router_destroy(rt->router);
+    tele_policy_unref(rt->tele_policy);
     proxy_config_destroy(rt->cfg);
     free((char *)rt->peer_fields[0].value.ptr);
     free((char *)rt->peer_fields[1].value.ptr);

@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "router.h"
+#include "telemetry.h"
 #include "tracectx.h"
 #include "upstream.h"
 
@@ -50,6 +51,7 @@ typedef struct runtime {
     atomic_ullong *returns;                    /* per cluster: ejected endpoints back in the pool */
     atomic_uint *ejected;                      /* per cluster: endpoints ejected now (summed over workers) */
     http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
+    tele_policy_t *tele_policy;                /* the Telemetry documents applied; NULL: Istio's defaults */
     atomic_int refs;
 } runtime_t;
 

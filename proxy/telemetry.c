@@ -41,6 +41,7 @@
 #include "hex.h"
 #include "log.h"
 #include "telemetry_otlp.h"
+#include "telemetry_policy.h"
 #include "telemetry_ring.h"
 #include "xalloc.h"
 
@@ -109,24 +110,18 @@ static void stable_rehash(stable_t *t, size_t cap)
         stable_place(t, t->list[i]);
 }
 
-/* Find by values (kind + v) or, when v is NULL, by another label set lb. */
-static entry_t *stable_find(const stable_t *t, uint64_t h, enum tele_series_kind kind, const str_t *v,
-                            const tele_labels_t *lb)
+/* Find by a label list x or, when x is NULL, by another label set lb. */
+static entry_t *stable_find(const stable_t *t, uint64_t h, const tele_label_list_t *x, const tele_labels_t *lb)
 {
     if (t->cap == 0)
         return NULL;
     size_t mask = t->cap - 1;
     for (size_t i = (size_t)h & mask; t->slots[i] != NULL; i = (i + 1) & mask) {
-        const tele_labels_t *x = t->slots[i]->s.labels;
-        if (x->hash != h)
+        const tele_labels_t *y = t->slots[i]->s.labels;
+        if (y->hash != h)
             continue;
-        if (v != NULL) {
-            if (tele_labels_equal(x, kind, v))
-                return t->slots[i];
-        } else if (x->kind == lb->kind && memcmp(x->len, lb->len, sizeof(x->len)) == 0 && x->size == lb->size &&
-                   memcmp(x->data, lb->data, x->size - offsetof(tele_labels_t, data)) == 0) {
+        if (x != NULL ? tele_labels_equal(y, x) : tele_labels_same(y, lb))
             return t->slots[i];
-        }
     }
     return NULL;
 }
@@ -167,8 +162,8 @@ static void stable_dispose(stable_t *t)
 /* ------------------------------------------------------------------ */
 /* dims: a destination or a peer as the metric labels see it           */
 
-enum dim_kind { DIM_DEST, DIM_PEER };
-#define DIM_FIELDS 7
+enum dim_kind { DIM_DEST, DIM_PEER, DIM_TUPLE };
+#define DIM_FIELDS 8 /* TELE_POLICY_MAX_EXPRS for a tuple of Telemetry tag values */
 enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP };                                 /* DIM_DEST */
 enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER }; /* DIM_PEER */
 
@@ -288,7 +283,9 @@ static void dim_peer_info(const dim_t *d, peer_info_t *p)
 
 /* A series in a metric batch: what its labels are made of, and its deltas. */
 typedef struct mseries {
-    dim_t *dest, *peer; /* one reference each; peer NULL when the request had no peer metadata */
+    dim_t *dest, *peer;    /* one reference each; peer NULL when the request had no peer metadata */
+    dim_t *tuple;          /* Telemetry tag values (a reference), NULL when the policy has none */
+    tele_policy_t *policy; /* a reference; NULL: Istio's defaults */
     uint32_t code, flags;
     uint8_t kind, reporter;
     tele_values_t val;
@@ -384,7 +381,9 @@ typedef struct dslot {
 
 /* A worker series key: small integers only. */
 typedef struct skey {
-    uint64_t dest, peer; /* handles; peer 0 = no peer metadata */
+    uint64_t dest, peer;   /* handles; peer 0 = no peer metadata */
+    uint64_t tuple;        /* handle of the Telemetry tag values, 0 = none */
+    tele_policy_t *policy; /* the series holds a reference; NULL: Istio's defaults */
     uint32_t code, flags;
     uint8_t kind, reporter;
     uint8_t pad[6]; /* zero: keys are compared with memcmp */
@@ -451,6 +450,8 @@ static void batch_free(batch_t *b)
     for (size_t i = 0; i < b->n; i++) {
         dim_unref(b->s[i].dest);
         dim_unref(b->s[i].peer);
+        dim_unref(b->s[i].tuple);
+        tele_policy_unref(b->s[i].policy);
     }
     free(b->s);
     free(b);
@@ -578,6 +579,7 @@ static uint64_t skey_hash(const skey_t *k)
 {
     uint64_t h = k->dest * 0x9e3779b97f4a7c15ull;
     h ^= (k->peer + 0x632be59bd9b4e019ull) * 0xc2b2ae3d27d4eb4full;
+    h ^= (k->tuple ^ (uint64_t)(uintptr_t)k->policy) * 0x94d049bb133111ebull;
     h ^= ((uint64_t)k->code << 32 | k->flags) * 0x165667b19e3779f9ull;
     h ^= (uint64_t)k->kind << 8 | k->reporter;
     h ^= h >> 29;
@@ -620,6 +622,9 @@ static wseries_t *worker_series(tele_worker_t *w, const skey_t *k)
     w->dslots[(uint32_t)k->dest].series++;
     if (k->peer != 0)
         w->dslots[(uint32_t)k->peer].series++;
+    if (k->tuple != 0)
+        w->dslots[(uint32_t)k->tuple].series++;
+    tele_policy_ref(k->policy);
     if (w->n_ser * 2 > w->sindex.cap)
         sindex_rebuild(w, w->sindex.cap ? w->sindex.cap * 2 : 128);
     else
@@ -631,9 +636,10 @@ found:
 }
 
 static wseries_t *request_series(tele_worker_t *w, enum tele_series_kind kind, enum tele_reporter reporter,
-                                 uint64_t dest, uint64_t peer, bool has_peer, int code, uint32_t flags)
+                                 uint64_t dest, uint64_t peer, bool has_peer, int code, uint32_t flags,
+                                 tele_policy_t *policy, uint64_t tuple, bool has_tuple)
 {
-    if (dest == 0 || (has_peer && peer == 0)) {
+    if (dest == 0 || (has_peer && peer == 0) || (has_tuple && tuple == 0)) {
         w->series_dropped++;
         return NULL;
     }
@@ -645,6 +651,8 @@ static wseries_t *request_series(tele_worker_t *w, enum tele_series_kind kind, e
     k.flags = flags;
     k.kind = (uint8_t)kind;
     k.reporter = (uint8_t)reporter;
+    k.policy = policy;
+    k.tuple = tuple;
     return worker_series(w, &k);
 }
 
@@ -680,27 +688,152 @@ tele_worker_t *tele_worker_create(tele_t *t, uv_loop_t *loop)
     return w;
 }
 
+/* "host:port" or "[v6]:port" into its address and port (0 when none). */
+static void split_hostport(str_t hp, str_t *addr, uint32_t *port)
+{
+    *addr = hp;
+    *port = 0;
+    const char *colon = NULL;
+    for (uint32_t i = hp.len; i > 0; i--)
+        if (hp.ptr[i - 1] == ':') {
+            colon = hp.ptr + i - 1;
+            break;
+        }
+    if (colon == NULL || (hp.ptr[0] != '[' && memchr(hp.ptr, ':', (size_t)(colon - hp.ptr)) != NULL))
+        return; /* no port, or a bare IPv6 address */
+    uint32_t v = 0;
+    for (const char *q = colon + 1; q < hp.ptr + hp.len; q++) {
+        if (*q < '0' || *q > '9' || v > 65535)
+            return;
+        v = v * 10 + (uint32_t)(*q - '0');
+    }
+    const char *start = hp.ptr, *end = colon;
+    if (start[0] == '[' && end > start && end[-1] == ']') {
+        start++;
+        end--;
+    }
+    *addr = (str_t){start, (uint32_t)(end - start)};
+    *port = v;
+}
+
+/* The attributes Telemetry expressions read, from one request. */
+static void request_attrs(const tele_request_t *r, ax_ctx_t *ax)
+{
+    memset(ax, 0, sizeof(*ax));
+    ax->method = r->method;
+    ax->path = r->path;
+    ax->host = r->authority;
+    ax->scheme = (str_t){"http", 4};
+    ax->protocol = r->protocol;
+    ax->headers = r->headers;
+    ax->n_headers = r->n_headers;
+    ax->response_code = r->response_code;
+    ax->response_flags = r->response_flags;
+    ax->duration_ms = r->duration_ns / 1000000u;
+    ax->request_size = r->request_bytes;
+    ax->response_size = r->response_bytes;
+    split_hostport(r->downstream_peer, &ax->source_address, &ax->source_port);
+    uint32_t up_port;
+    split_hostport(r->upstream_host, &ax->destination_address, &up_port);
+    ax->destination_port = r->destination_port ? r->destination_port : up_port;
+    if (r->reporter == TELE_SOURCE)
+        ax->upstream_peer = r->peer;
+    else
+        ax->downstream_peer = r->peer;
+}
+
+/* The handle of this request's Telemetry tag values (0 when the worker holds too many dims). */
+static uint64_t worker_tuple(tele_worker_t *w, const tele_policy_t *pol, int mode, const ax_ctx_t *ax)
+{
+    str_t vals[TELE_POLICY_MAX_EXPRS];
+    char scratch[TELE_POLICY_MAX_EXPRS][AX_SCRATCH];
+    size_t n = tele_policy_tuple(pol, mode, ax, vals, scratch);
+    dimkey_t k;
+    dimkey_init(&k, DIM_TUPLE);
+    for (size_t i = 0; i < n; i++)
+        dimkey_set(&k, (int)i, vals[i].ptr, vals[i].len);
+    return dim_intern(w, &k);
+}
+
+/* A span's custom tags, "name\0value\0" each, into buf; returns the bytes used. */
+static size_t custom_tags(const tele_mode_policy_t *mp, const tele_request_t *r, char *buf, size_t cap)
+{
+    size_t used = 0;
+    for (int i = 0; i < mp->n_custom; i++) {
+        const tele_custom_tag_t *t = &mp->custom[i];
+        str_t v = {t->value, t->value != NULL ? (uint32_t)strlen(t->value) : 0};
+        bool have = t->has_value;
+        if (t->header != NULL) {
+            size_t hl = strlen(t->header);
+            for (size_t h = 0; h < r->n_headers; h++)
+                if (r->headers[h].name.len == hl && strncasecmp(r->headers[h].name.ptr, t->header, hl) == 0) {
+                    v = r->headers[h].value;
+                    have = true;
+                    break;
+                }
+        }
+        if (!have)
+            continue;
+        size_t nl = strlen(t->name), vl = v.len > TELE_LABEL_MAX ? TELE_LABEL_MAX : v.len;
+        if (used + nl + vl + 2 > cap)
+            break;
+        memcpy(buf + used, t->name, nl + 1);
+        used += nl + 1;
+        memcpy(buf + used, v.ptr, vl);
+        used += vl;
+        buf[used++] = '\0';
+    }
+    return used;
+}
+
 void tele_record(tele_worker_t *w, const tele_request_t *r)
 {
     tele_t *t = w->t;
-    uint64_t dest = worker_dest(w, r->dest_handle, r->destination_service, r->destination_service_name,
-                                r->destination_service_namespace, r->destination_version, r->destination_app);
-    uint64_t peer = r->peer != NULL ? worker_peer(w, r->peer_handle, r->peer) : 0;
-    wseries_t *e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, r->peer != NULL, r->response_code,
-                                  r->response_flags);
-    if (e != NULL)
-        tele_values_observe(&e->val, r->duration_ns, r->request_bytes, r->response_bytes);
+    tele_policy_t *pol = r->policy;
+    int mode = r->reporter == TELE_SOURCE ? 0 : 1;
+    const tele_mode_policy_t *mp = pol != NULL ? &pol->mode[mode] : NULL;
+    ax_ctx_t ax;
+    bool have_ax = false;
+    if (mp == NULL || mp->n_groups[TELE_SERIES_HTTP] > 0) {
+        uint64_t dest = worker_dest(w, r->dest_handle, r->destination_service, r->destination_service_name,
+                                    r->destination_service_namespace, r->destination_version, r->destination_app);
+        uint64_t peer = r->peer != NULL ? worker_peer(w, r->peer_handle, r->peer) : 0;
+        uint64_t tuple = 0;
+        if (mp != NULL && mp->n_exprs > 0) {
+            request_attrs(r, &ax);
+            have_ax = true;
+            tuple = worker_tuple(w, pol, mode, &ax);
+        }
+        wseries_t *e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, r->peer != NULL, r->response_code,
+                                      r->response_flags, pol, tuple, mp != NULL && mp->n_exprs > 0);
+        if (e != NULL)
+            tele_values_observe(&e->val, r->duration_ns, r->request_bytes, r->response_bytes);
+    }
 
     if (w->chan == NULL)
         return;
-    bool want_span = r->trace != NULL && r->trace->sampled == 1;
-    if (!want_span && !t->access_log)
+    bool want_span = r->trace != NULL && r->trace->sampled == 1 && (mp == NULL || !mp->spans_off);
+    bool want_log = mp == NULL || mp->log < 0 ? t->access_log : mp->log == 1;
+    if (want_log && mp != NULL && mp->log_filter != NULL) {
+        if (!have_ax)
+            request_attrs(r, &ax);
+        want_log = ax_eval_bool(mp->log_filter, &ax) == 1;
+    }
+    if (!want_span && !want_log)
         return;
     tele_raw_t h;
     str_t s[TS_COUNT];
-    size_t n = tele_raw_prepare(r, &h, s);
+    char tags[TELE_TAGS_MAX];
+    tele_request_t rt;
+    const tele_request_t *rr = r;
+    if (want_span && mp != NULL && mp->n_custom > 0) {
+        rt = *r;
+        rt.custom_tags = (str_t){tags, (uint32_t)custom_tags(mp, r, tags, sizeof(tags))};
+        rr = &rt;
+    }
+    size_t n = tele_raw_prepare(rr, &h, s);
     h.has_span = want_span && h.has_trace;
-    h.has_log = t->access_log;
+    h.has_log = want_log;
     if (!h.has_span && !h.has_log)
         return;
     void *p = tele_ring_reserve(w->chan->ring, n);
@@ -718,10 +851,27 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
 
 void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r)
 {
+    tele_policy_t *pol = r->policy;
+    int mode = r->reporter == TELE_SOURCE ? 0 : 1;
+    const tele_mode_policy_t *mp = pol != NULL ? &pol->mode[mode] : NULL;
+    if (mp != NULL && mp->n_groups[TELE_SERIES_TCP] == 0)
+        return;
     uint64_t dest = worker_dest(w, NULL, r->destination_service, r->destination_service_name,
                                 r->destination_service_namespace, STR_NULL, STR_NULL);
     uint64_t peer = r->peer != NULL ? worker_peer(w, NULL, r->peer) : 0;
-    wseries_t *e = request_series(w, TELE_SERIES_TCP, r->reporter, dest, peer, r->peer != NULL, 0, 0);
+    uint64_t tuple = 0;
+    if (mp != NULL && mp->n_exprs > 0) {
+        ax_ctx_t ax;
+        memset(&ax, 0, sizeof(ax));
+        ax.destination_port = r->destination_port;
+        if (r->reporter == TELE_SOURCE)
+            ax.upstream_peer = r->peer;
+        else
+            ax.downstream_peer = r->peer;
+        tuple = worker_tuple(w, pol, mode, &ax);
+    }
+    wseries_t *e = request_series(w, TELE_SERIES_TCP, r->reporter, dest, peer, r->peer != NULL, 0, 0, pol, tuple,
+                                  mp != NULL && mp->n_exprs > 0);
     if (e == NULL)
         return;
     e->val.tcp_opened += r->opened;
@@ -744,6 +894,9 @@ static void worker_age(tele_worker_t *w)
             w->dslots[(uint32_t)e->k.dest].series--;
             if (e->k.peer != 0)
                 w->dslots[(uint32_t)e->k.peer].series--;
+            if (e->k.tuple != 0)
+                w->dslots[(uint32_t)e->k.tuple].series--;
+            tele_policy_unref(e->k.policy);
             continue;
         }
         if (k != i)
@@ -781,8 +934,12 @@ void tele_worker_flush(tele_worker_t *w)
             mseries_t *m = &b->s[b->n++];
             m->dest = w->dslots[(uint32_t)e->k.dest].dim;
             m->peer = e->k.peer != 0 ? w->dslots[(uint32_t)e->k.peer].dim : NULL;
+            m->tuple = e->k.tuple != 0 ? w->dslots[(uint32_t)e->k.tuple].dim : NULL;
+            m->policy = e->k.policy;
             dim_ref(m->dest);
             dim_ref(m->peer);
+            dim_ref(m->tuple);
+            tele_policy_ref(m->policy);
             m->code = e->k.code;
             m->flags = e->k.flags;
             m->kind = e->k.kind;
@@ -820,6 +977,8 @@ static void worker_close_cb(uv_handle_t *h)
     tele_worker_t *w = h->data;
     for (uint32_t s = 0; s < w->n_dslots; s++)
         dim_unref(w->dslots[s].dim);
+    for (uint32_t i = 0; i < w->n_ser; i++)
+        tele_policy_unref(w->ser[i].k.policy);
     free(w->dslots);
     free(w->dfree);
     free(w->dindex.pos);
@@ -870,23 +1029,26 @@ static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
             r.response_flags = m->flags;
             tele_request_labels(&r, &t->self, code, flags, v);
         } else {
-            tele_tcp_t tcp = {r.reporter,
-                              r.peer,
-                              r.destination_service,
-                              r.destination_service_name,
-                              r.destination_service_namespace,
-                              false,
-                              false,
-                              0,
-                              0};
+            tele_tcp_t tcp = {.reporter = r.reporter,
+                              .peer = r.peer,
+                              .destination_service = r.destination_service,
+                              .destination_service_name = r.destination_service_name,
+                              .destination_service_namespace = r.destination_service_namespace};
             tele_tcp_labels(&tcp, &t->self, v);
         }
         enum tele_series_kind kind = (enum tele_series_kind)m->kind;
-        uint64_t h = tele_labels_hash(kind, v);
-        entry_t *e = stable_find(out, h, kind, v, NULL);
-        if (e == NULL)
-            e = stable_insert(out, tele_labels_new(kind, v, h));
-        tele_values_add(&e->s.val, &m->val);
+        str_t tuple[DIM_FIELDS];
+        for (int k = 0; k < DIM_FIELDS; k++)
+            tuple[k] = m->tuple != NULL ? dim_str(m->tuple, k) : STR_NULL;
+        tele_label_list_t lists[4];
+        size_t nl = tele_policy_labels(m->policy, m->reporter == TELE_SOURCE ? 0 : 1, kind, v, tuple, lists);
+        for (size_t j = 0; j < nl; j++) {
+            uint64_t h = tele_labels_hash(&lists[j]);
+            entry_t *e = stable_find(out, h, &lists[j], NULL);
+            if (e == NULL)
+                e = stable_insert(out, tele_labels_new(&lists[j], h));
+            tele_values_add(&e->s.val, &m->val);
+        }
     }
 }
 
@@ -898,7 +1060,7 @@ static void fold_metrics(tele_t *t, entry_t *const *list, size_t n)
     pthread_mutex_lock(&t->cum_mu);
     for (size_t i = 0; i < n; i++) {
         const tele_series_t *s = &list[i]->s;
-        entry_t *e = stable_find(&t->cum, s->labels->hash, (enum tele_series_kind)s->labels->kind, NULL, s->labels);
+        entry_t *e = stable_find(&t->cum, s->labels->hash, NULL, s->labels);
         if (e == NULL) {
             if (t->cum.n >= t->max_series) {
                 dropped++;
@@ -1612,13 +1774,11 @@ static void append_sample_head(buf_t *out, const char *name, const char *suffix,
     buf_append_str(out, suffix);
     buf_append_char(out, '{');
     bool first = true;
-    for (int k = 0; k < TELE_NLABELS; k++) {
-        if (!tele_label_used((enum tele_series_kind)l->kind, (enum tele_label)k))
-            continue;
+    for (int k = 0; k < l->n; k++) {
         if (!first)
             buf_append_char(out, ',');
         first = false;
-        buf_append_str(out, tele_label_name((enum tele_label)k));
+        buf_append_str(out, l->name[k]);
         buf_append_str(out, "=\"");
         append_label_value(out, l->v[k], l->len[k]);
         buf_append_char(out, '"');
@@ -1655,6 +1815,8 @@ static const struct {
 static bool family_has(int f, const tele_series_t *s)
 {
     const tele_values_t *v = &s->val;
+    if (!(s->labels->metrics & (1u << f)))
+        return false;
     if (s->labels->kind == TELE_SERIES_HTTP)
         return f <= F_RESP_BYTES && v->requests > 0;
     switch (f) {

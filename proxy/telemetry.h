@@ -24,6 +24,12 @@
  * handle of a forgotten dim stops matching (its slot's generation moved
  * on), and the caller's strings are interned again.
  *
+ * Istio's Telemetry API (telemetry_policy.h) decides per side which
+ * metrics are recorded, with which labels (tag overrides are applied on
+ * the worker and in the exporter before aggregation, so removed labels
+ * merge series on the wire too), the span sampling and custom tags, and
+ * which requests are logged.
+ *
  * Spans and access log records go through one single-producer
  * single-consumer ring per worker (telemetry_ring.h, ring_bytes, 512 KiB by
  * default): a record is one reservation, a copy of the fixed fields and of
@@ -89,11 +95,13 @@
 #include <uv.h>
 
 #include "buf.h"
-#include "span.h" /* str_t */
+#include "http1.h" /* http1_header_t */
+#include "span.h"  /* str_t */
 #include "tracectx.h"
 
 typedef struct tele tele_t;
 typedef struct tele_worker tele_worker_t;
+typedef struct tele_policy tele_policy_t; /* Istio's Telemetry API applied (telemetry_policy.h) */
 
 typedef struct tele_opts {
     const char *otlp_host; /* NULL: no export, no spans or logs (metrics still feed /stats/prometheus) */
@@ -139,6 +147,11 @@ extern const char *const tele_flag_names[TELE_NFLAGS];
  */
 typedef struct tele_request {
     enum tele_reporter reporter;
+    tele_policy_t *policy;         /* the configuration's Telemetry, NULL: Istio's defaults */
+    const http1_header_t *headers; /* request headers, for Telemetry tag values, custom tags and log filters */
+    size_t n_headers;
+    uint32_t destination_port; /* the service port (destination.port), 0 when none */
+    str_t custom_tags;         /* set by tele_record: "name\0value\0"... of the span's custom tags */
     const peer_info_t *peer;   /* the other side's metadata (source on inbound, destination on outbound), or NULL */
     uint64_t *peer_handle;     /* cache for *peer (reset it to 0 when *peer changes), or NULL */
     uint64_t *dest_handle;     /* cache for the five destination_* strings below, or NULL */
@@ -166,6 +179,8 @@ typedef struct tele_request {
 /* A tunnelled (Upgrade) connection: counted with the istio_tcp_* metrics. */
 typedef struct tele_tcp {
     enum tele_reporter reporter;
+    tele_policy_t *policy;
+    uint32_t destination_port;
     const peer_info_t *peer;
     str_t destination_service, destination_service_name, destination_service_namespace;
     bool opened;                         /* counts a connection opened */

@@ -153,39 +153,72 @@ static size_t cut_len(str_t s)
     return s.len > TELE_LABEL_MAX ? TELE_LABEL_MAX : s.len;
 }
 
-uint64_t tele_labels_hash(enum tele_series_kind kind, const str_t v[TELE_NLABELS])
+void tele_label_list_standard(tele_label_list_t *out, enum tele_series_kind kind, const str_t v[TELE_NLABELS])
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)kind;
+    out->kind = (uint8_t)kind;
+    out->metrics = kind == TELE_SERIES_HTTP ? TELE_HTTP_METRICS : TELE_TCP_METRICS;
+    out->n = 0;
+    for (int k = 0; k < TELE_NLABELS; k++) {
+        if (!tele_label_used(kind, (enum tele_label)k))
+            continue;
+        out->name[out->n] = label_names[k];
+        out->v[out->n++] = v[k];
+    }
+}
+
+/* Is name one of label_names (so static, not copied)? */
+static bool static_name(const char *name)
+{
+    for (int k = 0; k < TELE_NLABELS; k++)
+        if (name == label_names[k])
+            return true;
+    return false;
+}
+
+uint64_t tele_labels_hash(const tele_label_list_t *l)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)l->kind ^ (uint64_t)l->metrics << 8;
     char tmp[TELE_LABEL_MAX];
-    for (int i = 0; i < TELE_NLABELS; i++) {
-        size_t n = cut_len(v[i]);
-        const char *p = n ? v[i].ptr : "";
+    for (int i = 0; i < l->n; i++) {
+        size_t n = cut_len(l->v[i]);
+        const char *p = n ? l->v[i].ptr : "";
         if (!all_ascii(p, n)) {
             tele_utf8_copy(tmp, p, n);
             p = tmp;
         }
+        h = XXH3_64bits_withSeed(l->name[i], strlen(l->name[i]), h);
         h = XXH3_64bits_withSeed(p, n, h);
     }
     return h;
 }
 
-tele_labels_t *tele_labels_new(enum tele_series_kind kind, const str_t v[TELE_NLABELS], uint64_t hash)
+tele_labels_t *tele_labels_new(const tele_label_list_t *x, uint64_t hash)
 {
     size_t total = 0;
-    for (int i = 0; i < TELE_NLABELS; i++)
-        total += cut_len(v[i]) + 1;
+    for (int i = 0; i < x->n; i++)
+        total += cut_len(x->v[i]) + 1 + (static_name(x->name[i]) ? 0 : strlen(x->name[i]) + 1);
     size_t size = offsetof(tele_labels_t, data) + total;
     tele_labels_t *l = malloc(size < sizeof(tele_labels_t) ? sizeof(tele_labels_t) : size);
     if (l == NULL)
         log_fatal("out of memory allocating a label set");
     l->hash = hash;
-    l->kind = (uint8_t)kind;
+    l->kind = x->kind;
+    l->metrics = x->metrics;
+    l->n = x->n;
     l->size = size;
     char *p = l->data;
-    for (int i = 0; i < TELE_NLABELS; i++) {
-        size_t n = cut_len(v[i]);
+    for (int i = 0; i < x->n; i++) {
+        if (static_name(x->name[i])) {
+            l->name[i] = x->name[i];
+        } else {
+            size_t nl = strlen(x->name[i]);
+            memcpy(p, x->name[i], nl + 1);
+            l->name[i] = p;
+            p += nl + 1;
+        }
+        size_t n = cut_len(x->v[i]);
         if (n)
-            tele_utf8_copy(p, v[i].ptr, n);
+            tele_utf8_copy(p, x->v[i].ptr, n);
         p[n] = '\0';
         l->v[i] = p;
         l->len[i] = (uint16_t)n;
@@ -200,28 +233,43 @@ tele_labels_t *tele_labels_dup(const tele_labels_t *l)
     if (c == NULL)
         log_fatal("out of memory copying a label set");
     memcpy(c, l, l->size);
-    for (int i = 0; i < TELE_NLABELS; i++)
+    const char *lo = l->data, *hi = (const char *)l + l->size;
+    for (int i = 0; i < l->n; i++) {
         c->v[i] = c->data + (l->v[i] - l->data);
+        if (l->name[i] >= lo && l->name[i] < hi)
+            c->name[i] = c->data + (l->name[i] - l->data);
+    }
     return c;
 }
 
-bool tele_labels_equal(const tele_labels_t *l, enum tele_series_kind kind, const str_t v[TELE_NLABELS])
+bool tele_labels_equal(const tele_labels_t *l, const tele_label_list_t *x)
 {
-    if (l->kind != kind)
+    if (l->kind != x->kind || l->metrics != x->metrics || l->n != x->n)
         return false;
     char tmp[TELE_LABEL_MAX];
-    for (int i = 0; i < TELE_NLABELS; i++) {
-        size_t n = cut_len(v[i]);
-        if (l->len[i] != n)
+    for (int i = 0; i < x->n; i++) {
+        size_t n = cut_len(x->v[i]);
+        if (l->len[i] != n || (l->name[i] != x->name[i] && strcmp(l->name[i], x->name[i]) != 0))
             return false;
-        if (n == 0 || memcmp(l->v[i], v[i].ptr, n) == 0)
+        if (n == 0 || memcmp(l->v[i], x->v[i].ptr, n) == 0)
             continue;
-        if (all_ascii(v[i].ptr, n))
+        if (all_ascii(x->v[i].ptr, n))
             return false;
-        tele_utf8_copy(tmp, v[i].ptr, n);
+        tele_utf8_copy(tmp, x->v[i].ptr, n);
         if (memcmp(l->v[i], tmp, n) != 0)
             return false;
     }
+    return true;
+}
+
+bool tele_labels_same(const tele_labels_t *a, const tele_labels_t *b)
+{
+    if (a->hash != b->hash || a->kind != b->kind || a->metrics != b->metrics || a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++)
+        if (a->len[i] != b->len[i] || memcmp(a->v[i], b->v[i], a->len[i]) != 0 ||
+            (a->name[i] != b->name[i] && strcmp(a->name[i], b->name[i]) != 0))
+            return false;
     return true;
 }
 
@@ -410,6 +458,7 @@ static const uint16_t ts_max[TS_COUNT] = {
     [TS_PEER_WORKLOAD] = PEER_FIELD_MAX,
     [TS_PEER_NAMESPACE] = PEER_FIELD_MAX,
     [TS_TRACESTATE] = TRACECTX_STATE_MAX,
+    [TS_TAGS] = 4096,
 };
 
 size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *h, str_t s[TS_COUNT])
@@ -426,6 +475,7 @@ size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *h, str_t s[TS_COUNT
     s[TS_ROUTE] = r->route_name;
     s[TS_SPAN_NAME] = r->span_name;
     s[TS_FLAGS] = STR_NULL;
+    s[TS_TAGS] = r->custom_tags;
     s[TS_DEST_SERVICE] = r->destination_service;
     str_t peer_svc = STR_NULL;
     if (r->peer != NULL)
@@ -779,6 +829,18 @@ static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, c
     KV_STR(b, 9, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
     if (r->attempts > 1)
         KV_INT(b, 9, "upstream_attempts", r->attempts);
+    /* Telemetry customTags: name and value pairs, each NUL-terminated */
+    const char *tg = RSTR(r, strings, TS_TAGS), *tend = tg + r->len[TS_TAGS];
+    while (tg < tend) {
+        size_t nl = strnlen(tg, (size_t)(tend - tg));
+        if (tg + nl + 1 >= tend)
+            break;
+        const char *val = tg + nl + 1;
+        size_t vl = strnlen(val, (size_t)(tend - val));
+        if (nl > 0)
+            pb_kv_bytes(b, 9, tg, nl, val, vl);
+        tg = val + vl + 1;
+    }
     /*
      * The collector's Zipkin mapping takes the remote service from
      * peer.service and the remote IP/port from network.peer.*; without
@@ -1126,10 +1188,9 @@ int tele_otlp_metrics(const tele_resource_t *res, const tele_series_t *series, s
     size_t *n_attrs = alloc0(&a, n * sizeof(*n_attrs));
     for (size_t i = 0; i < n; i++) {
         const tele_labels_t *lb = series[i].labels;
-        attrs[i] = alloc0(&a, TELE_NLABELS * sizeof(kv_t *));
-        for (int k = 0; k < TELE_NLABELS; k++)
-            if (tele_label_used((enum tele_series_kind)lb->kind, (enum tele_label)k))
-                attrs[i][n_attrs[i]++] = kv_str(&a, label_names[k], lb->v[k]);
+        attrs[i] = alloc0(&a, (lb->n ? lb->n : 1) * sizeof(kv_t *));
+        for (int k = 0; k < lb->n; k++)
+            attrs[i][n_attrs[i]++] = kv_str(&a, lb->name[k], lb->v[k]);
     }
     pmetric_t **metrics = alloc0(&a, M_N * sizeof(*metrics));
     size_t nm = 0, points = 0;
@@ -1139,6 +1200,8 @@ int tele_otlp_metrics(const tele_resource_t *res, const tele_series_t *series, s
         for (size_t i = 0; i < n; i++) {
             const tele_values_t *v = &series[i].val;
             bool is_http = series[i].labels->kind == TELE_SERIES_HTTP;
+            if (!(series[i].labels->metrics & (1u << m)))
+                continue;
             if (metric_defs[m].histogram) {
                 if (!is_http || v->requests == 0)
                     continue;

@@ -64,25 +64,68 @@ bool tele_label_used(enum tele_series_kind kind, enum tele_label l);
 /* Copy n bytes of src to dst, each byte of an invalid UTF-8 sequence replaced by '?'. */
 void tele_utf8_copy(char *dst, const char *src, size_t n);
 
+/*
+ * Istio's metrics, in the order of the Telemetry API's enum (config.h's
+ * proxy_tm_metric): bit m of a label set's `metrics` says it carries
+ * metric m. The first four are HTTP series, the last four TCP series.
+ */
+enum tele_metric {
+    TELE_M_REQUESTS,
+    TELE_M_DURATION,
+    TELE_M_REQ_BYTES,
+    TELE_M_RESP_BYTES,
+    TELE_M_TCP_OPENED,
+    TELE_M_TCP_CLOSED,
+    TELE_M_TCP_SENT,
+    TELE_M_TCP_RECEIVED,
+    TELE_NMETRICS
+};
+#define TELE_HTTP_METRICS 0x0fu /* bits of the HTTP metrics */
+#define TELE_TCP_METRICS 0xf0u
+
+#define TELE_MAX_EXTRA 8                                /* labels a Telemetry tag override adds to a metric */
+#define TELE_MAX_LABELS (TELE_NLABELS + TELE_MAX_EXTRA) /* labels of one label set */
+
+/*
+ * A label set being built: names and values as slices (values not cut or
+ * repaired yet). Standard names point at tele_label_name's strings, added
+ * names at the Telemetry policy's.
+ */
+typedef struct tele_label_list {
+    uint8_t kind;    /* enum tele_series_kind */
+    uint8_t metrics; /* bits (1 << enum tele_metric) of the metrics this label set is for */
+    uint8_t n;
+    const char *name[TELE_MAX_LABELS];
+    str_t v[TELE_MAX_LABELS];
+} tele_label_list_t;
+
+/* Istio's standard label set of a series of this kind from v (tele_request_labels), for every metric of it. */
+void tele_label_list_standard(tele_label_list_t *out, enum tele_series_kind kind, const str_t v[TELE_NLABELS]);
+
 /* One label set: immutable, one heap block (free with free()). */
 typedef struct tele_labels {
     uint64_t hash;
-    uint8_t kind; /* enum tele_series_kind */
-    uint16_t len[TELE_NLABELS];
-    const char *v[TELE_NLABELS]; /* NUL-terminated, into data */
-    size_t size;                 /* bytes used: offsetof(tele_labels_t, data) + the values with their NULs */
+    uint8_t kind;    /* enum tele_series_kind */
+    uint8_t metrics; /* bits (1 << enum tele_metric): part of the identity */
+    uint8_t n;
+    uint16_t len[TELE_MAX_LABELS];
+    const char *name[TELE_MAX_LABELS]; /* NUL-terminated: static strings, or into data for added names */
+    const char *v[TELE_MAX_LABELS];    /* NUL-terminated, into data */
+    size_t size;                       /* bytes used: offsetof(tele_labels_t, data) + the strings with their NULs */
     char data[];
 } tele_labels_t;
 
-/* Hash of a label set as tele_labels_new computes it (values already cut to TELE_LABEL_MAX). */
-uint64_t tele_labels_hash(enum tele_series_kind kind, const str_t v[TELE_NLABELS]);
+/* Hash of a label set as tele_labels_new computes it (values cut to TELE_LABEL_MAX and repaired first). */
+uint64_t tele_labels_hash(const tele_label_list_t *l);
 
-/* Build a label set (values cut to TELE_LABEL_MAX); aborts on out of memory. */
-tele_labels_t *tele_labels_new(enum tele_series_kind kind, const str_t v[TELE_NLABELS], uint64_t hash);
+/* Build a label set (values cut to TELE_LABEL_MAX, made valid UTF-8); aborts on out of memory. */
+tele_labels_t *tele_labels_new(const tele_label_list_t *l, uint64_t hash);
 tele_labels_t *tele_labels_dup(const tele_labels_t *l);
 
-/* Whether l holds exactly these values. */
-bool tele_labels_equal(const tele_labels_t *l, enum tele_series_kind kind, const str_t v[TELE_NLABELS]);
+/* Whether l is exactly this label set. */
+bool tele_labels_equal(const tele_labels_t *l, const tele_label_list_t *x);
+/* Whether two label sets are the same. */
+bool tele_labels_same(const tele_labels_t *a, const tele_labels_t *b);
 
 #define TELE_DUR_BOUNDS 19
 #define TELE_BYTES_BOUNDS 10
@@ -148,6 +191,7 @@ enum tele_rec_str {
     TS_PEER_WORKLOAD,  /* the other side's workload, when its metadata came */
     TS_PEER_NAMESPACE, /* its namespace (outbound: the destination service's when no metadata came) */
     TS_TRACESTATE,
+    TS_TAGS, /* the span's custom tags: "name\0value\0"... */
     TS_COUNT
 };
 

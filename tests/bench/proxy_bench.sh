@@ -3,7 +3,10 @@
 # against HAProxy and nginx on the same machine in the same run, with telemetry on.
 #
 # Builds nothing: uses build/release/bin/outrider-proxy and outrider-collector (or $OUTRIDER_BIN).
-# For each telemetry variant (VARIANTS, default "1 100" = samplingPercent; "off" = no telemetry):
+# For each telemetry variant (VARIANTS, default "1 100" = samplingPercent; "off" = no telemetry;
+# "P-trim" = sampling P with an Istio Telemetry document that REMOVEs the 16 workload and principal
+# labels, as users cut cardinality; "P-upsert" = sampling P with UPSERTed request_host and a
+# header-valued tag, evaluated per request on the worker):
 #   1. writes a kind: Proxy config (inbound on a free port forwarding to 127.0.0.1:18080, the
 #      peers script's 1 KiB nginx backend; outbound and admin on free ports; workers: 1;
 #      telemetry to a local outrider-collector, flushInterval 1s) and starts the proxy;
@@ -216,11 +219,30 @@ for v in $VARIANTS; do
         echo "  outbound: {listen: 127.0.0.1:$OUT}"
         echo "  admin: {listen: 127.0.0.1:$ADM}"
         if [[ $v != off ]]; then
-            echo "  telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: $v, flushInterval: 1s}"
+            echo "  telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: ${v%%-*}, flushInterval: 1s}"
         fi
         echo "  workers: 1"
+        case $v in
+        *-trim)
+            printf '%s\n' '---' 'apiVersion: telemetry.istio.io/v1' 'kind: Telemetry' \
+                'metadata: {name: trim, namespace: istio-system}' 'spec:' '  metrics:' '  - overrides:' \
+                '    - tagOverrides:'
+            for l in source_workload source_workload_namespace source_principal source_app source_version \
+                source_canonical_service source_canonical_revision source_cluster destination_workload \
+                destination_workload_namespace destination_principal destination_app destination_version \
+                destination_canonical_service destination_canonical_revision destination_cluster; do
+                echo "        $l: {operation: REMOVE}"
+            done
+            ;;
+        *-upsert)
+            printf '%s\n' '---' 'apiVersion: telemetry.istio.io/v1' 'kind: Telemetry' \
+                'metadata: {name: upsert, namespace: istio-system}' 'spec:' '  metrics:' '  - overrides:' \
+                '    - tagOverrides:' '        request_host: {value: request.host}' \
+                "        user_agent: {value: \"request.headers['user-agent']\"}"
+            ;;
+        esac
     } >"$CFG"
-    label=$([[ $v == off ]] && echo "telemetry off" || echo "sampling $v%")
+    label=$([[ $v == off ]] && echo "telemetry off" || echo "sampling ${v%%-*}%${v#"${v%%-*}"}")
     echo
     echo "== variant: $label (proxy inbound :$IN, admin :$ADM) =="
     R[$v,status]=ok
@@ -399,12 +421,13 @@ stop "$BEPID"
 ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }'; }
 added_us() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a != "" && b != "") printf "%+.0f", (a - b) * 1000; else printf "-" }'; }
 dash() { if [[ -n ${1:-} ]]; then printf '%s' "$1"; else printf -- '-'; fi; }
+vname() { if [[ $1 == off ]]; then echo tel-off; else echo "sampling=${1%%-*}%${1#"${1%%-*}"}"; fi; }
 
 echo
 echo "== summary (rps: wrk -c32, best of $ROUNDS x ${DUR}s; latency: hey at 1000 rps; targets: <0.02 vCPU and <10 MiB per 1000 rps, <50 us added p99) =="
 printf '%-14s %9s %9s %9s %9s %7s %7s %7s %11s %8s\n' variant proxy_rps haproxy nginx direct px/ha px/ngx px/dir vCPU/1krps RSS_MiB
 for v in $VARIANTS; do
-    label=$([[ $v == off ]] && echo "tel-off" || echo "sampling=$v%")
+    label=$(vname "$v")
     printf '%-14s %9s %9s %9s %9s %7s %7s %7s %11s %8s\n' "$label" \
         "$(dash "${R[$v,candidate.rps]:-}")" "$(dash "${R[$v,haproxy.rps]:-}")" "$(dash "${R[$v,nginx.rps]:-}")" \
         "$(dash "${R[$v,direct.rps]:-}")" \
@@ -421,7 +444,7 @@ cpu_row() { # LABEL RPS VCPU_PER_1K RSS_MIB P50 P99
         "$(dash "$5")/$(dash "$6") ms"
 }
 for v in $VARIANTS; do
-    label=$([[ $v == off ]] && echo "proxy tel-off" || echo "proxy sampling=$v%")
+    label="proxy $(vname "$v")"
     cpu_row "$label" "${R[$v,m.rps]:-}" "${R[$v,m.vcpu_per_1k]:-}" "${R[$v,m.rss_mib]:-}" \
         "${R[$v,m.p50_ms]:-}" "${R[$v,m.p99_ms]:-}"
 done
@@ -433,7 +456,7 @@ echo
 printf '%-14s %-18s %-18s %-18s %-18s %-16s\n' "latency@1krps" "direct p50/p99" "haproxy p50/p99" "nginx p50/p99" \
     "proxy p50/p99" "proxy added us"
 for v in $VARIANTS; do
-    label=$([[ $v == off ]] && echo "tel-off" || echo "sampling=$v%")
+    label=$(vname "$v")
     pair() { printf '%s/%s ms' "$(dash "${R[$v,$1.p50]:-}")" "$(dash "${R[$v,$1.p99]:-}")"; }
     printf '%-14s %-18s %-18s %-18s %-18s %-16s\n' "$label" "$(pair direct)" "$(pair haproxy)" "$(pair nginx)" \
         "$(pair candidate)" \
@@ -441,7 +464,7 @@ for v in $VARIANTS; do
 done
 echo
 for v in $VARIANTS; do
-    label=$([[ $v == off ]] && echo "tel-off" || echo "sampling=$v%")
+    label=$(vname "$v")
     printf '%-14s status: %s; cpu run: %s rps, %s/%s x 200, p50/p99 %s/%s ms, %s vCPU; saturated p99 proxy %s haproxy %s nginx %s\n' \
         "$label" "${R[$v,status]}" "$(dash "${R[$v,m.rps]:-}")" "$(dash "${R[$v,m.ok]:-}")" "$(dash "${R[$v,m.total]:-}")" \
         "$(dash "${R[$v,m.p50_ms]:-}")" "$(dash "${R[$v,m.p99_ms]:-}")" "$(dash "${R[$v,m.vcpu]:-}")" \

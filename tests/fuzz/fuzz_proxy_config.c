@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "proxy/config.h"
 #include "proxy/config_json.h"
+#include "proxy/telemetry_policy.h"
 
 static void ignore(void *ctx, const char *message)
 {
@@ -26,6 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_t b = BUF_INIT;
     proxy_config_to_json(cfg, &b);
     buf_dispose(&b);
+    tele_policy_t *policy = NULL;
+    char err[256];
+    if (tele_policy_create(&cfg->telemetry, &policy, err, sizeof(err)) != 0)
+        __builtin_trap(); /* the loader checked every expression: a policy must build */
+    tele_policy_unref(policy);
     for (size_t i = 0; i < cfg->n_virtual_services; i++)
         for (size_t h = 0; h < cfg->virtual_services[i].n_hosts; h++)
             (void)proxy_config_find_service(cfg, cfg->virtual_services[i].hosts[h].host, "default");

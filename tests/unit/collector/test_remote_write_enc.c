@@ -157,6 +157,60 @@ static void test_write_request_decodes(void **state)
     metric_store_destroy(ms);
 }
 
+/*
+ * Remote write 1.0: a label set MUST NOT hold an empty value (an empty value
+ * is the label's absence). Istio's grpc_response_status is "" on every HTTP
+ * series; Thanos receive refuses a whole request holding one with 409.
+ */
+static void test_empty_label_values_are_left_out(void **state)
+{
+    (void)state;
+    metric_store_t *ms = metric_store_create(NULL);
+    metric_label_t cl[] = {{STR_LIT("response_code"), STR_LIT("200")},
+                           {STR_LIT("grpc_response_status"), STR_LIT("")},
+                           {STR_LIT("a"), STR_LIT("")}};
+    metric_point_t c = {.name = STR_LIT("istio_requests"),
+                        .type = METRIC_SUM,
+                        .temporality = METRIC_TEMPORALITY_DELTA,
+                        .monotonic = 1,
+                        .labels = cl,
+                        .n_labels = 3,
+                        .value = 3};
+    assert_int_equal(metric_store_add(ms, &c, 1, NULL), 0);
+    double bounds[] = {1};
+    uint64_t counts[] = {1, 1};
+    metric_label_t hl[] = {{STR_LIT("zz"), STR_LIT("")}};
+    metric_point_t h = {.name = STR_LIT("latency"),
+                        .type = METRIC_HISTOGRAM,
+                        .temporality = METRIC_TEMPORALITY_DELTA,
+                        .labels = hl,
+                        .n_labels = 1,
+                        .count = 2,
+                        .n_bounds = 1,
+                        .bounds = bounds,
+                        .bucket_counts = counts};
+    assert_int_equal(metric_store_add(ms, &h, 1, NULL), 0);
+    rw_series_buf_t sb = {.ts_ms = TS_MS};
+    metric_render_cursor_t cur = {0};
+    while (metric_store_visit_chunk(ms, &cur, rw_encode_series, &sb, 1000, 1) == 1)
+        ;
+    metric_render_cursor_dispose(&cur);
+    Prometheus__WriteRequest *wr = prometheus__write_request__unpack(NULL, sb.data.len, (const uint8_t *)sb.data.data);
+    assert_non_null(wr);
+    assert_int_equal(wr->n_timeseries, 1 + 2 + 1); /* counter; 2 buckets and _count (no sum) */
+    for (size_t i = 0; i < wr->n_timeseries; i++)
+        for (size_t l = 0; l < wr->timeseries[i]->n_labels; l++)
+            assert_true(wr->timeseries[i]->labels[l]->value[0] != '\0');
+    const Prometheus__TimeSeries *ts = find(wr, "istio_requests_total", NULL);
+    assert_int_equal(ts->n_labels, 2);
+    assert_string_equal(label(ts, "response_code"), "200");
+    assert_int_equal(find(wr, "latency_bucket", "+Inf")->n_labels, 2); /* __name__, le */
+    assert_int_equal(find(wr, "latency_count", NULL)->n_labels, 1);
+    prometheus__write_request__free_unpacked(wr, NULL);
+    rw_series_buf_dispose(&sb);
+    metric_store_destroy(ms);
+}
+
 static void test_snappy_round_trip(void **state)
 {
     (void)state;
@@ -233,6 +287,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_request_decodes),
+        cmocka_unit_test(test_empty_label_values_are_left_out),
         cmocka_unit_test(test_snappy_round_trip),
         cmocka_unit_test(test_queue_drops_oldest_exactly),
         cmocka_unit_test(test_retry_decisions),

@@ -422,7 +422,7 @@ static void test_json(void **state)
     assert_non_null(strstr(b.data, "\"global\":{\"redis\":\"[::1]:6380\",\"timeout\":\"50ms\",\"failureMode\":"
                                    "\"allow\",\"algorithm\":\"fixedWindow\",\"shadow\":false,"));
     assert_non_null(strstr(b.data, "\"local\":{\"maxTokens\":5,\"tokensPerFill\":1,\"fillInterval\":\"250ms\","
-                                   "\"shadow\":false}}}]}"));
+                                   "\"shadow\":false}}}],\"telemetries\":[]"));
     buf_dispose(&b);
     proxy_config_destroy(cfg);
 }

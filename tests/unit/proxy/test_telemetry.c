@@ -988,14 +988,17 @@ static void test_otlp_metrics(void **state)
     tele_request_labels(&r, &self, code, flags, v);
     tele_series_t series[2];
     memset(series, 0, sizeof(series));
-    series[0].labels = tele_labels_new(TELE_SERIES_HTTP, v, tele_labels_hash(TELE_SERIES_HTTP, v));
+    tele_label_list_t ll;
+    tele_label_list_standard(&ll, TELE_SERIES_HTTP, v);
+    series[0].labels = tele_labels_new(&ll, tele_labels_hash(&ll));
     tele_values_observe(&series[0].val, 300000, 0, 5);
     tele_values_observe(&series[0].val, 7000000, 10, 2000);
     tele_tcp_t tcp = {0};
     tcp.reporter = TELE_SOURCE;
     tcp.peer = &reviews;
     tele_tcp_labels(&tcp, &self, v);
-    series[1].labels = tele_labels_new(TELE_SERIES_TCP, v, tele_labels_hash(TELE_SERIES_TCP, v));
+    tele_label_list_standard(&ll, TELE_SERIES_TCP, v);
+    series[1].labels = tele_labels_new(&ll, tele_labels_hash(&ll));
     series[1].val.tcp_opened = 2;
     series[1].val.tcp_sent = 99;
 
