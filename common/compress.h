@@ -63,8 +63,9 @@ int compress_accepts(const char *accept_encoding, const char *coding);
  * Streaming gzip (RFC 1952) for bodies written in parts (a /metrics scrape):
  * gzip_stream_write appends the compressed form of in[0..n) to out, and
  * with finish set ends the stream (trailer included); the stream is then
- * done. About 256 KiB of zlib state at the default memory level. Returns 0
- * or -1. NULL from gzip_stream_new when zlib cannot start.
+ * done. level is igzip's (ISA-L): 0, 1 or 3 (others mean 1); about 400 KiB
+ * of state at level 1. Returns 0 or -1. gzip_stream_new aborts when out of
+ * memory.
  */
 typedef struct gzip_stream gzip_stream_t;
 gzip_stream_t *gzip_stream_new(int level);

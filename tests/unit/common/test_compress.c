@@ -243,6 +243,28 @@ static void test_gzip_stream(void **state)
     assert_int_equal(compress_decode(COMPRESS_GZIP, z.data, z.len, plain.len, &back, NULL, 0), COMPRESS_OK);
     assert_int_equal(back.len, plain.len);
     assert_memory_equal(back.data, plain.data, plain.len);
+    /* parts of every size, small ones gathered and large ones passed through, still one member */
+    g = gzip_stream_new(1);
+    z.len = plain.len = back.len = 0;
+    static const size_t sizes[] = {5, 100000, 7, 65536, 65535, 1, 200000, 3};
+    uint32_t x = 12345;
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t at = plain.len;
+        buf_reserve(&plain, sizes[k]);
+        for (size_t i = 0; i < sizes[k]; i++) {
+            x = x * 1103515245u + 12345u;
+            plain.data[at + i] = (char)('a' + (x >> 16) % 8); /* compressible, not trivially */
+        }
+        plain.len += sizes[k];
+        assert_int_equal(gzip_stream_write(g, plain.data + at, sizes[k], 0, &z), 0);
+    }
+    assert_int_equal(gzip_stream_write(g, NULL, 0, 1, &z), 0);
+    assert_int_equal(gzip_stream_write(g, "x", 1, 0, &z), -1); /* the stream is done */
+    gzip_stream_free(g);
+    assert_true(z.len < plain.len / 2);
+    assert_int_equal(compress_decode(COMPRESS_GZIP, z.data, z.len, plain.len, &back, NULL, 0), COMPRESS_OK);
+    assert_int_equal(back.len, plain.len);
+    assert_memory_equal(back.data, plain.data, plain.len);
     /* an empty stream is a valid empty member */
     g = gzip_stream_new(1);
     z.len = back.len = 0;
