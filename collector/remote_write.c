@@ -218,6 +218,7 @@ static void drain(remote_write_t *rw)
 static void *rw_main(void *arg)
 {
     remote_write_t *rw = arg;
+    pthread_setname_np(pthread_self(), "outrider-rw"); /* for top -H and tests/bench/remote_write_bench.sh */
     uint64_t next_push = collector_mono_ms();
     for (;;) {
         uint64_t until = next_push;

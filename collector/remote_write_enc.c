@@ -41,7 +41,10 @@ typedef struct sample_name {
     const char *le; /* bucket bound, or NULL */
 } sample_name_t;
 
-/* The labels of one sample: the series' sorted labels with __name__ (and le) merged in by name. */
+/*
+ * The labels of one sample: the series' sorted labels with __name__ (and le)
+ * merged in by name, leaving out those with an empty value.
+ */
 static void put_labels(buf_t *b, const metric_series_view_t *s, const sample_name_t *sn)
 {
     struct {
@@ -56,7 +59,7 @@ static void put_labels(buf_t *b, const metric_series_view_t *s, const sample_nam
                        strlen(extra[e].v2));
             e++;
         }
-        if (l != NULL)
+        if (l != NULL && l->value.len > 0) /* remote write 1.0: no empty values (empty is absent) */
             put_label2(b, l->name.ptr, l->name.len, l->value.ptr, l->value.len, "", 0);
     }
 }

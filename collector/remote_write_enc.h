@@ -12,8 +12,11 @@
  * as `<family>_total`, gauges as `<family>`, histograms as
  * `<family>_bucket{le}` (cumulative, `+Inf` last), `_count` and `_sum` (when
  * the store has a sum). Labels are sorted by name (bytes), `__name__` and
- * `le` merged in place. Exemplars with a trace id go with the series they
- * belong to (labels trace_id and span_id, as /metrics writes them).
+ * `le` merged in place; a label with an empty value is left out (the spec
+ * forbids empty values, `name=""` on /metrics means absent, and Thanos
+ * receive refuses a whole request holding one with 409). Exemplars with a
+ * trace id go with the series they belong to (labels trace_id and span_id,
+ * as /metrics writes them).
  */
 #ifndef OUTRIDER_REMOTE_WRITE_ENC_H
 #define OUTRIDER_REMOTE_WRITE_ENC_H

@@ -286,10 +286,8 @@ static void test_retry_decisions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_write_request_decodes),
-        cmocka_unit_test(test_empty_label_values_are_left_out),
-        cmocka_unit_test(test_snappy_round_trip),
-        cmocka_unit_test(test_queue_drops_oldest_exactly),
+        cmocka_unit_test(test_write_request_decodes), cmocka_unit_test(test_empty_label_values_are_left_out),
+        cmocka_unit_test(test_snappy_round_trip),     cmocka_unit_test(test_queue_drops_oldest_exactly),
         cmocka_unit_test(test_retry_decisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
