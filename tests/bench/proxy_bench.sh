@@ -4,9 +4,7 @@
 #
 # Builds nothing: uses build/release/bin/outrider-proxy and outrider-collector (or $OUTRIDER_BIN).
 # For each telemetry variant (VARIANTS, default "1 100" = samplingPercent; "off" = no telemetry;
-# "P-trim" = sampling P with an Istio Telemetry document that REMOVEs the 16 workload and principal
-# labels, as users cut cardinality; "P-upsert" = sampling P with UPSERTed request_host and a
-# header-valued tag, evaluated per request on the worker):
+# "P-trim" and "P-upsert" = sampling P with an Istio Telemetry document, see telemetry_doc.sh):
 #   1. writes a kind: Proxy config (inbound on a free port forwarding to 127.0.0.1:18080, the
 #      peers script's 1 KiB nginx backend; outbound and admin on free ports; workers: 1;
 #      telemetry to a local outrider-collector, flushInterval 1s) and starts the proxy;
@@ -28,6 +26,8 @@
 # Needs: nginx haproxy wrk hey curl pgrep (Debian packages; pgrep is procps). Ports 18080-18082 must be free.
 set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=telemetry_doc.sh
+. "$REPO/tests/bench/telemetry_doc.sh"
 BIN=${OUTRIDER_BIN:-$REPO/build/release/bin}
 PEERS=${PEERS:-$(cd "$REPO/.." && pwd)/shared/bench/proxy_peers.sh}
 DUR=${DUR:-5}
@@ -222,25 +222,7 @@ for v in $VARIANTS; do
             echo "  telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: ${v%%-*}, flushInterval: 1s}"
         fi
         echo "  workers: 1"
-        case $v in
-        *-trim)
-            printf '%s\n' '---' 'apiVersion: telemetry.istio.io/v1' 'kind: Telemetry' \
-                'metadata: {name: trim, namespace: istio-system}' 'spec:' '  metrics:' '  - overrides:' \
-                '    - tagOverrides:'
-            for l in source_workload source_workload_namespace source_principal source_app source_version \
-                source_canonical_service source_canonical_revision source_cluster destination_workload \
-                destination_workload_namespace destination_principal destination_app destination_version \
-                destination_canonical_service destination_canonical_revision destination_cluster; do
-                echo "        $l: {operation: REMOVE}"
-            done
-            ;;
-        *-upsert)
-            printf '%s\n' '---' 'apiVersion: telemetry.istio.io/v1' 'kind: Telemetry' \
-                'metadata: {name: upsert, namespace: istio-system}' 'spec:' '  metrics:' '  - overrides:' \
-                '    - tagOverrides:' '        request_host: {value: request.host}' \
-                "        user_agent: {value: \"request.headers['user-agent']\"}"
-            ;;
-        esac
+        telemetry_doc "$v"
     } >"$CFG"
     label=$([[ $v == off ]] && echo "telemetry off" || echo "sampling ${v%%-*}%${v#"${v%%-*}"}")
     echo

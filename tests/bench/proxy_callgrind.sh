@@ -3,7 +3,8 @@
 # counted by callgrind, for docs/benchmarks.md.
 #
 # For each variant (VARIANTS, default "off 1 100": "off" = no otlpEndpoint, else samplingPercent
-# with access logs on and an outrider-collector receiving), starts a 1 KiB nginx backend, the
+# with access logs on and an outrider-collector receiving; "1-trim" and "1-upsert" add a Telemetry
+# document, see telemetry_doc.sh), starts a 1 KiB nginx backend, the
 # collector and outrider-proxy (inbound listener, workers: 1) under
 # `valgrind --tool=callgrind --separate-threads=yes`, warms it with WARM requests, zeroes the
 # counters (callgrind_control -z), sends N requests (hey -n N -c 4, keep-alive), dumps
@@ -17,6 +18,8 @@
 # Needs: valgrind nginx hey. Uses tests/lib.sh (temp dir, collector, process cleanup).
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
+# shellcheck source=telemetry_doc.sh
+. "$(dirname "$0")/telemetry_doc.sh"
 N=${N:-5000}
 WARM=${WARM:-500}
 VARIANTS=${VARIANTS:-off 1 100}
@@ -47,8 +50,9 @@ for v in $VARIANTS; do
         echo "  inbound: {listen: 127.0.0.1:$IN, forwardTo: 127.0.0.1:$BE}"
         echo "  outbound: {listen: 127.0.0.1:$OUT}"
         echo "  admin: {listen: 127.0.0.1:$ADM}"
-        [[ $v != off ]] && echo "  telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: $v, flushInterval: 1s, accessLog: true}"
+        [[ $v != off ]] && echo "  telemetry: {otlpEndpoint: http://127.0.0.1:$OP, samplingPercent: ${v%%-*}, flushInterval: 1s, accessLog: true}"
         echo "  workers: 1"
+        telemetry_doc "$v"
     } >"$T/proxy-$v.yaml"
     mkdir -p "$T/cg-$v"
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$T/cg-$v/cg.%p" \
