@@ -726,7 +726,7 @@ static void parse_limits(pctx_t *p, const yaml_node_t *v, proxy_spec_t *ps)
     }
 }
 
-static int valid_namespace(const char *s);
+static void parse_namespace(pctx_t *p, const yaml_node_t *v, const char **out);
 
 static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *ps)
 {
@@ -778,11 +778,7 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
             if (pc_duration(p, it.val, &ms) == 0)
                 ps->drain_timeout_ms = (uint64_t)ms;
         } else if (PC_KEY(it, "rootNamespace")) {
-            const char *s = pc_string(p, it.val);
-            if (s != NULL && !valid_namespace(s))
-                pc_error(p, it.val, "\"%s\" is not a valid namespace (lowercase letters, digits and '-')", s);
-            else if (s != NULL)
-                ps->root_namespace = s;
+            parse_namespace(p, it.val, &ps->root_namespace);
         } else if (PC_KEY(it, "workers")) {
             int64_t w;
             if (pc_int(p, it.val, 1, 64, &w) == 0)
@@ -865,6 +861,16 @@ static int valid_namespace(const char *s)
     return dns1123(s, 63) && strchr(s, '.') == NULL;
 }
 
+/* A namespace value into *out (left alone when it is not one, reported). */
+static void parse_namespace(pctx_t *p, const yaml_node_t *v, const char **out)
+{
+    const char *s = pc_string(p, v);
+    if (s != NULL && !valid_namespace(s))
+        pc_error(p, v, "\"%s\" is not a valid namespace (lowercase letters, digits and '-')", s);
+    else if (s != NULL)
+        *out = s;
+}
+
 /*
  * The namespace of the documents that do not name one: the first Proxy
  * document's metadata.namespace when it is valid, else "default" (a bad
@@ -898,11 +904,7 @@ static void parse_metadata(pctx_t *p, const yaml_node_t *v, proxy_meta_t *m)
             else
                 m->name = s;
         } else if (PC_KEY(it, "namespace")) {
-            const char *s = pc_string(p, it.val);
-            if (s != NULL && !valid_namespace(s))
-                pc_error(p, it.val, "\"%s\" is not a valid namespace (lowercase letters, digits and '-')", s);
-            else if (s != NULL)
-                m->namespace = s;
+            parse_namespace(p, it.val, &m->namespace);
         } else if (PC_KEY(it, "labels")) {
             pc_kv_map(p, it.val, &m->labels, 0);
         } else if (PC_KEY(it, "annotations")) {
