@@ -17,7 +17,7 @@ void buf_dispose(buf_t *b)
     b->len = b->cap = 0;
 }
 
-void buf_reserve(buf_t *b, size_t extra)
+void buf_grow(buf_t *b, size_t extra)
 {
     if (b->cap - b->len > extra)
         return;
@@ -55,13 +55,6 @@ void buf_append(buf_t *b, const void *data, size_t len)
 void buf_append_str(buf_t *b, const char *s)
 {
     buf_append(b, s, strlen(s));
-}
-
-void buf_append_char(buf_t *b, char c)
-{
-    buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
 }
 
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap)

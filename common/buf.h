@@ -25,15 +25,27 @@ typedef struct buf {
 /* Free the storage; the buf is empty afterwards and can be reused. */
 void buf_dispose(buf_t *b);
 
-/* Make room for at least extra more bytes. */
-void buf_reserve(buf_t *b, size_t extra);
+/* Grow to room for at least extra more bytes (buf_reserve's slow path). */
+void buf_grow(buf_t *b, size_t extra);
+
+/* Make room for at least extra more bytes (inline: encoders call it for every field). */
+static inline void buf_reserve(buf_t *b, size_t extra)
+{
+    if (b->cap - b->len <= extra)
+        buf_grow(b, extra);
+}
 
 /* Make room for exactly extra more bytes (plus the NUL), no geometric slack: for bounded decoders. */
 void buf_reserve_exact(buf_t *b, size_t extra);
 
 void buf_append(buf_t *b, const void *data, size_t len);
 void buf_append_str(buf_t *b, const char *s);
-void buf_append_char(buf_t *b, char c);
+static inline void buf_append_char(buf_t *b, char c)
+{
+    buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void buf_append_u64(buf_t *b, uint64_t v);

@@ -101,32 +101,6 @@ static inline unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-static bool span_ieq(const char *a, size_t alen, const char *lit)
-{
-    /* most comparisons fail on the first byte: test it before measuring lit */
-    if (alen == 0 || lower((unsigned char)a[0]) != lower((unsigned char)lit[0]))
-        return alen == 0 && lit[0] == '\0';
-    size_t n = strlen(lit);
-    if (alen != n)
-        return false;
-    for (size_t i = 1; i < n; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)lit[i]))
-            return false;
-    return true;
-}
-
-bool http1_name_eq(str_t name, const char *lit)
-{
-    return name.ptr != NULL && span_ieq(name.ptr, name.len, lit);
-}
-
-const http1_header_t *http1_header_find(const http1_header_t *headers, uint32_t count, const char *name)
-{
-    for (uint32_t i = 0; i < count; i++)
-        if (http1_name_eq(headers[i].name, name))
-            return &headers[i];
-    return NULL;
-}
 
 /*
  * Walk the comma-separated elements of value (RFC 9110 5.6.1), calling fn on
@@ -154,7 +128,7 @@ static bool list_each(str_t value, element_fn fn, void *arg)
 
 static bool element_is(const char *s, size_t n, void *arg)
 {
-    return span_ieq(s, n, (const char *)arg);
+    return http1_span_ieq(s, n, (const char *)arg);
 }
 
 bool http1_connection_has(const http1_header_t *headers, uint32_t count, const char *token)
@@ -382,7 +356,7 @@ static bool te_element(const char *s, size_t n, void *arg)
 {
     te_state_t *t = arg;
     t->count++;
-    t->chunked_last = span_ieq(s, n, "chunked");
+    t->chunked_last = http1_span_ieq(s, n, "chunked");
     return false;
 }
 
@@ -451,7 +425,7 @@ static int cb_headers_complete(http_parser *hp)
         h->upgrade = hp->upgrade;
         if (h->version_minor >= 1) {
             const http1_header_t *e = http1_header_find(h->headers, h->header_count, "expect");
-            h->expect_continue = e && span_ieq(e->value.ptr, e->value.len, "100-continue");
+            h->expect_continue = e && http1_span_ieq(e->value.ptr, e->value.len, "100-continue");
         }
     } else {
         h->method = p->req_method;

@@ -208,11 +208,42 @@ int http1_parser_error_status(const http1_parser_t *p);
 /* After HTTP1_ERROR: a short static reason ("header section too large"...); "" before any error. */
 const char *http1_parser_error_reason(const http1_parser_t *p);
 
+/* Whether a span equals lit (NUL-terminated), ignoring ASCII case. */
+static inline bool http1_span_ieq(const char *a, size_t alen, const char *lit)
+{
+    /* inline, so that strlen of a literal folds to a constant: most comparisons end at the length */
+    size_t n = __builtin_strlen(lit);
+    if (alen != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)lit[i];
+        if (x == y)
+            continue;
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y + 32);
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
 /* Whether a field name equals lit (NUL-terminated), ignoring ASCII case. */
-bool http1_name_eq(str_t name, const char *lit);
+static inline bool http1_name_eq(str_t name, const char *lit)
+{
+    return name.ptr != NULL && http1_span_ieq(name.ptr, name.len, lit);
+}
 
 /* The value of the first field called name, or NULL. */
-const http1_header_t *http1_header_find(const http1_header_t *headers, uint32_t count, const char *name);
+static inline const http1_header_t *http1_header_find(const http1_header_t *headers, uint32_t count,
+                                                      const char *name)
+{
+    for (uint32_t i = 0; i < count; i++)
+        if (http1_name_eq(headers[i].name, name))
+            return &headers[i];
+    return NULL;
+}
 
 /* Whether some Connection field of the list carries token (case-insensitive), e.g. "close". */
 bool http1_connection_has(const http1_header_t *headers, uint32_t count, const char *token);

@@ -57,7 +57,7 @@
 #define BACKOFF_MAX_MS 10000
 #define RESPONSE_HEAD_MAX 16384
 #define RESPONSE_BODY_MAX (1u << 20)
-#define ZSTD_LEVEL 1
+#define ZSTD_LEVEL (-4) /* zstd --fast=4: 9.9x on access logs against 12.6x at level 1, for 2.2k fewer instructions a record */
 #define RING_RELEASE_EVERY 64 /* records read between two releases of their ring room */
 
 enum { SIG_TRACES, SIG_METRICS, SIG_LOGS, SIG_N };
