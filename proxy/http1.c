@@ -322,6 +322,65 @@ static int cb_header_value(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
+/*
+ * Eight bytes at a time (SWAR): whether a word holds a byte equal to b, or
+ * one below b (b <= 0x80). Both are exact as booleans; the callers look at
+ * the word's bytes one by one when either is set.
+ */
+#define SWAR_ONES 0x0101010101010101ull
+#define SWAR_HIGHS 0x8080808080808080ull
+static inline uint64_t swar_load(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+static inline uint64_t swar_has(uint64_t w, unsigned char b)
+{
+    uint64_t x = w ^ (SWAR_ONES * b);
+    return (x - SWAR_ONES) & ~x & SWAR_HIGHS;
+}
+static inline uint64_t swar_has_less(uint64_t w, unsigned char b)
+{
+    return (w - SWAR_ONES * b) & ~w & SWAR_HIGHS;
+}
+
+/* Index of the first CR or LF in p[0..n), or n. */
+static size_t find_cr_or_lf(const char *p, size_t n)
+{
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t w = swar_load(p + k);
+        if (swar_has(w, '\r') | swar_has(w, '\n'))
+            break;
+    }
+    while (k < n && p[k] != '\r' && p[k] != '\n')
+        k++;
+    return k;
+}
+
+/* RFC 9110 5.5: no CTLs in values but HTAB; true when v[0..n) is clean. */
+static bool value_clean(const char *v, size_t n)
+{
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        uint64_t w = swar_load(v + j);
+        if ((swar_has_less(w, 0x20) | swar_has(w, 0x7f)) == 0)
+            continue;
+        for (size_t k = j; k < j + 8; k++) {
+            unsigned char c = (unsigned char)v[k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return false;
+        }
+    }
+    for (; j < n; j++) {
+        unsigned char c = (unsigned char)v[j];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 static const char *check_fields(const fields_t *f)
 {
     for (uint32_t i = 0; i < f->count; i++) {
@@ -336,13 +395,9 @@ static const char *check_fields(const fields_t *f)
                 return "whitespace before the colon of a header field";
             return "invalid character in a header field name";
         }
-        /* RFC 9110 5.5: no CTLs in values but HTAB (http-parser lets NUL through in some states) */
-        const char *v = fields_base(f) + f->offs[i].value_off;
-        for (uint32_t j = 0; j < f->offs[i].value_len; j++) {
-            unsigned char c = (unsigned char)v[j];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return "invalid character in a header field value";
-        }
+        /* http-parser lets NUL through in some states */
+        if (!value_clean(fields_base(f) + f->offs[i].value_off, f->offs[i].value_len))
+            return "invalid character in a header field value";
     }
     return NULL;
 }
@@ -561,9 +616,7 @@ static int scan_head(http1_parser_t *p, const char *data, size_t len, size_t *n,
             size_t budget = p->scan_bytes < p->lim.max_header_bytes ? p->lim.max_header_bytes - p->scan_bytes : 0;
             if (room > budget)
                 room = budget;
-            size_t k = 0;
-            while (k < room && data[i + k] != '\r' && data[i + k] != '\n')
-                k++;
+            size_t k = find_cr_or_lf(data + i, room);
             i += k;
             p->scan_bytes += k;
             if (i == len)
@@ -957,7 +1010,17 @@ static int write_status_line(buf_t *out, int status, const char *reason)
         reason = http1_status_reason(status);
     if (!value_ok(reason, strlen(reason)))
         return -1;
-    buf_printf(out, "HTTP/1.1 %d %s\r\n", status, reason);
+    size_t rl = strlen(reason);
+    buf_reserve(out, 16 + rl);
+    char *w = out->data + out->len;
+    memcpy(w, "HTTP/1.1 ", 9);
+    w[9] = (char)('0' + status / 100);
+    w[10] = (char)('0' + status / 10 % 10);
+    w[11] = (char)('0' + status % 10);
+    w[12] = ' ';
+    memcpy(w + 13, reason, rl);
+    memcpy(w + 13 + rl, "\r\n", 3); /* with the NUL buf keeps past len */
+    out->len += 15 + rl;
     return 0;
 }
 
