@@ -525,6 +525,8 @@ enum proxy_tm_metric {
     PROXY_TM_METRICS
 };
 
+#define PROXY_TM_ALL_METRICS ((1u << PROXY_TM_METRICS) - 1)
+
 /* Modes, as bits; index 0 (CLIENT) is the outbound side, reporter "source", 1 (SERVER) inbound, "destination". */
 #define PROXY_TM_CLIENT 1u
 #define PROXY_TM_SERVER 2u

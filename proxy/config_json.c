@@ -606,7 +606,7 @@ static void telemetry(jw_t *w, const proxy_telemetry_t *tm)
         const proxy_tm_override_t *o = &tm->overrides[i];
         open_(w, NULL, '{');
         open_(w, "match", '{');
-        if (o->metrics == (1u << PROXY_TM_METRICS) - 1) {
+        if (o->metrics == PROXY_TM_ALL_METRICS) {
             str(w, "metric", "ALL_METRICS");
         } else {
             open_(w, "metrics", '[');

@@ -19,6 +19,7 @@
 #include "attr_expr.h"
 #include "config.h"
 #include "config_parse.h"
+#include "telemetry_otlp.h"
 
 #define TM_MAX_EXTRA_LABELS 8 /* new label names per metric and mode */
 #define TM_MAX_VALUE_EXPRS 8  /* distinct tag value expressions per mode (telemetry_policy.h's tuple) */
@@ -75,18 +76,22 @@ static void parse_providers(pctx_t *p, const yaml_node_t *v)
     }
 }
 
+static void parse_mode(pctx_t *p, const yaml_node_t *v, unsigned *modes)
+{
+    int m = pc_enum(p, v, mode_names);
+    if (m >= 0)
+        *modes = mode_bits[m];
+}
+
 /* match: {mode: ...} of tracing and accessLogging. */
 static void parse_mode_match(pctx_t *p, const yaml_node_t *v, unsigned *modes)
 {
     PC_FIELDS(p, v, it)
     {
-        if (PC_KEY(it, "mode")) {
-            int m = pc_enum(p, it.val, mode_names);
-            if (m >= 0)
-                *modes = mode_bits[m];
-        } else {
+        if (PC_KEY(it, "mode"))
+            parse_mode(p, it.val, modes);
+        else
             pc_unknown(p, &it);
-        }
     }
 }
 
@@ -97,16 +102,14 @@ static void parse_metric_match(pctx_t *p, const yaml_node_t *v, proxy_tm_overrid
         if (PC_KEY(it, "metric")) {
             int m = pc_enum(p, it.val, metric_names);
             if (m == M_ALL)
-                o->metrics = (1u << PROXY_TM_METRICS) - 1;
+                o->metrics = PROXY_TM_ALL_METRICS;
             else if (m == M_GRPC_REQ || m == M_GRPC_RESP) {
                 o->metrics = 0;
                 pc_warn(p, it.val, "the proxy reports no gRPC message counts: this override changes nothing");
             } else if (m >= 0)
                 o->metrics = 1u << m;
         } else if (PC_KEY(it, "mode")) {
-            int m = pc_enum(p, it.val, mode_names);
-            if (m >= 0)
-                o->modes = mode_bits[m];
+            parse_mode(p, it.val, &o->modes);
         } else if (PC_KEY(it, "customMetric")) {
             pc_error(p, it.key,
                      "custom metrics are not supported; match one of Istio's standard metrics with `metric`");
@@ -119,9 +122,7 @@ static void parse_metric_match(pctx_t *p, const yaml_node_t *v, proxy_tm_overrid
 static void parse_tag_overrides(pctx_t *p, const yaml_node_t *v, proxy_tm_override_t *o)
 {
     if (v->kind != YAML_MAP) {
-        PC_FIELDS(p, v, it)
-        {
-        }
+        (void)pc_map_begin(p, v); /* reports anything but a map or a null (no overrides) */
         return;
     }
     if (v->n > PROXY_TM_MAX_TAGS) {
@@ -205,7 +206,7 @@ static void parse_metrics(pctx_t *p, const yaml_node_t *v, proxy_telemetry_t *tm
                     size_t m2 = pc_push_index(p, (size_t)j);
                     const yaml_node_t *item = it.val->items[j];
                     proxy_tm_override_t *o = &tm->overrides[tm->n_overrides++];
-                    o->metrics = (1u << PROXY_TM_METRICS) - 1;
+                    o->metrics = PROXY_TM_ALL_METRICS;
                     o->modes = PROXY_TM_CLIENT | PROXY_TM_SERVER;
                     o->disabled = PROXY_UNSET;
                     o->pos = (proxy_pos_t){item->line, item->col};
@@ -464,39 +465,6 @@ static void cell_apply(pctx_t *p, proxy_tm_cell_t *c, const proxy_tm_override_t 
     }
 }
 
-/* Is name one of Istio's standard labels of the metric? */
-static int standard_label(const char *name, int tcp)
-{
-    static const char *const names[] = {"reporter",
-                                        "source_workload",
-                                        "source_workload_namespace",
-                                        "source_principal",
-                                        "source_app",
-                                        "source_version",
-                                        "source_cluster",
-                                        "source_canonical_service",
-                                        "source_canonical_revision",
-                                        "destination_workload",
-                                        "destination_workload_namespace",
-                                        "destination_principal",
-                                        "destination_app",
-                                        "destination_version",
-                                        "destination_service",
-                                        "destination_service_name",
-                                        "destination_service_namespace",
-                                        "destination_cluster",
-                                        "destination_canonical_service",
-                                        "destination_canonical_revision",
-                                        "request_protocol",
-                                        "response_flags",
-                                        "connection_security_policy",
-                                        NULL};
-    for (int i = 0; names[i] != NULL; i++)
-        if (strcmp(names[i], name) == 0)
-            return 1;
-    return !tcp && (strcmp(name, "response_code") == 0 || strcmp(name, "grpc_response_status") == 0);
-}
-
 /* The document of the level that holds tag (for messages). */
 static const proxy_telemetry_t *owner(const proxy_tm_effective_t *eff, const proxy_tm_tag_t *tag)
 {
@@ -532,7 +500,8 @@ static void check_limits(pctx_t *p, proxy_tm_effective_t *eff)
                 const proxy_tm_tag_t *tag = c->tags[t];
                 if (tag->remove)
                     continue;
-                if (!standard_label(tag->name, m >= PROXY_TM_TCP_OPENED_CONNECTIONS) &&
+                if (tele_label_find(m >= PROXY_TM_TCP_OPENED_CONNECTIONS ? TELE_SERIES_TCP : TELE_SERIES_HTTP,
+                                    tag->name) < 0 &&
                     ++extra == TM_MAX_EXTRA_LABELS + 1)
                     tag_error(p, eff, tag, "labels added to one metric", mode, TM_MAX_EXTRA_LABELS);
                 size_t k;

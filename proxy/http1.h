@@ -236,8 +236,7 @@ static inline bool http1_name_eq(str_t name, const char *lit)
 }
 
 /* The value of the first field called name, or NULL. */
-static inline const http1_header_t *http1_header_find(const http1_header_t *headers, uint32_t count,
-                                                      const char *name)
+static inline const http1_header_t *http1_header_find(const http1_header_t *headers, uint32_t count, const char *name)
 {
     for (uint32_t i = 0; i < count; i++)
         if (http1_name_eq(headers[i].name, name))

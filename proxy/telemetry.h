@@ -151,7 +151,6 @@ typedef struct tele_request {
     const http1_header_t *headers; /* request headers, for Telemetry tag values, custom tags and log filters */
     size_t n_headers;
     uint32_t destination_port; /* the service port (destination.port), 0 when none */
-    str_t custom_tags;         /* set by tele_record: "name\0value\0"... of the span's custom tags */
     const peer_info_t *peer;   /* the other side's metadata (source on inbound, destination on outbound), or NULL */
     uint64_t *peer_handle;     /* cache for *peer (reset it to 0 when *peer changes), or NULL */
     uint64_t *dest_handle;     /* cache for the five destination_* strings below, or NULL */

@@ -72,6 +72,14 @@ bool tele_label_used(enum tele_series_kind kind, enum tele_label l)
     return kind == TELE_SERIES_HTTP || (l != TL_RESPONSE_CODE && l != TL_GRPC_RESPONSE_STATUS);
 }
 
+int tele_label_find(enum tele_series_kind kind, const char *name)
+{
+    for (int k = 0; k < TELE_NLABELS; k++)
+        if (strcmp(label_names[k], name) == 0)
+            return tele_label_used(kind, (enum tele_label)k) ? k : -1;
+    return -1;
+}
+
 /* ------------------------------------------------------------------ */
 /* strings                                                             */
 
@@ -461,7 +469,7 @@ static const uint16_t ts_max[TS_COUNT] = {
     [TS_TAGS] = 4096,
 };
 
-size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *h, str_t s[TS_COUNT])
+size_t tele_raw_prepare(const tele_request_t *r, str_t custom_tags, tele_raw_t *h, str_t s[TS_COUNT])
 {
     memset(h, 0, sizeof(*h));
     s[TS_METHOD] = r->method;
@@ -475,7 +483,7 @@ size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *h, str_t s[TS_COUNT
     s[TS_ROUTE] = r->route_name;
     s[TS_SPAN_NAME] = r->span_name;
     s[TS_FLAGS] = STR_NULL;
-    s[TS_TAGS] = r->custom_tags;
+    s[TS_TAGS] = custom_tags;
     s[TS_DEST_SERVICE] = r->destination_service;
     str_t peer_svc = STR_NULL;
     if (r->peer != NULL)
@@ -580,7 +588,7 @@ void tele_rec_fill(tele_rec_t *rec, buf_t *strings, const tele_request_t *r)
 {
     tele_raw_t h;
     str_t s[TS_COUNT];
-    size_t n = tele_raw_prepare(r, &h, s);
+    size_t n = tele_raw_prepare(r, STR_NULL, &h, s);
     char *tmp = xmalloc(n);
     tele_raw_write(tmp, &h, s);
     if (tele_raw_read(tmp, n, rec, strings) != 0)
@@ -729,35 +737,35 @@ static void pb_scope(buf_t *b, uint32_t field)
 /* ------------------------------------------------------------------ */
 /* traces                                                              */
 
-/* Split "host:port" (or "[v6]:port") into host (unbracketed) and port (0 when none); *host NULL when len is 0. */
-static void host_port(const char *hp, size_t len, const char **host, size_t *hlen, int64_t *port)
+void tele_host_port(str_t hp, str_t *host, uint32_t *port)
 {
-    *host = NULL;
-    *hlen = 0;
+    *host = STR_NULL;
     *port = 0;
-    if (len == 0)
+    if (hp.len == 0)
         return;
     const char *colon = NULL;
-    for (size_t i = len; i > 0; i--) {
-        if (hp[i - 1] == ':') {
-            colon = hp + i - 1;
+    for (size_t i = hp.len; i > 0; i--) {
+        if (hp.ptr[i - 1] == ':') {
+            colon = hp.ptr + i - 1;
             break;
         }
-        if (hp[i - 1] < '0' || hp[i - 1] > '9')
+        if (hp.ptr[i - 1] < '0' || hp.ptr[i - 1] > '9')
             break;
     }
-    size_t hl = colon ? (size_t)(colon - hp) : len;
-    const char *h = hp;
+    /* a bare IPv6 address ("::1", as the proxy writes a client's address) has no port */
+    if (colon != NULL && hp.ptr[0] != '[' && memchr(hp.ptr, ':', (size_t)(colon - hp.ptr)) != NULL)
+        colon = NULL;
+    size_t hl = colon ? (size_t)(colon - hp.ptr) : hp.len;
+    const char *h = hp.ptr;
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
         h++;
         hl -= 2;
     }
-    *host = h;
-    *hlen = hl;
+    *host = (str_t){h, (uint32_t)hl};
     if (colon != NULL) {
-        int64_t p = 0;
-        for (const char *c = colon + 1; c < hp + len; c++)
-            p = p * 10 + (*c - '0');
+        uint32_t p = 0;
+        for (const char *c = colon + 1; c < hp.ptr + hp.len && p <= 65535; c++)
+            p = p * 10 + (uint32_t)(*c - '0');
         if (p > 0 && p <= 65535)
             *port = p;
     }
@@ -849,19 +857,18 @@ static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, c
      */
     const char *peer_svc = RSTR(r, strings, TS_PEER_SERVICE);
     KV_STR(b, 9, "peer.service", peer_svc, r->len[TS_PEER_SERVICE]);
-    const char *host;
-    size_t hlen;
-    int64_t port;
+    str_t hp;
+    uint32_t port;
     if (client) {
-        host_port(RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST], &host, &hlen, &port);
+        tele_host_port((str_t){RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]}, &hp, &port);
         if (peer_svc[0] != '\0')
             KV_STR(b, 9, "net.peer.name", RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
     } else {
-        host_port(RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM], &host, &hlen, &port);
+        tele_host_port((str_t){RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM]}, &hp, &port);
         KV_STR(b, 9, "peer.address", RSTR(r, strings, TS_DOWNSTREAM), r->len[TS_DOWNSTREAM]);
     }
-    if (host != NULL && hlen != 0)
-        KV_STR(b, 9, "network.peer.address", host, hlen);
+    if (hp.len != 0)
+        KV_STR(b, 9, "network.peer.address", hp.ptr, hp.len);
     if (port > 0)
         KV_INT(b, 9, "network.peer.port", port);
     const peer_info_t *self = res->self;

@@ -59,7 +59,13 @@ enum tele_series_kind { TELE_SERIES_HTTP = 0, TELE_SERIES_TCP = 1 };
 /* Whether label l is part of a series of this kind (TCP series have no response_code, grpc_response_status). */
 bool tele_label_used(enum tele_series_kind kind, enum tele_label l);
 
+/* The standard label of a series of this kind called name, or -1 (a name of its own). */
+int tele_label_find(enum tele_series_kind kind, const char *name);
+
 #define TELE_LABEL_MAX 256 /* bytes of one label value; longer values are cut */
+
+/* "host:port", "[v6]:port" or a bare host into the host (brackets off) and the port (0 when none). */
+void tele_host_port(str_t hostport, str_t *host, uint32_t *port);
 
 /* Copy n bytes of src to dst, each byte of an invalid UTF-8 sequence replaced by '?'. */
 void tele_utf8_copy(char *dst, const char *src, size_t n);
@@ -235,9 +241,10 @@ typedef struct tele_raw {
 
 /*
  * Fill *hdr from r (has_span and has_log false) and s[] with the slices to
- * copy, already cut; returns the raw record's size in bytes.
+ * copy, already cut; custom_tags is the span's TS_TAGS ("name\0value\0"...,
+ * STR_NULL for none). Returns the raw record's size in bytes.
  */
-size_t tele_raw_prepare(const tele_request_t *r, tele_raw_t *hdr, str_t s[TS_COUNT]);
+size_t tele_raw_prepare(const tele_request_t *r, str_t custom_tags, tele_raw_t *hdr, str_t s[TS_COUNT]);
 
 /* Write the raw record (hdr, then the bytes of s[]) to dst, which has tele_raw_prepare's size. */
 void tele_raw_write(void *dst, const tele_raw_t *hdr, const str_t s[TS_COUNT]);

@@ -13,15 +13,6 @@
 
 static const str_t UNKNOWN = {"unknown", 7};
 
-/* The standard label called name, or -1. */
-static int standard_label(const char *name)
-{
-    for (int k = 0; k < TELE_NLABELS; k++)
-        if (strcmp(tele_label_name((enum tele_label)k), name) == 0)
-            return k;
-    return -1;
-}
-
 /* Index of the expression src in the mode's tuple, added when new; -1 on a parse error. */
 static int tuple_index(tele_mode_policy_t *mp, const char *src, char *err, size_t errlen)
 {
@@ -49,14 +40,19 @@ static int cmp_extra_name(const void *a, const void *b)
     return strcmp(*x, *y);
 }
 
+static const char *pstr(tele_policy_t *p, const char *s)
+{
+    return s != NULL ? arena_strndup(&p->arena, s, strlen(s)) : NULL;
+}
+
 /* The group one metric's cell makes (metrics left for the caller). */
-static int cell_group(tele_policy_t *p, tele_mode_policy_t *mp, const proxy_tm_cell_t *c, tele_group_t *g, char *err,
-                      size_t errlen)
+static int cell_group(tele_policy_t *p, tele_mode_policy_t *mp, enum tele_series_kind kind, const proxy_tm_cell_t *c,
+                      tele_group_t *g, char *err, size_t errlen)
 {
     memset(g, 0, sizeof(*g));
     for (size_t t = 0; t < c->n_tags; t++) {
         const proxy_tm_tag_t *tag = c->tags[t];
-        int k = standard_label(tag->name);
+        int k = tele_label_find(kind, tag->name);
         if (tag->remove) {
             if (k >= 0)
                 g->removed |= 1u << k;
@@ -69,7 +65,7 @@ static int cell_group(tele_policy_t *p, tele_mode_policy_t *mp, const proxy_tm_c
             g->std[g->n_std].label = (uint8_t)k;
             g->std[g->n_std++].src = (uint8_t)src;
         } else if (g->n_extra < TELE_MAX_EXTRA) {
-            g->extra[g->n_extra].name = arena_strndup(&p->arena, tag->name, strlen(tag->name));
+            g->extra[g->n_extra].name = pstr(p, tag->name);
             g->extra[g->n_extra++].src = (uint8_t)src;
         } else {
             snprintf(err, errlen, "more than %d labels added to one metric", TELE_MAX_EXTRA);
@@ -103,7 +99,7 @@ static int build_metrics(tele_policy_t *p, const proxy_tm_effective_t *eff, int 
             continue;
         int kind = m < TELE_M_TCP_OPENED ? TELE_SERIES_HTTP : TELE_SERIES_TCP;
         tele_group_t g;
-        if (cell_group(p, mp, c, &g, err, errlen) != 0)
+        if (cell_group(p, mp, (enum tele_series_kind)kind, c, &g, err, errlen) != 0)
             return -1;
         int i;
         for (i = 0; i < mp->n_groups[kind]; i++)
@@ -114,11 +110,6 @@ static int build_metrics(tele_policy_t *p, const proxy_tm_effective_t *eff, int 
         mp->groups[kind][i].metrics |= (uint8_t)(1u << m);
     }
     return 0;
-}
-
-static const char *pstr(tele_policy_t *p, const char *s)
-{
-    return s != NULL ? arena_strndup(&p->arena, s, strlen(s)) : NULL;
 }
 
 static void build_tracing(tele_policy_t *p, const proxy_tm_effective_t *eff, int mode)

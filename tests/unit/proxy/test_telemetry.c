@@ -1482,9 +1482,36 @@ static void test_worker_forgets_idle_series(void **state)
     fx_close(&f);
 }
 
+/* addresses as the proxy writes them: "ip:port", "[v6]:port", and bare IPs (a client's, IPv6 too) */
+static void test_host_port(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *host;
+        uint32_t port;
+    } cases[] = {
+        {"127.0.0.1:9080", "127.0.0.1", 9080},
+        {"[::1]:15006", "::1", 15006},
+        {"::1", "::1", 0},
+        {"fe80::1:2", "fe80::1:2", 0},
+        {"10.0.0.7", "10.0.0.7", 0},
+        {"reviews:99999", "reviews", 0},
+        {"", "", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        str_t host;
+        uint32_t port = 7;
+        tele_host_port((str_t){cases[i].in, (uint32_t)strlen(cases[i].in)}, &host, &port);
+        assert_int_equal(host.len, strlen(cases[i].host));
+        assert_memory_equal(host.ptr ? host.ptr : "", cases[i].host, host.len);
+        assert_int_equal(port, cases[i].port);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_host_port),
         cmocka_unit_test(test_render_source_histograms),
         cmocka_unit_test(test_destination_labels_and_series),
         cmocka_unit_test(test_label_escaping_and_cut),
