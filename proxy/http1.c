@@ -101,7 +101,6 @@ static inline unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-
 /*
  * Walk the comma-separated elements of value (RFC 9110 5.6.1), calling fn on
  * each trimmed non-empty element; stops early when fn returns true.
@@ -365,13 +364,8 @@ static bool value_clean(const char *v, size_t n)
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         uint64_t w = swar_load(v + j);
-        if ((swar_has_less(w, 0x20) | swar_has(w, 0x7f)) == 0)
-            continue;
-        for (size_t k = j; k < j + 8; k++) {
-            unsigned char c = (unsigned char)v[k];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return false;
-        }
+        if (swar_has_less(w, 0x20) | swar_has(w, 0x7f))
+            break; /* a control character, or a tab: the rest byte by byte */
     }
     for (; j < n; j++) {
         unsigned char c = (unsigned char)v[j];
@@ -914,28 +908,42 @@ static bool fixed_hop_by_hop(str_t name)
 }
 
 /* Whether a field is hop-by-hop; conn lists the indexes of the Connection fields (n_conn of them). */
-static bool is_hop_by_hop(str_t name, const http1_header_t *headers, const uint32_t *conn, uint32_t n_conn, bool tunnel)
+static bool is_connection(str_t name)
+{
+    return name.len == 10 && http1_name_eq(name, "connection");
+}
+
+/*
+ * conn holds the indexes of the n_conn Connection fields, or is NULL when
+ * there were more than the caller keeps: then every field is looked at.
+ */
+static bool is_hop_by_hop(str_t name, const http1_header_t *headers, uint32_t count, const uint32_t *conn,
+                          uint32_t n_conn, bool tunnel)
 {
     if (fixed_hop_by_hop(name))
         return true;
     if (name.len == 7 && http1_name_eq(name, "upgrade"))
         return !tunnel;
     named_t w = {name.ptr, name.len};
-    for (uint32_t i = 0; i < n_conn; i++)
-        if (list_each(headers[conn[i]].value, element_is_named, &w))
+    for (uint32_t i = 0; i < (conn != NULL ? n_conn : count); i++) {
+        const http1_header_t *f = conn != NULL ? &headers[conn[i]] : &headers[i];
+        if ((conn != NULL || is_connection(f->name)) && list_each(f->value, element_is_named, &w))
             return true;
+    }
     return false;
 }
 
 static int write_fields(buf_t *out, const http1_header_t *headers, uint32_t count, bool tunnel, bool trusted)
 {
-    /* the Connection fields, found once (there is rarely more than one) */
-    uint32_t conn[8], n_conn = 0;
-    for (uint32_t i = 0; i < count; i++)
-        if (headers[i].name.len == 10 && http1_name_eq(headers[i].name, "connection")) {
-            if (n_conn == sizeof conn / sizeof conn[0])
-                return -1;
-            conn[n_conn++] = i;
+    /* the Connection fields, found once (there is rarely more than one; past 8, each lookup scans them all) */
+    uint32_t conn_at[8], n_conn = 0;
+    const uint32_t *conn = conn_at;
+    for (uint32_t i = 0; i < count && conn != NULL; i++)
+        if (is_connection(headers[i].name)) {
+            if (n_conn == sizeof conn_at / sizeof conn_at[0])
+                conn = NULL;
+            else
+                conn_at[n_conn++] = i;
         }
     size_t need = 0;
     for (uint32_t i = 0; i < count; i++)
@@ -945,7 +953,7 @@ static int write_fields(buf_t *out, const http1_header_t *headers, uint32_t coun
         const http1_header_t *h = &headers[i];
         if (!trusted && (!name_ok(h->name) || (h->value.len && !value_ok(h->value.ptr, h->value.len))))
             return -1;
-        if (is_hop_by_hop(h->name, headers, conn, n_conn, tunnel))
+        if (is_hop_by_hop(h->name, headers, count, conn, n_conn, tunnel))
             continue;
         char *d = out->data + out->len;
         memcpy(d, h->name.ptr, h->name.len);
@@ -1008,9 +1016,9 @@ static int write_status_line(buf_t *out, int status, const char *reason)
         return -1;
     if (reason == NULL || reason[0] == '\0')
         reason = http1_status_reason(status);
-    if (!value_ok(reason, strlen(reason)))
-        return -1;
     size_t rl = strlen(reason);
+    if (!value_ok(reason, rl))
+        return -1;
     buf_reserve(out, 16 + rl);
     char *w = out->data + out->len;
     memcpy(w, "HTTP/1.1 ", 9);
@@ -1088,7 +1096,8 @@ int http1_write_simple_response(buf_t *out, int status, const char *reason, cons
         buf_printf(out, "Content-Type: %s\r\n", content_type);
     /* RFC 9110 8.6: no Content-Length in 1xx and 204 */
     bool no_body = status / 100 == 1 || status == 204 || status == 304;
-    http1_head_opts_t o = {no_body ? HTTP1_FRAME_NONE : HTTP1_FRAME_LENGTH, no_body ? 0 : body_len, close, false, false};
+    http1_head_opts_t o = {no_body ? HTTP1_FRAME_NONE : HTTP1_FRAME_LENGTH, no_body ? 0 : body_len, close, false,
+                           false};
     write_framing(out, &o);
     if (!no_body)
         buf_append(out, body, body_len);

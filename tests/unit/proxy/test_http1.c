@@ -969,6 +969,16 @@ static void test_write_request_head_strips_hop_by_hop(void **state)
     b.len = 0;
     assert_int_equal(http1_write_request_head(&b, STR_LIT("GET"), STR_LIT("/"), NULL, 0, NULL), 0);
     assert_string_equal(bufs(&b), "GET / HTTP/1.1\r\n\r\n");
+    /* more Connection fields than write_fields keeps indexes for (8): still written, the named fields still go */
+    http1_header_t many[12];
+    for (int i = 0; i < 10; i++)
+        many[i] = (http1_header_t){STR_LIT("Connection"), STR_LIT("keep-alive")};
+    many[9].value = (str_t)STR_LIT("X-Late");
+    many[10] = (http1_header_t){STR_LIT("X-Late"), STR_LIT("1")};
+    many[11] = (http1_header_t){STR_LIT("Accept"), STR_LIT("*/*")};
+    b.len = 0;
+    assert_int_equal(http1_write_request_head(&b, STR_LIT("GET"), STR_LIT("/"), many, 12, NULL), 0);
+    assert_string_equal(bufs(&b), "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n");
     buf_dispose(&b);
 }
 
