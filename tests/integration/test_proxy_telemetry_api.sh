@@ -18,6 +18,7 @@
 #  - /config_dump shows the effective telemetry and where it came from;
 #    SIGHUP applies a changed document; --check reports bad documents with
 #    file:line:col.
+# Sidecar A runs two workers, so its series are merged across workers too.
 . "$(dirname "$0")/../lib.sh"
 
 BIN=$OUTRIDER_BIN/outrider-proxy
@@ -112,6 +113,7 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 0, flushInterval: 200ms}
+  workers: 2
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -168,7 +170,7 @@ for i in 1 2 3; do
 done
 for i in 1 2; do
     assert_eq 404 "$(http_status GET "http://127.0.0.1:$A_OUT/status/404" -H 'Host: reviews:9080')" "404 #$i"
-    assert_eq 500 "$(http_status GET "http://127.0.0.1:$A_OUT/status/500" -H 'Host: reviews:9080' -H 'x-user: bob')" "500 #$i"
+    assert_eq 500 "$(http_status GET "http://127.0.0.1:$A_OUT/status/500" -H 'Host: reviews:9080' -H 'x-user: bøb 東京')" "500 #$i"
 done
 
 # ---- metrics at the collector ----
@@ -184,10 +186,10 @@ src_lines=$(grep '^istio_requests_total{' "$T/metrics.txt" | grep 'reporter="sou
 note "client-side istio_requests_total series: $(wc -l <<<"$src_lines")"
 grep -q 'response_code=' <<<"$src_lines" && fail "response_code was removed on the client side: $src_lines"
 grep -q '_principal=' <<<"$src_lines" && fail "principals were removed: $src_lines"
-# without response_code the client side is one series per x_user value: alice, bob and unknown
+# without response_code the client side is one series per x_user value: alice, 'bøb 東京' (UTF-8 in a header) and unknown
 assert_eq 3 "$(wc -l <<<"$src_lines")" "client-side series after removing response_code (one per x_user)"
 assert_eq 3 "$(sum_of istio_requests_total reporter=source x_user=alice request_host=reviews:9080)" "x_user=alice"
-assert_eq 2 "$(sum_of istio_requests_total reporter=source x_user=bob)" "x_user=bob"
+assert_eq 2 "$(sum_of istio_requests_total reporter=source 'x_user=bøb 東京')" "x_user=bøb 東京"
 assert_eq 5 "$(sum_of istio_requests_total reporter=source x_user=unknown)" "x_user=unknown (header absent)"
 # the histogram of the same requests keeps its codes and has no x_user
 assert_eq 2 "$(sum_of istio_request_duration_milliseconds_count reporter=source response_code=500)" \
