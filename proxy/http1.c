@@ -1,24 +1,27 @@
 /*
  * http1: the HTTP/1.1 codec (see http1.h): parser driver and head writer.
  *
- * http-parser does the grammar; this file drives it and adds the checks a
- * proxy needs. Design:
+ * llhttp (Node.js's HTTP/1 parser, the successor of http-parser; built from
+ * the sources Debian's node-llhttp ships) does the grammar; this file drives
+ * it and adds the checks a proxy needs. Design:
  *
  * - A message goes through phases IDLE -> HEAD -> BODY [-> TRAILER] -> IDLE,
  *   or ends in TUNNEL or DEAD. While in HEAD (and TRAILER), every byte is
- *   first run through a small line scanner that enforces what http-parser's
+ *   first run through a small line scanner that enforces what llhttp's
  *   strict mode still accepts: bare LF line ends, bare CR, obs-fold
  *   continuation lines, and the head byte limit. The scanner also finds the
  *   empty line that ends the head, and only the head's bytes are handed to
- *   http-parser in that phase, so both always agree on where the head ends.
+ *   llhttp in that phase, so both always agree on where the head ends.
  *   When the scanner rejects a byte, the bytes before it still go to
- *   http-parser first: an earlier error it finds (414, bad syntax) wins.
+ *   llhttp first: an earlier error it finds (414, bad syntax) wins.
  * - Stopping: every on_message_complete (and the last chunk's header, to
- *   scan trailers) pauses http-parser, so http_parser_execute returns exactly
- *   at that boundary; http1_parse unpauses it and goes on unless a user
- *   callback asked to pause. http-parser's returned counts at these points
- *   are exact (for a pause in on_headers_complete the head's final LF is left
- *   unconsumed and is fed again on resume, which http-parser expects).
+ *   scan trailers) returns HPE_PAUSED, so llhttp_execute stops exactly at
+ *   that boundary (llhttp_get_error_pos); http1_parse resumes it and goes on
+ *   unless a user callback asked to pause. A user pause in on_headers_complete
+ *   reports the head's final LF as not consumed (http1.h's contract, kept
+ *   from http-parser): the caller feeds it again on resume, and it is
+ *   skipped then (lf_owed) before llhttp runs on, with no bytes if need be,
+ *   to finish a message without a body.
  * - Field names, values, the request-target and the reason phrase are copied
  *   into one header buffer as offsets; the slice list is built at
  *   on_headers_complete, after which the buffer does not grow until the
@@ -26,7 +29,7 @@
  */
 #include "http1.h"
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,7 +56,7 @@ typedef struct fields {
 } fields_t;
 
 struct http1_parser {
-    http_parser hp;
+    llhttp_t hp;
     enum http1_kind kind;
     http1_limits_t lim;
     http1_callbacks_t cb;
@@ -71,11 +74,13 @@ struct http1_parser {
     bool stop_trailer;  /* internal pause: last chunk seen, trailers follow */
     bool user_paused;   /* a callback returned HTTP1_CB_PAUSE */
     bool tunnel;        /* message complete with upgrade */
+    bool head_paused;   /* the user pause came in on_headers_complete */
+    bool lf_owed;       /* ...so the next call starts with the head's final LF again */
     int err_status;
     const char *err_reason;
 };
 
-static const http_parser_settings settings;
+static const llhttp_settings_t settings;
 
 /* ---- small helpers ---- */
 
@@ -138,19 +143,85 @@ bool http1_connection_has(const http1_header_t *headers, uint32_t count, const c
     return false;
 }
 
+/* Reason phrases of the IANA status code registry (RFC 9110 15, and the codes registered since). */
 const char *http1_status_reason(int status)
 {
-    if (status < 100 || status > 599)
-        return "Unknown";
-    const char *s = http_status_str((enum http_status)status);
-    return (s && strcmp(s, "<unknown>") != 0) ? s : "Unknown";
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 208: return "Already Reported";
+    case 226: return "IM Used";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 305: return "Use Proxy";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Entity";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates";
+    case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";
+    case 510: return "Not Extended";
+    case 511: return "Network Authentication Required";
+    default: return "Unknown";
+    }
 }
+
+/* llhttp's method numbers (http-parser's, extended); its own lookup aborts on an unknown one */
+#define METHOD_NAME(num, name, string) [num] = #string,
+static const char *const method_names[] = {HTTP_ALL_METHOD_MAP(METHOD_NAME)};
+#undef METHOD_NAME
 
 const char *http1_method_name(int method)
 {
-    if (method < 0 || method > HTTP_SOURCE)
+    if (method < 0 || (size_t)method >= sizeof(method_names) / sizeof(method_names[0]) || !method_names[method])
         return "<unknown>";
-    return http_method_str((enum http_method)method);
+    return method_names[method];
 }
 
 /* ---- field storage ---- */
@@ -251,9 +322,9 @@ static int fail(http1_parser_t *p, int status, const char *reason)
     return -1;
 }
 
-/* ---- http-parser callbacks ---- */
+/* ---- llhttp callbacks ---- */
 
-static int cb_message_begin(http_parser *hp)
+static int cb_message_begin(llhttp_t *hp)
 {
     http1_parser_t *p = hp->data;
     fields_clear(&p->hdr);
@@ -263,7 +334,7 @@ static int cb_message_begin(http_parser *hp)
     return 0;
 }
 
-static int cb_url(http_parser *hp, const char *at, size_t len)
+static int cb_url(llhttp_t *hp, const char *at, size_t len)
 {
     http1_parser_t *p = hp->data;
     if (p->url_len == 0)
@@ -276,7 +347,7 @@ static int cb_url(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-static int cb_status(http_parser *hp, const char *at, size_t len)
+static int cb_status(llhttp_t *hp, const char *at, size_t len)
 {
     http1_parser_t *p = hp->data;
     if (p->reason_len == 0)
@@ -292,7 +363,7 @@ static fields_t *current_fields(http1_parser_t *p)
     return p->phase == PH_TRAILER ? &p->trl : &p->hdr;
 }
 
-static int cb_header_field(http_parser *hp, const char *at, size_t len)
+static int cb_header_field(llhttp_t *hp, const char *at, size_t len)
 {
     http1_parser_t *p = hp->data;
     fields_t *f = current_fields(p);
@@ -305,7 +376,7 @@ static int cb_header_field(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-static int cb_header_value(http_parser *hp, const char *at, size_t len)
+static int cb_header_value(llhttp_t *hp, const char *at, size_t len)
 {
     http1_parser_t *p = hp->data;
     fields_t *f = current_fields(p);
@@ -389,7 +460,7 @@ static const char *check_fields(const fields_t *f)
                 return "whitespace before the colon of a header field";
             return "invalid character in a header field name";
         }
-        /* http-parser lets NUL through in some states */
+        /* the parser's value check is not relied on for NUL */
         if (!value_clean(fields_base(f) + f->offs[i].value_off, f->offs[i].value_len))
             return "invalid character in a header field value";
     }
@@ -450,7 +521,7 @@ static const char *check_head(http1_parser_t *p)
     return NULL;
 }
 
-static int cb_headers_complete(http_parser *hp)
+static int cb_headers_complete(llhttp_t *hp)
 {
     http1_parser_t *p = hp->data;
     http1_head_t *h = &p->head;
@@ -465,10 +536,10 @@ static int cb_headers_complete(http_parser *hp)
     if (why)
         return fail(p, 400, why);
 
-    int skip = 0; /* http-parser: 1 = no body, 2 = no body and tunnel */
+    int skip = 0; /* llhttp: 1 = no body, 2 = no body and tunnel */
     if (p->kind == HTTP1_REQUEST) {
         h->method = hp->method;
-        const char *m = http_method_str((enum http_method)hp->method);
+        const char *m = http1_method_name(hp->method);
         h->method_name = (str_t){m, (uint32_t)strlen(m)};
         h->target = (str_t){fields_base(&p->hdr) + p->url_off, p->url_len};
         h->upgrade = hp->upgrade;
@@ -492,15 +563,15 @@ static int cb_headers_complete(http_parser *hp)
         }
     }
 
-    /* mirrors http-parser: an upgrade without a body (or CONNECT) tunnels right after the head */
-    bool has_body = (hp->flags & F_CHUNKED) || ((hp->flags & F_CONTENTLENGTH) && hp->content_length > 0);
+    /* mirrors llhttp: an upgrade without a body (or CONNECT) tunnels right after the head */
+    bool has_body = (hp->flags & F_CHUNKED) || ((hp->flags & F_CONTENT_LENGTH) && hp->content_length > 0);
     if (skip || (h->upgrade && (hp->method == HTTP_CONNECT || !has_body)))
         h->body = HTTP1_BODY_NONE;
     else if (hp->flags & F_CHUNKED)
         h->body = HTTP1_BODY_CHUNKED;
-    else if ((hp->flags & F_CONTENTLENGTH) && hp->content_length > 0)
+    else if ((hp->flags & F_CONTENT_LENGTH) && hp->content_length > 0)
         h->body = HTTP1_BODY_LENGTH;
-    else if ((hp->flags & F_CONTENTLENGTH) || p->kind == HTTP1_REQUEST)
+    else if ((hp->flags & F_CONTENT_LENGTH) || p->kind == HTTP1_REQUEST)
         h->body = HTTP1_BODY_NONE;
     else
         h->body = HTTP1_BODY_UNTIL_CLOSE;
@@ -524,14 +595,20 @@ static int cb_headers_complete(http_parser *hp)
         if (r < 0)
             return fail(p, 500, "aborted by the head callback");
         if (r == HTTP1_CB_PAUSE) {
+            /* what returning skip would have set (llhttp.c: on_headers_complete's 1 and 2) */
+            if (skip == 2)
+                hp->upgrade = 1;
+            if (skip)
+                hp->flags |= F_SKIPBODY;
             p->user_paused = true;
-            http_parser_pause(hp, 1);
+            p->head_paused = true;
+            return HPE_PAUSED;
         }
     }
     return skip;
 }
 
-static int cb_body(http_parser *hp, const char *at, size_t len)
+static int cb_body(llhttp_t *hp, const char *at, size_t len)
 {
     http1_parser_t *p = hp->data;
     if (p->cb.on_body && p->cb.on_body(p->ctx, at, len) < 0)
@@ -539,18 +616,18 @@ static int cb_body(http_parser *hp, const char *at, size_t len)
     return 0;
 }
 
-static int cb_chunk_header(http_parser *hp)
+static int cb_chunk_header(llhttp_t *hp)
 {
     http1_parser_t *p = hp->data;
     if (hp->content_length == 0) {
         /* last chunk: scan the trailer section line by line, as a head */
         p->stop_trailer = true;
-        http_parser_pause(hp, 1);
+        return HPE_PAUSED;
     }
     return 0;
 }
 
-static int cb_message_complete(http_parser *hp)
+static int cb_message_complete(llhttp_t *hp)
 {
     http1_parser_t *p = hp->data;
     if (p->phase == PH_TRAILER && p->trl.count) {
@@ -565,7 +642,6 @@ static int cb_message_complete(http_parser *hp)
         p->req_method = HTTP_GET;
     p->tunnel = hp->upgrade;
     p->stop_complete = true;
-    http_parser_pause(hp, 1);
     if (p->cb.on_complete) {
         int r = p->cb.on_complete(p->ctx);
         if (r < 0)
@@ -573,10 +649,10 @@ static int cb_message_complete(http_parser *hp)
         if (r == HTTP1_CB_PAUSE)
             p->user_paused = true;
     }
-    return 0;
+    return HPE_PAUSED;
 }
 
-static const http_parser_settings settings = {
+static const llhttp_settings_t settings = {
     .on_message_begin = cb_message_begin,
     .on_url = cb_url,
     .on_status = cb_status,
@@ -707,7 +783,7 @@ void http1_parser_destroy(http1_parser_t *p)
 
 void http1_parser_reset(http1_parser_t *p)
 {
-    http_parser_init(&p->hp, p->kind == HTTP1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE);
+    llhttp_init(&p->hp, p->kind == HTTP1_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
     p->hp.data = p;
     p->phase = PH_IDLE;
     p->scan = SC_START;
@@ -716,7 +792,7 @@ void http1_parser_reset(http1_parser_t *p)
     fields_clear(&p->trl);
     memset(&p->head, 0, sizeof(p->head));
     p->req_method = HTTP_GET;
-    p->stop_complete = p->stop_trailer = p->user_paused = p->tunnel = false;
+    p->stop_complete = p->stop_trailer = p->user_paused = p->tunnel = p->head_paused = p->lf_owed = false;
     p->err_status = 0;
     p->err_reason = "";
 }
@@ -746,12 +822,27 @@ const char *http1_parser_error_reason(const http1_parser_t *p)
     return p->err_reason;
 }
 
+/* llhttp's reason for its error, or ours where we have a plainer one; [lo, hi) is the input it stopped in */
+static const char *parser_reason(const llhttp_t *hp, const char *lo, const char *hi)
+{
+    const char *at = llhttp_get_error_pos(hp);
+    switch (llhttp_get_errno(hp)) {
+    case HPE_INVALID_HEADER_TOKEN:
+        if (at && at >= lo && at < hi && (*at == ' ' || *at == '\t'))
+            return "whitespace before the colon of a header field";
+        return "invalid character in a header field name";
+    case HPE_UNEXPECTED_CONTENT_LENGTH: return "both Content-Length and Transfer-Encoding";
+    case HPE_INVALID_TRANSFER_ENCODING: return "Transfer-Encoding other than a single final chunked";
+    default: break;
+    }
+    const char *r = llhttp_get_error_reason(hp);
+    return r && *r ? r : llhttp_errno_name(llhttp_get_errno(hp));
+}
+
 static int die(http1_parser_t *p)
 {
-    if (p->err_status == 0) {
-        enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
-        fail(p, e == HPE_HEADER_OVERFLOW ? 431 : 400, http_errno_description(e));
-    }
+    if (p->err_status == 0)
+        fail(p, 400, parser_reason(&p->hp, NULL, NULL));
     p->phase = PH_DEAD;
     return HTTP1_ERROR;
 }
@@ -782,6 +873,7 @@ int http1_parse(http1_parser_t *p, const char *data, size_t len, size_t *consume
 {
     size_t pos = 0;
     int ret = HTTP1_OK;
+    bool run_empty = false; /* run llhttp once even with no bytes: it ends a message on its own */
     if (p->phase == PH_DEAD) {
         ret = HTTP1_ERROR;
         goto out;
@@ -794,17 +886,35 @@ int http1_parse(http1_parser_t *p, const char *data, size_t len, size_t *consume
         ret = HTTP1_PAUSED;
         goto out;
     }
-    while (pos < len) {
+    if (p->lf_owed) {
+        if (len == 0)
+            goto out;
+        p->lf_owed = false;
+        pos = 1;
+        run_empty = true;
+    }
+    while (pos < len || run_empty) {
+        run_empty = false;
         size_t feed = len - pos;
         int sr = SCAN_MORE, status = 0;
         const char *why = NULL;
         if (p->phase == PH_IDLE || p->phase == PH_HEAD || p->phase == PH_TRAILER)
             sr = scan_head(p, data + pos, feed, &feed, &status, &why);
-        size_t got = feed ? http_parser_execute(&p->hp, &settings, data + pos, feed) : 0;
+        llhttp_errno_t e = HPE_OK;
+        size_t got = feed;
+        if (feed || p->phase == PH_BODY) {
+            e = llhttp_execute(&p->hp, data + pos, feed);
+            if (e != HPE_OK)
+                got = (size_t)(llhttp_get_error_pos(&p->hp) - (data + pos));
+        }
         pos += got;
-        enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
         if (e == HPE_PAUSED) {
-            http_parser_pause(&p->hp, 0);
+            llhttp_resume(&p->hp);
+            if (p->head_paused) {
+                p->head_paused = false;
+                p->lf_owed = true;
+                pos--;
+            }
             int r = after_stop(p);
             if (r != -2) {
                 ret = r;
@@ -813,6 +923,8 @@ int http1_parse(http1_parser_t *p, const char *data, size_t len, size_t *consume
             continue;
         }
         if (e != HPE_OK) {
+            if (p->err_status == 0)
+                fail(p, 400, parser_reason(&p->hp, data, data + len));
             ret = die(p);
             goto out;
         }
@@ -841,9 +953,8 @@ int http1_finish(http1_parser_t *p)
     default: break;
     }
     if (p->phase == PH_BODY && p->head.body == HTTP1_BODY_UNTIL_CLOSE && !p->user_paused) {
-        http_parser_execute(&p->hp, &settings, NULL, 0);
-        if (HTTP_PARSER_ERRNO(&p->hp) == HPE_PAUSED) {
-            http_parser_pause(&p->hp, 0);
+        if (llhttp_finish(&p->hp) == HPE_PAUSED) {
+            llhttp_resume(&p->hp);
             p->user_paused = false;
             after_stop(p);
             return p->phase == PH_DEAD ? HTTP1_ERROR : HTTP1_OK;

@@ -2,8 +2,8 @@
  * http1: the proxy's HTTP/1.1 message codec (RFC 9112), one object per
  * connection direction.
  *
- * Parsing is done by http-parser 2.9 in strict mode; this module adds what a
- * proxy needs on top of it: limits, request-smuggling checks, a header list,
+ * Parsing is done by llhttp (Node.js's parser, strict mode); this module adds
+ * what a proxy needs on top of it: limits, request-smuggling checks, a header list,
  * connection semantics, and a push API an event loop can drive.
  *
  * Push model. The loop hands every read to http1_parse(); the codec calls
@@ -16,8 +16,8 @@
  * consumed; the caller keeps the rest and feeds it again after
  * http1_parser_resume(). This is how the proxy answers pipelined requests in
  * order (pause in on_complete) and holds a request while it picks an
- * upstream (pause in on_head). on_body cannot pause (http-parser cannot
- * stop exactly after a body's last byte): for back-pressure the loop stops
+ * upstream (pause in on_head). on_body cannot pause (the parser reports
+ * a body slice by slice, not where it ends): for back-pressure the loop stops
  * reading and writes the slices it was given.
  *
  * Memory. Start line and header fields are copied into a header buffer the
@@ -34,11 +34,11 @@
  *   431  more than max_headers fields (Envoy also answers 431 here)
  *   414  request-target longer than max_uri_bytes
  *   505  HTTP major version other than 1
- *   400  malformed syntax (http-parser strict mode), bare LF or bare CR in
+ *   400  malformed syntax (llhttp strict mode), bare LF or bare CR in
  *        the head, obs-fold continuation lines, whitespace before the colon,
  *        invalid characters in a field name, empty field name
  *   400  smuggling shapes: Content-Length with Transfer-Encoding; more than
- *        one Content-Length (even equal ones: http-parser refuses them);
+ *        one Content-Length (even equal ones: llhttp refuses them);
  *        Transfer-Encoding other than exactly one final `chunked` (e.g.
  *        `chunked, identity`, `xchunked`, `gzip, chunked`, two TE fields);
  *        Transfer-Encoding in an HTTP/1.0 message
@@ -70,7 +70,7 @@
 #include "buf.h"
 #include "span.h" /* str_t */
 
-/* Method numbers are http-parser's enum http_method (HTTP_GET, HTTP_HEAD...). */
+/* Method numbers are llhttp's (and http-parser's before it) enum llhttp_method (HTTP_GET, HTTP_HEAD...). */
 #define HTTP1_METHOD_DELETE 0
 #define HTTP1_METHOD_GET 1
 #define HTTP1_METHOD_HEAD 2
@@ -107,7 +107,7 @@ enum http1_body {
 };
 
 typedef struct http1_head {
-    int method;        /* requests: enum http_method; responses: the method set by http1_parser_set_method */
+    int method;        /* requests: enum llhttp_method; responses: the method set by http1_parser_set_method */
     str_t method_name; /* requests: static string ("GET") */
     str_t target;      /* requests: request-target as received */
     int status;        /* responses: status code */

@@ -8,7 +8,8 @@ PKGS=(
   # libraries (DESIGN.md, Dependencies)
   libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev zlib1g-dev libfyaml-dev
   libyajl-dev libjansson-dev libxxhash-dev libcmocka-dev librdkafka-dev libhiredis-dev libuv1-dev
-  libhttp-parser-dev libssl-dev libutf8proc-dev
+  libssl-dev libutf8proc-dev
+  node-llhttp               # the proxy's HTTP/1 parser, packaged by Debian as C sources (docs/decisions.md)
   libcurl4-openssl-dev      # the collector's query role asks the store members over HTTP (docs/decisions.md)
   libsnappy-dev             # remote write bodies are snappy block-compressed, as the protocol requires
   libisal-dev               # gzip for /metrics scrapes: ISA-L's igzip, ~20x zlib's speed at level 1

@@ -10,7 +10,7 @@
 # counters (callgrind_control -z), sends N requests (hey -n N -c 4, keep-alive), dumps
 # (callgrind_control -d) and prints, per thread that ran, its instructions (Ir) divided by N:
 #   variant=1 thread=worker ir_per_request=...
-# The worker is the thread whose profile holds http_parser_execute, the exporter the one holding
+# The worker is the thread whose profile holds http1_parse, the exporter the one holding
 # exporter_main. The collector and the backend are not measured. Everything uses free loopback
 # ports (not the 18080-18082 of proxy_bench.sh), so it may run beside it (but skews its numbers).
 #   usage: tests/bench/proxy_callgrind.sh        env: N (5000), WARM (500), VARIANTS, OUTRIDER_BIN,
@@ -78,7 +78,7 @@ for v in $VARIANTS; do
         who=other
         if grep -q 'exporter_main' "$f"; then
             who=exporter
-        elif grep -q 'http_parser_execute' "$f"; then
+        elif grep -q 'http1_parse' "$f"; then
             who=worker
         fi
         awk -v v="$v" -v who="$who" -v ir="${ir:-0}" -v n="$N" -v ok="${ok:-0}" -v f="${f##*/}" \

@@ -10,7 +10,7 @@
  * input; head slices are readable (ASan) and within the limits; both
  * feedings give the same events, body and result; every parsed head can be
  * written back (http1_write_*) and the result parses without crashing.
- * Links outrider_proxy, which must link http-parser (-lhttp_parser).
+ * Links outrider_proxy, which links llhttp (built from Debian's node-llhttp sources).
  */
 #include <stddef.h>
 #include <stdint.h>
