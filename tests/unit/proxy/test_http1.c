@@ -261,8 +261,9 @@ static void test_chunked_extensions_trailers(void **state)
      * some peers read differently is a smuggling shape), not taken as RFC 9112's BWS */
     rec_t r = {0};
     http1_parser_t *p = http1_parser_create(HTTP1_REQUEST, NULL, &cbs, &r);
-    assert_int_equal(feed(p, &r, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                 "6 ;x\r\n world\r\n0\r\n\r\n",
+    assert_int_equal(feed(p, &r,
+                          "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "6 ;x\r\n world\r\n0\r\n\r\n",
                           0),
                      HTTP1_ERROR);
     assert_int_equal(http1_parser_error_status(p), 400);
