@@ -17,6 +17,7 @@ PKGS=(
   curl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
   protobuf-compiler         # protoc --decode: the Kafka tests read the proto3 and OTLP messages with it
   openjdk-17-jdk-headless   # tests/compat/test_java_text.sh: Java's lowercasing, as a Zipkin server's
+  chromium                  # the /mesh service graph page is tested in headless Chromium (playwright-core drives it)
 )
 missing=()
 for p in "${PKGS[@]}"; do
