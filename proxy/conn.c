@@ -132,6 +132,7 @@ struct conn {
     int retries_left;
     const proxy_retries_t *retry;
     bool stale_retry_used; /* the free retry after a stale pooled connection */
+    bool retry_due;        /* a retry was decided: the next attempt started counts as one (RC_RETRY) */
     bool retry_pending;    /* resp_on_head asked for a retry on a retriable status */
     bool upgrade;          /* the request asks for a protocol upgrade */
     bool tunnel;           /* 101 forwarded: bytes are copied both ways */
@@ -643,6 +644,12 @@ static bool retry_budget(conn_t *c)
     return true;
 }
 
+/* Every retry the policy allows was started: one more would exceed the limit (Envoy's retry_limit_exceeded). */
+static bool retries_used_up(const conn_t *c)
+{
+    return c->retry->attempts > 0 && c->attempts > c->retry->attempts;
+}
+
 static void on_backoff(uv_timer_t *t)
 {
     conn_t *c = t->data;
@@ -680,9 +687,12 @@ static void attempt_failed(conn_t *c, enum fail_kind kind)
         if (cap > BACKOFF_MAX_MS)
             cap = BACKOFF_MAX_MS;
         uint64_t ms = tracectx_rand(&c->env->w->rng) % (cap + 1);
+        c->retry_due = true;
         uv_timer_start(&c->try_timer, on_backoff, ms ? ms : 1, 0);
         return;
     }
+    if (retries_used_up(c) && retriable_failure(c->retry, kind))
+        runtime_count(c->view->rt, c->cl, RC_RETRY_LIMIT_EXCEEDED);
     if (c->attempts > 1)
         c->flags |= RF_URX;
     switch (kind) {
@@ -956,6 +966,13 @@ static int resp_on_head(void *ctx, const http1_head_t *h)
     uv_timer_stop(&c->try_timer);
     if (c->attempts > 1 && c->retries_left == 0 && retriable_status(c->retry, h->status))
         c->flags |= RF_URX;
+    /* the final response of the request: how its retries ended (Envoy's retry_success / retry_limit_exceeded) */
+    if (!retriable_status(c->retry, h->status)) {
+        if (c->attempts > 1)
+            runtime_count(c->view->rt, c->cl, RC_RETRY_SUCCESS);
+    } else if (retries_used_up(c)) {
+        runtime_count(c->view->rt, c->cl, RC_RETRY_LIMIT_EXCEEDED);
+    }
     c->resp_chunked = false;
     c->resp_no_body = false;
     c->resp_trailers_sent = false;
@@ -1140,6 +1157,7 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     c->retries_left = 0;
     c->retry = &no_retries;
     c->stale_retry_used = false;
+    c->retry_due = false;
     c->retry_pending = false;
     c->upgrade = h->upgrade;
     c->tunnel = false;
@@ -1357,11 +1375,15 @@ static void start_mirrors(conn_t *c)
         if (!chance(c, mi->percent))
             continue;
         const router_cluster_t *mcl = destination_cluster(c->view->rt->router, &mi->destination);
-        if (mcl == NULL || mcl->n_endpoints == 0)
+        if (mcl == NULL)
             continue;
         int ep = router_lb_pick(&c->view->lbs[mcl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL);
-        if (ep < 0)
+        if (ep < 0) {
+            /* no endpoint to send the copy to: mirrored, and failed (as mirror.c counts) */
+            runtime_count(c->view->rt, mcl, RC_MIRROR_SENT);
+            runtime_count(c->view->rt, mcl, RC_MIRROR_FAILED);
             continue;
+        }
         buf_t head = BUF_INIT;
         shadow_head(c, &head);
         mirror_t *m = mirror_start(c->view, mcl, ep, head.data, head.len);
@@ -1712,6 +1734,10 @@ static void start_attempt(conn_t *c)
     router_lb_begin(lb, c->ep);
     c->lb_active = true;
     c->attempts++;
+    if (c->retry_due) {
+        c->retry_due = false;
+        runtime_count(c->view->rt, c->cl, RC_RETRY);
+    }
     c->up = upstream_acquire(pool, &up_handler, c);
     if (c->up == NULL) {
         attempt_failed(c, FAIL_CONNECT);

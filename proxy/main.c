@@ -248,6 +248,109 @@ static void rate_limit_counters(buf_t *out, const runtime_t *rt, enum runtime_rl
     }
 }
 
+/* A label value in the text format: backslash, double quote and newline escaped. */
+static void label_value(buf_t *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '"')
+            buf_append_char(out, '\\');
+        if (*s == '\n')
+            buf_append_str(out, "\\n");
+        else
+            buf_append_char(out, *s);
+    }
+}
+
+/* `NAME{cluster="...",destination_service="..."` of a per-cluster series; the caller closes it. */
+static void cluster_series(buf_t *out, const char *name, const runtime_t *rt, const router_cluster_t *cl)
+{
+    buf_printf(out, "%s{cluster=\"", name);
+    label_value(out, cl->name);
+    buf_append_str(out, "\",destination_service=\"");
+    label_value(out, runtime_destination_service(rt, cl));
+    buf_append_char(out, '"');
+}
+
+/* outrider_proxy_outlier_*{cluster,destination_service}, per cluster that has outlier detection */
+static void outlier_counters(buf_t *out, const runtime_t *rt)
+{
+    static const char *const names[] = {"outrider_proxy_outlier_ejections_total",
+                                        "outrider_proxy_outlier_returns_total", "outrider_proxy_outlier_ejected"};
+    static const char *const help[] = {"Endpoints ejected by outlier detection.",
+                                       "Ejected endpoints that returned to the load-balancing pool.",
+                                       "Endpoints ejected now (summed over workers)."};
+    for (int k = 0; k < 3; k++) {
+        bool head = false;
+        for (size_t i = 0; i < router_cluster_count(rt->router); i++) {
+            const router_cluster_t *cl = router_cluster(rt->router, i);
+            if (cl->policy == NULL || !cl->policy->has_outlier)
+                continue;
+            if (!head) {
+                buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
+                           k < 2 ? "counter" : "gauge");
+                head = true;
+            }
+            unsigned long long v = k == 0   ? atomic_load(&rt->ejections[i])
+                                   : k == 1 ? atomic_load(&rt->returns[i])
+                                            : (unsigned long long)atomic_load(&rt->ejected[i]);
+            cluster_series(out, names[k], rt, cl);
+            buf_printf(out, "} %llu\n", v);
+        }
+    }
+}
+
+/*
+ * Retries and mirrors per cluster (runtime.h's counters), every cluster
+ * listed so that dashboards see zeros: the retry families for the outbound
+ * clusters and the inbound one, the mirror family for the outbound ones
+ * (a mirror always goes to a ServiceEntry).
+ */
+static void traffic_policy_counters(buf_t *out, const runtime_t *rt)
+{
+    static const struct {
+        const char *name, *help;
+        enum runtime_cluster_counter k;
+    } retry[] = {
+        {"outrider_proxy_upstream_rq_retry_total",
+         "Retries sent to the cluster: every attempt of a request after its first (Envoy's upstream_rq_retry).",
+         RC_RETRY},
+        {"outrider_proxy_upstream_rq_retry_success_total",
+         "Retried requests whose final attempt got a response the retry policy does not retry on (Envoy's "
+         "upstream_rq_retry_success).",
+         RC_RETRY_SUCCESS},
+        {"outrider_proxy_upstream_rq_retry_limit_exceeded_total",
+         "Requests whose last attempt failed in a way the retry policy retries on, with every allowed retry used "
+         "(Envoy's upstream_rq_retry_limit_exceeded).",
+         RC_RETRY_LIMIT_EXCEEDED},
+    };
+    size_t n = router_cluster_count(rt->router);
+    for (size_t f = 0; f < sizeof retry / sizeof retry[0]; f++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", retry[f].name, retry[f].help, retry[f].name);
+        for (size_t i = 0; i < n; i++) {
+            const router_cluster_t *cl = router_cluster(rt->router, i);
+            cluster_series(out, retry[f].name, rt, cl);
+            buf_printf(out, "} %llu\n", (unsigned long long)atomic_load(&rt->counters[i].n[retry[f].k]));
+        }
+    }
+    static const char mirror[] = "outrider_proxy_mirror_requests_total";
+    buf_printf(out,
+               "# HELP %s Copies of requests sent to this mirror cluster (VirtualService mirror); result=\"failed\" "
+               "is a subset of result=\"sent\": copies not delivered, or whose upstream failed, timed out or "
+               "answered 5xx.\n# TYPE %s counter\n",
+               mirror, mirror);
+    for (size_t i = 0; i < n; i++) {
+        const router_cluster_t *cl = router_cluster(rt->router, i);
+        if (cl->service == NULL)
+            continue;
+        cluster_series(out, mirror, rt, cl);
+        buf_printf(out, ",result=\"sent\"} %llu\n",
+                   (unsigned long long)atomic_load(&rt->counters[i].n[RC_MIRROR_SENT]));
+        cluster_series(out, mirror, rt, cl);
+        buf_printf(out, ",result=\"failed\"} %llu\n",
+                   (unsigned long long)atomic_load(&rt->counters[i].n[RC_MIRROR_FAILED]));
+    }
+}
+
 static void admin_stats(void *ctx, buf_t *out)
 {
     proxy_main_t *m = ctx;
@@ -263,30 +366,8 @@ static void admin_stats(void *ctx, buf_t *out)
                (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed, m->n_workers);
     rate_limit_counters(out, m->rt, RL_LOCAL);
     rate_limit_counters(out, m->rt, RL_GLOBAL);
-    /* outlier detection, per cluster that has it */
-    static const char *const names[] = {"outrider_proxy_outlier_ejections_total",
-                                        "outrider_proxy_outlier_returns_total", "outrider_proxy_outlier_ejected"};
-    static const char *const help[] = {"Endpoints ejected by outlier detection.",
-                                       "Ejected endpoints that returned to the load-balancing pool.",
-                                       "Endpoints ejected now (summed over workers)."};
-    const runtime_t *rt = m->rt;
-    for (int k = 0; k < 3; k++) {
-        bool head = false;
-        for (size_t i = 0; i < router_cluster_count(rt->router); i++) {
-            const router_cluster_t *cl = router_cluster(rt->router, i);
-            if (cl->policy == NULL || !cl->policy->has_outlier)
-                continue;
-            if (!head) {
-                buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", names[k], help[k], names[k],
-                           k < 2 ? "counter" : "gauge");
-                head = true;
-            }
-            unsigned long long v = k == 0   ? atomic_load(&rt->ejections[i])
-                                   : k == 1 ? atomic_load(&rt->returns[i])
-                                            : (unsigned long long)atomic_load(&rt->ejected[i]);
-            buf_printf(out, "%s{cluster=\"%s\"} %llu\n", names[k], cl->name, v);
-        }
-    }
+    outlier_counters(out, m->rt);
+    traffic_policy_counters(out, m->rt);
 }
 
 static void admin_config_dump(void *ctx, buf_t *out)

@@ -72,9 +72,15 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     rt->ejections = calloc(nc ? nc : 1, sizeof *rt->ejections);
     rt->returns = calloc(nc ? nc : 1, sizeof *rt->returns);
     rt->ejected = calloc(nc ? nc : 1, sizeof *rt->ejected);
-    if (rt->ejections == NULL || rt->returns == NULL || rt->ejected == NULL)
+    rt->counters = calloc(nc ? nc : 1, sizeof *rt->counters);
+    if (rt->ejections == NULL || rt->returns == NULL || rt->ejected == NULL || rt->counters == NULL)
         log_fatal("runtime: out of memory");
     return rt;
+}
+
+const char *runtime_destination_service(const runtime_t *rt, const router_cluster_t *cl)
+{
+    return cl->service != NULL ? cl->host : rt->self_fqdn;
 }
 
 uint64_t runtime_now_ms(void)
@@ -133,6 +139,7 @@ void runtime_unref(runtime_t *rt)
     free(rt->ejections);
     free(rt->returns);
     free(rt->ejected);
+    free(rt->counters);
     free(rt);
 }
 

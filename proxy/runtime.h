@@ -40,6 +40,24 @@ typedef struct runtime_bucket {
     atomic_ullong counts[2][RL_RESULTS]; /* [runtime_rl_kind][runtime_rl_result] */
 } runtime_bucket_t;
 
+/*
+ * Per-cluster counters of retries and mirrors, shared by every worker, at
+ * /stats/prometheus (admin_stats in main.c, which says what each counts).
+ * Workers bump them with runtime_count: one relaxed atomic add, no lock.
+ */
+enum runtime_cluster_counter {
+    RC_RETRY,                /* a retry attempt started */
+    RC_RETRY_SUCCESS,        /* a retried request's final response is one its policy does not retry */
+    RC_RETRY_LIMIT_EXCEEDED, /* a request wanted one more retry after using all of them */
+    RC_MIRROR_SENT,          /* a shadow copy started (mirror cluster) */
+    RC_MIRROR_FAILED,        /* ... which was not delivered, or its upstream failed (a subset of sent) */
+    RC_COUNTERS
+};
+
+typedef struct runtime_cluster_counters {
+    atomic_ullong n[RC_COUNTERS];
+} runtime_cluster_counters_t;
+
 typedef struct runtime {
     proxy_config_t *cfg;
     router_t *router;
@@ -50,6 +68,7 @@ typedef struct runtime {
     atomic_ullong *ejections;                  /* per cluster, all workers: outlier ejections so far */
     atomic_ullong *returns;                    /* per cluster: ejected endpoints back in the pool */
     atomic_uint *ejected;                      /* per cluster: endpoints ejected now (summed over workers) */
+    runtime_cluster_counters_t *counters;      /* per cluster: retries and mirrors */
     http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
     tele_policy_t *tele_policy;                /* the Telemetry documents applied; NULL: Istio's defaults */
     atomic_int refs;
@@ -64,6 +83,20 @@ uint64_t runtime_now_ms(void);
  * *reset_s the seconds until the next fill.
  */
 bool runtime_bucket_take(runtime_t *rt, size_t i, uint64_t *remaining, uint64_t *reset_s);
+
+/* Count one event of kind k for cluster cl (any worker). */
+static inline void runtime_count(runtime_t *rt, const router_cluster_t *cl, enum runtime_cluster_counter k)
+{
+    atomic_fetch_add_explicit(&rt->counters[cl->index].n[k], 1, memory_order_relaxed);
+}
+
+/*
+ * The destination_service label of requests to cluster cl, the string
+ * istio_requests_total carries for them (record() in conn.c): the
+ * cluster's host for an outbound cluster, the proxy's own FQDN for the
+ * inbound one.
+ */
+const char *runtime_destination_service(const runtime_t *rt, const router_cluster_t *cl);
 
 /* Build the runtime for cfg; on success it owns cfg. NULL and a reason in err on failure (cfg untouched). */
 runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen);

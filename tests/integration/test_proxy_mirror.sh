@@ -5,6 +5,10 @@
 # (+-5 standard deviations); a dead mirror and a mirror that never accepts
 # its connection leave every primary request answered, without waiting for
 # the mirror (the bound is a small fraction of one mirror connect timeout).
+# outrider_proxy_mirror_requests_total at /stats/prometheus: result="sent"
+# equals the copies the shadow backend got, result="failed" counts every
+# copy to a dead port and to a mirror answering 503 (none to the live one),
+# every cluster has both series, and promtool accepts the page.
 # variants: ns-implicit-w2 ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
@@ -16,6 +20,8 @@ start_backend app
 APP=$BACKEND_PORT
 start_backend shadow
 SH=$BACKEND_PORT
+start_backend five --status 503
+FIVE=$BACKEND_PORT
 DEAD=$(free_port)
 
 se() { # NAME PORT
@@ -48,6 +54,9 @@ spec:
   - match: [{queryParams: {m: {exact: hole}}}]
     mirror: {host: holesvc}
     route: [{destination: {host: app}}]
+  - match: [{queryParams: {m: {exact: five}}}]
+    mirror: {host: fivesvc}
+    route: [{destination: {host: app}}]
   - mirror: {host: shadowsvc}
     route: [{destination: {host: app}}]
 YAML
@@ -55,6 +64,7 @@ YAML
     se shadowsvc "$SH"
     se deadsvc "$DEAD"
     se holesvc "$BH"
+    se fivesvc "$FIVE"
 } >"$T/m.yaml"
 start_proxy m "$T/m.yaml"
 P=http://127.0.0.1:$PROXY_OUT
@@ -91,6 +101,30 @@ mirrored=$(($(served_shadow) - before))
 note "mirrorPercentage 50: $mirrored of 400 mirrored"
 ((mirrored >= 150 && mirrored <= 250)) || fail "mirrored $mirrored of 400, configured 50%"
 
+# ---- the mirror counters: sent is what the shadow backend got (the POST, then the 50% share) ----
+ADMIN=http://127.0.0.1:$PROXY_ADMIN
+MIRROR=outrider_proxy_mirror_requests_total
+stats() { curl -sS --max-time 10 -o "$T/stats.txt" "$ADMIN/stats/prometheus"; }
+# mirrors HOST RESULT: the value of the one series of the mirror family for cluster outbound|80||HOST
+mirrors() {
+    stats || return 1
+    local v
+    v=$(metric_values "$T/stats.txt" $MIRROR "cluster=outbound|80||$1" "destination_service=$1" "result=$2")
+    [[ -n $v && $v != *$'\n'* ]] || v="no single series: '$v'"
+    echo "$v"
+}
+mirrors_are() { [[ $(mirrors "$1" "$2") == "$3" ]]; }
+sent=$(mirrors shadowsvc sent)
+[[ $sent =~ ^[0-9]+$ ]] || fail "sent to shadowsvc: $sent"
+# sent is counted when a copy starts: the shadow backend has every one of them once they land
+wait_until -n 100 -i 0.1 bash -c "[[ \$(curl -sS http://127.0.0.1:$SH/count) -ge $sent ]]" || true
+assert_eq "$sent" "$(served_shadow)" "mirror copies counted sent vs received by the shadow backend"
+assert_eq "$((mirrored + 1))" "$sent" "copies sent to shadowsvc: the POST and the 50% share"
+assert_eq 0 "$(mirrors shadowsvc failed)" "copies to the live shadow failed"
+assert_eq 0 "$(mirrors app sent)" "the primary's cluster is no mirror"
+grep -qx "# TYPE $MIRROR counter" "$T/stats.txt" || fail "no TYPE line for $MIRROR"
+grep -q "^# HELP $MIRROR .*subset" "$T/stats.txt" || fail "the HELP of $MIRROR does not say failed is a subset of sent"
+
 # ---- dead and unresponsive mirrors never hold the primary ----
 assert_eq "200=20" "$(python3 "$T/count.py" "$PROXY_OUT" 20 '/?m=dead')" "primary with a dead mirror"
 start=$(date +%s%N)
@@ -99,6 +133,29 @@ elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 note "20 requests with an unresponsive mirror: $elapsed_ms ms"
 # a mirror that held its primary would cost one 10 s connect timeout per request (200 s here)
 [[ $elapsed_ms -lt 8000 ]] || fail "20 primary requests took $elapsed_ms ms beside an unresponsive mirror"
+
+# ---- failed copies: connection refused (dead port), a 503 answer; the unresponsive one is still pending ----
+wait_until -n 100 -i 0.1 mirrors_are deadsvc failed 20 || fail "failed copies to deadsvc: $(mirrors deadsvc failed)"
+assert_eq 20 "$(mirrors deadsvc sent)" "copies sent to deadsvc"
+assert_eq 20 "$(mirrors holesvc sent)" "copies sent to holesvc"
+assert_eq "200=10" "$(python3 "$T/count.py" "$PROXY_OUT" 10 '/?m=five')" "primary with a mirror answering 503"
+wait_until -n 100 -i 0.1 mirrors_are fivesvc failed 10 || fail "failed copies to fivesvc: $(mirrors fivesvc failed)"
+assert_eq 10 "$(mirrors fivesvc sent)" "copies sent to fivesvc"
+assert_eq 0 "$(mirrors shadowsvc failed)" "copies to the live shadow failed, at the end"
+# every cluster has both series
+for host in app shadowsvc deadsvc holesvc fivesvc; do
+    for r in sent failed; do
+        [[ $(mirrors $host $r) =~ ^[0-9]+$ ]] || fail "$MIRROR for $host, result $r: $(mirrors $host $r)"
+    done
+done
+assert_eq 10 "$(grep -c "^$MIRROR{" "$T/stats.txt")" "$MIRROR series: 5 clusters, 2 results"
+
+# the whole page passes promtool (Istio's own histogram draws its base-unit lint, as from Istio itself)
+stats || fail "GET /stats/prometheus"
+promtool check metrics <"$T/stats.txt" >"$T/promtool.out" 2>&1 || true
+grep -v '^istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"$' "$T/promtool.out" \
+    >"$T/promtool.rest" || true
+[[ ! -s $T/promtool.rest ]] || fail "promtool check metrics on /stats/prometheus: $(cat "$T/promtool.rest")"
 
 kill -0 "$PROXY_PID" || fail "proxy died"
 stop_pid "$PROXY_PID"

@@ -7,7 +7,10 @@
 # then URX); maxRequestsPerConnection and the upstream idleTimeout seen as
 # new upstream connections; the downstream header timeout (408) and idle
 # timeout; incoming traceparent and b3 contexts continued; Expect:
-# 100-continue.
+# 100-continue. The retry counters at /stats/prometheus
+# (outrider_proxy_upstream_rq_retry{,_success,_limit_exceeded}_total) count
+# exactly the retries above, one series per cluster, their
+# destination_service is istio_requests_total's, and promtool accepts the page.
 # variants: ns-implicit ns-explicit (tests/lib.sh: the same scenario with the documents in namespace shop)
 . "$(dirname "$0")/../lib.sh"
 
@@ -23,6 +26,8 @@ start_backend b
 BB=$BACKEND_PORT
 start_backend c
 BC=$BACKEND_PORT
+start_backend f --status 503
+BF=$BACKEND_PORT
 
 cat >"$T/p.yaml" <<YAML
 apiVersion: outrider.io/v1alpha1
@@ -134,6 +139,13 @@ metadata: {name: idle}
 spec:
   hosts: [idle]
   http: [{route: [{destination: {host: idle, subset: c}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: always503}
+spec:
+  hosts: [always503]
+  http: [{retries: {attempts: 3, retryOn: "503"}, route: [{destination: {host: always503}}]}]
 YAML
 # service_entry NAME PORT...: a ServiceEntry NAME with one endpoint per backend port (labels name: a/b/c)
 service_entry() {
@@ -157,6 +169,7 @@ service_entry() {
     service_entry reuse "$BC"
     service_entry idle "$BC"
     service_entry blackhole "$BH"
+    service_entry always503 "$BF"
 } >>"$T/p.yaml"
 start_proxy p "$T/p.yaml"
 P=http://127.0.0.1:$PROXY_OUT
@@ -201,6 +214,73 @@ assert_eq "500 1" "$(attempts_for single /status/500)" "500 is not listed: no re
 code=$(http_status GET "$P/delay/1000" -H 'Host: single')
 assert_eq 504 "$code" "perTryTimeout 200ms on a 1 s backend"
 grep -q 'upstream request timeout' "$LAST_BODY" || fail "perTryTimeout body: $(cat "$LAST_BODY")"
+
+# ---- retry counters at /stats/prometheus ----
+ADMIN=http://127.0.0.1:$PROXY_ADMIN
+RETRY=outrider_proxy_upstream_rq_retry_total
+RETRY_OK=outrider_proxy_upstream_rq_retry_success_total
+RETRY_LIMIT=outrider_proxy_upstream_rq_retry_limit_exceeded_total
+MIRROR=outrider_proxy_mirror_requests_total
+stats() { curl -sS --max-time 10 -o "$T/stats.txt" "$ADMIN/stats/prometheus" || fail "GET /stats/prometheus"; }
+# counter NAME CLUSTER [LABEL=VALUE...]: the value of the one series of NAME for CLUSTER in $T/stats.txt
+counter() {
+    local v
+    v=$(metric_values "$T/stats.txt" "$1" "cluster=$2" "${@:3}")
+    [[ -n $v && $v != *$'\n'* ]] || v="no single series: '$v'"
+    echo "$v"
+}
+# retries CLUSTER: "retry success limit_exceeded" for CLUSTER
+retries() { echo "$(counter $RETRY "$1") $(counter $RETRY_OK "$1") $(counter $RETRY_LIMIT "$1")"; }
+stats
+for f in $RETRY $RETRY_OK $RETRY_LIMIT $MIRROR; do
+    grep -qx "# TYPE $f counter" "$T/stats.txt" || fail "no TYPE line for $f"
+    grep -q "^# HELP $f [A-Z]" "$T/stats.txt" || fail "no HELP line for $f"
+done
+# 2 retries each for /close, /status/502, /status/409 and /status/503, none for /status/500, 1 for /delay/1000;
+# each of those 5 ended wanting one more retry than its attempts allow
+assert_eq "9 0 5" "$(retries 'outbound|80|c|single')" "retry, success, limit exceeded on outbound|80|c|single"
+assert_eq "0 0 0" "$(retries 'outbound|80||random')" "no retries on outbound|80||random after 60 answers"
+# every cluster is listed, with or without a policy (least x2, random, single x2, reuse x3, idle x2, blackhole,
+# always503), each family once per cluster, and the mirror family per cluster and result
+for f in $RETRY $RETRY_OK $RETRY_LIMIT; do
+    assert_eq 12 "$(grep -c "^$f{cluster=\"outbound|" "$T/stats.txt")" "$f series"
+done
+assert_eq 24 "$(grep -c "^$MIRROR{cluster=\"outbound|" "$T/stats.txt")" "$MIRROR series"
+assert_eq 0 "$(counter $MIRROR 'outbound|80||random' result=failed)" "no mirror traffic"
+
+# the route without a retries block has Istio's default (2 retries on 503): /fail/1/KEY fails once, then succeeds
+for k in 1 2 3; do
+    assert_eq 200 "$(http_status GET "$P/fail/1/retry-ok-$k" -H 'Host: single')" "a request failing once, retried"
+done
+stats
+assert_eq "12 3 5" "$(retries 'outbound|80|c|single')" "3 requests retried once each, the retry succeeding"
+
+# attempts: 3 against an endpoint that always answers 503: 3 retries a request (4 attempts), then 503 URX
+before=$(served "$BF")
+for i in 1 2 3 4; do
+    assert_eq 503 "$(http_status GET "$P/" -H 'Host: always503')" "always503 request $i"
+done
+assert_eq 16 "$(($(served "$BF") - before))" "4 attempts for each of 4 requests at the always-503 backend"
+stats
+assert_eq "12 0 4" "$(retries 'outbound|80||always503')" "retry, success, limit exceeded on outbound|80||always503"
+assert_eq "12 3 5" "$(retries 'outbound|80|c|single')" "outbound|80|c|single unchanged"
+# dashboards divide these by istio_requests_total of the same destination_service: the label is the same string
+ds=$(grep "^$RETRY{cluster=\"outbound|80||always503\"," "$T/stats.txt" | sed -n 's/.*,destination_service="\([^"]*\)"}.*/\1/p')
+assert_eq always503 "$ds" "destination_service of outbound|80||always503"
+requests_to() { # DESTINATION_SERVICE: the source-reported istio_requests_total for it at /stats/prometheus
+    curl -sS --max-time 10 -o "$T/stats-req.txt" "$ADMIN/stats/prometheus" &&
+        metric_values "$T/stats-req.txt" istio_requests_total reporter=source "destination_service=$1" |
+        awk '{s += $1} END {print s + 0}'
+}
+requests_are() { [[ $(requests_to "$1") == "$2" ]]; }
+wait_until -n 100 -i 0.1 requests_are "$ds" 4 ||
+    fail "istio_requests_total{destination_service=\"$ds\"}: $(requests_to "$ds"), expected the 4 requests"
+
+# the whole page passes promtool (Istio's own histogram draws its base-unit lint, as from Istio itself)
+promtool check metrics <"$T/stats.txt" >"$T/promtool.out" 2>&1 || true
+grep -v '^istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"$' "$T/promtool.out" \
+    >"$T/promtool.rest" || true
+[[ ! -s $T/promtool.rest ]] || fail "promtool check metrics on /stats/prometheus: $(cat "$T/promtool.rest")"
 
 # ---- upstream connection policy ----
 port_of() { curl -sS --max-time 10 -H "Host: $1" "${@:2}" "$P/headers" | awk '$1=="peer-port:" {print $2}'; }
