@@ -18,6 +18,7 @@ PKGS=(
   protobuf-compiler         # protoc --decode: the Kafka tests read the proto3 and OTLP messages with it
   openjdk-17-jdk-headless   # tests/compat/test_java_text.sh: Java's lowercasing, as a Zipkin server's
   chromium                  # the /mesh service graph page is tested in headless Chromium (playwright-core drives it)
+  python3-yaml              # tests read the Prometheus rule files and dashboards' provisioning YAML
 )
 missing=()
 for p in "${PKGS[@]}"; do
