@@ -45,6 +45,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "compress.h"
+#include "mesh_page.h"
 #include "query.h"
 #include "xalloc.h"
 
@@ -57,12 +58,14 @@ typedef struct listener {
     listener_kind_t kind;
     struct MHD_Daemon *daemon;
     linger_set_t *linger; /* NULL: lingering off */
+    mesh_page_t *mesh;    /* the Zipkin port's /mesh and /api/mesh; NULL on the OTLP port */
 } listener_t;
 
 struct server {
     listener_t zipkin;
     listener_t otlp;
     linger_set_t *linger;
+    mesh_page_t *mesh;
 };
 
 typedef struct request {
@@ -126,6 +129,7 @@ static const char index_html[] =
     "<h1>Outrider collector</h1>"
     "<p>This is the Zipkin-compatible API of the Outrider collector. Point the Zipkin UI (zipkin-lens) "
     "or Grafana's Zipkin data source at this address.</p><ul>"
+    "<li><a href=\"/mesh\">/mesh</a> (service graph; <a href=\"/api/mesh\">/api/mesh</a> as JSON)</li>"
     "<li><a href=\"/zipkin/api/v2/services\">/zipkin/api/v2/services</a></li>"
     "<li><a href=\"/zipkin/api/v2/traces\">/zipkin/api/v2/traces</a></li>"
     "<li><a href=\"/zipkin/api/v2/dependencies\">/zipkin/api/v2/dependencies</a></li>"
@@ -347,6 +351,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, request_t *r, 
         MHD_add_response_header(mr, "Retry-After", resp->retry_after);
     if (resp->partial[0])
         MHD_add_response_header(mr, "X-Outrider-Partial", resp->partial);
+    for (const char *const *h = resp->headers; h != NULL && h[0] != NULL; h += 2)
+        MHD_add_response_header(mr, h[0], h[1]);
     if (resp->cors) {
         MHD_add_response_header(mr, "Access-Control-Allow-Origin", "*");
         if (resp->status == 204) {
@@ -457,7 +463,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     };
     if (l->kind == LISTENER_ZIPKIN) {
         resp.cors = 1;
-        route_zipkin(c, &req, &resp);
+        if (!mesh_page_handle(l->mesh, &req, &resp))
+            route_zipkin(c, &req, &resp);
     } else
         route_otlp(c, &req, &resp);
     enum MHD_Result rc = send_response(conn, r, &resp);
@@ -589,8 +596,9 @@ server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_por
         if (s->linger == NULL)
             log_fatal("cannot start the lingering-close thread: %s", strerror(errno));
     }
-    s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL, s->linger};
-    s->otlp = (listener_t){c, LISTENER_OTLP, NULL, s->linger};
+    s->mesh = mesh_page_create(c);
+    s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL, s->linger, s->mesh};
+    s->otlp = (listener_t){c, LISTENER_OTLP, NULL, s->linger, NULL};
     if (listener_start(&s->zipkin, "zipkin", c->cfg.zipkin_listen, zipkin_port) != 0 ||
         listener_start(&s->otlp, "otlp", c->cfg.otlp_listen, otlp_port) != 0) {
         server_stop(s);
@@ -608,5 +616,6 @@ void server_stop(server_t *s)
     if (s->otlp.daemon != NULL)
         MHD_stop_daemon(s->otlp.daemon);
     linger_set_destroy(s->linger);
+    mesh_page_destroy(s->mesh);
     free(s);
 }

@@ -59,6 +59,8 @@ typedef struct http_response {
     char partial[1024];   /* X-Outrider-Partial: the store members a fanned-out answer lacks; "" = none */
     http_stream_t stream; /* next != NULL: the body comes from it (body is not used) */
     int gzip;             /* compress the streamed body (Content-Encoding: gzip), as the client accepts it */
+    /* more headers: static name, value pairs ending with NULL; NULL = none */
+    const char *const *headers;
 } http_response_t;
 
 /* 1 when the request's Accept-Encoding accepts gzip (listed, or `*`, with a q above 0). */

@@ -1,0 +1,284 @@
+/*
+ * mesh_page: routes, sampler thread and embedded files of /mesh; see
+ * mesh_page.h.
+ */
+#include "mesh_page.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "collector.h"
+#include "log.h"
+#include "mesh_graph.h"
+#include "mesh_history.h"
+#include "metric_store.h"
+#include "span_store.h"
+#include "xalloc.h"
+
+#define MESH_VISIT_SERIES 4096u           /* series visited per hold of the metric store's lock */
+#define MESH_RESAMPLE_MS 1000u            /* an /api/mesh request samples again when the last sample is older */
+#define MESH_DEPS_ARENA_LIMIT (64u << 20) /* dependency links of one answer; past it, no trace edges */
+#define MESH_DEFAULT_WINDOW "5m"
+
+struct mesh_page {
+    collector_t *c;
+    int enabled; /* roles all and store */
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* on CLOCK_MONOTONIC */
+    pthread_t thread;
+    int started;
+    int stop;
+    mesh_history_t *history;
+    uint64_t sampled_ms; /* monotonic */
+};
+
+/* The page's own files: no inline script or style, nothing from elsewhere. */
+static const char *const page_headers[] = {
+    "Content-Security-Policy",
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options",
+    "nosniff",
+    "Referrer-Policy",
+    "no-referrer",
+    "Cache-Control",
+    "no-cache",
+    NULL,
+};
+
+static const char *const api_headers[] = {
+    "Cache-Control", "no-store", "X-Content-Type-Options", "nosniff", NULL,
+};
+
+/* ------------------------------------------------------------------ */
+/* sampling                                                            */
+
+/* Read the whole metric store into the history, a part at a time. Called with m->mu held. */
+static void sample_locked(mesh_page_t *m)
+{
+    uint64_t now = collector_mono_ms();
+    metric_render_cursor_t cur = {0};
+    mesh_history_sample_begin(m->history, now);
+    while (metric_store_visit_chunk(m->c->metrics, &cur, mesh_history_sample_series, m->history, MESH_VISIT_SERIES,
+                                    collector_now_ms()) == 1)
+        ;
+    metric_render_cursor_dispose(&cur);
+    mesh_history_sample_end(m->history);
+    m->sampled_ms = now;
+}
+
+static struct timespec mono_deadline(uint64_t ms)
+{
+    return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+}
+
+static void *sampler_main(void *arg)
+{
+    mesh_page_t *m = arg;
+    uint64_t interval = mesh_history_interval_ms(m->history);
+    pthread_mutex_lock(&m->mu);
+    uint64_t next = m->sampled_ms + interval;
+    while (!m->stop) {
+        struct timespec at = mono_deadline(next);
+        pthread_cond_timedwait(&m->wake, &m->mu, &at);
+        uint64_t now = collector_mono_ms();
+        if (m->stop || now < next)
+            continue;
+        sample_locked(m);
+        mesh_history_tick(m->history);
+        next += interval;
+        if (next <= now) /* fell behind (a stopped machine): no burst of catch-up snapshots */
+            next = now + interval;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+mesh_page_t *mesh_page_create(collector_t *c)
+{
+    mesh_page_t *m = xcalloc(1, sizeof(*m));
+    m->c = c;
+    m->enabled = c->cfg.role_id == ROLE_ALL || c->cfg.role_id == ROLE_STORE;
+    if (!m->enabled)
+        return m;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    m->history = mesh_history_create(NULL);
+    pthread_mutex_lock(&m->mu);
+    sample_locked(m);
+    mesh_history_tick(m->history);
+    pthread_mutex_unlock(&m->mu);
+    int rc = pthread_create(&m->thread, NULL, sampler_main, m);
+    if (rc != 0)
+        log_fatal("cannot start the /mesh sampler thread: %s", strerror(rc));
+    m->started = 1;
+    return m;
+}
+
+void mesh_page_destroy(mesh_page_t *m)
+{
+    if (m == NULL)
+        return;
+    if (m->started) {
+        pthread_mutex_lock(&m->mu);
+        m->stop = 1;
+        pthread_cond_signal(&m->wake);
+        pthread_mutex_unlock(&m->mu);
+        pthread_join(m->thread, NULL);
+    }
+    if (m->enabled) {
+        mesh_history_destroy(m->history);
+        pthread_cond_destroy(&m->wake);
+        pthread_mutex_destroy(&m->mu);
+    }
+    free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* /api/mesh                                                           */
+
+/* A window: a whole number and s, m or h ("90s", "5m", "1h"). 0, or -1 when it is not one. */
+static int parse_window(const char *s, uint64_t *ms)
+{
+    uint64_t n = 0;
+    const char *p = s;
+    for (; isdigit((unsigned char)*p) && p - s < 9; p++)
+        n = n * 10 + (uint64_t)(*p - '0');
+    if (p == s || p[0] == '\0' || p[1] != '\0')
+        return -1;
+    switch (*p) {
+    case 's': *ms = n * 1000; return 0;
+    case 'm': *ms = n * 60000; return 0;
+    case 'h': *ms = n * 3600000; return 0;
+    default: return -1;
+    }
+}
+
+/* The dependency links of the window ending now into a; none when they do not fit. */
+static size_t window_links(mesh_page_t *m, uint64_t now_ms, uint64_t window_ms, arena_t *a, span_dep_link_t **links)
+{
+    size_t n = 0;
+    if (span_store_dependencies(m->c->store, now_ms, window_ms, a, links, &n) != 0) {
+        log_warn("/api/mesh: the dependency links of the last %llu ms pass %u bytes; the graph has no trace edges",
+                 (unsigned long long)window_ms, MESH_DEPS_ARENA_LIMIT);
+        return 0;
+    }
+    return n;
+}
+
+static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t *resp)
+{
+    const char *w = http_query(req, "window");
+    if (w == NULL || *w == '\0')
+        w = MESH_DEFAULT_WINDOW;
+    uint64_t window_ms = 0, min_ms = 2 * (uint64_t)mesh_history_interval_ms(m->history);
+    uint64_t max_ms = mesh_history_max_window_ms(m->history);
+    if (parse_window(w, &window_ms) != 0 || window_ms < min_ms || window_ms > max_ms) {
+        http_respond_text(
+            resp, 400,
+            "window should be a whole number of s, m or h from %llus to %llum (1m, 5m, 15m, 1h...), not \"%.64s\"",
+            (unsigned long long)(min_ms / 1000), (unsigned long long)(max_ms / 60000), w);
+        resp->headers = api_headers;
+        return;
+    }
+    uint64_t now_ms = collector_now_ms();
+    arena_t a;
+    arena_init(&a, MESH_DEPS_ARENA_LIMIT);
+    span_dep_link_t *links = NULL;
+    size_t n_links = window_links(m, now_ms, window_ms, &a, &links);
+
+    mesh_graph_opts_t o = {.window = w, .window_ms = window_ms, .generated_ms = now_ms};
+    mesh_window_t win;
+    mesh_history_stats_t st;
+    buf_t *b = http_respond_json(resp, 200);
+    pthread_mutex_lock(&m->mu);
+    if (collector_mono_ms() - m->sampled_ms >= MESH_RESAMPLE_MS)
+        sample_locked(m);
+    mesh_history_window(m->history, window_ms, &win);
+    mesh_history_stats(m->history, &st);
+    mesh_graph_json(&win, links, n_links, &st, &o, b);
+    pthread_mutex_unlock(&m->mu);
+    mesh_window_dispose(&win);
+    arena_dispose(&a);
+    resp->headers = api_headers;
+}
+
+/* ------------------------------------------------------------------ */
+/* the page's files                                                    */
+
+static const char *content_type(const char *name)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".svg", "image/svg+xml"},
+    };
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        size_t e = strlen(types[i].ext);
+        if (n > e && strcmp(name + n - e, types[i].ext) == 0)
+            return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+static const mesh_asset_t *asset_find(const char *name)
+{
+    for (size_t i = 0; i < mesh_assets_count; i++)
+        if (strcmp(mesh_assets[i].name, name) == 0)
+            return &mesh_assets[i];
+    return NULL;
+}
+
+static void serve_asset(const char *name, const char *path, http_response_t *resp)
+{
+    const mesh_asset_t *f = asset_find(name);
+    if (f == NULL) {
+        http_respond_text(resp, 404, "no route for %s", path);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = content_type(f->name);
+    buf_append(&resp->body, f->data, f->len);
+    resp->headers = page_headers;
+}
+
+/* ------------------------------------------------------------------ */
+/* routing                                                             */
+
+int mesh_page_handle(mesh_page_t *m, const http_request_t *req, http_response_t *resp)
+{
+    const char *p = req->path;
+    int api = strcmp(p, "/api/mesh") == 0;
+    if (m == NULL || (!api && strcmp(p, "/mesh") != 0 && strncmp(p, "/mesh/", 6) != 0))
+        return 0;
+    if (strcmp(req->method, "OPTIONS") == 0)
+        return 0;
+    resp->route = api ? "/api/mesh" : strcmp(p, "/mesh") == 0 || strcmp(p, "/mesh/") == 0 ? "/mesh" : "/mesh/*";
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        http_respond_text(resp, 405, "method %s not allowed on %s", req->method, p);
+        return 1;
+    }
+    if (!m->enabled) {
+        http_respond_text(resp, 404,
+                          "%s: the mesh graph is built from the collector's own metric and trace stores, and role %s "
+                          "keeps none; open it on a collector of role all or store",
+                          p, m->c->cfg.role);
+        return 1;
+    }
+    if (api)
+        api_mesh(m, req, resp);
+    else
+        serve_asset(p[5] == '\0' || p[6] == '\0' ? "index.html" : p + 6, p, resp);
+    return 1;
+}
