@@ -83,7 +83,17 @@ Outrider demo mesh is running (logs in $LOGS).
   mesh metrics      http://127.0.0.1:9411/metrics   (istio_requests_total, istio_request_duration_milliseconds...)
   sidecar admin     http://127.0.0.1:15000/stats/prometheus  /config_dump  /ready  (reviews: 15100, 15200)
   change routing    edit deploy/demo/productpage.yaml, then: kill -HUP ${PIDS[6]}
-Point Prometheus (deploy/prometheus.yml), Grafana (dashboards/) or the Zipkin UI at http://127.0.0.1:9411.
+  service graph     http://127.0.0.1:9411/mesh
+  dashboards        $PWD/dashboards/ (Grafana: mesh, service, workload, traffic policies, collector)
+
+Prometheus, scraping the collector and the three sidecars' admin ports, with the rules of
+deploy/prometheus/ (in another terminal):
+  prometheus --config.file=$PWD/deploy/prometheus.yml --enable-feature=exemplar-storage \\
+      --storage.tsdb.path=/tmp/outrider-prometheus --web.listen-address=127.0.0.1:9090
+Grafana with the Prometheus and Zipkin data sources and the dashboards (folder Outrider), then
+http://127.0.0.1:3000 (admin/admin):
+  OUTRIDER_DASHBOARDS=$PWD/dashboards grafana-server --homepath /usr/share/grafana \\
+      cfg:default.paths.provisioning=$PWD/dashboards/provisioning cfg:default.paths.data=/tmp/outrider-grafana
 Ctrl-C stops everything.
 TXT
 wait "${PIDS[0]}"

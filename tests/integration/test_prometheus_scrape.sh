@@ -171,13 +171,18 @@ exemplar_stored() {
 wait_until -n 600 -i 0.05 exemplar_stored ||
     prom_fail "Prometheus has no exemplar with trace_id $EXEMPLAR_TRACE: $(cat "$LAST_BODY")"
 
-# every query of the Grafana dashboards is valid PromQL and finds the collector's series
-for dash in "$OUTRIDER_SRC"/dashboards/*.json; do
-    while IFS= read -r expr; do
-        code=$(http_status GET "$PROM_URL/api/v1/query" -G --data-urlencode "query=$expr")
-        [[ $code == 200 ]] || prom_fail "dashboard $(basename "$dash"): query '$expr' -> HTTP $code $(cat "$LAST_BODY")"
-    done < <(jq -r '.panels[].targets[].expr' "$dash")
-done
+# every query of the collector's own dashboard is valid PromQL as written (it uses no template
+# variables); the mesh dashboards' queries, with Grafana's variables filled in, are run on a
+# whole mesh by test_dashboards.sh
+dash=$OUTRIDER_SRC/dashboards/outrider-collector.json
+n_expr=0
+while IFS= read -r expr; do
+    [[ $expr == *'$'* ]] && continue # a Grafana variable ($__rate_interval): test_dashboards.sh fills those
+    code=$(http_status GET "$PROM_URL/api/v1/query" -G --data-urlencode "query=$expr")
+    [[ $code == 200 ]] || prom_fail "dashboard $(basename "$dash"): query '$expr' -> HTTP $code $(cat "$LAST_BODY")"
+    n_expr=$((n_expr + 1))
+done < <(jq -r '.. | objects | select(has("targets")) | .targets[] | .expr // empty' "$dash")
+((n_expr > 0)) || fail "no query of $dash could be run as written"
 has_result 'outrider_store_spans' || prom_fail "dashboard series outrider_store_spans missing"
 
 kill "$PROM_PID" 2>/dev/null || true
