@@ -204,6 +204,43 @@ static bool chance(conn_t *c, double percent)
     return (double)(tracectx_rand(&c->env->w->rng) % 1000000) < percent * 10000.0;
 }
 
+static str_t s_of(const char *s)
+{
+    return (str_t){s, s != NULL ? strlen(s) : 0};
+}
+
+/*
+ * The destination_service, _name and _namespace labels of the exchange, as
+ * Istio sets them. Outbound: the cluster's host, or the request's
+ * authority when no cluster was chosen; "reviews.default.svc.cluster.local"
+ * gives its first two labels, a short entry host ("reviews") is in its
+ * ServiceEntry's namespace. Inbound: this workload's own service. The
+ * slices point into the view's configuration (the authority: into the
+ * request head). Needs c->view.
+ */
+static void destination_service(const conn_t *c, str_t *svc, str_t *name, str_t *ns)
+{
+    const runtime_t *rt = c->view->rt;
+    if (c->env->mode != CONN_OUTBOUND) {
+        *svc = s_of(rt->self_fqdn);
+        *name = s_of(rt->self.canonical_service);
+        *ns = s_of(rt->self.namespace);
+        return;
+    }
+    const char *host = c->cl != NULL ? c->cl->host : NULL;
+    *svc = host != NULL ? s_of(host) : c->rreq.authority;
+    const char *dot = memchr(svc->ptr, '.', svc->len);
+    *name = (str_t){svc->ptr, dot ? (size_t)(dot - svc->ptr) : svc->len};
+    if (dot != NULL) {
+        const char *p = dot + 1;
+        size_t rest = svc->len - (size_t)(p - svc->ptr);
+        const char *dot2 = memchr(p, '.', rest);
+        *ns = (str_t){p, dot2 ? (size_t)(dot2 - p) : rest};
+    } else {
+        *ns = s_of(c->cl != NULL && c->cl->service != NULL ? c->cl->service->meta.namespace : rt->self.namespace);
+    }
+}
+
 /* istio_tcp_* for a tunnel: opened, or closed with its byte counts. */
 static void record_tunnel(conn_t *c, bool opened)
 {
@@ -215,6 +252,9 @@ static void record_tunnel(conn_t *c, bool opened)
     t.peer = c->have_peer ? &c->peer_info : NULL;
     t.policy = c->view != NULL ? c->view->rt->tele_policy : NULL;
     t.destination_port = c->cl != NULL ? c->cl->port : 0;
+    /* a tunnel has its upstream, so its cluster: the labels come from the configuration, not the request head */
+    if (c->view != NULL)
+        destination_service(c, &t.destination_service, &t.destination_service_name, &t.destination_service_namespace);
     t.opened = opened;
     t.closed = !opened;
     if (!opened) {
@@ -1842,11 +1882,6 @@ static const http1_callbacks_t req_cb = {req_on_head, req_on_body, req_on_traile
 
 /* ---- telemetry ---- */
 
-static str_t s_of(const char *s)
-{
-    return (str_t){s, s != NULL ? strlen(s) : 0};
-}
-
 static str_t header_value(const conn_t *c, const char *name)
 {
     const http1_header_t *f = c->head != NULL ? find_header(c->head, name) : NULL;
@@ -1890,40 +1925,18 @@ static void record(conn_t *c)
     tele_worker_t *tw = c->env->w->tele;
     if (tw == NULL)
         return;
-    const runtime_t *rt = c->view->rt;
     tele_request_t r;
     memset(&r, 0, sizeof r);
     char span_buf[TELE_SPAN_NAME_MAX];
+    destination_service(c, &r.destination_service, &r.destination_service_name, &r.destination_service_namespace);
+    if (c->trace.sampled == 1)
+        r.span_name = span_name(span_buf, r.destination_service, c->cl != NULL ? c->cl->port : 0);
     if (c->env->mode == CONN_OUTBOUND) {
         r.reporter = TELE_SOURCE;
-        const char *host = c->cl != NULL ? c->cl->host : NULL;
-        str_t svc = host != NULL ? s_of(host) : c->rreq.authority;
-        r.destination_service = svc;
-        /* "reviews.default.svc.cluster.local": name and namespace are its first two labels; a short entry
-         * host ("reviews") is in its ServiceEntry's namespace, as Istio labels it */
-        const char *dot = memchr(svc.ptr, '.', svc.len);
-        r.destination_service_name = (str_t){svc.ptr, dot ? (size_t)(dot - svc.ptr) : svc.len};
-        if (dot != NULL) {
-            const char *ns = dot + 1;
-            const char *dot2 = memchr(ns, '.', svc.len - (size_t)(ns - svc.ptr));
-            r.destination_service_namespace =
-                (str_t){ns, dot2 ? (size_t)(dot2 - ns) : svc.len - (size_t)(ns - svc.ptr)};
-        } else {
-            r.destination_service_namespace =
-                s_of(c->cl != NULL && c->cl->service != NULL ? c->cl->service->meta.namespace : rt->self.namespace);
-        }
         r.destination_version = s_of(endpoint_label(c, "version"));
         r.destination_app = s_of(endpoint_label(c, "app"));
-        if (c->trace.sampled == 1)
-            r.span_name = span_name(span_buf, svc, c->cl != NULL ? c->cl->port : 0);
     } else {
         r.reporter = TELE_DESTINATION;
-        str_t fq = s_of(rt->self_fqdn);
-        r.destination_service = fq;
-        r.destination_service_name = s_of(rt->self.canonical_service);
-        r.destination_service_namespace = s_of(rt->self.namespace);
-        if (c->trace.sampled == 1)
-            r.span_name = span_name(span_buf, fq, c->cl != NULL ? c->cl->port : 0);
     }
     /* with a cluster, the destination strings above are fixed per (view, cluster, endpoint): cached there */
     r.dest_handle = c->cl != NULL ? runtime_view_tele_dest(c->view, c->cl, c->ep) : NULL;
@@ -1951,7 +1964,7 @@ static void record(conn_t *c)
         r.route_name = s_of(c->d.route->name);
     r.attempts = (uint32_t)c->attempts;
     r.trace = &c->trace;
-    r.policy = rt->tele_policy;
+    r.policy = c->view->rt->tele_policy;
     if (c->head != NULL) {
         r.headers = c->head->headers;
         r.n_headers = c->head->header_count;

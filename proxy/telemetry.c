@@ -770,6 +770,7 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
     const tele_mode_policy_t *mp = pol != NULL ? &pol->mode[mode] : NULL;
     ax_ctx_t ax;
     bool have_ax = false;
+    wseries_t *e = NULL;
     if (mp == NULL || mp->n_groups[TELE_SERIES_HTTP] > 0) {
         uint64_t dest = worker_dest(w, r->dest_handle, r->destination_service, r->destination_service_name,
                                     r->destination_service_namespace, r->destination_version, r->destination_app);
@@ -781,8 +782,8 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
             have_ax = true;
             tuple = worker_tuple(w, pol, mode, &ax);
         }
-        wseries_t *e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, r->peer != NULL, r->response_code,
-                                      r->response_flags, pol, tuple, has_tuple);
+        e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, r->peer != NULL, r->response_code,
+                           r->response_flags, pol, tuple, has_tuple);
         if (e != NULL)
             tele_values_observe(&e->val, r->duration_ns, r->request_bytes, r->response_bytes);
     }
@@ -820,6 +821,9 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
     }
     tele_raw_write(p, &h, s);
     tele_ring_commit(w->chan->ring);
+    /* the span is on its way (e is still the slot: nothing since has touched the series table) */
+    if (e != NULL && h.has_span)
+        tele_values_exemplar(&e->val, h.trace_id, h.span_id, r->duration_ns, r->start_unix_ns + r->duration_ns);
 }
 
 void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r)

@@ -24,6 +24,15 @@
  * handle of a forgotten dim stops matching (its slot's generation moved
  * on), and the caller's strings are interned again.
  *
+ * Exemplars. A request whose span is reported (sampled, span reporting
+ * not disabled by the Telemetry API, its record taken by the ring) also
+ * leaves its trace id, span id, duration and end time in the series slot
+ * it was counted in: one exemplar per series and flush interval, the most
+ * recent, a 40-byte copy into the slot (tele_exemplar_t). It goes out on
+ * the istio_request_duration_milliseconds data point; where series merge
+ * (the exporter's label sets), the later exemplar is kept. Unsampled
+ * requests leave none: their trace ids lead nowhere.
+ *
  * Istio's Telemetry API (telemetry_policy.h) decides per side which
  * metrics are recorded, with which labels (tag overrides are applied on
  * the worker and in the exporter before aggregation, so removed labels

@@ -304,12 +304,26 @@ void tele_values_observe(tele_values_t *v, uint64_t duration_ns, uint64_t reques
     v->resp_sum += response_bytes;
 }
 
+void tele_values_exemplar(tele_values_t *v, const uint8_t trace_id[16], const uint8_t span_id[8], uint64_t duration_ns,
+                          uint64_t end_unix_ns)
+{
+    tele_exemplar_t *x = &v->dur_exemplar;
+    if (end_unix_ns == 0 || end_unix_ns < x->time_unix_ns)
+        return;
+    x->time_unix_ns = end_unix_ns;
+    x->value_ms = (double)duration_ns / 1e6;
+    memcpy(x->trace_id, trace_id, sizeof(x->trace_id));
+    memcpy(x->span_id, span_id, sizeof(x->span_id));
+}
+
 void tele_values_add(tele_values_t *v, const tele_values_t *d)
 {
     v->requests += d->requests;
     for (int i = 0; i <= TELE_DUR_BOUNDS; i++)
         v->dur_buckets[i] += d->dur_buckets[i];
     v->dur_sum_ms += d->dur_sum_ms;
+    if (d->dur_exemplar.time_unix_ns != 0 && d->dur_exemplar.time_unix_ns >= v->dur_exemplar.time_unix_ns)
+        v->dur_exemplar = d->dur_exemplar;
     for (int i = 0; i <= TELE_BYTES_BOUNDS; i++) {
         v->req_buckets[i] += d->req_buckets[i];
         v->resp_buckets[i] += d->resp_buckets[i];
@@ -1120,6 +1134,7 @@ int tele_otlp_logs(const tele_resource_t *res, const tele_rec_t *recs, size_t n,
 typedef Opentelemetry__Proto__Metrics__V1__Metric pmetric_t;
 typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint npoint_t;
 typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint hpoint_t;
+typedef Opentelemetry__Proto__Metrics__V1__Exemplar pexemplar_t;
 
 enum { M_REQUESTS, M_DURATION, M_REQ_BYTES, M_RESP_BYTES, M_TCP_OPENED, M_TCP_CLOSED, M_TCP_SENT, M_TCP_RECEIVED, M_N };
 
@@ -1178,6 +1193,20 @@ static hpoint_t *make_hist_point(arena_t *a, const tele_values_t *v, int m)
     p->explicit_bounds = (double *)bounds;
     p->n_bucket_counts = nb + 1;
     p->bucket_counts = (uint64_t *)buckets;
+    const tele_exemplar_t *x = &v->dur_exemplar;
+    if (m == M_DURATION && x->time_unix_ns != 0) {
+        pexemplar_t *e = alloc0(a, sizeof(*e));
+        opentelemetry__proto__metrics__v1__exemplar__init(e);
+        e->time_unix_nano = x->time_unix_ns;
+        e->value_case = OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE_AS_DOUBLE;
+        e->as_double = x->value_ms;
+        e->trace_id = (ProtobufCBinaryData){sizeof(x->trace_id), (uint8_t *)x->trace_id};
+        e->span_id = (ProtobufCBinaryData){sizeof(x->span_id), (uint8_t *)x->span_id};
+        pexemplar_t **list = alloc0(a, sizeof(*list));
+        list[0] = e;
+        p->exemplars = list;
+        p->n_exemplars = 1;
+    }
     return p;
 }
 

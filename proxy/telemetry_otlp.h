@@ -138,11 +138,23 @@ bool tele_labels_same(const tele_labels_t *a, const tele_labels_t *b);
 extern const double tele_duration_bounds_ms[TELE_DUR_BOUNDS];
 extern const double tele_bytes_bounds[TELE_BYTES_BOUNDS];
 
+/*
+ * An exemplar of the duration histogram: one sampled request whose span
+ * the proxy reported, so that a latency point links to its trace. A
+ * series keeps one, the most recent (by time_unix_ns) of its interval.
+ */
+typedef struct tele_exemplar {
+    uint64_t time_unix_ns; /* when the request ended; 0 = none */
+    double value_ms;       /* its duration, as the histogram counted it */
+    uint8_t trace_id[16], span_id[8];
+} tele_exemplar_t;
+
 /* The values of one series: deltas on a worker, totals in the cumulative table. Buckets are not cumulative. */
 typedef struct tele_values {
     uint64_t requests;
     uint64_t dur_buckets[TELE_DUR_BOUNDS + 1];
     double dur_sum_ms;
+    tele_exemplar_t dur_exemplar; /* the interval's latest traced request, or none */
     uint64_t req_buckets[TELE_BYTES_BOUNDS + 1];
     uint64_t req_sum;
     uint64_t resp_buckets[TELE_BYTES_BOUNDS + 1];
@@ -153,7 +165,16 @@ typedef struct tele_values {
 /* Add one request (duration in ns, body bytes) to v. */
 void tele_values_observe(tele_values_t *v, uint64_t duration_ns, uint64_t request_bytes, uint64_t response_bytes);
 
-/* Add the deltas d into v. */
+/*
+ * Make the request of trace_id/span_id (16 and 8 raw bytes), which ended at
+ * end_unix_ns after duration_ns, v's duration exemplar unless v holds a
+ * later one. Only for a request whose span is reported: an exemplar must
+ * lead to a trace. A copy of 40 bytes, no allocation.
+ */
+void tele_values_exemplar(tele_values_t *v, const uint8_t trace_id[16], const uint8_t span_id[8], uint64_t duration_ns,
+                          uint64_t end_unix_ns);
+
+/* Add the deltas d into v (of two exemplars the later is kept). */
 void tele_values_add(tele_values_t *v, const tele_values_t *d);
 
 typedef struct tele_series {
@@ -270,6 +291,8 @@ typedef struct tele_resource {
  * Encoders: append one serialized Export*ServiceRequest to out (not
  * compressed). *n_items (if not NULL) gets the spans, data points or log
  * records written. Return 0, or -1 when there was nothing to encode.
+ * A duration histogram point carries its series' exemplar, if any
+ * (Exemplar{time_unix_nano, as_double in ms, span_id, trace_id}).
  */
 int tele_otlp_traces(const tele_resource_t *res, const tele_rec_t *recs, size_t n, const char *strings, buf_t *out,
                      size_t *n_items);

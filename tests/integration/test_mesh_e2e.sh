@@ -7,8 +7,11 @@
 # reporter="destination", the destination side labelled with the source
 # workload through the peer-metadata exchange (and that header never
 # reaches app B); an incoming x-b3-sampled: 0 suppresses the trace while
-# metrics still count it; access logs arrive as OTLP log records; B's
-# SIGHUP reload with a bad file is refused and the old config serves on.
+# metrics still count it; access logs arrive as OTLP log records; a
+# WebSocket through both sidecars is counted in istio_tcp_* on both
+# reporters with the destination service labels istio_requests_total has
+# for its 101; B's SIGHUP reload with a bad file is refused and the old
+# config serves on.
 . "$(dirname "$0")/../lib.sh"
 
 start_collector
@@ -126,6 +129,55 @@ wait_until -n 100 -i 0.1 nr_seen || fail "no response_flags=\"NR\" series at the
 nr_span() { curl -sS "$ZIPKIN_URL/api/v2/traces?serviceName=productpage.default&limit=50" |
     jq -e '[.[][] | select(.tags.response_flags == "NR" and .tags["http.status_code"] == "404")] | length >= 1' >/dev/null; }
 wait_until -n 100 -i 0.1 nr_span || fail "no span tagged response_flags=NR at the collector"
+
+# ---- a WebSocket through both sidecars: istio_tcp_* on both reporters, with the destination service ----
+cat >"$T/ws.py" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: reviews:9080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    d = s.recv(1)
+    if not d: break
+    head += d
+print(head.split(b"\r\n")[0].decode())
+msg = b"ping through two sidecars"
+s.sendall(msg)
+got = b""
+while len(got) < len(msg):
+    d = s.recv(65536)
+    if not d: break
+    got += d
+print("echo-ok" if got == msg else "echo-bad %r" % got)
+PY
+assert_eq "HTTP/1.1 101 Switching Protocols
+echo-ok" "$(python3 "$T/ws.py" "$A_OUT")" "WebSocket through both sidecars"
+# tcp_closed REPORTER: istio_tcp_connections_closed_total of that reporter at the collector
+tcp_closed() {
+    curl -sS "$ZIPKIN_URL/metrics" | grep '^istio_tcp_connections_closed_total{' | grep "reporter=\"$1\"" |
+        awk '{s += $NF} END {print s + 0}'
+}
+both_closed() { [[ $(tcp_closed source) == 1 && $(tcp_closed destination) == 1 ]]; }
+wait_until -n 100 -i 0.1 both_closed ||
+    fail "istio_tcp_connections_closed_total: source $(tcp_closed source), destination $(tcp_closed destination)"
+metrics=$(curl -sS "$ZIPKIN_URL/metrics")
+label_of() { # LINE NAME: the value of label NAME in a sample line
+    sed -n "s/.*[{,]$2=\"\([^\"]*\)\".*/\1/p" <<<"$1"
+}
+for rep in source destination; do
+    upgrade=$(grep '^istio_requests_total{' <<<"$metrics" | grep "reporter=\"$rep\"" | grep 'response_code="101"') ||
+        fail "no reporter=$rep istio_requests_total for the 101: $(grep istio_requests_total <<<"$metrics")"
+    assert_eq reviews "$(label_of "$upgrade" destination_service_name)" "reporter=$rep destination_service_name of the 101"
+    for m in istio_tcp_connections_opened_total istio_tcp_connections_closed_total istio_tcp_sent_bytes_total \
+        istio_tcp_received_bytes_total; do
+        tcp=$(grep "^$m{" <<<"$metrics" | grep "reporter=\"$rep\"") || fail "no reporter=$rep $m at the collector"
+        assert_eq 1 "$(wc -l <<<"$tcp")" "reporter=$rep $m series"
+        for l in destination_service destination_service_name destination_service_namespace; do
+            assert_eq "$(label_of "$upgrade" $l)" "$(label_of "$tcp" $l)" "reporter=$rep $m $l (as the 101's)"
+        done
+    done
+done
 
 # ---- SIGHUP: a bad file is refused and the old config serves on; a good one applies ----
 cp "$T/b.yaml" "$T/b.good.yaml"

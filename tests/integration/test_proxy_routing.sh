@@ -7,7 +7,8 @@
 # directResponse, the route timeout (504 UT), retries (on 5xx; exhausted
 # -> URX; connect failures moved to another endpoint), load balancing
 # (round robin exact, consistent hash sticky), maxRequestsPerConnection,
-# a WebSocket upgrade tunnelled, and the response flags at /stats/prometheus.
+# a WebSocket upgrade tunnelled (its istio_tcp_* labelled with the 101's
+# destination service), and the response flags at /stats/prometheus.
 # Variants: the Proxy in namespace shop with the other documents implicitly
 # (or explicitly) there too; the app's Host forms in shop route, the names of
 # reviews in another namespace do not.
@@ -345,6 +346,22 @@ for m in istio_tcp_connections_opened_total istio_tcp_connections_closed_total i
     istio_tcp_received_bytes_total; do
     v=$(grep "^$m{" <<<"$stats" | awk '{s += $NF} END {print s + 0}') || true
     [[ $v -gt 0 ]] || fail "$m after the WebSocket tunnel: $(grep istio_tcp <<<"$stats")"
+done
+# the tunnel's istio_tcp_* carry the destination service of the request that opened it (the 101), not "unknown"
+label_of() { # LINE NAME: the value of label NAME in a sample line
+    sed -n "s/.*[{,]$2=\"\([^\"]*\)\".*/\1/p" <<<"$1"
+}
+upgrade=$(grep '^istio_requests_total{' <<<"$stats" | grep 'response_code="101"') ||
+    fail "no istio_requests_total series for the 101: $(grep istio_requests_total <<<"$stats" | head -30)"
+assert_eq ratings "$(label_of "$upgrade" destination_service)" "destination_service of the 101"
+assert_eq "$MESH_NS" "$(label_of "$upgrade" destination_service_namespace)" "destination_service_namespace of the 101"
+for m in istio_tcp_connections_opened_total istio_tcp_connections_closed_total istio_tcp_sent_bytes_total \
+    istio_tcp_received_bytes_total; do
+    tcp=$(grep "^$m{" <<<"$stats")
+    assert_eq 1 "$(wc -l <<<"$tcp")" "$m series (one tunnel)"
+    for l in destination_service destination_service_name destination_service_namespace; do
+        assert_eq "$(label_of "$upgrade" $l)" "$(label_of "$tcp" $l)" "$m $l (as istio_requests_total of the 101)"
+    done
 done
 echo "$stats" | promtool check metrics >"$T/promtool.out" 2>&1 || {
     grep -v 'counter metrics should have "_total" suffix\|should be "_seconds"\|use base unit' "$T/promtool.out" | grep -q . &&

@@ -1,4 +1,4 @@
-/* Unit tests for proxy/telemetry: recording, the Prometheus page, the queue limit and the OTLP encoders. */
+/* Unit tests for proxy/telemetry: recording, the Prometheus page, the queue limit, exemplars and the OTLP encoders. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +19,7 @@
 
 #include "telemetry.h"
 #include "telemetry_otlp.h"
+#include "telemetry_policy.h"
 
 #include "opentelemetry/proto/collector/logs/v1/logs_service.pb-c.h"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.pb-c.h"
@@ -348,7 +349,8 @@ static void test_queue_limit_drops(void **state)
     /*
      * A 4 KiB ring (the smallest) and no exporter draining it: it takes a
      * few records, the rest are dropped and counted; metrics are kept.
-     * Room in the queue for two metric batches of one series, not three.
+     * Room in the queue for two metric batches of one series (about 540
+     * bytes each), not three.
      */
     fixture_t f;
     memset(&f, 0, sizeof(f));
@@ -358,7 +360,7 @@ static void test_queue_limit_drops(void **state)
     o.otlp_host = "127.0.0.1";
     o.otlp_port = 9;
     o.flush_interval_ms = 60000;
-    o.max_queue_bytes = 1000;
+    o.max_queue_bytes = 1100;
     o.ring_bytes = 1;
     o.access_log = true;
     o.self = &f.self;
@@ -379,7 +381,7 @@ static void test_queue_limit_drops(void **state)
     tele_worker_flush(f.w);
     tele_get_stats(f.t, &st);
     assert_int_equal(st.metric_batches_dropped, 0);
-    assert_true(st.queue_bytes > ring_fill && st.queue_bytes <= ring_fill + 1000);
+    assert_true(st.queue_bytes > ring_fill && st.queue_bytes <= ring_fill + 1100);
     tele_record(f.w, &r);
     tele_worker_flush(f.w);
     tele_record(f.w, &r);
@@ -993,6 +995,10 @@ static void test_otlp_metrics(void **state)
     series[0].labels = tele_labels_new(&ll, tele_labels_hash(&ll));
     tele_values_observe(&series[0].val, 300000, 0, 5);
     tele_values_observe(&series[0].val, 7000000, 10, 2000);
+    static const uint8_t trace_id[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+                                         0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
+    static const uint8_t span_id[8] = {0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7};
+    tele_values_exemplar(&series[0].val, trace_id, span_id, 7000000, 1700000000007000000ull);
     tele_tcp_t tcp = {0};
     tcp.reporter = TELE_SOURCE;
     tcp.peer = &reviews;
@@ -1042,8 +1048,23 @@ static void test_otlp_metrics(void **state)
     assert_int_equal(hp->bucket_counts[3], 1);
     assert_int_equal(hp->count, 2);
     assert_true(hp->sum > 7.29 && hp->sum < 7.31);
+    /* the exemplar: raw ids, the duration in ms (in bucket 3, (5, 10]) and the request's end */
+    assert_int_equal(hp->n_exemplars, 1);
+    Opentelemetry__Proto__Metrics__V1__Exemplar *ex = hp->exemplars[0];
+    assert_int_equal(ex->value_case, OPENTELEMETRY__PROTO__METRICS__V1__EXEMPLAR__VALUE_AS_DOUBLE);
+    assert_true(ex->as_double == 7.0);
+    assert_int_equal(ex->time_unix_nano, 1700000000007000000ull);
+    assert_int_equal(ex->trace_id.len, 16);
+    assert_memory_equal(ex->trace_id.data, trace_id, 16);
+    assert_int_equal(ex->span_id.len, 8);
+    assert_memory_equal(ex->span_id.data, span_id, 8);
+    assert_int_equal(ex->n_filtered_attributes, 0);
     assert_string_equal(sm->metrics[2]->name, "istio_request_bytes");
     assert_int_equal(sm->metrics[2]->histogram->data_points[0]->n_bucket_counts, 11);
+    /* only the duration histogram carries it */
+    assert_int_equal(sm->metrics[2]->histogram->data_points[0]->n_exemplars, 0);
+    assert_int_equal(sm->metrics[3]->histogram->data_points[0]->n_exemplars, 0);
+    assert_int_equal(sm->metrics[0]->sum->data_points[0]->n_exemplars, 0);
     assert_string_equal(sm->metrics[3]->name, "istio_response_bytes");
     assert_string_equal(sm->metrics[4]->name, "istio_tcp_connections_opened_total");
     np = sm->metrics[4]->sum->data_points[0];
@@ -1256,6 +1277,235 @@ static void test_export_retry_and_keepalive(void **state)
     assert_memory_equal(tr->resource_spans[0]->scope_spans[0]->spans[0]->trace_id.data, tc.trace_id, 16);
     opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(tr, NULL);
     buf_dispose(&raw);
+    fake_dispose(&srv);
+    fx_close(&f);
+}
+
+/* ---- exemplars ---- */
+
+/* The later of two exemplars is kept, wherever values meet; an exemplar never goes back in time. */
+static void test_exemplar_merge(void **state)
+{
+    (void)state;
+    uint8_t t1[16] = {1}, s1[8] = {1}, t2[16] = {2}, s2[8] = {2};
+    tele_values_t a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    tele_values_exemplar(&a, t1, s1, 2000000, 5000);
+    tele_values_exemplar(&a, t2, s2, 9000000, 4000); /* ended earlier: not taken */
+    assert_int_equal(a.dur_exemplar.time_unix_ns, 5000);
+    assert_memory_equal(a.dur_exemplar.span_id, s1, 8);
+    assert_true(a.dur_exemplar.value_ms == 2.0);
+    tele_values_add(&b, &a); /* none + one: the one */
+    assert_memory_equal(&b.dur_exemplar, &a.dur_exemplar, sizeof(a.dur_exemplar));
+    tele_values_t none;
+    memset(&none, 0, sizeof(none));
+    tele_values_add(&b, &none); /* adding none keeps it */
+    assert_int_equal(b.dur_exemplar.time_unix_ns, 5000);
+    tele_values_t later;
+    memset(&later, 0, sizeof(later));
+    tele_values_exemplar(&later, t2, s2, 9000000, 6000);
+    tele_values_add(&b, &later);
+    assert_int_equal(b.dur_exemplar.time_unix_ns, 6000);
+    assert_memory_equal(b.dur_exemplar.trace_id, t2, 16);
+    assert_true(b.dur_exemplar.value_ms == 9.0);
+    tele_values_add(&b, &a); /* an older one does not replace it */
+    assert_memory_equal(b.dur_exemplar.trace_id, t2, 16);
+}
+
+static const char *const OK_200 = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+/* A worker exporting to the fake endpoint on port; access logs off, so only spans and metrics are sent. */
+static void fx_open_port(fixture_t *f, uint16_t port, size_t ring_bytes, bool start)
+{
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->self = self_info();
+    tele_opts_t o = {0};
+    o.otlp_host = "127.0.0.1";
+    o.otlp_port = port;
+    o.flush_interval_ms = 60000;
+    o.ring_bytes = ring_bytes;
+    o.self = &f->self;
+    o.service_name = "productpage.default";
+    f->t = tele_create(&o);
+    assert_non_null(f->t);
+    if (start)
+        assert_int_equal(tele_start(f->t), 0);
+    f->w = tele_worker_create(f->t, &f->loop);
+}
+
+typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest mreq_t;
+typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint hpoint_t;
+
+/* The one /v1/metrics request the fake endpoint got, decoded. */
+static mreq_t *fake_metrics(const fake_t *srv)
+{
+    int at = -1;
+    for (int i = 0; i < srv->n_reqs; i++) {
+        if (strstr(srv->heads[i], "POST /v1/metrics HTTP/1.1\r\n") != NULL) {
+            assert_int_equal(at, -1);
+            at = i;
+        }
+    }
+    assert_true(at >= 0);
+    buf_t raw = BUF_INIT;
+    assert_int_equal(compress_decode(COMPRESS_ZSTD, srv->bodies[at].data, srv->bodies[at].len, 1 << 20, &raw, NULL, 0),
+                     COMPRESS_OK);
+    mreq_t *mr = opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(
+        NULL, raw.len, (uint8_t *)raw.data);
+    assert_non_null(mr);
+    buf_dispose(&raw);
+    return mr;
+}
+
+/* The istio_request_duration_milliseconds point with this response_code, or NULL. */
+static const hpoint_t *duration_point(const mreq_t *mr, const char *code)
+{
+    const Opentelemetry__Proto__Metrics__V1__ScopeMetrics *sm = mr->resource_metrics[0]->scope_metrics[0];
+    for (size_t i = 0; i < sm->n_metrics; i++) {
+        const Opentelemetry__Proto__Metrics__V1__Metric *m = sm->metrics[i];
+        if (strcmp(m->name, "istio_request_duration_milliseconds") != 0)
+            continue;
+        for (size_t j = 0; j < m->histogram->n_data_points; j++) {
+            const hpoint_t *p = m->histogram->data_points[j];
+            if (strcmp(attr_str(p->attributes, p->n_attributes, "response_code"), code) == 0)
+                return p;
+        }
+    }
+    return NULL;
+}
+
+static trace_ctx_t traced(uint8_t id, int8_t sampled)
+{
+    trace_ctx_t tc;
+    memset(&tc, 0, sizeof(tc));
+    tc.trace_id[0] = 0xab;
+    tc.trace_id[15] = id;
+    tc.span_id[0] = 0xcd;
+    tc.span_id[7] = id;
+    tc.sampled = sampled;
+    return tc;
+}
+
+/*
+ * The worker keeps the latest request whose span it reported: a sampled
+ * request is the exemplar of its series, with its own trace and span ids
+ * and duration; an unsampled one, later, does not replace it; a series of
+ * unsampled requests has none; nor has one under disableSpanReporting.
+ */
+static void test_worker_exemplars(void **state)
+{
+    (void)state;
+    static const char *const script[] = {OK_200, OK_200, NULL}; /* traces, metrics */
+    fake_t srv;
+    fake_start(&srv, script);
+    fixture_t f;
+    fx_open_port(&f, srv.port, 0, true);
+
+    proxy_tm_effective_t eff;
+    memset(&eff, 0, sizeof(eff));
+    eff.sampling[0] = eff.sampling[1] = -1;
+    eff.disable_spans[0] = 1;
+    eff.log_disabled[0] = eff.log_disabled[1] = PROXY_UNSET;
+    tele_policy_t *spans_off = NULL;
+    char err[128];
+    assert_int_equal(tele_policy_create(&eff, &spans_off, err, sizeof(err)), 0);
+    assert_non_null(spans_off);
+
+    peer_info_t reviews = reviews_info();
+    tele_request_t r = base_request(TELE_SOURCE, &reviews);
+    trace_ctx_t s1 = traced(1, 1), u2 = traced(2, 0), s3 = traced(3, 1), u4 = traced(4, 0), u5 = traced(5, 0),
+                s6 = traced(6, 1);
+    const struct {
+        const trace_ctx_t *tc;
+        int code;
+        uint64_t duration_ms;
+        tele_policy_t *policy;
+    } reqs[] = {
+        {&s1, 200, 3, NULL},      /* sampled */
+        {&u2, 200, 2, NULL},      /* unsampled, later: s1 stays */
+        {&s3, 200, 42, NULL},     /* sampled, later: the exemplar */
+        {&u4, 200, 1, NULL},      /* unsampled, later again: s3 stays */
+        {&u5, 404, 7, NULL},      /* a series of unsampled requests only */
+        {&s6, 503, 9, spans_off}, /* sampled, but the Telemetry API reports no span */
+    };
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        r.trace = reqs[i].tc;
+        r.response_code = reqs[i].code;
+        r.policy = reqs[i].policy;
+        r.start_unix_ns = 1700000000000000000ull + i * 1000000000ull;
+        r.duration_ns = reqs[i].duration_ms * 1000000u;
+        tele_record(f.w, &r);
+    }
+    fx_finish(&f);
+    fake_join(&srv);
+    tele_stats_t st;
+    tele_get_stats(f.t, &st);
+    assert_int_equal(srv.n_reqs, 2);
+    assert_int_equal(st.spans_exported, 2); /* s1 and s3 */
+
+    mreq_t *mr = fake_metrics(&srv);
+    const hpoint_t *p = duration_point(mr, "200");
+    assert_non_null(p);
+    assert_int_equal(p->count, 4);
+    assert_int_equal(p->n_exemplars, 1);
+    const Opentelemetry__Proto__Metrics__V1__Exemplar *ex = p->exemplars[0];
+    assert_memory_equal(ex->trace_id.data, s3.trace_id, 16);
+    assert_memory_equal(ex->span_id.data, s3.span_id, 8); /* this hop's span, the one exported */
+    assert_true(ex->as_double == 42.0);
+    assert_int_equal(ex->time_unix_nano, 1700000000000000000ull + 2 * 1000000000ull + 42000000ull);
+    assert_int_equal(p->bucket_counts[5], 1); /* (25, 50]: the bucket its value is in holds it */
+    p = duration_point(mr, "404");
+    assert_non_null(p);
+    assert_int_equal(p->n_exemplars, 0);
+    p = duration_point(mr, "503");
+    assert_non_null(p);
+    assert_int_equal(p->n_exemplars, 0);
+    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__free_unpacked(mr, NULL);
+    tele_policy_unref(spans_off);
+    fake_dispose(&srv);
+    fx_close(&f);
+}
+
+/* A span dropped because the ring is full leaves no exemplar: the last one the ring took stays. */
+static void test_exemplar_needs_the_span(void **state)
+{
+    (void)state;
+    static const char *const script[] = {OK_200, OK_200, NULL};
+    fake_t srv;
+    fake_start(&srv, script);
+    fixture_t f;
+    fx_open_port(&f, srv.port, 4096, false); /* the exporter starts after the ring has filled */
+    tele_request_t r = base_request(TELE_SOURCE, NULL);
+    trace_ctx_t tcs[64];
+    int n = 0;
+    tele_stats_t st;
+    for (;;) {
+        assert_true(n < 64);
+        tcs[n] = traced((uint8_t)(n + 1), 1);
+        r.trace = &tcs[n];
+        r.start_unix_ns = 1700000000000000000ull + (uint64_t)n * 1000000ull;
+        tele_record(f.w, &r);
+        n++;
+        tele_get_stats(f.t, &st);
+        if (st.spans_dropped > 0)
+            break;
+    }
+    assert_int_equal(st.spans_dropped, 1);
+    assert_true(n >= 2);
+    assert_int_equal(tele_start(f.t), 0);
+    fx_finish(&f);
+    fake_join(&srv);
+    tele_get_stats(f.t, &st);
+    assert_int_equal(st.spans_exported, n - 1);
+    mreq_t *mr = fake_metrics(&srv);
+    const hpoint_t *p = duration_point(mr, "200");
+    assert_non_null(p);
+    assert_int_equal(p->count, n);
+    assert_int_equal(p->n_exemplars, 1);
+    assert_memory_equal(p->exemplars[0]->span_id.data, tcs[n - 2].span_id, 8);
+    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__free_unpacked(mr, NULL);
     fake_dispose(&srv);
     fx_close(&f);
 }
@@ -1522,6 +1772,9 @@ int main(void)
         cmocka_unit_test(test_otlp_metrics),
         cmocka_unit_test(test_stop_without_endpoint_is_quick),
         cmocka_unit_test(test_export_retry_and_keepalive),
+        cmocka_unit_test(test_exemplar_merge),
+        cmocka_unit_test(test_worker_exemplars),
+        cmocka_unit_test(test_exemplar_needs_the_span),
         cmocka_unit_test(test_worker_forgets_idle_series),
         cmocka_unit_test(test_handle_aggregation_matches_per_request_labels),
         cmocka_unit_test(test_uncached_and_cached_pages_equal),
