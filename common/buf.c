@@ -113,6 +113,20 @@ void buf_append_i64(buf_t *b, int64_t v)
     }
 }
 
+void buf_append_prom_label(buf_t *b, const char *s, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c != '\\' && c != '"' && c != '\n')
+            continue;
+        buf_append(b, s + start, i - start);
+        start = i + 1;
+        buf_append(b, c == '\\' ? "\\\\" : c == '"' ? "\\\"" : "\\n", 2);
+    }
+    buf_append(b, s + start, len - start);
+}
+
 void buf_append_json_escaped(buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";

@@ -56,6 +56,8 @@ void buf_append_i64(buf_t *b, int64_t v);
 
 /* Append s as the inside of a JSON string (no surrounding quotes), escaping per RFC 8259. */
 void buf_append_json_escaped(buf_t *b, const char *s, size_t len);
+/* s[0..len) as a label value of the Prometheus text format: backslash, double quote and newline escaped. */
+void buf_append_prom_label(buf_t *b, const char *s, size_t len);
 
 /* Append len bytes as lowercase hex. */
 void buf_append_hex(buf_t *b, const uint8_t *bytes, size_t len);

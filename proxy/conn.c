@@ -1658,7 +1658,7 @@ static void outlier_refresh(conn_t *c, runtime_cluster_state_t *cs)
             h->ejected_until_ms = 0;
             cs->n_ejected--;
             atomic_fetch_sub(&c->view->rt->ejected[c->cl->index], 1);
-            atomic_fetch_add(&c->view->rt->returns[c->cl->index], 1);
+            runtime_count(c->view->rt, c->cl, RC_OUTLIER_RETURN);
             log_info("outlier detection: %s returns to %s", c->cl->endpoints[e].name, c->cl->name);
         }
     }
@@ -1693,7 +1693,7 @@ static void outlier_result(conn_t *c, int status)
     h->consecutive_5xx = h->consecutive_gateway = 0;
     cs->n_ejected++;
     atomic_fetch_add(&c->view->rt->ejected[c->cl->index], 1);
-    atomic_fetch_add(&c->view->rt->ejections[c->cl->index], 1);
+    runtime_count(c->view->rt, c->cl, RC_OUTLIER_EJECTION);
     log_info("outlier detection: ejected %s from %s for %llu ms (%s %u)", c->cl->endpoints[c->ep].name, c->cl->name,
              (unsigned long long)ms, status == 0 ? "connection failure, ejection" : "error status, ejection",
              h->times_ejected);

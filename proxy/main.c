@@ -248,26 +248,14 @@ static void rate_limit_counters(buf_t *out, const runtime_t *rt, enum runtime_rl
     }
 }
 
-/* A label value in the text format: backslash, double quote and newline escaped. */
-static void label_value(buf_t *out, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s == '\\' || *s == '"')
-            buf_append_char(out, '\\');
-        if (*s == '\n')
-            buf_append_str(out, "\\n");
-        else
-            buf_append_char(out, *s);
-    }
-}
-
 /* `NAME{cluster="...",destination_service="..."` of a per-cluster series; the caller closes it. */
 static void cluster_series(buf_t *out, const char *name, const runtime_t *rt, const router_cluster_t *cl)
 {
     buf_printf(out, "%s{cluster=\"", name);
-    label_value(out, cl->name);
+    buf_append_prom_label(out, cl->name, strlen(cl->name));
     buf_append_str(out, "\",destination_service=\"");
-    label_value(out, runtime_destination_service(rt, cl));
+    const char *svc = runtime_destination_service(rt, cl);
+    buf_append_prom_label(out, svc, strlen(svc));
     buf_append_char(out, '"');
 }
 
@@ -290,8 +278,8 @@ static void outlier_counters(buf_t *out, const runtime_t *rt)
                            k < 2 ? "counter" : "gauge");
                 head = true;
             }
-            unsigned long long v = k == 0   ? atomic_load(&rt->ejections[i])
-                                   : k == 1 ? atomic_load(&rt->returns[i])
+            unsigned long long v = k == 0   ? atomic_load(&rt->counters[i].n[RC_OUTLIER_EJECTION])
+                                   : k == 1 ? atomic_load(&rt->counters[i].n[RC_OUTLIER_RETURN])
                                             : (unsigned long long)atomic_load(&rt->ejected[i]);
             cluster_series(out, names[k], rt, cl);
             buf_printf(out, "} %llu\n", v);

@@ -69,11 +69,9 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
         atomic_init(&rt->buckets[i].last_fill_ms, now);
     }
     size_t nc = router_cluster_count(router);
-    rt->ejections = calloc(nc ? nc : 1, sizeof *rt->ejections);
-    rt->returns = calloc(nc ? nc : 1, sizeof *rt->returns);
     rt->ejected = calloc(nc ? nc : 1, sizeof *rt->ejected);
     rt->counters = calloc(nc ? nc : 1, sizeof *rt->counters);
-    if (rt->ejections == NULL || rt->returns == NULL || rt->ejected == NULL || rt->counters == NULL)
+    if (rt->ejected == NULL || rt->counters == NULL)
         log_fatal("runtime: out of memory");
     return rt;
 }
@@ -136,8 +134,6 @@ void runtime_unref(runtime_t *rt)
     free((char *)rt->peer_fields[0].value.ptr);
     free((char *)rt->peer_fields[1].value.ptr);
     free(rt->buckets);
-    free(rt->ejections);
-    free(rt->returns);
     free(rt->ejected);
     free(rt->counters);
     free(rt);

@@ -41,7 +41,7 @@ typedef struct runtime_bucket {
 } runtime_bucket_t;
 
 /*
- * Per-cluster counters of retries and mirrors, shared by every worker, at
+ * Per-cluster counters of retries, mirrors and outlier ejections, shared by every worker, at
  * /stats/prometheus (admin_stats in main.c, which says what each counts).
  * Workers bump them with runtime_count: one relaxed atomic add, no lock.
  */
@@ -51,6 +51,8 @@ enum runtime_cluster_counter {
     RC_RETRY_LIMIT_EXCEEDED, /* a request wanted one more retry after using all of them */
     RC_MIRROR_SENT,          /* a shadow copy started (mirror cluster) */
     RC_MIRROR_FAILED,        /* ... which was not delivered, or its upstream failed (a subset of sent) */
+    RC_OUTLIER_EJECTION,     /* an endpoint ejected by outlier detection */
+    RC_OUTLIER_RETURN,       /* an ejected endpoint back in the pool */
     RC_COUNTERS
 };
 
@@ -65,10 +67,8 @@ typedef struct runtime {
     char service_name[2 * PEER_FIELD_MAX + 2]; /* "<app>.<namespace>", the span's local service */
     char self_fqdn[2 * PEER_FIELD_MAX + 24];   /* "<app>.<namespace>.svc.cluster.local": inbound destination_service */
     runtime_bucket_t *buckets;                 /* per RateLimit document (cfg->rate_limits) */
-    atomic_ullong *ejections;                  /* per cluster, all workers: outlier ejections so far */
-    atomic_ullong *returns;                    /* per cluster: ejected endpoints back in the pool */
     atomic_uint *ejected;                      /* per cluster: endpoints ejected now (summed over workers) */
-    runtime_cluster_counters_t *counters;      /* per cluster: retries and mirrors */
+    runtime_cluster_counters_t *counters;      /* per cluster, all workers: retries, mirrors, ejections */
     http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
     tele_policy_t *tele_policy;                /* the Telemetry documents applied; NULL: Istio's defaults */
     atomic_int refs;

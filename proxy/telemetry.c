@@ -1727,21 +1727,6 @@ static void append_double(buf_t *out, double v)
     buf_append_str(out, tmp);
 }
 
-static void append_label_value(buf_t *out, const char *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = v[i];
-        if (c == '\\')
-            buf_append_str(out, "\\\\");
-        else if (c == '"')
-            buf_append_str(out, "\\\"");
-        else if (c == '\n')
-            buf_append_str(out, "\\n");
-        else
-            buf_append_char(out, c);
-    }
-}
-
 /* name{labels[,le="..."]} */
 static void append_sample_head(buf_t *out, const char *name, const char *suffix, const tele_labels_t *l, const char *le)
 {
@@ -1755,7 +1740,7 @@ static void append_sample_head(buf_t *out, const char *name, const char *suffix,
         first = false;
         buf_append_str(out, l->name[k]);
         buf_append_str(out, "=\"");
-        append_label_value(out, l->v[k], l->len[k]);
+        buf_append_prom_label(out, l->v[k], l->len[k]);
         buf_append_char(out, '"');
     }
     if (le != NULL) {
