@@ -127,6 +127,17 @@ const setting_t collector_settings[] = {
     {"metrics.maxSeriesPerMetric", SETTING_UINT, F(max_metric_series_per_metric), "100000", 0, UINT32_MAX,
      "most series of one metric (a label that explodes stays within it); past it its new series are rejected, "
      "counted (reason metric_max_series) and logged; 0 = no limit"},
+    {"mesh.zipkinUi", SETTING_STRING, F(mesh_zipkin_ui), "/zipkin/", 0, 0,
+     "the Zipkin UI (zipkin-lens) that /mesh links each edge to, with its search filled in; relative to the "
+     "collector, or a full URL; empty: the links go to the collector's /api/v2/traces"},
+    {"mesh.maxNodes", SETTING_UINT, F(mesh_max_nodes), "200", 1, 100000,
+     "services in one /api/mesh answer; past it the least busy are left out and the answer says truncated"},
+    {"mesh.maxEdges", SETTING_UINT, F(mesh_max_edges), "500", 1, 1000000,
+     "calls in one /api/mesh answer; past it the least busy are left out and the answer says truncated"},
+    {"mesh.maxRows", SETTING_UINT, F(mesh_max_rows), "1024", 1, 1048576,
+     "source/destination/version rows the service graph's history keeps; rows past it are counted as dropped"},
+    {"mesh.maxSeries", SETTING_UINT, F(mesh_max_series), "20000", 1, 16777216,
+     "istio_* series the service graph's history follows; series past it are counted as dropped"},
     {"remoteWrite.url", SETTING_STRING, F(remote_write_url), "", 0, 0,
      "Prometheus remote write 1.0 receiver (Prometheus /api/v1/write, Mimir, Thanos receive) the metric store is "
      "pushed to (roles all and store); empty turns remote write off"},

@@ -14,11 +14,11 @@
 enum collector_role { ROLE_ALL = 0, ROLE_INGEST, ROLE_STORE, ROLE_QUERY };
 
 typedef struct collector_config {
-    char *role;          /* all, ingest, store, query (checked by the settings table) */
+    char *role;                  /* all, ingest, store, query (checked by the settings table) */
     enum collector_role role_id; /* role, parsed by collector_init */
-    char *zipkin_listen; /* host:port of the Zipkin API, UI paths and /metrics */
-    char *otlp_listen;   /* host:port of OTLP/HTTP */
-    uint64_t threads;    /* HTTP worker threads per listener */
+    char *zipkin_listen;         /* host:port of the Zipkin API, UI paths and /metrics */
+    char *otlp_listen;           /* host:port of OTLP/HTTP */
+    uint64_t threads;            /* HTTP worker threads per listener */
     char *log_level;
     uint64_t max_spans;       /* store bound, spans */
     uint64_t max_store_bytes; /* store bound, bytes */
@@ -32,7 +32,7 @@ typedef struct collector_config {
     uint64_t kafka_spans_max_message_bytes;
     char *kafka_logs_topic;
     char *kafka_metrics_topic;
-    char *kafka_logs_encoding; /* json, otlp */
+    char *kafka_logs_encoding;     /* json, otlp */
     setting_list_t kafka_producer; /* librdkafka properties, "key=value" */
     uint64_t kafka_queue_max_bytes;
     uint64_t kafka_queue_max_messages;
@@ -42,15 +42,15 @@ typedef struct collector_config {
     char *kafka_consume_group;
     char *kafka_consume_encoding; /* json (Zipkin JSON or proto3), otlp */
     int kafka_consume_replay;
-    setting_list_t kafka_consumer;    /* librdkafka consumer properties, "key=value" */
+    setting_list_t kafka_consumer; /* librdkafka consumer properties, "key=value" */
     setting_list_t autocomplete_keys;
     uint64_t default_lookback_ms; /* Zipkin's QUERY_LOOKBACK */
     setting_list_t query_peers;   /* store members' Zipkin ports (query role); empty: answer from the local store */
     uint64_t query_timeout_ms;
     uint64_t query_refresh_ms;
     uint64_t query_max_response_bytes;
-    uint64_t max_body_bytes;      /* compressed request body */
-    uint64_t max_decoded_bytes;   /* after decompression */
+    uint64_t max_body_bytes;    /* compressed request body */
+    uint64_t max_decoded_bytes; /* after decompression */
     uint64_t max_spans_per_request;
     uint64_t max_tags_per_span;
     uint64_t max_tag_value_bytes;
@@ -64,6 +64,11 @@ typedef struct collector_config {
     uint64_t max_metric_series;
     uint64_t max_metric_series_per_metric;
     uint64_t max_concurrent_requests;
+    char *mesh_zipkin_ui; /* empty: /mesh links to the API search */
+    uint64_t mesh_max_nodes;
+    uint64_t mesh_max_edges;
+    uint64_t mesh_max_rows;
+    uint64_t mesh_max_series;
     char *remote_write_url; /* empty: remote write off */
     uint64_t remote_write_interval_ms;
     setting_list_t remote_write_headers; /* "Name=value" */

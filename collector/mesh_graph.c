@@ -468,23 +468,43 @@ static void url_encoded(buf_t *b, const char *s)
     }
 }
 
-/* The collector's trace search for an edge's calls, over the window (JSON string, quotes included). */
-static void json_zipkin_link(buf_t *b, const graph_t *g, const edge_t *e, uint64_t window_ms)
+/* The Zipkin search criteria of an edge's calls (serviceName=..., no '?'). */
+static void search_criteria(buf_t *url, const graph_t *g, const edge_t *e)
 {
     const endpoint_t *src = &g->nodes[e->src_node].ep, *dst = &g->nodes[e->dst_node].ep;
-    buf_t url = BUF_INIT;
-    buf_append_str(&url, "/api/v2/traces?serviceName=");
+    buf_append_str(url, "serviceName=");
     if (src->zipkin != NULL && src->kind != NODE_UNKNOWN) {
-        url_encoded(&url, src->zipkin);
+        url_encoded(url, src->zipkin);
         if (e->remote != NULL && *e->remote != '\0') {
-            buf_append_str(&url, "&remoteServiceName=");
-            url_encoded(&url, e->remote);
+            buf_append_str(url, "&remoteServiceName=");
+            url_encoded(url, e->remote);
         }
     } else if (dst->zipkin != NULL) { /* a caller outside the mesh has no spans: the callee's */
-        url_encoded(&url, dst->zipkin);
+        url_encoded(url, dst->zipkin);
     }
-    buf_printf(&url, "&lookback=%llu&limit=10", (unsigned long long)window_ms);
+}
+
+/* ,"traces":"...","zipkin":"..."|null: an edge's traces over the window, by the API and in the UI. */
+static void json_trace_links(buf_t *b, const graph_t *g, const edge_t *e, const mesh_graph_opts_t *o)
+{
+    buf_t url = BUF_INIT;
+    buf_append_str(&url, "/api/v2/traces?");
+    search_criteria(&url, g, e);
+    buf_printf(&url, "&lookback=%llu&limit=10", (unsigned long long)o->window_ms);
+    buf_append_str(b, ",\"traces\":");
     json_str(b, url.data);
+    buf_append_str(b, ",\"zipkin\":");
+    if (o->zipkin_ui == NULL || *o->zipkin_ui == '\0') {
+        buf_append_str(b, "null");
+    } else {
+        url.len = 0;
+        buf_append_str(&url, o->zipkin_ui);
+        buf_append_char(&url, strchr(o->zipkin_ui, '?') != NULL ? '&' : '?');
+        search_criteria(&url, g, e);
+        buf_printf(&url, "&lookback=millis&millis=%llu&endTs=%llu&limit=10", (unsigned long long)o->window_ms,
+                   (unsigned long long)o->generated_ms);
+        json_str(b, url.data);
+    }
     buf_dispose(&url);
 }
 
@@ -517,7 +537,7 @@ static void json_node(buf_t *b, const graph_t *g, const node_t *n)
     buf_append_str(b, "]}");
 }
 
-static void json_edge(buf_t *b, const graph_t *g, const edge_t *e, uint64_t window_ms)
+static void json_edge(buf_t *b, const graph_t *g, const edge_t *e, const mesh_graph_opts_t *o)
 {
     buf_append_str(b, "{\"source\":");
     json_str(b, e->src);
@@ -530,8 +550,7 @@ static void json_edge(buf_t *b, const graph_t *g, const edge_t *e, uint64_t wind
     json_num(b, ratio(e->requests - e->errors, e->requests));
     buf_append_str(b, ",\"p99Ms\":");
     json_num(b, e->p99_ms);
-    buf_append_str(b, ",\"zipkin\":");
-    json_zipkin_link(b, g, e, window_ms);
+    json_trace_links(b, g, e, o);
     buf_append_char(b, '}');
 }
 
@@ -603,7 +622,7 @@ void mesh_graph_json(const mesh_window_t *w, const span_dep_link_t *links, size_
             continue;
         if (!first)
             buf_append_char(out, ',');
-        json_edge(out, &g, &e[i], o->window_ms);
+        json_edge(out, &g, &e[i], o);
         first = 0;
     }
     buf_append_str(out, "]}");

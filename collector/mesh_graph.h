@@ -38,17 +38,21 @@
  *    "edges": [{"source": "productpage.shop.svc.cluster.local", "destination": "reviews.shop.svc.cluster.local",
  *               "reporter": "source" | "destination" | "trace",
  *               "rps": 4.2, "requests": 1260, "errors": 3, "successRate": 0.99762 | null, "p99Ms": 48.1 | null,
- *               "zipkin": "/api/v2/traces?serviceName=productpage.shop&remoteServiceName=reviews
- *                          &lookback=300000&limit=10"}]}     (one string)
+ *               "traces": "/api/v2/traces?serviceName=productpage.shop&remoteServiceName=reviews
+ *                          &lookback=300000&limit=10",     (one string)
+ *               "zipkin": "/zipkin/?serviceName=productpage.shop&remoteServiceName=reviews
+ *                          &lookback=millis&millis=300000&endTs=1735787045678&limit=10" | null}]}
  *
  * Nodes are sorted by service, edges by source then destination. Strings
  * are UTF-8 as the metric labels and span names hold them, escaped per
  * RFC 8259. successRate is the share of requests that did not fail (5xx,
- * or no response); null without requests. The zipkin link is the
- * collector's own trace search (the collector serves the Zipkin API, not
- * the Zipkin UI's assets): the caller's spans (Zipkin service name
- * NAME.NAMESPACE, as the sidecars name it) whose remote service is the
- * callee (its bare name, as the sidecars record it), over the window.
+ * or no response); null without requests. Both links search the same
+ * traces: "traces" with the collector's Zipkin API, "zipkin" with the
+ * Zipkin UI's discover page (zipkin-lens reads those query parameters)
+ * at opts.zipkin_ui, null when there is none. They ask for the caller's
+ * spans (Zipkin service name NAME.NAMESPACE, as the sidecars name it)
+ * whose remote service is the callee (its bare name, as the sidecars
+ * record it), over the window ending at generatedAtMs.
  */
 #ifndef OUTRIDER_COLLECTOR_MESH_GRAPH_H
 #define OUTRIDER_COLLECTOR_MESH_GRAPH_H
@@ -69,6 +73,7 @@ typedef struct mesh_graph_opts {
     uint64_t generated_ms; /* epoch milliseconds */
     uint32_t max_nodes;    /* 0 = MESH_MAX_NODES */
     uint32_t max_edges;    /* 0 = MESH_MAX_EDGES */
+    const char *zipkin_ui; /* the Zipkin UI's search page ("/zipkin/"); NULL or "" = none */
 } mesh_graph_opts_t;
 
 /*

@@ -110,7 +110,9 @@ mesh_page_t *mesh_page_create(collector_t *c)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&m->wake, &ca);
     pthread_condattr_destroy(&ca);
-    m->history = mesh_history_create(NULL);
+    mesh_history_config_t hc = {.max_rows = (uint32_t)c->cfg.mesh_max_rows,
+                                .max_series = (uint32_t)c->cfg.mesh_max_series};
+    m->history = mesh_history_create(&hc);
     pthread_mutex_lock(&m->mu);
     sample_locked(m);
     mesh_history_tick(m->history);
@@ -194,7 +196,12 @@ static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t 
     span_dep_link_t *links = NULL;
     size_t n_links = window_links(m, now_ms, window_ms, &a, &links);
 
-    mesh_graph_opts_t o = {.window = w, .window_ms = window_ms, .generated_ms = now_ms};
+    mesh_graph_opts_t o = {.window = w,
+                           .window_ms = window_ms,
+                           .generated_ms = now_ms,
+                           .max_nodes = (uint32_t)m->c->cfg.mesh_max_nodes,
+                           .max_edges = (uint32_t)m->c->cfg.mesh_max_edges,
+                           .zipkin_ui = m->c->cfg.mesh_zipkin_ui};
     mesh_window_t win;
     mesh_history_stats_t st;
     buf_t *b = http_respond_json(resp, 200);

@@ -128,7 +128,15 @@ static const char index_html[] =
     "<!doctype html><html><head><meta charset=\"utf-8\"><title>Outrider collector</title></head><body>"
     "<h1>Outrider collector</h1>"
     "<p>This is the Zipkin-compatible API of the Outrider collector. Point the Zipkin UI (zipkin-lens) "
-    "or Grafana's Zipkin data source at this address.</p><ul>"
+    "or Grafana's Zipkin data source at this address. The UI's own files are not served here: serve them from "
+    "a proxy in front of the collector, or run the UI elsewhere and set <code>mesh.zipkinUi</code> to its address "
+    "so that the service graph links there.</p>"
+    "<p id=\"search\" hidden>The trace search you followed, from the API: <a id=\"api\"></a></p>"
+    /* zipkin-lens's discover-page query (lookback=millis&millis=W) as the API's (lookback=W) */
+    "<script>(function(){var q=new URLSearchParams(location.search);if(!q.has('serviceName'))return;"
+    "if(q.get('lookback')==='millis'){q.set('lookback',q.get('millis')||'');q.delete('millis');}"
+    "var a=document.getElementById('api');a.href=a.textContent='/api/v2/traces?'+q.toString();"
+    "document.getElementById('search').hidden=false;})();</script><ul>"
     "<li><a href=\"/mesh\">/mesh</a> (service graph; <a href=\"/api/mesh\">/api/mesh</a> as JSON)</li>"
     "<li><a href=\"/zipkin/api/v2/services\">/zipkin/api/v2/services</a></li>"
     "<li><a href=\"/zipkin/api/v2/traces\">/zipkin/api/v2/traces</a></li>"
@@ -328,7 +336,8 @@ static struct MHD_Response *make_response(http_response_t *resp)
     resp->stream = (http_stream_t){0};
     if (resp->gzip && (so->gz = gzip_stream_new(STREAM_GZIP_LEVEL)) == NULL)
         resp->gzip = 0;
-    struct MHD_Response *mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, so, stream_free);
+    struct MHD_Response *mr =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, so, stream_free);
     if (mr == NULL)
         stream_free(so);
     return mr;

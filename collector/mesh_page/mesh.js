@@ -72,6 +72,16 @@
     return e;
   }
 
+  function link(parent, href, text, title) {
+    const a = html('a', parent, text);
+    a.href = href;
+    a.title = title;
+    a.target = '_blank';
+    a.rel = 'noopener';
+    parent.appendChild(document.createTextNode(' '));
+    return a;
+  }
+
   // ---- layout ----
 
   // Break cycles: the edges a depth-first search finds back to its stack are left out of the DAG.
@@ -227,10 +237,10 @@
       'data-requests': e.requests,
       'data-errors': e.errors,
     }, layer);
-    const a = el('a', { href: e.zipkin, target: '_blank', rel: 'noopener' }, g);
+    const a = el('a', { href: e.zipkin || e.traces, target: '_blank', rel: 'noopener' }, g);
     const p = edgePath(lay.box[s], lay.box[d], lay.bottom);
     el('title', {}, a, `${label(nodes[s])} → ${label(nodes[d])}\n${e.requests} requests, ${e.errors} failed` +
-      ` (seen by ${e.reporter})\nclick: its traces`);
+      ` (seen by ${e.reporter})\nclick: its traces` + (e.zipkin ? ' in the Zipkin UI' : ' (JSON)'));
     el('path', { class: 'line', d: p.d, 'marker-end': `url(#arrow-${h})` }, a);
     drawEdgeLabel(a, e, p.lx, p.ly);
   }
@@ -309,10 +319,9 @@
       html('td', tr, String(e.requests), 'num requests');
       html('td', tr, String(e.errors), 'num errors');
       html('td', tr, e.reporter === 'trace' ? 'traces' : e.reporter + ' sidecar', 'reporter');
-      const a = html('a', html('td', tr), 'traces');
-      a.href = e.zipkin;
-      a.target = '_blank';
-      a.rel = 'noopener';
+      const links = html('td', tr, undefined, 'links');
+      if (e.zipkin) link(links, e.zipkin, 'Zipkin', 'its traces in the Zipkin UI');
+      link(links, e.traces, 'JSON', 'its traces from the collector\'s Zipkin API');
     }
   }
 

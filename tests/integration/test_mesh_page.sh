@@ -217,14 +217,26 @@ fail_if_not "$(api_node "$CAFE")" '.name == "café" and .namespace == "shop" and
 fail_if_not "$(api_node legacy-web)" '.kind == "traced"' "the node legacy-web"
 assert_eq 6 "$(jq '.nodes | length' <<<"$api")" "nodes: unknown, productpage, reviews, café, ratings, legacy-web"
 
-# an edge's link finds its traces
+# an edge's links find its traces: the API search, and the same search on the Zipkin UI's page
+# (mesh.zipkinUi, /zipkin/ by default), whose query zipkin-lens turns into that API call
+lens_to_api() { # /zipkin/?serviceName=..&lookback=millis&millis=W&endTs=T&limit=10 -> /api/v2/traces?...
+    local q=${1#*\?}
+    q=$(sed -E 's/(^|&)lookback=millis(&|$)/\1/; s/(^|&)millis=/\1lookback=/' <<<"$q")
+    echo "/api/v2/traces?$q"
+}
 for pair in "$PP $RV" "legacy-web $CAFE"; do
     read -r s d <<<"$pair"
-    link=$(edge "$s" "$d" | jq -r .zipkin)
-    n=$(curl -sS "$ZIPKIN_URL$link" | jq 'length') || fail "zipkin link $link"
-    [[ $n -ge 1 ]] || fail "the zipkin link of $s -> $d finds no trace: $link"
+    link=$(edge "$s" "$d" | jq -r .traces)
+    n=$(curl -sS "$ZIPKIN_URL$link" | jq 'length') || fail "traces link $link"
+    [[ $n -ge 1 ]] || fail "the traces link of $s -> $d finds no trace: $link"
+    ui=$(edge "$s" "$d" | jq -r .zipkin)
+    [[ $ui == /zipkin/\?serviceName=* && $ui == *"&lookback=millis&millis=3600000&endTs=$(jq .generatedAtMs <<<"$api")&limit=10" ]] ||
+        fail "the Zipkin UI link of $s -> $d: $ui"
+    assert_eq "$n" "$(curl -sS "$ZIPKIN_URL$(lens_to_api "$ui")" | jq 'length')" "the Zipkin UI search of $s -> $d, as the UI asks it"
+    assert_eq 200 "$(http_status GET "$ZIPKIN_URL$ui")" "the collector's page behind $ui"
+    grep -q 'mesh.zipkinUi' "$LAST_BODY" || fail "$ui: the collector's page does not say how to point at a Zipkin UI"
 done
-assert_eq 3 "$(curl -sS "$ZIPKIN_URL$(edge legacy-web "$CAFE" | jq -r .zipkin)" | jq 'length')" "traces behind legacy-web -> café"
+assert_eq 3 "$(curl -sS "$ZIPKIN_URL$(edge legacy-web "$CAFE" | jq -r .traces)" | jq 'length')" "traces behind legacy-web -> café"
 
 # ---- parameters, methods, files ----
 for w in 0m 5s 2h 61m 5 abc 1.5m -1m 1mm 9999999999s; do
@@ -258,8 +270,17 @@ cat "$T/page.log" >&2
 [[ -s $SCREENSHOT ]] || fail "no screenshot at $SCREENSHOT"
 collector_alive
 
+# ---- the graph's limits and the Zipkin UI address are settings ----
+bad=$("$OUTRIDER_BIN/outrider-collector" --set mesh.maxEdges=0 --check 2>&1) && fail "mesh.maxEdges=0 accepted"
+grep -q 'mesh.maxEdges' <<<"$bad" || fail "mesh.maxEdges=0: $bad"
+FIRST_URL=$ZIPKIN_URL
+start_collector --set mesh.maxNodes=7 --set mesh.maxEdges=9 --set mesh.maxRows=33 --set mesh.maxSeries=444 \
+    --set mesh.zipkinUi=
+assert_eq '7 9 33 444' "$(curl -sS "$ZIPKIN_URL/api/mesh" | jq -r '.limits | "\(.maxNodes) \(.maxEdges) \(.maxRows) \(.maxSeries)"')" \
+    "limits from the settings"
+
 # ---- a collector that keeps no store (role query) says so instead of drawing an empty graph ----
-STORE_URL=$ZIPKIN_URL
+STORE_URL=$FIRST_URL
 start_collector --set role=query --set "query.peers=${STORE_URL#http://}"
 for path in /api/mesh /mesh; do
     assert_eq 404 "$(http_status GET "$ZIPKIN_URL$path")" "$path at role query"

@@ -47,10 +47,23 @@ async function readPage(page) {
         ...tr.dataset,
         cells: [...tr.cells].map((c) => c.textContent),
         href: tr.querySelector('a').getAttribute('href'),
+        json: [...tr.querySelectorAll('a')].pop().getAttribute('href'),
       })),
       status: document.getElementById('status').textContent,
     };
   });
+}
+
+// The Zipkin UI links of two answers: the same search, each over the window ending when it was made.
+function sameSearch(page, api) {
+  const strip = (u) => {
+    const url = new URL(u, 'http://x');
+    const end = Number(url.searchParams.get('endTs'));
+    url.searchParams.delete('endTs');
+    return [url.toString(), end];
+  };
+  const [p, pEnd] = strip(page), [a, aEnd] = strip(api);
+  return p === a && aEnd > 0 && Math.abs(pEnd - aEnd) < 120000;
 }
 
 function checkEdge(api, dom, row, metrics, covered) {
@@ -64,7 +77,7 @@ function checkEdge(api, dom, row, metrics, covered) {
   check(dom.p99Ms === (api.p99Ms === null ? '' : String(api.p99Ms)), `${what}: data-p99-ms ${dom.p99Ms}, /api/mesh ${api.p99Ms}`);
   // the page's rps is requests over the time its own answer covered
   check(near(Number(dom.rps) * covered, api.requests, 1e-4, 1e-3), `${what}: data-rps ${dom.rps} x ${covered} s is not ${api.requests}`);
-  check(dom.href === api.zipkin, `${what}: link ${dom.href}, /api/mesh ${api.zipkin}`);
+  check(sameSearch(dom.href, api.zipkin), `${what}: link ${dom.href}, /api/mesh ${api.zipkin}`);
   check(near(number(dom.label), Number(dom.rps), 0.006, 0.006), `${what}: label "${dom.label}" shows another rps than ${dom.rps}`);
   check(dom.label.includes(pct(api.successRate)), `${what}: label "${dom.label}" lacks the success rate ${pct(api.successRate)}`);
   if (api.p99Ms !== null) {
@@ -78,7 +91,8 @@ function checkEdge(api, dom, row, metrics, covered) {
   check(success === pct(api.successRate), `${what}: table success ${success}, /api/mesh ${pct(api.successRate)}`);
   check(near(number(rps), Number(dom.rps), 0.006, 0.006), `${what}: table rps ${rps}, data-rps ${dom.rps}`);
   check(api.p99Ms === null ? p99 === '–' : near(number(p99), api.p99Ms, 0.005, 0.0501), `${what}: table p99 ${p99}, /api/mesh ${api.p99Ms}`);
-  check(row.href === api.zipkin, `${what}: table link ${row.href}`);
+  check(sameSearch(row.href, api.zipkin), `${what}: table link ${row.href}, /api/mesh ${api.zipkin}`);
+  check(row.json === api.traces, `${what}: table JSON link ${row.json}, /api/mesh ${api.traces}`);
   if (metrics) {
     check(metrics.requests === api.requests && String(metrics.requests) === requests,
       `${what}: /metrics has ${metrics.requests} requests, the page ${requests}`);

@@ -125,6 +125,8 @@ static mesh_history_t *small_history(uint32_t max_rows)
     return mesh_history_create(&cfg);
 }
 
+static const char *zipkin_ui = "/zipkin/"; /* mesh.zipkinUi of graph() */
+
 /* The graph of a window as a parsed JSON tree (free with yajl_tree_free). */
 static yajl_val graph(mesh_history_t *h, uint64_t window_ms, const span_dep_link_t *links, size_t n_links,
                       uint32_t max_nodes, uint32_t max_edges)
@@ -137,7 +139,8 @@ static yajl_val graph(mesh_history_t *h, uint64_t window_ms, const span_dep_link
                            .window_ms = window_ms,
                            .generated_ms = 1700000000123ull,
                            .max_nodes = max_nodes,
-                           .max_edges = max_edges};
+                           .max_edges = max_edges,
+                           .zipkin_ui = zipkin_ui};
     buf_t b = BUF_INIT;
     mesh_graph_json(&w, links, n_links, &st, &o, &b);
     mesh_window_dispose(&w);
@@ -377,12 +380,15 @@ static void test_canary_shares_and_reporters(void **state)
     assert_float_equal(num(e, "successRate"), 1, 0);
     /* 100 observations summed over v1 and v2: (1,5] 40, (5,10] 50, (10,25] 10; rank 99 in (10,25]: 10 + 15 * 9/10 */
     assert_float_equal(num(e, "p99Ms"), 23.5, 1e-4);
-    assert_string_equal(str(e, "zipkin"), "/api/v2/traces?serviceName=productpage.shop&remoteServiceName=reviews"
+    assert_string_equal(str(e, "traces"), "/api/v2/traces?serviceName=productpage.shop&remoteServiceName=reviews"
                                           "&lookback=5000&limit=10");
+    /* the same search on zipkin-lens's discover page, over the window ending when the answer was made */
+    assert_string_equal(str(e, "zipkin"), "/zipkin/?serviceName=productpage.shop&remoteServiceName=reviews"
+                                          "&lookback=millis&millis=5000&endTs=1700000000123&limit=10");
     yajl_val in = find_edge(g, "unknown", PP);
     assert_string_equal(str(in, "reporter"), "destination");
     assert_float_equal(num(in, "requests"), 100, 0);
-    assert_string_equal(str(in, "zipkin"), "/api/v2/traces?serviceName=productpage.shop&lookback=5000&limit=10");
+    assert_string_equal(str(in, "traces"), "/api/v2/traces?serviceName=productpage.shop&lookback=5000&limit=10");
 
     yajl_val reviews = find(g, "nodes", "service", REVIEWS);
     assert_non_null(reviews);
@@ -428,8 +434,23 @@ static void test_trace_edges(void **state)
     assert_float_equal(num(e, "successRate"), 4.0 / 6.0, 1e-5);
     assert_true(isnan(num(e, "p99Ms")));
     assert_string_equal(
-        str(e, "zipkin"),
+        str(e, "traces"),
         "/api/v2/traces?serviceName=legacy-web&remoteServiceName=caf%C3%A9.shop&lookback=5000&limit=10");
+    yajl_tree_free(g);
+
+    /* a UI elsewhere, its address with a query of its own; then none at all */
+    zipkin_ui = "https://zipkin.example/zipkin/?theme=dark";
+    g = graph(h, 5000, links, 3, 0, 0);
+    e = find_edge(g, "legacy-web", "café.shop.svc.cluster.local");
+    assert_string_equal(str(e, "zipkin"), "https://zipkin.example/zipkin/?theme=dark&serviceName=legacy-web"
+                                          "&remoteServiceName=caf%C3%A9.shop&lookback=millis&millis=5000"
+                                          "&endTs=1700000000123&limit=10");
+    yajl_tree_free(g);
+    zipkin_ui = "";
+    g = graph(h, 5000, links, 3, 0, 0);
+    e = find_edge(g, "legacy-web", "café.shop.svc.cluster.local");
+    assert_int_equal(get(e, "zipkin")->type, yajl_t_null);
+    zipkin_ui = "/zipkin/";
     yajl_val legacy = find(g, "nodes", "service", "legacy-web");
     assert_string_equal(str(legacy, "kind"), "traced");
     yajl_val node = find(g, "nodes", "service", "café.shop.svc.cluster.local");
