@@ -25,6 +25,9 @@
       the variable's query offers. Failures name the dashboard, the panel title
       and the query; exit 1 if any. Exemplar targets are also asked for
       exemplars (/api/v1/query_exemplars); the report lists the trace ids found.
+      --frames FILE writes, for every panel with transformations, its targets
+      with Prometheus's answers under the first binding where all of them have
+      data, for transform.cjs.
 """
 import argparse
 import json
@@ -257,7 +260,7 @@ def finite_values(data, instant):
 def run(args):
     prom = Prom(args.prom)
     bindings_all = json.load(open(args.bindings, encoding="utf-8"))
-    failures, report = [], []
+    failures, report, frames = [], [], []
     all_exemplar_ids = set()
     range_s = int(float(args.end) - float(args.start))
     builtins = {"__rate_interval": args.rate_interval, "__interval": args.interval,
@@ -272,6 +275,7 @@ def run(args):
         found = {}  # (panel id, refId) -> (binding index, series, finite points)
         exemplars = {}  # (panel id, refId) -> trace ids
         per_binding = [0] * len(bindings)
+        answers = {}  # (panel id, binding index) -> {refId: data}, panels with transformations only
         for bi, binding in enumerate(bindings):
             values = dict(builtins)
             for var in variables:
@@ -303,6 +307,8 @@ def run(args):
                     failures.append(f"{name}: panel {p['title']!r} target {t['refId']}: query {expr!r}: {error}")
                     continue
                 n, nz = finite_values(data, instant)
+                if p.get("transformations") and n:
+                    answers.setdefault((p["id"], bi), {})[t["refId"]] = data
                 if n:
                     per_binding[bi] += 1
                     # the first binding with data, or a later one with non-zero values where that had only zeros
@@ -316,6 +322,19 @@ def run(args):
                         ids = sorted({e["labels"].get("trace_id", "") for s in ex for e in s.get("exemplars", [])} - {""})
                         if ids:
                             exemplars[key] = ids
+        for p in all_panels(dash):
+            if not p.get("transformations"):
+                continue
+            refs = [t["refId"] for t in p.get("targets") or []]
+            got = [answers.get((p["id"], bi), {}) for bi in range(len(bindings))]
+            full = next((a for a in got if all(r in a for r in refs)), None)
+            if full is None:
+                failures.append(f"{name}: panel {p['title']!r}: no binding gives all its queries data, "
+                                "so its transformations cannot be run")
+                continue
+            frames.append({"dashboard": dash.get("title"), "uid": dash["uid"], "panel": p["id"], "title": p["title"],
+                           "transformations": p["transformations"],
+                           "targets": [{"refId": r, "result": full[r]} for r in refs]})
         all_exemplar_ids.update(i for ids in exemplars.values() for i in ids)
         for bi, n in enumerate(per_binding):
             if n == 0:
@@ -334,6 +353,9 @@ def run(args):
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             f.write("\n".join(report) + "\n")
+    if args.frames:
+        with open(args.frames, "w", encoding="utf-8") as f:
+            json.dump(frames, f)
     print(json.dumps({"targets": len(report), "failures": len(failures), "exemplar_trace_ids": sorted(all_exemplar_ids)}))
     for f in failures:
         print("FAIL:", f)
@@ -363,6 +385,7 @@ def main():
     rp.add_argument("--rate-interval", default="4s")
     rp.add_argument("--interval", default="1s")
     rp.add_argument("--report")
+    rp.add_argument("--frames")
     rp.add_argument("dashboards", nargs="+")
     args = ap.parse_args()
     sys.exit(lint(args) if args.cmd == "lint" else run(args))

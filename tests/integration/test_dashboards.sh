@@ -20,6 +20,9 @@
 #  3. every query of every panel and every variable query returns data, with
 #     the variables filled in as Grafana does (tests/dashboards/dashq.py run);
 #     an exemplar posted with a trace id is found through the latency panels;
+#     the table panels' transformations, run by Grafana's own code
+#     (@grafana/data, tests/dashboards/transform.cjs) on those answers, give
+#     the Mesh dashboard one row per service with its canary split;
 #  4. the SLO fast-burn alert OutriderServiceAvailabilityBurnFast
 #     (deploy/prometheus/outrider-alerts.rules.yml, for: 2m) fires for the
 #     failing service.
@@ -251,7 +254,7 @@ JSON
 END=$(date +%s)
 python3 "$TOOLS/dashq.py" run --prom "$PROM_URL" --start "$START" --end "$END" --step 1 \
     --rate-interval 4s --interval 1s --bindings "$T/bindings.json" --report "$T/queries.txt" \
-    "${DASHBOARDS[@]}" >"$T/run.out" 2>&1 || {
+    --frames "$T/frames.json" "${DASHBOARDS[@]}" >"$T/run.out" 2>&1 || {
     grep -v '^ok ' "$T/queries.txt" >&2 || true
     prom_fail "dashboard queries without data: $(grep -v '^{' "$T/run.out" | head -c 8000)"
 }
@@ -261,6 +264,32 @@ jq -e --arg t "$PROBE_TRACE" '.exemplar_trace_ids | index($t) != null' <<<"$SUMM
     prom_fail "no latency panel led to the exemplar with trace id $PROBE_TRACE: $SUMMARY"
 note "queries: $SUMMARY"
 
+# ---- 3b. table panels' transformations, run by Grafana's own code on those answers ---
+NODE_PATH="$COMPAT/node_modules" node "$TOOLS/transform.cjs" "$T/frames.json" "$T/tables.json" >"$T/transform.out" 2>&1 ||
+    prom_fail "table transformations: $(cat "$T/transform.out")"
+sed 's/^/  /' "$T/transform.out" >&2
+# the Mesh dashboard's services table: one row per service, the canary split in the same row
+SERVICES=$(jq -c '[.[] | select(.uid == "outrider-mesh" and .panel == 11) | .frames[0].fields[] | {(.name): .values}] | add' "$T/tables.json")
+note "Mesh services table: $SERVICES"
+jq -e 'keys - ["Namespace", "Service", "Requests /s", "Success rate", "p99", "v1 share", "v2 share"] == [] and length == 7' \
+    <<<"$SERVICES" >/dev/null || fail "Mesh services table: columns $(jq -c keys <<<"$SERVICES")"
+jq -e '[.Service, .Namespace] | transpose | map(join(".")) | (length == (unique | length))' <<<"$SERVICES" >/dev/null ||
+    fail "Mesh services table: a service on two rows: $SERVICES"
+row() { jq -c --arg s "$1" --arg n "$2" '. as $t | [range(.Service | length) | select($t.Service[.] == $s and $t.Namespace[.] == $n)][0] as $i
+    | with_entries(.value = .value[$i])' <<<"$SERVICES"; }
+REVIEWS_ROW=$(row reviews shop)
+# (80/20 by weight, but jason's requests all go to v2)
+jq -e '."v1 share" > 0 and ."v2 share" > 0 and (."v1 share" + ."v2 share" - 1 | fabs) < 1e-9
+    and ."Requests /s" > 0 and ."Success rate" > 0.5 and ."Success rate" <= 1 and .p99 > 0' <<<"$REVIEWS_ROW" >/dev/null ||
+    fail "Mesh services table: reviews.shop should show its canary split with its figures: $REVIEWS_ROW"
+# ratings fails nearly always: a success rate near 0 is a number, not a blank cell
+RATINGS_ROW=$(row ratings default)
+jq -e '(."Success rate" | type) == "number" and ."Success rate" < 0.5' <<<"$RATINGS_ROW" >/dev/null ||
+    fail "Mesh services table: ratings.default's success rate: $RATINGS_ROW"
+DETAILS_ROW=$(row details default)
+jq -e '."v1 share" == 1 and ."v2 share" == ""' <<<"$DETAILS_ROW" >/dev/null ||
+    fail "Mesh services table: details.default has one version: $DETAILS_ROW"
+
 mesh_traffic_stop
 collector_alive
-echo "PASS: ${#DASHBOARDS[@]} dashboards type-check against @grafana/schema and lint clean; every panel and variable query returned data from a real mesh; $ALERT fired"
+echo "PASS: ${#DASHBOARDS[@]} dashboards type-check against @grafana/schema and lint clean; every panel and variable query returned data from a real mesh; table transformations ran; $ALERT fired"
