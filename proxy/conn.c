@@ -241,6 +241,8 @@ static void destination_service(const conn_t *c, str_t *svc, str_t *name, str_t 
     }
 }
 
+static const char *endpoint_label(const conn_t *c, const char *key);
+
 /* istio_tcp_* for a tunnel: opened, or closed with its byte counts. */
 static void record_tunnel(conn_t *c, bool opened)
 {
@@ -255,6 +257,10 @@ static void record_tunnel(conn_t *c, bool opened)
     /* a tunnel has its upstream, so its cluster: the labels come from the configuration, not the request head */
     if (c->view != NULL)
         destination_service(c, &t.destination_service, &t.destination_service_name, &t.destination_service_namespace);
+    if (c->view != NULL && c->env->mode == CONN_OUTBOUND) {
+        t.destination_version = s_of(endpoint_label(c, "version"));
+        t.destination_app = s_of(endpoint_label(c, "app"));
+    }
     t.opened = opened;
     t.closed = !opened;
     if (!opened) {

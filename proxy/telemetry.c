@@ -834,7 +834,7 @@ void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r)
     if (mp != NULL && mp->n_groups[TELE_SERIES_TCP] == 0)
         return;
     uint64_t dest = worker_dest(w, NULL, r->destination_service, r->destination_service_name,
-                                r->destination_service_namespace, STR_NULL, STR_NULL);
+                                r->destination_service_namespace, r->destination_version, r->destination_app);
     uint64_t peer = r->peer != NULL ? worker_peer(w, NULL, r->peer) : 0;
     bool has_tuple = mp != NULL && mp->n_exprs > 0;
     uint64_t tuple = 0;
@@ -997,9 +997,9 @@ static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
         r.destination_service = dim_str(m->dest, DF_SERVICE);
         r.destination_service_name = dim_str(m->dest, DF_NAME);
         r.destination_service_namespace = dim_str(m->dest, DF_NAMESPACE);
+        r.destination_version = dim_str(m->dest, DF_VERSION);
+        r.destination_app = dim_str(m->dest, DF_APP);
         if (m->kind == TELE_SERIES_HTTP) {
-            r.destination_version = dim_str(m->dest, DF_VERSION);
-            r.destination_app = dim_str(m->dest, DF_APP);
             r.response_code = (int)m->code;
             r.response_flags = m->flags;
             tele_request_labels(&r, &t->self, code, flags, v);
@@ -1008,7 +1008,9 @@ static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
                               .peer = r.peer,
                               .destination_service = r.destination_service,
                               .destination_service_name = r.destination_service_name,
-                              .destination_service_namespace = r.destination_service_namespace};
+                              .destination_service_namespace = r.destination_service_namespace,
+                              .destination_version = r.destination_version,
+                              .destination_app = r.destination_app};
             tele_tcp_labels(&tcp, &t->self, v);
         }
         enum tele_series_kind kind = (enum tele_series_kind)m->kind;

@@ -191,9 +191,10 @@ typedef struct tele_tcp {
     uint32_t destination_port;
     const peer_info_t *peer;
     str_t destination_service, destination_service_name, destination_service_namespace;
-    bool opened;                         /* counts a connection opened */
-    bool closed;                         /* counts a connection closed */
-    uint64_t sent_bytes, received_bytes; /* since the last report for this connection */
+    str_t destination_version, destination_app; /* outbound: the endpoint's labels, as for requests */
+    bool opened;                                /* counts a connection opened */
+    bool closed;                                /* counts a connection closed */
+    uint64_t sent_bytes, received_bytes;        /* since the last report for this connection */
 } tele_tcp_t;
 
 /* Create the telemetry hub; NULL only when out of memory. */

@@ -438,8 +438,8 @@ void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char 
 
 void tele_tcp_labels(const tele_tcp_t *r, const peer_info_t *self, str_t out[TELE_NLABELS])
 {
-    common_labels(r->reporter, r->peer, self, STR_NULL, STR_NULL, r->destination_service, r->destination_service_name,
-                  r->destination_service_namespace, out);
+    common_labels(r->reporter, r->peer, self, r->destination_app, r->destination_version, r->destination_service,
+                  r->destination_service_name, r->destination_service_namespace, out);
     out[TL_REQUEST_PROTOCOL] = STR_LIT("tcp");
     out[TL_RESPONSE_CODE] = STR_NULL;
     out[TL_GRPC_RESPONSE_STATUS] = STR_NULL;

@@ -125,8 +125,8 @@ spec:
   ports: [{number: 9080, name: http}]
   resolution: STATIC
   endpoints:
-  - {address: 127.0.0.1, ports: {http: $RA}}
-  - {address: 127.0.0.1, ports: {http: $RB}}
+  - {address: 127.0.0.1, ports: {http: $RA}, labels: {app: ratings, version: v7}}
+  - {address: 127.0.0.1, ports: {http: $RB}, labels: {app: ratings, version: v7}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -355,11 +355,14 @@ upgrade=$(grep '^istio_requests_total{' <<<"$stats" | grep 'response_code="101"'
     fail "no istio_requests_total series for the 101: $(grep istio_requests_total <<<"$stats" | head -30)"
 assert_eq ratings "$(label_of "$upgrade" destination_service)" "destination_service of the 101"
 assert_eq "$MESH_NS" "$(label_of "$upgrade" destination_service_namespace)" "destination_service_namespace of the 101"
+assert_eq "ratings v7" "$(label_of "$upgrade" destination_app) $(label_of "$upgrade" destination_version)" \
+    "destination_app and destination_version of the 101 (the endpoint's labels)"
 for m in istio_tcp_connections_opened_total istio_tcp_connections_closed_total istio_tcp_sent_bytes_total \
     istio_tcp_received_bytes_total; do
     tcp=$(grep "^$m{" <<<"$stats")
     assert_eq 1 "$(wc -l <<<"$tcp")" "$m series (one tunnel)"
-    for l in destination_service destination_service_name destination_service_namespace; do
+    for l in destination_service destination_service_name destination_service_namespace destination_app \
+        destination_version; do
         assert_eq "$(label_of "$upgrade" $l)" "$(label_of "$tcp" $l)" "$m $l (as istio_requests_total of the 101)"
     done
 done
