@@ -17,6 +17,7 @@
 #                                 (ejections, returns; UF)
 #                              ─▶ gone: its only endpoint ejected (UH)
 #                              ─▶ nowhere (NR)
+#   productpage and reviews run two workers each (spec.workers: 2), the rest one.
 #
 # mesh_start: starts it all (collector with Kafka export and small store
 # bounds, Redis, backends, sidecars); sets SIDECAR_ADMINS (host:port ...),
@@ -57,20 +58,21 @@ mesh_start() {
     DETAILS_IN=$(free_port)
 
     local tele="telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 500ms}"
-    sidecar() { # NAME NAMESPACE APP VERSION INBOUND FORWARD_TO
+    sidecar() { # NAME NAMESPACE APP VERSION INBOUND FORWARD_TO [WORKERS]
         cat <<YAML
 apiVersion: outrider.io/v1alpha1
 kind: Proxy
 metadata: {name: $1, namespace: $2, labels: {app: $3, version: $4}}
 spec:
+  workers: ${7:-1}
   inbound: {listen: 127.0.0.1:$5, forwardTo: 127.0.0.1:$6}
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   $tele
 YAML
     }
-    sidecar reviews-v1 shop reviews v1 "$REV1_IN" "$REV1_APP" >"$T/reviews-v1.yaml"
-    sidecar reviews-v2 shop reviews v2 "$REV2_IN" "$REV2_APP" >"$T/reviews-v2.yaml"
+    sidecar reviews-v1 shop reviews v1 "$REV1_IN" "$REV1_APP" 2 >"$T/reviews-v1.yaml"
+    sidecar reviews-v2 shop reviews v2 "$REV2_IN" "$REV2_APP" 2 >"$T/reviews-v2.yaml"
     sidecar ratings-v1 default ratings v1 "$RATINGS_IN" "$RATINGS_APP" >"$T/ratings-v1.yaml"
     sidecar details-v1 default details v1 "$DETAILS_IN" "$DETAILS_APP" >"$T/details-v1.yaml"
 
@@ -87,6 +89,7 @@ apiVersion: outrider.io/v1alpha1
 kind: Proxy
 metadata: {name: productpage-v1, namespace: shop, labels: {app: productpage, version: v1}}
 spec:
+  workers: 2
   inbound: {listen: 127.0.0.1:$PP_IN, forwardTo: 127.0.0.1:$PP_APP}
   outbound: {listen: 127.0.0.1:$PP_OUT}
   admin: {listen: 127.0.0.1:0}

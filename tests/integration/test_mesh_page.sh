@@ -13,12 +13,13 @@
 # errors, p99 and canary split of istio_requests_total and
 # istio_request_duration_milliseconds at /metrics (tests/mesh/check_api.py,
 # p99 as Prometheus's histogram_quantile); an edge's zipkin link finds its
-# traces; bad windows get 400 and other methods 405; the page's files are
+# traces, in the API and in the Zipkin UI's search; bad windows get 400 and other methods 405; the page's files are
 # served with their types and a CSP. Then headless Chromium (playwright-core,
 # tests/mesh/mesh_page.mjs): no console or page errors, nodes and edges in the
 # SVG and the table with the figures of /api/mesh and /metrics, the window
 # picker. The screenshot goes to $MESH_SCREENSHOT (default: the temp dir;
 # MESH_SCREENSHOT=$PWD/docs/mesh.png refreshes the one in the docs).
+# variants: ns-explicit-w2 (tests/lib.sh: every sidecar with two workers, each counting its share of the calls)
 . "$(dirname "$0")/../lib.sh"
 
 command -v jq >/dev/null || fail "jq is needed"
