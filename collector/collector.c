@@ -13,6 +13,7 @@
 #include "kafka.h"
 #include "kafka_consume.h"
 #include "log.h"
+#include "mesh_page.h"
 #include "metric_store.h"
 #include "query.h"
 #include "remote_write.h"
@@ -149,12 +150,19 @@ int collector_init(collector_t *c)
         return -1;
     }
     /* names the collector renders itself: an OTLP family with one would duplicate it and fail the scrape */
-    static const char *const reserved[] = {"zipkin_collector_",          "outrider_store_",
-                                           "outrider_metric_",           "outrider_collector_",
-                                           "outrider_memory_",           "process_resident_memory_bytes",
-                                           "process_start_time_seconds", "http_server_requests_seconds",
-                                           "outrider_kafka_",            "outrider_query_",
-                                           "outrider_metrics_",          "outrider_remote_write_"};
+    static const char *const reserved[] = {"zipkin_collector_",
+                                           "outrider_store_",
+                                           "outrider_metric_",
+                                           "outrider_collector_",
+                                           "outrider_memory_",
+                                           "process_resident_memory_bytes",
+                                           "process_start_time_seconds",
+                                           "http_server_requests_seconds",
+                                           "outrider_kafka_",
+                                           "outrider_query_",
+                                           "outrider_metrics_",
+                                           "outrider_remote_write_",
+                                           "outrider_mesh_"};
     metric_store_config_t mcfg = {0};
     mcfg.reserved_prefixes = reserved;
     mcfg.help_fallback = 1;
@@ -281,9 +289,10 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
         prom_write_sample(b, "outrider_metric_points_rejected", "_total", &l, 1, NULL, NULL, (double)ms.rejected[r],
                           NULL, om);
     }
-    write_counter_value(b, "outrider_metrics_scrapes_abandoned",
-                        "/metrics bodies cut short because the scraper's X-Prometheus-Scrape-Timeout-Seconds had passed",
-                        (double)prom_counter_get(&c->scrapes_abandoned), om);
+    write_counter_value(
+        b, "outrider_metrics_scrapes_abandoned",
+        "/metrics bodies cut short because the scraper's X-Prometheus-Scrape-Timeout-Seconds had passed",
+        (double)prom_counter_get(&c->scrapes_abandoned), om);
     write_counter_value(b, "outrider_memory_refusals", "Ingest requests refused with 503 above limits.memoryLimit",
                         (double)prom_counter_get(&c->memory_refusals), om);
     collector_over_memory(c);
@@ -295,6 +304,7 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
     kafka_render_metrics(c->kafka, b, om);
     query_render_metrics(c->query, b, om);
     remote_write_render_metrics(c->remote_write, b, om);
+    mesh_page_render_metrics(c->mesh, b, om);
 }
 
 /* A /metrics body in parts: the collector's own series, then the OTLP ones a part at a time, then EOF. */
@@ -343,4 +353,3 @@ http_stream_t collector_metrics_stream(collector_t *c, int om, double timeout_s)
         m->deadline_ms = collector_now_ms() + (uint64_t)(timeout_s * 1000.0);
     return (http_stream_t){metrics_next, metrics_free, m};
 }
-

@@ -25,6 +25,7 @@ struct kafka;
 struct kafka_consumer;
 struct query;
 struct remote_write;
+struct mesh_page;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
@@ -50,10 +51,11 @@ typedef struct collector {
     collector_config_t cfg;
     struct span_store *store;
     struct metric_store *metrics;
-    struct kafka *kafka;             /* NULL: Kafka off (kafka.brokers empty) */
-    struct kafka_consumer *consumer; /* NULL: kafka.consume.topics empty */
-    struct query *query;             /* NULL: query.peers empty (the API answers from the local store) */
+    struct kafka *kafka;               /* NULL: Kafka off (kafka.brokers empty) */
+    struct kafka_consumer *consumer;   /* NULL: kafka.consume.topics empty */
+    struct query *query;               /* NULL: query.peers empty (the API answers from the local store) */
     struct remote_write *remote_write; /* NULL: remoteWrite.url empty */
+    struct mesh_page *mesh;            /* the service graph's sampler (server.c sets it); NULL before */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */

@@ -16,6 +16,7 @@
 #include "mesh_graph.h"
 #include "mesh_history.h"
 #include "metric_store.h"
+#include "prom_text.h"
 #include "span_store.h"
 #include "xalloc.h"
 
@@ -33,7 +34,9 @@ struct mesh_page {
     int started;
     int stop;
     mesh_history_t *history;
-    uint64_t sampled_ms; /* monotonic */
+    uint64_t sampled_ms;     /* monotonic */
+    uint64_t sample_cpu_ns;  /* summed over samples */
+    uint64_t last_sample_ns; /* wall */
 };
 
 /* The page's own files: no inline script or style, nothing from elsewhere. */
@@ -57,8 +60,16 @@ static const char *const api_headers[] = {
 /* sampling                                                            */
 
 /* Read the whole metric store into the history, a part at a time. Called with m->mu held. */
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void sample_locked(mesh_page_t *m)
 {
+    uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), wall0 = clock_ns(CLOCK_MONOTONIC);
     uint64_t now = collector_mono_ms();
     metric_render_cursor_t cur = {0};
     mesh_history_sample_begin(m->history, now);
@@ -68,6 +79,8 @@ static void sample_locked(mesh_page_t *m)
     metric_render_cursor_dispose(&cur);
     mesh_history_sample_end(m->history);
     m->sampled_ms = now;
+    m->sample_cpu_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+    m->last_sample_ns = clock_ns(CLOCK_MONOTONIC) - wall0;
 }
 
 static struct timespec mono_deadline(uint64_t ms)
@@ -288,4 +301,51 @@ int mesh_page_handle(mesh_page_t *m, const http_request_t *req, http_response_t 
     else
         serve_asset(p[5] == '\0' || p[6] == '\0' ? "index.html" : p + 6, p, resp);
     return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* its own series                                                      */
+
+static void write_one(buf_t *b, const char *name, enum prom_type type, const char *help, double v, int om)
+{
+    prom_write_family_header(b, name, type, help, strlen(help), NULL, om);
+    prom_write_sample(b, name, type == PROM_COUNTER ? "_total" : "", NULL, 0, NULL, NULL, v, NULL, om);
+}
+
+void mesh_page_render_metrics(mesh_page_t *m, buf_t *b, int om)
+{
+    if (m == NULL || !m->enabled)
+        return;
+    mesh_history_stats_t st;
+    pthread_mutex_lock(&m->mu);
+    mesh_history_stats(m->history, &st);
+    uint64_t cpu_ns = m->sample_cpu_ns, last_ns = m->last_sample_ns;
+    pthread_mutex_unlock(&m->mu);
+    write_one(b, "outrider_mesh_samples", PROM_COUNTER,
+              "Samples of the metric store taken for the service graph (/mesh), every 5 s and on demand",
+              (double)st.samples, om);
+    write_one(b, "outrider_mesh_sample_cpu_seconds", PROM_COUNTER, "CPU time spent taking those samples",
+              (double)cpu_ns / 1e9, om);
+    write_one(b, "outrider_mesh_last_sample_seconds", PROM_GAUGE, "How long the last sample took (wall time)",
+              (double)last_ns / 1e9, om);
+    write_one(b, "outrider_mesh_rows", PROM_GAUGE, "Caller/callee/version rows the service graph's history holds",
+              (double)st.rows, om);
+    write_one(b, "outrider_mesh_rows_limit", PROM_GAUGE, "The most rows outrider_mesh_rows may reach (mesh.maxRows)",
+              (double)st.max_rows, om);
+    write_one(b, "outrider_mesh_series", PROM_GAUGE, "istio_* series the service graph followed at the last sample",
+              (double)st.series, om);
+    write_one(b, "outrider_mesh_series_limit", PROM_GAUGE,
+              "The most series outrider_mesh_series may reach (mesh.maxSeries)", (double)st.max_series, om);
+    const char *name = "outrider_mesh_dropped";
+    const char *help = "What the service graph left out for its limits: increases of series without a row (rows), "
+                       "series untracked at a sample (series, per sample), histograms it could not read (histograms)";
+    prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
+    const struct {
+        const char *what;
+        uint64_t n;
+    } d[] = {{"rows", st.rows_dropped}, {"series", st.series_dropped}, {"histograms", st.histograms_skipped}};
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+        metric_label_t l = {STR_LIT("what"), {d[i].what, (uint32_t)strlen(d[i].what)}};
+        prom_write_sample(b, name, "_total", &l, 1, NULL, NULL, (double)d[i].n, NULL, om);
+    }
 }

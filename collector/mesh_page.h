@@ -53,6 +53,16 @@ void mesh_page_destroy(mesh_page_t *m);
  */
 int mesh_page_handle(mesh_page_t *m, const http_request_t *req, http_response_t *resp);
 
+/*
+ * The sampler's own series for /metrics: outrider_mesh_samples_total,
+ * outrider_mesh_sample_cpu_seconds_total (the sampler's CPU time),
+ * outrider_mesh_last_sample_seconds (wall time of the last), outrider_mesh_rows
+ * and outrider_mesh_series (tracked, with their limits as *_limit), and
+ * outrider_mesh_dropped_total{what="rows"|"series"|"histograms"}. Nothing
+ * for NULL m or a role without the page.
+ */
+void mesh_page_render_metrics(mesh_page_t *m, buf_t *b, int openmetrics);
+
 /* The page's files, generated at build time from collector/mesh_page/ (mesh_page/embed.cmake). */
 typedef struct mesh_asset {
     const char *name; /* file name, as served under /mesh/ */

@@ -606,6 +606,7 @@ server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_por
             log_fatal("cannot start the lingering-close thread: %s", strerror(errno));
     }
     s->mesh = mesh_page_create(c);
+    c->mesh = s->mesh;
     s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL, s->linger, s->mesh};
     s->otlp = (listener_t){c, LISTENER_OTLP, NULL, s->linger, NULL};
     if (listener_start(&s->zipkin, "zipkin", c->cfg.zipkin_listen, zipkin_port) != 0 ||

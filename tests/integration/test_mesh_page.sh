@@ -271,6 +271,16 @@ cat "$T/page.log" >&2
 [[ -s $SCREENSHOT ]] || fail "no screenshot at $SCREENSHOT"
 collector_alive
 
+# ---- the sampler's own series: it followed the sidecars' series into rows, within its limits ----
+curl -sS "$ZIPKIN_URL/metrics" >"$T/m2.txt"
+mval() { awk -v n="$1" '$1 == n {print $2}' "$T/m2.txt"; }
+[[ $(mval outrider_mesh_samples_total) -ge 2 ]] || fail "outrider_mesh_samples_total: $(grep outrider_mesh "$T/m2.txt")"
+[[ $(mval outrider_mesh_series) -gt 0 && $(mval outrider_mesh_rows) -gt 0 ]] || fail "outrider_mesh_series/rows: $(grep outrider_mesh "$T/m2.txt")"
+assert_eq "1024 20000" "$(mval outrider_mesh_rows_limit) $(mval outrider_mesh_series_limit)" "default limits at /metrics"
+assert_eq "0 0" "$(mval 'outrider_mesh_dropped_total{what="rows"}') $(mval 'outrider_mesh_dropped_total{what="series"}')" "nothing dropped"
+awk '$1 == "outrider_mesh_sample_cpu_seconds_total" && $2 > 0 {ok = 1} END {exit !ok}' "$T/m2.txt" ||
+    fail "outrider_mesh_sample_cpu_seconds_total: $(grep outrider_mesh "$T/m2.txt")"
+
 # ---- the graph's limits and the Zipkin UI address are settings ----
 bad=$("$OUTRIDER_BIN/outrider-collector" --set mesh.maxEdges=0 --check 2>&1) && fail "mesh.maxEdges=0 accepted"
 grep -q 'mesh.maxEdges' <<<"$bad" || fail "mesh.maxEdges=0: $bad"
@@ -279,6 +289,9 @@ start_collector --set mesh.maxNodes=7 --set mesh.maxEdges=9 --set mesh.maxRows=3
     --set mesh.zipkinUi=
 assert_eq '7 9 33 444' "$(curl -sS "$ZIPKIN_URL/api/mesh" | jq -r '.limits | "\(.maxNodes) \(.maxEdges) \(.maxRows) \(.maxSeries)"')" \
     "limits from the settings"
+curl -sS "$ZIPKIN_URL/metrics" >"$T/m3.txt"
+assert_eq "33 444" "$(awk '$1 == "outrider_mesh_rows_limit" || $1 == "outrider_mesh_series_limit" {printf "%s%s", s, $2; s = " "}' "$T/m3.txt")" \
+    "the limits at /metrics"
 
 # ---- a collector that keeps no store (role query) says so instead of drawing an empty graph ----
 STORE_URL=$FIRST_URL
