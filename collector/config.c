@@ -134,10 +134,11 @@ const setting_t collector_settings[] = {
      "services in one /api/mesh answer; past it the least busy are left out and the answer says truncated"},
     {"mesh.maxEdges", SETTING_UINT, F(mesh_max_edges), "500", 1, 1000000,
      "calls in one /api/mesh answer; past it the least busy are left out and the answer says truncated"},
-    {"mesh.maxRows", SETTING_UINT, F(mesh_max_rows), "1024", 1, 1048576,
+    {"mesh.maxRows", SETTING_UINT, F(mesh_max_rows), "8192", 1, 1048576,
      "source/destination/version rows the service graph's history keeps; rows past it are counted as dropped"},
-    {"mesh.maxSeries", SETTING_UINT, F(mesh_max_series), "20000", 1, 16777216,
-     "istio_* series the service graph's history follows; series past it are counted as dropped"},
+    {"mesh.maxSeries", SETTING_UINT, F(mesh_max_series), "65536", 1, 16777216,
+     "istio_* series the service graph's history follows (histograms at most half of them); series past it are "
+     "counted as dropped"},
     {"remoteWrite.url", SETTING_STRING, F(remote_write_url), "", 0, 0,
      "Prometheus remote write 1.0 receiver (Prometheus /api/v1/write, Mimir, Thanos receive) the metric store is "
      "pushed to (roles all and store); empty turns remote write off"},

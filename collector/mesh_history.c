@@ -42,6 +42,7 @@ typedef struct series {
     int32_t next;       /* hash chain, or the free list */
     uint32_t seen;      /* sample it was last seen at; 0 = free */
     uint32_t n_buckets; /* histogram buckets held; 0 for a counter */
+    uint8_t hist;       /* a histogram's entry */
     double value;       /* counter: last value */
     uint64_t *buckets;  /* histogram: last values */
 } series_t;
@@ -70,6 +71,7 @@ struct mesh_history {
     series_t *series;
     uint32_t n_series, cap_series; /* entries made (live or free) */
     uint32_t live_series;
+    uint32_t live_hist; /* of which histograms: at most half of max_series, so that counts always have room */
     int32_t free_series;
     int32_t *series_index;
     uint32_t series_mask;
@@ -444,8 +446,12 @@ static uint64_t series_hash(const metric_series_view_t *s)
     return hash;
 }
 
-/* The entry of a series, made when new (*fresh set); NULL when max_series are tracked. */
-static series_t *series_get(mesh_history_t *h, uint64_t hash, int *fresh)
+/*
+ * The entry of a series, made when new (*fresh set); NULL when max_series
+ * are tracked, or for a new histogram when half of them are histograms (a
+ * graph whose p99 is missing on some edges beats one whose edges are).
+ */
+static series_t *series_get(mesh_history_t *h, uint64_t hash, int hist, int *fresh)
 {
     int32_t *head = &h->series_index[hash & h->series_mask];
     for (int32_t i = *head; i != NIL; i = h->series[i].next) {
@@ -455,6 +461,8 @@ static series_t *series_get(mesh_history_t *h, uint64_t hash, int *fresh)
             return &h->series[i];
         }
     }
+    if (hist && h->live_hist >= h->cfg.max_series / 2)
+        return NULL;
     int32_t i;
     if (h->free_series != NIL) {
         i = h->free_series;
@@ -470,9 +478,10 @@ static series_t *series_get(mesh_history_t *h, uint64_t hash, int *fresh)
         return NULL;
     }
     series_t *e = &h->series[i];
-    *e = (series_t){.hash = hash, .next = *head, .seen = h->sample_no};
+    *e = (series_t){.hash = hash, .next = *head, .seen = h->sample_no, .hist = (uint8_t)hist};
     *head = i;
     h->live_series++;
+    h->live_hist += (uint32_t)hist;
     *fresh = 1;
     return e;
 }
@@ -480,7 +489,7 @@ static series_t *series_get(mesh_history_t *h, uint64_t hash, int *fresh)
 static void sample_counter(mesh_history_t *h, const metric_series_view_t *s, uint64_t hash)
 {
     int fresh;
-    series_t *e = series_get(h, hash, &fresh);
+    series_t *e = series_get(h, hash, 0, &fresh);
     if (e == NULL) {
         h->sample_dropped++;
         return;
@@ -558,7 +567,7 @@ static void sample_histogram(mesh_history_t *h, const metric_series_view_t *s, u
         return;
     }
     int fresh;
-    series_t *e = series_get(h, hash, &fresh);
+    series_t *e = series_get(h, hash, 1, &fresh);
     if (e == NULL) {
         h->sample_dropped++;
         return;
@@ -609,6 +618,7 @@ static void series_sweep(mesh_history_t *h)
             int32_t i = *p;
             *p = e->next;
             free(e->buckets);
+            h->live_hist -= e->hist;
             *e = (series_t){.next = h->free_series};
             h->free_series = i;
             h->live_series--;

@@ -24,6 +24,14 @@
 #define MESH_RESAMPLE_MS 1000u            /* an /api/mesh request samples again when the last sample is older */
 #define MESH_DEPS_ARENA_LIMIT (64u << 20) /* dependency links of one answer; past it, no trace edges */
 #define MESH_DEFAULT_WINDOW "5m"
+#define MESH_CACHED 8u /* answers kept, one per window asked; each serves until the next sample */
+
+/* An /api/mesh answer, served again to whoever asks the same window before the next sample. */
+typedef struct mesh_cached {
+    char window[16]; /* as asked; "" = empty slot */
+    uint64_t built_ms; /* monotonic */
+    buf_t body;
+} mesh_cached_t;
 
 struct mesh_page {
     collector_t *c;
@@ -37,6 +45,8 @@ struct mesh_page {
     uint64_t sampled_ms;     /* monotonic */
     uint64_t sample_cpu_ns;  /* summed over samples */
     uint64_t last_sample_ns; /* wall */
+    mesh_cached_t cache[MESH_CACHED];
+    uint64_t answers_built, answers_cached;
 };
 
 /* The page's own files: no inline script or style, nothing from elsewhere. */
@@ -149,6 +159,8 @@ void mesh_page_destroy(mesh_page_t *m)
         pthread_join(m->thread, NULL);
     }
     if (m->enabled) {
+        for (size_t i = 0; i < MESH_CACHED; i++)
+            buf_dispose(&m->cache[i].body);
         mesh_history_destroy(m->history);
         pthread_cond_destroy(&m->wake);
         pthread_mutex_destroy(&m->mu);
@@ -188,6 +200,43 @@ static size_t window_links(mesh_page_t *m, uint64_t now_ms, uint64_t window_ms, 
     return n;
 }
 
+/*
+ * The answer kept for window w when it is as fresh as building one would be:
+ * built from the last sample, which is younger than MESH_RESAMPLE_MS (else a
+ * request samples again). NULL otherwise. Called with m->mu held.
+ */
+static mesh_cached_t *cached(mesh_page_t *m, const char *w, uint64_t mono_ms)
+{
+    if (mono_ms - m->sampled_ms >= MESH_RESAMPLE_MS)
+        return NULL;
+    for (size_t i = 0; i < MESH_CACHED; i++) {
+        mesh_cached_t *e = &m->cache[i];
+        if (e->window[0] != '\0' && strcmp(e->window, w) == 0)
+            return e->built_ms >= m->sampled_ms ? e : NULL;
+    }
+    return NULL;
+}
+
+/* Keep an answer for window w, in its slot or the oldest one. Called with m->mu held. */
+static void keep(mesh_page_t *m, const char *w, uint64_t mono_ms, const char *body, size_t len)
+{
+    if (strlen(w) >= sizeof(m->cache[0].window))
+        return;
+    mesh_cached_t *e = &m->cache[0];
+    for (size_t i = 0; i < MESH_CACHED; i++) {
+        if (strcmp(m->cache[i].window, w) == 0) {
+            e = &m->cache[i];
+            break;
+        }
+        if (m->cache[i].built_ms < e->built_ms || m->cache[i].window[0] == '\0')
+            e = &m->cache[i];
+    }
+    snprintf(e->window, sizeof(e->window), "%s", w);
+    e->built_ms = mono_ms;
+    e->body.len = 0;
+    buf_append(&e->body, body, len);
+}
+
 static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t *resp)
 {
     const char *w = http_query(req, "window");
@@ -203,6 +252,18 @@ static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t 
         resp->headers = api_headers;
         return;
     }
+    buf_t *b = http_respond_json(resp, 200);
+    resp->headers = api_headers;
+    pthread_mutex_lock(&m->mu);
+    mesh_cached_t *hit = cached(m, w, collector_mono_ms());
+    if (hit != NULL) { /* many viewers of one window: one answer a sample */
+        buf_append(b, hit->body.data, hit->body.len);
+        m->answers_cached++;
+        pthread_mutex_unlock(&m->mu);
+        return;
+    }
+    pthread_mutex_unlock(&m->mu);
+
     uint64_t now_ms = collector_now_ms();
     arena_t a;
     arena_init(&a, MESH_DEPS_ARENA_LIMIT);
@@ -217,17 +278,19 @@ static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t 
                            .zipkin_ui = m->c->cfg.mesh_zipkin_ui};
     mesh_window_t win;
     mesh_history_stats_t st;
-    buf_t *b = http_respond_json(resp, 200);
     pthread_mutex_lock(&m->mu);
-    if (collector_mono_ms() - m->sampled_ms >= MESH_RESAMPLE_MS)
+    uint64_t mono = collector_mono_ms();
+    if (mono - m->sampled_ms >= MESH_RESAMPLE_MS)
         sample_locked(m);
     mesh_history_window(m->history, window_ms, &win);
     mesh_history_stats(m->history, &st);
+    size_t at = b->len;
     mesh_graph_json(&win, links, n_links, &st, &o, b);
+    m->answers_built++;
+    keep(m, w, mono, b->data + at, b->len - at);
     pthread_mutex_unlock(&m->mu);
     mesh_window_dispose(&win);
     arena_dispose(&a);
-    resp->headers = api_headers;
 }
 
 /* ------------------------------------------------------------------ */
@@ -320,6 +383,7 @@ void mesh_page_render_metrics(mesh_page_t *m, buf_t *b, int om)
     pthread_mutex_lock(&m->mu);
     mesh_history_stats(m->history, &st);
     uint64_t cpu_ns = m->sample_cpu_ns, last_ns = m->last_sample_ns;
+    uint64_t built = m->answers_built, cached_n = m->answers_cached;
     pthread_mutex_unlock(&m->mu);
     write_one(b, "outrider_mesh_samples", PROM_COUNTER,
               "Samples of the metric store taken for the service graph (/mesh), every 5 s and on demand",
@@ -328,16 +392,24 @@ void mesh_page_render_metrics(mesh_page_t *m, buf_t *b, int om)
               (double)cpu_ns / 1e9, om);
     write_one(b, "outrider_mesh_last_sample_seconds", PROM_GAUGE, "How long the last sample took (wall time)",
               (double)last_ns / 1e9, om);
+    const char *name = "outrider_mesh_answers";
+    const char *help = "/api/mesh answers, built or served again (the same window before the next sample)";
+    prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
+    metric_label_t how = {STR_LIT("how"), STR_LIT("built")};
+    prom_write_sample(b, name, "_total", &how, 1, NULL, NULL, (double)built, NULL, om);
+    how.value = STR_LIT("cached");
+    prom_write_sample(b, name, "_total", &how, 1, NULL, NULL, (double)cached_n, NULL, om);
     write_one(b, "outrider_mesh_rows", PROM_GAUGE, "Caller/callee/version rows the service graph's history holds",
               (double)st.rows, om);
     write_one(b, "outrider_mesh_rows_limit", PROM_GAUGE, "The most rows outrider_mesh_rows may reach (mesh.maxRows)",
               (double)st.max_rows, om);
     write_one(b, "outrider_mesh_series", PROM_GAUGE, "istio_* series the service graph followed at the last sample",
               (double)st.series, om);
+    write_one(b, "outrider_mesh_bytes", PROM_GAUGE, "Memory the service graph's history holds", (double)st.bytes, om);
     write_one(b, "outrider_mesh_series_limit", PROM_GAUGE,
               "The most series outrider_mesh_series may reach (mesh.maxSeries)", (double)st.max_series, om);
-    const char *name = "outrider_mesh_dropped";
-    const char *help = "What the service graph left out for its limits: increases of series without a row (rows), "
+    name = "outrider_mesh_dropped";
+    help = "What the service graph left out for its limits: increases of series without a row (rows), "
                        "series untracked at a sample (series, per sample), histograms it could not read (histograms)";
     prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
     const struct {

@@ -57,7 +57,8 @@ int mesh_page_handle(mesh_page_t *m, const http_request_t *req, http_response_t 
  * The sampler's own series for /metrics: outrider_mesh_samples_total,
  * outrider_mesh_sample_cpu_seconds_total (the sampler's CPU time),
  * outrider_mesh_last_sample_seconds (wall time of the last), outrider_mesh_rows
- * and outrider_mesh_series (tracked, with their limits as *_limit), and
+ * and outrider_mesh_series (tracked, with their limits as *_limit),
+ * outrider_mesh_bytes (the history's memory), and
  * outrider_mesh_dropped_total{what="rows"|"series"|"histograms"}. Nothing
  * for NULL m or a role without the page.
  */

@@ -329,6 +329,35 @@ CONF
     wait_until -n 100 port_open "$NGINX_BACKEND_PORT" || fail "nginx backend did not start: $(cat "$T/backend.err" 2>/dev/null)"
 }
 
+# yaml_reviews_v1_v2 V1_PORT V2_PORT: the ServiceEntry and DestinationRule of
+# Bookinfo's reviews in namespace shop (reviews.shop.svc.cluster.local, one
+# endpoint per version on 127.0.0.1, subsets v1 and v2), as YAML documents
+# that start with "---"; the routing (a VirtualService) is the caller's.
+yaml_reviews_v1_v2() {
+    cat <<YAML
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.shop.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: $1}, labels: {app: reviews, version: v1}}
+  - {address: 127.0.0.1, ports: {http: $2}, labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+YAML
+}
+
 # mesh_variant FILE: rewrite FILE for OUTRIDER_TEST_VARIANT (nothing without
 # one); start_proxy calls it, a script may call it first to --check the file.
 mesh_variant() {

@@ -94,26 +94,7 @@ spec:
   outbound: {listen: 127.0.0.1:$PP_OUT}
   admin: {listen: 127.0.0.1:0}
   $tele
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.shop.svc.cluster.local]
-  ports: [{number: 9080, name: http}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: $REV1_IN}, labels: {app: reviews, version: v1}}
-  - {address: 127.0.0.1, ports: {http: $REV2_IN}, labels: {app: reviews, version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
+$(yaml_reviews_v1_v2 "$REV1_IN" "$REV2_IN")
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

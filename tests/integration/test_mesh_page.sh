@@ -73,26 +73,7 @@ spec:
   outbound: {listen: 127.0.0.1:$PP_OUT}
   admin: {listen: 127.0.0.1:0}
   telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 200ms}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.shop.svc.cluster.local]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: $RV1_IN}, labels: {app: reviews, version: v1}}
-  - {address: 127.0.0.1, ports: {http: $RV2_IN}, labels: {app: reviews, version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
+$(yaml_reviews_v1_v2 "$RV1_IN" "$RV2_IN")
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -276,10 +257,21 @@ curl -sS "$ZIPKIN_URL/metrics" >"$T/m2.txt"
 mval() { awk -v n="$1" '$1 == n {print $2}' "$T/m2.txt"; }
 [[ $(mval outrider_mesh_samples_total) -ge 2 ]] || fail "outrider_mesh_samples_total: $(grep outrider_mesh "$T/m2.txt")"
 [[ $(mval outrider_mesh_series) -gt 0 && $(mval outrider_mesh_rows) -gt 0 ]] || fail "outrider_mesh_series/rows: $(grep outrider_mesh "$T/m2.txt")"
-assert_eq "1024 20000" "$(mval outrider_mesh_rows_limit) $(mval outrider_mesh_series_limit)" "default limits at /metrics"
+assert_eq "8192 65536" "$(mval outrider_mesh_rows_limit) $(mval outrider_mesh_series_limit)" "default limits at /metrics"
 assert_eq "0 0" "$(mval 'outrider_mesh_dropped_total{what="rows"}') $(mval 'outrider_mesh_dropped_total{what="series"}')" "nothing dropped"
 awk '$1 == "outrider_mesh_sample_cpu_seconds_total" && $2 > 0 {ok = 1} END {exit !ok}' "$T/m2.txt" ||
     fail "outrider_mesh_sample_cpu_seconds_total: $(grep outrider_mesh "$T/m2.txt")"
+
+# two viewers of one window before the next sample get one answer, built once
+cached_n() { curl -sS "$ZIPKIN_URL/metrics" | awk '$1 == "outrider_mesh_answers_total{how=\"cached\"}" {print $2}'; }
+twice_same() {
+    local before a b
+    before=$(cached_n)
+    a=$(curl -sS "$ZIPKIN_URL/api/mesh?window=15m") && b=$(curl -sS "$ZIPKIN_URL/api/mesh?window=15m") || return 1
+    # (the sampler may take a sample between the two: then the second is built again)
+    [[ $a == "$b" && $(cached_n) -gt $before ]]
+}
+wait_until -n 5 -i 0.2 twice_same || fail "two requests for one window back to back were both built"
 
 # ---- the graph's limits and the Zipkin UI address are settings ----
 bad=$("$OUTRIDER_BIN/outrider-collector" --set mesh.maxEdges=0 --check 2>&1) && fail "mesh.maxEdges=0 accepted"

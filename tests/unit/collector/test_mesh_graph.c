@@ -557,6 +557,43 @@ static void test_limits(void **state)
     metric_store_destroy(ms);
 }
 
+/* Past mesh.maxSeries, histograms (visited first: the store is in name order) leave room for the counts. */
+static void test_series_limit_keeps_counts(void **state)
+{
+    (void)state;
+    metric_store_t *ms = metric_store_create(NULL);
+    mesh_history_config_t cfg = {.interval_ms = 1000, .max_series = 4};
+    mesh_history_t *h = mesh_history_create(&cfg);
+    sample(h, ms, T0);
+    const istio_t calls[] = {
+        {"source", "a", "ns", "b", "ns", "v1", "200"},
+        {"source", "a", "ns", "c", "ns", "v1", "200"},
+        {"source", "a", "ns", "d", "ns", "v1", "200"},
+    };
+    uint64_t d[] = {0, 1, 0, 0, 0};
+    for (size_t i = 0; i < 3; i++) {
+        add_durations(ms, &calls[i], d, T0 + 1000);
+        add_requests(ms, &calls[i], 7, T0 + 1000);
+    }
+    sample(h, ms, T0 + 1000);
+    mesh_history_stats_t st;
+    mesh_history_stats(h, &st);
+    assert_int_equal(st.series, 4); /* 2 histograms (half), then 2 counters */
+    assert_int_equal(st.series_dropped, 2);
+    yajl_val g = graph(h, 5000, NULL, 0, 0, 0);
+    assert_int_equal(count(g, "edges"), 2); /* calls with counts, not rows of histograms alone */
+    size_t with_p99 = 0;
+    yajl_val edges = get(g, "edges");
+    for (size_t i = 0; i < edges->u.array.len; i++) {
+        assert_float_equal(num(edges->u.array.values[i], "requests"), 7, 0);
+        with_p99 += !isnan(num(edges->u.array.values[i], "p99Ms"));
+    }
+    assert_true(with_p99 >= 1);
+    yajl_tree_free(g);
+    mesh_history_destroy(h);
+    metric_store_destroy(ms);
+}
+
 static void test_histogram_bounds(void **state)
 {
     (void)state;
@@ -633,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_trace_edges),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_series_limit_keeps_counts),
         cmocka_unit_test(test_histogram_bounds),
         cmocka_unit_test(test_empty),
     };
