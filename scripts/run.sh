@@ -54,7 +54,9 @@ start productpage-sidecar "$BIN/outrider-proxy" --config deploy/demo/productpage
 wait_http reviews-v1-sidecar http://127.0.0.1:15100/ready
 wait_http reviews-v2-sidecar http://127.0.0.1:15200/ready
 wait_http productpage-sidecar http://127.0.0.1:15000/ready
-wait_http productpage-app http://127.0.0.1:15006/productpage
+# the app itself first: a request through the sidecar before it listens is a real 503 UF in the figures
+wait_http productpage-app http://127.0.0.1:9080/productpage
+wait_http productpage-sidecar http://127.0.0.1:15006/productpage
 
 echo "sending 200 requests to productpage (through its sidecar), 20 of them as the user jason..."
 v1=0 v2=0 other=0
