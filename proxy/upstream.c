@@ -4,8 +4,10 @@
  * A connection is in one of three states: LEASED (events go to the
  * leaser), IDLE (on the pool's idle list, idle timer running, reading to
  * notice a close) or CLOSING (handles being closed; freed in the last close
- * callback). Every write copies its bytes into one heap block with the
- * uv_write_t, so callers may reuse their buffers at once.
+ * callback). Its byte stream is a transport (transport.h), started once the
+ * TCP connect completes; bytes written before that wait in `pending`.
+ * Writes copy what the socket does not take at once, so callers may reuse
+ * their buffers.
  */
 #include "upstream.h"
 
@@ -13,12 +15,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "transport.h"
 #include "xalloc.h"
 
 enum ustate { U_LEASED, U_IDLE, U_CLOSING };
 
 struct upstream {
-    uv_tcp_t tcp;
+    transport_t tr;
     uv_timer_t idle_timer;
     uv_connect_t connect_req;
     upstream_pool_t *pool;
@@ -27,11 +30,9 @@ struct upstream {
     enum ustate state;
     bool connected;
     bool reused;
-    bool reading;
     bool dead;
     int open_handles;
     uint64_t requests; /* leases served */
-    size_t queued;     /* bytes in flight in uv_write requests plus pending */
     char *pending;     /* bytes written before the connect completed */
     size_t pending_len;
     upstream_t *idle_next;
@@ -51,22 +52,14 @@ struct upstream_pool {
     bool destroyed;
 };
 
-typedef struct wreq {
-    uv_write_t req;
-    upstream_t *u;
-    size_t len;
-    char data[];
-} wreq_t;
-
 static void pool_maybe_free(upstream_pool_t *pool)
 {
     if (pool->destroyed && pool->live == 0)
         free(pool);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void handle_closed(upstream_t *u)
 {
-    upstream_t *u = h->data;
     if (--u->open_handles > 0)
         return;
     upstream_pool_t *pool = u->pool;
@@ -74,6 +67,16 @@ static void on_handle_closed(uv_handle_t *h)
     free(u);
     pool->live--;
     pool_maybe_free(pool);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+static void on_transport_closed(transport_t *t)
+{
+    handle_closed((upstream_t *)((char *)t - offsetof(upstream_t, tr)));
 }
 
 static void idle_unlink(upstream_t *u)
@@ -96,93 +99,55 @@ static void conn_close(upstream_t *u)
         idle_unlink(u);
     u->state = U_CLOSING;
     u->dead = true;
-    uv_close((uv_handle_t *)&u->tcp, on_handle_closed);
+    transport_close(&u->tr, on_transport_closed);
     uv_close((uv_handle_t *)&u->idle_timer, on_handle_closed);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+/* ---- the transport's events ---- */
+
+static void tr_alloc(void *ctx, size_t suggested, uv_buf_t *b)
 {
     (void)suggested;
-    upstream_t *u = h->data;
+    upstream_t *u = ctx;
     b->base = u->rbuf;
     b->len = sizeof u->rbuf;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void tr_read(void *ctx, char *data, size_t len)
 {
-    upstream_t *u = s->data;
-    if (n == 0)
-        return;
+    upstream_t *u = ctx;
     if (u->state == U_IDLE) {
         /* an idle connection has nothing to say: data or EOF both end it */
         conn_close(u);
         return;
     }
-    if (u->state != U_LEASED)
-        return;
-    if (n < 0) {
-        u->dead = true;
-        uv_read_stop(s);
-        u->reading = false;
-        if (u->h->on_close != NULL)
-            u->h->on_close(u->ctx, (int)n);
-        return;
-    }
-    if (u->h->on_read != NULL)
-        u->h->on_read(u->ctx, b->base, (size_t)n);
+    if (u->state == U_LEASED && u->h->on_read != NULL)
+        u->h->on_read(u->ctx, data, len);
 }
 
-static void on_write(uv_write_t *req, int status)
+static void tr_close(void *ctx, int status)
 {
-    wreq_t *w = (wreq_t *)req;
-    upstream_t *u = w->u;
-    size_t before = u->queued;
-    u->queued -= w->len;
-    free(w);
-    if (status < 0 || u->state != U_LEASED)
-        return; /* a failed write also shows up as a read error */
-    if (before >= UPSTREAM_WRITE_LOW && u->queued < UPSTREAM_WRITE_LOW && u->h->on_drain != NULL)
+    upstream_t *u = ctx;
+    if (u->state == U_IDLE) {
+        conn_close(u);
+        return;
+    }
+    if (u->state != U_LEASED)
+        return;
+    u->dead = true;
+    transport_read_stop(&u->tr);
+    if (u->h->on_close != NULL)
+        u->h->on_close(u->ctx, status);
+}
+
+static void tr_drain(void *ctx)
+{
+    upstream_t *u = ctx;
+    if (u->state == U_LEASED && u->pending_len == 0 && u->h->on_drain != NULL)
         u->h->on_drain(u->ctx);
 }
 
-static int send_now(upstream_t *u, const void *data, size_t len)
-{
-    if (u->queued == 0) {
-        /* nothing in flight: the socket usually takes it all, with no request to allocate or complete */
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
-        if (n == (int)len)
-            return 0;
-        if (n < 0 && n != UV_EAGAIN) {
-            u->dead = true;
-            return -1;
-        }
-        if (n > 0) {
-            data = (const char *)data + n;
-            len -= (size_t)n;
-        }
-    }
-    wreq_t *w = xmalloc(sizeof *w + len);
-    w->u = u;
-    w->len = len;
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    u->queued += len;
-    int rc = uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        u->queued -= len;
-        free(w);
-        u->dead = true;
-        return -1;
-    }
-    return 0;
-}
-
-static void start_reading(upstream_t *u)
-{
-    if (!u->reading && !u->dead && uv_read_start((uv_stream_t *)&u->tcp, on_alloc, on_read) == 0)
-        u->reading = true;
-}
+static const transport_handler_t tr_handler = {NULL, tr_alloc, tr_read, tr_close, tr_drain};
 
 static void on_connect(uv_connect_t *req, int status)
 {
@@ -192,18 +157,18 @@ static void on_connect(uv_connect_t *req, int status)
     uv_timer_stop(&u->idle_timer);
     if (status == 0) {
         u->connected = true;
+        transport_start(&u->tr, &tr_handler, u);
         if (u->pending_len > 0) {
             char *p = u->pending;
             size_t n = u->pending_len;
             u->pending = NULL;
             u->pending_len = 0;
-            u->queued -= n;
-            if (send_now(u, p, n) < 0)
+            if (transport_write(&u->tr, p, n) < 0)
                 status = UV_ECONNRESET;
             free(p);
         }
         if (status == 0)
-            start_reading(u);
+            transport_read_start(&u->tr);
     }
     if (status < 0)
         u->dead = true;
@@ -276,19 +241,18 @@ upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h,
     u->h = h;
     u->ctx = ctx;
     u->state = U_LEASED;
-    if (uv_tcp_init(pool->loop, &u->tcp) < 0) {
+    if (transport_init(pool->loop, &u->tr) < 0) {
         free(u);
         return NULL;
     }
-    u->tcp.data = u;
     uv_timer_init(pool->loop, &u->idle_timer);
     u->idle_timer.data = u;
     u->open_handles = 2;
     pool->live++;
-    uv_tcp_nodelay(&u->tcp, 1);
+    uv_tcp_nodelay(&u->tr.tcp, 1);
     u->connect_req.data = u;
     u->requests = 1;
-    if (uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&pool->addr, on_connect) < 0) {
+    if (uv_tcp_connect(&u->connect_req, &u->tr.tcp, (const struct sockaddr *)&pool->addr, on_connect) < 0) {
         conn_close(u);
         return NULL;
     }
@@ -324,29 +288,30 @@ int upstream_write(upstream_t *u, const void *data, size_t len)
         memcpy(p + u->pending_len, data, len);
         u->pending = p;
         u->pending_len += len;
-        u->queued += len;
         return 0;
     }
-    return send_now(u, data, len);
+    if (transport_write(&u->tr, data, len) < 0) {
+        u->dead = true;
+        return -1;
+    }
+    return 0;
 }
 
 size_t upstream_write_queued(const upstream_t *u)
 {
-    return u->queued;
+    return u->connected ? transport_write_queued(&u->tr) : u->pending_len;
 }
 
 void upstream_read_stop(upstream_t *u)
 {
-    if (u->reading) {
-        uv_read_stop((uv_stream_t *)&u->tcp);
-        u->reading = false;
-    }
+    if (u->connected)
+        transport_read_stop(&u->tr);
 }
 
 void upstream_read_start(upstream_t *u)
 {
-    if (u->connected)
-        start_reading(u);
+    if (u->connected && !u->dead)
+        transport_read_start(&u->tr);
 }
 
 void upstream_release(upstream_t *u, bool reusable)
@@ -354,8 +319,8 @@ void upstream_release(upstream_t *u, bool reusable)
     upstream_pool_t *pool = u->pool;
     u->h = NULL;
     u->ctx = NULL;
-    if (!reusable || u->dead || !u->connected || u->queued > 0 || pool->destroyed || pool->n_idle >= pool->max_idle ||
-        (pool->max_requests > 0 && u->requests >= pool->max_requests)) {
+    if (!reusable || u->dead || !u->connected || transport_write_queued(&u->tr) > 0 || pool->destroyed ||
+        pool->n_idle >= pool->max_idle || (pool->max_requests > 0 && u->requests >= pool->max_requests)) {
         conn_close(u);
         return;
     }
@@ -363,6 +328,6 @@ void upstream_release(upstream_t *u, bool reusable)
     u->idle_next = pool->idle;
     pool->idle = u;
     pool->n_idle++;
-    start_reading(u);
+    transport_read_start(&u->tr);
     uv_timer_start(&u->idle_timer, on_idle_timeout, pool->idle_timeout_ms, 0);
 }
