@@ -1,8 +1,8 @@
 /*
  * conn: downstream connection, routing, attempts and retries; see conn.h.
  *
- * Memory and lifetime. The conn owns four handles (socket, wait timer,
- * route timer, try timer), a request parser, a response parser reused for
+ * Memory and lifetime. The conn owns four handles (its transport, the
+ * client's byte stream (transport.h); wait timer; route timer; try timer), a request parser, a response parser reused for
  * every attempt, the input buffer `in` with bytes the request parser has
  * not consumed, the upstream request head of the current exchange (kept
  * for retries) and the replay buffer of its body. Closing is deferred:
@@ -39,6 +39,7 @@
 #include "router.h"
 #include "telemetry_policy.h"
 #include "tracectx.h"
+#include "transport.h"
 #include "xalloc.h"
 
 #define DOWN_WRITE_HIGH (256 * 1024) /* bytes queued to the client above which the upstream is not read */
@@ -75,7 +76,7 @@ enum {
 enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TRY_TIMEOUT, FAIL_STATUS };
 
 struct conn {
-    uv_tcp_t tcp;
+    transport_t tr;         /* the client's byte stream */
     uv_timer_t timer;       /* header read / keep-alive idle / lingering */
     uv_timer_t route_timer; /* route timeout */
     uv_timer_t try_timer;   /* per-try timeout, retry back-off */
@@ -92,7 +93,6 @@ struct conn {
     char peer[64];
     int open_handles;
     upstream_t *up;
-    size_t down_queued;
     uint64_t bytes_seen; /* request bytes read since the last exchange ended (408 vs idle close) */
     bool closing;
     bool reading;
@@ -111,11 +111,10 @@ struct conn {
     bool up_read_paused;
     bool req_keep_alive;
     bool req_http11;
-    bool in_parse;   /* inside http1_parse of the request parser */
-    bool req_failed; /* the request parser refused the input (HTTP1_ERROR) */
-    bool peer_eof;   /* the client half-closed: no more input will come */
-    bool lingering;  /* the answer is out; input is read and dropped until a bound (conn.h) */
-    uv_shutdown_t shutdown_req;
+    bool in_parse;        /* inside http1_parse of the request parser */
+    bool req_failed;      /* the request parser refused the input (HTTP1_ERROR) */
+    bool peer_eof;        /* the client half-closed: no more input will come */
+    bool lingering;       /* the answer is out; input is read and dropped until a bound (conn.h) */
     uint64_t linger_end;  /* uv_now() past which a lingering conn closes */
     uint64_t linger_left; /* bytes a lingering conn still reads before it closes */
 
@@ -165,13 +164,6 @@ struct conn {
     uint64_t excluded[ROUTER_MAX_ENDPOINTS / 64];
 };
 
-typedef struct dwreq {
-    uv_write_t req;
-    conn_t *c;
-    size_t len;
-    char data[];
-} dwreq_t;
-
 static const proxy_retries_t no_retries = {0, 0, PROXY_UNSET, 0, {0}, 0};
 
 static void process(conn_t *c);
@@ -186,6 +178,12 @@ static bool global_rate_limit(conn_t *c);
 static void after_rate_limits(conn_t *c);
 static void start_mirrors(conn_t *c);
 static void record(conn_t *c);
+
+/* Bytes for the client not yet handed to the kernel: gathered in `pend` during this event, or queued. */
+static size_t down_queued(const conn_t *c)
+{
+    return c->pend.len + transport_write_queued(&c->tr);
+}
 
 static uint64_t now_unix_ns(void)
 {
@@ -286,9 +284,8 @@ static void buffers_free(conn_t *c)
     c->hdrs_cap = 0;
 }
 
-static void on_closed(uv_handle_t *h)
+static void handle_closed(conn_t *c)
 {
-    conn_t *c = h->data;
     if (--c->open_handles > 0)
         return;
     conn_env_t *env = c->env;
@@ -305,6 +302,16 @@ static void on_closed(uv_handle_t *h)
     free(c);
     if (env->draining && env->n_conns == 0 && env->on_empty != NULL)
         env->on_empty(env->owner);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+static void on_transport_closed(transport_t *t)
+{
+    handle_closed((conn_t *)((char *)t - offsetof(conn_t, tr)));
 }
 
 static void lb_done(conn_t *c)
@@ -405,7 +412,7 @@ static void conn_close(conn_t *c)
         record_tunnel(c, false);
     c->closing = true;
     exchange_dispose(c);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    transport_close(&c->tr, on_transport_closed);
     uv_close((uv_handle_t *)&c->timer, on_closed);
     uv_close((uv_handle_t *)&c->route_timer, on_closed);
     uv_close((uv_handle_t *)&c->try_timer, on_closed);
@@ -418,11 +425,11 @@ static bool client_may_send(conn_t *c)
 {
     if (c->peer_eof)
         return false;
-    if (c->req_failed || c->in.len > 0 || http1_parser_in_message(c->req))
+    if (c->req_failed || c->in.len > 0 || http1_parser_in_message(c->req) || transport_read_buffered(&c->tr) > 0)
         return true;
     uv_os_fd_t fd;
     int unread = 0;
-    return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
+    return uv_fileno((const uv_handle_t *)&c->tr.tcp, &fd) == 0 && ioctl(fd, FIONREAD, &unread) == 0 && unread > 0;
 }
 
 static void on_linger_timer(uv_timer_t *t)
@@ -446,36 +453,40 @@ static void linger_arm(conn_t *c)
     uv_timer_start(&c->timer, on_linger_timer, ms ? ms : 1, 0);
 }
 
-static void linger_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void linger_alloc(void *ctx, size_t suggested, uv_buf_t *b)
 {
-    /* one loop per thread, and libuv hands each read to linger_read before the next alloc: one buffer serves all */
+    /* one loop per thread, and each read reaches linger_read before the next alloc: one buffer serves all */
     static _Thread_local char drop[LINGER_CHUNK];
-    (void)h;
+    (void)ctx;
     (void)suggested;
     *b = uv_buf_init(drop, sizeof drop);
 }
 
-static void linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void linger_read(void *ctx, char *data, size_t n)
 {
-    (void)b;
-    conn_t *c = s->data;
-    if (c->closing || n == 0)
+    (void)data;
+    conn_t *c = ctx;
+    if (c->closing)
         return;
     buffers_free(c);
-    if (n < 0 || (uint64_t)n >= c->linger_left) {
-        conn_close(c); /* the client closed or failed, or the byte bound is reached */
+    if ((uint64_t)n >= c->linger_left) {
+        conn_close(c); /* the byte bound is reached */
         return;
     }
     c->linger_left -= (uint64_t)n;
     linger_arm(c);
 }
 
-static void on_linger_shutdown(uv_shutdown_t *req, int status)
+/* The client closed or failed (also what a failed shutdown shows up as). */
+static void linger_closed(void *ctx, int status)
 {
-    conn_t *c = req->data;
-    if (status < 0 && !c->closing)
+    (void)status;
+    conn_t *c = ctx;
+    if (!c->closing)
         conn_close(c);
 }
+
+static const transport_handler_t linger_handler = {NULL, linger_alloc, linger_read, linger_closed, NULL};
 
 /*
  * The connection is done (its last answer, if any, is written): close it,
@@ -492,95 +503,59 @@ static void conn_finish(conn_t *c)
     }
     c->lingering = true;
     uv_timer_stop(&c->timer);
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
+    c->reading = false;
     c->linger_left = lg->bytes;
     c->linger_end = uv_now(c->env->w->loop) + lg->time_ms;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_linger_shutdown) < 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read) < 0) {
+    transport_set_handler(&c->tr, &linger_handler, c);
+    if (transport_shutdown(&c->tr) < 0) {
         conn_close(c);
         return;
     }
+    transport_read_start(&c->tr);
     linger_arm(c);
 }
 
 /* ---- writing to the client ---- */
 
-static void on_down_write(uv_write_t *req, int status)
+/* The transport's queue to the client fell below DOWN_WRITE_LOW, or emptied (transport_drain_when_empty). */
+static void down_drained(void *ctx)
 {
-    dwreq_t *w = (dwreq_t *)req;
-    conn_t *c = w->c;
-    c->down_queued -= w->len;
-    free(w);
+    conn_t *c = ctx;
     if (c->closing)
         return;
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    if (c->up_read_paused && c->up != NULL && c->down_queued < DOWN_WRITE_LOW) {
+    if (c->up_read_paused && c->up != NULL && down_queued(c) < DOWN_WRITE_LOW) {
         c->up_read_paused = false;
         upstream_read_start(c->up);
     }
-    if (c->close_after && !c->in_exchange && c->down_queued == 0)
+    if (c->close_after && !c->in_exchange && down_queued(c) == 0)
         conn_finish(c);
-}
-
-/* Queue len bytes (already counted in down_queued) with uv_write; copies them. */
-static void down_send(conn_t *c, const char *data, size_t len)
-{
-    dwreq_t *w = xmalloc(sizeof *w + len);
-    w->c = c;
-    w->len = len;
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_down_write) < 0) {
-        c->down_queued -= len;
-        free(w);
-        conn_close(c);
-    }
 }
 
 /*
  * Bytes for the client are gathered in `pend` while one event is handled
  * (a response head and its body usually arrive in one read) and written
- * by down_flush in one go, straight from the buffer when nothing is in
- * flight. down_queued counts gathered and in-flight bytes.
+ * by down_flush in one go; the transport sends them straight from the
+ * buffer when nothing is in flight and copies only what the socket did
+ * not take.
  */
 static void down_write(conn_t *c, const void *data, size_t len)
 {
     if (c->closing || c->lingering || len == 0)
         return;
     buf_append(&c->pend, data, len);
-    c->down_queued += len;
 }
 
 static void down_flush(conn_t *c)
 {
     if (c->closing || c->lingering || c->pend.len == 0)
         return;
-    size_t len = c->pend.len, off = 0;
-    if (c->down_queued == len) {
-        /* nothing in flight: try the socket directly, queue only what it did not take */
-        uv_buf_t b = uv_buf_init(c->pend.data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n > 0) {
-            off = (size_t)n;
-        } else if (n < 0 && n != UV_EAGAIN) {
-            c->pend.len = 0;
-            c->down_queued -= len;
-            conn_close(c);
-            return;
-        }
-    }
-    c->down_queued -= off;
-    if (off < len)
-        down_send(c, c->pend.data + off, len - off);
+    int rc = transport_write(&c->tr, c->pend.data, c->pend.len);
     c->pend.len = 0;
-    if (c->closing || c->down_queued > 0)
+    if (rc < 0) {
+        conn_close(c);
+        return;
+    }
+    if (down_queued(c) > 0)
         return;
     if (c->close_after && !c->in_exchange)
         conn_finish(c);
@@ -588,7 +563,7 @@ static void down_flush(conn_t *c)
 
 static void pause_upstream_if_full(conn_t *c)
 {
-    if (c->down_queued >= DOWN_WRITE_HIGH && c->up != NULL && !c->up_read_paused) {
+    if (down_queued(c) >= DOWN_WRITE_HIGH && c->up != NULL && !c->up_read_paused) {
         c->up_read_paused = true;
         upstream_read_stop(c->up);
     }
@@ -1991,7 +1966,7 @@ static bool try_end_exchange(conn_t *c)
     exchange_dispose(c);
     if (c->close_after || c->env->draining) {
         c->close_after = true;
-        if (c->down_queued == 0)
+        if (down_queued(c) == 0)
             conn_finish(c);
         return false;
     }
@@ -2063,34 +2038,38 @@ static void process(conn_t *c)
     update_reading(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+static void on_alloc(void *ctx, size_t suggested, uv_buf_t *b)
 {
     (void)suggested;
-    conn_t *c = h->data;
+    conn_t *c = ctx;
     buf_reserve(&c->in, READ_CHUNK);
     b->base = c->in.data + c->in.len;
     b->len = READ_CHUNK;
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void on_down_close(void *ctx, int status)
 {
-    (void)b;
-    conn_t *c = s->data;
-    if (c->closing || n == 0)
+    conn_t *c = ctx;
+    if (c->closing)
         return;
-    if (n < 0) {
-        if (!c->tunnel && c->in_exchange && c->req_done && n == UV_EOF) {
-            /* the client half-closed after its request: answer, then close */
-            c->close_after = true;
-            c->peer_eof = true;
-            uv_read_stop(s);
-            c->reading = false;
-            return;
-        }
-        conn_close(c);
+    if (!c->tunnel && c->in_exchange && c->req_done && status == UV_EOF) {
+        /* the client half-closed after its request: answer, then close */
+        c->close_after = true;
+        c->peer_eof = true;
+        transport_read_stop(&c->tr);
+        c->reading = false;
         return;
     }
-    c->in.len += (size_t)n;
+    conn_close(c);
+}
+
+static void on_read(void *ctx, char *data, size_t n)
+{
+    (void)data;
+    conn_t *c = ctx;
+    if (c->closing)
+        return;
+    c->in.len += n;
     if (!c->in_exchange && c->bytes_seen == 0) {
         c->bytes_seen += (size_t)n;
         arm_wait_timer(c); /* from the idle timeout to the header timeout */
@@ -2111,10 +2090,10 @@ static void update_reading(conn_t *c)
                (c->up == NULL || upstream_write_queued(c->up) < UPSTREAM_WRITE_HIGH) &&
                (c->up != NULL || c->body_over || c->body.len < c->env->w->retry_buffer_bytes || !c->in_exchange);
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-            c->reading = true;
+        transport_read_start(&c->tr);
+        c->reading = true;
     } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        transport_read_stop(&c->tr);
         c->reading = false;
     }
 }
@@ -2131,24 +2110,27 @@ static void env_link(conn_env_t *env, conn_t *c)
     env->n_conns++;
 }
 
+static const transport_handler_t down_handler = {NULL, on_alloc, on_read, on_down_close, down_drained};
+
 int conn_accept(conn_env_t *env, uv_stream_t *server)
 {
     conn_t *c = xmalloc(sizeof *c);
     memset(c, 0, sizeof *c);
     c->env = env;
-    if (uv_tcp_init(env->w->loop, &c->tcp) < 0) {
+    if (transport_init(env->w->loop, &c->tr) < 0) {
         free(c);
         return -1;
     }
-    c->tcp.data = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    if (uv_accept(server, (uv_stream_t *)&c->tr.tcp) < 0) {
         /* nothing was accepted: close the fresh handle, then free */
         c->open_handles = 1;
         c->closing = true;
         env_link(env, c);
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        transport_close(&c->tr, on_transport_closed);
         return -1;
     }
+    transport_start(&c->tr, &down_handler, c);
+    transport_drain_when_empty(&c->tr, true);
     uv_timer_init(env->w->loop, &c->timer);
     uv_timer_init(env->w->loop, &c->route_timer);
     uv_timer_init(env->w->loop, &c->try_timer);
@@ -2157,11 +2139,11 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
     env_link(env, c);
     c->req = http1_parser_create(HTTP1_REQUEST, &env->w->limits, &req_cb, c);
     c->resp = http1_parser_create(HTTP1_RESPONSE, NULL, &resp_cb, c);
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->tr.tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss;
     strcpy(c->peer, "unknown");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->tr.tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
         else if (ss.ss_family == AF_INET6)
@@ -2185,7 +2167,7 @@ void conn_env_drain(conn_env_t *env)
         c->close_after = true;
         if (!c->in_exchange && c->in.len == 0 && !http1_parser_in_message(c->req)) {
             c->resp_done = true; /* nothing more to read: close once the last response is written */
-            if (c->down_queued == 0)
+            if (down_queued(c) == 0)
                 conn_finish(c);
             else
                 update_reading(c);

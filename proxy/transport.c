@@ -48,6 +48,7 @@ enum {
     F_SHUT_WANTED = 1 << 6,    /* transport_shutdown was called */
     F_SHUT_DONE = 1 << 7,      /* uv_shutdown was issued */
     F_EOF_IN = 1 << 8,         /* the socket reported EOF or an error */
+    F_DRAIN_EMPTY = 1 << 9,    /* transport_drain_when_empty: on_drain also when a queue empties */
 };
 
 /* TLS 1.2: forward secrecy and AEAD only (Mozilla "intermediate" minus DHE); TLS 1.3: all three AEAD suites. */
@@ -642,7 +643,11 @@ static void report_close(transport_t *t, int status)
 
 static void check_drain(transport_t *t)
 {
-    if ((t->flags & F_DRAIN_ARMED) && !gone(t) && transport_write_queued(t) < TRANSPORT_WRITE_LOW) {
+    if (gone(t))
+        return;
+    size_t q = transport_write_queued(t);
+    bool armed = (t->flags & F_DRAIN_ARMED) && q < TRANSPORT_WRITE_LOW;
+    if (armed || ((t->flags & F_DRAIN_EMPTY) && q == 0)) {
         t->flags &= ~F_DRAIN_ARMED;
         if (t->h->on_drain != NULL)
             t->h->on_drain(t->ctx);
@@ -1277,6 +1282,14 @@ void transport_set_handler(transport_t *t, const transport_handler_t *h, void *c
     t->ctx = ctx;
 }
 
+void transport_drain_when_empty(transport_t *t, bool on)
+{
+    if (on)
+        t->flags |= F_DRAIN_EMPTY;
+    else
+        t->flags &= ~F_DRAIN_EMPTY;
+}
+
 void transport_read_start(transport_t *t)
 {
     t->flags |= F_WANT_READ;
@@ -1313,10 +1326,8 @@ int transport_write(transport_t *t, const void *data, size_t len)
     return tls_write(t, data, len);
 }
 
-size_t transport_write_queued(const transport_t *t)
+size_t transport_tls_write_queued(const transport_t *t)
 {
-    if (t->tls == NULL)
-        return t->queued;
     return pend_len(t->tls) + BIO_ctrl_pending(t->tls->net);
 }
 

@@ -258,6 +258,14 @@ int transport_start_tls(transport_t *t, tls_ctx_t *ctx, const transport_tls_opts
 /* Send events to h and ctx from now on (e.g. a pooled upstream connection changing hands). */
 void transport_set_handler(transport_t *t, const transport_handler_t *h, void *ctx);
 
+/*
+ * Also call on_drain each time bytes that could not be written at once
+ * have all gone to the kernel (the queue is empty again), for an owner
+ * that closes after its last byte. Writes the socket takes at once never
+ * queue, so they cause no call.
+ */
+void transport_drain_when_empty(transport_t *t, bool on);
+
 /* Deliver bytes (on_read) / stop delivering them. Idempotent. */
 void transport_read_start(transport_t *t);
 void transport_read_stop(transport_t *t);
@@ -270,7 +278,11 @@ void transport_read_stop(transport_t *t);
 int transport_write(transport_t *t, const void *data, size_t len);
 
 /* Bytes accepted by transport_write and not yet handed to the kernel (TLS: plaintext and ciphertext). */
-size_t transport_write_queued(const transport_t *t);
+size_t transport_tls_write_queued(const transport_t *t);
+static inline size_t transport_write_queued(const transport_t *t)
+{
+    return t->tls == NULL ? t->queued : transport_tls_write_queued(t); /* inline: asked several times a request */
+}
 
 /* Bytes read and not yet delivered: TLS ciphertext in the in ring and plaintext SSL holds; 0 for plain. */
 size_t transport_read_buffered(const transport_t *t);
