@@ -2,8 +2,9 @@
  * conn: downstream connection, routing, attempts and retries; see conn.h.
  *
  * Memory and lifetime. The conn owns four handles (its transport, the
- * client's byte stream (transport.h); wait timer; route timer; try timer), a request parser, a response parser reused for
- * every attempt, the input buffer `in` with bytes the request parser has
+ * client's byte stream (transport.h); wait timer; route timer; try
+ * timer), a request parser, a response parser reused for every attempt,
+ * the input buffer `in` with bytes the request parser has
  * not consumed, the upstream request head of the current exchange (kept
  * for retries) and the replay buffer of its body. Closing is deferred:
  * conn_close() only starts uv_close, and the memory goes in the last close
