@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "config_parse.h"
@@ -657,19 +658,24 @@ static void parse_otlp_endpoint(pctx_t *p, const yaml_node_t *v, proxy_spec_t *p
     const char *s = pc_string(p, v);
     if (s == NULL)
         return;
-    if (strncmp(s, "http://", 7) != 0) {
-        pc_error(p, v, "expected http://HOST:PORT (only plain http is supported), got \"%s\"", s);
+    size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+    if (scheme == 0) {
+        pc_error(p, v, "expected http://HOST:PORT or https://HOST:PORT (then an optional path), got \"%s\"", s);
         return;
     }
+    /* HOST:PORT, up to the path (the signals' paths /v1/traces... are appended to it, as OTLP exporters do) */
+    const char *path = strchr(s + scheme, '/');
+    size_t len = path != NULL ? (size_t)(path - (s + scheme)) : strlen(s + scheme);
     char hp[300];
-    size_t len = strlen(s + 7);
-    if (len > 0 && s[7 + len - 1] == '/')
-        len--;
     char host[256];
     uint16_t port;
-    if (len >= sizeof(hp) || (memcpy(hp, s + 7, len), hp[len] = '\0', 0) ||
+    if (len >= sizeof(hp) || (memcpy(hp, s + scheme, len), hp[len] = '\0', 0) ||
         hostport_split(hp, host, sizeof(host), &port, NULL) != 0 || port == 0) {
-        pc_error(p, v, "expected http://HOST:PORT with a port 1-65535 and no path, got \"%s\"", s);
+        pc_error(p, v, "expected %.*sHOST:PORT with a port 1-65535, got \"%s\"", (int)scheme, s, s);
+        return;
+    }
+    if (strlen(s) > 1000 || strpbrk(s, " ?#") != NULL) {
+        pc_error(p, v, "an endpoint is a base URL without spaces, query or fragment, at most 1000 bytes: \"%s\"", s);
         return;
     }
     ps->otlp_endpoint = s;
@@ -757,7 +763,13 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
                 int64_t ms;
                 if (PC_KEY(t, "otlpEndpoint"))
                     parse_otlp_endpoint(p, t.val, ps);
-                else if (PC_KEY(t, "samplingPercent"))
+                else if (PC_KEY(t, "caFile")) {
+                    const char *f = pc_string(p, t.val);
+                    if (f != NULL && access(f, R_OK) != 0)
+                        pc_error(p, t.val, "cannot read \"%s\": %s", f, strerror(errno));
+                    else
+                        ps->otlp_ca_file = f;
+                } else if (PC_KEY(t, "samplingPercent"))
                     pc_double(p, t.val, 0, 100, &ps->sampling_percent);
                 else if (PC_KEY(t, "flushInterval")) {
                     if (pc_duration(p, t.val, &ms) == 0) {

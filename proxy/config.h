@@ -114,7 +114,8 @@ typedef struct proxy_spec {
     proxy_hostport_t inbound_forward_to; /* required when inbound is given; text NULL = no inbound */
     proxy_hostport_t outbound_listen;    /* default 127.0.0.1:15001 */
     proxy_hostport_t admin_listen;       /* default 127.0.0.1:15000 */
-    const char *otlp_endpoint;           /* "http://host:port" or NULL (telemetry off) */
+    const char *otlp_endpoint;           /* "http(s)://host:port[/base]" or NULL (telemetry off) */
+    const char *otlp_ca_file;            /* https: trusted CAs (telemetry.caFile); NULL: the system's */
     proxy_hostport_t otlp_hostport;      /* split otlp_endpoint */
     double sampling_percent;             /* 0..100, default 1 */
     uint64_t flush_interval_ms;          /* default 1000 */

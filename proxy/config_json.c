@@ -164,6 +164,7 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     listener(w, "admin", &ps->admin_listen, NULL, NULL);
     open_(w, "telemetry", '{');
     str(w, "otlpEndpoint", ps->otlp_endpoint);
+    str(w, "caFile", ps->otlp_ca_file);
     dbl(w, "samplingPercent", ps->sampling_percent);
     duration(w, "flushInterval", (int64_t)ps->flush_interval_ms);
     boolean(w, "accessLog", ps->access_log);

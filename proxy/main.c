@@ -162,8 +162,9 @@ static const char *restart_needed(const proxy_spec_t *a, const proxy_spec_t *b)
         a->linger_time_ms != b->linger_time_ms || a->linger_timeout_ms != b->linger_timeout_ms ||
         a->linger_bytes != b->linger_bytes || a->drain_timeout_ms != b->drain_timeout_ms)
         return "spec.limits or spec.drainTimeout";
-    if (!same_text(a->otlp_endpoint, b->otlp_endpoint) || a->flush_interval_ms != b->flush_interval_ms)
-        return "spec.telemetry (otlpEndpoint, flushInterval)";
+    if (!same_text(a->otlp_endpoint, b->otlp_endpoint) || !same_text(a->otlp_ca_file, b->otlp_ca_file) ||
+        a->flush_interval_ms != b->flush_interval_ms)
+        return "spec.telemetry (otlpEndpoint, caFile, flushInterval)";
     return NULL;
 }
 
@@ -429,8 +430,8 @@ static int serve(proxy_config_t *cfg, const char *path)
     tele_opts_t to;
     memset(&to, 0, sizeof to);
     if (ps->otlp_endpoint != NULL) {
-        to.otlp_host = ps->otlp_hostport.host;
-        to.otlp_port = ps->otlp_hostport.port;
+        to.otlp_url = ps->otlp_endpoint;
+        to.otlp_ca_file = ps->otlp_ca_file;
     }
     to.flush_interval_ms = ps->flush_interval_ms ? ps->flush_interval_ms : 1000;
     to.access_log = ps->access_log && ps->otlp_endpoint != NULL;

@@ -1250,6 +1250,12 @@ int transport_start_tls(transport_t *t, tls_ctx_t *ctx, const transport_tls_opts
         SSL_set_verify(ssl, ctx->verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
         if (o->sni != NULL && SSL_set_tlsext_host_name(ssl, o->sni) != 1)
             rc = UV_EINVAL;
+        if (o->verify_host != NULL) { /* an IP address must be an IP SAN, a name a DNS SAN (RFC 6125) */
+            X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+            if (X509_VERIFY_PARAM_set1_ip_asc(vp, o->verify_host) != 1 &&
+                X509_VERIFY_PARAM_set1_host(vp, o->verify_host, 0) != 1)
+                rc = UV_EINVAL;
+        }
         if (alpn_len > 0 && SSL_set_alpn_protos(ssl, alpn, (unsigned)alpn_len) != 0)
             rc = UV_EINVAL;
         if (o->session_cache != NULL && o->session_key != NULL) {

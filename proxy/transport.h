@@ -233,6 +233,9 @@ typedef struct transport_tls_opts {
     const char *const *expected_ids;
     size_t n_expected_ids;
     const char *sni; /* client: server name sent (Istio sends outbound_.PORT_._.HOST) */
+    /* client: the server certificate must name this host (a DNS SAN, or an IP SAN for an address); a mismatch is
+     * bad_certificate. For endpoints outside the mesh (an OTLP collector); sidecars check expected_ids instead. */
+    const char *verify_host;
     /* client: ALPN ids offered instead of the ctx's */
     const char *const *alpn;
     size_t n_alpn;

@@ -2,6 +2,8 @@
  * tele_drive: drive proxy/telemetry against an OTLP endpoint.
  *
  *   tele_drive HOST PORT COUNT SAMPLING_PERCENT [DEADLINE_MS]
+ *   tele_drive URL - COUNT SAMPLING_PERCENT [DEADLINE_MS]      (http:// or https://, a base path;
+ *                                                              TELE_DRIVE_CA: the endpoint's CA file)
  *
  * Records COUNT requests from one worker on its own uv loop: pairs of a
  * source-side (CLIENT) and a destination-side (SERVER) hop of the same
@@ -11,6 +13,7 @@
  * requests_destination= and sampled= (what it recorded). Exit 0 unless the
  * arguments are wrong.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +58,8 @@ static uint64_t now_ns(void)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s HOST PORT COUNT SAMPLING_PERCENT [DEADLINE_MS]\n", argv[0]);
+        fprintf(stderr, "usage: %s HOST|URL PORT COUNT SAMPLING_PERCENT [DEADLINE_MS]   (env TELE_DRIVE_CA: caFile)\n",
+                argv[0]);
         return 2;
     }
     const char *host = argv[1];
@@ -63,7 +67,8 @@ int main(int argc, char **argv)
     long count = strtol(argv[3], NULL, 10);
     double sampling = strtod(argv[4], NULL);
     long deadline = argc > 5 ? strtol(argv[5], NULL, 10) : 5000;
-    if (port <= 0 || port > 65535 || count < 0 || deadline < 0) {
+    bool url = strncmp(host, "http://", 7) == 0 || strncmp(host, "https://", 8) == 0; /* PORT unused then */
+    if ((!url && (port <= 0 || port > 65535)) || count < 0 || deadline < 0) {
         fprintf(stderr, "tele_drive: bad arguments\n");
         return 2;
     }
@@ -86,8 +91,13 @@ int main(int argc, char **argv)
     strcpy(reviews.cluster_id, "Kubernetes");
 
     tele_opts_t o = {0};
-    o.otlp_host = host;
-    o.otlp_port = (uint16_t)port;
+    if (url) {
+        o.otlp_url = host;
+        o.otlp_ca_file = getenv("TELE_DRIVE_CA");
+    } else {
+        o.otlp_host = host;
+        o.otlp_port = (uint16_t)port;
+    }
     o.flush_interval_ms = 200;
     o.max_batch_records = 64;
     o.access_log = true;

@@ -660,6 +660,33 @@ static void test_references(void **state)
                "defined by any ServiceEntry");
 }
 
+/* OTLP endpoints: http or https, a base path kept; a CA file that must be readable. */
+static void test_otlp_endpoints(void **state)
+{
+    (void)state;
+    msgs_t m;
+    proxy_config_t *cfg =
+        load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\n"
+             "spec: {telemetry: {otlpEndpoint: 'https://otel.example:4318/base/', caFile: /dev/null}}\n",
+             &m);
+    assert_non_null(cfg);
+    const proxy_spec_t *ps = &cfg->proxy;
+    assert_string_equal(ps->otlp_endpoint, "https://otel.example:4318/base/");
+    assert_string_equal(ps->otlp_hostport.host, "otel.example");
+    assert_int_equal(ps->otlp_hostport.port, 4318);
+    assert_string_equal(ps->otlp_ca_file, "/dev/null");
+    proxy_config_destroy(cfg);
+    cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\n"
+               "spec: {telemetry: {otlpEndpoint: 'http://c:4318/v?x=1', caFile: /nonexistent/ca.pem}}\n",
+               &m);
+    assert_null(cfg);
+    assert_int_equal(m.n_err, 2);
+    expect_error(&m, "t.yaml:4:35: Proxy p: spec.telemetry.otlpEndpoint: an endpoint is a base URL without spaces, "
+                     "query or fragment, at most 1000 bytes: \"http://c:4318/v?x=1\"");
+    expect_error(&m, "t.yaml:4:65: Proxy p: spec.telemetry.caFile: cannot read \"/nonexistent/ca.pem\": No such file "
+                     "or directory");
+}
+
 static void test_all_errors_reported(void **state)
 {
     (void)state;
@@ -667,7 +694,7 @@ static void test_all_errors_reported(void **state)
     proxy_config_t *cfg = load("apiVersion: outrider.io/v1alpha1\n"
                                "kind: Proxy\n"
                                "metadata: {name: p}\n"
-                               "spec: {workers: 0, telemetry: {otlpEndpoint: 'https://x:1', samplingPercent: 101},\n"
+                               "spec: {workers: 0, telemetry: {otlpEndpoint: 'ftps://x:12', samplingPercent: 101},\n"
                                "       outbound: {listen: 'localhost:1'}, extra: 1}\n"
                                "---\n"
                                "apiVersion: networking.istio.io/v1\n"
@@ -677,8 +704,8 @@ static void test_all_errors_reported(void **state)
     assert_null(cfg);
     assert_int_equal(m.n_err, 6);
     expect_error(&m, "t.yaml:4:17: Proxy p: spec.workers: 0 is out of range (1-64)");
-    expect_error(&m, "t.yaml:4:47: Proxy p: spec.telemetry.otlpEndpoint: expected http://HOST:PORT (only plain "
-                     "http is supported), got \"https://x:1\"");
+    expect_error(&m, "t.yaml:4:47: Proxy p: spec.telemetry.otlpEndpoint: expected http://HOST:PORT or "
+                     "https://HOST:PORT (then an optional path), got \"ftps://x:12\"");
     expect_error(&m, "t.yaml:4:78: Proxy p: spec.telemetry.samplingPercent: 101 is out of range (0-100)");
     expect_error(&m, "t.yaml:5:28: Proxy p: spec.outbound.listen: expected an IP address and port such as "
                      "127.0.0.1:15001, got \"localhost:1\"");
@@ -1141,6 +1168,7 @@ int main(void)
         cmocka_unit_test(test_regex),
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_references),
+        cmocka_unit_test(test_otlp_endpoints),
         cmocka_unit_test(test_all_errors_reported),
         cmocka_unit_test(test_warnings),
         cmocka_unit_test(test_durations),
