@@ -342,6 +342,13 @@ typedef struct proxy_traffic_policy {
     int64_t consecutive_5xx_errors, consecutive_gateway_errors;
     int64_t interval_ms, base_ejection_time_ms;
     int64_t max_ejection_percent, min_health_percent;
+    /* tls (ClientTLSSettings): how the sidecar connects to the destination */
+    int has_tls;
+    enum proxy_tls_mode { PROXY_TLS_DISABLE = 0, PROXY_TLS_SIMPLE, PROXY_TLS_MUTUAL, PROXY_TLS_ISTIO_MUTUAL } tls_mode;
+    const char *tls_client_certificate, *tls_private_key, *tls_ca_certificates; /* files; NULL = none */
+    const char *tls_sni;                                                        /* NULL: the destination's host */
+    proxy_str_list_t tls_subject_alt_names; /* empty: the server must name the SNI host */
+    int tls_insecure_skip_verify;
 } proxy_traffic_policy_t;
 
 typedef struct proxy_subset {

@@ -12,16 +12,17 @@
  * names.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "config_parse.h"
 #include "log.h"
 
 /* ---- helpers ---- */
-
 
 static int valid_host(const char *h)
 {
@@ -1258,6 +1259,60 @@ static void policy_init(proxy_traffic_policy_t *tp)
     tp->min_health_percent = PROXY_UNSET;
 }
 
+/* A file the sidecar reads at load: refused at file:line:col when it cannot be read. */
+static const char *readable_file(pctx_t *p, const yaml_node_t *v)
+{
+    const char *f = pc_string(p, v);
+    if (f != NULL && access(f, R_OK) != 0) {
+        pc_error(p, v, "cannot read \"%s\": %s", f, strerror(errno));
+        return NULL;
+    }
+    return f;
+}
+
+/* DestinationRule trafficPolicy.tls (Istio's ClientTLSSettings). */
+static void parse_client_tls(pctx_t *p, const yaml_node_t *v, proxy_traffic_policy_t *tp)
+{
+    static const char *const modes[] = {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL", NULL};
+    tp->has_tls = 1;
+    const yaml_node_t *mode_node = NULL;
+    PC_FIELDS(p, v, it)
+    {
+        if (PC_KEY(it, "mode")) {
+            int m = pc_enum(p, it.val, modes);
+            if (m >= 0)
+                tp->tls_mode = (enum proxy_tls_mode)m;
+            mode_node = it.val;
+        } else if (PC_KEY(it, "clientCertificate")) {
+            tp->tls_client_certificate = readable_file(p, it.val);
+        } else if (PC_KEY(it, "privateKey")) {
+            tp->tls_private_key = readable_file(p, it.val);
+        } else if (PC_KEY(it, "caCertificates")) {
+            tp->tls_ca_certificates = readable_file(p, it.val);
+        } else if (PC_KEY(it, "sni")) {
+            tp->tls_sni = pc_string(p, it.val);
+        } else if (PC_KEY(it, "subjectAltNames")) {
+            pc_str_list(p, it.val, &tp->tls_subject_alt_names);
+        } else if (PC_KEY(it, "insecureSkipVerify")) {
+            pc_bool(p, it.val, &tp->tls_insecure_skip_verify);
+        } else if (PC_KEY(it, "credentialName") || PC_KEY(it, "caCrl")) {
+            pc_unsupported(p, &it);
+        } else {
+            pc_unknown(p, &it);
+        }
+    }
+    if (mode_node == NULL) {
+        pc_missing(p, v, "mode");
+        return;
+    }
+    if (tp->tls_mode == PROXY_TLS_ISTIO_MUTUAL)
+        pc_error(p, mode_node,
+                 "ISTIO_MUTUAL needs the sidecar's workload identity, which this version does not "
+                 "have yet: use MUTUAL with certificate files (outriderctl cert issue)");
+    if (tp->tls_mode == PROXY_TLS_MUTUAL && (tp->tls_client_certificate == NULL || tp->tls_private_key == NULL))
+        pc_error(p, v, "mode MUTUAL needs clientCertificate and privateKey");
+}
+
 static void parse_traffic_policy(pctx_t *p, const yaml_node_t *v, proxy_traffic_policy_t *tp)
 {
     tp->given = 1;
@@ -1269,8 +1324,9 @@ static void parse_traffic_policy(pctx_t *p, const yaml_node_t *v, proxy_traffic_
             parse_connection_pool(p, it.val, tp);
         } else if (PC_KEY(it, "outlierDetection")) {
             parse_outlier(p, it.val, tp);
-        } else if (PC_KEY(it, "tls") || PC_KEY(it, "portLevelSettings") || PC_KEY(it, "tunnel") ||
-                   PC_KEY(it, "proxyProtocol")) {
+        } else if (PC_KEY(it, "tls")) {
+            parse_client_tls(p, it.val, tp);
+        } else if (PC_KEY(it, "portLevelSettings") || PC_KEY(it, "tunnel") || PC_KEY(it, "proxyProtocol")) {
             pc_unsupported(p, &it);
         } else {
             pc_unknown(p, &it);
@@ -1299,6 +1355,16 @@ static void merge_policy(proxy_traffic_policy_t *sub, const proxy_traffic_policy
         sub->max_requests_per_connection = rule->max_requests_per_connection;
         sub->max_retries = rule->max_retries;
         sub->idle_timeout_ms = rule->idle_timeout_ms;
+    }
+    if (!sub->has_tls) {
+        sub->has_tls = rule->has_tls;
+        sub->tls_mode = rule->tls_mode;
+        sub->tls_client_certificate = rule->tls_client_certificate;
+        sub->tls_private_key = rule->tls_private_key;
+        sub->tls_ca_certificates = rule->tls_ca_certificates;
+        sub->tls_sni = rule->tls_sni;
+        sub->tls_subject_alt_names = rule->tls_subject_alt_names;
+        sub->tls_insecure_skip_verify = rule->tls_insecure_skip_verify;
     }
     if (!sub->has_outlier) {
         sub->has_outlier = rule->has_outlier;

@@ -471,6 +471,18 @@ static void traffic_policy(jw_t *w, const proxy_traffic_policy_t *tp)
         opt_num(w, "minHealthPercent", tp->min_health_percent);
         close_(w, '}');
     }
+    if (tp->has_tls) {
+        static const char *const modes[] = {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"};
+        open_(w, "tls", '{');
+        str(w, "mode", modes[tp->tls_mode]);
+        str(w, "clientCertificate", tp->tls_client_certificate); /* file names only: never the key itself */
+        str(w, "privateKey", tp->tls_private_key);
+        str(w, "caCertificates", tp->tls_ca_certificates);
+        str(w, "sni", tp->tls_sni);
+        str_list(w, "subjectAltNames", &tp->tls_subject_alt_names);
+        boolean(w, "insecureSkipVerify", tp->tls_insecure_skip_verify);
+        close_(w, '}');
+    }
     close_(w, '}');
 }
 

@@ -144,6 +144,7 @@ struct conn {
     bool retry_counted;  /* counts in the cluster's retrying exchanges */
     conn_t *wait_next;
     int fail_status;                /* the retriable status that ended the attempt */
+    const char *tls_failure;        /* the last attempt's TLS handshake failure (TRANSPORT_R_*), or NULL */
     mirror_t *mirrors[MAX_MIRRORS]; /* shadow copies of this request still being fed */
     int n_mirrors;
     rlg_call_t *rl_call; /* a global rate limit decision being awaited */
@@ -720,9 +721,18 @@ static void attempt_failed(conn_t *c, enum fail_kind kind)
     switch (kind) {
     case FAIL_CONNECT:
         c->flags |= RF_UF;
-        local_reply(c, 503,
-                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n",
-                    false);
+        if (c->tls_failure != NULL) { /* Envoy's wording, with the transport's reason */
+            char text[200];
+            snprintf(text, sizeof text,
+                     "upstream connect error or disconnect/reset before headers. reset reason: connection failure, "
+                     "transport failure reason: TLS error: %s\n",
+                     c->tls_failure);
+            local_reply(c, 503, text, false);
+        } else {
+            local_reply(c, 503,
+                        "upstream connect error or disconnect/reset before headers. reset reason: connection failure\n",
+                        false);
+        }
         break;
     case FAIL_TRY_TIMEOUT:
         c->flags |= RF_UT;
@@ -773,6 +783,7 @@ static void up_on_connect(void *ctx, int status)
     if (status == 0 || c->closing)
         return;
     log_debug("upstream connect to %s failed: %s", c->cl->endpoints[c->ep].name, uv_strerror(status));
+    c->tls_failure = c->up != NULL ? upstream_tls_failure(c->up) : NULL;
     attempt_failed(c, FAIL_CONNECT);
 }
 
@@ -1718,6 +1729,7 @@ static bool pick_mask(conn_t *c, uint64_t *mask)
 
 static void start_attempt(conn_t *c)
 {
+    c->tls_failure = NULL;
     router_lb_t *lb = &c->view->lbs[c->cl->index];
     uint64_t mask[ROUTER_MAX_ENDPOINTS / 64];
     bool healthy = pick_mask(c, mask);

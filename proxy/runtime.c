@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_client.h" /* HTTP_CLIENT_SYSTEM_CA */
 #include "log.h"
 #include "telemetry_policy.h"
+#include "transport.h"
 #include "xalloc.h"
 
 static void copy_field(char *dst, const char *src)
@@ -71,8 +73,31 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     size_t nc = router_cluster_count(router);
     rt->ejected = calloc(nc ? nc : 1, sizeof *rt->ejected);
     rt->counters = calloc(nc ? nc : 1, sizeof *rt->counters);
-    if (rt->ejected == NULL || rt->counters == NULL)
+    rt->tls = calloc(nc ? nc : 1, sizeof *rt->tls);
+    if (rt->ejected == NULL || rt->counters == NULL || rt->tls == NULL)
         log_fatal("runtime: out of memory");
+    /* TLS origination (DestinationRule tls SIMPLE or MUTUAL): one context per cluster, shared by the workers */
+    for (size_t i = 0; i < nc; i++) {
+        const router_cluster_t *cl = router_cluster(router, i);
+        const proxy_traffic_policy_t *tp = cl->policy;
+        if (tp == NULL || !tp->has_tls || (tp->tls_mode != PROXY_TLS_SIMPLE && tp->tls_mode != PROXY_TLS_MUTUAL))
+            continue;
+        tls_ctx_opts_t o = {.ca_file =
+                                tp->tls_ca_certificates != NULL ? tp->tls_ca_certificates : HTTP_CLIENT_SYSTEM_CA,
+                            .verify_peer = !tp->tls_insecure_skip_verify};
+        if (tp->tls_mode == PROXY_TLS_MUTUAL) {
+            o.cert_file = tp->tls_client_certificate;
+            o.key_file = tp->tls_private_key;
+        }
+        char why[256];
+        rt->tls[i] = tls_ctx_create(&o, why, sizeof why);
+        if (rt->tls[i] == NULL) {
+            snprintf(err, errlen, "cluster %s: TLS: %s", cl->name, why);
+            rt->cfg = NULL; /* the caller's still */
+            runtime_unref(rt);
+            return NULL;
+        }
+    }
     return rt;
 }
 
@@ -128,12 +153,15 @@ void runtime_unref(runtime_t *rt)
 {
     if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
         return;
+    for (size_t i = 0; rt->tls != NULL && i < router_cluster_count(rt->router); i++)
+        tls_ctx_unref(rt->tls[i]);
     router_destroy(rt->router);
     tele_policy_unref(rt->tele_policy);
     proxy_config_destroy(rt->cfg);
     free((char *)rt->peer_fields[0].value.ptr);
     free((char *)rt->peer_fields[1].value.ptr);
     free(rt->buckets);
+    free(rt->tls);
     free(rt->ejected);
     free(rt->counters);
     free(rt);
@@ -171,7 +199,7 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
         v->pools[cl->index] = row;
     }
     if (row[ep] == NULL) {
-        upstream_pool_opts_t o = {0, 0, 0, 0};
+        upstream_pool_opts_t o = {0};
         const proxy_traffic_policy_t *p = cl->policy;
         if (p != NULL) {
             if (p->connect_timeout_ms > 0)
@@ -180,6 +208,17 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
                 o.idle_timeout_ms = (uint64_t)p->idle_timeout_ms;
             if (p->max_requests_per_connection > 0)
                 o.max_requests_per_conn = (uint64_t)p->max_requests_per_connection;
+        }
+        if (v->rt->tls[cl->index] != NULL) {
+            /* the server must name the host asked for (Istio verifies the SNI's host when no SAN is listed) */
+            o.tls = v->rt->tls[cl->index];
+            o.tls_sni = p->tls_sni != NULL ? p->tls_sni : cl->host;
+            if (!p->tls_insecure_skip_verify) {
+                o.tls_expected = p->tls_subject_alt_names.items;
+                o.n_tls_expected = p->tls_subject_alt_names.n;
+                if (o.n_tls_expected == 0)
+                    o.tls_verify_host = o.tls_sni;
+            }
         }
         row[ep] = upstream_pool_create(v->loop, (const struct sockaddr *)&cl->endpoints[ep].addr, &o);
     }

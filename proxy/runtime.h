@@ -71,6 +71,7 @@ typedef struct runtime {
     runtime_cluster_counters_t *counters;      /* per cluster, all workers: retries, mirrors, ejections */
     http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
     tele_policy_t *tele_policy;                /* the Telemetry documents applied; NULL: Istio's defaults */
+    struct tls_ctx **tls;                      /* per cluster: its DestinationRule's TLS (SIMPLE, MUTUAL), or NULL */
     atomic_int refs;
 } runtime_t;
 

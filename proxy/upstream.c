@@ -11,6 +11,7 @@
  */
 #include "upstream.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,8 +30,10 @@ struct upstream {
     void *ctx;
     enum ustate state;
     bool connected;
+    bool tcp_up; /* the TCP connect is done; TLS may still be shaking hands */
     bool reused;
     bool dead;
+    const char *tls_failure;
     int open_handles;
     uint64_t requests; /* leases served */
     char *pending;     /* bytes written before the connect completed */
@@ -46,6 +49,8 @@ struct upstream_pool {
     uint64_t connect_timeout_ms;
     uint64_t max_requests;
     size_t max_idle;
+    upstream_pool_opts_t tls; /* its tls* fields; the strings copied */
+    tls_session_cache_t *sessions;
     upstream_t *idle; /* most recently used first */
     size_t n_idle;
     size_t live; /* connections not yet freed */
@@ -54,8 +59,16 @@ struct upstream_pool {
 
 static void pool_maybe_free(upstream_pool_t *pool)
 {
-    if (pool->destroyed && pool->live == 0)
-        free(pool);
+    if (!pool->destroyed || pool->live != 0)
+        return;
+    tls_ctx_unref(pool->tls.tls);
+    tls_session_cache_destroy(pool->sessions);
+    free((char *)pool->tls.tls_sni);
+    free((char *)pool->tls.tls_verify_host);
+    for (size_t i = 0; i < pool->tls.n_tls_expected; i++)
+        free((char *)pool->tls.tls_expected[i]);
+    free((void *)pool->tls.tls_expected);
+    free(pool);
 }
 
 static void handle_closed(upstream_t *u)
@@ -147,26 +160,73 @@ static void tr_drain(void *ctx)
         u->h->on_drain(u->ctx);
 }
 
-static const transport_handler_t tr_handler = {NULL, tr_alloc, tr_read, tr_close, tr_drain};
+static void flush_pending(upstream_t *u, int *status)
+{
+    if (u->pending_len == 0)
+        return;
+    char *p = u->pending;
+    size_t n = u->pending_len;
+    u->pending = NULL;
+    u->pending_len = 0;
+    if (transport_write(&u->tr, p, n) < 0)
+        *status = UV_ECONNRESET;
+    free(p);
+}
+
+/* TLS: the handshake ended; only now is the connection up for the leaser. */
+static void tr_open(void *ctx, int status)
+{
+    upstream_t *u = ctx;
+    if (u->state != U_LEASED || u->dead)
+        return;
+    uv_timer_stop(&u->idle_timer);
+    if (status == 0) {
+        u->connected = true;
+        flush_pending(u, &status);
+        if (status == 0)
+            transport_read_start(&u->tr);
+    } else {
+        u->tls_failure = transport_error_reason(&u->tr);
+        log_warn("upstream: TLS handshake failed: %s (%s)", u->tls_failure ? u->tls_failure : "?",
+                 transport_error_detail(&u->tr));
+    }
+    if (status < 0)
+        u->dead = true;
+    if (u->h->on_connect != NULL)
+        u->h->on_connect(u->ctx, status);
+}
+
+static const transport_handler_t tr_handler = {tr_open, tr_alloc, tr_read, tr_close, tr_drain};
 
 static void on_connect(uv_connect_t *req, int status)
 {
     upstream_t *u = req->data;
     if (u->state != U_LEASED || u->dead)
         return;
+    if (status == 0 && u->pool->tls.tls != NULL) {
+        /* the connect timer keeps running through the handshake; tr_open reports to the leaser */
+        upstream_pool_t *pool = u->pool;
+        char key[32];
+        snprintf(key, sizeof key, "%p", (void *)pool);
+        transport_tls_opts_t o = {.role = TRANSPORT_CLIENT,
+                                  .sni = pool->tls.tls_sni,
+                                  .verify_host = pool->tls.tls_verify_host,
+                                  .expected_ids = pool->tls.tls_expected,
+                                  .n_expected_ids = pool->tls.n_tls_expected,
+                                  .session_cache = pool->sessions,
+                                  .session_key = key};
+        u->tcp_up = true;
+        if (transport_start_tls(&u->tr, pool->tls.tls, &o, &tr_handler, u) == 0) {
+            transport_read_start(&u->tr);
+            return;
+        }
+        status = UV_EPROTO;
+    }
     uv_timer_stop(&u->idle_timer);
     if (status == 0) {
         u->connected = true;
         transport_start(&u->tr, &tr_handler, u);
-        if (u->pending_len > 0) {
-            char *p = u->pending;
-            size_t n = u->pending_len;
-            u->pending = NULL;
-            u->pending_len = 0;
-            if (transport_write(&u->tr, p, n) < 0)
-                status = UV_ECONNRESET;
-            free(p);
-        }
+        flush_pending(u, &status);
         if (status == 0)
             transport_read_start(&u->tr);
     }
@@ -190,13 +250,17 @@ static void on_connect_timeout(uv_timer_t *t)
     if (u->state != U_LEASED || u->connected || u->dead)
         return;
     u->dead = true;
+    if (u->tcp_up) { /* the TLS handshake did not end in time: no on_open will come */
+        transport_handshake_timeout(&u->tr);
+        u->tls_failure = TRANSPORT_R_HANDSHAKE_TIMEOUT;
+    }
     if (u->h->on_connect != NULL)
         u->h->on_connect(u->ctx, UV_ETIMEDOUT);
 }
 
 upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *addr, const upstream_pool_opts_t *o)
 {
-    static const upstream_pool_opts_t defaults = {0, 0, 0, 0};
+    static const upstream_pool_opts_t defaults = {0};
     if (o == NULL)
         o = &defaults;
     upstream_pool_t *pool = xmalloc(sizeof *pool);
@@ -207,6 +271,20 @@ upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *ad
     pool->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
     pool->max_requests = o->max_requests_per_conn;
     pool->max_idle = o->max_idle ? o->max_idle : 64;
+    if (o->tls != NULL) {
+        tls_ctx_ref(o->tls);
+        pool->tls.tls = o->tls;
+        pool->tls.tls_sni = o->tls_sni ? xstrdup(o->tls_sni) : NULL;
+        pool->tls.tls_verify_host = o->tls_verify_host ? xstrdup(o->tls_verify_host) : NULL;
+        if (o->n_tls_expected > 0) {
+            const char **ids = xcalloc(o->n_tls_expected, sizeof *ids);
+            for (size_t i = 0; i < o->n_tls_expected; i++)
+                ids[i] = xstrdup(o->tls_expected[i]);
+            pool->tls.tls_expected = ids;
+            pool->tls.n_tls_expected = o->n_tls_expected;
+        }
+        pool->sessions = tls_session_cache_create(1);
+    }
     return pool;
 }
 
@@ -268,6 +346,11 @@ size_t upstream_pool_idle(const upstream_pool_t *pool)
 bool upstream_connected(const upstream_t *u)
 {
     return u->connected;
+}
+
+const char *upstream_tls_failure(const upstream_t *u)
+{
+    return u->tls_failure;
 }
 
 bool upstream_reused(const upstream_t *u)

@@ -29,8 +29,9 @@ typedef struct upstream upstream_t;
 /*
  * Events of a leased connection; ctx is the pointer given to
  * upstream_acquire. None is called after upstream_release().
- * on_connect: status 0 when connected, a libuv error code when the connect
- *   failed (the connection is dead; release it).
+ * on_connect: status 0 when connected (TLS: the handshake done), a libuv
+ *   error code when the connect or the handshake failed (the connection is
+ *   dead; release it; upstream_tls_failure says why a handshake failed).
  * on_read: bytes from the upstream (valid during the call only).
  * on_close: the peer closed (UV_EOF) or the connection failed (other libuv
  *   error); nothing more will be read; release it.
@@ -52,6 +53,12 @@ typedef struct upstream_pool_opts {
     uint64_t idle_timeout_ms;       /* 0 = 60 s: an idle pooled connection is closed after this long */
     uint64_t max_requests_per_conn; /* 0 = unlimited: a connection is closed after serving this many requests */
     size_t max_idle;                /* 0 = 64: idle connections kept */
+    /* TLS origination (DestinationRule tls SIMPLE/MUTUAL); NULL = plain. Referenced while the pool lives. */
+    struct tls_ctx *tls;
+    const char *tls_sni;             /* server name sent; NULL: none */
+    const char *tls_verify_host;     /* the certificate must name it; NULL: not checked */
+    const char *const *tls_expected; /* or carry one of these URI SANs (spiffe://...) */
+    size_t n_tls_expected;
 } upstream_pool_opts_t;
 
 /*
@@ -76,6 +83,9 @@ size_t upstream_pool_idle(const upstream_pool_t *pool);
 
 /* Whether the connection is established (writes go out now rather than queue). */
 bool upstream_connected(const upstream_t *u);
+
+/* After a failed TLS handshake: its reason (transport.h's TRANSPORT_R_*), else NULL. */
+const char *upstream_tls_failure(const upstream_t *u);
 
 /* Whether this lease reuses a pooled connection (for retrying a request on a stale one). */
 bool upstream_reused(const upstream_t *u);
