@@ -213,8 +213,8 @@ static str_t s_of(const char *s)
  * The destination_service, _name and _namespace labels of the exchange, as
  * Istio sets them. Outbound: the cluster's host, or the request's
  * authority when no cluster was chosen; "reviews.default.svc.cluster.local"
- * gives its first two labels, a short entry host ("reviews") is in its
- * ServiceEntry's namespace. Inbound: this workload's own service. The
+ * gives its first two labels; any other host ("reviews", "api.example.com")
+ * is the name itself, in its ServiceEntry's namespace (Istio 1.23 and later). Inbound: this workload's own service. The
  * slices point into the view's configuration (the authority: into the
  * request head). Needs c->view.
  */
@@ -229,14 +229,19 @@ static void destination_service(const conn_t *c, str_t *svc, str_t *name, str_t 
     }
     const char *host = c->cl != NULL ? c->cl->host : NULL;
     *svc = host != NULL ? s_of(host) : c->rreq.authority;
+    static const char k8s[] = ".svc.cluster.local";
+    const size_t kl = sizeof k8s - 1;
     const char *dot = memchr(svc->ptr, '.', svc->len);
-    *name = (str_t){svc->ptr, dot ? (size_t)(dot - svc->ptr) : svc->len};
-    if (dot != NULL) {
+    if (dot != NULL && svc->len > kl && http1_span_ieq(svc->ptr + svc->len - kl, kl, k8s)) {
+        /* NAME.NAMESPACE.svc.cluster.local: its first two labels */
+        *name = (str_t){svc->ptr, (size_t)(dot - svc->ptr)};
         const char *p = dot + 1;
         size_t rest = svc->len - (size_t)(p - svc->ptr);
         const char *dot2 = memchr(p, '.', rest);
         *ns = (str_t){p, dot2 ? (size_t)(dot2 - p) : rest};
     } else {
+        /* any other host (a short name, api.example.com): the whole host, in its ServiceEntry's namespace */
+        *name = *svc;
         *ns = s_of(c->cl != NULL && c->cl->service != NULL ? c->cl->service->meta.namespace : rt->self.namespace);
     }
 }

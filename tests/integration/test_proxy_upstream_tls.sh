@@ -7,7 +7,8 @@
 #  - subjectAltNames with the server's SPIFFE id: accepted; another id: 503 UF, san_mismatch;
 #  - a CA that did not sign the server: 503 with flag UF and "TLS error: unknown_ca";
 #  - no sni and a host the certificate does not name: refused (the host is checked);
-#  - the flags and reasons are in istio_requests_total and the access log's response flags;
+#  - the flags and reasons are in istio_requests_total, whose destination_service_name is the
+#    whole external host and destination_service_namespace the ServiceEntry's (shop);
 #  - --check: ISTIO_MUTUAL (no workload identity yet), MUTUAL without a key, an unreadable file,
 #    each with file:line:col; /config_dump shows file names, never key material.
 # variants: ns-implicit-w2 (tests/lib.sh: the documents in namespace shop through the Proxy's, two workers)
@@ -98,6 +99,10 @@ done
 stats() { curl -sS "http://127.0.0.1:$PROXY_ADMIN/stats/prometheus"; }
 uf_counted() { stats | grep '^istio_requests_total{' | grep 'destination_service="wrongca.example.com"' | grep -qE 'response_flags="UF[,"]'; }
 wait_until -n 100 -i 0.1 uf_counted || fail "no UF series for wrongca: $(stats | grep wrongca | head -5)"
+# a host outside cluster.local is its own service name, in its ServiceEntry's namespace (as Istio 1.23+ labels it)
+stats | grep '^istio_requests_total{' | grep 'destination_service="wrongca.example.com"' |
+    grep 'destination_service_name="wrongca.example.com"' | grep -q 'destination_service_namespace="shop"' ||
+    fail "wrongca's service labels: $(stats | grep 'wrongca' | head -2)"
 grep -q 'upstream: TLS handshake failed: unknown_ca' "$PROXY_LOG" || fail "the sidecar's log does not say why: $(tail -5 "$PROXY_LOG")"
 
 # /config_dump: the settings, file names only
