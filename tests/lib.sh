@@ -182,13 +182,25 @@ wait_until() {
 }
 
 # free_port: print a loopback TCP port that was free a moment ago (for
-# programs that cannot bind port 0 themselves).
+# programs that cannot bind port 0 themselves), and never one this test was
+# already given: the kernel may hand the same ephemeral port out twice in a
+# row, and two listeners planned on one port collide ($T/.free_ports keeps
+# them, since callers run this in $(...)).
 free_port() {
-    python3 -c 'import socket
+    local p i
+    for ((i = 0; i < 50; i++)); do
+        p=$(python3 -c 'import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])
-s.close()'
+s.close()')
+        if ! grep -qx "$p" "$T/.free_ports" 2>/dev/null; then
+            echo "$p" >>"$T/.free_ports"
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "free_port: no new free port in 50 tries"
 }
 
 # start_collector [args...]: start outrider-collector on ephemeral loopback
