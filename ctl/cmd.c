@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdarg.h>
 
+#include "ident.h"
 #include "ttl.h"
 
 void cmd_error(const char *cmd, const char *fmt, ...)
@@ -46,4 +47,35 @@ void cmd_getopt_reset(void)
 {
     optind = 0;
     opterr = 0;
+}
+
+int cmd_add_dns(const char *cmd, const char *value, const char **dns, size_t *n, size_t max)
+{
+    char why[256];
+    if (ident_check_dns_name(value, why, sizeof(why)) != 0) {
+        cmd_error(cmd, "--dns \"%s\": %s", value, why);
+        return -1;
+    }
+    if (*n == max) {
+        cmd_error(cmd, "--dns \"%s\": more than %zu DNS names", value, max);
+        return -1;
+    }
+    dns[(*n)++] = value;
+    return 0;
+}
+
+int cmd_check_args(const char *cmd, int argc, char **argv, const char *const *names, const char *const *given, size_t n)
+{
+    int errors = 0;
+    if (optind < argc) {
+        cmd_error(cmd, "unexpected argument \"%s\"", argv[optind]);
+        errors++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (given[i] == NULL) {
+            cmd_error(cmd, "missing %s", names[i]);
+            errors++;
+        }
+    }
+    return errors;
 }

@@ -40,6 +40,20 @@ int cmd_bad_option(const char *cmd, char **argv, int opt);
 /* Parse option's TTL value into *seconds; on error print it (naming option and value) and return -1. */
 int cmd_parse_ttl(const char *cmd, const char *option, const char *value, int64_t *seconds);
 
+/*
+ * A --dns value: checked as a DNS name and appended to dns (max entries).
+ * On error print it (naming the value) and return -1.
+ */
+int cmd_add_dns(const char *cmd, const char *value, const char **dns, size_t *n, size_t max);
+
+/*
+ * After getopt: report an argument left over and each of the n required
+ * options (names[i], e.g. "--ca DIR") whose value given[i] is NULL.
+ * Returns the number of errors printed.
+ */
+int cmd_check_args(const char *cmd, int argc, char **argv, const char *const *names, const char *const *given,
+                   size_t n);
+
 /* Reset getopt so that a command can parse its own vector (glibc: optind = 0 re-initialises). */
 void cmd_getopt_reset(void);
 

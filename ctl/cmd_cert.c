@@ -87,33 +87,14 @@ int cmd_cert_issue(int argc, char **argv)
         case 's': sa = optarg; break;
         case 'l': ttl_text = optarg; break;
         case 'o': out_dir = optarg; break;
-        case 'd':
-            if (ident_check_dns_name(optarg, why, sizeof(why)) != 0) {
-                cmd_error(cmd, "--dns \"%s\": %s", optarg, why);
-                errors++;
-            } else if (n_dns == PKI_MAX_NAMES) {
-                cmd_error(cmd, "--dns \"%s\": more than %d DNS names", optarg, PKI_MAX_NAMES);
-                errors++;
-            } else {
-                dns[n_dns++] = optarg;
-            }
-            break;
+        case 'd': errors += cmd_add_dns(cmd, optarg, dns, &n_dns, PKI_MAX_NAMES) != 0; break;
         case 'h': issue_usage(stdout); return CMD_OK;
         default: return cmd_bad_option(cmd, argv, opt);
         }
     }
-    if (optind < argc) {
-        cmd_error(cmd, "unexpected argument \"%s\"", argv[optind]);
-        errors++;
-    }
     static const char *const required[] = {"--ca", "--namespace", "--service-account"};
-    const char *given[] = {ca_dir, ns, sa};
-    for (int i = 0; i < 3; i++) {
-        if (given[i] == NULL) {
-            cmd_error(cmd, "missing %s", required[i]);
-            errors++;
-        }
-    }
+    const char *const given[] = {ca_dir, ns, sa};
+    errors += cmd_check_args(cmd, argc, argv, required, given, 3);
     if (ns != NULL && ident_check_label(ns, why, sizeof(why)) != 0) {
         cmd_error(cmd, "--namespace \"%s\": %s", ns, why);
         errors++;

@@ -196,33 +196,16 @@ int cmd_ca_serve(int argc, char **argv)
         case 'm': max_ttl_text = optarg; break;
         case 'C': cert_file = optarg; break;
         case 'K': key_file = optarg; break;
-        case 'd':
-            if (ident_check_dns_name(optarg, why, sizeof(why)) != 0) {
-                cmd_error(CMD, "--dns \"%s\": %s", optarg, why);
-                errors++;
-            } else if (n_dns == PKI_MAX_NAMES - 4) { /* room for the listen address's own names */
-                cmd_error(CMD, "--dns \"%s\": more than %d DNS names", optarg, PKI_MAX_NAMES - 4);
-                errors++;
-            } else {
-                dns[n_dns++] = optarg;
-            }
+        case 'd': /* room left for the listen address's own names */
+            errors += cmd_add_dns(CMD, optarg, dns, &n_dns, PKI_MAX_NAMES - 4) != 0;
             break;
         case 'h': usage(stdout); return CMD_OK;
         default: return cmd_bad_option(CMD, argv, opt);
         }
     }
-    if (optind < argc) {
-        cmd_error(CMD, "unexpected argument \"%s\"", argv[optind]);
-        errors++;
-    }
     static const char *const required[] = {"--ca DIR", "--listen HOST:PORT", "--tokens FILE"};
-    const char *given[] = {ca_dir, listen, tokens_path};
-    for (int i = 0; i < 3; i++) {
-        if (given[i] == NULL) {
-            cmd_error(CMD, "missing %s", required[i]);
-            errors++;
-        }
-    }
+    const char *const given[] = {ca_dir, listen, tokens_path};
+    errors += cmd_check_args(CMD, argc, argv, required, given, 3);
     if ((cert_file == NULL) != (key_file == NULL)) {
         cmd_error(CMD, "%s needs %s too", cert_file != NULL ? "--cert" : "--key",
                   cert_file != NULL ? "--key" : "--cert");

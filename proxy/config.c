@@ -473,6 +473,16 @@ const char *pc_fqdn(pctx_t *p, const char *host, const char *ns)
     return pc_strdup(p, forms[0]);
 }
 
+const char *pc_readable_file(pctx_t *p, const yaml_node_t *v)
+{
+    const char *f = pc_string(p, v);
+    if (f != NULL && access(f, R_OK) != 0) {
+        pc_error(p, v, "cannot read \"%s\": %s", f, strerror(errno));
+        return NULL;
+    }
+    return f;
+}
+
 const char *pc_lower(pctx_t *p, const char *s)
 {
     char *d = (char *)pc_strdup(p, s);
@@ -763,13 +773,9 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
                 int64_t ms;
                 if (PC_KEY(t, "otlpEndpoint"))
                     parse_otlp_endpoint(p, t.val, ps);
-                else if (PC_KEY(t, "caFile")) {
-                    const char *f = pc_string(p, t.val);
-                    if (f != NULL && access(f, R_OK) != 0)
-                        pc_error(p, t.val, "cannot read \"%s\": %s", f, strerror(errno));
-                    else
-                        ps->otlp_ca_file = f;
-                } else if (PC_KEY(t, "samplingPercent"))
+                else if (PC_KEY(t, "caFile"))
+                    ps->otlp_ca_file = pc_readable_file(p, t.val);
+                else if (PC_KEY(t, "samplingPercent"))
                     pc_double(p, t.val, 0, 100, &ps->sampling_percent);
                 else if (PC_KEY(t, "flushInterval")) {
                     if (pc_duration(p, t.val, &ms) == 0) {

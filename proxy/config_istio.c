@@ -12,11 +12,9 @@
  * names.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "config_parse.h"
@@ -1259,17 +1257,6 @@ static void policy_init(proxy_traffic_policy_t *tp)
     tp->min_health_percent = PROXY_UNSET;
 }
 
-/* A file the sidecar reads at load: refused at file:line:col when it cannot be read. */
-static const char *readable_file(pctx_t *p, const yaml_node_t *v)
-{
-    const char *f = pc_string(p, v);
-    if (f != NULL && access(f, R_OK) != 0) {
-        pc_error(p, v, "cannot read \"%s\": %s", f, strerror(errno));
-        return NULL;
-    }
-    return f;
-}
-
 /* DestinationRule trafficPolicy.tls (Istio's ClientTLSSettings). */
 static void parse_client_tls(pctx_t *p, const yaml_node_t *v, proxy_traffic_policy_t *tp)
 {
@@ -1284,11 +1271,11 @@ static void parse_client_tls(pctx_t *p, const yaml_node_t *v, proxy_traffic_poli
                 tp->tls_mode = (enum proxy_tls_mode)m;
             mode_node = it.val;
         } else if (PC_KEY(it, "clientCertificate")) {
-            tp->tls_client_certificate = readable_file(p, it.val);
+            tp->tls_client_certificate = pc_readable_file(p, it.val);
         } else if (PC_KEY(it, "privateKey")) {
-            tp->tls_private_key = readable_file(p, it.val);
+            tp->tls_private_key = pc_readable_file(p, it.val);
         } else if (PC_KEY(it, "caCertificates")) {
-            tp->tls_ca_certificates = readable_file(p, it.val);
+            tp->tls_ca_certificates = pc_readable_file(p, it.val);
         } else if (PC_KEY(it, "sni")) {
             tp->tls_sni = pc_string(p, it.val);
         } else if (PC_KEY(it, "subjectAltNames")) {

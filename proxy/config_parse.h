@@ -86,6 +86,8 @@ int pc_percent(pctx_t *p, const yaml_node_t *v, double *out);
 int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *out);
 /* Lowercased FQDN of a host name written in namespace ns, as Istio reads a reference (arena). */
 const char *pc_fqdn(pctx_t *p, const char *host, const char *ns);
+/* A file name the sidecar reads at load; NULL (reported at file:line:col) when it cannot be read. */
+const char *pc_readable_file(pctx_t *p, const yaml_node_t *v);
 /* A lowercased copy (arena). */
 const char *pc_lower(pctx_t *p, const char *s);
 

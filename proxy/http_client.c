@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
 #include "buf.h"
 #include "hostport.h"
 #include "http1.h"
+#include "runtime.h" /* runtime_now_ms */
 #include "transport.h"
 #include "xalloc.h"
 
@@ -56,16 +56,9 @@ struct http_client {
     bool expired;
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static bool past(const http_client_t *c)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = runtime_now_ms();
     uint64_t stop = c->stop_ms != NULL ? atomic_load(c->stop_ms) : 0;
     return now >= c->deadline_ms || (stop != 0 && now >= stop);
 }
