@@ -160,8 +160,7 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, const char *method, c
                  n < 0 ? 0 : ((size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1), header, value);
 }
 
-/* The token of "Bearer TOKEN" (scheme case-insensitive, RFC 6750 2.1); false when h is not that. */
-static bool bearer_token(const char *h, const char **token, size_t *len)
+bool ca_server_bearer_token(const char *h, const char **token, size_t *len)
 {
     if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
         return false;
@@ -191,7 +190,7 @@ static enum MHD_Result on_headers(ca_server_t *s, struct MHD_Connection *conn, c
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     const char *token;
     size_t token_len;
-    if (auth == NULL || !bearer_token(auth, &token, &token_len))
+    if (auth == NULL || !ca_server_bearer_token(auth, &token, &token_len))
         return refuse(conn, method, url, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge,
                       "missing \"Authorization: Bearer TOKEN\"");
     char ns[IDENT_LABEL_MAX + 1], sa[IDENT_LABEL_MAX + 1];

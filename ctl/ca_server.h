@@ -99,4 +99,13 @@ typedef struct ca_sign_result {
 int ca_server_sign(const pki_ca_t *ca, const char *spiffe_id, const void *body, size_t len, int64_t now, int64_t ttl_s,
                    ca_sign_result_t *out, char *err, size_t errlen);
 
+/*
+ * The token of an Authorization header value h (NUL-terminated): "Bearer",
+ * in any case (RFC 6750 2.1), then at least one space or tab, then the
+ * token; spaces and tabs around the token are not part of it. Returns
+ * true with *token pointing into h and *len its length (at least 1), or
+ * false, writing nothing, when h is not that (another scheme, no token).
+ */
+bool ca_server_bearer_token(const char *h, const char **token, size_t *len);
+
 #endif
