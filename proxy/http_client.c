@@ -14,6 +14,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include <openssl/crypto.h> /* OPENSSL_cleanse */
+
 #include "buf.h"
 #include "hostport.h"
 #include "http1.h"
@@ -54,6 +56,9 @@ struct http_client {
     uint64_t deadline_ms;
     const _Atomic uint64_t *stop_ms;
     bool expired;
+    buf_t *answer;      /* the caller's, or NULL */
+    size_t answer_base; /* answer->len before this request */
+    size_t answer_max;
 };
 
 static bool past(const http_client_t *c)
@@ -244,6 +249,19 @@ static int r_head(void *ctx, const http1_head_t *h)
     return HTTP1_CB_OK;
 }
 
+static int r_body(void *ctx, const char *data, size_t len)
+{
+    http_client_t *c = ctx;
+    if (c->answer == NULL || c->status < 200)
+        return HTTP1_CB_OK;
+    if (len > c->answer_max - (c->answer->len - c->answer_base)) {
+        fail(c, "answer too large");
+        return HTTP1_CB_ABORT;
+    }
+    buf_append(c->answer, data, len);
+    return HTTP1_CB_OK;
+}
+
 static int r_complete(void *ctx)
 {
     http_client_t *c = ctx;
@@ -252,7 +270,7 @@ static int r_complete(void *ctx)
     return HTTP1_CB_OK;
 }
 
-static const http1_callbacks_t r_cb = {r_head, NULL, NULL, r_complete};
+static const http1_callbacks_t r_cb = {r_head, r_body, NULL, r_complete};
 
 /* ---- public ---- */
 
@@ -310,6 +328,10 @@ static int post_once(http_client_t *c, const void *body, size_t len, const char 
     c->status = 0;
     c->resp_bytes = 0;
     c->why = NULL;
+    if (c->answer != NULL && c->answer->data != NULL) {
+        c->answer->len = c->answer_base; /* a stale connection's try left nothing worth keeping */
+        c->answer->data[c->answer_base] = '\0';
+    }
     http1_parser_reset(c->resp);
     http1_parser_set_method(c->resp, HTTP1_METHOD_POST);
     transport_t *tr = &c->conn->tr;
@@ -338,25 +360,68 @@ static int post_once(http_client_t *c, const void *body, size_t len, const char 
     return stale ? -2 : -1;
 }
 
+/* Whether each extra field is "Name: value" on one line. */
+static bool headers_ok(const http_client_request_t *r)
+{
+    if (r->n_headers > HTTP_CLIENT_HEADERS_MAX)
+        return false;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const char *h = r->headers[i], *colon = strchr(h, ':');
+        if (colon == NULL || colon == h || strpbrk(h, "\r\n") != NULL)
+            return false;
+    }
+    return true;
+}
+
+int http_client_send(http_client_t *c, const http_client_request_t *r, uint64_t deadline_ms,
+                     const _Atomic uint64_t *stop_ms, const char **why)
+{
+    const char *w = NULL;
+    if (!headers_ok(r)) {
+        if (why != NULL)
+            *why = "bad request header field";
+        return -1;
+    }
+    c->deadline_ms = deadline_ms;
+    c->stop_ms = stop_ms;
+    c->answer = r->answer;
+    c->answer_base = r->answer != NULL ? r->answer->len : 0;
+    c->answer_max = r->answer_max != 0 ? r->answer_max : HTTP_CLIENT_RESPONSE_MAX;
+    /* room for the whole head first: a buffer that grew mid-way would leave a copy of a credential behind */
+    size_t extra = 0;
+    for (size_t i = 0; i < r->n_headers; i++)
+        extra += strlen(r->headers[i]) + 2;
+    c->head.len = 0;
+    buf_reserve(&c->head, strlen(c->base) + strlen(r->path) + strlen(c->hostport) + strlen(r->content_type) +
+                              (r->content_encoding != NULL ? strlen(r->content_encoding) : 0) + extra + 256);
+    buf_printf(&c->head,
+               "POST %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: outrider-proxy/" OUTRIDER_VERSION
+               "\r\nContent-Type: %s\r\n%s%s%s",
+               c->base, r->path, c->hostport, r->content_type, r->content_encoding ? "Content-Encoding: " : "",
+               r->content_encoding ? r->content_encoding : "", r->content_encoding ? "\r\n" : "");
+    for (size_t i = 0; i < r->n_headers; i++) { /* not buf_printf: it formats through a stack buffer */
+        buf_append(&c->head, r->headers[i], strlen(r->headers[i]));
+        buf_append(&c->head, "\r\n", 2);
+    }
+    buf_printf(&c->head, "Content-Length: %zu\r\n\r\n", r->len);
+    int rc = past(c) ? -1 : post_once(c, r->body, r->len, &w);
+    if (rc == -2 && !past(c)) /* the kept connection had been closed by the server: once more, fresh */
+        rc = post_once(c, r->body, r->len, &w);
+    if (r->n_headers > 0)
+        OPENSSL_cleanse(c->head.data, c->head.cap);
+    c->answer = NULL;
+    if (rc < 0 && why != NULL)
+        *why = w != NULL ? w : past(c) ? "no answer in time" : "failed";
+    return rc < 0 ? -1 : rc;
+}
+
 int http_client_post(http_client_t *c, const char *path, const char *content_type, const char *content_encoding,
                      const void *body, size_t len, uint64_t deadline_ms, const _Atomic uint64_t *stop_ms,
                      const char **why)
 {
-    const char *w = NULL;
-    c->deadline_ms = deadline_ms;
-    c->stop_ms = stop_ms;
-    c->head.len = 0;
-    buf_printf(&c->head,
-               "POST %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: outrider-proxy/" OUTRIDER_VERSION
-               "\r\nContent-Type: %s\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-               c->base, path, c->hostport, content_type, content_encoding ? "Content-Encoding: " : "",
-               content_encoding ? content_encoding : "", content_encoding ? "\r\n" : "", len);
-    int rc = past(c) ? -1 : post_once(c, body, len, &w);
-    if (rc == -2 && !past(c)) /* the kept connection had been closed by the server: once more, fresh */
-        rc = post_once(c, body, len, &w);
-    if (rc < 0 && why != NULL)
-        *why = w != NULL ? w : past(c) ? "no answer in time" : "failed";
-    return rc < 0 ? -1 : rc;
+    http_client_request_t r = {
+        .path = path, .content_type = content_type, .content_encoding = content_encoding, .body = body, .len = len};
+    return http_client_send(c, &r, deadline_ms, stop_ms, why);
 }
 
 void http_client_destroy(http_client_t *c)

@@ -15,7 +15,13 @@
  * blocks, as the exporter thread may) ends at the caller's deadline or as
  * soon as *stop_ms, read atomically, is non-zero and passed.
  *
- * One thread at a time; the exporter thread is the only user.
+ * http_client_post is the exporter's call; http_client_send is the same
+ * POST with extra request header fields (the sidecar's identity sends
+ * "Authorization: Bearer TOKEN" to the mesh CA, identity.h) and the
+ * answer's body handed back, bounded.
+ *
+ * One thread at a time per client; clients on different threads are
+ * independent.
  */
 #ifndef OUTRIDER_PROXY_HTTP_CLIENT_H
 #define OUTRIDER_PROXY_HTTP_CLIENT_H
@@ -24,8 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #define HTTP_CLIENT_URL_MAX 1000            /* bytes of an endpoint URL */
 #define HTTP_CLIENT_RESPONSE_MAX (1u << 20) /* answer bytes read before the post counts as failed */
+#define HTTP_CLIENT_HEADERS_MAX 16          /* extra request header fields in one http_client_send */
 #define HTTP_CLIENT_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt" /* https without a CA file: Debian's bundle */
 
 typedef struct http_client http_client_t;
@@ -49,6 +58,41 @@ http_client_t *http_client_create(const char *url, const char *ca_file, char *er
 int http_client_post(http_client_t *c, const char *path, const char *content_type, const char *content_encoding,
                      const void *body, size_t len, uint64_t deadline_ms, const _Atomic uint64_t *stop_ms,
                      const char **why);
+
+/* One POST for http_client_send. */
+typedef struct http_client_request {
+    const char *path;             /* appended to the base path; may carry a query ("/v1/sign?ttl=90s") */
+    const char *content_type;     /* of the body */
+    const char *content_encoding; /* NULL: none */
+    /*
+     * n_headers (at most HTTP_CLIENT_HEADERS_MAX) more fields, each
+     * "Name: value" without CRLF; a field holding a CR or LF, or without
+     * a name before its ':', is refused before anything is sent. The head
+     * that carries them is wiped from memory once written (they may be
+     * credentials).
+     */
+    const char *const *headers;
+    size_t n_headers;
+    const void *body;
+    size_t len;
+    /*
+     * NULL: the answer's body is read and dropped. Else the final answer's
+     * body is appended to *answer (what earlier tries appended is taken
+     * back); a body longer than answer_max bytes (0 = HTTP_CLIENT_RESPONSE_MAX)
+     * fails the request ("answer too large").
+     */
+    buf_t *answer;
+    size_t answer_max;
+} http_client_request_t;
+
+/*
+ * POST as http_client_post does (one kept connection, one retry on a
+ * stale one, the same deadline and stop), with r's header fields and its
+ * answer body. Returns the answer's status or -1 with a short reason in
+ * *why (optional).
+ */
+int http_client_send(http_client_t *c, const http_client_request_t *r, uint64_t deadline_ms,
+                     const _Atomic uint64_t *stop_ms, const char **why);
 
 /* Close the connection and free everything; NULL is a no-op. */
 void http_client_destroy(http_client_t *c);
