@@ -736,6 +736,8 @@ static void parse_limits(pctx_t *p, const yaml_node_t *v, proxy_spec_t *ps)
         } else if (PC_KEY(it, "lingerBytes")) {
             if (pc_int(p, it.val, 1, 1 << 30, &n) == 0)
                 ps->linger_bytes = (uint64_t)n;
+        } else if (PC_KEY(it, "tlsHandshakeTimeout")) {
+            positive_duration(p, it.val, &ps->tls_handshake_timeout_ms);
         } else {
             pc_unknown(p, &it);
         }
@@ -797,6 +799,8 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
                 ps->drain_timeout_ms = (uint64_t)ms;
         } else if (PC_KEY(it, "rootNamespace")) {
             parse_namespace(p, it.val, &ps->root_namespace);
+        } else if (PC_KEY(it, "identity")) {
+            security_parse_identity(p, it.val, &ps->identity, &ps->meta);
         } else if (PC_KEY(it, "workers")) {
             int64_t w;
             if (pc_int(p, it.val, 1, 64, &w) == 0)
@@ -827,11 +831,13 @@ enum doc_kind {
     DOC_DESTINATION_RULE,
     DOC_RATE_LIMIT,
     DOC_TELEMETRY,
+    DOC_PEER_AUTHENTICATION,
     DOC_UNKNOWN
 };
 
 static const char *const kind_names[] = {
-    "Proxy", "ServiceEntry", "VirtualService", "DestinationRule", "RateLimit", "Telemetry", NULL};
+    "Proxy",    "ServiceEntry", "VirtualService", "DestinationRule", "RateLimit", "Telemetry", "PeerAuthentication",
+    NULL};
 
 /* The Outrider kinds; the others are Istio's. */
 static int outrider_kind(enum doc_kind kind)
@@ -858,6 +864,8 @@ static int api_version_ok(enum doc_kind kind, const char *v)
         return strcmp(v, "outrider.io/v1alpha1") == 0;
     if (kind == DOC_TELEMETRY)
         return strcmp(v, "telemetry.istio.io/v1") == 0 || strcmp(v, "telemetry.istio.io/v1alpha1") == 0;
+    if (kind == DOC_PEER_AUTHENTICATION)
+        return strcmp(v, "security.istio.io/v1") == 0 || strcmp(v, "security.istio.io/v1beta1") == 0;
     return strcmp(v, "networking.istio.io/v1") == 0 || strcmp(v, "networking.istio.io/v1beta1") == 0 ||
            strcmp(v, "networking.istio.io/v1alpha3") == 0;
 }
@@ -909,6 +917,19 @@ static const char *proxy_namespace(pctx_t *p, const yaml_stream_t *ys)
         break;
     }
     return "default";
+}
+
+/* Whether the first Proxy document has spec.identity (ISTIO_MUTUAL needs one, wherever the Proxy stands). */
+static int proxy_has_identity(const yaml_stream_t *ys)
+{
+    for (size_t i = 0; i < ys->n_docs; i++) {
+        if (doc_kind_of(ys->docs[i]) != DOC_PROXY)
+            continue;
+        const yaml_node_t *spec = yaml_map_get(ys->docs[i], "spec");
+        const yaml_node_t *id = spec != NULL && spec->kind == YAML_MAP ? yaml_map_get(spec, "identity") : NULL;
+        return id != NULL && id->kind == YAML_MAP;
+    }
+    return 0;
 }
 
 static void parse_metadata(pctx_t *p, const yaml_node_t *v, proxy_meta_t *m)
@@ -969,8 +990,8 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     if (kind == DOC_UNKNOWN) {
         size_t mark = pc_push(p, "kind");
         pc_error(p, kind_node,
-                 "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule, RateLimit or "
-                 "Telemetry)",
+                 "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule, RateLimit, "
+                 "Telemetry or PeerAuthentication)",
                  kind_node->str);
         pc_pop(p, mark);
         return;
@@ -985,6 +1006,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_DESTINATION_RULE: meta = &cfg->destination_rules[cfg->n_destination_rules].meta; break;
     case DOC_RATE_LIMIT: meta = &cfg->rate_limits[cfg->n_rate_limits].meta; break;
     case DOC_TELEMETRY: meta = &cfg->telemetries[cfg->n_telemetries].meta; break;
+    case DOC_PEER_AUTHENTICATION: meta = &cfg->peer_authentications[cfg->n_peer_authentications].meta; break;
     case DOC_UNKNOWN: return;
     }
     int duplicate_proxy = kind == DOC_PROXY && *first_proxy != NULL;
@@ -1042,6 +1064,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
             pc_error(p, api, "unknown apiVersion \"%s\" for kind %s (expected %s)", api->str, kind_names[kind],
                      outrider_kind(kind)     ? "outrider.io/v1alpha1"
                      : kind == DOC_TELEMETRY ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
+                     : kind == DOC_PEER_AUTHENTICATION ? "security.istio.io/v1 or security.istio.io/v1beta1"
                                              : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
                                                "networking.istio.io/v1alpha3");
         pc_pop(p, mark);
@@ -1073,6 +1096,9 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
         break;
     case DOC_RATE_LIMIT: ratelimit_parse(p, spec, &cfg->rate_limits[cfg->n_rate_limits++]); break;
     case DOC_TELEMETRY: telemetry_parse(p, spec, &cfg->telemetries[cfg->n_telemetries++]); break;
+    case DOC_PEER_AUTHENTICATION:
+        security_parse_peer_authentication(p, spec, &cfg->peer_authentications[cfg->n_peer_authentications++]);
+        break;
     case DOC_UNKNOWN: break;
     }
     pc_pop(p, mark);
@@ -1168,6 +1194,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     cfg->destination_rules = pc_alloc(&p, counts[DOC_DESTINATION_RULE], sizeof(proxy_destination_rule_t));
     cfg->rate_limits = pc_alloc(&p, counts[DOC_RATE_LIMIT], sizeof(proxy_rate_limit_t));
     cfg->telemetries = pc_alloc(&p, counts[DOC_TELEMETRY], sizeof(proxy_telemetry_t));
+    cfg->peer_authentications = pc_alloc(&p, counts[DOC_PEER_AUTHENTICATION], sizeof(proxy_peer_authentication_t));
     seen_doc_t *seen = pc_alloc(&p, ys.n_docs ? ys.n_docs : 1, sizeof(seen_doc_t));
     size_t n_seen = 0;
 
@@ -1187,8 +1214,10 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     ps->linger_bytes = 64 << 20;
     ps->drain_timeout_ms = 5000;
     ps->root_namespace = "istio-system";
+    ps->tls_handshake_timeout_ms = 10000;
     const yaml_node_t *first_proxy = NULL;
     p.default_ns = proxy_namespace(&p, &ys);
+    p.has_identity = proxy_has_identity(&ys);
     for (size_t i = 0; i < ys.n_docs; i++)
         parse_document(&p, ys.docs[i], i, seen, &n_seen, &first_proxy);
     p.label[0] = '\0';
@@ -1205,6 +1234,7 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     istio_check_references(&p);
     ratelimit_check_references(&p);
     telemetry_resolve(&p);
+    security_resolve(&p);
     yaml_stream_dispose(&ys);
     buf_dispose(&p.path);
     if (p.errors > 0) {

@@ -108,6 +108,29 @@ typedef struct proxy_hostport {
 
 /* ---- kind: Proxy ---- */
 
+/*
+ * spec.identity: the sidecar's workload identity, the X.509 certificate it
+ * presents for mutual TLS, whose URI SAN is
+ * spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>. From files
+ * (certificateChain and privateKey, as Istio mounts /etc/certs) or from the
+ * mesh CA (caAddress and tokenFile: `outriderctl ca serve`), renewed at half
+ * its lifetime. rootCertificates are the mesh's trusted roots, for peers
+ * and for the CA endpoint. Only file names are kept: nothing secret.
+ */
+typedef struct proxy_identity {
+    int given;
+    const char *service_account;   /* default "default" */
+    const char *trust_domain;      /* default "cluster.local" */
+    const char *root_certificates; /* required */
+    const char *certificate_chain; /* files: with private_key */
+    const char *private_key;
+    const char *ca_address;       /* "https://HOST:PORT": with token_file */
+    const char *token_file;       /* the CA's bootstrap token */
+    uint64_t certificate_ttl_ms;  /* asked of the CA; default 24 h */
+    const char *spiffe_id;        /* made from the fields above */
+    proxy_pos_t pos;
+} proxy_identity_t;
+
 typedef struct proxy_spec {
     proxy_meta_t meta;
     proxy_hostport_t inbound_listen;     /* default 127.0.0.1:15006 when inbound is given */
@@ -134,6 +157,8 @@ typedef struct proxy_spec {
     uint64_t linger_bytes;      /* default 64 MiB: ...and closed after this many bytes */
     uint64_t drain_timeout_ms;  /* spec.drainTimeout, default 5 s */
     const char *root_namespace; /* spec.rootNamespace: of mesh-wide Telemetry documents, default istio-system */
+    proxy_identity_t identity;  /* spec.identity; given 0: none (no mutual TLS) */
+    uint64_t tls_handshake_timeout_ms; /* spec.limits.tlsHandshakeTimeout, default 10 s */
 } proxy_spec_t;
 
 /* ---- ServiceEntry ---- */
@@ -173,6 +198,7 @@ typedef struct proxy_service_entry {
     enum proxy_location location;
     proxy_endpoint_t *endpoints;
     size_t n_endpoints;
+    proxy_str_list_t subject_alt_names; /* identities its endpoints' sidecars may present (mutual TLS) */
 } proxy_service_entry_t;
 
 /* ---- VirtualService ---- */
@@ -617,6 +643,37 @@ typedef struct proxy_tm_effective {
     const char *log_filter[2]; /* NULL = every request */
 } proxy_tm_effective_t;
 
+/* ---- PeerAuthentication (security.istio.io/v1) ---- */
+
+/* Istio's PeerAuthentication.MutualTLS.Mode; UNSET inherits from the level above. */
+enum proxy_mtls_mode { PROXY_MTLS_UNSET = 0, PROXY_MTLS_PERMISSIVE, PROXY_MTLS_STRICT, PROXY_MTLS_DISABLE };
+
+typedef struct proxy_port_mtls {
+    uint32_t port; /* the workload's port (the inbound forwardTo port) */
+    enum proxy_mtls_mode mode;
+    proxy_pos_t pos;
+} proxy_port_mtls_t;
+
+typedef struct proxy_peer_authentication {
+    proxy_meta_t meta;
+    int has_selector; /* selector.matchLabels with at least one label */
+    proxy_kv_list_t selector;
+    enum proxy_mtls_mode mode; /* mtls.mode */
+    proxy_pos_t mode_pos;      /* of mtls.mode, else of the document */
+    proxy_port_mtls_t *ports;  /* portLevelMtls (only with a selector, as Istio requires) */
+    size_t n_ports;
+} proxy_peer_authentication_t;
+
+/* What the PeerAuthentication documents make of this proxy's inbound listener. */
+typedef struct proxy_mtls_effective {
+    enum proxy_mtls_mode mode;                     /* never UNSET: PERMISSIVE when nothing says otherwise */
+    const proxy_peer_authentication_t *levels[3]; /* root namespace, namespace, workload; NULL where none applies */
+    const proxy_peer_authentication_t *decided;    /* the document whose mode (or port's) won; NULL: the default */
+} proxy_mtls_effective_t;
+
+/* The Istio endpoint label that says an endpoint has a sidecar (auto mutual TLS). */
+#define PROXY_TLS_MODE_LABEL "security.istio.io/tlsMode"
+
 /* ---- the whole file ---- */
 
 typedef struct proxy_config {
@@ -634,6 +691,9 @@ typedef struct proxy_config {
     proxy_telemetry_t *telemetries;
     size_t n_telemetries;
     proxy_tm_effective_t telemetry; /* filled by pass two */
+    proxy_peer_authentication_t *peer_authentications;
+    size_t n_peer_authentications;
+    proxy_mtls_effective_t mtls; /* filled by pass two */
     regex_t **regexes;              /* every compiled regex, for destroy */
     size_t n_regexes, cap_regexes;
 } proxy_config_t;

@@ -443,7 +443,9 @@ void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service
         } else if (PC_KEY(it, "addresses") || PC_KEY(it, "exportTo")) {
             proxy_str_list_t ignored = {0};
             pc_str_list(p, it.val, &ignored);
-        } else if (PC_KEY(it, "workloadSelector") || PC_KEY(it, "subjectAltNames")) {
+        } else if (PC_KEY(it, "subjectAltNames")) {
+            pc_str_list(p, it.val, &se->subject_alt_names);
+        } else if (PC_KEY(it, "workloadSelector")) {
             pc_unsupported(p, &it);
         } else {
             pc_unknown(p, &it);
@@ -1292,10 +1294,14 @@ static void parse_client_tls(pctx_t *p, const yaml_node_t *v, proxy_traffic_poli
         pc_missing(p, v, "mode");
         return;
     }
-    if (tp->tls_mode == PROXY_TLS_ISTIO_MUTUAL)
+    if (tp->tls_mode == PROXY_TLS_ISTIO_MUTUAL && !p->has_identity)
         pc_error(p, mode_node,
-                 "ISTIO_MUTUAL needs the sidecar's workload identity, which this version does not "
-                 "have yet: use MUTUAL with certificate files (outriderctl cert issue)");
+                 "ISTIO_MUTUAL presents the sidecar's workload identity: the Proxy needs spec.identity "
+                 "(certificate files, or the mesh CA's caAddress and tokenFile)");
+    if (tp->tls_mode == PROXY_TLS_ISTIO_MUTUAL && (tp->tls_client_certificate != NULL || tp->tls_private_key != NULL ||
+                                                   tp->tls_ca_certificates != NULL))
+        pc_error(p, v, "ISTIO_MUTUAL uses the sidecar's own certificate and the mesh's roots: "
+                       "clientCertificate, privateKey and caCertificates go with MUTUAL");
     if (tp->tls_mode == PROXY_TLS_MUTUAL && (tp->tls_client_certificate == NULL || tp->tls_private_key == NULL))
         pc_error(p, v, "mode MUTUAL needs clientCertificate and privateKey");
 }

@@ -183,6 +183,22 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     duration(w, "drainTimeout", (int64_t)ps->drain_timeout_ms);
     num(w, "workers", ps->workers);
     str(w, "rootNamespace", ps->root_namespace);
+    duration(w, "tlsHandshakeTimeout", (int64_t)ps->tls_handshake_timeout_ms);
+    if (ps->identity.given) {
+        /* file names and the CA's address only: never a key or a token */
+        const proxy_identity_t *id = &ps->identity;
+        open_(w, "identity", '{');
+        str(w, "spiffeId", id->spiffe_id);
+        str(w, "serviceAccount", id->service_account);
+        str(w, "trustDomain", id->trust_domain);
+        str(w, "rootCertificates", id->root_certificates);
+        str(w, "certificateChain", id->certificate_chain);
+        str(w, "privateKey", id->private_key);
+        str(w, "caAddress", id->ca_address);
+        str(w, "tokenFile", id->token_file);
+        duration(w, "certificateTtl", (int64_t)id->certificate_ttl_ms);
+        close_(w, '}');
+    }
     close_(w, '}');
     close_(w, '}');
 }
@@ -226,6 +242,8 @@ static void service_entry(jw_t *w, const proxy_service_entry_t *se)
         close_(w, '}');
     }
     close_(w, ']');
+    if (se->subject_alt_names.n > 0)
+        str_list(w, "subjectAltNames", &se->subject_alt_names);
     close_(w, '}');
     close_(w, '}');
 }
@@ -678,6 +696,63 @@ static void telemetry(jw_t *w, const proxy_telemetry_t *tm)
     close_(w, '}');
 }
 
+/* ---- PeerAuthentication ---- */
+
+static const char *const mtls_mode_names[] = {"UNSET", "PERMISSIVE", "STRICT", "DISABLE"};
+
+static void peer_authentication(jw_t *w, const proxy_peer_authentication_t *pa)
+{
+    document(w, "security.istio.io/v1", "PeerAuthentication", &pa->meta);
+    open_(w, "spec", '{');
+    if (pa->has_selector) {
+        open_(w, "selector", '{');
+        kv_map(w, "matchLabels", &pa->selector);
+        close_(w, '}');
+    }
+    open_(w, "mtls", '{');
+    str(w, "mode", mtls_mode_names[pa->mode]);
+    close_(w, '}');
+    if (pa->n_ports > 0) {
+        open_(w, "portLevelMtls", '{');
+        for (size_t i = 0; i < pa->n_ports; i++) {
+            char port[16];
+            snprintf(port, sizeof port, "%u", pa->ports[i].port);
+            open_(w, port, '{');
+            str(w, "mode", mtls_mode_names[pa->ports[i].mode]);
+            close_(w, '}');
+        }
+        close_(w, '}');
+    }
+    close_(w, '}');
+    close_(w, '}');
+}
+
+/* What the PeerAuthentication documents make of the inbound listener. */
+static void effective_mtls(jw_t *w, const proxy_config_t *cfg)
+{
+    const proxy_mtls_effective_t *eff = &cfg->mtls;
+    open_(w, "effectivePeerAuthentication", '{');
+    str(w, "mode", mtls_mode_names[eff->mode]);
+    if (eff->decided != NULL) {
+        open_(w, "decidedBy", '{');
+        str(w, "namespace", eff->decided->meta.namespace);
+        str(w, "name", eff->decided->meta.name);
+        close_(w, '}');
+    }
+    open_(w, "appliedFrom", '[');
+    for (int l = 0; l < 3; l++) {
+        if (eff->levels[l] == NULL)
+            continue;
+        open_(w, NULL, '{');
+        str(w, "level", level_names[l]);
+        str(w, "namespace", eff->levels[l]->meta.namespace);
+        str(w, "name", eff->levels[l]->meta.name);
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+}
+
 /* What the Telemetry documents that apply make of this proxy's telemetry, per side. */
 static void effective_telemetry(jw_t *w, const proxy_config_t *cfg)
 {
@@ -754,5 +829,10 @@ void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
         telemetry(&w, &cfg->telemetries[i]);
     close_(&w, ']');
     effective_telemetry(&w, cfg);
+    open_(&w, "peerAuthentications", '[');
+    for (size_t i = 0; i < cfg->n_peer_authentications; i++)
+        peer_authentication(&w, &cfg->peer_authentications[i]);
+    close_(&w, ']');
+    effective_mtls(&w, cfg);
     close_(&w, '}');
 }

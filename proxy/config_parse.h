@@ -28,6 +28,7 @@ typedef struct pctx {
     char label[160];        /* "VirtualService reviews", or empty between documents */
     const char *ns;         /* namespace of the current document */
     const char *default_ns; /* of documents without metadata.namespace: the Proxy's, "default" without */
+    int has_identity;       /* the Proxy document has spec.identity (read before pass one, like default_ns) */
 } pctx_t;
 
 /* Report an error (or a warning) at a node, or at line:col, with the current path. */
@@ -110,5 +111,12 @@ void ratelimit_check_references(pctx_t *p);
  * apply to this proxy into cfg->telemetry. */
 void telemetry_parse(pctx_t *p, const yaml_node_t *spec, proxy_telemetry_t *tm);
 void telemetry_resolve(pctx_t *p);
+
+/* spec.identity of the Proxy (config_security.c). */
+void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *id, const proxy_meta_t *meta);
+/* kind: PeerAuthentication (config_security.c): pass one for one document's spec; pass two resolves the mode of
+ * this proxy's inbound listener into cfg->mtls. */
+void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, proxy_peer_authentication_t *pa);
+void security_resolve(pctx_t *p);
 
 #endif

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
@@ -116,6 +117,12 @@ struct conn {
     bool req_failed;      /* the request parser refused the input (HTTP1_ERROR) */
     bool peer_eof;        /* the client half-closed: no more input will come */
     bool lingering;       /* the answer is out; input is read and dropped until a bound (conn.h) */
+    bool handshaking;     /* inbound mutual TLS: the handshake is under way (timer: the handshake timeout) */
+    bool sniffing;        /* PERMISSIVE: the first bytes say whether the client speaks TLS */
+    bool down_mtls;       /* the client came over mutual TLS (inbound) */
+    bool up_mtls;         /* the current attempt's upstream connection is mutual TLS with our identity */
+    const char *down_principal;           /* the client's verified SPIFFE id (valid while tr is), or NULL */
+    char up_principal[TELE_PRINCIPAL_MAX]; /* the upstream's verified SPIFFE id (copied: pooled connections go) */
     uint64_t linger_end;  /* uv_now() past which a lingering conn closes */
     uint64_t linger_left; /* bytes a lingering conn still reads before it closes */
 
@@ -248,6 +255,15 @@ static void destination_service(const conn_t *c, str_t *svc, str_t *name, str_t 
 
 static const char *endpoint_label(const conn_t *c, const char *key);
 
+/* Whether this hop between sidecars was mutual TLS, and the two identities it proved (telemetry). */
+static void hop_security(const conn_t *c, bool *mtls, str_t *peer, str_t *self)
+{
+    bool out = c->env->mode == CONN_OUTBOUND;
+    *mtls = out ? c->up_mtls : c->down_mtls;
+    *peer = *mtls ? s_of(out ? c->up_principal : c->down_principal) : STR_NULL;
+    *self = *mtls ? s_of(c->view->rt->cfg->proxy.identity.spiffe_id) : STR_NULL;
+}
+
 /* istio_tcp_* for a tunnel: opened, or closed with its byte counts. */
 static void record_tunnel(conn_t *c, bool opened)
 {
@@ -257,6 +273,8 @@ static void record_tunnel(conn_t *c, bool opened)
     memset(&t, 0, sizeof t);
     t.reporter = c->env->mode == CONN_OUTBOUND ? TELE_SOURCE : TELE_DESTINATION;
     t.peer = c->have_peer ? &c->peer_info : NULL;
+    if (c->view != NULL)
+        hop_security(c, &t.mtls, &t.peer_principal, &t.self_principal);
     t.policy = c->view != NULL ? c->view->rt->tele_policy : NULL;
     t.destination_port = c->cl != NULL ? c->cl->port : 0;
     /* a tunnel has its upstream, so its cluster: the labels come from the configuration, not the request head */
@@ -617,6 +635,13 @@ static void on_timer(uv_timer_t *t)
     conn_t *c = t->data;
     if (c->closing || c->in_exchange)
         return;
+    if (c->handshaking) {
+        transport_handshake_timeout(&c->tr);
+        tls_stats_count(c->env->w->tls_stats, TLS_STATS_INBOUND, &c->tr, UV_ETIMEDOUT);
+        log_warn("inbound: TLS handshake from %s failed: %s", c->peer, TRANSPORT_R_HANDSHAKE_TIMEOUT);
+        conn_close(c);
+        return;
+    }
     if (c->bytes_seen > 0 || http1_parser_in_message(c->req))
         local_reply(c, 408, "request header read timeout\n", true);
     else
@@ -980,6 +1005,19 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
     return n;
 }
 
+/* The answering upstream's verified identity, when the connection is mutual TLS with ours (telemetry). */
+static void note_upstream_identity(conn_t *c)
+{
+    const char *id = c->up != NULL && c->env->w->mesh_tls != NULL ? upstream_peer_id(c->up) : NULL;
+    c->up_mtls = id != NULL && runtime_mesh_mtls(c->view->rt, c->cl, c->ep);
+    if (!c->up_mtls)
+        id = NULL;
+    if (strncmp(c->up_principal, id != NULL ? id : "", sizeof c->up_principal) != 0) {
+        snprintf(c->up_principal, sizeof c->up_principal, "%s", id != NULL ? id : "");
+        c->tele_peer = 0; /* the principal is part of the peer's telemetry handle */
+    }
+}
+
 static int resp_on_head(void *ctx, const http1_head_t *h)
 {
     conn_t *c = ctx;
@@ -1001,6 +1039,7 @@ static int resp_on_head(void *ctx, const http1_head_t *h)
     }
     if (h->status != 101)
         outlier_result(c, h->status);
+    note_upstream_identity(c);
     uv_timer_stop(&c->try_timer);
     if (c->attempts > 1 && c->retries_left == 0 && retriable_status(c->retry, h->status))
         c->flags |= RF_URX;
@@ -1177,6 +1216,7 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
 {
     c->in_exchange = true;
     c->req_done = false;
+    c->up_mtls = false;
     c->resp_done = false;
     c->resp_head_sent = false;
     c->resp_interim = false;
@@ -1735,6 +1775,7 @@ static bool pick_mask(conn_t *c, uint64_t *mask)
 static void start_attempt(conn_t *c)
 {
     c->tls_failure = NULL;
+    c->up_mtls = false; /* until this attempt's answer shows the upstream's identity */
     router_lb_t *lb = &c->view->lbs[c->cl->index];
     uint64_t mask[ROUTER_MAX_ENDPOINTS / 64];
     bool healthy = pick_mask(c, mask);
@@ -1941,6 +1982,7 @@ static void record(conn_t *c)
     r.dest_handle = c->cl != NULL ? runtime_view_tele_dest(c->view, c->cl, c->ep) : NULL;
     r.peer = c->have_peer ? &c->peer_info : NULL;
     r.peer_handle = &c->tele_peer;
+    hop_security(c, &r.mtls, &r.peer_principal, &r.self_principal);
     r.response_code = c->status;
     r.response_flags = c->flags;
     r.request_bytes = c->req_body_bytes;
@@ -2081,6 +2123,8 @@ static void on_down_close(void *ctx, int status)
     conn_close(c);
 }
 
+static void start_down_tls(conn_t *c, const void *initial, size_t len);
+
 static void on_read(void *ctx, char *data, size_t n)
 {
     (void)data;
@@ -2088,6 +2132,20 @@ static void on_read(void *ctx, char *data, size_t n)
     if (c->closing)
         return;
     c->in.len += n;
+    if (c->sniffing) {
+        enum transport_sniff k = transport_sniff(c->in.data, c->in.len);
+        if (k == TRANSPORT_SNIFF_NEED_MORE)
+            return;
+        c->sniffing = false;
+        if (k == TRANSPORT_SNIFF_TLS) {
+            size_t len = c->in.len;
+            c->in.len = 0;
+            start_down_tls(c, c->in.data, len); /* the transport copies the ClientHello's first bytes */
+            return;
+        }
+        if (c->env->w->tls_stats != NULL)
+            atomic_fetch_add_explicit(&c->env->w->tls_stats->plaintext_permissive, 1, memory_order_relaxed);
+    }
     if (!c->in_exchange && c->bytes_seen == 0) {
         c->bytes_seen += (size_t)n;
         arm_wait_timer(c); /* from the idle timeout to the header timeout */
@@ -2128,7 +2186,52 @@ static void env_link(conn_env_t *env, conn_t *c)
     env->n_conns++;
 }
 
-static const transport_handler_t down_handler = {NULL, on_alloc, on_read, on_down_close, down_drained};
+static void on_down_open(void *ctx, int status);
+
+static const transport_handler_t down_handler = {on_down_open, on_alloc, on_read, on_down_close, down_drained};
+
+/* Inbound mutual TLS: the handshake ended. */
+static void on_down_open(void *ctx, int status)
+{
+    conn_t *c = ctx;
+    if (c->closing)
+        return;
+    c->handshaking = false;
+    tls_stats_count(c->env->w->tls_stats, TLS_STATS_INBOUND, &c->tr, status);
+    if (status != 0) {
+        const char *why = transport_error_reason(&c->tr);
+        log_warn("inbound: TLS handshake from %s failed: %s (%s)", c->peer, why != NULL ? why : "?",
+                 transport_error_detail(&c->tr));
+        conn_close(c);
+        return;
+    }
+    c->down_mtls = true;
+    c->down_principal = transport_peer_id(&c->tr);
+    arm_wait_timer(c); /* from the handshake timeout to the idle timeout */
+    update_reading(c);
+}
+
+/* Begin the server side of mutual TLS with the sidecar's certificate: only a client of the mesh's trust domain. */
+static void start_down_tls(conn_t *c, const void *initial, size_t len)
+{
+    const proxy_identity_t *id = &c->env->w->view->rt->cfg->proxy.identity;
+    char domain[300];
+    snprintf(domain, sizeof domain, "spiffe://%s/", id->trust_domain);
+    const char *expected[1] = {domain};
+    transport_tls_opts_t o = {.role = TRANSPORT_SERVER,
+                              .expected_ids = expected,
+                              .n_expected_ids = 1,
+                              .initial = initial,
+                              .initial_len = len};
+    c->handshaking = true;
+    if (transport_start_tls(&c->tr, c->env->w->mesh_tls, &o, &down_handler, c) != 0) {
+        log_warn("inbound: cannot start TLS for %s", c->peer);
+        conn_close(c);
+        return;
+    }
+    uint64_t ms = c->env->w->view->rt->cfg->proxy.tls_handshake_timeout_ms;
+    uv_timer_start(&c->timer, on_timer, ms ? ms : 1, 0);
+}
 
 int conn_accept(conn_env_t *env, uv_stream_t *server)
 {
@@ -2147,7 +2250,13 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
         transport_close(&c->tr, on_transport_closed);
         return -1;
     }
-    transport_start(&c->tr, &down_handler, c);
+    /* inbound with an identity: mutual TLS as PeerAuthentication says (STRICT, PERMISSIVE sniffs, DISABLE) */
+    enum proxy_mtls_mode mtls = env->mode == CONN_INBOUND && env->w->mesh_tls != NULL
+                                    ? env->w->view->rt->cfg->mtls.mode
+                                    : PROXY_MTLS_DISABLE;
+    if (mtls != PROXY_MTLS_STRICT)
+        transport_start(&c->tr, &down_handler, c);
+    c->sniffing = mtls == PROXY_MTLS_PERMISSIVE;
     transport_drain_when_empty(&c->tr, true);
     uv_timer_init(env->w->loop, &c->timer);
     uv_timer_init(env->w->loop, &c->route_timer);
@@ -2169,7 +2278,13 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
     }
     c->req_keep_alive = true;
     c->ep = -1;
-    arm_wait_timer(c);
+    if (mtls == PROXY_MTLS_STRICT) {
+        start_down_tls(c, NULL, 0);
+        if (c->closing)
+            return 0;
+    } else {
+        arm_wait_timer(c);
+    }
     update_reading(c);
     return 0;
 }

@@ -79,6 +79,8 @@ typedef struct conn_worker {
     uint64_t idle_timeout_ms;   /* a keep-alive connection with no request is closed after this */
     size_t retry_buffer_bytes;  /* request body kept for replays; larger bodies are not retried */
     conn_linger_t linger;
+    struct tls_ctx *mesh_tls;    /* the sidecar's certificate for mutual TLS (swapped at rotation), NULL: none */
+    struct tls_stats *tls_stats; /* handshake counters, all workers; NULL: not counted */
 } conn_worker_t;
 
 /* One listener's connections. */

@@ -17,16 +17,20 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "admin.h"
+#include "identity.h"
 #include "log.h"
 #include "runtime.h"
 #include "telemetry.h"
+#include "transport.h"
 #include "worker.h"
 
 #include "buf.h"
@@ -106,6 +110,11 @@ typedef struct proxy_main {
     tele_t *tele;
     bool draining;
     uint64_t reloads_ok, reloads_failed;
+    identity_t *identity;         /* spec.identity's renewal, NULL without one */
+    uv_async_t identity_async;    /* a renewed certificate is waiting in identity_pending */
+    uv_mutex_t identity_lock;     /* guards identity_pending */
+    identity_cert_t *identity_pending;
+    tls_stats_t tls_stats;        /* handshakes, all workers */
 } proxy_main_t;
 
 static void shutdown_start(proxy_main_t *m, const char *why)
@@ -119,6 +128,10 @@ static void shutdown_start(proxy_main_t *m, const char *why)
     uv_close((uv_handle_t *)&m->sig_term, NULL);
     uv_close((uv_handle_t *)&m->sig_int, NULL);
     uv_close((uv_handle_t *)&m->sig_hup, NULL);
+    if (m->identity != NULL) {
+        identity_stop(m->identity); /* joined: no certificate comes after this */
+        uv_close((uv_handle_t *)&m->identity_async, NULL);
+    }
     if (m->admin != NULL) {
         admin_close(m->admin);
         m->admin = NULL;
@@ -165,6 +178,13 @@ static const char *restart_needed(const proxy_spec_t *a, const proxy_spec_t *b)
     if (!same_text(a->otlp_endpoint, b->otlp_endpoint) || !same_text(a->otlp_ca_file, b->otlp_ca_file) ||
         a->flush_interval_ms != b->flush_interval_ms)
         return "spec.telemetry (otlpEndpoint, caFile, flushInterval)";
+    const proxy_identity_t *x = &a->identity, *y = &b->identity;
+    if (x->given != y->given || !same_text(x->spiffe_id, y->spiffe_id) ||
+        !same_text(x->root_certificates, y->root_certificates) ||
+        !same_text(x->certificate_chain, y->certificate_chain) || !same_text(x->private_key, y->private_key) ||
+        !same_text(x->ca_address, y->ca_address) || !same_text(x->token_file, y->token_file) ||
+        x->certificate_ttl_ms != y->certificate_ttl_ms)
+        return "spec.identity (its files are re-read without a restart: SIGHUP or a change on disk)";
     return NULL;
 }
 
@@ -208,9 +228,11 @@ static void reload(proxy_main_t *m)
 static void on_signal(uv_signal_t *s, int signum)
 {
     proxy_main_t *m = s->data;
-    if (signum == SIGHUP)
+    if (signum == SIGHUP) {
         reload(m);
-    else
+        if (m->identity != NULL)
+            identity_wake(m->identity); /* files and roots read again now (a CA certificate is renewed) */
+    } else
         shutdown_start(m, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
@@ -340,6 +362,30 @@ static void traffic_policy_counters(buf_t *out, const runtime_t *rt)
     }
 }
 
+/* outrider_proxy_tls_* : the sidecar's handshakes, both sides, by result */
+static void tls_counters(buf_t *out, tls_stats_t *s)
+{
+    static const char *const sides[2] = {"inbound", "outbound"};
+    buf_append_str(out, "# HELP outrider_proxy_tls_handshakes_total TLS handshakes by side (inbound: clients of the "
+                        "inbound listener; outbound: connections to upstreams) and result (ok, or why it failed: "
+                        "unknown_ca, expired, san_mismatch, no_peer_certificate...).\n"
+                        "# TYPE outrider_proxy_tls_handshakes_total counter\n");
+    for (int d = 0; d < 2; d++)
+        for (int r = 0; r < TLS_STATS_RESULTS; r++)
+            buf_printf(out, "outrider_proxy_tls_handshakes_total{side=\"%s\",result=\"%s\"} %llu\n", sides[d],
+                       tls_stats_results[r], (unsigned long long)atomic_load(&s->handshakes[d][r]));
+    buf_append_str(out, "# HELP outrider_proxy_tls_sessions_resumed_total Successful handshakes that resumed an "
+                        "earlier session.\n# TYPE outrider_proxy_tls_sessions_resumed_total counter\n");
+    for (int d = 0; d < 2; d++)
+        buf_printf(out, "outrider_proxy_tls_sessions_resumed_total{side=\"%s\"} %llu\n", sides[d],
+                   (unsigned long long)atomic_load(&s->resumed[d]));
+    buf_printf(out,
+               "# HELP outrider_proxy_inbound_plaintext_connections_total Inbound connections PeerAuthentication "
+               "PERMISSIVE accepted in plain text.\n# TYPE outrider_proxy_inbound_plaintext_connections_total "
+               "counter\noutrider_proxy_inbound_plaintext_connections_total %llu\n",
+               (unsigned long long)atomic_load(&s->plaintext_permissive));
+}
+
 static void admin_stats(void *ctx, buf_t *out)
 {
     proxy_main_t *m = ctx;
@@ -357,12 +403,22 @@ static void admin_stats(void *ctx, buf_t *out)
     rate_limit_counters(out, m->rt, RL_GLOBAL);
     outlier_counters(out, m->rt);
     traffic_policy_counters(out, m->rt);
+    tls_counters(out, &m->tls_stats);
+    if (m->identity != NULL)
+        identity_render_prometheus(m->identity, out);
 }
 
 static void admin_config_dump(void *ctx, buf_t *out)
 {
     proxy_main_t *m = ctx;
     proxy_config_to_json(m->rt->cfg, out);
+    if (m->identity != NULL && out->len > 0 && out->data[out->len - 1] == '}') {
+        /* the certificate in use: serial, validity, roots, renewals; never the key or the token */
+        out->len--;
+        buf_append_str(out, ",\"identityStatus\":");
+        identity_describe(m->identity, NULL, out);
+        buf_append_char(out, '}');
+    }
     buf_append_str(out, "\n");
 }
 
@@ -376,6 +432,77 @@ static void print_listen(const char *what, const char *host, uint16_t port, cons
     int v6 = strchr(host, ':') != NULL;
     log_info("listening %s http://%s%s%s:%u%s", what, v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)port,
              extra != NULL ? extra : "");
+}
+
+/* ---- the sidecar's certificate ---- */
+
+/* The renewal thread made a certificate: park it for the main loop (identity_async). */
+static void identity_on_new(void *arg, identity_cert_t *c)
+{
+    proxy_main_t *m = arg;
+    uv_mutex_lock(&m->identity_lock);
+    identity_cert_t *old = m->identity_pending;
+    m->identity_pending = c;
+    uv_mutex_unlock(&m->identity_lock);
+    identity_cert_unref(old);
+    uv_async_send(&m->identity_async);
+}
+
+/* Main loop: hand the new certificate to every worker; open connections keep the one they began with. */
+static void identity_install(uv_async_t *a)
+{
+    proxy_main_t *m = a->data;
+    uv_mutex_lock(&m->identity_lock);
+    identity_cert_t *c = m->identity_pending;
+    m->identity_pending = NULL;
+    uv_mutex_unlock(&m->identity_lock);
+    if (c == NULL)
+        return;
+    for (int i = 0; i < m->n_workers; i++)
+        worker_set_identity(m->workers[i], c->ctx); /* the renewal thread logged the certificate */
+    identity_cert_unref(c);
+}
+
+/*
+ * The first certificate, before any listener serves: the files, or the
+ * CA's answer, retried each second for IDENTITY_START_WAIT_MS (the CA may
+ * be starting too). NULL with the last reason in err.
+ */
+#define IDENTITY_START_WAIT_MS 30000
+static identity_cert_t *identity_first(identity_t *id, char *err, size_t errlen)
+{
+    uint64_t until = runtime_now_ms() + IDENTITY_START_WAIT_MS;
+    char last[IDENTITY_ERR_MAX] = "";
+    for (;;) {
+        identity_cert_t *c = identity_fetch(id, 0, err, errlen);
+        if (c != NULL)
+            return c;
+        if (runtime_now_ms() >= until)
+            return NULL;
+        if (strcmp(last, err) != 0) {
+            log_warn("identity: %s; trying again each second for %ds", err, IDENTITY_START_WAIT_MS / 1000);
+            snprintf(last, sizeof last, "%s", err);
+        }
+        uv_sleep(1000);
+    }
+}
+
+static identity_t *identity_setup(const proxy_spec_t *ps, char *err, size_t errlen)
+{
+    static const char *const alpn[] = {"http/1.1"};
+    const proxy_identity_t *pi = &ps->identity;
+    identity_opts_t io = {.trust_domain = pi->trust_domain,
+                          .namespace = ps->meta.namespace != NULL ? ps->meta.namespace : "default",
+                          .service_account = pi->service_account,
+                          .roots_file = pi->root_certificates,
+                          .cert_file = pi->certificate_chain,
+                          .key_file = pi->private_key,
+                          .ca_address = pi->ca_address,
+                          .token_file = pi->token_file,
+                          .ttl_s = (pi->certificate_ttl_ms + 999) / 1000,
+                          .alpn = alpn,
+                          .n_alpn = 1};
+    return identity_create(&io, err, errlen);
 }
 
 /* Run the listeners on spec.workers threads until SIGTERM/SIGINT or /quitquitquit; returns the exit code. */
@@ -415,7 +542,23 @@ static int serve(proxy_config_t *cfg, const char *path)
     o.linger.bytes = ps->linger_bytes;
     o.retry_buffer_bytes = ps->retry_buffer_bytes ? ps->retry_buffer_bytes : 1; /* 0: nothing kept, no replays */
     o.rt = m.rt;
+    o.tls_stats = &m.tls_stats;
     int rc = 0;
+    identity_cert_t *cert = NULL;
+    if (ps->identity.given) {
+        char why[IDENTITY_ERR_MAX];
+        m.identity = identity_setup(ps, why, sizeof why);
+        if (m.identity != NULL)
+            cert = identity_first(m.identity, why, sizeof why);
+        if (cert == NULL) {
+            log_error("identity %s: %s", ps->identity.spiffe_id, why);
+            rc = 4;
+        } else {
+            log_info("identity: %s certificate serial %s from %s, valid until +%llds", cert->spiffe_id,
+                     cert->serial_hex, cert->source, (long long)(cert->not_after - (int64_t)time(NULL)));
+            o.mesh_tls = cert->ctx;
+        }
+    }
     if (worker_check_port_free(o.outbound.host, o.outbound.port, err, sizeof err) != 0) {
         log_error("outbound listener %s: %s", ps->outbound_listen.text, err);
         rc = 4;
@@ -436,6 +579,7 @@ static int serve(proxy_config_t *cfg, const char *path)
     to.flush_interval_ms = ps->flush_interval_ms ? ps->flush_interval_ms : 1000;
     to.access_log = ps->access_log && ps->otlp_endpoint != NULL;
     to.self = &m.rt->self;
+    to.self_principal = ps->identity.given ? ps->identity.spiffe_id : NULL;
     to.service_name = m.rt->service_name;
     to.instance_id = m.rt->self.name;
     if (rc == 0) {
@@ -499,6 +643,13 @@ static int serve(proxy_config_t *cfg, const char *path)
         uv_signal_start(&m.sig_term, on_signal, SIGTERM);
         uv_signal_start(&m.sig_int, on_signal, SIGINT);
         uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+        if (m.identity != NULL) {
+            uv_mutex_init(&m.identity_lock);
+            uv_async_init(&m.loop, &m.identity_async, identity_install);
+            m.identity_async.data = &m;
+            if (identity_start(m.identity, cert, identity_on_new, &m) != 0)
+                log_error("identity: cannot start the renewal thread; the certificate will not be renewed");
+        }
         uv_run(&m.loop, UV_RUN_DEFAULT);
     } else {
         for (int i = 0; i < started; i++)
@@ -516,6 +667,13 @@ static int serve(proxy_config_t *cfg, const char *path)
     if (m.tele != NULL) {
         tele_stop(m.tele, 2000);
         tele_destroy(m.tele);
+    }
+    identity_cert_unref(cert);
+    if (m.identity != NULL) {
+        identity_destroy(m.identity);
+        identity_cert_unref(m.identity_pending);
+        if (rc == 0)
+            uv_mutex_destroy(&m.identity_lock);
     }
     runtime_unref(m.rt);
     if (rc == 0)

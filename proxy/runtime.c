@@ -189,6 +189,18 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
     return v;
 }
 
+bool runtime_mesh_mtls(const runtime_t *rt, const router_cluster_t *cl, int ep)
+{
+    if (!rt->cfg->proxy.identity.given || cl->service == NULL)
+        return false;
+    const proxy_traffic_policy_t *p = cl->policy;
+    if (p != NULL && p->has_tls)
+        return p->tls_mode == PROXY_TLS_ISTIO_MUTUAL;
+    const proxy_endpoint_t *e = ep >= 0 && (size_t)ep < cl->n_endpoints ? cl->endpoints[ep].ep : NULL;
+    const char *mode = e != NULL ? proxy_kv_get(&e->labels, PROXY_TLS_MODE_LABEL) : NULL;
+    return mode != NULL && strcmp(mode, "istio") == 0;
+}
+
 upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep)
 {
     upstream_pool_t **row = v->pools[cl->index];
@@ -209,7 +221,30 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
             if (p->max_requests_per_connection > 0)
                 o.max_requests_per_conn = (uint64_t)p->max_requests_per_connection;
         }
-        if (v->rt->tls[cl->index] != NULL) {
+        o.stats = v->tls_stats;
+        char sni[PROXY_HOST_MAX + 32];
+        const char *trust_domain[1];
+        if (v->mesh_tls != NULL && runtime_mesh_mtls(v->rt, cl, ep)) {
+            /* Istio's shapes: SNI outbound_.PORT_._.HOST; the server is the service's account(s) if the
+             * ServiceEntry (or the ISTIO_MUTUAL rule) lists them, else any workload of our trust domain */
+            const proxy_identity_t *id = &v->rt->cfg->proxy.identity;
+            o.tls_mesh = v->mesh_tls;
+            snprintf(sni, sizeof sni, "outbound_.%u_._.%s", cl->port, cl->host);
+            o.tls_sni = p != NULL && p->has_tls && p->tls_sni != NULL ? p->tls_sni : sni;
+            const proxy_str_list_t *sans = cl->service != NULL ? &cl->service->subject_alt_names : NULL;
+            if (p != NULL && p->has_tls && p->tls_subject_alt_names.n > 0)
+                sans = &p->tls_subject_alt_names;
+            if (sans != NULL && sans->n > 0) {
+                o.tls_expected = sans->items;
+                o.n_tls_expected = sans->n;
+            } else {
+                char *td = v->trust_domain_id;
+                snprintf(td, sizeof v->trust_domain_id, "spiffe://%s/", id->trust_domain);
+                trust_domain[0] = td;
+                o.tls_expected = trust_domain;
+                o.n_tls_expected = 1;
+            }
+        } else if (v->rt->tls[cl->index] != NULL) {
             /* the server must name the host asked for (Istio verifies the SNI's host when no SAN is listed) */
             o.tls = v->rt->tls[cl->index];
             o.tls_sni = p->tls_sni != NULL ? p->tls_sni : cl->host;

@@ -138,9 +138,19 @@ typedef struct runtime_view {
     uint64_t **tele_dest;        /* [cluster][endpoint + 1]: telemetry destination handles, rows made on first use */
     uint32_t users;              /* exchanges holding the view */
     bool retired;
+    struct tls_ctx *const *mesh_tls; /* the worker's slot for the sidecar's certificate (NULL: no identity) */
+    struct tls_stats *tls_stats;     /* handshake counters, all workers */
+    char trust_domain_id[300];       /* "spiffe://TD/": scratch for runtime_view_pool (the pool copies it) */
 } runtime_view_t;
 
 runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);
+/*
+ * Whether connections to endpoint ep of cl use mutual TLS with the
+ * sidecar's identity: DestinationRule tls ISTIO_MUTUAL, or, with no tls
+ * setting, an endpoint labelled security.istio.io/tlsMode: istio (Istio's
+ * auto mTLS). Never without an identity (spec.identity).
+ */
+bool runtime_mesh_mtls(const runtime_t *rt, const router_cluster_t *cl, int ep);
 /* The pool of endpoint ep of cluster cl, created on first use with the cluster's connection policy. */
 upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep);
 /*

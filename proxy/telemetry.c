@@ -159,7 +159,7 @@ static void stable_dispose(stable_t *t)
 enum dim_kind { DIM_DEST, DIM_PEER, DIM_TUPLE };
 #define DIM_FIELDS 8 /* TELE_POLICY_MAX_EXPRS for a tuple of Telemetry tag values */
 enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP };                                 /* DIM_DEST */
-enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER }; /* DIM_PEER */
+enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER, PF_PRINCIPAL }; /* DIM_PEER */
 
 typedef struct dim {
     _Atomic uint32_t refs;
@@ -266,7 +266,7 @@ static void dim_peer_info(const dim_t *d, peer_info_t *p)
         [PF_CANON_REV] = offsetof(peer_info_t, canonical_revision),
         [PF_CLUSTER] = offsetof(peer_info_t, cluster_id),
     };
-    for (int i = 0; i < DIM_FIELDS; i++) {
+    for (int i = 0; i < PF_PRINCIPAL; i++) { /* the principal is no peer_info_t field: dim_str(d, PF_PRINCIPAL) */
         size_t n = d->len[i] < PEER_FIELD_MAX - 1 ? d->len[i] : PEER_FIELD_MAX - 1;
         memcpy((char *)p + at[i], d->v[i], n);
     }
@@ -282,6 +282,7 @@ typedef struct mseries {
     tele_policy_t *policy; /* a reference; NULL: Istio's defaults */
     uint32_t code, flags;
     uint8_t kind, reporter;
+    uint8_t mtls; /* the hop was mutual TLS */
     tele_values_t val;
 } mseries_t;
 
@@ -312,6 +313,7 @@ typedef struct pending {
 
 struct tele {
     peer_info_t self;
+    char self_principal[TELE_PRINCIPAL_MAX]; /* our SPIFFE id, "" without an identity */
     char *host;    /* the endpoint's base URL ("http://collector:4318"); NULL: no export */
     char *ca_file; /* trusted CAs for an https endpoint; NULL: the system's */
     char *service_name, *instance_id;
@@ -379,7 +381,8 @@ typedef struct skey {
     tele_policy_t *policy; /* the series holds a reference; NULL: Istio's defaults */
     uint32_t code, flags;
     uint8_t kind, reporter;
-    uint8_t pad[6]; /* zero: keys are compared with memcmp */
+    uint8_t mtls;   /* the hop was mutual TLS (connection_security_policy, our principal) */
+    uint8_t pad[5]; /* zero: keys are compared with memcmp */
 } skey_t;
 
 typedef struct wseries {
@@ -415,6 +418,8 @@ tele_t *tele_create(const tele_opts_t *opts)
         return NULL;
     if (opts->self != NULL)
         t->self = *opts->self;
+    if (opts->self_principal != NULL)
+        snprintf(t->self_principal, sizeof t->self_principal, "%s", opts->self_principal);
     if (opts->otlp_url != NULL && opts->otlp_url[0] != '\0') {
         size_t n = strlen(opts->otlp_url);
         while (n > 0 && opts->otlp_url[n - 1] == '/')
@@ -556,12 +561,16 @@ static uint64_t worker_dest(tele_worker_t *w, uint64_t *cache, str_t svc, str_t 
     return h;
 }
 
-static uint64_t worker_peer(tele_worker_t *w, uint64_t *cache, const peer_info_t *p)
+static uint64_t worker_peer(tele_worker_t *w, uint64_t *cache, const peer_info_t *p, str_t principal)
 {
     if (cache != NULL && handle_valid(w, *cache))
         return *cache;
+    static const peer_info_t none;
+    if (p == NULL)
+        p = &none; /* mutual TLS without peer metadata: the principal alone */
     dimkey_t k;
     dimkey_init(&k, DIM_PEER);
+    dimkey_set(&k, PF_PRINCIPAL, principal.ptr, principal.len);
     dimkey_peer_field(&k, PF_NAMESPACE, p->namespace);
     dimkey_peer_field(&k, PF_WORKLOAD, p->workload);
     dimkey_peer_field(&k, PF_APP, p->app);
@@ -584,7 +593,7 @@ static uint64_t skey_hash(const skey_t *k)
     h ^= (k->peer + 0x632be59bd9b4e019ull) * 0xc2b2ae3d27d4eb4full;
     h ^= (k->tuple ^ (uint64_t)(uintptr_t)k->policy) * 0x94d049bb133111ebull;
     h ^= ((uint64_t)k->code << 32 | k->flags) * 0x165667b19e3779f9ull;
-    h ^= (uint64_t)k->kind << 8 | k->reporter;
+    h ^= (uint64_t)k->mtls << 16 | (uint64_t)k->kind << 8 | k->reporter;
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
@@ -640,7 +649,7 @@ found:
 
 static wseries_t *request_series(tele_worker_t *w, enum tele_series_kind kind, enum tele_reporter reporter,
                                  uint64_t dest, uint64_t peer, bool has_peer, int code, uint32_t flags,
-                                 tele_policy_t *policy, uint64_t tuple, bool has_tuple)
+                                 tele_policy_t *policy, uint64_t tuple, bool has_tuple, bool mtls)
 {
     if (dest == 0 || (has_peer && peer == 0) || (has_tuple && tuple == 0)) {
         w->series_dropped++;
@@ -654,6 +663,7 @@ static wseries_t *request_series(tele_worker_t *w, enum tele_series_kind kind, e
     k.flags = flags;
     k.kind = (uint8_t)kind;
     k.reporter = (uint8_t)reporter;
+    k.mtls = mtls;
     k.policy = policy;
     k.tuple = tuple;
     return worker_series(w, &k);
@@ -776,7 +786,8 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
     if (mp == NULL || mp->n_groups[TELE_SERIES_HTTP] > 0) {
         uint64_t dest = worker_dest(w, r->dest_handle, r->destination_service, r->destination_service_name,
                                     r->destination_service_namespace, r->destination_version, r->destination_app);
-        uint64_t peer = r->peer != NULL ? worker_peer(w, r->peer_handle, r->peer) : 0;
+        bool has_peer = r->peer != NULL || r->peer_principal.len > 0;
+        uint64_t peer = has_peer ? worker_peer(w, r->peer_handle, r->peer, r->peer_principal) : 0;
         bool has_tuple = mp != NULL && mp->n_exprs > 0;
         uint64_t tuple = 0;
         if (has_tuple) {
@@ -784,8 +795,8 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
             have_ax = true;
             tuple = worker_tuple(w, pol, mode, &ax);
         }
-        e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, r->peer != NULL, r->response_code,
-                           r->response_flags, pol, tuple, has_tuple);
+        e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, has_peer, r->response_code,
+                           r->response_flags, pol, tuple, has_tuple, r->mtls);
         if (e != NULL)
             tele_values_observe(&e->val, r->duration_ns, r->request_bytes, r->response_bytes);
     }
@@ -837,7 +848,8 @@ void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r)
         return;
     uint64_t dest = worker_dest(w, NULL, r->destination_service, r->destination_service_name,
                                 r->destination_service_namespace, r->destination_version, r->destination_app);
-    uint64_t peer = r->peer != NULL ? worker_peer(w, NULL, r->peer) : 0;
+    bool has_peer = r->peer != NULL || r->peer_principal.len > 0;
+    uint64_t peer = has_peer ? worker_peer(w, NULL, r->peer, r->peer_principal) : 0;
     bool has_tuple = mp != NULL && mp->n_exprs > 0;
     uint64_t tuple = 0;
     if (has_tuple) {
@@ -848,7 +860,7 @@ void tele_record_tcp(tele_worker_t *w, const tele_tcp_t *r)
         tuple = worker_tuple(w, pol, mode, &ax);
     }
     wseries_t *e =
-        request_series(w, TELE_SERIES_TCP, r->reporter, dest, peer, r->peer != NULL, 0, 0, pol, tuple, has_tuple);
+        request_series(w, TELE_SERIES_TCP, r->reporter, dest, peer, has_peer, 0, 0, pol, tuple, has_tuple, r->mtls);
     if (e == NULL)
         return;
     e->val.tcp_opened += r->opened;
@@ -921,6 +933,7 @@ void tele_worker_flush(tele_worker_t *w)
             m->flags = e->k.flags;
             m->kind = e->k.kind;
             m->reporter = e->k.reporter;
+            m->mtls = e->k.mtls;
             m->val = e->val;
         }
         b->bytes = sizeof(*b) + b->n * sizeof(*b->s);
@@ -996,6 +1009,9 @@ static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
         memset(&r, 0, sizeof(r));
         r.reporter = (enum tele_reporter)m->reporter;
         r.peer = peer;
+        r.peer_principal = m->peer != NULL ? dim_str(m->peer, PF_PRINCIPAL) : STR_NULL;
+        r.mtls = m->mtls;
+        r.self_principal = m->mtls ? (str_t){t->self_principal, (uint32_t)strlen(t->self_principal)} : STR_NULL;
         r.destination_service = dim_str(m->dest, DF_SERVICE);
         r.destination_service_name = dim_str(m->dest, DF_NAME);
         r.destination_service_namespace = dim_str(m->dest, DF_NAMESPACE);
@@ -1008,6 +1024,9 @@ static void batch_resolve(const tele_t *t, const batch_t *b, stable_t *out)
         } else {
             tele_tcp_t tcp = {.reporter = r.reporter,
                               .peer = r.peer,
+                              .peer_principal = r.peer_principal,
+                              .self_principal = r.self_principal,
+                              .mtls = r.mtls,
                               .destination_service = r.destination_service,
                               .destination_service_name = r.destination_service_name,
                               .destination_service_namespace = r.destination_service_namespace,

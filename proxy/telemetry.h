@@ -123,6 +123,7 @@ typedef struct tele_opts {
     size_t ring_bytes;          /* 0 = 512 KiB: each worker's ring of spans and log records (at least 4 KiB) */
     bool access_log;            /* produce access log records */
     const peer_info_t *self;    /* this proxy (copied) */
+    const char *self_principal; /* its SPIFFE id (spec.identity), NULL: none (copied) */
     const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */
     const char *instance_id;    /* resource service.instance.id (copied) */
 } tele_opts_t;
@@ -156,6 +157,9 @@ extern const char *const tele_flag_names[TELE_NFLAGS];
  * handle still valid on this worker, the strings it stands for are not
  * read; otherwise they are interned and the new handle is written back.
  */
+/* Bytes of a peer's SPIFFE id kept for telemetry (labels are cut at TELE_LABEL_MAX). */
+#define TELE_PRINCIPAL_MAX 384
+
 typedef struct tele_request {
     enum tele_reporter reporter;
     tele_policy_t *policy;         /* the configuration's Telemetry, NULL: Istio's defaults */
@@ -163,7 +167,10 @@ typedef struct tele_request {
     size_t n_headers;
     uint32_t destination_port; /* the service port (destination.port), 0 when none */
     const peer_info_t *peer;   /* the other side's metadata (source on inbound, destination on outbound), or NULL */
-    uint64_t *peer_handle;     /* cache for *peer (reset it to 0 when *peer changes), or NULL */
+    uint64_t *peer_handle;     /* cache for *peer and peer_principal (reset it to 0 when either changes), or NULL */
+    str_t peer_principal;      /* the other side's verified SPIFFE id (mutual TLS), empty when none */
+    str_t self_principal;      /* ours, when this exchange was mutual TLS; empty otherwise */
+    bool mtls;                 /* the exchange's hop between sidecars was mutual TLS */
     uint64_t *dest_handle;     /* cache for the five destination_* strings below, or NULL */
     str_t destination_service; /* FQDN ("reviews.default.svc.cluster.local") */
     str_t destination_service_name;      /* "reviews" */
@@ -192,6 +199,8 @@ typedef struct tele_tcp {
     tele_policy_t *policy;
     uint32_t destination_port;
     const peer_info_t *peer;
+    str_t peer_principal, self_principal; /* as in tele_request_t */
+    bool mtls;
     str_t destination_service, destination_service_name, destination_service_namespace;
     str_t destination_version, destination_app; /* outbound: the endpoint's labels, as for requests */
     bool opened;                                /* counts a connection opened */

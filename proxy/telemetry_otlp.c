@@ -375,7 +375,8 @@ static void side_labels(const peer_info_t *p, str_t app_hint, str_t version_hint
 }
 
 static void common_labels(enum tele_reporter reporter, const peer_info_t *peer, const peer_info_t *self, str_t dest_app,
-                          str_t dest_version, str_t svc, str_t svc_name, str_t svc_ns, str_t out[TELE_NLABELS])
+                          str_t dest_version, str_t svc, str_t svc_name, str_t svc_ns, str_t peer_principal,
+                          str_t self_principal, bool mtls, str_t out[TELE_NLABELS])
 {
     if (reporter == TELE_SOURCE) {
         out[TL_REPORTER] = STR_LIT("source");
@@ -402,6 +403,12 @@ static void common_labels(enum tele_reporter reporter, const peer_info_t *peer, 
     out[TL_DESTINATION_SERVICE] = either(svc, S_UNKNOWN);
     out[TL_DESTINATION_SERVICE_NAME] = either(svc_name, S_UNKNOWN);
     out[TL_DESTINATION_SERVICE_NAMESPACE] = either(svc_ns, S_UNKNOWN);
+    /* principals come from the mutual TLS handshake (each side's verified certificate), never from metadata */
+    bool src = reporter == TELE_SOURCE;
+    out[TL_SOURCE_PRINCIPAL] = either(src ? self_principal : peer_principal, S_UNKNOWN);
+    out[TL_DESTINATION_PRINCIPAL] = either(src ? peer_principal : self_principal, S_UNKNOWN);
+    if (!src && mtls)
+        out[TL_CONNECTION_SECURITY_POLICY] = STR_LIT("mutual_tls");
 }
 
 size_t tele_flags_format(uint32_t bits, char out[TELE_FLAGS_MAX])
@@ -426,7 +433,8 @@ void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char 
                          char flags_buf[TELE_FLAGS_MAX], str_t out[TELE_NLABELS])
 {
     common_labels(r->reporter, r->peer, self, r->destination_app, r->destination_version, r->destination_service,
-                  r->destination_service_name, r->destination_service_namespace, out);
+                  r->destination_service_name, r->destination_service_namespace, r->peer_principal, r->self_principal,
+                  r->mtls, out);
     int code = r->response_code < 0 ? 0 : r->response_code;
     int n = snprintf(code_buf, 12, "%d", code);
     out[TL_REQUEST_PROTOCOL] = STR_LIT("http");
@@ -439,7 +447,8 @@ void tele_request_labels(const tele_request_t *r, const peer_info_t *self, char 
 void tele_tcp_labels(const tele_tcp_t *r, const peer_info_t *self, str_t out[TELE_NLABELS])
 {
     common_labels(r->reporter, r->peer, self, r->destination_app, r->destination_version, r->destination_service,
-                  r->destination_service_name, r->destination_service_namespace, out);
+                  r->destination_service_name, r->destination_service_namespace, r->peer_principal, r->self_principal,
+                  r->mtls, out);
     out[TL_REQUEST_PROTOCOL] = STR_LIT("tcp");
     out[TL_RESPONSE_CODE] = STR_NULL;
     out[TL_GRPC_RESPONSE_STATUS] = STR_NULL;
@@ -480,6 +489,8 @@ static const uint16_t ts_max[TS_COUNT] = {
     [TS_PEER_WORKLOAD] = PEER_FIELD_MAX,
     [TS_PEER_NAMESPACE] = PEER_FIELD_MAX,
     [TS_TRACESTATE] = TRACECTX_STATE_MAX,
+    [TS_SOURCE_PRINCIPAL] = TELE_PRINCIPAL_MAX,
+    [TS_DESTINATION_PRINCIPAL] = TELE_PRINCIPAL_MAX,
     [TS_TAGS] = 4096,
 };
 
@@ -499,6 +510,8 @@ size_t tele_raw_prepare(const tele_request_t *r, str_t custom_tags, tele_raw_t *
     s[TS_FLAGS] = STR_NULL;
     s[TS_TAGS] = custom_tags;
     s[TS_DEST_SERVICE] = r->destination_service;
+    s[TS_SOURCE_PRINCIPAL] = r->reporter == TELE_SOURCE ? r->self_principal : r->peer_principal;
+    s[TS_DESTINATION_PRINCIPAL] = r->reporter == TELE_SOURCE ? r->peer_principal : r->self_principal;
     str_t peer_svc = STR_NULL;
     if (r->peer != NULL)
         peer_svc = either(field(r->peer->canonical_service), either(field(r->peer->app), field(r->peer->workload)));
@@ -849,6 +862,9 @@ static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, c
     KV_STR(b, 9, "upstream_cluster.name", RSTR(r, strings, TS_UPSTREAM_CLUSTER), r->len[TS_UPSTREAM_CLUSTER]);
     KV_STR(b, 9, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
     KV_STR(b, 9, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
+    KV_STR(b, 9, "source_principal", RSTR(r, strings, TS_SOURCE_PRINCIPAL), r->len[TS_SOURCE_PRINCIPAL]);
+    KV_STR(b, 9, "destination_principal", RSTR(r, strings, TS_DESTINATION_PRINCIPAL),
+           r->len[TS_DESTINATION_PRINCIPAL]);
     if (r->attempts > 1)
         KV_INT(b, 9, "upstream_attempts", r->attempts);
     /* Telemetry customTags: name and value pairs, each NUL-terminated */
@@ -1086,6 +1102,9 @@ static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings, const pee
     KV_STR(b, 6, "x_request_id", RSTR(r, strings, TS_REQUEST_ID), r->len[TS_REQUEST_ID]);
     KV_STR(b, 6, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
     KV_STR(b, 6, "destination_service", RSTR(r, strings, TS_DEST_SERVICE), r->len[TS_DEST_SERVICE]);
+    KV_STR(b, 6, "source_principal", RSTR(r, strings, TS_SOURCE_PRINCIPAL), r->len[TS_SOURCE_PRINCIPAL]);
+    KV_STR(b, 6, "destination_principal", RSTR(r, strings, TS_DESTINATION_PRINCIPAL),
+           r->len[TS_DESTINATION_PRINCIPAL]);
     /* both sides, as istio_requests_total labels them: this proxy is the source on outbound */
     const char *pw = RSTR(r, strings, TS_PEER_WORKLOAD), *pn = RSTR(r, strings, TS_PEER_NAMESPACE);
     size_t pwl = r->len[TS_PEER_WORKLOAD], pnl = r->len[TS_PEER_NAMESPACE];

@@ -482,11 +482,15 @@ static int uri_san(X509 *cert, char *out, size_t cap)
     return best != NULL ? 0 : -1;
 }
 
+/* An expected id equals the peer's, or ends in '/' and begins it (a trust domain: "spiffe://cluster.local/"). */
 static bool expected_match(const transport_tls_t *tls, const char *id)
 {
-    for (size_t i = 0; i < tls->n_expected; i++)
-        if (strcmp(tls->expected[i], id) == 0)
+    for (size_t i = 0; i < tls->n_expected; i++) {
+        const char *e = tls->expected[i];
+        size_t n = strlen(e);
+        if (n > 0 && e[n - 1] == '/' ? strncmp(e, id, n) == 0 && id[n] != '\0' : strcmp(e, id) == 0)
             return true;
+    }
     return false;
 }
 
@@ -1464,4 +1468,40 @@ enum transport_sniff transport_sniff(const void *data, size_t len)
     if (len < 6)
         return TRANSPORT_SNIFF_NEED_MORE;
     return p[5] == 0x01 ? TRANSPORT_SNIFF_TLS : TRANSPORT_SNIFF_PLAIN;
+}
+
+/* ---- handshake counters ---- */
+
+const char *const tls_stats_results[TLS_STATS_RESULTS] = {
+    "ok",
+    TRANSPORT_R_UNKNOWN_CA,
+    TRANSPORT_R_EXPIRED,
+    TRANSPORT_R_NOT_YET_VALID,
+    TRANSPORT_R_SAN_MISMATCH,
+    TRANSPORT_R_NO_PEER_CERTIFICATE,
+    TRANSPORT_R_BAD_CERTIFICATE,
+    TRANSPORT_R_PROTOCOL_VERSION,
+    TRANSPORT_R_NO_SHARED_CIPHER,
+    TRANSPORT_R_NOT_TLS,
+    TRANSPORT_R_HANDSHAKE_TOO_LARGE,
+    TRANSPORT_R_HANDSHAKE_TIMEOUT,
+    TRANSPORT_R_CONNECTION_CLOSED,
+    TRANSPORT_R_OTHER,
+};
+
+void tls_stats_count(tls_stats_t *s, enum tls_stats_side side, const transport_t *t, int status)
+{
+    if (s == NULL)
+        return;
+    size_t i = 0;
+    if (status != 0) {
+        const char *r = transport_error_reason(t);
+        i = TLS_STATS_RESULTS - 1; /* other */
+        for (size_t k = 1; r != NULL && k < TLS_STATS_RESULTS; k++)
+            if (strcmp(r, tls_stats_results[k]) == 0)
+                i = k;
+    } else if (transport_resumed(t)) {
+        atomic_fetch_add_explicit(&s->resumed[side], 1, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&s->handshakes[side][i], 1, memory_order_relaxed);
 }

@@ -78,6 +78,7 @@
 #ifndef OUTRIDER_PROXY_TRANSPORT_H
 #define OUTRIDER_PROXY_TRANSPORT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -229,7 +230,8 @@ enum transport_role { TRANSPORT_SERVER, TRANSPORT_CLIENT };
 /* Per-connection TLS settings; zero fields are unused. Everything is copied. */
 typedef struct transport_tls_opts {
     enum transport_role role;
-    /* The peer must present one of these URI SANs (exact match), else the handshake fails with san_mismatch. */
+    /* The peer must present one of these URI SANs, else the handshake fails with san_mismatch. An id ending in
+     * '/' stands for every id it begins: "spiffe://cluster.local/" accepts any workload of that trust domain. */
     const char *const *expected_ids;
     size_t n_expected_ids;
     const char *sni; /* client: server name sent (Istio sends outbound_.PORT_._.HOST) */
@@ -342,6 +344,24 @@ bool transport_error_remote(const transport_t *t);
 
 /* OpenSSL's text for a failure, for logs ("" when none); valid until close. */
 const char *transport_error_detail(const transport_t *t);
+
+/* ---- handshake counters (the proxy's /stats/prometheus) ---- */
+
+enum tls_stats_side { TLS_STATS_INBOUND, TLS_STATS_OUTBOUND };
+#define TLS_STATS_RESULTS 14 /* "ok" and the 13 TRANSPORT_R_* reasons */
+
+/* Handshakes by side and result, shared by every worker (relaxed atomic adds). */
+typedef struct tls_stats {
+    _Atomic unsigned long long handshakes[2][TLS_STATS_RESULTS];
+    _Atomic unsigned long long resumed[2];           /* of the "ok" ones */
+    _Atomic unsigned long long plaintext_permissive; /* inbound connections PERMISSIVE took in plain text */
+} tls_stats_t;
+
+/* Result names by index: "ok", then the TRANSPORT_R_* strings. */
+extern const char *const tls_stats_results[TLS_STATS_RESULTS];
+
+/* Count t's handshake: status 0 is "ok" (and resumed when it was); else transport_error_reason's. NULL s: no-op. */
+void tls_stats_count(tls_stats_t *s, enum tls_stats_side side, const transport_t *t, int status);
 
 /* ---- sniffing (PERMISSIVE mode) ---- */
 

@@ -180,6 +180,7 @@ static void tr_open(void *ctx, int status)
     if (u->state != U_LEASED || u->dead)
         return;
     uv_timer_stop(&u->idle_timer);
+    tls_stats_count(u->pool->tls.stats, TLS_STATS_OUTBOUND, &u->tr, status);
     if (status == 0) {
         u->connected = true;
         flush_pending(u, &status);
@@ -203,7 +204,10 @@ static void on_connect(uv_connect_t *req, int status)
     upstream_t *u = req->data;
     if (u->state != U_LEASED || u->dead)
         return;
-    if (status == 0 && u->pool->tls.tls != NULL) {
+    tls_ctx_t *tls = u->pool->tls.tls;
+    if (tls == NULL && u->pool->tls.tls_mesh != NULL)
+        tls = *u->pool->tls.tls_mesh; /* the sidecar's current certificate */
+    if (status == 0 && tls != NULL) {
         /* the connect timer keeps running through the handshake; tr_open reports to the leaser */
         upstream_pool_t *pool = u->pool;
         char key[32];
@@ -216,7 +220,7 @@ static void on_connect(uv_connect_t *req, int status)
                                   .session_cache = pool->sessions,
                                   .session_key = key};
         u->tcp_up = true;
-        if (transport_start_tls(&u->tr, pool->tls.tls, &o, &tr_handler, u) == 0) {
+        if (transport_start_tls(&u->tr, tls, &o, &tr_handler, u) == 0) {
             transport_read_start(&u->tr);
             return;
         }
@@ -253,6 +257,7 @@ static void on_connect_timeout(uv_timer_t *t)
     if (u->tcp_up) { /* the TLS handshake did not end in time: no on_open will come */
         transport_handshake_timeout(&u->tr);
         u->tls_failure = TRANSPORT_R_HANDSHAKE_TIMEOUT;
+        tls_stats_count(u->pool->tls.stats, TLS_STATS_OUTBOUND, &u->tr, UV_ETIMEDOUT);
     }
     if (u->h->on_connect != NULL)
         u->h->on_connect(u->ctx, UV_ETIMEDOUT);
@@ -271,9 +276,12 @@ upstream_pool_t *upstream_pool_create(uv_loop_t *loop, const struct sockaddr *ad
     pool->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
     pool->max_requests = o->max_requests_per_conn;
     pool->max_idle = o->max_idle ? o->max_idle : 64;
-    if (o->tls != NULL) {
-        tls_ctx_ref(o->tls);
+    pool->tls.stats = o->stats;
+    if (o->tls != NULL || o->tls_mesh != NULL) {
+        if (o->tls != NULL)
+            tls_ctx_ref(o->tls);
         pool->tls.tls = o->tls;
+        pool->tls.tls_mesh = o->tls_mesh;
         pool->tls.tls_sni = o->tls_sni ? xstrdup(o->tls_sni) : NULL;
         pool->tls.tls_verify_host = o->tls_verify_host ? xstrdup(o->tls_verify_host) : NULL;
         if (o->n_tls_expected > 0) {
@@ -346,6 +354,11 @@ size_t upstream_pool_idle(const upstream_pool_t *pool)
 bool upstream_connected(const upstream_t *u)
 {
     return u->connected;
+}
+
+const char *upstream_peer_id(const upstream_t *u)
+{
+    return transport_peer_id(&u->tr);
 }
 
 const char *upstream_tls_failure(const upstream_t *u)

@@ -59,6 +59,10 @@ typedef struct upstream_pool_opts {
     const char *tls_verify_host;     /* the certificate must name it; NULL: not checked */
     const char *const *tls_expected; /* or carry one of these URI SANs (spiffe://...) */
     size_t n_tls_expected;
+    /* mutual TLS with the sidecar's own identity (ISTIO_MUTUAL, auto mTLS), when tls is NULL: the ctx is read from
+     * *tls_mesh at each connect (the worker swaps it when the certificate rotates); NULL there: plain */
+    struct tls_ctx *const *tls_mesh;
+    struct tls_stats *stats; /* handshakes counted (outbound side); NULL: not counted */
 } upstream_pool_opts_t;
 
 /*
@@ -86,6 +90,9 @@ bool upstream_connected(const upstream_t *u);
 
 /* After a failed TLS handshake: its reason (transport.h's TRANSPORT_R_*), else NULL. */
 const char *upstream_tls_failure(const upstream_t *u);
+
+/* The verified peer identity (URI SAN) of a TLS connection, or NULL; valid until the connection is released. */
+const char *upstream_peer_id(const upstream_t *u);
 
 /* Whether this lease reuses a pooled connection (for retrying a request on a stale one). */
 bool upstream_reused(const upstream_t *u);

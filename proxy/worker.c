@@ -22,6 +22,7 @@
 #include "hostport.h"
 #include "rlglobal.h"
 #include "log.h"
+#include "transport.h"
 #include "upstream.h"
 
 struct worker {
@@ -40,6 +41,8 @@ struct worker {
     uint64_t drain_timeout_ms;
     uv_mutex_t lock;
     runtime_t *pending; /* worker_set_runtime's, taken by swap_async (under lock) */
+    tls_ctx_t *pending_tls; /* worker_set_identity's, likewise */
+    bool has_pending_tls;
     bool started;
     bool stopping;
     bool done;
@@ -68,16 +71,33 @@ static void close_listeners(worker_t *w)
         }
 }
 
+static runtime_view_t *view_create(worker_t *w, runtime_t *rt)
+{
+    runtime_view_t *v = runtime_view_create(rt, &w->loop);
+    v->mesh_tls = &w->cw.mesh_tls;
+    v->tls_stats = w->cw.tls_stats;
+    return v;
+}
+
 static void take_pending(worker_t *w)
 {
     uv_mutex_lock(&w->lock);
     runtime_t *rt = w->pending;
     w->pending = NULL;
+    tls_ctx_t *tls = w->pending_tls;
+    bool has_tls = w->has_pending_tls;
+    w->pending_tls = NULL;
+    w->has_pending_tls = false;
     uv_mutex_unlock(&w->lock);
+    if (has_tls) {
+        /* new connections present the new certificate; open ones keep theirs (each holds its ctx) */
+        tls_ctx_unref(w->cw.mesh_tls);
+        w->cw.mesh_tls = tls;
+    }
     if (rt == NULL)
         return;
     runtime_view_t *old = w->cw.view;
-    w->cw.view = runtime_view_create(rt, &w->loop);
+    w->cw.view = view_create(w, rt);
     runtime_unref(rt); /* the view holds its own reference */
     runtime_view_retire(old);
 }
@@ -235,7 +255,12 @@ worker_t *worker_create(const worker_opts_t *o, char *err, size_t errlen)
     w->drain_timeout_ms = o->drain_timeout_ms ? o->drain_timeout_ms : 5000;
     conn_worker_t *cw = &w->cw;
     cw->loop = &w->loop;
-    cw->view = runtime_view_create(o->rt, &w->loop);
+    cw->tls_stats = o->tls_stats;
+    if (o->mesh_tls != NULL) {
+        tls_ctx_ref(o->mesh_tls);
+        cw->mesh_tls = o->mesh_tls;
+    }
+    cw->view = view_create(w, o->rt);
     cw->rng = ((uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15ull) ^ uv_hrtime();
     if (cw->rng == 0)
         cw->rng = 1;
@@ -300,6 +325,19 @@ void worker_set_runtime(worker_t *w, runtime_t *rt)
     uv_async_send(&w->swap_async);
 }
 
+void worker_set_identity(worker_t *w, tls_ctx_t *ctx)
+{
+    if (ctx != NULL)
+        tls_ctx_ref(ctx);
+    uv_mutex_lock(&w->lock);
+    tls_ctx_t *old = w->pending_tls;
+    w->pending_tls = ctx;
+    w->has_pending_tls = true;
+    uv_mutex_unlock(&w->lock);
+    tls_ctx_unref(old);
+    uv_async_send(&w->swap_async);
+}
+
 void worker_join(worker_t *w)
 {
     if (w->started) {
@@ -321,6 +359,8 @@ void worker_destroy(worker_t *w)
     }
     if (w->pending != NULL)
         runtime_unref(w->pending);
+    tls_ctx_unref(w->pending_tls);
+    tls_ctx_unref(w->cw.mesh_tls);
     if (uv_loop_close(&w->loop) != 0)
         log_warn("worker: loop closed with handles still open");
     uv_mutex_destroy(&w->lock);

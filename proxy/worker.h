@@ -45,6 +45,8 @@ typedef struct worker_opts {
     uint64_t drain_timeout_ms;  /* 0 = 5 s: in-flight requests may finish within this after a stop */
     size_t retry_buffer_bytes;  /* 0 = 64 KiB: request body kept for retries */
     conn_linger_t linger;       /* draining after an answer that closes (all 0: close at once) */
+    struct tls_ctx *mesh_tls;   /* the sidecar's certificate (spec.identity), NULL: none; the worker takes a ref */
+    struct tls_stats *tls_stats; /* handshake counters shared by the workers; NULL: not counted */
 } worker_opts_t;
 
 enum worker_listener { WORKER_OUTBOUND, WORKER_INBOUND };
@@ -68,6 +70,13 @@ void worker_stop(worker_t *w);
 
 /* Switch to rt for new requests (the worker takes its own reference); safe from any thread. */
 void worker_set_runtime(worker_t *w, runtime_t *rt);
+
+/*
+ * Present ctx (the sidecar's renewed certificate) on new mutual TLS
+ * connections, both sides, from now on; connections already open keep
+ * theirs. The worker takes its own reference. Safe from any thread.
+ */
+void worker_set_identity(worker_t *w, struct tls_ctx *ctx);
 
 /* Wait for a started worker's thread to end. */
 void worker_join(worker_t *w);

@@ -3,7 +3,8 @@
 # no Redis): the collector (Zipkin API and /metrics on :9411, OTLP/HTTP on
 # :4318), two demo services, productpage and reviews (v1 and v2), each with an
 # outrider-proxy sidecar, a canary split of reviews (80% v1, 20% v2; the user
-# jason always gets v2), some traffic, and where to look. Stays in the
+# jason always gets v2), mutual TLS between the sidecars with identities from
+# the mesh CA (outriderctl ca serve on :15012), some traffic, and where to look. Stays in the
 # foreground; Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,13 +37,26 @@ wait_http() { # name url
     exit 1
 }
 
-for port in 9411 4318 9080 19081 19082 15000 15001 15006 15100 15101 15106 15200 15201 15206; do
+for port in 9411 4318 9080 19081 19082 15000 15001 15006 15012 15100 15101 15106 15200 15201 15206; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "port $port is already in use (another demo mesh still running?): stop it first" >&2
         exit 1
     fi
 done
+# the mesh CA: a root made once (build/demo-pki/ca), a fresh bootstrap token per service account each run
+PKI=build/demo-pki
+mkdir -p "$PKI"
+[ -f "$PKI/ca/root-cert.pem" ] || "$BIN/outriderctl" ca init "$PKI/ca" >/dev/null
+(umask 077 && : >"$PKI/tokens")
+for sa in productpage reviews; do
+    tok=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077 && echo "$tok" >"$PKI/$sa.token")
+    echo "$tok default $sa" >>"$PKI/tokens"
+done
 for f in deploy/demo/*.yaml; do "$BIN/outrider-proxy" --config "$f" --check >/dev/null; done
+start ca "$BIN/outriderctl" ca serve --ca "$PKI/ca" --listen 127.0.0.1:15012 --tokens "$PKI/tokens"
+for _ in $(seq 100); do grep -q 'listening https' "$LOGS/ca.log" && break; sleep 0.1; done
+grep -q 'listening https' "$LOGS/ca.log" || { echo "the mesh CA did not start:" >&2; cat "$LOGS/ca.log" >&2; exit 1; }
 start collector "$BIN/outrider-collector" --zipkin-listen 127.0.0.1:9411 --otlp-listen 127.0.0.1:4318
 wait_http collector http://127.0.0.1:9411/health
 start reviews-v1-app python3 scripts/demo_app.py reviews 19081 v1
@@ -84,7 +98,10 @@ Outrider demo mesh is running (logs in $LOGS).
   dependencies      http://127.0.0.1:9411/api/v2/dependencies?endTs=$(($(date +%s) * 1000 + 60000))
   mesh metrics      http://127.0.0.1:9411/metrics   (istio_requests_total, istio_request_duration_milliseconds...)
   sidecar admin     http://127.0.0.1:15000/stats/prometheus  /config_dump  /ready  (reviews: 15100, 15200)
-  change routing    edit deploy/demo/productpage.yaml, then: kill -HUP ${PIDS[6]}
+  change routing    edit deploy/demo/productpage.yaml, then: kill -HUP ${PIDS[7]}
+  mutual TLS        productpage -> reviews goes over mTLS (reviews' sidecars are STRICT); the principals:
+                    curl -s http://127.0.0.1:9411/metrics | grep 'reporter="destination"' | grep -o 'source_principal="[^"]*"' | sort -u
+                    curl -s http://127.0.0.1:15100/config_dump | jq .identityStatus   (certificate, renewal)
   service graph     http://127.0.0.1:9411/mesh
   dashboards        $PWD/dashboards/ (Grafana: mesh, service, workload, traffic policies, collector)
 
@@ -98,4 +115,4 @@ http://127.0.0.1:3000 (admin/admin):
       cfg:default.paths.provisioning=$PWD/dashboards/provisioning cfg:default.paths.data=/tmp/outrider-grafana
 Ctrl-C stops everything.
 TXT
-wait "${PIDS[0]}"
+wait "${PIDS[1]}"

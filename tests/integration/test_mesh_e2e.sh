@@ -6,7 +6,10 @@
 # of B's sidecar; istio_requests_total arrives with reporter="source" and
 # reporter="destination", the destination side labelled with the source
 # workload through the peer-metadata exchange (and that header never
-# reaches app B); an incoming x-b3-sampled: 0 suppresses the trace while
+# reaches app B); the hop between the sidecars is mutual TLS (identities from
+# outriderctl, PeerAuthentication STRICT at B, auto mTLS at A) and the
+# collector sees the SPIFFE ids as source_principal and destination_principal
+# with connection_security_policy="mutual_tls"; an incoming x-b3-sampled: 0 suppresses the trace while
 # metrics still count it; access logs arrive as OTLP log records; a
 # WebSocket through both sidecars is counted in istio_tcp_* on both
 # reporters with the destination service labels istio_requests_total has
@@ -14,6 +17,16 @@
 # config serves on.
 . "$(dirname "$0")/../lib.sh"
 
+CTL=$OUTRIDER_BIN/outriderctl
+"$CTL" ca init "$T/ca" >/dev/null 2>&1 || fail "ca init"
+for sa in productpage reviews; do
+    "$CTL" cert issue --ca "$T/ca" --namespace default --service-account "$sa" --out "$T/$sa" >/dev/null 2>&1 ||
+        fail "cert issue $sa"
+done
+identity() { # SA: the Proxy's spec.identity from files
+    printf '  identity: {serviceAccount: %s, rootCertificates: %s, certificateChain: %s, privateKey: %s}\n' \
+        "$1" "$T/ca/root-cert.pem" "$T/$1/cert-chain.pem" "$T/$1/key.pem"
+}
 start_collector
 start_backend reviews-app
 APP_B=$BACKEND_PORT
@@ -28,6 +41,12 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 200ms}
+$(identity reviews)
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
 YAML
 cat >"$T/a.yaml" <<YAML
 apiVersion: outrider.io/v1alpha1
@@ -37,6 +56,7 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 200ms}
+$(identity productpage)
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -46,7 +66,7 @@ spec:
   ports: [{number: 9080, name: http}]
   resolution: STATIC
   endpoints:
-  - {address: 127.0.0.1, ports: {http: $B_IN}, labels: {app: reviews, version: v1}}
+  - {address: 127.0.0.1, ports: {http: $B_IN}, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
 YAML
 start_proxy b "$T/b.yaml"
 B_PID=$PROXY_PID
@@ -113,6 +133,16 @@ grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="destination"' | gr
 grep '^istio_requests_total{' <<<"$metrics" | grep "$want_src" | grep -q 'destination_workload="reviews-v1"' ||
     fail "source side lacks destination_workload from the response's peer metadata: $(grep istio_requests_total <<<"$metrics")"
 grep -q '^istio_request_duration_milliseconds_bucket{' <<<"$metrics" || fail "no duration histogram at the collector"
+# mutual TLS: the principals are the certificates' SPIFFE ids
+grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="destination"' | grep 'response_code="200"' |
+    grep 'source_principal="spiffe://cluster.local/ns/default/sa/productpage"' |
+    grep 'destination_principal="spiffe://cluster.local/ns/default/sa/reviews"' |
+    grep -q 'connection_security_policy="mutual_tls"' ||
+    fail "destination side lacks the principals or mutual_tls: $(grep istio_requests_total <<<"$metrics")"
+grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="source"' | grep 'response_code="200"' |
+    grep 'source_principal="spiffe://cluster.local/ns/default/sa/productpage"' |
+    grep -q 'destination_principal="spiffe://cluster.local/ns/default/sa/reviews"' ||
+    fail "source side lacks the principals: $(grep istio_requests_total <<<"$metrics")"
 
 # only the two sampled requests were traced: the unsampled trace id is absent
 code=$(http_status GET "$ZIPKIN_URL/api/v2/trace/463ac35c9f6413ad48485a3953bb6124")

@@ -9,7 +9,7 @@
 #  - no sni and a host the certificate does not name: refused (the host is checked);
 #  - the flags and reasons are in istio_requests_total, whose destination_service_name is the
 #    whole external host and destination_service_namespace the ServiceEntry's (shop);
-#  - --check: ISTIO_MUTUAL (no workload identity yet), MUTUAL without a key, an unreadable file,
+#  - --check: ISTIO_MUTUAL without spec.identity, MUTUAL without a key, an unreadable file,
 #    each with file:line:col; /config_dump shows file names, never key material.
 # variants: ns-implicit-w2 (tests/lib.sh: the documents in namespace shop through the Proxy's, two workers)
 . "$(dirname "$0")/../lib.sh"
@@ -118,7 +118,7 @@ check_err() { # TLS EXPECTED
     grep -qE "bad.yaml:[0-9]+:[0-9]+: DestinationRule bad: spec.trafficPolicy.tls.*$2" <<<"$out" ||
         fail "--check on tls $1: $out"
 }
-check_err "{mode: ISTIO_MUTUAL}" "ISTIO_MUTUAL needs the sidecar's workload identity"
+check_err "{mode: ISTIO_MUTUAL}" "ISTIO_MUTUAL presents the sidecar's workload identity: the Proxy needs spec.identity"
 check_err "{mode: MUTUAL, caCertificates: $CA}" "mode MUTUAL needs clientCertificate and privateKey"
 check_err "{mode: SIMPLE, caCertificates: $T/nothing.pem}" "cannot read"
 check_err "{sni: x}" "mode: missing required field"

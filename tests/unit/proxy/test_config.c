@@ -485,7 +485,7 @@ static void test_unknown_kind_and_api(void **state)
     (void)state;
     check_case("apiVersion: outrider.io/v1alpha1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n", 1,
                "t.yaml:25:7: document 4: kind: unknown kind \"Sidecar\" (expected Proxy, ServiceEntry, "
-               "VirtualService, DestinationRule, RateLimit or Telemetry)");
+               "VirtualService, DestinationRule, RateLimit, Telemetry or PeerAuthentication)");
     check_case("apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata: {name: r}\n"
                "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n",
                1,
@@ -711,7 +711,7 @@ static void test_all_errors_reported(void **state)
                      "127.0.0.1:15001, got \"localhost:1\"");
     expect_error(&m, "t.yaml:5:43: Proxy p: spec.extra: unknown field");
     expect_error(&m, "t.yaml:8:7: document 2: kind: unknown kind \"Gateway\" (expected Proxy, ServiceEntry, "
-                     "VirtualService, DestinationRule, RateLimit or Telemetry)");
+                     "VirtualService, DestinationRule, RateLimit, Telemetry or PeerAuthentication)");
 
     cfg = load("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [x]}\n", &m);
     assert_null(cfg);
@@ -1152,6 +1152,137 @@ static void test_load_file_errors(void **state)
     proxy_config_destroy(NULL);
 }
 
+
+/* ---- PeerAuthentication and spec.identity ---- */
+
+/* A Proxy in namespace shop labelled app: reviews, with an inbound listener forwarding to port 9080, + extra. */
+static proxy_config_t *load_pa(const char *identity, const char *extra, msgs_t *m)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "apiVersion: outrider.io/v1alpha1\nkind: Proxy\n"
+             "metadata: {name: reviews-v1, namespace: shop, labels: {app: reviews}}\n"
+             "spec:\n  inbound: {forwardTo: \"127.0.0.1:9080\"}\n%s%s",
+             identity, extra);
+    return load(text, m);
+}
+
+#define ID_FILES "  identity: {serviceAccount: bookinfo-reviews, rootCertificates: /dev/null, certificateChain: " \
+                 "/dev/null, privateKey: /dev/null}\n"
+#define PA(name, ns, body)                                                                                             \
+    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: " name ", namespace: " ns     \
+    "}\nspec: " body "\n"
+
+static void expect_mode(const char *extra, enum proxy_mtls_mode want, const char *decided)
+{
+    msgs_t m;
+    proxy_config_t *cfg = load_pa(ID_FILES, extra, &m);
+    if (cfg == NULL)
+        dump(&m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->mtls.mode, want);
+    if (decided == NULL)
+        assert_null(cfg->mtls.decided);
+    else
+        assert_string_equal(cfg->mtls.decided->meta.name, decided);
+    proxy_config_destroy(cfg);
+}
+
+static void test_peer_authentication(void **state)
+{
+    (void)state;
+    /* nothing said: PERMISSIVE, as Istio's default */
+    expect_mode("", PROXY_MTLS_PERMISSIVE, NULL);
+    /* mesh-wide (root namespace), then namespace, then workload: the narrowest that sets a mode */
+    expect_mode(PA("mesh", "istio-system", "{mtls: {mode: STRICT}}"), PROXY_MTLS_STRICT, "mesh");
+    expect_mode(PA("mesh", "istio-system", "{mtls: {mode: STRICT}}") PA("ns", "shop", "{mtls: {mode: PERMISSIVE}}"),
+                PROXY_MTLS_PERMISSIVE, "ns");
+    /* another namespace's policy and a selector that does not match do not apply */
+    expect_mode(PA("other", "books", "{mtls: {mode: STRICT}}")
+                    PA("ratings", "shop", "{selector: {matchLabels: {app: ratings}}, mtls: {mode: STRICT}}"),
+                PROXY_MTLS_PERMISSIVE, NULL);
+    /* UNSET inherits; a workload policy's portLevelMtls for the app's port wins */
+    expect_mode(PA("ns", "shop", "{mtls: {mode: STRICT}}")
+                    PA("wl", "shop", "{selector: {matchLabels: {app: reviews}}, mtls: {mode: UNSET}}"),
+                PROXY_MTLS_STRICT, "ns");
+    expect_mode(PA("ns", "shop", "{mtls: {mode: STRICT}}")
+                    PA("wl", "shop", "{selector: {matchLabels: {app: reviews}}, portLevelMtls: {9080: {mode: DISABLE}, "
+                                     "8080: {mode: PERMISSIVE}}}"),
+                PROXY_MTLS_DISABLE, "wl");
+    expect_mode(PA("wl", "shop", "{selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}, portLevelMtls: "
+                                 "{8080: {mode: DISABLE}}}"),
+                PROXY_MTLS_STRICT, "wl");
+
+    /* errors and warnings, at file:line:col */
+    msgs_t m;
+    proxy_config_t *cfg = load_pa("", PA("ns", "shop", "{mtls: {mode: STRICT}}"), &m);
+    assert_null(cfg);
+    expect_error(&m, "t.yaml:10:21: PeerAuthentication ns: mode STRICT accepts only mutual TLS, so this sidecar needs "
+                     "a certificate: give the Proxy spec.identity");
+    cfg = load_pa(ID_FILES, PA("p", "shop", "{mtls: {mode: STRICTER}, portLevelMtls: {x: {mode: STRICT}, 70000: {}}}")
+                                PA("q", "shop", "{targetRef: {kind: Gateway}}"),
+                  &m);
+    assert_null(cfg);
+    expect_error(&m, "t.yaml:11:21: PeerAuthentication p: spec.mtls.mode: unknown value \"STRICTER\" (expected one of "
+                     "UNSET, PERMISSIVE, STRICT, DISABLE)");
+    expect_error(&m, "t.yaml:11:48: PeerAuthentication p: spec.portLevelMtls.x: a port number 1-65535 is expected as "
+                     "the key, got \"x\"");
+    expect_error(&m, "t.yaml:11:67: PeerAuthentication p: spec.portLevelMtls.70000: a port number 1-65535 is expected "
+                     "as the key, got \"70000\"");
+    expect_error(&m, "t.yaml:11:32: PeerAuthentication p: spec.portLevelMtls: portLevelMtls applies to the workloads a "
+                     "selector.matchLabels chooses, as Istio requires");
+    expect_error(&m, "t.yaml:16:8: PeerAuthentication q: spec.targetRef: targetRef selects waypoints; a sidecar is "
+                     "chosen with selector.matchLabels");
+    cfg = load_pa(ID_FILES, PA("a", "shop", "{mtls: {mode: STRICT}}") PA("b", "shop", "{mtls: {mode: DISABLE}}"), &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->mtls.mode, PROXY_MTLS_STRICT);
+    expect_warning(&m, "t.yaml:13:1: PeerAuthentication b: not used: PeerAuthentication a (line 8) is already "
+                       "the one without a selector in namespace shop; Istio takes one");
+    proxy_config_destroy(cfg);
+}
+
+static void test_identity(void **state)
+{
+    (void)state;
+    msgs_t m;
+    proxy_config_t *cfg = load_pa(ID_FILES, "", &m);
+    assert_non_null(cfg);
+    const proxy_identity_t *id = &cfg->proxy.identity;
+    assert_true(id->given);
+    assert_string_equal(id->spiffe_id, "spiffe://cluster.local/ns/shop/sa/bookinfo-reviews");
+    assert_int_equal(id->certificate_ttl_ms, 24ull * 3600 * 1000);
+    buf_t b = BUF_INIT;
+    proxy_config_to_json(cfg, &b);
+    assert_non_null(strstr(b.data, "\"identity\":{\"spiffeId\":\"spiffe://cluster.local/ns/shop/sa/bookinfo-reviews\""));
+    assert_non_null(strstr(b.data, "\"effectivePeerAuthentication\":{\"mode\":\"PERMISSIVE\""));
+    buf_dispose(&b);
+    proxy_config_destroy(cfg);
+
+    cfg = load_pa("  identity: {trustDomain: example.org, rootCertificates: /dev/null, caAddress: "
+                  "\"https://127.0.0.1:15012\", tokenFile: /dev/null, certificateTtl: 1h}\n",
+                  "", &m);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->proxy.identity.spiffe_id, "spiffe://example.org/ns/shop/sa/default");
+    assert_int_equal(cfg->proxy.identity.certificate_ttl_ms, 3600000);
+    proxy_config_destroy(cfg);
+
+    cfg = load_pa("  identity: {serviceAccount: Büro, trustDomain: \"a b\", caAddress: \"http://ca:1\", "
+                  "certificateChain: /dev/null, certificateTtl: 1s}\n",
+                  "", &m);
+    assert_null(cfg);
+    expect_error(&m, "t.yaml:6:30: Proxy reviews-v1: spec.identity.serviceAccount: \"Büro\" is not a valid service "
+                     "account name (lowercase letters, digits, '-' and '.', at most 253)");
+    expect_error(&m, "t.yaml:6:50: Proxy reviews-v1: spec.identity.trustDomain: \"a b\" is not a valid trust domain "
+                     "(lowercase letters, digits, '.', '-', '_')");
+    expect_error(&m, "t.yaml:6:68: Proxy reviews-v1: spec.identity.caAddress: expected the mesh CA as https://HOST:PORT "
+                     "(outriderctl ca serve), got \"http://ca:1\"");
+    expect_error(&m, "t.yaml:6:127: Proxy reviews-v1: spec.identity.certificateTtl: must be between 2s and 90 days "
+                     "(2160h)");
+    expect_error(&m, "t.yaml:6:14: Proxy reviews-v1: spec.identity.rootCertificates: missing required field");
+    expect_error(&m, "t.yaml:6:14: Proxy reviews-v1: spec.identity: either certificate files (certificateChain, "
+                     "privateKey) or the mesh CA (caAddress, tokenFile), not both");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1174,6 +1305,8 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_load_file_errors),
+        cmocka_unit_test(test_peer_authentication),
+        cmocka_unit_test(test_identity),
         cmocka_unit_test(test_namespace_implicit),
         cmocka_unit_test(test_namespace_explicit),
         cmocka_unit_test(test_namespace_errors),

@@ -89,6 +89,8 @@ typedef struct fixture {
     tele_worker_t *w;
 } fixture_t;
 
+static const char *fx_self_principal; /* tele_opts_t.self_principal of the next fx_open */
+
 static void fx_open(fixture_t *f, const char *host, size_t max_queue, bool start)
 {
     memset(f, 0, sizeof(*f));
@@ -103,6 +105,7 @@ static void fx_open(fixture_t *f, const char *host, size_t max_queue, bool start
     o.self = &f->self;
     o.service_name = "productpage.default";
     o.instance_id = "productpage-v1-abc.default";
+    o.self_principal = fx_self_principal;
     f->t = tele_create(&o);
     assert_non_null(f->t);
     if (start)
@@ -306,6 +309,88 @@ static void test_destination_labels_and_series(void **state)
     assert_series_line(p, "istio_tcp_connections_closed_total", labels, "", "1");
     assert_series_line(p, "istio_tcp_sent_bytes_total", labels, "", "120");
     assert_series_line(p, "istio_tcp_received_bytes_total", labels, "", "7");
+    buf_dispose(&out);
+    fx_close(&f);
+}
+
+
+/* Mutual TLS: the principals are the handshake's SPIFFE ids, and the destination side says mutual_tls. */
+static void test_principals(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fx_self_principal = "spiffe://cluster.local/ns/default/sa/productpage";
+    fx_open(&f, NULL, 0, true);
+    fx_self_principal = NULL;
+    /* destination side, over mTLS, with and without the peer's metadata; a plaintext one stays apart */
+    tele_request_t r = base_request(TELE_DESTINATION, NULL);
+    r.mtls = true;
+    r.peer_principal = S("spiffe://cluster.local/ns/shop/sa/reviews");
+    r.self_principal = S("spiffe://cluster.local/ns/default/sa/productpage");
+    tele_record(f.w, &r);
+    tele_record(f.w, &r);
+    tele_request_t plain = base_request(TELE_DESTINATION, NULL);
+    tele_record(f.w, &plain);
+    /* source side over mTLS: our principal is the source, the upstream's the destination */
+    tele_request_t s = base_request(TELE_SOURCE, NULL);
+    s.mtls = true;
+    s.peer_principal = S("spiffe://cluster.local/ns/shop/sa/reviews");
+    tele_record(f.w, &s);
+    /* a tunnel over mTLS */
+    tele_tcp_t tcp = {0};
+    tcp.reporter = TELE_DESTINATION;
+    tcp.destination_service = S("reviews.default.svc.cluster.local");
+    tcp.destination_service_name = S("reviews");
+    tcp.destination_service_namespace = S("default");
+    tcp.mtls = true;
+    tcp.peer_principal = S("spiffe://cluster.local/ns/shop/sa/reviews");
+    tcp.opened = true;
+    tele_record_tcp(f.w, &tcp);
+    fx_finish(&f);
+
+    buf_t out = BUF_INIT;
+    tele_render_prometheus(f.t, &out);
+    const char *p = out.data;
+    const char *mtls_dst = "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\","
+                           "source_principal=\"spiffe://cluster.local/ns/shop/sa/reviews\",";
+    const char *self_dst = "destination_principal=\"spiffe://cluster.local/ns/default/sa/productpage\"";
+    /* the two mTLS requests share a series; the plaintext one has unknown principals and none */
+    size_t mtls_series = 0, plain_series = 0;
+    for (const char *q = p; (q = strstr(q, "\nistio_requests_total{")) != NULL; q++) {
+        const char *end = strchr(q + 1, '\n');
+        char line[4096];
+        size_t n = end != NULL ? (size_t)(end - q) : strlen(q);
+        snprintf(line, sizeof line, "%.*s", (int)n, q + 1);
+        if (strstr(line, "reporter=\"destination\"") == NULL)
+            continue;
+        if (strstr(line, "connection_security_policy=\"mutual_tls\"") != NULL) {
+            assert_non_null(strstr(line, mtls_dst));
+            assert_non_null(strstr(line, self_dst));
+            assert_non_null(strstr(line, "} 2"));
+            mtls_series++;
+        } else {
+            assert_non_null(strstr(line, "source_principal=\"unknown\""));
+            assert_non_null(strstr(line, "destination_principal=\"unknown\""));
+            assert_non_null(strstr(line, "connection_security_policy=\"none\"} 1"));
+            plain_series++;
+        }
+    }
+    assert_int_equal(mtls_series, 1);
+    assert_int_equal(plain_series, 1);
+    /* source side: ours is the source, the upstream's the destination; Istio's source reporter says unknown */
+    const char *src = strstr(p, "\nistio_requests_total{reporter=\"source\"");
+    assert_non_null(src);
+    const char *src_end = strchr(src + 1, '\n');
+    char line[4096];
+    snprintf(line, sizeof line, "%.*s", (int)(src_end - src), src + 1);
+    assert_non_null(strstr(line, "source_principal=\"spiffe://cluster.local/ns/default/sa/productpage\""));
+    assert_non_null(strstr(line, "destination_principal=\"spiffe://cluster.local/ns/shop/sa/reviews\""));
+    assert_non_null(strstr(line, "connection_security_policy=\"unknown\""));
+    const char *tcp_line = strstr(p, "\nistio_tcp_connections_opened_total{");
+    assert_non_null(tcp_line);
+    snprintf(line, sizeof line, "%.*s", (int)(strchr(tcp_line + 1, '\n') - tcp_line), tcp_line + 1);
+    assert_non_null(strstr(line, "source_principal=\"spiffe://cluster.local/ns/shop/sa/reviews\""));
+    assert_non_null(strstr(line, "connection_security_policy=\"mutual_tls\""));
     buf_dispose(&out);
     fx_close(&f);
 }
@@ -1764,6 +1849,7 @@ int main(void)
         cmocka_unit_test(test_host_port),
         cmocka_unit_test(test_render_source_histograms),
         cmocka_unit_test(test_destination_labels_and_series),
+        cmocka_unit_test(test_principals),
         cmocka_unit_test(test_label_escaping_and_cut),
         cmocka_unit_test(test_queue_limit_drops),
         cmocka_unit_test(test_otlp_traces_and_logs),

@@ -750,6 +750,26 @@ static void test_san_mismatch(void **state)
     assert_false(transport_error_remote(&tc->clients[0].t));
     assert_true(tc->servers[0].open_status < 0);
     done_failing(tc);
+
+    /* a trust domain ("spiffe://TD/") accepts that domain's workloads only; "spiffe://cluster" is no prefix match */
+    static const char *const other_domain[] = {"spiffe://other.local/", "spiffe://cluster"};
+    tc = failing(ctx_pem(&pki.server, NULL, NULL, 0, 0, 0), ctx_pem(NULL, pki.ca1.cert, NULL, 0, 0, 0), other_domain,
+                 2);
+    assert_string_equal(transport_error_reason(&tc->clients[0].t), TRANSPORT_R_SAN_MISMATCH);
+    done_failing(tc);
+    static const char *const domain[] = {"spiffe://cluster.local/"};
+    tc = tc_new(ctx_pem(&pki.server, NULL, NULL, 0, 0, 0));
+    tc->server_tmpl.echo = true;
+    ep_t *c = &tc->clients[0];
+    c->ctx = ctx_pem(NULL, pki.ca1.cert, NULL, 0, 0, 0);
+    c->opts.expected_ids = domain;
+    c->opts.n_expected_ids = 1;
+    c->msg = "ping";
+    tc_connect(tc, 0);
+    RUN_UNTIL(tc, c->rx_len == 4);
+    assert_string_equal(transport_peer_id(&c->t), ID_REVIEWS);
+    tls_ctx_unref(c->ctx);
+    tc_free(tc);
 }
 
 static void test_no_peer_certificate(void **state)
