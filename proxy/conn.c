@@ -35,6 +35,12 @@
 #include <time.h>
 
 #include "buf.h"
+#include "cluster.h"
+#include "filter.h"
+#include "filter_fault.h"
+#include "filter_mirror.h"
+#include "filter_ratelimit.h"
+#include "head.h"
 #include "log.h"
 #include "mirror.h"
 #include "rlglobal.h"
@@ -50,7 +56,6 @@
 #define LINGER_CHUNK (64 * 1024)        /* the per-thread buffer lingering connections read into */
 #define PIPELINE_BUFFER_MAX (64 * 1024) /* bytes read ahead of the request being answered (pipelining) */
 #define MAX_EXTRA_FIELDS 48             /* fields an exchange may add to a request or response head */
-#define MAX_MIRRORS 4                   /* mirrors per request */
 #define BACKOFF_BASE_MS 25
 #define BACKOFF_MAX_MS 250
 
@@ -71,8 +76,6 @@ enum {
     RF_RLSE = TELE_RF_RLSE, /* the rate limit service (Redis) failed, failureMode deny */
 };
 
-/* Requests waiting for a connection when DestinationRule http1MaxPendingRequests is not set (Envoy's default). */
-#define DEFAULT_MAX_PENDING 1024
 
 /* Why an attempt failed (retry conditions). */
 enum fail_kind { FAIL_CONNECT, FAIL_RESET, FAIL_TRY_TIMEOUT, FAIL_STATUS };
@@ -145,21 +148,24 @@ struct conn {
     bool tunnel;           /* 101 forwarded: bytes are copied both ways */
     bool recorded;         /* telemetry recorded */
     bool have_peer;
-    bool fault_wait;     /* an injected delay is running (try_timer) */
-    bool waiting;        /* queued for a connection of cl (circuit breaker); linked through wait_next */
     bool leased_counted; /* up counts in the cluster's leased connections */
     bool retry_counted;  /* counts in the cluster's retrying exchanges */
-    conn_t *wait_next;
+    cluster_waiter_t waiter; /* queued for a connection of cl (circuit breaker) */
     int fail_status;                /* the retriable status that ended the attempt */
     const char *tls_failure;        /* the last attempt's TLS handshake failure (TRANSPORT_R_*), or NULL */
-    mirror_t *mirrors[MAX_MIRRORS]; /* shadow copies of this request still being fed */
-    int n_mirrors;
-    rlg_call_t *rl_call; /* a global rate limit decision being awaited */
-    bool rl_waiting;
-    const proxy_rate_limit_t *rl_doc; /* its document */
-    bool fault_abort;                 /* an injected abort answers once the delay (if any) is over */
+    filter_exchange_t fx;           /* what the filters (filter.h) see of this exchange */
+    int filter_at;                  /* the next filter of the chain (enum step) */
+    bool filter_wait;               /* a filter holds the request (a Redis verdict, a fault delay) */
+    filter_rl_global_t rl_global;   /* the filters' state */
+    filter_fault_t fault;
+    filter_mirror_t mirrors;
     int status;                       /* final status sent to the client, 0 none */
-    buf_t up_head;                    /* the upstream request head */
+    proxy_head_t uhead;             /* the upstream request head, structured until the client codec writes it */
+    http1_header_t *up_fields;      /* its fields */
+    uint32_t up_fields_cap;
+    buf_t up_target;                /* its target, after the route's rewrite */
+    char tscratch[TRACECTX_SCRATCH]; /* the values of its trace fields */
+    buf_t up_head;                  /* the head as the HTTP/1 client wrote it (at the first attempt; retries reuse it) */
     buf_t body;                       /* the request body as framed upstream, for replays */
     bool body_over;                   /* the body outgrew the buffer: no more retries */
     uint64_t req_body_bytes;          /* request body bytes received */
@@ -178,14 +184,14 @@ static const proxy_retries_t no_retries = {0, 0, PROXY_UNSET, 0, {0}, 0};
 static void process(conn_t *c);
 static void update_reading(conn_t *c);
 static void start_attempt(conn_t *c);
-static void begin_upstream(conn_t *c);
-static void on_fault_delay(uv_timer_t *t);
 static void outlier_result(conn_t *c, int status);
-static bool local_rate_limited(conn_t *c);
-static void rate_limited_reply(conn_t *c, uint64_t limit, uint64_t remaining, uint64_t reset_s, const char *text);
-static bool global_rate_limit(conn_t *c);
-static void after_rate_limits(conn_t *c);
-static void start_mirrors(conn_t *c);
+static void run_filters(conn_t *c);
+/* The filters (filter.h), in the order they run between routing and the first attempt. */
+enum step { STEP_RL_LOCAL, STEP_RL_GLOBAL, STEP_FAULT, STEP_MIRROR, STEP_DONE };
+static void fx_reply(filter_exchange_t *x, const filter_reply_t *r);
+static void fx_resume(filter_exchange_t *x);
+static bool fx_over(filter_exchange_t *x);
+static void on_route_timeout(uv_timer_t *t);
 static void record(conn_t *c);
 
 /* Bytes for the client not yet handed to the kernel: gathered in `pend` during this event, or queued. */
@@ -202,15 +208,6 @@ static uint64_t now_unix_ns(void)
 }
 
 /* True with probability percent/100 (0..100), from the worker's generator. */
-static bool chance(conn_t *c, double percent)
-{
-    if (percent >= 100)
-        return true;
-    if (percent <= 0)
-        return false;
-    return (double)(tracectx_rand(&c->env->w->rng) % 1000000) < percent * 10000.0;
-}
-
 static str_t s_of(const char *s)
 {
     return (str_t){s, s != NULL ? strlen(s) : 0};
@@ -303,6 +300,10 @@ static void buffers_free(conn_t *c)
     buf_dispose(&c->pend);
     buf_dispose(&c->xff);
     buf_dispose(&c->up_head);
+    buf_dispose(&c->up_target);
+    free(c->up_fields);
+    c->up_fields = NULL;
+    c->up_fields_cap = 0;
     buf_dispose(&c->body);
     free(c->hdrs);
     c->hdrs = NULL;
@@ -347,40 +348,16 @@ static void lb_done(conn_t *c)
     }
 }
 
-/* A connection of cluster cl was given back or closed: the first request waiting for one may go. */
-static void wake_waiter(runtime_view_t *v, const router_cluster_t *cl)
+/* A connection of the cluster was given back or closed: this request, first in line, may go. */
+static void on_connection_free(cluster_waiter_t *w)
 {
-    runtime_cluster_state_t *cs = &v->cs[cl->index];
-    conn_t *w = cs->wait_head;
-    if (w == NULL)
-        return;
-    cs->wait_head = w->wait_next;
-    if (cs->wait_head == NULL)
-        cs->wait_tail = NULL;
-    cs->n_waiting--;
-    w->wait_next = NULL;
-    w->waiting = false;
-    start_attempt(w);
+    start_attempt((conn_t *)((char *)w - offsetof(conn_t, waiter)));
 }
 
 static void unwait(conn_t *c)
 {
-    if (!c->waiting)
-        return;
-    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
-    conn_t **pp = &cs->wait_head, *prev = NULL;
-    while (*pp != NULL && *pp != c) {
-        prev = *pp;
-        pp = &(*pp)->wait_next;
-    }
-    if (*pp == c) {
-        *pp = c->wait_next;
-        if (cs->wait_tail == c)
-            cs->wait_tail = prev;
-        cs->n_waiting--;
-    }
-    c->wait_next = NULL;
-    c->waiting = false;
+    if (c->waiter.queued)
+        cluster_unwait(&c->view->cs[c->cl->index], &c->waiter);
 }
 
 static void release_upstream(conn_t *c, bool reusable)
@@ -392,29 +369,26 @@ static void release_upstream(conn_t *c, bool reusable)
     lb_done(c);
     if (c->leased_counted) {
         c->leased_counted = false;
-        c->view->cs[c->cl->index].leased--;
-        wake_waiter(c->view, c->cl);
+        cluster_released(&c->view->cs[c->cl->index]); /* wakes the first request waiting for a connection */
     }
 }
 
 /* The exchange's resources: timers, upstream, the view. */
 static void exchange_dispose(conn_t *c)
 {
+    if (c->filter_wait) { /* a filter holds the request: it lets go (the fault filter gives back its timer) */
+        filter_fault_cancel(&c->fault);
+        filter_rl_global_cancel(&c->rl_global);
+        c->filter_wait = false;
+    }
     uv_timer_stop(&c->route_timer);
     uv_timer_stop(&c->try_timer);
-    for (int i = 0; i < c->n_mirrors; i++)
-        mirror_abort(c->mirrors[i]);
-    c->n_mirrors = 0;
-    if (c->rl_call != NULL) {
-        rlg_cancel(c->rl_call);
-        c->rl_call = NULL;
-    }
-    c->rl_waiting = false;
+    filter_mirror_cancel(&c->mirrors);
     unwait(c);
     release_upstream(c, false);
     if (c->retry_counted) {
         c->retry_counted = false;
-        c->view->cs[c->cl->index].retrying--;
+        cluster_retry_give(&c->view->cs[c->cl->index]);
     }
     if (c->view != NULL) {
         runtime_view_drop(c->view);
@@ -686,15 +660,9 @@ static bool retriable_failure(const proxy_retries_t *r, enum fail_kind k)
 /* DestinationRule http.maxRetries: retries in flight in the cluster (this worker); takes one when allowed. */
 static bool retry_budget(conn_t *c)
 {
-    if (c->retry_counted)
-        return true;
-    const proxy_traffic_policy_t *p = c->cl->policy;
-    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
-    if (p != NULL && p->max_retries != PROXY_UNSET && cs->retrying >= (uint64_t)p->max_retries)
-        return false;
-    cs->retrying++;
-    c->retry_counted = true;
-    return true;
+    if (!c->retry_counted)
+        c->retry_counted = cluster_retry_take(&c->view->cs[c->cl->index], c->cl);
+    return c->retry_counted;
 }
 
 /* Every retry the policy allows was started: one more would exceed the limit (Envoy's retry_limit_exceeded). */
@@ -1162,8 +1130,13 @@ static const http1_callbacks_t resp_cb = {resp_on_head, resp_on_body, resp_on_tr
 static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch)
 {
     uint32_t cap = h->header_count + MAX_EXTRA_FIELDS;
-    ensure_hdrs(c, 2 * cap);
-    http1_header_t *tmp = c->hdrs + cap;
+    ensure_hdrs(c, cap);
+    http1_header_t *tmp = c->hdrs; /* scratch; the result goes to up_fields, which lives for the exchange */
+    if (c->up_fields_cap < cap) {
+        free(c->up_fields);
+        c->up_fields_cap = cap;
+        c->up_fields = xmalloc(cap * sizeof *c->up_fields);
+    }
     c->xff.len = 0;
     uint32_t n = 0;
     for (uint32_t i = 0; i < h->header_count; i++) {
@@ -1184,24 +1157,25 @@ static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch
             continue;
         tmp[n++] = *f;
     }
+    http1_header_t *out = c->up_fields;
     if (c->d.route != NULL) {
-        n = router_request_headers(&c->d, tmp, n, c->hdrs, cap - 8 - TRACECTX_MAX_FIELDS);
+        n = router_request_headers(&c->d, tmp, n, out, cap - 8 - TRACECTX_MAX_FIELDS);
         if (n > cap - 8 - TRACECTX_MAX_FIELDS)
             n = cap - 8 - TRACECTX_MAX_FIELDS;
     } else {
-        memcpy(c->hdrs, tmp, n * sizeof *tmp);
+        memcpy(out, tmp, n * sizeof *tmp);
     }
     buf_append_str(&c->xff, c->peer);
-    c->hdrs[n].name = (str_t){"x-forwarded-for", 15};
-    c->hdrs[n].value = (str_t){c->xff.data, c->xff.len};
+    out[n].name = (str_t){"x-forwarded-for", 15};
+    out[n].value = (str_t){c->xff.data, c->xff.len};
     n++;
     const char *proto = c->env->proto ? c->env->proto : "http";
-    c->hdrs[n].name = (str_t){"x-forwarded-proto", 17};
-    c->hdrs[n].value = (str_t){proto, strlen(proto)};
+    out[n].name = (str_t){"x-forwarded-proto", 17};
+    out[n].value = (str_t){proto, strlen(proto)};
     n++;
-    n += tracectx_inject(&c->trace, tscratch, c->hdrs + n);
+    n += tracectx_inject(&c->trace, tscratch, out + n);
     if (c->env->mode == CONN_OUTBOUND) {
-        memcpy(c->hdrs + n, c->view->rt->peer_fields, sizeof c->view->rt->peer_fields);
+        memcpy(out + n, c->view->rt->peer_fields, sizeof c->view->rt->peer_fields);
         n += 2;
     }
     return n;
@@ -1241,15 +1215,13 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     c->tunnel = false;
     c->recorded = false;
     c->have_peer = false;
-    c->fault_wait = false;
-    c->fault_abort = false;
-    c->n_mirrors = 0;
-    c->rl_call = NULL;
-    c->rl_waiting = false;
-    c->waiting = false;
+    c->filter_at = 0;
+    c->filter_wait = false;
+    memset(&c->rl_global, 0, sizeof c->rl_global);
+    memset(&c->fault, 0, sizeof c->fault);
+    c->mirrors.n = 0;
     c->leased_counted = false;
     c->retry_counted = false;
-    c->wait_next = NULL;
     c->status = 0;
     c->up_head.len = 0;
     c->body.len = 0;
@@ -1337,20 +1309,24 @@ static int req_on_head(void *ctx, const http1_head_t *h)
         return HTTP1_CB_OK;
     }
 
-    /* the upstream request head, kept for retries */
-    char tscratch[TRACECTX_SCRATCH];
-    uint32_t n = request_headers(c, h, tscratch);
-    http1_head_opts_t o = {HTTP1_FRAME_NONE, 0, false, h->upgrade, true};
-    if (h->body == HTTP1_BODY_LENGTH) {
-        o.framing = HTTP1_FRAME_LENGTH;
-        o.content_length = h->content_length;
-    } else if (h->body == HTTP1_BODY_CHUNKED) {
-        o.framing = HTTP1_FRAME_CHUNKED;
-    }
-    /* the target in origin form, rewritten by the route if it says so (c->out is free scratch here) */
-    c->out.len = 0;
-    router_rewrite_target(&c->d, rq, &c->out);
-    if (http1_write_request_head(&c->up_head, h->method_name, (str_t){c->out.data, c->out.len}, c->hdrs, n, &o) < 0) {
+    /* the upstream request head, structured (the HTTP/1 client writes it at the first attempt) */
+    proxy_head_t *u = &c->uhead;
+    memset(u, 0, sizeof *u);
+    u->method = h->method_name;
+    u->fields = c->up_fields; /* request_headers may grow the array: set again below */
+    u->n_fields = request_headers(c, h, c->tscratch);
+    u->fields = c->up_fields;
+    u->authority = rq->authority;
+    u->upgrade = h->upgrade;
+    u->framing = h->body == HTTP1_BODY_LENGTH    ? HTTP1_FRAME_LENGTH
+                 : h->body == HTTP1_BODY_CHUNKED ? HTTP1_FRAME_CHUNKED
+                                                 : HTTP1_FRAME_NONE;
+    u->content_length = h->content_length;
+    /* the target in origin form, rewritten by the route if it says so */
+    c->up_target.len = 0;
+    router_rewrite_target(&c->d, rq, &c->up_target);
+    u->target = (str_t){c->up_target.data, (uint32_t)c->up_target.len};
+    if (!http1_request_target_ok(u->target)) {
         local_reply(c, 400, "bad request\n", true);
         return HTTP1_CB_OK;
     }
@@ -1363,413 +1339,95 @@ static int req_on_head(void *ctx, const http1_head_t *h)
         c->retry = &defaults;
     }
     c->retries_left = c->retry->attempts;
-    if (c->env->mode == CONN_OUTBOUND && c->view->rt->cfg->n_rate_limits > 0 &&
-        (local_rate_limited(c) || global_rate_limit(c)))
-        return HTTP1_CB_OK; /* answered, or waiting for Redis */
-    after_rate_limits(c);
+    const proxy_http_route_t *route = c->d.route;
+    if ((c->env->mode == CONN_INBOUND || c->view->rt->cfg->n_rate_limits == 0) &&
+        (route == NULL || (!route->fault.has_delay && !route->fault.has_abort && route->n_mirrors == 0))) {
+        c->filter_at = STEP_DONE; /* no filter applies: straight to the first attempt */
+        run_filters(c);
+        return HTTP1_CB_OK;
+    }
+    c->fx = (filter_exchange_t){.req = &c->rreq,
+                                .d = &c->d,
+                                .cl = c->cl,
+                                .view = c->view,
+                                .loop = c->env->w->loop,
+                                .rng = &c->env->w->rng,
+                                .rlg = c->env->w->rlg,
+                                .peer = c->peer,
+                                .reply = fx_reply,
+                                .resume = fx_resume,
+                                .over = fx_over};
+    run_filters(c);
     return HTTP1_CB_OK;
 }
 
-static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s);
 
-/* Past the rate limits: fault injection, then the upstream. */
-static void after_rate_limits(conn_t *c)
+/* Run the filters from c->filter_at on; past the last, the route timeout and the first attempt. */
+static void run_filters(conn_t *c)
 {
-    if (c->d.route != NULL && (c->d.route->fault.has_delay || c->d.route->fault.has_abort)) {
-        const proxy_fault_t *f = &c->d.route->fault;
-        c->fault_abort = f->has_abort && chance(c, f->abort_percent);
-        if (f->has_delay && chance(c, f->delay_percent)) {
-            /* the delay holds this request only: a timer, the worker goes on */
-            c->flags |= RF_DI;
-            c->fault_wait = true;
-            uv_timer_start(&c->try_timer, on_fault_delay, f->delay_ms ? f->delay_ms : 1, 0);
+    bool out = c->env->mode == CONN_OUTBOUND;
+    while (c->filter_at < STEP_DONE) {
+        enum filter_result r = FILTER_CONTINUE;
+        switch (c->filter_at++) {
+        case STEP_RL_LOCAL:
+            if (out)
+                r = filter_rl_local(&c->fx);
+            break;
+        case STEP_RL_GLOBAL:
+            if (out)
+                r = filter_rl_global(&c->fx, &c->rl_global);
+            break;
+        case STEP_FAULT: r = filter_fault(&c->fx, &c->fault, &c->try_timer, &c->flags); break;
+        case STEP_MIRROR:
+            if (!c->upgrade && !c->body_over)
+                r = filter_mirror(&c->fx, &c->mirrors, &c->uhead, c->body.data, c->body.len, c->req_done);
+            break;
+        }
+        if (r == FILTER_WAIT) {
+            c->filter_wait = true; /* fx_resume or fx_reply comes from the loop */
             return;
         }
-    }
-    begin_upstream(c);
-}
-
-/* The cluster a mirror destination names (service, subset, port), or NULL. */
-static const router_cluster_t *destination_cluster(const router_t *r, const proxy_destination_t *d)
-{
-    for (size_t i = 0; i < router_cluster_count(r); i++) {
-        const router_cluster_t *cl = router_cluster(r, i);
-        if (cl->service == NULL || cl->service != d->service)
-            continue;
-        if ((d->subset == NULL) != (cl->subset == NULL) ||
-            (d->subset != NULL && strcmp(d->subset, cl->subset->name) != 0))
-            continue;
-        uint32_t port = d->port != PROXY_UNSET ? (uint32_t)d->port : cl->service->ports[0].number;
-        if (cl->port == port)
-            return cl;
-    }
-    return NULL;
-}
-
-/* The upstream head with its Host value replaced by the authority with "-shadow" added to the host part. */
-static void shadow_head(const conn_t *c, buf_t *out)
-{
-    str_t a = c->rreq.authority;
-    const char *colon = NULL;
-    for (size_t i = a.len; i > 0; i--)
-        if (a.ptr[i - 1] == ':') {
-            colon = a.ptr + i - 1;
-            break;
-        } else if (a.ptr[i - 1] == ']') {
-            break;
-        }
-    size_t host_len = colon != NULL ? (size_t)(colon - a.ptr) : a.len;
-    const char *h = c->up_head.data, *end = h + c->up_head.len;
-    const char *line = memchr(h, '\n', c->up_head.len); /* after the request line */
-    while (line != NULL && line + 1 < end) {
-        const char *start = line + 1;
-        const char *eol = memchr(start, '\n', (size_t)(end - start));
-        if (eol == NULL)
-            break;
-        if (eol - start >= 5 && strncasecmp(start, "host:", 5) == 0) {
-            buf_append(out, h, (size_t)(start - h));
-            buf_append_str(out, "Host: ");
-            buf_append(out, a.ptr, host_len);
-            buf_append_str(out, "-shadow");
-            if (colon != NULL)
-                buf_append(out, colon, a.len - host_len);
-            buf_append_str(out, "\r\n");
-            buf_append(out, eol + 1, (size_t)(end - eol - 1));
+        if (r == FILTER_REPLIED)
             return;
-        }
-        line = eol;
     }
-    buf_append(out, h, c->up_head.len); /* no Host field: unchanged */
-}
-
-/* VirtualService mirror/mirrors: start the shadow copies this request gets (by mirrorPercentage). */
-static void start_mirrors(conn_t *c)
-{
-    const proxy_http_route_t *r = c->d.route;
-    if (r == NULL || r->n_mirrors == 0 || c->upgrade || c->body_over)
-        return;
-    for (size_t i = 0; i < r->n_mirrors && c->n_mirrors < MAX_MIRRORS; i++) {
-        const proxy_mirror_t *mi = &r->mirrors[i];
-        if (!chance(c, mi->percent))
-            continue;
-        const router_cluster_t *mcl = destination_cluster(c->view->rt->router, &mi->destination);
-        if (mcl == NULL)
-            continue;
-        int ep = router_lb_pick(&c->view->lbs[mcl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL);
-        if (ep < 0) {
-            /* no endpoint to send the copy to: mirrored, and failed (as mirror.c counts) */
-            runtime_count(c->view->rt, mcl, RC_MIRROR_SENT);
-            runtime_count(c->view->rt, mcl, RC_MIRROR_FAILED);
-            continue;
-        }
-        buf_t head = BUF_INIT;
-        shadow_head(c, &head);
-        mirror_t *m = mirror_start(c->view, mcl, ep, head.data, head.len);
-        buf_dispose(&head);
-        if (m == NULL)
-            continue;
-        if (c->body.len > 0)
-            mirror_body(m, c->body.data, c->body.len);
-        if (c->req_done)
-            mirror_end(m);
-        else
-            c->mirrors[c->n_mirrors++] = m;
-    }
-}
-
-/* Whether RateLimit document rl applies to the request's destination (and route, when it names routes). */
-static bool rate_limit_applies(const conn_t *c, const proxy_rate_limit_t *rl)
-{
-    bool host = false;
-    for (size_t i = 0; i < rl->n_hosts && !host; i++)
-        host = rl->services[i] == c->cl->service;
-    if (!host)
-        return false;
-    if (rl->n_routes == 0)
-        return true;
-    const char *name = c->d.route != NULL ? c->d.route->name : NULL;
-    for (size_t i = 0; name != NULL && i < rl->n_routes; i++)
-        if (strcmp(rl->routes[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-/* The RateLimit document with a local (or global) block for this request: one naming its route wins. */
-static const proxy_rate_limit_t *find_rate_limit(const conn_t *c, enum runtime_rl_kind kind)
-{
-    const proxy_config_t *cfg = c->view->rt->cfg;
-    const proxy_rate_limit_t *found = NULL;
-    for (size_t i = 0; i < cfg->n_rate_limits; i++) {
-        const proxy_rate_limit_t *rl = &cfg->rate_limits[i];
-        if (!(kind == RL_LOCAL ? rl->local.given : rl->global.given) || !rate_limit_applies(c, rl))
-            continue;
-        if (found == NULL || (rl->n_routes > 0 && found->n_routes == 0))
-            found = rl;
-    }
-    return found;
-}
-
-/*
- * The local token bucket of the RateLimit document for this request (one
- * naming its route wins over one for the whole host): 429 RL with
- * x-ratelimit-* headers when empty, unless the document is in shadow mode
- * (then only counted). Returns true when the request was answered.
- */
-static bool local_rate_limited(conn_t *c)
-{
-    runtime_t *rt = c->view->rt;
-    const proxy_rate_limit_t *rl = find_rate_limit(c, RL_LOCAL);
-    if (rl == NULL)
-        return false;
-    size_t found = (size_t)(rl - rt->cfg->rate_limits);
-    const proxy_rl_local_t *l = &rl->local;
-    atomic_ullong *counts = rt->buckets[found].counts[RL_LOCAL];
-    uint64_t remaining, reset_s;
-    if (runtime_bucket_take(rt, found, &remaining, &reset_s)) {
-        atomic_fetch_add(&counts[RL_ALLOWED], 1);
-        return false;
-    }
-    if (l->shadow) {
-        atomic_fetch_add(&counts[RL_SHADOW_LIMITED], 1);
-        return false;
-    }
-    atomic_fetch_add(&counts[RL_LIMITED], 1);
-    rate_limited_reply(c, l->max_tokens, remaining, reset_s, "local rate limited\n");
-    return true;
-}
-
-/* The descriptor key of a global limit for this request into out; false when an entry is missing (no limit). */
-static bool global_key(const conn_t *c, const proxy_rate_limit_t *rl, const proxy_rl_limit_t *lim, buf_t *out)
-{
-    buf_printf(out, "outrider:rl:%s/%s:%s", rl->meta.namespace, rl->meta.name, lim->name);
-    for (size_t k = 0; k < lim->n_keys; k++) {
-        const proxy_rl_key_t *e = &lim->keys[k];
-        buf_append_char(out, '|');
-        switch (e->kind) {
-        case PROXY_RL_KEY_REQUEST_HEADER: {
-            const http1_header_t *h = find_header(c->head, e->header);
-            if (h == NULL)
-                return false;
-            buf_append(out, h->value.ptr, h->value.len);
-            break;
-        }
-        case PROXY_RL_KEY_REMOTE_ADDRESS: buf_append_str(out, c->peer); break;
-        case PROXY_RL_KEY_PATH: buf_append(out, c->rreq.path.ptr, c->rreq.path.len); break;
-        case PROXY_RL_KEY_DESTINATION_SERVICE: buf_append_str(out, c->cl->host); break;
-        }
-    }
-    return true;
-}
-
-static void rate_limited_reply(conn_t *c, uint64_t limit, uint64_t remaining, uint64_t reset_s, const char *text)
-{
-    c->flags |= RF_RL;
-    char lim[24], rem[24], reset[24];
-    snprintf(lim, sizeof lim, "%llu", (unsigned long long)limit);
-    snprintf(rem, sizeof rem, "%llu", (unsigned long long)remaining);
-    snprintf(reset, sizeof reset, "%llu", (unsigned long long)reset_s);
-    http1_header_t h[3] = {{{"x-ratelimit-limit", 17}, {lim, strlen(lim)}},
-                           {{"x-ratelimit-remaining", 21}, {rem, strlen(rem)}},
-                           {{"x-ratelimit-reset", 17}, {reset, strlen(reset)}}};
-    local_reply_h(c, 429, text, !c->req_done, h, 3);
-}
-
-static void on_global_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64_t reset_s)
-{
-    conn_t *c = ctx;
-    c->rl_call = NULL;
-    c->rl_waiting = false;
-    const proxy_rate_limit_t *rl = c->rl_doc;
-    atomic_ullong *counts = c->view->rt->buckets[rl - c->view->rt->cfg->rate_limits].counts[RL_GLOBAL];
-    if (c->closing || !c->in_exchange || c->resp_done)
-        return;
-    if (v == RLG_DENY && !rl->global.shadow) {
-        atomic_fetch_add(&counts[RL_LIMITED], 1);
-        uint64_t tightest = rl->global.limits[0].requests_per_unit;
-        for (size_t i = 1; i < rl->global.n_limits; i++)
-            if (rl->global.limits[i].requests_per_unit < tightest)
-                tightest = rl->global.limits[i].requests_per_unit;
-        rate_limited_reply(c, tightest, remaining, reset_s, "global rate limited\n");
-        process(c);
-        return;
-    }
-    if (v == RLG_ERROR) {
-        atomic_fetch_add(&counts[RL_ERROR], 1);
-        if (rl->global.failure_mode == PROXY_RL_FAILURE_DENY) {
-            c->flags |= RF_RLSE;
-            local_reply(c, 500, "rate limit service unavailable\n", !c->req_done);
-            process(c);
-            return;
-        }
-    } else if (v == RLG_DENY) {
-        atomic_fetch_add(&counts[RL_SHADOW_LIMITED], 1);
-    } else {
-        atomic_fetch_add(&counts[RL_ALLOWED], 1);
-    }
-    after_rate_limits(c);
-    update_reading(c);
-}
-
-/*
- * The global (Redis) limits of the RateLimit document for this request: asks
- * Redis and holds the request until the answer (or the timeout). Returns
- * true when the request is held or answered.
- */
-static bool global_rate_limit(conn_t *c)
-{
-    const proxy_rate_limit_t *found = find_rate_limit(c, RL_GLOBAL);
-    if (found == NULL || c->env->w->rlg == NULL)
-        return false;
-    const proxy_rl_global_t *gl = &found->global;
-    /* the keys, NUL-separated in one buffer (c->out is free scratch here) */
-    size_t off[RLG_LIMITS_MAX];
-    const char *kp[RLG_LIMITS_MAX];
-    uint64_t per[RLG_LIMITS_MAX], win[RLG_LIMITS_MAX];
-    size_t n = 0;
-    c->out.len = 0;
-    for (size_t i = 0; i < gl->n_limits && n < RLG_LIMITS_MAX; i++) {
-        size_t start = c->out.len;
-        if (!global_key(c, found, &gl->limits[i], &c->out)) {
-            c->out.len = start;
-            continue;
-        }
-        buf_append(&c->out, "", 1);
-        off[n] = start;
-        per[n] = gl->limits[i].requests_per_unit;
-        win[n] = gl->limits[i].unit_ms;
-        n++;
-    }
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        kp[i] = c->out.data + off[i];
-    c->rl_doc = found;
-    c->rl_call = NULL;
-    c->rl_waiting = true;
-    rlg_call_t *call = rlg_check(c->env->w->rlg, gl, kp, per, win, n, on_global_verdict, c);
-    if (c->rl_waiting)
-        c->rl_call = call; /* still waiting: the answer comes later */
-    return true;
-}
-
-/* After routing (and an injected delay): an injected abort, or the route timeout and the first attempt. */
-static void begin_upstream(conn_t *c)
-{
-    if (c->fault_abort) {
-        c->flags |= RF_FI;
-        local_reply(c, c->d.route->fault.abort_status, "fault filter abort\n", !c->req_done);
-        process(c);
-        return;
-    }
-    start_mirrors(c);
     if (c->d.route != NULL && c->d.route->timeout_ms > 0)
         uv_timer_start(&c->route_timer, on_route_timeout, (uint64_t)c->d.route->timeout_ms, 0);
     start_attempt(c);
 }
 
-static void on_fault_delay(uv_timer_t *t)
+static conn_t *fx_conn(filter_exchange_t *x)
 {
-    conn_t *c = t->data;
-    if (c->closing || !c->in_exchange || c->resp_done)
-        return;
-    c->fault_wait = false;
-    begin_upstream(c);
+    return (conn_t *)((char *)x - offsetof(conn_t, fx));
+}
+
+static bool fx_over(filter_exchange_t *x)
+{
+    conn_t *c = fx_conn(x);
+    return c->closing || !c->in_exchange || c->resp_done;
+}
+
+static void fx_reply(filter_exchange_t *x, const filter_reply_t *r)
+{
+    conn_t *c = fx_conn(x);
+    c->filter_wait = false;
+    c->flags |= r->flags;
+    local_reply_h(c, r->status, r->text, !c->req_done, r->fields, (uint32_t)r->n_fields);
+    process(c); /* a no-op inside the parser's callback, which goes on itself */
+}
+
+static void fx_resume(filter_exchange_t *x)
+{
+    conn_t *c = fx_conn(x);
+    c->filter_wait = false;
+    run_filters(c);
     update_reading(c);
 }
 
-/* ---- outlier detection (DestinationRule outlierDetection), per worker ---- */
-
-static int64_t policy_or(int64_t v, int64_t dflt)
-{
-    return v != PROXY_UNSET ? v : dflt;
-}
-
-/* Ejected endpoints whose time is over go back into the pool. */
-static void outlier_refresh(conn_t *c, runtime_cluster_state_t *cs)
-{
-    if (cs->n_ejected == 0)
-        return;
-    uint64_t now = uv_now(c->env->w->loop);
-    for (size_t e = 0; e < c->cl->n_endpoints; e++) {
-        runtime_endpoint_health_t *h = &cs->health[e];
-        if (h->ejected_until_ms != 0 && h->ejected_until_ms <= now) {
-            h->ejected_until_ms = 0;
-            cs->n_ejected--;
-            atomic_fetch_sub(&c->view->rt->ejected[c->cl->index], 1);
-            runtime_count(c->view->rt, c->cl, RC_OUTLIER_RETURN);
-            log_info("outlier detection: %s returns to %s", c->cl->endpoints[e].name, c->cl->name);
-        }
-    }
-}
-
-/* Record how the attempt on c->ep ended: status 0 for a connection failure; eject on too many errors in a row. */
+/* Outlier detection: how the attempt on c->ep ended (status 0 for a connection failure). */
 static void outlier_result(conn_t *c, int status)
 {
-    if (c->cl == NULL || c->ep < 0 || c->view->cs[c->cl->index].health == NULL)
-        return;
-    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
-    runtime_endpoint_health_t *h = &cs->health[c->ep];
-    const proxy_traffic_policy_t *p = c->cl->policy;
-    bool err5 = status == 0 || status >= 500;
-    bool gateway = status == 0 || (status >= 502 && status <= 504);
-    h->consecutive_5xx = err5 ? h->consecutive_5xx + 1 : 0;
-    h->consecutive_gateway = gateway ? h->consecutive_gateway + 1 : 0;
-    int64_t max5 = policy_or(p->consecutive_5xx_errors, 5), maxgw = policy_or(p->consecutive_gateway_errors, 0);
-    bool trip = (max5 > 0 && h->consecutive_5xx >= max5) || (maxgw > 0 && h->consecutive_gateway >= maxgw);
-    if (!trip || h->ejected_until_ms != 0)
-        return;
-    uint32_t n = (uint32_t)c->cl->n_endpoints;
-    int64_t max_pct = policy_or(p->max_ejection_percent, 10);
-    if (cs->n_ejected > 0 && (int64_t)(cs->n_ejected + 1) * 100 > max_pct * (int64_t)n) {
-        log_debug("outlier detection: %s not ejected: maxEjectionPercent %lld reached", c->cl->endpoints[c->ep].name,
-                  (long long)max_pct);
-        return;
-    }
-    h->times_ejected++;
-    uint64_t ms = (uint64_t)policy_or(p->base_ejection_time_ms, 30000) * h->times_ejected;
-    h->ejected_until_ms = uv_now(c->env->w->loop) + ms;
-    h->consecutive_5xx = h->consecutive_gateway = 0;
-    cs->n_ejected++;
-    atomic_fetch_add(&c->view->rt->ejected[c->cl->index], 1);
-    runtime_count(c->view->rt, c->cl, RC_OUTLIER_EJECTION);
-    log_info("outlier detection: ejected %s from %s for %llu ms (%s %u)", c->cl->endpoints[c->ep].name, c->cl->name,
-             (unsigned long long)ms, status == 0 ? "connection failure, ejection" : "error status, ejection",
-             h->times_ejected);
-}
-
-/*
- * The endpoints the pick must avoid: those tried already and, with outlier
- * detection, the ejected ones (unless fewer than minHealthPercent would be
- * left). Returns false when every endpoint is ejected (503 UH).
- */
-static bool pick_mask(conn_t *c, uint64_t *mask)
-{
-    size_t words = (c->cl->n_endpoints + 63) / 64;
-    memcpy(mask, c->excluded, words * sizeof *mask);
-    runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
-    if (cs->health == NULL)
-        return true;
-    outlier_refresh(c, cs);
-    if (cs->n_ejected == 0)
-        return true;
-    size_t n = c->cl->n_endpoints;
-    int64_t min_pct = policy_or(c->cl->policy->min_health_percent, 0);
-    if (min_pct > 0 && (int64_t)(n - cs->n_ejected) * 100 < min_pct * (int64_t)n)
-        return true; /* too few healthy: outlier detection steps aside, as in Envoy */
-    if (cs->n_ejected >= n)
-        return false;
-    for (size_t e = 0; e < n; e++)
-        if (cs->health[e].ejected_until_ms != 0)
-            mask[e / 64] |= 1ull << (e % 64);
-    /* every endpoint not yet ejected was tried already: let the pick retry one of them, never an ejected one */
-    size_t free_left = 0;
-    for (size_t e = 0; e < n; e++)
-        free_left += !(mask[e / 64] & (1ull << (e % 64)));
-    if (free_left == 0)
-        for (size_t e = 0; e < n; e++)
-            if (cs->health[e].ejected_until_ms == 0)
-                mask[e / 64] &= ~(1ull << (e % 64));
-    return true;
+    if (c->cl != NULL && c->ep >= 0 && c->view->cs[c->cl->index].health != NULL)
+        cluster_result(&c->view->cs[c->cl->index], c->view->rt, c->cl, c->ep, status, uv_now(c->env->w->loop));
 }
 
 static void start_attempt(conn_t *c)
@@ -1777,8 +1435,14 @@ static void start_attempt(conn_t *c)
     c->tls_failure = NULL;
     c->up_mtls = false; /* until this attempt's answer shows the upstream's identity */
     router_lb_t *lb = &c->view->lbs[c->cl->index];
-    uint64_t mask[ROUTER_MAX_ENDPOINTS / 64];
-    bool healthy = pick_mask(c, mask);
+    cluster_state_t *cs = &c->view->cs[c->cl->index];
+    uint64_t buf[ROUTER_MAX_ENDPOINTS / 64];
+    const uint64_t *mask = c->excluded; /* without outlier detection: just the endpoints tried */
+    bool healthy = true;
+    if (cs->health != NULL) {
+        healthy = cluster_pick_mask(cs, c->view->rt, c->cl, uv_now(c->env->w->loop), c->excluded, buf);
+        mask = buf;
+    }
     c->ep = healthy ? router_lb_pick(lb, &c->rreq, tracectx_rand(&c->env->w->rng), mask) : -1;
     if (c->ep < 0) {
         c->flags |= RF_UH;
@@ -1788,23 +1452,15 @@ static void start_attempt(conn_t *c)
     }
     upstream_pool_t *pool = runtime_view_pool(c->view, c->cl, c->ep);
     const proxy_traffic_policy_t *pol = c->cl->policy;
-    if (pol != NULL && pol->max_connections > 0 && upstream_pool_idle(pool) == 0 &&
-        runtime_view_connections(c->view, c->cl) >= (uint64_t)pol->max_connections) {
-        /* maxConnections reached: wait for one (bounded by http1MaxPendingRequests), or overflow */
-        runtime_cluster_state_t *cs = &c->view->cs[c->cl->index];
-        int64_t max_pending =
-            pol->http1_max_pending_requests != PROXY_UNSET ? pol->http1_max_pending_requests : DEFAULT_MAX_PENDING;
-        if ((int64_t)cs->n_waiting < max_pending) {
-            c->waiting = true;
-            c->wait_next = NULL;
-            if (cs->wait_tail != NULL)
-                cs->wait_tail->wait_next = c;
-            else
-                cs->wait_head = c;
-            cs->wait_tail = c;
-            cs->n_waiting++;
-            return;
-        }
+    enum cluster_admit admit = CLUSTER_GO;
+    if (pol != NULL && pol->max_connections > 0) {
+        c->waiter.wake = on_connection_free;
+        admit = cluster_admit(cs, c->cl, runtime_view_connections(c->view, c->cl), upstream_pool_idle(pool),
+                              &c->waiter);
+    }
+    if (admit == CLUSTER_WAIT)
+        return; /* maxConnections reached: on_connection_free tries again */
+    if (admit == CLUSTER_OVERFLOW) {
         c->flags |= RF_UO;
         local_reply(c, 503, "upstream connect error or disconnect/reset before headers. reset reason: overflow\n",
                     !c->req_done);
@@ -1824,9 +1480,11 @@ static void start_attempt(conn_t *c)
         return;
     }
     c->leased_counted = true;
-    c->view->cs[c->cl->index].leased++;
+    cluster_leased(cs);
     http1_parser_reset(c->resp);
     http1_parser_set_method(c->resp, c->head->method);
+    if (c->up_head.len == 0)
+        proxy_head_write_http1(&c->uhead, &c->up_head); /* the target was checked; the fields are trusted */
     upstream_write(c->up, c->up_head.data, c->up_head.len);
     if (c->body.len > 0)
         upstream_write(c->up, c->body.data, c->body.len);
@@ -1839,14 +1497,13 @@ static void start_attempt(conn_t *c)
 /* Whether the request waits before its first attempt (fault delay, Redis verdict, a free connection). */
 static bool held(const conn_t *c)
 {
-    return c->fault_wait || c->rl_waiting || c->waiting;
+    return c->filter_wait || c->waiter.queued;
 }
 
 /* Send bytes of the framed request body upstream, and keep them for replays while they fit. */
 static void body_out(conn_t *c, const char *data, size_t len)
 {
-    for (int i = 0; i < c->n_mirrors; i++)
-        mirror_body(c->mirrors[i], data, len);
+    filter_mirror_body(&c->mirrors, data, len);
     if (!c->body_over) {
         if (c->body.len + len <= c->env->w->retry_buffer_bytes || held(c)) {
             /* held (no upstream yet): the bytes are kept past the limit, reading stops there, no replays later */
@@ -1912,9 +1569,7 @@ static int req_on_complete(void *ctx)
     }
     c->req_chunked = false;
     c->req_done = true;
-    for (int i = 0; i < c->n_mirrors; i++)
-        mirror_end(c->mirrors[i]);
-    c->n_mirrors = 0;
+    filter_mirror_end(&c->mirrors);
     return HTTP1_CB_PAUSE;
 }
 

@@ -1102,12 +1102,16 @@ static void write_framing(buf_t *out, const http1_head_opts_t *o)
     buf_append(out, "\r\n", 2);
 }
 
+bool http1_request_target_ok(str_t target)
+{
+    return target.len > 0 && value_ok(target.ptr, target.len) && memchr(target.ptr, ' ', target.len) == NULL;
+}
+
 int http1_write_request_head(buf_t *out, str_t method, str_t target, const http1_header_t *headers, uint32_t count,
                              const http1_head_opts_t *opts)
 {
     size_t mark = out->len;
-    if (!name_ok(method) || target.len == 0 || !value_ok(target.ptr, target.len) ||
-        memchr(target.ptr, ' ', target.len) != NULL)
+    if (!(opts != NULL && opts->trusted) && (!name_ok(method) || !http1_request_target_ok(target)))
         return -1;
     buf_append(out, method.ptr, method.len);
     buf_append_char(out, ' ');

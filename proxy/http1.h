@@ -267,8 +267,9 @@ typedef struct http1_head_opts {
     uint64_t content_length; /* for HTTP1_FRAME_LENGTH */
     bool close;              /* add Connection: close */
     bool tunnel;             /* keep Upgrade and add Connection: upgrade */
-    bool trusted;            /* every field was already checked (parsed by this codec, or validated config and values
-                                the proxy made): skip the per-byte name and value checks */
+    bool trusted;            /* every field (and a request's method and target) was already checked (parsed by this
+                                codec, or validated config and values the proxy made, http1_request_target_ok): skip
+                                the per-byte name and value checks */
 } http1_head_opts_t;
 
 /*
@@ -279,6 +280,9 @@ typedef struct http1_head_opts {
  */
 int http1_write_request_head(buf_t *out, str_t method, str_t target, const http1_header_t *headers, uint32_t count,
                              const http1_head_opts_t *opts);
+
+/* Whether target may go on a request line (what http1_write_request_head checks of it). */
+bool http1_request_target_ok(str_t target);
 
 /* The same for "HTTP/1.1 status reason\r\n"; reason NULL or empty means the standard phrase. */
 int http1_write_response_head(buf_t *out, int status, const char *reason, const http1_header_t *headers, uint32_t count,

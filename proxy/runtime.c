@@ -182,9 +182,7 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop)
     for (size_t i = 0; i < n; i++) {
         const router_cluster_t *cl = router_cluster(rt->router, i);
         router_lb_init(&v->lbs[i], cl);
-        if (cl->policy != NULL && cl->policy->has_outlier && cl->n_endpoints > 0 &&
-            (v->cs[i].health = calloc(cl->n_endpoints, sizeof *v->cs[i].health)) == NULL)
-            log_fatal("runtime: out of memory");
+        cluster_state_init(&v->cs[i], cl);
     }
     return v;
 }
@@ -282,9 +280,7 @@ static void view_free(runtime_view_t *v)
         }
         free(v->tele_dest[i]);
         router_lb_dispose(&v->lbs[i]);
-        if (v->cs[i].n_ejected > 0)
-            atomic_fetch_sub(&v->rt->ejected[i], v->cs[i].n_ejected);
-        free(v->cs[i].health);
+        cluster_state_dispose(&v->cs[i], v->rt, cl);
     }
     free(v->pools);
     free(v->tele_dest);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "router.h"
 #include "telemetry.h"
@@ -105,36 +106,12 @@ void runtime_ref(runtime_t *rt);
 /* Drop a reference; the last one frees the runtime and its configuration. */
 void runtime_unref(runtime_t *rt);
 
-struct conn;
-
-/*
- * A worker's circuit-breaker state for one cluster (DestinationRule
- * connectionPool limits are enforced per worker; with `workers: 1`, the
- * sidecar default, that is Envoy's per-cluster limit).
- */
-/* Outlier detection state of one endpoint (per worker). */
-typedef struct runtime_endpoint_health {
-    uint32_t consecutive_5xx;     /* 5xx answers and connection failures in a row */
-    uint32_t consecutive_gateway; /* 502/503/504 and connection failures in a row */
-    uint32_t times_ejected;       /* the ejection time is baseEjectionTime times this */
-    uint64_t ejected_until_ms;    /* uv_now; 0 = in the pool */
-} runtime_endpoint_health_t;
-
-typedef struct runtime_cluster_state {
-    uint32_t leased;                    /* upstream connections in use by exchanges */
-    uint32_t retrying;                  /* exchanges with a retry scheduled or running */
-    uint32_t n_waiting;                 /* requests waiting for a connection (http1MaxPendingRequests) */
-    struct conn *wait_head, *wait_tail; /* FIFO of those requests (linked through conn.c) */
-    runtime_endpoint_health_t *health;  /* per endpoint, allocated with outlierDetection */
-    uint32_t n_ejected;
-} runtime_cluster_state_t;
-
 typedef struct runtime_view {
     runtime_t *rt; /* one reference held */
     uv_loop_t *loop;
     router_lb_t *lbs;            /* per cluster */
     upstream_pool_t ***pools;    /* [cluster][endpoint], NULL until first use */
-    runtime_cluster_state_t *cs; /* per cluster */
+    cluster_state_t *cs;         /* per cluster: breaker and outlier detection (cluster.h) */
     uint64_t **tele_dest;        /* [cluster][endpoint + 1]: telemetry destination handles, rows made on first use */
     uint32_t users;              /* exchanges holding the view */
     bool retired;

@@ -128,20 +128,20 @@ assert_eq 2 "$(count_200 source)" "reporter=source 200s (one sampled, one not)"
 assert_eq 2 "$(count_200 destination)" "reporter=destination 200s"
 metrics=$(curl -sS "$ZIPKIN_URL/metrics")
 want_src='reporter="source"'
-grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="destination"' | grep -q 'source_workload="productpage-v1"' ||
+grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="destination"' | grep 'source_workload="productpage-v1"' >/dev/null ||
     fail "no destination-side series labelled with the source workload: $(grep istio_requests_total <<<"$metrics")"
-grep '^istio_requests_total{' <<<"$metrics" | grep "$want_src" | grep -q 'destination_workload="reviews-v1"' ||
+grep '^istio_requests_total{' <<<"$metrics" | grep "$want_src" | grep 'destination_workload="reviews-v1"' >/dev/null ||
     fail "source side lacks destination_workload from the response's peer metadata: $(grep istio_requests_total <<<"$metrics")"
 grep -q '^istio_request_duration_milliseconds_bucket{' <<<"$metrics" || fail "no duration histogram at the collector"
 # mutual TLS: the principals are the certificates' SPIFFE ids
 grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="destination"' | grep 'response_code="200"' |
     grep 'source_principal="spiffe://cluster.local/ns/default/sa/productpage"' |
     grep 'destination_principal="spiffe://cluster.local/ns/default/sa/reviews"' |
-    grep -q 'connection_security_policy="mutual_tls"' ||
+    grep 'connection_security_policy="mutual_tls"' >/dev/null ||
     fail "destination side lacks the principals or mutual_tls: $(grep istio_requests_total <<<"$metrics")"
 grep '^istio_requests_total{' <<<"$metrics" | grep 'reporter="source"' | grep 'response_code="200"' |
     grep 'source_principal="spiffe://cluster.local/ns/default/sa/productpage"' |
-    grep -q 'destination_principal="spiffe://cluster.local/ns/default/sa/reviews"' ||
+    grep 'destination_principal="spiffe://cluster.local/ns/default/sa/reviews"' >/dev/null ||
     fail "source side lacks the principals: $(grep istio_requests_total <<<"$metrics")"
 
 # only the two sampled requests were traced: the unsampled trace id is absent
@@ -154,7 +154,7 @@ wait_until -n 100 -i 0.1 bash -c "curl -sS '$ZIPKIN_URL/metrics' | awk '/^outrid
 
 # ---- response flags reach the collector: a request for an unknown host (404 NR) ----
 assert_eq 404 "$(http_status GET "http://127.0.0.1:$A_OUT/" -H 'Host: nowhere')" "unknown host"
-nr_seen() { curl -sS "$ZIPKIN_URL/metrics" | grep '^istio_requests_total{' | grep 'reporter="source"' | grep -q 'response_flags="NR"'; }
+nr_seen() { curl -sS "$ZIPKIN_URL/metrics" | grep '^istio_requests_total{' | grep 'reporter="source"' | grep 'response_flags="NR"' >/dev/null; }
 wait_until -n 100 -i 0.1 nr_seen || fail "no response_flags=\"NR\" series at the collector"
 nr_span() { curl -sS "$ZIPKIN_URL/api/v2/traces?serviceName=productpage.default&limit=50" |
     jq -e '[.[][] | select(.tags.response_flags == "NR" and .tags["http.status_code"] == "404")] | length >= 1' >/dev/null; }

@@ -110,8 +110,9 @@ tr -d '\r' <"$T/h.txt" | grep -qix 'x-ratelimit-remaining: 0' || fail "x-ratelim
 # Redis stops: failureMode allow lets every request through (counted as errors), nothing hangs
 stop_pid "$REDIS_PID"
 assert_eq "200 200 200 " "$(codes "$A" carol 3)" "Redis down, failureMode allow"
-curl -sS "http://127.0.0.1:$A_ADMIN/stats/prometheus" | grep -q 'ratelimit="per-user",result="error"} [1-9]' ||
-    fail "errors not counted: $(curl -sS "http://127.0.0.1:$A_ADMIN/stats/prometheus" | grep global_rate)"
+# (the page into a variable first: with pipefail, grep -q leaving early would fail curl's write, and the check)
+stats=$(curl -sS "http://127.0.0.1:$A_ADMIN/stats/prometheus")
+grep -q 'ratelimit="per-user",result="error"} [1-9]' <<<"$stats" || fail "errors not counted: $(grep global_rate <<<"$stats")"
 code=$(http_status GET "http://127.0.0.1:$A/" -H 'Host: strict')
 assert_eq 500 "$code" "Redis down, failureMode deny"
 grep -q 'rate limit service unavailable' "$LAST_BODY" || fail "deny body: $(cat "$LAST_BODY")"

@@ -1,0 +1,40 @@
+/*
+ * head: a request head as the exchange keeps it between routing and the
+ * upstream client: structured, not bytes, until a client codec writes it
+ * (http1_write_request_head for the HTTP/1 client). Mirrors derive their
+ * heads from it (another Host) and retries reuse it, so nothing is parsed
+ * twice. The strings and the fields belong to the exchange and live as
+ * long as it does.
+ */
+#ifndef OUTRIDER_PROXY_HEAD_H
+#define OUTRIDER_PROXY_HEAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http1.h"
+
+typedef struct proxy_head {
+    str_t method;
+    str_t target;                 /* origin form: path and query, after the route's rewrite */
+    str_t authority;              /* the request's authority (its Host field's value, or the target's) */
+    const http1_header_t *fields; /* as they go upstream: Host included, hop-by-hop fields out, x-forwarded-*, trace
+                                     and peer metadata fields in */
+    uint32_t n_fields;
+    enum http1_framing framing;   /* of the body */
+    uint64_t content_length;      /* with HTTP1_FRAME_LENGTH */
+    bool upgrade;                 /* the request asks for a protocol upgrade (kept as Upgrade + Connection) */
+} proxy_head_t;
+
+/*
+ * Append the HTTP/1.1 bytes of h to out (the HTTP/1 client's codec). The
+ * exchange checked the target (http1_request_target_ok); the fields are the
+ * parser's or the proxy's own, so they are written as trusted. Returns 0.
+ */
+static inline int proxy_head_write_http1(const proxy_head_t *h, buf_t *out)
+{
+    http1_head_opts_t o = {h->framing, h->content_length, false, h->upgrade, true};
+    return http1_write_request_head(out, h->method, h->target, h->fields, h->n_fields, &o);
+}
+
+#endif
