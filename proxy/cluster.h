@@ -57,9 +57,9 @@ typedef struct cluster_endpoint_health {
 } cluster_endpoint_health_t;
 
 typedef struct cluster_state {
-    uint32_t leased;                    /* upstream connections in use by exchanges */
-    uint32_t retrying;                  /* exchanges with a retry scheduled or running */
-    uint32_t n_waiting;                 /* requests waiting for a connection */
+    uint32_t leased;    /* upstream connections in use by exchanges */
+    uint32_t retrying;  /* exchanges with a retry scheduled or running */
+    uint32_t n_waiting; /* requests waiting for a connection */
     cluster_waiter_t *wait_head, *wait_tail;
     cluster_endpoint_health_t *health; /* per endpoint with outlierDetection, else NULL */
     uint32_t n_ejected;

@@ -18,9 +18,9 @@
 
 #include "config_parse.h"
 
-#define IDENTITY_TTL_MIN_MS 2000ull                       /* a shorter certificate could not be renewed in time */
-#define IDENTITY_TTL_MAX_MS (90ull * 24 * 3600 * 1000)    /* 90 days */
-#define IDENTITY_TTL_DEFAULT_MS (24ull * 3600 * 1000)     /* Istio's workload certificate lifetime */
+#define IDENTITY_TTL_MIN_MS 2000ull                    /* a shorter certificate could not be renewed in time */
+#define IDENTITY_TTL_MAX_MS (90ull * 24 * 3600 * 1000) /* 90 days */
+#define IDENTITY_TTL_DEFAULT_MS (24ull * 3600 * 1000)  /* Istio's workload certificate lifetime */
 
 static const char *const mtls_modes[] = {"UNSET", "PERMISSIVE", "STRICT", "DISABLE", NULL};
 
@@ -80,16 +80,16 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
         if (PC_KEY(it, "serviceAccount")) {
             const char *s = pc_string(p, it.val);
             if (s != NULL && !valid_service_account(s))
-                pc_error(p, it.val, "\"%s\" is not a valid service account name (lowercase letters, digits, '-' and "
-                                    "'.', at most 253)",
+                pc_error(p, it.val,
+                         "\"%s\" is not a valid service account name (lowercase letters, digits, '-' and "
+                         "'.', at most 253)",
                          s);
             else if (s != NULL)
                 id->service_account = s;
         } else if (PC_KEY(it, "trustDomain")) {
             const char *s = pc_string(p, it.val);
             if (s != NULL && !valid_trust_domain(s))
-                pc_error(p, it.val, "\"%s\" is not a valid trust domain (lowercase letters, digits, '.', '-', '_')",
-                         s);
+                pc_error(p, it.val, "\"%s\" is not a valid trust domain (lowercase letters, digits, '.', '-', '_')", s);
             else if (s != NULL)
                 id->trust_domain = s;
         } else if (PC_KEY(it, "rootCertificates")) {
@@ -125,11 +125,13 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
         pc_missing(p, v, "rootCertificates");
     int files = chain_node != NULL || key_node != NULL, ca = ca_node != NULL || token_node != NULL;
     if (files && ca)
-        pc_error(p, v, "either certificate files (certificateChain, privateKey) or the mesh CA (caAddress, "
-                       "tokenFile), not both");
+        pc_error(p, v,
+                 "either certificate files (certificateChain, privateKey) or the mesh CA (caAddress, "
+                 "tokenFile), not both");
     else if (!files && !ca)
-        pc_error(p, v, "where the certificate comes from: certificateChain and privateKey, or caAddress and "
-                       "tokenFile (outriderctl ca serve)");
+        pc_error(p, v,
+                 "where the certificate comes from: certificateChain and privateKey, or caAddress and "
+                 "tokenFile (outriderctl ca serve)");
     else if (files && (chain_node == NULL || key_node == NULL))
         pc_missing(p, v, chain_node == NULL ? "certificateChain" : "privateKey");
     else if (ca && (ca_node == NULL || token_node == NULL))
@@ -220,8 +222,9 @@ void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, prox
     }
     if (ports_node != NULL && !pa->has_selector) {
         size_t mark = pc_push(p, "portLevelMtls");
-        pc_error(p, ports_node, "portLevelMtls applies to the workloads a selector.matchLabels chooses, as Istio "
-                                "requires");
+        pc_error(p, ports_node,
+                 "portLevelMtls applies to the workloads a selector.matchLabels chooses, as Istio "
+                 "requires");
         pc_pop(p, mark);
     }
 }

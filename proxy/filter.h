@@ -52,14 +52,14 @@ typedef struct filter_exchange filter_exchange_t;
 
 /* What a filter sees of the exchange (read-only) and may ask of it. */
 struct filter_exchange {
-    const router_request_t *req;  /* method, path, query, authority, headers, source ip */
-    const router_decision_t *d;   /* the routing decision: d->route is NULL without a route (inbound) */
-    const router_cluster_t *cl;   /* the destination cluster */
-    runtime_view_t *view;         /* the configuration, and the worker's state of it */
+    const router_request_t *req; /* method, path, query, authority, headers, source ip */
+    const router_decision_t *d;  /* the routing decision: d->route is NULL without a route (inbound) */
+    const router_cluster_t *cl;  /* the destination cluster */
+    runtime_view_t *view;        /* the configuration, and the worker's state of it */
     uv_loop_t *loop;
-    uint64_t *rng;                /* the worker's random state (tracectx_rand) */
-    struct rlg *rlg;              /* the worker's Redis client, NULL: none */
-    const char *peer;             /* the client's address */
+    uint64_t *rng;                                                /* the worker's random state (tracectx_rand) */
+    struct rlg *rlg;                                              /* the worker's Redis client, NULL: none */
+    const char *peer;                                             /* the client's address */
     void (*reply)(filter_exchange_t *x, const filter_reply_t *r); /* answer; the chain stops */
     void (*resume)(filter_exchange_t *x);                         /* a wait is over: go on */
     bool (*over)(filter_exchange_t *x);                           /* the exchange answered already */

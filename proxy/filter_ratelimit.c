@@ -125,11 +125,7 @@ static void on_verdict(void *ctx, enum rlg_verdict v, uint64_t remaining, uint64
     atomic_ullong *n = counts(x, rl, RL_GLOBAL);
     if (v == RLG_DENY && !rl->global.shadow) {
         atomic_fetch_add(&n[RL_LIMITED], 1);
-        uint64_t tightest = rl->global.limits[0].requests_per_unit;
-        for (size_t i = 1; i < rl->global.n_limits; i++)
-            if (rl->global.limits[i].requests_per_unit < tightest)
-                tightest = rl->global.limits[i].requests_per_unit;
-        limited(x, tightest, remaining, reset_s, "global rate limited\n");
+        limited(x, st->limit, remaining, reset_s, "global rate limited\n");
         return;
     }
     if (v == RLG_ERROR) {
@@ -180,8 +176,12 @@ enum filter_result filter_rl_global(filter_exchange_t *x, filter_rl_global_t *st
         buf_dispose(&keys);
         return FILTER_CONTINUE;
     }
-    for (size_t i = 0; i < n; i++)
+    st->limit = per[0];
+    for (size_t i = 0; i < n; i++) {
         kp[i] = keys.data + off[i];
+        if (per[i] < st->limit)
+            st->limit = per[i]; /* of the limits this request is counted against only */
+    }
     st->x = x;
     st->doc = found;
     st->call = NULL;

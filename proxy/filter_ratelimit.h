@@ -26,11 +26,12 @@
 /* The global filter's state in one exchange (zero it at the exchange's start). */
 typedef struct filter_rl_global {
     filter_exchange_t *x;
-    rlg_call_t *call;                 /* the Redis call being awaited, NULL: none */
-    const proxy_rate_limit_t *doc;    /* its document */
+    rlg_call_t *call;              /* the Redis call being awaited, NULL: none */
+    const proxy_rate_limit_t *doc; /* its document */
+    uint64_t limit;                /* the tightest requestsPerUnit of the limits sent (x-ratelimit-limit) */
     bool waiting;
-    bool in_check;      /* inside rlg_check: a verdict given at once is returned, not resumed */
-    bool went_on;       /* ...and it let the request through */
+    bool in_check; /* inside rlg_check: a verdict given at once is returned, not resumed */
+    bool went_on;  /* ...and it let the request through */
 } filter_rl_global_t;
 
 enum filter_result filter_rl_local(filter_exchange_t *x);

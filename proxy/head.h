@@ -21,9 +21,9 @@ typedef struct proxy_head {
     const http1_header_t *fields; /* as they go upstream: Host included, hop-by-hop fields out, x-forwarded-*, trace
                                      and peer metadata fields in */
     uint32_t n_fields;
-    enum http1_framing framing;   /* of the body */
-    uint64_t content_length;      /* with HTTP1_FRAME_LENGTH */
-    bool upgrade;                 /* the request asks for a protocol upgrade (kept as Upgrade + Connection) */
+    enum http1_framing framing; /* of the body */
+    uint64_t content_length;    /* with HTTP1_FRAME_LENGTH */
+    bool upgrade;               /* the request asks for a protocol upgrade (kept as Upgrade + Connection) */
 } proxy_head_t;
 
 /*
