@@ -696,6 +696,23 @@ static void telemetry(jw_t *w, const proxy_telemetry_t *tm)
     close_(w, '}');
 }
 
+/* "appliedFrom": the documents of the three levels (root namespace, namespace, workload) that apply; NULL: none. */
+static void applied_from(jw_t *w, const proxy_meta_t *root, const proxy_meta_t *ns, const proxy_meta_t *workload)
+{
+    const proxy_meta_t *levels[3] = {root, ns, workload};
+    open_(w, "appliedFrom", '[');
+    for (int l = 0; l < 3; l++) {
+        if (levels[l] == NULL)
+            continue;
+        open_(w, NULL, '{');
+        str(w, "level", level_names[l]);
+        str(w, "namespace", levels[l]->namespace);
+        str(w, "name", levels[l]->name);
+        close_(w, '}');
+    }
+    close_(w, ']');
+}
+
 /* ---- PeerAuthentication ---- */
 
 static const char *const mtls_mode_names[] = {"UNSET", "PERMISSIVE", "STRICT", "DISABLE"};
@@ -739,17 +756,8 @@ static void effective_mtls(jw_t *w, const proxy_config_t *cfg)
         str(w, "name", eff->decided->meta.name);
         close_(w, '}');
     }
-    open_(w, "appliedFrom", '[');
-    for (int l = 0; l < 3; l++) {
-        if (eff->levels[l] == NULL)
-            continue;
-        open_(w, NULL, '{');
-        str(w, "level", level_names[l]);
-        str(w, "namespace", eff->levels[l]->meta.namespace);
-        str(w, "name", eff->levels[l]->meta.name);
-        close_(w, '}');
-    }
-    close_(w, ']');
+    applied_from(w, eff->levels[0] ? &eff->levels[0]->meta : NULL, eff->levels[1] ? &eff->levels[1]->meta : NULL,
+                 eff->levels[2] ? &eff->levels[2]->meta : NULL);
     close_(w, '}');
 }
 
@@ -759,17 +767,8 @@ static void effective_telemetry(jw_t *w, const proxy_config_t *cfg)
     const proxy_tm_effective_t *eff = &cfg->telemetry;
     const proxy_spec_t *ps = &cfg->proxy;
     open_(w, "effectiveTelemetry", '{');
-    open_(w, "appliedFrom", '[');
-    for (int l = 0; l < 3; l++) {
-        if (eff->levels[l] == NULL)
-            continue;
-        open_(w, NULL, '{');
-        str(w, "level", level_names[l]);
-        str(w, "namespace", eff->levels[l]->meta.namespace);
-        str(w, "name", eff->levels[l]->meta.name);
-        close_(w, '}');
-    }
-    close_(w, ']');
+    applied_from(w, eff->levels[0] ? &eff->levels[0]->meta : NULL, eff->levels[1] ? &eff->levels[1]->meta : NULL,
+                 eff->levels[2] ? &eff->levels[2]->meta : NULL);
     for (int mode = 0; mode < 2; mode++) {
         open_(w, mode_keys[mode], '{');
         open_(w, "metrics", '{');

@@ -207,6 +207,17 @@ static inline size_t down_queued(const conn_t *c)
 
 /* ---- across the three files ---- */
 
+/* len body bytes as one chunk ("hex\r\n", the bytes, "\r\n") in c->out, replacing what it held. */
+static inline void conn_chunk(conn_t *c, const char *data, size_t len)
+{
+    char hdr[19];
+    size_t n = http1_chunk_header(hdr, len);
+    c->out.len = 0;
+    buf_append(&c->out, hdr, n);
+    buf_append(&c->out, data, len);
+    buf_append(&c->out, "\r\n", 2);
+}
+
 /* Outlier detection: how the attempt on c->ep ended (status 0 for a connection failure); inline: every answer. */
 static inline void conn_outlier_result(conn_t *c, int status)
 {

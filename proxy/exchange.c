@@ -784,12 +784,7 @@ int conn_req_on_body(void *ctx, const char *data, size_t len)
     if (c->resp_done || c->cl == NULL)
         return HTTP1_CB_OK;
     if (c->req_chunked) {
-        char hdr[19];
-        size_t n = http1_chunk_header(hdr, len);
-        c->out.len = 0;
-        buf_append(&c->out, hdr, n);
-        buf_append(&c->out, data, len);
-        buf_append(&c->out, "\r\n", 2);
+        conn_chunk(c, data, len);
         body_out(c, c->out.data, c->out.len);
     } else {
         body_out(c, data, len);

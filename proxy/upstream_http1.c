@@ -294,12 +294,7 @@ static int resp_on_body(void *ctx, const char *data, size_t len)
         return HTTP1_CB_OK;
     c->resp_body_bytes += len;
     if (c->resp_chunked) {
-        char hdr[19];
-        size_t n = http1_chunk_header(hdr, len);
-        c->out.len = 0;
-        buf_append(&c->out, hdr, n);
-        buf_append(&c->out, data, len);
-        buf_append(&c->out, "\r\n", 2);
+        conn_chunk(c, data, len);
         conn_down_write(c, c->out.data, c->out.len);
     } else {
         conn_down_write(c, data, len);
