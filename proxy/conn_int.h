@@ -238,6 +238,7 @@ bool conn_retriable_status(const proxy_retries_t *r, int status);
 bool conn_retries_used_up(const conn_t *c);
 void conn_attempt_failed(conn_t *c, enum fail_kind kind);
 extern const upstream_handler_t conn_up_handler;
+int conn_uclient_begin(conn_t *c, upstream_pool_t *pool);
 void conn_ensure_hdrs(conn_t *c, uint32_t need);
 void conn_take_peer(conn_t *c, str_t value);
 extern const http1_callbacks_t conn_resp_cb;

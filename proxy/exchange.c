@@ -724,20 +724,12 @@ static void start_attempt(conn_t *c)
         c->retry_due = false;
         runtime_count(c->view->rt, c->cl, RC_RETRY);
     }
-    c->up = upstream_acquire(pool, &conn_up_handler, c);
-    if (c->up == NULL) {
+    if (conn_uclient_begin(c, pool) < 0) {
         conn_attempt_failed(c, FAIL_CONNECT);
         return;
     }
     c->leased_counted = true;
     cluster_leased(cs);
-    http1_parser_reset(c->resp);
-    http1_parser_set_method(c->resp, c->head->method);
-    if (c->up_head.len == 0)
-        proxy_head_write_http1(&c->uhead, &c->up_head); /* the target was checked; the fields are trusted */
-    upstream_write(c->up, c->up_head.data, c->up_head.len);
-    if (c->body.len > 0)
-        upstream_write(c->up, c->body.data, c->body.len);
     if (c->retry->per_try_timeout_ms > 0)
         uv_timer_start(&c->try_timer, on_try_timeout, (uint64_t)c->retry->per_try_timeout_ms, 0);
 }

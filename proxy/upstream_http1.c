@@ -169,6 +169,27 @@ static void up_on_drain(void *ctx)
     conn_update_reading(ctx);
 }
 
+/*
+ * The client side of one attempt: lease a connection of pool, then send
+ * the head (written from the structured head at the first attempt; a retry
+ * sends the same bytes) and the body kept so far; the response parser
+ * starts afresh. -1 when no connection can even be made.
+ */
+int conn_uclient_begin(conn_t *c, upstream_pool_t *pool)
+{
+    c->up = upstream_acquire(pool, &conn_up_handler, c);
+    if (c->up == NULL)
+        return -1;
+    http1_parser_reset(c->resp);
+    http1_parser_set_method(c->resp, c->head->method);
+    if (c->up_head.len == 0)
+        proxy_head_write_http1(&c->uhead, &c->up_head); /* the target was checked; the fields are trusted */
+    upstream_write(c->up, c->up_head.data, c->up_head.len);
+    if (c->body.len > 0)
+        upstream_write(c->up, c->body.data, c->body.len);
+    return 0;
+}
+
 const upstream_handler_t conn_up_handler = {up_on_connect, up_on_read, up_on_close, up_on_drain};
 
 /* The response's fields as the client gets them: peer metadata taken out (and read), route header operations. */

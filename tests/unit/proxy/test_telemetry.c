@@ -685,9 +685,12 @@ static void test_otlp_logs_every_field(void **state)
     r2.response_code = 0;
     tele_rec_fill(&recs[2], &strings, &r2);
     recs[2].has_log = true;
-    /* 3: no trace */
+    /* 3: no trace; over mutual TLS (the principals are attributes) */
     tele_request_t r3 = base_request(TELE_SOURCE, &reviews);
     r3.start_unix_ns = 4102444800000000000ull; /* 2100-01-01T00:00:00.000Z */
+    r3.mtls = true;
+    r3.self_principal = S("spiffe://cluster.local/ns/default/sa/productpage");
+    r3.peer_principal = S("spiffe://cluster.local/ns/default/sa/reviews");
     tele_rec_fill(&recs[3], &strings, &r3);
     recs[3].has_log = true;
 
@@ -808,6 +811,10 @@ static void test_otlp_logs_every_field(void **state)
             {"x_request_id", rid, 0, false},
             {"route_name", q->route_name.len ? "default" : NULL, 0, false},
             {"destination_service", dest_svc, 0, false},
+            /* the mutual TLS identities: this proxy's is the source on outbound */
+            {"source_principal", q->mtls ? (out_ ? q->self_principal.ptr : q->peer_principal.ptr) : NULL, 0, false},
+            {"destination_principal", q->mtls ? (out_ ? q->peer_principal.ptr : q->self_principal.ptr) : NULL, 0,
+             false},
             /* both sides: this proxy (productpage-v1) and the peer's metadata (reviews-v2, or none) */
             {"source_workload", out_ ? "productpage-v1" : peer_w, 0, false},
             {"source_namespace", out_ ? "default" : peer_ns, 0, false},
