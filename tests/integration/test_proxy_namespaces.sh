@@ -149,8 +149,8 @@ wait_until -n 100 -i 0.1 has_series response_code=404 response_flags=NR ||
 for want in "response_code=200 destination_service=reviews destination_service_namespace=shop destination_version=v2" \
     "response_code=418 response_flags=FI destination_service_namespace=shop" \
     "response_code=429 response_flags=RL destination_service_namespace=shop"; do
-    # shellcheck disable=SC2086 # the pairs are words
-    has_series $want || fail "no series with $want: $(series)"
+    # shellcheck disable=SC2086 # the pairs are words; each may come with a later flush than the 404's
+    wait_until -n 100 -i 0.1 has_series $want || fail "no series with $want: $(series)"
 done
 stop_pid "$PROXY_PID"
 assert_eq 0 "$STOP_RC" "exit code after SIGTERM"
