@@ -141,7 +141,10 @@ void cluster_result(cluster_state_t *cs, runtime_t *rt, const router_cluster_t *
     h->consecutive_gateway = gateway ? h->consecutive_gateway + 1 : 0;
     int64_t max5 = policy_or(p->consecutive_5xx_errors, 5), maxgw = policy_or(p->consecutive_gateway_errors, 0);
     bool trip = (max5 > 0 && h->consecutive_5xx >= max5) || (maxgw > 0 && h->consecutive_gateway >= maxgw);
-    if (!trip || h->ejected_until_ms != 0)
+    if (!trip)
+        return;
+    refresh(cs, rt, cl, now_ms); /* ejections whose time is over do not count (nor keep this one out) */
+    if (h->ejected_until_ms != 0)
         return;
     uint32_t n = (uint32_t)cl->n_endpoints;
     int64_t max_pct = policy_or(p->max_ejection_percent, 10);

@@ -415,14 +415,17 @@ static inline uint64_t swar_has_less(uint64_t w, unsigned char b)
     return (w - SWAR_ONES * b) & ~w & SWAR_HIGHS;
 }
 
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "find_cr_or_lf reads the first match off the lowest byte");
+
 /* Index of the first CR or LF in p[0..n), or n. */
 static size_t find_cr_or_lf(const char *p, size_t n)
 {
     size_t k = 0;
     for (; k + 8 <= n; k += 8) {
         uint64_t w = swar_load(p + k);
-        if (swar_has(w, '\r') | swar_has(w, '\n'))
-            break;
+        uint64_t m = swar_has(w, '\r') | swar_has(w, '\n');
+        if (m != 0) /* the lowest flagged byte is the first match (little-endian; no false positive below it) */
+            return k + (size_t)(__builtin_ctzll(m) >> 3);
     }
     while (k < n && p[k] != '\r' && p[k] != '\n')
         k++;

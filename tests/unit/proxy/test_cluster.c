@@ -751,6 +751,23 @@ static void test_outlier_max_ejection_percent(void **state)
     expect_mask(&f, 1000, 0, 0x2);
     fixture_close(&f);
 
+    /* an ejection whose time is over does not count, even before a pick has returned the endpoint */
+    fixture_open(&f, 4, "{outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 1s, maxEjectionPercent: 25}}");
+    results(&f, 0, 500, 2, 0);    /* endpoint 0 out until 1000 */
+    results(&f, 1, 500, 2, 5000); /* no pick since: endpoint 0's time is over, so endpoint 1 may go */
+    assert_int_equal(f.cs.n_ejected, 1);
+    assert_int_equal(f.cs.health[0].ejected_until_ms, 0);
+    assert_int_equal(f.cs.health[1].ejected_until_ms, 6000);
+    assert_int_equal(ejected_now(&f), 1);
+    assert_int_equal(counter(&f, RC_OUTLIER_RETURN), 1);
+    /* and an endpoint whose own ejection is over is ejected again, for twice the time */
+    results(&f, 0, 500, 2, 5000);
+    assert_int_equal(f.cs.health[0].ejected_until_ms, 0); /* 25%: endpoint 1 is out now */
+    results(&f, 1, 500, 2, 7000);                         /* endpoint 1 back (6000) and out again */
+    assert_int_equal(f.cs.health[1].ejected_until_ms, 9000);
+    assert_int_equal(f.cs.health[1].times_ejected, 2);
+    fixture_close(&f);
+
     /* 4 endpoints, 50%: two out, not three */
     fixture_open(&f, 4, "{outlierDetection: {consecutive5xxErrors: 1, maxEjectionPercent: 50}}");
     results(&f, 0, 500, 1, 0);
