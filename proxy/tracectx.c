@@ -201,6 +201,49 @@ static void add_tracestate(str_t v, trace_ctx_t *ctx, bool *overflow)
     ctx->tracestate[ctx->tracestate_len] = '\0';
 }
 
+/* The trace context fields this module reads and writes. */
+enum own_kind {
+    OWN_NONE,
+    OWN_TRACEPARENT,
+    OWN_TRACESTATE,
+    OWN_B3,
+    OWN_B3_TRACEID,
+    OWN_B3_SPANID,
+    OWN_B3_PARENTSPANID,
+    OWN_B3_SAMPLED,
+    OWN_B3_FLAGS,
+    OWN_REQUEST_ID,
+};
+
+/*
+ * Which of them name is: by its length first, then at most three
+ * case-insensitive comparisons (every field of every request goes through
+ * this, twice: extract and the upstream head).
+ */
+static inline enum own_kind own_kind(str_t name)
+{
+    if (name.ptr == NULL)
+        return OWN_NONE;
+    switch (name.len) {
+    case 2: return http1_span_ieq(name.ptr, 2, "b3") ? OWN_B3 : OWN_NONE;
+    case 10:
+        return http1_span_ieq(name.ptr, 10, "tracestate")   ? OWN_TRACESTATE
+               : http1_span_ieq(name.ptr, 10, "x-b3-flags") ? OWN_B3_FLAGS
+                                                            : OWN_NONE;
+    case 11:
+        return http1_span_ieq(name.ptr, 11, "traceparent")   ? OWN_TRACEPARENT
+               : http1_span_ieq(name.ptr, 11, "x-b3-spanid") ? OWN_B3_SPANID
+                                                             : OWN_NONE;
+    case 12:
+        return http1_span_ieq(name.ptr, 12, "x-b3-traceid")   ? OWN_B3_TRACEID
+               : http1_span_ieq(name.ptr, 12, "x-b3-sampled") ? OWN_B3_SAMPLED
+               : http1_span_ieq(name.ptr, 12, "x-request-id") ? OWN_REQUEST_ID
+                                                              : OWN_NONE;
+    case 17: return http1_span_ieq(name.ptr, 17, "x-b3-parentspanid") ? OWN_B3_PARENTSPANID : OWN_NONE;
+    default: return OWN_NONE;
+    }
+}
+
 void tracectx_extract(const http1_header_t *h, uint32_t n, trace_ctx_t *ctx)
 {
     memset(ctx, 0, sizeof(*ctx));
@@ -215,25 +258,29 @@ void tracectx_extract(const http1_header_t *h, uint32_t n, trace_ctx_t *ctx)
         str_t name = h[i].name, v = h[i].value;
         if (!v.ptr)
             v.len = 0;
-        if (http1_name_eq(name, "traceparent")) {
+        switch (own_kind(name)) {
+        case OWN_TRACEPARENT:
             if (!s.tp_seen)
                 parse_traceparent(v, &s);
             s.tp_seen = true;
-        } else if (http1_name_eq(name, "tracestate")) {
-            add_tracestate(v, ctx, &state_overflow);
-        } else if (http1_name_eq(name, "b3")) {
+            break;
+        case OWN_TRACESTATE: add_tracestate(v, ctx, &state_overflow); break;
+        case OWN_B3:
             if (!s.b3_seen)
                 parse_b3(v, &s);
             s.b3_seen = true;
-        } else if (http1_name_eq(name, "x-b3-traceid")) {
+            break;
+        case OWN_B3_TRACEID:
             if (!s.tid_seen)
                 s.mb3_trace_ok = parse_b3_trace(v.ptr, v.len, s.mb3.trace) == 0;
             s.tid_seen = true;
-        } else if (http1_name_eq(name, "x-b3-spanid")) {
+            break;
+        case OWN_B3_SPANID:
             if (!s.sid_seen)
                 s.mb3_span_ok = v.len == 16 && parse_hex_id(v.ptr, 8, s.mb3.span, HEX_ANY_CASE) == 0;
             s.sid_seen = true;
-        } else if (http1_name_eq(name, "x-b3-sampled")) {
+            break;
+        case OWN_B3_SAMPLED:
             if (!s.smp_seen) {
                 if (str_eq_lit(v, "1") || http1_name_eq(v, "true"))
                     s.mb3_sampled = 1;
@@ -241,17 +288,22 @@ void tracectx_extract(const http1_header_t *h, uint32_t n, trace_ctx_t *ctx)
                     s.mb3_sampled = 0;
             }
             s.smp_seen = true;
-        } else if (http1_name_eq(name, "x-b3-flags")) {
+            break;
+        case OWN_B3_FLAGS:
             if (!s.flg_seen)
                 s.mb3_debug = str_eq_lit(v, "1");
             s.flg_seen = true;
-        } else if (http1_name_eq(name, "x-request-id")) {
+            break;
+        case OWN_REQUEST_ID:
             if (!s.rid_seen && v.len > 0 && v.len <= TRACECTX_REQUEST_ID_MAX && safe_value(v)) {
                 memcpy(ctx->request_id, v.ptr, v.len);
                 ctx->request_id[v.len] = '\0';
                 ctx->request_id_len = v.len;
             }
             s.rid_seen = true;
+            break;
+        case OWN_B3_PARENTSPANID: /* not read: the parent of this hop is the incoming span */
+        case OWN_NONE: break;
         }
     }
     s.mb3.ok = s.mb3_trace_ok && s.mb3_span_ok;
@@ -335,17 +387,9 @@ void tracectx_begin(trace_ctx_t *ctx, double sampling_percent, uint64_t *rng)
     }
 }
 
-static const char *const OWN_HEADERS[] = {
-    "traceparent",       "tracestate",   "b3",         "x-b3-traceid", "x-b3-spanid",
-    "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "x-request-id",
-};
-
 bool tracectx_is_own_header(str_t name)
 {
-    for (size_t i = 0; i < sizeof(OWN_HEADERS) / sizeof(OWN_HEADERS[0]); i++)
-        if (http1_name_eq(name, OWN_HEADERS[i]))
-            return true;
-    return false;
+    return own_kind(name) != OWN_NONE;
 }
 
 /* Lowercase hex of the trace id for B3: 16 chars when the high half is zero. */
