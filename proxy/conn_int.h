@@ -225,29 +225,35 @@ static inline void conn_outlier_result(conn_t *c, int status)
         cluster_result(&c->view->cs[c->cl->index], c->view->rt, c->cl, c->ep, status, uv_now(c->env->w->loop));
 }
 
-void conn_record_tunnel(conn_t *c, bool opened);
-void conn_release_upstream(conn_t *c, bool reusable);
-void conn_exchange_dispose(conn_t *c);
-void conn_close(conn_t *c);
-void conn_down_write(conn_t *c, const void *data, size_t len);
+/* conn.c: the downstream connection */
+void conn_close(conn_t *c); /* close now; the memory goes in the last close callback */
+void conn_down_write(conn_t *c, const void *data, size_t len); /* bytes for the client (gathered until down_flush) */
 void conn_down_flush(conn_t *c);
+/* A local answer (errors, 404 NR, 503 UH, filters' replies) with extra fields; close: Connection: close after it. */
 void conn_local_reply_h(conn_t *c, int status, const char *text, bool close, const http1_header_t *extra,
                         uint32_t n_extra);
 void conn_local_reply(conn_t *c, int status, const char *text, bool close);
-bool conn_retriable_status(const proxy_retries_t *r, int status);
-bool conn_retries_used_up(const conn_t *c);
-void conn_attempt_failed(conn_t *c, enum fail_kind kind);
-extern const upstream_handler_t conn_up_handler;
-int conn_uclient_begin(conn_t *c, upstream_pool_t *pool);
-void conn_ensure_hdrs(conn_t *c, uint32_t need);
-void conn_take_peer(conn_t *c, str_t value);
-extern const http1_callbacks_t conn_resp_cb;
+void conn_process(conn_t *c);        /* parse what was read, end exchanges, go on with pipelined requests */
+void conn_update_reading(conn_t *c); /* read or not, as back-pressure says */
+
+/* exchange.c: the request parser's callbacks (conn.c's req_cb) and the exchange */
 int conn_req_on_head(void *ctx, const http1_head_t *h);
 int conn_req_on_body(void *ctx, const char *data, size_t len);
 int conn_req_on_trailers(void *ctx, const http1_header_t *t, uint32_t n);
 int conn_req_on_complete(void *ctx);
-void conn_record(conn_t *c);
-void conn_process(conn_t *c);
-void conn_update_reading(conn_t *c);
+void conn_exchange_dispose(conn_t *c);                    /* timers, filters, upstream, the view */
+void conn_release_upstream(conn_t *c, bool reusable);     /* give the attempt's connection back */
+void conn_attempt_failed(conn_t *c, enum fail_kind kind); /* retry as the policy says, or answer */
+bool conn_retriable_status(const proxy_retries_t *r, int status);
+bool conn_retries_used_up(const conn_t *c);
+void conn_record(conn_t *c);                     /* telemetry, once per exchange */
+void conn_record_tunnel(conn_t *c, bool opened); /* istio_tcp_* of a tunnel */
+void conn_ensure_hdrs(conn_t *c, uint32_t need); /* room for need fields in c->hdrs */
+void conn_take_peer(conn_t *c, str_t value);     /* the other side's peer metadata */
+
+/* upstream_http1.c: the HTTP/1 upstream client */
+extern const upstream_handler_t conn_up_handler;          /* the leased connection's events */
+extern const http1_callbacks_t conn_resp_cb;              /* the response parser's callbacks */
+int conn_uclient_begin(conn_t *c, upstream_pool_t *pool); /* lease, then send the head and the body so far */
 
 #endif
