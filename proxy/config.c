@@ -835,9 +835,8 @@ enum doc_kind {
     DOC_UNKNOWN
 };
 
-static const char *const kind_names[] = {
-    "Proxy",    "ServiceEntry", "VirtualService", "DestinationRule", "RateLimit", "Telemetry", "PeerAuthentication",
-    NULL};
+static const char *const kind_names[] = {"Proxy",     "ServiceEntry", "VirtualService",     "DestinationRule",
+                                         "RateLimit", "Telemetry",    "PeerAuthentication", NULL};
 
 /* The Outrider kinds; the others are Istio's. */
 static int outrider_kind(enum doc_kind kind)
@@ -870,7 +869,17 @@ static int api_version_ok(enum doc_kind kind, const char *v)
            strcmp(v, "networking.istio.io/v1alpha3") == 0;
 }
 
-static int dns1123(const char *s, size_t max)
+int pc_selects(const proxy_kv_list_t *selector, const proxy_kv_list_t *labels)
+{
+    for (size_t i = 0; i < selector->n; i++) {
+        const char *v = proxy_kv_get(labels, selector->items[i].key);
+        if (v == NULL || strcmp(v, selector->items[i].value) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+int pc_dns1123(const char *s, size_t max)
 {
     size_t n = strlen(s);
     if (n == 0 || n > max || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
@@ -884,7 +893,7 @@ static int dns1123(const char *s, size_t max)
 /* A Kubernetes namespace: a DNS label (RFC 1123: lowercase ASCII letters, digits and '-', at most 63). */
 static int valid_namespace(const char *s)
 {
-    return dns1123(s, 63) && strchr(s, '.') == NULL;
+    return pc_dns1123(s, 63) && strchr(s, '.') == NULL;
 }
 
 /* A namespace value into *out (left alone when it is not one, reported). */
@@ -938,7 +947,7 @@ static void parse_metadata(pctx_t *p, const yaml_node_t *v, proxy_meta_t *m)
     {
         if (PC_KEY(it, "name")) {
             const char *s = pc_string(p, it.val);
-            if (s != NULL && !dns1123(s, 253))
+            if (s != NULL && !pc_dns1123(s, 253))
                 pc_error(p, it.val, "\"%s\" is not a valid name (lowercase letters, digits, '-' and '.')", s);
             else
                 m->name = s;
@@ -1062,11 +1071,11 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
             pc_error(p, api, "expected a string, got %s", kind_name(api));
         else if (!api_version_ok(kind, api->str))
             pc_error(p, api, "unknown apiVersion \"%s\" for kind %s (expected %s)", api->str, kind_names[kind],
-                     outrider_kind(kind)     ? "outrider.io/v1alpha1"
-                     : kind == DOC_TELEMETRY ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
+                     outrider_kind(kind)               ? "outrider.io/v1alpha1"
+                     : kind == DOC_TELEMETRY           ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
                      : kind == DOC_PEER_AUTHENTICATION ? "security.istio.io/v1 or security.istio.io/v1beta1"
-                                             : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
-                                               "networking.istio.io/v1alpha3");
+                                                       : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
+                                                         "networking.istio.io/v1alpha3");
         pc_pop(p, mark);
     }
     PC_FIELDS(p, doc, it)

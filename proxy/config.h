@@ -124,10 +124,11 @@ typedef struct proxy_identity {
     const char *root_certificates; /* required */
     const char *certificate_chain; /* files: with private_key */
     const char *private_key;
-    const char *ca_address;       /* "https://HOST:PORT": with token_file */
-    const char *token_file;       /* the CA's bootstrap token */
-    uint64_t certificate_ttl_ms;  /* asked of the CA; default 24 h */
-    const char *spiffe_id;        /* made from the fields above */
+    const char *ca_address;      /* "https://HOST:PORT": with token_file */
+    const char *token_file;      /* the CA's bootstrap token */
+    uint64_t certificate_ttl_ms; /* asked of the CA; default 24 h */
+    const char *spiffe_id;       /* made from the fields above */
+    const char *peer_ids;        /* "spiffe://<trustDomain>/": the ids of the mesh's workloads (a prefix) */
     proxy_pos_t pos;
 } proxy_identity_t;
 
@@ -666,9 +667,9 @@ typedef struct proxy_peer_authentication {
 
 /* What the PeerAuthentication documents make of this proxy's inbound listener. */
 typedef struct proxy_mtls_effective {
-    enum proxy_mtls_mode mode;                     /* never UNSET: PERMISSIVE when nothing says otherwise */
+    enum proxy_mtls_mode mode;                    /* never UNSET: PERMISSIVE when nothing says otherwise */
     const proxy_peer_authentication_t *levels[3]; /* root namespace, namespace, workload; NULL where none applies */
-    const proxy_peer_authentication_t *decided;    /* the document whose mode (or port's) won; NULL: the default */
+    const proxy_peer_authentication_t *decided;   /* the document whose mode (or port's) won; NULL: the default */
 } proxy_mtls_effective_t;
 
 /* The Istio endpoint label that says an endpoint has a sidecar (auto mutual TLS). */
@@ -694,7 +695,7 @@ typedef struct proxy_config {
     proxy_peer_authentication_t *peer_authentications;
     size_t n_peer_authentications;
     proxy_mtls_effective_t mtls; /* filled by pass two */
-    regex_t **regexes;              /* every compiled regex, for destroy */
+    regex_t **regexes;           /* every compiled regex, for destroy */
     size_t n_regexes, cap_regexes;
 } proxy_config_t;
 

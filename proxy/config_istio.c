@@ -1298,10 +1298,11 @@ static void parse_client_tls(pctx_t *p, const yaml_node_t *v, proxy_traffic_poli
         pc_error(p, mode_node,
                  "ISTIO_MUTUAL presents the sidecar's workload identity: the Proxy needs spec.identity "
                  "(certificate files, or the mesh CA's caAddress and tokenFile)");
-    if (tp->tls_mode == PROXY_TLS_ISTIO_MUTUAL && (tp->tls_client_certificate != NULL || tp->tls_private_key != NULL ||
-                                                   tp->tls_ca_certificates != NULL))
-        pc_error(p, v, "ISTIO_MUTUAL uses the sidecar's own certificate and the mesh's roots: "
-                       "clientCertificate, privateKey and caCertificates go with MUTUAL");
+    if (tp->tls_mode == PROXY_TLS_ISTIO_MUTUAL &&
+        (tp->tls_client_certificate != NULL || tp->tls_private_key != NULL || tp->tls_ca_certificates != NULL))
+        pc_error(p, v,
+                 "ISTIO_MUTUAL uses the sidecar's own certificate and the mesh's roots: "
+                 "clientCertificate, privateKey and caCertificates go with MUTUAL");
     if (tp->tls_mode == PROXY_TLS_MUTUAL && (tp->tls_client_certificate == NULL || tp->tls_private_key == NULL))
         pc_error(p, v, "mode MUTUAL needs clientCertificate and privateKey");
 }

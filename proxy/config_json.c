@@ -621,15 +621,21 @@ static void custom_tags(jw_t *w, const proxy_tm_custom_tag_t *t, size_t n)
     close_(w, '}');
 }
 
+/* "selector": {"matchLabels": ...} of a document that has one. */
+static void selector(jw_t *w, int has, const proxy_kv_list_t *labels)
+{
+    if (!has)
+        return;
+    open_(w, "selector", '{');
+    kv_map(w, "matchLabels", labels);
+    close_(w, '}');
+}
+
 static void telemetry(jw_t *w, const proxy_telemetry_t *tm)
 {
     document(w, "telemetry.istio.io/v1", "Telemetry", &tm->meta);
     open_(w, "spec", '{');
-    if (tm->has_selector) {
-        open_(w, "selector", '{');
-        kv_map(w, "matchLabels", &tm->selector);
-        close_(w, '}');
-    }
+    selector(w, tm->has_selector, &tm->selector);
     open_(w, "metrics", '[');
     open_(w, NULL, '{');
     open_(w, "overrides", '[');
@@ -721,11 +727,7 @@ static void peer_authentication(jw_t *w, const proxy_peer_authentication_t *pa)
 {
     document(w, "security.istio.io/v1", "PeerAuthentication", &pa->meta);
     open_(w, "spec", '{');
-    if (pa->has_selector) {
-        open_(w, "selector", '{');
-        kv_map(w, "matchLabels", &pa->selector);
-        close_(w, '}');
-    }
+    selector(w, pa->has_selector, &pa->selector);
     open_(w, "mtls", '{');
     str(w, "mode", mtls_mode_names[pa->mode]);
     close_(w, '}');

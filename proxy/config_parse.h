@@ -89,6 +89,10 @@ int pc_hostport(pctx_t *p, const yaml_node_t *v, int ip_only, proxy_hostport_t *
 const char *pc_fqdn(pctx_t *p, const char *host, const char *ns);
 /* A file name the sidecar reads at load; NULL (reported at file:line:col) when it cannot be read. */
 const char *pc_readable_file(pctx_t *p, const yaml_node_t *v);
+/* A DNS-1123 subdomain of at most max bytes: lowercase letters, digits, '-' and '.', alphanumeric at both ends. */
+int pc_dns1123(const char *s, size_t max);
+/* Whether labels carry every key: value of selector (selector.matchLabels). */
+int pc_selects(const proxy_kv_list_t *selector, const proxy_kv_list_t *labels);
 /* A lowercased copy (arena). */
 const char *pc_lower(pctx_t *p, const char *s);
 

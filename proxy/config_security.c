@@ -37,18 +37,6 @@ static int valid_trust_domain(const char *s)
     return 1;
 }
 
-/* A Kubernetes service account name: a DNS subdomain (lowercase letters, digits, '-' and '.'), at most 253. */
-static int valid_service_account(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 253 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-' || s[i] == '.'))
-            return 0;
-    return 1;
-}
-
 /* https://HOST:PORT, nothing after the port but an optional '/'. */
 static const char *ca_address(pctx_t *p, const yaml_node_t *v)
 {
@@ -79,7 +67,7 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
     {
         if (PC_KEY(it, "serviceAccount")) {
             const char *s = pc_string(p, it.val);
-            if (s != NULL && !valid_service_account(s))
+            if (s != NULL && !pc_dns1123(s, 253))
                 pc_error(p, it.val,
                          "\"%s\" is not a valid service account name (lowercase letters, digits, '-' and "
                          "'.', at most 253)",
@@ -141,6 +129,9 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
     char *sid = pc_alloc(p, n, 1);
     snprintf(sid, n, "spiffe://%s/ns/%s/sa/%s", id->trust_domain, ns, id->service_account);
     id->spiffe_id = sid;
+    char *peers = pc_alloc(p, strlen(id->trust_domain) + 12, 1);
+    sprintf(peers, "spiffe://%s/", id->trust_domain);
+    id->peer_ids = peers;
 }
 
 /* ---- PeerAuthentication, pass one ---- */
@@ -231,16 +222,6 @@ void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, prox
 
 /* ---- PeerAuthentication, pass two ---- */
 
-static int selects(const proxy_peer_authentication_t *pa, const proxy_kv_list_t *labels)
-{
-    for (size_t i = 0; i < pa->selector.n; i++) {
-        const char *v = proxy_kv_get(labels, pa->selector.items[i].key);
-        if (v == NULL || strcmp(v, pa->selector.items[i].value) != 0)
-            return 0;
-    }
-    return 1;
-}
-
 static void enter(pctx_t *p, const proxy_peer_authentication_t *pa)
 {
     snprintf(p->label, sizeof(p->label), "PeerAuthentication %s", pa->meta.name ? pa->meta.name : "?");
@@ -256,7 +237,7 @@ static const proxy_peer_authentication_t *pick(pctx_t *p, const char *ns, int wo
         const proxy_peer_authentication_t *pa = &cfg->peer_authentications[i];
         if (pa->meta.namespace == NULL || strcmp(pa->meta.namespace, ns) != 0 || pa->has_selector != workload)
             continue;
-        if (workload && !selects(pa, labels))
+        if (workload && !pc_selects(&pa->selector, labels))
             continue;
         if (first == NULL) {
             first = pa;

@@ -405,16 +405,6 @@ void telemetry_parse(pctx_t *p, const yaml_node_t *spec, proxy_telemetry_t *tm)
 
 /* ---- pass two ---- */
 
-static int selects(const proxy_telemetry_t *tm, const proxy_kv_list_t *labels)
-{
-    for (size_t i = 0; i < tm->selector.n; i++) {
-        const char *v = proxy_kv_get(labels, tm->selector.items[i].key);
-        if (v == NULL || strcmp(v, tm->selector.items[i].value) != 0)
-            return 0;
-    }
-    return 1;
-}
-
 static void enter(pctx_t *p, const proxy_telemetry_t *tm)
 {
     snprintf(p->label, sizeof(p->label), "Telemetry %s", tm->meta.name ? tm->meta.name : "?");
@@ -431,7 +421,7 @@ static const proxy_telemetry_t *pick(pctx_t *p, const char *ns, int workload, co
         const proxy_telemetry_t *tm = &cfg->telemetries[i];
         if (tm->meta.namespace == NULL || strcmp(tm->meta.namespace, ns) != 0 || tm->has_selector != workload)
             continue;
-        if (workload && !selects(tm, labels))
+        if (workload && !pc_selects(&tm->selector, labels))
             continue;
         if (first == NULL) {
             first = tm;

@@ -499,10 +499,7 @@ static void on_down_open(void *ctx, int status)
 /* Begin the server side of mutual TLS with the sidecar's certificate: only a client of the mesh's trust domain. */
 static void start_down_tls(conn_t *c, const void *initial, size_t len)
 {
-    const proxy_identity_t *id = &c->env->w->view->rt->cfg->proxy.identity;
-    char domain[300];
-    snprintf(domain, sizeof domain, "spiffe://%s/", id->trust_domain);
-    const char *expected[1] = {domain};
+    const char *expected[1] = {c->env->w->view->rt->cfg->proxy.identity.peer_ids};
     transport_tls_opts_t o = {.role = TRANSPORT_SERVER,
                               .expected_ids = expected,
                               .n_expected_ids = 1,

@@ -612,6 +612,7 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
                                 .rng = &c->env->w->rng,
                                 .rlg = c->env->w->rlg,
                                 .peer = c->peer,
+                                .scratch = &c->out,
                                 .reply = fx_reply,
                                 .resume = fx_resume,
                                 .over = fx_over};

@@ -57,9 +57,10 @@ struct filter_exchange {
     const router_cluster_t *cl;  /* the destination cluster */
     runtime_view_t *view;        /* the configuration, and the worker's state of it */
     uv_loop_t *loop;
-    uint64_t *rng;                                                /* the worker's random state (tracectx_rand) */
-    struct rlg *rlg;                                              /* the worker's Redis client, NULL: none */
-    const char *peer;                                             /* the client's address */
+    uint64_t *rng;    /* the worker's random state (tracectx_rand) */
+    struct rlg *rlg;  /* the worker's Redis client, NULL: none */
+    const char *peer; /* the client's address */
+    buf_t *scratch;   /* the exchange's scratch bytes: free to use during a filter call, not after it */
     void (*reply)(filter_exchange_t *x, const filter_reply_t *r); /* answer; the chain stops */
     void (*resume)(filter_exchange_t *x);                         /* a wait is over: go on */
     bool (*over)(filter_exchange_t *x);                           /* the exchange answered already */

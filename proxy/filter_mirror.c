@@ -40,25 +40,20 @@ static int shadow_head(const proxy_head_t *h, buf_t *out)
         if (a.ptr[i - 1] == ']')
             break;
     }
-    char value[1024];
-    size_t vl = 0;
-    if (host_len + 7 + (a.len - host_len) > sizeof value)
-        return -1;
-    memcpy(value, a.ptr, host_len);
-    vl = host_len;
-    memcpy(value + vl, "-shadow", 7);
-    vl += 7;
-    memcpy(value + vl, a.ptr + host_len, a.len - host_len);
-    vl += a.len - host_len;
+    buf_t value = BUF_INIT;
+    buf_append(&value, a.ptr, host_len);
+    buf_append_str(&value, "-shadow");
+    buf_append(&value, a.ptr + host_len, a.len - host_len);
     http1_header_t *fields = xmalloc((h->n_fields + 1) * sizeof *fields);
     memcpy(fields, h->fields, h->n_fields * sizeof *fields);
     for (uint32_t i = 0; i < h->n_fields; i++)
         if (http1_name_eq(fields[i].name, "host"))
-            fields[i].value = (str_t){value, (uint32_t)vl};
+            fields[i].value = (str_t){value.data, (uint32_t)value.len};
     proxy_head_t s = *h;
     s.fields = fields;
     int rc = proxy_head_write_http1(&s, out);
     free(fields);
+    buf_dispose(&value);
     return rc;
 }
 

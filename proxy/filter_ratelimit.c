@@ -154,31 +154,30 @@ enum filter_result filter_rl_global(filter_exchange_t *x, filter_rl_global_t *st
     if (found == NULL)
         return FILTER_CONTINUE;
     const proxy_rl_global_t *gl = &found->global;
-    /* the keys, NUL-separated in one buffer */
-    buf_t keys = BUF_INIT;
+    /* the keys, NUL-separated in the exchange's scratch (rlg_check copies them) */
+    buf_t *keys = x->scratch;
+    keys->len = 0;
     size_t off[RLG_LIMITS_MAX];
     const char *kp[RLG_LIMITS_MAX];
     uint64_t per[RLG_LIMITS_MAX], win[RLG_LIMITS_MAX];
     size_t n = 0;
     for (size_t i = 0; i < gl->n_limits && n < RLG_LIMITS_MAX; i++) {
-        size_t start = keys.len;
-        if (!global_key(x, found, &gl->limits[i], &keys)) {
-            keys.len = start;
+        size_t start = keys->len;
+        if (!global_key(x, found, &gl->limits[i], keys)) {
+            keys->len = start;
             continue;
         }
-        buf_append(&keys, "", 1);
+        buf_append(keys, "", 1);
         off[n] = start;
         per[n] = gl->limits[i].requests_per_unit;
         win[n] = gl->limits[i].unit_ms;
         n++;
     }
-    if (n == 0) {
-        buf_dispose(&keys);
+    if (n == 0)
         return FILTER_CONTINUE;
-    }
     st->limit = per[0];
     for (size_t i = 0; i < n; i++) {
-        kp[i] = keys.data + off[i];
+        kp[i] = keys->data + off[i];
         if (per[i] < st->limit)
             st->limit = per[i]; /* of the limits this request is counted against only */
     }
@@ -190,7 +189,6 @@ enum filter_result filter_rl_global(filter_exchange_t *x, filter_rl_global_t *st
     st->went_on = false;
     rlg_call_t *call = rlg_check(x->rlg, gl, kp, per, win, n, on_verdict, st);
     st->in_check = false;
-    buf_dispose(&keys);
     if (!st->waiting) /* the verdict came at once (Redis is known to be down) */
         return st->went_on ? FILTER_CONTINUE : FILTER_REPLIED;
     st->call = call;

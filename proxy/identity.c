@@ -31,6 +31,7 @@
 #include <openssl/x509v3.h>
 
 #include "hex.h"
+#include "ident.h"
 #include "http_client.h"
 #include "log.h"
 #include "runtime.h" /* runtime_now_ms */
@@ -117,40 +118,6 @@ static void printable(const char *s, size_t n, char *out, size_t len)
             o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
     }
     out[o] = '\0';
-}
-
-/* ---- name checks (the CA's rules: ctl/ident.h) ---- */
-
-static bool label_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return false;
-    return true;
-}
-
-static bool trust_domain_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 255)
-        return false;
-    char label[64];
-    for (const char *p = s;;) {
-        const char *dot = strchr(p, '.');
-        size_t l = dot != NULL ? (size_t)(dot - p) : strlen(p);
-        if (l == 0 || l >= sizeof label)
-            return false;
-        memcpy(label, p, l);
-        label[l] = '\0';
-        if (!label_ok(label))
-            return false;
-        if (dot == NULL)
-            return true;
-        p = dot + 1;
-    }
 }
 
 /* ---- files ---- */
@@ -718,12 +685,12 @@ identity_t *identity_create(const identity_opts_t *o, char *err, size_t errlen)
     size_t used = 0;
     if (errlen > 0)
         err[0] = '\0';
-    if (o->trust_domain == NULL || !trust_domain_ok(o->trust_domain))
+    if (o->trust_domain == NULL || ident_check_trust_domain(o->trust_domain, NULL, 0) != 0)
         add_error(err, errlen, &used, "trust_domain",
                   "required: lowercase letters, digits, '-' and '.', labels of 1 to 63 bytes, 255 in all");
-    if (o->namespace == NULL || !label_ok(o->namespace))
+    if (o->namespace == NULL || ident_check_label(o->namespace, NULL, 0) != 0)
         add_error(err, errlen, &used, "namespace", "required: a DNS-1123 label (a-z, 0-9, '-', 1 to 63 bytes)");
-    if (o->service_account == NULL || !label_ok(o->service_account))
+    if (o->service_account == NULL || ident_check_label(o->service_account, NULL, 0) != 0)
         add_error(err, errlen, &used, "service_account", "required: a DNS-1123 label (a-z, 0-9, '-', 1 to 63 bytes)");
     if (o->roots_file == NULL || o->roots_file[0] == '\0')
         add_error(err, errlen, &used, "roots_file", "required: the PEM bundle of the mesh's trusted roots");

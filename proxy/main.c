@@ -110,11 +110,11 @@ typedef struct proxy_main {
     tele_t *tele;
     bool draining;
     uint64_t reloads_ok, reloads_failed;
-    identity_t *identity;         /* spec.identity's renewal, NULL without one */
-    uv_async_t identity_async;    /* a renewed certificate is waiting in identity_pending */
-    uv_mutex_t identity_lock;     /* guards identity_pending */
+    identity_t *identity;      /* spec.identity's renewal, NULL without one */
+    uv_async_t identity_async; /* a renewed certificate is waiting in identity_pending */
+    uv_mutex_t identity_lock;  /* guards identity_pending */
     identity_cert_t *identity_pending;
-    tls_stats_t tls_stats;        /* handshakes, all workers */
+    tls_stats_t tls_stats; /* handshakes, all workers */
 } proxy_main_t;
 
 static void shutdown_start(proxy_main_t *m, const char *why)

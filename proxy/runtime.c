@@ -221,7 +221,6 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
         }
         o.stats = v->tls_stats;
         char sni[PROXY_HOST_MAX + 32];
-        const char *trust_domain[1];
         if (v->mesh_tls != NULL && runtime_mesh_mtls(v->rt, cl, ep)) {
             /* Istio's shapes: SNI outbound_.PORT_._.HOST; the server is the service's account(s) if the
              * ServiceEntry (or the ISTIO_MUTUAL rule) lists them, else any workload of our trust domain */
@@ -236,10 +235,7 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
                 o.tls_expected = sans->items;
                 o.n_tls_expected = sans->n;
             } else {
-                char *td = v->trust_domain_id;
-                snprintf(td, sizeof v->trust_domain_id, "spiffe://%s/", id->trust_domain);
-                trust_domain[0] = td;
-                o.tls_expected = trust_domain;
+                o.tls_expected = &id->peer_ids;
                 o.n_tls_expected = 1;
             }
         } else if (v->rt->tls[cl->index] != NULL) {

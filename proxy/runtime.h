@@ -109,15 +109,14 @@ void runtime_unref(runtime_t *rt);
 typedef struct runtime_view {
     runtime_t *rt; /* one reference held */
     uv_loop_t *loop;
-    router_lb_t *lbs;            /* per cluster */
-    upstream_pool_t ***pools;    /* [cluster][endpoint], NULL until first use */
-    cluster_state_t *cs;         /* per cluster: breaker and outlier detection (cluster.h) */
-    uint64_t **tele_dest;        /* [cluster][endpoint + 1]: telemetry destination handles, rows made on first use */
-    uint32_t users;              /* exchanges holding the view */
+    router_lb_t *lbs;         /* per cluster */
+    upstream_pool_t ***pools; /* [cluster][endpoint], NULL until first use */
+    cluster_state_t *cs;      /* per cluster: breaker and outlier detection (cluster.h) */
+    uint64_t **tele_dest;     /* [cluster][endpoint + 1]: telemetry destination handles, rows made on first use */
+    uint32_t users;           /* exchanges holding the view */
     bool retired;
     struct tls_ctx *const *mesh_tls; /* the worker's slot for the sidecar's certificate (NULL: no identity) */
     struct tls_stats *tls_stats;     /* handshake counters, all workers */
-    char trust_domain_id[300];       /* "spiffe://TD/": scratch for runtime_view_pool (the pool copies it) */
 } runtime_view_t;
 
 runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);

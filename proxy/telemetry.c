@@ -158,8 +158,9 @@ static void stable_dispose(stable_t *t)
 
 enum dim_kind { DIM_DEST, DIM_PEER, DIM_TUPLE };
 #define DIM_FIELDS 8 /* TELE_POLICY_MAX_EXPRS for a tuple of Telemetry tag values */
-enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP };                                 /* DIM_DEST */
-enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER, PF_PRINCIPAL }; /* DIM_PEER */
+enum { DF_SERVICE, DF_NAME, DF_NAMESPACE, DF_VERSION, DF_APP }; /* DIM_DEST */
+/* DIM_PEER */
+enum { PF_NAMESPACE, PF_WORKLOAD, PF_APP, PF_VERSION, PF_CANON_SVC, PF_CANON_REV, PF_CLUSTER, PF_PRINCIPAL };
 
 typedef struct dim {
     _Atomic uint32_t refs;
@@ -314,8 +315,8 @@ typedef struct pending {
 struct tele {
     peer_info_t self;
     char self_principal[TELE_PRINCIPAL_MAX]; /* our SPIFFE id, "" without an identity */
-    char *host;    /* the endpoint's base URL ("http://collector:4318"); NULL: no export */
-    char *ca_file; /* trusted CAs for an https endpoint; NULL: the system's */
+    char *host;                              /* the endpoint's base URL ("http://collector:4318"); NULL: no export */
+    char *ca_file;                           /* trusted CAs for an https endpoint; NULL: the system's */
     char *service_name, *instance_id;
     uint64_t flush_interval_ms;
     size_t max_queue_bytes, max_batch_records, max_series, ring_bytes;
@@ -795,8 +796,8 @@ void tele_record(tele_worker_t *w, const tele_request_t *r)
             have_ax = true;
             tuple = worker_tuple(w, pol, mode, &ax);
         }
-        e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, has_peer, r->response_code,
-                           r->response_flags, pol, tuple, has_tuple, r->mtls);
+        e = request_series(w, TELE_SERIES_HTTP, r->reporter, dest, peer, has_peer, r->response_code, r->response_flags,
+                           pol, tuple, has_tuple, r->mtls);
         if (e != NULL)
             tele_values_observe(&e->val, r->duration_ns, r->request_bytes, r->response_bytes);
     }

@@ -113,10 +113,10 @@ typedef struct tele_worker tele_worker_t;
 typedef struct tele_policy tele_policy_t; /* Istio's Telemetry API applied (telemetry_policy.h) */
 
 typedef struct tele_opts {
-    const char *otlp_url;     /* base URL, http:// or https:// ("/v1/traces"... appended); or: */
-    const char *otlp_host;    /* with otlp_port, http://HOST:PORT; both NULL: no export, no spans or logs */
-    uint16_t otlp_port;       /* (metrics still feed /stats/prometheus) */
-    const char *otlp_ca_file; /* https: trusted CAs (PEM); NULL: the system's */
+    const char *otlp_url;       /* base URL, http:// or https:// ("/v1/traces"... appended); or: */
+    const char *otlp_host;      /* with otlp_port, http://HOST:PORT; both NULL: no export, no spans or logs */
+    uint16_t otlp_port;         /* (metrics still feed /stats/prometheus) */
+    const char *otlp_ca_file;   /* https: trusted CAs (PEM); NULL: the system's */
     uint64_t flush_interval_ms; /* > 0 */
     size_t max_queue_bytes;     /* 0 = 16 MiB: metric batches and drained records waiting in the exporter */
     size_t max_batch_records;   /* 0 = 1024: spans or logs the exporter gathers before an early export */

@@ -863,8 +863,7 @@ static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, c
     KV_STR(b, 9, "upstream_host", RSTR(r, strings, TS_UPSTREAM_HOST), r->len[TS_UPSTREAM_HOST]);
     KV_STR(b, 9, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
     KV_STR(b, 9, "source_principal", RSTR(r, strings, TS_SOURCE_PRINCIPAL), r->len[TS_SOURCE_PRINCIPAL]);
-    KV_STR(b, 9, "destination_principal", RSTR(r, strings, TS_DESTINATION_PRINCIPAL),
-           r->len[TS_DESTINATION_PRINCIPAL]);
+    KV_STR(b, 9, "destination_principal", RSTR(r, strings, TS_DESTINATION_PRINCIPAL), r->len[TS_DESTINATION_PRINCIPAL]);
     if (r->attempts > 1)
         KV_INT(b, 9, "upstream_attempts", r->attempts);
     /* Telemetry customTags: name and value pairs, each NUL-terminated */
@@ -1103,8 +1102,7 @@ static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings, const pee
     KV_STR(b, 6, "route_name", RSTR(r, strings, TS_ROUTE), r->len[TS_ROUTE]);
     KV_STR(b, 6, "destination_service", RSTR(r, strings, TS_DEST_SERVICE), r->len[TS_DEST_SERVICE]);
     KV_STR(b, 6, "source_principal", RSTR(r, strings, TS_SOURCE_PRINCIPAL), r->len[TS_SOURCE_PRINCIPAL]);
-    KV_STR(b, 6, "destination_principal", RSTR(r, strings, TS_DESTINATION_PRINCIPAL),
-           r->len[TS_DESTINATION_PRINCIPAL]);
+    KV_STR(b, 6, "destination_principal", RSTR(r, strings, TS_DESTINATION_PRINCIPAL), r->len[TS_DESTINATION_PRINCIPAL]);
     /* both sides, as istio_requests_total labels them: this proxy is the source on outbound */
     const char *pw = RSTR(r, strings, TS_PEER_WORKLOAD), *pn = RSTR(r, strings, TS_PEER_NAMESPACE);
     size_t pwl = r->len[TS_PEER_WORKLOAD], pnl = r->len[TS_PEER_NAMESPACE];

@@ -218,7 +218,7 @@ enum tele_rec_str {
     TS_PEER_WORKLOAD,  /* the other side's workload, when its metadata came */
     TS_PEER_NAMESPACE, /* its namespace (outbound: the destination service's when no metadata came) */
     TS_TRACESTATE,
-    TS_SOURCE_PRINCIPAL,      /* SPIFFE ids from the mutual TLS handshake; empty when the hop was not */
+    TS_SOURCE_PRINCIPAL, /* SPIFFE ids from the mutual TLS handshake; empty when the hop was not */
     TS_DESTINATION_PRINCIPAL,
     TS_TAGS, /* the span's custom tags: "name\0value\0"... */
     TS_COUNT

@@ -40,9 +40,8 @@ struct worker {
     tele_t *tele;
     uint64_t drain_timeout_ms;
     uv_mutex_t lock;
-    runtime_t *pending; /* worker_set_runtime's, taken by swap_async (under lock) */
-    tls_ctx_t *pending_tls; /* worker_set_identity's, likewise */
-    bool has_pending_tls;
+    runtime_t *pending;     /* worker_set_runtime's, taken by swap_async (under lock) */
+    tls_ctx_t *pending_tls; /* worker_set_identity's, likewise (NULL: none) */
     bool started;
     bool stopping;
     bool done;
@@ -85,11 +84,9 @@ static void take_pending(worker_t *w)
     runtime_t *rt = w->pending;
     w->pending = NULL;
     tls_ctx_t *tls = w->pending_tls;
-    bool has_tls = w->has_pending_tls;
     w->pending_tls = NULL;
-    w->has_pending_tls = false;
     uv_mutex_unlock(&w->lock);
-    if (has_tls) {
+    if (tls != NULL) {
         /* new connections present the new certificate; open ones keep theirs (each holds its ctx) */
         tls_ctx_unref(w->cw.mesh_tls);
         w->cw.mesh_tls = tls;
@@ -327,12 +324,10 @@ void worker_set_runtime(worker_t *w, runtime_t *rt)
 
 void worker_set_identity(worker_t *w, tls_ctx_t *ctx)
 {
-    if (ctx != NULL)
-        tls_ctx_ref(ctx);
+    tls_ctx_ref(ctx);
     uv_mutex_lock(&w->lock);
     tls_ctx_t *old = w->pending_tls;
     w->pending_tls = ctx;
-    w->has_pending_tls = true;
     uv_mutex_unlock(&w->lock);
     tls_ctx_unref(old);
     uv_async_send(&w->swap_async);

@@ -37,15 +37,15 @@ typedef struct worker_listen {
 typedef struct worker_opts {
     worker_listen_t outbound;
     worker_listen_t inbound;
-    runtime_t *rt;              /* the configuration to start with (the worker takes its own reference) */
-    tele_t *tele;               /* NULL: telemetry off */
-    http1_limits_t limits;      /* request head limits */
-    uint64_t header_timeout_ms; /* 0 = 10 s: a request head must arrive within this (408) */
-    uint64_t idle_timeout_ms;   /* 0 = 60 s: idle keep-alive client connections */
-    uint64_t drain_timeout_ms;  /* 0 = 5 s: in-flight requests may finish within this after a stop */
-    size_t retry_buffer_bytes;  /* 0 = 64 KiB: request body kept for retries */
-    conn_linger_t linger;       /* draining after an answer that closes (all 0: close at once) */
-    struct tls_ctx *mesh_tls;   /* the sidecar's certificate (spec.identity), NULL: none; the worker takes a ref */
+    runtime_t *rt;               /* the configuration to start with (the worker takes its own reference) */
+    tele_t *tele;                /* NULL: telemetry off */
+    http1_limits_t limits;       /* request head limits */
+    uint64_t header_timeout_ms;  /* 0 = 10 s: a request head must arrive within this (408) */
+    uint64_t idle_timeout_ms;    /* 0 = 60 s: idle keep-alive client connections */
+    uint64_t drain_timeout_ms;   /* 0 = 5 s: in-flight requests may finish within this after a stop */
+    size_t retry_buffer_bytes;   /* 0 = 64 KiB: request body kept for retries */
+    conn_linger_t linger;        /* draining after an answer that closes (all 0: close at once) */
+    struct tls_ctx *mesh_tls;    /* the sidecar's certificate (spec.identity), NULL: none; the worker takes a ref */
     struct tls_stats *tls_stats; /* handshake counters shared by the workers; NULL: not counted */
 } worker_opts_t;
 
@@ -74,7 +74,8 @@ void worker_set_runtime(worker_t *w, runtime_t *rt);
 /*
  * Present ctx (the sidecar's renewed certificate) on new mutual TLS
  * connections, both sides, from now on; connections already open keep
- * theirs. The worker takes its own reference. Safe from any thread.
+ * theirs. ctx is not NULL; the worker takes its own reference. Safe from
+ * any thread.
  */
 void worker_set_identity(worker_t *w, struct tls_ctx *ctx);
 

@@ -1,4 +1,4 @@
-/* Unit tests for ctl/ident and ctl/ttl: the names in a SPIFFE id and the TTL strings every command takes. */
+/* Unit tests for common/ident and ctl/ttl: the names in a SPIFFE id and the TTL strings every command takes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -333,6 +333,7 @@ typedef struct env {
     runtime_view_t *view;
     rlg_t *rlg;
     uint64_t rng;
+    buf_t scratch; /* the exchange's scratch bytes (conn.c lends its `out`) */
 } env_t;
 
 static void tick(uv_timer_t *t)
@@ -367,6 +368,7 @@ static void env_load(env_t *e, const char *extra, uint16_t sink_port)
 
 static void env_dispose(env_t *e)
 {
+    buf_dispose(&e->scratch);
     rlg_destroy(e->rlg);
     runtime_view_retire(e->view);
     runtime_unref(e->rt);
@@ -517,6 +519,7 @@ static void tx_init(tx_t *t, env_t *e, const char *method, const char *authority
                                .rng = &e->rng,
                                .rlg = e->rlg,
                                .peer = "10.0.0.7",
+                               .scratch = &e->scratch,
                                .reply = tx_reply,
                                .resume = tx_resume,
                                .over = tx_over};

@@ -13,8 +13,8 @@
  * NUL-terminated, never quoting the whole value: the caller names the
  * option and the value, e.g. `--namespace "Shop": <reason>`).
  */
-#ifndef OUTRIDER_CTL_IDENT_H
-#define OUTRIDER_CTL_IDENT_H
+#ifndef OUTRIDER_COMMON_IDENT_H
+#define OUTRIDER_COMMON_IDENT_H
 
 #include <stddef.h>
 
