@@ -492,6 +492,8 @@ static void on_down_open(void *ctx, int status)
     }
     c->down_mtls = true;
     c->down_principal = transport_peer_id(&c->tr);
+    const char *alpn = transport_alpn(&c->tr);
+    c->down_md_once = alpn != NULL && strcmp(alpn, PEER_ALPN) == 0;
     arm_wait_timer(c); /* from the handshake timeout to the idle timeout */
     conn_update_reading(c);
 }
@@ -593,6 +595,15 @@ void conn_env_drain(conn_env_t *env)
     }
     if (env->n_conns == 0 && env->on_empty != NULL)
         env->on_empty(env->owner);
+}
+
+size_t conn_env_trim(conn_env_t *env)
+{
+    size_t n = 0;
+    for (conn_t *c = env->conns; c != NULL; c = c->next)
+        if (!c->closing)
+            n += transport_trim(&c->tr);
+    return n;
 }
 
 void conn_env_close_all(conn_env_t *env)

@@ -111,6 +111,9 @@ int conn_accept(conn_env_t *env, uv_stream_t *server);
  */
 void conn_env_drain(conn_env_t *env);
 
+/* transport_trim on every connection (worker.c's sweep); how many gave their buffers up. */
+size_t conn_env_trim(conn_env_t *env);
+
 /* Close every connection now (after the drain timeout). */
 void conn_env_close_all(conn_env_t *env);
 

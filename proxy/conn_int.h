@@ -140,6 +140,8 @@ struct conn {
     bool handshaking;           /* inbound mutual TLS: the handshake is under way (timer: the handshake timeout) */
     bool sniffing;              /* PERMISSIVE: the first bytes say whether the client speaks TLS */
     bool down_mtls;             /* the client came over mutual TLS (inbound) */
+    bool down_md_once;          /* ... and chose PEER_ALPN: peer metadata once per connection, both ways */
+    uint64_t md_sent_serial;    /* then: the runtime (serial) whose metadata a response carried, 0 none yet */
     bool up_mtls;               /* the current attempt's upstream connection is mutual TLS with our identity */
     const char *down_principal; /* the client's verified SPIFFE id (valid while tr is), or NULL */
     char up_principal[TELE_PRINCIPAL_MAX]; /* the upstream's verified SPIFFE id (copied: pooled connections go) */
@@ -183,6 +185,7 @@ struct conn {
     buf_t up_target;                 /* its target, after the route's rewrite */
     char tscratch[TRACECTX_SCRATCH]; /* the values of its trace fields */
     buf_t up_head;            /* the head as the HTTP/1 client wrote it (at the first attempt; retries reuse it) */
+    bool up_head_md;          /* ... with the peer metadata fields (uhead.n_once) */
     buf_t body;               /* the request body as framed upstream, for replays */
     bool body_over;           /* the body outgrew the buffer: no more retries */
     uint64_t req_body_bytes;  /* request body bytes received */

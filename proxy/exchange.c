@@ -511,6 +511,8 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
         const http1_header_t *pm = find_header(h, PEER_HEADER);
         if (pm != NULL)
             conn_take_peer(c, pm->value);
+        else if (c->down_md_once && c->peer_raw_valid)
+            c->have_peer = c->peer_raw_ok; /* sent on an earlier request of this connection */
     }
 
     router_request_t *rq = &c->rreq;
@@ -573,6 +575,7 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
     u->method = h->method_name;
     u->fields = c->up_fields; /* request_headers may grow the array: set again below */
     u->n_fields = request_headers(c, h, c->tscratch);
+    u->n_once = c->env->mode == CONN_OUTBOUND ? 2 : 0; /* request_headers put this proxy's metadata last */
     u->fields = c->up_fields;
     u->authority = rq->authority;
     u->upgrade = h->upgrade;

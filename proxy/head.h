@@ -21,6 +21,8 @@ typedef struct proxy_head {
     const http1_header_t *fields; /* as they go upstream: Host included, hop-by-hop fields out, x-forwarded-*, trace
                                      and peer metadata fields in */
     uint32_t n_fields;
+    uint32_t n_once;            /* the last n_once fields are this proxy's peer metadata, which a client leaves out on
+                                   a connection whose server has them already (tracectx.h's PEER_ALPN) */
     enum http1_framing framing; /* of the body */
     uint64_t content_length;    /* with HTTP1_FRAME_LENGTH */
     bool upgrade;               /* the request asks for a protocol upgrade (kept as Upgrade + Connection) */
@@ -35,6 +37,13 @@ static inline int proxy_head_write_http1(const proxy_head_t *h, buf_t *out)
 {
     http1_head_opts_t o = {h->framing, h->content_length, false, h->upgrade, true};
     return http1_write_request_head(out, h->method, h->target, h->fields, h->n_fields, &o);
+}
+
+/* The same without the last n_once fields (the peer metadata). */
+static inline int proxy_head_write_http1_once(const proxy_head_t *h, buf_t *out)
+{
+    http1_head_opts_t o = {h->framing, h->content_length, false, h->upgrade, true};
+    return http1_write_request_head(out, h->method, h->target, h->fields, h->n_fields - h->n_once, &o);
 }
 
 #endif

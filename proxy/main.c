@@ -489,7 +489,7 @@ static identity_cert_t *identity_first(identity_t *id, char *err, size_t errlen)
 
 static identity_t *identity_setup(const proxy_spec_t *ps, char *err, size_t errlen)
 {
-    static const char *const alpn[] = {"http/1.1"};
+    static const char *const alpn[] = {PEER_ALPN, "http/1.1"}; /* ours first: a server chooses in its order */
     const proxy_identity_t *pi = &ps->identity;
     identity_opts_t io = {.trust_domain = pi->trust_domain,
                           .namespace = ps->meta.namespace != NULL ? ps->meta.namespace : "default",
@@ -501,7 +501,7 @@ static identity_t *identity_setup(const proxy_spec_t *ps, char *err, size_t errl
                           .token_file = pi->token_file,
                           .ttl_s = (pi->certificate_ttl_ms + 999) / 1000,
                           .alpn = alpn,
-                          .n_alpn = 1};
+                          .n_alpn = 2};
     return identity_create(&io, err, errlen);
 }
 

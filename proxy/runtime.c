@@ -35,6 +35,8 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     rt->cfg = cfg;
     rt->router = router;
     rt->tele_policy = policy;
+    static atomic_ullong serials;
+    rt->serial = atomic_fetch_add(&serials, 1) + 1;
     atomic_init(&rt->refs, 1);
     const proxy_meta_t *m = &cfg->proxy.meta;
     const char *app = proxy_kv_get(&m->labels, "app");
@@ -284,6 +286,20 @@ static void view_free(runtime_view_t *v)
     free(v->cs);
     runtime_unref(v->rt);
     free(v);
+}
+
+size_t runtime_view_trim(runtime_view_t *v)
+{
+    size_t n = router_cluster_count(v->rt->router), freed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v->pools[i] == NULL)
+            continue;
+        const router_cluster_t *cl = router_cluster(v->rt->router, i);
+        for (size_t e = 0; e < cl->n_endpoints; e++)
+            if (v->pools[i][e] != NULL)
+                freed += upstream_pool_trim(v->pools[i][e]);
+    }
+    return freed;
 }
 
 uint32_t runtime_view_connections(const runtime_view_t *v, const router_cluster_t *cl)

@@ -73,6 +73,7 @@ typedef struct runtime {
     http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
     tele_policy_t *tele_policy;                /* the Telemetry documents applied; NULL: Istio's defaults */
     struct tls_ctx **tls;                      /* per cluster: its DestinationRule's TLS (SIMPLE, MUTUAL), or NULL */
+    uint64_t serial; /* unique per runtime of the process (what a connection's once-sent metadata was) */
     atomic_int refs;
 } runtime_t;
 
@@ -135,6 +136,8 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
  * 0 until telemetry first fills it.
  */
 uint64_t *runtime_view_tele_dest(runtime_view_t *v, const router_cluster_t *cl, int ep);
+/* upstream_pool_trim on every pool of the view; how many connections gave their buffers up. */
+size_t runtime_view_trim(runtime_view_t *v);
 /* Open upstream connections of cluster cl in this worker: leased plus idle in its pools. */
 uint32_t runtime_view_connections(const runtime_view_t *v, const router_cluster_t *cl);
 void runtime_view_hold(runtime_view_t *v);

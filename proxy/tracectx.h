@@ -126,6 +126,18 @@ typedef struct peer_info {
 #define PEER_ID_HEADER "x-envoy-peer-metadata-id"
 
 /*
+ * The ALPN id by which two Outrider sidecars agree, in the mutual TLS
+ * handshake, to exchange the two fields above once per connection rather
+ * than on every request and response: each side sends them on the first
+ * message of the connection (and again when its own metadata changes) and
+ * the receiver keeps the last ones it saw for the connection's later
+ * messages. HTTP/1.1 otherwise. A server that does not know it (Envoy)
+ * chooses "http/1.1", and the fields then travel on every message as Istio
+ * sends them. See docs/decisions.md.
+ */
+#define PEER_ALPN "outrider-http/1.1"
+
+/*
  * Append the base64 value (standard alphabet, padded) of PEER_HEADER for p
  * to out. Empty fields are left out (LABELS too when all its labels are
  * empty); each field is read up to its NUL, at most PEER_FIELD_MAX-1 bytes.

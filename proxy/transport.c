@@ -75,6 +75,8 @@ struct transport_tls {
     uv_write_t wreq;
     uv_idle_t idle;  /* runs pump() from the loop after a read restart or the start */
     size_t inflight; /* out-ring bytes in wreq */
+    bool busy;       /* records read or written since the last transport_trim */
+    bool trimmed;    /* the buffers were freed and no record moved since */
     buf_t pend;      /* plaintext SSL has not taken, from pend_off */
     size_t pend_off;
     size_t hs_bytes; /* bytes received before the handshake completed */
@@ -406,8 +408,8 @@ tls_ctx_t *tls_ctx_create(const tls_ctx_opts_t *o, char *err, size_t errlen)
     }
     SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                 (o->no_tickets ? SSL_OP_NO_TICKET : 0));
-    SSL_CTX_set_mode(sc,
-                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* no SSL_MODE_RELEASE_BUFFERS: busy connections keep their record buffers, idle ones lose them (transport_trim) */
+    SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* tickets carry the sessions (stateless); no shared in-memory store to lock across workers */
     SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_BOTH | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_set_session_id_context(sc, (const unsigned char *)"outrider", 8);
@@ -797,6 +799,8 @@ static int ssl_write_some(transport_t *t, const char *data, size_t len)
     while (done < len) {
         size_t chunk = len - done < INT_MAX ? len - done : INT_MAX;
         err_clear();
+        tls->busy = true;
+        tls->trimmed = false;
         int n = SSL_write(tls->ssl, data + done, (int)chunk);
         if (n > 0) {
             done += (size_t)n;
@@ -1006,6 +1010,8 @@ static void read_records(transport_t *t)
         if (b.base == NULL || b.len == 0)
             return;
         err_clear();
+        tls->busy = true;
+        tls->trimmed = false;
         int n = SSL_read(tls->ssl, b.base, b.len < INT_MAX ? (int)b.len : INT_MAX);
         if (n > 0) {
             t->h->on_read(t->ctx, b.base, (size_t)n);
@@ -1014,7 +1020,7 @@ static void read_records(transport_t *t)
         int e = SSL_get_error(tls->ssl, n);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
             tls->read_wants_write = e == SSL_ERROR_WANT_WRITE;
-            ERR_clear_error();
+            err_clear(); /* the usual end of a read: nothing queued, so only peek */
             return;
         }
         if (e == SSL_ERROR_ZERO_RETURN || ended_by_peer(t)) {
@@ -1409,6 +1415,23 @@ bool transport_is_tls(const transport_t *t)
 const char *transport_peer_id(const transport_t *t)
 {
     return t->tls != NULL ? t->tls->peer_id : NULL;
+}
+
+bool transport_trim(transport_t *t)
+{
+    transport_tls_t *tls = t->tls;
+    if (tls == NULL || tls->ssl == NULL || !tls->handshake_done || tls->trimmed || (t->flags & (F_CLOSING | F_DEAD)))
+        return false;
+    if (tls->busy) {
+        tls->busy = false;
+        return false;
+    }
+    if (SSL_free_buffers(tls->ssl) != 1) { /* 0: a record is still half read or written; the next sweep retries */
+        ERR_clear_error();
+        return false;
+    }
+    tls->trimmed = true;
+    return true;
 }
 
 const char *transport_alpn(const transport_t *t)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "tracectx.h"
 #include "transport.h"
 #include "xalloc.h"
 
@@ -33,10 +34,14 @@ struct upstream {
     bool tcp_up; /* the TCP connect is done; TLS may still be shaking hands */
     bool reused;
     bool dead;
+    bool md_once; /* TLS with ALPN PEER_ALPN: metadata once per connection */
+    bool md_sent; /* a request with our metadata was written */
     const char *tls_failure;
     int open_handles;
     uint64_t requests; /* leases served */
-    char *pending;     /* bytes written before the connect completed */
+    char *peer_md;     /* the server's metadata as last sent (md_once), or NULL */
+    size_t peer_md_len;
+    char *pending; /* bytes written before the connect completed */
     size_t pending_len;
     upstream_t *idle_next;
     char rbuf[64 * 1024];
@@ -77,6 +82,7 @@ static void handle_closed(upstream_t *u)
         return;
     upstream_pool_t *pool = u->pool;
     free(u->pending);
+    free(u->peer_md);
     free(u);
     pool->live--;
     pool_maybe_free(pool);
@@ -182,6 +188,8 @@ static void tr_open(void *ctx, int status)
     uv_timer_stop(&u->idle_timer);
     tls_stats_count(u->pool->tls.stats, TLS_STATS_OUTBOUND, &u->tr, status);
     if (status == 0) {
+        const char *alpn = transport_alpn(&u->tr);
+        u->md_once = alpn != NULL && strcmp(alpn, PEER_ALPN) == 0;
         u->connected = true;
         flush_pending(u, &status);
         if (status == 0)
@@ -346,6 +354,14 @@ upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h,
     return u;
 }
 
+size_t upstream_pool_trim(upstream_pool_t *pool)
+{
+    size_t n = 0;
+    for (upstream_t *u = pool->idle; u != NULL; u = u->idle_next)
+        n += transport_trim(&u->tr); /* leased ones are not on the list: trimmed once back on it */
+    return n;
+}
+
 size_t upstream_pool_idle(const upstream_pool_t *pool)
 {
     return pool->n_idle;
@@ -364,6 +380,37 @@ const char *upstream_peer_id(const upstream_t *u)
 const char *upstream_tls_failure(const upstream_t *u)
 {
     return u->tls_failure;
+}
+
+bool upstream_md_once(const upstream_t *u)
+{
+    return u->md_once;
+}
+
+bool upstream_md_sent(const upstream_t *u)
+{
+    return u->md_sent;
+}
+
+void upstream_note_md_sent(upstream_t *u)
+{
+    u->md_sent = true;
+}
+
+const char *upstream_peer_md(const upstream_t *u, size_t *len)
+{
+    *len = u->peer_md_len;
+    return u->peer_md;
+}
+
+void upstream_set_peer_md(upstream_t *u, const char *md, size_t len)
+{
+    if (u->peer_md != NULL && u->peer_md_len == len && memcmp(u->peer_md, md, len) == 0)
+        return;
+    free(u->peer_md);
+    u->peer_md = xmalloc(len ? len : 1);
+    memcpy(u->peer_md, md, len);
+    u->peer_md_len = len;
 }
 
 bool upstream_reused(const upstream_t *u)

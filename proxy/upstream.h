@@ -82,6 +82,8 @@ void upstream_pool_destroy(upstream_pool_t *pool);
  */
 upstream_t *upstream_acquire(upstream_pool_t *pool, const upstream_handler_t *h, void *ctx);
 
+/* transport_trim on every idle connection of the pool; how many gave their record buffers up. */
+size_t upstream_pool_trim(upstream_pool_t *pool);
 /* Idle connections the pool holds now (what an acquire would reuse). */
 size_t upstream_pool_idle(const upstream_pool_t *pool);
 
@@ -94,6 +96,22 @@ const char *upstream_tls_failure(const upstream_t *u);
 /* The verified peer identity (URI SAN) of a TLS connection, or NULL; valid until the connection is released. */
 const char *upstream_peer_id(const upstream_t *u);
 
+/*
+ * Peer metadata once per connection (tracectx.h's PEER_ALPN): whether the
+ * connection is up and its server chose that ALPN id, so that it keeps the
+ * metadata of the first request that carried it.
+ */
+bool upstream_md_once(const upstream_t *u);
+/* Whether a request carrying this proxy's metadata was written on the connection; and note that one was. */
+bool upstream_md_sent(const upstream_t *u);
+void upstream_note_md_sent(upstream_t *u);
+/*
+ * The server's metadata as it last sent it on this connection (its
+ * PEER_HEADER value), kept for the responses that leave it out; NULL when
+ * none was kept. set copies it; a value of the same bytes is not copied.
+ */
+const char *upstream_peer_md(const upstream_t *u, size_t *len);
+void upstream_set_peer_md(upstream_t *u, const char *md, size_t len);
 /* Whether this lease reuses a pooled connection (for retrying a request on a stale one). */
 bool upstream_reused(const upstream_t *u);
 

@@ -182,8 +182,19 @@ int conn_uclient_begin(conn_t *c, upstream_pool_t *pool)
         return -1;
     http1_parser_reset(c->resp);
     http1_parser_set_method(c->resp, c->head->method);
-    if (c->up_head.len == 0)
-        proxy_head_write_http1(&c->uhead, &c->up_head); /* the target was checked; the fields are trusted */
+    /* our peer metadata once per connection when the server agreed to it (PEER_ALPN); a retry on another
+     * connection may need the other form of the head */
+    bool md = c->uhead.n_once == 0 || !upstream_md_once(c->up) || !upstream_md_sent(c->up);
+    if (c->up_head.len == 0 || md != c->up_head_md) {
+        c->up_head.len = 0; /* the target was checked; the fields are trusted */
+        if (md)
+            proxy_head_write_http1(&c->uhead, &c->up_head);
+        else
+            proxy_head_write_http1_once(&c->uhead, &c->up_head);
+        c->up_head_md = md;
+    }
+    if (md && c->uhead.n_once > 0)
+        upstream_note_md_sent(c->up);
     upstream_write(c->up, c->up_head.data, c->up_head.len);
     if (c->body.len > 0)
         upstream_write(c->up, c->body.data, c->body.len);
@@ -199,18 +210,31 @@ static uint32_t response_headers(conn_t *c, const http1_head_t *h)
     conn_ensure_hdrs(c, 2 * cap);
     http1_header_t *tmp = c->hdrs + cap;
     uint32_t n = 0;
+    bool outbound = c->env->mode == CONN_OUTBOUND, md_seen = false;
     for (uint32_t i = 0; i < h->header_count; i++) {
         const http1_header_t *f = &h->headers[i];
         if (f->name.len >= 21 && peer_is_header(f->name)) {
-            if (c->env->mode == CONN_OUTBOUND && http1_name_eq(f->name, PEER_HEADER))
+            if (outbound && http1_name_eq(f->name, PEER_HEADER)) {
+                md_seen = true;
                 conn_take_peer(c, f->value);
+                if (c->env->w->tele != NULL && upstream_md_once(c->up))
+                    upstream_set_peer_md(c->up, f->value.ptr, f->value.len); /* for the responses without it */
+            }
             continue;
         }
         tmp[n++] = *f;
     }
-    if (c->env->mode == CONN_INBOUND) {
+    if (outbound && !md_seen && c->env->w->tele != NULL && upstream_md_once(c->up)) {
+        size_t len;
+        const char *md = upstream_peer_md(c->up, &len);
+        if (md != NULL)
+            conn_take_peer(c, (str_t){md, (uint32_t)len});
+    }
+    /* our metadata: on every response, or once per connection (and again after a reload) when agreed */
+    if (!outbound && (!c->down_md_once || c->md_sent_serial != c->view->rt->serial)) {
         memcpy(tmp + n, c->view->rt->peer_fields, sizeof c->view->rt->peer_fields);
         n += 2;
+        c->md_sent_serial = c->view->rt->serial;
     }
     if (c->d.route != NULL)
         return router_response_headers(&c->d, tmp, n, c->hdrs, cap);

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +35,8 @@ struct worker {
     uv_async_t stop_async;
     uv_async_t swap_async;
     uv_timer_t drain_timer;
+    uv_timer_t trim_timer; /* the TLS buffer sweep (transport_trim), every WORKER_TRIM_MS */
+    size_t trim_conns;     /* downstream connections at the last sweep */
     uv_thread_t thread;
     conn_worker_t cw;
     conn_env_t env[2];
@@ -113,6 +116,8 @@ static void on_empty(void *owner)
     w->done = true;
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+    uv_timer_stop(&w->trim_timer);
+    uv_close((uv_handle_t *)&w->trim_timer, on_handle_closed);
     if (w->cw.tele != NULL) {
         tele_worker_destroy(w->cw.tele);
         w->cw.tele = NULL;
@@ -125,6 +130,23 @@ static void on_empty(void *owner)
     w->cw.view = NULL;
     uv_close((uv_handle_t *)&w->stop_async, on_handle_closed);
     uv_close((uv_handle_t *)&w->swap_async, on_handle_closed);
+}
+
+/* TLS connections that moved no bytes for a whole period give their record buffers back (transport_trim). */
+#define WORKER_TRIM_MS 2000
+#define WORKER_TRIM_CONNS 16 /* this many fewer connections than at the last sweep count as the end of a burst */
+static void on_trim(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    size_t n = conn_env_trim(&w->env[0]) + conn_env_trim(&w->env[1]);
+    if (w->cw.view != NULL)
+        n += runtime_view_trim(w->cw.view);
+    /* a burst just ended (buffers freed, or many connections gone): give the freed memory back to the system
+     * too, or the heap keeps it at its high-water mark */
+    size_t conns = w->env[0].n_conns + w->env[1].n_conns;
+    if (n > 0 || conns + WORKER_TRIM_CONNS <= w->trim_conns)
+        malloc_trim(0);
+    w->trim_conns = conns;
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -248,6 +270,10 @@ worker_t *worker_create(const worker_opts_t *o, char *err, size_t errlen)
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
+    uv_timer_init(&w->loop, &w->trim_timer);
+    w->trim_timer.data = w;
+    uv_unref((uv_handle_t *)&w->trim_timer);
+    uv_timer_start(&w->trim_timer, on_trim, WORKER_TRIM_MS, WORKER_TRIM_MS);
     w->tele = o->tele;
     w->drain_timeout_ms = o->drain_timeout_ms ? o->drain_timeout_ms : 5000;
     conn_worker_t *cw = &w->cw;

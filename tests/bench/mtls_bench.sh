@@ -235,6 +235,9 @@ cpu_ticks() { # PID: utime+stime in clock ticks (fields 14 and 15 of /proc/PID/s
     echo $((f[11] + f[12]))
 }
 HZ=$(getconf CLK_TCK)
+machine_ticks() { # "busy idle" clock ticks of the whole machine so far (/proc/stat's cpu line; iowait counts as idle)
+    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
+}
 cpu_us() { # TICKS REQUESTS: CPU microseconds per request
     awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }'
 }
@@ -475,13 +478,18 @@ CONF
                 ka)
                     read -r pa pb < <(pids_of "$p")
                     h0=$(b_handshakes "$p") ca0=$(cpu_ticks "$pa") cb0=$(cpu_ticks "$pb")
+                    read -r mb0 mi0 < <(machine_ticks)
                     read -r rps p50 p99 n bad < <(run_wrk "$p" ka)
+                    read -r mb1 mi1 < <(machine_ticks)
                     h1=$(b_handshakes "$p") ca=$(($(cpu_ticks "$pa") - ca0)) cb=$(($(cpu_ticks "$pb") - cb0))
                     cpa=$(cpu_us "$ca" "$n") cpb=$(cpu_us "$cb" "$n")
+                    # the rest of the machine: wrk, nginx and the kernel's share not charged to A or B; and idle
+                    cpo=$(cpu_us $((mb1 - mb0 - ca - cb)) "$n")
+                    idle=$(awk -v i=$((mi1 - mi0)) -v b=$((mb1 - mb0)) 'BEGIN { if (i + b > 0) printf "%.0f", 100 * i / (i + b) }')
                     R[$p,ka_rps]+=" $rps" R[$p,ka_p50]+=" $p50" R[$p,ka_p99]+=" $p99"
                     R[$p,ka_ca]+=" $cpa" R[$p,ka_cb]+=" $cpb"
                     echo "round $r $p ka: rps=$rps p50=${p50}ms p99=${p99}ms requests=$n bad=$bad" \
-                        "B_handshakes=$((${h1%% *} - ${h0%% *})) cpu_us/request A=$cpa B=$cpb"
+                        "B_handshakes=$((${h1%% *} - ${h0%% *})) cpu_us/request A=$cpa B=$cpb rest=$cpo; idle ${idle}%"
                     ;;
                 1k)
                     read -r rps p50 p99 p999 bad < <(run_hey "$p")
@@ -518,8 +526,10 @@ CONF
             R[$p,m.$k]=$(med ${R[$p,$k]:-})
         done
     done
-    R[outrider,rss]="$(($(rss_kib "$OA_PID") / 1024))/$(($(rss_kib "$OB_PID") / 1024))"
-    R[haproxy,rss]="$(($(rss_kib "$HA_PID") / 1024))/$(($(rss_kib "$HB_PID") / 1024))"
+    rss_pair() { echo "$(($(rss_kib "$1") / 1024))/$(($(rss_kib "$2") / 1024))"; } # PID_A PID_B: MiB
+    R[outrider,rss]=$(rss_pair "$OA_PID" "$OB_PID") R[haproxy,rss]=$(rss_pair "$HA_PID" "$HB_PID")
+    sleep 6 # then again, idle: what each keeps once the load is gone (Outrider's TLS sweep runs every 2 s)
+    R[outrider,rss]+=" idle $(rss_pair "$OA_PID" "$OB_PID")" R[haproxy,rss]+=" idle $(rss_pair "$HA_PID" "$HB_PID")"
     for pid in "$OA_PID" "$OB_PID" "$HA_PID" "$HB_PID"; do
         kill -0 "$pid" 2>/dev/null || echo "warning: proxy $pid exited during the run" >&2
     done
@@ -558,7 +568,7 @@ echo "== summary: median of $ROUNDS rounds x ${DUR}s; load average at the end: $
 echo "ka: wrk -t2 -c64 keep-alive through A (rps, p50/p99 ms); 1000 rps: hey -c10 -q100 (p50/p99/p99.9 ms);"
 echo "fresh: wrk -t2 -c64 with a new A->B TLS connection per request (rps = handshakes/s, p99 ms, B handshakes"
 echo "per request, % resumed); s_time: openssl s_time -new straight to B (full handshakes + 1 request, /s);"
-echo "cpu: A/B CPU (user+system) microseconds per request; RSS: A/B VmRSS MiB after the runs."
+echo "cpu: A/B CPU (user+system) microseconds per request; RSS: A/B VmRSS MiB after the runs, and 6 s later."
 echo "Ratios: outrider/haproxy (rps: higher is better; latency and CPU, A+B: lower is better)."
 printf '%-16s %8s %6s %6s %9s | %6s %6s %7s | %8s %6s %5s %5s %9s | %7s | %s\n' pair ka_rps p50 p99 cpu_A/B \
     p50 p99 p99.9 fresh_rps p99 hs/rq resum cpu_A/B s_time RSS_A/B

@@ -79,7 +79,31 @@ ${2:-}
 YAML
 }
 b_yaml STRICT >"$T/b.yaml"
-cat >"$T/a.yaml" <<YAML
+
+# two stand-ins for a peer sidecar (tests/tls_head_echo.py, mTLS with the mesh's certificates): "once"
+# chooses the ALPN id outrider-http/1.1 (peer metadata once per connection) and echoes the client's
+# metadata on its first response only; "every" knows only http/1.1, as Envoy
+"$CTL" cert issue --ca "$T/ca" --namespace shop --service-account echo --out "$T/echo" >/dev/null 2>&1 ||
+    fail "cert issue (echo)"
+start_echo() { # NAME ALPN-IDS [ARGS...]: its port in $T/NAME.port
+    local name=$1 alpn=$2
+    shift 2
+    python3 "$OUTRIDER_SRC/tests/tls_head_echo.py" --cert "$T/echo/cert-chain.pem" --key "$T/echo/key.pem" \
+        --ca "$ROOT" --alpn "$alpn" --port-file "$T/$name.port" "$@" >"$T/$name.log" 2>&1 &
+    track_pid $!
+    wait_until -n 200 -i 0.05 test -s "$T/$name.port" || fail "tls_head_echo $name did not start: $(cat "$T/$name.log")"
+}
+start_echo once outrider-http/1.1,http/1.1 --echo-metadata
+start_echo every http/1.1
+ECHO_ONCE=$(cat "$T/once.port")
+ECHO_EVERY=$(cat "$T/every.port")
+echo_se() { # HOST PORT: a ServiceEntry with the one endpoint, auto mTLS
+    printf -- '---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: %s, namespace: shop}\n' "$1"
+    printf 'spec:\n  hosts: [%s]\n  ports: [{number: 9080, name: http}]\n  resolution: STATIC\n  endpoints:\n' "$1"
+    printf '  - {address: 127.0.0.1, ports: {http: %s}, labels: {app: %s, security.istio.io/tlsMode: istio}}\n' "$2" "$1"
+}
+{
+cat <<YAML
 apiVersion: outrider.io/v1alpha1
 kind: Proxy
 metadata: {name: productpage-v1, namespace: shop, labels: {app: productpage, version: v1}}
@@ -138,6 +162,9 @@ spec:
   endpoints:
   - {address: 127.0.0.1, ports: {http: $B_IN}, labels: {app: ratings, security.istio.io/tlsMode: istio}}
 YAML
+echo_se once "$ECHO_ONCE"
+echo_se every "$ECHO_EVERY"
+} >"$T/a.yaml"
 start_proxy b "$T/b.yaml"
 B_PID=$PROXY_PID
 B_ADMIN=$PROXY_ADMIN
@@ -255,6 +282,55 @@ server=$(jq -c '.[] | select(.kind == "SERVER")' <<<"$trace")
 assert_eq "$(jq -r .id <<<"$client")" "$(jq -r .parentId <<<"$server")" "SERVER span's parent is the CLIENT span"
 assert_eq "$ID_A" "$(jq -r '.tags.source_principal' <<<"$server")" "SERVER span's source_principal"
 assert_eq "$ID_B" "$(jq -r '.tags.destination_principal' <<<"$client")" "CLIENT span's destination_principal"
+
+# ---- peer metadata once per connection when the server chose outrider-http/1.1, else on every request ----
+for i in 1 2 3 4; do
+    curl -sS --max-time 20 -H 'Host: once:9080' "http://127.0.0.1:$A_OUT/" >>"$T/once.txt" || fail "curl once"
+    curl -sS --max-time 20 -H 'Host: every:9080' "http://127.0.0.1:$A_OUT/" >>"$T/every.txt" || fail "curl every"
+done
+# (two workers: each has its own pool, so up to two connections; four requests reuse at least one)
+awk '{split($2, r, "="); if ((r[2] == 1) != ($3 == "md=1") || $4 != "alpn=outrider-http/1.1") bad = 1; if (r[2] > 1) reused = 1}
+     END {exit !(NR == 4 && !bad && reused)}' "$T/once.txt" ||
+    fail "outrider-http/1.1: the metadata should travel on each connection's first request only: $(cat "$T/once.txt")"
+awk '$3 != "md=1" || $4 != "alpn=http/1.1" {bad = 1} END {exit !(NR == 4 && !bad)}' "$T/every.txt" ||
+    fail "http/1.1: the metadata should travel on every request: $(cat "$T/every.txt")"
+# A kept the server's metadata (sent on the first response only) for the responses without it
+series_sum() { # ADMIN_PORT FILTER...: the sum of istio_requests_total samples whose line has every FILTER
+    curl -sS "http://127.0.0.1:$1/stats/prometheus" | awk -v f="${*:2}" '
+        BEGIN {n = split(f, want, " ")} /^istio_requests_total\{/ {
+            for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) next; s += $NF } END {print s + 0}'
+}
+sum_is() { [[ $(series_sum "${@:2}") == "$1" ]]; } # EXPECTED ADMIN_PORT FILTER...
+A_ONCE=("$A_ADMIN" 'reporter="source"' 'destination_service_name="once"' 'destination_workload="productpage-v1"')
+wait_until -n 100 -i 0.05 sum_is 4 "${A_ONCE[@]}" ||
+    fail "responses from once not all attributed to the metadata of its first response: $(series_sum "${A_ONCE[@]}");
+$(curl -sS "http://127.0.0.1:$A_ADMIN/stats/prometheus" | grep '^istio_requests_total{.*once')"
+# B, a real sidecar: ISTIO_MUTUAL keep-alive to it (details); every request is attributed to A's metadata by B,
+# and every response to B's by A, though only each connection's first carried it
+B_SRC=("$B_ADMIN" 'reporter="destination"' 'source_workload="productpage-v1"' 'response_code="200"')
+A_DST=("$A_ADMIN" 'reporter="source"' 'destination_service_name="details"' 'destination_workload="reviews-v1"')
+src0=$(series_sum "${B_SRC[@]}") dst0=$(series_sum "${A_DST[@]}") hs0=$(handshakes "$B_ADMIN" inbound ok)
+for i in 1 2 3 4 5 6; do
+    assert_eq 200 "$(http_status GET "http://127.0.0.1:$A_OUT/status/200" -H 'Host: details:9080' \
+        -H "x-b3-traceid: $(printf 'd1d1%028x' "$i")" -H 'x-b3-spanid: 00f067aa0ba902b7' -H 'x-b3-sampled: 1')" "details $i"
+done
+[[ $(($(handshakes "$B_ADMIN" inbound ok) - hs0)) -le 2 ]] || fail "A -> B (details) did not reuse its connections"
+wait_until -n 100 -i 0.05 sum_is $((src0 + 6)) "${B_SRC[@]}" ||
+    fail "B: requests attributed to productpage-v1: $src0 -> $(series_sum "${B_SRC[@]}"), 6 more expected;
+$(curl -sS "http://127.0.0.1:$B_ADMIN/stats/prometheus" | grep '^istio_requests_total{')"
+wait_until -n 100 -i 0.05 sum_is $((dst0 + 6)) "${A_DST[@]}" ||
+    fail "A: responses attributed to reviews-v1: $dst0 -> $(series_sum "${A_DST[@]}"), 6 more expected;
+$(curl -sS "http://127.0.0.1:$A_ADMIN/stats/prometheus" | grep '^istio_requests_total{.*details')"
+# ... and in the spans: B's SERVER span names A's service, A's CLIENT span B's (not the host's "details")
+for i in 1 2 3 4 5 6; do
+    tid=$(printf 'd1d1%028x' "$i")
+    both() { curl -sf "$ZIPKIN_URL/api/v2/trace/$tid" | jq -e 'length == 2' >/dev/null; }
+    wait_until -n 200 -i 0.05 both || fail "trace $tid: $(curl -sS "$ZIPKIN_URL/api/v2/trace/$tid")"
+    remote=$(curl -sS "$ZIPKIN_URL/api/v2/trace/$tid" |
+        jq -r '[.[] | select(.kind == "SERVER")][0].remoteEndpoint.serviceName + " " +
+               [.[] | select(.kind == "CLIENT")][0].remoteEndpoint.serviceName')
+    assert_eq "productpage reviews" "$remote" "details request $i: the peers its spans name (server, client)"
+done
 
 # ---- rotation under load: a new mTLS connection per request while both certificates change ----
 dump() { curl -sS "http://127.0.0.1:$1/config_dump"; }

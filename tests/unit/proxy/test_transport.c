@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <malloc.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -665,6 +666,80 @@ static void test_alpn(void **state)
     tc_free(tc);
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang */
+#define HEAP_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define HEAP_ASAN 1
+#endif
+#if defined(HEAP_ASAN)
+size_t __sanitizer_get_current_allocated_bytes(void); /* libasan's (sanitizer/allocator_interface.h, not installed) */
+#endif
+
+/* Bytes the heap has handed out now (ASan's allocator when it replaces malloc). */
+static size_t heap_in_use(void)
+{
+#if defined(HEAP_ASAN)
+    return __sanitizer_get_current_allocated_bytes();
+#else
+    return mallinfo2().uordblks;
+#endif
+}
+
+/*
+ * transport_trim: a connection that moved bytes since the last call keeps
+ * OpenSSL's record buffers; one that did not gives them back (both ends
+ * together: four buffers of about 16 KB), and traffic afterwards still
+ * flows both ways. A plain stream is left alone.
+ */
+static void test_trim(void **state)
+{
+    (void)state;
+    tcase_t *tc = tc_new(ctx_pem(&pki.server, NULL, alpn_h1, 1, 0, 0));
+    tc->server_tmpl.echo = true;
+    ep_t *c = &tc->clients[0];
+    c->ctx = ctx_pem(NULL, pki.ca1.cert, alpn_h1, 1, 0, 0);
+    c->msg = "ping";
+    tc_connect(tc, 0);
+    RUN_UNTIL(tc, c->rx_len == 4);
+    ep_t *s = &tc->servers[0];
+    size_t before = heap_in_use();
+    assert_false(transport_trim(&c->t)); /* both moved bytes: only the marks are cleared */
+    assert_false(transport_trim(&s->t));
+    assert_true(heap_in_use() + 4096 > before);
+    assert_true(transport_trim(&c->t)); /* idle for a whole period: the buffers go */
+    assert_true(transport_trim(&s->t));
+    assert_false(transport_trim(&c->t)); /* once */
+    size_t after = heap_in_use();
+    if (after + 4 * 16384 > before)
+        fail_msg("trimming two idle TLS ends freed %zd bytes", (ssize_t)before - (ssize_t)after);
+    assert_int_equal(transport_write(&c->t, "pong", 4), 0);
+    RUN_UNTIL(tc, c->rx_len == 8);
+    assert_memory_equal(c->rx, "pingpong", 8);
+    size_t again = heap_in_use();
+    assert_true(again > after + 2 * 16384); /* allocated anew for the new records */
+    assert_false(transport_trim(&c->t));
+    assert_true(transport_trim(&c->t));
+    assert_int_equal(transport_write(&c->t, "!", 1), 0);
+    RUN_UNTIL(tc, c->rx_len == 9);
+    tls_ctx_unref(c->ctx);
+    tc_free(tc);
+
+    tc = tc_new(NULL);
+    tc->server_tmpl.echo = true;
+    c = &tc->clients[0];
+    c->msg = "plain";
+    tc_connect(tc, 0);
+    RUN_UNTIL(tc, c->rx_len == 5);
+    assert_false(transport_trim(&c->t));
+    assert_false(transport_trim(&c->t)); /* plain: nothing to free */
+    assert_int_equal(transport_write(&c->t, "!", 1), 0);
+    RUN_UNTIL(tc, c->rx_len == 6);
+    tc_free(tc);
+}
+
 /* A handshake that must fail: the client with cctx (and expected ids) against a server with sctx. */
 static tcase_t *failing(tls_ctx_t *sctx, tls_ctx_t *cctx, const char *const *expect, size_t n_expect)
 {
@@ -753,8 +828,8 @@ static void test_san_mismatch(void **state)
 
     /* a trust domain ("spiffe://TD/") accepts that domain's workloads only; "spiffe://cluster" is no prefix match */
     static const char *const other_domain[] = {"spiffe://other.local/", "spiffe://cluster"};
-    tc = failing(ctx_pem(&pki.server, NULL, NULL, 0, 0, 0), ctx_pem(NULL, pki.ca1.cert, NULL, 0, 0, 0), other_domain,
-                 2);
+    tc =
+        failing(ctx_pem(&pki.server, NULL, NULL, 0, 0, 0), ctx_pem(NULL, pki.ca1.cert, NULL, 0, 0, 0), other_domain, 2);
     assert_string_equal(transport_error_reason(&tc->clients[0].t), TRANSPORT_R_SAN_MISMATCH);
     done_failing(tc);
     static const char *const domain[] = {"spiffe://cluster.local/"};
@@ -1120,6 +1195,7 @@ int main(void)
         cmocka_unit_test(test_plain_echo),
         cmocka_unit_test(test_tls_mutual_echo),
         cmocka_unit_test(test_alpn),
+        cmocka_unit_test(test_trim),
         cmocka_unit_test(test_unknown_ca),
         cmocka_unit_test(test_validity),
         cmocka_unit_test(test_san_mismatch),
