@@ -19,15 +19,21 @@ static const command_t commands[] = {
     {"ca", "serve", cmd_ca_serve, "sign sidecars' certificate requests over HTTPS (POST /v1/sign)"},
     {"cert", "issue", cmd_cert_issue, "issue a workload key and certificate (a SPIFFE id) from a CA"},
     {"cert", "inspect", cmd_cert_inspect, "print a certificate's identity and validity; check its chain"},
+    {"redirect", NULL, cmd_redirect, "install (or print, or remove) a pod's transparent-capture iptables rules"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out, const char *group)
 {
+    char name[64];
     fprintf(out, "usage: outriderctl COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (group == NULL || strcmp(group, commands[i].group) == 0)
-            fprintf(out, "  %-4s %-8s %s\n", commands[i].group, commands[i].verb, commands[i].summary);
+            fprintf(out, "  %-13s %s\n",
+                    commands[i].verb != NULL
+                        ? (snprintf(name, sizeof name, "%s %s", commands[i].group, commands[i].verb), name)
+                        : commands[i].group,
+                    commands[i].summary);
     fprintf(out, "\n`outriderctl COMMAND --help` shows a command's options. Exit codes: 0 ok, 1 failure, 2 usage.\n");
 }
 
@@ -58,12 +64,16 @@ int main(int argc, char **argv)
         usage(stderr, NULL);
         return CMD_USAGE;
     }
+    for (size_t i = 0; i < N_COMMANDS; i++) /* one-word commands take their options right away */
+        if (commands[i].verb == NULL && strcmp(argv[1], commands[i].group) == 0)
+            return commands[i].run(argc - 1, argv + 1);
     if (argc < 3 || is_help(argv[2])) {
         usage(argc < 3 ? stderr : stdout, argv[1]);
         return argc < 3 ? CMD_USAGE : CMD_OK;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(argv[1], commands[i].group) == 0 && strcmp(argv[2], commands[i].verb) == 0)
+        if (commands[i].verb != NULL && strcmp(argv[1], commands[i].group) == 0 &&
+            strcmp(argv[2], commands[i].verb) == 0)
             return commands[i].run(argc - 2, argv + 2);
     fprintf(stderr, "outriderctl: unknown command \"%s %s\"\n", argv[1], argv[2]);
     usage(stderr, argv[1]);

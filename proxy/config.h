@@ -58,6 +58,7 @@
 #define OUTRIDER_PROXY_CONFIG_H
 
 #include <regex.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -160,6 +161,12 @@ typedef struct proxy_spec {
     const char *root_namespace; /* spec.rootNamespace: of mesh-wide Telemetry documents, default istio-system */
     proxy_identity_t identity;  /* spec.identity; given 0: none (no mutual TLS) */
     uint64_t tls_handshake_timeout_ms; /* spec.limits.tlsHandshakeTimeout, default 10 s */
+    /* spec.interceptionMode REDIRECT: connections reach the listeners through `outriderctl redirect`'s rules, and
+     * their original destination (SO_ORIGINAL_DST) routes them when the Host names no known service (outbound)
+     * and picks the app's port (inbound). NONE (the default): the app addresses the sidecar itself. */
+    int interception_redirect;
+    int registry_only; /* spec.outboundTrafficPolicy.mode REGISTRY_ONLY: unknown destinations refused (502);
+                          ALLOW_ANY (default): passed through to where the app sent them */
 } proxy_spec_t;
 
 /* ---- ServiceEntry ---- */
@@ -200,6 +207,8 @@ typedef struct proxy_service_entry {
     proxy_endpoint_t *endpoints;
     size_t n_endpoints;
     proxy_str_list_t subject_alt_names; /* identities its endpoints' sidecars may present (mutual TLS) */
+    proxy_str_list_t addresses;         /* virtual IPs (or CIDRs) of the service: a redirected connection to one
+                                           of them on a service port is this service's */
 } proxy_service_entry_t;
 
 /* ---- VirtualService ---- */
@@ -776,5 +785,15 @@ int proxy_subset_selects(const proxy_subset_t *subset, const proxy_endpoint_t *e
  * overflow, or a non-zero duration under 1 ms.
  */
 int proxy_duration_parse(const char *s, uint64_t *ms);
+
+/*
+ * An IP address or CIDR ("10.96.0.10", "10.96.0.0/16", "fd00::/8"): the
+ * address into *ss (port 0) and the prefix length into *bits (32 or 128
+ * for a bare address). Returns 0, or -1 when it is neither.
+ */
+int proxy_cidr_parse(const char *s, struct sockaddr_storage *ss, int *bits);
+
+/* Whether addr (its IP; the port is not looked at) lies in the CIDR net/bits of the same family. */
+int proxy_cidr_contains(const struct sockaddr_storage *net, int bits, const struct sockaddr_storage *addr);
 
 #endif

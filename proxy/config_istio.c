@@ -440,7 +440,19 @@ void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service
                 parse_endpoint(p, it.val->items[i], &se->endpoints[se->n_endpoints++], se);
                 pc_pop(p, mark);
             }
-        } else if (PC_KEY(it, "addresses") || PC_KEY(it, "exportTo")) {
+        } else if (PC_KEY(it, "addresses")) {
+            pc_str_list(p, it.val, &se->addresses);
+            for (size_t i = 0; i < se->addresses.n; i++) {
+                struct sockaddr_storage ss;
+                int bits;
+                if (proxy_cidr_parse(se->addresses.items[i], &ss, &bits) != 0) {
+                    size_t mark = pc_push_index(p, i);
+                    pc_error(p, it.val->kind == YAML_SEQ && i < it.val->n ? it.val->items[i] : it.val,
+                             "\"%s\" is not an IP address or CIDR", se->addresses.items[i]);
+                    pc_pop(p, mark);
+                }
+            }
+        } else if (PC_KEY(it, "exportTo")) {
             proxy_str_list_t ignored = {0};
             pc_str_list(p, it.val, &ignored);
         } else if (PC_KEY(it, "subjectAltNames")) {

@@ -184,6 +184,10 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     num(w, "workers", ps->workers);
     str(w, "rootNamespace", ps->root_namespace);
     duration(w, "tlsHandshakeTimeout", (int64_t)ps->tls_handshake_timeout_ms);
+    str(w, "interceptionMode", ps->interception_redirect ? "REDIRECT" : "NONE");
+    open_(w, "outboundTrafficPolicy", '{');
+    str(w, "mode", ps->registry_only ? "REGISTRY_ONLY" : "ALLOW_ANY");
+    close_(w, '}');
     if (ps->identity.given) {
         /* file names and the CA's address only: never a key or a token */
         const proxy_identity_t *id = &ps->identity;
@@ -244,6 +248,7 @@ static void service_entry(jw_t *w, const proxy_service_entry_t *se)
     close_(w, ']');
     if (se->subject_alt_names.n > 0)
         str_list(w, "subjectAltNames", &se->subject_alt_names);
+    str_list(w, "addresses", &se->addresses);
     close_(w, '}');
     close_(w, '}');
 }

@@ -560,6 +560,13 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     }
     c->req_keep_alive = true;
+    if (env->w->view->rt->cfg->proxy.interception_redirect) {
+        int r = transport_original_dst(&c->tr, &c->orig_dst);
+        c->has_orig = r == 1;
+        if (r < 0)
+            log_debug("%s: cannot read the original destination of %s",
+                      env->mode == CONN_INBOUND ? "inbound" : "outbound", c->peer);
+    }
     c->ep = -1;
     if (mtls == PROXY_MTLS_STRICT) {
         start_down_tls(c, NULL, 0);

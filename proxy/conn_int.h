@@ -113,6 +113,8 @@ struct conn {
     uint32_t hdrs_cap;
     buf_t xff;
     char peer[64];
+    bool has_orig;                    /* interceptionMode REDIRECT: the connection was redirected to us ... */
+    struct sockaddr_storage orig_dst; /* ... from this destination */
     int open_handles;
     upstream_t *up;
     uint64_t bytes_seen; /* request bytes read since the last exchange ended (408 vs idle close) */
@@ -178,9 +180,12 @@ struct conn {
     filter_rl_global_t rl_global; /* the filters' state */
     filter_fault_t fault;
     filter_mirror_t mirrors;
-    int status;                /* final status sent to the client, 0 none */
-    proxy_head_t uhead;        /* the upstream request head, structured until the client codec writes it */
-    http1_header_t *up_fields; /* its fields */
+    int status;                      /* final status sent to the client, 0 none */
+    proxy_head_t uhead;              /* the upstream request head, structured until the client codec writes it */
+    bool use_addr;                   /* attempts go to up_addr, not to an endpoint of cl (runtime_view_addr_pool) */
+    struct sockaddr_storage up_addr; /* the original destination (PassthroughCluster), or the app's port (inbound) */
+    char orig_authority[PROXY_HOST_MAX + 8]; /* "host:port" of the service the original destination belongs to */
+    http1_header_t *up_fields;               /* its fields */
     uint32_t up_fields_cap;
     buf_t up_target;                 /* its target, after the route's rewrite */
     char tscratch[TRACECTX_SCRATCH]; /* the values of its trace fields */

@@ -491,8 +491,43 @@ static void begin_exchange(conn_t *c, const http1_head_t *h)
     memset(c->excluded, 0, sizeof c->excluded);
     c->view = c->env->w->view;
     runtime_view_hold(c->view);
+    c->use_addr = false;
     if (c->env->draining)
         c->close_after = true;
+}
+
+/*
+ * A redirected request whose Host names no known service, as Istio's
+ * listeners take it: the service its original destination belongs to (a
+ * ServiceEntry address, or an endpoint's), routed as if the Host named it;
+ * else the PassthroughCluster to that destination (ALLOW_ANY), or 502
+ * (REGISTRY_ONLY: Istio's BlackHoleCluster). True when answered.
+ */
+static bool route_original_dst(conn_t *c, const router_request_t *rq)
+{
+    const runtime_t *rt = c->view->rt;
+    const char *host;
+    uint32_t port;
+    if (router_service_for_addr(rt->router, &c->orig_dst, &host, &port) == 0) {
+        int n = snprintf(c->orig_authority, sizeof c->orig_authority, "%s:%u", host, (unsigned)port);
+        router_request_t by_addr = *rq;
+        by_addr.authority = (str_t){c->orig_authority, n > 0 ? (uint32_t)n : 0};
+        router_route(rt->router, &by_addr, (uint32_t)tracectx_rand(&c->env->w->rng), &c->d);
+        c->cl = c->d.cluster;
+        return false;
+    }
+    if (rt->cfg->proxy.registry_only) {
+        c->flags |= RF_NR;
+        conn_local_reply(
+            c, 502, "the original destination is no registered service (outboundTrafficPolicy REGISTRY_ONLY)\n", false);
+        return true;
+    }
+    c->d.action = ROUTER_FORWARD;
+    c->d.route = NULL;
+    c->d.cluster = c->cl = router_passthrough(rt->router);
+    c->use_addr = true;
+    c->up_addr = c->orig_dst;
+    return false;
 }
 
 int conn_req_on_head(void *ctx, const http1_head_t *h)
@@ -539,9 +574,22 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
         c->cl = router_inbound(rt->router);
         c->d.action = ROUTER_FORWARD;
         c->d.cluster = c->cl;
+        if (c->has_orig && c->cl != NULL && c->cl->n_endpoints == 1) {
+            /* redirected: to the app on the port the client asked for, at forwardTo's address */
+            c->use_addr = true;
+            c->up_addr = c->cl->endpoints[0].addr;
+            uint16_t port = c->orig_dst.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&c->orig_dst)->sin6_port
+                                                              : ((struct sockaddr_in *)&c->orig_dst)->sin_port;
+            if (c->up_addr.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&c->up_addr)->sin6_port = port;
+            else
+                ((struct sockaddr_in *)&c->up_addr)->sin_port = port;
+        }
     } else {
         router_route(rt->router, rq, (uint32_t)tracectx_rand(&c->env->w->rng), &c->d);
         c->cl = c->d.cluster;
+        if (c->d.action == ROUTER_NOT_FOUND && c->has_orig && route_original_dst(c, rq))
+            return HTTP1_CB_OK; /* answered: REGISTRY_ONLY */
     }
     switch (c->d.action) {
     case ROUTER_NOT_FOUND:
@@ -704,7 +752,14 @@ static void start_attempt(conn_t *c)
         conn_process(c);
         return;
     }
-    upstream_pool_t *pool = runtime_view_pool(c->view, c->cl, c->ep);
+    upstream_pool_t *pool =
+        c->use_addr ? runtime_view_addr_pool(c->view, c->cl, &c->up_addr) : runtime_view_pool(c->view, c->cl, c->ep);
+    if (pool == NULL) {
+        c->flags |= RF_UO;
+        conn_local_reply(c, 503, "too many original destinations in this configuration\n", false);
+        conn_process(c);
+        return;
+    }
     const proxy_traffic_policy_t *pol = c->cl->policy;
     enum cluster_admit admit = CLUSTER_GO;
     if (pol != NULL && pol->max_connections > 0) {

@@ -69,8 +69,9 @@ struct router {
     router_cluster_t *clusters;
     size_t n_clusters;
     router_cluster_t *inbound;
-    size_t *svc_base;   /* per service: index of its first cluster */
-    size_t *svc_stride; /* per service: 1 + number of subsets */
+    router_cluster_t *passthrough; /* interceptionMode REDIRECT only */
+    size_t *svc_base;              /* per service: index of its first cluster */
+    size_t *svc_stride;            /* per service: 1 + number of subsets */
     size_t *vs_route_base;
     size_t *route_dest_base;
     dest_ref_t *dests;
@@ -469,7 +470,8 @@ router_t *router_create(const proxy_config_t *cfg, char *err, size_t errlen)
         n += cfg->services[i].n_ports * r->svc_stride[i];
     }
     int has_inbound = cfg->proxy.inbound_forward_to.text != NULL;
-    r->n_clusters = n + (has_inbound ? 1 : 0);
+    int has_passthrough = cfg->proxy.interception_redirect;
+    r->n_clusters = n + (has_inbound ? 1 : 0) + (has_passthrough ? 1 : 0);
     r->clusters = xcalloc(r->n_clusters, sizeof(router_cluster_t));
     for (size_t i = 0; i < r->n_clusters; i++)
         r->clusters[i].index = (uint32_t)i;
@@ -492,6 +494,17 @@ router_t *router_create(const proxy_config_t *cfg, char *err, size_t errlen)
         cl->endpoints[0].weight = 1;
         endpoint_set_port(&cl->endpoints[0], &addr, fw->port);
         r->inbound = cl;
+    }
+    if (has_passthrough) {
+        router_cluster_t *cl = &r->clusters[r->n_clusters - 1];
+        cl->host = "PassthroughCluster"; /* Istio's destination_service for such requests */
+        cl->name = name_printf("PassthroughCluster");
+        cl->endpoints = xcalloc(1, sizeof(router_endpoint_t));
+        cl->n_endpoints = 1;
+        cl->endpoints[0].weight = 1;
+        cl->endpoints[0].addr.ss_family = AF_INET; /* 0.0.0.0:0: the request's original destination replaces it */
+        snprintf(cl->endpoints[0].name, sizeof cl->endpoints[0].name, "original destination");
+        r->passthrough = cl;
     }
     build_hosts(r);
     build_dests(r);
@@ -536,6 +549,61 @@ const router_cluster_t *router_cluster(const router_t *r, size_t index)
 const router_cluster_t *router_inbound(const router_t *r)
 {
     return r ? r->inbound : NULL;
+}
+
+const router_cluster_t *router_passthrough(const router_t *r)
+{
+    return r ? r->passthrough : NULL;
+}
+
+static uint16_t addr_port(const struct sockaddr_storage *a)
+{
+    return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
+                                          : ((const struct sockaddr_in *)a)->sin_port);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family || addr_port(a) != addr_port(b))
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+int router_service_for_addr(const router_t *r, const struct sockaddr_storage *addr, const char **host, uint32_t *port)
+{
+    if (r == NULL)
+        return -1;
+    uint16_t want = addr_port(addr);
+    const proxy_config_t *cfg = r->cfg;
+    for (size_t si = 0; si < cfg->n_services; si++) { /* virtual IPs first, as the service's own listeners */
+        const proxy_service_entry_t *se = &cfg->services[si];
+        for (size_t a = 0; a < se->addresses.n; a++) {
+            struct sockaddr_storage net;
+            int bits;
+            if (proxy_cidr_parse(se->addresses.items[a], &net, &bits) != 0 || !proxy_cidr_contains(&net, bits, addr))
+                continue;
+            for (size_t p = 0; p < se->n_ports; p++)
+                if (se->ports[p].number == want && se->n_hosts > 0) {
+                    *host = se->hosts[0].fqdn;
+                    *port = want;
+                    return 0;
+                }
+        }
+    }
+    for (size_t i = 0; i < r->n_clusters; i++) { /* then an endpoint's own address */
+        const router_cluster_t *cl = &r->clusters[i];
+        if (cl->service == NULL || cl->subset != NULL || cl->service->n_hosts == 0)
+            continue;
+        for (size_t e = 0; e < cl->n_endpoints; e++)
+            if (same_addr(&cl->endpoints[e].addr, addr)) {
+                *host = cl->host;
+                *port = cl->port;
+                return 0;
+            }
+    }
+    return -1;
 }
 
 /* ---- request targets and authorities ---- */

@@ -109,6 +109,21 @@ size_t router_cluster_count(const router_t *r);
 const router_cluster_t *router_cluster(const router_t *r, size_t index);
 /* The inbound cluster (spec.inbound.forwardTo), or NULL without inbound. */
 const router_cluster_t *router_inbound(const router_t *r);
+/*
+ * With spec.interceptionMode REDIRECT: Istio's "PassthroughCluster", for
+ * redirected requests to a destination no service claims (ALLOW_ANY). Its
+ * one endpoint is a placeholder: the exchange connects to the request's
+ * original destination. NULL otherwise.
+ */
+const router_cluster_t *router_passthrough(const router_t *r);
+/*
+ * The service a redirected connection's original destination belongs to:
+ * one whose ServiceEntry `addresses` hold the IP, with a port of that
+ * number, else one with an endpoint at exactly that address and port.
+ * Sets *host (the entry's first host) and *port (the service port) and
+ * returns 0; -1 when none.
+ */
+int router_service_for_addr(const router_t *r, const struct sockaddr_storage *addr, const char **host, uint32_t *port);
 
 /* The parts of a request the router looks at; slices are not copied. */
 typedef struct router_request {

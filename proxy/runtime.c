@@ -201,6 +201,58 @@ bool runtime_mesh_mtls(const runtime_t *rt, const router_cluster_t *cl, int ep)
     return mode != NULL && strcmp(mode, "istio") == 0;
 }
 
+typedef struct addr_pool {
+    struct addr_pool *next;
+    uint32_t cluster;
+    struct sockaddr_storage addr;
+    upstream_pool_t *pool;
+} addr_pool_t;
+
+static int addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a, *y = (const struct sockaddr_in6 *)b;
+    return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+}
+
+static void pool_policy(const router_cluster_t *cl, upstream_pool_opts_t *o)
+{
+    const proxy_traffic_policy_t *p = cl->policy;
+    if (p == NULL)
+        return;
+    if (p->connect_timeout_ms > 0)
+        o->connect_timeout_ms = (uint64_t)p->connect_timeout_ms;
+    if (p->idle_timeout_ms > 0)
+        o->idle_timeout_ms = (uint64_t)p->idle_timeout_ms;
+    if (p->max_requests_per_connection > 0)
+        o->max_requests_per_conn = (uint64_t)p->max_requests_per_connection;
+}
+
+upstream_pool_t *runtime_view_addr_pool(runtime_view_t *v, const router_cluster_t *cl,
+                                        const struct sockaddr_storage *addr)
+{
+    for (addr_pool_t *a = v->addr_pools; a != NULL; a = a->next)
+        if (a->cluster == cl->index && addr_eq(&a->addr, addr))
+            return a->pool;
+    if (v->n_addr_pools >= RUNTIME_ADDR_POOLS)
+        return NULL;
+    addr_pool_t *a = xcalloc(1, sizeof *a);
+    a->cluster = cl->index;
+    a->addr = *addr;
+    upstream_pool_opts_t o = {0};
+    pool_policy(cl, &o);
+    a->pool = upstream_pool_create(v->loop, (const struct sockaddr *)addr, &o);
+    a->next = v->addr_pools;
+    v->addr_pools = a;
+    v->n_addr_pools++;
+    return a->pool;
+}
+
 upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep)
 {
     upstream_pool_t **row = v->pools[cl->index];
@@ -213,14 +265,7 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
     if (row[ep] == NULL) {
         upstream_pool_opts_t o = {0};
         const proxy_traffic_policy_t *p = cl->policy;
-        if (p != NULL) {
-            if (p->connect_timeout_ms > 0)
-                o.connect_timeout_ms = (uint64_t)p->connect_timeout_ms;
-            if (p->idle_timeout_ms > 0)
-                o.idle_timeout_ms = (uint64_t)p->idle_timeout_ms;
-            if (p->max_requests_per_connection > 0)
-                o.max_requests_per_conn = (uint64_t)p->max_requests_per_connection;
-        }
+        pool_policy(cl, &o);
         o.stats = v->tls_stats;
         char sni[PROXY_HOST_MAX + 32];
         if (v->mesh_tls != NULL && runtime_mesh_mtls(v->rt, cl, ep)) {
@@ -268,6 +313,11 @@ uint64_t *runtime_view_tele_dest(runtime_view_t *v, const router_cluster_t *cl, 
 
 static void view_free(runtime_view_t *v)
 {
+    for (addr_pool_t *a = v->addr_pools, *next; a != NULL; a = next) {
+        next = a->next;
+        upstream_pool_destroy(a->pool);
+        free(a);
+    }
     size_t n = router_cluster_count(v->rt->router);
     for (size_t i = 0; i < n; i++) {
         const router_cluster_t *cl = router_cluster(v->rt->router, i);
@@ -291,6 +341,8 @@ static void view_free(runtime_view_t *v)
 size_t runtime_view_trim(runtime_view_t *v)
 {
     size_t n = router_cluster_count(v->rt->router), freed = 0;
+    for (addr_pool_t *a = v->addr_pools; a != NULL; a = a->next)
+        freed += upstream_pool_trim(a->pool);
     for (size_t i = 0; i < n; i++) {
         if (v->pools[i] == NULL)
             continue;

@@ -118,6 +118,8 @@ typedef struct runtime_view {
     bool retired;
     struct tls_ctx *const *mesh_tls; /* the worker's slot for the sidecar's certificate (NULL: no identity) */
     struct tls_stats *tls_stats;     /* handshake counters, all workers */
+    struct addr_pool *addr_pools;    /* pools by address: original destinations (interceptionMode REDIRECT) */
+    size_t n_addr_pools;
 } runtime_view_t;
 
 runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);
@@ -130,6 +132,16 @@ runtime_view_t *runtime_view_create(runtime_t *rt, uv_loop_t *loop);
 bool runtime_mesh_mtls(const runtime_t *rt, const router_cluster_t *cl, int ep);
 /* The pool of endpoint ep of cluster cl, created on first use with the cluster's connection policy. */
 upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl, int ep);
+/*
+ * A plain pool for the address addr in place of cl's endpoint (the
+ * PassthroughCluster's original destinations; the inbound cluster's app
+ * port of a redirected connection), created on first use with cl's
+ * connection policy. A view makes at most RUNTIME_ADDR_POOLS of them; past
+ * that, NULL (the exchange answers 503) until a reload makes a new view.
+ */
+#define RUNTIME_ADDR_POOLS 1024
+upstream_pool_t *runtime_view_addr_pool(runtime_view_t *v, const router_cluster_t *cl,
+                                        const struct sockaddr_storage *addr);
 /*
  * The cache of telemetry's destination handle (tele_request_t.dest_handle)
  * for requests to endpoint ep of cluster cl (-1: no endpoint chosen),

@@ -22,7 +22,10 @@
  */
 #include "transport.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1415,6 +1418,38 @@ bool transport_is_tls(const transport_t *t)
 const char *transport_peer_id(const transport_t *t)
 {
     return t->tls != NULL ? t->tls->peer_id : NULL;
+}
+
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h */
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv6/ip6_tables.h */
+#endif
+
+int transport_original_dst(const transport_t *t, struct sockaddr_storage *out)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&t->tcp, &fd) != 0)
+        return -1;
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &ll) != 0)
+        return -1;
+    socklen_t len = sizeof *out;
+    memset(out, 0, sizeof *out);
+    int rc = local.ss_family == AF_INET6 ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, out, &len)
+                                         : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, out, &len);
+    if (rc != 0)
+        return errno == ENOENT || errno == ENOPROTOOPT ? 0 : -1; /* no NAT record: not redirected */
+    if (out->ss_family != local.ss_family)
+        return 0;
+    if (local.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&local, *b = (const struct sockaddr_in *)out;
+        return a->sin_port != b->sin_port || a->sin_addr.s_addr != b->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&local, *b = (const struct sockaddr_in6 *)out;
+    return a->sin6_port != b->sin6_port || memcmp(&a->sin6_addr, &b->sin6_addr, 16) != 0;
 }
 
 bool transport_trim(transport_t *t)

@@ -329,6 +329,14 @@ const char *transport_peer_id(const transport_t *t);
  */
 bool transport_trim(transport_t *t); /* true when it freed the buffers */
 
+/*
+ * The destination a connection was sent to before an iptables REDIRECT
+ * brought it to this listener (SO_ORIGINAL_DST, IPv4 and IPv6) into *out.
+ * 1 when it was redirected; 0 when it came to the listener's own address
+ * (or the kernel keeps no such record); -1 on an error.
+ */
+int transport_original_dst(const transport_t *t, struct sockaddr_storage *out);
+
 /* The negotiated ALPN protocol ("h2"), or NULL when none; valid until close. */
 const char *transport_alpn(const transport_t *t);
 

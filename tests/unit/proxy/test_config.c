@@ -386,6 +386,62 @@ static void test_defaults(void **state)
     proxy_config_destroy(cfg);
 }
 
+/* spec.interceptionMode, spec.outboundTrafficPolicy and ServiceEntry addresses (issue 13), and their errors. */
+static void test_interception(void **state)
+{
+    (void)state;
+    msgs_t m;
+    proxy_config_t *cfg = load("apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {}\n", &m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->proxy.interception_redirect, 0); /* NONE */
+    assert_int_equal(cfg->proxy.registry_only, 0);         /* ALLOW_ANY */
+    proxy_config_destroy(cfg);
+    static const char good[] =
+        "apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p, namespace: shop}\n"
+        "spec:\n  interceptionMode: REDIRECT\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: r, namespace: shop}\n"
+        "spec:\n  hosts: [r]\n  addresses: [10.96.0.10, 10.97.0.0/16, 'fd00::1']\n"
+        "  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n";
+    cfg = load(good, &m);
+    if (cfg == NULL)
+        dump(&m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->proxy.interception_redirect, 1);
+    assert_int_equal(cfg->proxy.registry_only, 1);
+    assert_int_equal(cfg->services[0].addresses.n, 3);
+    assert_string_equal(cfg->services[0].addresses.items[1], "10.97.0.0/16");
+    struct sockaddr_storage net, a;
+    int bits;
+    assert_int_equal(proxy_cidr_parse("10.97.0.0/16", &net, &bits), 0);
+    assert_int_equal(bits, 16);
+    assert_int_equal(proxy_cidr_parse("10.97.200.3", &a, &bits), 0);
+    assert_true(proxy_cidr_contains(&net, 16, &a));
+    assert_int_equal(proxy_cidr_parse("10.98.0.1", &a, &bits), 0);
+    assert_false(proxy_cidr_contains(&net, 16, &a));
+    assert_int_equal(proxy_cidr_parse("fd00::/8", &net, &bits), 0);
+    assert_false(proxy_cidr_contains(&net, 8, &a)); /* another family */
+    assert_int_equal(proxy_cidr_parse("fd12::5", &a, &bits), 0);
+    assert_true(proxy_cidr_contains(&net, 8, &a));
+    assert_int_equal(proxy_cidr_parse("10.0.0.0/33", &a, &bits), -1);
+    assert_int_equal(proxy_cidr_parse("10.0.0.0/", &a, &bits), -1);
+    assert_int_equal(proxy_cidr_parse("10.0.0.0/1x", &a, &bits), -1);
+    proxy_config_destroy(cfg);
+
+    static const char bad[] =
+        "apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p, namespace: shop}\n"
+        "spec:\n  interceptionMode: TPROXY\n  outboundTrafficPolicy: {mode: ALLOW_SOME, egress: x}\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: r, namespace: shop}\n"
+        "spec:\n  hosts: [r]\n  addresses: [10.0.0.1, nope]\n"
+        "  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n";
+    assert_null(load(bad, &m));
+    expect_error(&m, "t.yaml:5:21: Proxy p: spec.interceptionMode: unknown value \"TPROXY\" (expected one of NONE, "
+                     "REDIRECT)");
+    expect_error(&m, "t.yaml:6:33: Proxy p: spec.outboundTrafficPolicy.mode: unknown value \"ALLOW_SOME\" (expected "
+                     "one of ALLOW_ANY, REGISTRY_ONLY)");
+    expect_error(&m, "t.yaml:13:25: ServiceEntry r: spec.addresses[1]: \"nope\" is not an IP address or CIDR");
+    assert_int_equal(m.n_err, 4); /* and the unknown field egress */
+}
+
 static void test_linger_limits(void **state)
 {
     (void)state;
@@ -1152,7 +1208,6 @@ static void test_load_file_errors(void **state)
     proxy_config_destroy(NULL);
 }
 
-
 /* ---- PeerAuthentication and spec.identity ---- */
 
 /* A Proxy in namespace shop labelled app: reviews, with an inbound listener forwarding to port 9080, + extra. */
@@ -1167,10 +1222,11 @@ static proxy_config_t *load_pa(const char *identity, const char *extra, msgs_t *
     return load(text, m);
 }
 
-#define ID_FILES "  identity: {serviceAccount: bookinfo-reviews, rootCertificates: /dev/null, certificateChain: " \
-                 "/dev/null, privateKey: /dev/null}\n"
+#define ID_FILES                                                                                                       \
+    "  identity: {serviceAccount: bookinfo-reviews, rootCertificates: /dev/null, certificateChain: "                   \
+    "/dev/null, privateKey: /dev/null}\n"
 #define PA(name, ns, body)                                                                                             \
-    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: " name ", namespace: " ns     \
+    "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: " name ", namespace: " ns       \
     "}\nspec: " body "\n"
 
 static void expect_mode(const char *extra, enum proxy_mtls_mode want, const char *decided)
@@ -1206,11 +1262,13 @@ static void test_peer_authentication(void **state)
                     PA("wl", "shop", "{selector: {matchLabels: {app: reviews}}, mtls: {mode: UNSET}}"),
                 PROXY_MTLS_STRICT, "ns");
     expect_mode(PA("ns", "shop", "{mtls: {mode: STRICT}}")
-                    PA("wl", "shop", "{selector: {matchLabels: {app: reviews}}, portLevelMtls: {9080: {mode: DISABLE}, "
-                                     "8080: {mode: PERMISSIVE}}}"),
+                    PA("wl", "shop",
+                       "{selector: {matchLabels: {app: reviews}}, portLevelMtls: {9080: {mode: DISABLE}, "
+                       "8080: {mode: PERMISSIVE}}}"),
                 PROXY_MTLS_DISABLE, "wl");
-    expect_mode(PA("wl", "shop", "{selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}, portLevelMtls: "
-                                 "{8080: {mode: DISABLE}}}"),
+    expect_mode(PA("wl", "shop",
+                   "{selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}, portLevelMtls: "
+                   "{8080: {mode: DISABLE}}}"),
                 PROXY_MTLS_STRICT, "wl");
 
     /* errors and warnings, at file:line:col */
@@ -1219,8 +1277,9 @@ static void test_peer_authentication(void **state)
     assert_null(cfg);
     expect_error(&m, "t.yaml:10:21: PeerAuthentication ns: mode STRICT accepts only mutual TLS, so this sidecar needs "
                      "a certificate: give the Proxy spec.identity");
-    cfg = load_pa(ID_FILES, PA("p", "shop", "{mtls: {mode: STRICTER}, portLevelMtls: {x: {mode: STRICT}, 70000: {}}}")
-                                PA("q", "shop", "{targetRef: {kind: Gateway}}"),
+    cfg = load_pa(ID_FILES,
+                  PA("p", "shop", "{mtls: {mode: STRICTER}, portLevelMtls: {x: {mode: STRICT}, 70000: {}}}")
+                      PA("q", "shop", "{targetRef: {kind: Gateway}}"),
                   &m);
     assert_null(cfg);
     expect_error(&m, "t.yaml:11:21: PeerAuthentication p: spec.mtls.mode: unknown value \"STRICTER\" (expected one of "
@@ -1253,7 +1312,8 @@ static void test_identity(void **state)
     assert_int_equal(id->certificate_ttl_ms, 24ull * 3600 * 1000);
     buf_t b = BUF_INIT;
     proxy_config_to_json(cfg, &b);
-    assert_non_null(strstr(b.data, "\"identity\":{\"spiffeId\":\"spiffe://cluster.local/ns/shop/sa/bookinfo-reviews\""));
+    assert_non_null(
+        strstr(b.data, "\"identity\":{\"spiffeId\":\"spiffe://cluster.local/ns/shop/sa/bookinfo-reviews\""));
     assert_non_null(strstr(b.data, "\"effectivePeerAuthentication\":{\"mode\":\"PERMISSIVE\""));
     buf_dispose(&b);
     proxy_config_destroy(cfg);
@@ -1274,8 +1334,9 @@ static void test_identity(void **state)
                      "account name (lowercase letters, digits, '-' and '.', at most 253)");
     expect_error(&m, "t.yaml:6:50: Proxy reviews-v1: spec.identity.trustDomain: \"a b\" is not a valid trust domain "
                      "(lowercase letters, digits, '.', '-', '_')");
-    expect_error(&m, "t.yaml:6:68: Proxy reviews-v1: spec.identity.caAddress: expected the mesh CA as https://HOST:PORT "
-                     "(outriderctl ca serve), got \"http://ca:1\"");
+    expect_error(&m,
+                 "t.yaml:6:68: Proxy reviews-v1: spec.identity.caAddress: expected the mesh CA as https://HOST:PORT "
+                 "(outriderctl ca serve), got \"http://ca:1\"");
     expect_error(&m, "t.yaml:6:127: Proxy reviews-v1: spec.identity.certificateTtl: must be between 2s and 90 days "
                      "(2160h)");
     expect_error(&m, "t.yaml:6:14: Proxy reviews-v1: spec.identity.rootCertificates: missing required field");
@@ -1288,6 +1349,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_mesh),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_interception),
         cmocka_unit_test(test_linger_limits),
         cmocka_unit_test(test_base_is_valid),
         cmocka_unit_test(test_unknown_kind_and_api),
