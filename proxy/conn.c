@@ -568,6 +568,11 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
                       env->mode == CONN_INBOUND ? "inbound" : "outbound", c->peer);
     }
     c->ep = -1;
+    if (c->has_orig && env->mode == CONN_OUTBOUND && conn_start_tcp(c)) {
+        if (!c->closing)
+            conn_update_reading(c);
+        return 0;
+    }
     if (mtls == PROXY_MTLS_STRICT) {
         start_down_tls(c, NULL, 0);
         if (c->closing)

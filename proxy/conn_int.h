@@ -264,4 +264,7 @@ extern const upstream_handler_t conn_up_handler;          /* the leased connecti
 extern const http1_callbacks_t conn_resp_cb;              /* the response parser's callbacks */
 int conn_uclient_begin(conn_t *c, upstream_pool_t *pool); /* lease, then send the head and the body so far */
 
+/* tcp_proxy.c: a redirected connection to a TCP service port, proxied as bytes; false when it is not one */
+bool conn_start_tcp(conn_t *c);
+
 #endif

@@ -30,6 +30,7 @@
 #include "router.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -571,10 +572,12 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
     return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
-int router_service_for_addr(const router_t *r, const struct sockaddr_storage *addr, const char **host, uint32_t *port)
+/* The all-endpoints cluster of the service port addr belongs to (see router_service_for_addr), and its port. */
+static const router_cluster_t *cluster_for_addr(const router_t *r, const struct sockaddr_storage *addr,
+                                                const proxy_port_t **port)
 {
     if (r == NULL)
-        return -1;
+        return NULL;
     uint16_t want = addr_port(addr);
     const proxy_config_t *cfg = r->cfg;
     for (size_t si = 0; si < cfg->n_services; si++) { /* virtual IPs first, as the service's own listeners */
@@ -586,9 +589,8 @@ int router_service_for_addr(const router_t *r, const struct sockaddr_storage *ad
                 continue;
             for (size_t p = 0; p < se->n_ports; p++)
                 if (se->ports[p].number == want && se->n_hosts > 0) {
-                    *host = se->hosts[0].fqdn;
-                    *port = want;
-                    return 0;
+                    *port = &se->ports[p];
+                    return &r->clusters[r->svc_base[si] + p * r->svc_stride[si]];
                 }
         }
     }
@@ -598,12 +600,52 @@ int router_service_for_addr(const router_t *r, const struct sockaddr_storage *ad
             continue;
         for (size_t e = 0; e < cl->n_endpoints; e++)
             if (same_addr(&cl->endpoints[e].addr, addr)) {
-                *host = cl->host;
-                *port = cl->port;
-                return 0;
+                for (size_t p = 0; p < cl->service->n_ports; p++)
+                    if (cl->service->ports[p].number == cl->port)
+                        *port = &cl->service->ports[p];
+                return cl;
             }
     }
-    return -1;
+    return NULL;
+}
+
+int router_service_for_addr(const router_t *r, const struct sockaddr_storage *addr, const char **host, uint32_t *port)
+{
+    const proxy_port_t *p = NULL;
+    const router_cluster_t *cl = cluster_for_addr(r, addr, &p);
+    if (cl == NULL)
+        return -1;
+    *host = cl->host;
+    *port = cl->port;
+    return 0;
+}
+
+/* Istio's protocol selection: the port's protocol, else its name's prefix ("tcp-db"); HTTP when neither says. */
+static bool port_is_tcp(const proxy_port_t *p)
+{
+    static const char *const tcp[] = {"TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS", NULL};
+    const char *proto = p->protocol;
+    char prefix[16] = "";
+    if (proto == NULL && p->name != NULL) {
+        size_t n = strcspn(p->name, "-");
+        if (n < sizeof prefix) {
+            for (size_t i = 0; i < n; i++)
+                prefix[i] = (char)toupper((unsigned char)p->name[i]);
+            prefix[n] = '\0';
+        }
+        proto = prefix;
+    }
+    for (size_t i = 0; proto != NULL && tcp[i] != NULL; i++)
+        if (strcmp(proto, tcp[i]) == 0)
+            return true;
+    return false;
+}
+
+const router_cluster_t *router_tcp_cluster_for_addr(const router_t *r, const struct sockaddr_storage *addr)
+{
+    const proxy_port_t *p = NULL;
+    const router_cluster_t *cl = cluster_for_addr(r, addr, &p);
+    return cl != NULL && p != NULL && port_is_tcp(p) ? cl : NULL;
 }
 
 /* ---- request targets and authorities ---- */

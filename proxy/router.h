@@ -124,6 +124,14 @@ const router_cluster_t *router_passthrough(const router_t *r);
  * returns 0; -1 when none.
  */
 int router_service_for_addr(const router_t *r, const struct sockaddr_storage *addr, const char **host, uint32_t *port);
+/*
+ * The same service's cluster (all its endpoints) when that port is not
+ * HTTP: its protocol TCP, TLS, HTTPS, MONGO, MYSQL or REDIS, or, with no
+ * protocol, its name's prefix one of those ("tcp-db"), as Istio selects
+ * protocols. Such connections are proxied as bytes (tcp_proxy.c). NULL
+ * otherwise.
+ */
+const router_cluster_t *router_tcp_cluster_for_addr(const router_t *r, const struct sockaddr_storage *addr);
 
 /* The parts of a request the router looks at; slices are not copied. */
 typedef struct router_request {

@@ -76,6 +76,25 @@ start_in() { # NS NAME PORT ARGS...: tests/backend.py inside NS
 start_in "$NB" reviews 9080
 start_in "$NB" canary 9081
 start_in "$NB" outside 7070
+# a server-first TCP service in B (a database's shape): a greeting, then each line echoed upper-cased
+cat >"$T/tcpd.py" <<'PY'
+import socket, sys, threading
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", 7071)); ls.listen(8)
+open(sys.argv[1], "w").write("7071\n")
+def serve(c):
+    c.sendall(b"220 db ready\n")
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(line.upper())
+    c.close()
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+inB python3 "$T/tcpd.py" "$T/tcpd.port" >"$T/tcpd.log" 2>&1 &
+track_pid $!
+wait_until -n 200 -i 0.05 test -s "$T/tcpd.port" || fail "tcpd did not start: $(cat "$T/tcpd.log")"
 
 proxy_yaml() { # NAME APP EXTRA
     cat <<YAML
@@ -115,6 +134,15 @@ spec:
   - match: [{headers: {x-canary: {exact: "yes"}}}]
     route: [{destination: {host: reviews, port: {number: 9081}}}]
   - route: [{destination: {host: reviews, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [db]
+  ports: [{number: 7071, name: tcp-db}]
+  resolution: STATIC
+  endpoints: [{address: $B_IP, labels: {app: db}}]
 YAML
 }
 a_yaml ALLOW_ANY >"$T/a.yaml"
@@ -138,10 +166,11 @@ A_PID=$SIDECAR_PID
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 --dry-run >"$T/rules.txt" || fail "redirect --dry-run"
 grep -qx -- '-A OUTRIDER_OUTPUT -m owner --uid-owner 1337 -j RETURN' "$T/rules.txt" || fail "dry run: $(cat "$T/rules.txt")"
 [[ $(inA iptables -t nat -S | grep -c OUTRIDER || true) == 0 ]] || fail "--dry-run installed rules"
-for n in "$NA" "$NB"; do
-    ip netns exec "$n" "$T/bin/outriderctl" redirect --proxy-uid 1337 >"$T/redirect.out" 2>&1 ||
-        fail "outriderctl redirect in $n: $(cat "$T/redirect.out")"
-done
+inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >"$T/redirect.out" 2>&1 ||
+    fail "outriderctl redirect in A: $(cat "$T/redirect.out")"
+# B's database port is not behind its sidecar (B's inbound side speaks HTTP only, for now)
+inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7071 \
+    >"$T/redirect.out" 2>&1 || fail "outriderctl redirect in B: $(cat "$T/redirect.out")"
 once=$(inA iptables -t nat -S | grep -c OUTRIDER)
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >/dev/null 2>&1 || fail "a second install"
 assert_eq "$once" "$(inA iptables -t nat -S | grep -c OUTRIDER)" "a second install leaves one set of rules"
@@ -182,6 +211,30 @@ assert_eq 200 "$(app_get "http://$B_IP:7070/headers")" "an unregistered destinat
 served_by outside "passthrough"
 wait_until -n 100 -i 0.05 count_is 1 "$NA" 'destination_service_name="PassthroughCluster"' ||
     fail "passthrough not counted: $(prom "$NA" | grep '^istio_requests_total{')"
+
+# ---- a TCP service port (tcp-db): proxied as bytes from the start, so the server speaks first ----
+cat >"$T/tcpc.py" <<'PY'
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7071), timeout=20)
+f = s.makefile("rb")
+greeting = f.readline()
+s.sendall(b"select 1\n")
+answer = f.readline()
+s.close()
+print(greeting.decode().strip() + "|" + answer.decode().strip())
+PY
+assert_eq "220 db ready|SELECT 1" "$(inA python3 "$T/tcpc.py" "$B_IP")" "a server-first TCP exchange through A"
+tcp_count() { # METRIC FILTER...: the sum of its samples with every FILTER at A
+    prom "$NA" | awk -v m="$1" -v f="${*:2}" 'BEGIN {n = split(f, w, " ")} index($0, m "{") == 1 {
+        for (i = 1; i <= n; i++) if (index($0, w[i]) == 0) next; s += $NF } END {print s + 0}'
+}
+tcp_closed() { [[ $(tcp_count istio_tcp_connections_closed_total 'destination_service_name="db"') == 1 ]]; }
+wait_until -n 100 -i 0.05 tcp_closed || fail "istio_tcp_* at A: $(prom "$NA" | grep '^istio_tcp')"
+assert_eq 1 "$(tcp_count istio_tcp_connections_opened_total 'reporter="source"' 'destination_service_name="db"')" \
+    "TCP connections opened"
+assert_eq 9 "$(tcp_count istio_tcp_received_bytes_total 'destination_service_name="db"')" "bytes from the client"
+assert_eq 22 "$(tcp_count istio_tcp_sent_bytes_total 'destination_service_name="db"')" "bytes to the client"
+assert_eq 0 "$(count "$NA" 'destination_service_name="db"')" "no HTTP request counted for the TCP port"
 
 # ---- REGISTRY_ONLY (SIGHUP): the unregistered destination is refused, reviews still works ----
 a_yaml REGISTRY_ONLY >"$T/a.yaml"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include "proxy/config.h"
 #include "proxy/router.h"
@@ -553,6 +554,69 @@ static const char *route_in(const router_t *r, const char *authority, const char
     return cluster_name(&d);
 }
 
+/* Original destinations (interceptionMode REDIRECT): virtual IPs, endpoint addresses, TCP ports, passthrough. */
+static void test_original_destination(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p, namespace: shop}\n"
+        "spec: {interceptionMode: REDIRECT}\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews, namespace: shop}\n"
+        "spec:\n  hosts: [reviews]\n  addresses: [10.96.0.0/16]\n"
+        "  ports: [{number: 9080, name: http}, {number: 9443, name: https-x}]\n  resolution: STATIC\n"
+        "  endpoints: [{address: 10.1.0.5, ports: {http: 19080}}]\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db, namespace: shop}\n"
+        "spec:\n  hosts: [db]\n  ports: [{number: 5432, name: pg, protocol: TCP}]\n  resolution: STATIC\n"
+        "  endpoints: [{address: 10.1.0.9}]\n";
+    proxy_config_t *c = proxy_config_load_string("t.yaml", text, strlen(text), on_msg, NULL, "");
+    assert_non_null(c);
+    char err[256] = "";
+    router_t *r = router_create(c, err, sizeof(err));
+    assert_non_null(r);
+    const router_cluster_t *pt = router_passthrough(r);
+    assert_non_null(pt);
+    assert_string_equal(pt->name, "PassthroughCluster");
+    struct sockaddr_storage a;
+    int bits;
+    const char *host;
+    uint32_t port;
+    assert_int_equal(proxy_cidr_parse("10.96.3.4", &a, &bits), 0);
+    ((struct sockaddr_in *)&a)->sin_port = htons(9080);
+    assert_int_equal(router_service_for_addr(r, &a, &host, &port), 0); /* in the virtual IP range */
+    assert_string_equal(host, "reviews");
+    assert_int_equal(port, 9080);
+    assert_null(router_tcp_cluster_for_addr(r, &a)); /* http */
+    ((struct sockaddr_in *)&a)->sin_port = htons(9443);
+    assert_non_null(router_tcp_cluster_for_addr(r, &a)); /* https-x: by the name's prefix */
+    ((struct sockaddr_in *)&a)->sin_port = htons(9090);
+    assert_int_equal(router_service_for_addr(r, &a, &host, &port), -1); /* no such port */
+    assert_int_equal(proxy_cidr_parse("10.1.0.5", &a, &bits), 0);
+    ((struct sockaddr_in *)&a)->sin_port = htons(19080);
+    assert_int_equal(router_service_for_addr(r, &a, &host, &port), 0); /* the endpoint's own address and port */
+    assert_string_equal(host, "reviews");
+    assert_int_equal(port, 9080);
+    ((struct sockaddr_in *)&a)->sin_port = htons(9080);
+    assert_int_equal(router_service_for_addr(r, &a, &host, &port), -1); /* the endpoint listens on 19080 */
+    assert_int_equal(proxy_cidr_parse("10.1.0.9", &a, &bits), 0);
+    ((struct sockaddr_in *)&a)->sin_port = htons(5432);
+    const router_cluster_t *db = router_tcp_cluster_for_addr(r, &a);
+    assert_non_null(db);
+    assert_string_equal(db->name, "outbound|5432||db");
+    router_destroy(r);
+    proxy_config_destroy(c);
+
+    /* without REDIRECT there is no PassthroughCluster (nor its cluster slot) */
+    c = proxy_config_load_string("t.yaml",
+                                 "apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p}\nspec: {}\n", 74,
+                                 on_msg, NULL, "");
+    assert_non_null(c);
+    r = router_create(c, err, sizeof(err));
+    assert_null(router_passthrough(r));
+    assert_int_equal(router_cluster_count(r), 0);
+    router_destroy(r);
+    proxy_config_destroy(c);
+}
+
 static void test_namespace_hosts(void **state)
 {
     (void)state;
@@ -1059,13 +1123,21 @@ static void test_lb_consistent_hash(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clusters),         cmocka_unit_test(test_create_errors),
-        cmocka_unit_test(test_split_target),     cmocka_unit_test(test_host_forms),
-        cmocka_unit_test(test_matches),          cmocka_unit_test(test_weighted_split),
-        cmocka_unit_test(test_redirect_direct),  cmocka_unit_test(test_rewrite),
-        cmocka_unit_test(test_header_ops),       cmocka_unit_test(test_lb_round_robin),
-        cmocka_unit_test(test_lb_weighted),      cmocka_unit_test(test_lb_random),
-        cmocka_unit_test(test_lb_least_request), cmocka_unit_test(test_lb_consistent_hash),
+        cmocka_unit_test(test_original_destination),
+        cmocka_unit_test(test_clusters),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_split_target),
+        cmocka_unit_test(test_host_forms),
+        cmocka_unit_test(test_matches),
+        cmocka_unit_test(test_weighted_split),
+        cmocka_unit_test(test_redirect_direct),
+        cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_header_ops),
+        cmocka_unit_test(test_lb_round_robin),
+        cmocka_unit_test(test_lb_weighted),
+        cmocka_unit_test(test_lb_random),
+        cmocka_unit_test(test_lb_least_request),
+        cmocka_unit_test(test_lb_consistent_hash),
         cmocka_unit_test(test_namespace_hosts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,82 @@
+/*
+ * tcp_proxy: a redirected outbound connection whose original destination is
+ * a TCP service port (router_tcp_cluster_for_addr: ServiceEntry port
+ * protocol TCP, TLS, MONGO..., or a name such as "tcp-db") is proxied as
+ * bytes from the start, as Envoy's tcp_proxy filter does for Istio: no HTTP
+ * parsing, so server-first protocols (a database's greeting) work. The
+ * connection goes to an endpoint of the service's cluster picked by its load
+ * balancer; it is counted as istio_tcp_connections_opened/closed_total and
+ * istio_tcp_sent/received_bytes_total, through the same tunnel record as an
+ * HTTP upgrade. Either side closing closes both.
+ */
+#include "conn_int.h"
+#include "log.h"
+
+static void tcp_on_connect(void *ctx, int status)
+{
+    conn_t *c = ctx;
+    if (status == 0 || c->closing)
+        return;
+    log_debug("tcp: connect to %s failed: %s", c->cl->endpoints[c->ep].name, uv_strerror(status));
+    c->flags |= RF_UF;
+    conn_close(c);
+}
+
+static void tcp_on_read(void *ctx, const char *data, size_t len)
+{
+    conn_t *c = ctx;
+    if (c->closing)
+        return;
+    c->tunnel_down += len;
+    conn_down_write(c, data, len);
+    conn_down_flush(c);
+    if (down_queued(c) >= DOWN_WRITE_HIGH && c->up != NULL && !c->up_read_paused) {
+        c->up_read_paused = true; /* the client reads slower than the server writes */
+        upstream_read_stop(c->up);
+    }
+}
+
+static void tcp_on_close(void *ctx, int status)
+{
+    conn_t *c = ctx;
+    log_debug("tcp: upstream closed: %s", status == UV_EOF ? "EOF" : uv_strerror(status));
+    conn_down_flush(c);
+    conn_close(c);
+}
+
+static void tcp_on_drain(void *ctx)
+{
+    conn_update_reading(ctx);
+}
+
+static const upstream_handler_t tcp_handler = {tcp_on_connect, tcp_on_read, tcp_on_close, tcp_on_drain};
+
+bool conn_start_tcp(conn_t *c)
+{
+    runtime_view_t *v = c->env->w->view;
+    const router_cluster_t *cl = router_tcp_cluster_for_addr(v->rt->router, &c->orig_dst);
+    if (cl == NULL)
+        return false;
+    c->view = v;
+    runtime_view_hold(v);
+    c->in_exchange = true;
+    c->recorded = true; /* no HTTP request to record: the tunnel records open and close */
+    c->req_done = c->resp_done = true;
+    c->cl = cl;
+    c->d.action = ROUTER_FORWARD;
+    c->d.cluster = cl;
+    c->d.route = NULL;
+    memset(&c->rreq, 0, sizeof c->rreq);
+    c->rreq.source_ip = c->peer;
+    c->ep =
+        cl->n_endpoints > 0 ? router_lb_pick(&v->lbs[cl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL) : -1;
+    c->tunnel = true; /* from here conn_process hands client bytes to the upstream (queued until it connects) */
+    conn_record_tunnel(c, true);
+    c->up = c->ep >= 0 ? upstream_acquire(runtime_view_pool(v, cl, c->ep), &tcp_handler, c) : NULL;
+    if (c->up == NULL) {
+        log_debug("tcp: no connection to %s", cl->name);
+        c->flags |= c->ep < 0 ? RF_UH : RF_UF;
+        conn_close(c);
+    }
+    return true;
+}
