@@ -5,6 +5,9 @@
 #    its sidecar. Each sidecar runs as uid 1337 with spec.interceptionMode REDIRECT, listening on
 #    0.0.0.0:15001 (outbound) and 0.0.0.0:15006 (inbound, forwardTo 127.0.0.1:9080), and each pod
 #    gets `outriderctl redirect --proxy-uid 1337` (iptables nat, as Istio's init container);
+#  - the sidecars have identities (certificate files from `outriderctl cert issue`); B is STRICT and
+#    reviews' endpoint is labelled security.istio.io/tlsMode: istio, so A -> B is mutual TLS (B counts
+#    A's SPIFFE id and mutual_tls), and plain text to B's captured port is refused;
 #  - a plain `curl http://reviews:9080/` in A (the name resolved by --resolve to B's address, no proxy
 #    settings) goes through both sidecars: A routes it by a VirtualService (header x-canary -> port
 #    9081 of B, another app), B's inbound forwards it to the port the client asked for; A and B count
@@ -96,7 +99,15 @@ inB python3 "$T/tcpd.py" "$T/tcpd.port" >"$T/tcpd.log" 2>&1 &
 track_pid $!
 wait_until -n 200 -i 0.05 test -s "$T/tcpd.port" || fail "tcpd did not start: $(cat "$T/tcpd.log")"
 
-proxy_yaml() { # NAME APP EXTRA
+# identities (files, as a secret mount holds them) readable by the sidecars' uid
+"$CTL" ca init "$T/ca" >/dev/null 2>&1 || fail "ca init"
+for sa in productpage reviews; do
+    "$CTL" cert issue --ca "$T/ca" --namespace shop --service-account "$sa" --out "$T/$sa" >/dev/null 2>&1 ||
+        fail "cert issue $sa"
+    chown -R 1337:1337 "$T/$sa"
+done
+chmod 755 "$T/ca" && chmod 644 "$T/ca/root-cert.pem" # (the CA key stays 0600, root's)
+proxy_yaml() { # NAME APP SERVICE-ACCOUNT EXTRA
     cat <<YAML
 apiVersion: outrider.io/v1alpha1
 kind: Proxy
@@ -107,11 +118,16 @@ spec:
   inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:9080}
   admin: {listen: 127.0.0.1:15000}
   workers: 2
-$3
+  identity:
+    serviceAccount: $3
+    rootCertificates: $T/ca/root-cert.pem
+    certificateChain: $T/$3/cert-chain.pem
+    privateKey: $T/$3/key.pem
+$4
 YAML
 }
 a_yaml() { # MODE: outboundTrafficPolicy
-    proxy_yaml productpage-v1 productpage "  outboundTrafficPolicy: {mode: $1}"
+    proxy_yaml productpage-v1 productpage productpage "  outboundTrafficPolicy: {mode: $1}"
     cat <<YAML
 ---
 apiVersion: networking.istio.io/v1
@@ -123,7 +139,7 @@ spec:
   ports: [{number: 9080, name: http}, {number: 9081, name: http-canary}]
   resolution: STATIC
   endpoints:
-  - {address: $B_IP, labels: {app: reviews, version: v1}}
+  - {address: $B_IP, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -146,7 +162,11 @@ spec:
 YAML
 }
 a_yaml ALLOW_ANY >"$T/a.yaml"
-proxy_yaml reviews-v1 reviews "" >"$T/b.yaml"
+{
+    proxy_yaml reviews-v1 reviews reviews ""
+    printf -- '---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n'
+    printf 'metadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n'
+} >"$T/b.yaml"
 start_sidecar() { # NS NAME FILE: as uid 1337, inside NS; its PID in SIDECAR_PID
     local log=$T/proxy-$2.log
     : >"$log"
@@ -168,8 +188,9 @@ grep -qx -- '-A OUTRIDER_OUTPUT -m owner --uid-owner 1337 -j RETURN' "$T/rules.t
 [[ $(inA iptables -t nat -S | grep -c OUTRIDER || true) == 0 ]] || fail "--dry-run installed rules"
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >"$T/redirect.out" 2>&1 ||
     fail "outriderctl redirect in A: $(cat "$T/redirect.out")"
-# B's database port is not behind its sidecar (B's inbound side speaks HTTP only, for now)
-inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7071 \
+# B's database port is not behind its sidecar (B's inbound side speaks HTTP only, for now), nor the
+# "outside" server's (it stands for a host outside the mesh)
+inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7071 \
     >"$T/redirect.out" 2>&1 || fail "outriderctl redirect in B: $(cat "$T/redirect.out")"
 once=$(inA iptables -t nat -S | grep -c OUTRIDER)
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >/dev/null 2>&1 || fail "a second install"
@@ -197,8 +218,13 @@ assert_eq 200 "$(app_get --resolve "reviews:9080:$B_IP" -H 'x-canary: yes' http:
 served_by canary "x-canary: yes (the VirtualService's first route)"
 wait_until -n 100 -i 0.05 count_is 2 "$NA" 'reporter="source"' 'destination_service_name="reviews"' 'response_code="200"' ||
     fail "A's count: $(prom "$NA" | grep '^istio_requests_total{')"
-wait_until -n 100 -i 0.05 count_is 2 "$NB" 'reporter="destination"' 'source_workload="productpage-v1"' ||
-    fail "B's count: $(prom "$NB" | grep '^istio_requests_total{')"
+wait_until -n 100 -i 0.05 count_is 2 "$NB" 'reporter="destination"' 'source_workload="productpage-v1"' \
+    'source_principal="spiffe://cluster.local/ns/shop/sa/productpage"' 'connection_security_policy="mutual_tls"' ||
+    fail "B's count (mutual TLS, A's identity): $(prom "$NB" | grep '^istio_requests_total{')"
+# B is STRICT: app A's own plain connection to B's app port, made without its sidecar (as uid 1337), is refused
+plain=$(inA setpriv --reuid=1337 --regid=1337 --clear-groups curl -sS --max-time 10 -o /dev/null -w '%{http_code}' \
+    "http://$B_IP:9080/" 2>/dev/null) || true
+assert_eq 000 "$plain" "plain text to B's captured port under STRICT"
 
 # ---- by original destination: an endpoint's address, the virtual IP; else passthrough ----
 assert_eq 200 "$(app_get "http://$B_IP:9080/headers")" "by B's address (Host is the IP)"
