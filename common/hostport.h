@@ -32,4 +32,14 @@ int hostport_split(const char *s, char *host, size_t hostlen, uint16_t *port, co
  */
 int hostport_sockaddr(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
 
+/*
+ * An IP address or CIDR ("10.96.0.10", "10.96.0.0/16", "fd00::/8"): the
+ * address into *ss (port 0) and the prefix length into *bits (32 or 128
+ * for a bare address). Returns 0, or -1 when it is neither.
+ */
+int hostport_cidr_parse(const char *s, struct sockaddr_storage *ss, int *bits);
+
+/* Whether addr (its IP; the port is not looked at) lies in the CIDR net/bits of the same family. */
+int hostport_cidr_contains(const struct sockaddr_storage *net, int bits, const struct sockaddr_storage *addr);
+
 #endif

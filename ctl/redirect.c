@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostport.h"
+
 void redirect_opts_init(redirect_opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -84,30 +86,11 @@ static int check_ports(const char *what, const list_t *l, char *err, size_t errl
 /* A CIDR (or a bare address, /32 or /128); *family says which. */
 static int parse_cidr(const char *s, enum redirect_family *family)
 {
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
-    if (alen == 0 || alen >= sizeof addr)
+    struct sockaddr_storage ss;
+    int bits;
+    if (hostport_cidr_parse(s, &ss, &bits) != 0)
         return -1;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    unsigned char buf[16];
-    int max;
-    if (inet_pton(AF_INET, addr, buf) == 1) {
-        *family = REDIRECT_IPV4;
-        max = 32;
-    } else if (inet_pton(AF_INET6, addr, buf) == 1) {
-        *family = REDIRECT_IPV6;
-        max = 128;
-    } else {
-        return -1;
-    }
-    if (slash == NULL)
-        return 0;
-    char *end;
-    long bits = strtol(slash + 1, &end, 10);
-    if (*end != '\0' || end == slash + 1 || slash[1] == '+' || slash[1] == '-' || bits < 0 || bits > max)
-        return -1;
+    *family = ss.ss_family == AF_INET6 ? REDIRECT_IPV6 : REDIRECT_IPV4;
     return 0;
 }
 

@@ -12,7 +12,6 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -295,65 +294,6 @@ int pc_bool(pctx_t *p, const yaml_node_t *v, int *out)
     }
     pc_error(p, v, "expected true or false, got \"%s\"", v->str);
     return -1;
-}
-
-int proxy_cidr_parse(const char *s, struct sockaddr_storage *ss, int *bits)
-{
-    char addr[INET6_ADDRSTRLEN];
-    const char *slash = strchr(s, '/');
-    size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
-    if (alen == 0 || alen >= sizeof addr)
-        return -1;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    memset(ss, 0, sizeof *ss);
-    int max;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        max = 32;
-    } else if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        max = 128;
-    } else {
-        return -1;
-    }
-    *bits = max;
-    if (slash == NULL)
-        return 0;
-    const char *d = slash + 1;
-    if (*d < '0' || *d > '9' || strlen(d) > 3)
-        return -1;
-    int b = atoi(d);
-    for (const char *q = d; *q != '\0'; q++)
-        if (*q < '0' || *q > '9')
-            return -1;
-    if (b > max)
-        return -1;
-    *bits = b;
-    return 0;
-}
-
-int proxy_cidr_contains(const struct sockaddr_storage *net, int bits, const struct sockaddr_storage *addr)
-{
-    if (net->ss_family != addr->ss_family)
-        return 0;
-    const uint8_t *a, *b;
-    if (net->ss_family == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)net)->sin_addr;
-        b = (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr;
-    } else {
-        a = (const uint8_t *)&((const struct sockaddr_in6 *)net)->sin6_addr;
-        b = (const uint8_t *)&((const struct sockaddr_in6 *)addr)->sin6_addr;
-    }
-    int full = bits / 8, rest = bits % 8;
-    if (memcmp(a, b, (size_t)full) != 0)
-        return 0;
-    if (rest == 0)
-        return 1;
-    uint8_t mask = (uint8_t)(0xff << (8 - rest));
-    return (a[full] & mask) == (b[full] & mask);
 }
 
 int proxy_duration_parse(const char *s, uint64_t *ms)

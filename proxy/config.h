@@ -58,7 +58,6 @@
 #define OUTRIDER_PROXY_CONFIG_H
 
 #include <regex.h>
-#include <sys/socket.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -785,15 +784,5 @@ int proxy_subset_selects(const proxy_subset_t *subset, const proxy_endpoint_t *e
  * overflow, or a non-zero duration under 1 ms.
  */
 int proxy_duration_parse(const char *s, uint64_t *ms);
-
-/*
- * An IP address or CIDR ("10.96.0.10", "10.96.0.0/16", "fd00::/8"): the
- * address into *ss (port 0) and the prefix length into *bits (32 or 128
- * for a bare address). Returns 0, or -1 when it is neither.
- */
-int proxy_cidr_parse(const char *s, struct sockaddr_storage *ss, int *bits);
-
-/* Whether addr (its IP; the port is not looked at) lies in the CIDR net/bits of the same family. */
-int proxy_cidr_contains(const struct sockaddr_storage *net, int bits, const struct sockaddr_storage *addr);
 
 #endif

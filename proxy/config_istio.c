@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "hostport.h"
 #include "config_parse.h"
 #include "log.h"
 
@@ -445,7 +446,7 @@ void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service
             for (size_t i = 0; i < se->addresses.n; i++) {
                 struct sockaddr_storage ss;
                 int bits;
-                if (proxy_cidr_parse(se->addresses.items[i], &ss, &bits) != 0) {
+                if (hostport_cidr_parse(se->addresses.items[i], &ss, &bits) != 0) {
                     size_t mark = pc_push_index(p, i);
                     pc_error(p, it.val->kind == YAML_SEQ && i < it.val->n ? it.val->items[i] : it.val,
                              "\"%s\" is not an IP address or CIDR", se->addresses.items[i]);

@@ -28,6 +28,7 @@
  * at most ROUTER_REGEX_MAX_BYTES long; a longer subject never matches.
  */
 #include "router.h"
+#include "hostport.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -585,7 +586,7 @@ static const router_cluster_t *cluster_for_addr(const router_t *r, const struct 
         for (size_t a = 0; a < se->addresses.n; a++) {
             struct sockaddr_storage net;
             int bits;
-            if (proxy_cidr_parse(se->addresses.items[a], &net, &bits) != 0 || !proxy_cidr_contains(&net, bits, addr))
+            if (hostport_cidr_parse(se->addresses.items[a], &net, &bits) != 0 || !hostport_cidr_contains(&net, bits, addr))
                 continue;
             for (size_t p = 0; p < se->n_ports; p++)
                 if (se->ports[p].number == want && se->n_hosts > 0) {

@@ -28,6 +28,8 @@ done
 # Node.js (for the third-party client tests) may come from another apt source; install Debian's only if absent
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# kubectl (its kustomize renders deploy/kubernetes in tests/compat/test_kubernetes_manifests.sh): Debian's, if absent
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -429,6 +429,13 @@ start_proxy() {
     assert_mesh_namespaces "$PROXY_ADMIN"
 }
 
+# prom_sum METRIC FILTER... < PROMETHEUS_TEXT: the sum of METRIC's samples whose line holds every FILTER
+# (a fixed string such as 'reporter="source"'); 0 when none.
+prom_sum() {
+    awk -v m="$1" -v f="${*:2}" 'BEGIN {n = split(f, w, " ")} index($0, m "{") == 1 {
+        for (i = 1; i <= n; i++) if (index($0, w[i]) == 0) next; s += $NF } END {print s + 0}'
+}
+
 # stop_pid PID: SIGTERM and wait (bounded) for it to exit; sets STOP_RC to its
 # exit code (call it directly, not in $(...): only this shell can wait for it).
 stop_pid() {

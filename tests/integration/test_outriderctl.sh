@@ -52,12 +52,13 @@ pub_of_key() { openssl pkey -in "$1" -pubout; }
 
 # --- usage -------------------------------------------------------------------
 ctl 0 help --help
-has "$T/help.out" "ca   init"
+has "$T/help.out" "ca init       make the mesh's root CA"
 has "$T/help.out" "cert inspect"
+has "$T/help.out" "redirect      install (or print, or remove)"
 ctl 2 noargs
 ctl 2 unknown frobnicate
 has "$T/unknown.err" 'unknown command "frobnicate"'
-for c in "ca init" "ca serve" "cert issue" "cert inspect"; do
+for c in "ca init" "ca serve" "cert issue" "cert inspect" redirect; do
     # shellcheck disable=SC2086 # the command is two words
     ctl 0 cmdhelp $c --help
     has "$T/cmdhelp.out" "usage: outriderctl $c"
@@ -66,6 +67,12 @@ ctl 2 badopt ca init "$T/x" --frobnicate
 has "$T/badopt.err" 'outriderctl ca init: unknown option "--frobnicate"'
 ctl 2 noval cert issue --ttl
 has "$T/noval.err" 'option "--ttl" needs a value'
+ctl 2 redirect_nouid redirect --dry-run
+has "$T/redirect_nouid.err" 'outriderctl redirect: the proxy'"'"'s --proxy-uid or --proxy-gid is needed'
+ctl 2 redirect_port redirect --proxy-uid 1337 --exclude-outbound-ports 3306,x --dry-run
+has "$T/redirect_port.err" '--exclude-outbound-ports: "x" is not a port (1-65535)'
+ctl 0 redirect_dry redirect --proxy-uid 1337 --dry-run
+has "$T/redirect_dry.out" '-A OUTRIDER_REDIRECT -p tcp -j REDIRECT --to-ports 15001'
 ok "usage, --help and exit code 2"
 
 # --- ca init -------------------------------------------------------------------

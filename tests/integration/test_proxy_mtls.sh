@@ -296,9 +296,7 @@ awk '$3 != "md=1" || $4 != "alpn=http/1.1" {bad = 1} END {exit !(NR == 4 && !bad
     fail "http/1.1: the metadata should travel on every request: $(cat "$T/every.txt")"
 # A kept the server's metadata (sent on the first response only) for the responses without it
 series_sum() { # ADMIN_PORT FILTER...: the sum of istio_requests_total samples whose line has every FILTER
-    curl -sS "http://127.0.0.1:$1/stats/prometheus" | awk -v f="${*:2}" '
-        BEGIN {n = split(f, want, " ")} /^istio_requests_total\{/ {
-            for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) next; s += $NF } END {print s + 0}'
+    curl -sS "http://127.0.0.1:$1/stats/prometheus" | prom_sum istio_requests_total "${@:2}"
 }
 sum_is() { [[ $(series_sum "${@:2}") == "$1" ]]; } # EXPECTED ADMIN_PORT FILTER...
 A_ONCE=("$A_ADMIN" 'reporter="source"' 'destination_service_name="once"' 'destination_workload="productpage-v1"')

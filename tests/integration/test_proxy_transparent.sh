@@ -199,10 +199,7 @@ assert_eq "$once" "$(inA iptables -t nat -S | grep -c OUTRIDER)" "a second insta
 prom() { # NS: the sidecar's /stats/prometheus
     ip netns exec "$1" curl -sS --max-time 10 http://127.0.0.1:15000/stats/prometheus
 }
-count() { # NS FILTER...: the sum of istio_requests_total samples with every FILTER
-    prom "$1" | awk -v f="${*:2}" 'BEGIN {n = split(f, w, " ")} /^istio_requests_total\{/ {
-        for (i = 1; i <= n; i++) if (index($0, w[i]) == 0) next; s += $NF } END {print s + 0}'
-}
+count() { prom "$1" | prom_sum istio_requests_total "${@:2}"; } # NS FILTER...: the sum of samples with every FILTER
 count_is() { [[ $(count "${@:2}") == "$1" ]]; } # EXPECTED NS FILTER...
 app_get() { # ARGS...: curl in pod A, no proxy settings; body to $LAST_BODY, head to $T/resp.h; prints the status
     inA curl -sS --max-time 20 --noproxy '*' -D "$T/resp.h" -o "$LAST_BODY" -w '%{http_code}' "$@"
@@ -250,10 +247,7 @@ s.close()
 print(greeting.decode().strip() + "|" + answer.decode().strip())
 PY
 assert_eq "220 db ready|SELECT 1" "$(inA python3 "$T/tcpc.py" "$B_IP")" "a server-first TCP exchange through A"
-tcp_count() { # METRIC FILTER...: the sum of its samples with every FILTER at A
-    prom "$NA" | awk -v m="$1" -v f="${*:2}" 'BEGIN {n = split(f, w, " ")} index($0, m "{") == 1 {
-        for (i = 1; i <= n; i++) if (index($0, w[i]) == 0) next; s += $NF } END {print s + 0}'
-}
+tcp_count() { prom "$NA" | prom_sum "$@"; } # METRIC FILTER...: at A
 tcp_closed() { [[ $(tcp_count istio_tcp_connections_closed_total 'destination_service_name="db"') == 1 ]]; }
 wait_until -n 100 -i 0.05 tcp_closed || fail "istio_tcp_* at A: $(prom "$NA" | grep '^istio_tcp')"
 assert_eq 1 "$(tcp_count istio_tcp_connections_opened_total 'reporter="source"' 'destination_service_name="db"')" \

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hostport.h"
 #include "proxy/config.h"
 #include "proxy/config_json.h"
 
@@ -412,19 +413,19 @@ static void test_interception(void **state)
     assert_string_equal(cfg->services[0].addresses.items[1], "10.97.0.0/16");
     struct sockaddr_storage net, a;
     int bits;
-    assert_int_equal(proxy_cidr_parse("10.97.0.0/16", &net, &bits), 0);
+    assert_int_equal(hostport_cidr_parse("10.97.0.0/16", &net, &bits), 0);
     assert_int_equal(bits, 16);
-    assert_int_equal(proxy_cidr_parse("10.97.200.3", &a, &bits), 0);
-    assert_true(proxy_cidr_contains(&net, 16, &a));
-    assert_int_equal(proxy_cidr_parse("10.98.0.1", &a, &bits), 0);
-    assert_false(proxy_cidr_contains(&net, 16, &a));
-    assert_int_equal(proxy_cidr_parse("fd00::/8", &net, &bits), 0);
-    assert_false(proxy_cidr_contains(&net, 8, &a)); /* another family */
-    assert_int_equal(proxy_cidr_parse("fd12::5", &a, &bits), 0);
-    assert_true(proxy_cidr_contains(&net, 8, &a));
-    assert_int_equal(proxy_cidr_parse("10.0.0.0/33", &a, &bits), -1);
-    assert_int_equal(proxy_cidr_parse("10.0.0.0/", &a, &bits), -1);
-    assert_int_equal(proxy_cidr_parse("10.0.0.0/1x", &a, &bits), -1);
+    assert_int_equal(hostport_cidr_parse("10.97.200.3", &a, &bits), 0);
+    assert_true(hostport_cidr_contains(&net, 16, &a));
+    assert_int_equal(hostport_cidr_parse("10.98.0.1", &a, &bits), 0);
+    assert_false(hostport_cidr_contains(&net, 16, &a));
+    assert_int_equal(hostport_cidr_parse("fd00::/8", &net, &bits), 0);
+    assert_false(hostport_cidr_contains(&net, 8, &a)); /* another family */
+    assert_int_equal(hostport_cidr_parse("fd12::5", &a, &bits), 0);
+    assert_true(hostport_cidr_contains(&net, 8, &a));
+    assert_int_equal(hostport_cidr_parse("10.0.0.0/33", &a, &bits), -1);
+    assert_int_equal(hostport_cidr_parse("10.0.0.0/", &a, &bits), -1);
+    assert_int_equal(hostport_cidr_parse("10.0.0.0/1x", &a, &bits), -1);
     proxy_config_destroy(cfg);
 
     static const char bad[] =

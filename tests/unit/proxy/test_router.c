@@ -14,6 +14,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
+#include "common/hostport.h"
 #include "proxy/config.h"
 #include "proxy/router.h"
 
@@ -580,7 +581,7 @@ static void test_original_destination(void **state)
     int bits;
     const char *host;
     uint32_t port;
-    assert_int_equal(proxy_cidr_parse("10.96.3.4", &a, &bits), 0);
+    assert_int_equal(hostport_cidr_parse("10.96.3.4", &a, &bits), 0);
     ((struct sockaddr_in *)&a)->sin_port = htons(9080);
     assert_int_equal(router_service_for_addr(r, &a, &host, &port), 0); /* in the virtual IP range */
     assert_string_equal(host, "reviews");
@@ -590,14 +591,14 @@ static void test_original_destination(void **state)
     assert_non_null(router_tcp_cluster_for_addr(r, &a)); /* https-x: by the name's prefix */
     ((struct sockaddr_in *)&a)->sin_port = htons(9090);
     assert_int_equal(router_service_for_addr(r, &a, &host, &port), -1); /* no such port */
-    assert_int_equal(proxy_cidr_parse("10.1.0.5", &a, &bits), 0);
+    assert_int_equal(hostport_cidr_parse("10.1.0.5", &a, &bits), 0);
     ((struct sockaddr_in *)&a)->sin_port = htons(19080);
     assert_int_equal(router_service_for_addr(r, &a, &host, &port), 0); /* the endpoint's own address and port */
     assert_string_equal(host, "reviews");
     assert_int_equal(port, 9080);
     ((struct sockaddr_in *)&a)->sin_port = htons(9080);
     assert_int_equal(router_service_for_addr(r, &a, &host, &port), -1); /* the endpoint listens on 19080 */
-    assert_int_equal(proxy_cidr_parse("10.1.0.9", &a, &bits), 0);
+    assert_int_equal(hostport_cidr_parse("10.1.0.9", &a, &bits), 0);
     ((struct sockaddr_in *)&a)->sin_port = htons(5432);
     const router_cluster_t *db = router_tcp_cluster_for_addr(r, &a);
     assert_non_null(db);
