@@ -23,21 +23,43 @@
 #include <sys/stat.h>
 
 #include "config_parse.h"
-#include "log.h"
 #include "hostport.h"
+#include "log.h"
+#include "xalloc.h"
 
 /* ---- messages and paths ---- */
 
 static void vemit(pctx_t *p, int warning, int line, int col, const char *fmt, va_list ap)
     __attribute__((format(printf, 5, 0)));
 
+/* The file and the line within it of an encoded line (PC_LINE_BASE). */
+static const char *line_file(const pctx_t *p, int *line)
+{
+    if (p->n_files <= 1 || *line <= 0)
+        return p->file;
+    size_t i = (size_t)(*line / PC_LINE_BASE);
+    *line %= PC_LINE_BASE;
+    return i < p->n_files ? p->files[i] : p->file;
+}
+
+const char *pc_where(const pctx_t *p, int line, char *buf, size_t len)
+{
+    const char *f = line_file(p, &line);
+    if (p->n_files > 1)
+        snprintf(buf, len, "%s:%d", f, line);
+    else
+        snprintf(buf, len, "line %d", line);
+    return buf;
+}
+
 static void vemit(pctx_t *p, int warning, int line, int col, const char *fmt, va_list ap)
 {
     buf_t b = BUF_INIT;
+    const char *file = line_file(p, &line);
     if (line > 0)
-        buf_printf(&b, "%s:%d:%d: ", p->file, line, col);
+        buf_printf(&b, "%s:%d:%d: ", file, line, col);
     else
-        buf_printf(&b, "%s: ", p->file);
+        buf_printf(&b, "%s: ", file);
     if (p->label[0])
         buf_printf(&b, "%s: ", p->label);
     if (p->path.len > 0)
@@ -1059,8 +1081,9 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
         snprintf(p->label, sizeof(p->label), "%s %s", kind_names[kind], meta->name);
 
     if (duplicate_proxy) {
-        pc_error(p, doc, "a second Proxy document (the first is at line %d); exactly one is allowed",
-                 (*first_proxy)->line);
+        char at[PROXY_HOST_MAX];
+        pc_error(p, doc, "a second Proxy document (the first is at %s); exactly one is allowed",
+                 pc_where(p, (*first_proxy)->line, at, sizeof at));
         return;
     }
     if (kind == DOC_PROXY)
@@ -1071,8 +1094,9 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
                 strcmp(seen[i].name, meta->name) == 0) {
                 const yaml_node_t *name_node = yaml_map_get(meta_node, "name");
                 size_t mark = pc_push(p, "metadata.name");
-                pc_error(p, name_node, "duplicate %s %s/%s (the first is at line %d)", kind_names[kind],
-                         meta->namespace, meta->name, seen[i].line);
+                char at[PROXY_HOST_MAX];
+                pc_error(p, name_node, "duplicate %s %s/%s (the first is at %s)", kind_names[kind], meta->namespace,
+                         meta->name, pc_where(p, seen[i].line, at, sizeof at));
                 pc_pop(p, mark);
                 break;
             }
@@ -1162,9 +1186,9 @@ void proxy_config_destroy(proxy_config_t *cfg)
  * libfyaml 0.7 loops on some malformed directive lines (see settings.c);
  * the child's time limit would catch it, but a clear message is better.
  */
-static int check_directives(pctx_t *p, const char *text, size_t len)
+static int check_directives(pctx_t *p, const char *text, size_t len, int base)
 {
-    int line = 1;
+    int line = 1 + base;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == '\n')
             line++;
@@ -1185,33 +1209,79 @@ static int check_directives(pctx_t *p, const char *text, size_t len)
     return 0;
 }
 
-proxy_config_t *proxy_config_load_string(const char *name, const char *text, size_t len, config_error_fn err,
-                                         config_error_fn warn, void *ctx)
+/* One file of a configuration. */
+typedef struct source {
+    const char *name;
+    const char *text;
+    size_t len;
+} source_t;
+
+/* Add base to the line of n and everything under it (once: aliases share nodes). */
+static void shift_lines(yaml_node_t *n, int base)
+{
+    if (n == NULL || n->line >= base)
+        return;
+    n->line += base;
+    if (n->kind == YAML_MAP || n->kind == YAML_SEQ)
+        for (size_t i = 0; i < (n->kind == YAML_MAP ? 2 * n->n : n->n); i++)
+            shift_lines(n->items[i], base);
+}
+
+static proxy_config_t *load_sources(const source_t *src, size_t n_src, config_error_fn err, config_error_fn warn,
+                                    void *ctx)
 {
     proxy_config_t *cfg = calloc(1, sizeof(*cfg));
     if (cfg == NULL)
         log_fatal("out of memory");
     arena_init(&cfg->arena, 0);
-    pctx_t p = {.cfg = cfg, .file = name, .err = err ? err : ignore_message, .warn = warn, .ctx = ctx};
-    cfg->file = pc_strdup(&p, name);
-    p.file = cfg->file;
-    if (len > PROXY_CONFIG_MAX_BYTES) {
-        pc_error(&p, NULL, "the file is larger than %u bytes", PROXY_CONFIG_MAX_BYTES);
+    pctx_t p = {.cfg = cfg, .err = err ? err : ignore_message, .warn = warn, .ctx = ctx};
+    const char **files = pc_alloc(&p, n_src, sizeof *files);
+    buf_t joined = BUF_INIT;
+    for (size_t i = 0; i < n_src; i++) {
+        files[i] = pc_strdup(&p, src[i].name);
+        buf_printf(&joined, "%s%s", i ? " + " : "", src[i].name);
+    }
+    cfg->file = pc_strdup(&p, joined.data);
+    buf_dispose(&joined);
+    p.file = files[0];
+    p.files = files;
+    p.n_files = n_src;
+    yaml_stream_t *streams = pc_alloc(&p, n_src, sizeof *streams);
+    size_t parsed = 0, total = 0;
+    int failed = 0;
+    for (; parsed < n_src && !failed; parsed++) {
+        const source_t *f = &src[parsed];
+        int base = (int)parsed * PC_LINE_BASE;
+        p.file = files[parsed];
+        if (f->len > PROXY_CONFIG_MAX_BYTES) {
+            pc_error(&p, NULL, "the file is larger than %u bytes", PROXY_CONFIG_MAX_BYTES);
+            failed = 1;
+        } else if (check_directives(&p, f->text, f->len, base) != 0) {
+            failed = 1;
+        } else if (yaml_parse(f->name, f->text, f->len, 0, &streams[parsed], forward_yaml_error, &p) != 0) {
+            if (p.errors == 0)
+                pc_error(&p, NULL, "not a YAML file");
+            yaml_stream_dispose(&streams[parsed]);
+            failed = 1;
+        } else {
+            for (size_t d = 0; d < streams[parsed].n_docs && base > 0; d++)
+                shift_lines(streams[parsed].docs[d], base);
+            total += streams[parsed].n_docs;
+        }
+    }
+    p.file = files[0];
+    if (failed) {
+        for (size_t i = 0; i + 1 < parsed; i++)
+            yaml_stream_dispose(&streams[i]);
         proxy_config_destroy(cfg);
         return NULL;
     }
-    if (check_directives(&p, text, len) != 0) {
-        proxy_config_destroy(cfg);
-        return NULL;
-    }
-    yaml_stream_t ys;
-    if (yaml_parse(name, text, len, 0, &ys, forward_yaml_error, &p) != 0) {
-        if (p.errors == 0)
-            pc_error(&p, NULL, "not a YAML file");
-        yaml_stream_dispose(&ys);
-        proxy_config_destroy(cfg);
-        return NULL;
-    }
+    /* every file's documents, in order, as one stream (the nodes stay with their own streams) */
+    yaml_stream_t ys = {0};
+    ys.docs = pc_alloc(&p, total ? total : 1, sizeof *ys.docs);
+    for (size_t i = 0; i < n_src; i++)
+        for (size_t d = 0; d < streams[i].n_docs; d++)
+            ys.docs[ys.n_docs++] = streams[i].docs[d];
     size_t counts[DOC_UNKNOWN + 1] = {0};
     for (size_t i = 0; i < ys.n_docs; i++)
         counts[doc_kind_of(ys.docs[i])]++;
@@ -1261,7 +1331,8 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     ratelimit_check_references(&p);
     telemetry_resolve(&p);
     security_resolve(&p);
-    yaml_stream_dispose(&ys);
+    for (size_t i = 0; i < n_src; i++)
+        yaml_stream_dispose(&streams[i]);
     buf_dispose(&p.path);
     if (p.errors > 0) {
         proxy_config_destroy(cfg);
@@ -1270,16 +1341,23 @@ proxy_config_t *proxy_config_load_string(const char *name, const char *text, siz
     return cfg;
 }
 
-proxy_config_t *proxy_config_load(const char *path, config_error_fn err, config_error_fn warn, void *ctx)
+proxy_config_t *proxy_config_load_string(const char *name, const char *text, size_t len, config_error_fn err,
+                                         config_error_fn warn, void *ctx)
 {
-    config_error_fn e = err ? err : ignore_message;
+    source_t one = {name, text, len};
+    return load_sources(&one, 1, err, warn, ctx);
+}
+
+/* Read path into text (at most PROXY_CONFIG_MAX_BYTES + 1 bytes); -1 with the reason reported. */
+static int read_file(const char *path, buf_t *text, config_error_fn e, void *ctx)
+{
     buf_t msg = BUF_INIT;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         buf_printf(&msg, "%s: cannot open: %s", path, strerror(errno));
         e(ctx, msg.data);
         buf_dispose(&msg);
-        return NULL;
+        return -1;
     }
     struct stat st;
     if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > PROXY_CONFIG_MAX_BYTES) {
@@ -1287,26 +1365,55 @@ proxy_config_t *proxy_config_load(const char *path, config_error_fn err, config_
         e(ctx, msg.data);
         buf_dispose(&msg);
         fclose(f);
-        return NULL;
+        return -1;
     }
-    buf_t text = BUF_INIT;
     char chunk[8192];
     size_t got;
     while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        buf_append(&text, chunk, got);
-        if (text.len > PROXY_CONFIG_MAX_BYTES)
+        buf_append(text, chunk, got);
+        if (text->len > PROXY_CONFIG_MAX_BYTES)
             break;
     }
     int read_error = ferror(f);
     fclose(f);
-    proxy_config_t *cfg = NULL;
     if (read_error) {
         buf_printf(&msg, "%s: read error", path);
         e(ctx, msg.data);
-    } else {
-        cfg = proxy_config_load_string(path, text.data ? text.data : "", text.len, err, warn, ctx);
+        buf_dispose(&msg);
+        return -1;
     }
-    buf_dispose(&msg);
-    buf_dispose(&text);
+    return 0;
+}
+
+proxy_config_t *proxy_config_load_files(const char *const *paths, size_t n, config_error_fn err, config_error_fn warn,
+                                        void *ctx)
+{
+    config_error_fn e = err ? err : ignore_message;
+    if (n == 0 || n > PROXY_CONFIG_MAX_FILES) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "between 1 and %d configuration files, not %zu", PROXY_CONFIG_MAX_FILES, n);
+        e(ctx, msg);
+        return NULL;
+    }
+    buf_t *texts = xcalloc(n, sizeof *texts);
+    source_t *src = xcalloc(n, sizeof *src);
+    proxy_config_t *cfg = NULL;
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (read_file(paths[i], &texts[i], e, ctx) != 0)
+            break;
+        src[i] = (source_t){paths[i], texts[i].data ? texts[i].data : "", texts[i].len};
+    }
+    if (i == n)
+        cfg = load_sources(src, n, err, warn, ctx);
+    for (size_t j = 0; j < n; j++)
+        buf_dispose(&texts[j]);
+    free(texts);
+    free(src);
     return cfg;
+}
+
+proxy_config_t *proxy_config_load(const char *path, config_error_fn err, config_error_fn warn, void *ctx)
+{
+    return proxy_config_load_files(&path, 1, err, warn, ctx);
 }

@@ -715,6 +715,16 @@ typedef struct proxy_config {
  * PROXY_CONFIG_MAX_BYTES.
  */
 proxy_config_t *proxy_config_load(const char *path, config_error_fn err, config_error_fn warn, void *ctx);
+/*
+ * The same from several files, whose documents together make one
+ * configuration (a workload's Proxy document in one, the mesh's
+ * VirtualServices and the rest in another, as two mounted ConfigMaps hold
+ * them); messages name the file each position is in. At most
+ * PROXY_CONFIG_MAX_FILES.
+ */
+#define PROXY_CONFIG_MAX_FILES 16
+proxy_config_t *proxy_config_load_files(const char *const *paths, size_t n, config_error_fn err, config_error_fn warn,
+                                        void *ctx);
 
 /* Same from len bytes of text; name stands for the file in messages. */
 proxy_config_t *proxy_config_load_string(const char *name, const char *text, size_t len, config_error_fn err,

@@ -187,9 +187,11 @@ void istio_check_references(pctx_t *p)
                         break;
                 if (b < lim) {
                     enter_item(p, "ServiceEntry", &se->meta, "hosts", j);
+                    char at[PROXY_HOST_MAX];
                     pc_error_at(p, se->hosts[j].pos.line, se->hosts[j].pos.col,
-                                "host \"%s\" is already defined by ServiceEntry %s (line %d)", se->hosts[j].host,
-                                other->meta.name ? other->meta.name : "?", other->hosts[b].pos.line);
+                                "host \"%s\" is already defined by ServiceEntry %s (%s)", se->hosts[j].host,
+                                other->meta.name ? other->meta.name : "?",
+                                pc_where(p, other->hosts[b].pos.line, at, sizeof at));
                     break;
                 }
             }
@@ -209,9 +211,10 @@ void istio_check_references(pctx_t *p)
         }
         const proxy_destination_rule_t *first = proxy_config_find_rule(cfg, se);
         if (first != NULL) {
+            char at[PROXY_HOST_MAX];
             pc_error_at(p, dr->host.pos.line, dr->host.pos.col,
-                        "ServiceEntry %s already has a DestinationRule (%s, line %d)", se->meta.name,
-                        first->meta.name ? first->meta.name : "?", first->host.pos.line);
+                        "ServiceEntry %s already has a DestinationRule (%s, %s)", se->meta.name,
+                        first->meta.name ? first->meta.name : "?", pc_where(p, first->host.pos.line, at, sizeof at));
             continue;
         }
         dr->service = se;
@@ -248,9 +251,11 @@ void istio_check_references(pctx_t *p)
                     if (proxy_config_find_service(cfg, other->hosts[b].host, other->meta.namespace) == se)
                         break;
                 if (b < lim) {
+                    char at[PROXY_HOST_MAX];
                     pc_error_at(p, host->pos.line, host->pos.col,
-                                "ServiceEntry %s is already routed by VirtualService %s (line %d)", se->meta.name,
-                                other->meta.name ? other->meta.name : "?", other->hosts[b].pos.line);
+                                "ServiceEntry %s is already routed by VirtualService %s (%s)", se->meta.name,
+                                other->meta.name ? other->meta.name : "?",
+                                pc_where(p, other->hosts[b].pos.line, at, sizeof at));
                     break;
                 }
             }

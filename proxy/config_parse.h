@@ -18,9 +18,18 @@
 #include "config.h"
 #include "yaml.h"
 
+/*
+ * Several files (proxy_config_load_files): a node's line number carries its
+ * file, line + index * PC_LINE_BASE, and messages take them apart again
+ * (pc_where for a line quoted inside a message).
+ */
+#define PC_LINE_BASE (1 << 25) /* more lines than a PROXY_CONFIG_MAX_BYTES file can have */
+
 typedef struct pctx {
     proxy_config_t *cfg;
     const char *file;
+    const char *const *files; /* with n_files > 1: the file of each PC_LINE_BASE block of lines */
+    size_t n_files;
     config_error_fn err, warn;
     void *ctx;
     int errors, warnings;
@@ -36,6 +45,8 @@ void pc_error(pctx_t *p, const yaml_node_t *at, const char *fmt, ...) __attribut
 void pc_error_at(pctx_t *p, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void pc_warn(pctx_t *p, const yaml_node_t *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void pc_warn_at(pctx_t *p, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A line number for a message's text: "line 12", or "mesh.yaml:12" when several files were loaded. */
+const char *pc_where(const pctx_t *p, int line, char *buf, size_t len);
 
 /* Append ".key" (or "[i]") to the path; returns the mark to restore with pc_pop. */
 size_t pc_push(pctx_t *p, const char *key);

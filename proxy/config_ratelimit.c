@@ -423,16 +423,18 @@ static void check_pairs(pctx_t *p, proxy_config_t *cfg, size_t i)
                 if (!attaches(other, se, route))
                     continue;
                 const char *other_name = other->meta.name ? other->meta.name : "?";
+                char at[PROXY_HOST_MAX];
+                pc_where(p, other->meta.pos.line, at, sizeof at);
                 if (route != NULL) {
                     enter(p, rl, "routes", r);
                     pc_error_at(p, rl->routes[r].pos.line, rl->routes[r].pos.col,
-                                "host \"%s\" route \"%s\" already has a RateLimit (%s, line %d)", rl->hosts[h].host,
-                                route, other_name, other->meta.pos.line);
+                                "host \"%s\" route \"%s\" already has a RateLimit (%s, %s)", rl->hosts[h].host, route,
+                                other_name, at);
                 } else {
                     enter(p, rl, "hosts", h);
                     pc_error_at(p, rl->hosts[h].pos.line, rl->hosts[h].pos.col,
-                                "host \"%s\" already has a RateLimit for all its routes (%s, line %d)",
-                                rl->hosts[h].host, other_name, other->meta.pos.line);
+                                "host \"%s\" already has a RateLimit for all its routes (%s, %s)", rl->hosts[h].host,
+                                other_name, at);
                 }
                 break;
             }

@@ -244,11 +244,12 @@ static const proxy_peer_authentication_t *pick(pctx_t *p, const char *ns, int wo
             continue;
         }
         enter(p, pa);
+        char at[PROXY_HOST_MAX];
         pc_warn_at(p, pa->meta.pos.line, pa->meta.pos.col,
-                   workload ? "not used: PeerAuthentication %s (line %d) already selects this proxy; Istio takes one"
-                            : "not used: PeerAuthentication %s (line %d) is already the one without a selector in "
+                   workload ? "not used: PeerAuthentication %s (%s) already selects this proxy; Istio takes one"
+                            : "not used: PeerAuthentication %s (%s) is already the one without a selector in "
                               "namespace %s; Istio takes one",
-                   first->meta.name ? first->meta.name : "?", first->meta.pos.line, ns);
+                   first->meta.name ? first->meta.name : "?", pc_where(p, first->meta.pos.line, at, sizeof at), ns);
     }
     return first;
 }

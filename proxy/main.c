@@ -57,9 +57,12 @@ static void print_warning(void *ctx, const char *message)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: outrider-proxy --config FILE [--check] [--print-config]\n"
+    fprintf(out, "usage: outrider-proxy --config FILE [--config FILE]... [--check] [--print-config]\n"
                  "  --config FILE    the proxy's YAML: one kind: Proxy document plus Istio ServiceEntry,\n"
-                 "                   VirtualService and DestinationRule documents\n"
+                 "                   VirtualService, DestinationRule, PeerAuthentication, Telemetry and\n"
+                 "                   RateLimit documents; given again, the files' documents make one\n"
+                 "                   configuration (the workload's Proxy in one, the mesh's in another);\n"
+                 "                   SIGHUP reads them all again\n"
                  "  --check          validate the file, print every error and warning, and exit\n"
                  "  --print-config   print the effective configuration as JSON and exit\n"
                  "  --version        print the version\n");
@@ -100,7 +103,9 @@ static void print_summary(const proxy_config_t *cfg)
 
 /* The running proxy, owned by the main thread. */
 typedef struct proxy_main {
-    const char *path;
+    const char *path;         /* the files, for messages ("a.yaml + mesh.yaml") */
+    const char *const *paths; /* each --config, read again on SIGHUP */
+    size_t n_paths;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
     admin_t *admin;
@@ -192,7 +197,7 @@ static const char *restart_needed(const proxy_spec_t *a, const proxy_spec_t *b)
 static void reload(proxy_main_t *m)
 {
     counts_t counts = {0, 0};
-    proxy_config_t *cfg = proxy_config_load(m->path, reload_error, reload_warning, &counts);
+    proxy_config_t *cfg = proxy_config_load_files(m->paths, m->n_paths, reload_error, reload_warning, &counts);
     if (cfg == NULL) {
         m->reloads_failed++;
         log_error("reload refused: %s has %d error%s; the running configuration stays", m->path, counts.errors,
@@ -506,16 +511,20 @@ static identity_t *identity_setup(const proxy_spec_t *ps, char *err, size_t errl
 }
 
 /* Run the listeners on spec.workers threads until SIGTERM/SIGINT or /quitquitquit; returns the exit code. */
-static int serve(proxy_config_t *cfg, const char *path)
+static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
 {
     const proxy_spec_t *ps = &cfg->proxy;
     proxy_main_t m;
     memset(&m, 0, sizeof m);
-    m.path = path;
+    m.paths = paths;
+    m.n_paths = n_paths;
+    static char shown[1024]; /* the files for messages, as long as the process runs (cfg->file goes with a reload) */
+    snprintf(shown, sizeof shown, "%s", cfg->file);
+    m.path = shown;
     char err[256];
     m.rt = runtime_create(cfg, err, sizeof err);
     if (m.rt == NULL) {
-        log_error("%s: %s", path, err);
+        log_error("%s: %s", m.path, err);
         proxy_config_destroy(cfg);
         return 1;
     }
@@ -688,11 +697,18 @@ int main(int argc, char **argv)
         {"print-config", no_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    static const char *paths[PROXY_CONFIG_MAX_FILES];
+    size_t n_paths = 0;
     int check = 0, print = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
+        case 'c':
+            if (n_paths == PROXY_CONFIG_MAX_FILES) {
+                fprintf(stderr, "outrider-proxy: at most %d --config files\n", PROXY_CONFIG_MAX_FILES);
+                return 2;
+            }
+            paths[n_paths++] = optarg;
+            break;
         case 'k': check = 1; break;
         case 'p': print = 1; break;
         case 'h': usage(stdout); return 0;
@@ -700,7 +716,7 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc || path == NULL) {
+    if (optind < argc || n_paths == 0) {
         if (optind < argc)
             fprintf(stderr, "outrider-proxy: unexpected argument %s\n", argv[optind]);
         else
@@ -709,7 +725,10 @@ int main(int argc, char **argv)
         return 2;
     }
     counts_t counts = {0, 0};
-    proxy_config_t *cfg = proxy_config_load(path, print_error, print_warning, &counts);
+    proxy_config_t *cfg = proxy_config_load_files(paths, n_paths, print_error, print_warning, &counts);
+    char path[1024] = "";
+    for (size_t i = 0; i < n_paths; i++)
+        snprintf(path + strlen(path), sizeof path - strlen(path), "%s%s", i ? " + " : "", paths[i]);
     if (cfg == NULL) {
         fprintf(stderr, "%s: %d error%s, %d warning%s: configuration is not valid\n", path, counts.errors,
                 counts.errors == 1 ? "" : "s", counts.warnings, counts.warnings == 1 ? "" : "s");
@@ -727,7 +746,7 @@ int main(int argc, char **argv)
         printf("configuration is valid\n");
     } else {
         print_summary(cfg);
-        return serve(cfg, path); /* takes cfg */
+        return serve(cfg, paths, n_paths); /* takes cfg */
     }
     proxy_config_destroy(cfg);
     return rc;

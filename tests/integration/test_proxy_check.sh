@@ -2,7 +2,8 @@
 # outrider-proxy --check: the example meshes pass; a broken file gives every
 # error with file:line:col and exit 1; warnings do not fail the check;
 # --print-config prints the effective configuration as JSON; without
-# --config it is a usage error (exit 2).
+# --config it is a usage error (exit 2); several --config files make one configuration, and each
+# message names the file its position is in.
 . "$(dirname "$0")/../lib.sh"
 
 BIN=$OUTRIDER_BIN/outrider-proxy
@@ -111,6 +112,83 @@ passed=$((passed + 1))
 
 run_proxy --check
 assert_eq 2 "$RC" "exit code without --config"
+passed=$((passed + 1))
+
+# several --config files make one configuration (a workload's Proxy, the mesh's documents apart);
+# each message names the file its position is in
+cat >"$T/proxy.yaml" <<'YAML'
+apiVersion: outrider.io/v1alpha1
+kind: Proxy
+metadata: {name: productpage-v1, namespace: shop, labels: {app: productpage}}
+spec: {}
+YAML
+cat >"$T/mesh.yaml" <<'YAML'
+# the mesh's documents, as a ConfigMap holds them
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  ports: [{number: 9080, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+YAML
+run_proxy --config "$T/proxy.yaml" --config "$T/mesh.yaml" --print-config
+assert_eq 0 "$RC" "two files (stderr: $(cat "$T/err"))"
+assert_eq '"shop"' "$(jq '.serviceEntries[0].metadata.namespace' "$T/out")" "the mesh file's documents take the Proxy's namespace"
+cat >"$T/mesh2.yaml" <<'YAML'
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: ratings}}], timeout: soon}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec: {hosts: [reviews], ports: [{number: 9080, name: http}], resolution: STATIC, endpoints: [{address: 127.0.0.1}]}
+YAML
+run_proxy --config "$T/proxy.yaml" --config "$T/mesh.yaml" --config "$T/mesh2.yaml" --check
+assert_eq 1 "$RC" "errors in the third file"
+expect_line "$T/err" "$T/mesh2.yaml:6:61: VirtualService reviews: spec.http[0].timeout: expected a duration such as 1s, 0.5s, 250ms, 1m or 1h (at least 1ms), got \"soon\""
+expect_line "$T/err" "$T/mesh2.yaml:6:40: VirtualService reviews: spec.http[0].route[0].destination.host: host \"ratings\" is not defined by any ServiceEntry"
+expect_line "$T/err" "$T/mesh2.yaml:10:18: ServiceEntry reviews: metadata.name: duplicate ServiceEntry shop/reviews (the first is at $T/mesh.yaml:2)"
+expect_line "$T/err" "$T/mesh2.yaml:11:16: ServiceEntry reviews: spec.hosts[0]: host \"reviews\" is already defined by ServiceEntry reviews ($T/mesh.yaml:6)"
+expect_line "$T/err" "$T/proxy.yaml + $T/mesh.yaml + $T/mesh2.yaml: 4 errors, 2 warnings: configuration is not valid"
+passed=$((passed + 1))
+
+# a running proxy with two files: SIGHUP reads both again (the mesh file changed: a VirtualService now answers)
+start_backend reviews
+cat >"$T/run-proxy.yaml" <<'YAML'
+apiVersion: outrider.io/v1alpha1
+kind: Proxy
+metadata: {name: productpage-v1, namespace: shop}
+spec: {outbound: {listen: 127.0.0.1:0}, admin: {listen: 127.0.0.1:0}}
+YAML
+mesh_file() { # EXTRA: the mesh file, reviews at the backend, plus EXTRA documents
+    printf 'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reviews}\n'
+    printf 'spec: {hosts: [reviews], ports: [{number: 9080, name: http}], resolution: STATIC, '
+    printf 'endpoints: [{address: 127.0.0.1, ports: {http: %s}}]}\n%s' "$BACKEND_PORT" "${1:-}"
+}
+mesh_file >"$T/run-mesh.yaml"
+"$BIN" --config "$T/run-proxy.yaml" --config "$T/run-mesh.yaml" >"$T/run.log" 2>&1 &
+RUN_PID=$!
+track_pid "$RUN_PID"
+run_up() { grep -q 'listening admin http://' "$T/run.log"; }
+wait_until -n 400 run_up || fail "the proxy with two files did not start: $(cat "$T/run.log")"
+OUT=$(grep -o 'listening outbound http://[^ ]*' "$T/run.log" | head -1 | sed 's/.*://')
+assert_eq 200 "$(http_status GET "http://127.0.0.1:$OUT/" -H 'Host: reviews:9080')" "reviews from the mesh file"
+mesh_file "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec: {hosts: [reviews], http: [{directResponse: {status: 418}}]}
+" >"$T/run-mesh.yaml"
+kill -HUP "$RUN_PID"
+teapot() { [[ $(http_status GET "http://127.0.0.1:$OUT/" -H 'Host: reviews:9080') == 418 ]]; }
+wait_until -n 100 -i 0.1 teapot || fail "SIGHUP did not read the mesh file again: $(tail -5 "$T/run.log")"
+grep -q "reloaded $T/run-proxy.yaml + $T/run-mesh.yaml" "$T/run.log" || fail "reload log: $(grep reload "$T/run.log")"
 passed=$((passed + 1))
 
 echo "$passed passed, 0 failed"
