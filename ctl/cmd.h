@@ -27,6 +27,7 @@ int cmd_ca_serve(int argc, char **argv);
 int cmd_cert_issue(int argc, char **argv);
 int cmd_cert_inspect(int argc, char **argv);
 int cmd_redirect(int argc, char **argv);
+int cmd_inject(int argc, char **argv);
 
 /* Print "outriderctl <cmd>: <message>\n" on stderr. */
 void cmd_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -20,6 +20,7 @@ static const command_t commands[] = {
     {"cert", "issue", cmd_cert_issue, "issue a workload key and certificate (a SPIFFE id) from a CA"},
     {"cert", "inspect", cmd_cert_inspect, "print a certificate's identity and validity; check its chain"},
     {"redirect", NULL, cmd_redirect, "install (or print, or remove) a pod's transparent-capture iptables rules"},
+    {"inject", NULL, cmd_inject, "add the sidecar to the workloads of a Kubernetes YAML file"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
