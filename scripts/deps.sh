@@ -16,6 +16,7 @@ PKGS=(
   # tests: real peers and tools
   curl openssl jq zstd python3-prometheus-client prometheus redis-server nginx haproxy kcat wrk hey python3
   iptables                  # tests/integration/test_proxy_transparent.sh: `outriderctl redirect` in network namespaces
+  podman                    # scripts/image.sh and tests/compat/test_images.sh: the container images
   protobuf-compiler         # protoc --decode: the Kafka tests read the proto3 and OTLP messages with it
   openjdk-17-jdk-headless   # tests/compat/test_java_text.sh: Java's lowercasing, as a Zipkin server's
   chromium                  # the /mesh service graph page is tested in headless Chromium (playwright-core drives it)
