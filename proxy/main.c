@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <uv.h>
 
@@ -108,6 +109,8 @@ typedef struct proxy_main {
     size_t n_paths;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t watch; /* the configuration files' change check (CONFIG_WATCH_MS) */
+    char watched[PROXY_CONFIG_MAX_FILES][128]; /* what each file looked like at the last load */
     admin_t *admin;
     worker_t **workers;
     int n_workers;
@@ -133,6 +136,7 @@ static void shutdown_start(proxy_main_t *m, const char *why)
     uv_close((uv_handle_t *)&m->sig_term, NULL);
     uv_close((uv_handle_t *)&m->sig_int, NULL);
     uv_close((uv_handle_t *)&m->sig_hup, NULL);
+    uv_close((uv_handle_t *)&m->watch, NULL);
     if (m->identity != NULL) {
         identity_stop(m->identity); /* joined: no certificate comes after this */
         uv_close((uv_handle_t *)&m->identity_async, NULL);
@@ -230,10 +234,53 @@ static void reload(proxy_main_t *m)
              rt->cfg->n_destination_rules == 1 ? "" : "s");
 }
 
+/*
+ * A mounted ConfigMap changes with no one to send SIGHUP: the kubelet swaps a
+ * symbolic link (..data) under the file. So the files are looked at every
+ * CONFIG_WATCH_MS (stat through the links: device, inode, size and
+ * modification time) and a change reloads them as SIGHUP does.
+ */
+#define CONFIG_WATCH_MS 2000
+
+static void file_signature(const char *path, char *out, size_t len)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        snprintf(out, len, "missing");
+    else
+        snprintf(out, len, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                 (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+}
+
+/* Note the files as they are; true when any differs from the last note. */
+static bool files_changed(proxy_main_t *m)
+{
+    bool changed = false;
+    for (size_t i = 0; i < m->n_paths; i++) {
+        char sig[sizeof m->watched[0]];
+        file_signature(m->paths[i], sig, sizeof sig);
+        if (strcmp(sig, m->watched[i]) != 0) {
+            changed = true;
+            memcpy(m->watched[i], sig, sizeof sig);
+        }
+    }
+    return changed;
+}
+
+static void on_watch(uv_timer_t *t)
+{
+    proxy_main_t *m = t->data;
+    if (!m->draining && files_changed(m)) {
+        log_info("%s changed on disk: reloading", m->path);
+        reload(m);
+    }
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     proxy_main_t *m = s->data;
     if (signum == SIGHUP) {
+        (void)files_changed(m); /* read now: the watch need not read them again */
         reload(m);
         if (m->identity != NULL)
             identity_wake(m->identity); /* files and roots read again now (a CA certificate is renewed) */
@@ -618,6 +665,8 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
             o.inbound.port = worker_port(m.workers[i], WORKER_INBOUND);
     }
     uv_loop_init(&m.loop);
+    uv_timer_init(&m.loop, &m.watch); /* closed with the signals; started once the workers run */
+    m.watch.data = &m;
     if (rc == 0) {
         admin_handlers_t h = {admin_ready, admin_stats, admin_config_dump, admin_quit, &m};
         m.admin = admin_create(&m.loop, ps->admin_listen.host, ps->admin_listen.port, &h, err, sizeof err);
@@ -652,6 +701,8 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
         uv_signal_start(&m.sig_term, on_signal, SIGTERM);
         uv_signal_start(&m.sig_int, on_signal, SIGINT);
         uv_signal_start(&m.sig_hup, on_signal, SIGHUP);
+        (void)files_changed(&m); /* as loaded */
+        uv_timer_start(&m.watch, on_watch, CONFIG_WATCH_MS, CONFIG_WATCH_MS);
         if (m.identity != NULL) {
             uv_mutex_init(&m.identity_lock);
             uv_async_init(&m.loop, &m.identity_async, identity_install);
@@ -665,6 +716,7 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
             worker_stop(m.workers[i]);
         if (m.admin != NULL)
             admin_close(m.admin);
+        uv_close((uv_handle_t *)&m.watch, NULL);
         uv_run(&m.loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&m.loop);

@@ -189,6 +189,26 @@ kill -HUP "$RUN_PID"
 teapot() { [[ $(http_status GET "http://127.0.0.1:$OUT/" -H 'Host: reviews:9080') == 418 ]]; }
 wait_until -n 100 -i 0.1 teapot || fail "SIGHUP did not read the mesh file again: $(tail -5 "$T/run.log")"
 grep -q "reloaded $T/run-proxy.yaml + $T/run-mesh.yaml" "$T/run.log" || fail "reload log: $(grep reload "$T/run.log")"
+# no SIGHUP: a ConfigMap volume swaps a symbolic link under the file, and the proxy notices by itself
+mkdir -p "$T/cm/v1" "$T/cm/v2"
+mesh_file >"$T/cm/v1/mesh.yaml"
+ln -s v1 "$T/cm/..data" && ln -s ..data/mesh.yaml "$T/cm/mesh.yaml"
+"$BIN" --config "$T/run-proxy.yaml" --config "$T/cm/mesh.yaml" >"$T/run2.log" 2>&1 &
+track_pid $!
+run2_up() { grep -q 'listening admin http://' "$T/run2.log"; }
+wait_until -n 400 run2_up || fail "the proxy did not start: $(cat "$T/run2.log")"
+OUT2=$(grep -o 'listening outbound http://[^ ]*' "$T/run2.log" | head -1 | sed 's/.*://')
+assert_eq 200 "$(http_status GET "http://127.0.0.1:$OUT2/" -H 'Host: reviews:9080')" "reviews before the ConfigMap changes"
+mesh_file "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec: {hosts: [reviews], http: [{directResponse: {status: 418}}]}
+" >"$T/cm/v2/mesh.yaml"
+ln -s v2 "$T/cm/..data_tmp" && mv -T "$T/cm/..data_tmp" "$T/cm/..data" # the kubelet's atomic swap
+teapot2() { [[ $(http_status GET "http://127.0.0.1:$OUT2/" -H 'Host: reviews:9080') == 418 ]]; }
+wait_until -n 100 -i 0.1 teapot2 || fail "the swapped ConfigMap was not applied: $(tail -5 "$T/run2.log")"
+grep -q "changed on disk: reloading" "$T/run2.log" || fail "no reload logged: $(tail -5 "$T/run2.log")"
 passed=$((passed + 1))
 
 echo "$passed passed, 0 failed"
