@@ -6,8 +6,15 @@
 # jason always gets v2), mutual TLS between the sidecars with identities from
 # the mesh CA (outriderctl ca serve on :15012), some traffic, and where to look. Stays in the
 # foreground; Ctrl-C stops everything it started.
+#   scripts/run.sh                 the apps address their sidecars (Host: on 15001)
+#   scripts/run.sh --transparent   root, Linux: each service in a network namespace of its own, the
+#                                  apps unaware of the sidecars (scripts/transparent_mesh.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in
+'' | --transparent) ;;
+*) echo "usage: scripts/run.sh [--transparent]" >&2; exit 2 ;;
+esac
 scripts/deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)"
@@ -54,6 +61,10 @@ for sa in productpage reviews; do
     echo "$tok default $sa" >>"$PKI/tokens"
 done
 for f in deploy/demo/*.yaml; do "$BIN/outrider-proxy" --config "$f" --check >/dev/null; done
+if [[ ${1:-} == --transparent ]]; then
+    . scripts/transparent_mesh.sh # runs the transparent mesh in the foreground; never returns
+    exit 0
+fi
 start ca "$BIN/outriderctl" ca serve --ca "$PKI/ca" --listen 127.0.0.1:15012 --tokens "$PKI/tokens"
 for _ in $(seq 100); do grep -q 'listening https' "$LOGS/ca.log" && break; sleep 0.1; done
 grep -q 'listening https' "$LOGS/ca.log" || { echo "the mesh CA did not start:" >&2; cat "$LOGS/ca.log" >&2; exit 1; }
