@@ -11,8 +11,9 @@
 #  - a plain `curl http://reviews:9080/` in A (the name resolved by --resolve to B's address, no proxy
 #    settings) goes through both sidecars: A routes it by a VirtualService (header x-canary -> port
 #    9081 of B, another app), B's inbound forwards it to the port the client asked for; A and B count
-#    it (istio_requests_total at their /stats/prometheus, reporter source and destination) and the
-#    app sees the trace context and x-forwarded-for;
+#    it (istio_requests_total at their /stats/prometheus, reporter source and destination), the app
+#    sees the trace context and x-forwarded-for, and the collector (in B's namespace) holds the
+#    trace: A's CLIENT span the parent of B's SERVER span;
 #  - a request whose Host names nothing goes by its original destination: to B's address (an
 #    endpoint of reviews) it is reviews' and is routed so; to the ServiceEntry's virtual IP
 #    (addresses) too; to an address nobody registered it is passed through (PassthroughCluster,
@@ -107,6 +108,12 @@ for sa in productpage reviews; do
     chown -R 1337:1337 "$T/$sa"
 done
 chmod 755 "$T/ca" && chmod 644 "$T/ca/root-cert.pem" # (the CA key stays 0600, root's)
+# the collector, in B's namespace on B's address (port 4318 is left out of B's inbound capture below)
+ip netns exec "$NB" "$OUTRIDER_BIN/outrider-collector" --zipkin-listen 127.0.0.1:9411 --otlp-listen 0.0.0.0:4318 \
+    >"$COLLECTOR_LOG" 2>&1 &
+track_pid $!
+collector_up() { ip netns exec "$NB" curl -sf http://127.0.0.1:9411/health >/dev/null; }
+wait_until -n 200 -i 0.05 collector_up || fail "the collector did not start: $(cat "$COLLECTOR_LOG")"
 proxy_yaml() { # NAME APP SERVICE-ACCOUNT EXTRA
     cat <<YAML
 apiVersion: outrider.io/v1alpha1
@@ -118,6 +125,7 @@ spec:
   inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:9080}
   admin: {listen: 127.0.0.1:15000}
   workers: 2
+  telemetry: {otlpEndpoint: http://${OTLP_HOST:-$B_IP}:4318, samplingPercent: 100, flushInterval: 200ms}
   identity:
     serviceAccount: $3
     rootCertificates: $T/ca/root-cert.pem
@@ -163,7 +171,9 @@ YAML
 }
 a_yaml ALLOW_ANY >"$T/a.yaml"
 {
-    proxy_yaml reviews-v1 reviews reviews ""
+    # B reaches the collector beside it on loopback: its own pod address over lo would be captured
+    # (Istio's rule for a proxy calling its own pod), as inbound traffic
+    OTLP_HOST=127.0.0.1 proxy_yaml reviews-v1 reviews reviews ""
     printf -- '---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n'
     printf 'metadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n'
 } >"$T/b.yaml"
@@ -190,7 +200,7 @@ inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >"$T/redirect.out" 2>&1 ||
     fail "outriderctl redirect in A: $(cat "$T/redirect.out")"
 # B's database port is not behind its sidecar (B's inbound side speaks HTTP only, for now), nor the
 # "outside" server's (it stands for a host outside the mesh)
-inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7071 \
+inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7071,4318 \
     >"$T/redirect.out" 2>&1 || fail "outriderctl redirect in B: $(cat "$T/redirect.out")"
 once=$(inA iptables -t nat -S | grep -c OUTRIDER)
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >/dev/null 2>&1 || fail "a second install"
@@ -207,9 +217,17 @@ app_get() { # ARGS...: curl in pod A, no proxy settings; body to $LAST_BODY, hea
 served_by() { tr -d '\r' <"$T/resp.h" | grep -qix "x-backend: $1" || fail "$2: answered by $(grep -i x-backend "$T/resp.h")"; }
 
 # ---- a plain curl by name: A routes it (VirtualService), B forwards it to the port asked for ----
-assert_eq 200 "$(app_get --resolve "reviews:9080:$B_IP" http://reviews:9080/headers)" "curl http://reviews:9080/ in A"
+TRACE=0af7651916cd43dd8448eb211c80319c
+assert_eq 200 "$(app_get --resolve "reviews:9080:$B_IP" -H "traceparent: 00-$TRACE-b7ad6b7169203331-01" \
+    http://reviews:9080/headers)" "curl http://reviews:9080/ in A"
 served_by reviews "curl http://reviews:9080/"
-grep -q '^traceparent: 00-' "$LAST_BODY" || fail "no trace context reached app B: $(cat "$LAST_BODY")"
+grep -q "^traceparent: 00-$TRACE-" "$LAST_BODY" || fail "the trace did not reach app B: $(cat "$LAST_BODY")"
+# traced: A's CLIENT span and B's SERVER span, linked, at the collector
+zipkin() { ip netns exec "$NB" curl -sS "http://127.0.0.1:9411$1"; }
+two_spans() { zipkin "/api/v2/trace/$TRACE" | jq -e 'length == 2' >/dev/null 2>&1; }
+wait_until -n 200 -i 0.1 two_spans || fail "trace $TRACE at the collector: $(zipkin "/api/v2/trace/$TRACE")"
+linked=$(zipkin "/api/v2/trace/$TRACE" | jq -r '([.[] | select(.kind == "CLIENT")][0].id) == ([.[] | select(.kind == "SERVER")][0].parentId)')
+assert_eq true "$linked" "the SERVER span's parent is the CLIENT span"
 grep -q "^x-forwarded-for: .*$A_IP" "$LAST_BODY" || fail "x-forwarded-for at app B: $(cat "$LAST_BODY")"
 assert_eq 200 "$(app_get --resolve "reviews:9080:$B_IP" -H 'x-canary: yes' http://reviews:9080/headers)" "canary"
 served_by canary "x-canary: yes (the VirtualService's first route)"
