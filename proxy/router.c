@@ -586,7 +586,8 @@ static const router_cluster_t *cluster_for_addr(const router_t *r, const struct 
         for (size_t a = 0; a < se->addresses.n; a++) {
             struct sockaddr_storage net;
             int bits;
-            if (hostport_cidr_parse(se->addresses.items[a], &net, &bits) != 0 || !hostport_cidr_contains(&net, bits, addr))
+            if (hostport_cidr_parse(se->addresses.items[a], &net, &bits) != 0 ||
+                !hostport_cidr_contains(&net, bits, addr))
                 continue;
             for (size_t p = 0; p < se->n_ports; p++)
                 if (se->ports[p].number == want && se->n_hosts > 0) {
@@ -639,6 +640,15 @@ static bool port_is_tcp(const proxy_port_t *p)
     for (size_t i = 0; proto != NULL && tcp[i] != NULL; i++)
         if (strcmp(proto, tcp[i]) == 0)
             return true;
+    return false;
+}
+
+bool router_http_port(const router_t *r, uint32_t port)
+{
+    for (size_t si = 0; r != NULL && si < r->cfg->n_services; si++)
+        for (size_t p = 0; p < r->cfg->services[si].n_ports; p++)
+            if (r->cfg->services[si].ports[p].number == port && !port_is_tcp(&r->cfg->services[si].ports[p]))
+                return true;
     return false;
 }
 

@@ -132,6 +132,13 @@ int router_service_for_addr(const router_t *r, const struct sockaddr_storage *ad
  * otherwise.
  */
 const router_cluster_t *router_tcp_cluster_for_addr(const router_t *r, const struct sockaddr_storage *addr);
+/*
+ * Whether some service has an HTTP port of this number (any address): a
+ * redirected connection to an unknown destination on such a port is taken
+ * as HTTP (routed by Host, else passed through as HTTP), on any other port
+ * as TCP, as Istio's port listeners and its virtual outbound listener do.
+ */
+bool router_http_port(const router_t *r, uint32_t port);
 
 /* The parts of a request the router looks at; slices are not copied. */
 typedef struct router_request {

@@ -8,6 +8,10 @@
  * balancer; it is counted as istio_tcp_connections_opened/closed_total and
  * istio_tcp_sent/received_bytes_total, through the same tunnel record as an
  * HTTP upgrade. Either side closing closes both.
+ *
+ * A destination no service claims, on a port no service uses for HTTP, is
+ * passed through as bytes to where the app sent it (PassthroughCluster,
+ * ALLOW_ANY), or closed at once (REGISTRY_ONLY: Istio's BlackHoleCluster).
  */
 #include "conn_int.h"
 #include "log.h"
@@ -51,12 +55,31 @@ static void tcp_on_drain(void *ctx)
 
 static const upstream_handler_t tcp_handler = {tcp_on_connect, tcp_on_read, tcp_on_close, tcp_on_drain};
 
+static uint32_t addr_port(const struct sockaddr_storage *a)
+{
+    return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
+                                          : ((const struct sockaddr_in *)a)->sin_port);
+}
+
 bool conn_start_tcp(conn_t *c)
 {
     runtime_view_t *v = c->env->w->view;
-    const router_cluster_t *cl = router_tcp_cluster_for_addr(v->rt->router, &c->orig_dst);
-    if (cl == NULL)
-        return false;
+    const router_t *r = v->rt->router;
+    const router_cluster_t *cl = router_tcp_cluster_for_addr(r, &c->orig_dst);
+    const char *host;
+    uint32_t port;
+    bool passthrough = false;
+    if (cl == NULL) {
+        if (router_service_for_addr(r, &c->orig_dst, &host, &port) == 0 || router_http_port(r, addr_port(&c->orig_dst)))
+            return false; /* HTTP: the exchange routes it */
+        if (v->rt->cfg->proxy.registry_only) {
+            log_debug("tcp: %s -> an unregistered destination, refused (REGISTRY_ONLY)", c->peer);
+            conn_close(c);
+            return true;
+        }
+        cl = router_passthrough(r);
+        passthrough = true;
+    }
     c->view = v;
     runtime_view_hold(v);
     c->in_exchange = true;
@@ -72,7 +95,10 @@ bool conn_start_tcp(conn_t *c)
         cl->n_endpoints > 0 ? router_lb_pick(&v->lbs[cl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL) : -1;
     c->tunnel = true; /* from here conn_process hands client bytes to the upstream (queued until it connects) */
     conn_record_tunnel(c, true);
-    c->up = c->ep >= 0 ? upstream_acquire(runtime_view_pool(v, cl, c->ep), &tcp_handler, c) : NULL;
+    upstream_pool_t *pool = c->ep < 0     ? NULL
+                            : passthrough ? runtime_view_addr_pool(v, cl, &c->orig_dst)
+                                          : runtime_view_pool(v, cl, c->ep);
+    c->up = pool != NULL ? upstream_acquire(pool, &tcp_handler, c) : NULL;
     if (c->up == NULL) {
         log_debug("tcp: no connection to %s", cl->name);
         c->flags |= c->ep < 0 ? RF_UH : RF_UF;

@@ -84,8 +84,8 @@ start_in "$NB" outside 7070
 cat >"$T/tcpd.py" <<'PY'
 import socket, sys, threading
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("0.0.0.0", 7071)); ls.listen(8)
-open(sys.argv[1], "w").write("7071\n")
+ls.bind(("0.0.0.0", int(sys.argv[2]))); ls.listen(8)
+open(sys.argv[1], "w").write(sys.argv[2] + "\n")
 def serve(c):
     c.sendall(b"220 db ready\n")
     f = c.makefile("rb")
@@ -96,9 +96,11 @@ while True:
     c, _ = ls.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
-inB python3 "$T/tcpd.py" "$T/tcpd.port" >"$T/tcpd.log" 2>&1 &
-track_pid $!
-wait_until -n 200 -i 0.05 test -s "$T/tcpd.port" || fail "tcpd did not start: $(cat "$T/tcpd.log")"
+for port in 7071 7072; do # 7071: the db service's; 7072: a port no service names (passed through as TCP)
+    inB python3 "$T/tcpd.py" "$T/tcpd-$port.port" "$port" >"$T/tcpd-$port.log" 2>&1 &
+    track_pid $!
+    wait_until -n 200 -i 0.05 test -s "$T/tcpd-$port.port" || fail "tcpd $port did not start: $(cat "$T/tcpd-$port.log")"
+done
 
 # identities (files, as a secret mount holds them) readable by the sidecars' uid
 "$CTL" ca init "$T/ca" >/dev/null 2>&1 || fail "ca init"
@@ -167,6 +169,16 @@ spec:
   ports: [{number: 7071, name: tcp-db}]
   resolution: STATIC
   endpoints: [{address: $B_IP, labels: {app: db}}]
+---
+# makes 7070 an HTTP port (elsewhere): a request to an unknown address on it is taken as HTTP
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: partner, namespace: shop}
+spec:
+  hosts: [api.partner.example]
+  ports: [{number: 7070, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.213.$X.99}]
 YAML
 }
 a_yaml ALLOW_ANY >"$T/a.yaml"
@@ -200,7 +212,7 @@ inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >"$T/redirect.out" 2>&1 ||
     fail "outriderctl redirect in A: $(cat "$T/redirect.out")"
 # B's database port is not behind its sidecar (B's inbound side speaks HTTP only, for now), nor the
 # "outside" server's (it stands for a host outside the mesh)
-inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7071,4318 \
+inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7071,7072,4318 \
     >"$T/redirect.out" 2>&1 || fail "outriderctl redirect in B: $(cat "$T/redirect.out")"
 once=$(inA iptables -t nat -S | grep -c OUTRIDER)
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >/dev/null 2>&1 || fail "a second install"
@@ -256,7 +268,7 @@ wait_until -n 100 -i 0.05 count_is 1 "$NA" 'destination_service_name="Passthroug
 # ---- a TCP service port (tcp-db): proxied as bytes from the start, so the server speaks first ----
 cat >"$T/tcpc.py" <<'PY'
 import socket, sys
-s = socket.create_connection((sys.argv[1], 7071), timeout=20)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 7071), timeout=20)
 f = s.makefile("rb")
 greeting = f.readline()
 s.sendall(b"select 1\n")
@@ -273,6 +285,10 @@ assert_eq 1 "$(tcp_count istio_tcp_connections_opened_total 'reporter="source"' 
 assert_eq 9 "$(tcp_count istio_tcp_received_bytes_total 'destination_service_name="db"')" "bytes from the client"
 assert_eq 22 "$(tcp_count istio_tcp_sent_bytes_total 'destination_service_name="db"')" "bytes to the client"
 assert_eq 0 "$(count "$NA" 'destination_service_name="db"')" "no HTTP request counted for the TCP port"
+# a port no service names: passed through as TCP (ALLOW_ANY), the server still speaking first
+assert_eq "220 db ready|SELECT 1" "$(inA python3 "$T/tcpc.py" "$B_IP" 7072)" "TCP to an unregistered destination"
+tcp_pt() { [[ $(tcp_count istio_tcp_connections_closed_total 'destination_service_name="PassthroughCluster"') == 1 ]]; }
+wait_until -n 100 -i 0.05 tcp_pt || fail "TCP passthrough not counted: $(prom "$NA" | grep '^istio_tcp')"
 
 # ---- REGISTRY_ONLY (SIGHUP): the unregistered destination is refused, reviews still works ----
 a_yaml REGISTRY_ONLY >"$T/a.yaml"
@@ -280,6 +296,8 @@ kill -HUP "$A_PID"
 refused() { [[ $(app_get "http://$B_IP:7070/headers") == 502 ]]; }
 wait_until -n 100 -i 0.1 refused || fail "REGISTRY_ONLY: $(cat "$LAST_BODY")"
 grep -q 'REGISTRY_ONLY' "$LAST_BODY" || fail "502 body: $(cat "$LAST_BODY")"
+got=$(inA python3 "$T/tcpc.py" "$B_IP" 7072 2>&1) || true
+assert_eq "|" "$got" "REGISTRY_ONLY: TCP to an unregistered destination is closed, no byte through"
 assert_eq 200 "$(app_get --resolve "reviews:9080:$B_IP" http://reviews:9080/headers)" "reviews under REGISTRY_ONLY"
 
 # ---- A's sidecar restarts: the rules stay, traffic flows again ----
