@@ -318,6 +318,27 @@ int pc_bool(pctx_t *p, const yaml_node_t *v, int *out)
     return -1;
 }
 
+/* Istio's protocol selection: the port's protocol, else its name's prefix ("tcp-db"); HTTP when neither says. */
+int proxy_port_is_tcp(const proxy_port_t *p)
+{
+    static const char *const tcp[] = {"TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS", NULL};
+    const char *proto = p->protocol;
+    char prefix[16] = "";
+    if (proto == NULL && p->name != NULL) {
+        size_t n = strcspn(p->name, "-");
+        if (n < sizeof prefix) {
+            for (size_t i = 0; i < n; i++)
+                prefix[i] = (char)toupper((unsigned char)p->name[i]);
+            prefix[n] = '\0';
+        }
+        proto = prefix;
+    }
+    for (size_t i = 0; proto != NULL && tcp[i] != NULL; i++)
+        if (strcmp(proto, tcp[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int proxy_duration_parse(const char *s, uint64_t *ms)
 {
     static const struct {
@@ -781,6 +802,15 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
                 } else if (PC_KEY(in, "forwardTo")) {
                     has_forward = 1;
                     pc_hostport(p, in.val, 0, &ps->inbound_forward_to);
+                } else if (PC_KEY(in, "ports")) {
+                    long n = pc_seq(p, in.val);
+                    if (n > 0)
+                        ps->inbound_ports = pc_alloc(p, (size_t)n, sizeof *ps->inbound_ports);
+                    for (long i = 0; i < n; i++) {
+                        size_t mark = pc_push_index(p, (size_t)i);
+                        istio_parse_port(p, in.val->items[i], &ps->inbound_ports[ps->n_inbound_ports++]);
+                        pc_pop(p, mark);
+                    }
                 } else {
                     pc_unknown(p, &in);
                 }

@@ -132,10 +132,20 @@ typedef struct proxy_identity {
     proxy_pos_t pos;
 } proxy_identity_t;
 
+typedef struct proxy_port {
+    uint32_t number;      /* 1..65535 */
+    const char *name;     /* required, unique in the entry */
+    const char *protocol; /* uppercase: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS, MONGO; NULL = not given */
+    int64_t target_port;  /* PROXY_UNSET or 1..65535 */
+} proxy_port_t;
+
 typedef struct proxy_spec {
     proxy_meta_t meta;
     proxy_hostport_t inbound_listen;     /* default 127.0.0.1:15006 when inbound is given */
     proxy_hostport_t inbound_forward_to; /* required when inbound is given; text NULL = no inbound */
+    proxy_port_t *inbound_ports;         /* spec.inbound.ports: the app's ports, for their protocols (a redirected
+                                            connection to a TCP one is proxied as bytes) */
+    size_t n_inbound_ports;
     proxy_hostport_t outbound_listen;    /* default 127.0.0.1:15001 */
     proxy_hostport_t admin_listen;       /* default 127.0.0.1:15000 */
     const char *otlp_endpoint;           /* "http(s)://host:port[/base]" or NULL (telemetry off) */
@@ -179,12 +189,6 @@ typedef struct proxy_host {
     proxy_pos_t pos;
 } proxy_host_t;
 
-typedef struct proxy_port {
-    uint32_t number;      /* 1..65535 */
-    const char *name;     /* required, unique in the entry */
-    const char *protocol; /* uppercase: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS, MONGO; NULL = not given */
-    int64_t target_port;  /* PROXY_UNSET or 1..65535 */
-} proxy_port_t;
 
 typedef struct proxy_endpoint {
     const char *address;
@@ -794,5 +798,12 @@ int proxy_subset_selects(const proxy_subset_t *subset, const proxy_endpoint_t *e
  * overflow, or a non-zero duration under 1 ms.
  */
 int proxy_duration_parse(const char *s, uint64_t *ms);
+
+/*
+ * Istio's protocol selection for a port: not HTTP (proxied as bytes) when
+ * its protocol is TCP, TLS, HTTPS, MONGO, MYSQL or REDIS, or, with no
+ * protocol, its name's prefix is one of those ("tcp-db").
+ */
+int proxy_port_is_tcp(const proxy_port_t *p);
 
 #endif

@@ -253,7 +253,7 @@ static void parse_named_matches(pctx_t *p, const yaml_node_t *v, proxy_named_mat
 
 static const char *const protocols[] = {"HTTP", "HTTPS", "GRPC", "HTTP2", "MONGO", "TCP", "TLS", NULL};
 
-static void parse_port(pctx_t *p, const yaml_node_t *v, proxy_port_t *port)
+void istio_parse_port(pctx_t *p, const yaml_node_t *v, proxy_port_t *port)
 {
     int has_number = 0;
     port->target_port = PROXY_UNSET;
@@ -405,7 +405,7 @@ void istio_parse_service_entry(pctx_t *p, const yaml_node_t *spec, proxy_service
         for (long i = 0; i < n; i++) {
             size_t m2 = pc_push_index(p, (size_t)i);
             proxy_port_t *port = &se->ports[se->n_ports];
-            parse_port(p, ports->items[i], port);
+            istio_parse_port(p, ports->items[i], port);
             for (size_t k = 0; k < se->n_ports; k++) {
                 if (port->number != 0 && se->ports[k].number == port->number)
                     pc_error(p, ports->items[i], "duplicate port number %u", port->number);

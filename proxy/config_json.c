@@ -141,7 +141,23 @@ static void document(jw_t *w, const char *api, const char *kind, const proxy_met
 
 /* ---- Proxy ---- */
 
-static void listener(jw_t *w, const char *k, const proxy_hostport_t *hp, const char *k2, const proxy_hostport_t *hp2)
+static void ports(jw_t *w, const proxy_port_t *ps, size_t n)
+{
+    open_(w, "ports", '[');
+    for (size_t i = 0; i < n; i++) {
+        const proxy_port_t *p = &ps[i];
+        open_(w, NULL, '{');
+        num(w, "number", p->number);
+        str(w, "name", p->name);
+        str(w, "protocol", p->protocol);
+        opt_num(w, "targetPort", p->target_port);
+        close_(w, '}');
+    }
+    close_(w, ']');
+}
+
+static void listener(jw_t *w, const char *k, const proxy_hostport_t *hp, const char *k2, const proxy_hostport_t *hp2,
+                     const proxy_port_t *app_ports, size_t n_app_ports)
 {
     if (hp->text == NULL && (hp2 == NULL || hp2->text == NULL))
         return;
@@ -149,6 +165,8 @@ static void listener(jw_t *w, const char *k, const proxy_hostport_t *hp, const c
     str(w, "listen", hp->text);
     if (hp2 != NULL)
         str(w, k2, hp2->text);
+    if (n_app_ports > 0)
+        ports(w, app_ports, n_app_ports);
     close_(w, '}');
 }
 
@@ -159,9 +177,10 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     str(w, "kind", "Proxy");
     metadata(w, &ps->meta);
     open_(w, "spec", '{');
-    listener(w, "inbound", &ps->inbound_listen, "forwardTo", &ps->inbound_forward_to);
-    listener(w, "outbound", &ps->outbound_listen, NULL, NULL);
-    listener(w, "admin", &ps->admin_listen, NULL, NULL);
+    listener(w, "inbound", &ps->inbound_listen, "forwardTo", &ps->inbound_forward_to, ps->inbound_ports,
+             ps->n_inbound_ports);
+    listener(w, "outbound", &ps->outbound_listen, NULL, NULL, NULL, 0);
+    listener(w, "admin", &ps->admin_listen, NULL, NULL, NULL, 0);
     open_(w, "telemetry", '{');
     str(w, "otlpEndpoint", ps->otlp_endpoint);
     str(w, "caFile", ps->otlp_ca_file);
@@ -217,17 +236,7 @@ static void service_entry(jw_t *w, const proxy_service_entry_t *se)
     document(w, "networking.istio.io/v1", "ServiceEntry", &se->meta);
     open_(w, "spec", '{');
     hosts(w, "hosts", se->hosts, se->n_hosts);
-    open_(w, "ports", '[');
-    for (size_t i = 0; i < se->n_ports; i++) {
-        const proxy_port_t *p = &se->ports[i];
-        open_(w, NULL, '{');
-        num(w, "number", p->number);
-        str(w, "name", p->name);
-        str(w, "protocol", p->protocol);
-        opt_num(w, "targetPort", p->target_port);
-        close_(w, '}');
-    }
-    close_(w, ']');
+    ports(w, se->ports, se->n_ports);
     str(w, "resolution", resolution_names[se->resolution]);
     str(w, "location", location_names[se->location]);
     open_(w, "endpoints", '[');

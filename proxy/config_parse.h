@@ -134,4 +134,7 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
 void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, proxy_peer_authentication_t *pa);
 void security_resolve(pctx_t *p);
 
+/* A ServiceEntry port ({number, name, protocol, targetPort}); also the Proxy's spec.inbound.ports. */
+void istio_parse_port(pctx_t *p, const yaml_node_t *v, proxy_port_t *port);
+
 #endif

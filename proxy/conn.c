@@ -432,6 +432,11 @@ static void on_read(void *ctx, char *data, size_t n)
         }
         if (c->env->w->tls_stats != NULL)
             atomic_fetch_add_explicit(&c->env->w->tls_stats->plaintext_permissive, 1, memory_order_relaxed);
+        if (c->has_orig && conn_start_tcp_inbound(c)) { /* plain text to a TCP port of the app */
+            if (!c->closing)
+                conn_process(c); /* the bytes read so far go to the app */
+            return;
+        }
     }
     if (!c->in_exchange && c->bytes_seen == 0) {
         c->bytes_seen += (size_t)n;
@@ -492,6 +497,11 @@ static void on_down_open(void *ctx, int status)
     }
     c->down_mtls = true;
     c->down_principal = transport_peer_id(&c->tr);
+    if (c->has_orig && conn_start_tcp_inbound(c)) { /* mutual TLS to a TCP port of the app */
+        if (!c->closing)
+            conn_update_reading(c);
+        return;
+    }
     const char *alpn = transport_alpn(&c->tr);
     c->down_md_once = alpn != NULL && strcmp(alpn, PEER_ALPN) == 0;
     arm_wait_timer(c); /* from the handshake timeout to the idle timeout */
@@ -568,7 +578,8 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
                       env->mode == CONN_INBOUND ? "inbound" : "outbound", c->peer);
     }
     c->ep = -1;
-    if (c->has_orig && env->mode == CONN_OUTBOUND && conn_start_tcp(c)) {
+    if (c->has_orig &&
+        (env->mode == CONN_OUTBOUND ? conn_start_tcp(c) : mtls == PROXY_MTLS_DISABLE && conn_start_tcp_inbound(c))) {
         if (!c->closing)
             conn_update_reading(c);
         return 0;

@@ -266,5 +266,7 @@ int conn_uclient_begin(conn_t *c, upstream_pool_t *pool); /* lease, then send th
 
 /* tcp_proxy.c: a redirected connection to a TCP service port, proxied as bytes; false when it is not one */
 bool conn_start_tcp(conn_t *c);
+/* The same inbound: to a TCP port of the app (spec.inbound.ports), after the handshake when mutual TLS */
+bool conn_start_tcp_inbound(conn_t *c);
 
 #endif

@@ -622,32 +622,11 @@ int router_service_for_addr(const router_t *r, const struct sockaddr_storage *ad
     return 0;
 }
 
-/* Istio's protocol selection: the port's protocol, else its name's prefix ("tcp-db"); HTTP when neither says. */
-static bool port_is_tcp(const proxy_port_t *p)
-{
-    static const char *const tcp[] = {"TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS", NULL};
-    const char *proto = p->protocol;
-    char prefix[16] = "";
-    if (proto == NULL && p->name != NULL) {
-        size_t n = strcspn(p->name, "-");
-        if (n < sizeof prefix) {
-            for (size_t i = 0; i < n; i++)
-                prefix[i] = (char)toupper((unsigned char)p->name[i]);
-            prefix[n] = '\0';
-        }
-        proto = prefix;
-    }
-    for (size_t i = 0; proto != NULL && tcp[i] != NULL; i++)
-        if (strcmp(proto, tcp[i]) == 0)
-            return true;
-    return false;
-}
-
 bool router_http_port(const router_t *r, uint32_t port)
 {
     for (size_t si = 0; r != NULL && si < r->cfg->n_services; si++)
         for (size_t p = 0; p < r->cfg->services[si].n_ports; p++)
-            if (r->cfg->services[si].ports[p].number == port && !port_is_tcp(&r->cfg->services[si].ports[p]))
+            if (r->cfg->services[si].ports[p].number == port && !proxy_port_is_tcp(&r->cfg->services[si].ports[p]))
                 return true;
     return false;
 }
@@ -656,7 +635,7 @@ const router_cluster_t *router_tcp_cluster_for_addr(const router_t *r, const str
 {
     const proxy_port_t *p = NULL;
     const router_cluster_t *cl = cluster_for_addr(r, addr, &p);
-    return cl != NULL && p != NULL && port_is_tcp(p) ? cl : NULL;
+    return cl != NULL && p != NULL && proxy_port_is_tcp(p) ? cl : NULL;
 }
 
 /* ---- request targets and authorities ---- */

@@ -61,6 +61,59 @@ static uint32_t addr_port(const struct sockaddr_storage *a)
                                           : ((const struct sockaddr_in *)a)->sin_port);
 }
 
+/* The exchange's part of a byte tunnel to cl: the view held, no HTTP request to record, an endpoint picked. */
+static void tcp_begin(conn_t *c, runtime_view_t *v, const router_cluster_t *cl)
+{
+    c->view = v;
+    runtime_view_hold(v);
+    c->in_exchange = true;
+    c->recorded = true; /* no HTTP request to record: the tunnel records open and close */
+    c->req_done = c->resp_done = true;
+    c->cl = cl;
+    c->d.action = ROUTER_FORWARD;
+    c->d.cluster = cl;
+    c->d.route = NULL;
+    memset(&c->rreq, 0, sizeof c->rreq);
+    c->rreq.source_ip = c->peer;
+    c->ep =
+        cl->n_endpoints > 0 ? router_lb_pick(&v->lbs[cl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL) : -1;
+    c->tunnel = true; /* from here conn_process hands client bytes to the upstream (queued until it connects) */
+    conn_record_tunnel(c, true);
+}
+
+/* Lease the upstream connection from pool, or close (counted as no upstream). */
+static void tcp_connect(conn_t *c, upstream_pool_t *pool)
+{
+    c->up = pool != NULL && c->ep >= 0 ? upstream_acquire(pool, &tcp_handler, c) : NULL;
+    if (c->up == NULL) {
+        log_debug("tcp: no connection to %s", c->cl->name);
+        c->flags |= c->ep < 0 ? RF_UH : RF_UF;
+        conn_close(c);
+    }
+}
+
+bool conn_start_tcp_inbound(conn_t *c)
+{
+    runtime_view_t *v = c->env->w->view;
+    const proxy_spec_t *ps = &v->rt->cfg->proxy;
+    uint32_t port = addr_port(&c->orig_dst);
+    const router_cluster_t *cl = router_inbound(v->rt->router);
+    bool tcp = false;
+    for (size_t i = 0; i < ps->n_inbound_ports; i++)
+        tcp |= ps->inbound_ports[i].number == port && proxy_port_is_tcp(&ps->inbound_ports[i]);
+    if (!tcp || cl == NULL || cl->n_endpoints != 1)
+        return false;
+    tcp_begin(c, v, cl);
+    /* to the app at forwardTo's address, on the port the client asked for */
+    c->up_addr = cl->endpoints[0].addr;
+    if (c->up_addr.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&c->up_addr)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)&c->up_addr)->sin_port = htons((uint16_t)port);
+    tcp_connect(c, runtime_view_addr_pool(v, cl, &c->up_addr));
+    return true;
+}
+
 bool conn_start_tcp(conn_t *c)
 {
     runtime_view_t *v = c->env->w->view;
@@ -80,29 +133,9 @@ bool conn_start_tcp(conn_t *c)
         cl = router_passthrough(r);
         passthrough = true;
     }
-    c->view = v;
-    runtime_view_hold(v);
-    c->in_exchange = true;
-    c->recorded = true; /* no HTTP request to record: the tunnel records open and close */
-    c->req_done = c->resp_done = true;
-    c->cl = cl;
-    c->d.action = ROUTER_FORWARD;
-    c->d.cluster = cl;
-    c->d.route = NULL;
-    memset(&c->rreq, 0, sizeof c->rreq);
-    c->rreq.source_ip = c->peer;
-    c->ep =
-        cl->n_endpoints > 0 ? router_lb_pick(&v->lbs[cl->index], &c->rreq, tracectx_rand(&c->env->w->rng), NULL) : -1;
-    c->tunnel = true; /* from here conn_process hands client bytes to the upstream (queued until it connects) */
-    conn_record_tunnel(c, true);
-    upstream_pool_t *pool = c->ep < 0     ? NULL
-                            : passthrough ? runtime_view_addr_pool(v, cl, &c->orig_dst)
-                                          : runtime_view_pool(v, cl, c->ep);
-    c->up = pool != NULL ? upstream_acquire(pool, &tcp_handler, c) : NULL;
-    if (c->up == NULL) {
-        log_debug("tcp: no connection to %s", cl->name);
-        c->flags |= c->ep < 0 ? RF_UH : RF_UF;
-        conn_close(c);
-    }
+    tcp_begin(c, v, cl);
+    tcp_connect(c, c->ep < 0     ? NULL
+                   : passthrough ? runtime_view_addr_pool(v, cl, &c->orig_dst)
+                                 : runtime_view_pool(v, cl, c->ep));
     return true;
 }

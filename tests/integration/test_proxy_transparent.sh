@@ -124,7 +124,7 @@ metadata: {name: $1, namespace: shop, labels: {app: $2, version: v1}}
 spec:
   interceptionMode: REDIRECT
   outbound: {listen: 0.0.0.0:15001}
-  inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:9080}
+  inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:9080${INBOUND_PORTS:-}}
   admin: {listen: 127.0.0.1:15000}
   workers: 2
   telemetry: {otlpEndpoint: http://${OTLP_HOST:-$B_IP}:4318, samplingPercent: 100, flushInterval: 200ms}
@@ -168,7 +168,7 @@ spec:
   hosts: [db]
   ports: [{number: 7071, name: tcp-db}]
   resolution: STATIC
-  endpoints: [{address: $B_IP, labels: {app: db}}]
+  endpoints: [{address: $B_IP, labels: {app: db, security.istio.io/tlsMode: istio}}]
 ---
 # makes 7070 an HTTP port (elsewhere): a request to an unknown address on it is taken as HTTP
 apiVersion: networking.istio.io/v1
@@ -185,7 +185,8 @@ a_yaml ALLOW_ANY >"$T/a.yaml"
 {
     # B reaches the collector beside it on loopback: its own pod address over lo would be captured
     # (Istio's rule for a proxy calling its own pod), as inbound traffic
-    OTLP_HOST=127.0.0.1 proxy_yaml reviews-v1 reviews reviews ""
+    # its app's TCP port: a redirected connection to it is proxied as bytes, after the mTLS handshake
+    OTLP_HOST=127.0.0.1 INBOUND_PORTS=", ports: [{number: 7071, name: tcp-db}]" proxy_yaml reviews-v1 reviews reviews ""
     printf -- '---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\n'
     printf 'metadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n'
 } >"$T/b.yaml"
@@ -210,9 +211,9 @@ grep -qx -- '-A OUTRIDER_OUTPUT -m owner --uid-owner 1337 -j RETURN' "$T/rules.t
 [[ $(inA iptables -t nat -S | grep -c OUTRIDER || true) == 0 ]] || fail "--dry-run installed rules"
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >"$T/redirect.out" 2>&1 ||
     fail "outriderctl redirect in A: $(cat "$T/redirect.out")"
-# B's database port is not behind its sidecar (B's inbound side speaks HTTP only, for now), nor the
-# "outside" server's (it stands for a host outside the mesh)
-inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7071,7072,4318 \
+# the "outside" servers' ports are not behind B's sidecar (they stand for hosts outside the mesh), nor
+# the collector's
+inB "$T/bin/outriderctl" redirect --proxy-uid 1337 --exclude-inbound-ports 15000,15020,15021,15090,7070,7072,4318 \
     >"$T/redirect.out" 2>&1 || fail "outriderctl redirect in B: $(cat "$T/redirect.out")"
 once=$(inA iptables -t nat -S | grep -c OUTRIDER)
 inA "$T/bin/outriderctl" redirect --proxy-uid 1337 >/dev/null 2>&1 || fail "a second install"
@@ -285,6 +286,12 @@ assert_eq 1 "$(tcp_count istio_tcp_connections_opened_total 'reporter="source"' 
 assert_eq 9 "$(tcp_count istio_tcp_received_bytes_total 'destination_service_name="db"')" "bytes from the client"
 assert_eq 22 "$(tcp_count istio_tcp_sent_bytes_total 'destination_service_name="db"')" "bytes to the client"
 assert_eq 0 "$(count "$NA" 'destination_service_name="db"')" "no HTTP request counted for the TCP port"
+# ... and it went over mutual TLS to B's sidecar, which proxied it as bytes to its app's TCP port
+b_tcp() {
+    [[ $(prom "$NB" | prom_sum istio_tcp_connections_closed_total 'reporter="destination"' \
+        'source_principal="spiffe://cluster.local/ns/shop/sa/productpage"' 'connection_security_policy="mutual_tls"') == 1 ]]
+}
+wait_until -n 100 -i 0.05 b_tcp || fail "B's side of the TCP connection: $(prom "$NB" | grep '^istio_tcp')"
 # a port no service names: passed through as TCP (ALLOW_ANY), the server still speaking first
 assert_eq "220 db ready|SELECT 1" "$(inA python3 "$T/tcpc.py" "$B_IP" 7072)" "TCP to an unregistered destination"
 tcp_pt() { [[ $(tcp_count istio_tcp_connections_closed_total 'destination_service_name="PassthroughCluster"') == 1 ]]; }

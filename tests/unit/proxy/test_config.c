@@ -399,7 +399,9 @@ static void test_interception(void **state)
     proxy_config_destroy(cfg);
     static const char good[] =
         "apiVersion: outrider.io/v1alpha1\nkind: Proxy\nmetadata: {name: p, namespace: shop}\n"
-        "spec:\n  interceptionMode: REDIRECT\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n---\n"
+        "spec:\n  interceptionMode: REDIRECT\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"
+        "  inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:8080, ports: [{number: 5432, name: tcp-db}, "
+        "{number: 8080, name: http-api}]}\n---\n"
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: r, namespace: shop}\n"
         "spec:\n  hosts: [r]\n  addresses: [10.96.0.10, 10.97.0.0/16, 'fd00::1']\n"
         "  ports: [{number: 80, name: http}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.2}]\n";
@@ -409,6 +411,9 @@ static void test_interception(void **state)
     assert_non_null(cfg);
     assert_int_equal(cfg->proxy.interception_redirect, 1);
     assert_int_equal(cfg->proxy.registry_only, 1);
+    assert_int_equal(cfg->proxy.n_inbound_ports, 2);
+    assert_true(proxy_port_is_tcp(&cfg->proxy.inbound_ports[0]));  /* tcp-db: by the name */
+    assert_false(proxy_port_is_tcp(&cfg->proxy.inbound_ports[1])); /* http-api */
     assert_int_equal(cfg->services[0].addresses.n, 3);
     assert_string_equal(cfg->services[0].addresses.items[1], "10.97.0.0/16");
     struct sockaddr_storage net, a;
