@@ -204,8 +204,32 @@ static void volumes(state_t *s, buf_t *b, int ind, const char *workload, const c
 }
 
 /* The ConfigMap holding the workload's Proxy document, appended after every input document. */
+/*
+ * The app's named container ports as spec.inbound.ports: the sidecar takes a
+ * name such as "tcp-db" or "mongo" as Istio does (its protocol), so those
+ * ports are proxied as bytes inbound.
+ */
+static void inbound_ports(buf_t *b, const yaml_node_t *containers)
+{
+    size_t n = 0;
+    for (size_t c = 0; containers != NULL && containers->kind == YAML_SEQ && c < containers->n; c++) {
+        const yaml_node_t *ports = child(containers->items[c], "ports");
+        for (size_t i = 0; ports != NULL && ports->kind == YAML_SEQ && i < ports->n; i++) {
+            const char *num = scalar(ports->items[i], "containerPort"), *name = scalar(ports->items[i], "name");
+            if (num == NULL || name == NULL)
+                continue;
+            buf_append_str(b, n++ ? ", " : ", ports: [");
+            buf_printf(b, "{number: %s, name: ", num);
+            quoted(b, name);
+            buf_append_char(b, '}');
+        }
+    }
+    if (n > 0)
+        buf_append_char(b, ']');
+}
+
 static void configmap(state_t *s, const char *kind, const char *workload, const char *ns, const yaml_node_t *labels,
-                      const char *sa, const char *app_port)
+                      const char *sa, const char *app_port, const yaml_node_t *containers)
 {
     buf_t *b = &s->configmaps;
     buf_printf(b, "---\n# outriderctl inject: the sidecar's Proxy document of %s %s\n", kind, workload);
@@ -226,7 +250,9 @@ static void configmap(state_t *s, const char *kind, const char *workload, const 
     }
     buf_printf(b, "}\n    spec:\n      interceptionMode: REDIRECT\n");
     buf_printf(b, "      outbound: {listen: 0.0.0.0:15001}\n");
-    buf_printf(b, "      inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:%s}\n", app_port);
+    buf_printf(b, "      inbound: {listen: 0.0.0.0:15006, forwardTo: 127.0.0.1:%s", app_port);
+    inbound_ports(b, containers);
+    buf_append_str(b, "}\n");
     buf_printf(b, "      admin: {listen: 127.0.0.1:15000}\n");
     buf_printf(b, "      telemetry: {otlpEndpoint: %s}\n", s->o->otlp_endpoint);
     buf_printf(b, "      identity:\n        serviceAccount: %s\n", sa);
@@ -326,7 +352,7 @@ static void inject_doc(state_t *s, const yaml_node_t *doc, size_t *n_injected)
     const yaml_node_t *ports = child(cs->items[0], "ports");
     if (ports != NULL && ports->kind == YAML_SEQ && ports->n > 0 && scalar(ports->items[0], "containerPort") != NULL)
         port = scalar(ports->items[0], "containerPort");
-    configmap(s, kind, workload, scalar(meta, "namespace"), child(tmeta, "labels"), sa, port);
+    configmap(s, kind, workload, scalar(meta, "namespace"), child(tmeta, "labels"), sa, port, cs);
     (*n_injected)++;
 }
 

@@ -57,7 +57,7 @@ spec:
         containers:
             - name: db
               image: example/db:15
-              ports: [{containerPort: 5432}]
+              ports: [{containerPort: 5432, name: tcp-postgres}]
         volumes:
             - name: data
               emptyDir: {}
@@ -199,6 +199,8 @@ for k in workloads:
     if p["metadata"]["labels"] != tb.get("metadata", {}).get("labels", {}): bad(f"{name}: Proxy labels {p['metadata']['labels']}")
     if p["spec"]["identity"]["serviceAccount"] != want_sa: bad(f"{name}: identity {p['spec']['identity']}")
     if p["spec"]["interceptionMode"] != "REDIRECT": bad(f"{name}: not REDIRECT")
+    named = [{"number": q["containerPort"], "name": q["name"]} for c in sb["containers"] for q in c.get("ports", []) if "name" in q]
+    if p["spec"]["inbound"].get("ports", []) != named: bad(f"{name}: inbound ports {p['spec']['inbound'].get('ports')}, want {named}")
     open(os.path.join(outdir, k[1] + ".yaml"), "w").write(cm["data"]["proxy.yaml"])
 for k in [k for k in before if k[1] == "legacy" or k[0] == "Service"]:
     if after[k] != before[k]: bad(f"{k}: changed")
