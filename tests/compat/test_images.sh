@@ -15,6 +15,14 @@
 command -v podman >/dev/null || { echo "SKIP: no podman (Debian: apt-get install podman)"; exit 77; }
 [[ $(id -u) == 0 ]] || { echo "SKIP: needs root (podman image mount, chroot, network namespaces)"; exit 77; }
 NODE_DIR=$OUTRIDER_SRC/tests/compat
+# images are made of release binaries: a sanitizer build (the asan preset's run) uses the release build beside it
+IMG_BIN=$OUTRIDER_BIN
+if ldd "$OUTRIDER_BIN/outrider-proxy" | grep -q 'libasan\|libubsan'; then
+    IMG_BIN=$OUTRIDER_SRC/build/release/bin
+    [[ -x $IMG_BIN/outrider-proxy && -x $IMG_BIN/outriderctl && -x $IMG_BIN/outrider-collector ]] ||
+        { echo "SKIP: $OUTRIDER_BIN is a sanitizer build and there is no release build to make images of"; exit 77; }
+    note "the images are made of $IMG_BIN (the tests' binaries are a sanitizer build)"
+fi
 TAGP=localhost/outrider-test/proxy:$$
 TAGC=localhost/outrider-test/collector:$$
 NS=outrider-img-$$
@@ -29,7 +37,7 @@ trap '_t_rc=$?; cleanup_images; (exit $_t_rc); _lib_cleanup' EXIT
     "$OUTRIDER_SRC/deploy/images/collector.Containerfile" >"$T/lint.out" 2>&1 || fail "dockerfilelint: $(cat "$T/lint.out")"
 
 for x in proxy:$TAGP collector:$TAGC; do
-    IMAGE_DIR=$T/image OUTRIDER_BIN=$OUTRIDER_BIN "$OUTRIDER_SRC/scripts/image.sh" "${x%%:*}" "${x#*:}" >"$T/build.out" 2>&1 ||
+    IMAGE_DIR=$T/image OUTRIDER_BIN=$IMG_BIN "$OUTRIDER_SRC/scripts/image.sh" "${x%%:*}" "${x#*:}" >"$T/build.out" 2>&1 ||
         fail "scripts/image.sh ${x%%:*}: $(cat "$T/build.out")"
     note "$(cat "$T/build.out")"
 done
