@@ -42,4 +42,10 @@ int hostport_cidr_parse(const char *s, struct sockaddr_storage *ss, int *bits);
 /* Whether addr (its IP; the port is not looked at) lies in the CIDR net/bits of the same family. */
 int hostport_cidr_contains(const struct sockaddr_storage *net, int bits, const struct sockaddr_storage *addr);
 
+/* The port of an IPv4 or IPv6 socket address (host order). */
+uint16_t hostport_sockaddr_port(const struct sockaddr_storage *ss);
+void hostport_sockaddr_set_port(struct sockaddr_storage *ss, uint16_t port);
+/* Whether two IPv4 or IPv6 socket addresses have the same family, address and port. */
+int hostport_sockaddr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
 #endif

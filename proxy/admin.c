@@ -561,8 +561,7 @@ admin_t *admin_create(uv_loop_t *loop, const char *host, uint16_t port, const ad
     if (h != NULL)
         a->h = *h;
     a->idle_timeout_ms = ADMIN_IDLE_TIMEOUT_MS;
-    a->port = ntohs(bound.ss_family == AF_INET ? ((struct sockaddr_in *)&bound)->sin_port
-                                               : ((struct sockaddr_in6 *)&bound)->sin6_port);
+    a->port = hostport_sockaddr_port(&bound);
     int rc = uv_tcp_init(loop, &a->listener);
     if (rc < 0) {
         snprintf(err, errlen, "admin: %s", uv_strerror(rc));

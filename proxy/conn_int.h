@@ -54,6 +54,7 @@
 
 #include "buf.h"
 #include "cluster.h"
+#include "hostport.h"
 #include "filter.h"
 #include "filter_fault.h"
 #include "filter_mirror.h"
@@ -263,6 +264,13 @@ void conn_take_peer(conn_t *c, str_t value);     /* the other side's peer metada
 extern const upstream_handler_t conn_up_handler;          /* the leased connection's events */
 extern const http1_callbacks_t conn_resp_cb;              /* the response parser's callbacks */
 int conn_uclient_begin(conn_t *c, upstream_pool_t *pool); /* lease, then send the head and the body so far */
+
+/* Inbound, redirected: the app at the inbound cluster's (forwardTo's) address, on the port the client asked for. */
+static inline void conn_app_addr(const conn_t *c, const router_cluster_t *inbound, struct sockaddr_storage *out)
+{
+    *out = inbound->endpoints[0].addr;
+    hostport_sockaddr_set_port(out, hostport_sockaddr_port(&c->orig_dst));
+}
 
 /* tcp_proxy.c: a redirected connection to a TCP service port, proxied as bytes; false when it is not one */
 bool conn_start_tcp(conn_t *c);

@@ -575,15 +575,8 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
         c->d.action = ROUTER_FORWARD;
         c->d.cluster = c->cl;
         if (c->has_orig && c->cl != NULL && c->cl->n_endpoints == 1) {
-            /* redirected: to the app on the port the client asked for, at forwardTo's address */
             c->use_addr = true;
-            c->up_addr = c->cl->endpoints[0].addr;
-            uint16_t port = c->orig_dst.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&c->orig_dst)->sin6_port
-                                                              : ((struct sockaddr_in *)&c->orig_dst)->sin_port;
-            if (c->up_addr.ss_family == AF_INET6)
-                ((struct sockaddr_in6 *)&c->up_addr)->sin6_port = port;
-            else
-                ((struct sockaddr_in *)&c->up_addr)->sin_port = port;
+            conn_app_addr(c, c->cl, &c->up_addr);
         }
     } else {
         router_route(rt->router, rq, (uint32_t)tracectx_rand(&c->env->w->rng), &c->d);

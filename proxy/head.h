@@ -29,21 +29,15 @@ typedef struct proxy_head {
 } proxy_head_t;
 
 /*
- * Append the HTTP/1.1 bytes of h to out (the HTTP/1 client's codec). The
+ * Append the HTTP/1.1 bytes of h to out (the HTTP/1 client's codec); with
+ * peer_md false, without the last n_once fields (the peer metadata). The
  * exchange checked the target (http1_request_target_ok); the fields are the
  * parser's or the proxy's own, so they are written as trusted. Returns 0.
  */
-static inline int proxy_head_write_http1(const proxy_head_t *h, buf_t *out)
+static inline int proxy_head_write_http1(const proxy_head_t *h, bool peer_md, buf_t *out)
 {
     http1_head_opts_t o = {h->framing, h->content_length, false, h->upgrade, true};
-    return http1_write_request_head(out, h->method, h->target, h->fields, h->n_fields, &o);
-}
-
-/* The same without the last n_once fields (the peer metadata). */
-static inline int proxy_head_write_http1_once(const proxy_head_t *h, buf_t *out)
-{
-    http1_head_opts_t o = {h->framing, h->content_length, false, h->upgrade, true};
-    return http1_write_request_head(out, h->method, h->target, h->fields, h->n_fields - h->n_once, &o);
+    return http1_write_request_head(out, h->method, h->target, h->fields, h->n_fields - (peer_md ? 0 : h->n_once), &o);
 }
 
 #endif

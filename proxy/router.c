@@ -558,28 +558,13 @@ const router_cluster_t *router_passthrough(const router_t *r)
     return r ? r->passthrough : NULL;
 }
 
-static uint16_t addr_port(const struct sockaddr_storage *a)
-{
-    return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
-                                          : ((const struct sockaddr_in *)a)->sin_port);
-}
-
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family || addr_port(a) != addr_port(b))
-        return 0;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-}
-
 /* The all-endpoints cluster of the service port addr belongs to (see router_service_for_addr), and its port. */
 static const router_cluster_t *cluster_for_addr(const router_t *r, const struct sockaddr_storage *addr,
                                                 const proxy_port_t **port)
 {
     if (r == NULL)
         return NULL;
-    uint16_t want = addr_port(addr);
+    uint16_t want = hostport_sockaddr_port(addr);
     const proxy_config_t *cfg = r->cfg;
     for (size_t si = 0; si < cfg->n_services; si++) { /* virtual IPs first, as the service's own listeners */
         const proxy_service_entry_t *se = &cfg->services[si];
@@ -601,7 +586,7 @@ static const router_cluster_t *cluster_for_addr(const router_t *r, const struct 
         if (cl->service == NULL || cl->subset != NULL || cl->service->n_hosts == 0)
             continue;
         for (size_t e = 0; e < cl->n_endpoints; e++)
-            if (same_addr(&cl->endpoints[e].addr, addr)) {
+            if (hostport_sockaddr_equal(&cl->endpoints[e].addr, addr)) {
                 for (size_t p = 0; p < cl->service->n_ports; p++)
                     if (cl->service->ports[p].number == cl->port)
                         *port = &cl->service->ports[p];

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostport.h"
 #include "http_client.h" /* HTTP_CLIENT_SYSTEM_CA */
 #include "log.h"
 #include "telemetry_policy.h"
@@ -208,18 +209,6 @@ typedef struct addr_pool {
     upstream_pool_t *pool;
 } addr_pool_t;
 
-static int addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a, *y = (const struct sockaddr_in6 *)b;
-    return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
-}
-
 static void pool_policy(const router_cluster_t *cl, upstream_pool_opts_t *o)
 {
     const proxy_traffic_policy_t *p = cl->policy;
@@ -237,7 +226,7 @@ upstream_pool_t *runtime_view_addr_pool(runtime_view_t *v, const router_cluster_
                                         const struct sockaddr_storage *addr)
 {
     for (addr_pool_t *a = v->addr_pools; a != NULL; a = a->next)
-        if (a->cluster == cl->index && addr_eq(&a->addr, addr))
+        if (a->cluster == cl->index && hostport_sockaddr_equal(&a->addr, addr))
             return a->pool;
     if (v->n_addr_pools >= RUNTIME_ADDR_POOLS)
         return NULL;

@@ -55,12 +55,6 @@ static void tcp_on_drain(void *ctx)
 
 static const upstream_handler_t tcp_handler = {tcp_on_connect, tcp_on_read, tcp_on_close, tcp_on_drain};
 
-static uint32_t addr_port(const struct sockaddr_storage *a)
-{
-    return ntohs(a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
-                                          : ((const struct sockaddr_in *)a)->sin_port);
-}
-
 /* The exchange's part of a byte tunnel to cl: the view held, no HTTP request to record, an endpoint picked. */
 static void tcp_begin(conn_t *c, runtime_view_t *v, const router_cluster_t *cl)
 {
@@ -96,7 +90,7 @@ bool conn_start_tcp_inbound(conn_t *c)
 {
     runtime_view_t *v = c->env->w->view;
     const proxy_spec_t *ps = &v->rt->cfg->proxy;
-    uint32_t port = addr_port(&c->orig_dst);
+    uint32_t port = hostport_sockaddr_port(&c->orig_dst);
     const router_cluster_t *cl = router_inbound(v->rt->router);
     bool tcp = false;
     for (size_t i = 0; i < ps->n_inbound_ports; i++)
@@ -104,12 +98,7 @@ bool conn_start_tcp_inbound(conn_t *c)
     if (!tcp || cl == NULL || cl->n_endpoints != 1)
         return false;
     tcp_begin(c, v, cl);
-    /* to the app at forwardTo's address, on the port the client asked for */
-    c->up_addr = cl->endpoints[0].addr;
-    if (c->up_addr.ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)&c->up_addr)->sin6_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in *)&c->up_addr)->sin_port = htons((uint16_t)port);
+    conn_app_addr(c, cl, &c->up_addr);
     tcp_connect(c, runtime_view_addr_pool(v, cl, &c->up_addr));
     return true;
 }
@@ -123,7 +112,8 @@ bool conn_start_tcp(conn_t *c)
     uint32_t port;
     bool passthrough = false;
     if (cl == NULL) {
-        if (router_service_for_addr(r, &c->orig_dst, &host, &port) == 0 || router_http_port(r, addr_port(&c->orig_dst)))
+        if (router_service_for_addr(r, &c->orig_dst, &host, &port) == 0 ||
+            router_http_port(r, hostport_sockaddr_port(&c->orig_dst)))
             return false; /* HTTP: the exchange routes it */
         if (v->rt->cfg->proxy.registry_only) {
             log_debug("tcp: %s -> an unregistered destination, refused (REGISTRY_ONLY)", c->peer);

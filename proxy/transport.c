@@ -39,6 +39,7 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "hostport.h"
 #include "xalloc.h"
 
 enum {
@@ -1442,14 +1443,7 @@ int transport_original_dst(const transport_t *t, struct sockaddr_storage *out)
                                          : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, out, &len);
     if (rc != 0)
         return errno == ENOENT || errno == ENOPROTOOPT ? 0 : -1; /* no NAT record: not redirected */
-    if (out->ss_family != local.ss_family)
-        return 0;
-    if (local.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&local, *b = (const struct sockaddr_in *)out;
-        return a->sin_port != b->sin_port || a->sin_addr.s_addr != b->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&local, *b = (const struct sockaddr_in6 *)out;
-    return a->sin6_port != b->sin6_port || memcmp(&a->sin6_addr, &b->sin6_addr, 16) != 0;
+    return out->ss_family == local.ss_family && !hostport_sockaddr_equal(&local, out);
 }
 
 bool transport_trim(transport_t *t)

@@ -186,11 +186,8 @@ int conn_uclient_begin(conn_t *c, upstream_pool_t *pool)
      * connection may need the other form of the head */
     bool md = c->uhead.n_once == 0 || !upstream_md_once(c->up) || !upstream_md_sent(c->up);
     if (c->up_head.len == 0 || md != c->up_head_md) {
-        c->up_head.len = 0; /* the target was checked; the fields are trusted */
-        if (md)
-            proxy_head_write_http1(&c->uhead, &c->up_head);
-        else
-            proxy_head_write_http1_once(&c->uhead, &c->up_head);
+        c->up_head.len = 0;
+        proxy_head_write_http1(&c->uhead, md, &c->up_head);
         c->up_head_md = md;
     }
     if (md && c->uhead.n_once > 0)

@@ -246,8 +246,7 @@ static int open_listener(worker_t *w, int which, const worker_listen_t *l, char 
     struct sockaddr_storage bound;
     int bl = sizeof bound;
     uv_tcp_getsockname(&w->listener[which], (struct sockaddr *)&bound, &bl);
-    w->port[which] = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                       : ((struct sockaddr_in *)&bound)->sin_port);
+    w->port[which] = hostport_sockaddr_port(&bound);
     return 0;
 }
 

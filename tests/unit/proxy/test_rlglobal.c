@@ -26,24 +26,9 @@
 #include <uv.h>
 
 #include "proxy/rlglobal.h"
+#include "redis_harness.h"
 
-static pid_t redis_pid = -1;
-static uint16_t redis_port;
 static char redis_text[64];
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static uint16_t free_port(void)
 {
@@ -54,53 +39,6 @@ static uint16_t free_port(void)
         return 0;
     close(fd);
     return ntohs(a.sin_port);
-}
-
-static int port_accepts(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* Start redis-server on redis_port; 0 once it accepts connections. */
-static int redis_start(void)
-{
-    char port[16];
-    snprintf(port, sizeof(port), "%u", (unsigned)redis_port);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-               "no", "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    redis_pid = pid;
-    for (int i = 0; i < 500; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            fprintf(stderr, "redis-server exited (status %d): is it installed?\n", status);
-            redis_pid = -1;
-            return -1;
-        }
-        if (port_accepts(redis_port))
-            return 0;
-        sleep_ms(10);
-    }
-    return -1;
-}
-
-static void redis_kill(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = -1;
-    }
 }
 
 static int group_setup(void **state)
