@@ -33,6 +33,7 @@ spec:
       labels:
         app: reviews
         version: v1
+        team: "équipe-ü"            # a non-ASCII label value travels into the Proxy document
     spec:
       serviceAccountName: reviews   # its identity in the mesh
       containers:
