@@ -191,7 +191,7 @@ struct conn {
     buf_t up_target;                 /* its target, after the route's rewrite */
     char tscratch[TRACECTX_SCRATCH]; /* the values of its trace fields */
     buf_t up_head;            /* the head as the HTTP/1 client wrote it (at the first attempt; retries reuse it) */
-    bool up_head_md;          /* ... with the peer metadata fields (uhead.n_once) */
+    uint8_t up_head_peer;     /* ... for that kind of server (enum proxy_head_peer) */
     buf_t body;               /* the request body as framed upstream, for replays */
     bool body_over;           /* the body outgrew the buffer: no more retries */
     uint64_t req_body_bytes;  /* request body bytes received */

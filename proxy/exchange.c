@@ -16,7 +16,7 @@ static bool retry_budget(conn_t *c);
 static void on_backoff(uv_timer_t *t);
 static void on_try_timeout(uv_timer_t *t);
 static void on_route_timeout(uv_timer_t *t);
-static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch);
+static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch, uint32_t *n_foreign);
 static const http1_header_t *find_header(const http1_head_t *h, const char *name);
 static void begin_exchange(conn_t *c, const http1_head_t *h);
 static void run_filters(conn_t *c);
@@ -369,11 +369,12 @@ void conn_take_peer(conn_t *c, str_t value)
 /*
  * The upstream request's fields: the request's, without the trace context,
  * peer metadata and x-forwarded-*, through the route's header operations,
- * then x-forwarded-for (the client appended), x-forwarded-proto, the trace
- * context and (outbound) this proxy's peer metadata. Values point into
- * the request head, the config, c->xff and tscratch.
+ * then x-forwarded-for (the client appended), the trace context,
+ * x-forwarded-proto and (outbound) this proxy's peer metadata, ordered for
+ * proxy_head_t's n_once and n_foreign (*n_foreign). Values point into the
+ * request head, the config, c->xff and tscratch.
  */
-static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch)
+static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch, uint32_t *n_foreign)
 {
     uint32_t cap = h->header_count + MAX_EXTRA_FIELDS;
     conn_ensure_hdrs(c, cap);
@@ -428,14 +429,32 @@ static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch
     out[n].value = (str_t){c->xff.data, c->xff.len};
     n++;
     const char *proto = c->env->proto ? c->env->proto : "http";
-    out[n].name = (str_t){"x-forwarded-proto", 17};
-    out[n].value = (str_t){proto, strlen(proto)};
-    n++;
-    n += tracectx_inject(&c->trace, tscratch, out + n);
-    if (c->env->mode == CONN_OUTBOUND) {
-        memcpy(out + n, c->view->rt->peer_fields, sizeof c->view->rt->peer_fields);
-        n += 2;
+    http1_header_t xfp = {{"x-forwarded-proto", 17}, {proto, (uint32_t)strlen(proto)}};
+    uint32_t n_w3c, t = tracectx_inject(&c->trace, tscratch, out + n, &n_w3c);
+    *n_foreign = 0;
+    if (c->env->mode != CONN_OUTBOUND) {
+        n += t;
+        out[n++] = xfp;
+        return n;
     }
+    const http1_header_t *md = c->view->rt->peer_fields;
+    if (n_w3c == 0) {
+        n += t;
+        out[n++] = xfp;
+        out[n++] = md[0];
+        out[n++] = md[1];
+        return n;
+    }
+    /* [traceparent .. x-request-id] [peer metadata] [B3 forms, x-forwarded-proto]: a server that is an Outrider
+     * sidecar (PEER_ALPN) reads traceparent, writes every form again for its app and sets x-forwarded-proto
+     * itself, so it gets neither of the last group */
+    uint32_t nb3 = t - n_w3c;
+    memmove(out + n + n_w3c + 2, out + n + n_w3c, nb3 * sizeof *out);
+    out[n + n_w3c] = md[0];
+    out[n + n_w3c + 1] = md[1];
+    n += t + 2;
+    out[n++] = xfp;
+    *n_foreign = nb3 + 1;
     return n;
 }
 
@@ -615,8 +634,8 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
     memset(u, 0, sizeof *u);
     u->method = h->method_name;
     u->fields = c->up_fields; /* request_headers may grow the array: set again below */
-    u->n_fields = request_headers(c, h, c->tscratch);
-    u->n_once = c->env->mode == CONN_OUTBOUND ? 2 : 0; /* request_headers put this proxy's metadata last */
+    u->n_fields = request_headers(c, h, c->tscratch, &u->n_foreign);
+    u->n_once = c->env->mode == CONN_OUTBOUND ? 2 : 0; /* request_headers put this proxy's metadata before those */
     u->fields = c->up_fields;
     u->authority = rq->authority;
     u->upgrade = h->upgrade;

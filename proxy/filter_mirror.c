@@ -51,7 +51,7 @@ static int shadow_head(const proxy_head_t *h, buf_t *out)
             fields[i].value = (str_t){value.data, (uint32_t)value.len};
     proxy_head_t s = *h;
     s.fields = fields;
-    int rc = proxy_head_write_http1(&s, true, out);
+    int rc = proxy_head_write_http1(&s, PROXY_HEAD_ANY, out);
     free(fields);
     buf_dispose(&value);
     return rc;

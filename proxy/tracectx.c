@@ -425,7 +425,7 @@ static void emit_copy(writer_t *w, const char *name, const char *value, size_t l
     emit(w, name, len);
 }
 
-uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH], http1_header_t *out)
+uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH], http1_header_t *out, uint32_t *n_w3c)
 {
     writer_t w = {scratch, out, 0};
     char trace32[33], trace_b3[33], span[17], parent[17];
@@ -445,6 +445,12 @@ uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH],
 
     if (ctx->tracestate_len > 0 && ctx->tracestate_len <= TRACECTX_STATE_MAX)
         emit_copy(&w, "tracestate", ctx->tracestate, ctx->tracestate_len);
+    if (ctx->request_id_len > 0 && ctx->request_id_len <= TRACECTX_REQUEST_ID_MAX)
+        emit_copy(&w, "x-request-id", ctx->request_id, ctx->request_id_len);
+    if (ctx->debug)
+        emit_copy(&w, "x-b3-flags", "1", 1);
+    if (n_w3c != NULL)
+        *n_w3c = ctx->sampled >= 0 ? w.n : 0; /* undecided sampling is only said by B3's absence */
 
     /* b3: trace-span[-sampling[-parent]]; the parent needs the sampling state before it. */
     p = w.p;
@@ -471,10 +477,6 @@ uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH],
         emit_copy(&w, "x-b3-parentspanid", parent, 16);
     if (ctx->sampled >= 0)
         emit_copy(&w, "x-b3-sampled", sampled ? "1" : "0", 1);
-    if (ctx->debug)
-        emit_copy(&w, "x-b3-flags", "1", 1);
-    if (ctx->request_id_len > 0 && ctx->request_id_len <= TRACECTX_REQUEST_ID_MAX)
-        emit_copy(&w, "x-request-id", ctx->request_id, ctx->request_id_len);
     return w.n;
 }
 

@@ -92,17 +92,21 @@ bool tracectx_is_own_header(str_t name);
 #define TRACECTX_MAX_FIELDS 9 /* every field below, x-b3-flags included */
 
 /*
- * Write the outgoing fields (traceparent, tracestate when any, b3,
- * x-b3-traceid, x-b3-spanid, x-b3-parentspanid when there is a parent,
- * x-b3-sampled, x-b3-flags: 1 when debug, x-request-id when any) to out
- * (TRACECTX_MAX_FIELDS entries), in that order, with this hop's span id as
- * the span id and the incoming one as the parent; b3 is
+ * Write the outgoing fields to out (TRACECTX_MAX_FIELDS entries), in this
+ * order: traceparent, tracestate when any, x-request-id when any,
+ * x-b3-flags: 1 when debug; then b3, x-b3-traceid, x-b3-spanid,
+ * x-b3-parentspanid when there is a parent, x-b3-sampled. This hop's span
+ * id is the span id and the incoming one the parent; b3 is
  * "trace-span-{1|0|d}[-parent]". Call after tracectx_begin (with sampled
  * still -1, the sampling state is left out of b3 and x-b3-sampled and
  * traceparent says 00). Names are static lowercase literals; values point
- * into scratch (NUL-terminated there too). Returns the count.
+ * into scratch (NUL-terminated there too). Returns the count. *n_w3c (when
+ * not NULL) gets how many of the first fields carry the whole context
+ * without the B3 forms, for a next hop that reads traceparent (another
+ * Outrider sidecar, which writes every form again for its app); 0 when
+ * the B3 forms are needed (sampling undecided).
  */
-uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH], http1_header_t *out);
+uint32_t tracectx_inject(const trace_ctx_t *ctx, char scratch[TRACECTX_SCRATCH], http1_header_t *out, uint32_t *n_w3c);
 
 /* Lowercase hex of the trace id (32 chars) and span ids (16 chars), NUL-terminated. */
 void tracectx_hex(const uint8_t *id, size_t len, char *out);

@@ -184,13 +184,15 @@ int conn_uclient_begin(conn_t *c, upstream_pool_t *pool)
     http1_parser_set_method(c->resp, c->head->method);
     /* our peer metadata once per connection when the server agreed to it (PEER_ALPN); a retry on another
      * connection may need the other form of the head */
-    bool md = c->uhead.n_once == 0 || !upstream_md_once(c->up) || !upstream_md_sent(c->up);
-    if (c->up_head.len == 0 || md != c->up_head_md) {
+    enum proxy_head_peer peer = !upstream_md_once(c->up)  ? PROXY_HEAD_ANY
+                                : upstream_md_sent(c->up) ? PROXY_HEAD_OURS
+                                                          : PROXY_HEAD_OURS_MD;
+    if (c->up_head.len == 0 || peer != c->up_head_peer) {
         c->up_head.len = 0;
-        proxy_head_write_http1(&c->uhead, md, &c->up_head);
-        c->up_head_md = md;
+        proxy_head_write_http1(&c->uhead, peer, &c->up_head);
+        c->up_head_peer = peer;
     }
-    if (md && c->uhead.n_once > 0)
+    if (peer != PROXY_HEAD_OURS && c->uhead.n_once > 0) /* (before its handshake a connection counts as foreign) */
         upstream_note_md_sent(c->up);
     upstream_write(c->up, c->up_head.data, c->up_head.len);
     if (c->body.len > 0)

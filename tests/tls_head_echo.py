@@ -8,11 +8,12 @@ Takes TLS 1.2/1.3 with a client certificate that chains to ROOT, chooses the fir
 (in that order) that the client offers, and answers every request on a keep-alive connection
 with 200 and a one-line body:
 
-    conn=C req=N md=0|1 alpn=ID
+    conn=C req=N md=0|1 alpn=ID foreign=K tp=0|1
 
 C numbers connections from 1, N requests on the connection from 1, md says whether the
 request carried x-envoy-peer-metadata (and x-envoy-peer-metadata-id: both or neither, else
-md=partial). With --echo-metadata, the first response on each connection carries the
+md=partial), K how many of the fields only a server that is not an Outrider sidecar needs it
+carried (b3, x-b3-* other than x-b3-flags, x-forwarded-proto), tp whether it had traceparent. With --echo-metadata, the first response on each connection carries the
 x-envoy-peer-metadata value of the connection's first request (so the client learns itself as
 the peer), and no later response carries any, as a sidecar that agreed to PEER_ALPN answers.
 The bound port is written to --port-file once listening. Standard library only.
@@ -49,7 +50,9 @@ def serve(conn, n, echo):
             f.read(length)
         md = {"x-envoy-peer-metadata", "x-envoy-peer-metadata-id"} & names
         mds = "1" if len(md) == 2 else "0" if not md else "partial"
-        body = ("conn=%d req=%d md=%s alpn=%s\n" % (n, req, mds, alpn)).encode()
+        foreign = {"b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-forwarded-proto"}
+        body = ("conn=%d req=%d md=%s alpn=%s foreign=%d tp=%d\n"
+                % (n, req, mds, alpn, len(foreign & names), "traceparent" in names)).encode()
         head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n" % len(body)
         if echo and req == 1 and got:
             head += "x-envoy-peer-metadata: %s\r\nx-envoy-peer-metadata-id: sidecar~127.0.0.1~echo\r\n" % got

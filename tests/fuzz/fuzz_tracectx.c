@@ -53,8 +53,8 @@ static void check_inject(const trace_ctx_t *c)
 {
     char scratch[TRACECTX_SCRATCH];
     http1_header_t out[TRACECTX_MAX_FIELDS];
-    uint32_t n = tracectx_inject(c, scratch, out);
-    if (n > TRACECTX_MAX_FIELDS)
+    uint32_t n_w3c, n = tracectx_inject(c, scratch, out, &n_w3c);
+    if (n > TRACECTX_MAX_FIELDS || n_w3c > n || (n_w3c == 0) != (c->sampled < 0))
         abort();
     for (uint32_t i = 0; i < n; i++) {
         if (out[i].value.ptr < scratch || out[i].value.ptr + out[i].value.len >= scratch + TRACECTX_SCRATCH)
@@ -73,6 +73,16 @@ static void check_inject(const trace_ctx_t *c)
         abort();
     if (d.request_id_len != c->request_id_len || memcmp(d.request_id, c->request_id, c->request_id_len) != 0)
         abort();
+    /* the first n_w3c fields alone (what an Outrider sidecar gets) say the same */
+    if (n_w3c > 0) {
+        trace_ctx_t e;
+        tracectx_extract(out, n_w3c, &e);
+        if (!e.has_trace || memcmp(e.trace_id, d.trace_id, 16) != 0 || memcmp(e.parent_id, d.parent_id, 8) != 0)
+            abort();
+        if (e.sampled != d.sampled || e.debug != d.debug || e.request_id_len != d.request_id_len ||
+            e.tracestate_len != d.tracestate_len || memcmp(e.tracestate, d.tracestate, d.tracestate_len) != 0)
+            abort();
+    }
 }
 
 static void fuzz_trace(const uint8_t *data, size_t size)

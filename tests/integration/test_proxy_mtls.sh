@@ -187,6 +187,21 @@ grep -qi '^x-envoy-peer-metadata' "$T/headers.txt" && fail "peer metadata reache
 tp=$(awk '$1=="traceparent:" {print $2}' "$T/headers.txt")
 [[ $tp =~ ^00-([0-9a-f]{32})-([0-9a-f]{16})-01$ ]] || fail "traceparent at app B: '$tp'"
 TRACE=${BASH_REMATCH[1]}
+# again on A's reused connection to B, where only traceparent (and x-b3-flags when debug) crosses: app B still
+# gets every form from B, with the same trace and sampling, B's span as the span and A's as the parent
+curl -sS --max-time 20 -o "$T/headers2.txt" -H 'Host: reviews:9080' \
+    -H 'b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d' "http://127.0.0.1:$A_OUT/headers"
+tp=$(awk '$1=="traceparent:" {print $2}' "$T/headers2.txt")
+[[ $tp =~ ^00-80f198ee56343ba864fe8b2a57d3eff7-([0-9a-f]{16})-01$ ]] || fail "traceparent at app B: '$tp'"
+span=${BASH_REMATCH[1]}
+b3=$(awk '$1=="b3:" {print $2}' "$T/headers2.txt")
+[[ $b3 =~ ^80f198ee56343ba864fe8b2a57d3eff7-$span-d-([0-9a-f]{16})$ ]] || fail "b3 at app B: '$b3' (span $span)"
+parent=${BASH_REMATCH[1]}
+for f in "x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7" "x-b3-spanid: $span" "x-b3-parentspanid: $parent" \
+    "x-b3-sampled: 1" "x-b3-flags: 1" "x-forwarded-proto: http"; do
+    grep -qxF "$f" <(tr -d '\r' <"$T/headers2.txt") || fail "app B lacks '$f': $(cat "$T/headers2.txt")"
+done
+[[ $parent != e457b5a2e4d86bd1 ]] || fail "app B's parent is the client's span, not A's"
 assert_eq 200 "$(http_status GET "http://127.0.0.1:$A_OUT/status/200" -H 'Host: details:9080')" \
     "A -> B over DestinationRule ISTIO_MUTUAL"
 out_ok=$(handshakes "$A_ADMIN" outbound ok)
@@ -294,6 +309,13 @@ awk '{split($2, r, "="); if ((r[2] == 1) != ($3 == "md=1") || $4 != "alpn=outrid
     fail "outrider-http/1.1: the metadata should travel on each connection's first request only: $(cat "$T/once.txt")"
 awk '$3 != "md=1" || $4 != "alpn=http/1.1" {bad = 1} END {exit !(NR == 4 && !bad)}' "$T/every.txt" ||
     fail "http/1.1: the metadata should travel on every request: $(cat "$T/every.txt")"
+# the trace context as traceparent alone to a sidecar of ours once the handshake said so (B writes every form
+# again for its app), all five fields a foreign server needs for a new trace (b3, x-b3-traceid, -spanid,
+# -sampled, x-forwarded-proto) otherwise
+awk '$6 != "tp=1" {bad = 1} {split($2, r, "=")} r[2] > 1 && $5 != "foreign=0" {bad = 1} END {exit !(NR == 4 && !bad)}' \
+    "$T/once.txt" || fail "outrider-http/1.1: the B3 forms should stay off a reused connection: $(cat "$T/once.txt")"
+awk '$5 != "foreign=5" || $6 != "tp=1" {bad = 1} END {exit !(NR == 4 && !bad)}' "$T/every.txt" ||
+    fail "http/1.1: every trace form and x-forwarded-proto on every request: $(cat "$T/every.txt")"
 # A kept the server's metadata (sent on the first response only) for the responses without it
 series_sum() { # ADMIN_PORT FILTER...: the sum of istio_requests_total samples whose line has every FILTER
     curl -sS "http://127.0.0.1:$1/stats/prometheus" | prom_sum istio_requests_total "${@:2}"

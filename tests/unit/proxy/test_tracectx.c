@@ -524,18 +524,19 @@ static void test_inject_exact(void **state)
     c.tracestate_len = 3;
     char scratch[TRACECTX_SCRATCH];
     http1_header_t out[TRACECTX_MAX_FIELDS];
-    uint32_t n = tracectx_inject(&c, scratch, out);
+    uint32_t n_w3c, n = tracectx_inject(&c, scratch, out, &n_w3c);
     static const char *want[][2] = {
         {"traceparent", "00-101112131415161718191a1b1c1d1e1f-a0a1a2a3a4a5a6a7-01"},
         {"tracestate", "k=v"},
+        {"x-request-id", "req-1"},
         {"b3", "101112131415161718191a1b1c1d1e1f-a0a1a2a3a4a5a6a7-1-b0b1b2b3b4b5b6b7"},
         {"x-b3-traceid", "101112131415161718191a1b1c1d1e1f"},
         {"x-b3-spanid", "a0a1a2a3a4a5a6a7"},
         {"x-b3-parentspanid", "b0b1b2b3b4b5b6b7"},
         {"x-b3-sampled", "1"},
-        {"x-request-id", "req-1"},
     };
     assert_int_equal(n, 8);
+    assert_int_equal(n_w3c, 3); /* traceparent, tracestate, x-request-id */
     for (uint32_t i = 0; i < n; i++) {
         assert_int_equal(out[i].name.len, strlen(want[i][0]));
         assert_memory_equal(out[i].name.ptr, want[i][0], out[i].name.len);
@@ -549,8 +550,9 @@ static void test_inject_exact(void **state)
     c.has_parent = false;
     c.sampled = 0;
     c.tracestate_len = 0;
-    n = tracectx_inject(&c, scratch, out);
+    n = tracectx_inject(&c, scratch, out, &n_w3c);
     assert_int_equal(n, 6);
+    assert_int_equal(n_w3c, 2);
     assert_string_equal(field(out, n, "traceparent"), "00-101112131415161718191a1b1c1d1e1f-a0a1a2a3a4a5a6a7-00");
     assert_string_equal(field(out, n, "b3"), "101112131415161718191a1b1c1d1e1f-a0a1a2a3a4a5a6a7-0");
     assert_string_equal(field(out, n, "x-b3-sampled"), "0");
@@ -562,10 +564,13 @@ static void test_inject_exact(void **state)
     c.sampled = 1;
     c.debug = true;
     c.has_parent = true;
-    n = tracectx_inject(&c, scratch, out);
+    n = tracectx_inject(&c, scratch, out, &n_w3c);
     assert_int_equal(n, 8);
     assert_string_equal(field(out, n, "b3"), "101112131415161718191a1b1c1d1e1f-a0a1a2a3a4a5a6a7-d-b0b1b2b3b4b5b6b7");
-    assert_string_equal(field(out, n, "x-b3-flags"), "1");
+    assert_string_equal(field(out, n_w3c, "x-b3-flags"), "1"); /* debug travels with the W3C part too */
+    trace_ctx_t d = extract(out, n_w3c);
+    assert_true(d.debug);
+    assert_int_equal(d.sampled, 1);
     assert_string_equal(field(out, n, "x-b3-sampled"), "1");
 
     /* every field at once, within the limits */
@@ -573,9 +578,16 @@ static void test_inject_exact(void **state)
     c.tracestate_len = TRACECTX_STATE_MAX;
     memset(c.request_id, 'r', TRACECTX_REQUEST_ID_MAX);
     c.request_id_len = TRACECTX_REQUEST_ID_MAX;
-    n = tracectx_inject(&c, scratch, out);
+    n = tracectx_inject(&c, scratch, out, NULL);
     assert_int_equal(n, TRACECTX_MAX_FIELDS);
-    assert_int_equal(out[n - 1].value.len, TRACECTX_REQUEST_ID_MAX);
+    assert_string_equal(field(out, n, "x-request-id"), c.request_id);
+
+    /* sampling undecided: only B3 can say so (by leaving it out), so no W3C-only part */
+    c.sampled = -1;
+    c.debug = false;
+    n = tracectx_inject(&c, scratch, out, &n_w3c);
+    assert_int_equal(n_w3c, 0);
+    assert_null(field(out, n, "x-b3-sampled"));
 }
 
 static void test_inject_64bit(void **state)
@@ -586,7 +598,7 @@ static void test_inject_64bit(void **state)
     tracectx_begin(&c, 0, &rng);
     char scratch[TRACECTX_SCRATCH], span[17];
     http1_header_t out[TRACECTX_MAX_FIELDS];
-    uint32_t n = tracectx_inject(&c, scratch, out);
+    uint32_t n = tracectx_inject(&c, scratch, out, NULL);
     tracectx_hex(c.span_id, 8, span);
     char want[128];
     snprintf(want, sizeof(want), "00-000000000000000064fe8b2a57d3eff7-%s-01", span);
@@ -623,10 +635,20 @@ static void test_round_trip(void **state)
             tracectx_begin(&c, pct, &rng);
             char scratch[TRACECTX_SCRATCH];
             http1_header_t out[TRACECTX_MAX_FIELDS];
-            uint32_t n = tracectx_inject(&c, scratch, out);
-            /* all formats together, and each one alone */
-            const char *only[] = {NULL, "traceparent", "b3", "x-b3-"};
-            for (size_t k = 0; k < 4; k++) {
+            uint32_t n_w3c, n = tracectx_inject(&c, scratch, out, &n_w3c);
+            /* all formats together, each one alone, and the W3C part (what a sidecar of ours gets) */
+            const char *only[] = {NULL, "traceparent", "b3", "x-b3-", "w3c"};
+            for (size_t k = 0; k < 5; k++) {
+                if (k == 4) {
+                    assert_true(n_w3c > 0);
+                    trace_ctx_t d = extract(out, n_w3c);
+                    assert_memory_equal(d.trace_id, c.trace_id, 16);
+                    assert_memory_equal(d.parent_id, c.span_id, 8);
+                    assert_int_equal(d.sampled, c.sampled);
+                    assert_int_equal(d.debug, c.debug);
+                    assert_string_equal(d.request_id, c.request_id);
+                    continue;
+                }
                 http1_header_t sel[TRACECTX_MAX_FIELDS];
                 uint32_t m = 0;
                 for (uint32_t j = 0; j < n; j++) {
