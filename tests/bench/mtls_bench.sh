@@ -26,7 +26,10 @@
 # of B's frontend, `show stat typed`); and the protocol, suite, group, SNI and ALPN of a real A -> B
 # handshake are read off the wire (ClientHello and ServerHello, an AF_PACKET socket on lo; needs root).
 # Per round (ROUNDS), each measurement runs for both pairs back to back, the order swapped every round:
-#   ka     wrk -t2 -c64 -dDUR through A, keep-alive everywhere: requests/s, p50, p99;
+#   ka     wrk -t2 -c64 -dDUR through A, keep-alive everywhere: requests/s, p50, p99; also for haproxy+h,
+#          HAProxy's pair with A adding the fields a sidecar adds to a request (x-forwarded-for/-proto,
+#          traceparent, b3, x-b3-*, x-request-id: http-request set-header, fresh random ids) and B
+#          appending to x-forwarded-for, so that the backend reads the same head as behind Outrider's;
 #   1k     hey -z DUR -c 10 -q 100 (1000 requests/s offered) through A: p50, p99, p99.9 (hey's csv,
 #          0.1 ms resolution);
 #   fresh  wrk -t2 -c64 -dDUR on the new-connection path: requests/s = A -> B handshakes/s (checked:
@@ -198,6 +201,7 @@ CONF
 nginx -c "$W/backend.conf" >"$W/backend.log" 2>&1 &
 PIDS+=($!)
 started backend $! "$BE"
+BE_WORKER=$(pgrep -P "${PIDS[-1]}" | head -1) # nginx's one worker process
 
 busy() { # what else is running that skews the figures (the test suite, a compiler)
     pgrep -x ctest >/dev/null && printf ' (the test suite, ctest, is running)'
@@ -221,7 +225,8 @@ $(prom "$OB_ADM" 'outrider_proxy_tls_sessions_resumed_total{side="inbound"}')"
     fi
 }
 a_port() { # PAIR PATH(ka|fresh)
-    if [[ $1 == outrider ]]; then echo "$OA_OUT"; elif [[ $2 == ka ]]; then echo "$HA_KA"; else echo "$HA_FRESH"; fi
+    if [[ $1 == outrider ]]; then echo "$OA_OUT"; elif [[ $1 == haproxy+h ]]; then echo "$HA_KAH"
+    elif [[ $2 == ka ]]; then echo "$HA_KA"; else echo "$HA_FRESH"; fi
 }
 host_of() { [[ $1 == ka ]] && echo reviews:9080 || echo reviews-fresh:9080; } # same Host for both pairs
 b_port() { [[ $1 == outrider ]] && echo "$OB_IN" || echo "$HB_IN"; }
@@ -235,9 +240,22 @@ cpu_ticks() { # PID: utime+stime in clock ticks (fields 14 and 15 of /proc/PID/s
     echo $((f[11] + f[12]))
 }
 HZ=$(getconf CLK_TCK)
-machine_ticks() { # "busy idle" clock ticks of the whole machine so far (/proc/stat's cpu line; iowait counts as idle)
-    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
+machine_ticks() { # "busy idle softirq" clock ticks of the whole machine so far (/proc/stat's cpu line; iowait is idle)
+    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6, $8; exit}' /proc/stat
 }
+softirqs() { # "NET_RX TIMER SCHED RCU" softirqs run so far, all CPUs
+    awk '{s = 0; for (i = 2; i <= NF; i++) s += $i} $1 == "NET_RX:" {a = s} $1 == "TIMER:" {b = s} $1 == "SCHED:" {c = s}
+         $1 == "RCU:" {d = s} END {print a, b, c, d}' /proc/softirqs
+}
+wakeups() { # PID...: voluntary context switches so far (each a sleep in epoll_wait or the like, then a wake-up)
+    local p t=0 v
+    for p in "$@"; do
+        v=$(awk '/^voluntary_ctxt_switches:/ {print $2}' /proc/"$p"/task/*/status 2>/dev/null | awk '{s += $1} END {print s + 0}')
+        t=$((t + v))
+    done
+    echo "$t"
+}
+tcp_out_segs() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ {print $12; exit}' /proc/net/snmp; } # sent so far
 cpu_us() { # TICKS REQUESTS: CPU microseconds per request
     awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }'
 }
@@ -404,7 +422,7 @@ YAML
     started oa "$OA_PID" "$OA_OUT"
 
     # ---- HAProxy pair ----
-    HB_IN=$(free_port) HA_KA=$(free_port) HA_FRESH=$(free_port)
+    HB_IN=$(free_port) HA_KA=$(free_port) HA_FRESH=$(free_port) HA_KAH=$(free_port)
     rm -f "$W/hb.sock"
     cat >"$W/hb.cfg" <<CONF
 global
@@ -421,6 +439,7 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:$HB_IN ssl crt $W/b.pem ca-file $ROOT verify required alpn http/1.1
+  http-request set-header x-forwarded-for "%[req.hdr(x-forwarded-for)], %[src]" if { req.hdr(traceparent) -m found }
   default_backend app
 backend app
   server s1 127.0.0.1:$BE
@@ -443,6 +462,21 @@ frontend ka
 frontend fresh
   bind 127.0.0.1:$HA_FRESH
   default_backend b_fresh
+frontend kah
+  bind 127.0.0.1:$HA_KAH
+  http-request set-var(txn.tid) uuid(4),regsub(-,,g)
+  http-request set-var(txn.sid) uuid(4),regsub(-,,g),bytes(0,16)
+  http-request set-var(txn.pid) uuid(4),regsub(-,,g),bytes(16,16)
+  http-request set-header x-forwarded-for "%[src]"
+  http-request set-header traceparent "00-%[var(txn.tid)]-%[var(txn.sid)]-00"
+  http-request set-header x-request-id "%[uuid(4)]"
+  http-request set-header b3 "%[var(txn.tid)]-%[var(txn.sid)]-0-%[var(txn.pid)]"
+  http-request set-header x-b3-traceid "%[var(txn.tid)]"
+  http-request set-header x-b3-spanid "%[var(txn.sid)]"
+  http-request set-header x-b3-parentspanid "%[var(txn.pid)]"
+  http-request set-header x-b3-sampled 0
+  http-request set-header x-forwarded-proto http
+  default_backend b_ka
 backend b_ka
   $srv
 backend b_fresh
@@ -468,19 +502,28 @@ CONF
         echo "$p: A -> B on the wire: ${TLS[$p]}"
         wrk -t2 -c64 -d1s -H "Host: reviews:9080" "http://127.0.0.1:$(a_port "$p" ka)/" >/dev/null 2>&1 # warm up
     done
+    code=$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "Host: reviews:9080" "http://127.0.0.1:$HA_KAH/")
+    [[ $code == 200 ]] || die "haproxy+h: a request got $code"
 
     for ((r = 1; r <= ROUNDS; r++)); do
         echo "round $r: load average $(cut -d' ' -f1-3 /proc/loadavg)$(busy)"
         if ((r % 2)); then order="outrider haproxy"; else order="haproxy outrider"; fi
         for m in ka 1k fresh stime; do
-            for p in $order; do
+            # haproxy+h: HAProxy's pair adding the fields a sidecar adds (ka only; first or last, by round)
+            list=$order
+            [[ $m == ka ]] && { ((r % 2)) && list="$order haproxy+h" || list="haproxy+h $order"; }
+            for p in $list; do
                 case $m in
                 ka)
                     read -r pa pb < <(pids_of "$p")
                     h0=$(b_handshakes "$p") ca0=$(cpu_ticks "$pa") cb0=$(cpu_ticks "$pb")
-                    read -r mb0 mi0 < <(machine_ticks)
+                    read -r mb0 mi0 ms0 < <(machine_ticks)
+                    ng0=$(cpu_ticks "$BE_WORKER") sg0=$(tcp_out_segs) si0=$(softirqs)
+                    wn0=$(wakeups "$BE_WORKER") wp0=$(wakeups "$pa" "$pb")
                     read -r rps p50 p99 n bad < <(run_wrk "$p" ka)
-                    read -r mb1 mi1 < <(machine_ticks)
+                    read -r mb1 mi1 ms1 < <(machine_ticks)
+                    ng=$(($(cpu_ticks "$BE_WORKER") - ng0)) sg=$(($(tcp_out_segs) - sg0)) si1=$(softirqs)
+                    wn=$(($(wakeups "$BE_WORKER") - wn0)) wp=$(($(wakeups "$pa" "$pb") - wp0))
                     h1=$(b_handshakes "$p") ca=$(($(cpu_ticks "$pa") - ca0)) cb=$(($(cpu_ticks "$pb") - cb0))
                     cpa=$(cpu_us "$ca" "$n") cpb=$(cpu_us "$cb" "$n")
                     # the rest of the machine: wrk, nginx and the kernel's share not charged to A or B; and idle
@@ -489,7 +532,15 @@ CONF
                     R[$p,ka_rps]+=" $rps" R[$p,ka_p50]+=" $p50" R[$p,ka_p99]+=" $p99"
                     R[$p,ka_ca]+=" $cpa" R[$p,ka_cb]+=" $cpb"
                     echo "round $r $p ka: rps=$rps p50=${p50}ms p99=${p99}ms requests=$n bad=$bad" \
-                        "B_handshakes=$((${h1%% *} - ${h0%% *})) cpu_us/request A=$cpa B=$cpb rest=$cpo; idle ${idle}%"
+                        "B_handshakes=$((${h1%% *} - ${h0%% *})) cpu_us/request A=$cpa B=$cpb rest=$cpo" \
+                        "(nginx $(cpu_us "$ng" "$n"), softirq $(cpu_us $((ms1 - ms0)) "$n")); idle ${idle}%;" \
+                        "TCP segments/request $(awk -v s="$sg" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", s / n }');" \
+                        "softirqs/request (NET_RX TIMER SCHED RCU) $(awk -v a="$si0" -v b="$si1" -v n="$n" 'BEGIN {
+                            split(a, x, " "); split(b, y, " "); for (i = 1; i <= 4; i++) printf "%.2f ", (y[i] - x[i]) / n }')" \
+                        "wake-ups/request A+B $(awk -v w="$wp" -v n="$n" 'BEGIN { if (n > 0) printf "%.3f", w / n }')" \
+                        "nginx $(awk -v w="$wn" -v n="$n" 'BEGIN { if (n > 0) printf "%.3f", w / n }');" \
+                        "connections B -> backend $(ss -tnpH state established "( dport = :$BE )" | grep -c "pid=$pb,")," \
+                        "A -> B $(ss -tnpH state established "( dport = :$(b_port "$p") )" | grep -c "pid=$pa,")"
                     ;;
                 1k)
                     read -r rps p50 p99 p999 bad < <(run_hey "$p")
@@ -520,7 +571,7 @@ CONF
         done
     done
 
-    for p in outrider haproxy; do
+    for p in outrider haproxy haproxy+h; do
         for k in ka_rps ka_p50 ka_p99 ka_ca ka_cb k_p50 k_p99 k_p999 hs_rps hs_p99 hs_per hs_res hs_ca hs_cb st; do
             # shellcheck disable=SC2086 # the rounds' values, one word each
             R[$p,m.$k]=$(med ${R[$p,$k]:-})
@@ -547,6 +598,9 @@ CONF
     SUMMARY+=("workers=$w  ${TLS[outrider]}  |  haproxy: ${TLS[haproxy]}")
     SUMMARY+=("$(row "outrider w=$w" outrider)")
     SUMMARY+=("$(row "haproxy w=$w" haproxy)")
+    SUMMARY+=("$(printf '%-16s %8s %6s %6s %9s |' "haproxy+h w=$w" "$(fmt "${R[haproxy+h,m.ka_rps]}" %.0f)" \
+        "$(fmt "${R[haproxy+h,m.ka_p50]}" %.2f)" "$(fmt "${R[haproxy+h,m.ka_p99]}" %.2f)" \
+        "$(fmt "${R[haproxy+h,m.ka_ca]}" %.0f)/$(fmt "${R[haproxy+h,m.ka_cb]}" %.0f)")")
     cpu_ratio() { # KEY_A KEY_B: outrider's A+B CPU per request over haproxy's
         awk -v a="${R[outrider,m.$1]}" -v b="${R[outrider,m.$2]}" -v c="${R[haproxy,m.$1]}" -v d="${R[haproxy,m.$2]}" \
             'BEGIN { if (c + d > 0 && a != "-" && c != "-") printf "%.2f", (a + b) / (c + d); else printf "-" }'
@@ -559,6 +613,9 @@ CONF
         "$(ratio "${R[outrider,m.hs_rps]}" "${R[haproxy,m.hs_rps]}")" \
         "$(ratio "${R[outrider,m.hs_p99]}" "${R[haproxy,m.hs_p99]}")" "" "" "$(cpu_ratio hs_ca hs_cb)" \
         "$(ratio "${R[outrider,m.st]}" "${R[haproxy,m.st]}")")")
+    SUMMARY+=("$(printf '%-16s %8s %6s %6s %9s |' "outrider/hap+h" \
+        "$(ratio "${R[outrider,m.ka_rps]}" "${R[haproxy+h,m.ka_rps]}")" "" \
+        "$(ratio "${R[outrider,m.ka_p99]}" "${R[haproxy+h,m.ka_p99]}")" "")")
 
     for pid in "$OA_PID" "$OB_PID" "$HA_PID" "$HB_PID"; do stop "$pid"; done
 done
@@ -569,6 +626,8 @@ echo "ka: wrk -t2 -c64 keep-alive through A (rps, p50/p99 ms); 1000 rps: hey -c1
 echo "fresh: wrk -t2 -c64 with a new A->B TLS connection per request (rps = handshakes/s, p99 ms, B handshakes"
 echo "per request, % resumed); s_time: openssl s_time -new straight to B (full handshakes + 1 request, /s);"
 echo "cpu: A/B CPU (user+system) microseconds per request; RSS: A/B VmRSS MiB after the runs, and 6 s later."
+echo "haproxy+h: HAProxy's pair with A adding what a sidecar adds to a request (x-forwarded-for, -proto,"
+echo "traceparent, b3, x-b3-*, x-request-id; B appending to x-forwarded-for), so the backend reads the same head."
 echo "Ratios: outrider/haproxy (rps: higher is better; latency and CPU, A+B: lower is better)."
 printf '%-16s %8s %6s %6s %9s | %6s %6s %7s | %8s %6s %5s %5s %9s | %7s | %s\n' pair ka_rps p50 p99 cpu_A/B \
     p50 p99 p99.9 fresh_rps p99 hs/rq resum cpu_A/B s_time RSS_A/B
