@@ -901,11 +901,13 @@ enum doc_kind {
     DOC_RATE_LIMIT,
     DOC_TELEMETRY,
     DOC_PEER_AUTHENTICATION,
+    DOC_AUTHORIZATION_POLICY,
     DOC_UNKNOWN
 };
 
 static const char *const kind_names[] = {"Proxy",     "ServiceEntry", "VirtualService",     "DestinationRule",
-                                         "RateLimit", "Telemetry",    "PeerAuthentication", NULL};
+                                         "RateLimit", "Telemetry",    "PeerAuthentication", "AuthorizationPolicy",
+                                         NULL};
 
 /* The Outrider kinds; the others are Istio's. */
 static int outrider_kind(enum doc_kind kind)
@@ -932,7 +934,7 @@ static int api_version_ok(enum doc_kind kind, const char *v)
         return strcmp(v, "outrider.io/v1alpha1") == 0;
     if (kind == DOC_TELEMETRY)
         return strcmp(v, "telemetry.istio.io/v1") == 0 || strcmp(v, "telemetry.istio.io/v1alpha1") == 0;
-    if (kind == DOC_PEER_AUTHENTICATION)
+    if (kind == DOC_PEER_AUTHENTICATION || kind == DOC_AUTHORIZATION_POLICY)
         return strcmp(v, "security.istio.io/v1") == 0 || strcmp(v, "security.istio.io/v1beta1") == 0;
     return strcmp(v, "networking.istio.io/v1") == 0 || strcmp(v, "networking.istio.io/v1beta1") == 0 ||
            strcmp(v, "networking.istio.io/v1alpha3") == 0;
@@ -1069,7 +1071,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
         size_t mark = pc_push(p, "kind");
         pc_error(p, kind_node,
                  "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule, RateLimit, "
-                 "Telemetry or PeerAuthentication)",
+                 "Telemetry, PeerAuthentication or AuthorizationPolicy)",
                  kind_node->str);
         pc_pop(p, mark);
         return;
@@ -1085,6 +1087,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_RATE_LIMIT: meta = &cfg->rate_limits[cfg->n_rate_limits].meta; break;
     case DOC_TELEMETRY: meta = &cfg->telemetries[cfg->n_telemetries].meta; break;
     case DOC_PEER_AUTHENTICATION: meta = &cfg->peer_authentications[cfg->n_peer_authentications].meta; break;
+    case DOC_AUTHORIZATION_POLICY: meta = &cfg->authorization_policies[cfg->n_authorization_policies].meta; break;
     case DOC_UNKNOWN: return;
     }
     int duplicate_proxy = kind == DOC_PROXY && *first_proxy != NULL;
@@ -1144,7 +1147,8 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
             pc_error(p, api, "unknown apiVersion \"%s\" for kind %s (expected %s)", api->str, kind_names[kind],
                      outrider_kind(kind)               ? "outrider.io/v1alpha1"
                      : kind == DOC_TELEMETRY           ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
-                     : kind == DOC_PEER_AUTHENTICATION ? "security.istio.io/v1 or security.istio.io/v1beta1"
+                     : kind == DOC_PEER_AUTHENTICATION || kind == DOC_AUTHORIZATION_POLICY
+                         ? "security.istio.io/v1 or security.istio.io/v1beta1"
                                                        : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
                                                          "networking.istio.io/v1alpha3");
         pc_pop(p, mark);
@@ -1178,6 +1182,9 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_TELEMETRY: telemetry_parse(p, spec, &cfg->telemetries[cfg->n_telemetries++]); break;
     case DOC_PEER_AUTHENTICATION:
         security_parse_peer_authentication(p, spec, &cfg->peer_authentications[cfg->n_peer_authentications++]);
+        break;
+    case DOC_AUTHORIZATION_POLICY:
+        authz_parse(p, spec, &cfg->authorization_policies[cfg->n_authorization_policies++]);
         break;
     case DOC_UNKNOWN: break;
     }
@@ -1321,6 +1328,8 @@ static proxy_config_t *load_sources(const source_t *src, size_t n_src, config_er
     cfg->rate_limits = pc_alloc(&p, counts[DOC_RATE_LIMIT], sizeof(proxy_rate_limit_t));
     cfg->telemetries = pc_alloc(&p, counts[DOC_TELEMETRY], sizeof(proxy_telemetry_t));
     cfg->peer_authentications = pc_alloc(&p, counts[DOC_PEER_AUTHENTICATION], sizeof(proxy_peer_authentication_t));
+    cfg->authorization_policies =
+        pc_alloc(&p, counts[DOC_AUTHORIZATION_POLICY], sizeof(proxy_authorization_policy_t));
     seen_doc_t *seen = pc_alloc(&p, ys.n_docs ? ys.n_docs : 1, sizeof(seen_doc_t));
     size_t n_seen = 0;
 
@@ -1361,6 +1370,7 @@ static proxy_config_t *load_sources(const source_t *src, size_t n_src, config_er
     ratelimit_check_references(&p);
     telemetry_resolve(&p);
     security_resolve(&p);
+    authz_resolve(&p);
     for (size_t i = 0; i < n_src; i++)
         yaml_stream_dispose(&streams[i]);
     buf_dispose(&p.path);

@@ -684,6 +684,62 @@ typedef struct proxy_mtls_effective {
     const proxy_peer_authentication_t *decided;   /* the document whose mode (or port's) won; NULL: the default */
 } proxy_mtls_effective_t;
 
+/* ---- AuthorizationPolicy (security.istio.io/v1) ---- */
+
+/*
+ * Istio's shape, evaluated by the inbound side (authz.h):
+ *
+ *   kind: AuthorizationPolicy
+ *   metadata: {name: reviews-viewer, namespace: shop}
+ *   spec:
+ *     selector: {matchLabels: {app: reviews}}   # optional: one workload
+ *     action: ALLOW                              # ALLOW (default), DENY, AUDIT; CUSTOM is refused
+ *     rules:
+ *     - from: [{source: {principals: ["cluster.local/ns/shop/sa/productpage"]}}]
+ *       to: [{operation: {methods: ["GET"], paths: ["/reviews/{*}"]}}]
+ *       when: [{key: request.headers[x-version], values: ["v1"]}]
+ *
+ * A document in the root namespace without a selector applies mesh-wide,
+ * one in the proxy's namespace without a selector to the namespace, one
+ * whose selector matches the Proxy's labels to this workload; every
+ * applicable document counts (they are not layered as PeerAuthentication).
+ */
+enum proxy_authz_action { PROXY_AUTHZ_ALLOW, PROXY_AUTHZ_DENY, PROXY_AUTHZ_AUDIT };
+
+typedef struct proxy_authz_source {
+    proxy_str_list_t principals, not_principals, request_principals, not_request_principals;
+    proxy_str_list_t namespaces, not_namespaces, ip_blocks, not_ip_blocks, remote_ip_blocks, not_remote_ip_blocks;
+} proxy_authz_source_t;
+
+typedef struct proxy_authz_operation {
+    proxy_str_list_t hosts, not_hosts, ports, not_ports, methods, not_methods, paths, not_paths;
+} proxy_authz_operation_t;
+
+typedef struct proxy_authz_condition {
+    const char *key; /* as written: "request.headers[x-token]" */
+    proxy_str_list_t values, not_values;
+    proxy_pos_t pos;
+} proxy_authz_condition_t;
+
+typedef struct proxy_authz_rule {
+    proxy_authz_source_t *from;
+    size_t n_from;
+    proxy_authz_operation_t *to;
+    size_t n_to;
+    proxy_authz_condition_t *when;
+    size_t n_when;
+    proxy_pos_t pos;
+} proxy_authz_rule_t;
+
+typedef struct proxy_authorization_policy {
+    proxy_meta_t meta;
+    int has_selector; /* selector.matchLabels with at least one label */
+    proxy_kv_list_t selector;
+    enum proxy_authz_action action;
+    proxy_authz_rule_t *rules;
+    size_t n_rules;
+} proxy_authorization_policy_t;
+
 /* The Istio endpoint label that says an endpoint has a sidecar (auto mutual TLS). */
 #define PROXY_TLS_MODE_LABEL "security.istio.io/tlsMode"
 
@@ -707,6 +763,10 @@ typedef struct proxy_config {
     proxy_peer_authentication_t *peer_authentications;
     size_t n_peer_authentications;
     proxy_mtls_effective_t mtls; /* filled by pass two */
+    proxy_authorization_policy_t *authorization_policies;
+    size_t n_authorization_policies;
+    const proxy_authorization_policy_t **authz; /* those that apply to this proxy (pass two), in file order */
+    size_t n_authz;
     regex_t **regexes;           /* every compiled regex, for destroy */
     size_t n_regexes, cap_regexes;
 } proxy_config_t;

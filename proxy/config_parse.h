@@ -134,6 +134,11 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
 void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, proxy_peer_authentication_t *pa);
 void security_resolve(pctx_t *p);
 
+/* kind: AuthorizationPolicy (config_authz.c): pass one for one document's spec; pass two picks the documents that
+ * apply to this proxy into cfg->authz and warns of rules that can never match. */
+void authz_parse(pctx_t *p, const yaml_node_t *spec, proxy_authorization_policy_t *ap);
+void authz_resolve(pctx_t *p);
+
 /* A ServiceEntry port ({number, name, protocol, targetPort}); also the Proxy's spec.inbound.ports. */
 void istio_parse_port(pctx_t *p, const yaml_node_t *v, proxy_port_t *port);
 

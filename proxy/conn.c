@@ -35,6 +35,7 @@ static void buffers_free(conn_t *c)
     buf_dispose(&c->out);
     buf_dispose(&c->pend);
     buf_dispose(&c->xff);
+    buf_dispose(&c->authz_target);
     buf_dispose(&c->up_head);
     buf_dispose(&c->peer_raw);
     c->peer_raw_valid = false;
@@ -563,7 +564,9 @@ int conn_accept(conn_env_t *env, uv_stream_t *server)
     struct sockaddr_storage ss;
     int len = sizeof ss;
     strcpy(c->peer, "unknown");
+    memset(&c->peer_addr, 0, sizeof c->peer_addr);
     if (uv_tcp_getpeername(&c->tr.tcp, (struct sockaddr *)&ss, &len) == 0) {
+        c->peer_addr = ss;
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
         else if (ss.ss_family == AF_INET6)

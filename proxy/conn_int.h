@@ -52,6 +52,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "authz.h"
 #include "buf.h"
 #include "cluster.h"
 #include "hostport.h"
@@ -113,9 +114,12 @@ struct conn {
     http1_header_t *hdrs;
     uint32_t hdrs_cap;
     buf_t xff;
+    buf_t authz_target;     /* inbound with AuthorizationPolicies: the normalized path, '?', the query */
+    authz_decision_t authz; /* the exchange's decision (allowed without policies) */
     char peer[64];
-    bool has_orig;                    /* interceptionMode REDIRECT: the connection was redirected to us ... */
-    struct sockaddr_storage orig_dst; /* ... from this destination */
+    struct sockaddr_storage peer_addr; /* the client's address (peer in text), family 0 when unknown */
+    bool has_orig;                     /* interceptionMode REDIRECT: the connection was redirected to us ... */
+    struct sockaddr_storage orig_dst;  /* ... from this destination */
     int open_handles;
     upstream_t *up;
     uint64_t bytes_seen; /* request bytes read since the last exchange ended (408 vs idle close) */

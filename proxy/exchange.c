@@ -549,6 +549,51 @@ static bool route_original_dst(conn_t *c, const router_request_t *rq)
     return false;
 }
 
+/*
+ * Inbound with AuthorizationPolicies: the path normalized as Istio does
+ * (what the policies see is what the app gets), then the decision. True
+ * when answered: 400 for a path that cannot be normalized, 403 "RBAC:
+ * access denied" as Envoy says it.
+ */
+static bool inbound_authorize(conn_t *c, const http1_head_t *h, router_request_t *rq)
+{
+    authz_t *az = c->view->rt->authz;
+    buf_t *t = &c->authz_target;
+    t->len = 0;
+    if (authz_normalize_path(rq->path, t) < 0) {
+        conn_local_reply(c, 400, "request path must start with '/'\n", true);
+        return true;
+    }
+    uint32_t plen = (uint32_t)t->len;
+    if (rq->query.len > 0) { /* kept right after the path: the access log reads them as one */
+        buf_append_char(t, '?');
+        buf_append(t, rq->query.ptr, rq->query.len);
+        rq->query = (str_t){t->data + plen + 1, rq->query.len};
+    }
+    rq->path = (str_t){t->data, plen};
+    bool addr = c->peer_addr.ss_family != 0 && authz_wants_addresses(az);
+    const router_cluster_t *in = router_inbound(c->view->rt->router);
+    authz_request_t r = {
+        .method = rq->method,
+        .path = rq->path,
+        .authority = rq->authority,
+        .headers = h->headers,
+        .n_headers = h->header_count,
+        .dest_port = c->has_orig  ? hostport_sockaddr_port(&c->orig_dst)
+                     : in != NULL ? in->port
+                                  : 0,
+        .source = addr ? &c->peer_addr : NULL,
+        .remote = addr ? &c->peer_addr : NULL,
+        .dest = c->has_orig ? &c->orig_dst : NULL,
+        .principal = c->down_principal != NULL ? s_of(c->down_principal) : STR_NULL,
+    };
+    authz_check(az, &r, &c->authz);
+    if (c->authz.allowed)
+        return false;
+    conn_local_reply(c, 403, "RBAC: access denied", false);
+    return true;
+}
+
 int conn_req_on_head(void *ctx, const http1_head_t *h)
 {
     conn_t *c = ctx;
@@ -589,6 +634,9 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
             rq->authority = host->value;
     }
 
+    c->authz = (authz_decision_t){true, NULL, -1, NULL};
+    if (c->env->mode == CONN_INBOUND && rt->authz != NULL && inbound_authorize(c, h, rq))
+        return HTTP1_CB_OK;
     if (c->env->mode == CONN_INBOUND) {
         c->cl = router_inbound(rt->router);
         c->d.action = ROUTER_FORWARD;

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "authz.h"
 #include "identity.h"
 #include "log.h"
 #include "runtime.h"
@@ -109,7 +110,7 @@ typedef struct proxy_main {
     size_t n_paths;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t watch; /* the configuration files' change check (CONFIG_WATCH_MS) */
+    uv_timer_t watch;                          /* the configuration files' change check (CONFIG_WATCH_MS) */
     char watched[PROXY_CONFIG_MAX_FILES][128]; /* what each file looked like at the last load */
     admin_t *admin;
     worker_t **workers;
@@ -453,6 +454,7 @@ static void admin_stats(void *ctx, buf_t *out)
                (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed, m->n_workers);
     rate_limit_counters(out, m->rt, RL_LOCAL);
     rate_limit_counters(out, m->rt, RL_GLOBAL);
+    authz_render_prometheus(m->rt->authz, out);
     outlier_counters(out, m->rt);
     traffic_policy_counters(out, m->rt);
     tls_counters(out, &m->tls_stats);

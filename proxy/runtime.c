@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authz.h"
 #include "hostport.h"
 #include "http_client.h" /* HTTP_CLIENT_SYSTEM_CA */
 #include "log.h"
@@ -36,6 +37,7 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     rt->cfg = cfg;
     rt->router = router;
     rt->tele_policy = policy;
+    rt->authz = authz_compile(cfg);
     static atomic_ullong serials;
     rt->serial = atomic_fetch_add(&serials, 1) + 1;
     atomic_init(&rt->refs, 1);
@@ -159,6 +161,7 @@ void runtime_unref(runtime_t *rt)
     for (size_t i = 0; rt->tls != NULL && i < router_cluster_count(rt->router); i++)
         tls_ctx_unref(rt->tls[i]);
     router_destroy(rt->router);
+    authz_free(rt->authz);
     tele_policy_unref(rt->tele_policy);
     proxy_config_destroy(rt->cfg);
     free((char *)rt->peer_fields[0].value.ptr);

@@ -73,6 +73,7 @@ typedef struct runtime {
     http1_header_t peer_fields[2];             /* x-envoy-peer-metadata and -id for self (values allocated) */
     tele_policy_t *tele_policy;                /* the Telemetry documents applied; NULL: Istio's defaults */
     struct tls_ctx **tls;                      /* per cluster: its DestinationRule's TLS (SIMPLE, MUTUAL), or NULL */
+    struct authz *authz;                       /* the AuthorizationPolicies of the inbound side, NULL: none apply */
     uint64_t serial; /* unique per runtime of the process (what a connection's once-sent metadata was) */
     atomic_int refs;
 } runtime_t;
