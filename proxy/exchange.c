@@ -4,6 +4,10 @@
  */
 #include "conn_int.h"
 
+#include <stdarg.h>
+
+#include "telemetry_otlp.h" /* TELE_STR_MAX */
+
 static uint64_t now_unix_ns(void);
 static str_t s_of(const char *s);
 static void destination_service(const conn_t *c, str_t *svc, str_t *name, str_t *ns);
@@ -44,6 +48,17 @@ static uint64_t now_unix_ns(void)
 }
 
 /* True with probability percent/100 (0..100), from the worker's generator. */
+/* snprintf into buf, as a str_t (cut at the buffer's size) */
+static str_t str_fmt(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static str_t str_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    return (str_t){buf, n < 0 ? 0 : (uint32_t)((size_t)n < size ? (size_t)n : size - 1)};
+}
+
 static str_t s_of(const char *s)
 {
     return (str_t){s, s != NULL ? strlen(s) : 0};
@@ -1020,5 +1035,16 @@ void conn_record(conn_t *c)
         r.n_headers = c->head->header_count;
     }
     r.destination_port = c->cl != NULL ? c->cl->port : 0;
+    char details[TELE_STR_MAX], policy[TELE_STR_MAX], audit[TELE_STR_MAX];
+    const proxy_authorization_policy_t *ap = c->authz.policy, *au = c->authz.audit;
+    if (ap != NULL)
+        r.authz_policy = str_fmt(policy, sizeof policy, "%s/%s", ap->meta.namespace, ap->meta.name);
+    if (au != NULL)
+        r.authz_audit = str_fmt(audit, sizeof audit, "%s/%s", au->meta.namespace, au->meta.name);
+    if (!c->authz.allowed)
+        r.response_details = ap != NULL ? str_fmt(details, sizeof details,
+                                                  "rbac_access_denied_matched_policy[ns[%s]-policy[%s]-rule[%d]]",
+                                                  ap->meta.namespace, ap->meta.name, c->authz.rule)
+                                        : (str_t){"rbac_access_denied_matched_policy[none]", 39};
     tele_record(tw, &r);
 }

@@ -188,7 +188,11 @@ typedef struct tele_request {
     str_t upstream_cluster;                              /* cluster name */
     str_t downstream_peer;                               /* the client's address */
     str_t route_name;                                    /* VirtualService route name, may be empty */
-    uint32_t attempts;                                   /* upstream tries (1 + retries) */
+    /* AuthorizationPolicy (inbound): Envoy's response_code_details of a denial
+     * ("rbac_access_denied_matched_policy[ns[NS]-policy[NAME]-rule[N]]"), the deciding policy and the AUDIT
+     * policy that matched ("NS/NAME"); empty when none */
+    str_t response_details, authz_policy, authz_audit;
+    uint32_t attempts;        /* upstream tries (1 + retries) */
     const trace_ctx_t *trace; /* the hop's context after tracectx_begin; a span is recorded when sampled == 1 */
     str_t span_name;          /* Envoy's: the service FQDN, ":", the port and "/" plus a "*" */
 } tele_request_t;

@@ -220,7 +220,10 @@ enum tele_rec_str {
     TS_TRACESTATE,
     TS_SOURCE_PRINCIPAL, /* SPIFFE ids from the mutual TLS handshake; empty when the hop was not */
     TS_DESTINATION_PRINCIPAL,
-    TS_TAGS, /* the span's custom tags: "name\0value\0"... */
+    TS_TAGS,        /* the span's custom tags: "name\0value\0"... */
+    TS_DETAILS,     /* response_code_details (AuthorizationPolicy denials) */
+    TS_AUTHZ,       /* the AuthorizationPolicy that decided, "NS/NAME" */
+    TS_AUTHZ_AUDIT, /* the AUDIT policy that matched */
     TS_COUNT
 };
 

@@ -16,6 +16,8 @@
 #    the normalized path;
 #  - a client that writes a whole POST body before reading still gets the 403 (lingering close);
 #  - /stats/prometheus counts by policy (promtool check metrics); 403 body "RBAC: access denied";
+#  - the SERVER span says which policy decided (authz.policy, response_code_details as Envoy words
+#    a denial) and which AUDIT policy matched (authz.audit_policy);
 #  - --check: CUSTOM refused at file:line:col; a principals rule without mTLS warned of.
 # variants: ns-implicit-w2 (tests/lib.sh: the documents in namespace shop through the Proxy's, two workers)
 . "$(dirname "$0")/../lib.sh"
@@ -30,6 +32,7 @@ for who in shop:productpage:a shop:reviews:b other:sleep:c; do
         fail "cert issue ($sa)"
 done
 
+start_collector
 start_backend reviews-app
 APP_B=$BACKEND_PORT
 B_IN=$(free_port)
@@ -44,6 +47,7 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   workers: 2
+  telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 200ms}
   identity:
     serviceAccount: reviews
     rootCertificates: $ROOT
@@ -224,11 +228,28 @@ expect 403 plain GET /%61dmin
 expect 403 plain GET /headers/../status/500
 expect 200 plain GET /status/../headers?q=1
 grep -qx 'path: /headers?q=1' "$T/body" || fail "the app got the path as sent, not normalized: $(head -3 "$T/body")"
+# the spans say who decided
+T1=4bf92f3577b34da6a3ce929d0e0e4736 T2=5bf92f3577b34da6a3ce929d0e0e4737
+expect 403 plain GET /status/../admin -H "traceparent: 00-$T1-00f067aa0ba902b7-01"
+expect 200 plain GET /headers -H "traceparent: 00-$T2-00f067aa0ba902b7-01"
+span_tag() { # TRACE TAG: the tag of the trace's one span, once the collector has it
+    curl -sf "$ZIPKIN_URL/api/v2/trace/$1" | jq -r --arg t "$2" '.[0].tags[$t] // empty'
+}
+has_span() { [[ -n $(span_tag "$1" http.status_code) ]]; }
+wait_until -n 200 -i 0.1 has_span "$T1" || fail "no span for the denied request"
+wait_until -n 200 -i 0.1 has_span "$T2" || fail "no span for the audited request"
+assert_eq "rbac_access_denied_matched_policy[ns[shop]-policy[no-admin]-rule[0]]" \
+    "$(span_tag "$T1" response_code_details)" "denied span's response_code_details"
+assert_eq shop/no-admin "$(span_tag "$T1" authz.policy)" "denied span's authz.policy"
+assert_eq shop/allow-all2 "$(span_tag "$T2" authz.policy)" "allowed span's authz.policy"
+assert_eq shop/audit "$(span_tag "$T2" authz.audit_policy)" "allowed span's authz.audit_policy"
+assert_eq "" "$(span_tag "$T2" response_code_details)" "an allowed request has no response_code_details"
+
 s=$(stats)
 audited=$(prom_sum outrider_proxy_authz_requests_total 'policy="shop/audit"' 'result="audited"' <<<"$s")
-[[ $audited -ge 2 ]] || fail "audited requests: $audited (expected the two /headers)"
+[[ $audited -ge 3 ]] || fail "audited requests: $audited (expected the three /headers)"
 denied=$(prom_sum outrider_proxy_authz_requests_total 'policy="shop/no-admin"' 'action="DENY"' 'result="denied"' <<<"$s")
-assert_eq 4 "$denied" "requests no-admin denied"
+assert_eq 5 "$denied" "requests no-admin denied"
 allowed=$(prom_sum outrider_proxy_authz_requests_total 'policy="shop/allow-all2"' 'result="allowed"' <<<"$s")
 [[ $allowed -ge 2 ]] || fail "requests allow-all2 allowed: $allowed"
 if command -v promtool >/dev/null; then
