@@ -6,6 +6,7 @@
  */
 #include "authz.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ enum ckey {
 typedef struct mcond {
     enum ckey key;
     char *arg;                         /* header name (lowercase), or the claim path's names, NUL-separated */
+    uint32_t arg_len;                  /* of the header name */
     const char *path[CLAIM_DEPTH_MAX]; /* claims: into arg */
     uint32_t depth;
     mlist_t values, not_values;  /* string keys */
@@ -89,15 +91,60 @@ typedef struct mpolicy {
     const proxy_authorization_policy_t *ap;
     mrule_t *rules;
     uint32_t n_rules;
+    uint32_t first; /* the global number of its first rule (the index below) */
     _Atomic uint64_t counts[AUTHZ_RESULTS];
 } mpolicy_t;
+
+/*
+ * The candidate index. Most rules carry a condition a request must meet
+ * before anything else of the rule can match, and that a table can look up
+ * at once: a first path segment (every path value of every operation has
+ * a literal "/SEG/" or is "/SEG" exactly), a request header being there (a
+ * when condition on it with values), an exact principal (every source
+ * lists exact principals), or an IPv4 first octet (every source's
+ * ipBlocks are IPv4 /8 or narrower). Each rule is filed under one such
+ * gate, or in `always`; a check evaluates only the rules its request's
+ * segment, headers, principal and octet select, plus `always`, in policy
+ * order. The gates are necessary conditions, so the decision is the one a
+ * full scan gives (test_authz compares the two).
+ */
+#define AUTHZ_INDEX_MAX_RULES 8192 /* more rules than this: no index, every rule is evaluated */
+
+typedef struct ids {
+    uint32_t *v;
+    uint32_t n, cap;
+} ids_t;
+
+typedef struct bucket {
+    const char *key;
+    uint32_t len;
+    ids_t rules;
+} bucket_t;
+
+typedef struct table {
+    bucket_t *b;
+    uint32_t cap; /* a power of two; 0: empty */
+    uint32_t n;
+} table_t;
+
+typedef struct mref {
+    uint32_t policy, rule;
+} mref_t;
 
 struct authz {
     mpolicy_t *p;
     uint32_t n;
-    bool has_allow;
+    bool has_allow, has_audit;
     bool wants_addresses;
     _Atomic uint64_t none_denied; /* ALLOW policies present and none matched */
+    /* the index */
+    bool indexed;
+    uint32_t n_rules, words;
+    mref_t *refs; /* by global rule number */
+    uint64_t *always;
+    table_t segs, headers, principals;
+    uint64_t header_lens; /* bit n: some indexed header name has n bytes (n < 64; bit 63 also for longer ones) */
+    ids_t octets[256];
 };
 
 /* ---- compile ---- */
@@ -162,6 +209,7 @@ static void compile_cond(const proxy_authz_condition_t *c, mcond_t *m, bool *wan
     if (strncmp(k, "request.headers[", 16) == 0) {
         m->key = K_HEADER;
         size_t n = strlen(k + 16) - 1; /* without the ']' */
+        m->arg_len = (uint32_t)n;
         m->arg = xmalloc(n + 1);
         for (size_t i = 0; i < n; i++)
             m->arg[i] = (char)(k[16 + i] >= 'A' && k[16 + i] <= 'Z' ? k[16 + i] + 32 : k[16 + i]);
@@ -231,6 +279,205 @@ static void compile_rule(const proxy_authz_rule_t *r, mrule_t *m, bool *wants)
         compile_cond(&r->when[i], &m->when[i], wants);
 }
 
+static bool ieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 32;
+        if (y >= 'A' && y <= 'Z')
+            y += 32;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/* ---- the candidate index ---- */
+
+static uint32_t hash_bytes(const char *s, uint32_t n)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static void ids_add(ids_t *l, uint32_t id)
+{
+    if (l->n > 0 && l->v[l->n - 1] == id)
+        return;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 4;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = id;
+}
+
+static bucket_t *table_find(const table_t *t, const char *key, uint32_t len)
+{
+    if (t->cap == 0)
+        return NULL;
+    for (uint32_t i = hash_bytes(key, len) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        bucket_t *b = &t->b[i];
+        if (b->key == NULL)
+            return NULL;
+        if (b->len == len && memcmp(b->key, key, len) == 0)
+            return b;
+    }
+}
+
+/* table_find for a header name in any case (the keys are lowercase) */
+static bucket_t *table_find_name(const table_t *t, const char *name, uint32_t len)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        h = (h ^ (c >= 'A' && c <= 'Z' ? c + 32u : c)) * 16777619u;
+    }
+    for (uint32_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        bucket_t *b = &t->b[i];
+        if (b->key == NULL)
+            return NULL;
+        if (b->len == len && ieq(b->key, name, len))
+            return b;
+    }
+}
+
+static void table_add(table_t *t, const char *key, uint32_t len, uint32_t id)
+{
+    if (2 * (t->n + 1) > t->cap) {
+        table_t g = {xcalloc(t->cap ? 2 * t->cap : 16, sizeof(bucket_t)), t->cap ? 2 * t->cap : 16, 0};
+        for (uint32_t i = 0; i < t->cap; i++)
+            if (t->b[i].key != NULL) {
+                uint32_t j = hash_bytes(t->b[i].key, t->b[i].len) & (g.cap - 1);
+                while (g.b[j].key != NULL)
+                    j = (j + 1) & (g.cap - 1);
+                g.b[j] = t->b[i];
+                g.n++;
+            }
+        free(t->b);
+        *t = g;
+    }
+    bucket_t *b = table_find(t, key, len);
+    if (b == NULL) {
+        uint32_t i = hash_bytes(key, len) & (t->cap - 1);
+        while (t->b[i].key != NULL)
+            i = (i + 1) & (t->cap - 1);
+        b = &t->b[i];
+        *b = (bucket_t){key, len, {NULL, 0, 0}};
+        t->n++;
+    }
+    ids_add(&b->rules, id);
+}
+
+static void table_free(table_t *t)
+{
+    for (uint32_t i = 0; i < t->cap; i++)
+        free(t->b[i].rules.v);
+    free(t->b);
+}
+
+/* The first segment a path value pins down ("/a/b*" -> "a"), or len -1 when it pins none down. */
+static int32_t value_seg(const mstr_t *m, const char **seg)
+{
+    uint32_t lit = m->kind == M_EXACT || m->kind == M_PREFIX ? m->len : 0;
+    if (m->kind == M_TEMPLATE)
+        lit = (uint32_t)(strchr(m->s, '{') - m->s);
+    if (lit == 0 || m->s[0] != '/')
+        return -1;
+    const char *slash = memchr(m->s + 1, '/', lit - 1);
+    if (slash == NULL && m->kind != M_EXACT)
+        return -1; /* "/ab*": the first segment could be longer */
+    *seg = m->s + 1;
+    return (int32_t)((slash ? slash : m->s + lit) - (m->s + 1));
+}
+
+/* File rule id under the first gate it has; returns whether it found one. */
+static bool gate_rule(authz_t *a, const mrule_t *ru, uint32_t id)
+{
+    /* exact principals in every source */
+    bool ok = ru->n_from > 0;
+    for (uint32_t i = 0; i < ru->n_from && ok; i++) {
+        const mlist_t *l = &ru->from[i].principals;
+        ok = l->n > 0;
+        for (uint32_t k = 0; k < l->n && ok; k++)
+            ok = l->v[k].kind == M_EXACT;
+    }
+    if (ok) {
+        for (uint32_t i = 0; i < ru->n_from; i++)
+            for (uint32_t k = 0; k < ru->from[i].principals.n; k++)
+                table_add(&a->principals, ru->from[i].principals.v[k].s, ru->from[i].principals.v[k].len, id);
+        return true;
+    }
+    /* a first path segment in every path value of every operation */
+    ok = ru->n_to > 0;
+    for (uint32_t i = 0; i < ru->n_to && ok; i++) {
+        const mlist_t *l = &ru->to[i].paths;
+        ok = l->n > 0;
+        for (uint32_t k = 0; k < l->n && ok; k++) {
+            const char *seg;
+            ok = value_seg(&l->v[k], &seg) >= 0;
+        }
+    }
+    if (ok) {
+        for (uint32_t i = 0; i < ru->n_to; i++)
+            for (uint32_t k = 0; k < ru->to[i].paths.n; k++) {
+                const char *seg;
+                int32_t len = value_seg(&ru->to[i].paths.v[k], &seg);
+                table_add(&a->segs, seg, (uint32_t)len, id);
+            }
+        return true;
+    }
+    /* a header that must be there */
+    for (uint32_t i = 0; i < ru->n_when; i++) {
+        const mcond_t *c = &ru->when[i];
+        if (c->key == K_HEADER && c->values.n > 0) {
+            table_add(&a->headers, c->arg, c->arg_len, id);
+            a->header_lens |= 1ull << (c->arg_len < 63 ? c->arg_len : 63);
+            return true;
+        }
+    }
+    /* IPv4 blocks of /8 or narrower in every source */
+    ok = ru->n_from > 0;
+    for (uint32_t i = 0; i < ru->n_from && ok; i++) {
+        const clist_t *l = &ru->from[i].ip;
+        ok = l->n > 0;
+        for (uint32_t k = 0; k < l->n && ok; k++)
+            ok = l->v[k].net.ss_family == AF_INET && l->v[k].bits >= 8;
+    }
+    if (ok) {
+        for (uint32_t i = 0; i < ru->n_from; i++)
+            for (uint32_t k = 0; k < ru->from[i].ip.n; k++) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)&ru->from[i].ip.v[k].net;
+                ids_add(&a->octets[((const uint8_t *)&in->sin_addr)[0]], id);
+            }
+        return true;
+    }
+    return false;
+}
+
+static void build_index(authz_t *a)
+{
+    for (uint32_t i = 0; i < a->n; i++) {
+        a->p[i].first = a->n_rules;
+        a->n_rules += a->p[i].n_rules;
+    }
+    if (a->n_rules > AUTHZ_INDEX_MAX_RULES)
+        return;
+    a->indexed = true;
+    a->words = (a->n_rules + 63) / 64;
+    a->always = xcalloc(a->words ? a->words : 1, sizeof *a->always);
+    a->refs = xcalloc(a->n_rules ? a->n_rules : 1, sizeof *a->refs);
+    for (uint32_t i = 0; i < a->n; i++)
+        for (uint32_t r = 0; r < a->p[i].n_rules; r++) {
+            uint32_t id = a->p[i].first + r;
+            a->refs[id] = (mref_t){i, r};
+            if (!gate_rule(a, &a->p[i].rules[r], id))
+                a->always[id / 64] |= 1ull << (id % 64);
+        }
+}
+
 authz_t *authz_compile(const proxy_config_t *cfg)
 {
     if (cfg->n_authz == 0)
@@ -243,11 +490,13 @@ authz_t *authz_compile(const proxy_config_t *cfg)
         mpolicy_t *m = &a->p[i];
         m->ap = ap;
         a->has_allow |= ap->action == PROXY_AUTHZ_ALLOW;
+        a->has_audit |= ap->action == PROXY_AUTHZ_AUDIT;
         m->n_rules = (uint32_t)ap->n_rules;
         m->rules = ap->n_rules ? xcalloc(ap->n_rules, sizeof *m->rules) : NULL;
         for (size_t r = 0; r < ap->n_rules; r++)
             compile_rule(&ap->rules[r], &m->rules[r], &a->wants_addresses);
     }
+    build_index(a);
     return a;
 }
 
@@ -286,6 +535,13 @@ void authz_free(authz_t *a)
         free(m->rules);
     }
     free(a->p);
+    free(a->refs);
+    free(a->always);
+    table_free(&a->segs);
+    table_free(&a->headers);
+    table_free(&a->principals);
+    for (int i = 0; i < 256; i++)
+        free(a->octets[i].v);
     free(a);
 }
 
@@ -295,20 +551,6 @@ bool authz_wants_addresses(const authz_t *a)
 }
 
 /* ---- matching ---- */
-
-static bool ieq(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x += 32;
-        if (y >= 'A' && y <= 'Z')
-            y += 32;
-        if (x != y)
-            return false;
-    }
-    return true;
-}
 
 /* A path template against a path: {*} one non-empty segment, {**} whatever is left (at least one segment). */
 static bool template_match(const char *t, size_t tn, const char *p, size_t pn)
@@ -448,7 +690,7 @@ static bool cond_match(const mcond_t *c, const authz_request_t *r, const peer_t 
     case K_HEADER: {
         str_t v[CLAIM_VALUES_MAX];
         uint32_t n = 0;
-        size_t len = strlen(c->arg);
+        size_t len = c->arg_len;
         for (uint32_t i = 0; i < r->n_headers && n < CLAIM_VALUES_MAX; i++)
             if (r->headers[i].name.len == len && ieq(r->headers[i].name.ptr, c->arg, len))
                 v[n++] = r->headers[i].value;
@@ -491,15 +733,6 @@ static bool rule_match(const mrule_t *ru, const authz_request_t *r, const peer_t
     return true;
 }
 
-/* The index of the first rule of m that matches, or -1. */
-static int policy_match(const mpolicy_t *m, const authz_request_t *r, const peer_t *pe)
-{
-    for (uint32_t i = 0; i < m->n_rules; i++)
-        if (rule_match(&m->rules[i], r, pe))
-            return (int)i;
-    return -1;
-}
-
 static peer_t peer_of(str_t id)
 {
     peer_t pe = {{NULL, 0}, {NULL, 0}};
@@ -515,42 +748,106 @@ static peer_t peer_of(str_t id)
     return pe;
 }
 
-void authz_check(authz_t *a, const authz_request_t *r, authz_decision_t *d)
+/* What one check found: the first AUDIT, DENY and ALLOW policy that matched, in policy order. */
+typedef struct found {
+    int audit, deny, allow; /* policy numbers, -1: none */
+    int deny_rule, allow_rule;
+} found_t;
+
+static void consider(const authz_t *a, uint32_t i, uint32_t rule, const authz_request_t *r, const peer_t *pe,
+                     found_t *f)
+{
+    const mpolicy_t *m = &a->p[i];
+    int *slot = m->ap->action == PROXY_AUTHZ_DENY    ? &f->deny
+                : m->ap->action == PROXY_AUTHZ_ALLOW ? &f->allow
+                                                     : &f->audit;
+    if (*slot >= 0 || !rule_match(&m->rules[rule], r, pe))
+        return;
+    *slot = (int)i;
+    if (m->ap->action == PROXY_AUTHZ_DENY)
+        f->deny_rule = (int)rule;
+    else if (m->ap->action == PROXY_AUTHZ_ALLOW)
+        f->allow_rule = (int)rule;
+}
+
+static void mark(uint64_t *bits, const ids_t *l)
+{
+    for (uint32_t k = 0; l != NULL && k < l->n; k++)
+        bits[l->v[k] / 64] |= 1ull << (l->v[k] % 64);
+}
+
+static void scan_indexed(const authz_t *a, const authz_request_t *r, const peer_t *pe, found_t *f)
+{
+    uint64_t bits[AUTHZ_INDEX_MAX_RULES / 64];
+    memcpy(bits, a->always, a->words * sizeof *bits);
+    if (a->segs.n > 0 && r->path.len > 0 && r->path.ptr[0] == '/') {
+        const char *seg = r->path.ptr + 1, *end = memchr(seg, '/', r->path.len - 1);
+        bucket_t *b = table_find(&a->segs, seg, (uint32_t)((end ? end : r->path.ptr + r->path.len) - seg));
+        if (b != NULL)
+            mark(bits, &b->rules);
+    }
+    if (a->headers.n > 0) {
+        for (uint32_t i = 0; i < r->n_headers; i++) {
+            str_t name = r->headers[i].name;
+            if (!(a->header_lens >> (name.len < 63 ? name.len : 63) & 1))
+                continue; /* no indexed name has this length */
+            bucket_t *b = table_find_name(&a->headers, name.ptr, name.len);
+            if (b != NULL)
+                mark(bits, &b->rules);
+        }
+    }
+    if (a->principals.n > 0 && pe->principal.len > 0) {
+        bucket_t *b = table_find(&a->principals, pe->principal.ptr, pe->principal.len);
+        if (b != NULL)
+            mark(bits, &b->rules);
+    }
+    if (r->source != NULL && r->source->ss_family == AF_INET)
+        mark(bits, &a->octets[((const uint8_t *)&((const struct sockaddr_in *)r->source)->sin_addr)[0]]);
+    for (uint32_t w = 0; w < a->words; w++)
+        for (uint64_t x = bits[w]; x != 0; x &= x - 1) {
+            uint32_t id = w * 64 + (uint32_t)__builtin_ctzll(x);
+            consider(a, a->refs[id].policy, a->refs[id].rule, r, pe, f);
+            if (f->deny >= 0 && (f->audit >= 0 || !a->has_audit))
+                return; /* nothing later changes the outcome */
+        }
+}
+
+void authz_check_mode(authz_t *a, const authz_request_t *r, authz_decision_t *d, bool full)
 {
     *d = (authz_decision_t){true, NULL, -1, NULL};
     if (a == NULL)
         return;
     peer_t pe = peer_of(r->principal);
-    /* AUDIT first (it never decides), then DENY, then ALLOW */
-    for (uint32_t i = 0; i < a->n; i++) {
-        mpolicy_t *m = &a->p[i];
-        if (m->ap->action == PROXY_AUTHZ_AUDIT && d->audit == NULL && policy_match(m, r, &pe) >= 0) {
-            d->audit = m->ap;
-            atomic_fetch_add_explicit(&m->counts[AUTHZ_AUDITED], 1, memory_order_relaxed);
-        }
+    found_t f = {-1, -1, -1, -1, -1};
+    if (a->indexed && !full) {
+        scan_indexed(a, r, &pe, &f);
+    } else {
+        for (uint32_t i = 0; i < a->n; i++)
+            for (uint32_t k = 0; k < a->p[i].n_rules; k++)
+                consider(a, i, k, r, &pe, &f);
     }
-    for (uint32_t i = 0; i < a->n; i++) {
-        mpolicy_t *m = &a->p[i];
-        int rule;
-        if (m->ap->action == PROXY_AUTHZ_DENY && (rule = policy_match(m, r, &pe)) >= 0) {
-            *d = (authz_decision_t){false, m->ap, rule, d->audit};
-            atomic_fetch_add_explicit(&m->counts[AUTHZ_DENIED], 1, memory_order_relaxed);
-            return;
-        }
+    if (f.audit >= 0) {
+        d->audit = a->p[f.audit].ap;
+        atomic_fetch_add_explicit(&a->p[f.audit].counts[AUTHZ_AUDITED], 1, memory_order_relaxed);
     }
-    if (!a->has_allow)
-        return;
-    for (uint32_t i = 0; i < a->n; i++) {
-        mpolicy_t *m = &a->p[i];
-        int rule;
-        if (m->ap->action == PROXY_AUTHZ_ALLOW && (rule = policy_match(m, r, &pe)) >= 0) {
-            *d = (authz_decision_t){true, m->ap, rule, d->audit};
-            atomic_fetch_add_explicit(&m->counts[AUTHZ_ALLOWED], 1, memory_order_relaxed);
-            return;
-        }
+    if (f.deny >= 0) {
+        d->allowed = false;
+        d->policy = a->p[f.deny].ap;
+        d->rule = f.deny_rule;
+        atomic_fetch_add_explicit(&a->p[f.deny].counts[AUTHZ_DENIED], 1, memory_order_relaxed);
+    } else if (f.allow >= 0) {
+        d->policy = a->p[f.allow].ap;
+        d->rule = f.allow_rule;
+        atomic_fetch_add_explicit(&a->p[f.allow].counts[AUTHZ_ALLOWED], 1, memory_order_relaxed);
+    } else if (a->has_allow) {
+        d->allowed = false;
+        atomic_fetch_add_explicit(&a->none_denied, 1, memory_order_relaxed);
     }
-    d->allowed = false;
-    atomic_fetch_add_explicit(&a->none_denied, 1, memory_order_relaxed);
+}
+
+void authz_check(authz_t *a, const authz_request_t *r, authz_decision_t *d)
+{
+    authz_check_mode(a, r, d, false);
 }
 
 void authz_render_prometheus(const authz_t *a, buf_t *out)

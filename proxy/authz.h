@@ -71,6 +71,8 @@ void authz_free(authz_t *a);
 
 /* Decide; also counts the decision. a may be NULL (allowed, nothing counted). */
 void authz_check(authz_t *a, const authz_request_t *r, authz_decision_t *d);
+/* The same, through the candidate index (full false) or over every rule (full true; for tests). */
+void authz_check_mode(authz_t *a, const authz_request_t *r, authz_decision_t *d, bool full);
 
 /* Whether any rule asks for an address (source.ip, remote.ip, ipBlocks...), so the caller parses it only then. */
 bool authz_wants_addresses(const authz_t *a);

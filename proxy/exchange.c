@@ -59,6 +59,18 @@ static str_t str_fmt(char *buf, size_t size, const char *fmt, ...)
     return (str_t){buf, n < 0 ? 0 : (uint32_t)((size_t)n < size ? (size_t)n : size - 1)};
 }
 
+/* "NAMESPACE/NAME" into buf (cut at its size): every allowed request's record has one, so no printf */
+static str_t ns_name(char *buf, size_t size, const proxy_meta_t *m)
+{
+    size_t a = strlen(m->namespace), b = strlen(m->name);
+    if (a + 1 + b >= size)
+        return str_fmt(buf, size, "%s/%s", m->namespace, m->name);
+    memcpy(buf, m->namespace, a);
+    buf[a] = '/';
+    memcpy(buf + a + 1, m->name, b);
+    return (str_t){buf, (uint32_t)(a + 1 + b)};
+}
+
 static str_t s_of(const char *s)
 {
     return (str_t){s, s != NULL ? strlen(s) : 0};
@@ -1038,9 +1050,9 @@ void conn_record(conn_t *c)
     char details[TELE_STR_MAX], policy[TELE_STR_MAX], audit[TELE_STR_MAX];
     const proxy_authorization_policy_t *ap = c->authz.policy, *au = c->authz.audit;
     if (ap != NULL)
-        r.authz_policy = str_fmt(policy, sizeof policy, "%s/%s", ap->meta.namespace, ap->meta.name);
+        r.authz_policy = ns_name(policy, sizeof policy, &ap->meta);
     if (au != NULL)
-        r.authz_audit = str_fmt(audit, sizeof audit, "%s/%s", au->meta.namespace, au->meta.name);
+        r.authz_audit = ns_name(audit, sizeof audit, &au->meta);
     if (!c->authz.allowed)
         r.response_details = ap != NULL ? str_fmt(details, sizeof details,
                                                   "rbac_access_denied_matched_policy[ns[%s]-policy[%s]-rule[%d]]",

@@ -6,11 +6,12 @@
  * document (namespace shop, an identity) and loaded; when they load, the
  * policies are compiled and checked against requests built from the rest
  * of the input split at '\n' (method, path, host, a header value, a claim
- * value) and the peer principal chosen by the first byte. The rest of the
+ * value) and the peer principal chosen by the first byte, through the
+ * candidate index and through a scan of every rule. The rest of the
  * input also goes through authz_normalize_path on its own.
  * Invariants: no crash, leak or UB; a denial names a DENY policy or none,
- * an allowance an ALLOW policy or none; the decision is the same when
- * checked twice; a normalized path starts with '/', has no "." or ".."
+ * an allowance an ALLOW policy or none; the index and the scan decide
+ * alike; a normalized path starts with '/', has no "." or ".."
  * segment, and normalizes to itself.
  */
 #include <stddef.h>
@@ -135,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     authz_decision_t d1, d2;
     authz_check(a, &r, &d1);
-    authz_check(a, &r, &d2);
+    authz_check_mode(a, &r, &d2, true); /* the candidate index agrees with a scan of every rule */
     if (d1.allowed != d2.allowed || d1.policy != d2.policy || d1.rule != d2.rule || d1.audit != d2.audit)
         abort();
     if (d1.policy != NULL &&

@@ -366,6 +366,89 @@ static void test_fields(void **state)
                          q));
 }
 
+/* The candidate index decides as a scan over every rule does, for requests of every kind. */
+static void test_index_agrees(void **state)
+{
+    (void)state;
+    static const char docs[] =
+        AP("shop",
+           "  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/admin/*\", \"/ops\"], methods: [DELETE]}}]\n"
+           "  - when: [{key: \"request.headers[x-block]\", values: [\"1\"]}]\n") "---\napiVersion: "
+                                                                                 "security.istio.io/v1\nkind: "
+                                                                                 "AuthorizationPolicy\nmetadata: "
+                                                                                 "{name: a2, namespace: shop}\n"
+                                                                                 "spec:\n  rules:\n  - from: [{source: "
+                                                                                 "{principals: "
+                                                                                 "[\"cluster.local/ns/shop/sa/"
+                                                                                 "productpage\"]}}]\n"
+                                                                                 "    to: [{operation: {paths: "
+                                                                                 "[\"/reviews/{*}\"]}}]\n"
+                                                                                 "  - from: [{source: {ipBlocks: "
+                                                                                 "[\"10.1.0.0/16\", "
+                                                                                 "\"192.168.0.0/24\"]}}]\n"
+                                                                                 "  - to: [{operation: {paths: "
+                                                                                 "[\"/api/v1/*\", \"/health\"], "
+                                                                                 "notMethods: [POST]}}]\n"
+                                                                                 "  - to: [{operation: {paths: "
+                                                                                 "[\"*.png\"]}}]\n"
+                                                                                 "  - from: [{source: {namespaces: "
+                                                                                 "[other]}}]\n    when: [{key: "
+                                                                                 "\"request.headers[x-version]\", "
+                                                                                 "values: [v2]}]\n"
+                                                                                 "---\napiVersion: "
+                                                                                 "security.istio.io/v1\nkind: "
+                                                                                 "AuthorizationPolicy\nmetadata: "
+                                                                                 "{name: a3, namespace: shop}\n"
+                                                                                 "spec:\n  action: AUDIT\n  rules:\n  "
+                                                                                 "- to: [{operation: {paths: "
+                                                                                 "[\"/api/*\"]}}]\n  - {}\n"
+                                                                                 "---\napiVersion: "
+                                                                                 "security.istio.io/v1\nkind: "
+                                                                                 "AuthorizationPolicy\nmetadata: "
+                                                                                 "{name: a4, namespace: shop}\n"
+                                                                                 "spec:\n  action: DENY\n  rules:\n  - "
+                                                                                 "from: [{source: {principals: "
+                                                                                 "[\"cluster.local/ns/other/sa/"
+                                                                                 "sleep\"]}}]\n"
+                                                                                 "    to: [{operation: {methods: "
+                                                                                 "[PUT]}}]\n";
+    proxy_config_t *cfg;
+    authz_t *a = compile(docs, &cfg);
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+    static const char *const paths[] = {"/",         "/admin/x",   "/admin",       "/ops",
+                                        "/ops/x",    "/reviews/1", "/reviews/1/2", "/api/v1/x",
+                                        "/api/v2/y", "/health",    "/a.png",       "/x/b.png"};
+    static const char *const principals[] = {NULL, PP, OTHER};
+    static const char *const ips[] = {"10.1.2.3", "10.2.0.1", "192.168.0.9", "127.0.0.1"};
+    int n = 0, denied = 0;
+    for (size_t m = 0; m < 4; m++)
+        for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++)
+            for (size_t pr = 0; pr < 3; pr++)
+                for (size_t ip = 0; ip < 4; ip++)
+                    for (int hdr = 0; hdr < 4; hdr++) {
+                        req_t q = request(methods[m], paths[p], principals[pr]);
+                        q.r.source = q.r.remote = &q.src;
+                        q.r.headers = q.h;
+                        inet_pton(AF_INET, ips[ip], &((struct sockaddr_in *)&q.src)->sin_addr);
+                        q.h[1] = (http1_header_t){S("X-Block"), S(hdr & 1 ? "1" : "0")};
+                        q.h[2] = (http1_header_t){S("x-version"), S(hdr & 2 ? "v2" : "v1")};
+                        authz_decision_t fast, full;
+                        authz_check_mode(a, &q.r, &fast, false);
+                        authz_check_mode(a, &q.r, &full, true);
+                        if (fast.allowed != full.allowed || fast.policy != full.policy || fast.rule != full.rule ||
+                            fast.audit != full.audit)
+                            fail_msg("%s %s %s %s hdr %d: index %d/%s/%d, scan %d/%s/%d", methods[m], paths[p],
+                                     principals[pr] ? principals[pr] : "-", ips[ip], hdr, fast.allowed,
+                                     fast.policy ? fast.policy->meta.name : "-", fast.rule, full.allowed,
+                                     full.policy ? full.policy->meta.name : "-", full.rule);
+                        n++;
+                        denied += !full.allowed;
+                    }
+    assert_true(denied > 0 && denied < n); /* the set tells requests apart */
+    authz_free(a);
+    proxy_config_destroy(cfg);
+}
+
 static void norm(const char *in, const char *want)
 {
     buf_t out = BUF_INIT;
@@ -402,7 +485,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors), cmocka_unit_test(test_apply_and_warn), cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_fields), cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_fields), cmocka_unit_test(test_normalize),      cmocka_unit_test(test_index_agrees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

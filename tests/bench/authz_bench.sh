@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# AuthorizationPolicy cost (issue 14; figures go to docs/benchmarks.md): one outrider-proxy inbound
+# sidecar in front of nginx (1 KiB body, keep-alive), with 0, 10 and 100 AuthorizationPolicies, and
+# HAProxy in the same place with 0 and 100 `http-request deny` rules as the peer, all measured in the
+# same run, alternately (the order rotates every round).
+#
+# The policies are the shape a mesh has, and the worst case for a request that is allowed: half are
+# DENY policies that do not match (a path prefix and method, and a header condition), the rest ALLOW
+# policies of which only the last one matches (an ipBlocks source and a {*} path template that do not
+# match, then `paths: ["/"]`), so every request runs through all of them. Paths are normalized first
+# (that is part of the cost). HAProxy's rules are the same checks as ACLs (path_beg + method, a
+# header, src).
+# Per round and variant: wrk -t2 -c64 -dDUR (requests/s, p50, p99) and the proxy's CPU per request
+# (utime+stime from /proc/PID/stat). The summary is the median of the rounds and the ratio to the
+# variant without policies. Telemetry off, 1 worker (nbthread 1).
+#   usage: tests/bench/authz_bench.sh
+#   env:   DUR (5 s), ROUNDS (3), OUTRIDER_BIN
+# Needs: nginx haproxy wrk curl (Debian packages).
+set -u
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${OUTRIDER_BIN:-$REPO/build/release/bin}
+DUR=${DUR:-5}
+ROUNDS=${ROUNDS:-3}
+HZ=$(getconf CLK_TCK)
+
+die() {
+    echo "authz_bench: $*" >&2
+    exit 1
+}
+[[ -x $BIN/outrider-proxy ]] || die "no $BIN/outrider-proxy: build the release first"
+for t in nginx haproxy wrk curl; do command -v "$t" >/dev/null || die "$t is not installed"; done
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/authz_bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+cpu_ticks() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    s=${s##*) }
+    awk '{print $12 + $13}' <<<"$s"
+}
+
+# ---- backend ----
+BE=$(free_port)
+mkdir -p "$W/www"
+head -c 1024 /dev/zero | tr '\0' 'x' >"$W/www/index.html"
+cat >"$W/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $W/nginx.pid; error_log $W/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $W; proxy_temp_path $W; fastcgi_temp_path $W; uwsgi_temp_path $W;
+  scgi_temp_path $W;
+  server { listen 127.0.0.1:$BE backlog=4096; keepalive_requests 1000000; location / { root $W/www; } } }
+CONF
+nginx -c "$W/nginx.conf" >"$W/nginx.log" 2>&1 &
+PIDS+=($!)
+wait_port "$BE" || die "nginx did not start: $(cat "$W/nginx.err")"
+
+# ---- the sidecars ----
+policies() { # N: N AuthorizationPolicy documents, as described above
+    local n=$1 i
+    ((n == 0)) && return
+    for ((i = 0; i < n / 2; i++)); do
+        cat <<YAML
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-$i, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/internal-$i/*"], methods: ["DELETE", "PUT"]}}]
+  - when: [{key: "request.headers[x-block-$i]", values: ["1"]}]
+YAML
+    done
+    for ((i = n / 2; i < n - 1; i++)); do
+        cat <<YAML
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-$i, namespace: shop}
+spec:
+  rules:
+  - from: [{source: {ipBlocks: ["10.$((i % 250)).0.0/16"]}}]
+  - to: [{operation: {paths: ["/app-$i/{*}"], methods: ["GET"]}}]
+YAML
+    done
+    cat <<YAML
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-root, namespace: shop}
+spec:
+  rules:
+  - to: [{operation: {paths: ["/"], methods: ["GET"]}}]
+YAML
+}
+declare -A PORT PID
+for n in 0 10 100; do
+    p=$(free_port)
+    {
+        cat <<YAML
+apiVersion: outrider.io/v1alpha1
+kind: Proxy
+metadata: {name: reviews-v1, namespace: shop, labels: {app: reviews}}
+spec:
+  inbound: {listen: 127.0.0.1:$p, forwardTo: 127.0.0.1:$BE}
+  outbound: {listen: 127.0.0.1:0}
+  admin: {listen: 127.0.0.1:0}
+  workers: 1
+YAML
+        policies "$n"
+    } >"$W/p$n.yaml"
+    "$BIN/outrider-proxy" --check --config "$W/p$n.yaml" >/dev/null 2>&1 || die "p$n.yaml does not load"
+    "$BIN/outrider-proxy" --config "$W/p$n.yaml" >"$W/p$n.log" 2>&1 &
+    PIDS+=($!)
+    PID[outrider-$n]=$!
+    PORT[outrider-$n]=$p
+    wait_port "$p" || die "outrider-$n did not start: $(cat "$W/p$n.log")"
+done
+for n in 0 100; do
+    p=$(free_port)
+    {
+        printf 'global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n'
+        printf '  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:%s\n' "$p"
+        for ((i = 0; i < n / 2; i++)); do
+            printf '  http-request deny if { path_beg /internal-%s/ } { method DELETE PUT }\n' "$i"
+            printf '  http-request deny if { req.hdr(x-block-%s) -m str 1 }\n' "$i"
+        done
+        for ((i = n / 2; i < n - 1; i++)); do
+            # one ACL name declared many times: HAProxy ORs the declarations
+            printf '  acl allowed src 10.%s.0.0/16\n  acl allowed path_reg ^/app-%s/[^/]+$\n' $((i % 250)) "$i"
+        done
+        ((n > 0)) && printf '  http-request deny unless allowed or { path / }\n'
+        printf '  default_backend app\nbackend app\n  server s 127.0.0.1:%s\n' "$BE"
+    } >"$W/h$n.cfg"
+    haproxy -c -f "$W/h$n.cfg" >/dev/null 2>&1 || die "h$n.cfg: $(haproxy -c -f "$W/h$n.cfg" 2>&1 | tail -3)"
+    haproxy -db -f "$W/h$n.cfg" >"$W/h$n.log" 2>&1 &
+    PIDS+=($!)
+    PID[haproxy-$n]=$!
+    PORT[haproxy-$n]=$p
+    wait_port "$p" || die "haproxy-$n did not start: $(cat "$W/h$n.log")"
+done
+VARIANTS="outrider-0 outrider-10 outrider-100 haproxy-0 haproxy-100"
+for v in $VARIANTS; do
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$v]}/")
+    [[ $code == 200 ]] || die "$v: GET / got $code"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -H 'x-block-3: 1' "http://127.0.0.1:${PORT[$v]}/")
+    [[ $v == *-0 || $code == 403 ]] || die "$v: a request a DENY rule matches got $code"
+    wrk -t2 -c64 -d1s "http://127.0.0.1:${PORT[$v]}/" >/dev/null 2>&1 # warm up
+done
+
+to_ms() {
+    awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v } else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 } }'
+}
+echo "# AuthorizationPolicy benchmark, $(date -u '+%F %T') UTC, $(nproc) cores; DUR=$DUR ROUNDS=$ROUNDS;" \
+    "tree $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)"
+declare -A R
+for ((r = 1; r <= ROUNDS; r++)); do
+    set -- $VARIANTS
+    order=$(for ((k = 0; k < $#; k++)); do i=$(((k + r - 1) % $# + 1)); echo "${!i}"; done)
+    for v in $order; do
+        c0=$(cpu_ticks "${PID[$v]}")
+        out=$(wrk -t2 -c64 -d"${DUR}s" --latency "http://127.0.0.1:${PORT[$v]}/" 2>&1)
+        c=$(($(cpu_ticks "${PID[$v]}") - c0))
+        rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+        n=$(awk '/requests in/ {print $1}' <<<"$out")
+        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+        bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+        cpu=$(awk -v t="$c" -v n="$n" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n }')
+        echo "round $r $v: rps=$rps p50=${p50}ms p99=${p99}ms cpu_us/request=$cpu non2xx=${bad:-0}"
+        R[$v,rps]+=" $rps" R[$v,p50]+=" $p50" R[$v,p99]+=" $p99" R[$v,cpu]+=" $cpu"
+    done
+done
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+echo
+echo "== median of $ROUNDS rounds x ${DUR}s (wrk -t2 -c64, keep-alive); ratios to the same proxy without rules =="
+printf '%-14s %9s %7s %7s %9s | %9s %9s %9s\n' variant rps p50_ms p99_ms cpu_us/rq rps_ratio p99_ratio cpu_ratio
+for v in $VARIANTS; do
+    # shellcheck disable=SC2086 # the rounds' values, one word each
+    for k in rps p50 p99 cpu; do R[$v,m$k]=$(med ${R[$v,$k]}); done
+    base=${v%-*}-0
+    printf '%-14s %9.0f %7.2f %7.2f %9.2f | %9.3f %9.3f %9.3f\n' "$v" "${R[$v,mrps]}" "${R[$v,mp50]}" "${R[$v,mp99]}" \
+        "${R[$v,mcpu]}" "$(awk -v a="${R[$v,mrps]}" -v b="${R[$base,mrps]}" 'BEGIN {print a / b}')" \
+        "$(awk -v a="${R[$v,mp99]}" -v b="${R[$base,mp99]}" 'BEGIN {print a / b}')" \
+        "$(awk -v a="${R[$v,mcpu]}" -v b="${R[$base,mcpu]}" 'BEGIN {print a / b}')"
+done
