@@ -9,7 +9,8 @@
 # policies of which only the last one matches (an ipBlocks source and a {*} path template that do not
 # match, then `paths: ["/"]`), so every request runs through all of them. Paths are normalized first
 # (that is part of the cost). HAProxy's rules are the same checks as ACLs (path_beg + method, a
-# header, src).
+# header, src). Every request has a fresh path (/items/N-RANDOM) and a fresh x-request-id (a wrk
+# script), as users send them, not one path the index could remember.
 # Per round and variant: wrk -t2 -c64 -dDUR (requests/s, p50, p99) and the proxy's CPU per request
 # (utime+stime from /proc/PID/stat). The summary is the median of the rounds and the ratio to the
 # variant without policies. Telemetry off, 1 worker (nbthread 1).
@@ -64,7 +65,8 @@ worker_processes 1; daemon off; pid $W/nginx.pid; error_log $W/nginx.err;
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path $W; proxy_temp_path $W; fastcgi_temp_path $W; uwsgi_temp_path $W;
   scgi_temp_path $W;
-  server { listen 127.0.0.1:$BE backlog=4096; keepalive_requests 1000000; location / { root $W/www; } } }
+  server { listen 127.0.0.1:$BE backlog=4096; keepalive_requests 1000000;
+    location / { root $W/www; try_files /index.html =404; } } }
 CONF
 nginx -c "$W/nginx.conf" >"$W/nginx.log" 2>&1 &
 PIDS+=($!)
@@ -106,7 +108,7 @@ kind: AuthorizationPolicy
 metadata: {name: allow-root, namespace: shop}
 spec:
   rules:
-  - to: [{operation: {paths: ["/"], methods: ["GET"]}}]
+  - to: [{operation: {paths: ["/", "/items/*"], methods: ["GET"]}}]
 YAML
 }
 declare -A PORT PID
@@ -145,7 +147,7 @@ for n in 0 100; do
             # one ACL name declared many times: HAProxy ORs the declarations
             printf '  acl allowed src 10.%s.0.0/16\n  acl allowed path_reg ^/app-%s/[^/]+$\n' $((i % 250)) "$i"
         done
-        ((n > 0)) && printf '  http-request deny unless allowed or { path / }\n'
+        ((n > 0)) && printf '  http-request deny unless allowed or { path / } or { path_beg /items/ }\n'
         printf '  default_backend app\nbackend app\n  server s 127.0.0.1:%s\n' "$BE"
     } >"$W/h$n.cfg"
     haproxy -c -f "$W/h$n.cfg" >/dev/null 2>&1 || die "h$n.cfg: $(haproxy -c -f "$W/h$n.cfg" 2>&1 | tail -3)"
@@ -164,6 +166,16 @@ for v in $VARIANTS; do
     wrk -t2 -c64 -d1s "http://127.0.0.1:${PORT[$v]}/" >/dev/null 2>&1 # warm up
 done
 
+# the shape users send: a fresh path and a fresh request id in every request
+cat >"$W/fresh.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/items/" .. n .. "-" .. math.random(1, 1000000000),
+                    {["x-request-id"] = tostring(math.random(1, 1000000000000))})
+end
+LUA
+
 to_ms() {
     awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
         else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v } else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 } }'
@@ -176,7 +188,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     order=$(for ((k = 0; k < $#; k++)); do i=$(((k + r - 1) % $# + 1)); echo "${!i}"; done)
     for v in $order; do
         c0=$(cpu_ticks "${PID[$v]}")
-        out=$(wrk -t2 -c64 -d"${DUR}s" --latency "http://127.0.0.1:${PORT[$v]}/" 2>&1)
+        out=$(wrk -t2 -c64 -d"${DUR}s" --latency -s "$W/fresh.lua" "http://127.0.0.1:${PORT[$v]}/" 2>&1)
         c=$(($(cpu_ticks "${PID[$v]}") - c0))
         rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
         n=$(awk '/requests in/ {print $1}' <<<"$out")
