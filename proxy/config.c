@@ -11,6 +11,7 @@
  * on our own node tree and copies what it keeps into the model's arena.
  */
 #include "config.h"
+#include "jwt.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -902,12 +903,13 @@ enum doc_kind {
     DOC_TELEMETRY,
     DOC_PEER_AUTHENTICATION,
     DOC_AUTHORIZATION_POLICY,
+    DOC_REQUEST_AUTHENTICATION,
     DOC_UNKNOWN
 };
 
-static const char *const kind_names[] = {"Proxy",     "ServiceEntry", "VirtualService",     "DestinationRule",
-                                         "RateLimit", "Telemetry",    "PeerAuthentication", "AuthorizationPolicy",
-                                         NULL};
+static const char *const kind_names[] = {
+    "Proxy",     "ServiceEntry",       "VirtualService",      "DestinationRule",       "RateLimit",
+    "Telemetry", "PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", NULL};
 
 /* The Outrider kinds; the others are Istio's. */
 static int outrider_kind(enum doc_kind kind)
@@ -934,7 +936,7 @@ static int api_version_ok(enum doc_kind kind, const char *v)
         return strcmp(v, "outrider.io/v1alpha1") == 0;
     if (kind == DOC_TELEMETRY)
         return strcmp(v, "telemetry.istio.io/v1") == 0 || strcmp(v, "telemetry.istio.io/v1alpha1") == 0;
-    if (kind == DOC_PEER_AUTHENTICATION || kind == DOC_AUTHORIZATION_POLICY)
+    if (kind == DOC_PEER_AUTHENTICATION || kind == DOC_AUTHORIZATION_POLICY || kind == DOC_REQUEST_AUTHENTICATION)
         return strcmp(v, "security.istio.io/v1") == 0 || strcmp(v, "security.istio.io/v1beta1") == 0;
     return strcmp(v, "networking.istio.io/v1") == 0 || strcmp(v, "networking.istio.io/v1beta1") == 0 ||
            strcmp(v, "networking.istio.io/v1alpha3") == 0;
@@ -1071,7 +1073,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
         size_t mark = pc_push(p, "kind");
         pc_error(p, kind_node,
                  "unknown kind \"%s\" (expected Proxy, ServiceEntry, VirtualService, DestinationRule, RateLimit, "
-                 "Telemetry, PeerAuthentication or AuthorizationPolicy)",
+                 "Telemetry, PeerAuthentication, AuthorizationPolicy or RequestAuthentication)",
                  kind_node->str);
         pc_pop(p, mark);
         return;
@@ -1088,6 +1090,7 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_TELEMETRY: meta = &cfg->telemetries[cfg->n_telemetries].meta; break;
     case DOC_PEER_AUTHENTICATION: meta = &cfg->peer_authentications[cfg->n_peer_authentications].meta; break;
     case DOC_AUTHORIZATION_POLICY: meta = &cfg->authorization_policies[cfg->n_authorization_policies].meta; break;
+    case DOC_REQUEST_AUTHENTICATION: meta = &cfg->request_authentications[cfg->n_request_authentications].meta; break;
     case DOC_UNKNOWN: return;
     }
     int duplicate_proxy = kind == DOC_PROXY && *first_proxy != NULL;
@@ -1145,12 +1148,13 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
             pc_error(p, api, "expected a string, got %s", kind_name(api));
         else if (!api_version_ok(kind, api->str))
             pc_error(p, api, "unknown apiVersion \"%s\" for kind %s (expected %s)", api->str, kind_names[kind],
-                     outrider_kind(kind)               ? "outrider.io/v1alpha1"
-                     : kind == DOC_TELEMETRY           ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
-                     : kind == DOC_PEER_AUTHENTICATION || kind == DOC_AUTHORIZATION_POLICY
+                     outrider_kind(kind)     ? "outrider.io/v1alpha1"
+                     : kind == DOC_TELEMETRY ? "telemetry.istio.io/v1 or telemetry.istio.io/v1alpha1"
+                     : kind == DOC_PEER_AUTHENTICATION || kind == DOC_AUTHORIZATION_POLICY ||
+                             kind == DOC_REQUEST_AUTHENTICATION
                          ? "security.istio.io/v1 or security.istio.io/v1beta1"
-                                                       : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
-                                                         "networking.istio.io/v1alpha3");
+                         : "networking.istio.io/v1, networking.istio.io/v1beta1 or "
+                           "networking.istio.io/v1alpha3");
         pc_pop(p, mark);
     }
     PC_FIELDS(p, doc, it)
@@ -1186,6 +1190,9 @@ static void parse_document(pctx_t *p, const yaml_node_t *doc, size_t index, seen
     case DOC_AUTHORIZATION_POLICY:
         authz_parse(p, spec, &cfg->authorization_policies[cfg->n_authorization_policies++]);
         break;
+    case DOC_REQUEST_AUTHENTICATION:
+        authn_parse(p, spec, &cfg->request_authentications[cfg->n_request_authentications++]);
+        break;
     case DOC_UNKNOWN: break;
     }
     pc_pop(p, mark);
@@ -1215,6 +1222,9 @@ void proxy_config_destroy(proxy_config_t *cfg)
         free(cfg->regexes[i]);
     }
     free(cfg->regexes);
+    for (size_t i = 0; i < cfg->n_request_authentications; i++)
+        for (size_t k = 0; k < cfg->request_authentications[i].n_rules; k++)
+            jwks_destroy(cfg->request_authentications[i].rules[k].jwks);
     arena_dispose(&cfg->arena);
     free(cfg);
 }
@@ -1328,8 +1338,9 @@ static proxy_config_t *load_sources(const source_t *src, size_t n_src, config_er
     cfg->rate_limits = pc_alloc(&p, counts[DOC_RATE_LIMIT], sizeof(proxy_rate_limit_t));
     cfg->telemetries = pc_alloc(&p, counts[DOC_TELEMETRY], sizeof(proxy_telemetry_t));
     cfg->peer_authentications = pc_alloc(&p, counts[DOC_PEER_AUTHENTICATION], sizeof(proxy_peer_authentication_t));
-    cfg->authorization_policies =
-        pc_alloc(&p, counts[DOC_AUTHORIZATION_POLICY], sizeof(proxy_authorization_policy_t));
+    cfg->authorization_policies = pc_alloc(&p, counts[DOC_AUTHORIZATION_POLICY], sizeof(proxy_authorization_policy_t));
+    cfg->request_authentications =
+        pc_alloc(&p, counts[DOC_REQUEST_AUTHENTICATION], sizeof(proxy_request_authentication_t));
     seen_doc_t *seen = pc_alloc(&p, ys.n_docs ? ys.n_docs : 1, sizeof(seen_doc_t));
     size_t n_seen = 0;
 
@@ -1370,6 +1381,7 @@ static proxy_config_t *load_sources(const source_t *src, size_t n_src, config_er
     ratelimit_check_references(&p);
     telemetry_resolve(&p);
     security_resolve(&p);
+    authn_resolve(&p);
     authz_resolve(&p);
     for (size_t i = 0; i < n_src; i++)
         yaml_stream_dispose(&streams[i]);

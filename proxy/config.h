@@ -146,15 +146,19 @@ typedef struct proxy_spec {
     proxy_port_t *inbound_ports;         /* spec.inbound.ports: the app's ports, for their protocols (a redirected
                                             connection to a TCP one is proxied as bytes) */
     size_t n_inbound_ports;
-    proxy_hostport_t outbound_listen;    /* default 127.0.0.1:15001 */
-    proxy_hostport_t admin_listen;       /* default 127.0.0.1:15000 */
-    const char *otlp_endpoint;           /* "http(s)://host:port[/base]" or NULL (telemetry off) */
-    const char *otlp_ca_file;            /* https: trusted CAs (telemetry.caFile); NULL: the system's */
-    proxy_hostport_t otlp_hostport;      /* split otlp_endpoint */
-    double sampling_percent;             /* 0..100, default 1 */
-    uint64_t flush_interval_ms;          /* default 1000 */
-    int access_log;                      /* telemetry.accessLog: OTLP log record per request, default 1 */
-    int workers;                         /* 1..64, default 1 */
+    proxy_hostport_t outbound_listen; /* default 127.0.0.1:15001 */
+    proxy_hostport_t admin_listen;    /* default 127.0.0.1:15000 */
+    const char *otlp_endpoint;        /* "http(s)://host:port[/base]" or NULL (telemetry off) */
+    const char *otlp_ca_file;         /* https: trusted CAs (telemetry.caFile); NULL: the system's */
+    const char *otlp_token_file;      /* telemetry.tokenFile: sent as Authorization: Bearer; NULL: none */
+    const char *otlp_cert_file;       /* telemetry.clientCertificate {certFile, keyFile} (mutual TLS); NULL: */
+    const char *otlp_key_file;        /* none */
+    int otlp_identity_cert;           /* telemetry.clientCertificate: identity (spec.identity's certificate) */
+    proxy_hostport_t otlp_hostport;   /* split otlp_endpoint */
+    double sampling_percent;          /* 0..100, default 1 */
+    uint64_t flush_interval_ms;       /* default 1000 */
+    int access_log;                   /* telemetry.accessLog: OTLP log record per request, default 1 */
+    int workers;                      /* 1..64, default 1 */
     /* spec.limits (downstream side) */
     uint32_t max_header_bytes;   /* default 60 KiB (431 above) */
     uint32_t max_headers;        /* default 100 (431 above) */
@@ -188,7 +192,6 @@ typedef struct proxy_host {
     const char *fqdn; /* lowercase; ServiceEntry hosts as written, other kinds' short names expanded (above) */
     proxy_pos_t pos;
 } proxy_host_t;
-
 
 typedef struct proxy_endpoint {
     const char *address;
@@ -740,6 +743,42 @@ typedef struct proxy_authorization_policy {
     size_t n_rules;
 } proxy_authorization_policy_t;
 
+/* ---- RequestAuthentication (security.istio.io/v1) ---- */
+
+typedef struct proxy_jwt_header {
+    const char *name;   /* lowercase */
+    const char *prefix; /* stripped before the token ("Bearer "), may be "" */
+} proxy_jwt_header_t;
+
+typedef struct proxy_claim_header {
+    const char *header; /* lowercase */
+    const char *claim;  /* a top-level claim, or a dotted path "a.b" */
+} proxy_claim_header_t;
+
+/* One of spec.jwtRules. Without fromHeaders and fromParams: Authorization "Bearer " and ?access_token. */
+typedef struct proxy_jwt_rule {
+    const char *issuer;
+    proxy_str_list_t audiences;
+    struct jwks *jwks; /* parsed from jwks or the jwksUri file at load; freed with the configuration */
+    const char *jwks_uri;
+    proxy_jwt_header_t *from_headers;
+    size_t n_from_headers;
+    proxy_str_list_t from_params;
+    int forward_original_token;
+    const char *output_payload_to_header; /* lowercase, or NULL */
+    proxy_claim_header_t *claim_headers;
+    size_t n_claim_headers;
+    proxy_pos_t pos;
+} proxy_jwt_rule_t;
+
+typedef struct proxy_request_authentication {
+    proxy_meta_t meta;
+    int has_selector;
+    proxy_kv_list_t selector;
+    proxy_jwt_rule_t *rules;
+    size_t n_rules;
+} proxy_request_authentication_t;
+
 /* The Istio endpoint label that says an endpoint has a sidecar (auto mutual TLS). */
 #define PROXY_TLS_MODE_LABEL "security.istio.io/tlsMode"
 
@@ -767,7 +806,11 @@ typedef struct proxy_config {
     size_t n_authorization_policies;
     const proxy_authorization_policy_t **authz; /* those that apply to this proxy (pass two), in file order */
     size_t n_authz;
-    regex_t **regexes;           /* every compiled regex, for destroy */
+    proxy_request_authentication_t *request_authentications;
+    size_t n_request_authentications;
+    const proxy_jwt_rule_t **jwt_rules; /* the jwtRules of those that apply to this proxy (pass two) */
+    size_t n_jwt_rules;
+    regex_t **regexes; /* every compiled regex, for destroy */
     size_t n_regexes, cap_regexes;
 } proxy_config_t;
 

@@ -17,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+
 #include "config_parse.h"
 #include "hostport.h"
+#include "jwt.h"
 
 static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM", NULL};
 
@@ -413,7 +416,7 @@ void authz_resolve(pctx_t *p)
     cfg->n_authz = 0;
     /* peers have principals only over mutual TLS: with an identity and an inbound that takes it */
     int mtls = ps->identity.given && cfg->mtls.mode != PROXY_MTLS_DISABLE;
-    int jwt = 0; /* no RequestAuthentication yet: requests carry no JWT attributes */
+    int jwt = cfg->n_jwt_rules > 0; /* requests carry JWT attributes only when a RequestAuthentication applies */
     for (size_t i = 0; i < cfg->n_authorization_policies; i++) {
         const proxy_authorization_policy_t *ap = &cfg->authorization_policies[i];
         if (!applies(ap, root, ns, &ps->meta.labels))
@@ -434,6 +437,226 @@ void authz_resolve(pctx_t *p)
                            : "come from the peer's certificate, and this proxy's inbound has no mutual TLS "
                              "(no spec.identity, or PeerAuthentication DISABLE)");
             pc_pop(p, mark);
+        }
+    }
+    p->label[0] = '\0';
+    pc_pop(p, 0);
+}
+
+/* ---- RequestAuthentication ---- */
+
+#define JWKS_FILE_URI "file://"
+
+/* The JWKS of a rule: inline text, or the file a file:// jwksUri names, parsed now. */
+static void rule_jwks(pctx_t *p, const yaml_node_t *at, const char *text, size_t len, proxy_jwt_rule_t *r)
+{
+    char err[256];
+    r->jwks = jwks_parse(text, len, err, sizeof err);
+    if (r->jwks == NULL)
+        pc_error(p, at, "not a usable JWKS: %s", err);
+}
+
+static void jwks_uri(pctx_t *p, const yaml_node_t *v, proxy_jwt_rule_t *r)
+{
+    const char *uri = pc_string(p, v);
+    if (uri == NULL)
+        return;
+    r->jwks_uri = uri;
+    if (strncmp(uri, JWKS_FILE_URI, strlen(JWKS_FILE_URI)) != 0) {
+        pc_error(p, v,
+                 "\"%s\": this sidecar reads jwksUri from a file:// URI (mount the JWKS, or put it inline in jwks); "
+                 "it does not fetch keys over the network",
+                 uri);
+        return;
+    }
+    const char *path = uri + strlen(JWKS_FILE_URI);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        pc_error(p, v, "cannot read \"%s\": %s", path, strerror(errno));
+        return;
+    }
+    buf_t b = BUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len <= JWKS_MAX_BYTES)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    if (b.len > JWKS_MAX_BYTES)
+        pc_error(p, v, "\"%s\" is larger than %u bytes", path, (unsigned)JWKS_MAX_BYTES);
+    else
+        rule_jwks(p, v, b.data ? b.data : "", b.len, r);
+    buf_dispose(&b);
+}
+
+static void parse_jwt_rule(pctx_t *p, const yaml_node_t *v, proxy_jwt_rule_t *r)
+{
+    r->pos = (proxy_pos_t){v->line, v->col};
+    const yaml_node_t *jwks_node = NULL, *uri_node = NULL, *issuer_node = NULL;
+    PC_FIELDS(p, v, it)
+    {
+        if (PC_KEY(it, "issuer")) {
+            issuer_node = it.val;
+            r->issuer = pc_string(p, it.val);
+            if (r->issuer != NULL && r->issuer[0] == '\0')
+                pc_error(p, it.val, "an empty issuer");
+        } else if (PC_KEY(it, "audiences")) {
+            str_list(p, it.val, &r->audiences, NULL);
+        } else if (PC_KEY(it, "jwks")) {
+            jwks_node = it.val;
+            const char *s = pc_string(p, it.val);
+            if (s != NULL)
+                rule_jwks(p, it.val, s, strlen(s), r);
+        } else if (PC_KEY(it, "jwksUri")) {
+            uri_node = it.val;
+        } else if (PC_KEY(it, "fromHeaders")) {
+            long n = pc_seq(p, it.val);
+            if (n > 0) {
+                r->from_headers = pc_alloc(p, (size_t)n, sizeof *r->from_headers);
+                for (long i = 0; i < n; i++) {
+                    size_t mark = pc_push_index(p, (size_t)i);
+                    proxy_jwt_header_t *h = &r->from_headers[r->n_from_headers];
+                    h->prefix = "";
+                    PC_FIELDS(p, it.val->items[i], f)
+                    {
+                        if (PC_KEY(f, "name")) {
+                            const char *s = pc_string(p, f.val);
+                            h->name = s != NULL && s[0] ? pc_lower(p, s) : NULL;
+                            if (s != NULL && !s[0])
+                                pc_error(p, f.val, "an empty header name");
+                        } else if (PC_KEY(f, "prefix")) {
+                            const char *s = pc_string(p, f.val);
+                            if (s != NULL)
+                                h->prefix = s;
+                        } else {
+                            pc_unknown(p, &f);
+                        }
+                    }
+                    if (h->name != NULL)
+                        r->n_from_headers++;
+                    else if (it.val->items[i]->kind == YAML_MAP)
+                        pc_missing(p, it.val->items[i], "name");
+                    pc_pop(p, mark);
+                }
+            }
+        } else if (PC_KEY(it, "fromParams")) {
+            str_list(p, it.val, &r->from_params, NULL);
+        } else if (PC_KEY(it, "forwardOriginalToken")) {
+            pc_bool(p, it.val, &r->forward_original_token);
+        } else if (PC_KEY(it, "outputPayloadToHeader")) {
+            const char *s = pc_string(p, it.val);
+            if (s != NULL && s[0])
+                r->output_payload_to_header = pc_lower(p, s);
+        } else if (PC_KEY(it, "outputClaimToHeaders")) {
+            long n = pc_seq(p, it.val);
+            if (n > 0) {
+                r->claim_headers = pc_alloc(p, (size_t)n, sizeof *r->claim_headers);
+                for (long i = 0; i < n; i++) {
+                    size_t mark = pc_push_index(p, (size_t)i);
+                    proxy_claim_header_t *c = &r->claim_headers[r->n_claim_headers];
+                    PC_FIELDS(p, it.val->items[i], f)
+                    {
+                        const char *s = PC_KEY(f, "header") || PC_KEY(f, "claim") ? pc_string(p, f.val) : NULL;
+                        if (PC_KEY(f, "header"))
+                            c->header = s != NULL && s[0] ? pc_lower(p, s) : NULL;
+                        else if (PC_KEY(f, "claim"))
+                            c->claim = s != NULL && s[0] ? s : NULL;
+                        else
+                            pc_unknown(p, &f);
+                    }
+                    if (c->header != NULL && c->claim != NULL)
+                        r->n_claim_headers++;
+                    else if (it.val->items[i]->kind == YAML_MAP)
+                        pc_missing(p, it.val->items[i], c->header == NULL ? "header" : "claim");
+                    pc_pop(p, mark);
+                }
+            }
+        } else if (PC_KEY(it, "timeout")) {
+            int64_t ms;
+            pc_duration(p, it.val, &ms); /* for fetching jwksUri over the network, which this sidecar does not do */
+        } else {
+            pc_unknown(p, &it);
+        }
+    }
+    if (v->kind != YAML_MAP)
+        return;
+    if (issuer_node == NULL)
+        pc_missing(p, v, "issuer");
+    if (jwks_node != NULL && uri_node != NULL) {
+        pc_error(p, uri_node, "either jwks or jwksUri, not both");
+    } else if (uri_node != NULL) {
+        size_t mark = pc_push(p, "jwksUri");
+        jwks_uri(p, uri_node, r);
+        pc_pop(p, mark);
+    } else if (jwks_node == NULL) {
+        pc_error(p, v, "where the keys come from: jwks (a JWKS document) or jwksUri (a file:// URI)");
+    }
+}
+
+void authn_parse(pctx_t *p, const yaml_node_t *spec, proxy_request_authentication_t *ra)
+{
+    PC_FIELDS(p, spec, it)
+    {
+        if (PC_KEY(it, "selector")) {
+            PC_FIELDS(p, it.val, s)
+            {
+                if (PC_KEY(s, "matchLabels"))
+                    pc_kv_map(p, s.val, &ra->selector, 0);
+                else
+                    pc_unknown(p, &s);
+            }
+            ra->has_selector = ra->selector.n > 0;
+        } else if (PC_KEY(it, "jwtRules")) {
+            long n = pc_seq(p, it.val);
+            if (n > 0) {
+                ra->rules = pc_alloc(p, (size_t)n, sizeof *ra->rules);
+                ra->n_rules = (size_t)n;
+                for (long i = 0; i < n; i++) {
+                    size_t mark = pc_push_index(p, (size_t)i);
+                    parse_jwt_rule(p, it.val->items[i], &ra->rules[i]);
+                    pc_pop(p, mark);
+                }
+            }
+        } else if (PC_KEY(it, "targetRef") || PC_KEY(it, "targetRefs")) {
+            pc_error(p, it.key,
+                     "targetRef selects waypoints and gateways; a sidecar is chosen with selector.matchLabels");
+        } else {
+            pc_unknown(p, &it);
+        }
+    }
+}
+
+void authn_resolve(pctx_t *p)
+{
+    proxy_config_t *cfg = p->cfg;
+    const proxy_spec_t *ps = &cfg->proxy;
+    const char *ns = ps->meta.namespace ? ps->meta.namespace : "default";
+    const char *root = ps->root_namespace ? ps->root_namespace : "istio-system";
+    size_t total = 0;
+    for (size_t i = 0; i < cfg->n_request_authentications; i++)
+        total += cfg->request_authentications[i].n_rules;
+    cfg->jwt_rules = pc_alloc(p, total, sizeof *cfg->jwt_rules);
+    cfg->n_jwt_rules = 0;
+    for (size_t i = 0; i < cfg->n_request_authentications; i++) {
+        const proxy_request_authentication_t *ra = &cfg->request_authentications[i];
+        const char *dns = ra->meta.namespace;
+        if (dns == NULL || (strcmp(dns, root) != 0 && strcmp(dns, ns) != 0) ||
+            (ra->has_selector && !pc_selects(&ra->selector, &ps->meta.labels)))
+            continue;
+        for (size_t k = 0; k < ra->n_rules; k++) {
+            const proxy_jwt_rule_t *r = &ra->rules[k];
+            /* two rules for one issuer: the first is used, as a token's issuer picks its rule */
+            int dup = 0;
+            for (size_t j = 0; j < cfg->n_jwt_rules && r->issuer != NULL; j++)
+                dup |= cfg->jwt_rules[j]->issuer != NULL && strcmp(cfg->jwt_rules[j]->issuer, r->issuer) == 0;
+            if (dup) {
+                snprintf(p->label, sizeof(p->label), "RequestAuthentication %s", ra->meta.name ? ra->meta.name : "?");
+                p->ns = dns;
+                pc_pop(p, 0);
+                pc_warn_at(p, r->pos.line, r->pos.col, "not used: another jwtRule for issuer \"%s\" applies first",
+                           r->issuer);
+                continue;
+            }
+            cfg->jwt_rules[cfg->n_jwt_rules++] = r;
         }
     }
     p->label[0] = '\0';

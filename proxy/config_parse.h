@@ -126,6 +126,9 @@ void ratelimit_check_references(pctx_t *p);
  * apply to this proxy into cfg->telemetry. */
 void telemetry_parse(pctx_t *p, const yaml_node_t *spec, proxy_telemetry_t *tm);
 void telemetry_resolve(pctx_t *p);
+/* One field of the Proxy's spec.telemetry about the exporter's credentials (tokenFile, clientCertificate: identity
+ * or {certFile, keyFile}), parsed into ps: 1 when it was one of them (errors reported), 0 when not. */
+int telemetry_parse_exporter_field(pctx_t *p, const pc_iter_t *t, proxy_spec_t *ps);
 
 /* spec.identity of the Proxy (config_security.c). */
 void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *id, const proxy_meta_t *meta);
@@ -138,6 +141,10 @@ void security_resolve(pctx_t *p);
  * apply to this proxy into cfg->authz and warns of rules that can never match. */
 void authz_parse(pctx_t *p, const yaml_node_t *spec, proxy_authorization_policy_t *ap);
 void authz_resolve(pctx_t *p);
+/* kind: RequestAuthentication (config_authz.c): pass one reads (and parses the JWKS of) each document; pass two
+ * collects the jwtRules of those that apply to this proxy into cfg->jwt_rules. Run before authz_resolve. */
+void authn_parse(pctx_t *p, const yaml_node_t *spec, proxy_request_authentication_t *ra);
+void authn_resolve(pctx_t *p);
 
 /* A ServiceEntry port ({number, name, protocol, targetPort}); also the Proxy's spec.inbound.ports. */
 void istio_parse_port(pctx_t *p, const yaml_node_t *v, proxy_port_t *port);

@@ -2,6 +2,7 @@
  * conn: one downstream HTTP/1 connection; see conn.h and conn_int.h.
  */
 #include "conn_int.h"
+#include "jwt.h"
 
 static void buffers_free(conn_t *c);
 static void handle_closed(conn_t *c);
@@ -36,6 +37,7 @@ static void buffers_free(conn_t *c)
     buf_dispose(&c->pend);
     buf_dispose(&c->xff);
     buf_dispose(&c->authz_target);
+    jwt_destroy(c->jwt);
     buf_dispose(&c->up_head);
     buf_dispose(&c->peer_raw);
     c->peer_raw_valid = false;

@@ -114,8 +114,12 @@ struct conn {
     http1_header_t *hdrs;
     uint32_t hdrs_cap;
     buf_t xff;
-    buf_t authz_target;     /* inbound with AuthorizationPolicies: the normalized path, '?', the query */
-    authz_decision_t authz; /* the exchange's decision (allowed without policies) */
+    buf_t authz_target;               /* inbound with AuthorizationPolicies: the normalized path, '?', the query */
+    authz_decision_t authz;           /* the exchange's decision (allowed without policies) */
+    struct jwt *jwt;                  /* the exchange's verified JWT (RequestAuthentication), or NULL */
+    const proxy_jwt_rule_t *jwt_rule; /* the rule that verified it */
+    const http1_header_t *jwt_field;  /* the request field that carried it (dropped unless forwardOriginalToken) */
+    str_t jwt_payload;                /* its payload part (base64url), in the request head */
     char peer[64];
     struct sockaddr_storage peer_addr; /* the client's address (peer in text), family 0 when unknown */
     bool has_orig;                     /* interceptionMode REDIRECT: the connection was redirected to us ... */

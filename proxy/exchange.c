@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 
+#include "jwt.h"
 #include "telemetry_otlp.h" /* TELE_STR_MAX */
 
 static uint64_t now_unix_ns(void);
@@ -21,6 +22,7 @@ static void on_backoff(uv_timer_t *t);
 static void on_try_timeout(uv_timer_t *t);
 static void on_route_timeout(uv_timer_t *t);
 static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch, uint32_t *n_foreign);
+static uint32_t jwt_fields(conn_t *c, http1_header_t *tmp, uint32_t n, uint32_t max);
 static const http1_header_t *find_header(const http1_head_t *h, const char *name);
 static void begin_exchange(conn_t *c, const http1_head_t *h);
 static void run_filters(conn_t *c);
@@ -187,6 +189,8 @@ void conn_release_upstream(conn_t *c, bool reusable)
 /* The exchange's resources: timers, upstream, the view. */
 void conn_exchange_dispose(conn_t *c)
 {
+    jwt_destroy(c->jwt);
+    c->jwt = NULL;
     if (c->filter_wait) { /* a filter holds the request: it lets go (the fault filter gives back its timer) */
         filter_fault_cancel(&c->fault);
         filter_rl_global_cancel(&c->rl_global);
@@ -433,6 +437,8 @@ static uint32_t request_headers(conn_t *c, const http1_head_t *h, char *tscratch
             continue;
         tmp[n++] = *f;
     }
+    if (c->jwt != NULL)
+        n = jwt_fields(c, tmp, n, cap - 16 - TRACECTX_MAX_FIELDS);
     http1_header_t *out = c->up_fields;
     if (c->d.route != NULL) {
         n = router_request_headers(&c->d, tmp, n, out, cap - 8 - TRACECTX_MAX_FIELDS);
@@ -576,6 +582,171 @@ static bool route_original_dst(conn_t *c, const router_request_t *rq)
     return false;
 }
 
+/* ---- RequestAuthentication ---- */
+
+#define JWT_ISSUER_MAX 512
+
+/* The token in v after prefix (case-insensitive), trimmed; empty when v does not start with it. */
+static str_t after_prefix(str_t v, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (v.len < n || strncasecmp(v.ptr, prefix, n) != 0)
+        return STR_NULL;
+    str_t t = {v.ptr + n, v.len - (uint32_t)n};
+    while (t.len > 0 && (t.ptr[0] == ' ' || t.ptr[0] == '\t'))
+        t.ptr++, t.len--;
+    while (t.len > 0 && (t.ptr[t.len - 1] == ' ' || t.ptr[t.len - 1] == '\t'))
+        t.len--;
+    return t;
+}
+
+/* The value of query parameter name (not decoded: a JWT is base64url), or empty. */
+static str_t query_param(str_t q, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < q.len;) {
+        const char *amp = memchr(q.ptr + i, '&', q.len - i);
+        uint32_t end = amp ? (uint32_t)(amp - q.ptr) : q.len;
+        if (end - i > n && memcmp(q.ptr + i, name, n) == 0 && q.ptr[i + n] == '=')
+            return (str_t){q.ptr + i + n + 1, end - i - (uint32_t)n - 1};
+        i = end + 1;
+    }
+    return STR_NULL;
+}
+
+/* Where rule r looks for a token; the first found, with the field it came in (NULL: a query parameter). */
+static str_t rule_token(const proxy_jwt_rule_t *r, const http1_head_t *h, str_t query, const http1_header_t **field)
+{
+    *field = NULL;
+    if (r->n_from_headers == 0 && r->from_params.n == 0) { /* Istio's defaults */
+        const http1_header_t *f = http1_header_find(h->headers, h->header_count, "authorization");
+        str_t t = f != NULL ? after_prefix(f->value, "Bearer ") : STR_NULL;
+        if (t.len > 0) {
+            *field = f;
+            return t;
+        }
+        return query_param(query, "access_token");
+    }
+    for (size_t i = 0; i < r->n_from_headers; i++) {
+        const http1_header_t *f = http1_header_find(h->headers, h->header_count, r->from_headers[i].name);
+        str_t t = f != NULL ? after_prefix(f->value, r->from_headers[i].prefix) : STR_NULL;
+        if (t.len > 0) {
+            *field = f;
+            return t;
+        }
+    }
+    for (size_t i = 0; i < r->from_params.n; i++) {
+        str_t t = query_param(query, r->from_params.items[i]);
+        if (t.len > 0)
+            return t;
+    }
+    return STR_NULL;
+}
+
+/* 401 with the reason, as Envoy's jwt_authn answers (the token is never quoted). */
+static void jwt_refuse(conn_t *c, const char *why)
+{
+    static const char challenge[] = "Bearer realm=\"outrider\", error=\"invalid_token\"";
+    http1_header_t f = {{"www-authenticate", 16}, {challenge, sizeof challenge - 1}};
+    conn_local_reply_h(c, 401, why, false, &f, 1);
+}
+
+/*
+ * Inbound with RequestAuthentication: find a token where some rule looks
+ * for one, pick the rule of its issuer, verify. No token passes (an
+ * AuthorizationPolicy may then require one, as in Istio); a token that
+ * does not verify is 401. True when answered.
+ */
+static bool inbound_authenticate(conn_t *c, const http1_head_t *h, const router_request_t *rq)
+{
+    const proxy_config_t *cfg = c->view->rt->cfg;
+    str_t tok = STR_NULL;
+    const http1_header_t *field = NULL;
+    for (size_t i = 0; i < cfg->n_jwt_rules && tok.len == 0; i++)
+        tok = rule_token(cfg->jwt_rules[i], h, rq->query, &field);
+    if (tok.len == 0)
+        return false;
+    char iss[JWT_ISSUER_MAX];
+    const proxy_jwt_rule_t *r = NULL;
+    if (jwt_peek_issuer(tok.ptr, tok.len, iss, sizeof iss) == 0)
+        for (size_t i = 0; i < cfg->n_jwt_rules && r == NULL; i++)
+            if (strcmp(cfg->jwt_rules[i]->issuer, iss) == 0)
+                r = cfg->jwt_rules[i];
+    if (r == NULL) {
+        jwt_refuse(c, cfg->n_jwt_rules > 0 && jwt_peek_issuer(tok.ptr, tok.len, iss, sizeof iss) != 0
+                          ? "Jwt is not in the form of Header.Payload.Signature"
+                          : "Jwt issuer is not configured");
+        return true;
+    }
+    jwt_check_t check = {r->issuer, r->audiences.items, r->audiences.n, (int64_t)time(NULL), 0, 0};
+    jwt_status_t st = jwt_verify(r->jwks, tok.ptr, tok.len, &check, &c->jwt, NULL, 0);
+    if (st != JWT_OK) {
+        jwt_refuse(c, jwt_status_str(st));
+        return true;
+    }
+    c->jwt_rule = r;
+    c->jwt_field = r->forward_original_token ? NULL : field;
+    const char *d1 = memchr(tok.ptr, '.', tok.len), *d2 = memrchr(tok.ptr, '.', tok.len);
+    c->jwt_payload = (str_t){d1 + 1, (uint32_t)(d2 - d1 - 1)}; /* verified: three parts */
+    return false;
+}
+
+/* Whether field f is one rule r writes (its claim headers and payload header), which a client may not send. */
+static bool jwt_output_field(const proxy_jwt_rule_t *r, str_t name)
+{
+    if (r->output_payload_to_header != NULL && http1_name_eq(name, r->output_payload_to_header))
+        return true;
+    for (size_t i = 0; i < r->n_claim_headers; i++)
+        if (http1_name_eq(name, r->claim_headers[i].header))
+            return true;
+    return false;
+}
+
+/*
+ * The request's fields (tmp, n) after a verified JWT: without the field
+ * that carried the token (unless forwardOriginalToken), without
+ * client-sent copies of the rule's output headers, then the claims
+ * (outputClaimToHeaders; "a.b" is a nested claim) and the payload
+ * (outputPayloadToHeader: the token's payload part, base64url) added, at
+ * most up to max fields. Returns the new count.
+ */
+static uint32_t jwt_fields(conn_t *c, http1_header_t *tmp, uint32_t n, uint32_t max)
+{
+    const proxy_jwt_rule_t *r = c->jwt_rule;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (!(c->jwt_field != NULL && tmp[i].name.ptr == c->jwt_field->name.ptr) && !jwt_output_field(r, tmp[i].name))
+            tmp[k++] = tmp[i];
+    for (size_t i = 0; i < r->n_claim_headers && k < max; i++) {
+        char path[256];
+        const char *parts[8];
+        size_t depth = 0;
+        snprintf(path, sizeof path, "%s", r->claim_headers[i].claim);
+        for (char *t = path, *save = NULL; depth < 8 && (t = strtok_r(t, ".", &save)) != NULL; t = NULL)
+            parts[depth++] = t;
+        const char *v[1];
+        if (jwt_claim(c->jwt, parts, depth, v, 1) >= 1)
+            tmp[k++] = (http1_header_t){s_of(r->claim_headers[i].header), s_of(v[0])};
+    }
+    if (r->output_payload_to_header != NULL && k < max && c->jwt_payload.len > 0)
+        tmp[k++] = (http1_header_t){s_of(r->output_payload_to_header), c->jwt_payload};
+    return k;
+}
+
+/* authz_request_t's claim lookup over the exchange's JWT */
+static uint32_t jwt_claim_values(const void *ctx, const char *const *path, uint32_t depth, str_t *out, uint32_t max)
+{
+    const char *v[64];
+    size_t n = jwt_claim(ctx, path, depth, v, max < 64 ? max : 64);
+    if (n > max)
+        n = max;
+    if (n > 64)
+        n = 64;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (str_t){v[i], (uint32_t)strlen(v[i])};
+    return (uint32_t)n;
+}
+
 /*
  * Inbound with AuthorizationPolicies: the path normalized as Istio does
  * (what the policies see is what the app gets), then the decision. True
@@ -614,6 +785,19 @@ static bool inbound_authorize(conn_t *c, const http1_head_t *h, router_request_t
         .dest = c->has_orig ? &c->orig_dst : NULL,
         .principal = c->down_principal != NULL ? s_of(c->down_principal) : STR_NULL,
     };
+    str_t auds[16];
+    if (c->jwt != NULL) {
+        size_t na;
+        const char *const *a = jwt_audiences(c->jwt, &na);
+        for (size_t i = 0; i < na && i < 16; i++)
+            auds[i] = s_of(a[i]);
+        r.request_principal = s_of(jwt_principal(c->jwt));
+        r.presenter = s_of(jwt_presenter(c->jwt));
+        r.audiences = auds;
+        r.n_audiences = (uint32_t)(na < 16 ? na : 16);
+        r.claim = jwt_claim_values;
+        r.claim_ctx = c->jwt;
+    }
     authz_check(az, &r, &c->authz);
     if (c->authz.allowed)
         return false;
@@ -662,6 +846,11 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
     }
 
     c->authz = (authz_decision_t){true, NULL, -1, NULL};
+    jwt_destroy(c->jwt);
+    c->jwt = NULL;
+    c->jwt_field = NULL;
+    if (c->env->mode == CONN_INBOUND && rt->cfg->n_jwt_rules > 0 && inbound_authenticate(c, h, rq))
+        return HTTP1_CB_OK;
     if (c->env->mode == CONN_INBOUND && rt->authz != NULL && inbound_authorize(c, h, rq))
         return HTTP1_CB_OK;
     if (c->env->mode == CONN_INBOUND) {

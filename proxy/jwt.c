@@ -909,6 +909,29 @@ done:
     return rc;
 }
 
+int jwt_peek_issuer(const char *token, size_t len, char *out, size_t outlen)
+{
+    const char *d1 = memchr(token, '.', len);
+    const char *d2 = d1 != NULL ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
+    if (d2 == NULL || len > JWT_MAX_BYTES || outlen == 0)
+        return -1;
+    size_t n;
+    uint8_t *payload = b64url_dup(d1 + 1, (size_t)(d2 - d1 - 1), &n);
+    if (payload == NULL)
+        return -1;
+    const char *why;
+    yajl_val v = json_parse((const char *)payload, n, &why, NULL, 0);
+    const char *iss = NULL;
+    int rc = -1;
+    if (v != NULL && YAJL_IS_OBJECT(v) && member_string(v, "iss", &iss) == 1 && strlen(iss) < outlen) {
+        memcpy(out, iss, strlen(iss) + 1);
+        rc = 0;
+    }
+    yajl_tree_free(v);
+    free(payload);
+    return rc;
+}
+
 const char *jwt_status_str(jwt_status_t s)
 {
     switch (s) {

@@ -119,6 +119,13 @@ typedef enum jwt_status {
 jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const jwt_check_t *check, jwt_t **out,
                         char *err, size_t errlen);
 
+/*
+ * The iss claim of a token, NOT verified: only to choose which issuer's
+ * keys verify it (several jwtRules). Copies it into out; 0, or -1 when the
+ * token has no readable string iss or it does not fit.
+ */
+int jwt_peek_issuer(const char *token, size_t len, char *out, size_t outlen);
+
 /* A short constant text for a status ("Jwt is expired", ...). */
 const char *jwt_status_str(jwt_status_t s);
 

@@ -168,6 +168,35 @@ static void test_apply_and_warn(void **state)
     assert_non_null(cfg);
     expect(m.warn, m.n_warn, "requestPrincipals come from a JWT, and no RequestAuthentication applies", &m);
     proxy_config_destroy(cfg);
+
+    /* with a RequestAuthentication that applies, no warning; its jwtRules are collected (a second rule for the
+     * same issuer is not used, with a warning) */
+    cfg = load(
+        AP("shop",
+           "  rules:\n  - from: [{source: {requestPrincipals: [\"*\"]}}]\n") "---\n"
+                                                                             "apiVersion: security.istio.io/v1\nkind: "
+                                                                             "RequestAuthentication\nmetadata: {name: "
+                                                                             "ra, namespace: shop}\n"
+                                                                             "spec:\n  jwtRules:\n  - issuer: i\n    "
+                                                                             "jwks: '{\"keys\": [{\"kty\": \"OKP\", "
+                                                                             "\"crv\": \"Ed25519\", "
+                                                                             "\"x\": "
+                                                                             "\"11qYAYKxCrfVS_"
+                                                                             "7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}'\n  - "
+                                                                             "issuer: i\n    jwks: '{\"keys\": "
+                                                                             "[{\"kty\": \"OKP\", \"crv\": "
+                                                                             "\"Ed25519\", \"x\": "
+                                                                             "\"11qYAYKxCrfVS_"
+                                                                             "7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}'\n",
+        1, &m);
+    if (cfg == NULL)
+        dump(&m);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->n_jwt_rules, 1);
+    for (int i = 0; i < m.n_warn; i++)
+        assert_null(strstr(m.warn[i], "can never match"));
+    expect(m.warn, m.n_warn, "not used: another jwtRule for issuer \"i\" applies first", &m);
+    proxy_config_destroy(cfg);
 }
 
 /* ---- the matcher ---- */

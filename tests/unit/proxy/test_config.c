@@ -547,7 +547,7 @@ static void test_unknown_kind_and_api(void **state)
     (void)state;
     check_case("apiVersion: outrider.io/v1alpha1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n", 1,
                "t.yaml:25:7: document 4: kind: unknown kind \"Sidecar\" (expected Proxy, ServiceEntry, "
-               "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication or AuthorizationPolicy)");
+               "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication, AuthorizationPolicy or RequestAuthentication)");
     check_case("apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata: {name: r}\n"
                "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n",
                1,
@@ -773,7 +773,7 @@ static void test_all_errors_reported(void **state)
                      "127.0.0.1:15001, got \"localhost:1\"");
     expect_error(&m, "t.yaml:5:43: Proxy p: spec.extra: unknown field");
     expect_error(&m, "t.yaml:8:7: document 2: kind: unknown kind \"Gateway\" (expected Proxy, ServiceEntry, "
-                     "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication or AuthorizationPolicy)");
+                     "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication, AuthorizationPolicy or RequestAuthentication)");
 
     cfg = load("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [x]}\n", &m);
     assert_null(cfg);
