@@ -329,14 +329,7 @@ void authz_parse(pctx_t *p, const yaml_node_t *spec, proxy_authorization_policy_
     PC_FIELDS(p, spec, it)
     {
         if (PC_KEY(it, "selector")) {
-            PC_FIELDS(p, it.val, s)
-            {
-                if (PC_KEY(s, "matchLabels"))
-                    pc_kv_map(p, s.val, &ap->selector, 0);
-                else
-                    pc_unknown(p, &s);
-            }
-            ap->has_selector = ap->selector.n > 0;
+            ap->has_selector = pc_selector(p, it.val, &ap->selector);
         } else if (PC_KEY(it, "action")) {
             int k = pc_enum(p, it.val, actions);
             if (k == 3) {
@@ -361,8 +354,7 @@ void authz_parse(pctx_t *p, const yaml_node_t *spec, proxy_authorization_policy_
                 }
             }
         } else if (PC_KEY(it, "targetRef") || PC_KEY(it, "targetRefs")) {
-            pc_error(p, it.key,
-                     "targetRef selects waypoints and gateways; a sidecar is chosen with selector.matchLabels");
+            pc_target_ref(p, &it);
         } else {
             pc_unknown(p, &it);
         }
@@ -597,14 +589,7 @@ void authn_parse(pctx_t *p, const yaml_node_t *spec, proxy_request_authenticatio
     PC_FIELDS(p, spec, it)
     {
         if (PC_KEY(it, "selector")) {
-            PC_FIELDS(p, it.val, s)
-            {
-                if (PC_KEY(s, "matchLabels"))
-                    pc_kv_map(p, s.val, &ra->selector, 0);
-                else
-                    pc_unknown(p, &s);
-            }
-            ra->has_selector = ra->selector.n > 0;
+            ra->has_selector = pc_selector(p, it.val, &ra->selector);
         } else if (PC_KEY(it, "jwtRules")) {
             long n = pc_seq(p, it.val);
             if (n > 0) {
@@ -617,8 +602,7 @@ void authn_parse(pctx_t *p, const yaml_node_t *spec, proxy_request_authenticatio
                 }
             }
         } else if (PC_KEY(it, "targetRef") || PC_KEY(it, "targetRefs")) {
-            pc_error(p, it.key,
-                     "targetRef selects waypoints and gateways; a sidecar is chosen with selector.matchLabels");
+            pc_target_ref(p, &it);
         } else {
             pc_unknown(p, &it);
         }

@@ -130,6 +130,11 @@ void telemetry_resolve(pctx_t *p);
  * or {certFile, keyFile}), parsed into ps: 1 when it was one of them (errors reported), 0 when not. */
 int telemetry_parse_exporter_field(pctx_t *p, const pc_iter_t *t, proxy_spec_t *ps);
 
+/* selector: {matchLabels: {...}} of the security.istio.io kinds into labels; whether it has any (config_security.c) */
+int pc_selector(pctx_t *p, const yaml_node_t *v, proxy_kv_list_t *labels);
+/* targetRef / targetRefs: refused (they select waypoints and gateways) */
+void pc_target_ref(pctx_t *p, const pc_iter_t *it);
+
 /* spec.identity of the Proxy (config_security.c). */
 void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *id, const proxy_meta_t *meta);
 /* kind: PeerAuthentication (config_security.c): pass one for one document's spec; pass two resolves the mode of

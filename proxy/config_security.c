@@ -134,6 +134,25 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
     id->peer_ids = peers;
 }
 
+/* ---- the security.istio.io kinds' shared fields ---- */
+
+int pc_selector(pctx_t *p, const yaml_node_t *v, proxy_kv_list_t *labels)
+{
+    PC_FIELDS(p, v, s)
+    {
+        if (PC_KEY(s, "matchLabels"))
+            pc_kv_map(p, s.val, labels, 0);
+        else
+            pc_unknown(p, &s);
+    }
+    return labels->n > 0;
+}
+
+void pc_target_ref(pctx_t *p, const pc_iter_t *it)
+{
+    pc_error(p, it->key, "targetRef selects waypoints and gateways; a sidecar is chosen with selector.matchLabels");
+}
+
 /* ---- PeerAuthentication, pass one ---- */
 
 static void parse_port_level(pctx_t *p, const yaml_node_t *v, proxy_peer_authentication_t *pa)
@@ -182,14 +201,7 @@ void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, prox
     PC_FIELDS(p, spec, it)
     {
         if (PC_KEY(it, "selector")) {
-            PC_FIELDS(p, it.val, s)
-            {
-                if (PC_KEY(s, "matchLabels"))
-                    pc_kv_map(p, s.val, &pa->selector, 0);
-                else
-                    pc_unknown(p, &s);
-            }
-            pa->has_selector = pa->selector.n > 0;
+            pa->has_selector = pc_selector(p, it.val, &pa->selector);
         } else if (PC_KEY(it, "mtls")) {
             PC_FIELDS(p, it.val, m)
             {
@@ -206,7 +218,7 @@ void security_parse_peer_authentication(pctx_t *p, const yaml_node_t *spec, prox
             ports_node = it.key;
             parse_port_level(p, it.val, pa);
         } else if (PC_KEY(it, "targetRef") || PC_KEY(it, "targetRefs")) {
-            pc_error(p, it.key, "targetRef selects waypoints; a sidecar is chosen with selector.matchLabels");
+            pc_target_ref(p, &it);
         } else {
             pc_unknown(p, &it);
         }

@@ -547,7 +547,8 @@ static void test_unknown_kind_and_api(void **state)
     (void)state;
     check_case("apiVersion: outrider.io/v1alpha1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n", 1,
                "t.yaml:25:7: document 4: kind: unknown kind \"Sidecar\" (expected Proxy, ServiceEntry, "
-               "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication, AuthorizationPolicy or RequestAuthentication)");
+               "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication, AuthorizationPolicy or "
+               "RequestAuthentication)");
     check_case("apiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata: {name: r}\n"
                "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n",
                1,
@@ -773,7 +774,8 @@ static void test_all_errors_reported(void **state)
                      "127.0.0.1:15001, got \"localhost:1\"");
     expect_error(&m, "t.yaml:5:43: Proxy p: spec.extra: unknown field");
     expect_error(&m, "t.yaml:8:7: document 2: kind: unknown kind \"Gateway\" (expected Proxy, ServiceEntry, "
-                     "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication, AuthorizationPolicy or RequestAuthentication)");
+                     "VirtualService, DestinationRule, RateLimit, Telemetry, PeerAuthentication, AuthorizationPolicy "
+                     "or RequestAuthentication)");
 
     cfg = load("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x}\nspec: {hosts: [x]}\n", &m);
     assert_null(cfg);
@@ -1296,8 +1298,9 @@ static void test_peer_authentication(void **state)
                      "as the key, got \"70000\"");
     expect_error(&m, "t.yaml:11:32: PeerAuthentication p: spec.portLevelMtls: portLevelMtls applies to the workloads a "
                      "selector.matchLabels chooses, as Istio requires");
-    expect_error(&m, "t.yaml:16:8: PeerAuthentication q: spec.targetRef: targetRef selects waypoints; a sidecar is "
-                     "chosen with selector.matchLabels");
+    expect_error(
+        &m, "t.yaml:16:8: PeerAuthentication q: spec.targetRef: targetRef selects waypoints and gateways; a sidecar is "
+            "chosen with selector.matchLabels");
     cfg = load_pa(ID_FILES, PA("a", "shop", "{mtls: {mode: STRICT}}") PA("b", "shop", "{mtls: {mode: DISABLE}}"), &m);
     assert_non_null(cfg);
     assert_int_equal(cfg->mtls.mode, PROXY_MTLS_STRICT);
