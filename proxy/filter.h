@@ -9,7 +9,10 @@
  *
  * and then the cluster module (cluster.h) at each attempt: the breaker,
  * which may make the attempt wait for a connection, and outlier detection.
- * Authorization will be the next filter.
+ * RequestAuthentication and AuthorizationPolicy (jwt.c, authz.c) are not
+ * filters: the inbound exchange runs them before routing, because they
+ * change the request the upstream head is built from (the normalized path,
+ * the token's header removed, claim headers added) and never wait.
  *
  * A filter is called with the exchange's filter_exchange_t and its own
  * per-exchange state, and returns:
