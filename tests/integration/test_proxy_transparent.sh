@@ -97,7 +97,8 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 for port in 7071 7072; do # 7071: the db service's; 7072: a port no service names (passed through as TCP)
-    inB python3 "$T/tcpd.py" "$T/tcpd-$port.port" "$port" >"$T/tcpd-$port.log" 2>&1 &
+    # not through inB: a function in the background is a subshell, and its PID would not be the server's
+    ip netns exec "$NB" python3 "$T/tcpd.py" "$T/tcpd-$port.port" "$port" >"$T/tcpd-$port.log" 2>&1 &
     track_pid $!
     wait_until -n 200 -i 0.05 test -s "$T/tcpd-$port.port" || fail "tcpd $port did not start: $(cat "$T/tcpd-$port.log")"
 done
