@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ingest_auth.h"
 #include "kafka.h"
 #include "kafka_consume.h"
 #include "log.h"
@@ -127,8 +128,17 @@ int collector_apply_role(collector_config_t *cfg)
     return 0;
 }
 
+static void log_auth_error(void *ctx, const char *message)
+{
+    (void)ctx;
+    log_error("ingest.auth.tokens: %s", message);
+}
+
 int collector_init(collector_t *c)
 {
+    c->auth = ingest_auth_create(c->cfg.auth_tokens, &c->cfg.tls_client_ids, log_auth_error, NULL);
+    if (c->auth == NULL)
+        return -1;
     span_store_config_t scfg;
     span_store_config_default(&scfg);
     scfg.max_spans = c->cfg.max_spans;
@@ -213,6 +223,8 @@ void collector_dispose(collector_t *c)
     c->kafka = NULL;
     query_destroy(c->query);
     c->query = NULL;
+    ingest_auth_destroy(c->auth);
+    c->auth = NULL;
     span_store_destroy(c->store);
     metric_store_destroy(c->metrics);
     prom_histogram_vec_destroy(c->http_latency);
@@ -301,6 +313,12 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
     write_gauge_value(b, "process_start_time_seconds", "Start time of the process since unix epoch in seconds",
                       (double)c->started_ms / 1000.0, om);
     prom_histogram_vec_render(c->http_latency, b, om);
+    ingest_auth_render_metrics(c->auth, b, om);
+    if (c->cfg.tls_cert_file != NULL && c->cfg.tls_cert_file[0] != '\0')
+        write_counter_value(b, "outrider_collector_ingest_tls_handshake_failures",
+                            "Connections to the HTTPS ingest listeners closed without a finished TLS handshake (plain "
+                            "HTTP, no client certificate or one not from ingest.tls.clientCaFile, or none begun)",
+                            (double)prom_counter_get(&c->tls_handshake_failures), om);
     kafka_render_metrics(c->kafka, b, om);
     query_render_metrics(c->query, b, om);
     remote_write_render_metrics(c->remote_write, b, om);

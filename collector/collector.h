@@ -26,6 +26,7 @@ struct kafka_consumer;
 struct query;
 struct remote_write;
 struct mesh_page;
+struct ingest_auth;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
@@ -56,12 +57,14 @@ typedef struct collector {
     struct query *query;               /* NULL: query.peers empty (the API answers from the local store) */
     struct remote_write *remote_write; /* NULL: remoteWrite.url empty */
     struct mesh_page *mesh;            /* the service graph's sampler (server.c sets it); NULL before */
+    struct ingest_auth *auth;          /* tokens and client ids of ingest requests (ingest_auth.h) */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
-    prom_histogram_vec_t *http_latency; /* http_server_requests_seconds{method,uri,status} */
-    prom_counter_t memory_refusals;     /* requests refused with 503 for the memory limit */
-    prom_counter_t scrapes_abandoned;   /* /metrics bodies stopped at the scraper's timeout */
-    _Atomic uint64_t rss_bytes;         /* last reading of resident memory */
-    _Atomic uint64_t rss_read_ms;       /* when it was read */
+    prom_histogram_vec_t *http_latency;    /* http_server_requests_seconds{method,uri,status} */
+    prom_counter_t memory_refusals;        /* requests refused with 503 for the memory limit */
+    prom_counter_t scrapes_abandoned;      /* /metrics bodies stopped at the scraper's timeout */
+    prom_counter_t tls_handshake_failures; /* ingest TLS connections closed without a finished handshake */
+    _Atomic uint64_t rss_bytes;            /* last reading of resident memory */
+    _Atomic uint64_t rss_read_ms;          /* when it was read */
     uint64_t started_ms;
 } collector_t;
 

@@ -3,10 +3,52 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ingest_auth.h"
+#include "ingest_tls.h"
 
 #define F(field) offsetof(collector_config_t, field)
+
+static int check_cert(const char *path, char *why, size_t why_len)
+{
+    return ingest_tls_check_cert_file(path, why, why_len);
+}
+
+static int check_key(const char *path, char *why, size_t why_len)
+{
+    return ingest_tls_check_key_file(path, why, why_len);
+}
+
+typedef struct first_error {
+    char *why;
+    size_t len;
+    int n;
+} first_error_t;
+
+static void keep_first(void *ctx, const char *message)
+{
+    first_error_t *e = ctx;
+    if (e->n++ == 0)
+        snprintf(e->why, e->len, "%s", message);
+}
+
+/* The tokens file must parse: its first error (FILE:LINE:COL: reason) is the setting's. */
+static int check_tokens(const char *path, char *why, size_t why_len)
+{
+    first_error_t e = {why, why_len, 0};
+    ingest_tokens_t *t = ingest_tokens_load(path, keep_first, &e);
+    if (t == NULL && e.n > 1) {
+        size_t k = strlen(why);
+        snprintf(why + k, why_len - k, " (and %d more errors)", e.n - 1);
+    }
+    ingest_tokens_destroy(t);
+    return t != NULL ? 0 : -1;
+}
 
 /* rows leave out the trailing fields they do not use (choices) */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -21,6 +63,31 @@ const setting_t collector_settings[] = {
      "Zipkin API (/api/v2), Zipkin UI paths (/zipkin), /metrics, /health; port 0 picks a free port"},
     {"otlp.listen", SETTING_HOSTPORT, F(otlp_listen), "0.0.0.0:4318", 0, 0,
      "OTLP/HTTP ingest (/v1/traces, /v1/metrics, /v1/logs); port 0 picks a free port"},
+    {"query.listen", SETTING_HOSTPORT, F(query_listen), NULL, 0, 0,
+     "the Zipkin API (GET /api/v2), UI paths (/zipkin), /mesh, /info, /health and (without metrics.listen) "
+     "/metrics on a listener of their own; zipkin.listen then serves only POST /api/v2/spans and /health; "
+     "empty: all on zipkin.listen"},
+    {"metrics.listen", SETTING_HOSTPORT, F(metrics_listen), NULL, 0, 0,
+     "/metrics (and /health) on a listener of their own, served nowhere else; empty: with the query API"},
+    {"ingest.tls.certFile", SETTING_STRING, F(tls_cert_file), "", 0, 0,
+     "PEM certificate (then its chain) of the ingest listeners, otlp.listen and zipkin.listen; set, they speak "
+     "HTTPS only (with ingest.tls.keyFile)",
+     NULL, check_cert},
+    {"ingest.tls.keyFile", SETTING_STRING, F(tls_key_file), "", 0, 0,
+     "PEM private key (unencrypted) of ingest.tls.certFile", NULL, check_key},
+    {"ingest.tls.clientCaFile", SETTING_STRING, F(tls_client_ca_file), "", 0, 0,
+     "PEM CAs a client certificate must chain to (the mesh root of `outriderctl ca init`); set, ingest "
+     "clients without one are refused in the TLS handshake (mutual TLS)",
+     NULL, check_cert},
+    {"ingest.tls.clientIds", SETTING_LIST, F(tls_client_ids), "", 0, 0,
+     "SPIFFE ids a client certificate may carry to send (spiffe://cluster.local/ns/shop/sa/otel), or prefixes "
+     "ending in / (spiffe://cluster.local/ns/shop/: a namespace); others get 403; empty: any certificate from "
+     "ingest.tls.clientCaFile"},
+    {"ingest.auth.tokens", SETTING_STRING, F(auth_tokens), "", 0, 0,
+     "file of bearer tokens, one a line: TOKEN [NAME] (# comments); ingest requests without "
+     "\"Authorization: Bearer TOKEN\" of one get 401; read again on SIGHUP (a bad file keeps the tokens before); "
+     "empty: no token needed",
+     NULL, check_tokens},
     {"server.threads", SETTING_UINT, F(threads), "2", 1, 256, "HTTP worker threads per listener"},
     {"server.maxConcurrentRequests", SETTING_UINT, F(max_concurrent_requests), "1024", 1, 1000000,
      "connections served at once per listener"},
@@ -177,6 +244,59 @@ const setting_t collector_settings[] = {
 };
 
 const size_t collector_settings_count = sizeof(collector_settings) / sizeof(collector_settings[0]);
+
+__attribute__((format(printf, 5, 6))) static void check_error(const collector_config_t *cfg, settings_error_fn err,
+                                                              void *ctx, const char *name, const char *fmt, ...)
+{
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    char msg[2048];
+    snprintf(msg, sizeof(msg), "%s%s: %s", settings_where(collector_settings, collector_settings_count, cfg, name),
+             name, why);
+    err(ctx, msg);
+}
+
+static int set(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+int collector_config_check(const collector_config_t *cfg, settings_error_fn err, void *ctx)
+{
+    int errors = 0;
+    char why[1024];
+    if (set(cfg->tls_cert_file) != set(cfg->tls_key_file)) {
+        const char *given = set(cfg->tls_cert_file) ? "ingest.tls.certFile" : "ingest.tls.keyFile";
+        check_error(cfg, err, ctx, given, "needs %s too",
+                    set(cfg->tls_cert_file) ? "ingest.tls.keyFile" : "ingest.tls.certFile");
+        errors++;
+    } else if (set(cfg->tls_cert_file) &&
+               ingest_tls_check_pair(cfg->tls_cert_file, cfg->tls_key_file, why, sizeof(why)) != 0) {
+        check_error(cfg, err, ctx, "ingest.tls.keyFile", "%s", why);
+        errors++;
+    }
+    if (set(cfg->tls_client_ca_file) && !set(cfg->tls_cert_file)) {
+        check_error(cfg, err, ctx, "ingest.tls.clientCaFile",
+                    "client certificates are asked for in a TLS handshake: set ingest.tls.certFile and "
+                    "ingest.tls.keyFile too");
+        errors++;
+    }
+    if (cfg->tls_client_ids.n > 0 && !set(cfg->tls_client_ca_file)) {
+        check_error(cfg, err, ctx, "ingest.tls.clientIds",
+                    "the ids are those of client certificates: set ingest.tls.clientCaFile too");
+        errors++;
+    }
+    for (size_t i = 0; i < cfg->tls_client_ids.n; i++) {
+        if (ingest_auth_check_id_pattern(cfg->tls_client_ids.items[i], why, sizeof(why)) != 0) {
+            check_error(cfg, err, ctx, "ingest.tls.clientIds", "item %zu: %s", i, why);
+            errors++;
+        }
+    }
+    return errors;
+}
 
 void collector_config_init(collector_config_t *cfg)
 {

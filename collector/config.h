@@ -18,7 +18,14 @@ typedef struct collector_config {
     enum collector_role role_id; /* role, parsed by collector_init */
     char *zipkin_listen;         /* host:port of the Zipkin API, UI paths and /metrics */
     char *otlp_listen;           /* host:port of OTLP/HTTP */
-    uint64_t threads;            /* HTTP worker threads per listener */
+    char *query_listen;          /* host:port of the query API, UI paths, /mesh (and /metrics); NULL: zipkin_listen */
+    char *metrics_listen;        /* host:port of /metrics alone; NULL: with the query API */
+    char *tls_cert_file;         /* ingest listeners' certificate (PEM); "": plain HTTP */
+    char *tls_key_file;
+    char *tls_client_ca_file;      /* "": no client certificates (no mutual TLS) */
+    setting_list_t tls_client_ids; /* SPIFFE ids (or prefixes ending in '/') allowed to send; empty: any */
+    char *auth_tokens;             /* bearer tokens file; "": no token needed */
+    uint64_t threads;              /* HTTP worker threads per listener */
     char *log_level;
     uint64_t max_spans;       /* store bound, spans */
     uint64_t max_store_bytes; /* store bound, bytes */
@@ -89,6 +96,16 @@ typedef struct collector_config {
 
 extern const setting_t collector_settings[];
 extern const size_t collector_settings_count;
+
+/*
+ * The second pass over a loaded configuration: what spans several settings
+ * (ingest.tls.* go together, the key belongs to the certificate,
+ * ingest.tls.clientIds are SPIFFE ids and need ingest.tls.clientCaFile).
+ * Each error is passed to err as "file:line:col: setting: reason" (the
+ * location where the setting was written; none for a flag). Returns the
+ * number of errors.
+ */
+int collector_config_check(const collector_config_t *cfg, settings_error_fn err, void *ctx);
 
 /* Fill cfg with defaults. Free with collector_config_dispose. */
 void collector_config_init(collector_config_t *cfg);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "collector.h"
+#include "ingest_auth.h"
 #include "log.h"
 #include "metric_store.h"
 #include "query_peers.h"
@@ -29,6 +30,12 @@ static void usage(FILE *out)
                  "  --set NAME=VALUE        any setting by its dotted name, e.g. --set store.maxBytes=1GiB\n"
                  "  --check                 validate the configuration and exit (0 = valid)\n"
                  "  --print-settings        print the settings reference (Markdown) and exit\n");
+}
+
+static void log_reload_error(void *ctx, const char *message)
+{
+    (void)ctx;
+    log_error("ingest.auth.tokens: %s", message);
 }
 
 static void print_error(void *ctx, const char *message)
@@ -137,6 +144,7 @@ int main(int argc, char **argv)
             errors++;
         }
     }
+    collector_config_check(&c.cfg, print_error, &errors); /* counts through print_error */
     if (errors == 0 && collector_apply_role(&c.cfg) != 0)
         errors++;
     if (errors > 0) {
@@ -150,6 +158,9 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level((enum log_level)level);
+    if (c.cfg.auth_tokens[0] != '\0' && c.cfg.tls_cert_file[0] == '\0')
+        log_warn("ingest.auth.tokens is set without ingest.tls.certFile: bearer tokens cross the network in clear "
+                 "text");
 
     /* block the signals before any thread starts so that only sigtimedwait sees them */
     sigset_t sigs;
@@ -188,8 +199,13 @@ int main(int argc, char **argv)
             log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
             break;
         }
-        if (sig == SIGHUP)
-            log_info("SIGHUP: the collector has no reloadable settings; restart it to apply a new file");
+        if (sig == SIGHUP && ingest_auth_tokens_required(c.auth)) {
+            log_info("SIGHUP: reading ingest.auth.tokens again (other settings need a restart)");
+            ingest_auth_reload(c.auth, log_reload_error, NULL);
+        } else if (sig == SIGHUP) {
+            log_info("SIGHUP: nothing to reload (only ingest.auth.tokens is read again); restart the collector to "
+                     "apply a new file");
+        }
         metric_store_expire(c.metrics, collector_now_ms());
     }
     server_stop(srv);

@@ -4,7 +4,8 @@
  * Request life cycle (MHD calls on_request several times per request):
  *   URI log    allocate a request_t holding the query string as sent (MHD
  *              hands handlers only its decoded arguments)
- *   1st call   check Content-Length against the limit
+ *   1st call   an ingest request's credentials (401 or 403 at once, see
+ *              ingest_auth.h), then Content-Length against the limit
  *              (413 at once when it is too large: no body is read)
  *   body calls append to the body buffer; past the limit, drop the rest
  *              (within limits.lingerBytes and limits.lingerTime) and mark
@@ -39,34 +40,57 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+
 #include "collector.h"
 #include "hostport.h"
+#include "ingest_auth.h"
+#include "ingest_tls.h"
 #include "linger_set.h"
 #include "kafka.h"
 #include "log.h"
 #include "compress.h"
 #include "mesh_page.h"
+#include "otlp.h"
 #include "query.h"
 #include "xalloc.h"
 
 #define IDLE_TIMEOUT_S 60u /* MHD's timeout of a connection that sends nothing */
 
-typedef enum listener_kind { LISTENER_ZIPKIN, LISTENER_OTLP } listener_kind_t;
+/* What a listener serves (its routes). */
+enum {
+    SERVE_ZIPKIN_INGEST = 1 << 0, /* POST /api/v2/spans */
+    SERVE_OTLP = 1 << 1,          /* /v1/traces, /v1/metrics, /v1/logs: every path of the listener is ingest */
+    SERVE_QUERY = 1 << 2,         /* GET /api/v2/..., /zipkin/..., /, /info, /mesh, /api/mesh, OPTIONS */
+    SERVE_METRICS = 1 << 3,       /* /metrics, /prometheus */
+    SERVE_HEALTH = 1 << 4,        /* /health */
+};
 
 typedef struct listener {
     collector_t *c;
-    listener_kind_t kind;
+    const char *name;        /* zipkin, otlp, query, metrics: its "listening" line */
+    unsigned serves;         /* SERVE_* */
+    const ingest_tls_t *tls; /* HTTPS with these (the ingest listeners when ingest.tls.certFile is set); NULL: HTTP */
     struct MHD_Daemon *daemon;
     linger_set_t *linger; /* NULL: lingering off */
-    mesh_page_t *mesh;    /* the Zipkin port's /mesh and /api/mesh; NULL on the OTLP port */
+    mesh_page_t *mesh;    /* /mesh and /api/mesh, with SERVE_QUERY; NULL elsewhere */
 } listener_t;
 
+#define LISTENERS_MAX 4
+
 struct server {
-    listener_t zipkin;
-    listener_t otlp;
+    listener_t l[LISTENERS_MAX];
+    size_t n;
     linger_set_t *linger;
     mesh_page_t *mesh;
+    ingest_tls_t tls; /* the ingest listeners' PEM texts, alive as long as their daemons */
 };
+
+/* When the last TLS handshake failure was logged (monotonic ms), and how many were left out since. */
+static _Atomic uint64_t tls_log_ms;
+static _Atomic uint64_t tls_left_out;
 
 typedef struct request {
     buf_t body;
@@ -145,13 +169,20 @@ static const char index_html[] =
     "<li><a href=\"/metrics\">/metrics</a> (Prometheus)</li>"
     "<li><a href=\"/health\">/health</a></li></ul></body></html>\n";
 
-static void route_zipkin(collector_t *c, const http_request_t *req, http_response_t *resp)
+/* A path this listener does not serve, which another one does: 404 saying where it is. */
+static void elsewhere(http_response_t *resp, const http_request_t *req, const char *setting)
+{
+    resp->route = "NOT_FOUND";
+    http_respond_text(resp, 404, "no route for %s %s here: it is served on %s", req->method, req->path, setting);
+}
+
+static void route_zipkin(collector_t *c, unsigned serves, const http_request_t *req, http_response_t *resp)
 {
     const char *p = req->path;
     int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     int post = strcmp(req->method, "POST") == 0;
 
-    if (strcmp(req->method, "OPTIONS") == 0) {
+    if (strcmp(req->method, "OPTIONS") == 0 && (serves & (SERVE_QUERY | SERVE_ZIPKIN_INGEST))) {
         /* CORS preflight: the Zipkin server allows any origin by default, and so do we */
         resp->route = "OPTIONS";
         resp->status = 204;
@@ -159,8 +190,27 @@ static void route_zipkin(collector_t *c, const http_request_t *req, http_respons
         return;
     }
     if (strcmp(p, "/api/v2/spans") == 0 && post) {
+        if (!(serves & SERVE_ZIPKIN_INGEST)) {
+            elsewhere(resp, req, "zipkin.listen (Zipkin ingest)");
+            return;
+        }
         resp->route = "/api/v2/spans";
         ingest_zipkin(c, req, resp);
+        return;
+    }
+    int metrics_path = strcmp(p, "/metrics") == 0 || strcmp(p, "/prometheus") == 0;
+    unsigned need = strcmp(p, "/health") == 0 ? SERVE_HEALTH : metrics_path ? SERVE_METRICS : SERVE_QUERY;
+    if (!(serves & need)) {
+        int query_path = strncmp(p, "/api/", 5) == 0 || strncmp(p, "/zipkin", 7) == 0 || strcmp(p, "/") == 0 ||
+                         strcmp(p, "/info") == 0 || strcmp(p, "/mesh") == 0 || strcmp(req->method, "OPTIONS") == 0;
+        if (metrics_path)
+            elsewhere(resp, req, c->cfg.metrics_listen != NULL ? "metrics.listen" : "query.listen");
+        else if (query_path)
+            elsewhere(resp, req, "query.listen");
+        else {
+            resp->route = "NOT_FOUND";
+            http_respond_text(resp, 404, "no route for %s %s", req->method, p);
+        }
         return;
     }
     const char *api = NULL;
@@ -259,11 +309,12 @@ static void route_otlp(collector_t *c, const http_request_t *req, http_response_
                       req->method, req->path);
 }
 
-/* A body refused for its size before any handler ran still counts as a dropped message of its transport. */
-static void count_too_large(listener_t *l)
+/* A request refused before any handler ran (its size, its credentials) still counts as a dropped message of its
+ * transport. */
+static void count_refused(listener_t *l)
 {
     collector_transport_stats_t *ts =
-        &l->c->transport[l->kind == LISTENER_ZIPKIN ? TRANSPORT_ZIPKIN_HTTP : TRANSPORT_OTLP_HTTP];
+        &l->c->transport[(l->serves & SERVE_OTLP) ? TRANSPORT_OTLP_HTTP : TRANSPORT_ZIPKIN_HTTP];
     prom_counter_add(&ts->messages, 1);
     prom_counter_add(&ts->messages_dropped, 1);
 }
@@ -392,6 +443,81 @@ static int drop_within_bounds(const collector_config_t *cfg, request_t *r, size_
            seconds_since(&r->over_at) * 1000.0 < (double)cfg->linger_time_ms;
 }
 
+/* The client's address as text ("127.0.0.1:5000", "[::1]:5000"), "?" when unknown. */
+static void peer_text(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(buf, len, "?");
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    char host[INET6_ADDRSTRLEN];
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)ci->client_addr;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) != NULL)
+            snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(a->sin_port));
+    } else if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)ci->client_addr;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) != NULL)
+            snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+    }
+}
+
+/* Whether a request needs credentials: ingest, on a collector that asks for them. */
+static int needs_credentials(const listener_t *l, const char *method, const char *url)
+{
+    if (!ingest_auth_tokens_required(l->c->auth) && !ingest_auth_ids_limited(l->c->auth))
+        return 0;
+    if (l->serves & SERVE_OTLP) /* the whole listener is ingest */
+        return 1;
+    size_t plen = strcspn(url, "?");
+    return (l->serves & SERVE_ZIPKIN_INGEST) && strcmp(method, "POST") == 0 && plen == 13 &&
+           strncmp(url, "/api/v2/spans", 13) == 0;
+}
+
+/*
+ * The answer to a request refused for its credentials, at its first call
+ * (no body read, as for a 413): 401 with a Bearer challenge (RFC 6750
+ * section 3: no error code when no credentials came, invalid_token for an
+ * unknown one), 403 for a client certificate's id; OTLP gets its
+ * google.rpc.Status body, in JSON when the request is JSON.
+ */
+static void refuse_credentials(listener_t *l, struct MHD_Connection *conn, enum ingest_auth_result why,
+                               const char *client_id, http_response_t *resp)
+{
+    static const char *const challenge[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"" INGEST_AUTH_REALM "\"",
+                                            NULL};
+    static const char *const invalid[] = {
+        MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+        "Bearer realm=\"" INGEST_AUTH_REALM "\", error=\"invalid_token\", error_description=\"unknown token\"", NULL};
+    char msg[INGEST_CLIENT_ID_MAX + 128];
+    int status = 401;
+    switch (why) {
+    case INGEST_AUTH_MISSING_TOKEN:
+        snprintf(msg, sizeof(msg), "missing bearer token: send \"Authorization: Bearer TOKEN\"");
+        break;
+    case INGEST_AUTH_NOT_BEARER: snprintf(msg, sizeof(msg), "the Authorization header is not \"Bearer TOKEN\""); break;
+    case INGEST_AUTH_INVALID_TOKEN: snprintf(msg, sizeof(msg), "unknown bearer token"); break;
+    default:
+        status = 403;
+        snprintf(msg, sizeof(msg), "client certificate %s may not send here (ingest.tls.clientIds)",
+                 client_id != NULL ? client_id : "without a SPIFFE id");
+        break;
+    }
+    resp->route = status == 401 ? "UNAUTHORIZED" : "FORBIDDEN";
+    resp->headers = status == 403 ? NULL : why == INGEST_AUTH_INVALID_TOKEN ? invalid : challenge;
+    if (l->serves & SERVE_OTLP) {
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        int json = ct != NULL && strncasecmp(ct, "application/json", 16) == 0;
+        resp->status = status;
+        resp->content_type = json ? "application/json" : "application/x-protobuf";
+        /* google.rpc.Code UNAUTHENTICATED 16, PERMISSION_DENIED 7 */
+        otlp_encode_status(json, status == 401 ? 16 : 7, msg, &resp->body);
+    } else {
+        http_respond_text(resp, status, "%s", msg);
+    }
+    count_refused(l); /* a message refused whole, before its body */
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
@@ -406,6 +532,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->started = 1;
         snprintf(r->method, sizeof(r->method), "%s", method);
         r->route = "NOT_FOUND";
+        if (needs_credentials(l, method, url)) {
+            char id[INGEST_CLIENT_ID_MAX + 1];
+            const char *client_id = NULL;
+            if (l->tls != NULL && ingest_auth_ids_limited(c->auth)) {
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+                if (ci != NULL && ci->tls_session != NULL && ingest_tls_peer_id(ci->tls_session, id, sizeof(id)))
+                    client_id = id;
+            }
+            enum ingest_auth_result why = ingest_auth_check(
+                c->auth, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), client_id);
+            if (why != INGEST_AUTH_OK) {
+                char peer[80], what[96];
+                peer_text(conn, peer, sizeof(peer));
+                snprintf(what, sizeof(what), "%.15s %.64s", method, url);
+                ingest_auth_log_refusal(c->auth, why, peer, what, client_id);
+                http_response_t resp = {0};
+                refuse_credentials(l, conn, why, client_id, &resp);
+                enum MHD_Result rc = send_response(conn, r, &resp);
+                buf_dispose(&resp.body);
+                return rc;
+            }
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl != NULL) {
             char *end;
@@ -413,7 +561,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno == 0 && *end == '\0' && n > c->cfg.max_body_bytes) {
                 http_response_t resp = {.route = "TOO_LARGE"};
-                count_too_large(l);
+                count_refused(l);
                 http_respond_text(&resp, 413, "request body of %llu bytes exceeds limits.maxBodyBytes (%llu)", n,
                                   (unsigned long long)c->cfg.max_body_bytes);
                 return send_response(conn, r, &resp);
@@ -446,7 +594,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->too_large) {
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, IDLE_TIMEOUT_S);
         resp.route = "TOO_LARGE";
-        count_too_large(l);
+        count_refused(l);
         http_respond_text(&resp, 413, "request body exceeds limits.maxBodyBytes (%llu)",
                           (unsigned long long)c->cfg.max_body_bytes);
         return send_response(conn, r, &resp);
@@ -470,12 +618,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .content_encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING),
         .accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
     };
-    if (l->kind == LISTENER_ZIPKIN) {
-        resp.cors = 1;
-        if (!mesh_page_handle(l->mesh, &req, &resp))
-            route_zipkin(c, &req, &resp);
-    } else
+    if (l->serves & SERVE_OTLP) {
         route_otlp(c, &req, &resp);
+    } else {
+        resp.cors = 1;
+        if (!((l->serves & SERVE_QUERY) && mesh_page_handle(l->mesh, &req, &resp)))
+            route_zipkin(c, l->serves, &req, &resp);
+    }
     enum MHD_Result rc = send_response(conn, r, &resp);
     buf_dispose(&resp.body);
     return rc;
@@ -522,13 +671,85 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
-/* MHD is about to close a connection: unless its client already closed, it lingers (see the top). */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* An HTTPS ingest connection closed before its handshake finished: counted, logged now and then. */
+static void tls_failed(listener_t *l, struct MHD_Connection *conn)
+{
+    prom_counter_add(&l->c->tls_handshake_failures, 1);
+    uint64_t now = mono_ms(), last = atomic_load(&tls_log_ms);
+    if ((last != 0 && now - last < INGEST_AUTH_LOG_INTERVAL_MS) ||
+        !atomic_compare_exchange_strong(&tls_log_ms, &last, now ? now : 1)) {
+        atomic_fetch_add(&tls_left_out, 1);
+        return;
+    }
+    char peer[80], since[96] = "";
+    peer_text(conn, peer, sizeof(peer));
+    uint64_t more = atomic_exchange(&tls_left_out, 0);
+    if (more > 0)
+        snprintf(since, sizeof(since), " (and %llu more since the last message)", (unsigned long long)more);
+    log_warn("%s: TLS handshake with %s did not finish: plain HTTP to this HTTPS port, %s, or the client gave up%s",
+             l->name, peer,
+             l->tls->ca_pem != NULL ? "no client certificate or one not from ingest.tls.clientCaFile"
+                                    : "no protocol version or cipher in common",
+             since);
+}
+
+/* What an HTTPS ingest connection keeps (its MHD socket context). */
+typedef struct tls_conn {
+    int handshake_done;
+} tls_conn_t;
+
+/* GnuTLS read the client's Finished: the connection's handshake succeeded. */
+static void handshake_finished(void *session)
+{
+    struct MHD_Connection *conn = ingest_tls_session_ptr(session);
+    const union MHD_ConnectionInfo *ci =
+        conn != NULL ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    if (ci != NULL && ci->socket_context != NULL)
+        ((tls_conn_t *)ci->socket_context)->handshake_done = 1;
+}
+
+/*
+ * A connection starts (before a TLS handshake): an HTTPS one is watched
+ * for the end of its handshake, and mutual TLS requires a client
+ * certificate. MHD is about to close one: an HTTPS one whose handshake
+ * never finished is counted and logged (rate-limited); unless its client
+ * already closed, it lingers (see the top).
+ */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     listener_t *l = cls;
-    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            l->tls != NULL ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION) : NULL;
+        if (ci != NULL && ci->tls_session != NULL) {
+            *socket_context = xcalloc(1, sizeof(tls_conn_t));
+            ingest_tls_watch_handshake(ci->tls_session, handshake_finished);
+            if (l->tls->ca_pem != NULL)
+                ingest_tls_require_client_cert(ci->tls_session);
+        }
+        return;
+    }
     if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
+        return;
+    tls_conn_t *tc = *socket_context;
+    if (tc != NULL) {
+        int done = tc->handshake_done;
+        free(tc);
+        *socket_context = NULL;
+        if (!done) {
+            tls_failed(l, conn);
+            return; /* nothing was answered: no reason to linger */
+        }
+    }
+    if (l->linger == NULL)
         return;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
@@ -552,11 +773,16 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     size_t n = strlen(msg);
     while (n > 0 && msg[n - 1] == '\n')
         msg[--n] = '\0';
-    log_warn("http: %s", msg);
+    /* a failed TLS handshake: on_connection says so in plain words, counted and rate-limited */
+    if (strstr(msg, "handshake message out of context") != NULL || strncmp(msg, "Error: received TLS alert", 25) == 0)
+        log_debug("http: %s", msg);
+    else
+        log_warn("http: %s", msg);
 }
 
-static int listener_start(listener_t *l, const char *name, const char *hostport, uint16_t *bound)
+static int listener_start(listener_t *l, const char *hostport, uint16_t *bound)
 {
+    const char *name = l->name;
     char host[256];
     uint16_t port;
     const char *why;
@@ -572,45 +798,111 @@ static int listener_start(listener_t *l, const char *name, const char *hostport,
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls[5];
+    size_t k = 0;
+    if (l->tls != NULL) {
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+            log_error("%s: ingest.tls.certFile is set, but this libmicrohttpd was built without TLS", name);
+            return -1;
+        }
+        flags |= MHD_USE_TLS;
+        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls->cert_pem};
+        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls->key_pem};
+        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)INGEST_TLS_PRIORITIES};
+        if (l->tls->ca_pem != NULL)
+            tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, l->tls->ca_pem};
+    }
+    tls[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     collector_t *c = l->c;
+    errno = 0;
     l->daemon = MHD_start_daemon(
         flags, port, NULL, NULL, on_request, l, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)c->cfg.max_concurrent_requests, MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        l->linger != NULL ? on_connection : NULL, l, MHD_OPTION_END);
+        l->linger != NULL || l->tls != NULL ? on_connection : NULL, l, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (l->daemon == NULL) {
-        log_error("cannot listen on %s for %s: %s", hostport, name, errno ? strerror(errno) : "bind failed");
+        log_error("cannot listen on %s for %s: %s", hostport, name,
+                  errno ? strerror(errno) : "bind failed (or TLS refused: see the http: lines above)");
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_BIND_PORT);
     *bound = info ? info->port : port;
+    const char *scheme = l->tls != NULL ? "https" : "http";
     if (strchr(host, ':') != NULL)
-        log_info("listening %s http://[%s]:%u", name, host, *bound);
+        log_info("listening %s %s://[%s]:%u%s", name, scheme, host, *bound,
+                 l->tls != NULL && l->tls->ca_pem != NULL ? " (client certificates required)" : "");
     else
-        log_info("listening %s http://%s:%u", name, host, *bound);
+        log_info("listening %s %s://%s:%u%s", name, scheme, host, *bound,
+                 l->tls != NULL && l->tls->ca_pem != NULL ? " (client certificates required)" : "");
     return 0;
+}
+
+static int given(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* Add a listener serving what serves says; returns it. */
+static listener_t *add(server_t *s, collector_t *c, const char *name, unsigned serves, const ingest_tls_t *tls)
+{
+    listener_t *l = &s->l[s->n++];
+    *l = (listener_t){.c = c, .name = name, .serves = serves, .tls = tls, .linger = s->linger};
+    if (serves & SERVE_QUERY)
+        l->mesh = s->mesh;
+    return l;
 }
 
 server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_port)
 {
+    const collector_config_t *cfg = &c->cfg;
     server_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         log_fatal("out of memory");
-    if (c->cfg.linger_time_ms > 0) {
-        linger_set_opts_t lo = {c->cfg.linger_time_ms, c->cfg.linger_timeout_ms, c->cfg.linger_bytes,
-                                2 * (size_t)c->cfg.max_concurrent_requests};
+    if (cfg->linger_time_ms > 0) {
+        linger_set_opts_t lo = {cfg->linger_time_ms, cfg->linger_timeout_ms, cfg->linger_bytes,
+                                2 * (size_t)cfg->max_concurrent_requests};
         s->linger = linger_set_create(&lo);
         if (s->linger == NULL)
             log_fatal("cannot start the lingering-close thread: %s", strerror(errno));
     }
+    const ingest_tls_t *tls = NULL;
+    if (given(cfg->tls_cert_file)) {
+        char why[1024];
+        if (ingest_tls_load(&s->tls, cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_client_ca_file, why,
+                            sizeof(why)) != 0) {
+            log_error("ingest.tls: %s", why);
+            server_stop(s);
+            return NULL;
+        }
+        tls = &s->tls;
+    }
     s->mesh = mesh_page_create(c);
     c->mesh = s->mesh;
-    s->zipkin = (listener_t){c, LISTENER_ZIPKIN, NULL, s->linger, s->mesh};
-    s->otlp = (listener_t){c, LISTENER_OTLP, NULL, s->linger, NULL};
-    if (listener_start(&s->zipkin, "zipkin", c->cfg.zipkin_listen, zipkin_port) != 0 ||
-        listener_start(&s->otlp, "otlp", c->cfg.otlp_listen, otlp_port) != 0) {
+    /* query.listen and metrics.listen may name one address: one listener then serves both */
+    const char *query = given(cfg->query_listen) ? cfg->query_listen : NULL;
+    const char *metrics = given(cfg->metrics_listen) ? cfg->metrics_listen : NULL;
+    uint16_t ignored, port = 0;
+    char host[256];
+    if (query != NULL && metrics != NULL && strcmp(query, metrics) == 0 &&
+        hostport_split(query, host, sizeof(host), &port, NULL) == 0 && port != 0)
+        metrics = NULL;
+    /* the query and metrics listeners first, so that they are up once the zipkin and otlp lines are logged */
+    listener_t *q = NULL, *m = NULL;
+    if (query != NULL)
+        q = add(s, c, "query", SERVE_QUERY | SERVE_HEALTH | (metrics == NULL ? SERVE_METRICS : 0), NULL);
+    if (metrics != NULL)
+        m = add(s, c, "metrics", SERVE_METRICS | SERVE_HEALTH, NULL);
+    unsigned zipkin = SERVE_ZIPKIN_INGEST | SERVE_HEALTH;
+    if (query == NULL)
+        zipkin |= SERVE_QUERY | (metrics == NULL ? SERVE_METRICS : 0);
+    listener_t *z = add(s, c, "zipkin", zipkin, tls);
+    listener_t *o = add(s, c, "otlp", SERVE_OTLP, tls);
+    if ((q != NULL && listener_start(q, query, &ignored) != 0) ||
+        (m != NULL && listener_start(m, metrics, &ignored) != 0) ||
+        listener_start(z, cfg->zipkin_listen, zipkin_port) != 0 ||
+        listener_start(o, cfg->otlp_listen, otlp_port) != 0) {
         server_stop(s);
         return NULL;
     }
@@ -621,11 +913,11 @@ void server_stop(server_t *s)
 {
     if (s == NULL)
         return;
-    if (s->zipkin.daemon != NULL)
-        MHD_stop_daemon(s->zipkin.daemon);
-    if (s->otlp.daemon != NULL)
-        MHD_stop_daemon(s->otlp.daemon);
+    for (size_t i = 0; i < s->n; i++)
+        if (s->l[i].daemon != NULL)
+            MHD_stop_daemon(s->l[i].daemon);
     linger_set_destroy(s->linger);
     mesh_page_destroy(s->mesh);
+    ingest_tls_dispose(&s->tls);
     free(s);
 }

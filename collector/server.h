@@ -1,6 +1,20 @@
 /*
- * server: the collector's two HTTP listeners (Zipkin port and OTLP port)
- * on libmicrohttpd, and the request/response shapes its handlers use.
+ * server: the collector's HTTP listeners on libmicrohttpd, and the
+ * request/response shapes its handlers use.
+ *
+ * Listeners. zipkin.listen (Zipkin ingest, and by default the query API,
+ * UI paths, /mesh, /metrics, /health) and otlp.listen (OTLP ingest) always;
+ * query.listen takes the query API, UI paths and /mesh (and /metrics) off
+ * zipkin.listen, metrics.listen takes /metrics off both; a listener asked
+ * for a path another one serves answers 404 saying which. With
+ * ingest.tls.certFile the two ingest listeners speak HTTPS only (GnuTLS
+ * inside libmicrohttpd; with ingest.tls.clientCaFile a client certificate
+ * is required in the handshake, ingest_tls.h); the query and metrics
+ * listeners stay plain HTTP. Ingest requests (every request on the OTLP
+ * listener, POST /api/v2/spans on the Zipkin one) are checked against
+ * ingest_auth.h at their first call, before any body is read: a refusal
+ * is answered at once (401 with a Bearer challenge, or 403) and the
+ * connection lingers as after an early 413.
  *
  * Each listener runs an MHD thread pool (server.threads threads, epoll).
  * A request is read whole into memory, bounded by limits.maxBodyBytes
@@ -81,10 +95,12 @@ buf_t *http_respond_json(http_response_t *resp, int status);
 typedef struct server server_t;
 
 /*
- * Start both listeners. On success the bound addresses are logged
- * ("listening zipkin http://HOST:PORT", "listening otlp http://HOST:PORT")
- * and returned through zipkin_port/otlp_port. Returns NULL (logged) when a
- * listener cannot bind.
+ * Start the listeners: query and metrics first (when configured), then
+ * zipkin and otlp. On success each bound address is logged ("listening
+ * query http://HOST:PORT", "listening zipkin https://HOST:PORT" with
+ * ingest TLS, "listening otlp ...") and the zipkin and otlp ports are
+ * returned through zipkin_port/otlp_port. Returns NULL (logged) when a
+ * listener cannot bind or the ingest TLS files cannot be read.
  */
 server_t *server_start(struct collector *c, uint16_t *zipkin_port, uint16_t *otlp_port);
 

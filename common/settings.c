@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,66 @@ static int is_prefix_of_any(const setting_t *table, size_t n, const char *prefix
         if (strncmp(table[i].name, prefix, len) == 0 && table[i].name[len] == '.')
             return 1;
     return 0;
+}
+
+/*
+ * Where values were set (settings_where): "file:line:col: " per field
+ * address, for the YAML values only. Loading is rare and small, so a
+ * plain array under one lock does.
+ */
+typedef struct origin {
+    const void *field;
+    char *where; /* heap */
+} origin_t;
+
+static pthread_mutex_t origins_mu = PTHREAD_MUTEX_INITIALIZER;
+static origin_t *origins;
+static size_t n_origins, cap_origins;
+
+/* Remember where (NULL: forget) for field. */
+static void origin_set(const void *field, const char *where)
+{
+    pthread_mutex_lock(&origins_mu);
+    size_t i = 0;
+    while (i < n_origins && origins[i].field != field)
+        i++;
+    if (i < n_origins) {
+        free(origins[i].where);
+        origins[i] = origins[--n_origins];
+    }
+    if (where != NULL) {
+        if (n_origins == cap_origins) {
+            cap_origins = cap_origins ? cap_origins * 2 : 16;
+            origins = realloc(origins, cap_origins * sizeof(*origins));
+            if (origins == NULL)
+                log_fatal("out of memory");
+        }
+        origins[n_origins].field = field;
+        if ((origins[n_origins].where = strdup(where)) == NULL)
+            log_fatal("out of memory");
+        n_origins++;
+    }
+    if (n_origins == 0) {
+        free(origins);
+        origins = NULL;
+        cap_origins = 0;
+    }
+    pthread_mutex_unlock(&origins_mu);
+}
+
+const char *settings_where(const setting_t *table, size_t n, const void *cfg, const char *name)
+{
+    const setting_t *s = find(table, n, name);
+    if (s == NULL)
+        return "";
+    const void *field = (const char *)cfg + s->offset;
+    const char *where = "";
+    pthread_mutex_lock(&origins_mu);
+    for (size_t i = 0; i < n_origins; i++)
+        if (origins[i].field == field)
+            where = origins[i].where;
+    pthread_mutex_unlock(&origins_mu);
+    return where;
 }
 
 static int parse_uint(const char *s, uint64_t *out, const char **rest)
@@ -217,6 +278,10 @@ static const char *apply(const setting_t *s, void *cfg, const char *value)
     case SETTING_STRING: {
         if (s->choices != NULL && !is_choice(s->choices, value))
             return choices_reason(s->choices);
+        static _Thread_local char why[512];
+        why[0] = '\0';
+        if (s->check != NULL && value[0] != '\0' && s->check(value, why, sizeof(why)) != 0)
+            return why[0] ? why : "refused";
         char **p = (char **)field;
         free(*p);
         *p = strdup(value);
@@ -297,6 +362,7 @@ void settings_dispose(const setting_t *table, size_t n, void *cfg)
 {
     for (size_t i = 0; i < n; i++) {
         char *field = (char *)cfg + table[i].offset;
+        origin_set(field, NULL);
         if (table[i].type == SETTING_STRING || table[i].type == SETTING_HOSTPORT) {
             free(*(char **)field);
             *(char **)field = NULL;
@@ -314,6 +380,7 @@ int settings_set(const setting_t *table, size_t n, void *cfg, const char *name, 
     const char *key = NULL;
     if (s == NULL && (s = find_map(table, n, name, &key)) != NULL) {
         map_put((setting_list_t *)((char *)cfg + s->offset), key, strlen(key), value);
+        origin_set((char *)cfg + s->offset, NULL);
         return 0;
     }
     if (s == NULL) {
@@ -325,7 +392,19 @@ int settings_set(const setting_t *table, size_t n, void *cfg, const char *name, 
         report(&l, 0, 0, name, "%s (got \"%s\")", why, value);
         return -1;
     }
+    origin_set((char *)cfg + s->offset, NULL);
     return 0;
+}
+
+/* Remember that s's value came from node v of the file being loaded. */
+static void set_origin(loader_t *l, const setting_t *s, const yaml_node_t *v)
+{
+    if (l->file == NULL)
+        return;
+    buf_t b = BUF_INIT;
+    buf_printf(&b, "%s:%d:%d: ", l->file, v->line, v->col);
+    origin_set((char *)l->cfg + s->offset, b.data);
+    buf_dispose(&b);
 }
 
 static void load_value(loader_t *l, const setting_t *s, const yaml_node_t *value)
@@ -345,6 +424,7 @@ static void load_value(loader_t *l, const setting_t *s, const yaml_node_t *value
             else
                 list_add(lst, item->str, item->len);
         }
+        set_origin(l, s, value);
         return;
     }
     if (value->kind != YAML_SCALAR) {
@@ -358,6 +438,8 @@ static void load_value(loader_t *l, const setting_t *s, const yaml_node_t *value
     const char *why = apply(s, l->cfg, value->str);
     if (why != NULL)
         report(l, value->line, value->col, s->name, "%s (got \"%s\")", why, value->str);
+    else
+        set_origin(l, s, value);
 }
 
 /* Put the scalars of a YAML mapping under a map setting, nested keys joined with dots. */

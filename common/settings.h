@@ -42,6 +42,12 @@ typedef struct setting {
     uint64_t min, max; /* bounds for numeric types (inclusive); max 0 = unbounded */
     const char *help;
     const char *choices; /* SETTING_STRING: NULL, or the accepted values separated by '|' ("json|otlp") */
+    /*
+     * SETTING_STRING: NULL, or a check of each non-empty value as it is
+     * set (a file that must exist and parse): 0, or -1 with the reason in
+     * why (NUL-terminated), which is reported at the value's file:line:col.
+     */
+    int (*check)(const char *value, char *why, size_t why_len);
 } setting_t;
 
 /* Receives one error message "file:line:col: path: reason" (file part absent for flags). */
@@ -66,8 +72,16 @@ int settings_load_yaml_string(const setting_t *table, size_t n, void *cfg, const
 int settings_set(const setting_t *table, size_t n, void *cfg, const char *name, const char *value,
                  settings_error_fn err, void *ctx);
 
-/* Free the strings and lists that settings allocated in cfg. */
+/* Free the strings and lists that settings allocated in cfg (and forget where they were set). */
 void settings_dispose(const setting_t *table, size_t n, void *cfg);
+
+/*
+ * Where the value of setting name in cfg was last set, for messages of
+ * checks that span several settings: "file:line:col: " for a YAML value,
+ * "" for a flag, a default or an unknown name. The text stays valid until
+ * settings_dispose(cfg) or the setting is set again. Any thread.
+ */
+const char *settings_where(const setting_t *table, size_t n, const void *cfg, const char *name);
 
 /* Print a reference of the table (name, type, default, help) as a Markdown table. */
 void settings_print_reference(const setting_t *table, size_t n, FILE *out);

@@ -841,8 +841,9 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
                     }
                 } else if (PC_KEY(t, "accessLog")) {
                     pc_bool(p, t.val, &ps->access_log);
-                } else
+                } else if (!telemetry_parse_exporter_field(p, &t, ps)) {
                     pc_unknown(p, &t);
+                }
             }
         } else if (PC_KEY(it, "limits")) {
             parse_limits(p, it.val, ps);

@@ -184,6 +184,15 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     open_(w, "telemetry", '{');
     str(w, "otlpEndpoint", ps->otlp_endpoint);
     str(w, "caFile", ps->otlp_ca_file);
+    str(w, "tokenFile", ps->otlp_token_file); /* the file's name only: never the token */
+    if (ps->otlp_identity_cert) {
+        str(w, "clientCertificate", "identity");
+    } else if (ps->otlp_cert_file != NULL) {
+        open_(w, "clientCertificate", '{');
+        str(w, "certFile", ps->otlp_cert_file);
+        str(w, "keyFile", ps->otlp_key_file);
+        close_(w, '}');
+    }
     dbl(w, "samplingPercent", ps->sampling_percent);
     duration(w, "flushInterval", (int64_t)ps->flush_interval_ms);
     boolean(w, "accessLog", ps->access_log);

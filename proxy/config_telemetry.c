@@ -403,6 +403,49 @@ void telemetry_parse(pctx_t *p, const yaml_node_t *spec, proxy_telemetry_t *tm)
     }
 }
 
+/* ---- the Proxy's spec.telemetry: the exporter's credentials ---- */
+
+int telemetry_parse_exporter_field(pctx_t *p, const pc_iter_t *t, proxy_spec_t *ps)
+{
+    if (PC_KEY(*t, "tokenFile")) {
+        ps->otlp_token_file = pc_readable_file(p, t->val);
+        return 1;
+    }
+    if (!PC_KEY(*t, "clientCertificate"))
+        return 0;
+    const yaml_node_t *v = t->val;
+    if (v->kind == YAML_SCALAR && !v->is_null) {
+        if (strcmp(v->str, "identity") != 0)
+            pc_error(p, v, "expected identity (spec.identity's certificate) or {certFile, keyFile}, got \"%s\"",
+                     v->str);
+        else if (!p->has_identity)
+            pc_error(p, v, "identity is spec.identity's workload certificate, and this Proxy has no spec.identity");
+        else
+            ps->otlp_identity_cert = 1;
+        return 1;
+    }
+    int has_cert = 0, has_key = 0;
+    PC_FIELDS(p, v, c)
+    {
+        if (PC_KEY(c, "certFile")) {
+            has_cert = 1;
+            ps->otlp_cert_file = pc_readable_file(p, c.val);
+        } else if (PC_KEY(c, "keyFile")) {
+            has_key = 1;
+            ps->otlp_key_file = pc_readable_file(p, c.val);
+        } else {
+            pc_unknown(p, &c);
+        }
+    }
+    if (v->kind == YAML_MAP && !has_cert)
+        pc_missing(p, v, "certFile");
+    if (v->kind == YAML_MAP && !has_key)
+        pc_missing(p, v, "keyFile");
+    if (!has_cert || !has_key)
+        ps->otlp_cert_file = ps->otlp_key_file = NULL;
+    return 1;
+}
+
 /* ---- pass two ---- */
 
 static void enter(pctx_t *p, const proxy_telemetry_t *tm)

@@ -276,6 +276,15 @@ static const http1_callbacks_t r_cb = {r_head, r_body, NULL, r_complete};
 
 http_client_t *http_client_create(const char *url, const char *ca_file, char *err, size_t errlen)
 {
+    http_client_tls_t t = {.ca_file = ca_file};
+    return http_client_create_tls(url, &t, err, errlen);
+}
+
+http_client_t *http_client_create_tls(const char *url, const http_client_tls_t *tls, char *err, size_t errlen)
+{
+    static const http_client_tls_t none = {0};
+    if (tls == NULL)
+        tls = &none;
     size_t scheme = strncmp(url, "http://", 7) == 0 ? 7 : strncmp(url, "https://", 8) == 0 ? 8 : 0;
     if (scheme == 0 || strlen(url) > HTTP_CLIENT_URL_MAX) {
         snprintf(err, errlen, "expected http:// or https://HOST:PORT[/path] of at most %u bytes", HTTP_CLIENT_URL_MAX);
@@ -300,8 +309,16 @@ http_client_t *http_client_create(const char *url, const char *ca_file, char *er
         c->base[--bl] = '\0';
     c->tls = scheme == 8;
     if (c->tls) {
-        tls_ctx_opts_t o = {.ca_file = ca_file != NULL ? ca_file : HTTP_CLIENT_SYSTEM_CA, .verify_peer = true};
-        c->tls_ctx = tls_ctx_create(&o, err, errlen);
+        if (tls->ctx != NULL) {
+            tls_ctx_ref(tls->ctx);
+            c->tls_ctx = tls->ctx;
+        } else {
+            tls_ctx_opts_t o = {.ca_file = tls->ca_file != NULL ? tls->ca_file : HTTP_CLIENT_SYSTEM_CA,
+                                .cert_file = tls->cert_file,
+                                .key_file = tls->cert_file != NULL ? tls->key_file : NULL,
+                                .verify_peer = true};
+            c->tls_ctx = tls_ctx_create(&o, err, errlen);
+        }
         if (c->tls_ctx == NULL) {
             free(c);
             return NULL;

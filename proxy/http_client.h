@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "transport.h" /* tls_ctx_t */
 
 #define HTTP_CLIENT_URL_MAX 1000            /* bytes of an endpoint URL */
 #define HTTP_CLIENT_RESPONSE_MAX (1u << 20) /* answer bytes read before the post counts as failed */
@@ -46,6 +47,28 @@ typedef struct http_client http_client_t;
  * NULL with a reason in err when the URL or the TLS setup is refused.
  */
 http_client_t *http_client_create(const char *url, const char *ca_file, char *err, size_t errlen);
+
+/* The TLS side of an https client (http_client_create_tls); zero fields are unused. */
+typedef struct http_client_tls {
+    const char *ca_file;   /* what the server's certificate must chain to; NULL: the system's bundle */
+    const char *cert_file; /* a client certificate (then its chain) to present, for mutual TLS; with key_file */
+    const char *key_file;  /* its private key (unencrypted PEM) */
+    /*
+     * Instead of the files: a ready context (its CAs verify the server,
+     * its certificate is presented), such as the sidecar's workload
+     * identity (identity.h); the client takes a reference.
+     */
+    tls_ctx_t *ctx;
+} http_client_tls_t;
+
+/*
+ * http_client_create with a client certificate (mutual TLS): from files,
+ * or a ready ctx. tls may be NULL (as http_client_create with no CA file).
+ * The server must still name HOST in its certificate. NULL with a reason
+ * in err when the URL or the TLS setup (an unreadable file, a key that
+ * does not match) is refused.
+ */
+http_client_t *http_client_create_tls(const char *url, const http_client_tls_t *tls, char *err, size_t errlen);
 
 /*
  * POST len bytes of body to the base path + path, with the given

@@ -186,8 +186,11 @@ static const char *restart_needed(const proxy_spec_t *a, const proxy_spec_t *b)
         a->linger_bytes != b->linger_bytes || a->drain_timeout_ms != b->drain_timeout_ms)
         return "spec.limits or spec.drainTimeout";
     if (!same_text(a->otlp_endpoint, b->otlp_endpoint) || !same_text(a->otlp_ca_file, b->otlp_ca_file) ||
-        a->flush_interval_ms != b->flush_interval_ms)
-        return "spec.telemetry (otlpEndpoint, caFile, flushInterval)";
+        a->flush_interval_ms != b->flush_interval_ms || !same_text(a->otlp_token_file, b->otlp_token_file) ||
+        !same_text(a->otlp_cert_file, b->otlp_cert_file) || !same_text(a->otlp_key_file, b->otlp_key_file) ||
+        a->otlp_identity_cert != b->otlp_identity_cert)
+        return "spec.telemetry (otlpEndpoint, caFile, tokenFile, clientCertificate, flushInterval; the token and "
+               "certificate files themselves are read again when they change)";
     const proxy_identity_t *x = &a->identity, *y = &b->identity;
     if (x->given != y->given || !same_text(x->spiffe_id, y->spiffe_id) ||
         !same_text(x->root_certificates, y->root_certificates) ||
@@ -514,6 +517,7 @@ static void identity_install(uv_async_t *a)
         return;
     for (int i = 0; i < m->n_workers; i++)
         worker_set_identity(m->workers[i], c->ctx); /* the renewal thread logged the certificate */
+    tele_set_identity(m->tele, c->ctx);
     identity_cert_unref(c);
 }
 
@@ -633,6 +637,10 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
     if (ps->otlp_endpoint != NULL) {
         to.otlp_url = ps->otlp_endpoint;
         to.otlp_ca_file = ps->otlp_ca_file;
+        to.otlp_token_file = ps->otlp_token_file;
+        to.otlp_cert_file = ps->otlp_cert_file;
+        to.otlp_key_file = ps->otlp_key_file;
+        to.otlp_identity_cert = ps->otlp_identity_cert;
     }
     to.flush_interval_ms = ps->flush_interval_ms ? ps->flush_interval_ms : 1000;
     to.access_log = ps->access_log && ps->otlp_endpoint != NULL;
@@ -642,6 +650,8 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
     to.instance_id = m.rt->self.name;
     if (rc == 0) {
         m.tele = tele_create(&to);
+        if (m.tele != NULL && cert != NULL)
+            tele_set_identity(m.tele, cert->ctx); /* a no-op unless spec.telemetry.clientCertificate is identity */
         if (m.tele == NULL || tele_start(m.tele) != 0) {
             log_error("cannot start the telemetry exporter");
             rc = 4;

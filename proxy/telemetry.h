@@ -111,6 +111,7 @@
 typedef struct tele tele_t;
 typedef struct tele_worker tele_worker_t;
 typedef struct tele_policy tele_policy_t; /* Istio's Telemetry API applied (telemetry_policy.h) */
+struct tls_ctx;                           /* transport.h */
 
 typedef struct tele_opts {
     const char *otlp_url;       /* base URL, http:// or https:// ("/v1/traces"... appended); or: */
@@ -126,6 +127,18 @@ typedef struct tele_opts {
     const char *self_principal; /* its SPIFFE id (spec.identity), NULL: none (copied) */
     const char *service_name;   /* resource service.name, "<app>.<namespace>" (copied) */
     const char *instance_id;    /* resource service.instance.id (copied) */
+    /*
+     * The endpoint's credentials. otlp_token_file: sent as "Authorization:
+     * Bearer TOKEN", the file's content without the whitespace around it,
+     * read again within a second of a change and after a 401 or 403; NULL:
+     * none. https only: otlp_cert_file and otlp_key_file, a client
+     * certificate (mutual TLS; the endpoint is connected to again when
+     * either file changes), or otlp_identity_cert, the workload certificate
+     * tele_set_identity hands over.
+     */
+    const char *otlp_token_file;
+    const char *otlp_cert_file, *otlp_key_file;
+    bool otlp_identity_cert;
 } tele_opts_t;
 
 enum tele_reporter { TELE_SOURCE, TELE_DESTINATION };
@@ -214,6 +227,15 @@ typedef struct tele_tcp {
 
 /* Create the telemetry hub; NULL only when out of memory. */
 tele_t *tele_create(const tele_opts_t *opts);
+
+/*
+ * With otlp_identity_cert: the sidecar's current workload certificate (its
+ * ctx, identity.h: our certificate, and the mesh roots that then verify
+ * the endpoint); exports wait for the first one, and the exporter's next
+ * connection uses a new one. The hub takes its own reference. Any thread;
+ * a no-op without otlp_identity_cert.
+ */
+void tele_set_identity(tele_t *t, struct tls_ctx *ctx);
 
 /* Start the exporter thread (also when there is no endpoint: it folds metrics into /stats/prometheus). */
 int tele_start(tele_t *t);

@@ -205,7 +205,9 @@ s.close()')
 
 # start_collector [args...]: start outrider-collector on ephemeral loopback
 # ports with the extra args, wait until it logs both listening lines and
-# export ZIPKIN_URL and OTLP_URL (http://127.0.0.1:PORT, no trailing slash).
+# export ZIPKIN_URL and OTLP_URL (http://127.0.0.1:PORT, or https:// with
+# ingest.tls.certFile; no trailing slash), and QUERY_URL and METRICS_URL when
+# query.listen or metrics.listen gave those listeners (else empty).
 # shellcheck disable=SC2120 # args are optional
 start_collector() {
     local bin=$OUTRIDER_BIN/outrider-collector
@@ -219,8 +221,8 @@ start_collector() {
     track_pid "$COLLECTOR_PID"
     local i zipkin='' otlp=''
     for ((i = 0; i < 200; i++)); do
-        zipkin=$(grep -o 'listening zipkin http://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening zipkin //') || true
-        otlp=$(grep -o 'listening otlp http://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening otlp //') || true
+        zipkin=$(grep -o 'listening zipkin https\?://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening zipkin //') || true
+        otlp=$(grep -o 'listening otlp https\?://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening otlp //') || true
         [[ -n $zipkin && -n $otlp ]] && break
         kill -0 "$COLLECTOR_PID" 2>/dev/null || fail "collector exited during startup ($bin $*)"
         sleep 0.05
@@ -228,8 +230,11 @@ start_collector() {
     [[ -n $zipkin && -n $otlp ]] || fail "collector did not log both 'listening zipkin' and 'listening otlp' lines within 200 tries"
     ZIPKIN_URL=$zipkin
     OTLP_URL=$otlp
-    export ZIPKIN_URL OTLP_URL COLLECTOR_PID
-    note "collector pid $COLLECTOR_PID: zipkin $ZIPKIN_URL, otlp $OTLP_URL"
+    # the query and metrics listeners start first: their lines are there by now
+    QUERY_URL=$(grep -o 'listening query http://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening query //') || true
+    METRICS_URL=$(grep -o 'listening metrics http://127\.0\.0\.1:[0-9]*' "$COLLECTOR_LOG" | head -n1 | sed 's/^listening metrics //') || true
+    export ZIPKIN_URL OTLP_URL QUERY_URL METRICS_URL COLLECTOR_PID
+    note "collector pid $COLLECTOR_PID: zipkin $ZIPKIN_URL, otlp $OTLP_URL${QUERY_URL:+, query $QUERY_URL}${METRICS_URL:+, metrics $METRICS_URL}"
 }
 
 # collector_alive: fail unless the collector we started still runs.

@@ -4,8 +4,14 @@ HTTP clients do): do early error answers reach it, and does the server stop
 reading what follows within its bounds?
 
 Usage: python3 tests/send_then_read.py --port P --case CASE [--mode MODE]
-           [--expect CODE] [--tries N] [--body-bytes B] [--path PATH]
+           [--expect CODE] [--expect-body TEXT] [--tries N] [--body-bytes B] [--path PATH]
+           [--header "Name: value"]... [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
            [--ready FILE --release FILE]
+
+--header adds a field to the request's head; --tls-ca speaks TLS (to
+"localhost", whose certificate must chain to FILE; --tls-cert and
+--tls-key present a client certificate); --expect-body also requires TEXT
+in the answer's bytes (status mode).
 
 The request of CASE:
   big-header   a head with a 100 KB field (proxy: 431)
@@ -43,6 +49,7 @@ try; exits 1 when a try failed.
 import argparse
 import os
 import socket
+import ssl
 import sys
 import time
 
@@ -50,9 +57,13 @@ CHUNK = 64 * 1024
 BLOCK = b"\0" * CHUNK
 
 
+EXTRA = b""  # --header fields, each ending in CRLF
+TLS = None  # an ssl.SSLContext with --tls-ca
+
+
 def head(case, body_bytes, path):
     if case == "chunked":
-        return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-protobuf\r\n"
+        return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-protobuf\r\n" + EXTRA +
                 b"Transfer-Encoding: chunked\r\n\r\n")
     if case == "big-header":
         h = b"POST /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 100000 + b"\r\n"
@@ -62,7 +73,7 @@ def head(case, body_bytes, path):
         h = b"THIS IS NOT HTTP\r\nHost: a\r\n"
     else:
         h = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-protobuf\r\n"
-    return h + b"Content-Length: %d\r\n\r\n" % body_bytes
+    return h + EXTRA + b"Content-Length: %d\r\n\r\n" % body_bytes
 
 
 def framed(case, block):
@@ -75,6 +86,8 @@ def framed(case, block):
 def connect(port):
     s = socket.create_connection(("127.0.0.1", port))
     s.settimeout(60)
+    if TLS is not None:
+        s = TLS.wrap_socket(s, server_hostname="localhost")
     return s
 
 
@@ -91,20 +104,26 @@ def complete(data):
     return len(data) >= end + 4 + length
 
 
+LAST_ANSWER = b""  # the bytes read_answer read last
+
+
 def read_answer(s, to_eof=False):
     """Reads one response (to end of stream when to_eof); returns its first line, or a description."""
+    global LAST_ANSWER
     data = b""
+    LAST_ANSWER = b""
     try:
         while to_eof or not complete(data):
             d = s.recv(65536)
             if not d:
                 break
             data += d
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLError):
         if b"\r\n" not in data:
             return "<reset before a status line>"
     except socket.timeout:
         return "<no whole answer and no end of stream within 60 s>"
+    LAST_ANSWER = data
     return data.split(b"\r\n", 1)[0].decode("latin-1")[:80]
 
 
@@ -120,14 +139,16 @@ def try_status(a):
             left -= n
         if a.case == "chunked":
             s.sendall(b"0\r\n\r\n")
-    except (BrokenPipeError, ConnectionResetError) as e:
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as e:
         sent = "send failed: " + type(e).__name__
     except socket.timeout:
         sent = "send blocked for 60 s"
     line = read_answer(s)
     s.close()
     if sent == "sent whole" and line.startswith("HTTP/1.1 %d " % a.expect):
-        return None
+        if a.expect_body is None or a.expect_body.encode() in LAST_ANSWER:
+            return None
+        return "the answer lacks %r: %r" % (a.expect_body, LAST_ANSWER[:300])
     return "got %r (%s)" % (line, sent)
 
 
@@ -198,7 +219,18 @@ def main():
     ap.add_argument("--path", default="/v1/traces")
     ap.add_argument("--ready")
     ap.add_argument("--release")
+    ap.add_argument("--header", action="append", default=[])
+    ap.add_argument("--expect-body")
+    ap.add_argument("--tls-ca")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
+    global EXTRA, TLS
+    EXTRA = b"".join(h.encode() + b"\r\n" for h in a.header)
+    if a.tls_ca:
+        TLS = ssl.create_default_context(cafile=a.tls_ca)
+        if a.tls_cert:
+            TLS.load_cert_chain(a.tls_cert, a.tls_key)
     if a.mode in ("status", "hold") and not a.expect:
         ap.error("--mode %s needs --expect" % a.mode)
     if a.mode == "hold":

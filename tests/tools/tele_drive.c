@@ -3,7 +3,10 @@
  *
  *   tele_drive HOST PORT COUNT SAMPLING_PERCENT [DEADLINE_MS]
  *   tele_drive URL - COUNT SAMPLING_PERCENT [DEADLINE_MS]      (http:// or https://, a base path;
- *                                                              TELE_DRIVE_CA: the endpoint's CA file)
+ *                                                              TELE_DRIVE_CA: the endpoint's CA file,
+ *                                                              TELE_DRIVE_CERT, TELE_DRIVE_KEY: a client
+ *                                                              certificate)
+ *   TELE_DRIVE_TOKEN_FILE: a bearer token file (telemetry.tokenFile)
  *
  * Records COUNT requests from one worker on its own uv loop: pairs of a
  * source-side (CLIENT) and a destination-side (SERVER) hop of the same
@@ -13,6 +16,7 @@
  * requests_destination= and sampled= (what it recorded). Exit 0 unless the
  * arguments are wrong.
  */
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -90,14 +94,18 @@ int main(int argc, char **argv)
     strcpy(reviews.version, "v2");
     strcpy(reviews.cluster_id, "Kubernetes");
 
+    signal(SIGPIPE, SIG_IGN); /* as outrider-proxy: a server that closed mid-write is a failed export */
     tele_opts_t o = {0};
     if (url) {
         o.otlp_url = host;
         o.otlp_ca_file = getenv("TELE_DRIVE_CA");
+        o.otlp_cert_file = getenv("TELE_DRIVE_CERT");
+        o.otlp_key_file = getenv("TELE_DRIVE_KEY");
     } else {
         o.otlp_host = host;
         o.otlp_port = (uint16_t)port;
     }
+    o.otlp_token_file = getenv("TELE_DRIVE_TOKEN_FILE");
     o.flush_interval_ms = 200;
     o.max_batch_records = 64;
     o.access_log = true;

@@ -219,6 +219,55 @@ static void test_map(void **state)
     settings_dispose(table, N, &c);
 }
 
+/* A check that refuses values starting with "bad". */
+static int check_not_bad(const char *value, char *why, size_t why_len)
+{
+    if (strncmp(value, "bad", 3) != 0)
+        return 0;
+    snprintf(why, why_len, "%s: refused by the check", value);
+    return -1;
+}
+
+typedef struct ccfg {
+    char *file;
+    char *other;
+    setting_list_t ids;
+} ccfg_t;
+
+static const setting_t checked[] = {
+    {"tls.file", SETTING_STRING, offsetof(ccfg_t, file), "", 0, 0, "file", NULL, check_not_bad},
+    {"tls.other", SETTING_STRING, offsetof(ccfg_t, other), "", 0, 0, "other"},
+    {"tls.ids", SETTING_LIST, offsetof(ccfg_t, ids), "", 0, 0, "ids"},
+};
+#define NC (sizeof(checked) / sizeof(checked[0]))
+
+static void test_check_and_where(void **state)
+{
+    (void)state;
+    ccfg_t c = {0};
+    settings_defaults(checked, NC, &c); /* the empty default is not checked */
+    assert_string_equal(settings_where(checked, NC, &c, "tls.file"), "");
+    const char *y = "tls:\n  file: bad.pem\n  other: x\n  ids: [a, b]\n";
+    errs_t e = {0};
+    assert_int_equal(settings_load_yaml_string(checked, NC, &c, "c.yaml", y, strlen(y), collect, &e), 1);
+    assert_string_equal(e.msgs[0], "c.yaml:2:9: tls.file: bad.pem: refused by the check (got \"bad.pem\")");
+    assert_string_equal(c.file, ""); /* refused: the value before stays */
+    assert_string_equal(settings_where(checked, NC, &c, "tls.file"), "");
+    assert_string_equal(settings_where(checked, NC, &c, "tls.other"), "c.yaml:3:10: ");
+    assert_string_equal(settings_where(checked, NC, &c, "tls.ids"), "c.yaml:4:9: ");
+    assert_string_equal(settings_where(checked, NC, &c, "no.such"), "");
+    y = "tls: {file: good.pem}\n";
+    assert_int_equal(settings_load_yaml_string(checked, NC, &c, "d.yaml", y, strlen(y), collect, &e), 0);
+    assert_string_equal(c.file, "good.pem");
+    assert_string_equal(settings_where(checked, NC, &c, "tls.file"), "d.yaml:1:13: ");
+    /* a flag wins and has no place in a file */
+    assert_int_equal(settings_set(checked, NC, &c, "tls.file", "bad2", collect, &e), -1);
+    assert_int_equal(settings_set(checked, NC, &c, "tls.file", "fine.pem", collect, &e), 0);
+    assert_string_equal(settings_where(checked, NC, &c, "tls.file"), "");
+    settings_dispose(checked, NC, &c);
+    assert_string_equal(settings_where(checked, NC, &c, "tls.other"), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_flags_and_hostport),
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_map),
+        cmocka_unit_test(test_check_and_where),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
