@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jwt.h"
+
 typedef struct jw {
     buf_t *b;
     int need_comma;
@@ -827,6 +829,129 @@ static void effective_telemetry(jw_t *w, const proxy_config_t *cfg)
     close_(w, '}');
 }
 
+/* ---- AuthorizationPolicy, RequestAuthentication ---- */
+
+static const char *const authz_action_names[] = {"ALLOW", "DENY", "AUDIT"};
+
+static void authz_source(jw_t *w, const proxy_authz_source_t *s)
+{
+    open_(w, NULL, '{');
+    open_(w, "source", '{');
+    str_list(w, "principals", &s->principals);
+    str_list(w, "notPrincipals", &s->not_principals);
+    str_list(w, "requestPrincipals", &s->request_principals);
+    str_list(w, "notRequestPrincipals", &s->not_request_principals);
+    str_list(w, "namespaces", &s->namespaces);
+    str_list(w, "notNamespaces", &s->not_namespaces);
+    str_list(w, "ipBlocks", &s->ip_blocks);
+    str_list(w, "notIpBlocks", &s->not_ip_blocks);
+    str_list(w, "remoteIpBlocks", &s->remote_ip_blocks);
+    str_list(w, "notRemoteIpBlocks", &s->not_remote_ip_blocks);
+    close_(w, '}');
+    close_(w, '}');
+}
+
+static void authz_operation(jw_t *w, const proxy_authz_operation_t *o)
+{
+    open_(w, NULL, '{');
+    open_(w, "operation", '{');
+    str_list(w, "hosts", &o->hosts);
+    str_list(w, "notHosts", &o->not_hosts);
+    str_list(w, "ports", &o->ports);
+    str_list(w, "notPorts", &o->not_ports);
+    str_list(w, "methods", &o->methods);
+    str_list(w, "notMethods", &o->not_methods);
+    str_list(w, "paths", &o->paths);
+    str_list(w, "notPaths", &o->not_paths);
+    close_(w, '}');
+    close_(w, '}');
+}
+
+static void authorization_policy(jw_t *w, const proxy_authorization_policy_t *ap, int applies)
+{
+    document(w, "security.istio.io/v1", "AuthorizationPolicy", &ap->meta);
+    open_(w, "spec", '{');
+    selector(w, ap->has_selector, &ap->selector);
+    str(w, "action", authz_action_names[ap->action]);
+    open_(w, "rules", '[');
+    for (size_t i = 0; i < ap->n_rules; i++) {
+        const proxy_authz_rule_t *r = &ap->rules[i];
+        open_(w, NULL, '{');
+        if (r->n_from > 0) {
+            open_(w, "from", '[');
+            for (size_t k = 0; k < r->n_from; k++)
+                authz_source(w, &r->from[k]);
+            close_(w, ']');
+        }
+        if (r->n_to > 0) {
+            open_(w, "to", '[');
+            for (size_t k = 0; k < r->n_to; k++)
+                authz_operation(w, &r->to[k]);
+            close_(w, ']');
+        }
+        if (r->n_when > 0) {
+            open_(w, "when", '[');
+            for (size_t k = 0; k < r->n_when; k++) {
+                open_(w, NULL, '{');
+                str(w, "key", r->when[k].key);
+                str_list(w, "values", &r->when[k].values);
+                str_list(w, "notValues", &r->when[k].not_values);
+                close_(w, '}');
+            }
+            close_(w, ']');
+        }
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+    boolean(w, "appliesToThisProxy", applies); /* outside spec: ours, not Istio's */
+    close_(w, '}');
+}
+
+/* The keys themselves are public, but the dump names where they come from and how many there are, not them. */
+static void request_authentication(jw_t *w, const proxy_request_authentication_t *ra)
+{
+    document(w, "security.istio.io/v1", "RequestAuthentication", &ra->meta);
+    open_(w, "spec", '{');
+    selector(w, ra->has_selector, &ra->selector);
+    open_(w, "jwtRules", '[');
+    for (size_t i = 0; i < ra->n_rules; i++) {
+        const proxy_jwt_rule_t *r = &ra->rules[i];
+        open_(w, NULL, '{');
+        str(w, "issuer", r->issuer);
+        str_list(w, "audiences", &r->audiences);
+        str(w, "jwksUri", r->jwks_uri);
+        num(w, "jwksKeys", r->jwks != NULL ? (int64_t)jwks_count(r->jwks) : 0);
+        if (r->n_from_headers > 0) {
+            open_(w, "fromHeaders", '[');
+            for (size_t k = 0; k < r->n_from_headers; k++) {
+                open_(w, NULL, '{');
+                str(w, "name", r->from_headers[k].name);
+                str(w, "prefix", r->from_headers[k].prefix);
+                close_(w, '}');
+            }
+            close_(w, ']');
+        }
+        str_list(w, "fromParams", &r->from_params);
+        boolean(w, "forwardOriginalToken", r->forward_original_token);
+        str(w, "outputPayloadToHeader", r->output_payload_to_header);
+        if (r->n_claim_headers > 0) {
+            open_(w, "outputClaimToHeaders", '[');
+            for (size_t k = 0; k < r->n_claim_headers; k++) {
+                open_(w, NULL, '{');
+                str(w, "header", r->claim_headers[k].header);
+                str(w, "claim", r->claim_headers[k].claim);
+                close_(w, '}');
+            }
+            close_(w, ']');
+        }
+        close_(w, '}');
+    }
+    close_(w, ']');
+    close_(w, '}');
+    close_(w, '}');
+}
+
 void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
 {
     jw_t w = {out, 0};
@@ -858,5 +983,17 @@ void proxy_config_to_json(const proxy_config_t *cfg, buf_t *out)
         peer_authentication(&w, &cfg->peer_authentications[i]);
     close_(&w, ']');
     effective_mtls(&w, cfg);
+    open_(&w, "authorizationPolicies", '[');
+    for (size_t i = 0; i < cfg->n_authorization_policies; i++) {
+        int applies = 0;
+        for (size_t k = 0; k < cfg->n_authz; k++)
+            applies |= cfg->authz[k] == &cfg->authorization_policies[i];
+        authorization_policy(&w, &cfg->authorization_policies[i], applies);
+    }
+    close_(&w, ']');
+    open_(&w, "requestAuthentications", '[');
+    for (size_t i = 0; i < cfg->n_request_authentications; i++)
+        request_authentication(&w, &cfg->request_authentications[i]);
+    close_(&w, ']');
     close_(&w, '}');
 }

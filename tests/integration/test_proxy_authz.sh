@@ -228,6 +228,14 @@ expect 403 plain GET /%61dmin
 expect 403 plain GET /headers/../status/500
 expect 200 plain GET /status/../headers?q=1
 grep -qx 'path: /headers?q=1' "$T/body" || fail "the app got the path as sent, not normalized: $(head -3 "$T/body")"
+# /config_dump shows the policies (and which apply here)
+dump=$(curl -sS "http://127.0.0.1:$B_ADMIN/config_dump")
+assert_eq "audit AUDIT true,allow-all2 ALLOW true,no-admin DENY true" \
+    "$(jq -r '[.authorizationPolicies[] | "\(.metadata.name) \(.spec.action) \(.appliesToThisProxy)"] | join(",")' <<<"$dump")" \
+    "authorizationPolicies in /config_dump"
+assert_eq '["/admin*","/status/5*"]' \
+    "$(jq -c '.authorizationPolicies[2].spec.rules[0].to[0].operation.paths' <<<"$dump")" "no-admin's paths in /config_dump"
+
 # the spans say who decided
 T1=4bf92f3577b34da6a3ce929d0e0e4736 T2=5bf92f3577b34da6a3ce929d0e0e4737
 expect 403 plain GET /status/../admin -H "traceparent: 00-$T1-00f067aa0ba902b7-01"

@@ -106,6 +106,12 @@ expect 200 /headers -H "x-token: Token $OTHER"
 app_has "x-token: Token $OTHER" # forwardOriginalToken: true
 app_lacks x-jwt-sub
 
+# /config_dump names the rules and counts the keys, never more
+dump=$(curl -sS "http://127.0.0.1:$PROXY_ADMIN/config_dump")
+assert_eq "$ISS 3" "$(jq -r '.requestAuthentications[0].spec.jwtRules[0] | "\(.issuer) \(.jwksKeys)"' <<<"$dump")" \
+    "RequestAuthentication in /config_dump"
+grep -q '"kty"\|"n":' <<<"$dump" && fail "/config_dump holds key material: $dump"
+
 # refusals, each with its reason
 refused "Jwt is expired" "$(tok k1-rs RS256 "{\"iss\":\"$ISS\",\"sub\":\"a\",\"aud\":\"reviews\",\"exp\":\"-120\"}")"
 refused "Jwt is not yet valid" "$(tok k1-rs RS256 "{\"iss\":\"$ISS\",\"sub\":\"a\",\"aud\":\"reviews\",\"nbf\":\"+600\"}")"
