@@ -79,6 +79,7 @@ typedef struct mcond {
 } mcond_t;
 
 typedef struct mrule {
+    bool http_only; /* has a field that only an HTTP request has (authz_request_t's tcp) */
     msource_t *from;
     uint32_t n_from;
     mop_t *to;
@@ -277,6 +278,17 @@ static void compile_rule(const proxy_authz_rule_t *r, mrule_t *m, bool *wants)
     m->when = r->n_when ? xcalloc(r->n_when, sizeof *m->when) : NULL;
     for (size_t i = 0; i < r->n_when; i++)
         compile_cond(&r->when[i], &m->when[i], wants);
+    for (uint32_t i = 0; i < m->n_from; i++)
+        m->http_only |= m->from[i].req_principals.n > 0 || m->from[i].not_req_principals.n > 0;
+    for (uint32_t i = 0; i < m->n_to; i++) {
+        const mop_t *o = &m->to[i];
+        m->http_only |=
+            o->hosts.n || o->not_hosts.n || o->methods.n || o->not_methods.n || o->paths.n || o->not_paths.n;
+    }
+    for (uint32_t i = 0; i < m->n_when; i++)
+        m->http_only |= m->when[i].key == K_HEADER || m->when[i].key == K_AUTH_PRINCIPAL ||
+                        m->when[i].key == K_AUTH_AUDIENCES || m->when[i].key == K_AUTH_PRESENTER ||
+                        m->when[i].key == K_AUTH_CLAIM;
 }
 
 static bool ieq(const char *a, const char *b, size_t n)
@@ -659,12 +671,14 @@ static bool source_match(const msource_t *s, const authz_request_t *r, const pee
 {
     return field(&s->principals, &s->not_principals, pe->principal, false) &&
            field(&s->namespaces, &s->not_namespaces, pe->ns, false) &&
-           field(&s->req_principals, &s->not_req_principals, r->request_principal, false) &&
+           (r->tcp || field(&s->req_principals, &s->not_req_principals, r->request_principal, false)) &&
            cidr_field(&s->ip, &s->not_ip, r->source) && cidr_field(&s->rip, &s->not_rip, r->remote);
 }
 
 static bool op_match(const mop_t *o, const authz_request_t *r)
 {
+    if (r->tcp) /* a DENY rule over TCP: only the ports count */
+        return port_field(o->ports, o->n_ports, o->not_ports, o->n_not_ports, r->dest_port);
     if (!field(&o->methods, &o->not_methods, r->method, false) || !field(&o->paths, &o->not_paths, r->path, false))
         return false;
     if ((o->hosts.n > 0 && !host_match(&o->hosts, r->authority)) ||
@@ -686,6 +700,9 @@ static bool multi_field(const mcond_t *c, const str_t *v, uint32_t n)
 
 static bool cond_match(const mcond_t *c, const authz_request_t *r, const peer_t *pe)
 {
+    if (r->tcp && (c->key == K_HEADER || c->key == K_AUTH_PRINCIPAL || c->key == K_AUTH_AUDIENCES ||
+                   c->key == K_AUTH_PRESENTER || c->key == K_AUTH_CLAIM))
+        return true; /* left out of a DENY rule over TCP */
     switch (c->key) {
     case K_HEADER: {
         str_t v[CLAIM_VALUES_MAX];
@@ -761,7 +778,8 @@ static void consider(const authz_t *a, uint32_t i, uint32_t rule, const authz_re
     int *slot = m->ap->action == PROXY_AUTHZ_DENY    ? &f->deny
                 : m->ap->action == PROXY_AUTHZ_ALLOW ? &f->allow
                                                      : &f->audit;
-    if (*slot >= 0 || !rule_match(&m->rules[rule], r, pe))
+    if (*slot >= 0 || (r->tcp && m->rules[rule].http_only && m->ap->action != PROXY_AUTHZ_DENY) ||
+        !rule_match(&m->rules[rule], r, pe))
         return;
     *slot = (int)i;
     if (m->ap->action == PROXY_AUTHZ_DENY)
@@ -819,7 +837,7 @@ void authz_check_mode(authz_t *a, const authz_request_t *r, authz_decision_t *d,
         return;
     peer_t pe = peer_of(r->principal);
     found_t f = {-1, -1, -1, -1, -1};
-    if (a->indexed && !full) {
+    if (a->indexed && !full && !r->tcp) { /* (the gates are HTTP's) */
         scan_indexed(a, r, &pe, &f);
     } else {
         for (uint32_t i = 0; i < a->n; i++)

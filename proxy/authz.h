@@ -31,8 +31,16 @@
 
 typedef struct authz authz_t;
 
-/* What a decision reads of a request; absent attributes are empty (str_t len 0) or NULL. */
+/*
+ * What a decision reads of a request; absent attributes are empty (str_t
+ * len 0) or NULL. With tcp (a TCP connection, not an HTTP request), as
+ * Istio does for TCP: a rule with an HTTP-only field (hosts, methods,
+ * paths, requestPrincipals, request.* conditions, and their not- forms)
+ * never matches in an ALLOW or AUDIT policy, and in a DENY policy those
+ * fields are left out (so it denies more).
+ */
 typedef struct authz_request {
+    bool tcp;
     str_t method;
     str_t path;      /* normalized (authz_normalize_path), without the query */
     str_t authority; /* the Host header's value */

@@ -86,6 +86,33 @@ static void tcp_connect(conn_t *c, upstream_pool_t *pool)
     }
 }
 
+/*
+ * AuthorizationPolicy over an inbound TCP connection (authz.h: HTTP-only
+ * fields as Istio treats them for TCP). A denied connection is closed
+ * before any byte reaches the app, as Envoy's network RBAC filter does.
+ */
+static bool tcp_authorized(conn_t *c, authz_t *az, uint32_t port)
+{
+    bool addr = c->peer_addr.ss_family != 0;
+    authz_request_t r = {
+        .tcp = true,
+        .dest_port = port,
+        .source = addr ? &c->peer_addr : NULL,
+        .remote = addr ? &c->peer_addr : NULL,
+        .dest = &c->orig_dst,
+        .principal = {c->down_principal, c->down_principal ? (uint32_t)strlen(c->down_principal) : 0},
+    };
+    authz_decision_t d;
+    authz_check(az, &r, &d);
+    if (d.allowed)
+        return true;
+    log_info("inbound: TCP connection from %s to port %u denied by AuthorizationPolicy %s%s%s", c->peer, port,
+             d.policy ? d.policy->meta.namespace : "", d.policy ? "/" : "",
+             d.policy ? d.policy->meta.name : "(none matched)");
+    conn_close(c);
+    return false;
+}
+
 bool conn_start_tcp_inbound(conn_t *c)
 {
     runtime_view_t *v = c->env->w->view;
@@ -97,6 +124,8 @@ bool conn_start_tcp_inbound(conn_t *c)
         tcp |= ps->inbound_ports[i].number == port && proxy_port_is_tcp(&ps->inbound_ports[i]);
     if (!tcp || cl == NULL || cl->n_endpoints != 1)
         return false;
+    if (v->rt->authz != NULL && !tcp_authorized(c, v->rt->authz, port))
+        return true;
     tcp_begin(c, v, cl);
     conn_app_addr(c, cl, &c->up_addr);
     tcp_connect(c, runtime_view_addr_pool(v, cl, &c->up_addr));

@@ -203,6 +203,8 @@ start_sidecar() { # NS NAME FILE: as uid 1337, inside NS; its PID in SIDECAR_PID
     wait_until -n 400 -i 0.05 up || fail "sidecar $2 did not start: $(cat "$log")"
 }
 start_sidecar "$NB" b "$T/b.yaml"
+B_PID=$SIDECAR_PID
+cp "$T/b.yaml" "$T/b-base.yaml"
 start_sidecar "$NA" a "$T/a.yaml"
 A_PID=$SIDECAR_PID
 
@@ -297,6 +299,34 @@ wait_until -n 100 -i 0.05 b_tcp || fail "B's side of the TCP connection: $(prom 
 assert_eq "220 db ready|SELECT 1" "$(inA python3 "$T/tcpc.py" "$B_IP" 7072)" "TCP to an unregistered destination"
 tcp_pt() { [[ $(tcp_count istio_tcp_connections_closed_total 'destination_service_name="PassthroughCluster"') == 1 ]]; }
 wait_until -n 100 -i 0.05 tcp_pt || fail "TCP passthrough not counted: $(prom "$NA" | grep '^istio_tcp')"
+
+# ---- AuthorizationPolicy over TCP (Istio's TCP task): B applies it to the TCP port, as Istio treats
+# HTTP-only fields for TCP: an ALLOW rule with methods never matches, a DENY rule drops them ----
+b_policy() { # NAME SPEC: B's file with one AuthorizationPolicy more, applied (SIGHUP), waited for
+    { cat "$T/b-base.yaml"; printf -- '---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n'
+      printf 'metadata: {name: %s, namespace: shop}\nspec:\n%s\n' "$1" "$2"; } >"$T/b.yaml"
+    kill -HUP "$B_PID"
+    policy_on() { prom "$NB" | grep -q "policy=\"shop/$1\""; }
+    wait_until -n 100 -i 0.1 policy_on "$1" || fail "B did not apply $1: $(tail -3 "$T/proxy-b.log")"
+}
+db() { inA python3 "$T/tcpc.py" "$B_IP" 2>/dev/null || true; }
+b_policy tcp-allow '  rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/productpage"]}}], to: [{operation: {ports: ["7071"]}}]}]'
+assert_eq "220 db ready|SELECT 1" "$(db)" "TCP allowed by principal and port"
+b_policy tcp-allow-get '  rules: [{to: [{operation: {ports: ["7071"], methods: ["GET"]}}]}]'
+assert_eq "|" "$(db)" "an ALLOW rule with methods never matches a TCP connection: closed, no byte through"
+grep -q 'TCP connection from .* to port 7071 denied by AuthorizationPolicy (none matched)' "$T/proxy-b.log" ||
+    fail "the denial is not logged: $(tail -3 "$T/proxy-b.log")"
+b_policy tcp-deny-get "  action: DENY
+  rules: [{to: [{operation: {ports: [\"7071\"], methods: [\"GET\"]}}]}]"
+assert_eq "|" "$(db)" "a DENY rule with methods denies the TCP connection (methods left out)"
+assert_eq 1 "$(prom "$NB" | prom_sum outrider_proxy_authz_requests_total 'policy="shop/tcp-deny-get"' 'result="denied"')" \
+    "the TCP denial counted on its policy"
+assert_eq 200 "$(app_get --resolve "reviews:9080:$B_IP" http://reviews:9080/headers)" "HTTP to B beside the TCP DENY"
+cp "$T/b-base.yaml" "$T/b.yaml"
+kill -HUP "$B_PID"
+policies_gone() { ! prom "$NB" | grep -q outrider_proxy_authz_requests_total; }
+wait_until -n 100 -i 0.1 policies_gone || fail "B kept its policies after the reload"
+assert_eq "220 db ready|SELECT 1" "$(db)" "TCP again without policies"
 
 # ---- REGISTRY_ONLY (SIGHUP): the unregistered destination is refused, reviews still works ----
 a_yaml REGISTRY_ONLY >"$T/a.yaml"

@@ -481,6 +481,35 @@ static void test_index_agrees(void **state)
     proxy_config_destroy(cfg);
 }
 
+/* Over TCP, as Istio: an ALLOW rule with an HTTP-only field never matches; a DENY rule drops those fields. */
+static void test_tcp(void **state)
+{
+    (void)state;
+    req_t t = request("", "", PP), plain = request("", "", NULL), http = request("POST", "/x", PP);
+    t.r.tcp = plain.r.tcp = true;
+    t.r.path = plain.r.path = t.r.method = plain.r.method = (str_t){NULL, 0};
+    assert_true(allowed(RULE("to: [{operation: {ports: [\"9080\"]}}]"), t));
+    assert_false(allowed(RULE("to: [{operation: {ports: [\"9081\"]}}]"), t));
+    assert_true(allowed(RULE("from: [{source: {principals: [\"*/sa/productpage\"]}}]"), t));
+    assert_false(allowed(RULE("from: [{source: {principals: [\"*/sa/productpage\"]}}]"), plain));
+    /* ALLOW with methods: ignored over TCP (and no other ALLOW matches) */
+    assert_false(allowed(RULE("to: [{operation: {ports: [\"9080\"], methods: [GET]}}]"), t));
+    assert_false(allowed(RULE("when: [{key: \"request.headers[x]\", values: [\"1\"]}]"), t));
+    /* DENY with methods or paths: those left out, so it denies the connection */
+#define DENY_AND_ALLOW_ALL(rule)                                                                                       \
+    AP("shop", "  action: DENY\n  rules:\n  - " rule "\n")                                                             \
+    "---\napiVersion: security.istio.io/v1\nkind: "                                                                    \
+    "AuthorizationPolicy\nmetadata: {name: all, namespace: "                                                           \
+    "shop}\nspec:\n  rules: [{}]\n"
+    assert_false(allowed(DENY_AND_ALLOW_ALL("to: [{operation: {ports: [\"9080\"], methods: [GET]}}]"), t));
+    assert_true(allowed(DENY_AND_ALLOW_ALL("to: [{operation: {ports: [\"9080\"], methods: [GET]}}]"), http));
+    assert_false(allowed(DENY_AND_ALLOW_ALL("to: [{operation: {paths: [\"/admin\"]}}]"), t));
+    assert_true(allowed(DENY_AND_ALLOW_ALL("to: [{operation: {paths: [\"/admin\"]}}]"), http));
+    assert_false(allowed(DENY_AND_ALLOW_ALL("when: [{key: \"request.headers[x]\", values: [\"1\"]}]"), t));
+    assert_true(allowed(DENY_AND_ALLOW_ALL("to: [{operation: {ports: [\"9081\"], methods: [GET]}}]"), t));
+    assert_true(allowed(DENY_AND_ALLOW_ALL("from: [{source: {namespaces: [other]}}]"), t));
+}
+
 static void norm(const char *in, const char *want)
 {
     buf_t out = BUF_INIT;
@@ -518,6 +547,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors), cmocka_unit_test(test_apply_and_warn), cmocka_unit_test(test_actions),
         cmocka_unit_test(test_fields), cmocka_unit_test(test_normalize),      cmocka_unit_test(test_index_agrees),
+        cmocka_unit_test(test_tcp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
