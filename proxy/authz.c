@@ -136,6 +136,8 @@ struct authz {
     mpolicy_t *p;
     uint32_t n;
     bool has_allow, has_audit;
+    bool dry_run;         /* the istio.io/dry-run policies: evaluated beside, never enforced */
+    struct authz *shadow; /* those, when any (on the enforced set) */
     bool wants_addresses;
     _Atomic uint64_t none_denied; /* ALLOW policies present and none matched */
     /* the index */
@@ -490,16 +492,19 @@ static void build_index(authz_t *a)
         }
 }
 
-authz_t *authz_compile(const proxy_config_t *cfg)
+/* The policies of cfg->authz that are dry-run (dry) or not, compiled; empty ones too. */
+static authz_t *build(const proxy_config_t *cfg, int dry)
 {
-    if (cfg->n_authz == 0)
-        return NULL;
     authz_t *a = xcalloc(1, sizeof *a);
-    a->n = (uint32_t)cfg->n_authz;
-    a->p = xcalloc(a->n, sizeof *a->p);
-    for (uint32_t i = 0; i < a->n; i++) {
-        const proxy_authorization_policy_t *ap = cfg->authz[i];
-        mpolicy_t *m = &a->p[i];
+    for (size_t i = 0; i < cfg->n_authz; i++)
+        a->n += cfg->authz[i]->dry_run == dry;
+    a->p = xcalloc(a->n ? a->n : 1, sizeof *a->p);
+    a->dry_run = dry;
+    for (uint32_t i = 0, k = 0; k < cfg->n_authz; k++) {
+        const proxy_authorization_policy_t *ap = cfg->authz[k];
+        if (ap->dry_run != dry)
+            continue;
+        mpolicy_t *m = &a->p[i++];
         m->ap = ap;
         a->has_allow |= ap->action == PROXY_AUTHZ_ALLOW;
         a->has_audit |= ap->action == PROXY_AUTHZ_AUDIT;
@@ -512,6 +517,20 @@ authz_t *authz_compile(const proxy_config_t *cfg)
     return a;
 }
 
+authz_t *authz_compile(const proxy_config_t *cfg)
+{
+    if (cfg->n_authz == 0)
+        return NULL;
+    authz_t *a = build(cfg, 0);
+    for (size_t i = 0; i < cfg->n_authz; i++)
+        if (cfg->authz[i]->dry_run) {
+            a->shadow = build(cfg, 1);
+            a->wants_addresses |= a->shadow->wants_addresses;
+            break;
+        }
+    return a;
+}
+
 static void free_list(mlist_t *l)
 {
     free(l->v);
@@ -521,6 +540,7 @@ void authz_free(authz_t *a)
 {
     if (a == NULL)
         return;
+    authz_free(a->shadow);
     for (uint32_t i = 0; i < a->n; i++) {
         mpolicy_t *m = &a->p[i];
         for (uint32_t r = 0; r < m->n_rules; r++) {
@@ -832,7 +852,7 @@ static void scan_indexed(const authz_t *a, const authz_request_t *r, const peer_
 
 void authz_check_mode(authz_t *a, const authz_request_t *r, authz_decision_t *d, bool full)
 {
-    *d = (authz_decision_t){true, NULL, -1, NULL};
+    *d = (authz_decision_t){.allowed = true, .rule = -1};
     if (a == NULL)
         return;
     peer_t pe = peer_of(r->principal);
@@ -866,6 +886,13 @@ void authz_check_mode(authz_t *a, const authz_request_t *r, authz_decision_t *d,
 void authz_check(authz_t *a, const authz_request_t *r, authz_decision_t *d)
 {
     authz_check_mode(a, r, d, false);
+    if (a != NULL && a->shadow != NULL) {
+        authz_decision_t sd;
+        authz_check_mode(a->shadow, r, &sd, false);
+        d->dry_run = true;
+        d->dry_run_allowed = sd.allowed;
+        d->dry_run_policy = sd.policy;
+    }
 }
 
 void authz_render_prometheus(const authz_t *a, buf_t *out)
@@ -873,12 +900,16 @@ void authz_render_prometheus(const authz_t *a, buf_t *out)
     if (a == NULL)
         return;
     static const char *const actions[] = {"ALLOW", "DENY", "AUDIT"};
-    static const char *const results[] = {"allowed", "denied", "audited"};
+    static const char *const enforced[] = {"allowed", "denied", "audited"};
+    static const char *const dry[] = {"dry_run_allowed", "dry_run_denied", "dry_run_audited"};
+    const char *const *results = a->dry_run ? dry : enforced;
     static const char metric[] = "outrider_proxy_authz_requests_total";
-    buf_printf(out,
-               "# HELP %s Requests an AuthorizationPolicy decided (allowed, denied) or audited, by policy "
-               "(namespace/name; \"none\": ALLOW policies apply and none matched).\n# TYPE %s counter\n",
-               metric, metric);
+    if (!a->dry_run)
+        buf_printf(out,
+                   "# HELP %s Requests an AuthorizationPolicy decided (allowed, denied) or audited, by policy "
+                   "(namespace/name; \"none\": ALLOW policies apply and none matched); dry_run_*: what the "
+                   "istio.io/dry-run policies would have done.\n# TYPE %s counter\n",
+                   metric, metric);
     for (uint32_t i = 0; i < a->n; i++) {
         const mpolicy_t *m = &a->p[i];
         for (int k = 0; k < AUTHZ_RESULTS; k++) {
@@ -897,8 +928,9 @@ void authz_render_prometheus(const authz_t *a, buf_t *out)
         }
     }
     if (a->has_allow)
-        buf_printf(out, "%s{policy=\"none\",action=\"ALLOW\",result=\"denied\"} %llu\n", metric,
+        buf_printf(out, "%s{policy=\"none\",action=\"ALLOW\",result=\"%s\"} %llu\n", metric, results[AUTHZ_DENIED],
                    (unsigned long long)atomic_load_explicit(&a->none_denied, memory_order_relaxed));
+    authz_render_prometheus(a->shadow, out);
 }
 
 /* ---- path normalization ---- */

@@ -67,6 +67,10 @@ typedef struct authz_decision {
     const proxy_authorization_policy_t *policy; /* the one that decided (DENY or ALLOW matched), NULL: none did */
     int rule;                                   /* its rule that matched, -1 when policy is NULL */
     const proxy_authorization_policy_t *audit;  /* an AUDIT policy that matched, NULL when none */
+    /* istio.io/dry-run policies, evaluated as a set of their own and never enforced */
+    bool dry_run;                                       /* some apply */
+    bool dry_run_allowed;                               /* what they would have decided */
+    const proxy_authorization_policy_t *dry_run_policy; /* and which of them decided, NULL: none */
 } authz_decision_t;
 
 /* Counters by policy, for /stats/prometheus; index = position in cfg->authz, n_authz for "no policy matched". */

@@ -1030,8 +1030,7 @@ static void parse_metadata(pctx_t *p, const yaml_node_t *v, proxy_meta_t *m)
         } else if (PC_KEY(it, "labels")) {
             pc_kv_map(p, it.val, &m->labels, 0);
         } else if (PC_KEY(it, "annotations")) {
-            proxy_kv_list_t ignored = {0};
-            pc_kv_map(p, it.val, &ignored, 0);
+            pc_kv_map(p, it.val, &m->annotations, 0);
         } else {
             pc_unknown(p, &it);
         }

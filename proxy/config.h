@@ -96,6 +96,7 @@ typedef struct proxy_meta {
     const char *name;      /* required */
     const char *namespace; /* when absent: the Proxy's (the Proxy's own: "default") */
     proxy_kv_list_t labels;
+    proxy_kv_list_t annotations;
     proxy_pos_t pos; /* of the document */
 } proxy_meta_t;
 
@@ -741,6 +742,7 @@ typedef struct proxy_authorization_policy {
     enum proxy_authz_action action;
     proxy_authz_rule_t *rules;
     size_t n_rules;
+    int dry_run; /* metadata.annotations istio.io/dry-run: "true": evaluated and reported, never enforced */
 } proxy_authorization_policy_t;
 
 /* ---- RequestAuthentication (security.istio.io/v1) ---- */

@@ -359,6 +359,11 @@ void authz_parse(pctx_t *p, const yaml_node_t *spec, proxy_authorization_policy_
             pc_unknown(p, &it);
         }
     }
+    const char *dry = proxy_kv_get(&ap->meta.annotations, "istio.io/dry-run");
+    if (dry != NULL && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0)
+        pc_error_at(p, ap->meta.pos.line, ap->meta.pos.col,
+                    "metadata.annotations istio.io/dry-run: expected \"true\" or \"false\", got \"%s\"", dry);
+    ap->dry_run = dry != NULL && strcmp(dry, "true") == 0;
     if (provider != NULL && !custom) {
         size_t mark = pc_push(p, "provider");
         pc_error(p, provider, "provider goes with action CUSTOM only");

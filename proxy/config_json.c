@@ -905,6 +905,7 @@ static void authorization_policy(jw_t *w, const proxy_authorization_policy_t *ap
     close_(w, ']');
     close_(w, '}');
     boolean(w, "appliesToThisProxy", applies); /* outside spec: ours, not Istio's */
+    boolean(w, "dryRun", ap->dry_run);
     close_(w, '}');
 }
 

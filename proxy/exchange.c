@@ -845,7 +845,7 @@ int conn_req_on_head(void *ctx, const http1_head_t *h)
             rq->authority = host->value;
     }
 
-    c->authz = (authz_decision_t){true, NULL, -1, NULL};
+    c->authz = (authz_decision_t){.allowed = true, .rule = -1};
     jwt_destroy(c->jwt);
     c->jwt = NULL;
     c->jwt_field = NULL;
@@ -1236,12 +1236,17 @@ void conn_record(conn_t *c)
         r.n_headers = c->head->header_count;
     }
     r.destination_port = c->cl != NULL ? c->cl->port : 0;
-    char details[TELE_STR_MAX], policy[TELE_STR_MAX], audit[TELE_STR_MAX];
+    char details[TELE_STR_MAX], policy[TELE_STR_MAX], audit[TELE_STR_MAX], dry[TELE_STR_MAX];
     const proxy_authorization_policy_t *ap = c->authz.policy, *au = c->authz.audit;
     if (ap != NULL)
         r.authz_policy = ns_name(policy, sizeof policy, &ap->meta);
     if (au != NULL)
         r.authz_audit = ns_name(audit, sizeof audit, &au->meta);
+    if (c->authz.dry_run) {
+        r.authz_dry_run = c->authz.dry_run_allowed ? (str_t){"allowed", 7} : (str_t){"denied", 6};
+        if (c->authz.dry_run_policy != NULL)
+            r.authz_dry_run_policy = ns_name(dry, sizeof dry, &c->authz.dry_run_policy->meta);
+    }
     if (!c->authz.allowed)
         r.response_details = ap != NULL ? str_fmt(details, sizeof details,
                                                   "rbac_access_denied_matched_policy[ns[%s]-policy[%s]-rule[%d]]",

@@ -205,7 +205,8 @@ typedef struct tele_request {
      * ("rbac_access_denied_matched_policy[ns[NS]-policy[NAME]-rule[N]]"), the deciding policy and the AUDIT
      * policy that matched ("NS/NAME"); empty when none */
     str_t response_details, authz_policy, authz_audit;
-    uint32_t attempts;        /* upstream tries (1 + retries) */
+    str_t authz_dry_run, authz_dry_run_policy; /* istio.io/dry-run policies: "allowed"/"denied", and which decided */
+    uint32_t attempts;                         /* upstream tries (1 + retries) */
     const trace_ctx_t *trace; /* the hop's context after tracectx_begin; a span is recorded when sampled == 1 */
     str_t span_name;          /* Envoy's: the service FQDN, ":", the port and "/" plus a "*" */
 } tele_request_t;

@@ -495,6 +495,8 @@ static const uint16_t ts_max[TS_COUNT] = {
     [TS_DETAILS] = TELE_STR_MAX,
     [TS_AUTHZ] = TELE_STR_MAX,
     [TS_AUTHZ_AUDIT] = TELE_STR_MAX,
+    [TS_DRY_RUN] = 16,
+    [TS_DRY_RUN_POLICY] = TELE_STR_MAX,
 };
 
 size_t tele_raw_prepare(const tele_request_t *r, str_t custom_tags, tele_raw_t *h, str_t s[TS_COUNT])
@@ -515,6 +517,8 @@ size_t tele_raw_prepare(const tele_request_t *r, str_t custom_tags, tele_raw_t *
     s[TS_DETAILS] = r->response_details;
     s[TS_AUTHZ] = r->authz_policy;
     s[TS_AUTHZ_AUDIT] = r->authz_audit;
+    s[TS_DRY_RUN] = r->authz_dry_run;
+    s[TS_DRY_RUN_POLICY] = r->authz_dry_run_policy;
     s[TS_DEST_SERVICE] = r->destination_service;
     s[TS_SOURCE_PRINCIPAL] = r->reporter == TELE_SOURCE ? r->self_principal : r->peer_principal;
     s[TS_DESTINATION_PRINCIPAL] = r->reporter == TELE_SOURCE ? r->peer_principal : r->self_principal;
@@ -873,6 +877,8 @@ static void pb_span(buf_t *b, const tele_resource_t *res, const tele_rec_t *r, c
     KV_STR(b, 9, "response_code_details", RSTR(r, strings, TS_DETAILS), r->len[TS_DETAILS]);
     KV_STR(b, 9, "authz.policy", RSTR(r, strings, TS_AUTHZ), r->len[TS_AUTHZ]);
     KV_STR(b, 9, "authz.audit_policy", RSTR(r, strings, TS_AUTHZ_AUDIT), r->len[TS_AUTHZ_AUDIT]);
+    KV_STR(b, 9, "authz.dry_run_result", RSTR(r, strings, TS_DRY_RUN), r->len[TS_DRY_RUN]);
+    KV_STR(b, 9, "authz.dry_run_policy", RSTR(r, strings, TS_DRY_RUN_POLICY), r->len[TS_DRY_RUN_POLICY]);
     if (r->attempts > 1)
         KV_INT(b, 9, "upstream_attempts", r->attempts);
     /* Telemetry customTags: name and value pairs, each NUL-terminated */
@@ -1115,6 +1121,8 @@ static void pb_log(buf_t *b, const tele_rec_t *r, const char *strings, const pee
     KV_STR(b, 6, "response_code_details", RSTR(r, strings, TS_DETAILS), r->len[TS_DETAILS]);
     KV_STR(b, 6, "authz_policy", RSTR(r, strings, TS_AUTHZ), r->len[TS_AUTHZ]);
     KV_STR(b, 6, "authz_audit_policy", RSTR(r, strings, TS_AUTHZ_AUDIT), r->len[TS_AUTHZ_AUDIT]);
+    KV_STR(b, 6, "authz_dry_run_result", RSTR(r, strings, TS_DRY_RUN), r->len[TS_DRY_RUN]);
+    KV_STR(b, 6, "authz_dry_run_policy", RSTR(r, strings, TS_DRY_RUN_POLICY), r->len[TS_DRY_RUN_POLICY]);
     /* both sides, as istio_requests_total labels them: this proxy is the source on outbound */
     const char *pw = RSTR(r, strings, TS_PEER_WORKLOAD), *pn = RSTR(r, strings, TS_PEER_NAMESPACE);
     size_t pwl = r->len[TS_PEER_WORKLOAD], pnl = r->len[TS_PEER_NAMESPACE];

@@ -224,6 +224,8 @@ enum tele_rec_str {
     TS_DETAILS,     /* response_code_details (AuthorizationPolicy denials) */
     TS_AUTHZ,       /* the AuthorizationPolicy that decided, "NS/NAME" */
     TS_AUTHZ_AUDIT, /* the AUDIT policy that matched */
+    TS_DRY_RUN,     /* what the istio.io/dry-run policies would have decided */
+    TS_DRY_RUN_POLICY,
     TS_COUNT
 };
 

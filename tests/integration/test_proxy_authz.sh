@@ -11,6 +11,8 @@
 #  - when request.headers[version] (task "HTTP traffic", header condition), when source.namespace;
 #  - ipBlocks, ports, hosts, path templates {*}/{**};
 #  - AUDIT: allowed, counted;
+#  - dry run (Istio's task): a DENY with istio.io/dry-run: "true" lets requests through, counts
+#    dry_run_denied on its policy and says so on the span (authz.dry_run_result);
 #  - DENY before ALLOW when both match;
 #  - path normalization: "/status/../admin" and "/%61dmin" meet a DENY on /admin*, and the app gets
 #    the normalized path;
@@ -269,6 +271,30 @@ fi
 # a client that sends a whole 4 MiB POST before reading still gets the 403
 python3 "$OUTRIDER_SRC/tests/send_then_read.py" --port "$B_IN" --case big-body --path /admin --expect 403 \
     --tries 5 --body-bytes 4194304 >"$T/linger.log" 2>&1 || fail "send-then-read: $(cat "$T/linger.log")"
+
+# dry run: a DENY on GET /headers annotated istio.io/dry-run is evaluated and reported, not enforced
+POLICY=dry-deny
+b_yaml "---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: dry-deny, namespace: shop, annotations: {istio.io/dry-run: \"true\"}}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {methods: [GET], paths: [/headers]}}]}]" >"$T/b.yaml"
+mesh_variant "$T/b.yaml"
+kill -HUP "$B_PID"
+dry_applied() { stats | grep -q 'policy="shop/dry-deny",action="DENY",result="dry_run_denied"'; }
+wait_until -n 100 -i 0.1 dry_applied || fail "dry-deny not applied: $(stats | grep authz)"
+T3=6bf92f3577b34da6a3ce929d0e0e4738
+expect 200 a GET /headers -H "traceparent: 00-$T3-00f067aa0ba902b7-01"
+expect 200 plain GET /status/200
+assert_eq 1 "$(stats | prom_sum outrider_proxy_authz_requests_total 'policy="shop/dry-deny"' 'result="dry_run_denied"')" \
+    "dry-run denials counted"
+wait_until -n 200 -i 0.1 has_span "$T3" || fail "no span for the dry-run request"
+assert_eq denied "$(span_tag "$T3" authz.dry_run_result)" "the span's authz.dry_run_result"
+assert_eq shop/dry-deny "$(span_tag "$T3" authz.dry_run_policy)" "the span's authz.dry_run_policy"
+assert_eq true "$(curl -sS "http://127.0.0.1:$B_ADMIN/config_dump" | jq '.authorizationPolicies[0].dryRun')" \
+    "dryRun in /config_dump"
 
 # --check: CUSTOM is refused where it is written; a principals rule without mTLS is warned of
 cat >"$T/bad.yaml" <<'YAML'

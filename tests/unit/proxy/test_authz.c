@@ -510,6 +510,40 @@ static void test_tcp(void **state)
     assert_true(allowed(DENY_AND_ALLOW_ALL("from: [{source: {namespaces: [other]}}]"), t));
 }
 
+/* istio.io/dry-run: evaluated as a set of its own, reported, never enforced */
+static void test_dry_run(void **state)
+{
+    (void)state;
+    static const char docs[] = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+                               "metadata: {name: dry, namespace: shop, annotations: {istio.io/dry-run: \"true\"}}\n"
+                               "spec:\n  action: DENY\n  rules: [{to: [{operation: {methods: [GET]}}]}]\n";
+    proxy_config_t *cfg;
+    authz_t *a = compile(docs, &cfg);
+    assert_non_null(a);
+    req_t q = request("GET", "/x", PP), p = request("POST", "/x", PP);
+    authz_decision_t d;
+    authz_check(a, req_bind(&q), &d);
+    assert_true(d.allowed); /* not enforced */
+    assert_true(d.dry_run);
+    assert_false(d.dry_run_allowed); /* but it would have denied */
+    assert_string_equal(d.dry_run_policy->meta.name, "dry");
+    authz_check(a, req_bind(&p), &d);
+    assert_true(d.allowed && d.dry_run && d.dry_run_allowed);
+    buf_t out = BUF_INIT;
+    authz_render_prometheus(a, &out);
+    assert_non_null(strstr(out.data, "{policy=\"shop/dry\",action=\"DENY\",result=\"dry_run_denied\"} 1\n"));
+    buf_dispose(&out);
+    authz_free(a);
+    proxy_config_destroy(cfg);
+
+    msgs_t m;
+    cfg = load("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+               "metadata: {name: dry, namespace: shop, annotations: {istio.io/dry-run: \"yes\"}}\nspec: {}\n",
+               1, &m);
+    assert_null(cfg);
+    expect(m.err, m.n_err, "metadata.annotations istio.io/dry-run: expected \"true\" or \"false\", got \"yes\"", &m);
+}
+
 static void norm(const char *in, const char *want)
 {
     buf_t out = BUF_INIT;
@@ -547,7 +581,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors), cmocka_unit_test(test_apply_and_warn), cmocka_unit_test(test_actions),
         cmocka_unit_test(test_fields), cmocka_unit_test(test_normalize),      cmocka_unit_test(test_index_agrees),
-        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_tcp),    cmocka_unit_test(test_dry_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
