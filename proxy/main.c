@@ -112,6 +112,7 @@ typedef struct proxy_main {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watch;                          /* the configuration files' change check (CONFIG_WATCH_MS) */
     char watched[PROXY_CONFIG_MAX_FILES][128]; /* what each file looked like at the last load */
+    char jwks_watched[2048];                   /* ... and the file:// JWKS of RequestAuthentication (jwks_files) */
     admin_t *admin;
     worker_t **workers;
     int n_workers;
@@ -125,6 +126,8 @@ typedef struct proxy_main {
     identity_cert_t *identity_pending;
     tls_stats_t tls_stats; /* handshakes, all workers */
 } proxy_main_t;
+
+static void jwks_files(const proxy_main_t *m, char *out, size_t len);
 
 static void shutdown_start(proxy_main_t *m, const char *why)
 {
@@ -231,6 +234,7 @@ static void reload(proxy_main_t *m)
         worker_set_runtime(m->workers[i], rt);
     runtime_unref(m->rt);
     m->rt = rt;
+    jwks_files(m, m->jwks_watched, sizeof m->jwks_watched); /* as loaded */
     m->reloads_ok++;
     log_info("reloaded %s: %zu service%s, %zu virtual service%s, %zu destination rule%s", m->path, rt->cfg->n_services,
              rt->cfg->n_services == 1 ? "" : "s", rt->cfg->n_virtual_services,
@@ -256,10 +260,33 @@ static void file_signature(const char *path, char *out, size_t len)
                  (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
 }
 
+/* The signatures of the running configuration's JWKS files (file:// jwksUri), one after another. */
+static void jwks_files(const proxy_main_t *m, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    const proxy_config_t *cfg = m->rt != NULL ? m->rt->cfg : NULL;
+    for (size_t i = 0; cfg != NULL && i < cfg->n_request_authentications; i++)
+        for (size_t k = 0; k < cfg->request_authentications[i].n_rules; k++) {
+            const char *uri = cfg->request_authentications[i].rules[k].jwks_uri;
+            if (uri == NULL || strncmp(uri, "file://", 7) != 0 || n + 130 >= len)
+                continue;
+            char sig[128];
+            file_signature(uri + 7, sig, sizeof sig);
+            n += (size_t)snprintf(out + n, len - n, "%s;", sig);
+        }
+}
+
 /* Note the files as they are; true when any differs from the last note. */
 static bool files_changed(proxy_main_t *m)
 {
     bool changed = false;
+    char jwks[sizeof m->jwks_watched];
+    jwks_files(m, jwks, sizeof jwks);
+    if (strcmp(jwks, m->jwks_watched) != 0) { /* keys rotated: a reload reads them again */
+        changed = true;
+        memcpy(m->jwks_watched, jwks, sizeof jwks);
+    }
     for (size_t i = 0; i < m->n_paths; i++) {
         char sig[sizeof m->watched[0]];
         file_signature(m->paths[i], sig, sizeof sig);
