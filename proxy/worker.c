@@ -132,6 +132,27 @@ static void on_empty(void *owner)
     uv_close((uv_handle_t *)&w->swap_async, on_handle_closed);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define WORKER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WORKER_ASAN 1
+#endif
+#endif
+
+/*
+ * Give glibc's free heap memory back to the system. Not under ASan: its
+ * allocator serves every malloc there, so glibc's arenas may never have
+ * been set up, and malloc_trim from two workers at once then races to set
+ * them up and crashes (seen in CI at two workers).
+ */
+static void heap_trim(void)
+{
+#ifndef WORKER_ASAN
+    malloc_trim(0);
+#endif
+}
+
 /* TLS connections that moved no bytes for a whole period give their record buffers back (transport_trim). */
 #define WORKER_TRIM_MS 2000
 #define WORKER_TRIM_CONNS 16 /* this many fewer connections than at the last sweep count as the end of a burst */
@@ -145,7 +166,7 @@ static void on_trim(uv_timer_t *t)
      * too, or the heap keeps it at its high-water mark */
     size_t conns = w->env[0].n_conns + w->env[1].n_conns;
     if (n > 0 || conns + WORKER_TRIM_CONNS <= w->trim_conns)
-        malloc_trim(0);
+        heap_trim();
     w->trim_conns = conns;
 }
 
