@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hostport.h"
 #include "xalloc.h"
@@ -293,20 +294,6 @@ static void compile_rule(const proxy_authz_rule_t *r, mrule_t *m, bool *wants)
                         m->when[i].key == K_AUTH_CLAIM;
 }
 
-static bool ieq(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x += 32;
-        if (y >= 'A' && y <= 'Z')
-            y += 32;
-        if (x != y)
-            return false;
-    }
-    return true;
-}
-
 /* ---- the candidate index ---- */
 
 static uint32_t hash_bytes(const char *s, uint32_t n)
@@ -353,7 +340,7 @@ static bucket_t *table_find_name(const table_t *t, const char *name, uint32_t le
         bucket_t *b = &t->b[i];
         if (b->key == NULL)
             return NULL;
-        if (b->len == len && ieq(b->key, name, len))
+        if (b->len == len && strncasecmp(b->key, name, len) == 0)
             return b;
     }
 }
@@ -614,11 +601,13 @@ static bool mstr_match(const mstr_t *m, str_t v, bool icase)
         return false;
     switch (m->kind) {
     case M_ANY: return true;
-    case M_EXACT: return v.len == m->len && (icase ? ieq(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len) == 0);
-    case M_PREFIX: return v.len >= m->len && (icase ? ieq(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len) == 0);
+    case M_EXACT:
+        return v.len == m->len && (icase ? strncasecmp(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len)) == 0;
+    case M_PREFIX:
+        return v.len >= m->len && (icase ? strncasecmp(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len)) == 0;
     case M_SUFFIX: {
         const char *tail = v.ptr + v.len - m->len;
-        return v.len >= m->len && (icase ? ieq(tail, m->s, m->len) : memcmp(tail, m->s, m->len) == 0);
+        return v.len >= m->len && (icase ? strncasecmp(tail, m->s, m->len) : memcmp(tail, m->s, m->len)) == 0;
     }
     case M_TEMPLATE: return template_match(m->s, m->len, v.ptr, v.len);
     }
@@ -729,7 +718,7 @@ static bool cond_match(const mcond_t *c, const authz_request_t *r, const peer_t 
         uint32_t n = 0;
         size_t len = c->arg_len;
         for (uint32_t i = 0; i < r->n_headers && n < CLAIM_VALUES_MAX; i++)
-            if (r->headers[i].name.len == len && ieq(r->headers[i].name.ptr, c->arg, len))
+            if (r->headers[i].name.len == len && strncasecmp(r->headers[i].name.ptr, c->arg, len) == 0)
                 v[n++] = r->headers[i].value;
         return multi_field(c, v, n);
     }

@@ -752,9 +752,13 @@ typedef struct proxy_jwt_header {
     const char *prefix; /* stripped before the token ("Bearer "), may be "" */
 } proxy_jwt_header_t;
 
+#define PROXY_CLAIM_DEPTH_MAX 8
+
 typedef struct proxy_claim_header {
-    const char *header; /* lowercase */
-    const char *claim;  /* a top-level claim, or a dotted path "a.b" */
+    const char *header;                      /* lowercase */
+    const char *claim;                       /* a top-level claim, or a dotted path "a.b" */
+    const char *path[PROXY_CLAIM_DEPTH_MAX]; /* claim split at its dots (at most this deep) */
+    size_t depth;
 } proxy_claim_header_t;
 
 /* One of spec.jwtRules. Without fromHeaders and fromParams: Authorization "Bearer " and ?access_token. */

@@ -560,9 +560,13 @@ static void parse_jwt_rule(pctx_t *p, const yaml_node_t *v, proxy_jwt_rule_t *r)
                         else
                             pc_unknown(p, &f);
                     }
-                    if (c->header != NULL && c->claim != NULL)
+                    if (c->header != NULL && c->claim != NULL) {
+                        char *path = (char *)pc_strdup(p, c->claim), *save = NULL;
+                        for (char *t = path; c->depth < PROXY_CLAIM_DEPTH_MAX && (t = strtok_r(t, ".", &save));
+                             t = NULL)
+                            c->path[c->depth++] = t;
                         r->n_claim_headers++;
-                    else if (it.val->items[i]->kind == YAML_MAP)
+                    } else if (it.val->items[i]->kind == YAML_MAP)
                         pc_missing(p, it.val->items[i], c->header == NULL ? "header" : "claim");
                     pc_pop(p, mark);
                 }

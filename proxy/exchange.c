@@ -668,14 +668,12 @@ static bool inbound_authenticate(conn_t *c, const http1_head_t *h, const router_
         return false;
     char iss[JWT_ISSUER_MAX];
     const proxy_jwt_rule_t *r = NULL;
-    if (jwt_peek_issuer(tok.ptr, tok.len, iss, sizeof iss) == 0)
-        for (size_t i = 0; i < cfg->n_jwt_rules && r == NULL; i++)
-            if (strcmp(cfg->jwt_rules[i]->issuer, iss) == 0)
-                r = cfg->jwt_rules[i];
+    bool readable = jwt_peek_issuer(tok.ptr, tok.len, iss, sizeof iss) == 0;
+    for (size_t i = 0; readable && i < cfg->n_jwt_rules && r == NULL; i++)
+        if (strcmp(cfg->jwt_rules[i]->issuer, iss) == 0)
+            r = cfg->jwt_rules[i];
     if (r == NULL) {
-        jwt_refuse(c, cfg->n_jwt_rules > 0 && jwt_peek_issuer(tok.ptr, tok.len, iss, sizeof iss) != 0
-                          ? "Jwt is not in the form of Header.Payload.Signature"
-                          : "Jwt issuer is not configured");
+        jwt_refuse(c, readable ? "Jwt issuer is not configured" : "Jwt is not in the form of Header.Payload.Signature");
         return true;
     }
     jwt_check_t check = {r->issuer, r->audiences.items, r->audiences.n, (int64_t)time(NULL), 0, 0};
@@ -718,14 +716,8 @@ static uint32_t jwt_fields(conn_t *c, http1_header_t *tmp, uint32_t n, uint32_t 
         if (!(c->jwt_field != NULL && tmp[i].name.ptr == c->jwt_field->name.ptr) && !jwt_output_field(r, tmp[i].name))
             tmp[k++] = tmp[i];
     for (size_t i = 0; i < r->n_claim_headers && k < max; i++) {
-        char path[256];
-        const char *parts[8];
-        size_t depth = 0;
-        snprintf(path, sizeof path, "%s", r->claim_headers[i].claim);
-        for (char *t = path, *save = NULL; depth < 8 && (t = strtok_r(t, ".", &save)) != NULL; t = NULL)
-            parts[depth++] = t;
         const char *v[1];
-        if (jwt_claim(c->jwt, parts, depth, v, 1) >= 1)
+        if (jwt_claim(c->jwt, r->claim_headers[i].path, r->claim_headers[i].depth, v, 1) >= 1)
             tmp[k++] = (http1_header_t){s_of(r->claim_headers[i].header), s_of(v[0])};
     }
     if (r->output_payload_to_header != NULL && k < max && c->jwt_payload.len > 0)
