@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "hostport.h"
 #include "xalloc.h"
@@ -340,7 +339,7 @@ static bucket_t *table_find_name(const table_t *t, const char *name, uint32_t le
         bucket_t *b = &t->b[i];
         if (b->key == NULL)
             return NULL;
-        if (b->len == len && strncasecmp(b->key, name, len) == 0)
+        if (b->len == len && http1_bytes_ieq(b->key, name, len))
             return b;
     }
 }
@@ -602,12 +601,12 @@ static bool mstr_match(const mstr_t *m, str_t v, bool icase)
     switch (m->kind) {
     case M_ANY: return true;
     case M_EXACT:
-        return v.len == m->len && (icase ? strncasecmp(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len)) == 0;
+        return v.len == m->len && (icase ? http1_bytes_ieq(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len) == 0);
     case M_PREFIX:
-        return v.len >= m->len && (icase ? strncasecmp(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len)) == 0;
+        return v.len >= m->len && (icase ? http1_bytes_ieq(v.ptr, m->s, m->len) : memcmp(v.ptr, m->s, m->len) == 0);
     case M_SUFFIX: {
         const char *tail = v.ptr + v.len - m->len;
-        return v.len >= m->len && (icase ? strncasecmp(tail, m->s, m->len) : memcmp(tail, m->s, m->len)) == 0;
+        return v.len >= m->len && (icase ? http1_bytes_ieq(tail, m->s, m->len) : memcmp(tail, m->s, m->len) == 0);
     }
     case M_TEMPLATE: return template_match(m->s, m->len, v.ptr, v.len);
     }
@@ -718,7 +717,7 @@ static bool cond_match(const mcond_t *c, const authz_request_t *r, const peer_t 
         uint32_t n = 0;
         size_t len = c->arg_len;
         for (uint32_t i = 0; i < r->n_headers && n < CLAIM_VALUES_MAX; i++)
-            if (r->headers[i].name.len == len && strncasecmp(r->headers[i].name.ptr, c->arg, len) == 0)
+            if (r->headers[i].name.len == len && http1_bytes_ieq(r->headers[i].name.ptr, c->arg, len))
                 v[n++] = r->headers[i].value;
         return multi_field(c, v, n);
     }

@@ -208,15 +208,11 @@ int http1_parser_error_status(const http1_parser_t *p);
 /* After HTTP1_ERROR: a short static reason ("header section too large"...); "" before any error. */
 const char *http1_parser_error_reason(const http1_parser_t *p);
 
-/* Whether a span equals lit (NUL-terminated), ignoring ASCII case. */
-static inline bool http1_span_ieq(const char *a, size_t alen, const char *lit)
+/* Whether n bytes at a and at b are equal, ignoring ASCII case. */
+static inline bool http1_bytes_ieq(const char *a, const char *b, size_t n)
 {
-    /* inline, so that strlen of a literal folds to a constant: most comparisons end at the length */
-    size_t n = __builtin_strlen(lit);
-    if (alen != n)
-        return false;
     for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)lit[i];
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
         if (x == y)
             continue;
         if (x >= 'A' && x <= 'Z')
@@ -227,6 +223,14 @@ static inline bool http1_span_ieq(const char *a, size_t alen, const char *lit)
             return false;
     }
     return true;
+}
+
+/* Whether a span equals lit (NUL-terminated), ignoring ASCII case. */
+static inline bool http1_span_ieq(const char *a, size_t alen, const char *lit)
+{
+    /* inline, so that strlen of a literal folds to a constant: most comparisons end at the length */
+    size_t n = __builtin_strlen(lit);
+    return alen == n && http1_bytes_ieq(a, lit, n);
 }
 
 /* Whether a field name equals lit (NUL-terminated), ignoring ASCII case. */
