@@ -3,7 +3,7 @@
 # podman from the release build (FROM scratch over the binaries and the shared libraries they load),
 # and this checks them:
 #  - dockerfilelint (npm, pinned) passes both Containerfiles;
-#  - the proxy image is under 20 MB and runs as uid 1337, the collector's as 10001; the entrypoints;
+#  - the proxy image (its mounted filesystem) is under 20 MB and runs as uid 1337, the collector's as 10001; the entrypoints;
 #  - they run: `podman run` where this machine allows it; where it cannot start a container (here the
 #    runtime may not set a container's rlimits: "setrlimit ... Operation not permitted"), the image's
 #    own filesystem (podman image mount) is run instead, under chroot as the image's user: the proxy
@@ -41,8 +41,6 @@ for x in proxy:$TAGP collector:$TAGC; do
         fail "scripts/image.sh ${x%%:*}: $(cat "$T/build.out")"
     note "$(cat "$T/build.out")"
 done
-size=$(podman image inspect "$TAGP" --format '{{.Size}}')
-[[ $size -lt 20000000 ]] || fail "the proxy image is $size bytes, not under 20 MB"
 assert_eq "1337:1337" "$(podman image inspect "$TAGP" --format '{{.Config.User}}')" "the proxy image's user"
 assert_eq "10001:10001" "$(podman image inspect "$TAGC" --format '{{.Config.User}}')" "the collector image's user"
 assert_eq "[/usr/local/bin/outrider-proxy]" "$(podman image inspect "$TAGP" --format '{{.Config.Entrypoint}}')" "entrypoint"
@@ -57,6 +55,11 @@ else
 fi
 P=$(podman image mount "$TAGP") || fail "podman image mount $TAGP"
 C=$(podman image mount "$TAGC") || fail "podman image mount $TAGC"
+# the size is what the image holds: its mounted filesystem. podman's own figure (.Size) once counted
+# 43.9 MB for a 17.4 MiB image in one CI run out of about ten; it is only reported here.
+size=$(du -sb "$P" | cut -f1)
+[[ $size -lt 20000000 ]] || fail "the proxy image holds $size bytes, not under 20 MB (podman: $(podman image inspect "$TAGP" --format '{{.Size}}'))"
+note "the proxy image holds $size bytes (podman .Size: $(podman image inspect "$TAGP" --format '{{.Size}}'))"
 inP() { chroot --userspec=1337:1337 "$P" "$@"; }
 assert_eq "outrider-proxy 0.1.0" "$(inP /usr/local/bin/outrider-proxy --version)" "the image's proxy runs"
 
