@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ingest_auth.h"
+#include "ingest_tls.h"
 #include "kafka.h"
 #include "kafka_consume.h"
 #include "log.h"
@@ -139,6 +140,15 @@ int collector_init(collector_t *c)
     c->auth = ingest_auth_create(c->cfg.auth_tokens, &c->cfg.tls_client_ids, log_auth_error, NULL);
     if (c->auth == NULL)
         return -1;
+    if (c->cfg.tls_cert_file != NULL && c->cfg.tls_cert_file[0] != '\0') {
+        char why[1024];
+        c->tls =
+            ingest_tls_create(c->cfg.tls_cert_file, c->cfg.tls_key_file, c->cfg.tls_client_ca_file, why, sizeof(why));
+        if (c->tls == NULL) {
+            log_error("ingest.tls: %s", why);
+            return -1;
+        }
+    }
     span_store_config_t scfg;
     span_store_config_default(&scfg);
     scfg.max_spans = c->cfg.max_spans;
@@ -225,6 +235,8 @@ void collector_dispose(collector_t *c)
     c->query = NULL;
     ingest_auth_destroy(c->auth);
     c->auth = NULL;
+    ingest_tls_destroy(c->tls); /* after server_stop: no connection holds its credentials any more */
+    c->tls = NULL;
     span_store_destroy(c->store);
     metric_store_destroy(c->metrics);
     prom_histogram_vec_destroy(c->http_latency);
@@ -319,6 +331,7 @@ static void render_own_metrics(collector_t *c, buf_t *b, int om)
                             "Connections to the HTTPS ingest listeners closed without a finished TLS handshake (plain "
                             "HTTP, no client certificate or one not from ingest.tls.clientCaFile, or none begun)",
                             (double)prom_counter_get(&c->tls_handshake_failures), om);
+    ingest_tls_render_metrics(c->tls, b, om);
     kafka_render_metrics(c->kafka, b, om);
     query_render_metrics(c->query, b, om);
     remote_write_render_metrics(c->remote_write, b, om);

@@ -27,6 +27,7 @@ struct query;
 struct remote_write;
 struct mesh_page;
 struct ingest_auth;
+struct ingest_tls;
 
 enum collector_transport {
     TRANSPORT_ZIPKIN_HTTP = 0, /* POST /api/v2/spans; Zipkin's transport="http" */
@@ -58,6 +59,7 @@ typedef struct collector {
     struct remote_write *remote_write; /* NULL: remoteWrite.url empty */
     struct mesh_page *mesh;            /* the service graph's sampler (server.c sets it); NULL before */
     struct ingest_auth *auth;          /* tokens and client ids of ingest requests (ingest_auth.h) */
+    struct ingest_tls *tls;            /* the ingest listeners' credentials (ingest_tls.h); NULL: plain HTTP */
     collector_transport_stats_t transport[TRANSPORT_COUNT];
     prom_histogram_vec_t *http_latency;    /* http_server_requests_seconds{method,uri,status} */
     prom_counter_t memory_refusals;        /* requests refused with 503 for the memory limit */
@@ -78,7 +80,7 @@ int collector_apply_role(collector_config_t *cfg);
 /* Create the stores from c->cfg (already loaded, collector_apply_role done). Returns 0 or -1 (logged). */
 int collector_init(collector_t *c);
 
-/* Free what collector_init made (not the config). */
+/* Free what collector_init made (not the config), after server_stop. */
 void collector_dispose(collector_t *c);
 
 /* Milliseconds and microseconds since the epoch (CLOCK_REALTIME). */

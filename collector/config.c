@@ -71,13 +71,15 @@ const setting_t collector_settings[] = {
      "/metrics (and /health) on a listener of their own, served nowhere else; empty: with the query API"},
     {"ingest.tls.certFile", SETTING_STRING, F(tls_cert_file), "", 0, 0,
      "PEM certificate (then its chain) of the ingest listeners, otlp.listen and zipkin.listen; set, they speak "
-     "HTTPS only (with ingest.tls.keyFile)",
+     "HTTPS only (with ingest.tls.keyFile); read again on SIGHUP with keyFile and clientCaFile: new connections get "
+     "the new files, open ones keep theirs, files that do not load keep the ones before",
      NULL, check_cert},
     {"ingest.tls.keyFile", SETTING_STRING, F(tls_key_file), "", 0, 0,
-     "PEM private key (unencrypted) of ingest.tls.certFile", NULL, check_key},
+     "PEM private key (unencrypted) of ingest.tls.certFile; read again on SIGHUP", NULL, check_key},
     {"ingest.tls.clientCaFile", SETTING_STRING, F(tls_client_ca_file), "", 0, 0,
      "PEM CAs a client certificate must chain to (the mesh root of `outriderctl ca init`); set, ingest "
-     "clients without one are refused in the TLS handshake (mutual TLS)",
+     "clients without one are refused in the TLS handshake (mutual TLS); read again on SIGHUP (turning mutual TLS on "
+     "or off needs a restart)",
      NULL, check_cert},
     {"ingest.tls.clientIds", SETTING_LIST, F(tls_client_ids), "", 0, 0,
      "SPIFFE ids a client certificate may carry to send (spiffe://cluster.local/ns/shop/sa/otel), or prefixes "

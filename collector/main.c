@@ -3,7 +3,8 @@
  *
  * The main thread only loads the configuration, starts the listeners and
  * then waits for SIGINT/SIGTERM, expiring stale metric series every few
- * seconds; all request work happens on the HTTP threads.
+ * seconds and reading ingest.auth.tokens and the ingest.tls.* files again
+ * on SIGHUP; all request work happens on the HTTP threads.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 
 #include "collector.h"
 #include "ingest_auth.h"
+#include "ingest_tls.h"
 #include "log.h"
 #include "metric_store.h"
 #include "query_peers.h"
@@ -199,12 +201,23 @@ int main(int argc, char **argv)
             log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
             break;
         }
-        if (sig == SIGHUP && ingest_auth_tokens_required(c.auth)) {
-            log_info("SIGHUP: reading ingest.auth.tokens again (other settings need a restart)");
-            ingest_auth_reload(c.auth, log_reload_error, NULL);
-        } else if (sig == SIGHUP) {
-            log_info("SIGHUP: nothing to reload (only ingest.auth.tokens is read again); restart the collector to "
-                     "apply a new file");
+        if (sig == SIGHUP) {
+            int tokens = ingest_auth_tokens_required(c.auth), tls = c.tls != NULL;
+            if (tokens || tls) {
+                log_info("SIGHUP: reading %s again (other settings need a restart)",
+                         tokens && tls ? "ingest.auth.tokens and the ingest.tls.* files"
+                         : tokens      ? "ingest.auth.tokens"
+                                       : "the ingest.tls.* files (certFile, keyFile, clientCaFile)");
+            } else {
+                log_info("SIGHUP: nothing to reload (only ingest.auth.tokens and the ingest.tls.* files are read "
+                         "again, and neither is set); restart the collector to apply other settings");
+            }
+            if (tokens)
+                ingest_auth_reload(c.auth, log_reload_error, NULL);
+            if (tls) {
+                char why[1024];
+                ingest_tls_reload(c.tls, why, sizeof(why)); /* logs either way */
+            }
         }
         metric_store_expire(c.metrics, collector_now_ms());
     }

@@ -70,9 +70,9 @@ enum {
 
 typedef struct listener {
     collector_t *c;
-    const char *name;        /* zipkin, otlp, query, metrics: its "listening" line */
-    unsigned serves;         /* SERVE_* */
-    const ingest_tls_t *tls; /* HTTPS with these (the ingest listeners when ingest.tls.certFile is set); NULL: HTTP */
+    const char *name;  /* zipkin, otlp, query, metrics: its "listening" line */
+    unsigned serves;   /* SERVE_* */
+    ingest_tls_t *tls; /* HTTPS with these (the ingest listeners when ingest.tls.certFile is set); NULL: HTTP */
     struct MHD_Daemon *daemon;
     linger_set_t *linger; /* NULL: lingering off */
     mesh_page_t *mesh;    /* /mesh and /api/mesh, with SERVE_QUERY; NULL elsewhere */
@@ -85,7 +85,6 @@ struct server {
     size_t n;
     linger_set_t *linger;
     mesh_page_t *mesh;
-    ingest_tls_t tls; /* the ingest listeners' PEM texts, alive as long as their daemons */
 };
 
 /* When the last TLS handshake failure was logged (monotonic ms), and how many were left out since. */
@@ -695,14 +694,15 @@ static void tls_failed(listener_t *l, struct MHD_Connection *conn)
         snprintf(since, sizeof(since), " (and %llu more since the last message)", (unsigned long long)more);
     log_warn("%s: TLS handshake with %s did not finish: plain HTTP to this HTTPS port, %s, or the client gave up%s",
              l->name, peer,
-             l->tls->ca_pem != NULL ? "no client certificate or one not from ingest.tls.clientCaFile"
-                                    : "no protocol version or cipher in common",
+             ingest_tls_mutual(l->tls) ? "no client certificate or one not from ingest.tls.clientCaFile"
+                                       : "no protocol version or cipher in common",
              since);
 }
 
 /* What an HTTPS ingest connection keeps (its MHD socket context). */
 typedef struct tls_conn {
     int handshake_done;
+    ingest_tls_cred_t *cred; /* the credentials its session was given; NULL: the daemon's */
 } tls_conn_t;
 
 /* GnuTLS read the client's Finished: the connection's handshake succeeded. */
@@ -716,11 +716,13 @@ static void handshake_finished(void *session)
 }
 
 /*
- * A connection starts (before a TLS handshake): an HTTPS one is watched
- * for the end of its handshake, and mutual TLS requires a client
- * certificate. MHD is about to close one: an HTTPS one whose handshake
- * never finished is counted and logged (rate-limited); unless its client
- * already closed, it lingers (see the top).
+ * A connection starts (before a TLS handshake): an HTTPS one gets the
+ * current ingest credentials (those of the last good reload, with mutual
+ * TLS requiring a client certificate) and is watched for the end of its
+ * handshake. MHD is about to close one: an HTTPS one releases its
+ * credentials, and if its handshake never finished it is counted and
+ * logged (rate-limited); unless its client already closed, it lingers (see
+ * the top).
  */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
@@ -730,10 +732,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci =
             l->tls != NULL ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION) : NULL;
         if (ci != NULL && ci->tls_session != NULL) {
-            *socket_context = xcalloc(1, sizeof(tls_conn_t));
+            tls_conn_t *tc = xcalloc(1, sizeof(*tc));
+            tc->cred = ingest_tls_attach(l->tls, ci->tls_session);
+            *socket_context = tc;
             ingest_tls_watch_handshake(ci->tls_session, handshake_finished);
-            if (l->tls->ca_pem != NULL)
-                ingest_tls_require_client_cert(ci->tls_session);
         }
         return;
     }
@@ -742,6 +744,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     tls_conn_t *tc = *socket_context;
     if (tc != NULL) {
         int done = tc->handshake_done;
+        /*
+         * MHD deinitialized the session just before this notice (for a
+         * connection it failed to add, just after, with no handshake, and
+         * gnutls_deinit does not read credentials): they may go.
+         */
+        ingest_tls_cred_release(tc->cred);
         free(tc);
         *socket_context = NULL;
         if (!done) {
@@ -806,11 +814,12 @@ static int listener_start(listener_t *l, const char *hostport, uint16_t *bound)
             return -1;
         }
         flags |= MHD_USE_TLS;
-        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls->cert_pem};
-        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls->key_pem};
+        const ingest_tls_pem_t *pem = ingest_tls_startup_pem(l->tls);
+        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, pem->cert_pem};
+        tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, pem->key_pem};
         tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)INGEST_TLS_PRIORITIES};
-        if (l->tls->ca_pem != NULL)
-            tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, l->tls->ca_pem};
+        if (pem->ca_pem != NULL)
+            tls[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, pem->ca_pem};
     }
     tls[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     collector_t *c = l->c;
@@ -832,10 +841,10 @@ static int listener_start(listener_t *l, const char *hostport, uint16_t *bound)
     const char *scheme = l->tls != NULL ? "https" : "http";
     if (strchr(host, ':') != NULL)
         log_info("listening %s %s://[%s]:%u%s", name, scheme, host, *bound,
-                 l->tls != NULL && l->tls->ca_pem != NULL ? " (client certificates required)" : "");
+                 l->tls != NULL && ingest_tls_mutual(l->tls) ? " (client certificates required)" : "");
     else
         log_info("listening %s %s://%s:%u%s", name, scheme, host, *bound,
-                 l->tls != NULL && l->tls->ca_pem != NULL ? " (client certificates required)" : "");
+                 l->tls != NULL && ingest_tls_mutual(l->tls) ? " (client certificates required)" : "");
     return 0;
 }
 
@@ -845,7 +854,7 @@ static int given(const char *s)
 }
 
 /* Add a listener serving what serves says; returns it. */
-static listener_t *add(server_t *s, collector_t *c, const char *name, unsigned serves, const ingest_tls_t *tls)
+static listener_t *add(server_t *s, collector_t *c, const char *name, unsigned serves, ingest_tls_t *tls)
 {
     listener_t *l = &s->l[s->n++];
     *l = (listener_t){.c = c, .name = name, .serves = serves, .tls = tls, .linger = s->linger};
@@ -867,17 +876,6 @@ server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_por
         if (s->linger == NULL)
             log_fatal("cannot start the lingering-close thread: %s", strerror(errno));
     }
-    const ingest_tls_t *tls = NULL;
-    if (given(cfg->tls_cert_file)) {
-        char why[1024];
-        if (ingest_tls_load(&s->tls, cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_client_ca_file, why,
-                            sizeof(why)) != 0) {
-            log_error("ingest.tls: %s", why);
-            server_stop(s);
-            return NULL;
-        }
-        tls = &s->tls;
-    }
     s->mesh = mesh_page_create(c);
     c->mesh = s->mesh;
     /* query.listen and metrics.listen may name one address: one listener then serves both */
@@ -897,8 +895,8 @@ server_t *server_start(collector_t *c, uint16_t *zipkin_port, uint16_t *otlp_por
     unsigned zipkin = SERVE_ZIPKIN_INGEST | SERVE_HEALTH;
     if (query == NULL)
         zipkin |= SERVE_QUERY | (metrics == NULL ? SERVE_METRICS : 0);
-    listener_t *z = add(s, c, "zipkin", zipkin, tls);
-    listener_t *o = add(s, c, "otlp", SERVE_OTLP, tls);
+    listener_t *z = add(s, c, "zipkin", zipkin, c->tls);
+    listener_t *o = add(s, c, "otlp", SERVE_OTLP, c->tls);
     if ((q != NULL && listener_start(q, query, &ignored) != 0) ||
         (m != NULL && listener_start(m, metrics, &ignored) != 0) ||
         listener_start(z, cfg->zipkin_listen, zipkin_port) != 0 ||
@@ -918,6 +916,5 @@ void server_stop(server_t *s)
             MHD_stop_daemon(s->l[i].daemon);
     linger_set_destroy(s->linger);
     mesh_page_destroy(s->mesh);
-    ingest_tls_dispose(&s->tls);
     free(s);
 }

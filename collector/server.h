@@ -9,12 +9,13 @@
  * for a path another one serves answers 404 saying which. With
  * ingest.tls.certFile the two ingest listeners speak HTTPS only (GnuTLS
  * inside libmicrohttpd; with ingest.tls.clientCaFile a client certificate
- * is required in the handshake, ingest_tls.h); the query and metrics
- * listeners stay plain HTTP. Ingest requests (every request on the OTLP
- * listener, POST /api/v2/spans on the Zipkin one) are checked against
- * ingest_auth.h at their first call, before any body is read: a refusal
- * is answered at once (401 with a Bearer challenge, or 403) and the
- * connection lingers as after an early 413.
+ * is required in the handshake; a new connection gets the certificate of
+ * the last good load of the files, read again on SIGHUP: ingest_tls.h);
+ * the query and metrics listeners stay plain HTTP. Ingest requests (every
+ * request on the OTLP listener, POST /api/v2/spans on the Zipkin one) are
+ * checked against ingest_auth.h at their first call, before any body is
+ * read: a refusal is answered at once (401 with a Bearer challenge, or
+ * 403) and the connection lingers as after an early 413.
  *
  * Each listener runs an MHD thread pool (server.threads threads, epoll).
  * A request is read whole into memory, bounded by limits.maxBodyBytes
@@ -99,8 +100,9 @@ typedef struct server server_t;
  * zipkin and otlp. On success each bound address is logged ("listening
  * query http://HOST:PORT", "listening zipkin https://HOST:PORT" with
  * ingest TLS, "listening otlp ...") and the zipkin and otlp ports are
- * returned through zipkin_port/otlp_port. Returns NULL (logged) when a
- * listener cannot bind or the ingest TLS files cannot be read.
+ * returned through zipkin_port/otlp_port. The ingest listeners speak
+ * HTTPS when c->tls is set (collector_init loads it). Returns NULL
+ * (logged) when a listener cannot bind.
  */
 server_t *server_start(struct collector *c, uint16_t *zipkin_port, uint16_t *otlp_port);
 
