@@ -706,7 +706,10 @@ static bool jwt_output_field(const proxy_jwt_rule_t *r, str_t name)
  * client-sent copies of the rule's output headers, then the claims
  * (outputClaimToHeaders; "a.b" is a nested claim) and the payload
  * (outputPayloadToHeader: the token's payload part, base64url) added, at
- * most up to max fields. Returns the new count.
+ * most up to max fields. Returns the new count. A claim that is no field
+ * value (JSON "\r\n" decodes to CR LF: the head is written as trusted, so
+ * it would end the field and start one the issuer's user chose) is left
+ * out, as a missing claim is.
  */
 static uint32_t jwt_fields(conn_t *c, http1_header_t *tmp, uint32_t n, uint32_t max)
 {
@@ -717,7 +720,8 @@ static uint32_t jwt_fields(conn_t *c, http1_header_t *tmp, uint32_t n, uint32_t 
             tmp[k++] = tmp[i];
     for (size_t i = 0; i < r->n_claim_headers && k < max; i++) {
         const char *v[1];
-        if (jwt_claim(c->jwt, r->claim_headers[i].path, r->claim_headers[i].depth, v, 1) >= 1)
+        if (jwt_claim(c->jwt, r->claim_headers[i].path, r->claim_headers[i].depth, v, 1) >= 1 &&
+            http1_field_value_ok(s_of(v[0])))
             tmp[k++] = (http1_header_t){s_of(r->claim_headers[i].header), s_of(v[0])};
     }
     if (r->output_payload_to_header != NULL && k < max && c->jwt_payload.len > 0)

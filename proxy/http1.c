@@ -1145,6 +1145,11 @@ bool http1_request_target_ok(str_t target)
     return target.len > 0 && value_ok(target.ptr, target.len) && memchr(target.ptr, ' ', target.len) == NULL;
 }
 
+bool http1_field_value_ok(str_t v)
+{
+    return v.len == 0 || value_clean(v.ptr, v.len, v.ptr + v.len);
+}
+
 int http1_write_request_head(buf_t *out, str_t method, str_t target, const http1_header_t *headers, uint32_t count,
                              const http1_head_opts_t *opts)
 {

@@ -288,6 +288,14 @@ int http1_write_request_head(buf_t *out, str_t method, str_t target, const http1
 /* Whether target may go on a request line (what http1_write_request_head checks of it). */
 bool http1_request_target_ok(str_t target);
 
+/*
+ * Whether v may be a field value as the parser takes one (RFC 9110 5.5: no
+ * control character but HTAB, no DEL; bytes 0x80-0xFF pass). For values
+ * that come from neither the parser nor the configuration (a JWT's claims)
+ * before they join fields written as trusted.
+ */
+bool http1_field_value_ok(str_t v);
+
 /* The same for "HTTP/1.1 status reason\r\n"; reason NULL or empty means the standard phrase. */
 int http1_write_response_head(buf_t *out, int status, const char *reason, const http1_header_t *headers, uint32_t count,
                               const http1_head_opts_t *opts);

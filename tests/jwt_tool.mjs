@@ -2,9 +2,12 @@
 // A JWT issuer for the integration tests, on Node's own crypto (no package):
 //   node tests/jwt_tool.mjs keys DIR [PREFIX]   RSA 2048 (kid PREFIX-rs), EC P-256 (PREFIX-es), Ed25519 (PREFIX-ed):
 //                                               DIR/PREFIX-*.pem private keys, DIR/PREFIX-jwks.json the public JWKS
-//   node tests/jwt_tool.mjs sign DIR KID ALG CLAIMS_JSON
+//   node tests/jwt_tool.mjs sign DIR KID ALG CLAIMS_JSON [ascii]
 //                                               a compact JWS (RS256, PS256, ES256 or EdDSA) with the key KID;
-//                                               claims "exp"/"nbf"/"iat" given as "+N"/"-N" are now +/- N seconds
+//                                               claims "exp"/"nbf"/"iat" given as "+N"/"-N" are now +/- N seconds;
+//                                               with "ascii" the payload JSON writes every non-ASCII character as a
+//                                               \uXXXX escape (astral ones as a surrogate pair), as Python's json.dumps
+//                                               and Java issuers do, instead of raw UTF-8
 //   node tests/jwt_tool.mjs hs256-with DIR KID CLAIMS_JSON
 //                                               key confusion: HS256 whose HMAC secret is KID's public key PEM
 //   node tests/jwt_tool.mjs none CLAIMS_JSON    alg "none", empty signature
@@ -23,8 +26,11 @@ function claims(json) {
   return c;
 }
 
-function compact(header, payload, sign) {
-  const input = `${b64u(JSON.stringify(header))}.${b64u(JSON.stringify(payload))}`;
+const asciiJson = (v) =>
+  JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+function compact(header, payload, sign, ascii = false) {
+  const input = `${b64u(JSON.stringify(header))}.${b64u(ascii ? asciiJson(payload) : JSON.stringify(payload))}`;
   return `${input}.${b64u(sign(Buffer.from(input)))}`;
 }
 
@@ -45,7 +51,8 @@ if (cmd === 'keys') {
   }
   fs.writeFileSync(path.join(dir, `${prefix}-jwks.json`), JSON.stringify({ keys }));
 } else if (cmd === 'sign') {
-  const [dir, kid, alg, json] = args;
+  const [dir, kid, alg, json, form] = args;
+  if (form !== undefined && form !== 'ascii') throw new Error(`unknown form ${form} (expected ascii)`);
   const key = crypto.createPrivateKey(fs.readFileSync(path.join(dir, `${kid}.pem`)));
   const sign = {
     RS256: (d) => crypto.sign('sha256', d, key),
@@ -54,7 +61,7 @@ if (cmd === 'keys') {
     EdDSA: (d) => crypto.sign(null, d, key),
   }[alg];
   if (!sign) throw new Error(`unknown alg ${alg}`);
-  process.stdout.write(compact({ alg, typ: 'JWT', kid }, claims(json), sign));
+  process.stdout.write(compact({ alg, typ: 'JWT', kid }, claims(json), sign, form === 'ascii'));
 } else if (cmd === 'hs256-with') {
   const [dir, kid, json] = args;
   const secret = fs.readFileSync(path.join(dir, `${kid}.pub.pem`));

@@ -1210,6 +1210,14 @@ static void test_helpers(void **state)
     assert_ptr_equal(http1_header_find(h, 2, "x"), &h[1]);
     assert_null(http1_header_find(h, 2, "y"));
     assert_false(http1_name_eq(STR_NULL, "x"));
+    /* field values as the parser takes them: UTF-8 and HTAB yes, CR, LF, NUL, other controls and DEL no */
+    assert_true(http1_field_value_ok(STR_LIT("J\xc3\xbcrgen \xe6\x9d\xb1\xe4\xba\xac\tx")));
+    assert_true(http1_field_value_ok(STR_NULL));
+    assert_false(http1_field_value_ok(STR_LIT("eve\r\nx-injected: 1")));
+    assert_false(http1_field_value_ok(STR_LIT("a\nb")));
+    assert_false(http1_field_value_ok((str_t){"a\0b", 3}));
+    assert_false(http1_field_value_ok(STR_LIT("a\001b")));
+    assert_false(http1_field_value_ok(STR_LIT("0123456789abcdef\x7f")));
 }
 
 int main(void)
