@@ -302,10 +302,12 @@ static void serve(aconn_t *c)
     case PAGE_READY:
         if (!get) {
             reply(c, 405, "text/plain", "GET, HEAD", "method not allowed\n", 19);
-        } else if (h->ready == NULL || h->ready(h->ctx)) {
-            reply(c, 200, "text/plain", NULL, "LIVE\n", 5);
         } else {
-            reply(c, 503, "text/plain", NULL, "DRAINING\n", 9);
+            const char *why = h->ready != NULL ? h->ready(h->ctx) : NULL;
+            if (why == NULL)
+                reply(c, 200, "text/plain", NULL, "LIVE\n", 5);
+            else
+                reply(c, 503, "text/plain", NULL, why, strlen(why));
         }
         break;
     case PAGE_STATS:

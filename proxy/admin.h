@@ -2,7 +2,8 @@
  * admin: the proxy's admin listener (Envoy's :15000), a small HTTP/1.1
  * server on the main thread's loop, parsed with the proxy's http1 codec.
  *
- *   GET  /ready            200 "LIVE\n" while serving, 503 "DRAINING\n" once draining
+ *   GET  /ready            200 "LIVE\n" while serving; 503 with the reason ("DRAINING\n" once
+ *                          draining, or what it still waits for) otherwise
  *   GET  /stats/prometheus the proxy's metrics (text format 0.0.4)
  *   GET  /config_dump      the effective configuration as JSON
  *   POST /quitquitquit     200 "OK\n", then the proxy drains and exits (as on SIGTERM)
@@ -28,7 +29,7 @@
 typedef struct admin admin_t;
 
 typedef struct admin_handlers {
-    bool (*ready)(void *ctx);                   /* false once draining */
+    const char *(*ready)(void *ctx);            /* NULL when ready, else why not: one line with its \n */
     void (*stats)(void *ctx, buf_t *out);       /* Prometheus text */
     void (*config_dump)(void *ctx, buf_t *out); /* JSON */
     void (*quit)(void *ctx);                    /* called after the 200 is queued */

@@ -937,6 +937,37 @@ static bool unreserved(int c)
            c == '_' || c == '~';
 }
 
+bool authz_remote_addr(const http1_header_t *headers, uint32_t n, int hops, struct sockaddr_storage *out)
+{
+    int seen = 0;
+    for (uint32_t i = n; hops > 0 && i-- > 0;) {
+        if (!http1_name_eq(headers[i].name, "x-forwarded-for"))
+            continue;
+        const char *v = headers[i].value.ptr;
+        size_t end = headers[i].value.len;
+        while (end > 0) { /* entries from the right: each ends at `end` and starts after the comma before it */
+            size_t start = end;
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            size_t a = start, b = end;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            if (++seen == hops) {
+                char ip[64];
+                if (b - a == 0 || b - a >= sizeof ip)
+                    return false;
+                memcpy(ip, v + a, b - a);
+                ip[b - a] = '\0';
+                return hostport_sockaddr(ip, 0, out, NULL) == 0;
+            }
+            end = start > 0 ? start - 1 : 0;
+        }
+    }
+    return false;
+}
+
 int authz_normalize_path(str_t path, buf_t *out)
 {
     if (path.len == 0 || path.ptr[0] != '/')

@@ -48,7 +48,7 @@ typedef struct authz_request {
     uint32_t n_headers;
     uint32_t dest_port;                    /* the workload port the request is for (destination.port) */
     const struct sockaddr_storage *source; /* the peer's address (source.ip, ipBlocks), NULL when unknown */
-    const struct sockaddr_storage *remote; /* the original client (remote.ip, remoteIpBlocks): the peer here */
+    const struct sockaddr_storage *remote; /* the original client (remote.ip, remoteIpBlocks): authz_remote_addr */
     const struct sockaddr_storage *dest;   /* destination.ip, NULL when unknown */
     str_t principal;                       /* the peer's verified SPIFFE id ("spiffe://..."), empty without mTLS */
     str_t sni;                             /* connection.sni, empty when none */
@@ -91,6 +91,20 @@ bool authz_wants_addresses(const authz_t *a);
 
 /* Append "outrider_proxy_authz_requests_total{policy,action,result}" series for every counter that is not zero. */
 void authz_render_prometheus(const authz_t *a, buf_t *out);
+
+#define AUTHZ_XFF_HOPS_MAX 16 /* spec.numTrustedProxies at most */
+
+/*
+ * remote.ip with hops trusted proxies in front (Istio's numTrustedProxies,
+ * Envoy's xff_num_trusted_hops on a proxy that uses the peer's address):
+ * the hops-th address from the right of X-Forwarded-For as it arrived
+ * (every such field, in order, as one list), into *out. The entries the
+ * trusted proxies appended are believed; anything left of them is the
+ * client's to say. Returns false (the caller uses the peer) when hops is
+ * 0, the list is shorter, or that entry is not an IP address (a port or
+ * brackets are not taken: proxies append bare addresses).
+ */
+bool authz_remote_addr(const http1_header_t *headers, uint32_t n, int hops, struct sockaddr_storage *out);
 
 /*
  * The path authorization sees and the app gets: percent-encoded

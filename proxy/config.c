@@ -12,6 +12,8 @@
  */
 #include "config.h"
 #include "jwt.h"
+#include "authz.h" /* AUTHZ_XFF_HOPS_MAX */
+#include "jwks_fetch.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -851,6 +853,23 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
             int64_t ms;
             if (pc_duration(p, it.val, &ms) == 0)
                 ps->drain_timeout_ms = (uint64_t)ms;
+        } else if (PC_KEY(it, "jwks")) {
+            PC_FIELDS(p, it.val, j)
+            {
+                int64_t ms;
+                if (PC_KEY(j, "caFile")) {
+                    ps->jwks_ca_file = pc_readable_file(p, j.val);
+                } else if (PC_KEY(j, "refreshInterval")) {
+                    if (pc_duration(p, j.val, &ms) == 0) {
+                        if (ms < 1000)
+                            pc_error(p, j.val, "must be at least 1s");
+                        else
+                            ps->jwks_refresh_ms = (uint64_t)ms;
+                    }
+                } else {
+                    pc_unknown(p, &j);
+                }
+            }
         } else if (PC_KEY(it, "rootNamespace")) {
             parse_namespace(p, it.val, &ps->root_namespace);
         } else if (PC_KEY(it, "identity")) {
@@ -859,6 +878,10 @@ static void parse_proxy_spec(pctx_t *p, const yaml_node_t *spec, proxy_spec_t *p
             int64_t w;
             if (pc_int(p, it.val, 1, 64, &w) == 0)
                 ps->workers = (int)w;
+        } else if (PC_KEY(it, "numTrustedProxies")) {
+            int64_t n;
+            if (pc_int(p, it.val, 0, AUTHZ_XFF_HOPS_MAX, &n) == 0)
+                ps->num_trusted_proxies = (int)n;
         } else if (PC_KEY(it, "interceptionMode")) {
             static const char *const modes[] = {"NONE", "REDIRECT", NULL};
             int r = pc_enum(p, it.val, modes);
@@ -1223,8 +1246,10 @@ void proxy_config_destroy(proxy_config_t *cfg)
     }
     free(cfg->regexes);
     for (size_t i = 0; i < cfg->n_request_authentications; i++)
-        for (size_t k = 0; k < cfg->request_authentications[i].n_rules; k++)
+        for (size_t k = 0; k < cfg->request_authentications[i].n_rules; k++) {
             jwks_destroy(cfg->request_authentications[i].rules[k].jwks);
+            jwks_source_unref(cfg->request_authentications[i].rules[k].jwks_source);
+        }
     arena_dispose(&cfg->arena);
     free(cfg);
 }

@@ -160,6 +160,7 @@ typedef struct proxy_spec {
     uint64_t flush_interval_ms;       /* default 1000 */
     int access_log;                   /* telemetry.accessLog: OTLP log record per request, default 1 */
     int workers;                      /* 1..64, default 1 */
+    int num_trusted_proxies;          /* spec.numTrustedProxies: remote.ip from X-Forwarded-For (0: the peer) */
     /* spec.limits (downstream side) */
     uint32_t max_header_bytes;   /* default 60 KiB (431 above) */
     uint32_t max_headers;        /* default 100 (431 above) */
@@ -172,6 +173,8 @@ typedef struct proxy_spec {
     uint64_t linger_timeout_ms; /* default 5 s: ...and closed sooner when nothing comes for this long */
     uint64_t linger_bytes;      /* default 64 MiB: ...and closed after this many bytes */
     uint64_t drain_timeout_ms;  /* spec.drainTimeout, default 5 s */
+    const char *jwks_ca_file;   /* spec.jwks.caFile: what a remote jwksUri's certificate chains to; NULL: system */
+    uint64_t jwks_refresh_ms;   /* spec.jwks.refreshInterval (0: JWKS_REFRESH_DEFAULT_MS) */
     const char *root_namespace; /* spec.rootNamespace: of mesh-wide Telemetry documents, default istio-system */
     proxy_identity_t identity;  /* spec.identity; given 0: none (no mutual TLS) */
     uint64_t tls_handshake_timeout_ms; /* spec.limits.tlsHandshakeTimeout, default 10 s */
@@ -767,6 +770,9 @@ typedef struct proxy_jwt_rule {
     proxy_str_list_t audiences;
     struct jwks *jwks; /* parsed from jwks or the jwksUri file at load; freed with the configuration */
     const char *jwks_uri;
+    int jwks_remote;                 /* jwksUri is http(s)://: the keys come from jwks_source */
+    struct jwks_source *jwks_source; /* bound by the running proxy (jwks_fetch.h), NULL under --check */
+    uint64_t fetch_timeout_ms;       /* timeout: of each fetch of a remote jwksUri (0: the default) */
     proxy_jwt_header_t *from_headers;
     size_t n_from_headers;
     proxy_str_list_t from_params;

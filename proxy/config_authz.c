@@ -22,6 +22,7 @@
 #include "config_parse.h"
 #include "hostport.h"
 #include "jwt.h"
+#include "jwks_fetch.h"
 
 static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM", NULL};
 
@@ -459,11 +460,18 @@ static void jwks_uri(pctx_t *p, const yaml_node_t *v, proxy_jwt_rule_t *r)
     if (uri == NULL)
         return;
     r->jwks_uri = uri;
+    if (jwks_uri_remote(uri)) { /* fetched by the running proxy (jwks_fetch.h); only its form is checked here */
+        char origin[JWKS_URI_MAX + 8], path[JWKS_URI_MAX + 2];
+        const char *why;
+        if (jwks_uri_split(uri, origin, sizeof origin, path, sizeof path, &why) != 0)
+            pc_error(p, v, "\"%s\": %s", uri, why);
+        else if (strncmp(uri, "http://", 7) == 0)
+            pc_warn(p, v, "\"%s\": keys fetched over plain http can be replaced on the way; use https", uri);
+        r->jwks_remote = 1;
+        return;
+    }
     if (strncmp(uri, JWKS_FILE_URI, strlen(JWKS_FILE_URI)) != 0) {
-        pc_error(p, v,
-                 "\"%s\": this sidecar reads jwksUri from a file:// URI (mount the JWKS, or put it inline in jwks); "
-                 "it does not fetch keys over the network",
-                 uri);
+        pc_error(p, v, "\"%s\": expected an https://, http:// or file:// URI", uri);
         return;
     }
     const char *path = uri + strlen(JWKS_FILE_URI);
@@ -573,7 +581,12 @@ static void parse_jwt_rule(pctx_t *p, const yaml_node_t *v, proxy_jwt_rule_t *r)
             }
         } else if (PC_KEY(it, "timeout")) {
             int64_t ms;
-            pc_duration(p, it.val, &ms); /* for fetching jwksUri over the network, which this sidecar does not do */
+            if (pc_duration(p, it.val, &ms) == 0) {
+                if (ms < 1)
+                    pc_error(p, it.val, "must be at least 1ms");
+                else
+                    r->fetch_timeout_ms = (uint64_t)ms;
+            }
         } else {
             pc_unknown(p, &it);
         }
@@ -589,7 +602,7 @@ static void parse_jwt_rule(pctx_t *p, const yaml_node_t *v, proxy_jwt_rule_t *r)
         jwks_uri(p, uri_node, r);
         pc_pop(p, mark);
     } else if (jwks_node == NULL) {
-        pc_error(p, v, "where the keys come from: jwks (a JWKS document) or jwksUri (a file:// URI)");
+        pc_error(p, v, "where the keys come from: jwks (a JWKS document) or jwksUri (https://, http:// or file://)");
     }
 }
 

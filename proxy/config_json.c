@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jwt.h"
+#include "jwks_fetch.h"
 
 typedef struct jw {
     buf_t *b;
@@ -212,7 +213,12 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
     close_(w, '}');
     duration(w, "drainTimeout", (int64_t)ps->drain_timeout_ms);
     num(w, "workers", ps->workers);
+    num(w, "numTrustedProxies", ps->num_trusted_proxies);
     str(w, "rootNamespace", ps->root_namespace);
+    open_(w, "jwks", '{');
+    str(w, "caFile", ps->jwks_ca_file);
+    duration(w, "refreshInterval", (int64_t)(ps->jwks_refresh_ms ? ps->jwks_refresh_ms : JWKS_REFRESH_DEFAULT_MS));
+    close_(w, '}');
     duration(w, "tlsHandshakeTimeout", (int64_t)ps->tls_handshake_timeout_ms);
     str(w, "interceptionMode", ps->interception_redirect ? "REDIRECT" : "NONE");
     open_(w, "outboundTrafficPolicy", '{');
@@ -922,7 +928,22 @@ static void request_authentication(jw_t *w, const proxy_request_authentication_t
         str(w, "issuer", r->issuer);
         str_list(w, "audiences", &r->audiences);
         str(w, "jwksUri", r->jwks_uri);
-        num(w, "jwksKeys", r->jwks != NULL ? (int64_t)jwks_count(r->jwks) : 0);
+        if (r->jwks_source != NULL) { /* fetched: how it is going (ours, not Istio's) */
+            jwks_source_status_t st;
+            jwks_source_status(r->jwks_source, &st);
+            num(w, "jwksKeys", (int64_t)st.keys);
+            open_(w, "jwksFetch", '{');
+            num(w, "successes", (int64_t)st.successes);
+            num(w, "failures", (int64_t)st.failures);
+            num(w, "lastSuccessUnix", st.last_success_unix);
+            if (st.last_error[0] != '\0')
+                str(w, "lastError", st.last_error);
+            close_(w, '}');
+        } else {
+            num(w, "jwksKeys", r->jwks != NULL ? (int64_t)jwks_count(r->jwks) : 0);
+        }
+        if (r->fetch_timeout_ms != 0)
+            duration(w, "timeout", (int64_t)r->fetch_timeout_ms);
         if (r->n_from_headers > 0) {
             open_(w, "fromHeaders", '[');
             for (size_t k = 0; k < r->n_from_headers; k++) {

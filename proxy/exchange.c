@@ -7,6 +7,7 @@
 #include <stdarg.h>
 
 #include "jwt.h"
+#include "jwks_fetch.h"
 #include "telemetry_otlp.h" /* TELE_STR_MAX */
 
 static uint64_t now_unix_ns(void);
@@ -676,8 +677,14 @@ static bool inbound_authenticate(conn_t *c, const http1_head_t *h, const router_
         jwt_refuse(c, readable ? "Jwt issuer is not configured" : "Jwt is not in the form of Header.Payload.Signature");
         return true;
     }
+    jwks_t *fetched = r->jwks_source != NULL ? jwks_source_keys(r->jwks_source) : NULL; /* a reference */
+    if (r->jwks_remote && fetched == NULL) {
+        jwt_refuse(c, "Jwks remote fetch is failed"); /* Envoy's words: no keys yet for this issuer */
+        return true;
+    }
     jwt_check_t check = {r->issuer, r->audiences.items, r->audiences.n, (int64_t)time(NULL), 0, 0};
-    jwt_status_t st = jwt_verify(r->jwks, tok.ptr, tok.len, &check, &c->jwt, NULL, 0);
+    jwt_status_t st = jwt_verify(fetched != NULL ? fetched : r->jwks, tok.ptr, tok.len, &check, &c->jwt, NULL, 0);
+    jwks_destroy(fetched);
     if (st != JWT_OK) {
         jwt_refuse(c, jwt_status_str(st));
         return true;
@@ -766,6 +773,9 @@ static bool inbound_authorize(conn_t *c, const http1_head_t *h, router_request_t
     }
     rq->path = (str_t){t->data, plen};
     bool addr = c->peer_addr.ss_family != 0 && authz_wants_addresses(az);
+    struct sockaddr_storage xff;
+    bool from_xff =
+        addr && authz_remote_addr(h->headers, h->header_count, c->view->rt->cfg->proxy.num_trusted_proxies, &xff);
     const router_cluster_t *in = router_inbound(c->view->rt->router);
     authz_request_t r = {
         .method = rq->method,
@@ -777,7 +787,9 @@ static bool inbound_authorize(conn_t *c, const http1_head_t *h, router_request_t
                      : in != NULL ? in->port
                                   : 0,
         .source = addr ? &c->peer_addr : NULL,
-        .remote = addr ? &c->peer_addr : NULL,
+        .remote = from_xff ? &xff
+                  : addr   ? &c->peer_addr
+                           : NULL,
         .dest = c->has_orig ? &c->orig_dst : NULL,
         .principal = c->down_principal != NULL ? s_of(c->down_principal) : STR_NULL,
     };

@@ -59,6 +59,7 @@ struct http_client {
     buf_t *answer;      /* the caller's, or NULL */
     size_t answer_base; /* answer->len before this request */
     size_t answer_max;
+    char why_buf[400]; /* a failed connect's or handshake's reason, for *why (valid until the client goes) */
 };
 
 static bool past(const http_client_t *c)
@@ -196,9 +197,13 @@ static int connect_one(http_client_t *c, const struct sockaddr *addr, const char
     c->connected = c->open_done = c->dead = c->eof = false;
     k->creq.data = k;
     uv_tcp_nodelay(&k->tr.tcp, 1);
-    if (uv_tcp_connect(&k->creq, &k->tr.tcp, addr, on_connected) < 0 || !run_until(c, &c->connected) ||
-        c->open_status < 0) {
-        *why = c->expired ? "connect timed out" : "connect failed";
+    int rc = uv_tcp_connect(&k->creq, &k->tr.tcp, addr, on_connected);
+    if (rc < 0 || !run_until(c, &c->connected) || c->open_status < 0) {
+        snprintf(c->why_buf, sizeof c->why_buf, "connect to %s failed: %s", c->hostport,
+                 uv_strerror(rc < 0               ? rc
+                             : c->open_status < 0 ? c->open_status
+                                                  : UV_ETIMEDOUT));
+        *why = c->expired ? "connect timed out" : c->why_buf;
         drop_conn(c);
         return -1;
     }
@@ -216,7 +221,8 @@ static int connect_one(http_client_t *c, const struct sockaddr *addr, const char
     if (transport_start_tls(&k->tr, c->tls_ctx, &o, &k_handler, k) < 0 || !run_until(c, &c->open_done) ||
         c->open_status < 0) {
         const char *r = transport_error_reason(&k->tr);
-        *why = c->expired ? "TLS handshake timed out" : r != NULL ? r : "TLS handshake failed";
+        snprintf(c->why_buf, sizeof c->why_buf, "TLS handshake with %s failed: %s", c->hostport, r ? r : "no reason");
+        *why = c->expired ? "TLS handshake timed out" : c->why_buf;
         drop_conn(c);
         return -1;
     }
@@ -333,7 +339,7 @@ http_client_t *http_client_create_tls(const char *url, const http_client_tls_t *
 }
 
 /* One try on the kept connection or a new one: the status, -1, or -2 when a kept connection turned out stale. */
-static int post_once(http_client_t *c, const void *body, size_t len, const char **why)
+static int post_once(http_client_t *c, int get, const void *body, size_t len, const char **why)
 {
     bool reused = c->conn != NULL && !c->dead;
     if (!reused) {
@@ -350,9 +356,9 @@ static int post_once(http_client_t *c, const void *body, size_t len, const char 
         c->answer->data[c->answer_base] = '\0';
     }
     http1_parser_reset(c->resp);
-    http1_parser_set_method(c->resp, HTTP1_METHOD_POST);
+    http1_parser_set_method(c->resp, get ? HTTP1_METHOD_GET : HTTP1_METHOD_POST);
     transport_t *tr = &c->conn->tr;
-    if (transport_write(tr, c->head.data, c->head.len) < 0 || transport_write(tr, body, len) < 0) {
+    if (transport_write(tr, c->head.data, c->head.len) < 0 || (len > 0 && transport_write(tr, body, len) < 0)) {
         drop_conn(c);
         *why = "write failed";
         return reused ? -2 : -1;
@@ -409,21 +415,25 @@ int http_client_send(http_client_t *c, const http_client_request_t *r, uint64_t 
     for (size_t i = 0; i < r->n_headers; i++)
         extra += strlen(r->headers[i]) + 2;
     c->head.len = 0;
-    buf_reserve(&c->head, strlen(c->base) + strlen(r->path) + strlen(c->hostport) + strlen(r->content_type) +
-                              (r->content_encoding != NULL ? strlen(r->content_encoding) : 0) + extra + 256);
-    buf_printf(&c->head,
-               "POST %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: outrider-proxy/" OUTRIDER_VERSION
-               "\r\nContent-Type: %s\r\n%s%s%s",
-               c->base, r->path, c->hostport, r->content_type, r->content_encoding ? "Content-Encoding: " : "",
-               r->content_encoding ? r->content_encoding : "", r->content_encoding ? "\r\n" : "");
+    const char *ctype = r->get ? NULL : r->content_type, *cenc = r->get ? NULL : r->content_encoding;
+    buf_reserve(&c->head, strlen(c->base) + strlen(r->path) + strlen(c->hostport) + (ctype ? strlen(ctype) : 0) +
+                              (cenc != NULL ? strlen(cenc) : 0) + extra + 256);
+    buf_printf(
+        &c->head, "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: outrider-proxy/" OUTRIDER_VERSION "\r\n%s%s%s%s%s%s",
+        r->get ? "GET" : "POST", c->base, r->path, c->hostport, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+        ctype ? "\r\n" : "", cenc ? "Content-Encoding: " : "", cenc ? cenc : "", cenc ? "\r\n" : "");
     for (size_t i = 0; i < r->n_headers; i++) { /* not buf_printf: it formats through a stack buffer */
         buf_append(&c->head, r->headers[i], strlen(r->headers[i]));
         buf_append(&c->head, "\r\n", 2);
     }
-    buf_printf(&c->head, "Content-Length: %zu\r\n\r\n", r->len);
-    int rc = past(c) ? -1 : post_once(c, r->body, r->len, &w);
+    if (r->get)
+        buf_append(&c->head, "\r\n", 2);
+    else
+        buf_printf(&c->head, "Content-Length: %zu\r\n\r\n", r->len);
+    size_t len = r->get ? 0 : r->len;
+    int rc = past(c) ? -1 : post_once(c, r->get, r->body, len, &w);
     if (rc == -2 && !past(c)) /* the kept connection had been closed by the server: once more, fresh */
-        rc = post_once(c, r->body, r->len, &w);
+        rc = post_once(c, r->get, r->body, len, &w);
     if (r->n_headers > 0)
         OPENSSL_cleanse(c->head.data, c->head.cap);
     c->answer = NULL;

@@ -82,8 +82,9 @@ int http_client_post(http_client_t *c, const char *path, const char *content_typ
                      const void *body, size_t len, uint64_t deadline_ms, const _Atomic uint64_t *stop_ms,
                      const char **why);
 
-/* One POST for http_client_send. */
+/* One request for http_client_send: a POST, or a GET (no body) when get is set. */
 typedef struct http_client_request {
+    int get;                      /* GET: content_type, content_encoding and the body are not used */
     const char *path;             /* appended to the base path; may carry a query ("/v1/sign?ttl=90s") */
     const char *content_type;     /* of the body */
     const char *content_encoding; /* NULL: none */
@@ -109,7 +110,7 @@ typedef struct http_client_request {
 } http_client_request_t;
 
 /*
- * POST as http_client_post does (one kept connection, one retry on a
+ * POST (or GET) as http_client_post does (one kept connection, one retry on a
  * stale one, the same deadline and stop), with r's header fields and its
  * answer body. Returns the answer's status or -1 with a short reason in
  * *why (optional).

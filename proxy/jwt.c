@@ -17,6 +17,7 @@
 #include "jwt.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ typedef struct jwk {
 struct jwks {
     jwk_t *keys;
     size_t n;
+    _Atomic unsigned refs; /* jwks_ref / jwks_destroy: a fetched set is shared with verifications in flight */
 };
 
 struct jwt {
@@ -525,6 +527,7 @@ jwks_t *jwks_parse(const char *json, size_t len, char *err, size_t errlen)
         goto done;
     }
     set = xcalloc(1, sizeof(*set));
+    atomic_init(&set->refs, 1);
     set->keys = xcalloc(n, sizeof(*set->keys));
     char first[200] = "";
     for (size_t i = 0; i < n; i++) {
@@ -553,9 +556,16 @@ size_t jwks_count(const jwks_t *keys)
     return keys ? keys->n : 0;
 }
 
+jwks_t *jwks_ref(jwks_t *keys)
+{
+    if (keys != NULL)
+        atomic_fetch_add_explicit(&keys->refs, 1, memory_order_relaxed);
+    return keys;
+}
+
 void jwks_destroy(jwks_t *keys)
 {
-    if (keys == NULL)
+    if (keys == NULL || atomic_fetch_sub_explicit(&keys->refs, 1, memory_order_acq_rel) != 1)
         return;
     for (size_t i = 0; i < keys->n; i++) {
         EVP_PKEY_free(keys->keys[i].pkey);

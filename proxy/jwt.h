@@ -63,7 +63,13 @@ jwks_t *jwks_parse(const char *json, size_t len, char *err, size_t errlen);
 /* How many usable keys the set holds (at least 1). */
 size_t jwks_count(const jwks_t *keys);
 
-/* Free a set; NULL is a no-op. No verification may be using it. */
+/*
+ * A set is reference-counted (a fetched jwksUri's set is replaced while
+ * verifications may still hold the old one): jwks_ref takes one more
+ * reference and returns keys; jwks_destroy drops one and frees the set
+ * with the last. Both are safe from any thread; NULL is a no-op.
+ */
+jwks_t *jwks_ref(jwks_t *keys);
 void jwks_destroy(jwks_t *keys);
 
 /* What jwt_verify checks besides the signature. Zero-initialise, then set. */

@@ -29,6 +29,7 @@
 #include "admin.h"
 #include "authz.h"
 #include "identity.h"
+#include "jwks_fetch.h"
 #include "log.h"
 #include "runtime.h"
 #include "telemetry.h"
@@ -125,7 +126,21 @@ typedef struct proxy_main {
     uv_mutex_t identity_lock;  /* guards identity_pending */
     identity_cert_t *identity_pending;
     tls_stats_t tls_stats; /* handshakes, all workers */
+    jwks_fetcher_t *jwks;  /* remote jwksUri keys (jwks_fetch.h) */
+    char ready_why[JWKS_URI_MAX + 64];
 } proxy_main_t;
+
+/* Bind cfg's remote jwksUri rules to their sources (kept ones keep their keys) and apply spec.jwks. */
+static void jwks_bind(jwks_fetcher_t *f, proxy_config_t *cfg)
+{
+    jwks_fetcher_configure(f, cfg->proxy.jwks_ca_file, cfg->proxy.jwks_refresh_ms);
+    for (size_t i = 0; i < cfg->n_request_authentications; i++)
+        for (size_t k = 0; k < cfg->request_authentications[i].n_rules; k++) {
+            proxy_jwt_rule_t *r = &cfg->request_authentications[i].rules[k];
+            if (r->jwks_remote && r->jwks_source == NULL)
+                r->jwks_source = jwks_fetcher_bind(f, r->jwks_uri, r->fetch_timeout_ms);
+        }
+}
 
 static void jwks_files(const proxy_main_t *m, char *out, size_t len);
 
@@ -222,6 +237,7 @@ static void reload(proxy_main_t *m)
         proxy_config_destroy(cfg);
         return;
     }
+    jwks_bind(m->jwks, cfg);
     char err[256];
     runtime_t *rt = runtime_create(cfg, err, sizeof err);
     if (rt == NULL) {
@@ -315,16 +331,24 @@ static void on_signal(uv_signal_t *s, int signum)
         reload(m);
         if (m->identity != NULL)
             identity_wake(m->identity); /* files and roots read again now (a CA certificate is renewed) */
+        jwks_fetcher_wake(m->jwks);     /* remote JWKS fetched again now; the keys held stay until then */
     } else
         shutdown_start(m, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* ---- admin pages ---- */
 
-static bool admin_ready(void *ctx)
+static const char *admin_ready(void *ctx)
 {
     proxy_main_t *m = ctx;
-    return !m->draining;
+    if (m->draining)
+        return "DRAINING\n";
+    char uri[JWKS_URI_MAX + 1];
+    if (!jwks_fetcher_settled(m->jwks, uri, sizeof uri)) { /* Envoy's listener also waits for its first fetch */
+        snprintf(m->ready_why, sizeof m->ready_why, "WAITING for the first fetch of jwksUri %s\n", uri);
+        return m->ready_why;
+    }
+    return NULL;
 }
 
 /* outrider_proxy_{local,global}_rate_limit_total{ratelimit,result}, per RateLimit document with such a block */
@@ -473,6 +497,7 @@ static void admin_stats(void *ctx, buf_t *out)
 {
     proxy_main_t *m = ctx;
     tele_render_prometheus(m->tele, out);
+    jwks_fetcher_metrics(m->jwks, out);
     buf_printf(out,
                "# HELP outrider_proxy_config_reloads_total Configuration reloads (SIGHUP) by result.\n"
                "# TYPE outrider_proxy_config_reloads_total counter\n"
@@ -602,10 +627,15 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
     snprintf(shown, sizeof shown, "%s", cfg->file);
     m.path = shown;
     char err[256];
+    m.jwks = jwks_fetcher_create();
+    jwks_bind(m.jwks, cfg);
+    if (jwks_fetcher_start(m.jwks) != 0)
+        log_fatal("cannot start the JWKS fetch thread");
     m.rt = runtime_create(cfg, err, sizeof err);
     if (m.rt == NULL) {
         log_error("%s: %s", m.path, err);
         proxy_config_destroy(cfg);
+        jwks_fetcher_destroy(m.jwks);
         return 1;
     }
     ps = &m.rt->cfg->proxy;
@@ -776,6 +806,7 @@ static int serve(proxy_config_t *cfg, const char *const *paths, size_t n_paths)
             uv_mutex_destroy(&m.identity_lock);
     }
     runtime_unref(m.rt);
+    jwks_fetcher_destroy(m.jwks); /* after every configuration: they hold its sources */
     if (rc == 0)
         log_info("drained, exiting");
     return rc;

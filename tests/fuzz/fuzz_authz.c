@@ -8,17 +8,20 @@
  * of the input split at '\n' (method, path, host, a header value, a claim
  * value) and the peer principal chosen by the first byte, through the
  * candidate index and through a scan of every rule. The rest of the
- * input also goes through authz_normalize_path on its own.
+ * input also goes through authz_normalize_path on its own, and through
+ * authz_remote_addr as X-Forwarded-For.
  * Invariants: no crash, leak or UB; a denial names a DENY policy or none,
  * an allowance an ALLOW policy or none; the index and the scan decide
  * alike; a normalized path starts with '/', has no "." or ".."
- * segment, and normalizes to itself.
+ * segment, and normalizes to itself; an address from X-Forwarded-For is
+ * IPv4 or IPv6, and none comes without a trusted hop.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "proxy/authz.h"
 #include "proxy/config.h"
@@ -80,6 +83,22 @@ static void check_normalize(const char *in, size_t n)
     buf_dispose(&b);
 }
 
+/* remote.ip from X-Forwarded-For: the rest as one or two fields (split at the first ';'), every hop count */
+static void check_remote_addr(const char *in, size_t n)
+{
+    const char *semi = memchr(in, ';', n);
+    http1_header_t h[2] = {
+        {{"x-forwarded-for", 15}, {in, (uint32_t)(semi ? (size_t)(semi - in) : n)}},
+        {{"X-Forwarded-For", 15}, {semi ? semi + 1 : "", (uint32_t)(semi ? n - (size_t)(semi - in) - 1 : 0)}}};
+    for (int hops = 0; hops <= 4; hops++) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0xa5, sizeof ss);
+        if (authz_remote_addr(h, semi ? 2 : 1, hops, &ss) &&
+            (hops == 0 || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)))
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *nul = memchr(data, 0, size);
@@ -87,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *rest = nul ? (const char *)nul + 1 : "";
     size_t rlen = nul ? size - ylen - 1 : 0;
     check_normalize(rest, rlen);
+    check_remote_addr(rest, rlen);
     if (ylen > 16384)
         return 0;
 

@@ -9,7 +9,8 @@
 #  - DENY from a namespace (reference "deny requests from namespace dev");
 #  - require mutual TLS: DENY notPrincipals ["*"] (plaintext denied, mesh allowed);
 #  - when request.headers[version] (task "HTTP traffic", header condition), when source.namespace;
-#  - ipBlocks, ports, hosts, path templates {*}/{**};
+#  - ipBlocks, remoteIpBlocks and remote.ip (the peer, or X-Forwarded-For with numTrustedProxies), ports,
+#    hosts, path templates {*}/{**};
 #  - AUDIT: allowed, counted;
 #  - dry run (Istio's task): a DENY with istio.io/dry-run: "true" lets requests through, counts
 #    dry_run_denied on its policy and says so on the span (authz.dry_run_result);
@@ -49,6 +50,7 @@ spec:
   outbound: {listen: 127.0.0.1:0}
   admin: {listen: 127.0.0.1:0}
   workers: 2
+  numTrustedProxies: ${TRUSTED_HOPS:-0}
   telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 200ms}
   identity:
     serviceAccount: reviews
@@ -201,6 +203,21 @@ expect 403 plain GET /status/200
 apply by-ip-lo "$(ap by-ip-lo '  rules:
   - from: [{source: {ipBlocks: ["127.0.0.0/8"], notIpBlocks: ["127.0.0.2"]}}]')"
 expect 200 plain GET /status/200
+# remoteIpBlocks: the peer without trusted proxies (X-Forwarded-For is the client's to say), else the
+# numTrustedProxies-th X-Forwarded-For entry from the right
+apply by-remote "$(ap by-remote '  rules:
+  - from: [{source: {remoteIpBlocks: ["203.0.113.0/24"]}}]')"
+expect 403 plain GET /status/200 -H 'X-Forwarded-For: 203.0.113.9'
+TRUSTED_HOPS=2 apply by-remote2 "$(ap by-remote2 '  rules:
+  - from: [{source: {remoteIpBlocks: ["203.0.113.0/24"]}}]')"
+expect 200 plain GET /status/200 -H 'X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.1'
+expect 200 plain GET /status/200 -H 'X-Forwarded-For: 203.0.113.9' -H 'X-Forwarded-For: 10.0.0.1'
+expect 403 plain GET /status/200 -H 'X-Forwarded-For: 203.0.113.9, 198.51.100.1, 10.0.0.1'
+expect 403 plain GET /status/200 -H 'X-Forwarded-For: 10.0.0.1' # one entry: the peer (127.0.0.1)
+TRUSTED_HOPS=1 apply by-remote-when "$(ap by-remote-when '  rules:
+  - when: [{key: remote.ip, values: ["2001:db8::/32"]}]')"
+expect 200 plain GET /status/200 -H 'X-Forwarded-For: 203.0.113.9, 2001:db8::7'
+expect 403 plain GET /status/200 -H 'X-Forwarded-For: 2001:db8::7, 203.0.113.9'
 apply by-port "$(ap by-port "  rules:
   - to: [{operation: {ports: [\"$APP_B\"], hosts: [\"reviews.shop.svc.cluster.local\"]}}]")"
 expect 200 a GET /status/200

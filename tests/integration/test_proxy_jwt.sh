@@ -14,7 +14,8 @@
 #    a when condition on request.auth.claims[groups] and request.auth.principal;
 #  - JWKS rotation: the file replaced (no signal: the sidecar watches it): the old key's token is refused, the
 #    new one passes;
-#  - --check: a JWKS that is not one, a network jwksUri, no issuer, at file:line:col.
+#  - --check: a JWKS that is not one, a jwksUri of another scheme, no issuer, at file:line:col
+#    (https:// jwksUri: test_proxy_jwks_fetch).
 # variants: ns-implicit-w2 (tests/lib.sh: the documents in namespace shop through the Proxy's, two workers)
 . "$(dirname "$0")/../lib.sh"
 
@@ -183,10 +184,10 @@ check_err "bad.yaml:13:12: RequestAuthentication ra: spec.jwtRules\[0\].jwks: no
   - issuer: x
     jwks: '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'
 YAML
-check_err "bad.yaml:13:14: RequestAuthentication ra: spec.jwtRules\[0\].jwksUri: .*does not fetch keys over the network" <<'YAML'
+check_err "bad.yaml:13:14: RequestAuthentication ra: spec.jwtRules\[0\].jwksUri: .*expected an https://, http:// or file:// URI" <<'YAML'
   jwtRules:
   - issuer: x
-    jwksUri: https://issuer.example/jwks
+    jwksUri: ldap://issuer.example/jwks
 YAML
 check_err "bad.yaml:12:5: RequestAuthentication ra: spec.jwtRules\[0\].issuer: missing required field" <<'YAML'
   jwtRules:

@@ -38,9 +38,9 @@ struct fixture {
     bool close_on_quit;
 };
 
-static bool h_ready(void *ctx)
+static const char *h_ready(void *ctx)
 {
-    return ((fixture_t *)ctx)->ready;
+    return ((fixture_t *)ctx)->ready ? NULL : "DRAINING\n";
 }
 
 static void h_stats(void *ctx, buf_t *out)

@@ -576,12 +576,57 @@ static void test_normalize(void **state)
     buf_dispose(&out);
 }
 
+/* remote.ip from X-Forwarded-For with numTrustedProxies: the hops-th entry from the right, across fields */
+static void xff_case(const char *const *values, uint32_t n, int hops, const char *want)
+{
+    http1_header_t h[4];
+    assert_true(n <= 4);
+    for (uint32_t i = 0; i < n; i++)
+        h[i] = (http1_header_t){{i == 1 ? "X-Forwarded-For" : "x-forwarded-for", 15}, {values[i], strlen(values[i])}};
+    struct sockaddr_storage ss;
+    bool got = authz_remote_addr(h, n, hops, &ss);
+    if (want == NULL) {
+        assert_false(got);
+        return;
+    }
+    assert_true(got);
+    char text[64] = "";
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, text, sizeof text);
+    else
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, text, sizeof text);
+    assert_string_equal(text, want);
+}
+
+static void test_remote_addr(void **state)
+{
+    (void)state;
+    const char *one[] = {"203.0.113.7, 198.51.100.2,10.0.0.1"};
+    xff_case(one, 1, 0, NULL); /* no trusted proxy: the caller uses the peer */
+    xff_case(one, 1, 1, "10.0.0.1");
+    xff_case(one, 1, 2, "198.51.100.2");
+    xff_case(one, 1, 3, "203.0.113.7");
+    xff_case(one, 1, 4, NULL); /* fewer entries than hops */
+    const char *two[] = {"192.0.2.1, 2001:db8::5", " 10.1.2.3 "};
+    xff_case(two, 2, 1, "10.1.2.3"); /* the last field is the rightmost */
+    xff_case(two, 2, 2, "2001:db8::5");
+    xff_case(two, 2, 3, "192.0.2.1");
+    const char *bad[] = {"unknown, 10.0.0.1", "10.0.0.2,"};
+    xff_case(bad, 2, 1, NULL); /* an empty entry is not an address */
+    xff_case(bad, 2, 2, "10.0.0.2");
+    xff_case(bad, 2, 4, NULL); /* "unknown" */
+    const char *port[] = {"198.51.100.2:4711", "[2001:db8::1]"};
+    xff_case(port, 2, 1, NULL);
+    xff_case(port, 2, 2, NULL);
+    xff_case(NULL, 0, 1, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors), cmocka_unit_test(test_apply_and_warn), cmocka_unit_test(test_actions),
         cmocka_unit_test(test_fields), cmocka_unit_test(test_normalize),      cmocka_unit_test(test_index_agrees),
-        cmocka_unit_test(test_tcp),    cmocka_unit_test(test_dry_run),
+        cmocka_unit_test(test_tcp),    cmocka_unit_test(test_dry_run),        cmocka_unit_test(test_remote_addr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
