@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mesh_page.h"
 #include "metric_store.h"
+#include "mono.h"
 #include "query.h"
 #include "remote_write.h"
 #include "span_store.h"
@@ -40,9 +41,7 @@ uint64_t collector_now_us(void)
 
 uint64_t collector_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return mono_now_ms();
 }
 
 static uint64_t read_rss(void)

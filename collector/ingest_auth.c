@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mono.h"
 #include "prom_text.h"
 #include "xalloc.h"
 
@@ -441,13 +442,6 @@ const char *ingest_auth_reason(enum ingest_auth_result r)
     return (unsigned)r < INGEST_AUTH_RESULTS_ ? reasons[r] : "?";
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The sender index of name, added when new (past INGEST_AUTH_SENDERS_MAX: the unnamed one). Under the write lock. */
 static uint32_t sender_index(ingest_auth_t *a, const char *name)
 {
@@ -601,7 +595,7 @@ enum ingest_auth_result ingest_auth_check(ingest_auth_t *a, const char *authoriz
 void ingest_auth_log_refusal(ingest_auth_t *a, enum ingest_auth_result r, const char *peer, const char *what,
                              const char *client_id)
 {
-    uint64_t now = mono_ms(), last = atomic_load(&a->last_log_ms);
+    uint64_t now = mono_now_ms(), last = atomic_load(&a->last_log_ms);
     if ((last != 0 && now - last < INGEST_AUTH_LOG_INTERVAL_MS) ||
         !atomic_compare_exchange_strong(&a->last_log_ms, &last, now ? now : 1)) {
         atomic_fetch_add(&a->left_out, 1);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mono.h"
 
 #define READ_BUFFER (64 * 1024)
 #define EVENTS 64
@@ -50,13 +51,6 @@ struct linger_set {
     uint32_t free_head; /* UINT32_MAX: full */
     uint32_t high;      /* slots [0, high) have been used; scans stop there */
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Close slot i and put it on the free list; the lock is held. */
 static void slot_close(linger_set_t *l, uint32_t i)
@@ -117,7 +111,7 @@ static void *linger_set_main(void *arg)
             pthread_mutex_unlock(&l->lock);
             break;
         }
-        uint64_t now = now_ms();
+        uint64_t now = mono_now_ms();
         for (int k = 0; k < n; k++) {
             uint32_t i = ev[k].data.u32;
             if (i == WAKE) {
@@ -194,7 +188,7 @@ int linger_set_add(linger_set_t *l, int fd)
     }
     slot_t *s = &l->slots[i];
     l->free_head = s->next_free;
-    uint64_t now = now_ms();
+    uint64_t now = mono_now_ms();
     s->fd = fd;
     s->until_ms = now + l->o.time_ms;
     s->end_ms = now + (l->o.timeout_ms < l->o.time_ms ? l->o.timeout_ms : l->o.time_ms);

@@ -16,6 +16,7 @@
 #include "mesh_graph.h"
 #include "mesh_history.h"
 #include "metric_store.h"
+#include "mono.h"
 #include "prom_text.h"
 #include "span_store.h"
 #include "xalloc.h"
@@ -28,7 +29,7 @@
 
 /* An /api/mesh answer, served again to whoever asks the same window before the next sample. */
 typedef struct mesh_cached {
-    char window[16]; /* as asked; "" = empty slot */
+    char window[16];   /* as asked; "" = empty slot */
     uint64_t built_ms; /* monotonic */
     buf_t body;
 } mesh_cached_t;
@@ -93,11 +94,6 @@ static void sample_locked(mesh_page_t *m)
     m->last_sample_ns = clock_ns(CLOCK_MONOTONIC) - wall0;
 }
 
-static struct timespec mono_deadline(uint64_t ms)
-{
-    return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-}
-
 static void *sampler_main(void *arg)
 {
     mesh_page_t *m = arg;
@@ -105,7 +101,7 @@ static void *sampler_main(void *arg)
     pthread_mutex_lock(&m->mu);
     uint64_t next = m->sampled_ms + interval;
     while (!m->stop) {
-        struct timespec at = mono_deadline(next);
+        struct timespec at = mono_timespec(next);
         pthread_cond_timedwait(&m->wake, &m->mu, &at);
         uint64_t now = collector_mono_ms();
         if (m->stop || now < next)
@@ -128,11 +124,7 @@ mesh_page_t *mesh_page_create(collector_t *c)
     if (!m->enabled)
         return m;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&m->wake);
     mesh_history_config_t hc = {.max_rows = (uint32_t)c->cfg.mesh_max_rows,
                                 .max_series = (uint32_t)c->cfg.mesh_max_series};
     m->history = mesh_history_create(&hc);
@@ -410,7 +402,7 @@ void mesh_page_render_metrics(mesh_page_t *m, buf_t *b, int om)
               "The most series outrider_mesh_series may reach (mesh.maxSeries)", (double)st.max_series, om);
     name = "outrider_mesh_dropped";
     help = "What the service graph left out for its limits: increases of series without a row (rows), "
-                       "series untracked at a sample (series, per sample), histograms it could not read (histograms)";
+           "series untracked at a sample (series, per sample), histograms it could not read (histograms)";
     prom_write_family_header(b, name, PROM_COUNTER, help, strlen(help), NULL, om);
     const struct {
         const char *what;

@@ -24,9 +24,10 @@
 #include <xxhash.h>
 
 #include "log.h"
+#include "mono.h"
 #include "prom_text.h"
-#include "xalloc.h"
 #include "utf8.h"
+#include "xalloc.h"
 
 #define HARD_MAX_LABELS 128
 
@@ -106,9 +107,7 @@ const char *metric_store_reject_name(enum metric_reject r)
 
 uint64_t metric_store_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return mono_now_ms();
 }
 
 metric_store_t *metric_store_create(const metric_store_config_t *cfg)
@@ -287,9 +286,9 @@ static void append_utf8(buf_t *b, const char *s, size_t len)
 }
 
 /*
- * Build the key of p in k (sc: scratch), as the store keys its series (ms->key, ms->scratch): returns the number of labels in it (after merging
- * collisions) and sets *name_len to the family name length (the name is the
- * first field of the key, at offset 4).
+ * Build the key of p in k (sc: scratch), as the store keys its series (ms->key, ms->scratch): returns the number of
+ * labels in it (after merging collisions) and sets *name_len to the family name length (the name is the first field of
+ * the key, at offset 4).
  */
 static uint32_t build_key(buf_t *sc, buf_t *k, const metric_point_t *p, enum prom_type type, uint32_t *name_len)
 {

@@ -20,6 +20,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "mono.h"
 #include "prom_text.h"
 #include "query_merge.h"
 #include "query_peers.h"
@@ -88,13 +89,6 @@ typedef struct answer {
 
 /* ---- metrics and warnings ---- */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The stats entry of a peer, made on first use (under q->mu). */
 static peer_stats_t *stats_of(query_t *q, const char *peer)
 {
@@ -115,7 +109,7 @@ static void count_answer(query_t *q, const answer_t *a)
     peer_stats_t *s = stats_of(q, a->peer);
     prom_counter_add(&s->results[a->res], 1);
     if (a->res != RES_OK) {
-        uint64_t now = mono_ms();
+        uint64_t now = mono_now_ms();
         if (s->last_warn_ms == 0 || now - s->last_warn_ms >= WARN_EVERY_MS) {
             if (s->suppressed)
                 log_warn("query: store member %s left out of an answer: %s (and %llu more times since the last "

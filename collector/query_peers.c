@@ -20,6 +20,7 @@
 
 #include "hostport.h"
 #include "log.h"
+#include "mono.h"
 #include "xalloc.h"
 
 #define DNS_PREFIX "dns+"
@@ -205,14 +206,7 @@ static void *refresh_main(void *arg)
     query_peers_t *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
-        struct timespec at;
-        clock_gettime(CLOCK_MONOTONIC, &at);
-        at.tv_sec += (time_t)(p->refresh_ms / 1000);
-        at.tv_nsec += (long)(p->refresh_ms % 1000) * 1000000L;
-        if (at.tv_nsec >= 1000000000L) {
-            at.tv_sec++;
-            at.tv_nsec -= 1000000000L;
-        }
+        struct timespec at = mono_timespec(mono_now_ms() + p->refresh_ms);
         int rc = 0;
         while (!p->stop && rc != ETIMEDOUT)
             rc = pthread_cond_timedwait(&p->cv, &p->mu, &at);
@@ -233,11 +227,7 @@ query_peers_t *query_peers_create(char *const *entries, size_t n, uint64_t refre
     p->resolved = xcalloc(n + 1, sizeof(*p->resolved));
     p->refresh_ms = refresh_ms;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&p->cv);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         const char *why;

@@ -14,6 +14,7 @@
 
 #include "collector.h"
 #include "log.h"
+#include "mono.h"
 #include "prom_text.h"
 #include "remote_write_enc.h"
 #include "xalloc.h"
@@ -184,7 +185,7 @@ static int wait_until_ms(remote_write_t *rw, uint64_t until)
 {
     pthread_mutex_lock(&rw->mu);
     while (!rw->stop && collector_mono_ms() < until) {
-        struct timespec ts = {(time_t)(until / 1000u), (long)(until % 1000u) * 1000000L};
+        struct timespec ts = mono_timespec(until);
         int e = pthread_cond_timedwait(&rw->cv, &rw->mu, &ts);
         if (e != 0 && e != ETIMEDOUT && e != EINTR)
             break;
@@ -382,11 +383,7 @@ remote_write_t *remote_write_start(const collector_config_t *cfg, metric_store_t
         batch = rw->q.max_samples; /* a batch always fits the queue */
     rw->batch_samples = (uint32_t)batch;
     pthread_mutex_init(&rw->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rw->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&rw->cv);
     if (strncmp(rw->url, "http://", 7) != 0 && strncmp(rw->url, "https://", 8) != 0) {
         log_error("remoteWrite.url=%s: not an http:// or https:// URL", rw->url);
         rw_free(rw);

@@ -26,6 +26,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "mono.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define OUTRIDER_ASAN 1
@@ -343,13 +344,6 @@ static int read_stream(reader_t *r)
     return 0;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int yaml_parse(const char *name, const char *text, size_t len, unsigned timeout_ms, yaml_stream_t *out,
                yaml_error_fn err, void *ctx)
 {
@@ -376,10 +370,10 @@ int yaml_parse(const char *name, const char *text, size_t len, unsigned timeout_
     }
     close(fds[1]);
     buf_t data = BUF_INIT;
-    uint64_t deadline = mono_ms() + timeout_ms;
+    uint64_t deadline = mono_now_ms() + timeout_ms;
     int timed_out = 0;
     for (;;) {
-        uint64_t now = mono_ms();
+        uint64_t now = mono_now_ms();
         if (now >= deadline) {
             timed_out = 1;
             break;

@@ -31,9 +31,10 @@
 #include <openssl/x509v3.h>
 
 #include "hex.h"
-#include "ident.h"
 #include "http_client.h"
+#include "ident.h"
 #include "log.h"
+#include "mono.h"
 #include "runtime.h" /* runtime_now_ms */
 #include "xalloc.h"
 
@@ -738,11 +739,7 @@ identity_t *identity_create(const identity_opts_t *o, char *err, size_t errlen)
         id->alpn[i] = xstrdup(o->alpn[i]);
     snprintf(id->expected_id, sizeof id->expected_id, "spiffe://%s/ns/%s/sa/%s", id->trust_domain, id->ns, id->sa);
     pthread_mutex_init(&id->lock, NULL);
-    pthread_condattr_t ca_attr;
-    pthread_condattr_init(&ca_attr);
-    pthread_condattr_setclock(&ca_attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&id->cond, &ca_attr);
-    pthread_condattr_destroy(&ca_attr);
+    mono_cond_init(&id->cond);
     atomic_init(&id->stop_ms, 0);
     return id;
 }
@@ -823,14 +820,7 @@ static void wait_until(identity_t *id, int64_t until)
         int64_t left = until - unix_ms();
         if (left <= 0)
             return;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(left / 1000);
-        ts.tv_nsec += (long)(left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = mono_timespec(mono_now_ms() + (uint64_t)left);
         pthread_cond_timedwait(&id->cond, &id->lock, &ts);
     }
 }

@@ -20,6 +20,7 @@
 #include "hostport.h"
 #include "http_client.h"
 #include "log.h"
+#include "mono.h"
 #include "runtime.h" /* runtime_now_ms */
 #include "xalloc.h"
 
@@ -210,15 +211,7 @@ static void *run(void *arg)
             if (soonest == UINT64_MAX) {
                 pthread_cond_wait(&f->cond, &f->lock);
             } else {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                uint64_t ms = soonest - now;
-                ts.tv_sec += (time_t)(ms / 1000);
-                ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+                struct timespec ts = mono_timespec(soonest); /* runtime_now_ms is CLOCK_MONOTONIC too */
                 pthread_cond_timedwait(&f->cond, &f->lock, &ts);
             }
             continue;
@@ -251,11 +244,7 @@ jwks_fetcher_t *jwks_fetcher_create(void)
 {
     jwks_fetcher_t *f = xcalloc(1, sizeof *f);
     pthread_mutex_init(&f->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&f->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&f->cond);
     atomic_init(&f->stop_ms, 0);
     f->refresh_ms = JWKS_REFRESH_DEFAULT_MS;
     return f;

@@ -12,6 +12,7 @@
 #include "hostport.h"
 #include "http_client.h" /* HTTP_CLIENT_SYSTEM_CA */
 #include "log.h"
+#include "mono.h"
 #include "telemetry_policy.h"
 #include "transport.h"
 #include "xalloc.h"
@@ -113,9 +114,7 @@ const char *runtime_destination_service(const runtime_t *rt, const router_cluste
 
 uint64_t runtime_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return mono_now_ms();
 }
 
 bool runtime_bucket_take(runtime_t *rt, size_t i, uint64_t *remaining, uint64_t *reset_s)

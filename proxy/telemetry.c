@@ -38,6 +38,7 @@
 #include "compress.h"
 #include "http_client.h"
 #include "log.h"
+#include "mono.h"
 #include "telemetry_otlp.h"
 #include "telemetry_policy.h"
 #include "telemetry_ring.h"
@@ -64,13 +65,6 @@
 enum { SIG_TRACES, SIG_METRICS, SIG_LOGS, SIG_N };
 static const char *const sig_names[SIG_N] = {"traces", "metrics", "logs"};
 static const char *const sig_paths[SIG_N] = {"/v1/traces", "/v1/metrics", "/v1/logs"};
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static uint64_t real_ns(void)
 {
@@ -487,11 +481,7 @@ tele_t *tele_create(const tele_opts_t *opts)
     t->access_log = opts->access_log;
     pthread_mutex_init(&t->mu, NULL);
     pthread_mutex_init(&t->cum_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    mono_cond_init(&t->cond);
     return t;
 }
 
@@ -1192,7 +1182,7 @@ static void drop_client(tele_t *t)
  */
 static void check_credentials(tele_t *t)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = mono_now_ms();
     if (now < t->next_check_ms)
         return;
     t->next_check_ms = now + FILE_CHECK_MS;
@@ -1291,7 +1281,7 @@ static int http_post(tele_t *t, const char *path, const buf_t *body, uint64_t de
         log_debug("telemetry: POST %s%s: %s", t->host, path, why != NULL ? why : "failed");
     if (status == 401 || status == 403) {
         t->next_check_ms = 0; /* the token may have been rotated: look at its file before the retry */
-        uint64_t now = mono_ms();
+        uint64_t now = mono_now_ms();
         if (t->refusal_logged_ms == 0 || now - t->refusal_logged_ms >= REFUSAL_LOG_MS) {
             t->refusal_logged_ms = now;
             log_warn("telemetry: %s%s answered %d: %s", t->host, path, status,
@@ -1308,7 +1298,7 @@ static int http_post(tele_t *t, const char *path, const buf_t *body, uint64_t de
 /* Deadline for the next step: the stop deadline when stopping, else now + limit. Under t->mu. */
 static uint64_t step_deadline(const tele_t *t, uint64_t limit_ms)
 {
-    uint64_t d = mono_ms() + limit_ms;
+    uint64_t d = mono_now_ms() + limit_ms;
     if (t->stopping && t->deadline_ms < d)
         d = t->deadline_ms;
     return d;
@@ -1316,7 +1306,7 @@ static uint64_t step_deadline(const tele_t *t, uint64_t limit_ms)
 
 static void cond_wait_until(tele_t *t, uint64_t until_ms)
 {
-    struct timespec ts = {.tv_sec = (time_t)(until_ms / 1000), .tv_nsec = (long)(until_ms % 1000) * 1000000L};
+    struct timespec ts = mono_timespec(until_ms);
     pthread_cond_timedwait(&t->cond, &t->mu, &ts);
 }
 
@@ -1326,7 +1316,7 @@ static int export_body(tele_t *t, int sig, const buf_t *body, size_t n_items)
     uint64_t backoff = BACKOFF_MIN_MS;
     for (;;) {
         pthread_mutex_lock(&t->mu);
-        bool late = t->stopping && mono_ms() >= t->deadline_ms;
+        bool late = t->stopping && mono_now_ms() >= t->deadline_ms;
         uint64_t deadline = step_deadline(t, EXPORT_IO_TIMEOUT_MS);
         pthread_mutex_unlock(&t->mu);
         if (late)
@@ -1346,9 +1336,9 @@ static int export_body(tele_t *t, int sig, const buf_t *body, size_t n_items)
         }
         t->export_failed[sig]++;
         t->st.export_failures++;
-        uint64_t until = mono_ms() + backoff;
+        uint64_t until = mono_now_ms() + backoff;
         for (;;) {
-            uint64_t now = mono_ms();
+            uint64_t now = mono_now_ms();
             if (now >= until || (t->stopping && now >= t->deadline_ms))
                 break;
             cond_wait_until(t, t->stopping && t->deadline_ms < until ? t->deadline_ms : until);
@@ -1459,7 +1449,7 @@ static size_t drain_rings(tele_t *t, bool discard)
                 continue;
             }
             if (p->n == 0)
-                p->first_ms = mono_ms();
+                p->first_ms = mono_now_ms();
             p->n++;
             p->n_spans += rec->has_span;
             p->n_logs += rec->has_log;
@@ -1537,14 +1527,15 @@ static void *exporter_main(void *arg)
             b = next;
         }
         const pending_t *p = &t->pend;
-        if (p->n > 0 && (stopping || p->n >= t->max_batch_records || mono_ms() - p->first_ms >= t->flush_interval_ms))
+        if (p->n > 0 &&
+            (stopping || p->n >= t->max_batch_records || mono_now_ms() - p->first_ms >= t->flush_interval_ms))
             export_one(t, NULL);
         if (stopping)
             break;
         pthread_mutex_lock(&t->mu);
         /* without an endpoint there are no rings to poll: only handed batches (signalled) wake it */
         if (t->head == NULL && !t->stopping)
-            cond_wait_until(t, mono_ms() + (t->host != NULL ? poll_ms : t->flush_interval_ms));
+            cond_wait_until(t, mono_now_ms() + (t->host != NULL ? poll_ms : t->flush_interval_ms));
         pthread_mutex_unlock(&t->mu);
     }
     http_client_destroy(t->client); /* its connection closes here, on the thread that used it */
@@ -1571,7 +1562,7 @@ void tele_stop(tele_t *t, uint64_t timeout_ms)
     pthread_mutex_lock(&t->mu);
     if (!t->stopping) {
         t->stopping = true;
-        t->deadline_ms = mono_ms() + timeout_ms;
+        t->deadline_ms = mono_now_ms() + timeout_ms;
         atomic_store(&t->io_stop_ms, t->deadline_ms ? t->deadline_ms : 1);
     }
     pthread_cond_broadcast(&t->cond);
