@@ -148,6 +148,9 @@ struct authz {
     table_t segs, headers, principals;
     uint64_t header_lens; /* bit n: some indexed header name has n bytes (n < 64; bit 63 also for longer ones) */
     ids_t octets[256];
+    /* trustDomainAliases: a peer of an alias is matched as one of the trust domain (policies were rewritten so) */
+    const char *trust_domain;
+    const proxy_str_list_t *aliases;
 };
 
 /* ---- compile ---- */
@@ -486,6 +489,8 @@ static authz_t *build(const proxy_config_t *cfg, int dry)
         a->n += cfg->authz[i]->dry_run == dry;
     a->p = xcalloc(a->n ? a->n : 1, sizeof *a->p);
     a->dry_run = dry;
+    a->trust_domain = cfg->proxy.identity.trust_domain;
+    a->aliases = &cfg->proxy.identity.trust_domain_aliases;
     for (uint32_t i = 0, k = 0; k < cfg->n_authz; k++) {
         const proxy_authorization_policy_t *ap = cfg->authz[k];
         if (ap->dry_run != dry)
@@ -758,11 +763,26 @@ static bool rule_match(const mrule_t *ru, const authz_request_t *r, const peer_t
     return true;
 }
 
-static peer_t peer_of(str_t id)
+#define PEER_ID_MAX 1024 /* a peer of an alias trust domain with a longer id is matched as it is */
+
+/* The peer's principal (the id without "spiffe://") and namespace; an alias trust domain's written in buf as ours. */
+static peer_t peer_of(const authz_t *a, str_t id, char *buf)
 {
     peer_t pe = {{NULL, 0}, {NULL, 0}};
     if (id.len > 9 && memcmp(id.ptr, "spiffe://", 9) == 0) {
         pe.principal = (str_t){id.ptr + 9, id.len - 9};
+        const char *slash = memchr(pe.principal.ptr, '/', pe.principal.len);
+        size_t tl = slash != NULL ? (size_t)(slash - pe.principal.ptr) : 0;
+        for (size_t i = 0; slash != NULL && a->aliases != NULL && i < a->aliases->n; i++) {
+            const char *al = a->aliases->items[i];
+            size_t ours = strlen(a->trust_domain), rest = pe.principal.len - tl;
+            if (strlen(al) == tl && memcmp(al, pe.principal.ptr, tl) == 0 && ours + rest <= PEER_ID_MAX) {
+                memcpy(buf, a->trust_domain, ours);
+                memcpy(buf + ours, slash, rest);
+                pe.principal = (str_t){buf, (uint32_t)(ours + rest)};
+                break;
+            }
+        }
         const char *ns = memmem(pe.principal.ptr, pe.principal.len, "/ns/", 4);
         if (ns != NULL) {
             ns += 4;
@@ -843,7 +863,8 @@ void authz_check_mode(authz_t *a, const authz_request_t *r, authz_decision_t *d,
     *d = (authz_decision_t){.allowed = true, .rule = -1};
     if (a == NULL)
         return;
-    peer_t pe = peer_of(r->principal);
+    char peer_buf[PEER_ID_MAX];
+    peer_t pe = peer_of(a, r->principal, peer_buf);
     found_t f = {-1, -1, -1, -1, -1};
     if (a->indexed && !full && !r->tcp) { /* (the gates are HTTP's) */
         scan_indexed(a, r, &pe, &f);

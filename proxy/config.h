@@ -125,11 +125,13 @@ typedef struct proxy_identity {
     const char *root_certificates; /* required */
     const char *certificate_chain; /* files: with private_key */
     const char *private_key;
-    const char *ca_address;      /* "https://HOST:PORT": with token_file */
-    const char *token_file;      /* the CA's bootstrap token */
-    uint64_t certificate_ttl_ms; /* asked of the CA; default 24 h */
-    const char *spiffe_id;       /* made from the fields above */
-    const char *peer_ids;        /* "spiffe://<trustDomain>/": the ids of the mesh's workloads (a prefix) */
+    const char *ca_address;                /* "https://HOST:PORT": with token_file */
+    const char *token_file;                /* the CA's bootstrap token */
+    uint64_t certificate_ttl_ms;           /* asked of the CA; default 24 h */
+    const char *spiffe_id;                 /* made from the fields above */
+    proxy_str_list_t trust_domain_aliases; /* trustDomainAliases: peers of these are the mesh's too (Istio's) */
+    const char **peer_ids; /* "spiffe://<trustDomain>/", then each alias's: the mesh's workloads (prefixes) */
+    size_t n_peer_ids;
     proxy_pos_t pos;
 } proxy_identity_t;
 

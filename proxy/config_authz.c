@@ -404,6 +404,28 @@ static const char *never(const proxy_authz_rule_t *r, int mtls, int jwt)
     return "";
 }
 
+/*
+ * A principal written with an alias trust domain (Istio's
+ * trustDomainAliases: "old-td/ns/x/sa/y") names the same workload as the
+ * trust domain's own; it is rewritten to that, as authz.c rewrites an alias
+ * peer's principal, so both sides meet in one spelling.
+ */
+static void canonical_principals(pctx_t *p, const proxy_identity_t *id, proxy_str_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const char *v = l->items[i], *slash = strchr(v, '/');
+        for (size_t k = 0; slash != NULL && k < id->trust_domain_aliases.n; k++) {
+            const char *al = id->trust_domain_aliases.items[k];
+            if (strlen(al) == (size_t)(slash - v) && memcmp(al, v, strlen(al)) == 0) {
+                char *s = pc_alloc(p, strlen(id->trust_domain) + strlen(slash) + 1, 1);
+                sprintf(s, "%s%s", id->trust_domain, slash);
+                l->items[i] = s;
+                break;
+            }
+        }
+    }
+}
+
 void authz_resolve(pctx_t *p)
 {
     proxy_config_t *cfg = p->cfg;
@@ -420,6 +442,18 @@ void authz_resolve(pctx_t *p)
         if (!applies(ap, root, ns, &ps->meta.labels))
             continue;
         cfg->authz[cfg->n_authz++] = ap;
+        for (size_t r = 0; ps->identity.trust_domain_aliases.n > 0 && r < ap->n_rules; r++) {
+            proxy_authz_rule_t *ru = &cfg->authorization_policies[i].rules[r];
+            for (size_t k = 0; k < ru->n_from; k++) {
+                canonical_principals(p, &ps->identity, &ru->from[k].principals);
+                canonical_principals(p, &ps->identity, &ru->from[k].not_principals);
+            }
+            for (size_t k = 0; k < ru->n_when; k++)
+                if (ru->when[k].key != NULL && strcmp(ru->when[k].key, "source.principal") == 0) {
+                    canonical_principals(p, &ps->identity, &ru->when[k].values);
+                    canonical_principals(p, &ps->identity, &ru->when[k].not_values);
+                }
+        }
         snprintf(p->label, sizeof(p->label), "AuthorizationPolicy %s", ap->meta.name ? ap->meta.name : "?");
         p->ns = ap->meta.namespace;
         for (size_t r = 0; r < ap->n_rules; r++) {

@@ -231,6 +231,8 @@ static void proxy_doc(jw_t *w, const proxy_spec_t *ps)
         str(w, "spiffeId", id->spiffe_id);
         str(w, "serviceAccount", id->service_account);
         str(w, "trustDomain", id->trust_domain);
+        if (id->trust_domain_aliases.n > 0)
+            str_list(w, "trustDomainAliases", &id->trust_domain_aliases);
         str(w, "rootCertificates", id->root_certificates);
         str(w, "certificateChain", id->certificate_chain);
         str(w, "privateKey", id->private_key);

@@ -80,6 +80,17 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
                 pc_error(p, it.val, "\"%s\" is not a valid trust domain (lowercase letters, digits, '.', '-', '_')", s);
             else if (s != NULL)
                 id->trust_domain = s;
+        } else if (PC_KEY(it, "trustDomainAliases")) {
+            long n = pc_seq(p, it.val);
+            id->trust_domain_aliases.items = n > 0 ? pc_alloc(p, (size_t)n, sizeof(char *)) : NULL;
+            for (long i = 0; i < n; i++) {
+                const char *s = pc_string(p, it.val->items[i]);
+                if (s != NULL && !valid_trust_domain(s))
+                    pc_error(p, it.val->items[i],
+                             "\"%s\" is not a valid trust domain (lowercase letters, digits, '.', '-', '_')", s);
+                else if (s != NULL)
+                    id->trust_domain_aliases.items[id->trust_domain_aliases.n++] = s;
+            }
         } else if (PC_KEY(it, "rootCertificates")) {
             roots_node = it.val;
             id->root_certificates = pc_readable_file(p, it.val);
@@ -129,9 +140,13 @@ void security_parse_identity(pctx_t *p, const yaml_node_t *v, proxy_identity_t *
     char *sid = pc_alloc(p, n, 1);
     snprintf(sid, n, "spiffe://%s/ns/%s/sa/%s", id->trust_domain, ns, id->service_account);
     id->spiffe_id = sid;
-    char *peers = pc_alloc(p, strlen(id->trust_domain) + 12, 1);
-    sprintf(peers, "spiffe://%s/", id->trust_domain);
-    id->peer_ids = peers;
+    id->peer_ids = pc_alloc(p, id->trust_domain_aliases.n + 1, sizeof(char *));
+    for (size_t i = 0; i <= id->trust_domain_aliases.n; i++) {
+        const char *td = i == 0 ? id->trust_domain : id->trust_domain_aliases.items[i - 1];
+        char *peers = pc_alloc(p, strlen(td) + 12, 1);
+        sprintf(peers, "spiffe://%s/", td);
+        id->peer_ids[id->n_peer_ids++] = peers;
+    }
 }
 
 /* ---- the security.istio.io kinds' shared fields ---- */

@@ -511,13 +511,14 @@ static void on_down_open(void *ctx, int status)
     conn_update_reading(c);
 }
 
-/* Begin the server side of mutual TLS with the sidecar's certificate: only a client of the mesh's trust domain. */
+/* Begin the server side of mutual TLS with the sidecar's certificate: only a client of the mesh's trust domain (or an
+ * alias). */
 static void start_down_tls(conn_t *c, const void *initial, size_t len)
 {
-    const char *expected[1] = {c->env->w->view->rt->cfg->proxy.identity.peer_ids};
+    const proxy_identity_t *id = &c->env->w->view->rt->cfg->proxy.identity;
     transport_tls_opts_t o = {.role = TRANSPORT_SERVER,
-                              .expected_ids = expected,
-                              .n_expected_ids = 1,
+                              .expected_ids = id->peer_ids,
+                              .n_expected_ids = id->n_peer_ids,
                               .initial = initial,
                               .initial_len = len};
     c->handshaking = true;

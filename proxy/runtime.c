@@ -273,8 +273,8 @@ upstream_pool_t *runtime_view_pool(runtime_view_t *v, const router_cluster_t *cl
                 o.tls_expected = sans->items;
                 o.n_tls_expected = sans->n;
             } else {
-                o.tls_expected = &id->peer_ids;
-                o.n_tls_expected = 1;
+                o.tls_expected = id->peer_ids;
+                o.n_tls_expected = id->n_peer_ids;
             }
         } else if (v->rt->tls[cl->index] != NULL) {
             /* the server must name the host asked for (Istio verifies the SNI's host when no SAN is listed) */

@@ -21,6 +21,7 @@
 #  - /stats/prometheus counts by policy (promtool check metrics); 403 body "RBAC: access denied";
 #  - the SERVER span says which policy decided (authz.policy, response_code_details as Envoy words
 #    a denial) and which AUDIT policy matched (authz.audit_policy);
+#  - trustDomainAliases: a client of an alias trust domain is let in and matches principals of either;
 #  - --check: CUSTOM refused at file:line:col; a principals rule without mTLS warned of.
 # variants: ns-implicit-w2 (tests/lib.sh: the documents in namespace shop through the Proxy's, two workers)
 . "$(dirname "$0")/../lib.sh"
@@ -34,6 +35,11 @@ for who in shop:productpage:a shop:reviews:b other:sleep:c; do
     "$CTL" cert issue --ca "$T/ca" --namespace "$ns" --service-account "$sa" --out "$T/$dir" >/dev/null 2>&1 ||
         fail "cert issue ($sa)"
 done
+# a second mesh, trust domain old.example (a migration's old one): B trusts both roots from the start
+"$CTL" ca init "$T/old" --trust-domain old.example >/dev/null 2>&1 || fail "ca init (old.example)"
+"$CTL" cert issue --ca "$T/old" --namespace shop --service-account productpage --out "$T/o" >/dev/null 2>&1 ||
+    fail "cert issue (old.example)"
+cat "$ROOT" "$T/old/root-cert.pem" >"$T/roots.pem"
 
 start_collector
 start_backend reviews-app
@@ -54,7 +60,8 @@ spec:
   telemetry: {otlpEndpoint: $OTLP_URL, samplingPercent: 100, flushInterval: 200ms}
   identity:
     serviceAccount: reviews
-    rootCertificates: $ROOT
+    trustDomainAliases: [${TD_ALIASES:-}]
+    rootCertificates: $T/roots.pem
     certificateChain: $T/b/cert-chain.pem
     privateKey: $T/b/key.pem
 ---
@@ -312,6 +319,31 @@ assert_eq denied "$(span_tag "$T3" authz.dry_run_result)" "the span's authz.dry_
 assert_eq shop/dry-deny "$(span_tag "$T3" authz.dry_run_policy)" "the span's authz.dry_run_policy"
 assert_eq true "$(curl -sS "http://127.0.0.1:$B_ADMIN/config_dump" | jq '.authorizationPolicies[0].dryRun')" \
     "dryRun in /config_dump"
+
+# trustDomainAliases (a trust domain migration): O's certificate is of old.example. Without the alias B
+# refuses it in the handshake; with it, O is the same workload as cluster.local's productpage, whichever
+# trust domain a policy names
+sed -e "s|serviceAccount: productpage|serviceAccount: productpage\n    trustDomain: old.example\n    trustDomainAliases: [cluster.local]|" \
+    -e "s|rootCertificates: $ROOT|rootCertificates: $T/roots.pem|" -e "s|$T/a/|$T/o/|g" -e "s|name: productpage|name: oldpage|" \
+    "$T/a.yaml" >"$T/o.yaml"
+OUTRIDER_TEST_VARIANT='' start_proxy o "$T/o.yaml"
+O_OUT=$PROXY_OUT
+o_code() { curl -sS --max-time 20 -o "$T/body" -w '%{http_code}' -H "$HOST" "http://127.0.0.1:$O_OUT$1"; }
+apply pp-only "$(ap pp-only '  rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/productpage"]}}]')"
+assert_eq 503 "$(o_code /status/200)" "old.example's client without the alias"
+TD_ALIASES=old.example apply pp-alias "$(ap pp-alias '  rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/productpage"]}}]')"
+assert_eq 200 "$(o_code /status/200)" "old.example's productpage, alias on, policy names cluster.local"
+expect 200 a GET /status/200
+expect 403 c GET /status/200
+TD_ALIASES=old.example apply pp-old "$(ap pp-old '  rules:
+  - from: [{source: {principals: ["old.example/ns/shop/sa/productpage"]}}]')"
+assert_eq 200 "$(o_code /status/200)" "old.example's productpage, policy names old.example"
+expect 200 a GET /status/200
+expect 403 c GET /status/200
+dump=$(curl -sS "http://127.0.0.1:$B_ADMIN/config_dump")
+assert_eq '["old.example"]' "$(jq -c .proxy.spec.identity.trustDomainAliases <<<"$dump")" "aliases in /config_dump"
 
 # --check: CUSTOM is refused where it is written; a principals rule without mTLS is warned of
 cat >"$T/bad.yaml" <<'YAML'

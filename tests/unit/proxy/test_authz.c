@@ -576,6 +576,56 @@ static void test_normalize(void **state)
     buf_dispose(&out);
 }
 
+/* trustDomainAliases: principals of an alias and of the trust domain name the same workloads, both ways */
+static void test_trust_domain_aliases(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "apiVersion: outrider.io/v1alpha1\nkind: Proxy\n"
+        "metadata: {name: reviews-v1, namespace: shop, labels: {app: reviews}}\n"
+        "spec:\n  inbound: {listen: 127.0.0.1:0, forwardTo: 127.0.0.1:9080}\n"
+        "  identity: {trustDomain: example.org, trustDomainAliases: [old.example, legacy.example], serviceAccount: "
+        "reviews, rootCertificates: /dev/null, certificateChain: /dev/null, privateKey: /dev/null}\n"
+        "---\n" AP("shop", "  rules:\n  - from: [{source: {principals: [\"old.example/ns/shop/sa/productpage\"]}}]\n"
+                           "  - when: [{key: source.principal, values: [\"legacy.example/ns/other/*\"]}]\n");
+    msgs_t m = {0};
+    proxy_config_t *cfg = proxy_config_load_string("t.yaml", text, strlen(text), on_error, on_warning, &m);
+    if (cfg == NULL)
+        dump(&m);
+    assert_non_null(cfg);
+    const proxy_identity_t *id = &cfg->proxy.identity;
+    assert_int_equal(id->n_peer_ids, 3); /* the TLS side accepts peers of every alias */
+    assert_string_equal(id->peer_ids[0], "spiffe://example.org/");
+    assert_string_equal(id->peer_ids[2], "spiffe://legacy.example/");
+    authz_t *a = authz_compile(cfg);
+    static const struct {
+        const char *peer;
+        bool allowed;
+    } cases[] = {
+        {"spiffe://example.org/ns/shop/sa/productpage", true},
+        {"spiffe://old.example/ns/shop/sa/productpage", true},
+        {"spiffe://legacy.example/ns/shop/sa/productpage", true},
+        {"spiffe://other.org/ns/shop/sa/productpage", false}, /* not an alias */
+        {"spiffe://old.example/ns/shop/sa/reviews", false},
+        {"spiffe://example.org/ns/other/sa/sleep", true}, /* the when condition, written with an alias */
+        {"spiffe://old.example/ns/other/sa/sleep", true},
+        {"spiffe://old.examplex/ns/other/sa/sleep", false},
+        {"spiffe://old.example", false},
+        {NULL, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int full = 0; full < 2; full++) {
+            req_t q = request("GET", "/", cases[i].peer);
+            authz_decision_t d;
+            authz_check_mode(a, req_bind(&q), &d, full);
+            if (d.allowed != cases[i].allowed)
+                fail_msg("%s (%s): %s", cases[i].peer ? cases[i].peer : "no peer", full ? "scan" : "index",
+                         d.allowed ? "allowed" : "denied");
+        }
+    authz_free(a);
+    proxy_config_destroy(cfg);
+}
+
 /* remote.ip from X-Forwarded-For with numTrustedProxies: the hops-th entry from the right, across fields */
 static void xff_case(const char *const *values, uint32_t n, int hops, const char *want)
 {
@@ -624,9 +674,11 @@ static void test_remote_addr(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_errors), cmocka_unit_test(test_apply_and_warn), cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_fields), cmocka_unit_test(test_normalize),      cmocka_unit_test(test_index_agrees),
-        cmocka_unit_test(test_tcp),    cmocka_unit_test(test_dry_run),        cmocka_unit_test(test_remote_addr),
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_apply_and_warn),
+        cmocka_unit_test(test_actions),     cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_normalize),   cmocka_unit_test(test_index_agrees),
+        cmocka_unit_test(test_tcp),         cmocka_unit_test(test_dry_run),
+        cmocka_unit_test(test_remote_addr), cmocka_unit_test(test_trust_domain_aliases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
