@@ -32,6 +32,7 @@ struct jwks_source {
     uint64_t timeout_ms, next_ms;
     uint32_t backoff_ms;
     bool tried;
+    bool again; /* woken (SIGHUP, a new CA) while a fetch was in flight: fetch once more when it ends */
     jwks_source_t *next;
     /* under lock */
     pthread_mutex_t lock;
@@ -173,6 +174,8 @@ static void settle(jwks_fetcher_t *f, jwks_source_t *s, int rc, jwks_t *keys, co
     pthread_mutex_lock(&f->lock);
     s->tried = true;
     uint64_t now = runtime_now_ms();
+    bool again = s->again;
+    s->again = false;
     if (rc == 0) {
         s->backoff_ms = 0;
         s->next_ms = now + f->refresh_ms;
@@ -183,6 +186,8 @@ static void settle(jwks_fetcher_t *f, jwks_source_t *s, int rc, jwks_t *keys, co
         uint64_t wait = s->backoff_ms < f->refresh_ms ? s->backoff_ms : f->refresh_ms;
         s->next_ms = now + wait;
     }
+    if (again)
+        s->next_ms = now;
     pthread_mutex_unlock(&f->lock);
 
     if (rc == 0 && (keys != NULL || recovered))
@@ -258,9 +263,12 @@ void jwks_fetcher_configure(jwks_fetcher_t *f, const char *ca_file, uint64_t ref
     f->ca_file = ca_file != NULL && ca_file[0] != '\0' ? xstrdup(ca_file) : NULL;
     uint64_t r = refresh_ms != 0 ? refresh_ms : JWKS_REFRESH_DEFAULT_MS;
     uint64_t now = runtime_now_ms();
-    for (jwks_source_t *s = f->sources; s != NULL; s = s->next) /* a shorter interval applies now, a CA at once */
-        if (s->next_ms != UINT64_MAX && (ca_changed || (r < f->refresh_ms && s->next_ms > now + r)))
+    for (jwks_source_t *s = f->sources; s != NULL; s = s->next) { /* a shorter interval applies now, a CA at once */
+        if (s->next_ms == UINT64_MAX)
+            s->again |= ca_changed;
+        else if (ca_changed || (r < f->refresh_ms && s->next_ms > now + r))
             s->next_ms = ca_changed ? 0 : now + r;
+    }
     f->refresh_ms = r;
     pthread_cond_signal(&f->cond);
     pthread_mutex_unlock(&f->lock);
@@ -277,9 +285,12 @@ int jwks_fetcher_start(jwks_fetcher_t *f)
 void jwks_fetcher_wake(jwks_fetcher_t *f)
 {
     pthread_mutex_lock(&f->lock);
-    for (jwks_source_t *s = f->sources; s != NULL; s = s->next)
-        if (s->next_ms != UINT64_MAX)
+    for (jwks_source_t *s = f->sources; s != NULL; s = s->next) {
+        if (s->next_ms == UINT64_MAX)
+            s->again = true; /* the fetch in flight may have read the document before the change */
+        else
             s->next_ms = 0;
+    }
     pthread_cond_signal(&f->cond);
     pthread_mutex_unlock(&f->lock);
 }

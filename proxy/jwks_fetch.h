@@ -16,7 +16,7 @@
  * before, and is tried again after 1 s, doubling to 60 s. The first
  * failure with a new reason is logged; so is a success after failures
  * and every change of keys. jwks_fetcher_wake (SIGHUP) fetches every
- * source now.
+ * source now (one being fetched, once more when that fetch ends).
  *
  * https: the server's certificate must chain to spec.jwks.caFile (the
  * system's bundle without one) and name the URI's host.
