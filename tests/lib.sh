@@ -47,8 +47,12 @@ LAST_BODY=$T/last_body
 _TRACKED_PIDS=()
 _SCANNED_LOGS=()
 
+# _lib_cleanup [RC]: the EXIT trap; a script with a trap of its own calls it last, passing the status it
+# saw (`trap '_t_rc=$?; my_cleanup; _lib_cleanup "$_t_rc"' EXIT`): under set -e, anything that returns
+# that status in the trap, such as `(exit $_t_rc)`, would end the shell before the processes are stopped.
 _lib_cleanup() {
     local rc=$?
+    [[ $# -gt 0 ]] && rc=$1
     local pid
     for pid in "${_TRACKED_PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true

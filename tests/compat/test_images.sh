@@ -31,7 +31,7 @@ cleanup_images() {
     podman rmi -f "$TAGP" "$TAGC" >/dev/null 2>&1 || true
     ip netns del "$NS" 2>/dev/null || true
 }
-trap '_t_rc=$?; cleanup_images; (exit $_t_rc); _lib_cleanup' EXIT
+trap '_t_rc=$?; cleanup_images; _lib_cleanup "$_t_rc"' EXIT
 
 "$NODE_DIR/node_modules/.bin/dockerfilelint" "$OUTRIDER_SRC/deploy/images/proxy.Containerfile" \
     "$OUTRIDER_SRC/deploy/images/collector.Containerfile" >"$T/lint.out" 2>&1 || fail "dockerfilelint: $(cat "$T/lint.out")"

@@ -45,7 +45,7 @@ cleanup_ns() {
     ip netns del "$NA" 2>/dev/null || true
     ip netns del "$NB" 2>/dev/null || true
 }
-trap '_t_rc=$?; cleanup_ns; (exit $_t_rc); _lib_cleanup' EXIT # lib.sh's cleanup reads the exit status
+trap '_t_rc=$?; cleanup_ns; _lib_cleanup "$_t_rc"' EXIT
 ip netns add "$NA" 2>/dev/null || skip "cannot make a network namespace (ip netns add)"
 ip netns add "$NB" || fail "ip netns add $NB"
 ip link add "va$$" type veth peer name "vb$$" || fail "veth pair"
