@@ -585,8 +585,6 @@ static bool route_original_dst(conn_t *c, const router_request_t *rq)
 
 /* ---- RequestAuthentication ---- */
 
-#define JWT_ISSUER_MAX 512
-
 /* The token in v after prefix (case-insensitive), trimmed; empty when v does not start with it. */
 static str_t after_prefix(str_t v, const char *prefix)
 {
@@ -652,6 +650,33 @@ static void jwt_refuse(conn_t *c, const char *why)
     conn_local_reply_h(c, 401, why, false, &f, 1);
 }
 
+/* jwt_verify_pick's choice: the rule of the token's issuer, its keys (a reference to fetched ones in held). */
+typedef struct pick {
+    const proxy_config_t *cfg;
+    const proxy_jwt_rule_t *rule;
+    jwks_t *held;
+    jwt_check_t check;
+} pick_t;
+
+static jwt_status_t pick_rule(void *ctx, const char *iss, const jwks_t **keys, const jwt_check_t **check)
+{
+    pick_t *pk = ctx;
+    const proxy_jwt_rule_t *r = NULL;
+    for (size_t i = 0; i < pk->cfg->n_jwt_rules && r == NULL; i++)
+        if (strcmp(pk->cfg->jwt_rules[i]->issuer, iss) == 0)
+            r = pk->cfg->jwt_rules[i];
+    if (r == NULL)
+        return JWT_ERR_ISSUER;
+    pk->held = r->jwks_source != NULL ? jwks_source_keys(r->jwks_source) : NULL;
+    if (r->jwks_remote && pk->held == NULL)
+        return JWT_ERR_JWKS_FETCH; /* Envoy's "Jwks remote fetch is failed": no keys yet for this issuer */
+    pk->rule = r;
+    pk->check = (jwt_check_t){r->issuer, r->audiences.items, r->audiences.n, (int64_t)time(NULL), 0, 0};
+    *keys = pk->held != NULL ? pk->held : r->jwks;
+    *check = &pk->check;
+    return JWT_OK;
+}
+
 /*
  * Inbound with RequestAuthentication: find a token where some rule looks
  * for one, pick the rule of its issuer, verify. No token passes (an
@@ -667,28 +692,14 @@ static bool inbound_authenticate(conn_t *c, const http1_head_t *h, const router_
         tok = rule_token(cfg->jwt_rules[i], h, rq->query, &field);
     if (tok.len == 0)
         return false;
-    char iss[JWT_ISSUER_MAX];
-    const proxy_jwt_rule_t *r = NULL;
-    bool readable = jwt_peek_issuer(tok.ptr, tok.len, iss, sizeof iss) == 0;
-    for (size_t i = 0; readable && i < cfg->n_jwt_rules && r == NULL; i++)
-        if (strcmp(cfg->jwt_rules[i]->issuer, iss) == 0)
-            r = cfg->jwt_rules[i];
-    if (r == NULL) {
-        jwt_refuse(c, readable ? "Jwt issuer is not configured" : "Jwt is not in the form of Header.Payload.Signature");
-        return true;
-    }
-    jwks_t *fetched = r->jwks_source != NULL ? jwks_source_keys(r->jwks_source) : NULL; /* a reference */
-    if (r->jwks_remote && fetched == NULL) {
-        jwt_refuse(c, "Jwks remote fetch is failed"); /* Envoy's words: no keys yet for this issuer */
-        return true;
-    }
-    jwt_check_t check = {r->issuer, r->audiences.items, r->audiences.n, (int64_t)time(NULL), 0, 0};
-    jwt_status_t st = jwt_verify(fetched != NULL ? fetched : r->jwks, tok.ptr, tok.len, &check, &c->jwt, NULL, 0);
-    jwks_destroy(fetched);
+    pick_t pk = {cfg, NULL, NULL, {0}};
+    jwt_status_t st = jwt_verify_pick(tok.ptr, tok.len, pick_rule, &pk, &c->jwt, NULL, 0);
+    jwks_destroy(pk.held);
     if (st != JWT_OK) {
         jwt_refuse(c, jwt_status_str(st));
         return true;
     }
+    const proxy_jwt_rule_t *r = pk.rule;
     c->jwt_rule = r;
     c->jwt_field = r->forward_original_token ? NULL : field;
     const char *d1 = memchr(tok.ptr, '.', tok.len), *d2 = memrchr(tok.ptr, '.', tok.len);

@@ -61,6 +61,14 @@ typedef struct jwk {
     enum key_type type;
     int alg;   /* index into ALGS, -1 = any of its type */
     char *kid; /* NULL = none */
+    /*
+     * Per algorithm the key may verify: a verification context initialised
+     * once (prepare), which each verification copies. Initialising one is
+     * most of OpenSSL 3's per-call cost outside the arithmetic (fetching
+     * the signature and digest implementations by name); copying is not.
+     * NULL: initialise at each verification (the copy failed or is absent).
+     */
+    EVP_MD_CTX *prep[N_ALGS];
 } jwk_t;
 
 struct jwks {
@@ -409,6 +417,8 @@ done:
 }
 
 /* One JWK into *k; -1 with why when it cannot be used. */
+static void prepare(jwk_t *k);
+
 static int jwk_build(yajl_val jwk, jwk_t *k, char *why, size_t whylen)
 {
     const char *kty, *crv, *use, *alg, *kid;
@@ -470,6 +480,7 @@ static int jwk_build(yajl_val jwk, jwk_t *k, char *why, size_t whylen)
     if (k->pkey == NULL)
         return -1;
     k->kid = kid ? xstrdup(kid) : NULL;
+    prepare(k);
     return 0;
 }
 
@@ -569,6 +580,8 @@ void jwks_destroy(jwks_t *keys)
         return;
     for (size_t i = 0; i < keys->n; i++) {
         EVP_PKEY_free(keys->keys[i].pkey);
+        for (size_t a = 0; a < N_ALGS; a++)
+            EVP_MD_CTX_free(keys->keys[i].prep[a]);
         free(keys->keys[i].kid);
     }
     free(keys->keys);
@@ -577,15 +590,47 @@ void jwks_destroy(jwks_t *keys)
 
 /* ---- verification ---- */
 
-static bool verify_with(const jwk_t *k, const alg_t *a, const uint8_t *msg, size_t msg_len, const uint8_t *sig,
+/* A context for verifying a's signatures with pkey, ready for EVP_DigestVerify; NULL on failure. */
+static EVP_MD_CTX *verify_ctx(EVP_PKEY *pkey, const alg_t *a)
+{
+    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestVerifyInit_ex(md, &pctx, a->md, NULL, NULL, pkey, NULL) != 1 ||
+        /* RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash. */
+        (a->kind == KIND_RSA_PSS && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                                     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+                                     EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, a->md, NULL) != 1))) {
+        EVP_MD_CTX_free(md);
+        return NULL;
+    }
+    return md;
+}
+
+/* Prepare k's contexts for every algorithm it may verify (see jwk_t). */
+static void prepare(jwk_t *k)
+{
+    for (size_t i = 0; i < N_ALGS; i++)
+        if (ALGS[i].key == k->type && (k->alg < 0 || k->alg == (int)i))
+            k->prep[i] = verify_ctx(k->pkey, &ALGS[i]);
+    ERR_clear_error();
+}
+
+static bool verify_with(const jwk_t *k, int alg_index, const uint8_t *msg, size_t msg_len, const uint8_t *sig,
                         size_t sig_len)
 {
+    const alg_t *a = &ALGS[alg_index];
     bool ok = false;
     uint8_t *der = NULL;
     ECDSA_SIG *es = NULL;
-    EVP_PKEY_CTX *pctx = NULL;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (md == NULL)
+    EVP_MD_CTX *md = NULL;
+    if (k->prep[alg_index] != NULL) { /* a copy: contexts are used once, and many threads share the key */
+        md = EVP_MD_CTX_new();
+        if (md != NULL && EVP_MD_CTX_copy_ex(md, k->prep[alg_index]) != 1) {
+            EVP_MD_CTX_free(md);
+            md = NULL;
+        }
+    }
+    if (md == NULL && (md = verify_ctx(k->pkey, a)) == NULL)
         goto done;
     if (a->kind == KIND_ECDSA) {
         /* RFC 7518 3.4: R || S, each the size of the order; OpenSSL wants DER. */
@@ -602,13 +647,6 @@ static bool verify_with(const jwk_t *k, const alg_t *a, const uint8_t *msg, size
         sig = der;
         sig_len = (size_t)n;
     }
-    if (EVP_DigestVerifyInit_ex(md, &pctx, a->md, NULL, NULL, k->pkey, NULL) != 1)
-        goto done;
-    /* RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash. */
-    if (a->kind == KIND_RSA_PSS && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                                    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-                                    EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, a->md, NULL) != 1))
-        goto done;
     ok = EVP_DigestVerify(md, sig, sig_len, msg, msg_len) == 1;
 done:
     EVP_MD_CTX_free(md);
@@ -770,8 +808,14 @@ static jwt_status_t check_claims(const jwt_t *j, const jwt_check_t *check, char 
     return JWT_OK;
 }
 
-jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const jwt_check_t *check, jwt_t **out,
-                        char *err, size_t errlen)
+static bool check_ok(const jwt_check_t *check)
+{
+    return check != NULL && check->issuer != NULL && (check->n_audiences == 0 || check->audiences != NULL);
+}
+
+/* jwt_verify with keys and check given, or chosen by pick from the payload's iss (then keys and check are NULL). */
+static jwt_status_t verify(const jwks_t *keys, const jwt_check_t *check, jwt_pick_fn pick, void *ctx, const char *token,
+                           size_t len, jwt_t **out, char *err, size_t errlen)
 {
     jwt_status_t rc;
     uint8_t *header = NULL, *payload = NULL, *sig = NULL;
@@ -781,12 +825,11 @@ jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const
     set_err(err, errlen, "%s", "");
     if (out != NULL)
         *out = NULL;
-    if (keys == NULL || token == NULL || check == NULL || check->issuer == NULL || out == NULL ||
-        (check->n_audiences > 0 && check->audiences == NULL)) {
+    if (token == NULL || out == NULL || (pick == NULL && (keys == NULL || !check_ok(check)))) {
         set_err(err, errlen, "%s", jwt_status_str(JWT_ERR_ARGS));
         return JWT_ERR_ARGS;
     }
-    size_t max = check->max_bytes ? check->max_bytes : JWT_MAX_BYTES;
+    size_t max = check != NULL && check->max_bytes ? check->max_bytes : JWT_MAX_BYTES;
     if (len > max) {
         set_err(err, errlen, "Jwt is longer than %zu bytes", max);
         return JWT_ERR_TOO_LONG;
@@ -799,7 +842,31 @@ jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const
         set_err(err, errlen, "%s", jwt_status_str(JWT_ERR_FORMAT));
         return JWT_ERR_FORMAT;
     }
-    size_t header_len, payload_len, sig_len;
+    size_t header_len, payload_len = 0, sig_len;
+    if (pick != NULL) { /* the payload first: its iss says whose keys and checks apply */
+        const char *iss = NULL;
+        if ((payload = b64url_dup(d1 + 1, (size_t)(d2 - d1 - 1), &payload_len)) == NULL ||
+            (claims = json_parse((const char *)payload, payload_len, &why, NULL, 0)) == NULL ||
+            !YAJL_IS_OBJECT(claims) || member_string(claims, "iss", &iss) != 1) {
+            set_err(err, errlen, "%s", jwt_status_str(JWT_ERR_FORMAT));
+            rc = JWT_ERR_FORMAT;
+            goto done;
+        }
+        if ((rc = pick(ctx, iss, &keys, &check)) != JWT_OK) {
+            set_err(err, errlen, "%s", jwt_status_str(rc));
+            goto done;
+        }
+        if (keys == NULL || !check_ok(check)) {
+            set_err(err, errlen, "%s", jwt_status_str(JWT_ERR_ARGS));
+            rc = JWT_ERR_ARGS;
+            goto done;
+        }
+        if (check->max_bytes && len > check->max_bytes) {
+            set_err(err, errlen, "Jwt is longer than %zu bytes", check->max_bytes);
+            rc = JWT_ERR_TOO_LONG;
+            goto done;
+        }
+    }
     if ((header = b64url_dup(token, (size_t)(d1 - token), &header_len)) == NULL) {
         set_err(err, errlen, "Jwt header is not base64url");
         rc = JWT_ERR_BASE64;
@@ -844,7 +911,7 @@ jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const
         rc = JWT_ERR_FORMAT;
         goto done;
     }
-    if ((payload = b64url_dup(d1 + 1, (size_t)(d2 - d1 - 1), &payload_len)) == NULL) {
+    if (payload == NULL && (payload = b64url_dup(d1 + 1, (size_t)(d2 - d1 - 1), &payload_len)) == NULL) {
         set_err(err, errlen, "Jwt payload is not base64url");
         rc = JWT_ERR_BASE64;
         goto done;
@@ -870,7 +937,7 @@ jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const
         if (k->type != alg->key || (k->alg >= 0 && k->alg != alg_index))
             continue;
         tried++;
-        verified = verify_with(k, alg, (const uint8_t *)token, (size_t)(d2 - token), sig, sig_len);
+        verified = verify_with(k, alg_index, (const uint8_t *)token, (size_t)(d2 - token), sig, sig_len);
     }
     if (tried == 0) {
         set_err(err, errlen, "Jwks doesn't have a key to match the kid or alg of the Jwt");
@@ -883,7 +950,7 @@ jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const
         goto done;
     }
 
-    if ((claims = json_parse((const char *)payload, payload_len, &why, NULL, 0)) == NULL) {
+    if (claims == NULL && (claims = json_parse((const char *)payload, payload_len, &why, NULL, 0)) == NULL) {
         set_err(err, errlen, "Jwt payload is an invalid JSON (%s)", why);
         rc = JWT_ERR_PAYLOAD;
         goto done;
@@ -919,27 +986,22 @@ done:
     return rc;
 }
 
-int jwt_peek_issuer(const char *token, size_t len, char *out, size_t outlen)
+jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const jwt_check_t *check, jwt_t **out,
+                        char *err, size_t errlen)
 {
-    const char *d1 = memchr(token, '.', len);
-    const char *d2 = d1 != NULL ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
-    if (d2 == NULL || len > JWT_MAX_BYTES || outlen == 0)
-        return -1;
-    size_t n;
-    uint8_t *payload = b64url_dup(d1 + 1, (size_t)(d2 - d1 - 1), &n);
-    if (payload == NULL)
-        return -1;
-    const char *why;
-    yajl_val v = json_parse((const char *)payload, n, &why, NULL, 0);
-    const char *iss = NULL;
-    int rc = -1;
-    if (v != NULL && YAJL_IS_OBJECT(v) && member_string(v, "iss", &iss) == 1 && strlen(iss) < outlen) {
-        memcpy(out, iss, strlen(iss) + 1);
-        rc = 0;
+    return verify(keys, check, NULL, NULL, token, len, out, err, errlen);
+}
+
+jwt_status_t jwt_verify_pick(const char *token, size_t len, jwt_pick_fn pick, void *ctx, jwt_t **out, char *err,
+                             size_t errlen)
+{
+    if (pick == NULL) {
+        if (out != NULL)
+            *out = NULL;
+        set_err(err, errlen, "%s", jwt_status_str(JWT_ERR_ARGS));
+        return JWT_ERR_ARGS;
     }
-    yajl_tree_free(v);
-    free(payload);
-    return rc;
+    return verify(NULL, NULL, pick, ctx, token, len, out, err, errlen);
 }
 
 const char *jwt_status_str(jwt_status_t s)
@@ -960,6 +1022,7 @@ const char *jwt_status_str(jwt_status_t s)
     case JWT_ERR_EXPIRED: return "Jwt is expired";
     case JWT_ERR_NOT_YET_VALID: return "Jwt is not yet valid";
     case JWT_ERR_AUDIENCE: return "Audiences in Jwt are not allowed";
+    case JWT_ERR_JWKS_FETCH: return "Jwks remote fetch is failed";
     }
     return "Jwt status unknown";
 }

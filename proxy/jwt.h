@@ -99,6 +99,7 @@ typedef enum jwt_status {
     JWT_ERR_EXPIRED = -12,       /* exp <= now - skew */
     JWT_ERR_NOT_YET_VALID = -13, /* nbf > now + skew */
     JWT_ERR_AUDIENCE = -14,      /* audiences configured, and aud missing or none of them */
+    JWT_ERR_JWKS_FETCH = -15,    /* (jwt_verify_pick) the issuer's keys have not been fetched yet */
 } jwt_status_t;
 
 /*
@@ -126,11 +127,22 @@ jwt_status_t jwt_verify(const jwks_t *keys, const char *token, size_t len, const
                         char *err, size_t errlen);
 
 /*
- * The iss claim of a token, NOT verified: only to choose which issuer's
- * keys verify it (several jwtRules). Copies it into out; 0, or -1 when the
- * token has no readable string iss or it does not fit.
+ * For jwt_verify_pick: the keys and checks for a token whose (unverified)
+ * payload names issuer iss; JWT_OK with both set, or the refusal
+ * (JWT_ERR_ISSUER: no rule for it; JWT_ERR_JWKS_FETCH: its keys are not
+ * there yet). *keys must stay valid until jwt_verify_pick returns.
  */
-int jwt_peek_issuer(const char *token, size_t len, char *out, size_t outlen);
+typedef jwt_status_t (*jwt_pick_fn)(void *ctx, const char *iss, const jwks_t **keys, const jwt_check_t **check);
+
+/*
+ * jwt_verify for several issuers (jwtRules): the payload is decoded and
+ * parsed once, its iss chooses the keys and checks through pick, then the
+ * token is verified as jwt_verify does. A payload that is not a JSON
+ * object with a string iss is JWT_ERR_FORMAT (nothing can be said of a
+ * token no rule can be chosen for); pick's refusal is returned as it is.
+ */
+jwt_status_t jwt_verify_pick(const char *token, size_t len, jwt_pick_fn pick, void *ctx, jwt_t **out, char *err,
+                             size_t errlen);
 
 /* A short constant text for a status ("Jwt is expired", ...). */
 const char *jwt_status_str(jwt_status_t s);

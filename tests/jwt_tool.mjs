@@ -8,6 +8,9 @@
 //                                               with "ascii" the payload JSON writes every non-ASCII character as a
 //                                               \uXXXX escape (astral ones as a surrogate pair), as Python's json.dumps
 //                                               and Java issuers do, instead of raw UTF-8
+//   node tests/jwt_tool.mjs sign-many DIR KID ALG N CLAIMS_JSON
+//                                               N tokens, one a line, each with sub "user-I" and a fresh jti
+//                                               (the benchmarks' many users)
 //   node tests/jwt_tool.mjs hs256-with DIR KID CLAIMS_JSON
 //                                               key confusion: HS256 whose HMAC secret is KID's public key PEM
 //   node tests/jwt_tool.mjs none CLAIMS_JSON    alg "none", empty signature
@@ -34,6 +37,18 @@ function compact(header, payload, sign, ascii = false) {
   return `${input}.${b64u(sign(Buffer.from(input)))}`;
 }
 
+function signer(dir, kid, alg) {
+  const key = crypto.createPrivateKey(fs.readFileSync(path.join(dir, `${kid}.pem`)));
+  const sign = {
+    RS256: (d) => crypto.sign('sha256', d, key),
+    PS256: (d) => crypto.sign('sha256', d, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+    ES256: (d) => crypto.sign('sha256', d, { key, dsaEncoding: 'ieee-p1363' }),
+    EdDSA: (d) => crypto.sign(null, d, key),
+  }[alg];
+  if (!sign) throw new Error(`unknown alg ${alg}`);
+  return sign;
+}
+
 if (cmd === 'keys') {
   const [dir, prefix = 'k'] = args;
   fs.mkdirSync(dir, { recursive: true });
@@ -53,15 +68,14 @@ if (cmd === 'keys') {
 } else if (cmd === 'sign') {
   const [dir, kid, alg, json, form] = args;
   if (form !== undefined && form !== 'ascii') throw new Error(`unknown form ${form} (expected ascii)`);
-  const key = crypto.createPrivateKey(fs.readFileSync(path.join(dir, `${kid}.pem`)));
-  const sign = {
-    RS256: (d) => crypto.sign('sha256', d, key),
-    PS256: (d) => crypto.sign('sha256', d, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
-    ES256: (d) => crypto.sign('sha256', d, { key, dsaEncoding: 'ieee-p1363' }),
-    EdDSA: (d) => crypto.sign(null, d, key),
-  }[alg];
-  if (!sign) throw new Error(`unknown alg ${alg}`);
-  process.stdout.write(compact({ alg, typ: 'JWT', kid }, claims(json), sign, form === 'ascii'));
+  process.stdout.write(compact({ alg, typ: 'JWT', kid }, claims(json), signer(dir, kid, alg), form === 'ascii'));
+} else if (cmd === 'sign-many') {
+  const [dir, kid, alg, n, json] = args;
+  const sign = signer(dir, kid, alg);
+  const out = [];
+  for (let i = 0; i < Number(n); i++)
+    out.push(compact({ alg, typ: 'JWT', kid }, { ...claims(json), sub: `user-${i}`, jti: crypto.randomUUID() }, sign));
+  process.stdout.write(`${out.join('\n')}\n`);
 } else if (cmd === 'hs256-with') {
   const [dir, kid, json] = args;
   const secret = fs.readFileSync(path.join(dir, `${kid}.pub.pem`));
@@ -72,6 +86,6 @@ if (cmd === 'keys') {
   const input = `${b64u(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${b64u(JSON.stringify(claims(json)))}`;
   process.stdout.write(`${input}.`);
 } else {
-  process.stderr.write('usage: jwt_tool.mjs keys|sign|hs256-with|none ...\n');
+  process.stderr.write('usage: jwt_tool.mjs keys|sign|sign-many|hs256-with|none ...\n');
   process.exit(2);
 }

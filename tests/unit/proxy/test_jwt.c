@@ -463,6 +463,99 @@ static void test_issuer(void **state)
     jwks_destroy(ks);
 }
 
+/* jwt_verify_pick: the payload's iss chooses keys and checks; pick's refusals come back as they are */
+typedef struct picker {
+    const jwks_t *a, *b; /* ISS's keys, and https://b.example's */
+    jwt_check_t ca, cb;
+    char seen[128];
+    int calls;
+    jwt_status_t refuse_b; /* JWT_OK, or what to answer for b */
+} picker_t;
+
+static jwt_status_t pick(void *ctx, const char *iss, const jwks_t **keys, const jwt_check_t **check)
+{
+    picker_t *p = ctx;
+    p->calls++;
+    snprintf(p->seen, sizeof p->seen, "%s", iss);
+    if (strcmp(iss, ISS) == 0) {
+        *keys = p->a, *check = &p->ca;
+        return JWT_OK;
+    }
+    if (strcmp(iss, "https://b.example") == 0 && p->refuse_b == JWT_OK) {
+        *keys = p->b, *check = &p->cb;
+        return JWT_OK;
+    }
+    return strcmp(iss, "https://b.example") == 0 ? p->refuse_b : JWT_ERR_ISSUER;
+}
+
+static void expect_pick(picker_t *p, const char *t, jwt_status_t want, const char *want_err)
+{
+    char err[256];
+    jwt_t *j = (jwt_t *)0x1;
+    jwt_status_t rc = jwt_verify_pick(t, strlen(t), pick, p, &j, err, sizeof err);
+    if (rc != want)
+        fail_msg("got %d (%s), want %d", rc, err, want);
+    if (rc == JWT_OK)
+        jwt_destroy(j);
+    else
+        assert_null(j);
+    if (want_err != NULL)
+        assert_string_equal(err, want_err);
+}
+
+static void test_pick(void **state)
+{
+    (void)state;
+    jwks_t *ka = JWKS({ec256, NULL, NULL}), *kb = JWKS({rsa_a, NULL, NULL});
+    picker_t p = {.a = ka, .b = kb, .ca = check_default(), .cb = check_default()};
+    p.cb.issuer = "https://b.example";
+    static const char *const aud_b[] = {"reviews"};
+    p.cb.audiences = aud_b, p.cb.n_audiences = 1;
+
+    char *t = tok(ec256, "ES256", NULL, PAYLOAD);
+    expect_pick(&p, t, JWT_OK, NULL);
+    assert_string_equal(p.seen, ISS);
+    free(t);
+    /* b's token with b's keys and b's audiences */
+    t = tok(rsa_a, "RS256", NULL, "{\"iss\":\"https://b.example\",\"sub\":\"x\",\"aud\":\"reviews\"}");
+    expect_pick(&p, t, JWT_OK, NULL);
+    free(t);
+    t = tok(rsa_a, "RS256", NULL, "{\"iss\":\"https://b.example\",\"sub\":\"x\",\"aud\":\"ratings\"}");
+    expect_pick(&p, t, JWT_ERR_AUDIENCE, NULL);
+    free(t);
+    /* signed with the other issuer's key: a's keys are tried, not b's */
+    t = tok(rsa_a, "RS256", NULL, PAYLOAD);
+    expect_pick(&p, t, JWT_ERR_NO_KEY, NULL);
+    free(t);
+    t = tok(ec256, "ES256", NULL, "{\"iss\":\"https://c.example\"}");
+    expect_pick(&p, t, JWT_ERR_ISSUER, "Jwt issuer is not configured");
+    free(t);
+    p.refuse_b = JWT_ERR_JWKS_FETCH;
+    t = tok(rsa_a, "RS256", NULL, "{\"iss\":\"https://b.example\",\"aud\":\"reviews\"}");
+    expect_pick(&p, t, JWT_ERR_JWKS_FETCH, "Jwks remote fetch is failed");
+    free(t);
+    /* no rule can be chosen: the format refusal, and pick is not asked */
+    int calls = p.calls;
+    static const char *const unreadable[] = {"{\"sub\":\"alice\"}", "{\"iss\":7}", "[\"" ISS "\"]", "not json"};
+    for (size_t i = 0; i < sizeof unreadable / sizeof unreadable[0]; i++) {
+        t = tok(ec256, "ES256", NULL, unreadable[i]);
+        expect_pick(&p, t, JWT_ERR_FORMAT, "Jwt is not in the form of Header.Payload.Signature");
+        free(t);
+    }
+    expect_pick(&p, "a.b", JWT_ERR_FORMAT, NULL);
+    assert_int_equal(p.calls, calls);
+    /* a bad signature after a good choice */
+    t = tok(ec256, "ES256", NULL, PAYLOAD);
+    t[strlen(t) - 3] = t[strlen(t) - 3] == 'A' ? 'B' : 'A';
+    expect_pick(&p, t, JWT_ERR_SIGNATURE, NULL);
+    jwt_t *j;
+    assert_int_equal(jwt_verify_pick(t, strlen(t), NULL, &p, &j, NULL, 0), JWT_ERR_ARGS);
+    assert_null(j);
+    free(t);
+    jwks_destroy(ka);
+    jwks_destroy(kb);
+}
+
 static void test_audience(void **state)
 {
     (void)state;
@@ -1367,23 +1460,15 @@ static int free_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc_vectors),
-        cmocka_unit_test(test_algorithms),
-        cmocka_unit_test(test_time),
-        cmocka_unit_test(test_issuer),
-        cmocka_unit_test(test_audience),
-        cmocka_unit_test(test_bad_signature),
-        cmocka_unit_test(test_alg_none_and_unknown),
-        cmocka_unit_test(test_key_confusion),
-        cmocka_unit_test(test_kid_and_rotation),
-        cmocka_unit_test(test_key_alg),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_limits_and_crit),
-        cmocka_unit_test(test_jwks),
-        cmocka_unit_test(test_claims),
-        cmocka_unit_test(test_status_strings),
-        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_rfc_vectors),    cmocka_unit_test(test_algorithms),
+        cmocka_unit_test(test_time),           cmocka_unit_test(test_issuer),
+        cmocka_unit_test(test_pick),           cmocka_unit_test(test_audience),
+        cmocka_unit_test(test_bad_signature),  cmocka_unit_test(test_alg_none_and_unknown),
+        cmocka_unit_test(test_key_confusion),  cmocka_unit_test(test_kid_and_rotation),
+        cmocka_unit_test(test_key_alg),        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_json),           cmocka_unit_test(test_limits_and_crit),
+        cmocka_unit_test(test_jwks),           cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_status_strings), cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, make_keys, free_keys);
 }
