@@ -416,9 +416,9 @@ done:
     return pkey;
 }
 
-/* One JWK into *k; -1 with why when it cannot be used. */
 static void prepare(jwk_t *k);
 
+/* One JWK into *k; -1 with why when it cannot be used. */
 static int jwk_build(yajl_val jwk, jwk_t *k, char *why, size_t whylen)
 {
     const char *kty, *crv, *use, *alg, *kid;
