@@ -773,9 +773,10 @@ static peer_t peer_of(const authz_t *a, str_t id, char *buf)
         pe.principal = (str_t){id.ptr + 9, id.len - 9};
         const char *slash = memchr(pe.principal.ptr, '/', pe.principal.len);
         size_t tl = slash != NULL ? (size_t)(slash - pe.principal.ptr) : 0;
+        size_t rest = pe.principal.len - tl;
         for (size_t i = 0; slash != NULL && a->aliases != NULL && i < a->aliases->n; i++) {
             const char *al = a->aliases->items[i];
-            size_t ours = strlen(a->trust_domain), rest = pe.principal.len - tl;
+            size_t ours = strlen(a->trust_domain);
             if (strlen(al) == tl && memcmp(al, pe.principal.ptr, tl) == 0 && ours + rest <= PEER_ID_MAX) {
                 memcpy(buf, a->trust_domain, ours);
                 memcpy(buf + ours, slash, rest);

@@ -100,9 +100,12 @@ int jwks_uri_split(const char *uri, char *origin, size_t olen, char *path, size_
 
 /* ---- the thread ---- */
 
-/* One GET of s's document into keys (NULL when it did not change: same digest), or a reason in why. */
+/*
+ * One GET of s's document: its digest, and its keys in *keys (NULL when the
+ * document is the one the keys held came from); or -1 and a reason in why.
+ */
 static int fetch(jwks_fetcher_t *f, jwks_source_t *s, const char *ca_file, uint64_t timeout_ms, jwks_t **keys,
-                 char *why, size_t wlen)
+                 uint8_t digest[SHA256_DIGEST_LENGTH], char *why, size_t wlen)
 {
     *keys = NULL;
     char err[256];
@@ -124,50 +127,41 @@ static int fetch(jwks_fetcher_t *f, jwks_source_t *s, const char *ca_file, uint6
     if (status >= 0 && status != 200) {
         snprintf(why, wlen, "HTTP status %d", status);
     } else if (status == 200) {
-        uint8_t d[SHA256_DIGEST_LENGTH];
-        SHA256((const uint8_t *)(body.data ? body.data : ""), body.len, d);
+        SHA256((const uint8_t *)(body.data ? body.data : ""), body.len, digest);
         pthread_mutex_lock(&s->lock);
-        bool same = s->keys != NULL && memcmp(d, s->digest, sizeof d) == 0;
+        bool same = s->keys != NULL && memcmp(digest, s->digest, SHA256_DIGEST_LENGTH) == 0;
         pthread_mutex_unlock(&s->lock);
-        if (same) {
+        if (same || (*keys = jwks_parse(body.data ? body.data : "", body.len, err, sizeof err)) != NULL)
             rc = 0;
-        } else if ((*keys = jwks_parse(body.data ? body.data : "", body.len, err, sizeof err)) == NULL) {
+        else
             snprintf(why, wlen, "not a usable JWKS: %s", err);
-        } else {
-            pthread_mutex_lock(&s->lock);
-            memcpy(s->digest, d, sizeof d);
-            pthread_mutex_unlock(&s->lock);
-            rc = 0;
-        }
     }
     buf_dispose(&body);
     return rc;
 }
 
-/* Record one attempt's outcome; under no lock. */
-static void settle(jwks_fetcher_t *f, jwks_source_t *s, int rc, jwks_t *keys, const char *why)
+/* Record one attempt's outcome (new keys with the digest of their document); under no lock. */
+static void settle(jwks_fetcher_t *f, jwks_source_t *s, int rc, jwks_t *keys, const uint8_t *digest, const char *why)
 {
     jwks_t *old = NULL;
     bool changed_reason = false, recovered = false;
-    size_t n = 0;
     pthread_mutex_lock(&s->lock);
     if (rc == 0) {
-        recovered = s->st.failures > 0 && s->st.last_error[0] != '\0';
+        recovered = s->st.last_error[0] != '\0'; /* the attempt before failed */
         s->st.successes++;
         s->st.last_success_unix = (int64_t)time(NULL);
         s->st.last_error[0] = '\0';
         if (keys != NULL) {
             old = s->keys;
             s->keys = keys;
-            s->st.keys = jwks_count(keys);
+            memcpy(s->digest, digest, SHA256_DIGEST_LENGTH);
         }
-        n = s->st.keys;
     } else {
         s->st.failures++;
         changed_reason = strcmp(s->st.last_error, why) != 0;
         snprintf(s->st.last_error, sizeof s->st.last_error, "%s", why);
-        n = s->st.keys;
     }
+    size_t n = jwks_count(s->keys);
     pthread_mutex_unlock(&s->lock);
     jwks_destroy(old); /* verifications holding it keep their reference */
 
@@ -227,15 +221,16 @@ static void *run(void *arg)
         uint64_t timeout = due->timeout_ms;
         pthread_mutex_unlock(&f->lock);
         jwks_t *keys = NULL;
+        uint8_t digest[SHA256_DIGEST_LENGTH];
         char why[320] = "";
-        int rc = fetch(f, due, ca, timeout, &keys, why, sizeof why);
+        int rc = fetch(f, due, ca, timeout, &keys, digest, why, sizeof why);
         free(ca);
         if (atomic_load(&f->stop_ms) != 0 && rc != 0) { /* stopped mid-way: not the server's fault */
             jwks_source_unref(due);
             pthread_mutex_lock(&f->lock);
             break;
         }
-        settle(f, due, rc, keys, why);
+        settle(f, due, rc, keys, digest, why);
         jwks_source_unref(due);
         pthread_mutex_lock(&f->lock);
     }
@@ -384,6 +379,7 @@ void jwks_source_status(jwks_source_t *s, jwks_source_status_t *st)
 {
     pthread_mutex_lock(&s->lock);
     *st = s->st;
+    st->keys = jwks_count(s->keys);
     pthread_mutex_unlock(&s->lock);
 }
 
