@@ -39,11 +39,6 @@ uint64_t collector_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-uint64_t collector_mono_ms(void)
-{
-    return mono_now_ms();
-}
-
 static uint64_t read_rss(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");

@@ -87,9 +87,6 @@ void collector_dispose(collector_t *c);
 uint64_t collector_now_ms(void);
 uint64_t collector_now_us(void);
 
-/* Milliseconds of CLOCK_MONOTONIC, for intervals and deadlines. */
-uint64_t collector_mono_ms(void);
-
 /*
  * 1 when resident memory is above limits.memoryLimit, reading
  * /proc/self/statm at most every 100 ms. Ingest answers 503 then.

@@ -14,6 +14,7 @@
 #include "collector.h"
 #include "kafka_enc.h"
 #include "log.h"
+#include "mono.h"
 #include "prom_text.h"
 #include "xalloc.h"
 
@@ -35,8 +36,8 @@ struct kafka {
     char *topic_name[KT_COUNT];
     char *brokers;
     enum kafka_span_encoding span_enc;
-    int batch;                            /* kafka.spans.batch: one message per partition per request */
-    size_t max_message;                   /* kafka.spans.maxMessageBytes: a batch message is cut before this */
+    int batch;                             /* kafka.spans.batch: one message per partition per request */
+    size_t max_message;                    /* kafka.spans.maxMessageBytes: a batch message is cut before this */
     _Atomic uint32_t partitions[KT_COUNT]; /* per topic, from metadata; 0 = not known yet */
     enum kafka_log_encoding log_enc;
     topic_stats_t stats[KT_COUNT];
@@ -74,7 +75,7 @@ static void set_error(kafka_t *k, const char *what)
 
 static void mark_up(kafka_t *k)
 {
-    atomic_store(&k->up_ms, collector_mono_ms());
+    atomic_store(&k->up_ms, mono_now_ms());
     uint64_t was = atomic_exchange(&k->down_since_ms, 0);
     if (was != 0)
         log_info("kafka: brokers %s reachable again", k->brokers);
@@ -83,7 +84,7 @@ static void mark_up(kafka_t *k)
 static void mark_down(kafka_t *k)
 {
     uint64_t zero = 0;
-    if (atomic_compare_exchange_strong(&k->down_since_ms, &zero, collector_mono_ms()))
+    if (atomic_compare_exchange_strong(&k->down_since_ms, &zero, mono_now_ms()))
         log_warn("kafka: no broker of %s is reachable; messages wait in the queue", k->brokers);
 }
 
@@ -101,7 +102,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         int64_t us = rd_kafka_message_latency(m);
         if (us >= 0)
             prom_histogram_observe(&k->stats[topic].latency, (double)us / 1e6);
-        atomic_store(&k->last_delivery_ms, collector_mono_ms());
+        atomic_store(&k->last_delivery_ms, mono_now_ms());
         mark_up(k);
     } else {
         count(k, topic, KR_FAILED, records, m->len);
@@ -158,7 +159,7 @@ static void *kafka_main(void *arg)
     uint64_t last_probe = 0, last_parts = 0;
     while (!atomic_load(&k->stop)) {
         rd_kafka_poll(k->rk, 100);
-        uint64_t now = collector_mono_ms();
+        uint64_t now = mono_now_ms();
         int want[KT_COUNT] = {k->batch, 0, k->topic[KT_METRICS] != NULL};
         if (now - last_parts >= (atomic_load(&k->partitions[KT_SPANS]) ? 30000u : 1000u)) {
             last_parts = now;
@@ -232,7 +233,7 @@ kafka_t *kafka_start(const collector_config_t *cfg)
     k->topic_name[KT_LOGS] = xstrdup(cfg->kafka_logs_topic);
     k->topic_name[KT_METRICS] = xstrdup(cfg->kafka_metrics_topic);
     pthread_mutex_init(&k->err_lock, NULL);
-    atomic_store(&k->started_ms, collector_mono_ms());
+    atomic_store(&k->started_ms, mono_now_ms());
     for (int t = 0; t < KT_COUNT; t++)
         prom_histogram_init(&k->stats[t].latency, prom_latency_bounds_seconds, PROM_LATENCY_BOUNDS_N);
 
@@ -308,7 +309,7 @@ typedef struct kafka_items {
     const void *ctx;
     void (*key)(const void *ctx, size_t i, buf_t *out);
     size_t (*add)(const void *ctx, size_t i, kafka_scratch_t *sc); /* append item i to sc->value; its records */
-    void (*end)(const void *ctx, buf_t *out);                       /* close a message; NULL: nothing to do */
+    void (*end)(const void *ctx, buf_t *out);                      /* close a message; NULL: nothing to do */
 } kafka_items_t;
 
 /*
@@ -428,8 +429,8 @@ int kafka_publishes_metrics(const kafka_t *k)
     return k != NULL && k->topic[KT_METRICS] != NULL;
 }
 
-void kafka_publish_metrics(kafka_t *k, const char *enc, const size_t *starts, const uint64_t *ids, size_t n,
-                           arena_t *a, kafka_scratch_t *sc)
+void kafka_publish_metrics(kafka_t *k, const char *enc, const size_t *starts, const uint64_t *ids, size_t n, arena_t *a,
+                           kafka_scratch_t *sc)
 {
     if (!kafka_publishes_metrics(k) || n == 0)
         return;
@@ -482,7 +483,9 @@ void kafka_stop(kafka_t *k)
                 uint64_t lost = prom_counter_get(&k->stats[t].records[KR_FAILED]) - before[t];
                 if (lost > 0)
                     log_error("kafka: %llu %s not sent to %s within kafka.drainTimeout: lost", (unsigned long long)lost,
-                              t == KT_SPANS ? "spans" : t == KT_LOGS ? "log records" : "metric points",
+                              t == KT_SPANS  ? "spans"
+                              : t == KT_LOGS ? "log records"
+                                             : "metric points",
                               k->topic_name[t]);
             }
         }
@@ -521,7 +524,8 @@ void kafka_render_metrics(kafka_t *k, buf_t *b, int om)
                        "Kafka messages by topic and result: queued (handed to the producer), then delivered, "
                        "failed (delivery error or purged at shutdown) or dropped (producer queue full)",
                        offsetof(topic_stats_t, messages), om);
-    write_topic_family(k, b, "outrider_kafka_records", "Spans, log records or metric points in those messages, by topic and result",
+    write_topic_family(k, b, "outrider_kafka_records",
+                       "Spans, log records or metric points in those messages, by topic and result",
                        offsetof(topic_stats_t, records), om);
     write_topic_family(k, b, "outrider_kafka_bytes", "Message bytes (before compression) by topic and result",
                        offsetof(topic_stats_t, bytes), om);
@@ -554,7 +558,7 @@ int kafka_health(kafka_t *k, buf_t *b)
 {
     if (k == NULL)
         return 0;
-    uint64_t now = collector_mono_ms();
+    uint64_t now = mono_now_ms();
     uint64_t down = atomic_load(&k->down_since_ms);
     uint64_t since = down ? down : (atomic_load(&k->up_ms) ? 0 : atomic_load(&k->started_ms));
     int is_down = since != 0 && now - since >= k->unhealthy_ms;

@@ -81,7 +81,7 @@ static uint64_t clock_ns(clockid_t id)
 static void sample_locked(mesh_page_t *m)
 {
     uint64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID), wall0 = clock_ns(CLOCK_MONOTONIC);
-    uint64_t now = collector_mono_ms();
+    uint64_t now = mono_now_ms();
     metric_render_cursor_t cur = {0};
     mesh_history_sample_begin(m->history, now);
     while (metric_store_visit_chunk(m->c->metrics, &cur, mesh_history_sample_series, m->history, MESH_VISIT_SERIES,
@@ -103,7 +103,7 @@ static void *sampler_main(void *arg)
     while (!m->stop) {
         struct timespec at = mono_timespec(next);
         pthread_cond_timedwait(&m->wake, &m->mu, &at);
-        uint64_t now = collector_mono_ms();
+        uint64_t now = mono_now_ms();
         if (m->stop || now < next)
             continue;
         sample_locked(m);
@@ -247,7 +247,7 @@ static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t 
     buf_t *b = http_respond_json(resp, 200);
     resp->headers = api_headers;
     pthread_mutex_lock(&m->mu);
-    mesh_cached_t *hit = cached(m, w, collector_mono_ms());
+    mesh_cached_t *hit = cached(m, w, mono_now_ms());
     if (hit != NULL) { /* many viewers of one window: one answer a sample */
         buf_append(b, hit->body.data, hit->body.len);
         m->answers_cached++;
@@ -271,7 +271,7 @@ static void api_mesh(mesh_page_t *m, const http_request_t *req, http_response_t 
     mesh_window_t win;
     mesh_history_stats_t st;
     pthread_mutex_lock(&m->mu);
-    uint64_t mono = collector_mono_ms();
+    uint64_t mono = mono_now_ms();
     if (mono - m->sampled_ms >= MESH_RESAMPLE_MS)
         sample_locked(m);
     mesh_history_window(m->history, window_ms, &win);

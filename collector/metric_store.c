@@ -105,11 +105,6 @@ const char *metric_store_reject_name(enum metric_reject r)
     return (unsigned)r < METRIC_REJECT_COUNT_ ? reject_names[r] : "unknown";
 }
 
-uint64_t metric_store_now_ms(void)
-{
-    return mono_now_ms();
-}
-
 metric_store_t *metric_store_create(const metric_store_config_t *cfg)
 {
     metric_store_t *ms = xcalloc(1, sizeof(*ms));
@@ -767,7 +762,7 @@ int metric_store_identity(metric_store_t *ms, const metric_point_t *p, buf_t *sc
 
 int metric_store_sink(void *ctx, const metric_point_t *p)
 {
-    metric_store_add(ctx, p, metric_store_now_ms(), NULL);
+    metric_store_add(ctx, p, mono_now_ms(), NULL);
     return 0;
 }
 

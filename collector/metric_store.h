@@ -57,15 +57,15 @@ typedef struct metric_store metric_store_t;
 
 /* Fields left 0 take the default in brackets. */
 typedef struct metric_store_config {
-    uint64_t series_ttl_ms;       /* series not updated for this long expire [300000] */
-    uint32_t max_series;          /* new series past this are rejected [100000] */
+    uint64_t series_ttl_ms;         /* series not updated for this long expire [300000] */
+    uint32_t max_series;            /* new series past this are rejected [100000] */
     uint32_t max_series_per_metric; /* new series of one family past this are rejected; 0 = no limit [0] */
-    uint32_t max_label_count;     /* labels per point, at most 128 [32] */
-    uint32_t max_name_len;        /* metric and label name bytes [256] */
-    uint32_t max_label_value_len; /* label value bytes [1024] */
-    uint32_t max_buckets;         /* explicit bounds per histogram [128] */
-    uint32_t max_help_len;        /* description bytes kept; longer ones are cut [1024] */
-    int help_fallback;            /* families without a description get a generated HELP line (linters want one) [0] */
+    uint32_t max_label_count;       /* labels per point, at most 128 [32] */
+    uint32_t max_name_len;          /* metric and label name bytes [256] */
+    uint32_t max_label_value_len;   /* label value bytes [1024] */
+    uint32_t max_buckets;           /* explicit bounds per histogram [128] */
+    uint32_t max_help_len;          /* description bytes kept; longer ones are cut [1024] */
+    int help_fallback; /* families without a description get a generated HELP line (linters want one) [0] */
     const char *const *reserved_prefixes; /* family names the owner renders itself: new families
                                              starting with one are rejected (not copied; must outlive the store) */
     size_t n_reserved_prefixes;
@@ -73,11 +73,11 @@ typedef struct metric_store_config {
 
 /* Why a point was rejected; also the index into metric_store_stats_t.rejected. */
 enum metric_reject {
-    METRIC_REJECT_INVALID = 0,     /* bad name, NaN/negative counter delta, bad bounds, bad temporality */
-    METRIC_REJECT_LIMIT,           /* a per-point limit (labels, lengths, buckets) */
-    METRIC_REJECT_MAX_SERIES,      /* the store is full */
-    METRIC_REJECT_TYPE_CONFLICT,   /* family already has another type */
-    METRIC_REJECT_BOUNDS_MISMATCH, /* DELTA histogram with other bounds than its series */
+    METRIC_REJECT_INVALID = 0,       /* bad name, NaN/negative counter delta, bad bounds, bad temporality */
+    METRIC_REJECT_LIMIT,             /* a per-point limit (labels, lengths, buckets) */
+    METRIC_REJECT_MAX_SERIES,        /* the store is full */
+    METRIC_REJECT_TYPE_CONFLICT,     /* family already has another type */
+    METRIC_REJECT_BOUNDS_MISMATCH,   /* DELTA histogram with other bounds than its series */
     METRIC_REJECT_METRIC_MAX_SERIES, /* the family is full (max_series_per_metric) */
     METRIC_REJECT_COUNT_
 };
@@ -129,14 +129,8 @@ int metric_store_identity(metric_store_t *ms, const metric_point_t *p, buf_t *sc
                           const char **reason);
 
 /*
- * The clock every now_ms argument is expected to come from: CLOCK_MONOTONIC
- * in milliseconds (any clock works if all calls use the same one).
- */
-uint64_t metric_store_now_ms(void);
-
-/*
  * metric_sink_fn adapter for decoders: ctx is a metric_store_t, now is
- * metric_store_now_ms(); rejections are counted; always returns 0.
+ * mono_now_ms(); rejections are counted; always returns 0.
  */
 int metric_store_sink(void *ctx, const metric_point_t *p);
 
@@ -165,10 +159,10 @@ void metric_store_render(metric_store_t *ms, buf_t *out, int openmetrics, uint64
 typedef struct metric_render_cursor {
     int openmetrics;
     int done;
-    char *family_name;    /* family of the last series written; NULL before the first part */
-    const void *next;     /* series after it (valid while no series was removed since) */
-    uint64_t after_seq;   /* its creation number */
-    uint64_t removals;    /* the store's removal count when saved */
+    char *family_name;  /* family of the last series written; NULL before the first part */
+    const void *next;   /* series after it (valid while no series was removed since) */
+    uint64_t after_seq; /* its creation number */
+    uint64_t removals;  /* the store's removal count when saved */
 } metric_render_cursor_t;
 
 int metric_store_render_chunk(metric_store_t *ms, metric_render_cursor_t *cur, buf_t *out, size_t max_bytes,

@@ -146,7 +146,7 @@ static int send_head(remote_write_t *rw, uint64_t timeout_ms)
     if (o == RW_RETRY) {
         b->attempts++;
         b->next_try_ms =
-            collector_mono_ms() + rw_backoff_ms(b->attempts, rw->min_backoff_ms, rw->max_backoff_ms, retry_after);
+            mono_now_ms() + rw_backoff_ms(b->attempts, rw->min_backoff_ms, rw->max_backoff_ms, retry_after);
         count(rw, RES_RETRIED, b->samples);
         if (!rw->failing) {
             char what[32] = "no answer";
@@ -184,7 +184,7 @@ static int send_head(remote_write_t *rw, uint64_t timeout_ms)
 static int wait_until_ms(remote_write_t *rw, uint64_t until)
 {
     pthread_mutex_lock(&rw->mu);
-    while (!rw->stop && collector_mono_ms() < until) {
+    while (!rw->stop && mono_now_ms() < until) {
         struct timespec ts = mono_timespec(until);
         int e = pthread_cond_timedwait(&rw->cv, &rw->mu, &ts);
         if (e != 0 && e != ETIMEDOUT && e != EINTR)
@@ -197,9 +197,9 @@ static int wait_until_ms(remote_write_t *rw, uint64_t until)
 
 static void drain(remote_write_t *rw)
 {
-    uint64_t deadline = collector_mono_ms() + rw->drain_ms;
+    uint64_t deadline = mono_now_ms() + rw->drain_ms;
     push(rw);
-    for (uint64_t now = collector_mono_ms(); rw->q.head != NULL && now < deadline; now = collector_mono_ms()) {
+    for (uint64_t now = mono_now_ms(); rw->q.head != NULL && now < deadline; now = mono_now_ms()) {
         if (rw->q.head->next_try_ms > now) {
             uint64_t until = rw->q.head->next_try_ms < deadline ? rw->q.head->next_try_ms : deadline;
             struct timespec ts = {(time_t)((until - now) / 1000u), (long)((until - now) % 1000u) * 1000000L};
@@ -220,22 +220,21 @@ static void *rw_main(void *arg)
 {
     remote_write_t *rw = arg;
     pthread_setname_np(pthread_self(), "outrider-rw"); /* for top -H and tests/bench/remote_write_bench.sh */
-    uint64_t next_push = collector_mono_ms();
+    uint64_t next_push = mono_now_ms();
     for (;;) {
         uint64_t until = next_push;
         if (rw->q.head != NULL && rw->q.head->next_try_ms < until)
             until = rw->q.head->next_try_ms;
         if (wait_until_ms(rw, until))
             break;
-        uint64_t now = collector_mono_ms();
+        uint64_t now = mono_now_ms();
         if (now >= next_push) {
             push(rw);
             next_push += rw->interval_ms;
             if (next_push <= now) /* a slow receiver made us miss pushes: skip them, keep the rhythm */
                 next_push = now + rw->interval_ms;
         }
-        while (rw->q.head != NULL && rw->q.head->next_try_ms <= collector_mono_ms() &&
-               collector_mono_ms() < next_push) {
+        while (rw->q.head != NULL && rw->q.head->next_try_ms <= mono_now_ms() && mono_now_ms() < next_push) {
             if (!send_head(rw, rw->timeout_ms))
                 break;
             pthread_mutex_lock(&rw->mu);

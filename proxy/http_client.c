@@ -19,7 +19,8 @@
 #include "buf.h"
 #include "hostport.h"
 #include "http1.h"
-#include "runtime.h" /* runtime_now_ms */
+#include "mono.h"
+#include "runtime.h"
 #include "transport.h"
 #include "xalloc.h"
 
@@ -64,7 +65,7 @@ struct http_client {
 
 static bool past(const http_client_t *c)
 {
-    uint64_t now = runtime_now_ms();
+    uint64_t now = mono_now_ms();
     uint64_t stop = c->stop_ms != NULL ? atomic_load(c->stop_ms) : 0;
     return now >= c->deadline_ms || (stop != 0 && now >= stop);
 }

@@ -35,7 +35,7 @@
 #include "ident.h"
 #include "log.h"
 #include "mono.h"
-#include "runtime.h" /* runtime_now_ms */
+#include "runtime.h"
 #include "xalloc.h"
 
 #define TTL_MAX_S ((uint64_t)100 * 365 * 86400) /* as the CA's own bound (ctl/ttl.h) */
@@ -761,7 +761,7 @@ identity_cert_t *identity_fetch(identity_t *id, uint64_t deadline_ms, char *err,
 {
     char why[IDENTITY_ERR_MAX];
     if (deadline_ms == 0)
-        deadline_ms = runtime_now_ms() + IDENTITY_FETCH_TIMEOUT_MS;
+        deadline_ms = mono_now_ms() + IDENTITY_FETCH_TIMEOUT_MS;
     identity_cert_t *c = attempt(id, deadline_ms, why, sizeof why);
     record(id, c, why);
     if (c == NULL)
@@ -896,7 +896,7 @@ static void *renewal_main(void *arg)
         identity_cert_t *fresh = NULL;
         bool failed = false;
         if (go) {
-            fresh = attempt(id, runtime_now_ms() + IDENTITY_FETCH_TIMEOUT_MS, err, sizeof err);
+            fresh = attempt(id, mono_now_ms() + IDENTITY_FETCH_TIMEOUT_MS, err, sizeof err);
             if (fresh == NULL && atomic_load(&id->stop_ms) != 0) {
                 pthread_mutex_lock(&id->lock); /* cut short by identity_stop: not a failure */
                 break;

@@ -164,7 +164,7 @@ identity_t *identity_create(const identity_opts_t *o, char *err, size_t errlen);
  * CA certified spiffe://x but this sidecar is spiffe://y", "certificate
  * expired at ...", "KEY does not match the certificate in CERT"...; at most
  * IDENTITY_ERR_MAX bytes are useful). deadline_ms is CLOCK_MONOTONIC ms
- * (runtime_now_ms), 0 = IDENTITY_FETCH_TIMEOUT_MS from now; only CA mode
+ * (mono_now_ms), 0 = IDENTITY_FETCH_TIMEOUT_MS from now; only CA mode
  * waits. Any thread; the reason is also kept as the last error.
  */
 identity_cert_t *identity_fetch(identity_t *id, uint64_t deadline_ms, char *err, size_t errlen);

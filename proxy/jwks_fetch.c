@@ -21,7 +21,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "mono.h"
-#include "runtime.h" /* runtime_now_ms */
+#include "runtime.h"
 #include "xalloc.h"
 
 struct jwks_source {
@@ -119,7 +119,7 @@ static int fetch(jwks_fetcher_t *f, jwks_source_t *s, const char *ca_file, uint6
     http_client_request_t r = {
         .get = 1, .path = s->path, .headers = accept, .n_headers = 1, .answer = &body, .answer_max = JWKS_MAX_BYTES};
     const char *w = NULL;
-    int status = http_client_send(hc, &r, runtime_now_ms() + timeout_ms, &f->stop_ms, &w);
+    int status = http_client_send(hc, &r, mono_now_ms() + timeout_ms, &f->stop_ms, &w);
     if (status < 0)
         snprintf(why, wlen, "%s", w != NULL ? w : "no answer"); /* w may be the client's: before it goes */
     http_client_destroy(hc);
@@ -167,7 +167,7 @@ static void settle(jwks_fetcher_t *f, jwks_source_t *s, int rc, jwks_t *keys, co
 
     pthread_mutex_lock(&f->lock);
     s->tried = true;
-    uint64_t now = runtime_now_ms();
+    uint64_t now = mono_now_ms();
     bool again = s->again;
     s->again = false;
     if (rc == 0) {
@@ -196,7 +196,7 @@ static void *run(void *arg)
     jwks_fetcher_t *f = arg;
     pthread_mutex_lock(&f->lock);
     while (!f->stopping) {
-        uint64_t now = runtime_now_ms(), soonest = UINT64_MAX;
+        uint64_t now = mono_now_ms(), soonest = UINT64_MAX;
         jwks_source_t *due = NULL;
         for (jwks_source_t *s = f->sources; s != NULL; s = s->next) {
             if (s->next_ms <= now) {
@@ -210,7 +210,7 @@ static void *run(void *arg)
             if (soonest == UINT64_MAX) {
                 pthread_cond_wait(&f->cond, &f->lock);
             } else {
-                struct timespec ts = mono_timespec(soonest); /* runtime_now_ms is CLOCK_MONOTONIC too */
+                struct timespec ts = mono_timespec(soonest); /* mono_now_ms is CLOCK_MONOTONIC too */
                 pthread_cond_timedwait(&f->cond, &f->lock, &ts);
             }
             continue;
@@ -257,7 +257,7 @@ void jwks_fetcher_configure(jwks_fetcher_t *f, const char *ca_file, uint64_t ref
     free(f->ca_file);
     f->ca_file = ca_file != NULL && ca_file[0] != '\0' ? xstrdup(ca_file) : NULL;
     uint64_t r = refresh_ms != 0 ? refresh_ms : JWKS_REFRESH_DEFAULT_MS;
-    uint64_t now = runtime_now_ms();
+    uint64_t now = mono_now_ms();
     for (jwks_source_t *s = f->sources; s != NULL; s = s->next) { /* a shorter interval applies now, a CA at once */
         if (s->next_ms == UINT64_MAX)
             s->again |= ca_changed;
@@ -296,7 +296,7 @@ void jwks_fetcher_destroy(jwks_fetcher_t *f)
         return;
     pthread_mutex_lock(&f->lock);
     f->stopping = true;
-    atomic_store(&f->stop_ms, runtime_now_ms());
+    atomic_store(&f->stop_ms, mono_now_ms());
     pthread_cond_signal(&f->cond);
     pthread_mutex_unlock(&f->lock);
     if (f->started)

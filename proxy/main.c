@@ -31,6 +31,7 @@
 #include "identity.h"
 #include "jwks_fetch.h"
 #include "log.h"
+#include "mono.h"
 #include "runtime.h"
 #include "telemetry.h"
 #include "transport.h"
@@ -581,13 +582,13 @@ static void identity_install(uv_async_t *a)
 #define IDENTITY_START_WAIT_MS 30000
 static identity_cert_t *identity_first(identity_t *id, char *err, size_t errlen)
 {
-    uint64_t until = runtime_now_ms() + IDENTITY_START_WAIT_MS;
+    uint64_t until = mono_now_ms() + IDENTITY_START_WAIT_MS;
     char last[IDENTITY_ERR_MAX] = "";
     for (;;) {
         identity_cert_t *c = identity_fetch(id, 0, err, errlen);
         if (c != NULL)
             return c;
-        if (runtime_now_ms() >= until)
+        if (mono_now_ms() >= until)
             return NULL;
         if (strcmp(last, err) != 0) {
             log_warn("identity: %s; trying again each second for %ds", err, IDENTITY_START_WAIT_MS / 1000);

@@ -71,7 +71,7 @@ runtime_t *runtime_create(proxy_config_t *cfg, char *err, size_t errlen)
     rt->buckets = calloc(cfg->n_rate_limits ? cfg->n_rate_limits : 1, sizeof *rt->buckets);
     if (rt->buckets == NULL)
         log_fatal("runtime: out of memory");
-    uint64_t now = runtime_now_ms();
+    uint64_t now = mono_now_ms();
     for (size_t i = 0; i < cfg->n_rate_limits; i++) {
         atomic_init(&rt->buckets[i].tokens, (long long)cfg->rate_limits[i].local.max_tokens);
         atomic_init(&rt->buckets[i].last_fill_ms, now);
@@ -112,16 +112,11 @@ const char *runtime_destination_service(const runtime_t *rt, const router_cluste
     return cl->service != NULL ? cl->host : rt->self_fqdn;
 }
 
-uint64_t runtime_now_ms(void)
-{
-    return mono_now_ms();
-}
-
 bool runtime_bucket_take(runtime_t *rt, size_t i, uint64_t *remaining, uint64_t *reset_s)
 {
     const proxy_rl_local_t *l = &rt->cfg->rate_limits[i].local;
     runtime_bucket_t *b = &rt->buckets[i];
-    uint64_t now = runtime_now_ms();
+    uint64_t now = mono_now_ms();
     unsigned long long last = atomic_load(&b->last_fill_ms);
     if (now >= last + l->fill_interval_ms) {
         uint64_t periods = (now - last) / l->fill_interval_ms;

@@ -78,9 +78,6 @@ typedef struct runtime {
     atomic_int refs;
 } runtime_t;
 
-/* Milliseconds of CLOCK_MONOTONIC. */
-uint64_t runtime_now_ms(void);
-
 /*
  * Take a token from the bucket of RateLimit document i (its local block).
  * Returns true when one was left; *remaining is what is left after it,
