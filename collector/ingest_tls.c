@@ -141,26 +141,30 @@ int ingest_tls_check_pair(const char *cert_path, const char *key_path, char *why
     return 0;
 }
 
-int ingest_tls_pem_load(ingest_tls_pem_t *p, const char *cert_path, const char *key_path, const char *ca_path,
-                        char *why, size_t why_len)
+static void pem_dispose(ingest_tls_pem_t *p)
+{
+    free(p->cert_pem);
+    free_secret(p->key_pem);
+    free(p->ca_pem);
+    *p = (ingest_tls_pem_t){0};
+}
+
+/*
+ * Read the files (ca_path NULL or "": no mutual TLS); nothing is parsed.
+ * Returns 0, or -1 with "PATH: reason" in why (and nothing to free).
+ */
+static int pem_load(ingest_tls_pem_t *p, const char *cert_path, const char *key_path, const char *ca_path, char *why,
+                    size_t why_len)
 {
     *p = (ingest_tls_pem_t){0};
     gnutls_datum_t d;
     if ((p->cert_pem = read_pem(cert_path, &d, why, why_len)) == NULL ||
         (p->key_pem = read_pem(key_path, &d, why, why_len)) == NULL ||
         (ca_path != NULL && ca_path[0] != '\0' && (p->ca_pem = read_pem(ca_path, &d, why, why_len)) == NULL)) {
-        ingest_tls_pem_dispose(p);
+        pem_dispose(p);
         return -1;
     }
     return 0;
-}
-
-void ingest_tls_pem_dispose(ingest_tls_pem_t *p)
-{
-    free(p->cert_pem);
-    free_secret(p->key_pem);
-    free(p->ca_pem);
-    *p = (ingest_tls_pem_t){0};
 }
 
 /* ---- credentials ---- */
@@ -296,7 +300,7 @@ ingest_tls_t *ingest_tls_create(const char *cert_path, const char *key_path, con
     t->ca_path = ca_path != NULL && ca_path[0] != '\0' ? xstrdup(ca_path) : NULL;
     pthread_mutex_init(&t->lock, NULL);
     atomic_init(&t->reload_ok, 1);
-    if (ingest_tls_pem_load(&t->startup, t->cert_path, t->key_path, t->ca_path, why, why_len) != 0 ||
+    if (pem_load(&t->startup, t->cert_path, t->key_path, t->ca_path, why, why_len) != 0 ||
         (t->cur = ingest_tls_cred_create(&t->startup, t->cert_path, t->key_path, t->ca_path, why, why_len)) == NULL) {
         ingest_tls_destroy(t);
         return NULL;
@@ -313,7 +317,7 @@ void ingest_tls_destroy(ingest_tls_t *t)
     if (t == NULL)
         return;
     ingest_tls_cred_release(t->cur);
-    ingest_tls_pem_dispose(&t->startup);
+    pem_dispose(&t->startup);
     pthread_mutex_destroy(&t->lock);
     free(t->cert_path);
     free(t->key_path);
@@ -361,9 +365,9 @@ int ingest_tls_reload(ingest_tls_t *t, char *why, size_t why_len)
 {
     ingest_tls_pem_t p;
     ingest_tls_cred_t *c = NULL;
-    if (ingest_tls_pem_load(&p, t->cert_path, t->key_path, t->ca_path, why, why_len) == 0) {
+    if (pem_load(&p, t->cert_path, t->key_path, t->ca_path, why, why_len) == 0) {
         c = ingest_tls_cred_create(&p, t->cert_path, t->key_path, t->ca_path, why, why_len);
-        ingest_tls_pem_dispose(&p);
+        pem_dispose(&p);
     }
     if (c == NULL) {
         atomic_store(&t->reload_ok, 0);

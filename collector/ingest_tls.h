@@ -60,14 +60,6 @@ typedef struct ingest_tls_pem {
     char *ca_pem;   /* NULL: no client certificates (no mutual TLS) */
 } ingest_tls_pem_t;
 
-/*
- * Read the files (ca_path NULL or "": no mutual TLS); nothing is parsed.
- * Returns 0, or -1 with "PATH: reason" in why (and nothing to free). Free
- * with ingest_tls_pem_dispose.
- */
-int ingest_tls_pem_load(ingest_tls_pem_t *p, const char *cert_path, const char *key_path, const char *ca_path,
-                        char *why, size_t why_len);
-void ingest_tls_pem_dispose(ingest_tls_pem_t *p);
 
 /* ---- credentials ---- */
 
