@@ -46,8 +46,6 @@
 #define STAMP_CERT 0
 #define STAMP_KEY 1
 
-typedef struct identity_stamp stamp_t;
-
 enum mode { MODE_FILES, MODE_CA };
 
 struct identity {
@@ -123,36 +121,12 @@ static void printable(const char *s, size_t n, char *out, size_t len)
 
 /* ---- files ---- */
 
-static void stamp_of(const struct stat *sb, stamp_t *st)
-{
-    memset(st, 0, sizeof *st);
-    st->dev = sb->st_dev;
-    st->ino = sb->st_ino;
-    st->size = sb->st_size;
-    st->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
-}
-
-/* stat(path) as a stamp; all zero when it cannot be stat'ed. */
-static void stamp_path(const char *path, stamp_t *st)
-{
-    struct stat sb;
-    if (stat(path, &sb) == 0)
-        stamp_of(&sb, st);
-    else
-        memset(st, 0, sizeof *st);
-}
-
-static bool stamp_eq(const stamp_t *a, const stamp_t *b)
-{
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
-}
-
 /*
  * All of path (at most max bytes) in a new NUL-terminated buffer of
  * exactly *len + 1 bytes (never grown, so a key leaves no copy behind);
  * *st gets the opened file's stamp. NULL with "PATH: reason" in err.
  */
-static char *read_bounded(const char *path, size_t max, size_t *len, stamp_t *st, char *err, size_t errlen)
+static char *read_bounded(const char *path, size_t max, size_t *len, file_stamp_t *st, char *err, size_t errlen)
 {
     char *data = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -194,7 +168,7 @@ static char *read_bounded(const char *path, size_t max, size_t *len, stamp_t *st
     }
     data[got] = '\0';
     *len = got;
-    stamp_of(&sb, st);
+    *st = file_stamp_of(&sb);
     goto out;
 fail:
     OPENSSL_cleanse(data, cap + 1);
@@ -364,8 +338,8 @@ typedef struct material {
     EVP_PKEY *key;
     char *roots; /* PEM, NUL-terminated */
     size_t roots_len;
-    stamp_t stamps[2]; /* files mode */
-    stamp_t roots_stamp;
+    file_stamp_t stamps[2]; /* files mode */
+    file_stamp_t roots_stamp;
 } material_t;
 
 /*
@@ -531,7 +505,7 @@ out:
 static char *read_token(identity_t *id, size_t *len, char *err, size_t errlen)
 {
     size_t n = 0;
-    stamp_t st;
+    file_stamp_t st;
     char *raw = read_bounded(id->token_file, IDENTITY_TOKEN_MAX, &n, &st, err, errlen);
     if (raw == NULL)
         return NULL;
@@ -805,7 +779,7 @@ static void roots_hash(identity_t *id, char out[65])
 {
     char err[256];
     size_t len = 0;
-    stamp_t st;
+    file_stamp_t st;
     char *roots = read_bounded(id->roots_file, IDENTITY_FILE_MAX, &len, &st, err, sizeof err);
     out[0] = '\0';
     if (roots != NULL)
@@ -839,7 +813,7 @@ static void *renewal_main(void *arg)
 {
     identity_t *id = arg;
     char err[IDENTITY_ERR_MAX], logged[IDENTITY_ERR_MAX] = "", tried_roots[65] = "", roots[65];
-    stamp_t tried[2];        /* files mode: cert_file's and key_file's at the last attempt */
+    file_stamp_t tried[2];   /* files mode: cert_file's and key_file's at the last attempt */
     uint64_t backoff_ms = 0; /* 0: the last attempt succeeded */
     int64_t retry_at = 0;
     const identity_cert_t *warned = NULL;
@@ -876,11 +850,11 @@ static void *renewal_main(void *arg)
             memcpy(tried_roots, roots, sizeof tried_roots);
         }
         if (id->mode == MODE_FILES) {
-            stamp_t st[2];
-            stamp_path(id->cert_file, &st[STAMP_CERT]);
-            stamp_path(id->key_file, &st[STAMP_KEY]);
+            file_stamp_t st[2];
+            st[STAMP_CERT] = file_stamp(id->cert_file);
+            st[STAMP_KEY] = file_stamp(id->key_file);
             for (int i = 0; i < 2; i++)
-                go = go || !stamp_eq(&st[i], &tried[i]);
+                go = go || !file_stamp_eq(&st[i], &tried[i]);
             memcpy(tried, st, sizeof st);
             if (!go && cur != NULL && warned != cur && now >= identity_renew_at_ms(cur)) {
                 char until[32];

@@ -73,6 +73,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "file_stamp.h"
 #include "transport.h"
 
 #define IDENTITY_FILE_MAX (1u << 20)     /* bytes of a certificate, key or roots file */
@@ -134,12 +135,7 @@ typedef struct identity_cert {
     /* private */
     _Atomic int refs;
     unsigned char material[32]; /* SHA-256 of the chain's DER and the roots' bytes */
-    struct identity_stamp {
-        dev_t dev;
-        ino_t ino;
-        off_t size;
-        int64_t mtime_ns;
-    } stamps[2]; /* files mode: cert_file's and key_file's, as they were read */
+    file_stamp_t stamps[2];     /* files mode: cert_file's and key_file's, as they were read */
 } identity_cert_t;
 
 /* The renewal thread's counters. */

@@ -22,9 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <uv.h>
+#include <xxhash.h>
 
 #include "admin.h"
 #include "authz.h"
@@ -40,6 +40,7 @@
 #include "buf.h"
 #include "config.h"
 #include "config_json.h"
+#include "file_stamp.h"
 
 typedef struct counts {
     int errors, warnings;
@@ -112,9 +113,9 @@ typedef struct proxy_main {
     size_t n_paths;
     uv_loop_t loop;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t watch;                          /* the configuration files' change check (CONFIG_WATCH_MS) */
-    char watched[PROXY_CONFIG_MAX_FILES][128]; /* what each file looked like at the last load */
-    char jwks_watched[2048];                   /* ... and the file:// JWKS of RequestAuthentication (jwks_files) */
+    uv_timer_t watch;                             /* the configuration files' change check (CONFIG_WATCH_MS) */
+    file_stamp_t watched[PROXY_CONFIG_MAX_FILES]; /* what each file looked like at the last load */
+    uint64_t jwks_watched;                        /* ... and the file:// JWKS of RequestAuthentication (jwks_files) */
     admin_t *admin;
     worker_t **workers;
     int n_workers;
@@ -143,7 +144,7 @@ static void jwks_bind(jwks_fetcher_t *f, proxy_config_t *cfg)
         }
 }
 
-static void jwks_files(const proxy_main_t *m, char *out, size_t len);
+static uint64_t jwks_files(const proxy_main_t *m);
 
 static void shutdown_start(proxy_main_t *m, const char *why)
 {
@@ -251,7 +252,7 @@ static void reload(proxy_main_t *m)
         worker_set_runtime(m->workers[i], rt);
     runtime_unref(m->rt);
     m->rt = rt;
-    jwks_files(m, m->jwks_watched, sizeof m->jwks_watched); /* as loaded */
+    m->jwks_watched = jwks_files(m); /* as loaded */
     m->reloads_ok++;
     log_info("reloaded %s: %zu service%s, %zu virtual service%s, %zu destination rule%s", m->path, rt->cfg->n_services,
              rt->cfg->n_services == 1 ? "" : "s", rt->cfg->n_virtual_services,
@@ -267,49 +268,36 @@ static void reload(proxy_main_t *m)
  */
 #define CONFIG_WATCH_MS 2000
 
-static void file_signature(const char *path, char *out, size_t len)
+/* The stamps of the running configuration's JWKS files (file:// jwksUri), folded into one hash. */
+static uint64_t jwks_files(const proxy_main_t *m)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        snprintf(out, len, "missing");
-    else
-        snprintf(out, len, "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-                 (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
-}
-
-/* The signatures of the running configuration's JWKS files (file:// jwksUri), one after another. */
-static void jwks_files(const proxy_main_t *m, char *out, size_t len)
-{
-    size_t n = 0;
-    out[0] = '\0';
+    uint64_t h = 0;
     const proxy_config_t *cfg = m->rt != NULL ? m->rt->cfg : NULL;
     for (size_t i = 0; cfg != NULL && i < cfg->n_request_authentications; i++)
         for (size_t k = 0; k < cfg->request_authentications[i].n_rules; k++) {
             const char *uri = cfg->request_authentications[i].rules[k].jwks_uri;
-            if (uri == NULL || strncmp(uri, "file://", 7) != 0 || n + 130 >= len)
-                continue;
-            char sig[128];
-            file_signature(uri + 7, sig, sizeof sig);
-            n += (size_t)snprintf(out + n, len - n, "%s;", sig);
+            if (uri != NULL && strncmp(uri, "file://", 7) == 0) {
+                file_stamp_t st = file_stamp(uri + 7);
+                h = XXH64(&st, sizeof st, h);
+            }
         }
+    return h;
 }
 
 /* Note the files as they are; true when any differs from the last note. */
 static bool files_changed(proxy_main_t *m)
 {
     bool changed = false;
-    char jwks[sizeof m->jwks_watched];
-    jwks_files(m, jwks, sizeof jwks);
-    if (strcmp(jwks, m->jwks_watched) != 0) { /* keys rotated: a reload reads them again */
+    uint64_t jwks = jwks_files(m);
+    if (jwks != m->jwks_watched) { /* keys rotated: a reload reads them again */
         changed = true;
-        memcpy(m->jwks_watched, jwks, sizeof jwks);
+        m->jwks_watched = jwks;
     }
     for (size_t i = 0; i < m->n_paths; i++) {
-        char sig[sizeof m->watched[0]];
-        file_signature(m->paths[i], sig, sizeof sig);
-        if (strcmp(sig, m->watched[i]) != 0) {
+        file_stamp_t st = file_stamp(m->paths[i]);
+        if (!file_stamp_eq(&st, &m->watched[i])) {
             changed = true;
-            memcpy(m->watched[i], sig, sizeof sig);
+            m->watched[i] = st;
         }
     }
     return changed;

@@ -28,7 +28,6 @@
 #include <strings.h>
 #include <fcntl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -36,6 +35,7 @@
 #include <openssl/crypto.h> /* OPENSSL_cleanse */
 
 #include "compress.h"
+#include "file_stamp.h"
 #include "http_client.h"
 #include "log.h"
 #include "mono.h"
@@ -312,15 +312,6 @@ typedef struct pending {
     size_t bytes;      /* counted in queue_bytes */
     uint64_t first_ms; /* monotonic, when the oldest of them was drained */
 } pending_t;
-
-/* What stat says of a file, to tell when it changed. */
-typedef struct file_stamp {
-    bool ok; /* stat succeeded */
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    int64_t mtime_ns;
-} file_stamp_t;
 
 struct tele {
     peer_info_t self;
@@ -1113,21 +1104,6 @@ static void fold_metrics(tele_t *t, entry_t *const *list, size_t n)
 /* ------------------------------------------------------------------ */
 /* OTLP/HTTP client (exporter thread): http_client.h                   */
 
-static file_stamp_t stamp_of(const char *path)
-{
-    file_stamp_t s = {0};
-    struct stat st;
-    if (stat(path, &st) == 0)
-        s = (file_stamp_t){true, st.st_dev, st.st_ino, st.st_size,
-                           (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
-    return s;
-}
-
-static bool stamp_same(const file_stamp_t *a, const file_stamp_t *b)
-{
-    return a->ok == b->ok && a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
-}
-
 /* The token in path, without the whitespace around it: 0 with a heap copy in *out, or -1 with the reason. */
 static int read_token(const char *path, char **out, char *why, size_t why_len)
 {
@@ -1187,8 +1163,8 @@ static void check_credentials(tele_t *t)
         return;
     t->next_check_ms = now + FILE_CHECK_MS;
     if (t->token_file != NULL) {
-        file_stamp_t s = stamp_of(t->token_file);
-        if (!stamp_same(&s, &t->token_stamp)) {
+        file_stamp_t s = file_stamp(t->token_file);
+        if (!file_stamp_eq(&s, &t->token_stamp)) {
             t->token_stamp = s;
             char *token = NULL, why[256];
             if (read_token(t->token_file, &token, why, sizeof(why)) == 0) {
@@ -1206,8 +1182,8 @@ static void check_credentials(tele_t *t)
         }
     }
     if (t->cert_file != NULL) {
-        file_stamp_t c = stamp_of(t->cert_file), k = stamp_of(t->key_file);
-        if (!stamp_same(&c, &t->cert_stamp) || !stamp_same(&k, &t->key_stamp)) {
+        file_stamp_t c = file_stamp(t->cert_file), k = file_stamp(t->key_file);
+        if (!file_stamp_eq(&c, &t->cert_stamp) || !file_stamp_eq(&k, &t->key_stamp)) {
             if (t->client != NULL)
                 log_info("telemetry: client certificate %s or its key changed: connecting again", t->cert_file);
             t->cert_stamp = c;
