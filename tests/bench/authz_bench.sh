@@ -63,30 +63,15 @@ YAML
 for n in 0 10 100; do
     p=$(free_port)
     {
-        cat <<YAML
-apiVersion: outrider.io/v1alpha1
-kind: Proxy
-metadata: {name: reviews-v1, namespace: shop, labels: {app: reviews}}
-spec:
-  inbound: {listen: 127.0.0.1:$p, forwardTo: 127.0.0.1:$BE}
-  outbound: {listen: 127.0.0.1:0}
-  admin: {listen: 127.0.0.1:0}
-  workers: 1
-YAML
+        outrider_yaml "$p"
         policies "$n"
     } >"$W/p$n.yaml"
-    "$BIN/outrider-proxy" --check --config "$W/p$n.yaml" >/dev/null 2>&1 || die "p$n.yaml does not load"
-    "$BIN/outrider-proxy" --config "$W/p$n.yaml" >"$W/p$n.log" 2>&1 &
-    PIDS+=($!)
-    PID[outrider-$n]=$!
-    PORT[outrider-$n]=$p
-    wait_port "$p" || die "outrider-$n did not start: $(cat "$W/p$n.log")"
+    start_variant "outrider-$n" "$p" "$W/p$n.yaml"
 done
 for n in 0 100; do
     p=$(free_port)
     {
-        printf 'global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n'
-        printf '  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:%s\n' "$p"
+        haproxy_head "$p"
         for ((i = 0; i < n / 2; i++)); do
             printf '  http-request deny if { path_beg /internal-%s/ } { method DELETE PUT }\n' "$i"
             printf '  http-request deny if { req.hdr(x-block-%s) -m str 1 }\n' "$i"
@@ -96,14 +81,9 @@ for n in 0 100; do
             printf '  acl allowed src 10.%s.0.0/16\n  acl allowed path_reg ^/app-%s/[^/]+$\n' $((i % 250)) "$i"
         done
         ((n > 0)) && printf '  http-request deny unless allowed or { path / } or { path_beg /items/ }\n'
-        printf '  default_backend app\nbackend app\n  server s 127.0.0.1:%s\n' "$BE"
+        haproxy_tail
     } >"$W/h$n.cfg"
-    haproxy -c -f "$W/h$n.cfg" >/dev/null 2>&1 || die "h$n.cfg: $(haproxy -c -f "$W/h$n.cfg" 2>&1 | tail -3)"
-    haproxy -db -f "$W/h$n.cfg" >"$W/h$n.log" 2>&1 &
-    PIDS+=($!)
-    PID[haproxy-$n]=$!
-    PORT[haproxy-$n]=$p
-    wait_port "$p" || die "haproxy-$n did not start: $(cat "$W/h$n.log")"
+    start_variant "haproxy-$n" "$p" "$W/h$n.cfg"
 done
 VARIANTS="outrider-0 outrider-10 outrider-100 haproxy-0 haproxy-100"
 for v in $VARIANTS; do

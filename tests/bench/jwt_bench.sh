@@ -30,16 +30,7 @@ done
 for v in none es256 rs256; do
     p=$(free_port)
     {
-        cat <<YAML
-apiVersion: outrider.io/v1alpha1
-kind: Proxy
-metadata: {name: reviews-v1, namespace: shop, labels: {app: reviews}}
-spec:
-  inbound: {listen: 127.0.0.1:$p, forwardTo: 127.0.0.1:$BE}
-  outbound: {listen: 127.0.0.1:0}
-  admin: {listen: 127.0.0.1:0}
-  workers: 1
-YAML
+        outrider_yaml "$p"
         [[ $v == none ]] || cat <<YAML
 ---
 apiVersion: security.istio.io/v1
@@ -59,17 +50,11 @@ spec:
   rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
 YAML
     } >"$W/p-$v.yaml"
-    "$BIN/outrider-proxy" --check --config "$W/p-$v.yaml" >/dev/null 2>&1 || die "p-$v.yaml does not load"
-    "$BIN/outrider-proxy" --config "$W/p-$v.yaml" >"$W/p-$v.log" 2>&1 &
-    PIDS+=($!)
-    PID[outrider-$v]=$!
-    PORT[outrider-$v]=$p
-    wait_port "$p" || die "outrider-$v did not start: $(cat "$W/p-$v.log")"
+    start_variant "outrider-$v" "$p" "$W/p-$v.yaml"
 
     p=$(free_port)
     {
-        printf 'global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n'
-        printf '  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:%s\n' "$p"
+        haproxy_head "$p"
         if [[ $v != none ]]; then
             alg=${v^^}
             printf '  http-request set-var(txn.bearer) http_auth_bearer\n'
@@ -78,14 +63,9 @@ YAML
             printf '  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(%s,"%s") -m int 1 }\n' \
                 "$alg" "$W/keys/k1-${v:0:2}.pub.pem"
         fi
-        printf '  default_backend app\nbackend app\n  server s 127.0.0.1:%s\n' "$BE"
+        haproxy_tail
     } >"$W/h-$v.cfg"
-    haproxy -c -f "$W/h-$v.cfg" >/dev/null 2>&1 || die "h-$v.cfg: $(haproxy -c -f "$W/h-$v.cfg" 2>&1 | tail -3)"
-    haproxy -db -f "$W/h-$v.cfg" >"$W/h-$v.log" 2>&1 &
-    PIDS+=($!)
-    PID[haproxy-$v]=$!
-    PORT[haproxy-$v]=$p
-    wait_port "$p" || die "haproxy-$v did not start: $(cat "$W/h-$v.log")"
+    start_variant "haproxy-$v" "$p" "$W/h-$v.cfg"
 done
 VARIANTS="outrider-none outrider-es256 outrider-rs256 haproxy-none haproxy-es256 haproxy-rs256"
 

@@ -4,7 +4,7 @@
 # the rounds, whose order rotates every round, with the proxy's CPU per request
 # (utime+stime from /proc/PID/stat) and a summary of medians and ratios to a base variant.
 #   before sourcing: NAME (for messages and the directory); DUR (5 s), ROUNDS (3) may be set
-#   after: start variants, fill PORT[variant] and PID[variant], set VARIANTS, then
+#   after: start variants (start_variant, with outrider_yaml or haproxy_head/_tail), set VARIANTS, then
 #          wrk_rounds "TITLE" LUA_SCRIPT BASE_SUFFIX    (a variant's base is ${v%-*}-BASE_SUFFIX)
 set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -62,6 +62,44 @@ CONF
     nginx -c "$W/nginx.conf" >"$W/nginx.log" 2>&1 &
     PIDS+=($!)
     wait_port "$BE" || die "nginx did not start: $(cat "$W/nginx.err")"
+}
+
+# outrider_yaml PORT: the Proxy document of an inbound sidecar on PORT in front of the backend (one worker)
+outrider_yaml() {
+    cat <<YAML
+apiVersion: outrider.io/v1alpha1
+kind: Proxy
+metadata: {name: reviews-v1, namespace: shop, labels: {app: reviews}}
+spec:
+  inbound: {listen: 127.0.0.1:$1, forwardTo: 127.0.0.1:$BE}
+  outbound: {listen: 127.0.0.1:0}
+  admin: {listen: 127.0.0.1:0}
+  workers: 1
+YAML
+}
+
+# haproxy_head PORT / haproxy_tail: a one-thread HAProxy frontend on PORT (its rules go between) and
+# the backend
+haproxy_head() {
+    printf 'global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n'
+    printf '  timeout client 30s\n  timeout server 30s\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:%s\n' "$1"
+}
+haproxy_tail() { printf '  default_backend app\nbackend app\n  server s 127.0.0.1:%s\n' "$BE"; }
+
+# start_variant VARIANT PORT FILE: check FILE and start outrider-proxy (*.yaml) or haproxy (*.cfg) with it
+start_variant() {
+    local v=$1 p=$2 f=$3
+    if [[ $f == *.yaml ]]; then
+        "$BIN/outrider-proxy" --check --config "$f" >/dev/null 2>&1 || die "$f does not load"
+        "$BIN/outrider-proxy" --config "$f" >"$f.log" 2>&1 &
+    else
+        haproxy -c -f "$f" >/dev/null 2>&1 || die "$f: $(haproxy -c -f "$f" 2>&1 | tail -3)"
+        haproxy -db -f "$f" >"$f.log" 2>&1 &
+    fi
+    PIDS+=($!)
+    PID[$v]=$!
+    PORT[$v]=$p
+    wait_port "$p" || die "$v did not start: $(cat "$f.log")"
 }
 
 to_ms() {
